@@ -1,0 +1,92 @@
+# mrcnn build: `make` builds build/libmrcnn.a and build/mrcnn; `make test`, `make test-asan`,
+# `make demo`, `make bench`, `make refs`. Every target first checks the Debian packages it needs
+# and installs the missing ones (apt-get, via sudo when not root).
+
+CC      ?= gcc
+BUILD   ?= build
+PKGS    := openblas hdf5 libcjson stb criterion
+DEBS    := pkg-config libopenblas-openmp-dev libhdf5-dev libcjson-dev libstb-dev libcriterion-dev
+REF_DEBS := python3-torch python3-torchvision python3-h5py python3-numpy
+
+WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
+           -Wdouble-promotion -Werror
+# Dependency headers are system headers: their own warnings are not ours to fix.
+DEP_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null | sed 's/-I/-isystem /g')
+DEP_LIBS   = $(shell pkg-config --libs openblas hdf5 libcjson stb 2>/dev/null)
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = -std=c11 $(CFLAGS) $(WARN) -fopenmp -D_GNU_SOURCE -MMD -MP $(DEP_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  = $(DEP_LIBS) -fopenmp -lm -lpthread $(EXTRA_LDFLAGS)
+
+LIB_DIRS := core layers losses data train
+LIB_SRC  := $(sort $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
+TOOL_SRC := $(sort $(wildcard tools/*.c))
+TEST_SRC := $(sort $(wildcard tests/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+DEPS_OK  := $(BUILD)/.deps-ok
+
+.PHONY: all deps ref-deps test test-asan demo bench bench-deps refs format clean
+all: $(BUILD)/mrcnn
+
+# Checked once per build folder; delete build/ to check again.
+deps: $(DEPS_OK)
+$(DEPS_OK):
+	@mkdir -p $(BUILD)
+	@sh tools/ensure-debs.sh $(DEBS)
+	@touch $@
+
+ref-deps:
+	@sh tools/ensure-debs.sh $(REF_DEBS)
+
+$(BUILD)/%.o: %.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	@echo "CC $<"
+	@$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libmrcnn.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/mrcnn: $(TOOL_OBJ) $(BUILD)/libmrcnn.a
+	$(CC) $(ALL_CFLAGS) -o $@ $(TOOL_OBJ) $(BUILD)/libmrcnn.a $(LDLIBS)
+
+$(BUILD)/test_mrcnn: $(TEST_OBJ) $(BUILD)/libmrcnn.a
+	$(CC) $(ALL_CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libmrcnn.a $(LDLIBS) -lcriterion
+
+# Criterion runs each test in its own process; two workers match the two-core machines, and
+# each worker keeps to one BLAS/OpenMP thread so they do not fight over the cores.
+TEST_ENV := OMP_NUM_THREADS=1 MRCNN_SHARED=$(CURDIR)/../shared
+test: $(BUILD)/test_mrcnn $(BUILD)/mrcnn
+	$(TEST_ENV) MRCNN_BIN=$(CURDIR)/$(BUILD)/mrcnn ./$(BUILD)/test_mrcnn --jobs 2 $(TEST_ARGS)
+
+# The same suite under AddressSanitizer and UBSan, in its own build folder.
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+test-asan: | $(DEPS_OK)
+	@mkdir -p build-asan && touch build-asan/.deps-ok
+	$(MAKE) --no-print-directory BUILD=build-asan CFLAGS="-O1 -g" \
+	    EXTRA_CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="$(ASAN_FLAGS)" build-asan/test_mrcnn build-asan/mrcnn
+	$(TEST_ENV) MRCNN_BIN=$(CURDIR)/build-asan/mrcnn ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    ./build-asan/test_mrcnn --jobs 2 $(TEST_ARGS)
+
+demo: $(BUILD)/mrcnn
+	./$(BUILD)/mrcnn demo --out demo
+
+bench: $(BUILD)/mrcnn
+	./$(BUILD)/mrcnn bench
+
+bench-deps: ref-deps
+
+# Regenerates the committed PyTorch reference files in tests/ref/ (needs python3-torch).
+refs: ref-deps
+	cd tests/ref && for s in make_*.py; do /usr/bin/python3 $$s || exit 1; done
+
+format:
+	clang-format -i $(LIB_SRC) $(TOOL_SRC) $(TEST_SRC) $(wildcard */*.h)
+
+clean:
+	rm -rf $(BUILD) build-asan
+
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -1,0 +1,456 @@
+/* HDF5 helpers over the C API. HDF5's own error stack printing is switched off; every failure
+ * becomes one line naming the file and the object. */
+#include "h5.h"
+
+#include <hdf5.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void quiet(void) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+mr_status mr_h5_open(const char *path, bool writable, mr_h5 *out) {
+    quiet();
+    memset(out, 0, sizeof *out);
+    FILE *probe = fopen(path, "rb");
+    if (!probe) return mr_fail(MR_ERR_IO, "%s: cannot open: no such file or not readable", path);
+    fseek(probe, 0, SEEK_END);
+    long size = ftell(probe);
+    fclose(probe);
+    if (H5Fis_hdf5(path) <= 0)
+        return mr_fail(MR_ERR_FORMAT, "%s: not an HDF5 file (%ld bytes); was the download cut "
+                                      "short?",
+                       path, size);
+    hid_t id = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (id < 0)
+        return mr_fail(MR_ERR_FORMAT, "%s: HDF5 file is damaged or truncated (%ld bytes)", path,
+                       size);
+    out->id = id;
+    out->path = dup_str(path);
+    out->writable = writable;
+    return MR_OK;
+}
+
+mr_status mr_h5_create(const char *path, mr_h5 *out) {
+    quiet();
+    memset(out, 0, sizeof *out);
+    hid_t id = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (id < 0) return mr_fail(MR_ERR_IO, "%s: cannot create HDF5 file", path);
+    out->id = id;
+    out->path = dup_str(path);
+    out->writable = true;
+    return MR_OK;
+}
+
+mr_status mr_h5_close(mr_h5 *f) {
+    mr_status st = MR_OK;
+    if (f->id > 0) {
+        if (f->writable && H5Fflush(f->id, H5F_SCOPE_GLOBAL) < 0)
+            st = mr_fail(MR_ERR_IO, "%s: cannot flush HDF5 file (disk full?)", f->path);
+        if (H5Fclose(f->id) < 0 && st == MR_OK)
+            st = mr_fail(MR_ERR_IO, "%s: cannot close HDF5 file (disk full?)", f->path);
+    }
+    free(f->path);
+    memset(f, 0, sizeof *f);
+    return st;
+}
+
+/* H5Lexists on every prefix, since it fails on a path whose parent is missing. */
+bool mr_h5_exists(mr_h5 *f, const char *path) {
+    char buf[1024];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) return false;
+    if (!strcmp(path, "/")) return true;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        htri_t ok = H5Lexists((hid_t)f->id, buf, H5P_DEFAULT);
+        buf[i] = saved;
+        if (ok <= 0) return false;
+    }
+    return true;
+}
+
+mr_status mr_h5_shape(mr_h5 *f, const char *dataset, int *ndim, int64_t *shape) {
+    if (!mr_h5_exists(f, dataset))
+        return mr_fail(MR_ERR_FORMAT, "%s: no dataset '%s'", f->path, dataset);
+    hid_t ds = H5Dopen2((hid_t)f->id, dataset, H5P_DEFAULT);
+    if (ds < 0) return mr_fail(MR_ERR_FORMAT, "%s: '%s' is not a dataset", f->path, dataset);
+    hid_t space = H5Dget_space(ds);
+    int rank = H5Sget_simple_extent_ndims(space);
+    mr_status st = MR_OK;
+    if (rank < 0 || rank > MR_H5_MAX_DIMS) {
+        st = mr_fail(MR_ERR_FORMAT, "%s: dataset '%s' has rank %d", f->path, dataset, rank);
+    } else {
+        hsize_t dims[MR_H5_MAX_DIMS];
+        H5Sget_simple_extent_dims(space, dims, NULL);
+        *ndim = rank;
+        for (int i = 0; i < rank; i++) shape[i] = (int64_t)dims[i];
+    }
+    H5Sclose(space);
+    H5Dclose(ds);
+    return st;
+}
+
+static int64_t count_of(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+static mr_status read_as(mr_h5 *f, const char *dataset, hid_t mem_type, void *out, int64_t capacity) {
+    int ndim = 0;
+    int64_t shape[MR_H5_MAX_DIMS];
+    MR_TRY(mr_h5_shape(f, dataset, &ndim, shape));
+    int64_t n = count_of(ndim, shape);
+    if (n > capacity)
+        return mr_fail(MR_ERR_FORMAT, "%s: dataset '%s' holds %lld values, expected at most %lld",
+                       f->path, dataset, (long long)n, (long long)capacity);
+    hid_t ds = H5Dopen2((hid_t)f->id, dataset, H5P_DEFAULT);
+    herr_t rc = n ? H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) : 0;
+    H5Dclose(ds);
+    if (rc < 0)
+        return mr_fail(MR_ERR_FORMAT, "%s: cannot read dataset '%s' (truncated file or non-numeric "
+                                      "type)",
+                       f->path, dataset);
+    return MR_OK;
+}
+
+mr_status mr_h5_read_into(mr_h5 *f, const char *dataset, float *out, int64_t capacity) {
+    return read_as(f, dataset, H5T_NATIVE_FLOAT, out, capacity);
+}
+
+mr_status mr_h5_read(mr_h5 *f, const char *dataset, float **data, int *ndim, int64_t *shape) {
+    int nd = 0;
+    int64_t sh[MR_H5_MAX_DIMS];
+    MR_TRY(mr_h5_shape(f, dataset, &nd, sh));
+    int64_t n = count_of(nd, sh);
+    float *buf = malloc((size_t)(n ? n : 1) * sizeof(float));
+    if (!buf) return mr_fail(MR_ERR_NOMEM, "%s: no memory for dataset '%s'", f->path, dataset);
+    mr_status st = read_as(f, dataset, H5T_NATIVE_FLOAT, buf, n);
+    if (st != MR_OK) {
+        free(buf);
+        return st;
+    }
+    *data = buf;
+    if (ndim) *ndim = nd;
+    if (shape)
+        for (int i = 0; i < nd; i++) shape[i] = sh[i];
+    return MR_OK;
+}
+
+mr_status mr_h5_read_i64(mr_h5 *f, const char *dataset, int64_t **data, int64_t *count) {
+    int nd = 0;
+    int64_t sh[MR_H5_MAX_DIMS];
+    MR_TRY(mr_h5_shape(f, dataset, &nd, sh));
+    int64_t n = count_of(nd, sh);
+    int64_t *buf = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+    if (!buf) return mr_fail(MR_ERR_NOMEM, "%s: no memory for dataset '%s'", f->path, dataset);
+    mr_status st = read_as(f, dataset, H5T_NATIVE_INT64, buf, n);
+    if (st != MR_OK) {
+        free(buf);
+        return st;
+    }
+    *data = buf;
+    *count = n;
+    return MR_OK;
+}
+
+/* Creates every missing group on the way to `path`'s parent. */
+static mr_status make_parents(mr_h5 *f, const char *path) {
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    char parent[1024];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    mr_status st = MR_OK;
+    if (slash && slash != parent) {
+        *slash = '\0';
+        if (!mr_h5_exists(f, parent)) {
+            hid_t g = H5Gcreate2((hid_t)f->id, parent, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+            if (g < 0) st = mr_fail(MR_ERR_IO, "%s: cannot create group '%s'", f->path, parent);
+            else H5Gclose(g);
+        }
+    }
+    H5Pclose(lcpl);
+    return st;
+}
+
+static mr_status write_as(mr_h5 *f, const char *dataset, hid_t file_type, hid_t mem_type,
+                          const void *data, int ndim, const int64_t *shape) {
+    MR_TRY(make_parents(f, dataset));
+    MR_REQUIRE(ndim >= 1 && ndim <= MR_H5_MAX_DIMS, "dataset '%s' with rank %d", dataset, ndim);
+    hsize_t dims[MR_H5_MAX_DIMS] = {0};
+    for (int i = 0; i < ndim; i++) dims[i] = (hsize_t)shape[i];
+    hid_t space = H5Screate_simple(ndim, dims, NULL);
+    hid_t ds = H5Dcreate2((hid_t)f->id, dataset, file_type, space, H5P_DEFAULT, H5P_DEFAULT,
+                          H5P_DEFAULT);
+    herr_t rc = -1;
+    if (ds >= 0) {
+        rc = count_of(ndim, shape) ? H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) : 0;
+        if (H5Dclose(ds) < 0) rc = -1;
+    }
+    H5Sclose(space);
+    if (rc < 0)
+        return mr_fail(MR_ERR_IO, "%s: cannot write dataset '%s' (disk full?)", f->path, dataset);
+    return MR_OK;
+}
+
+/* IEEE half precision, built the way h5py builds it (HDF5 1.10 has no predefined type). */
+static hid_t half_type(void) {
+    hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+    H5Tset_fields(t, 15, 10, 5, 0, 10);
+    H5Tset_size(t, 2);
+    H5Tset_ebias(t, 15);
+    return t;
+}
+
+mr_status mr_h5_write(mr_h5 *f, const char *dataset, const float *data, int ndim,
+                      const int64_t *shape, bool half) {
+    if (!half) return write_as(f, dataset, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data, ndim, shape);
+    hid_t t = half_type();
+    mr_status st = write_as(f, dataset, t, H5T_NATIVE_FLOAT, data, ndim, shape);
+    H5Tclose(t);
+    return st;
+}
+
+mr_status mr_h5_write_i64(mr_h5 *f, const char *dataset, const int64_t *data, int64_t count) {
+    return write_as(f, dataset, H5T_STD_I64LE, H5T_NATIVE_INT64, data, 1, &count);
+}
+
+/* ---- attributes --------------------------------------------------------------------------- */
+
+static hid_t open_object(mr_h5 *f, const char *object) {
+    return H5Oopen((hid_t)f->id, object, H5P_DEFAULT);
+}
+
+bool mr_h5_has_attr(mr_h5 *f, const char *object, const char *name) {
+    if (!mr_h5_exists(f, object)) return false;
+    hid_t o = open_object(f, object);
+    if (o < 0) return false;
+    htri_t ok = H5Aexists(o, name);
+    H5Oclose(o);
+    return ok > 0;
+}
+
+static mr_status write_attr(mr_h5 *f, const char *object, const char *name, hid_t type,
+                            hid_t space, const void *value) {
+    hid_t o = open_object(f, object);
+    if (o < 0) return mr_fail(MR_ERR_IO, "%s: no object '%s' for attribute %s", f->path, object, name);
+    if (H5Aexists(o, name) > 0) H5Adelete(o, name);
+    hid_t a = H5Acreate2(o, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Awrite(a, type, value);
+    if (a >= 0) H5Aclose(a);
+    H5Oclose(o);
+    if (rc < 0) return mr_fail(MR_ERR_IO, "%s: cannot write attribute %s on '%s'", f->path, name, object);
+    return MR_OK;
+}
+
+mr_status mr_h5_set_attr_str(mr_h5 *f, const char *object, const char *name, const char *value) {
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, H5T_VARIABLE);
+    H5Tset_cset(type, H5T_CSET_UTF8);
+    hid_t space = H5Screate(H5S_SCALAR);
+    mr_status st = write_attr(f, object, name, type, space, &value);
+    H5Sclose(space);
+    H5Tclose(type);
+    return st;
+}
+
+mr_status mr_h5_set_attr_i64(mr_h5 *f, const char *object, const char *name, int64_t value) {
+    hid_t space = H5Screate(H5S_SCALAR);
+    mr_status st = write_attr(f, object, name, H5T_NATIVE_INT64, space, &value);
+    H5Sclose(space);
+    return st;
+}
+
+mr_status mr_h5_set_attr_strings(mr_h5 *f, const char *object, const char *name,
+                                 const char *const *values, int count) {
+    /* Fixed-length, NULL-padded, as Keras writes layer_names and weight_names. */
+    size_t width = 1;
+    for (int i = 0; i < count; i++)
+        if (strlen(values[i]) > width) width = strlen(values[i]);
+    if (count < 0) count = 0;
+    char *buf = calloc((size_t)count + 1, width);
+    if (!buf) return mr_fail(MR_ERR_NOMEM, "no memory for attribute %s", name);
+    for (int i = 0; i < count; i++) memcpy(buf + (size_t)i * width, values[i], strlen(values[i]));
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, width);
+    H5Tset_strpad(type, H5T_STR_NULLPAD);
+    hsize_t dims[1] = {(hsize_t)count};
+    hid_t space = count ? H5Screate_simple(1, dims, NULL) : H5Screate(H5S_NULL);
+    mr_status st = write_attr(f, object, name, type, space, buf);
+    H5Sclose(space);
+    H5Tclose(type);
+    free(buf);
+    return st;
+}
+
+static mr_status read_string_attr(mr_h5 *f, const char *object, const char *name, char ***values,
+                                  int *count) {
+    *values = NULL;
+    *count = 0;
+    hid_t o = open_object(f, object);
+    if (o < 0) return mr_fail(MR_ERR_FORMAT, "%s: no object '%s'", f->path, object);
+    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
+    if (a < 0) {
+        H5Oclose(o);
+        return mr_fail(MR_ERR_FORMAT, "%s: '%s' has no attribute %s", f->path, object, name);
+    }
+    hid_t type = H5Aget_type(a), space = H5Aget_space(a);
+    mr_status st = MR_OK;
+    hssize_t n = H5Sget_simple_extent_npoints(space);
+    if (H5Sget_simple_extent_type(space) == H5S_NULL) n = 0;
+    if (H5Tget_class(type) != H5T_STRING || n < 0) {
+        st = mr_fail(MR_ERR_FORMAT, "%s: attribute %s on '%s' is not a string", f->path, name, object);
+    } else if (n > 0) {
+        char **out = calloc((size_t)n, sizeof *out);
+        if (!out) st = mr_fail(MR_ERR_NOMEM, "no memory for attribute %s", name);
+        else if (H5Tis_variable_str(type) > 0) {
+            hid_t mem = H5Tcopy(H5T_C_S1);
+            H5Tset_size(mem, H5T_VARIABLE);
+            char **raw = calloc((size_t)n, sizeof *raw);
+            if (raw && H5Aread(a, mem, raw) >= 0) {
+                for (hssize_t i = 0; i < n; i++) out[i] = dup_str(raw[i] ? raw[i] : "");
+                H5Dvlen_reclaim(mem, space, H5P_DEFAULT, raw);
+            } else {
+                st = mr_fail(MR_ERR_FORMAT, "%s: cannot read attribute %s", f->path, name);
+            }
+            free(raw);
+            H5Tclose(mem);
+        } else {
+            size_t width = H5Tget_size(type);
+            char *buf = calloc((size_t)n, width + 1);
+            hid_t mem = H5Tcopy(H5T_C_S1);
+            H5Tset_size(mem, width);
+            H5Tset_strpad(mem, H5T_STR_NULLPAD); /* NULLTERM would cut a full-width name */
+            if (buf && H5Aread(a, mem, buf) >= 0) {
+                for (hssize_t i = 0; i < n; i++) {
+                    char *s = calloc(width + 1, 1);
+                    if (s) memcpy(s, buf + (size_t)i * width, width);
+                    out[i] = s;
+                }
+            } else {
+                st = mr_fail(MR_ERR_FORMAT, "%s: cannot read attribute %s", f->path, name);
+            }
+            free(buf);
+            H5Tclose(mem);
+        }
+        if (st == MR_OK && out) {
+            for (hssize_t i = 0; i < n; i++)
+                if (!out[i]) st = mr_fail(MR_ERR_NOMEM, "no memory for attribute %s", name);
+        }
+        if (st == MR_OK) {
+            *values = out;
+            *count = (int)n;
+        } else if (out) {
+            mr_h5_free_strings(out, (int)n);
+        }
+    }
+    H5Sclose(space);
+    H5Tclose(type);
+    H5Aclose(a);
+    H5Oclose(o);
+    return st;
+}
+
+mr_status mr_h5_get_attr_strings(mr_h5 *f, const char *object, const char *name, char ***values,
+                                 int *count) {
+    if (mr_h5_has_attr(f, object, name)) return read_string_attr(f, object, name, values, count);
+    /* Keras splits attributes over 64 KB into name0, name1, ... */
+    *values = NULL;
+    *count = 0;
+    for (int chunk = 0;; chunk++) {
+        char part[256];
+        snprintf(part, sizeof part, "%s%d", name, chunk);
+        if (!mr_h5_has_attr(f, object, part)) break;
+        char **vals = NULL;
+        int n = 0;
+        MR_TRY(read_string_attr(f, object, part, &vals, &n));
+        char **grown = realloc(*values, sizeof *grown * (size_t)(*count + n + 1));
+        if (!grown) {
+            mr_h5_free_strings(vals, n);
+            return mr_fail(MR_ERR_NOMEM, "no memory for attribute %s", name);
+        }
+        memcpy(grown + *count, vals, sizeof *vals * (size_t)n);
+        free(vals);
+        *values = grown;
+        *count += n;
+    }
+    if (!*values && !*count)
+        return mr_fail(MR_ERR_FORMAT, "%s: '%s' has no attribute %s", f->path, object, name);
+    return MR_OK;
+}
+
+void mr_h5_free_strings(char **values, int count) {
+    for (int i = 0; i < count; i++) free(values[i]);
+    free(values);
+}
+
+mr_status mr_h5_get_attr_str(mr_h5 *f, const char *object, const char *name, char **value) {
+    char **vals = NULL;
+    int n = 0;
+    MR_TRY(read_string_attr(f, object, name, &vals, &n));
+    if (n < 1) {
+        mr_h5_free_strings(vals, n);
+        return mr_fail(MR_ERR_FORMAT, "%s: attribute %s on '%s' is empty", f->path, name, object);
+    }
+    *value = vals[0];
+    for (int i = 1; i < n; i++) free(vals[i]);
+    free(vals);
+    return MR_OK;
+}
+
+mr_status mr_h5_get_attr_i64(mr_h5 *f, const char *object, const char *name, int64_t *value) {
+    hid_t o = open_object(f, object);
+    if (o < 0) return mr_fail(MR_ERR_FORMAT, "%s: no object '%s'", f->path, object);
+    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Aread(a, H5T_NATIVE_INT64, value);
+    if (a >= 0) H5Aclose(a);
+    H5Oclose(o);
+    if (rc < 0)
+        return mr_fail(MR_ERR_FORMAT, "%s: '%s' has no integer attribute %s", f->path, object, name);
+    return MR_OK;
+}
+
+/* ---- walking ------------------------------------------------------------------------------ */
+
+typedef struct {
+    mr_h5_visit_fn fn;
+    void *user;
+    const char *prefix;
+    mr_status status;
+} visit_state;
+
+static herr_t visit_cb(hid_t obj, const char *name, const H5O_info_t *info, void *data) {
+    (void)obj;
+    visit_state *v = data;
+    if (info->type != H5O_TYPE_DATASET || !strcmp(name, ".")) return 0;
+    char full[1024];
+    const char *sep = v->prefix[strlen(v->prefix) - 1] == '/' ? "" : "/";
+    snprintf(full, sizeof full, "%s%s%s", v->prefix, sep, name);
+    v->status = v->fn(full, v->user);
+    return v->status == MR_OK ? 0 : 1;
+}
+
+mr_status mr_h5_visit_datasets(mr_h5 *f, const char *group, mr_h5_visit_fn fn, void *user) {
+    if (!mr_h5_exists(f, group)) return mr_fail(MR_ERR_FORMAT, "%s: no group '%s'", f->path, group);
+    hid_t g = H5Oopen((hid_t)f->id, group, H5P_DEFAULT);
+    if (g < 0) return mr_fail(MR_ERR_FORMAT, "%s: cannot open '%s'", f->path, group);
+    visit_state v = {fn, user, group, MR_OK};
+    herr_t rc = H5Ovisit2(g, H5_INDEX_NAME, H5_ITER_INC, visit_cb, &v, H5O_INFO_BASIC);
+    H5Oclose(g);
+    if (v.status != MR_OK) return v.status;
+    if (rc < 0) return mr_fail(MR_ERR_FORMAT, "%s: cannot walk '%s'", f->path, group);
+    return MR_OK;
+}

@@ -1,0 +1,60 @@
+/* HDF5 helpers: the only place that sees hdf5.h. Float datasets by path (groups created on
+ * the way), string/int attributes, listing, and failures turned into one-line statuses.
+ * Used by checkpoints, weight import/export and the reference-file tests. */
+#ifndef MR_H5_H
+#define MR_H5_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "status.h"
+
+#define MR_H5_MAX_DIMS 8
+
+typedef struct {
+    int64_t id;     /* hid_t of the open file */
+    char *path;
+    bool writable;
+} mr_h5;
+
+/* Opens an existing file; a missing, truncated or non-HDF5 file gives one clear line. */
+mr_status mr_h5_open(const char *path, bool writable, mr_h5 *out);
+/* Creates (truncates) a file. */
+mr_status mr_h5_create(const char *path, mr_h5 *out);
+/* Flushes and closes; reports a failed flush (disk full) as MR_ERR_IO. */
+mr_status mr_h5_close(mr_h5 *f);
+
+bool mr_h5_exists(mr_h5 *f, const char *path);
+/* Shape of a dataset; *ndim <= MR_H5_MAX_DIMS. */
+mr_status mr_h5_shape(mr_h5 *f, const char *dataset, int *ndim, int64_t *shape);
+/* Reads a dataset of any numeric type as float32 into `out`, which holds `capacity` floats. */
+mr_status mr_h5_read_into(mr_h5 *f, const char *dataset, float *out, int64_t capacity);
+/* Reads a float dataset into a malloc'd buffer (caller frees); shape optional. */
+mr_status mr_h5_read(mr_h5 *f, const char *dataset, float **data, int *ndim, int64_t *shape);
+/* Reads an integer dataset into a malloc'd int64 buffer. */
+mr_status mr_h5_read_i64(mr_h5 *f, const char *dataset, int64_t **data, int64_t *count);
+/* Writes a float32 dataset, creating intermediate groups ("a/b/kernel:0"). With `half`
+ * the values are stored as IEEE float16. */
+mr_status mr_h5_write(mr_h5 *f, const char *dataset, const float *data, int ndim,
+                      const int64_t *shape, bool half);
+mr_status mr_h5_write_i64(mr_h5 *f, const char *dataset, const int64_t *data, int64_t count);
+
+/* Attributes on a group or dataset ("/" for the root). Strings come back malloc'd. */
+mr_status mr_h5_set_attr_str(mr_h5 *f, const char *object, const char *name, const char *value);
+mr_status mr_h5_set_attr_i64(mr_h5 *f, const char *object, const char *name, int64_t value);
+mr_status mr_h5_get_attr_str(mr_h5 *f, const char *object, const char *name, char **value);
+mr_status mr_h5_get_attr_i64(mr_h5 *f, const char *object, const char *name, int64_t *value);
+bool mr_h5_has_attr(mr_h5 *f, const char *object, const char *name);
+/* Keras-style string-array attribute (fixed or variable length): malloc'd array of malloc'd
+ * strings. Also concatenates the chunked form name0, name1, ... */
+mr_status mr_h5_get_attr_strings(mr_h5 *f, const char *object, const char *name, char ***values,
+                                 int *count);
+mr_status mr_h5_set_attr_strings(mr_h5 *f, const char *object, const char *name,
+                                 const char *const *values, int count);
+void mr_h5_free_strings(char **values, int count);
+
+/* Calls fn for every dataset below `group`, with its full path. */
+typedef mr_status (*mr_h5_visit_fn)(const char *path, void *user);
+mr_status mr_h5_visit_datasets(mr_h5 *f, const char *group, mr_h5_visit_fn fn, void *user);
+
+#endif

@@ -1,0 +1,16 @@
+/* Logging to stderr with levels; tools choose the level, the library only reports. */
+#ifndef MR_LOG_H
+#define MR_LOG_H
+
+typedef enum { MR_LOG_ERROR = 0, MR_LOG_WARN, MR_LOG_INFO, MR_LOG_DEBUG } mr_log_level;
+
+void mr_log_set_level(mr_log_level level);
+mr_log_level mr_log_get_level(void);
+void mr_log(mr_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define mr_error(...) mr_log(MR_LOG_ERROR, __VA_ARGS__)
+#define mr_warn(...) mr_log(MR_LOG_WARN, __VA_ARGS__)
+#define mr_info(...) mr_log(MR_LOG_INFO, __VA_ARGS__)
+#define mr_debug(...) mr_log(MR_LOG_DEBUG, __VA_ARGS__)
+
+#endif

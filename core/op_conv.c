@@ -1,0 +1,286 @@
+/* conv2d (any kernel, stride, TF-same/valid/explicit padding, optional bias) and the 2x2
+ * stride-2 transposed conv, forward and backward. NHWC input, HWIO kernels. A convolution is
+ * one GEMM per chunk of output pixels over an im2col buffer; a 1x1 stride-1 unpadded
+ * convolution is a single GEMM on the input itself, with no copy. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas.h"
+#include "ops.h"
+
+/* im2col chunks stay below this many floats, so scratch memory stays bounded on big images. */
+#define COL_CHUNK_FLOATS ((int64_t)8 << 20)
+
+typedef struct {
+    int64_t n, h, w, cin;      /* input (N,H,W,Cin) */
+    int64_t kh, kw, cout;      /* kernel (KH,KW,Cin,Cout) */
+    int64_t oh, ow;            /* output (N,OH,OW,Cout) */
+    int64_t stride, pad_top, pad_left;
+} conv_geom;
+
+/* TF "same": out = ceil(in / stride); the odd padding pixel goes after (bottom/right). */
+static void pad_for(int pad, int64_t in, int64_t k, int64_t stride, int64_t *out, int64_t *before) {
+    if (pad == MR_PAD_SAME) {
+        *out = (in + stride - 1) / stride;
+        int64_t total = (*out - 1) * stride + k - in;
+        if (total < 0) total = 0;
+        *before = total / 2;
+    } else {
+        *out = (in + 2 * pad - k) / stride + 1;
+        *before = pad;
+    }
+}
+
+static float *scratch(mr_ctx *ctx, int64_t floats) {
+    if ((size_t)floats > ctx->scratch_floats) {
+        float *grown = realloc(ctx->scratch, (size_t)floats * sizeof(float));
+        if (!grown) {
+            ctx->status = mr_fail(MR_ERR_NOMEM, "cannot grow the convolution workspace to %lld "
+                                                "floats",
+                                  (long long)floats);
+            return NULL;
+        }
+        ctx->scratch = grown;
+        ctx->scratch_floats = (size_t)floats;
+    }
+    return ctx->scratch;
+}
+
+static bool is_pointwise(const conv_geom *g) {
+    return g->kh == 1 && g->kw == 1 && g->stride == 1 && g->pad_top == 0 && g->pad_left == 0;
+}
+
+/* Rows [m0, m1) of the im2col matrix: row m = output pixel (n, oy, ox), columns (ky, kx, c). */
+static void im2col(float *col, const float *x, const conv_geom *g, int64_t m0, int64_t m1) {
+    int64_t kdim = g->kh * g->kw * g->cin;
+#pragma omp parallel for schedule(static)
+    for (int64_t m = m0; m < m1; m++) {
+        int64_t ox = m % g->ow, oy = (m / g->ow) % g->oh, n = m / (g->ow * g->oh);
+        float *row = col + (m - m0) * kdim;
+        for (int64_t ky = 0; ky < g->kh; ky++) {
+            int64_t iy = oy * g->stride - g->pad_top + ky;
+            for (int64_t kx = 0; kx < g->kw; kx++) {
+                int64_t ix = ox * g->stride - g->pad_left + kx;
+                float *dst = row + (ky * g->kw + kx) * g->cin;
+                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
+                    memset(dst, 0, (size_t)g->cin * sizeof(float));
+                else
+                    memcpy(dst, x + ((n * g->h + iy) * g->w + ix) * g->cin,
+                           (size_t)g->cin * sizeof(float));
+            }
+        }
+    }
+}
+
+/* dx += col2im(dcol) for rows [m0, m1). Threads split the channels, so no two threads ever
+ * add into the same input element. */
+static void col2im_add(float *dx, const float *dcol, const conv_geom *g, int64_t m0, int64_t m1) {
+    int64_t kdim = g->kh * g->kw * g->cin;
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int64_t c0 = g->cin * t / nt, c1 = g->cin * (t + 1) / nt;
+        for (int64_t m = m0; m < m1 && c1 > c0; m++) {
+            int64_t ox = m % g->ow, oy = (m / g->ow) % g->oh, n = m / (g->ow * g->oh);
+            const float *row = dcol + (m - m0) * kdim;
+            for (int64_t ky = 0; ky < g->kh; ky++) {
+                int64_t iy = oy * g->stride - g->pad_top + ky;
+                if (iy < 0 || iy >= g->h) continue;
+                for (int64_t kx = 0; kx < g->kw; kx++) {
+                    int64_t ix = ox * g->stride - g->pad_left + kx;
+                    if (ix < 0 || ix >= g->w) continue;
+                    const float *src = row + (ky * g->kw + kx) * g->cin;
+                    float *dst = dx + ((n * g->h + iy) * g->w + ix) * g->cin;
+                    for (int64_t c = c0; c < c1; c++) dst[c] += src[c];
+                }
+            }
+        }
+    }
+}
+
+static int64_t chunk_rows(const conv_geom *g) {
+    int64_t kdim = g->kh * g->kw * g->cin;
+    int64_t rows = COL_CHUNK_FLOATS / (kdim > 0 ? kdim : 1);
+    return rows < 1 ? 1 : rows;
+}
+
+typedef struct {
+    conv_geom g;
+} conv_saved;
+
+static void conv2d_backward(mr_node *node) {
+    mr_ctx *ctx = node->ctx;
+    const conv_geom *g = &((conv_saved *)node->saved)->g;
+    mr_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->inputs[2];
+    const float *dout = node->out->grad; /* (M, Cout) */
+    int64_t M = g->n * g->oh * g->ow, kdim = g->kh * g->kw * g->cin;
+    bool want_dx = node->needs_grad & 1u, want_dw = node->needs_grad & 2u;
+    bool want_db = b && (node->needs_grad & 4u);
+
+    if (want_db) {
+        float *db = b->grad;
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t o = 0; o < g->cout; o++) db[o] += dout[m * g->cout + o];
+    }
+    if (is_pointwise(g)) {
+        if (want_dw) mr_sgemm(true, false, kdim, g->cout, M, 1.0f, x->data, kdim, dout, g->cout,
+                              1.0f, w->grad, g->cout);
+        if (want_dx) mr_sgemm(false, true, M, kdim, g->cout, 1.0f, dout, g->cout, w->data,
+                              g->cout, 1.0f, x->grad, kdim);
+        return;
+    }
+    int64_t rows = chunk_rows(g);
+    float *col = scratch(ctx, 2 * rows * kdim);
+    if (!col) return;
+    float *dcol = col + rows * kdim;
+    for (int64_t m0 = 0; m0 < M; m0 += rows) {
+        int64_t m1 = m0 + rows < M ? m0 + rows : M;
+        const float *dout_chunk = dout + m0 * g->cout;
+        if (want_dw) {
+            im2col(col, x->data, g, m0, m1);
+            mr_sgemm(true, false, kdim, g->cout, m1 - m0, 1.0f, col, kdim, dout_chunk, g->cout,
+                     1.0f, w->grad, g->cout);
+        }
+        if (want_dx) {
+            mr_sgemm(false, true, m1 - m0, kdim, g->cout, 1.0f, dout_chunk, g->cout, w->data,
+                     g->cout, 0.0f, dcol, kdim);
+            col2im_add(x->grad, dcol, g, m0, m1);
+        }
+    }
+}
+
+mr_tensor *mr_conv2d(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride, int pad) {
+    if (!x || !w || ctx->status != MR_OK) return NULL;
+    char xs[64], ws[64];
+    MR_REQUIRE(x->ndim == 4 && w->ndim == 4 && w->shape[2] == x->shape[3],
+               "conv2d: input %s %s and kernel %s %s do not match (NHWC, HWIO)", x->name,
+               mr_shape_str(x, xs, sizeof xs), w->name, mr_shape_str(w, ws, sizeof ws));
+    MR_REQUIRE(!b || (b->numel == w->shape[3]), "conv2d: bias %s has %lld values for %lld filters",
+               b ? b->name : "", b ? (long long)b->numel : 0LL, (long long)w->shape[3]);
+    MR_REQUIRE(stride >= 1 && pad >= MR_PAD_SAME, "conv2d: stride %d pad %d", stride, pad);
+    conv_geom g = {.n = x->shape[0], .h = x->shape[1], .w = x->shape[2], .cin = x->shape[3],
+                   .kh = w->shape[0], .kw = w->shape[1], .cout = w->shape[3], .stride = stride};
+    pad_for(pad, g.h, g.kh, stride, &g.oh, &g.pad_top);
+    pad_for(pad, g.w, g.kw, stride, &g.ow, &g.pad_left);
+    MR_REQUIRE(g.oh > 0 && g.ow > 0, "conv2d: input %s %s too small for a %lldx%lld kernel",
+               x->name, mr_shape_str(x, xs, sizeof xs), (long long)g.kh, (long long)g.kw);
+    mr_tensor *out = mr_tensor_4d(ctx, "conv2d", g.n, g.oh, g.ow, g.cout);
+    if (!out) return NULL;
+    int64_t M = g.n * g.oh * g.ow, kdim = g.kh * g.kw * g.cin;
+    float beta = 0.0f;
+    if (b) {
+        for (int64_t m = 0; m < M; m++)
+            memcpy(out->data + m * g.cout, b->data, (size_t)g.cout * sizeof(float));
+        beta = 1.0f;
+    }
+    if (is_pointwise(&g)) {
+        mr_sgemm(false, false, M, g.cout, kdim, 1.0f, x->data, kdim, w->data, g.cout, beta,
+                 out->data, g.cout);
+    } else {
+        int64_t rows = chunk_rows(&g);
+        float *col = scratch(ctx, rows * kdim);
+        if (!col) return NULL;
+        for (int64_t m0 = 0; m0 < M; m0 += rows) {
+            int64_t m1 = m0 + rows < M ? m0 + rows : M;
+            im2col(col, x->data, &g, m0, m1);
+            mr_sgemm(false, false, m1 - m0, g.cout, kdim, 1.0f, col, kdim, w->data, g.cout, beta,
+                     out->data + m0 * g.cout, g.cout);
+        }
+    }
+    mr_tensor *inputs[3] = {x, w, b};
+    mr_node *node = mr_record(ctx, MR_OP_CONV2D, out, inputs, 3, conv2d_backward);
+    if (node) {
+        conv_saved *s = mr_alloc(ctx, sizeof *s, "conv2d");
+        if (!s) return NULL;
+        s->g = g;
+        node->saved = s;
+    }
+    return out;
+}
+
+/* ---- transposed conv 2x2 / 2 ------------------------------------------------------------ */
+
+/* Keras kernel (2,2,Cout,Cin) as a (Cin, 4*Cout) matrix: column (i*2+j)*Cout + o. */
+static void deconv_kernel_matrix(float *km, const float *w, int64_t cin, int64_t cout) {
+    for (int64_t k = 0; k < 4; k++)
+        for (int64_t o = 0; o < cout; o++)
+            for (int64_t c = 0; c < cin; c++)
+                km[c * 4 * cout + k * cout + o] = w[(k * cout + o) * cin + c];
+}
+
+typedef struct {
+    int64_t n, h, w, cin, cout;
+} deconv_saved;
+
+/* The (N*H*W, 4*Cout) matrix view of the output: row (n,y,x), column (i,j,o) -> out pixel
+ * (n, 2y+i, 2x+j, o). */
+static int64_t deconv_out_index(const deconv_saved *s, int64_t m, int64_t k, int64_t o) {
+    int64_t x = m % s->w, y = (m / s->w) % s->h, n = m / (s->w * s->h);
+    int64_t i = k / 2, j = k % 2;
+    return ((n * 2 * s->h + 2 * y + i) * 2 * s->w + 2 * x + j) * s->cout + o;
+}
+
+static void deconv2x2_backward(mr_node *node) {
+    mr_ctx *ctx = node->ctx;
+    const deconv_saved *s = node->saved;
+    mr_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->inputs[2];
+    int64_t M = s->n * s->h * s->w, cols = 4 * s->cout;
+    float *buf = scratch(ctx, M * cols + 2 * s->cin * cols);
+    if (!buf) return;
+    float *dy = buf, *km = buf + M * cols, *dkm = km + s->cin * cols;
+    const float *dout = node->out->grad;
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t k = 0; k < 4; k++)
+            for (int64_t o = 0; o < s->cout; o++)
+                dy[m * cols + k * s->cout + o] = dout[deconv_out_index(s, m, k, o)];
+    if (b && (node->needs_grad & 4u))
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t k = 0; k < cols; k++) b->grad[k % s->cout] += dy[m * cols + k];
+    if (node->needs_grad & 1u) {
+        deconv_kernel_matrix(km, w->data, s->cin, s->cout);
+        mr_sgemm(false, true, M, s->cin, cols, 1.0f, dy, cols, km, cols, 1.0f, x->grad, s->cin);
+    }
+    if (node->needs_grad & 2u) {
+        mr_sgemm(true, false, s->cin, cols, M, 1.0f, x->data, s->cin, dy, cols, 0.0f, dkm, cols);
+        for (int64_t k = 0; k < 4; k++)
+            for (int64_t o = 0; o < s->cout; o++)
+                for (int64_t c = 0; c < s->cin; c++)
+                    w->grad[(k * s->cout + o) * s->cin + c] += dkm[c * cols + k * s->cout + o];
+    }
+}
+
+mr_tensor *mr_deconv2x2(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b) {
+    if (!x || !w || ctx->status != MR_OK) return NULL;
+    char xs[64], ws[64];
+    MR_REQUIRE(x->ndim == 4 && w->ndim == 4 && w->shape[0] == 2 && w->shape[1] == 2 &&
+                   w->shape[3] == x->shape[3],
+               "deconv2x2: input %s %s and kernel %s %s do not match (NHWC, (2,2,Cout,Cin))",
+               x->name, mr_shape_str(x, xs, sizeof xs), w->name, mr_shape_str(w, ws, sizeof ws));
+    deconv_saved s = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[2]};
+    MR_REQUIRE(!b || b->numel == s.cout, "deconv2x2: bias %s size", b ? b->name : "");
+    mr_tensor *out = mr_tensor_4d(ctx, "deconv2x2", s.n, 2 * s.h, 2 * s.w, s.cout);
+    if (!out) return NULL;
+    int64_t M = s.n * s.h * s.w, cols = 4 * s.cout;
+    float *buf = scratch(ctx, M * cols + s.cin * cols);
+    if (!buf) return NULL;
+    float *y = buf, *km = buf + M * cols;
+    deconv_kernel_matrix(km, w->data, s.cin, s.cout);
+    mr_sgemm(false, false, M, cols, s.cin, 1.0f, x->data, s.cin, km, cols, 0.0f, y, cols);
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t k = 0; k < 4; k++)
+            for (int64_t o = 0; o < s.cout; o++)
+                out->data[deconv_out_index(&s, m, k, o)] =
+                    y[m * cols + k * s.cout + o] + (b ? b->data[o] : 0.0f);
+    mr_tensor *inputs[3] = {x, w, b};
+    mr_node *node = mr_record(ctx, MR_OP_DECONV2X2, out, inputs, 3, deconv2x2_backward);
+    if (node) {
+        deconv_saved *saved = mr_alloc(ctx, sizeof *saved, "deconv2x2");
+        if (!saved) return NULL;
+        *saved = s;
+        node->saved = saved;
+    }
+    return out;
+}

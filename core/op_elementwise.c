@@ -1,0 +1,75 @@
+/* Element-wise ops: ReLU, sigmoid and add, forward and backward. */
+#include <math.h>
+
+#include "ops.h"
+
+static mr_tensor *like(mr_ctx *ctx, const mr_tensor *x, const char *name) {
+    return mr_tensor_new(ctx, name, x->ndim, x->shape);
+}
+
+/* ReLU's gradient is taken from the output: y > 0 exactly where x > 0. */
+static void relu_backward(mr_node *node) {
+    mr_tensor *x = node->inputs[0];
+    const float *y = node->out->data, *dy = node->out->grad;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < x->numel; i++)
+        if (y[i] > 0.0f) x->grad[i] += dy[i];
+}
+
+mr_tensor *mr_relu(mr_ctx *ctx, mr_tensor *x) {
+    if (!x || ctx->status != MR_OK) return NULL;
+    mr_tensor *out = like(ctx, x, "relu");
+    if (!out) return NULL;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < x->numel; i++) out->data[i] = x->data[i] > 0.0f ? x->data[i] : 0.0f;
+    mr_record(ctx, MR_OP_RELU, out, &x, 1, relu_backward);
+    return out;
+}
+
+static void sigmoid_backward(mr_node *node) {
+    mr_tensor *x = node->inputs[0];
+    const float *y = node->out->data, *dy = node->out->grad;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < x->numel; i++) x->grad[i] += dy[i] * y[i] * (1.0f - y[i]);
+}
+
+float mr_sigmoidf(float v) {
+    /* Two branches so exp never overflows. */
+    if (v >= 0.0f) return 1.0f / (1.0f + expf(-v));
+    float e = expf(v);
+    return e / (1.0f + e);
+}
+
+mr_tensor *mr_sigmoid(mr_ctx *ctx, mr_tensor *x) {
+    if (!x || ctx->status != MR_OK) return NULL;
+    mr_tensor *out = like(ctx, x, "sigmoid");
+    if (!out) return NULL;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < x->numel; i++) out->data[i] = mr_sigmoidf(x->data[i]);
+    mr_record(ctx, MR_OP_SIGMOID, out, &x, 1, sigmoid_backward);
+    return out;
+}
+
+static void add_backward(mr_node *node) {
+    const float *dy = node->out->grad;
+    for (int k = 0; k < 2; k++) {
+        if (!(node->needs_grad >> k & 1u)) continue;
+        float *g = node->inputs[k]->grad;
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < node->out->numel; i++) g[i] += dy[i];
+    }
+}
+
+mr_tensor *mr_add(mr_ctx *ctx, mr_tensor *a, mr_tensor *b) {
+    if (!a || !b || ctx->status != MR_OK) return NULL;
+    char as[64], bs[64];
+    MR_REQUIRE(mr_same_shape(a, b), "add: %s %s and %s %s differ in shape", a->name,
+               mr_shape_str(a, as, sizeof as), b->name, mr_shape_str(b, bs, sizeof bs));
+    mr_tensor *out = like(ctx, a, "add");
+    if (!out) return NULL;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < a->numel; i++) out->data[i] = a->data[i] + b->data[i];
+    mr_tensor *inputs[2] = {a, b};
+    mr_record(ctx, MR_OP_ADD, out, inputs, 2, add_backward);
+    return out;
+}

@@ -1,0 +1,142 @@
+/* Max pooling (TF same/valid or explicit padding; padded cells never win) and nearest x2
+ * upsampling, forward and backward. Both backward passes are written as gathers over input
+ * pixels, so they run in parallel with no two threads adding into one element. */
+#include <float.h>
+
+#include "ops.h"
+
+typedef struct {
+    int64_t n, h, w, c, oh, ow;
+    int kernel, stride;
+    int64_t pad_top, pad_left;
+    int32_t *argmax; /* (N,OH,OW,C): flat input index of the winner */
+} pool_saved;
+
+static void pool_extent(int pad, int64_t in, int k, int stride, int64_t *out, int64_t *before) {
+    if (pad == MR_PAD_SAME) {
+        *out = (in + stride - 1) / stride;
+        int64_t total = (*out - 1) * stride + k - in;
+        *before = total > 0 ? total / 2 : 0;
+    } else {
+        *out = (in + 2 * pad - k) / stride + 1;
+        *before = pad;
+    }
+}
+
+/* Output rows/cols whose windows can contain input coordinate i: o*stride - before <= i <
+ * o*stride - before + k. */
+static void window_range(int64_t i, const pool_saved *s, int64_t before, int64_t out_size,
+                         int64_t *lo, int64_t *hi) {
+    int64_t a = i + before - s->kernel + 1; /* o*stride >= a */
+    *lo = a <= 0 ? 0 : (a + s->stride - 1) / s->stride;
+    *hi = (i + before) / s->stride; /* o*stride <= i + before */
+    if (*hi >= out_size) *hi = out_size - 1;
+}
+
+static void maxpool_backward(mr_node *node) {
+    const pool_saved *s = node->saved;
+    mr_tensor *x = node->inputs[0];
+    const float *dy = node->out->grad;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < s->n * s->h; r++) {
+        int64_t n = r / s->h, iy = r % s->h, y0, y1;
+        window_range(iy, s, s->pad_top, s->oh, &y0, &y1);
+        for (int64_t ix = 0; ix < s->w; ix++) {
+            int64_t x0, x1;
+            window_range(ix, s, s->pad_left, s->ow, &x0, &x1);
+            for (int64_t ch = 0; ch < s->c; ch++) {
+                int64_t self = ((n * s->h + iy) * s->w + ix) * s->c + ch;
+                float g = 0.0f;
+                for (int64_t oy = y0; oy <= y1; oy++)
+                    for (int64_t ox = x0; ox <= x1; ox++) {
+                        int64_t o = ((n * s->oh + oy) * s->ow + ox) * s->c + ch;
+                        if (s->argmax[o] == self) g += dy[o];
+                    }
+                x->grad[self] += g;
+            }
+        }
+    }
+}
+
+mr_tensor *mr_maxpool(mr_ctx *ctx, mr_tensor *x, int kernel, int stride, int pad) {
+    if (!x || ctx->status != MR_OK) return NULL;
+    MR_REQUIRE(x->ndim == 4 && kernel >= 1 && stride >= 1, "maxpool: input %s kernel %d stride %d",
+               x->name, kernel, stride);
+    MR_REQUIRE(x->numel < INT32_MAX, "maxpool: input %s too large", x->name);
+    pool_saved s = {.n = x->shape[0], .h = x->shape[1], .w = x->shape[2], .c = x->shape[3],
+                    .kernel = kernel, .stride = stride};
+    pool_extent(pad, s.h, kernel, stride, &s.oh, &s.pad_top);
+    pool_extent(pad, s.w, kernel, stride, &s.ow, &s.pad_left);
+    mr_tensor *out = mr_tensor_4d(ctx, "maxpool", s.n, s.oh, s.ow, s.c);
+    s.argmax = mr_alloc(ctx, (size_t)(s.n * s.oh * s.ow * s.c) * sizeof(int32_t), "maxpool");
+    if (!out || !s.argmax) return NULL;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < s.n * s.oh; r++) {
+        int64_t n = r / s.oh, oy = r % s.oh;
+        for (int64_t ox = 0; ox < s.ow; ox++)
+            for (int64_t ch = 0; ch < s.c; ch++) {
+                float best = -FLT_MAX;
+                int32_t where = -1;
+                for (int ky = 0; ky < kernel; ky++) {
+                    int64_t iy = oy * stride - s.pad_top + ky;
+                    if (iy < 0 || iy >= s.h) continue;
+                    for (int kx = 0; kx < kernel; kx++) {
+                        int64_t ix = ox * stride - s.pad_left + kx;
+                        if (ix < 0 || ix >= s.w) continue;
+                        int64_t i = ((n * s.h + iy) * s.w + ix) * s.c + ch;
+                        if (where < 0 || x->data[i] > best) {
+                            best = x->data[i];
+                            where = (int32_t)i;
+                        }
+                    }
+                }
+                int64_t o = ((n * s.oh + oy) * s.ow + ox) * s.c + ch;
+                out->data[o] = where < 0 ? 0.0f : best;
+                s.argmax[o] = where;
+            }
+    }
+    mr_node *node = mr_record(ctx, MR_OP_MAXPOOL, out, &x, 1, maxpool_backward);
+    if (node) {
+        pool_saved *saved = mr_alloc(ctx, sizeof *saved, "maxpool");
+        if (!saved) return NULL;
+        *saved = s;
+        node->saved = saved;
+    }
+    return out;
+}
+
+static void upsample2x_backward(mr_node *node) {
+    mr_tensor *x = node->inputs[0];
+    const float *dy = node->out->grad;
+    int64_t n = x->shape[0], h = x->shape[1], w = x->shape[2], c = x->shape[3];
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < n * h; r++) {
+        int64_t b = r / h, y = r % h;
+        for (int64_t xx = 0; xx < w; xx++)
+            for (int64_t ch = 0; ch < c; ch++) {
+                float g = 0.0f;
+                for (int i = 0; i < 2; i++)
+                    for (int j = 0; j < 2; j++)
+                        g += dy[((b * 2 * h + 2 * y + i) * 2 * w + 2 * xx + j) * c + ch];
+                x->grad[((b * h + y) * w + xx) * c + ch] += g;
+            }
+    }
+}
+
+mr_tensor *mr_upsample2x(mr_ctx *ctx, mr_tensor *x) {
+    if (!x || ctx->status != MR_OK) return NULL;
+    MR_REQUIRE(x->ndim == 4, "upsample2x: input %s is not NHWC", x->name);
+    int64_t n = x->shape[0], h = x->shape[1], w = x->shape[2], c = x->shape[3];
+    mr_tensor *out = mr_tensor_4d(ctx, "upsample2x", n, 2 * h, 2 * w, c);
+    if (!out) return NULL;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < n * 2 * h; r++) {
+        int64_t b = r / (2 * h), oy = r % (2 * h);
+        for (int64_t ox = 0; ox < 2 * w; ox++)
+            for (int64_t ch = 0; ch < c; ch++)
+                out->data[((b * 2 * h + oy) * 2 * w + ox) * c + ch] =
+                    x->data[((b * h + oy / 2) * w + ox / 2) * c + ch];
+    }
+    mr_record(ctx, MR_OP_UPSAMPLE2X, out, &x, 1, upsample2x_backward);
+    return out;
+}

@@ -1,0 +1,139 @@
+/* Parameter declaration, the flat buffers, lookup by name and the trainable-layer selection. */
+#include "params.h"
+
+#include <regex.h>
+#include <stdlib.h>
+#include <string.h>
+
+void mr_params_init(mr_params *p) {
+    memset(p, 0, sizeof *p);
+}
+
+void mr_params_free(mr_params *p) {
+    free(p->items);
+    free(p->values);
+    free(p->grads);
+    free(p->momentum);
+    memset(p, 0, sizeof *p);
+}
+
+int mr_params_add(mr_params *p, const char *name, int ndim, const int64_t *shape,
+                  bool trainable_kind) {
+    MR_REQUIRE(!p->finalized, "parameter '%s' declared after finalize", name);
+    MR_REQUIRE(strlen(name) < MR_PARAM_NAME_MAX, "parameter name too long: %s", name);
+    MR_REQUIRE(ndim >= 1 && ndim <= MR_MAX_DIMS, "parameter '%s' with %d dims", name, ndim);
+    if (mr_params_find(p, name)) {
+        mr_fail(MR_ERR_ARG, "parameter '%s' declared twice", name);
+        return -1;
+    }
+    if (p->count == p->capacity) {
+        int cap = p->capacity ? p->capacity * 2 : 256;
+        mr_param *grown = realloc(p->items, sizeof *grown * (size_t)cap);
+        if (!grown) {
+            mr_fail(MR_ERR_NOMEM, "cannot declare parameter '%s'", name);
+            return -1;
+        }
+        p->items = grown;
+        p->capacity = cap;
+    }
+    mr_param *q = &p->items[p->count];
+    memset(q, 0, sizeof *q);
+    strcpy(q->name, name);
+    q->t.ndim = ndim;
+    q->t.numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        q->t.shape[i] = shape[i];
+        q->t.numel *= shape[i];
+    }
+    q->t.is_param = true;
+    q->trainable_kind = trainable_kind;
+    q->frozen = !trainable_kind;
+    q->offset = p->total;
+    /* Keep every parameter 64-byte aligned inside the flat buffers. */
+    p->total += ((size_t)q->t.numel + 15) / 16 * 16;
+    return p->count++;
+}
+
+mr_status mr_params_finalize(mr_params *p) {
+    size_t bytes = (p->total ? p->total : 16) * sizeof(float);
+    p->values = aligned_alloc(64, bytes);
+    p->grads = aligned_alloc(64, bytes);
+    p->momentum = aligned_alloc(64, bytes);
+    if (!p->values || !p->grads || !p->momentum)
+        return mr_fail(MR_ERR_NOMEM, "cannot allocate %zu parameters (%.1f MiB each for values, "
+                                     "gradients and momentum)",
+                       p->total, (double)bytes / (1024.0 * 1024.0));
+    memset(p->values, 0, bytes);
+    memset(p->grads, 0, bytes);
+    memset(p->momentum, 0, bytes);
+    for (int i = 0; i < p->count; i++) {
+        mr_param *q = &p->items[i];
+        q->t.name = q->name;
+        q->t.data = p->values + q->offset;
+        mr_params_set_frozen(p, q, q->frozen);
+    }
+    p->finalized = true;
+    return MR_OK;
+}
+
+void mr_params_set_frozen(mr_params *p, mr_param *param, bool frozen) {
+    param->frozen = frozen || !param->trainable_kind;
+    param->t.requires_grad = !param->frozen;
+    /* A frozen parameter has no gradient buffer, so no op can spend work on it. */
+    param->t.grad = param->frozen ? NULL : p->grads + param->offset;
+}
+
+mr_param *mr_params_find(mr_params *p, const char *name) {
+    for (int i = 0; i < p->count; i++)
+        if (!strcmp(p->items[i].name, name)) return &p->items[i];
+    return NULL;
+}
+
+mr_tensor *mr_params_tensor(mr_params *p, const char *name) {
+    mr_param *q = mr_params_find(p, name);
+    MR_REQUIRE(q, "no parameter named '%s'", name);
+    return &q->t;
+}
+
+void mr_param_layer(const char *name, char *layer, size_t size) {
+    const char *slash = strrchr(name, '/');
+    size_t n = slash ? (size_t)(slash - name) : strlen(name);
+    if (n >= size) n = size - 1;
+    memcpy(layer, name, n);
+    layer[n] = '\0';
+}
+
+mr_status mr_params_set_trainable(mr_params *p, const char *layer_regex, int *n_trainable) {
+    char anchored[512];
+    snprintf(anchored, sizeof anchored, "^(%s)$", layer_regex);
+    regex_t re;
+    int rc = regcomp(&re, anchored, REG_EXTENDED | REG_NOSUB);
+    if (rc) {
+        char msg[128];
+        regerror(rc, &re, msg, sizeof msg);
+        return mr_fail(MR_ERR_CONFIG, "layer pattern '%s' is not a valid regex: %s", layer_regex,
+                       msg);
+    }
+    int count = 0;
+    for (int i = 0; i < p->count; i++) {
+        mr_param *q = &p->items[i];
+        char layer[MR_PARAM_NAME_MAX];
+        mr_param_layer(q->name, layer, sizeof layer);
+        mr_params_set_frozen(p, q, regexec(&re, layer, 0, NULL, 0) != 0);
+        if (!q->frozen) count++;
+    }
+    regfree(&re);
+    if (n_trainable) *n_trainable = count;
+    return MR_OK;
+}
+
+void mr_params_zero_grads(mr_params *p) {
+    if (p->grads) memset(p->grads, 0, p->total * sizeof(float));
+}
+
+size_t mr_params_count_trainable(const mr_params *p) {
+    size_t n = 0;
+    for (int i = 0; i < p->count; i++)
+        if (!p->items[i].frozen) n += (size_t)p->items[i].t.numel;
+    return n;
+}

@@ -1,0 +1,46 @@
+/* The BLAS kernel choice (with the one-time re-exec), thread counts and the banner. */
+#include "runtime.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* True when the CPU has the AVX-512 subsets the SkylakeX kernels use. */
+static int cpu_has_skylakex_isa(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512cd");
+}
+
+void mr_runtime_prepare(int argc, char **argv) {
+    (void)argc;
+    if (getenv("OPENBLAS_CORETYPE") || getenv("MRCNN_NO_REEXEC")) return;
+    const char *core = openblas_get_corename();
+    if (!cpu_has_skylakex_isa() || !core || strcasecmp(core, "haswell") != 0) return;
+    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    setenv("MRCNN_NO_REEXEC", "1", 1); /* never loop, whatever the library does */
+    execv("/proc/self/exe", argv);
+    /* exec failed (no /proc): carry on with the kernel we have. */
+}
+
+int mr_runtime_threads(void) {
+    return omp_get_max_threads();
+}
+
+const char *mr_runtime_blas_desc(void) {
+    static char buf[160];
+    const char *config = openblas_get_config();
+    snprintf(buf, sizeof buf, "%s kernel %s, %d thread%s", config ? config : "OpenBLAS",
+             openblas_get_corename(), mr_runtime_threads(), mr_runtime_threads() == 1 ? "" : "s");
+    return buf;
+}
+
+void mr_runtime_banner(void) {
+    mr_info("mrcnn %s | %s", MR_VERSION, mr_runtime_blas_desc());
+}

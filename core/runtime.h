@@ -1,0 +1,20 @@
+/* Process-wide set-up: the version, the BLAS kernel and thread choice, and the startup banner.
+ * Only this file and core/blas.c know OpenBLAS exists. */
+#ifndef MR_RUNTIME_H
+#define MR_RUNTIME_H
+
+#define MR_VERSION "0.1.0"
+
+/* Called first thing in main(). OpenBLAS 0.3.21 does not recognise AVX-512 AMD cores (Zen 4)
+ * and falls back to its Haswell kernel at half the speed; it picks its kernel when the library
+ * loads, so the only way to choose for the user is to re-execute the program once with
+ * OPENBLAS_CORETYPE=SkylakeX set. An OPENBLAS_CORETYPE the user set is always respected. */
+void mr_runtime_prepare(int argc, char **argv);
+
+/* "OpenBLAS 0.3.21 SkylakeX, 2 threads" */
+const char *mr_runtime_blas_desc(void);
+int mr_runtime_threads(void);
+/* One line: version, BLAS kernel and threads. */
+void mr_runtime_banner(void);
+
+#endif

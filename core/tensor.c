@@ -1,0 +1,210 @@
+/* The arena, tensor construction, the tape (recording and the reverse walk) and the op-name
+ * table. Ops themselves live in core/op_*.c, forward and backward side by side. */
+#include "tensor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const op_names[] = {
+#define MR_OP_NAME(id, name) name,
+    MR_OP_LIST(MR_OP_NAME)
+#undef MR_OP_NAME
+};
+
+const char *mr_op_name(mr_op_id op) {
+    return op >= 0 && op < MR_OP_COUNT ? op_names[op] : "?";
+}
+
+mr_status mr_ctx_init(mr_ctx *ctx, size_t arena_bytes) {
+    memset(ctx, 0, sizeof *ctx);
+    ctx->arena.base = aligned_alloc(64, (arena_bytes + 63) / 64 * 64);
+    if (!ctx->arena.base)
+        return mr_fail(MR_ERR_NOMEM, "cannot reserve a %.1f MiB step arena",
+                       (double)arena_bytes / (1024.0 * 1024.0));
+    ctx->arena.capacity = (arena_bytes + 63) / 64 * 64;
+    ctx->recording = true;
+    return MR_OK;
+}
+
+void mr_ctx_free(mr_ctx *ctx) {
+    free(ctx->arena.base);
+    free(ctx->tape.nodes);
+    free(ctx->scratch);
+    memset(ctx, 0, sizeof *ctx);
+}
+
+void mr_ctx_reset(mr_ctx *ctx) {
+    ctx->arena.used = 0;
+    ctx->tape.count = 0;
+    ctx->status = MR_OK;
+    ctx->recording = true;
+}
+
+bool mr_no_grad_begin(mr_ctx *ctx) {
+    bool previous = ctx->recording;
+    ctx->recording = false;
+    return previous;
+}
+
+void mr_no_grad_end(mr_ctx *ctx, bool previous) {
+    ctx->recording = previous;
+}
+
+void *mr_alloc(mr_ctx *ctx, size_t bytes, const char *op) {
+    if (ctx->status != MR_OK) return NULL;
+    size_t aligned = (bytes + 63) / 64 * 64;
+    mr_arena *a = &ctx->arena;
+    if (aligned > a->capacity - a->used) {
+        ctx->status = mr_fail(MR_ERR_NOMEM,
+                              "step arena exhausted in op '%s': asked %zu bytes with %zu of %zu "
+                              "used; raise ARENA_MB in the config or lower the image size",
+                              op, bytes, a->used, a->capacity);
+        return NULL;
+    }
+    void *p = a->base + a->used;
+    a->used += aligned;
+    if (a->used > a->high_water) a->high_water = a->used;
+    return p;
+}
+
+void *mr_alloc_zero(mr_ctx *ctx, size_t bytes, const char *op) {
+    void *p = mr_alloc(ctx, bytes, op);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+mr_tensor *mr_tensor_new(mr_ctx *ctx, const char *name, int ndim, const int64_t *shape) {
+    MR_REQUIRE(ndim >= 1 && ndim <= MR_MAX_DIMS, "tensor '%s' with %d dims", name, ndim);
+    int64_t numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        MR_REQUIRE(shape[i] >= 0, "tensor '%s' with negative dim %lld", name,
+                   (long long)shape[i]);
+        numel *= shape[i];
+    }
+    mr_tensor *t = mr_alloc(ctx, sizeof *t, name);
+    float *data = mr_alloc(ctx, (size_t)numel * sizeof(float), name);
+    if (!t || !data) return NULL;
+    memset(t, 0, sizeof *t);
+    t->data = data;
+    t->ndim = ndim;
+    t->numel = numel;
+    t->name = name;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    return t;
+}
+
+mr_tensor *mr_tensor_zeros(mr_ctx *ctx, const char *name, int ndim, const int64_t *shape) {
+    mr_tensor *t = mr_tensor_new(ctx, name, ndim, shape);
+    if (t) memset(t->data, 0, (size_t)t->numel * sizeof(float));
+    return t;
+}
+
+mr_tensor *mr_tensor_4d(mr_ctx *ctx, const char *name, int64_t a, int64_t b, int64_t c,
+                        int64_t d) {
+    int64_t s[4] = {a, b, c, d};
+    return mr_tensor_new(ctx, name, 4, s);
+}
+
+mr_tensor *mr_tensor_2d(mr_ctx *ctx, const char *name, int64_t a, int64_t b) {
+    int64_t s[2] = {a, b};
+    return mr_tensor_new(ctx, name, 2, s);
+}
+
+mr_tensor *mr_tensor_1d(mr_ctx *ctx, const char *name, int64_t a) {
+    return mr_tensor_new(ctx, name, 1, &a);
+}
+
+bool mr_same_shape(const mr_tensor *a, const mr_tensor *b) {
+    if (a->ndim != b->ndim) return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return false;
+    return true;
+}
+
+const char *mr_shape_str(const mr_tensor *t, char *buf, size_t size) {
+    size_t n = (size_t)snprintf(buf, size, "(");
+    for (int i = 0; i < t->ndim && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, i ? ",%lld" : "%lld", (long long)t->shape[i]);
+    if (n < size) snprintf(buf + n, size - n, ")");
+    return buf;
+}
+
+mr_node *mr_record(mr_ctx *ctx, mr_op_id op, mr_tensor *out, mr_tensor *const *inputs,
+                   int n_inputs, mr_backward_fn backward) {
+    MR_REQUIRE(n_inputs <= MR_MAX_INPUTS, "op %s with %d inputs", mr_op_name(op), n_inputs);
+    if (!ctx->recording || !out) return NULL;
+    unsigned needs = 0;
+    for (int i = 0; i < n_inputs; i++)
+        if (inputs[i] && inputs[i]->requires_grad) needs |= 1u << i;
+    if (!needs) return NULL;
+    mr_tape *tape = &ctx->tape;
+    if (tape->count == tape->capacity) {
+        int cap = tape->capacity ? tape->capacity * 2 : 1024;
+        mr_node *grown = realloc(tape->nodes, sizeof *grown * (size_t)cap);
+        if (!grown) {
+            ctx->status = mr_fail(MR_ERR_NOMEM, "cannot grow the tape to %d nodes in op '%s'",
+                                  cap, mr_op_name(op));
+            return NULL;
+        }
+        tape->nodes = grown;
+        tape->capacity = cap;
+    }
+    mr_node *node = &tape->nodes[tape->count++];
+    memset(node, 0, sizeof *node);
+    node->ctx = ctx;
+    node->op = op;
+    node->n_inputs = n_inputs;
+    for (int i = 0; i < n_inputs; i++) node->inputs[i] = inputs[i];
+    node->needs_grad = needs;
+    node->out = out;
+    node->backward = backward;
+    out->requires_grad = true;
+    return node;
+}
+
+float *mr_grad_of(mr_ctx *ctx, mr_tensor *t) {
+    if (!t->grad) {
+        MR_REQUIRE(!t->is_param, "parameter '%s' has no gradient buffer", t->name);
+        /* Backward runs after the forward pass failed or succeeded; either way the gradient
+         * must be allocatable even if the status was set by an earlier, unrelated op. */
+        if (ctx->status != MR_OK) return NULL;
+        t->grad = mr_alloc_zero(ctx, (size_t)t->numel * sizeof(float), "backward");
+    }
+    return t->grad;
+}
+
+mr_status mr_backward_seeded(mr_ctx *ctx, mr_tensor *out, const float *seed) {
+    if (ctx->status != MR_OK) return ctx->status;
+    if (!out->requires_grad)
+        return mr_fail(MR_ERR_ARG, "backward from '%s', which depends on no trainable parameter "
+                                   "(all frozen, or computed in a no-grad scope)",
+                       out->name);
+    mr_tape *tape = &ctx->tape;
+    /* Clear intermediate gradients so a second backward over the same tape adds exactly one
+     * more copy to the parameters, as the same call on a fresh tape would. */
+    for (int i = 0; i < tape->count; i++) {
+        mr_tensor *t = tape->nodes[i].out;
+        if (!t->is_param && t->grad) memset(t->grad, 0, (size_t)t->numel * sizeof(float));
+    }
+    float *g = mr_grad_of(ctx, out);
+    if (!g) return ctx->status;
+    memcpy(g, seed, (size_t)out->numel * sizeof(float));
+    for (int i = tape->count - 1; i >= 0; i--) {
+        mr_node *node = &tape->nodes[i];
+        if (!node->out->grad) continue; /* not on a path to `out` */
+        for (int k = 0; k < node->n_inputs; k++)
+            if ((node->needs_grad >> k & 1u) && !mr_grad_of(ctx, node->inputs[k]))
+                return ctx->status;
+        node->backward(node);
+        if (ctx->status != MR_OK) return ctx->status;
+    }
+    return MR_OK;
+}
+
+mr_status mr_backward(mr_ctx *ctx, mr_tensor *loss) {
+    MR_REQUIRE(loss->numel == 1, "backward from '%s' with %lld elements; losses are scalars",
+               loss->name, (long long)loss->numel);
+    const float one = 1.0f;
+    return mr_backward_seeded(ctx, loss, &one);
+}

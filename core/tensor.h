@@ -1,0 +1,130 @@
+/* Tensors, the per-step arena they live in, and the tape that records ops for backward.
+ * Layout is NHWC everywhere (as Matterport/TensorFlow), conv kernels HWIO, dense kernels
+ * (in, out). A context owns one arena and one tape; both are reset at the start of a step. */
+#ifndef MR_TENSOR_H
+#define MR_TENSOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+#define MR_MAX_DIMS 4
+#define MR_MAX_INPUTS 4
+
+typedef struct mr_tensor {
+    float *data;           /* values, row-major over shape */
+    float *grad;           /* same size; allocated when backward first reaches the tensor */
+    int64_t shape[MR_MAX_DIMS];
+    int ndim;
+    int64_t numel;
+    const char *name;      /* static or arena string; for messages and dumps */
+    bool requires_grad;    /* parameters that are not frozen, and op outputs that depend on them */
+    bool is_param;         /* grad lives in the parameter registry and outlives the step */
+} mr_tensor;
+
+/* Per-step memory: one block, bump allocation, reset each step. */
+typedef struct {
+    char *base;
+    size_t capacity, used, high_water;
+} mr_arena;
+
+/* Every differentiable op; tests/test_gradcheck.c fails when one lacks a gradient check. */
+#define MR_OP_LIST(X)                                                                              \
+    X(CONV2D, "conv2d")                                                                            \
+    X(DECONV2X2, "deconv2x2")                                                                      \
+    X(BATCHNORM_FROZEN, "batchnorm_frozen")                                                        \
+    X(BATCHNORM_BATCH, "batchnorm_batch")                                                          \
+    X(RELU, "relu")                                                                                \
+    X(SIGMOID, "sigmoid")                                                                          \
+    X(ADD, "add")                                                                                  \
+    X(MAXPOOL, "maxpool")                                                                          \
+    X(UPSAMPLE2X, "upsample2x")                                                                    \
+    X(LINEAR, "linear")                                                                            \
+    X(RESHAPE, "reshape")                                                                          \
+    X(CONCAT, "concat")                                                                            \
+    X(SLICE, "slice")                                                                              \
+    X(GATHER_ROWS, "gather_rows")                                                                  \
+    X(SOFTMAX_XENT, "softmax_xent")                                                                \
+    X(SIGMOID_BCE, "sigmoid_bce")                                                                  \
+    X(SMOOTH_L1, "smooth_l1")
+
+typedef enum {
+#define MR_OP_ENUM(id, name) MR_OP_##id,
+    MR_OP_LIST(MR_OP_ENUM)
+#undef MR_OP_ENUM
+        MR_OP_COUNT
+} mr_op_id;
+
+const char *mr_op_name(mr_op_id op);
+
+struct mr_node;
+typedef void (*mr_backward_fn)(struct mr_node *node);
+
+/* One recorded op: its inputs (which of them need a gradient), its output, and the op's own
+ * saved context (a struct the op's file defines, allocated in the arena). */
+typedef struct mr_node {
+    struct mr_ctx *ctx;
+    mr_op_id op;
+    mr_tensor *inputs[MR_MAX_INPUTS];
+    int n_inputs;
+    unsigned needs_grad; /* bit i set: inputs[i] receives a gradient */
+    mr_tensor *out;
+    void *saved;
+    mr_backward_fn backward;
+} mr_node;
+
+typedef struct {
+    mr_node *nodes;
+    int count, capacity;
+} mr_tape;
+
+typedef struct mr_ctx {
+    mr_arena arena;
+    mr_tape tape;
+    bool recording;      /* false inside a no-grad scope */
+    mr_status status;    /* sticky: the first failure of the step; later ops return NULL */
+    float *scratch;      /* reusable per-op workspace (im2col), grows, never shrinks */
+    size_t scratch_floats;
+} mr_ctx;
+
+mr_status mr_ctx_init(mr_ctx *ctx, size_t arena_bytes);
+void mr_ctx_free(mr_ctx *ctx);
+/* Forget every tensor and node of the step; parameters are untouched. */
+void mr_ctx_reset(mr_ctx *ctx);
+
+/* No-grad scope: ops inside record nothing. Returns the previous state for the restore. */
+bool mr_no_grad_begin(mr_ctx *ctx);
+void mr_no_grad_end(mr_ctx *ctx, bool previous);
+
+/* Arena allocation; on exhaustion sets ctx->status with the op, bytes and capacity and returns
+ * NULL. Memory is 64-byte aligned and not zeroed unless the name says so. */
+void *mr_alloc(mr_ctx *ctx, size_t bytes, const char *op);
+void *mr_alloc_zero(mr_ctx *ctx, size_t bytes, const char *op);
+
+/* A new arena tensor of the given shape (ndim 1..4), values uninitialised or zero. */
+mr_tensor *mr_tensor_new(mr_ctx *ctx, const char *name, int ndim, const int64_t *shape);
+mr_tensor *mr_tensor_zeros(mr_ctx *ctx, const char *name, int ndim, const int64_t *shape);
+mr_tensor *mr_tensor_4d(mr_ctx *ctx, const char *name, int64_t a, int64_t b, int64_t c, int64_t d);
+mr_tensor *mr_tensor_2d(mr_ctx *ctx, const char *name, int64_t a, int64_t b);
+mr_tensor *mr_tensor_1d(mr_ctx *ctx, const char *name, int64_t a);
+bool mr_same_shape(const mr_tensor *a, const mr_tensor *b);
+/* "(2,3,4,5)" into buf, for messages. */
+const char *mr_shape_str(const mr_tensor *t, char *buf, size_t size);
+
+/* Used by ops: true when the output should be recorded (recording on and an input needs a
+ * gradient). Appends the node and marks the output as requiring a gradient. */
+mr_node *mr_record(mr_ctx *ctx, mr_op_id op, mr_tensor *out, mr_tensor *const *inputs,
+                   int n_inputs, mr_backward_fn backward);
+/* The gradient buffer of a tensor that backward is about to accumulate into (zeroed on first
+ * use). NULL only when the arena is exhausted. */
+float *mr_grad_of(mr_ctx *ctx, mr_tensor *t);
+
+/* Backward from a scalar loss (seed 1) or from any tensor with a given seed gradient
+ * (same size as the tensor). Intermediate gradients are cleared first, parameter gradients
+ * accumulate, so calling twice doubles them. */
+mr_status mr_backward(mr_ctx *ctx, mr_tensor *loss);
+mr_status mr_backward_seeded(mr_ctx *ctx, mr_tensor *out, const float *seed);
+
+#endif

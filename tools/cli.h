@@ -1,0 +1,42 @@
+/* The `mrcnn` command line: one function per verb, each in tools/cmd_<verb>.c, and the small
+ * argument parser they share. Only tools/ may exit(); verbs return an exit code. */
+#ifndef MR_CLI_H
+#define MR_CLI_H
+
+#include <stdbool.h>
+
+#include "../core/status.h"
+
+/* argv[0] is the verb itself. Returns the process exit code. */
+typedef int (*mr_verb_fn)(int argc, char **argv);
+
+int cmd_demo(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_check_data(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_import_busi(int argc, char **argv);
+
+/* --name VALUE options and positional arguments. Each option is declared once; unknown options,
+ * missing values and bad numbers give one line naming the verb and the option. */
+typedef enum { MR_OPT_STRING, MR_OPT_INT, MR_OPT_DOUBLE, MR_OPT_FLAG, MR_OPT_LIST } mr_opt_kind;
+typedef struct {
+    const char *name;   /* "--data" */
+    mr_opt_kind kind;
+    void *target;       /* const char **, long *, double *, bool *, or mr_str_list * */
+    const char *help;
+} mr_opt;
+
+typedef struct {
+    const char **items;
+    int count;
+} mr_str_list;
+
+/* Parses argv[1..]; positional arguments go to `positional` when given, else are an error.
+ * Prints usage and returns false on error or --help (sets *exit_code). */
+bool mr_parse_args(const char *verb, const char *usage, int argc, char **argv,
+                   const mr_opt *opts, int n_opts, mr_str_list *positional, int *exit_code);
+
+/* Maps a status to the process exit code and prints the last error as one line. */
+int mr_exit_code(mr_status st);
+
+#endif

@@ -1,0 +1,43 @@
+/* `mrcnn VERB ...`: dispatches to the verb functions in tools/cmd_*.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "../core/runtime.h"
+#include "cli.h"
+
+typedef struct {
+    const char *name;
+    mr_verb_fn run;
+    const char *summary;
+} verb;
+
+static const verb verbs[] = {
+    {"demo", cmd_demo, "generate synthetic ultrasound, train a small model, report"},
+    {"synth", cmd_synth, "write a synthetic breast-ultrasound set (PNG + VIA JSON)"},
+    {"import-busi", cmd_import_busi, "convert the BUSI folder layout to VIA JSON"},
+    {"check-data", cmd_check_data, "load annotations and images, report every problem"},
+    {"bench", cmd_bench, "measure sgemm and convolution speed on this machine"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: mrcnn VERB [options]   (mrcnn VERB --help for its options)\n\nverbs:\n");
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        fprintf(out, "  %-12s %s\n", verbs[i].name, verbs[i].summary);
+}
+
+int main(int argc, char **argv) {
+    mr_runtime_prepare(argc, argv);
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("mrcnn %s\n", MR_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        if (!strcmp(argv[1], verbs[i].name)) return verbs[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "mrcnn: unknown verb '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
