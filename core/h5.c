@@ -186,6 +186,17 @@ static mr_status make_parents(mr_h5 *f, const char *path) {
     return st;
 }
 
+mr_status mr_h5_make_group(mr_h5 *f, const char *group) {
+    if (mr_h5_exists(f, group)) return MR_OK;
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t g = H5Gcreate2((hid_t)f->id, group, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    H5Pclose(lcpl);
+    if (g < 0) return mr_fail(MR_ERR_IO, "%s: cannot create group '%s'", f->path, group);
+    H5Gclose(g);
+    return MR_OK;
+}
+
 static mr_status write_as(mr_h5 *f, const char *dataset, hid_t file_type, hid_t mem_type,
                           const void *data, int ndim, const int64_t *shape) {
     MR_TRY(make_parents(f, dataset));
@@ -215,12 +226,40 @@ static hid_t half_type(void) {
     return t;
 }
 
+/* float32 -> IEEE half, round to nearest even. Done here because HDF5 1.10's own conversion
+ * loses the carry when rounding overflows the mantissa (0.99987 became 0.5). */
+static uint16_t to_half(float value) {
+    uint32_t x;
+    memcpy(&x, &value, sizeof x);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    uint32_t mag = x & 0x7fffffffu;
+    if (mag >= 0x7f800000u) /* Inf, NaN (kept quiet) */
+        return (uint16_t)(sign | 0x7c00u | (mag > 0x7f800000u ? 0x200u : 0u));
+    if (mag >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds past 65504 */
+    if (mag < 0x38800000u) {                                   /* half subnormal or zero */
+        if (mag < 0x33000000u) return sign;                    /* below half the smallest */
+        uint32_t mant = (mag & 0x7fffffu) | 0x800000u;
+        int shift = 126 - (int)(mag >> 23);                    /* units of 2^-24 */
+        uint32_t half = mant >> shift, rest = mant & ((1u << shift) - 1u), mid = 1u << (shift - 1);
+        if (rest > mid || (rest == mid && (half & 1u))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t h = ((mag >> 13) - ((127u - 15u) << 10)), rest = mag & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h++; /* a carry moves the exponent */
+    return (uint16_t)(sign | h);
+}
+
 mr_status mr_h5_write(mr_h5 *f, const char *dataset, const float *data, int ndim,
                       const int64_t *shape, bool half) {
     if (!half) return write_as(f, dataset, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data, ndim, shape);
+    int64_t n = ndim >= 1 && ndim <= MR_H5_MAX_DIMS ? count_of(ndim, shape) : 0;
+    uint16_t *bits = malloc(sizeof(uint16_t) * (size_t)(n ? n : 1));
+    if (!bits) return mr_fail(MR_ERR_NOMEM, "no memory to write '%s' as float16", dataset);
+    for (int64_t i = 0; i < n; i++) bits[i] = to_half(data[i]);
     hid_t t = half_type();
-    mr_status st = write_as(f, dataset, t, H5T_NATIVE_FLOAT, data, ndim, shape);
+    mr_status st = write_as(f, dataset, t, t, bits, ndim, shape);
     H5Tclose(t);
+    free(bits);
     return st;
 }
 
@@ -274,6 +313,31 @@ mr_status mr_h5_set_attr_i64(mr_h5 *f, const char *object, const char *name, int
     return st;
 }
 
+mr_status mr_h5_set_attr_bytes(mr_h5 *f, const char *object, const char *name, const char *value) {
+    /* numpy.bytes_ as h5py stores it: scalar, fixed length, NULL padded, ASCII. */
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, strlen(value) ? strlen(value) : 1);
+    H5Tset_strpad(type, H5T_STR_NULLPAD);
+    hid_t space = H5Screate(H5S_SCALAR);
+    char *buf = calloc(strlen(value) + 1, 1);
+    mr_status st = buf ? MR_OK : mr_fail(MR_ERR_NOMEM, "no memory for attribute %s", name);
+    if (buf) {
+        memcpy(buf, value, strlen(value));
+        st = write_attr(f, object, name, type, space, buf);
+    }
+    free(buf);
+    H5Sclose(space);
+    H5Tclose(type);
+    return st;
+}
+
+mr_status mr_h5_set_attr_f64(mr_h5 *f, const char *object, const char *name, double value) {
+    hid_t space = H5Screate(H5S_SCALAR);
+    mr_status st = write_attr(f, object, name, H5T_NATIVE_DOUBLE, space, &value);
+    H5Sclose(space);
+    return st;
+}
+
 mr_status mr_h5_set_attr_strings(mr_h5 *f, const char *object, const char *name,
                                  const char *const *values, int count) {
     /* Fixed-length, NULL-padded, as Keras writes layer_names and weight_names. */
@@ -311,7 +375,9 @@ static mr_status read_string_attr(mr_h5 *f, const char *object, const char *name
     mr_status st = MR_OK;
     hssize_t n = H5Sget_simple_extent_npoints(space);
     if (H5Sget_simple_extent_type(space) == H5S_NULL) n = 0;
-    if (H5Tget_class(type) != H5T_STRING || n < 0) {
+    /* An empty list of any type is an empty list: Keras writes a weightless layer's weight_names
+     * as h5py makes `attrs[name] = []`, an empty float64 array. */
+    if (n < 0 || (n > 0 && H5Tget_class(type) != H5T_STRING)) {
         st = mr_fail(MR_ERR_FORMAT, "%s: attribute %s on '%s' is not a string", f->path, name, object);
     } else if (n > 0) {
         char **out = calloc((size_t)n, sizeof *out);
@@ -319,6 +385,7 @@ static mr_status read_string_attr(mr_h5 *f, const char *object, const char *name
         else if (H5Tis_variable_str(type) > 0) {
             hid_t mem = H5Tcopy(H5T_C_S1);
             H5Tset_size(mem, H5T_VARIABLE);
+            H5Tset_cset(mem, H5Tget_cset(type)); /* HDF5 converts no UTF-8 <-> ASCII */
             char **raw = calloc((size_t)n, sizeof *raw);
             if (raw && H5Aread(a, mem, raw) >= 0) {
                 for (hssize_t i = 0; i < n; i++) out[i] = dup_str(raw[i] ? raw[i] : "");
@@ -334,6 +401,7 @@ static mr_status read_string_attr(mr_h5 *f, const char *object, const char *name
             hid_t mem = H5Tcopy(H5T_C_S1);
             H5Tset_size(mem, width);
             H5Tset_strpad(mem, H5T_STR_NULLPAD); /* NULLTERM would cut a full-width name */
+            H5Tset_cset(mem, H5Tget_cset(type));
             if (buf && H5Aread(a, mem, buf) >= 0) {
                 for (hssize_t i = 0; i < n; i++) {
                     char *s = calloc(width + 1, 1);
@@ -420,6 +488,37 @@ mr_status mr_h5_get_attr_i64(mr_h5 *f, const char *object, const char *name, int
     H5Oclose(o);
     if (rc < 0)
         return mr_fail(MR_ERR_FORMAT, "%s: '%s' has no integer attribute %s", f->path, object, name);
+    return MR_OK;
+}
+
+mr_status mr_h5_get_attr_f64(mr_h5 *f, const char *object, const char *name, double *value) {
+    hid_t o = open_object(f, object);
+    if (o < 0) return mr_fail(MR_ERR_FORMAT, "%s: no object '%s'", f->path, object);
+    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Aread(a, H5T_NATIVE_DOUBLE, value);
+    if (a >= 0) H5Aclose(a);
+    H5Oclose(o);
+    if (rc < 0)
+        return mr_fail(MR_ERR_FORMAT, "%s: '%s' has no numeric attribute %s", f->path, object, name);
+    return MR_OK;
+}
+
+mr_status mr_h5_dtype(mr_h5 *f, const char *dataset, char *name, size_t size) {
+    if (!mr_h5_exists(f, dataset))
+        return mr_fail(MR_ERR_FORMAT, "%s: no dataset '%s'", f->path, dataset);
+    hid_t ds = H5Dopen2((hid_t)f->id, dataset, H5P_DEFAULT);
+    if (ds < 0) return mr_fail(MR_ERR_FORMAT, "%s: '%s' is not a dataset", f->path, dataset);
+    hid_t t = H5Dget_type(ds);
+    H5T_class_t cls = H5Tget_class(t);
+    size_t bytes = H5Tget_size(t);
+    const char *kind = cls == H5T_FLOAT     ? "float"
+                       : cls == H5T_INTEGER ? (H5Tget_sign(t) == H5T_SGN_NONE ? "uint" : "int")
+                       : cls == H5T_STRING  ? "string"
+                                            : "other";
+    if (cls == H5T_FLOAT || cls == H5T_INTEGER) snprintf(name, size, "%s%zu", kind, bytes * 8);
+    else snprintf(name, size, "%s", kind);
+    H5Tclose(t);
+    H5Dclose(ds);
     return MR_OK;
 }
 

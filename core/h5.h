@@ -5,6 +5,7 @@
 #define MR_H5_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "status.h"
@@ -37,11 +38,18 @@ mr_status mr_h5_read_i64(mr_h5 *f, const char *dataset, int64_t **data, int64_t 
  * the values are stored as IEEE float16. */
 mr_status mr_h5_write(mr_h5 *f, const char *dataset, const float *data, int ndim,
                       const int64_t *shape, bool half);
+/* Creates a group and any missing parents; an existing group is fine. */
+mr_status mr_h5_make_group(mr_h5 *f, const char *group);
 mr_status mr_h5_write_i64(mr_h5 *f, const char *dataset, const int64_t *data, int64_t count);
 
 /* Attributes on a group or dataset ("/" for the root). Strings come back malloc'd. */
 mr_status mr_h5_set_attr_str(mr_h5 *f, const char *object, const char *name, const char *value);
 mr_status mr_h5_set_attr_i64(mr_h5 *f, const char *object, const char *name, int64_t value);
+/* A scalar fixed-length byte string, as numpy.bytes_ is stored: Keras reads keras_version and
+ * backend with .decode(), which a variable-length (str) attribute would break. */
+mr_status mr_h5_set_attr_bytes(mr_h5 *f, const char *object, const char *name, const char *value);
+mr_status mr_h5_set_attr_f64(mr_h5 *f, const char *object, const char *name, double value);
+mr_status mr_h5_get_attr_f64(mr_h5 *f, const char *object, const char *name, double *value);
 mr_status mr_h5_get_attr_str(mr_h5 *f, const char *object, const char *name, char **value);
 mr_status mr_h5_get_attr_i64(mr_h5 *f, const char *object, const char *name, int64_t *value);
 bool mr_h5_has_attr(mr_h5 *f, const char *object, const char *name);
@@ -52,6 +60,9 @@ mr_status mr_h5_get_attr_strings(mr_h5 *f, const char *object, const char *name,
 mr_status mr_h5_set_attr_strings(mr_h5 *f, const char *object, const char *name,
                                  const char *const *values, int count);
 void mr_h5_free_strings(char **values, int count);
+
+/* The stored element type of a dataset: "float32", "float16", "int64", "string", ... */
+mr_status mr_h5_dtype(mr_h5 *f, const char *dataset, char *name, size_t size);
 
 /* Calls fn for every dataset below `group`, with its full path. */
 typedef mr_status (*mr_h5_visit_fn)(const char *path, void *user);

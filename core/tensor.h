@@ -48,7 +48,8 @@ typedef struct {
     X(GATHER_ROWS, "gather_rows")                                                                  \
     X(SOFTMAX_XENT, "softmax_xent")                                                                \
     X(SIGMOID_BCE, "sigmoid_bce")                                                                  \
-    X(SMOOTH_L1, "smooth_l1")
+    X(SMOOTH_L1, "smooth_l1")                                                                      \
+    X(ROI_ALIGN, "roi_align")
 
 typedef enum {
 #define MR_OP_ENUM(id, name) MR_OP_##id,

@@ -1,6 +1,7 @@
 /* Rasterising annotation shapes into instance masks with skimage.draw.polygon's rule:
  * a pixel (row r, column c) is inside when its centre (c, r) lies inside the polygon
- * (even-odd rule); vertices may be fractional, negative or beyond the image (clipped). */
+ * (even-odd rule, points on an edge or vertex count as inside, as current skimage does);
+ * vertices may be fractional, negative or beyond the image (clipped). */
 #ifndef MR_RASTER_H
 #define MR_RASTER_H
 

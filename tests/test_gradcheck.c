@@ -6,6 +6,7 @@
 
 #include "../core/ops.h"
 #include "../core/rng.h"
+#include "../layers/roi_align.h"
 #include "testutil.h"
 
 #define MAX_IN 4
@@ -13,7 +14,7 @@
 typedef struct {
     mr_tensor *in[MAX_IN]; /* differentiable inputs */
     int n_in;
-    mr_tensor *fixed[2];   /* non-differentiable tensors (moving statistics) */
+    mr_tensor *fixed[2]; /* non-differentiable tensors (moving statistics) */
     int32_t targets[64];
     float ftargets[4096];
     float weights[64];
@@ -56,8 +57,7 @@ static void fill_distinct(mr_rng *rng, mr_tensor *t, float gap) {
     int64_t *order = malloc(sizeof *order * (size_t)t->numel);
     for (int64_t i = 0; i < t->numel; i++) order[i] = i;
     mr_rng_shuffle_i64(rng, order, t->numel);
-    for (int64_t i = 0; i < t->numel; i++)
-        t->data[order[i]] = gap * (float)(i - t->numel / 2);
+    for (int64_t i = 0; i < t->numel; i++) t->data[order[i]] = gap * (float)(i - t->numel / 2);
     free(order);
 }
 
@@ -83,13 +83,19 @@ static void setup_conv(mr_ctx *ctx, mr_rng *rng, gc_inputs *in, int64_t h, int64
     in->n_in = 3;
     for (int i = 0; i < 3; i++) fill_normal(rng, in->in[i], 0.5f);
 }
-static void setup_conv3(mr_ctx *c, mr_rng *r, gc_inputs *in) { setup_conv(c, r, in, 7, 6, 3, 3, 4); }
-static void setup_conv1(mr_ctx *c, mr_rng *r, gc_inputs *in) { setup_conv(c, r, in, 5, 5, 1, 4, 3); }
+static void setup_conv3(mr_ctx *c, mr_rng *r, gc_inputs *in) {
+    setup_conv(c, r, in, 7, 6, 3, 3, 4);
+}
+static void setup_conv1(mr_ctx *c, mr_rng *r, gc_inputs *in) {
+    setup_conv(c, r, in, 5, 5, 1, 4, 3);
+}
 static void setup_conv1_nobias(mr_ctx *c, mr_rng *r, gc_inputs *in) {
     setup_conv(c, r, in, 5, 5, 1, 4, 3);
     in->n_in = 2;
 }
-static void setup_conv7(mr_ctx *c, mr_rng *r, gc_inputs *in) { setup_conv(c, r, in, 9, 8, 7, 2, 3); }
+static void setup_conv7(mr_ctx *c, mr_rng *r, gc_inputs *in) {
+    setup_conv(c, r, in, 9, 8, 7, 2, 3);
+}
 static mr_tensor *fwd_conv_same_s1(mr_ctx *c, gc_inputs *in) {
     return mr_conv2d(c, in->in[0], in->in[1], in->in[2], 1, MR_PAD_SAME);
 }
@@ -137,8 +143,8 @@ static mr_tensor *fwd_bn_frozen(mr_ctx *c, gc_inputs *in) {
                                1e-3f);
 }
 static mr_tensor *fwd_bn_batch(mr_ctx *c, gc_inputs *in) {
-    return mr_batchnorm_batch(c, in->in[0], in->in[1], in->in[2], in->fixed[0], in->fixed[1],
-                              1e-3f, 0.99f, false);
+    return mr_batchnorm_batch(c, in->in[0], in->in[1], in->in[2], in->fixed[0], in->fixed[1], 1e-3f,
+                              0.99f, false);
 }
 
 static void setup_unary_kinky(mr_ctx *ctx, mr_rng *rng, gc_inputs *in) {
@@ -146,9 +152,15 @@ static void setup_unary_kinky(mr_ctx *ctx, mr_rng *rng, gc_inputs *in) {
     in->n_in = 1;
     fill_away_from_zero(rng, in->in[0], 0.05f);
 }
-static mr_tensor *fwd_relu(mr_ctx *c, gc_inputs *in) { return mr_relu(c, in->in[0]); }
-static mr_tensor *fwd_sigmoid(mr_ctx *c, gc_inputs *in) { return mr_sigmoid(c, in->in[0]); }
-static mr_tensor *fwd_upsample(mr_ctx *c, gc_inputs *in) { return mr_upsample2x(c, in->in[0]); }
+static mr_tensor *fwd_relu(mr_ctx *c, gc_inputs *in) {
+    return mr_relu(c, in->in[0]);
+}
+static mr_tensor *fwd_sigmoid(mr_ctx *c, gc_inputs *in) {
+    return mr_sigmoid(c, in->in[0]);
+}
+static mr_tensor *fwd_upsample(mr_ctx *c, gc_inputs *in) {
+    return mr_upsample2x(c, in->in[0]);
+}
 
 static void setup_two(mr_ctx *ctx, mr_rng *rng, gc_inputs *in) {
     in->in[0] = p4(ctx, "a", 2, 3, 4, 5);
@@ -157,9 +169,13 @@ static void setup_two(mr_ctx *ctx, mr_rng *rng, gc_inputs *in) {
     fill_normal(rng, in->in[0], 1.0f);
     fill_normal(rng, in->in[1], 1.0f);
 }
-static mr_tensor *fwd_add(mr_ctx *c, gc_inputs *in) { return mr_add(c, in->in[0], in->in[1]); }
+static mr_tensor *fwd_add(mr_ctx *c, gc_inputs *in) {
+    return mr_add(c, in->in[0], in->in[1]);
+}
 /* Fan-out: the same tensor used twice must collect both gradients. */
-static mr_tensor *fwd_add_self(mr_ctx *c, gc_inputs *in) { return mr_add(c, in->in[0], in->in[0]); }
+static mr_tensor *fwd_add_self(mr_ctx *c, gc_inputs *in) {
+    return mr_add(c, in->in[0], in->in[0]);
+}
 static mr_tensor *fwd_concat_c(mr_ctx *c, gc_inputs *in) {
     mr_tensor *xs[2] = {in->in[0], in->in[1]};
     return mr_concat(c, xs, 2, 3);
@@ -207,7 +223,9 @@ static mr_tensor *fwd_reshape(mr_ctx *c, gc_inputs *in) {
     /* Followed by a slice so the check sees a non-trivial use of the reshaped tensor. */
     return mr_slice(c, mr_reshape(c, in->in[0], 2, s), 1, 3, 9);
 }
-static mr_tensor *fwd_slice(mr_ctx *c, gc_inputs *in) { return mr_slice(c, in->in[0], 2, 1, 2); }
+static mr_tensor *fwd_slice(mr_ctx *c, gc_inputs *in) {
+    return mr_slice(c, in->in[0], 2, 1, 2);
+}
 static mr_tensor *fwd_gather(mr_ctx *c, gc_inputs *in) {
     int64_t s[2] = {6, 20};
     return mr_gather_rows(c, mr_reshape(c, in->in[0], 2, s), in->index, 6);
@@ -256,6 +274,30 @@ static mr_tensor *fwd_smooth_l1(mr_ctx *c, gc_inputs *in) {
     return mr_smooth_l1(c, in->in[0], in->ftargets);
 }
 
+/* Four small pyramid maps standing for a 1024x1024 image, and boxes sized for levels
+ * 2, 3, 4, 5 and 5 (one reaching past the map, so the zero-outside rule is exercised too). */
+static const float roi_boxes[5][4] = {{0.1f, 0.1f, 0.15f, 0.16f},
+                                      {0.2f, 0.3f, 0.31f, 0.41f},
+                                      {0.3f, 0.2f, 0.52f, 0.42f},
+                                      {-0.1f, 0.0f, 1.05f, 1.0f},
+                                      {0.05f, 0.6f, 0.7f, 0.95f}};
+static const int32_t roi_batch[5] = {0, 1, 1, 0, 1};
+static void setup_roi(mr_ctx *ctx, mr_rng *rng, gc_inputs *in) {
+    for (int l = 0; l < 4; l++) {
+        int64_t side = 16 >> l;
+        in->in[l] = p4(ctx, "P", 2, side, side, 3);
+        fill_normal(rng, in->in[l], 1.0f);
+    }
+    in->n_in = 4;
+}
+static mr_tensor *fwd_roi_crop(mr_ctx *c, gc_inputs *in) {
+    return mr_roi_align(c, in->in, &roi_boxes[0][0], roi_batch, 5, 3, 1024, 1024,
+                        MR_ROI_CROP_AND_RESIZE);
+}
+static mr_tensor *fwd_roi_average(mr_ctx *c, gc_inputs *in) {
+    return mr_roi_align(c, in->in, &roi_boxes[0][0], roi_batch, 5, 2, 1024, 1024, MR_ROI_AVERAGE);
+}
+
 static const gc_case cases[] = {
     {MR_OP_CONV2D, "conv 3x3 s1 same", setup_conv3, fwd_conv_same_s1},
     {MR_OP_CONV2D, "conv 3x3 s2 same (extra pad bottom/right)", setup_conv3, fwd_conv_same_s2},
@@ -283,6 +325,8 @@ static const gc_case cases[] = {
     {MR_OP_SOFTMAX_XENT, "softmax cross-entropy, row weights", setup_xent, fwd_xent_weighted},
     {MR_OP_SIGMOID_BCE, "sigmoid BCE", setup_bce, fwd_bce},
     {MR_OP_SMOOTH_L1, "smooth L1", setup_smooth_l1, fwd_smooth_l1},
+    {MR_OP_ROI_ALIGN, "roi align crop_and_resize", setup_roi, fwd_roi_crop},
+    {MR_OP_ROI_ALIGN, "roi align average", setup_roi, fwd_roi_average},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -329,9 +373,8 @@ static void check_case(const gc_case *c) {
             double numeric = (plus - minus) / (2.0 * (double)eps);
             double analytic = (double)x->grad[i];
             double tol = 2e-3 + 1e-2 * fmax(fabs(numeric), fabs(analytic));
-            cr_assert(fabs(numeric - analytic) <= tol,
-                      "%s: d/d%s[%lld] analytic %.6f numeric %.6f", c->name, x->name,
-                      (long long)i, analytic, numeric);
+            cr_assert(fabs(numeric - analytic) <= tol, "%s: d/d%s[%lld] analytic %.6f numeric %.6f",
+                      c->name, x->name, (long long)i, analytic, numeric);
         }
     }
     mr_no_grad_end(&ctx, was);
@@ -356,4 +399,14 @@ ParameterizedTestParameters(gradcheck, op) {
 
 ParameterizedTest(int *index, gradcheck, op) {
     check_case(&cases[*index]);
+}
+
+Test(gradcheck, roi_boxes_cover_every_level) {
+    const int expected[5] = {2, 3, 4, 5, 5};
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(mr_roi_level(roi_boxes[i], 1024.0 * 1024.0), expected[i], "box %d", i);
+    const float padding[4] = {0, 0, 0, 0};
+    cr_assert_eq(mr_roi_level(padding, 1024.0 * 1024.0), 2, "zero boxes read P2 as in Matterport");
+    const float p4box[4] = {0.0f, 0.0f, 224.0f / 1023.0f, 224.0f / 1023.0f};
+    cr_assert_eq(mr_roi_level(p4box, 1023.0 * 1023.0), 4, "a 224-pixel box goes to P4");
 }

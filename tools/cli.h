@@ -15,6 +15,13 @@ int cmd_bench(int argc, char **argv);
 int cmd_check_data(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_import_busi(int argc, char **argv);
+int cmd_summary(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_evaluate(int argc, char **argv);
+int cmd_anchors(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* --name VALUE options and positional arguments. Each option is declared once; unknown options,
  * missing values and bad numbers give one line naming the verb and the option. */

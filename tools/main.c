@@ -16,6 +16,13 @@ static const verb verbs[] = {
     {"synth", cmd_synth, "write a synthetic breast-ultrasound set (PNG + VIA JSON)"},
     {"import-busi", cmd_import_busi, "convert the BUSI folder layout to VIA JSON"},
     {"check-data", cmd_check_data, "load annotations and images, report every problem"},
+    {"train", cmd_train, "fine-tune from a config (and COCO weights); --resume continues a run"},
+    {"predict", cmd_predict, "detect and segment images: overlays, JSON, a VIA project to correct"},
+    {"export", cmd_export, "inference-only weights: batch norms folded, config inside, fp16 or Keras"},
+    {"summary", cmd_summary, "print the network's layers, shapes, parameters and GFLOPs"},
+    {"inspect", cmd_inspect, "list the tensors of a weights file; with --config, its load report"},
+    {"evaluate", cmd_evaluate, "mAP, COCO box/mask AP, Dice, confusion; JSON report, PR curves"},
+    {"anchors", cmd_anchors, "fit RPN anchors to the boxes (k-means, 1 - IoU); --write to config"},
     {"bench", cmd_bench, "measure sgemm and convolution speed on this machine"},
 };
 

@@ -1,0 +1,1294 @@
+/* The format-independent half of annotation loading: the entry point (file or folder, format
+ * sniffing, class list), problem reporting, image records and sizes, and shape geometry
+ * (validation, clipping, boxes, rasterising). The JSON and CSV readers live in via_*.c/coco.c. */
+#include "annotations.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../core/status.h"
+#include "image.h"
+#include "raster.h"
+#include "via_internal.h"
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+
+char *mr_ann_strdup(const char *s) {
+    if (!s) return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+int mr_ann_strcasecmp(const char *a, const char *b) {
+    for (;; a++, b++) {
+        int ca = tolower((unsigned char)*a), cb = tolower((unsigned char)*b);
+        if (ca != cb || !ca) return ca - cb;
+    }
+}
+
+void mr_ann_number_text(double v, char *buf, size_t n) {
+    /* Integers print without a decimal point so {"track": 320} reads as the label "320". */
+    if (isfinite(v) && fabs(v) < 1e15 && v == floor(v))
+        snprintf(buf, n, "%lld", (long long)v);
+    else
+        snprintf(buf, n, "%.15g", v);
+}
+
+const char *mr_ann_quote(char *buf, size_t n, const char *s) {
+    if (!s) s = "(null)";
+    size_t len = strlen(s), keep = len;
+    if (n < 8) {
+        if (n) buf[0] = '\0';
+        return buf;
+    }
+    if (len >= n) keep = n - 4;
+    for (size_t i = 0; i < keep; i++) {
+        unsigned char c = (unsigned char)s[i];
+        buf[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    }
+    if (keep < len) {
+        memcpy(buf + keep, "...", 4);
+    } else {
+        buf[keep] = '\0';
+    }
+    return buf;
+}
+
+void mr_ann_text_pos(const char *text, size_t len, size_t offset, int64_t *line, int64_t *col) {
+    if (offset > len) offset = len;
+    int64_t l = 1;
+    size_t line_start = 0;
+    for (size_t i = 0; i < offset; i++)
+        if (text[i] == '\n') {
+            l++;
+            line_start = i + 1;
+        }
+    *line = l;
+    *col = (int64_t)(offset - line_start) + 1;
+}
+
+const char *mr_ann_format_name(mr_ann_format f) {
+    switch (f) {
+    case MR_ANN_UNKNOWN:
+        return "unknown";
+    case MR_ANN_VIA1_JSON:
+        return "VIA 1.x annotations JSON";
+    case MR_ANN_VIA2_JSON:
+        return "VIA 2.x annotations JSON";
+    case MR_ANN_VIA2_PROJECT:
+        return "VIA 2.x project";
+    case MR_ANN_VIA3_PROJECT:
+        return "VIA 3.x project";
+    case MR_ANN_VIA1_CSV:
+        return "VIA 1.x CSV";
+    case MR_ANN_VIA2_CSV:
+        return "VIA 2.x CSV";
+    case MR_ANN_COCO:
+        return "COCO instances JSON";
+    }
+    return "unknown";
+}
+
+/* ---- string map ---------------------------------------------------------------------------- */
+
+static uint64_t hash_str(const char *s) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+int64_t mr_strmap_get(const mr_strmap *m, const char *key) {
+    if (!m->cap) return -1;
+    for (uint64_t i = hash_str(key) & (uint64_t)(m->cap - 1);;
+         i = (i + 1) & (uint64_t)(m->cap - 1)) {
+        if (!m->keys[i]) return -1;
+        if (!strcmp(m->keys[i], key)) return m->vals[i];
+    }
+}
+
+static void strmap_insert(char **keys, int64_t *vals, int64_t cap, char *key, int64_t val) {
+    uint64_t i = hash_str(key) & (uint64_t)(cap - 1);
+    while (keys[i]) i = (i + 1) & (uint64_t)(cap - 1);
+    keys[i] = key;
+    vals[i] = val;
+}
+
+mr_status mr_strmap_put(mr_strmap *m, const char *key, int64_t val) {
+    if ((m->n + 1) * 2 > m->cap) {
+        int64_t cap = m->cap ? m->cap * 2 : 64;
+        char **keys = calloc((size_t)cap, sizeof *keys);
+        int64_t *vals = calloc((size_t)cap, sizeof *vals);
+        if (!keys || !vals) {
+            free(keys);
+            free(vals);
+            return mr_fail(MR_ERR_NOMEM, "out of memory growing a table of %lld entries",
+                           (long long)cap);
+        }
+        for (int64_t i = 0; i < m->cap; i++)
+            if (m->keys[i]) strmap_insert(keys, vals, cap, m->keys[i], m->vals[i]);
+        free(m->keys);
+        free(m->vals);
+        m->keys = keys;
+        m->vals = vals;
+        m->cap = cap;
+    }
+    for (uint64_t i = hash_str(key) & (uint64_t)(m->cap - 1);;
+         i = (i + 1) & (uint64_t)(m->cap - 1)) {
+        if (!m->keys[i]) break;
+        if (!strcmp(m->keys[i], key)) {
+            m->vals[i] = val;
+            return MR_OK;
+        }
+    }
+    char *k = mr_ann_strdup(key);
+    if (!k) return mr_fail(MR_ERR_NOMEM, "out of memory");
+    strmap_insert(m->keys, m->vals, m->cap, k, val);
+    m->n++;
+    return MR_OK;
+}
+
+void mr_strmap_free(mr_strmap *m) {
+    for (int64_t i = 0; i < m->cap; i++) free(m->keys[i]);
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- problems ------------------------------------------------------------------------------ */
+
+static void add_issue(mr_ann_loader *ld, mr_issue_level level, mr_status code, const char *fmt,
+                      va_list ap) {
+    mr_report *r = &ld->out->report;
+    char text[2048];
+    vsnprintf(text, sizeof text, fmt, ap);
+    /* One line each, whatever the file held. */
+    for (char *p = text; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+    if (level == MR_ISSUE_ERROR) {
+        r->n_errors++;
+        if (ld->first_error == MR_OK) {
+            ld->first_error = code;
+            ld->first_error_text = mr_ann_strdup(text);
+        }
+    } else {
+        r->n_warnings++;
+    }
+    if (r->n_issues >= ld->max_issues) {
+        r->n_issues_dropped++;
+        return;
+    }
+    mr_issue *grown = realloc(r->issues, sizeof *grown * (size_t)(r->n_issues + 1));
+    char *copy = mr_ann_strdup(text);
+    if (!grown || !copy) {
+        /* Out of memory while reporting: keep the count, lose the text. */
+        if (grown) r->issues = grown;
+        free(copy);
+        r->n_issues_dropped++;
+        return;
+    }
+    r->issues = grown;
+    r->issues[r->n_issues++] = (mr_issue){level, level == MR_ISSUE_ERROR ? code : MR_OK, copy};
+}
+
+mr_status mr_ann_error(mr_ann_loader *ld, mr_status code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    add_issue(ld, MR_ISSUE_ERROR, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+mr_status mr_ann_region_error(mr_ann_loader *ld, mr_status code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    add_issue(ld, MR_ISSUE_ERROR, code, fmt, ap);
+    va_end(ap);
+    ld->out->report.n_rejected++;
+    return code;
+}
+
+void mr_ann_warn(mr_ann_loader *ld, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    add_issue(ld, MR_ISSUE_WARNING, MR_OK, fmt, ap);
+    va_end(ap);
+}
+
+mr_status mr_ann_check_coord(mr_ann_loader *ld, const char *where, const char *field, double v) {
+    if (!isfinite(v))
+        return mr_ann_region_error(ld, MR_ERR_NUMERIC,
+                                   "%s: field '%s' is %s; coordinates must be finite pixel "
+                                   "positions",
+                                   where, field, isnan(v) ? "NaN" : "infinite (overflowed)");
+    if (fabs(v) > MR_ANN_MAX_COORD)
+        return mr_ann_region_error(ld, MR_ERR_NUMERIC,
+                                   "%s: field '%s' is %g, beyond +-%g px; a typo or corrupt "
+                                   "coordinate",
+                                   where, field, v, MR_ANN_MAX_COORD);
+    return MR_OK;
+}
+
+/* ---- classes ------------------------------------------------------------------------------- */
+
+/* Compares ignoring case and surrounding white space. */
+static bool label_equal(const char *a, const char *b) {
+    while (isspace((unsigned char)*a)) a++;
+    while (isspace((unsigned char)*b)) b++;
+    size_t la = strlen(a), lb = strlen(b);
+    while (la && isspace((unsigned char)a[la - 1])) la--;
+    while (lb && isspace((unsigned char)b[lb - 1])) lb--;
+    if (la != lb) return false;
+    for (size_t i = 0; i < la; i++)
+        if (tolower((unsigned char)a[i]) != tolower((unsigned char)b[i])) return false;
+    return true;
+}
+
+int mr_ann_class_id(const mr_ann_loader *ld, const char *label) {
+    const mr_annotations *a = ld->out;
+    if (!label) return -1;
+    for (int i = 1; i < a->n_classes; i++)
+        if (label_equal(a->class_names[i], label)) return i;
+    return -1;
+}
+
+int mr_ann_class_attr_rank(const mr_ann_loader *ld, const char *name) {
+    for (int i = 0; i < ld->n_class_attrs; i++)
+        if (!mr_ann_strcasecmp(ld->class_attrs[i], name)) return i;
+    return -1;
+}
+
+/* Levenshtein distance on lower-cased text, for "did you mean"; inputs are short labels. */
+static size_t edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64) return (size_t)-1;
+    size_t row[65];
+    for (size_t j = 0; j <= lb; j++) row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+            size_t best = diag + cost;
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+static void known_classes(const mr_ann_loader *ld, char *buf, size_t n) {
+    const mr_annotations *a = ld->out;
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 1; i < a->n_classes && used + 1 < n; i++) {
+        int w = snprintf(buf + used, n - used, "%s%s", i > 1 ? ", " : "", a->class_names[i]);
+        if (w < 0) break;
+        used += (size_t)w;
+    }
+}
+
+static const char *near_match(const mr_ann_loader *ld, const char *label) {
+    const mr_annotations *a = ld->out;
+    const char *best = NULL;
+    size_t best_d = (size_t)-1;
+    for (int i = 1; i < a->n_classes; i++) {
+        size_t d = edit_distance(label, a->class_names[i]);
+        size_t len = strlen(a->class_names[i]);
+        size_t limit = len / 3 > 1 ? len / 3 : 1;
+        if (d <= limit && d < best_d) {
+            best = a->class_names[i];
+            best_d = d;
+        }
+    }
+    return best;
+}
+
+mr_status mr_ann_unknown_class(mr_ann_loader *ld, const char *where, const char *attr,
+                               const char *label, const char *option) {
+    char known[512], q[160], qo[96], qa[96], hint[200] = "";
+    known_classes(ld, known, sizeof known);
+    const char *near = near_match(ld, label);
+    if (near) snprintf(hint, sizeof hint, "; did you mean '%s'?", near);
+    char opt_text[140] = "";
+    if (option)
+        snprintf(opt_text, sizeof opt_text, " option '%s'", mr_ann_quote(qo, sizeof qo, option));
+    return mr_ann_region_error(
+        ld, MR_ERR_FORMAT, "%s: unknown class '%s' (attribute '%s'%s); known classes: %s%s", where,
+        mr_ann_quote(q, sizeof q, label), mr_ann_quote(qa, sizeof qa, attr), opt_text, known, hint);
+}
+
+mr_status mr_ann_missing_class(mr_ann_loader *ld, const char *where) {
+    char known[512], names[200] = "";
+    known_classes(ld, known, sizeof known);
+    size_t used = 0;
+    for (int i = 0; i < ld->n_class_attrs && used + 1 < sizeof names; i++) {
+        int w = snprintf(names + used, sizeof names - used, "%s'%s'", i ? ", " : "",
+                         ld->class_attrs[i]);
+        if (w < 0) break;
+        used += (size_t)w;
+    }
+    return mr_ann_region_error(ld, MR_ERR_FORMAT,
+                               "%s: no class: region attribute %s %s missing or empty "
+                               "(known classes: %s; choose the attribute with class_attribute)",
+                               where, names, ld->n_class_attrs > 1 ? "are all" : "is", known);
+}
+
+/* ---- shapes -------------------------------------------------------------------------------- */
+
+void mr_shape_free(mr_shape *s) {
+    if (!s) return;
+    free(s->xs);
+    free(s->ys);
+    free(s->ring_ends);
+    s->xs = s->ys = NULL;
+    s->ring_ends = NULL;
+    s->n_points = 0;
+    s->n_rings = 0;
+}
+
+mr_status mr_shape_copy(const mr_shape *s, mr_shape *out) {
+    *out = *s;
+    out->xs = out->ys = NULL;
+    out->ring_ends = NULL;
+    if (s->kind != MR_SHAPE_POLYGON) return MR_OK;
+    size_t n = (size_t)s->n_points;
+    out->xs = malloc(sizeof(double) * (n ? n : 1));
+    out->ys = malloc(sizeof(double) * (n ? n : 1));
+    out->ring_ends = malloc(sizeof(int64_t) * (size_t)(s->n_rings ? s->n_rings : 1));
+    if (!out->xs || !out->ys || !out->ring_ends) {
+        mr_shape_free(out);
+        return mr_fail(MR_ERR_NOMEM, "out of memory copying a %lld-point polygon",
+                       (long long)s->n_points);
+    }
+    if (n) {
+        memcpy(out->xs, s->xs, sizeof(double) * n);
+        memcpy(out->ys, s->ys, sizeof(double) * n);
+    }
+    if (s->n_rings) memcpy(out->ring_ends, s->ring_ends, sizeof(int64_t) * (size_t)s->n_rings);
+    return MR_OK;
+}
+
+mr_status mr_shape_to_polygon(const mr_shape *s, int n_segments, mr_shape *out) {
+    memset(out, 0, sizeof *out);
+    if (s->kind == MR_SHAPE_POLYGON) return mr_shape_copy(s, out);
+    int n = s->kind == MR_SHAPE_RECT ? 4 : (n_segments > 2 ? n_segments : 72);
+    out->kind = MR_SHAPE_POLYGON;
+    out->xs = malloc(sizeof(double) * (size_t)n);
+    out->ys = malloc(sizeof(double) * (size_t)n);
+    out->ring_ends = malloc(sizeof(int64_t));
+    if (!out->xs || !out->ys || !out->ring_ends) {
+        mr_shape_free(out);
+        return mr_fail(MR_ERR_NOMEM, "out of memory converting a shape to a polygon");
+    }
+    if (s->kind == MR_SHAPE_RECT) {
+        const double x[4] = {s->x, s->x + s->w, s->x + s->w, s->x};
+        const double y[4] = {s->y, s->y, s->y + s->h, s->y + s->h};
+        memcpy(out->xs, x, sizeof x);
+        memcpy(out->ys, y, sizeof y);
+    } else {
+        /* VIA's own parametrisation (data.md 2.2), so our polygons match its COCO export. */
+        double ct = cos(s->theta), st = sin(s->theta);
+        for (int i = 0; i < n; i++) {
+            double phi = 2.0 * M_PI * i / n;
+            double a = s->rx * cos(phi), b = s->ry * sin(phi);
+            out->xs[i] = s->cx + a * ct - b * st;
+            out->ys[i] = s->cy + a * st + b * ct;
+        }
+    }
+    out->n_points = n;
+    out->ring_ends[0] = n;
+    out->n_rings = 1;
+    return MR_OK;
+}
+
+/* Half-extents of a rotated ellipse's bounding box. */
+static void ellipse_half_extent(const mr_shape *s, double *ex, double *ey) {
+    double ct = cos(s->theta), st = sin(s->theta);
+    *ex = sqrt(s->rx * s->rx * ct * ct + s->ry * s->ry * st * st);
+    *ey = sqrt(s->rx * s->rx * st * st + s->ry * s->ry * ct * ct);
+}
+
+void mr_shape_extent(const mr_shape *s, double box[4]) {
+    switch (s->kind) {
+    case MR_SHAPE_RECT:
+        box[0] = s->y;
+        box[1] = s->x;
+        box[2] = s->y + s->h;
+        box[3] = s->x + s->w;
+        return;
+    case MR_SHAPE_CIRCLE:
+    case MR_SHAPE_ELLIPSE: {
+        double ex, ey;
+        ellipse_half_extent(s, &ex, &ey);
+        box[0] = s->cy - ey;
+        box[1] = s->cx - ex;
+        box[2] = s->cy + ey;
+        box[3] = s->cx + ex;
+        return;
+    }
+    case MR_SHAPE_POLYGON:
+        break;
+    }
+    if (s->n_points <= 0) {
+        box[0] = box[1] = box[2] = box[3] = 0.0;
+        return;
+    }
+    double x0 = s->xs[0], x1 = s->xs[0], y0 = s->ys[0], y1 = s->ys[0];
+    for (int64_t i = 1; i < s->n_points; i++) {
+        if (s->xs[i] < x0) x0 = s->xs[i];
+        if (s->xs[i] > x1) x1 = s->xs[i];
+        if (s->ys[i] < y0) y0 = s->ys[i];
+        if (s->ys[i] > y1) y1 = s->ys[i];
+    }
+    box[0] = y0;
+    box[1] = x0;
+    box[2] = y1;
+    box[3] = x1;
+}
+
+/* Shoelace area of points [b, e), positive for either orientation. */
+static double ring_area(const double *xs, const double *ys, int64_t b, int64_t e) {
+    if (e - b < 3) return 0.0;
+    /* Relative to the first vertex, so large offsets do not swamp small polygons. */
+    double ox = xs[b], oy = ys[b], sum = 0.0;
+    for (int64_t i = b + 1; i + 1 < e; i++)
+        sum += (xs[i] - ox) * (ys[i + 1] - oy) - (xs[i + 1] - ox) * (ys[i] - oy);
+    return fabs(sum) * 0.5;
+}
+
+double mr_shape_area(const mr_shape *s) {
+    switch (s->kind) {
+    case MR_SHAPE_RECT:
+        return fabs(s->w * s->h);
+    case MR_SHAPE_CIRCLE:
+    case MR_SHAPE_ELLIPSE:
+        return M_PI * fabs(s->rx * s->ry);
+    case MR_SHAPE_POLYGON:
+        break;
+    }
+    double a = 0.0;
+    for (int k = 0; k < s->n_rings; k++)
+        a += ring_area(s->xs, s->ys, k ? s->ring_ends[k - 1] : 0, s->ring_ends[k]);
+    return a;
+}
+
+static int64_t raster_ellipse(const mr_shape *s, uint8_t *mask, int width, int height,
+                              uint8_t value) {
+    double box[4];
+    mr_shape_extent(s, box);
+    if (!(s->rx > 0.0) || !(s->ry > 0.0)) return 0;
+    double r0 = ceil(box[0]), r1 = floor(box[2]), c0 = ceil(box[1]), c1 = floor(box[3]);
+    if (r0 < 0.0) r0 = 0.0;
+    if (c0 < 0.0) c0 = 0.0;
+    if (r1 > height - 1) r1 = height - 1;
+    if (c1 > width - 1) c1 = width - 1;
+    if (r0 > r1 || c0 > c1) return 0;
+    double ct = cos(s->theta), st = sin(s->theta);
+    int64_t set = 0;
+    for (int r = (int)r0; r <= (int)r1; r++) {
+        double dy = r - s->cy;
+        for (int c = (int)c0; c <= (int)c1; c++) {
+            double dx = c - s->cx;
+            double u = (dx * ct + dy * st) / s->rx, v = (-dx * st + dy * ct) / s->ry;
+            /* Closed, like the polygon rule in raster.c: centres on the boundary count. */
+            if (u * u + v * v <= 1.0) {
+                mask[(size_t)r * (size_t)width + (size_t)c] = value;
+                set++;
+            }
+        }
+    }
+    return set;
+}
+
+int64_t mr_shape_rasterize(const mr_shape *s, uint8_t *mask, int width, int height, uint8_t value) {
+    if (width <= 0 || height <= 0) return 0;
+    switch (s->kind) {
+    case MR_SHAPE_RECT: {
+        double xs[4] = {s->x, s->x + s->w, s->x + s->w, s->x};
+        double ys[4] = {s->y, s->y, s->y + s->h, s->y + s->h};
+        return mr_raster_polygon(mask, width, height, xs, ys, 4, value);
+    }
+    case MR_SHAPE_CIRCLE:
+    case MR_SHAPE_ELLIPSE:
+        return raster_ellipse(s, mask, width, height, value);
+    case MR_SHAPE_POLYGON:
+        break;
+    }
+    int64_t set = 0;
+    for (int k = 0; k < s->n_rings; k++) {
+        int64_t b = k ? s->ring_ends[k - 1] : 0, e = s->ring_ends[k];
+        if (e - b < 3 || e - b > INT32_MAX) continue;
+        set += mr_raster_polygon(mask, width, height, s->xs + b, s->ys + b, (int)(e - b), value);
+    }
+    return set;
+}
+
+/* ---- polygon clean-up and clipping --------------------------------------------------------- */
+
+/* Removes consecutive duplicate vertices (and a last vertex equal to the first, which VIA 1.x
+ * writes to close polygons) from [b, e) in place. Returns the new end. */
+static int64_t ring_dedup(double *xs, double *ys, int64_t b, int64_t e) {
+    int64_t w = b;
+    for (int64_t i = b; i < e; i++) {
+        if (w > b && xs[i] == xs[w - 1] && ys[i] == ys[w - 1]) continue;
+        xs[w] = xs[i];
+        ys[w] = ys[i];
+        w++;
+    }
+    while (w - b > 1 && xs[w - 1] == xs[b] && ys[w - 1] == ys[b]) w--;
+    return w;
+}
+
+/* Sutherland-Hodgman against one side of the image: keeps points with sign * (coord - limit)
+ * <= 0, on x when `axis` is 0, else y. Linear in the ring's length. */
+static int64_t clip_side(const double *ix, const double *iy, int64_t n, double *ox, double *oy,
+                         int axis, double limit, double sign) {
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t j = (i + 1) % n;
+        double ci = (axis ? iy[i] : ix[i]) - limit, cj = (axis ? iy[j] : ix[j]) - limit;
+        bool in_i = sign * ci <= 0.0, in_j = sign * cj <= 0.0;
+        if (in_i) {
+            ox[m] = ix[i];
+            oy[m] = iy[i];
+            m++;
+        }
+        if (in_i != in_j) {
+            double t = ci / (ci - cj);
+            double x = ix[i] + t * (ix[j] - ix[i]), y = iy[i] + t * (iy[j] - iy[i]);
+            if (axis)
+                y = limit;
+            else
+                x = limit;
+            ox[m] = x;
+            oy[m] = y;
+            m++;
+        }
+    }
+    return m;
+}
+
+/* Clips a ring of n points to [0, w] x [0, h] into new arrays (*rx, *ry, *rn points). Each
+ * pass emits at most two points per input vertex, so its output is sized 2m + 1. */
+static mr_status clip_ring(const double *xs, const double *ys, int64_t n, double w, double h,
+                           double **rx, double **ry, int64_t *rn) {
+    static const int axis[4] = {0, 0, 1, 1};
+    const double limit[4] = {0.0, w, 0.0, h}, sign[4] = {-1.0, 1.0, -1.0, 1.0};
+    const double *ix = xs, *iy = ys;
+    double *ox = NULL, *oy = NULL;
+    int64_t m = n;
+    for (int pass = 0; pass < 4 && m > 0; pass++) {
+        double *nx = malloc(sizeof(double) * (size_t)(2 * m + 1));
+        double *ny = malloc(sizeof(double) * (size_t)(2 * m + 1));
+        if (!nx || !ny) {
+            free(nx);
+            free(ny);
+            if (ix != xs) {
+                free((double *)ix);
+                free((double *)iy);
+            }
+            return mr_fail(MR_ERR_NOMEM, "out of memory clipping a %lld-point polygon",
+                           (long long)n);
+        }
+        m = clip_side(ix, iy, m, nx, ny, axis[pass], limit[pass], sign[pass]);
+        if (ix != xs) {
+            free((double *)ix);
+            free((double *)iy);
+        }
+        ix = ox = nx;
+        iy = oy = ny;
+    }
+    if (!ox) { /* nothing to clip */
+        ox = malloc(sizeof(double));
+        oy = malloc(sizeof(double));
+        m = 0;
+        if (!ox || !oy) {
+            free(ox);
+            free(oy);
+            return mr_fail(MR_ERR_NOMEM, "out of memory");
+        }
+    }
+    *rx = ox;
+    *ry = oy;
+    *rn = m;
+    return MR_OK;
+}
+
+/* What clean_polygon did, for the caller's warnings. */
+typedef struct {
+    int64_t outside_points; /* vertices outside the image */
+    int dropped_few;        /* rings with fewer than 3 distinct points */
+    int dropped_flat;       /* rings with zero area */
+    int dropped_outside;    /* rings with no area inside the image */
+    int64_t min_distinct;   /* distinct points of the smallest dropped ring */
+} poly_stats;
+
+/* Keeps the rings of a polygon that still have area after dedup and (when w > 0) clipping to
+ * [0, w] x [0, h]. Linear in the number of vertices. */
+static mr_status clean_polygon(mr_shape *s, double w, double h, poly_stats *st) {
+    memset(st, 0, sizeof *st);
+    st->min_distinct = INT64_MAX;
+    /* Pass 1: dedup in place and count outside vertices. */
+    int64_t *ends = s->ring_ends;
+    int64_t write = 0, begin = 0;
+    int kept_rings = 0;
+    for (int k = 0; k < s->n_rings; k++) {
+        int64_t e = ends[k];
+        int64_t ne = ring_dedup(s->xs, s->ys, begin, e);
+        int64_t len = ne - begin;
+        /* Compact ring to `write`. */
+        if (write != begin) {
+            memmove(s->xs + write, s->xs + begin, sizeof(double) * (size_t)len);
+            memmove(s->ys + write, s->ys + begin, sizeof(double) * (size_t)len);
+        }
+        begin = e;
+        if (len < 3) {
+            st->dropped_few++;
+            if (len < st->min_distinct) st->min_distinct = len;
+            continue;
+        }
+        if (ring_area(s->xs, s->ys, write, write + len) < 1e-9) {
+            st->dropped_flat++;
+            continue;
+        }
+        write += len;
+        ends[kept_rings++] = write;
+    }
+    s->n_rings = kept_rings;
+    s->n_points = write;
+    if (w <= 0.0 || h <= 0.0 || !kept_rings) return MR_OK;
+    for (int64_t i = 0; i < s->n_points; i++)
+        if (s->xs[i] < 0.0 || s->xs[i] > w || s->ys[i] < 0.0 || s->ys[i] > h) st->outside_points++;
+    if (!st->outside_points) return MR_OK;
+    /* Pass 2: clip each ring to the image, into new arrays. */
+    double *nx = NULL, *ny = NULL;
+    int64_t cap = 0, n = 0;
+    int out_rings = 0;
+    begin = 0;
+    for (int k = 0; k < s->n_rings; k++) {
+        int64_t e = ends[k];
+        double *cx = NULL, *cy = NULL;
+        int64_t m = 0;
+        mr_status rc = clip_ring(s->xs + begin, s->ys + begin, e - begin, w, h, &cx, &cy, &m);
+        begin = e;
+        if (rc != MR_OK) {
+            free(nx);
+            free(ny);
+            return rc;
+        }
+        m = ring_dedup(cx, cy, 0, m);
+        if (m < 3 || ring_area(cx, cy, 0, m) < 1e-9) {
+            st->dropped_outside++;
+            free(cx);
+            free(cy);
+            continue;
+        }
+        if (n + m > cap) {
+            int64_t nc = (n + m) * 2;
+            double *gx = realloc(nx, sizeof(double) * (size_t)nc);
+            if (gx) nx = gx;
+            double *gy = gx ? realloc(ny, sizeof(double) * (size_t)nc) : NULL;
+            if (gy) ny = gy;
+            if (!gx || !gy) {
+                free(nx);
+                free(ny);
+                free(cx);
+                free(cy);
+                return mr_fail(MR_ERR_NOMEM, "out of memory clipping a polygon");
+            }
+            cap = nc;
+        }
+        memcpy(nx + n, cx, sizeof(double) * (size_t)m);
+        memcpy(ny + n, cy, sizeof(double) * (size_t)m);
+        free(cx);
+        free(cy);
+        n += m;
+        ends[out_rings++] = n;
+    }
+    free(s->xs);
+    free(s->ys);
+    s->xs = nx;
+    s->ys = ny;
+    s->n_points = n;
+    s->n_rings = out_rings;
+    return MR_OK;
+}
+
+/* ---- records and instances ----------------------------------------------------------------- */
+
+static bool is_url(const char *s) {
+    return strstr(s, "://") != NULL;
+}
+
+static char *join_path(const char *dir, const char *name) {
+    while (name[0] == '.' && name[1] == '/') name += 2;
+    if (name[0] == '/' || !dir || !dir[0] || !strcmp(dir, ".")) return mr_ann_strdup(name);
+    size_t ld = strlen(dir), ln = strlen(name);
+    char *p = malloc(ld + ln + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, ld);
+    size_t at = ld;
+    if (ld && dir[ld - 1] != '/') p[at++] = '/';
+    memcpy(p + at, name, ln + 1);
+    return p;
+}
+
+/* prefix + filename, resolved: file:// URLs become paths, other URLs stay as they are (or, when
+ * an image root is given, are looked for there by their last path component). */
+static char *resolve_image_path(const mr_ann_loader *ld, const char *prefix, const char *filename) {
+    size_t lp = prefix ? strlen(prefix) : 0, lf = strlen(filename);
+    char *full = malloc(lp + lf + 1);
+    if (!full) return NULL;
+    if (lp) memcpy(full, prefix, lp);
+    memcpy(full + lp, filename, lf + 1);
+    char *res;
+    if (!strncmp(full, "file://", 7)) {
+        res = mr_ann_strdup(full + 7);
+    } else if (is_url(full)) {
+        const char *slash = strrchr(full, '/');
+        res = ld->opt->image_root && slash && slash[1] ? join_path(ld->opt->image_root, slash + 1)
+                                                       : mr_ann_strdup(full);
+    } else {
+        res = join_path(ld->base_dir, full);
+    }
+    free(full);
+    return res;
+}
+
+mr_status mr_ann_add_record(mr_ann_loader *ld, const char *key, const char *filename,
+                            const char *prefix, const char *src, int known_w, int known_h,
+                            int64_t *index) {
+    mr_annotations *a = ld->out;
+    *index = -1;
+    if (a->n == ld->cap_records) {
+        int64_t cap = ld->cap_records ? ld->cap_records * 2 : 64;
+        mr_image_record *grown = realloc(a->records, sizeof *grown * (size_t)cap);
+        if (!grown) return mr_fail(MR_ERR_NOMEM, "out of memory for %lld images", (long long)cap);
+        a->records = grown;
+        bool *rej = realloc(ld->rejected, sizeof *rej * (size_t)cap);
+        if (!rej) return mr_fail(MR_ERR_NOMEM, "out of memory for %lld images", (long long)cap);
+        ld->rejected = rej;
+        bool *had = realloc(ld->had_regions, sizeof *had * (size_t)cap);
+        if (!had) return mr_fail(MR_ERR_NOMEM, "out of memory for %lld images", (long long)cap);
+        ld->had_regions = had;
+        ld->cap_records = cap;
+    }
+    mr_image_record *r = &a->records[a->n];
+    memset(r, 0, sizeof *r);
+    r->image_label = -1;
+    r->key = mr_ann_strdup(key);
+    r->filename = mr_ann_strdup(filename);
+    r->path = resolve_image_path(ld, prefix, src ? src : filename);
+    if (!r->key || !r->filename || !r->path) {
+        free(r->key);
+        free(r->filename);
+        free(r->path);
+        return mr_fail(MR_ERR_NOMEM, "out of memory");
+    }
+    ld->rejected[a->n] = false;
+    ld->had_regions[a->n] = false;
+    *index = a->n++;
+
+    char qk[200], qp[600], qd[300];
+    mr_ann_quote(qk, sizeof qk, key);
+    mr_ann_quote(qp, sizeof qp, r->path);
+    int64_t seen = mr_strmap_get(&ld->paths, r->path);
+    if (seen >= 0) {
+        char qs[200];
+        mr_ann_warn(ld, "%s: image '%s' is listed twice (also as image '%s'); both are kept",
+                    ld->file, qp, mr_ann_quote(qs, sizeof qs, a->records[seen].key));
+    } else {
+        MR_TRY(mr_strmap_put(&ld->paths, r->path, *index));
+    }
+
+    struct stat sb;
+    bool remote = is_url(r->path);
+    if (remote || stat(r->path, &sb) != 0) {
+        if (ld->opt->allow_missing_images) {
+            r->width = known_w > 0 ? known_w : 0;
+            r->height = known_h > 0 ? known_h : 0;
+            return MR_OK;
+        }
+        ld->rejected[*index] = true;
+        if (remote)
+            mr_ann_error(ld, MR_ERR_IO,
+                         "%s: image '%s': remote image %s cannot be read; download it and give "
+                         "its folder as the image root",
+                         ld->file, qk, qp);
+        else if (errno == ENOENT || errno == ENOTDIR)
+            mr_ann_error(ld, MR_ERR_IO,
+                         "%s: image file not found (image '%s' in %s; paths resolve against '%s'; "
+                         "give the image folder as the image root, e.g. --images DIR)",
+                         qp, qk, ld->file, mr_ann_quote(qd, sizeof qd, ld->base_dir));
+        else
+            mr_ann_error(ld, MR_ERR_IO, "%s: cannot open image: %s (image '%s' in %s)", qp,
+                         strerror(errno), qk, ld->file);
+        return MR_OK;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        ld->rejected[*index] = true;
+        mr_ann_error(ld, MR_ERR_IO, "%s: image '%s' is a folder, not an image file", qp, qk);
+        return MR_OK;
+    }
+    int w = 0, h = 0;
+    mr_status st = mr_image_size(r->path, &w, &h);
+    if (st != MR_OK || w <= 0 || h <= 0) {
+        ld->rejected[*index] = true;
+        char msg[700];
+        mr_ann_quote(msg, sizeof msg, st != MR_OK ? mr_last_error() : "zero-sized image");
+        mr_ann_error(ld, st == MR_ERR_NOMEM ? MR_ERR_NOMEM : MR_ERR_FORMAT, "%s (image '%s' in %s)",
+                     msg, qk, ld->file);
+        return MR_OK;
+    }
+    r->width = w;
+    r->height = h;
+    if (known_w > 0 && known_h > 0 && (known_w != w || known_h != h))
+        mr_ann_warn(ld,
+                    "%s: image '%s': the annotation file says %dx%d but %s is %dx%d; using the "
+                    "file's size",
+                    ld->file, qk, known_w, known_h, qp, w, h);
+    return MR_OK;
+}
+
+static mr_status push_instance(mr_image_record *r, const mr_instance *inst) {
+    /* Doubling capacity, tracked implicitly: grow when n is 0 or a power of two >= 4. */
+    int64_t n = r->n_instances;
+    if (n == 0 || (n >= 4 && (n & (n - 1)) == 0)) {
+        int64_t cap = n == 0 ? 4 : n * 2;
+        mr_instance *grown = realloc(r->instances, sizeof *grown * (size_t)cap);
+        if (!grown)
+            return mr_fail(MR_ERR_NOMEM, "out of memory for %lld instances", (long long)cap);
+        r->instances = grown;
+    }
+    r->instances[r->n_instances++] = *inst;
+    return MR_OK;
+}
+
+static void clip_box(double box[4], double w, double h) {
+    if (w <= 0.0 || h <= 0.0) return;
+    if (box[0] < 0.0) box[0] = 0.0;
+    if (box[1] < 0.0) box[1] = 0.0;
+    if (box[2] > h) box[2] = h;
+    if (box[3] > w) box[3] = w;
+}
+
+mr_status mr_ann_add_instance(mr_ann_loader *ld, int64_t rec, mr_shape *shape, int class_id,
+                              const char *class_name, int64_t region, const char *where) {
+    mr_annotations *a = ld->out;
+    mr_report *rep = &a->report;
+    mr_image_record *r = &a->records[rec];
+    double w = r->width, h = r->height;
+    bool sized = r->width > 0 && r->height > 0;
+    mr_status st = MR_OK;
+
+    if (shape->kind == MR_SHAPE_POLYGON) {
+        int64_t before = shape->n_points;
+        poly_stats ps;
+        st = clean_polygon(shape, sized ? w : 0.0, sized ? h : 0.0, &ps);
+        if (st != MR_OK) goto done;
+        if (ps.outside_points) {
+            rep->n_clipped_points += ps.outside_points;
+            rep->n_clipped_regions++;
+            mr_ann_warn(ld, "%s: %lld of %lld points lie outside the %dx%d image; clipped to it",
+                        where, (long long)ps.outside_points, (long long)before, r->width,
+                        r->height);
+        }
+        if (!shape->n_rings) {
+            rep->n_degenerate++;
+            if (ps.dropped_outside)
+                mr_ann_warn(ld, "%s: polygon lies entirely outside the %dx%d image; skipped", where,
+                            r->width, r->height);
+            else if (ps.dropped_few)
+                mr_ann_warn(ld, "%s: polygon has %lld distinct points (a polygon needs 3); skipped",
+                            where, (long long)ps.min_distinct);
+            else
+                mr_ann_warn(ld, "%s: polygon has zero area (all points on one line); skipped",
+                            where);
+            goto done;
+        }
+    } else {
+        double area = mr_shape_area(shape);
+        if (!(area > 0.0)) {
+            rep->n_degenerate++;
+            mr_ann_warn(ld, "%s: %s has zero size; skipped", where,
+                        shape->kind == MR_SHAPE_RECT     ? "rect"
+                        : shape->kind == MR_SHAPE_CIRCLE ? "circle"
+                                                         : "ellipse");
+            goto done;
+        }
+        if (sized) {
+            double box[4];
+            mr_shape_extent(shape, box);
+            if (box[2] <= 0.0 || box[3] <= 0.0 || box[0] >= h || box[1] >= w) {
+                rep->n_degenerate++;
+                mr_ann_warn(ld, "%s: shape lies entirely outside the %dx%d image; skipped", where,
+                            r->width, r->height);
+                goto done;
+            }
+            if (box[0] < 0.0 || box[1] < 0.0 || box[2] > h || box[3] > w) {
+                rep->n_clipped_regions++;
+                if (shape->kind == MR_SHAPE_RECT) {
+                    /* A rect stays a rect: intersect it with the image. */
+                    int outside = 0;
+                    const double cxs[4] = {box[1], box[3], box[3], box[1]};
+                    const double cys[4] = {box[0], box[0], box[2], box[2]};
+                    for (int i = 0; i < 4; i++)
+                        outside += cxs[i] < 0.0 || cxs[i] > w || cys[i] < 0.0 || cys[i] > h;
+                    rep->n_clipped_points += outside;
+                    clip_box(box, w, h);
+                    shape->x = box[1];
+                    shape->y = box[0];
+                    shape->w = box[3] - box[1];
+                    shape->h = box[2] - box[0];
+                    mr_ann_warn(ld, "%s: %d of 4 rect corners lie outside the %dx%d image; clipped",
+                                where, outside, r->width, r->height);
+                } else {
+                    /* Circles and ellipses stay exact; the rasteriser and the box clip them. */
+                    mr_ann_warn(ld, "%s: %s reaches outside the %dx%d image; clipped", where,
+                                shape->kind == MR_SHAPE_CIRCLE ? "circle" : "ellipse", r->width,
+                                r->height);
+                }
+            }
+        }
+    }
+
+    mr_instance inst;
+    memset(&inst, 0, sizeof inst);
+    inst.class_id = class_id;
+    inst.region = region;
+    inst.class_name = class_name ? mr_ann_strdup(class_name) : NULL;
+    if (class_name && !inst.class_name) {
+        st = mr_fail(MR_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    inst.shape = *shape;
+    mr_shape_extent(&inst.shape, inst.box);
+    if (sized) clip_box(inst.box, w, h);
+    st = push_instance(r, &inst);
+    if (st != MR_OK) {
+        free(inst.class_name);
+        goto done;
+    }
+    memset(shape, 0, sizeof *shape); /* ownership moved into the record */
+    return MR_OK;
+done:
+    mr_shape_free(shape);
+    return st;
+}
+
+void mr_ann_note_region(mr_ann_loader *ld, int64_t rec) {
+    if (rec >= 0 && rec < ld->out->n) ld->had_regions[rec] = true;
+}
+
+mr_status mr_ann_set_image_label(mr_ann_loader *ld, int64_t rec, const char *label) {
+    mr_image_record *r = &ld->out->records[rec];
+    if (!label || !label[0] || r->image_label_name) return MR_OK;
+    r->image_label_name = mr_ann_strdup(label);
+    if (!r->image_label_name) return mr_fail(MR_ERR_NOMEM, "out of memory");
+    r->image_label = ld->out->single_class ? -1 : mr_ann_class_id(ld, label);
+    return MR_OK;
+}
+
+void mr_annotations_bbox(const mr_instance *inst, double box[4]) {
+    memcpy(box, inst->box, sizeof inst->box);
+}
+
+/* ---- loading ------------------------------------------------------------------------------- */
+
+void mr_annotations_free(mr_annotations *a) {
+    if (!a) return;
+    for (int64_t i = 0; i < a->n; i++) {
+        mr_image_record *r = &a->records[i];
+        for (int64_t k = 0; k < r->n_instances; k++) {
+            free(r->instances[k].class_name);
+            mr_shape_free(&r->instances[k].shape);
+        }
+        free(r->instances);
+        free(r->path);
+        free(r->filename);
+        free(r->key);
+        free(r->image_label_name);
+    }
+    free(a->records);
+    for (int i = 0; i < a->n_classes; i++) free(a->class_names[i]);
+    free(a->class_names);
+    for (int64_t i = 0; i < a->report.n_issues; i++) free(a->report.issues[i].text);
+    free(a->report.issues);
+    free(a->source);
+    free(a->attributes_path);
+    memset(a, 0, sizeof *a);
+}
+
+static mr_status set_classes(mr_annotations *a, const mr_load_options *opt) {
+    int given = opt->class_names ? opt->n_class_names : 0;
+    if (given < 0) return mr_fail(MR_ERR_ARG, "class list: negative count %d", given);
+    bool has_bg = given > 0 && opt->class_names[0] && !mr_ann_strcasecmp(opt->class_names[0], "BG");
+    a->single_class = given == 0;
+    int n = a->single_class ? 2 : given + (has_bg ? 0 : 1);
+    if (n < 2)
+        return mr_fail(MR_ERR_ARG, "class list holds only \"BG\"; give at least one class, or "
+                                   "no list at all for a single class");
+    a->class_names = calloc((size_t)n, sizeof *a->class_names);
+    if (!a->class_names) return mr_fail(MR_ERR_NOMEM, "out of memory");
+    a->n_classes = n;
+    for (int i = 0; i < n; i++) {
+        const char *name = i == 0            ? "BG"
+                           : a->single_class ? "object"
+                                             : opt->class_names[i - (has_bg ? 0 : 1)];
+        if (!name || !name[0] || (i > 0 && !mr_ann_strcasecmp(name, "BG")))
+            return mr_fail(MR_ERR_ARG,
+                           "class list: class %d is %s; class names must be "
+                           "non-empty, and \"BG\" may only come first",
+                           i, !name || !name[0] ? "empty" : "\"BG\"");
+        for (int k = 1; k < i; k++)
+            if (!mr_ann_strcasecmp(a->class_names[k], name))
+                return mr_fail(MR_ERR_ARG, "class list: '%s' is listed twice (classes %d and %d)",
+                               name, k, i);
+        a->class_names[i] = mr_ann_strdup(name);
+        if (!a->class_names[i]) return mr_fail(MR_ERR_NOMEM, "out of memory");
+    }
+    return MR_OK;
+}
+
+static bool has_suffix(const char *s, const char *suffix) {
+    size_t ls = strlen(s), lx = strlen(suffix);
+    return ls >= lx && !mr_ann_strcasecmp(s + ls - lx, suffix);
+}
+
+static int cmp_str(const void *x, const void *y) {
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+/* A folder stands for the one annotation file in it. */
+static mr_status pick_annotation_file(const char *dir, char **out) {
+    *out = NULL;
+    char *preferred = join_path(dir, "via_region_data.json");
+    if (!preferred) return mr_fail(MR_ERR_NOMEM, "out of memory");
+    struct stat sb;
+    if (stat(preferred, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        *out = preferred;
+        return MR_OK;
+    }
+    free(preferred);
+    DIR *d = opendir(dir);
+    if (!d) return mr_fail(MR_ERR_IO, "%s: cannot list the folder: %s", dir, strerror(errno));
+    char **names = NULL;
+    int n = 0;
+    mr_status st = MR_OK;
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *nm = e->d_name;
+        if (nm[0] == '.' || strstr(nm, "attributes")) continue;
+        if (!has_suffix(nm, ".json") && !has_suffix(nm, ".csv")) continue;
+        char *full = join_path(dir, nm);
+        char **grown = full ? realloc(names, sizeof *names * (size_t)(n + 1)) : NULL;
+        if (!grown) {
+            free(full);
+            st = mr_fail(MR_ERR_NOMEM, "out of memory");
+            break;
+        }
+        names = grown;
+        if (stat(full, &sb) == 0 && S_ISREG(sb.st_mode))
+            names[n++] = full;
+        else
+            free(full);
+    }
+    closedir(d);
+    if (st == MR_OK && n == 0)
+        st = mr_fail(MR_ERR_IO,
+                     "%s: no annotation file in the folder (expected "
+                     "via_region_data.json, one *.json or one *.csv)",
+                     dir);
+    if (st == MR_OK && n > 1) {
+        qsort(names, (size_t)n, sizeof *names, cmp_str);
+        char list[1024] = "";
+        size_t used = 0;
+        for (int i = 0; i < n && used + 1 < sizeof list; i++) {
+            const char *base = strrchr(names[i], '/');
+            int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
+                             base ? base + 1 : names[i]);
+            if (w < 0) break;
+            used += (size_t)w;
+        }
+        st = mr_fail(MR_ERR_ARG,
+                     "%s: %d annotation files in the folder (%s); name the one to "
+                     "load",
+                     dir, n, list);
+    }
+    if (st == MR_OK) {
+        *out = names[0];
+        names[0] = NULL;
+    }
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    return st;
+}
+
+static mr_status read_file(const char *path, char **text, size_t *len) {
+    *text = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return mr_fail(MR_ERR_IO, "%s: cannot open annotation file: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        cap *= 2;
+        char *grown = realloc(buf, cap + 1);
+        if (!grown) {
+            free(buf);
+            buf = NULL;
+        } else {
+            buf = grown;
+        }
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (!buf) return mr_fail(MR_ERR_NOMEM, "%s: out of memory reading the file", path);
+    if (err) {
+        free(buf);
+        return mr_fail(MR_ERR_IO, "%s: read error", path);
+    }
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    return MR_OK;
+}
+
+static char *dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return mr_ann_strdup(".");
+    if (slash == path) return mr_ann_strdup("/");
+    size_t n = (size_t)(slash - path);
+    char *d = malloc(n + 1);
+    if (!d) return NULL;
+    memcpy(d, path, n);
+    d[n] = '\0';
+    return d;
+}
+
+/* Drops records whose image is missing or unreadable: they were reported as errors, and a
+ * consumer should never see an image it cannot open. Warns about images whose regions all
+ * vanished: training would take them as background. */
+static void drop_rejected(mr_ann_loader *ld) {
+    mr_annotations *a = ld->out;
+    int64_t w = 0;
+    for (int64_t i = 0; i < a->n; i++) {
+        /* Only in an otherwise clean load: with errors, the regions' own errors say it. */
+        if (!ld->rejected[i] && ld->had_regions[i] && a->records[i].n_instances == 0 &&
+            a->report.n_errors == 0) {
+            char qk[200];
+            mr_ann_warn(ld,
+                        "%s: image '%s': none of its regions became an instance (points, lines, "
+                        "degenerate or rejected shapes); it counts as a negative",
+                        ld->file, mr_ann_quote(qk, sizeof qk, a->records[i].key));
+        }
+        if (ld->rejected[i]) {
+            mr_image_record *r = &a->records[i];
+            for (int64_t k = 0; k < r->n_instances; k++) {
+                free(r->instances[k].class_name);
+                mr_shape_free(&r->instances[k].shape);
+            }
+            free(r->instances);
+            free(r->path);
+            free(r->filename);
+            free(r->key);
+            free(r->image_label_name);
+            continue;
+        }
+        a->records[w++] = a->records[i];
+    }
+    a->n = w;
+}
+
+static mr_status load_text(mr_ann_loader *ld, const char *text, size_t len) {
+    /* Sniff: JSON starts with '{' or '['; a VIA CSV with its header; anything else is
+     * decided by the extension, so a broken file still gets the right parser's message. */
+    size_t i = 0;
+    if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3)) i = 3;
+    while (i < len && isspace((unsigned char)text[i])) i++;
+    if (i == len) return mr_fail(MR_ERR_FORMAT, "%s: the annotation file is empty", ld->file);
+    const char *p = text + i;
+    if (*p == '{' || *p == '[') return mr_ann_load_json(ld, text, len);
+    if (!strncmp(p, "#filename", 9) || !strncmp(p, "filename", 8) || has_suffix(ld->file, ".csv"))
+        return mr_ann_load_csv(ld, text, len);
+    return mr_ann_load_json(ld, text, len);
+}
+
+mr_status mr_annotations_load(const char *path, const mr_load_options *opt, mr_annotations *out) {
+    static const mr_load_options defaults = {0};
+    memset(out, 0, sizeof *out);
+    if (!opt) opt = &defaults;
+    if (!path || !path[0]) return mr_fail(MR_ERR_ARG, "no annotation file given");
+    MR_TRY(set_classes(out, opt));
+
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return mr_fail(MR_ERR_IO, "%s: cannot open annotation file: %s", path, strerror(errno));
+    if (S_ISDIR(sb.st_mode)) {
+        MR_TRY(pick_annotation_file(path, &out->source));
+    } else {
+        out->source = mr_ann_strdup(path);
+        if (!out->source) return mr_fail(MR_ERR_NOMEM, "out of memory");
+    }
+
+    mr_ann_loader ld;
+    memset(&ld, 0, sizeof ld);
+    ld.file = out->source;
+    ld.opt = opt;
+    ld.out = out;
+    ld.max_issues = opt->max_issues > 0 ? opt->max_issues : 1000;
+    static const char *const default_attrs[] = {"class", "name", "label", "type"};
+    if (opt->class_attribute && opt->class_attribute[0]) {
+        ld.class_attrs[0] = opt->class_attribute;
+        ld.n_class_attrs = 1;
+    } else {
+        for (int i = 0; i < 4; i++) ld.class_attrs[i] = default_attrs[i];
+        ld.n_class_attrs = 4;
+    }
+    ld.ann_dir = dir_of(out->source);
+    ld.base_dir =
+        mr_ann_strdup(opt->image_root && opt->image_root[0] ? opt->image_root : ld.ann_dir);
+    char *text = NULL;
+    size_t len = 0;
+    mr_status st = ld.ann_dir && ld.base_dir ? MR_OK : mr_fail(MR_ERR_NOMEM, "out of memory");
+    if (st == MR_OK) st = read_file(out->source, &text, &len);
+    if (st == MR_OK) st = load_text(&ld, text, len);
+    free(text);
+    if (ld.rejected) drop_rejected(&ld);
+    for (int64_t i = 0; i < out->n; i++) {
+        mr_image_record *r = &out->records[i];
+        r->negative = r->n_instances == 0;
+        out->report.n_negatives += r->negative;
+    }
+    if (st == MR_OK && ld.first_error != MR_OK) {
+        if (out->report.n_errors > 1)
+            st = mr_fail(ld.first_error,
+                         "%s (and %lld more errors; mrcnn check-data lists them all)",
+                         ld.first_error_text ? ld.first_error_text : "error",
+                         (long long)(out->report.n_errors - 1));
+        else
+            st = mr_fail(ld.first_error, "%s", ld.first_error_text ? ld.first_error_text : "error");
+    }
+    free(ld.first_error_text);
+    free(ld.rejected);
+    free(ld.had_regions);
+    free(ld.ann_dir);
+    free(ld.base_dir);
+    mr_strmap_free(&ld.paths);
+    mr_via_free_attributes(&ld);
+    return st;
+}

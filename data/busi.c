@@ -1,0 +1,1058 @@
+/* BUSI import: pairs images with their "_mask"/"_mask_N" files, turns mask blobs into polygons
+ * (Moore-neighbour contours, Douglas-Peucker), finds duplicates, splits with a seed that keeps
+ * duplicates together, and writes byte copies of the images plus VIA 2.x JSON. */
+#include "busi.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include <stb_image.h>
+
+#include "../core/rng.h"
+#include "image.h"
+#include "via_write.h"
+
+/* ======================================================================================== */
+/* Masks to polygons                                                                         */
+/* ======================================================================================== */
+
+/* Moore neighbourhood, clockwise on screen (y grows downwards), starting west. */
+static const int DX[8] = {-1, -1, 0, 1, 1, 1, 0, -1};
+static const int DY[8] = {0, -1, -1, -1, 0, 1, 1, 1};
+
+static int dir_index(int dx, int dy) {
+    for (int d = 0; d < 8; d++)
+        if (DX[d] == dx && DY[d] == dy) return d;
+    return -1;
+}
+
+typedef struct {
+    int *x, *y;
+    int n, cap;
+} point_list;
+
+static int push_point(point_list *p, int x, int y) {
+    if (p->n == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 64;
+        int *nx = realloc(p->x, (size_t)cap * sizeof *nx);
+        if (!nx) return 0;
+        p->x = nx;
+        int *ny = realloc(p->y, (size_t)cap * sizeof *ny);
+        if (!ny) return 0;
+        p->y = ny;
+        p->cap = cap;
+    }
+    p->x[p->n] = x;
+    p->y[p->n] = y;
+    p->n++;
+    return 1;
+}
+
+/* Outer boundary of component `id` by Moore-neighbour tracing from its first pixel in raster
+ * order (whose west neighbour is never in the component), with Jacob's stopping criterion:
+ * stop on re-entering the start pixel from the starting direction. Thin parts are walked out
+ * and back, so pixels may repeat; every boundary pixel centre is on the contour. */
+static int trace(const int32_t *label, int w, int h, int32_t id, int sx, int sy, int64_t area,
+                 point_list *out) {
+    out->n = 0;
+    if (!push_point(out, sx, sy)) return 0;
+    int px = sx, py = sy, back = 0; /* direction from p to the last background neighbour */
+    int64_t guard = 8 * area + 16;
+    for (int64_t step = 0; step < guard; step++) {
+        int found = -1;
+        for (int k = 1; k <= 8; k++) {
+            int d = (back + k) & 7;
+            int qx = px + DX[d], qy = py + DY[d];
+            if (qx >= 0 && qy >= 0 && qx < w && qy < h && label[(size_t)qy * w + qx] == id) {
+                found = d;
+                break;
+            }
+        }
+        if (found < 0) return 1;  /* a single pixel */
+        int bd = (found + 7) & 7; /* the neighbour checked just before, background */
+        int bx = px + DX[bd], by = py + DY[bd];
+        px += DX[found];
+        py += DY[found];
+        back = dir_index(bx - px, by - py);
+        if (px == sx && py == sy && back == 0) return 1;
+        if (!push_point(out, px, py)) return 0;
+    }
+    return 1; /* unreachable for a proper component; the guard only bounds the loop */
+}
+
+static double seg_dist2(int px, int py, int ax, int ay, int bx, int by) {
+    double vx = bx - ax, vy = by - ay, wx = px - ax, wy = py - ay;
+    double len2 = vx * vx + vy * vy;
+    if (len2 == 0.0) return wx * wx + wy * wy;
+    double t = (wx * vx + wy * vy) / len2;
+    t = t < 0.0 ? 0.0 : t > 1.0 ? 1.0 : t;
+    double dx = wx - t * vx, dy = wy - t * vy;
+    return dx * dx + dy * dy;
+}
+
+/* Douglas-Peucker on the open run [a, b] of the contour, marking kept points; an explicit
+ * stack so contours of any length are safe. */
+static int dp_mark(const point_list *c, int a, int b, double tol2, unsigned char *keep) {
+    int cap = 64, top = 0;
+    int *stack = malloc((size_t)cap * 2 * sizeof *stack);
+    if (!stack) return 0;
+    stack[top++] = a;
+    stack[top++] = b;
+    while (top > 0) {
+        int j = stack[--top], i = stack[--top];
+        double best = -1.0;
+        int at = -1;
+        for (int k = i + 1; k < j; k++) {
+            double d = seg_dist2(c->x[k], c->y[k], c->x[i], c->y[i], c->x[j], c->y[j]);
+            if (d > best) best = d, at = k;
+        }
+        if (at < 0 || best <= tol2) continue;
+        keep[at] = 1;
+        if (top + 4 > 2 * cap) {
+            cap *= 2;
+            int *grown = realloc(stack, (size_t)cap * 2 * sizeof *grown);
+            if (!grown) {
+                free(stack);
+                return 0;
+            }
+            stack = grown;
+        }
+        stack[top++] = i;
+        stack[top++] = at;
+        stack[top++] = at;
+        stack[top++] = j;
+    }
+    free(stack);
+    return 1;
+}
+
+/* Simplifies a closed contour: anchors at point 0 and the point farthest from it, then
+ * Douglas-Peucker on both halves. Fewer than 3 survivors (a straight thin blob) keep the
+ * full contour so the polygon still covers the blob. */
+static mr_status simplify(const point_list *c, double tol, mr_mask_polygon *p) {
+    int n = c->n;
+    unsigned char *keep = calloc((size_t)n + 1, 1);
+    if (!keep) return mr_fail(MR_ERR_NOMEM, "out of memory simplifying a contour");
+    int far = 0;
+    int64_t best = -1;
+    for (int i = 1; i < n; i++) {
+        int64_t dx = c->x[i] - c->x[0], dy = c->y[i] - c->y[0];
+        if (dx * dx + dy * dy > best) best = dx * dx + dy * dy, far = i;
+    }
+    keep[0] = 1;
+    keep[far] = 1;
+    /* The closing half runs far .. n, with index n standing for point 0 again. */
+    int ok = 1;
+    if (tol > 0.0 && n > 3) {
+        int *xs = malloc(((size_t)n + 1) * sizeof *xs), *ys = malloc(((size_t)n + 1) * sizeof *ys);
+        if (xs && ys) {
+            memcpy(xs, c->x, (size_t)n * sizeof *xs);
+            memcpy(ys, c->y, (size_t)n * sizeof *ys);
+            xs[n] = c->x[0];
+            ys[n] = c->y[0];
+            point_list closed = {xs, ys, n + 1, n + 1};
+            ok = dp_mark(&closed, 0, far, tol * tol, keep) &&
+                 dp_mark(&closed, far, n, tol * tol, keep);
+        } else {
+            ok = 0;
+        }
+        free(xs);
+        free(ys);
+    } else {
+        memset(keep, 1, (size_t)n);
+    }
+    if (!ok) {
+        free(keep);
+        return mr_fail(MR_ERR_NOMEM, "out of memory simplifying a contour");
+    }
+    int kept = 0;
+    for (int i = 0; i < n; i++) kept += keep[i];
+    if (kept < 3) memset(keep, 1, (size_t)n), kept = n;
+    int m = kept < 3 ? 3 : kept; /* one or two pixels: repeat to a degenerate triangle */
+    p->xs = malloc((size_t)m * sizeof *p->xs);
+    p->ys = malloc((size_t)m * sizeof *p->ys);
+    if (!p->xs || !p->ys) {
+        free(keep);
+        return mr_fail(MR_ERR_NOMEM, "out of memory for a polygon");
+    }
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (keep[i]) p->xs[k] = c->x[i], p->ys[k] = c->y[i], k++;
+    for (; k < m; k++) p->xs[k] = c->x[0], p->ys[k] = c->y[0];
+    p->n_points = m;
+    free(keep);
+    return MR_OK;
+}
+
+/* Background regions inside the component's bounding box that 4-connected background cannot
+ * reach from outside it (the dual of 8-connected foreground). */
+static mr_status find_holes(const int32_t *label, int w, int32_t id, mr_mask_polygon *p) {
+    int bw = p->x1 - p->x0 + 3, bh = p->y1 - p->y0 + 3; /* one cell of margin all round */
+    size_t nb = (size_t)bw * bh;
+    unsigned char *state = calloc(nb, 1); /* 0 open, 1 wall, 2 reached from outside, 3 hole */
+    int32_t *queue = malloc(nb * sizeof *queue);
+    if (!state || !queue) {
+        free(state);
+        free(queue);
+        return mr_fail(MR_ERR_NOMEM, "out of memory looking for holes");
+    }
+    for (int y = 1; y < bh - 1; y++)
+        for (int x = 1; x < bw - 1; x++)
+            if (label[(size_t)(p->y0 + y - 1) * w + (p->x0 + x - 1)] == id)
+                state[(size_t)y * bw + x] = 1;
+    for (int pass = 0; pass < 2; pass++) {
+        /* Pass 0 floods from the corner; pass 1 floods each remaining open cell as a hole. */
+        for (size_t start = 0; start < nb; start++) {
+            if (state[start] != 0 || (pass == 0 && start != 0)) continue;
+            unsigned char mark = pass == 0 ? 2 : 3;
+            size_t head = 0, tail = 0;
+            int64_t count = 0;
+            queue[tail++] = (int32_t)start;
+            state[start] = mark;
+            while (head < tail) {
+                int32_t c = queue[head++];
+                count++;
+                int cx = c % bw, cy = c / bw;
+                const int nx[4] = {cx - 1, cx + 1, cx, cx}, ny[4] = {cy, cy, cy - 1, cy + 1};
+                for (int k = 0; k < 4; k++) {
+                    if (nx[k] < 0 || ny[k] < 0 || nx[k] >= bw || ny[k] >= bh) continue;
+                    size_t q = (size_t)ny[k] * bw + nx[k];
+                    if (state[q] != 0) continue;
+                    state[q] = mark;
+                    queue[tail++] = (int32_t)q;
+                }
+            }
+            if (pass == 1) {
+                p->holes++;
+                p->hole_px += count;
+            }
+        }
+    }
+    free(state);
+    free(queue);
+    return MR_OK;
+}
+
+void mr_mask_polygons_free(mr_mask_polygons *p) {
+    for (int i = 0; i < p->count; i++) {
+        free(p->items[i].xs);
+        free(p->items[i].ys);
+    }
+    free(p->items);
+    memset(p, 0, sizeof *p);
+}
+
+mr_status mr_mask_to_polygons(const uint8_t *mask, int width, int height, int min_pixels,
+                              double tolerance, mr_mask_polygons *out) {
+    memset(out, 0, sizeof *out);
+    if (width <= 0 || height <= 0) return MR_OK;
+    size_t np = (size_t)width * height;
+    int32_t *label = calloc(np, sizeof *label);
+    int32_t *stack = malloc(np * sizeof *stack);
+    point_list contour = {0};
+    mr_status st = MR_OK;
+    if (!label || !stack) {
+        st = mr_fail(MR_ERR_NOMEM, "out of memory labelling a %dx%d mask", width, height);
+        goto done;
+    }
+    int32_t next = 0;
+    int cap = 0;
+    for (size_t start = 0; start < np; start++) {
+        if (!mask[start] || label[start]) continue;
+        int32_t id = ++next;
+        mr_mask_polygon p = {0};
+        p.x0 = p.x1 = (int)(start % (size_t)width);
+        p.y0 = p.y1 = (int)(start / (size_t)width);
+        size_t top = 0;
+        stack[top++] = (int32_t)start;
+        label[start] = id;
+        while (top > 0) {
+            int32_t c = stack[--top];
+            int cx = c % width, cy = c / width;
+            p.area++;
+            p.x0 = cx < p.x0 ? cx : p.x0;
+            p.x1 = cx > p.x1 ? cx : p.x1;
+            p.y0 = cy < p.y0 ? cy : p.y0;
+            p.y1 = cy > p.y1 ? cy : p.y1;
+            for (int d = 0; d < 8; d++) {
+                int nx = cx + DX[d], ny = cy + DY[d];
+                if (nx < 0 || ny < 0 || nx >= width || ny >= height) continue;
+                size_t q = (size_t)ny * width + nx;
+                if (!mask[q] || label[q]) continue;
+                label[q] = id;
+                stack[top++] = (int32_t)q;
+            }
+        }
+        if (p.area < min_pixels) {
+            out->tiny_skipped++;
+            out->tiny_px += p.area;
+            continue;
+        }
+        if (!trace(label, width, height, id, (int)(start % (size_t)width),
+                   (int)(start / (size_t)width), p.area, &contour)) {
+            st = mr_fail(MR_ERR_NOMEM, "out of memory tracing a contour");
+            goto done;
+        }
+        if ((st = simplify(&contour, tolerance, &p)) != MR_OK) goto done;
+        if ((st = find_holes(label, width, id, &p)) != MR_OK) {
+            free(p.xs);
+            free(p.ys);
+            goto done;
+        }
+        if (out->count == cap) {
+            cap = cap ? 2 * cap : 4;
+            mr_mask_polygon *grown = realloc(out->items, (size_t)cap * sizeof *grown);
+            if (!grown) {
+                free(p.xs);
+                free(p.ys);
+                st = mr_fail(MR_ERR_NOMEM, "out of memory collecting polygons");
+                goto done;
+            }
+            out->items = grown;
+        }
+        out->items[out->count++] = p;
+    }
+done:
+    free(label);
+    free(stack);
+    free(contour.x);
+    free(contour.y);
+    if (st != MR_OK) mr_mask_polygons_free(out);
+    return st;
+}
+
+/* ======================================================================================== */
+/* BUSI import                                                                               */
+/* ======================================================================================== */
+
+static const char *const CLASS_DIR[MR_BUSI_CLASSES] = {"benign", "malignant", "normal"};
+
+void mr_busi_defaults(mr_busi_options *o) {
+    memset(o, 0, sizeof *o);
+    o->seed = 1;
+    o->val_fraction = 0.2;
+    o->min_component_pixels = 10;
+    o->tolerance = 1.0;
+}
+
+typedef struct {
+    int cls;
+    int n;
+    int *xs, *ys;
+} region;
+
+typedef struct {
+    int cls;
+    char *path; /* source image */
+    char *name; /* its file name */
+    char **masks;
+    int n_masks;
+    int mask_cap;
+    region *regions;
+    int n_regions;
+    uint64_t hash;
+    int group; /* duplicate set: index of its first member */
+    int val;
+    int usable;
+} record;
+
+typedef struct {
+    record *items;
+    int count, cap;
+} record_list;
+
+typedef struct {
+    FILE *out;
+    mr_busi_summary *sum;
+} reporter;
+
+static void report(reporter *r, int problem, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void report(reporter *r, int problem, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("import-busi: ", r->out);
+    vfprintf(r->out, fmt, ap);
+    fputc('\n', r->out);
+    va_end(ap);
+    if (problem) r->sum->problems++;
+}
+
+static char *str_dup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static char *path_join(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    char *p = malloc(na + nb + 2);
+    if (!p) return NULL;
+    memcpy(p, a, na);
+    p[na] = '/';
+    memcpy(p + na + 1, b, nb + 1);
+    return p;
+}
+
+static int is_dir(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* "benign (2)" before "benign (10)": digit runs compare as numbers. */
+static int natural_cmp(const char *a, const char *b) {
+    while (*a && *b) {
+        if (isdigit((unsigned char)*a) && isdigit((unsigned char)*b)) {
+            while (*a == '0') a++;
+            while (*b == '0') b++;
+            size_t la = 0, lb = 0;
+            while (isdigit((unsigned char)a[la])) la++;
+            while (isdigit((unsigned char)b[lb])) lb++;
+            if (la != lb) return la < lb ? -1 : 1;
+            int c = strncmp(a, b, la);
+            if (c) return c;
+            a += la;
+            b += lb;
+        } else {
+            if (*a != *b) return (unsigned char)*a - (unsigned char)*b;
+            a++;
+            b++;
+        }
+    }
+    return (unsigned char)*a - (unsigned char)*b;
+}
+
+static int cmp_names(const void *x, const void *y) {
+    return natural_cmp(*(char *const *)x, *(char *const *)y);
+}
+
+static int ends_with_png(const char *name, size_t *stem_len) {
+    size_t n = strlen(name);
+    if (n < 5 || strcasecmp(name + n - 4, ".png") != 0) return 0;
+    *stem_len = n - 4;
+    return 1;
+}
+
+/* For "<base>_mask.png" returns 0 and for "<base>_mask_<k>.png" returns k + 1, with the base
+ * length in *base_len; -1 when the name is not a mask. */
+static int mask_index(const char *name, size_t stem_len, size_t *base_len) {
+    if (stem_len >= 5 && !strncmp(name + stem_len - 5, "_mask", 5)) {
+        *base_len = stem_len - 5;
+        return 0;
+    }
+    size_t i = stem_len;
+    while (i > 0 && isdigit((unsigned char)name[i - 1])) i--;
+    if (i == stem_len || i < 6 || strncmp(name + i - 6, "_mask_", 6) != 0) return -1;
+    *base_len = i - 6;
+    long k = strtol(name + i, NULL, 10);
+    return k > 100000 ? 100001 : (int)k + 1;
+}
+
+static void free_records(record_list *l) {
+    for (int i = 0; i < l->count; i++) {
+        record *r = &l->items[i];
+        free(r->path);
+        free(r->name);
+        for (int k = 0; k < r->n_masks; k++) free(r->masks[k]);
+        free(r->masks);
+        for (int k = 0; k < r->n_regions; k++) {
+            free(r->regions[k].xs);
+            free(r->regions[k].ys);
+        }
+        free(r->regions);
+    }
+    free(l->items);
+    memset(l, 0, sizeof *l);
+}
+
+static mr_status nomem(void) {
+    return mr_fail(MR_ERR_NOMEM, "import-busi: out of memory");
+}
+
+/* Reads one class folder: images become records (in natural name order) with their mask files
+ * attached in _mask, _mask_1, _mask_2 ... order; masks without an image are reported. */
+static mr_status scan_class(const char *root, int cls, reporter *rep, record_list *list) {
+    char *dir = path_join(root, CLASS_DIR[cls]);
+    if (!dir) return nomem();
+    if (!is_dir(dir)) {
+        report(rep, 1, "missing folder %s: no %s images imported", dir, CLASS_DIR[cls]);
+        free(dir);
+        return MR_OK;
+    }
+    DIR *d = opendir(dir);
+    if (!d) {
+        report(rep, 1, "cannot read folder %s: %s", dir, strerror(errno));
+        free(dir);
+        return MR_OK;
+    }
+    char **names = NULL;
+    int n = 0, cap = 0;
+    mr_status st = MR_OK;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t stem;
+        if (e->d_name[0] == '.' || !ends_with_png(e->d_name, &stem)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **grown = realloc(names, (size_t)cap * sizeof *grown);
+            if (!grown) {
+                st = nomem();
+                break;
+            }
+            names = grown;
+        }
+        if (!(names[n] = str_dup(e->d_name))) {
+            st = nomem();
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (st == MR_OK && n > 1) qsort(names, (size_t)n, sizeof *names, cmp_names);
+
+    /* Images first, so masks can find them. */
+    int first = list->count;
+    for (int i = 0; i < n && st == MR_OK; i++) {
+        size_t stem = 0, base = 0;
+        ends_with_png(names[i], &stem);
+        if (mask_index(names[i], stem, &base) >= 0) continue;
+        if (list->count == list->cap) {
+            int c2 = list->cap ? 2 * list->cap : 256;
+            record *grown = realloc(list->items, (size_t)c2 * sizeof *grown);
+            if (!grown) {
+                st = nomem();
+                break;
+            }
+            list->items = grown;
+            list->cap = c2;
+        }
+        record *r = &list->items[list->count];
+        memset(r, 0, sizeof *r);
+        r->cls = cls;
+        r->path = path_join(dir, names[i]);
+        r->name = str_dup(names[i]);
+        list->count++;
+        if (!r->path || !r->name) st = nomem();
+    }
+    /* Then masks, in natural order, which puts _mask before _mask_1 before _mask_2. */
+    for (int i = 0; i < n && st == MR_OK; i++) {
+        size_t stem = 0, base = 0;
+        ends_with_png(names[i], &stem);
+        if (mask_index(names[i], stem, &base) < 0) continue;
+        record *owner = NULL;
+        for (int k = first; k < list->count && !owner; k++) {
+            const char *img = list->items[k].name;
+            size_t img_stem = 0;
+            ends_with_png(img, &img_stem);
+            if (img_stem == base && !strncmp(img, names[i], base)) owner = &list->items[k];
+        }
+        if (!owner) {
+            report(rep, 1, "mask without an image: %s/%s (no %.*s.png): ignored", dir, names[i],
+                   (int)base, names[i]);
+            continue;
+        }
+        if (owner->n_masks == owner->mask_cap) {
+            int c2 = owner->mask_cap ? 2 * owner->mask_cap : 2;
+            char **grown = realloc(owner->masks, (size_t)c2 * sizeof *grown);
+            if (!grown) {
+                st = nomem();
+                break;
+            }
+            owner->masks = grown;
+            owner->mask_cap = c2;
+        }
+        if (!(owner->masks[owner->n_masks] = path_join(dir, names[i]))) st = nomem();
+        owner->n_masks++;
+    }
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    free(dir);
+    return st;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static const char *base_name(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+/* Loads a mask as 0/1: a pixel is foreground when a colour channel is non-zero and it is not
+ * transparent; a mask that is black everywhere but carries the shape in its alpha channel
+ * alone falls back to alpha. */
+static uint8_t *load_mask(const char *path, int *w, int *h) {
+    int comp = 0;
+    unsigned char *raw = stbi_load(path, w, h, &comp, 0);
+    if (!raw) return NULL;
+    size_t np = (size_t)*w * (size_t)*h;
+    uint8_t *m = malloc(np ? np : 1);
+    if (!m) {
+        stbi_image_free(raw);
+        return NULL;
+    }
+    int colour = comp >= 3 ? 3 : 1, alpha = comp == 2 || comp == 4;
+    int any = 0, alpha_varies = 0;
+    for (size_t i = 0; i < np; i++) {
+        const unsigned char *p = raw + i * (size_t)comp;
+        int c = 0;
+        for (int k = 0; k < colour; k++) c |= p[k];
+        m[i] = c != 0 && (!alpha || p[comp - 1] != 0);
+        any |= m[i];
+        if (alpha && p[comp - 1] != raw[comp - 1]) alpha_varies = 1;
+    }
+    if (!any && alpha_varies)
+        for (size_t i = 0; i < np; i++) m[i] = raw[i * (size_t)comp + (size_t)comp - 1] != 0;
+    stbi_image_free(raw);
+    return m;
+}
+
+static mr_status add_region(record *r, int cls, const mr_mask_polygon *p) {
+    region *grown = realloc(r->regions, (size_t)(r->n_regions + 1) * sizeof *grown);
+    if (!grown) return nomem();
+    r->regions = grown;
+    region *g = &r->regions[r->n_regions];
+    g->cls = cls;
+    g->n = p->n_points;
+    g->xs = malloc((size_t)p->n_points * sizeof *g->xs);
+    g->ys = malloc((size_t)p->n_points * sizeof *g->ys);
+    if (!g->xs || !g->ys) {
+        free(g->xs);
+        free(g->ys);
+        return nomem();
+    }
+    memcpy(g->xs, p->xs, (size_t)p->n_points * sizeof *g->xs);
+    memcpy(g->ys, p->ys, (size_t)p->n_points * sizeof *g->ys);
+    r->n_regions++;
+    return MR_OK;
+}
+
+/* Decodes the image (it must be readable), hashes its pixels, and converts its masks. Sets
+ * r->usable when the image goes into the output. */
+static mr_status convert_record(const mr_busi_options *o, reporter *rep, record *r) {
+    const char *cls_name = CLASS_DIR[r->cls];
+    mr_image img;
+    if (mr_image_load(r->path, 3, &img) != MR_OK) {
+        report(rep, 1, "unreadable image %s (%s): skipped", r->path, mr_last_error());
+        return MR_OK;
+    }
+    uint64_t h = 0xcbf29ce484222325ull;
+    int32_t dims[2] = {img.width, img.height};
+    h = fnv1a(h, dims, sizeof dims);
+    r->hash = fnv1a(h, img.pixels, (size_t)img.width * (size_t)img.height * 3);
+    int w = img.width, hh = img.height;
+    mr_image_free(&img);
+
+    if (r->n_masks == 0) {
+        if (r->cls == MR_BUSI_NORMAL) {
+            report(rep, 1, "image without mask: %s: kept as a negative (normal folder)", r->path);
+            r->usable = 1;
+        } else {
+            report(rep, 1, "image without mask: %s: skipped (where is its lesion?)", r->path);
+        }
+        return MR_OK;
+    }
+    for (int k = 0; k < r->n_masks; k++) {
+        int mw = 0, mh = 0;
+        uint8_t *m = load_mask(r->masks[k], &mw, &mh);
+        if (!m) {
+            report(rep, 1, "unreadable mask %s (%s): image %s skipped", r->masks[k],
+                   stbi_failure_reason() ? stbi_failure_reason() : "out of memory", r->name);
+            return MR_OK;
+        }
+        if (mw != w || mh != hh) {
+            report(rep, 1, "mask %s is %dx%d but its image %s is %dx%d: image skipped", r->masks[k],
+                   mw, mh, r->name, w, hh);
+            free(m);
+            return MR_OK;
+        }
+        mr_mask_polygons polys;
+        mr_status st = mr_mask_to_polygons(m, w, hh, o->min_component_pixels, o->tolerance, &polys);
+        free(m);
+        MR_TRY(st);
+        const char *mname = base_name(r->masks[k]);
+        if (polys.tiny_skipped)
+            report(rep, 0, "%s: %d blob(s) under %d px skipped (%lld px in all)", mname,
+                   polys.tiny_skipped, o->min_component_pixels, (long long)polys.tiny_px);
+        rep->sum->tiny_skipped += polys.tiny_skipped;
+        if (r->cls == MR_BUSI_NORMAL) {
+            if (polys.count)
+                report(rep, 1,
+                       "%s: a normal image's mask has %d blob(s): ignored, image kept as "
+                       "a negative",
+                       mname, polys.count);
+        } else {
+            if (polys.count == 0 && polys.tiny_skipped == 0)
+                report(rep, 1, "%s: empty mask (no lesion pixels)", mname);
+            for (int i = 0; i < polys.count && st == MR_OK; i++) {
+                const mr_mask_polygon *p = &polys.items[i];
+                if (p->holes) {
+                    report(rep, 0,
+                           "%s: blob %d at x=%d..%d y=%d..%d has %d hole(s) (%lld px); VIA "
+                           "polygons cannot hold holes, so its polygon covers them",
+                           mname, i + 1, p->x0, p->x1, p->y0, p->y1, p->holes,
+                           (long long)p->hole_px);
+                    rep->sum->components_with_holes++;
+                    rep->sum->holes += p->holes;
+                }
+                st = add_region(r, r->cls, p);
+            }
+        }
+        mr_mask_polygons_free(&polys);
+        MR_TRY(st);
+    }
+    if (r->cls != MR_BUSI_NORMAL && r->n_regions == 0) {
+        report(rep, 1, "%s (%s): no lesion in any of its %d mask file(s): skipped", r->name,
+               cls_name, r->n_masks);
+        return MR_OK;
+    }
+    r->usable = 1;
+    return MR_OK;
+}
+
+static int cmp_by_hash(const void *a, const void *b, void *ctx) {
+    const record *items = ctx;
+    int i = *(const int *)a, j = *(const int *)b;
+    if (items[i].hash != items[j].hash) return items[i].hash < items[j].hash ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+static int same_pixels(const char *a, const char *b) {
+    mr_image x, y;
+    if (mr_image_load(a, 3, &x) != MR_OK) return 0;
+    if (mr_image_load(b, 3, &y) != MR_OK) {
+        mr_image_free(&x);
+        return 0;
+    }
+    int same = x.width == y.width && x.height == y.height &&
+               !memcmp(x.pixels, y.pixels, (size_t)x.width * (size_t)x.height * 3);
+    mr_image_free(&x);
+    mr_image_free(&y);
+    return same;
+}
+
+/* Groups images with identical decoded pixels: each record's `group` becomes the index of the
+ * first record of its set. Hash-equal images are confirmed pixel by pixel. */
+static mr_status find_duplicates(record_list *l, reporter *rep) {
+    int n = l->count;
+    int *idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
+    if (!idx) return nomem();
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        l->items[i].group = i;
+        if (l->items[i].usable) idx[m++] = i;
+    }
+    qsort_r(idx, (size_t)m, sizeof *idx, cmp_by_hash, l->items);
+    for (int a = 0; a < m;) {
+        int b = a + 1;
+        while (b < m && l->items[idx[b]].hash == l->items[idx[a]].hash) b++;
+        /* Within a run of equal hashes (ascending record index), attach each to the first
+         * earlier member with the same pixels. */
+        for (int i = a + 1; i < b; i++)
+            for (int j = a; j < i; j++) {
+                record *x = &l->items[idx[j]], *y = &l->items[idx[i]];
+                if (x->group != idx[j]) continue; /* compare with set heads only */
+                if (same_pixels(x->path, y->path)) {
+                    y->group = idx[j];
+                    break;
+                }
+            }
+        a = b;
+    }
+    /* Report each set once, from its head. */
+    for (int h = 0; h < n; h++) {
+        record *head = &l->items[h];
+        if (!head->usable || head->group != h) continue;
+        int size = 1, conflict = 0;
+        char line[2048];
+        int len = snprintf(line, sizeof line, "%s/%s", CLASS_DIR[head->cls], head->name);
+        for (int i = h + 1; i < n; i++) {
+            record *r = &l->items[i];
+            if (!r->usable || r->group != h) continue;
+            size++;
+            conflict |= r->cls != head->cls;
+            if (len >= 0 && (size_t)len < sizeof line)
+                len += snprintf(line + len, sizeof line - (size_t)len, " = %s/%s",
+                                CLASS_DIR[r->cls], r->name);
+        }
+        if (size < 2) continue;
+        rep->sum->duplicate_groups++;
+        rep->sum->duplicate_images += size;
+        rep->sum->conflicting_groups += conflict;
+        report(rep, conflict, "duplicate images (same pixels): %s%s", line,
+               conflict ? " -- CONFLICTING LABELS, check them" : "");
+    }
+    free(idx);
+    return MR_OK;
+}
+
+/* Per class (of each duplicate set's first image), shuffle the sets with the seed and move
+ * them to val until the class's val share is reached; every member follows its set. */
+static void split(const mr_busi_options *o, record_list *l) {
+    int n = l->count;
+    int64_t *heads = malloc((size_t)(n ? n : 1) * sizeof *heads);
+    int *set_size = calloc((size_t)(n ? n : 1), sizeof *set_size);
+    if (!heads || !set_size) {
+        /* Cannot allocate a few KB: everything stays in train, still a valid output. */
+        free(heads);
+        free(set_size);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        if (l->items[i].usable) set_size[l->items[i].group]++;
+    for (int cls = 0; cls < MR_BUSI_CLASSES; cls++) {
+        int m = 0, images = 0;
+        for (int i = 0; i < n; i++)
+            if (l->items[i].usable && l->items[i].group == i && l->items[i].cls == cls) {
+                heads[m++] = i;
+                images += set_size[i];
+            }
+        mr_rng rng;
+        mr_rng_seed(&rng, o->seed * 0x9e3779b97f4a7c15ull + (uint64_t)cls + 1);
+        mr_rng_shuffle_i64(&rng, heads, m);
+        int target = (int)(images * o->val_fraction + 0.5), taken = 0;
+        if (o->val_fraction > 0.0 && target == 0 && m >= 2) target = 1;
+        /* Sets that fit, in shuffled order; if none fits (a small class whose sets are all
+         * duplicates), the smallest set that still leaves something in train. */
+        for (int k = 0; k < m && taken < target; k++) {
+            if (taken + set_size[heads[k]] > target) continue;
+            l->items[heads[k]].val = 1;
+            taken += set_size[heads[k]];
+        }
+        if (taken == 0 && target > 0) {
+            int best = -1;
+            for (int k = 0; k < m; k++)
+                if (set_size[heads[k]] < images &&
+                    (best < 0 || set_size[heads[k]] < set_size[heads[best]]))
+                    best = k;
+            if (best >= 0) l->items[heads[best]].val = 1;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        if (l->items[i].usable) l->items[i].val = l->items[l->items[i].group].val;
+    free(heads);
+    free(set_size);
+}
+
+static mr_status make_dir(const char *path) {
+    if (mkdir(path, 0777) != 0 && errno != EEXIST)
+        return mr_fail(MR_ERR_IO, "%s: cannot create folder: %s", path, strerror(errno));
+    if (!is_dir(path)) return mr_fail(MR_ERR_IO, "%s: exists and is not a folder", path);
+    return MR_OK;
+}
+
+static mr_status copy_file(const char *src, const char *dst, int64_t *size) {
+    FILE *in = fopen(src, "rb");
+    if (!in) return mr_fail(MR_ERR_IO, "%s: cannot open: %s", src, strerror(errno));
+    FILE *out = fopen(dst, "wb");
+    if (!out) {
+        int err = errno;
+        fclose(in);
+        return mr_fail(MR_ERR_IO, "%s: cannot create: %s", dst, strerror(err));
+    }
+    char buf[1 << 16];
+    int64_t total = 0;
+    size_t got;
+    int bad = 0;
+    while ((got = fread(buf, 1, sizeof buf, in)) > 0) {
+        if (fwrite(buf, 1, got, out) != got) {
+            bad = 1;
+            break;
+        }
+        total += (int64_t)got;
+    }
+    int read_err = ferror(in);
+    fclose(in);
+    if (fclose(out) != 0) bad = 1;
+    if (bad || read_err) {
+        remove(dst);
+        return mr_fail(MR_ERR_IO, "copying %s to %s failed (%s)", src, dst,
+                       read_err ? "read error" : "write error, disk full?");
+    }
+    *size = total;
+    return MR_OK;
+}
+
+static mr_status write_output(const mr_busi_options *o, record_list *l, mr_busi_summary *sum) {
+    static const char *const SPLIT[2] = {"train", "val"};
+    char *dirs[2] = {NULL, NULL};
+    mr_via_writer *w[2] = {mr_via_writer_new(), mr_via_writer_new()};
+    char **used = calloc((size_t)(l->count ? l->count : 1), sizeof *used); /* names per split */
+    mr_status st = MR_OK;
+    if (!w[0] || !w[1] || !used) {
+        st = nomem();
+        goto out;
+    }
+    if ((st = make_dir(o->out_dir)) != MR_OK) goto out;
+    for (int k = 0; k < 2; k++) {
+        if (!(dirs[k] = path_join(o->out_dir, SPLIT[k]))) {
+            st = nomem();
+            goto out;
+        }
+        if ((st = make_dir(dirs[k])) != MR_OK) goto out;
+    }
+    int n_used = 0;
+    for (int i = 0; i < l->count && st == MR_OK; i++) {
+        record *r = &l->items[i];
+        if (!r->usable) continue;
+        int k = r->val;
+        /* BUSI names carry their class, but another layout may not: a name already written to
+         * this split gets the class as a prefix. */
+        char name[1024];
+        snprintf(name, sizeof name, "%s", r->name);
+        for (int u = 0; u < n_used; u++)
+            if (used[u][0] == (char)('0' + k) && !strcmp(used[u] + 1, name)) {
+                snprintf(name, sizeof name, "%s_%s", CLASS_DIR[r->cls], r->name);
+                break;
+            }
+        size_t nl = strlen(name);
+        if (!(used[n_used] = malloc(nl + 2))) {
+            st = nomem();
+            break;
+        }
+        used[n_used][0] = (char)('0' + k);
+        memcpy(used[n_used] + 1, name, nl + 1);
+        n_used++;
+        char *dst = path_join(dirs[k], name);
+        if (!dst) {
+            st = nomem();
+            break;
+        }
+        int64_t size = 0;
+        st = copy_file(r->path, dst, &size);
+        free(dst);
+        if (st != MR_OK) break;
+        st = mr_via_writer_add_image(w[k], name, size, r->cls == MR_BUSI_NORMAL ? "normal" : NULL);
+        for (int g = 0; g < r->n_regions && st == MR_OK; g++)
+            st = mr_via_writer_add_polygon(w[k], r->regions[g].xs, r->regions[g].ys,
+                                           r->regions[g].n, CLASS_DIR[r->regions[g].cls]);
+        sum->images[r->cls]++;
+        sum->instances[r->cls] += r->n_regions;
+        if (r->n_masks > 1) sum->multi_mask_images[r->cls]++;
+        if (r->n_regions > 1) sum->multi_instance_images++;
+        if (k)
+            sum->val_images++;
+        else
+            sum->train_images++;
+    }
+    for (int k = 0; k < 2 && st == MR_OK; k++) {
+        char *json = path_join(dirs[k], "via_region_data.json");
+        if (!json) {
+            st = nomem();
+            break;
+        }
+        st = mr_via_writer_save(w[k], json);
+        free(json);
+    }
+out:
+    for (int i = 0; used && i < l->count; i++) free(used[i]);
+    free(used);
+    free(dirs[0]);
+    free(dirs[1]);
+    mr_via_writer_free(w[0]);
+    mr_via_writer_free(w[1]);
+    return st;
+}
+
+mr_status mr_busi_import(const mr_busi_options *o, mr_busi_summary *summary) {
+    mr_busi_summary local;
+    mr_busi_summary *sum = summary ? summary : &local;
+    memset(sum, 0, sizeof *sum);
+    if (!o->src_dir || !o->src_dir[0])
+        return mr_fail(MR_ERR_ARG, "import-busi: no source folder given (--src DIR)");
+    if (!o->out_dir || !o->out_dir[0])
+        return mr_fail(MR_ERR_ARG, "import-busi: no output folder given (--out DIR)");
+    if (!(o->val_fraction >= 0.0 && o->val_fraction < 1.0))
+        return mr_fail(MR_ERR_ARG, "import-busi: --val-fraction must be in [0, 1), got %g",
+                       o->val_fraction);
+    if (!(o->tolerance >= 0.0) || o->min_component_pixels < 1)
+        return mr_fail(MR_ERR_ARG,
+                       "import-busi: tolerance must be >= 0 and the smallest blob >= 1 pixel");
+    if (!is_dir(o->src_dir))
+        return mr_fail(MR_ERR_IO, "import-busi: source folder %s does not exist", o->src_dir);
+
+    /* The Kaggle download unpacks to Dataset_BUSI_with_GT/; accept its parent too. */
+    char *root = NULL;
+    for (int pass = 0; pass < 2 && !root; pass++) {
+        char *cand =
+            pass == 0 ? str_dup(o->src_dir) : path_join(o->src_dir, "Dataset_BUSI_with_GT");
+        if (!cand) return nomem();
+        int found = 0;
+        for (int c = 0; c < MR_BUSI_CLASSES; c++) {
+            char *d = path_join(cand, CLASS_DIR[c]);
+            if (!d) {
+                free(cand);
+                return nomem();
+            }
+            found |= is_dir(d);
+            free(d);
+        }
+        if (found)
+            root = cand;
+        else
+            free(cand);
+    }
+    if (!root)
+        return mr_fail(MR_ERR_IO,
+                       "import-busi: %s is not a BUSI folder: expected benign/, malignant/ and "
+                       "normal/ in it (or in its Dataset_BUSI_with_GT/)",
+                       o->src_dir);
+
+    reporter rep = {o->report ? o->report : stderr, sum};
+    record_list list = {0};
+    mr_status st = MR_OK;
+    for (int c = 0; c < MR_BUSI_CLASSES && st == MR_OK; c++) st = scan_class(root, c, &rep, &list);
+    for (int i = 0; i < list.count && st == MR_OK; i++) {
+        st = convert_record(o, &rep, &list.items[i]);
+        if (!list.items[i].usable) sum->skipped_images++;
+    }
+    int usable = 0;
+    for (int i = 0; i < list.count; i++) usable += list.items[i].usable;
+    if (st == MR_OK && usable == 0)
+        st = mr_fail(MR_ERR_FORMAT,
+                     "import-busi: no usable image in %s (need \"name.png\" with "
+                     "\"name_mask.png\" in benign/, malignant/ or normal/)",
+                     root);
+    if (st == MR_OK) st = find_duplicates(&list, &rep);
+    if (st == MR_OK) {
+        split(o, &list);
+        st = write_output(o, &list, sum);
+    }
+    free_records(&list);
+    free(root);
+    return st;
+}
+
+void mr_busi_print_summary(FILE *out, const mr_busi_options *o, const mr_busi_summary *s) {
+    int total = s->train_images + s->val_images;
+    fprintf(out, "import-busi: converted %d images from %s\n", total, o->src_dir);
+    for (int c = 0; c < MR_BUSI_CLASSES; c++) {
+        if (c == MR_BUSI_NORMAL)
+            fprintf(out, "  %-10s %4d images (negatives, no regions)\n", CLASS_DIR[c],
+                    s->images[c]);
+        else
+            fprintf(out, "  %-10s %4d images, %4d instances, %d with several mask files\n",
+                    CLASS_DIR[c], s->images[c], s->instances[c], s->multi_mask_images[c]);
+    }
+    fprintf(out, "  images with several instances: %d\n", s->multi_instance_images);
+    fprintf(out, "  duplicates: %d sets, %d images (each set kept on one side of the split)%s\n",
+            s->duplicate_groups, s->duplicate_images,
+            s->conflicting_groups ? "; some sets have conflicting labels" : "");
+    fprintf(out, "  holes: %d blobs with %d holes (covered by their polygons)\n",
+            s->components_with_holes, s->holes);
+    fprintf(out, "  skipped: %d images, %d blobs under %d px; %d problem lines above\n",
+            s->skipped_images, s->tiny_skipped, o->min_component_pixels, s->problems);
+    fprintf(out, "  split: train %d, val %d (seed %llu, val fraction %.2f) -> %s/train, %s/val\n",
+            s->train_images, s->val_images, (unsigned long long)o->seed, o->val_fraction,
+            o->out_dir, o->out_dir);
+}

@@ -1,0 +1,202 @@
+/* Box geometry: IoU, delta coding, clipping, norm/denorm and NMS, written to reproduce
+ * Matterport's numpy/TensorFlow arithmetic in float32 (the graph code runs in float32, so do we).
+ * Boxes are (y1, x1, y2, x2). */
+#include "boxes.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+/* std::max / std::min as TF's kernels use them, so NaN handling matches too. */
+static inline float max_f(float a, float b) {
+    return a < b ? b : a;
+}
+static inline float min_f(float a, float b) {
+    return b < a ? b : a;
+}
+
+float mr_box_iou(const float *a, const float *b) {
+    float y1 = max_f(a[0], b[0]), y2 = min_f(a[2], b[2]);
+    float x1 = max_f(a[1], b[1]), x2 = min_f(a[3], b[3]);
+    float inter = max_f(x2 - x1, 0.0f) * max_f(y2 - y1, 0.0f);
+    float area_a = (a[2] - a[0]) * (a[3] - a[1]);
+    float area_b = (b[2] - b[0]) * (b[3] - b[1]);
+    float uni = area_a + area_b - inter;
+    /* numpy would give NaN (0/0) for two empty boxes; NaN compares false everywhere, so 0 keeps
+     * every threshold test the same while staying a number. */
+    return uni > 0.0f ? inter / uni : 0.0f;
+}
+
+void mr_box_iou_matrix(float *iou, const float *a, const float *b, int64_t na, int64_t nb) {
+    for (int64_t i = 0; i < na; i++)
+        for (int64_t j = 0; j < nb; j++) iou[i * nb + j] = mr_box_iou(a + 4 * i, b + 4 * j);
+}
+
+void mr_box_encode(float *deltas, const float *boxes, const float *gt, int64_t n,
+                   const float *std) {
+    for (int64_t i = 0; i < n; i++) {
+        const float *b = boxes + 4 * i, *g = gt + 4 * i;
+        float h = b[2] - b[0], w = b[3] - b[1];
+        float cy = b[0] + 0.5f * h, cx = b[1] + 0.5f * w;
+        float gh = g[2] - g[0], gw = g[3] - g[1];
+        float gcy = g[0] + 0.5f * gh, gcx = g[1] + 0.5f * gw;
+        float *d = deltas + 4 * i;
+        d[0] = (gcy - cy) / h;
+        d[1] = (gcx - cx) / w;
+        d[2] = logf(gh / h);
+        d[3] = logf(gw / w);
+        if (std)
+            for (int k = 0; k < 4; k++) d[k] /= std[k];
+    }
+}
+
+void mr_box_decode(float *out, const float *boxes, const float *deltas, int64_t n,
+                   const float *std) {
+    for (int64_t i = 0; i < n; i++) {
+        const float *b = boxes + 4 * i;
+        float d[4];
+        for (int k = 0; k < 4; k++) d[k] = deltas[4 * i + k] * (std ? std[k] : 1.0f);
+        float h = b[2] - b[0], w = b[3] - b[1];
+        float cy = b[0] + 0.5f * h, cx = b[1] + 0.5f * w;
+        cy += d[0] * h;
+        cx += d[1] * w;
+        h *= expf(d[2]);
+        w *= expf(d[3]);
+        float *o = out + 4 * i;
+        o[0] = cy - 0.5f * h;
+        o[1] = cx - 0.5f * w;
+        o[2] = o[0] + h;
+        o[3] = o[1] + w;
+    }
+}
+
+void mr_box_clip(float *boxes, int64_t n, const float window[4]) {
+    for (int64_t i = 0; i < n; i++) {
+        float *b = boxes + 4 * i;
+        b[0] = max_f(min_f(b[0], window[2]), window[0]);
+        b[1] = max_f(min_f(b[1], window[3]), window[1]);
+        b[2] = max_f(min_f(b[2], window[2]), window[0]);
+        b[3] = max_f(min_f(b[3], window[3]), window[1]);
+    }
+}
+
+void mr_norm_boxes(float *out, const float *boxes, int64_t n, int64_t h, int64_t w) {
+    MR_REQUIRE(h > 1 && w > 1, "norm_boxes: image %lldx%lld must be at least 2x2", (long long)h,
+               (long long)w);
+    /* numpy computes in float64 and casts to float32 at the end. */
+    const double scale[4] = {(double)(h - 1), (double)(w - 1), (double)(h - 1), (double)(w - 1)};
+    const double shift[4] = {0, 0, 1, 1};
+    for (int64_t i = 0; i < 4 * n; i++)
+        out[i] = (float)(((double)boxes[i] - shift[i % 4]) / scale[i % 4]);
+}
+
+void mr_denorm_boxes(int64_t *out, const float *boxes, int64_t n, int64_t h, int64_t w) {
+    const double scale[4] = {(double)(h - 1), (double)(w - 1), (double)(h - 1), (double)(w - 1)};
+    const double shift[4] = {0, 0, 1, 1};
+    /* nearbyint in the default rounding mode is np.around: halves go to the even neighbour. */
+    for (int64_t i = 0; i < 4 * n; i++)
+        out[i] = (int64_t)nearbyint((double)boxes[i] * scale[i % 4] + shift[i % 4]);
+}
+
+typedef struct {
+    float score;
+    int64_t index;
+} scored;
+
+static int scored_cmp(const void *pa, const void *pb) {
+    const scored *a = pa, *b = pb;
+    bool an = isnan(a->score), bn = isnan(b->score);
+    if (an != bn) return an ? 1 : -1;
+    if (!an && a->score != b->score) return a->score > b->score ? -1 : 1;
+    return (a->index > b->index) - (a->index < b->index);
+}
+
+mr_status mr_argsort_desc(int64_t *order, const float *scores, int64_t n) {
+    if (n <= 0) return MR_OK;
+    scored *s = malloc((size_t)n * sizeof *s);
+    if (!s) return mr_fail(MR_ERR_NOMEM, "argsort: cannot allocate %lld entries", (long long)n);
+    for (int64_t i = 0; i < n; i++) s[i] = (scored){scores[i], i};
+    qsort(s, (size_t)n, sizeof *s, scored_cmp);
+    for (int64_t i = 0; i < n; i++) order[i] = s[i].index;
+    free(s);
+    return MR_OK;
+}
+
+/* TF's NMS IoU: corners may come in either order, and an empty box overlaps nothing. */
+static float nms_iou(const float *a, const float *b) {
+    float ay1 = min_f(a[0], a[2]), ax1 = min_f(a[1], a[3]);
+    float ay2 = max_f(a[0], a[2]), ax2 = max_f(a[1], a[3]);
+    float by1 = min_f(b[0], b[2]), bx1 = min_f(b[1], b[3]);
+    float by2 = max_f(b[0], b[2]), bx2 = max_f(b[1], b[3]);
+    float area_a = (ay2 - ay1) * (ax2 - ax1);
+    float area_b = (by2 - by1) * (bx2 - bx1);
+    if (area_a <= 0 || area_b <= 0) return 0.0f;
+    float iy1 = max_f(ay1, by1), ix1 = max_f(ax1, bx1);
+    float iy2 = min_f(ay2, by2), ix2 = min_f(ax2, bx2);
+    float inter = max_f(iy2 - iy1, 0.0f) * max_f(ix2 - ix1, 0.0f);
+    return inter / (area_a + area_b - inter);
+}
+
+/* Greedy pass over candidates already in score order. */
+static int64_t nms_sorted(int64_t *keep, const float *boxes, const float *scores,
+                          const int64_t *order, int64_t n, float thr, int64_t max_out) {
+    int64_t kept = 0;
+    for (int64_t o = 0; o < n && kept < max_out; o++) {
+        int64_t i = order[o];
+        if (isnan(scores[i])) continue;
+        bool suppressed = false;
+        for (int64_t k = 0; k < kept && !suppressed; k++)
+            suppressed = nms_iou(boxes + 4 * i, boxes + 4 * keep[k]) > thr;
+        if (!suppressed) keep[kept++] = i;
+    }
+    return kept;
+}
+
+mr_status mr_nms(int64_t *keep, int64_t *n_keep, const float *boxes, const float *scores, int64_t n,
+                 float iou_threshold, int64_t max_out) {
+    *n_keep = 0;
+    if (n <= 0 || max_out <= 0) return MR_OK;
+    int64_t *order = malloc((size_t)n * sizeof *order);
+    if (!order) return mr_fail(MR_ERR_NOMEM, "nms: cannot allocate %lld indices", (long long)n);
+    mr_status st = mr_argsort_desc(order, scores, n);
+    if (st == MR_OK) *n_keep = nms_sorted(keep, boxes, scores, order, n, iou_threshold, max_out);
+    free(order);
+    return st;
+}
+
+mr_status mr_nms_per_class(int64_t *keep, int64_t *n_keep, const float *boxes, const float *scores,
+                           const int64_t *class_ids, int64_t n, float iou_threshold,
+                           int64_t max_per_class) {
+    *n_keep = 0;
+    if (n <= 0 || max_per_class <= 0) return MR_OK;
+    mr_status st = MR_OK;
+    int64_t *order = malloc((size_t)n * sizeof *order);
+    int64_t *subset = malloc((size_t)n * sizeof *subset);
+    int64_t *kept = malloc((size_t)n * sizeof *kept);
+    bool *done = calloc((size_t)n, sizeof *done); /* class already handled */
+    bool *chosen = calloc((size_t)n, sizeof *chosen);
+    if (!order || !subset || !kept || !done || !chosen) {
+        st = mr_fail(MR_ERR_NOMEM, "per-class nms: cannot allocate for %lld boxes", (long long)n);
+        goto out;
+    }
+    if ((st = mr_argsort_desc(order, scores, n)) != MR_OK) goto out;
+    for (int64_t first = 0; first < n; first++) {
+        if (done[first]) continue;
+        int64_t cls = class_ids[first], m = 0;
+        for (int64_t o = 0; o < n; o++)
+            if (class_ids[order[o]] == cls) subset[m++] = order[o];
+        for (int64_t i = first; i < n; i++)
+            if (class_ids[i] == cls) done[i] = true;
+        int64_t nk = nms_sorted(kept, boxes, scores, subset, m, iou_threshold, max_per_class);
+        for (int64_t k = 0; k < nk; k++) chosen[kept[k]] = true;
+    }
+    for (int64_t i = 0; i < n; i++)
+        if (chosen[i]) keep[(*n_keep)++] = i;
+out:
+    free(order);
+    free(subset);
+    free(kept);
+    free(done);
+    free(chosen);
+    return st;
+}

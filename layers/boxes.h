@@ -1,0 +1,52 @@
+/* Box geometry for the non-differentiable stages: IoU, delta coding, clipping, greedy NMS with
+ * tf.image.non_max_suppression's semantics, Matterport's norm/denorm conventions. Boxes are
+ * (y1, x1, y2, x2) rows of 4 floats; only the sorts and NMS allocate (scratch). */
+#ifndef MR_BOXES_H
+#define MR_BOXES_H
+
+#include <stdint.h>
+
+#include "../core/status.h"
+
+/* IoU of two boxes with plain areas (no +1), as utils.compute_iou and overlaps_graph; a zero
+ * union gives 0 rather than NaN. */
+float mr_box_iou(const float *a, const float *b);
+/* iou[i * nb + j] = IoU(a[i], b[j]); a (na, 4), b (nb, 4), iou (na, nb). */
+void mr_box_iou_matrix(float *iou, const float *a, const float *b, int64_t na, int64_t nb);
+
+/* deltas (n, 4) = (dy, dx, log dh, log dw) taking boxes (n, 4) to gt (n, 4), divided by std
+ * when std is not NULL (box_refinement; targets store deltas / *_BBOX_STD_DEV). */
+void mr_box_encode(float *deltas, const float *boxes, const float *gt, int64_t n, const float *std);
+/* out (n, 4) = boxes moved by deltas * std (std NULL = 1), apply_box_deltas; no clamp on the
+ * log sizes, as Matterport. out may alias boxes. */
+void mr_box_decode(float *out, const float *boxes, const float *deltas, int64_t n,
+                   const float *std);
+/* Clamps each coordinate into window (wy1, wx1, wy2, wx2), as clip_boxes_graph. */
+void mr_box_clip(float *boxes, int64_t n, const float window[4]);
+
+/* Pixel boxes (y2, x2 exclusive) of an h x w image to normalised ones:
+ * (y1/(h-1), x1/(w-1), (y2-1)/(h-1), (x2-1)/(w-1)). out may alias boxes. */
+void mr_norm_boxes(float *out, const float *boxes, int64_t n, int64_t h, int64_t w);
+/* The inverse, to integer pixels, exactly as utils.denorm_boxes:
+ * around(y1*(h-1)), around(x1*(w-1)), around(y2*(h-1) + 1), around(x2*(w-1) + 1), where around
+ * rounds halves to even (np.around / tf.round). The +1 comes before the rounding, so a y2 of
+ * 0.5*(h-1) gives around(1.5) = 2, not around(0.5) + 1 = 1. */
+void mr_denorm_boxes(int64_t *out, const float *boxes, int64_t n, int64_t h, int64_t w);
+
+/* order (n) = indices sorted by score descending, ties by lower index first (tf.nn.top_k's
+ * order); NaN scores go last. */
+mr_status mr_argsort_desc(int64_t *order, const float *scores, int64_t n);
+
+/* tf.image.non_max_suppression: visit boxes by score (ties: lower index first) and keep a box
+ * unless its IoU with an already kept box is greater than iou_threshold; stop at max_out.
+ * keep must hold min(n, max_out) indices; *n_keep gets the count, keep is in score order.
+ * Boxes with zero area suppress nothing; NaN scores are never kept. */
+mr_status mr_nms(int64_t *keep, int64_t *n_keep, const float *boxes, const float *scores, int64_t n,
+                 float iou_threshold, int64_t max_out);
+/* The same NMS run separately for each class id (up to max_per_class per class), as the
+ * detection layer does; keep (capacity n) gets the union in increasing index order. */
+mr_status mr_nms_per_class(int64_t *keep, int64_t *n_keep, const float *boxes, const float *scores,
+                           const int64_t *class_ids, int64_t n, float iou_threshold,
+                           int64_t max_per_class);
+
+#endif

@@ -1,0 +1,164 @@
+/* Detection post-processing: refine_detections_graph and unmold_detections/unmold_mask, with
+ * TF's float32 order of operations for the boxes and numpy's float64 for denormalising. */
+#include "detect.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "boxes.h"
+#include "targets.h"
+
+mr_detection_config mr_detection_config_matterport(int64_t num_classes) {
+    return (mr_detection_config){.num_classes = num_classes,
+                                 .min_confidence = 0.7f,
+                                 .nms_threshold = 0.3f,
+                                 .max_instances = 100,
+                                 .bbox_std = {0.1f, 0.1f, 0.2f, 0.2f}};
+}
+
+mr_status mr_refine_detections(float *out, int64_t *n_out, const float *rois, const float *probs,
+                               const float *deltas, int64_t n, const float window[4],
+                               const mr_detection_config *cfg) {
+    const int64_t C = cfg->num_classes, max_out = cfg->max_instances;
+    memset(out, 0, (size_t)max_out * 6 * sizeof *out);
+    *n_out = 0;
+    if (n <= 0 || max_out <= 0) return MR_OK;
+    mr_status st = MR_OK;
+    int64_t *ids = malloc((size_t)n * sizeof *ids);       /* kept ROI indices */
+    float *boxes = malloc((size_t)n * 4 * sizeof *boxes); /* refined, of the kept ROIs */
+    float *scores = malloc((size_t)n * sizeof *scores);
+    int64_t *cls = malloc((size_t)n * sizeof *cls);
+    int64_t *keep = malloc((size_t)n * sizeof *keep);
+    float *kept_scores = malloc((size_t)n * sizeof *kept_scores);
+    int64_t *order = malloc((size_t)n * sizeof *order);
+    if (!ids || !boxes || !scores || !cls || !keep || !kept_scores || !order) {
+        st = mr_fail(MR_ERR_NOMEM, "detections: cannot allocate for %lld rois", (long long)n);
+        goto out;
+    }
+    /* Refining only the kept ROIs gives the same rows as refining all and gathering after. */
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *p = probs + i * C;
+        int64_t c = 0;
+        for (int64_t j = 1; j < C; j++)
+            if (p[j] > p[c]) c = j; /* first maximum, as tf.argmax */
+        if (c == 0) continue;
+        if (cfg->min_confidence != 0.0f && !(p[c] >= cfg->min_confidence)) continue;
+        mr_box_decode(boxes + 4 * m, rois + 4 * i, deltas + (i * C + c) * 4, 1, cfg->bbox_std);
+        mr_box_clip(boxes + 4 * m, 1, window);
+        ids[m] = i;
+        scores[m] = p[c];
+        cls[m] = c;
+        m++;
+    }
+    int64_t n_keep;
+    if ((st = mr_nms_per_class(keep, &n_keep, boxes, scores, cls, m, cfg->nms_threshold,
+                               max_out)) != MR_OK)
+        goto out;
+    /* keep is in increasing ROI order, so the score sort breaks ties by ROI index like top_k
+     * over the sorted set intersection. */
+    for (int64_t k = 0; k < n_keep; k++) kept_scores[k] = scores[keep[k]];
+    if ((st = mr_argsort_desc(order, kept_scores, n_keep)) != MR_OK) goto out;
+    int64_t total = n_keep < max_out ? n_keep : max_out;
+    for (int64_t r = 0; r < total; r++) {
+        int64_t k = keep[order[r]];
+        float *row = out + 6 * r;
+        memcpy(row, boxes + 4 * k, 4 * sizeof *row);
+        row[4] = (float)cls[k];
+        row[5] = scores[k];
+    }
+    *n_out = total;
+out:
+    free(ids);
+    free(boxes);
+    free(scores);
+    free(cls);
+    free(keep);
+    free(kept_scores);
+    free(order);
+    return st;
+}
+
+mr_status mr_unmold_mask(uint8_t *full, int64_t h, int64_t w, const float *mask, int64_t mask_h,
+                         int64_t mask_w, const int64_t box[4]) {
+    memset(full, 0, (size_t)(h * w));
+    int64_t bh = box[2] - box[0], bw = box[3] - box[1];
+    if (bh <= 0 || bw <= 0) return MR_OK;
+    uint8_t *r = malloc((size_t)(bh * bw));
+    if (!r)
+        return mr_fail(MR_ERR_NOMEM, "unmold_mask: cannot allocate %lldx%lld", (long long)bh,
+                       (long long)bw);
+    mr_status st = mr_resize_threshold(r, bh, bw, mask, mask_h, mask_w, 0.5);
+    for (int64_t y = 0; st == MR_OK && y < bh; y++) {
+        int64_t iy = box[0] + y;
+        if (iy < 0 || iy >= h) continue;
+        for (int64_t x = 0; x < bw; x++) {
+            int64_t ix = box[1] + x;
+            if (ix >= 0 && ix < w) full[iy * w + ix] = r[y * bw + x];
+        }
+    }
+    free(r);
+    return st;
+}
+
+void mr_detections_free(mr_detections *d) {
+    free(d->boxes);
+    free(d->class_ids);
+    free(d->scores);
+    free(d->masks);
+    *d = (mr_detections){0};
+}
+
+mr_status mr_unmold_detections(mr_detections *out, const float *detections, int64_t n_rows,
+                               const float *masks, int64_t mask_h, int64_t mask_w,
+                               int64_t num_classes, const mr_image_geometry *geo) {
+    const int64_t H = geo->original_h, W = geo->original_w;
+    *out = (mr_detections){.image_h = H, .image_w = W};
+    int64_t n = 0;
+    while (n < n_rows && detections[6 * n + 4] != 0.0f) n++;
+
+    /* numpy: the float32 window is normalised over the molded shape, boxes are moved into it
+     * in float32, then denorm_boxes works in float64. */
+    float wn[4];
+    mr_norm_boxes(wn, geo->window, 1, geo->molded_h, geo->molded_w);
+    const float shift[4] = {wn[0], wn[1], wn[0], wn[1]};
+    const float scale[4] = {wn[2] - wn[0], wn[3] - wn[1], wn[2] - wn[0], wn[3] - wn[1]};
+
+    mr_status st = MR_OK;
+    size_t plane = (size_t)(H * W);
+    out->boxes = malloc((size_t)(n > 0 ? n : 1) * 4 * sizeof *out->boxes);
+    out->class_ids = malloc((size_t)(n > 0 ? n : 1) * sizeof *out->class_ids);
+    out->scores = malloc((size_t)(n > 0 ? n : 1) * sizeof *out->scores);
+    out->masks = malloc((n > 0 ? (size_t)n : 1) * plane);
+    float *m = malloc((size_t)(mask_h * mask_w) * sizeof *m);
+    if (!out->boxes || !out->class_ids || !out->scores || !out->masks || !m) {
+        st = mr_fail(MR_ERR_NOMEM, "unmold: cannot allocate %lld masks of %lldx%lld", (long long)n,
+                     (long long)H, (long long)W);
+        goto out;
+    }
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *row = detections + 6 * i;
+        float b[4];
+        for (int k = 0; k < 4; k++) b[k] = (row[k] - shift[k]) / scale[k];
+        int64_t *box = out->boxes + 4 * kept;
+        mr_denorm_boxes(box, b, 1, H, W);
+        if ((box[2] - box[0]) * (box[3] - box[1]) <= 0) continue;
+        int64_t c = (int64_t)row[4];
+        MR_REQUIRE(c > 0 && c < num_classes, "unmold: class id %lld outside 1..%lld", (long long)c,
+                   (long long)(num_classes - 1));
+        for (int64_t p = 0; p < mask_h * mask_w; p++)
+            m[p] = masks[(i * mask_h * mask_w + p) * num_classes + c];
+        if ((st = mr_unmold_mask(out->masks + (size_t)kept * plane, H, W, m, mask_h, mask_w,
+                                 box)) != MR_OK)
+            goto out;
+        out->class_ids[kept] = c;
+        out->scores[kept] = row[5];
+        kept++;
+    }
+    out->n = kept;
+out:
+    free(m);
+    if (st != MR_OK) mr_detections_free(out);
+    return st;
+}

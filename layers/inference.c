@@ -1,0 +1,106 @@
+/* The inference graph: features, RPN, proposal layer, box head, detection layer, mask head on
+ * the detections, unmolding. Every step runs without recording. */
+#include "inference.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/ops.h"
+#include "boxes.h"
+#include "proposals.h"
+
+static void softmax_rows(float *out, const float *logits, int64_t n, int64_t c) {
+    for (int64_t i = 0; i < n; i++) {
+        const float *z = logits + i * c;
+        float zmax = z[0], sum = 0.0f;
+        for (int64_t k = 1; k < c; k++) zmax = z[k] > zmax ? z[k] : zmax;
+        for (int64_t k = 0; k < c; k++) sum += (out[i * c + k] = expf(z[k] - zmax));
+        for (int64_t k = 0; k < c; k++) out[i * c + k] /= sum;
+    }
+}
+
+static mr_status detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
+                        const mr_image_geometry *geo, float min_confidence, mr_detections *out) {
+    const mr_net_config *cfg = &m->cfg;
+    int64_t batch = images->shape[0], anchors = m->n_anchors, nc = cfg->num_classes;
+    mr_tensor *p[5], *rpn_logits, *rpn_deltas;
+    MR_TRY(mr_model_features(ctx, m, images, p));
+    MR_TRY(mr_model_rpn(ctx, m, p, &rpn_logits, &rpn_deltas));
+
+    int64_t n_props = cfg->post_nms_rois_inference, total = batch * n_props;
+    float *probs = mr_alloc(ctx, sizeof(float) * (size_t)(anchors * 2), "detect");
+    float *rois = mr_alloc(ctx, sizeof(float) * (size_t)(total * 4), "detect");
+    int32_t *roi_image = mr_alloc(ctx, sizeof(int32_t) * (size_t)total, "detect");
+    if (!probs || !rois || !roi_image) return ctx->status;
+    mr_proposal_config pc = mr_proposal_config_matterport(false);
+    pc.pre_nms_limit = cfg->pre_nms_limit;
+    pc.proposal_count = n_props;
+    pc.nms_threshold = cfg->rpn_nms_threshold;
+    memcpy(pc.bbox_std, cfg->rpn_bbox_std, sizeof pc.bbox_std);
+    for (int64_t b = 0; b < batch; b++) {
+        softmax_rows(probs, rpn_logits->data + b * anchors * 2, anchors, 2);
+        int64_t got = 0;
+        MR_TRY(mr_proposals(rois + b * n_props * 4, &got, probs, rpn_deltas->data + b * anchors * 4,
+                            m->anchors, anchors, &pc));
+        for (int64_t r = 0; r < n_props; r++) roi_image[b * n_props + r] = (int32_t)b;
+    }
+    mr_tensor *class_logits, *deltas;
+    MR_TRY(mr_model_box_head(ctx, m, p, rois, roi_image, total, &class_logits, &deltas));
+    float *class_probs = mr_alloc(ctx, sizeof(float) * (size_t)(total * nc), "detect");
+    int64_t max_det = cfg->detection_max_instances;
+    float *dets = mr_alloc(ctx, sizeof(float) * (size_t)(batch * max_det * 6), "detect");
+    int64_t *n_dets = mr_alloc(ctx, sizeof(int64_t) * (size_t)batch, "detect");
+    if (!class_probs || !dets || !n_dets) return ctx->status;
+    softmax_rows(class_probs, class_logits->data, total, nc);
+    mr_detection_config dc = mr_detection_config_matterport(nc);
+    dc.min_confidence = min_confidence >= 0.0f ? min_confidence : cfg->detection_min_confidence;
+    dc.nms_threshold = cfg->detection_nms_threshold;
+    dc.max_instances = max_det;
+    memcpy(dc.bbox_std, cfg->bbox_std, sizeof dc.bbox_std);
+    int64_t n_masks = 0;
+    for (int64_t b = 0; b < batch; b++) {
+        float window[4];
+        mr_norm_boxes(window, geo[b].window, 1, geo[b].molded_h, geo[b].molded_w);
+        MR_TRY(mr_refine_detections(dets + b * max_det * 6, &n_dets[b], rois + b * n_props * 4,
+                                    class_probs + b * n_props * nc, deltas->data + b * n_props * nc * 4,
+                                    n_props, window, &dc));
+        n_masks += n_dets[b];
+    }
+    /* The mask head runs on the real detections only (Matterport also feeds the padding rows,
+     * whose masks are thrown away). */
+    float *det_boxes = mr_alloc(ctx, sizeof(float) * (size_t)(4 * n_masks + 4), "detect");
+    int32_t *det_image = mr_alloc(ctx, sizeof(int32_t) * (size_t)(n_masks + 1), "detect");
+    if (!det_boxes || !det_image) return ctx->status;
+    for (int64_t b = 0, k = 0; b < batch; b++)
+        for (int64_t i = 0; i < n_dets[b]; i++, k++) {
+            memcpy(det_boxes + 4 * k, dets + (b * max_det + i) * 6, 4 * sizeof(float));
+            det_image[k] = (int32_t)b;
+        }
+    mr_tensor *mask_logits = NULL;
+    if (n_masks > 0) {
+        mask_logits = mr_model_mask_head(ctx, m, p, det_boxes, det_image, n_masks);
+        if (!mask_logits) return ctx->status;
+        for (int64_t i = 0; i < mask_logits->numel; i++)
+            mask_logits->data[i] = mr_sigmoidf(mask_logits->data[i]);
+    }
+    int64_t s = cfg->mask_shape, per_mask = s * s * nc;
+    for (int64_t b = 0, k = 0; b < batch; b++) {
+        MR_TRY(mr_unmold_detections(&out[b], dets + b * max_det * 6, n_dets[b],
+                                    mask_logits ? mask_logits->data + k * per_mask : NULL, s, s, nc,
+                                    &geo[b]));
+        k += n_dets[b];
+    }
+    return MR_OK;
+}
+
+mr_status mr_model_detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
+                          const mr_image_geometry *geo, float min_confidence, mr_detections *out) {
+    for (int64_t b = 0; images && b < images->shape[0]; b++) memset(&out[b], 0, sizeof out[b]);
+    if (!images) return ctx->status;
+    bool was = mr_no_grad_begin(ctx);
+    mr_status st = detect(ctx, m, images, geo, min_confidence, out);
+    mr_no_grad_end(ctx, was);
+    if (st == MR_OK && ctx->status != MR_OK) st = ctx->status;
+    return st;
+}

@@ -1,0 +1,105 @@
+/* The Mask R-CNN network as Matterport builds it: ResNet-50/101 backbone, FPN P2..P6, the shared
+ * RPN head, and the box and mask heads, with every parameter under its Matterport name so that
+ * mask_rcnn_coco.h5 loads by name. The network-side settings of a config live here; the JSON
+ * reader (train/config.c) fills them. */
+#ifndef MR_MODEL_H
+#define MR_MODEL_H
+
+#include <stdbool.h>
+
+#include "../core/params.h"
+#include "../core/tensor.h"
+#include "anchors.h"
+#include "roi_align.h"
+#include "targets.h"
+
+#define MR_MAX_ANCHOR_SCALES 16
+#define MR_MAX_ANCHOR_RATIOS 8
+#define MR_MAX_CLASSES       128
+
+typedef struct {
+    int backbone_depth; /* BACKBONE: 50 or 101 */
+    int num_classes;    /* NUM_CLASSES, background included */
+    int image_min_dim, image_max_dim, image_channels;
+    float mean_pixel[3];
+    int backbone_filters; /* BACKBONE_FILTERS: conv1 and stage-2 width, 64 in ResNet;
+                             smaller only for tests and the demo */
+    int rpn_depth;        /* RPN_CONV_DEPTH: rpn_conv_shared filters, 512 in Matterport */
+    int pyramid_size;     /* TOP_DOWN_PYRAMID_SIZE */
+    int fc_size;          /* FPN_CLASSIF_FC_LAYERS_SIZE */
+    int pool_size, mask_pool_size, mask_shape; /* 7, 14, 28 (14: no deconv) */
+    int strides[5];                            /* BACKBONE_STRIDES */
+    float anchor_scales[MR_MAX_ANCHOR_SCALES];
+    int n_anchor_scales;
+    bool anchor_scales_per_level; /* Matterport form; false = every size at every level */
+    float anchor_ratios[MR_MAX_ANCHOR_RATIOS];
+    int n_anchor_ratios;
+    int anchor_stride;
+    float rpn_bbox_std[4], bbox_std[4];
+    int rpn_train_anchors;
+    int pre_nms_limit, post_nms_rois_training, post_nms_rois_inference;
+    float rpn_nms_threshold;
+    int train_rois_per_image;
+    float roi_positive_ratio;
+    bool use_mini_mask;
+    int mini_mask_shape;
+    int max_gt_instances;
+    int detection_max_instances;
+    float detection_min_confidence, detection_nms_threshold;
+    float loss_weights[5]; /* rpn_class, rpn_bbox, mrcnn_class, mrcnn_bbox, mrcnn_mask */
+    float weight_decay;
+    mr_roi_align_mode roi_align_mode;
+    bool train_bn; /* false: batch norm always uses the moving statistics */
+    float bn_eps;
+} mr_net_config;
+
+/* Matterport's Config defaults (ResNet-101, 1024 square, COCO anchors, 1 class + BG). */
+void mr_net_config_defaults(mr_net_config *cfg);
+/* The anchor settings as layers/anchors.h wants them (pointing into cfg). */
+mr_anchor_config mr_net_anchor_config(const mr_net_config *cfg);
+
+/* One line of the model summary. */
+typedef struct {
+    char name[48];
+    char kind[16];
+    int64_t shape[4]; /* output, batch 1 (per ROI for the heads) */
+    int ndim;
+    int64_t params;
+    double gflops; /* per image (heads: times their ROI count at inference) */
+} mr_layer_info;
+
+typedef struct {
+    mr_net_config cfg;
+    mr_params params;
+    mr_layer_info *layers;
+    int n_layers, cap_layers;
+    int64_t anchors_per_location;
+    float *anchors;    /* (n_anchors, 4) normalised, for the molded image size */
+    float *anchors_px; /* the same in molded-image pixels */
+    int64_t n_anchors;
+} mr_model;
+
+mr_status mr_model_init(mr_model *m, const mr_net_config *cfg);
+void mr_model_free(mr_model *m);
+/* Matterport's set_trainable: "heads", "3+", "4+", "5+", "all" or a regex of layer names. */
+mr_status mr_model_set_trainable(mr_model *m, const char *layers, int *n_trainable);
+/* Writes the per-layer summary and totals to `out`. */
+void mr_model_print_summary(const mr_model *m, FILE *out);
+
+/* ---- forward pieces (NHWC tensors) -------------------------------------------------------- */
+
+/* images (B, H, W, C) molded -> P2, P3, P4, P5, P6. */
+mr_status mr_model_features(mr_ctx *ctx, const mr_model *m, mr_tensor *images, mr_tensor *p[5]);
+/* RPN over P2..P6: logits (B, anchors, 2) and deltas (B, anchors, 4), Matterport's order. */
+mr_status mr_model_rpn(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
+                       mr_tensor **class_logits, mr_tensor **deltas);
+/* Box head on n ROIs (normalised boxes, image of each): class logits (n, NUM_CLASSES) and
+ * deltas (n, NUM_CLASSES * 4). */
+mr_status mr_model_box_head(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
+                            const float *rois, const int32_t *batch_index, int64_t n,
+                            mr_tensor **class_logits, mr_tensor **deltas);
+/* Mask head: logits (n, MASK_SHAPE, MASK_SHAPE, NUM_CLASSES); sigmoid gives the masks. */
+mr_tensor *mr_model_mask_head(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
+                              const float *rois, const int32_t *batch_index, int64_t n);
+
+#endif

@@ -1,0 +1,382 @@
+/* RPN and ROI training targets as Matterport builds them, and the single-channel mask samplers
+ * (TF crop_and_resize, skimage bilinear resize, mini masks). Randomness comes only from the
+ * caller's mr_rng, so a resumed run draws the same targets. */
+#include "targets.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "boxes.h"
+
+/* ---- mask samplers ---- */
+
+/* A read-only single-channel plane of either element type; stride is the row pitch. Bytes are
+ * masks, read as bool like Matterport's astype(bool): any nonzero byte is 1. */
+typedef struct {
+    const float *f;
+    const uint8_t *u;
+    int64_t stride;
+} plane;
+
+static inline float plane_at(const plane *p, int64_t y, int64_t x) {
+    return p->f ? p->f[y * p->stride + x] : (p->u[y * p->stride + x] ? 1.0f : 0.0f);
+}
+
+/* TF's CropAndResizePerBox, float arithmetic in the same order. */
+static void crop_and_resize(float *out, int64_t oh, int64_t ow, const plane *img, int64_t h,
+                            int64_t w, const float box[4], float extrapolation) {
+    float y1 = box[0], x1 = box[1], y2 = box[2], x2 = box[3];
+    float hs = oh > 1 ? (y2 - y1) * (float)(h - 1) / (float)(oh - 1) : 0.0f;
+    float ws = ow > 1 ? (x2 - x1) * (float)(w - 1) / (float)(ow - 1) : 0.0f;
+    for (int64_t y = 0; y < oh; y++) {
+        float in_y = oh > 1 ? y1 * (float)(h - 1) + (float)y * hs
+                            : (float)(0.5 * (double)(y1 + y2) * (double)(h - 1));
+        float *row = out + y * ow;
+        /* Negated so NaN (a zero-height GT box in the mini-mask frame) extrapolates too. */
+        if (!(in_y >= 0 && in_y <= (float)(h - 1))) {
+            for (int64_t x = 0; x < ow; x++) row[x] = extrapolation;
+            continue;
+        }
+        int64_t top = (int64_t)floorf(in_y), bottom = (int64_t)ceilf(in_y);
+        float y_lerp = in_y - (float)top;
+        for (int64_t x = 0; x < ow; x++) {
+            float in_x = ow > 1 ? x1 * (float)(w - 1) + (float)x * ws
+                                : (float)(0.5 * (double)(x1 + x2) * (double)(w - 1));
+            if (!(in_x >= 0 && in_x <= (float)(w - 1))) {
+                row[x] = extrapolation;
+                continue;
+            }
+            int64_t left = (int64_t)floorf(in_x), right = (int64_t)ceilf(in_x);
+            float x_lerp = in_x - (float)left;
+            float tl = plane_at(img, top, left), tr = plane_at(img, top, right);
+            float bl = plane_at(img, bottom, left), br = plane_at(img, bottom, right);
+            float t = tl + (tr - tl) * x_lerp;
+            float b = bl + (br - bl) * x_lerp;
+            row[x] = t + (b - t) * y_lerp;
+        }
+    }
+}
+
+void mr_crop_and_resize(float *out, int64_t out_h, int64_t out_w, const float *image, int64_t h,
+                        int64_t w, const float box[4], float extrapolation) {
+    plane p = {image, NULL, w};
+    crop_and_resize(out, out_h, out_w, &p, h, w, box, extrapolation);
+}
+
+void mr_crop_and_resize_u8(float *out, int64_t out_h, int64_t out_w, const uint8_t *image,
+                           int64_t h, int64_t w, const float box[4], float extrapolation) {
+    plane p = {NULL, image, w};
+    crop_and_resize(out, out_h, out_w, &p, h, w, box, extrapolation);
+}
+
+static inline double pixel_or_zero(const plane *p, int64_t h, int64_t w, int64_t y, int64_t x) {
+    return (y < 0 || y >= h || x < 0 || x >= w) ? 0.0 : (double)plane_at(p, y, x);
+}
+
+/* skimage's warp with bilinear_interpolation and mode 'C' (cval 0), then _clip_warp_output as
+ * in the skimage releases Matterport ran on (0.14-0.16). Output in a malloc'd double buffer so
+ * callers threshold the exact value. */
+static mr_status resize_plane(double **out, int64_t oh, int64_t ow, const plane *in, int64_t ih,
+                              int64_t iw) {
+    MR_REQUIRE(oh > 0 && ow > 0 && ih > 0 && iw > 0, "resize %lldx%lld -> %lldx%lld", (long long)ih,
+               (long long)iw, (long long)oh, (long long)ow);
+    double *o = malloc((size_t)(oh * ow) * sizeof *o);
+    if (!o)
+        return mr_fail(MR_ERR_NOMEM, "resize: cannot allocate %lldx%lld", (long long)oh,
+                       (long long)ow);
+    double lo = INFINITY, hi = -INFINITY;
+    for (int64_t y = 0; y < ih; y++)
+        for (int64_t x = 0; x < iw; x++) {
+            double v = (double)plane_at(in, y, x);
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+        }
+    bool keep_zero = !(lo <= 0.0 && 0.0 <= hi);
+    double fy = (double)ih / (double)oh, fx = (double)iw / (double)ow;
+    for (int64_t y = 0; y < oh; y++) {
+        double r = ((double)y + 0.5) * fy - 0.5;
+        int64_t r0 = (int64_t)floor(r), r1 = (int64_t)ceil(r);
+        double dr = r - (double)r0;
+        for (int64_t x = 0; x < ow; x++) {
+            double c = ((double)x + 0.5) * fx - 0.5;
+            int64_t c0 = (int64_t)floor(c), c1 = (int64_t)ceil(c);
+            double dc = c - (double)c0;
+            double top = (1 - dc) * pixel_or_zero(in, ih, iw, r0, c0) +
+                         dc * pixel_or_zero(in, ih, iw, r0, c1);
+            double bot = (1 - dc) * pixel_or_zero(in, ih, iw, r1, c0) +
+                         dc * pixel_or_zero(in, ih, iw, r1, c1);
+            double v = (1 - dr) * top + dr * bot;
+            if (!(keep_zero && v == 0.0)) v = v < lo ? lo : (v > hi ? hi : v);
+            o[y * ow + x] = v;
+        }
+    }
+    *out = o;
+    return MR_OK;
+}
+
+mr_status mr_resize_bilinear(float *out, int64_t out_h, int64_t out_w, const float *in,
+                             int64_t in_h, int64_t in_w) {
+    plane p = {in, NULL, in_w};
+    double *r;
+    MR_TRY(resize_plane(&r, out_h, out_w, &p, in_h, in_w));
+    for (int64_t i = 0; i < out_h * out_w; i++) out[i] = (float)r[i];
+    free(r);
+    return MR_OK;
+}
+
+mr_status mr_resize_threshold(uint8_t *out, int64_t out_h, int64_t out_w, const float *in,
+                              int64_t in_h, int64_t in_w, double threshold) {
+    plane p = {in, NULL, in_w};
+    double *r;
+    MR_TRY(resize_plane(&r, out_h, out_w, &p, in_h, in_w));
+    for (int64_t i = 0; i < out_h * out_w; i++) out[i] = r[i] >= threshold;
+    free(r);
+    return MR_OK;
+}
+
+mr_status mr_minimize_mask(uint8_t *mini, int64_t mini_h, int64_t mini_w, const uint8_t *mask,
+                           int64_t h, int64_t w, const int64_t box[4]) {
+    if (!(0 <= box[0] && box[0] < box[2] && box[2] <= h && 0 <= box[1] && box[1] < box[3] &&
+          box[3] <= w))
+        return mr_fail(MR_ERR_ARG,
+                       "minimize_mask: box (%lld, %lld, %lld, %lld) is empty or outside the "
+                       "%lldx%lld mask; boxes must come from the mask itself (extract_bboxes)",
+                       (long long)box[0], (long long)box[1], (long long)box[2], (long long)box[3],
+                       (long long)h, (long long)w);
+    /* The plane reads bytes as bool, as Matterport's astype(bool) before resizing. */
+    plane p = {NULL, mask + box[0] * w + box[1], w};
+    double *r;
+    MR_TRY(resize_plane(&r, mini_h, mini_w, &p, box[2] - box[0], box[3] - box[1]));
+    for (int64_t i = 0; i < mini_h * mini_w; i++) mini[i] = nearbyint(r[i]) != 0.0;
+    free(r);
+    return MR_OK;
+}
+
+mr_status mr_expand_mask(uint8_t *mask, int64_t h, int64_t w, const uint8_t *mini, int64_t mini_h,
+                         int64_t mini_w, const int64_t box[4]) {
+    memset(mask, 0, (size_t)(h * w));
+    int64_t bh = box[2] - box[0], bw = box[3] - box[1];
+    if (bh <= 0 || bw <= 0) return MR_OK;
+    plane p = {NULL, mini, mini_w};
+    double *r;
+    MR_TRY(resize_plane(&r, bh, bw, &p, mini_h, mini_w));
+    for (int64_t y = 0; y < bh; y++) {
+        int64_t iy = box[0] + y;
+        if (iy < 0 || iy >= h) continue;
+        for (int64_t x = 0; x < bw; x++) {
+            int64_t ix = box[1] + x;
+            if (ix >= 0 && ix < w) mask[iy * w + ix] = nearbyint(r[y * bw + x]) != 0.0;
+        }
+    }
+    free(r);
+    return MR_OK;
+}
+
+/* ---- RPN targets ---- */
+
+mr_rpn_target_config mr_rpn_target_config_matterport(void) {
+    return (mr_rpn_target_config){.anchors_per_image = 256,
+                                  .positive_iou = 0.7f,
+                                  .negative_iou = 0.3f,
+                                  .bbox_std = {0.1f, 0.1f, 0.2f, 0.2f}};
+}
+
+/* Resets `extra` randomly chosen anchors labelled `label` to neutral (np.random.choice without
+ * replacement = the head of a shuffle). */
+static void drop_random(int8_t *match, int64_t n, int8_t label, int64_t keep, int64_t *ids,
+                        mr_rng *rng) {
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (match[i] == label) ids[m++] = i;
+    if (m <= keep) return;
+    mr_rng_shuffle_i64(rng, ids, m);
+    for (int64_t k = 0; k < m - keep; k++) match[ids[k]] = 0;
+}
+
+mr_status mr_build_rpn_targets(int8_t *match, float *bbox, const float *anchors, int64_t n_anchors,
+                               const float *gt_boxes, int64_t n_gt, const mr_rpn_target_config *cfg,
+                               mr_rng *rng) {
+    memset(bbox, 0, (size_t)cfg->anchors_per_image * 4 * sizeof *bbox);
+    memset(match, 0, (size_t)n_anchors * sizeof *match);
+    if (n_anchors <= 0) return MR_OK;
+    mr_status st = MR_OK;
+    float *best = malloc((size_t)n_anchors * sizeof *best);
+    int64_t *best_gt = malloc((size_t)n_anchors * sizeof *best_gt);
+    int64_t *ids = malloc((size_t)n_anchors * sizeof *ids);
+    float *gt_best = malloc((size_t)(n_gt > 0 ? n_gt : 1) * sizeof *gt_best);
+    if (!best || !best_gt || !ids || !gt_best) {
+        st = mr_fail(MR_ERR_NOMEM, "rpn targets: cannot allocate for %lld anchors",
+                     (long long)n_anchors);
+        goto out;
+    }
+    /* The (anchors x GT) matrix would take 100 MB at 261,888 anchors and 100 GT, so keep only
+     * row and column maxima and recompute IoUs in the second pass (same inputs, same bits). */
+    for (int64_t j = 0; j < n_gt; j++) gt_best[j] = 0.0f;
+    for (int64_t i = 0; i < n_anchors; i++) {
+        float b = n_gt > 0 ? -1.0f : 0.0f;
+        int64_t arg = 0;
+        for (int64_t j = 0; j < n_gt; j++) {
+            float iou = mr_box_iou(anchors + 4 * i, gt_boxes + 4 * j);
+            if (iou > b) b = iou, arg = j; /* strict: first maximum, as np.argmax */
+            if (iou > gt_best[j]) gt_best[j] = iou;
+        }
+        best[i] = b;
+        best_gt[i] = arg;
+        if (b < cfg->negative_iou) match[i] = -1;
+    }
+    /* An anchor reaching some GT's best IoU has its own best at least that high, so anchors
+     * below the smallest GT best cannot tie one: skip their recomputation. */
+    float floor_best = INFINITY;
+    for (int64_t j = 0; j < n_gt; j++)
+        if (gt_best[j] > 0.0f && gt_best[j] < floor_best) floor_best = gt_best[j];
+    for (int64_t i = 0; i < n_anchors; i++) {
+        for (int64_t j = 0; j < n_gt && best[i] >= floor_best; j++)
+            if (gt_best[j] > 0.0f && mr_box_iou(anchors + 4 * i, gt_boxes + 4 * j) == gt_best[j]) {
+                match[i] = 1;
+                break;
+            }
+        if (best[i] >= cfg->positive_iou) match[i] = 1;
+    }
+    drop_random(match, n_anchors, 1, cfg->anchors_per_image / 2, ids, rng);
+    int64_t n_pos = 0;
+    for (int64_t i = 0; i < n_anchors; i++) n_pos += match[i] == 1;
+    drop_random(match, n_anchors, -1, cfg->anchors_per_image - n_pos, ids, rng);
+
+    int64_t row = 0;
+    for (int64_t i = 0; i < n_anchors && row < cfg->anchors_per_image; i++)
+        if (match[i] == 1)
+            mr_box_encode(bbox + 4 * row++, anchors + 4 * i, gt_boxes + 4 * best_gt[i], 1,
+                          cfg->bbox_std);
+out:
+    free(best);
+    free(best_gt);
+    free(ids);
+    free(gt_best);
+    return st;
+}
+
+/* ---- detection targets ---- */
+
+mr_roi_target_config mr_roi_target_config_matterport(void) {
+    return (mr_roi_target_config){.rois_per_image = 200,
+                                  .positive_ratio = 0.33,
+                                  .positive_iou = 0.5f,
+                                  .bbox_std = {0.1f, 0.1f, 0.2f, 0.2f},
+                                  .mask_h = 28,
+                                  .mask_w = 28,
+                                  .use_mini_mask = true};
+}
+
+mr_status mr_roi_targets_alloc(mr_roi_targets *t, const mr_roi_target_config *cfg) {
+    int64_t r = cfg->rois_per_image;
+    *t = (mr_roi_targets){0};
+    t->rois = calloc((size_t)r * 4, sizeof *t->rois);
+    t->class_ids = calloc((size_t)r, sizeof *t->class_ids);
+    t->deltas = calloc((size_t)r * 4, sizeof *t->deltas);
+    t->masks = calloc((size_t)(r * cfg->mask_h * cfg->mask_w), sizeof *t->masks);
+    if (!t->rois || !t->class_ids || !t->deltas || !t->masks) {
+        mr_roi_targets_free(t);
+        return mr_fail(MR_ERR_NOMEM, "roi targets: cannot allocate %lld rois", (long long)r);
+    }
+    return MR_OK;
+}
+
+void mr_roi_targets_free(mr_roi_targets *t) {
+    free(t->rois);
+    free(t->class_ids);
+    free(t->deltas);
+    free(t->masks);
+    *t = (mr_roi_targets){0};
+}
+
+mr_status mr_detection_targets(mr_roi_targets *out, const float *proposals, int64_t n_proposals,
+                               const mr_gt_instances *gt, const mr_roi_target_config *cfg,
+                               mr_rng *rng) {
+    const int64_t R = cfg->rois_per_image, mh = cfg->mask_h, mw = cfg->mask_w, n_gt = gt->n;
+    MR_REQUIRE(cfg->use_mini_mask || n_gt == 0 ||
+                   (gt->mask_h == gt->image_h && gt->mask_w == gt->image_w),
+               "detection targets: full masks are %lldx%lld but the image is %lldx%lld",
+               (long long)gt->mask_h, (long long)gt->mask_w, (long long)gt->image_h,
+               (long long)gt->image_w);
+    memset(out->rois, 0, (size_t)R * 4 * sizeof *out->rois);
+    memset(out->class_ids, 0, (size_t)R * sizeof *out->class_ids);
+    memset(out->deltas, 0, (size_t)R * 4 * sizeof *out->deltas);
+    memset(out->masks, 0, (size_t)(R * mh * mw) * sizeof *out->masks);
+    out->n_positive = out->n_negative = 0;
+
+    mr_status st = MR_OK;
+    int64_t np_ = n_proposals > 0 ? n_proposals : 1;
+    float *gt_norm = malloc((size_t)(n_gt > 0 ? n_gt : 1) * 4 * sizeof *gt_norm);
+    int64_t *assign = malloc((size_t)np_ * sizeof *assign);
+    int64_t *pos = malloc((size_t)np_ * sizeof *pos);
+    int64_t *neg = malloc((size_t)np_ * sizeof *neg);
+    if (!gt_norm || !assign || !pos || !neg) {
+        st = mr_fail(MR_ERR_NOMEM, "detection targets: cannot allocate for %lld proposals",
+                     (long long)n_proposals);
+        goto done;
+    }
+    if (n_gt > 0) mr_norm_boxes(gt_norm, gt->boxes, n_gt, gt->image_h, gt->image_w);
+
+    int64_t n_pos = 0, n_neg = 0;
+    for (int64_t i = 0; i < n_proposals; i++) {
+        const float *p = proposals + 4 * i;
+        /* trim_zeros_graph: padding rows have zero absolute sum. */
+        if (fabsf(p[0]) + fabsf(p[1]) + fabsf(p[2]) + fabsf(p[3]) == 0.0f) continue;
+        /* With no GT the row max is -inf in TF, so every proposal is a negative candidate. */
+        float b = -INFINITY;
+        int64_t arg = 0;
+        for (int64_t j = 0; j < n_gt; j++) {
+            float iou = mr_box_iou(p, gt_norm + 4 * j);
+            if (iou > b) b = iou, arg = j;
+        }
+        assign[i] = arg;
+        if (b >= cfg->positive_iou)
+            pos[n_pos++] = i;
+        else
+            neg[n_neg++] = i;
+    }
+    mr_rng_shuffle_i64(rng, pos, n_pos);
+    int64_t P = (int64_t)((double)R * cfg->positive_ratio);
+    P = n_pos < P ? n_pos : P;
+    /* TF multiplies a float32 copy of 1/ratio by float32(P) and truncates. */
+    float r = (float)(1.0 / cfg->positive_ratio);
+    int64_t N = (int64_t)(r * (float)P) - P;
+    mr_rng_shuffle_i64(rng, neg, n_neg);
+    N = n_neg < N ? n_neg : N;
+    N = N > R - P ? R - P : N;
+
+    for (int64_t k = 0; k < P; k++) {
+        const float *roi = proposals + 4 * pos[k];
+        int64_t g = assign[pos[k]];
+        const float *gb = gt_norm + 4 * g;
+        memcpy(out->rois + 4 * k, roi, 4 * sizeof *roi);
+        out->class_ids[k] = gt->class_ids[g];
+        mr_box_encode(out->deltas + 4 * k, roi, gb, 1, cfg->bbox_std);
+        float box[4];
+        if (cfg->use_mini_mask) {
+            /* The mini mask covers exactly the GT box: move the ROI into that frame. */
+            float gh = gb[2] - gb[0], gw = gb[3] - gb[1];
+            box[0] = (roi[0] - gb[0]) / gh;
+            box[1] = (roi[1] - gb[1]) / gw;
+            box[2] = (roi[2] - gb[0]) / gh;
+            box[3] = (roi[3] - gb[1]) / gw;
+        } else {
+            memcpy(box, roi, sizeof box);
+        }
+        float *m = out->masks + k * mh * mw;
+        mr_crop_and_resize_u8(m, mh, mw, gt->masks + g * gt->mask_h * gt->mask_w, gt->mask_h,
+                              gt->mask_w, box, 0.0f);
+        for (int64_t i = 0; i < mh * mw; i++) m[i] = nearbyintf(m[i]);
+    }
+    for (int64_t k = 0; k < N; k++)
+        memcpy(out->rois + 4 * (P + k), proposals + 4 * neg[k], 4 * sizeof(float));
+    out->n_positive = P;
+    out->n_negative = N;
+done:
+    free(gt_norm);
+    free(assign);
+    free(pos);
+    free(neg);
+    return st;
+}

@@ -1,0 +1,288 @@
+/* The training graph and Matterport's five losses. Targets (anchor labels, proposals, ROI
+ * samples) are built with recording off; the losses select rows with gather ops so gradients
+ * reach only the predictions Matterport's losses read. */
+#include "losses.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/ops.h"
+#include "../layers/boxes.h"
+#include "../layers/proposals.h"
+
+const char *const mr_loss_names[MR_LOSS_COUNT] = {"rpn_class_loss", "rpn_bbox_loss",
+                                                  "mrcnn_class_loss", "mrcnn_bbox_loss",
+                                                  "mrcnn_mask_loss"};
+
+static mr_tensor *zero_loss(mr_ctx *ctx, const char *name) {
+    mr_tensor *t = mr_tensor_1d(ctx, name, 1);
+    if (t) t->data[0] = 0.0f;
+    return t;
+}
+
+static mr_tensor *rows_view(mr_ctx *ctx, mr_tensor *x, int64_t cols) {
+    int64_t shape[2] = {x ? x->numel / cols : 0, cols};
+    return mr_reshape(ctx, x, 2, shape);
+}
+
+mr_tensor *mr_rpn_class_loss(mr_ctx *ctx, mr_tensor *rpn_logits, const int8_t *match) {
+    if (!rpn_logits) return NULL;
+    int64_t n = rpn_logits->numel / 2, k = 0;
+    int64_t *index = mr_alloc(ctx, sizeof(int64_t) * (size_t)(n + 1), "rpn_class_loss");
+    int32_t *target = mr_alloc(ctx, sizeof(int32_t) * (size_t)(n + 1), "rpn_class_loss");
+    if (!index || !target) return NULL;
+    for (int64_t i = 0; i < n; i++)
+        if (match[i] != 0) {
+            index[k] = i;
+            target[k++] = match[i] == 1;
+        }
+    if (k == 0) return zero_loss(ctx, "rpn_class_loss");
+    mr_tensor *picked = mr_gather_rows(ctx, rows_view(ctx, rpn_logits, 2), index, k);
+    return mr_softmax_xent(ctx, picked, target, NULL);
+}
+
+mr_tensor *mr_rpn_bbox_loss(mr_ctx *ctx, mr_tensor *rpn_deltas, const int8_t *match,
+                            const float *target_bbox, int64_t targets_per_image) {
+    if (!rpn_deltas) return NULL;
+    int64_t batch = rpn_deltas->shape[0], anchors = rpn_deltas->shape[1], k = 0;
+    int64_t *index = mr_alloc(ctx, sizeof(int64_t) * (size_t)(batch * targets_per_image + 1),
+                              "rpn_bbox_loss");
+    float *target = mr_alloc(ctx, sizeof(float) * (size_t)(4 * batch * targets_per_image + 1),
+                             "rpn_bbox_loss");
+    if (!index || !target) return NULL;
+    for (int64_t b = 0; b < batch; b++) {
+        /* Positives in increasing anchor order pair with the first rows of this image's
+         * targets (Matterport's batch_pack_graph). */
+        int64_t count = 0;
+        for (int64_t a = 0; a < anchors && count < targets_per_image; a++)
+            if (match[b * anchors + a] == 1) {
+                index[k] = b * anchors + a;
+                memcpy(target + 4 * k, target_bbox + 4 * (b * targets_per_image + count),
+                       4 * sizeof(float));
+                k++;
+                count++;
+            }
+    }
+    if (k == 0) return zero_loss(ctx, "rpn_bbox_loss");
+    return mr_smooth_l1(ctx, mr_gather_rows(ctx, rows_view(ctx, rpn_deltas, 4), index, k), target);
+}
+
+mr_tensor *mr_mrcnn_class_loss(mr_ctx *ctx, mr_tensor *class_logits, const int64_t *target_ids,
+                               const float *active_class_ids) {
+    if (!class_logits) return NULL;
+    int64_t n = class_logits->shape[0], c = class_logits->shape[1];
+    int32_t *target = mr_alloc(ctx, sizeof(int32_t) * (size_t)(n + 1), "mrcnn_class_loss");
+    float *weight = mr_alloc(ctx, sizeof(float) * (size_t)(n + 1), "mrcnn_class_loss");
+    if (!target || !weight) return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        target[i] = (int32_t)target_ids[i];
+        /* Matterport weights each row by whether its *predicted* class is active. */
+        int64_t best = 0;
+        for (int64_t k = 1; k < c; k++)
+            if (class_logits->data[i * c + k] > class_logits->data[i * c + best]) best = k;
+        weight[i] = active_class_ids ? active_class_ids[best] : 1.0f;
+    }
+    return mr_softmax_xent(ctx, class_logits, target, weight);
+}
+
+mr_tensor *mr_mrcnn_bbox_loss(mr_ctx *ctx, mr_tensor *deltas, const int64_t *target_ids,
+                              const float *target_deltas) {
+    if (!deltas) return NULL;
+    int64_t n = deltas->shape[0], c = deltas->shape[1] / 4, k = 0;
+    int64_t *index = mr_alloc(ctx, sizeof(int64_t) * (size_t)(n + 1), "mrcnn_bbox_loss");
+    float *target = mr_alloc(ctx, sizeof(float) * (size_t)(4 * n + 1), "mrcnn_bbox_loss");
+    if (!index || !target) return NULL;
+    for (int64_t i = 0; i < n; i++)
+        if (target_ids[i] > 0) {
+            index[k] = i * c + target_ids[i]; /* the GT class's 4 deltas of ROI i */
+            memcpy(target + 4 * k, target_deltas + 4 * i, 4 * sizeof(float));
+            k++;
+        }
+    if (k == 0) return zero_loss(ctx, "mrcnn_bbox_loss");
+    return mr_smooth_l1(ctx, mr_gather_rows(ctx, rows_view(ctx, deltas, 4), index, k), target);
+}
+
+mr_tensor *mr_mrcnn_mask_loss(mr_ctx *ctx, mr_tensor *mask_logits, const int64_t *target_ids,
+                              const float *target_masks) {
+    if (!mask_logits) return NULL;
+    int64_t n = mask_logits->shape[0], s = mask_logits->shape[1] * mask_logits->shape[2];
+    int64_t c = mask_logits->shape[3], positives = 0;
+    for (int64_t i = 0; i < n; i++) positives += target_ids[i] > 0;
+    if (positives == 0) return zero_loss(ctx, "mrcnn_mask_loss");
+    int64_t *index = mr_alloc(ctx, sizeof(int64_t) * (size_t)(positives * s), "mrcnn_mask_loss");
+    float *target = mr_alloc(ctx, sizeof(float) * (size_t)(positives * s), "mrcnn_mask_loss");
+    if (!index || !target) return NULL;
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (target_ids[i] <= 0) continue;
+        /* Pixel p of ROI i in the GT class's channel: element (i*s + p)*c + class. */
+        for (int64_t p = 0; p < s; p++) index[k * s + p] = (i * s + p) * c + target_ids[i];
+        memcpy(target + k * s, target_masks + i * s, sizeof(float) * (size_t)s);
+        k++;
+    }
+    mr_tensor *picked = mr_gather_rows(ctx, rows_view(ctx, mask_logits, 1), index, positives * s);
+    return mr_sigmoid_bce(ctx, picked, target);
+}
+
+/* ---- the training graph ------------------------------------------------------------------- */
+
+static void softmax2(float *probs, const float *logits, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float a = logits[2 * i], b = logits[2 * i + 1], m = a > b ? a : b;
+        float ea = expf(a - m), eb = expf(b - m);
+        probs[2 * i] = ea / (ea + eb);
+        probs[2 * i + 1] = eb / (ea + eb);
+    }
+}
+
+static mr_status build_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_logits,
+                               mr_tensor *rpn_deltas, const mr_image_gt *gt, int64_t batch,
+                               mr_rng *rng, mr_train_targets *tt) {
+    const mr_net_config *cfg = &m->cfg;
+    int64_t anchors = m->n_anchors, rois = cfg->train_rois_per_image;
+    mr_rpn_target_config rpn_cfg = mr_rpn_target_config_matterport();
+    rpn_cfg.anchors_per_image = cfg->rpn_train_anchors;
+    memcpy(rpn_cfg.bbox_std, cfg->rpn_bbox_std, sizeof rpn_cfg.bbox_std);
+    mr_proposal_config prop_cfg = mr_proposal_config_matterport(true);
+    prop_cfg.pre_nms_limit = cfg->pre_nms_limit;
+    prop_cfg.proposal_count = cfg->post_nms_rois_training;
+    prop_cfg.nms_threshold = cfg->rpn_nms_threshold;
+    memcpy(prop_cfg.bbox_std, cfg->rpn_bbox_std, sizeof prop_cfg.bbox_std);
+    mr_roi_target_config roi_cfg = mr_roi_target_config_matterport();
+    roi_cfg.rois_per_image = rois;
+    roi_cfg.positive_ratio = (double)cfg->roi_positive_ratio;
+    memcpy(roi_cfg.bbox_std, cfg->bbox_std, sizeof roi_cfg.bbox_std);
+    roi_cfg.mask_h = roi_cfg.mask_w = cfg->mask_shape;
+    roi_cfg.use_mini_mask = cfg->use_mini_mask;
+
+    int64_t s = cfg->mask_shape, total_rois = batch * rois;
+    tt->n_rois = total_rois;
+    tt->rpn_targets_per_image = cfg->rpn_train_anchors;
+    tt->match = mr_alloc(ctx, (size_t)(batch * anchors), "rpn_targets");
+    tt->rpn_bbox = mr_alloc(ctx, sizeof(float) * (size_t)(batch * cfg->rpn_train_anchors * 4),
+                            "rpn_targets");
+    float *probs = mr_alloc(ctx, sizeof(float) * (size_t)(anchors * 2), "proposals");
+    float *proposals = mr_alloc(ctx, sizeof(float) * (size_t)(cfg->post_nms_rois_training * 4),
+                                "proposals");
+    tt->rois = mr_alloc(ctx, sizeof(float) * (size_t)(total_rois * 4), "roi_targets");
+    tt->roi_image = mr_alloc(ctx, sizeof(int32_t) * (size_t)total_rois, "roi_targets");
+    tt->roi_class = mr_alloc(ctx, sizeof(int64_t) * (size_t)total_rois, "roi_targets");
+    tt->roi_deltas = mr_alloc(ctx, sizeof(float) * (size_t)(total_rois * 4), "roi_targets");
+    tt->roi_masks = mr_alloc(ctx, sizeof(float) * (size_t)(total_rois * s * s), "roi_targets");
+    if (!tt->match || !tt->rpn_bbox || !probs || !proposals || !tt->rois || !tt->roi_image ||
+        !tt->roi_class || !tt->roi_deltas || !tt->roi_masks)
+        return ctx->status;
+    mr_roi_targets t;
+    MR_TRY(mr_roi_targets_alloc(&t, &roi_cfg));
+    mr_status st = MR_OK;
+    for (int64_t b = 0; b < batch && st == MR_OK; b++) {
+        st = mr_build_rpn_targets(tt->match + b * anchors,
+                                  tt->rpn_bbox + b * cfg->rpn_train_anchors * 4, m->anchors_px,
+                                  anchors, gt[b].boxes, gt[b].n, &rpn_cfg, rng);
+        if (st != MR_OK) break;
+        softmax2(probs, rpn_logits->data + b * anchors * 2, anchors);
+        int64_t n_props = 0;
+        st = mr_proposals(proposals, &n_props, probs, rpn_deltas->data + b * anchors * 4,
+                          m->anchors, anchors, &prop_cfg);
+        if (st != MR_OK) break;
+        st = mr_detection_targets(&t, proposals, cfg->post_nms_rois_training, &gt[b], &roi_cfg,
+                                  rng);
+        if (st != MR_OK) break;
+        memcpy(tt->rois + b * rois * 4, t.rois, sizeof(float) * (size_t)(rois * 4));
+        memcpy(tt->roi_class + b * rois, t.class_ids, sizeof(int64_t) * (size_t)rois);
+        memcpy(tt->roi_deltas + b * rois * 4, t.deltas, sizeof(float) * (size_t)(rois * 4));
+        memcpy(tt->roi_masks + b * rois * s * s, t.masks, sizeof(float) * (size_t)(rois * s * s));
+        for (int64_t r = 0; r < rois; r++) tt->roi_image[b * rois + r] = (int32_t)b;
+    }
+    mr_roi_targets_free(&t);
+    return st;
+}
+
+mr_tensor *mr_losses_from_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
+                                  mr_tensor *rpn_logits, mr_tensor *rpn_deltas,
+                                  const mr_train_targets *tt, const float *active_class_ids,
+                                  mr_loss_values *values) {
+    const mr_net_config *cfg = &m->cfg;
+    memset(values, 0, sizeof *values);
+    int64_t s = cfg->mask_shape, total_rois = tt->n_rois;
+    for (int64_t i = 0; i < rpn_logits->numel / 2; i++) values->n_positive_anchors += tt->match[i] == 1;
+    for (int64_t i = 0; i < total_rois; i++) values->n_positive_rois += tt->roi_class[i] > 0;
+    mr_tensor *class_logits = NULL, *deltas = NULL;
+    if (mr_model_box_head(ctx, m, p, tt->rois, tt->roi_image, total_rois, &class_logits, &deltas) !=
+        MR_OK)
+        return NULL;
+    /* The mask loss reads positive ROIs only; with frozen batch norm each ROI's mask is
+     * independent of the others, so running the head on the positives alone gives the same
+     * loss and gradients for a fraction of the work. */
+    mr_tensor *mask_loss;
+    if (!cfg->train_bn) {
+        int64_t np = values->n_positive_rois;
+        float *pos_boxes = mr_alloc(ctx, sizeof(float) * (size_t)(4 * np + 1), "mrcnn_mask_loss");
+        int32_t *pos_image = mr_alloc(ctx, sizeof(int32_t) * (size_t)(np + 1), "mrcnn_mask_loss");
+        int64_t *pos_class = mr_alloc(ctx, sizeof(int64_t) * (size_t)(np + 1), "mrcnn_mask_loss");
+        float *pos_masks = mr_alloc(ctx, sizeof(float) * (size_t)(np * s * s + 1), "mrcnn_mask_loss");
+        if (!pos_boxes || !pos_image || !pos_class || !pos_masks) return NULL;
+        for (int64_t i = 0, k = 0; i < total_rois; i++)
+            if (tt->roi_class[i] > 0) {
+                memcpy(pos_boxes + 4 * k, tt->rois + 4 * i, 4 * sizeof(float));
+                pos_image[k] = tt->roi_image[i];
+                pos_class[k] = tt->roi_class[i];
+                memcpy(pos_masks + k * s * s, tt->roi_masks + i * s * s,
+                       sizeof(float) * (size_t)(s * s));
+                k++;
+            }
+        mask_loss = np ? mr_mrcnn_mask_loss(ctx, mr_model_mask_head(ctx, m, p, pos_boxes,
+                                                                    pos_image, np),
+                                            pos_class, pos_masks)
+                       : zero_loss(ctx, "mrcnn_mask_loss");
+    } else {
+        mask_loss = mr_mrcnn_mask_loss(
+            ctx, mr_model_mask_head(ctx, m, p, tt->rois, tt->roi_image, total_rois),
+            tt->roi_class, tt->roi_masks);
+    }
+    mr_tensor *terms[MR_LOSS_COUNT] = {
+        mr_rpn_class_loss(ctx, rpn_logits, tt->match),
+        mr_rpn_bbox_loss(ctx, rpn_deltas, tt->match, tt->rpn_bbox, tt->rpn_targets_per_image),
+        mr_mrcnn_class_loss(ctx, class_logits, tt->roi_class, active_class_ids),
+        mr_mrcnn_bbox_loss(ctx, deltas, tt->roi_class, tt->roi_deltas),
+        mask_loss,
+    };
+    mr_tensor *total = NULL;
+    for (int i = 0; i < MR_LOSS_COUNT; i++) {
+        if (!terms[i]) return NULL;
+        mr_tensor *weighted = terms[i];
+        if (cfg->loss_weights[i] != 1.0f) {
+            /* Scaling by a constant is a 1x1 linear layer with a fixed weight. */
+            mr_tensor *w = mr_tensor_2d(ctx, "loss_weight", 1, 1);
+            if (!w) return NULL;
+            w->data[0] = cfg->loss_weights[i];
+            int64_t one[2] = {1, 1}, scalar[1] = {1};
+            weighted = mr_reshape(ctx, mr_linear(ctx, mr_reshape(ctx, terms[i], 2, one), w, NULL),
+                                  1, scalar);
+        }
+        if (!weighted) return NULL;
+        values->value[i] = weighted->data[0];
+        total = total ? mr_add(ctx, total, weighted) : weighted;
+    }
+    if (total) values->total = total->data[0];
+    return total;
+}
+
+mr_tensor *mr_training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
+                              const mr_image_gt *gt, const float *active_class_ids, mr_rng *rng,
+                              mr_loss_values *values) {
+    memset(values, 0, sizeof *values);
+    mr_tensor *p[5];
+    if (!images || mr_model_features(ctx, m, images, p) != MR_OK) return NULL;
+    mr_tensor *rpn_logits = NULL, *rpn_deltas = NULL;
+    if (mr_model_rpn(ctx, m, p, &rpn_logits, &rpn_deltas) != MR_OK) return NULL;
+    mr_train_targets tt;
+    memset(&tt, 0, sizeof tt);
+    mr_status st = build_targets(ctx, m, rpn_logits, rpn_deltas, gt, images->shape[0], rng, &tt);
+    if (st != MR_OK) {
+        if (ctx->status == MR_OK) ctx->status = st;
+        return NULL;
+    }
+    return mr_losses_from_targets(ctx, m, p, rpn_logits, rpn_deltas, &tt, active_class_ids, values);
+}

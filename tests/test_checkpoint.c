@@ -1,0 +1,393 @@
+/* Checkpoints: bit-exact round trip of values, momentum, RNG, data order, config and metrics;
+ * saves that fail at any stage leave the previous file intact; pruning keeps the last K plus the
+ * best; a damaged newest checkpoint is skipped for the previous one; mismatches listed at once. */
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../core/h5.h"
+#include "../train/checkpoint.h"
+#include "../train/config.h"
+#include "../train/weights.h"
+#include "testutil.h"
+
+/* A small registry shaped like a model's: a conv, a batch norm, a dense layer. */
+static void small_params(mr_params *p, bool variant) {
+    mr_params_init(p);
+    int64_t k[4] = {3, 3, 2, variant ? 5 : 4}, b[1] = {4}, c[1] = {4}, d[2] = {4, 3};
+    cr_assert_geq(mr_params_add(p, "conv/kernel", 4, k, true), 0);
+    cr_assert_geq(mr_params_add(p, "conv/bias", 1, b, true), 0);
+    cr_assert_geq(mr_params_add(p, "bn/gamma", 1, c, true), 0);
+    cr_assert_geq(mr_params_add(p, "bn/moving_variance", 1, c, false), 0);
+    if (!variant)
+        cr_assert_geq(mr_params_add(p, "fc/kernel", 2, d, true), 0);
+    else
+        cr_assert_geq(mr_params_add(p, "fc2/kernel", 2, d, true), 0);
+    cr_assert_eq(mr_params_finalize(p), MR_OK, "%s", mr_last_error());
+}
+
+/* Random bit patterns that are finite floats, including denormals and negative zero. */
+static void fill_bits(float *x, size_t n, uint64_t seed) {
+    mr_rng rng;
+    mr_rng_seed(&rng, seed);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t w;
+        do {
+            w = (uint32_t)mr_rng_next(&rng);
+        } while (((w >> 23) & 0xff) == 0xff);
+        memcpy(&x[i], &w, sizeof w);
+    }
+    if (n > 2) {
+        uint32_t nz = 0x80000000u, den = 0x00000001u;
+        memcpy(&x[0], &nz, 4);
+        memcpy(&x[1], &den, 4);
+    }
+}
+
+/* Each parameter's own range: the alignment padding between them is not stored. */
+static void fill_params(mr_params *p, uint64_t seed) {
+    for (int i = 0; i < p->count; i++) {
+        const mr_param *q = &p->items[i];
+        fill_bits(p->values + q->offset, (size_t)q->t.numel, seed + (uint64_t)i);
+        fill_bits(p->momentum + q->offset, (size_t)q->t.numel, seed + 1000 + (uint64_t)i);
+    }
+}
+
+static mr_checkpoint_state make_state(int64_t epoch, double val_loss) {
+    mr_checkpoint_state s = {0};
+    s.epoch = epoch;
+    s.step = epoch * 20;
+    mr_rng_seed(&s.rng, 99 + (uint64_t)epoch);
+    for (int i = 0; i < 3; i++) mr_rng_next(&s.rng);
+    s.val_loss = val_loss;
+    return s;
+}
+
+static void save(const char *path, const mr_params *p, const mr_checkpoint_state *s) {
+    cr_assert_eq(mr_checkpoint_save(path, p, s), MR_OK, "%s", mr_last_error());
+}
+
+static bool exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+static void remove_dir(const char *dir) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(checkpoint, round_trip_is_bit_exact) {
+    const char *dir = temp_dir("ckptrt");
+    char path[512];
+    mr_checkpoint_path(path, sizeof path, dir, 3, 60);
+    cr_assert(strstr(path, "/ckpt-e0003-s00000060.h5"), "%s", path);
+    mr_config cfg;
+    mr_config_defaults(&cfg);
+    cr_assert_eq(mr_config_load("configs/tiny.json", &cfg), MR_OK, "%s", mr_last_error());
+    mr_model a, b;
+    cr_assert_eq(mr_model_init(&a, &cfg.net), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(mr_model_init(&b, &cfg.net), MR_OK, "%s", mr_last_error());
+    fill_params(&a.params, 5);
+    mr_checkpoint_state s = make_state(3, 0.8125);
+    int64_t order[7] = {4, 0, 6, 2, 1, 5, 3};
+    int64_t state[8];
+    memcpy(state, order, sizeof order);
+    state[7] = 5; /* cursor */
+    s.data_order = state;
+    s.n_data_order = 8;
+    s.config_json = mr_config_to_json(&cfg);
+    s.metrics_json = "{\"loss\": [1.5, 1.25, 0.9], \"val_loss\": [1.1, 0.95, 0.8125]}";
+    save(path, &a.params, &s);
+
+    mr_checkpoint_state r;
+    cr_assert_eq(mr_checkpoint_load(path, &b.params, &r), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(memcmp(a.params.values, b.params.values, sizeof(float) * a.params.total), 0);
+    cr_assert_eq(memcmp(a.params.momentum, b.params.momentum, sizeof(float) * a.params.total), 0);
+    cr_assert_eq(r.epoch, 3);
+    cr_assert_eq(r.step, 60);
+    cr_assert_eq(memcmp(&r.rng, &s.rng, sizeof r.rng), 0);
+    cr_assert_eq(mr_rng_next(&r.rng), mr_rng_next(&s.rng), "the restored RNG continues alike");
+    cr_assert_eq(r.n_data_order, 8);
+    cr_assert_eq(memcmp(r.data_order, state, sizeof state), 0);
+    cr_assert_str_eq(r.config_json, s.config_json);
+    cr_assert_str_eq(r.metrics_json, s.metrics_json);
+    cr_assert_eq(r.val_loss, 0.8125);
+    /* The stored config is the resolved config: it parses back to the same hash. */
+    mr_config back;
+    mr_config_defaults(&back);
+    cr_assert_eq(mr_config_parse(r.config_json, path, &back), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(mr_config_hash(&back), mr_config_hash(&cfg));
+    cr_assert(mr_checkpoint_verify(path), "%s", mr_last_error());
+    mr_checkpoint_state_free(&r);
+    cr_assert_eq(mr_checkpoint_read_state(path, &r), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(r.step, 60);
+    mr_checkpoint_state_free(&r);
+    free(s.config_json);
+    mr_model_free(&a);
+    mr_model_free(&b);
+    remove_dir(dir);
+}
+
+Test(checkpoint, empty_data_order_and_unmeasured_loss) {
+    const char *dir = temp_dir("ckptempty");
+    char path[512];
+    mr_checkpoint_path(path, sizeof path, dir, 0, 0);
+    mr_params p, q;
+    small_params(&p, false);
+    small_params(&q, false);
+    fill_params(&p, 1);
+    mr_checkpoint_state s = make_state(0, NAN);
+    save(path, &p, &s);
+    mr_checkpoint_state r;
+    cr_assert_eq(mr_checkpoint_load(path, &q, &r), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(r.n_data_order, 0);
+    cr_assert(isnan(r.val_loss));
+    cr_assert_str_eq(r.config_json, "");
+    mr_checkpoint_state_free(&r);
+    mr_params_free(&p);
+    mr_params_free(&q);
+    remove_dir(dir);
+}
+
+/* ---- failing saves ------------------------------------------------------------------------ */
+
+static const char *fail_stage;
+static bool fail_at(const char *stage, void *user) {
+    (void)user;
+    return !strcmp(stage, fail_stage);
+}
+
+static void expect_unchanged(const char *path, const mr_params *want) {
+    mr_params q;
+    small_params(&q, false);
+    mr_checkpoint_state r;
+    cr_assert_eq(mr_checkpoint_load(path, &q, &r), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(r.epoch, 1, "the previous checkpoint was replaced");
+    cr_assert_eq(memcmp(q.values, want->values, sizeof(float) * want->total), 0);
+    cr_assert_eq(memcmp(q.momentum, want->momentum, sizeof(float) * want->total), 0);
+    mr_checkpoint_state_free(&r);
+    mr_params_free(&q);
+}
+
+Test(checkpoint, failed_save_leaves_the_previous_file_intact) {
+    const char *dir = temp_dir("ckptfail");
+    char path[512], tmp[600];
+    mr_checkpoint_path(path, sizeof path, dir, 1, 20);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    mr_params old, next;
+    small_params(&old, false);
+    small_params(&next, false);
+    fill_params(&old, 21);
+    fill_params(&next, 22);
+    mr_checkpoint_state s1 = make_state(1, 2.0), s2 = make_state(2, 1.0);
+    save(path, &old, &s1);
+    /* Overwriting the same name is the hard case: a failure at any stage before the rename must
+     * leave the old bytes. */
+    const char *stages[] = {"create", "write", "close", "fsync", "rename"};
+    for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
+        fail_stage = stages[i];
+        mr_checkpoint_set_fail_hook(fail_at, NULL);
+        mr_status st = mr_checkpoint_save(path, &next, &s2);
+        mr_checkpoint_set_fail_hook(NULL, NULL);
+        cr_assert_eq(st, MR_ERR_IO, "stage %s", stages[i]);
+        cr_assert(strstr(mr_last_error(), stages[i]), "%s", mr_last_error());
+        cr_assert(strstr(mr_last_error(), "untouched"), "%s", mr_last_error());
+        cr_assert_null(strchr(mr_last_error(), '\n'));
+        cr_assert(!exists(tmp), "temp file left after a failure at %s", stages[i]);
+        expect_unchanged(path, &old);
+    }
+    /* An unwritable temp path (a folder sits there) fails for real, as a full disk would. */
+    cr_assert_eq(mkdir(tmp, 0755), 0);
+    cr_assert_eq(mr_checkpoint_save(path, &next, &s2), MR_ERR_IO);
+    cr_assert(strstr(mr_last_error(), "cannot create"), "%s", mr_last_error());
+    expect_unchanged(path, &old);
+    cr_assert_eq(rmdir(tmp), 0);
+    /* And the next save works. */
+    save(path, &next, &s2);
+    mr_params_free(&old);
+    mr_params_free(&next);
+    remove_dir(dir);
+}
+
+Test(checkpoint, failed_keras_export_leaves_the_previous_file_intact) {
+    const char *dir = temp_dir("exportfail");
+    char path[512];
+    snprintf(path, sizeof path, "%s/model.h5", dir);
+    mr_params a, b;
+    small_params(&a, false);
+    small_params(&b, false);
+    fill_params(&a, 31);
+    fill_params(&b, 32);
+    cr_assert_eq(mr_weights_save_keras(path, &a), MR_OK, "%s", mr_last_error());
+    fail_stage = "write";
+    mr_checkpoint_set_fail_hook(fail_at, NULL);
+    cr_assert_eq(mr_weights_save_keras(path, &b), MR_ERR_IO);
+    mr_checkpoint_set_fail_hook(NULL, NULL);
+    mr_params c;
+    small_params(&c, false);
+    cr_assert_eq(mr_weights_load(path, &c, NULL, NULL), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(memcmp(c.values, a.values, sizeof(float) * a.total), 0);
+    mr_params_free(&a);
+    mr_params_free(&b);
+    mr_params_free(&c);
+    remove_dir(dir);
+}
+
+/* ---- the run folder ----------------------------------------------------------------------- */
+
+Test(checkpoint, prune_keeps_the_last_k_and_the_best) {
+    const char *dir = temp_dir("ckptprune");
+    mr_params p;
+    small_params(&p, false);
+    const double loss[7] = {5.0, 1.0, 4.0, NAN, 3.0, 6.0, 7.0};
+    char path[512];
+    for (int e = 1; e <= 7; e++) {
+        fill_params(&p, (uint64_t)e);
+        mr_checkpoint_state s = make_state(e, loss[e - 1]);
+        mr_checkpoint_path(path, sizeof path, dir, e, e * 20);
+        save(path, &p, &s);
+    }
+    /* A file that is not ours stays. */
+    char other[600];
+    snprintf(other, sizeof other, "%s/notes.txt", dir);
+    FILE *f = fopen(other, "w");
+    fclose(f);
+    int removed = -1;
+    cr_assert_eq(mr_checkpoint_prune(dir, 2, &removed), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(removed, 4);
+    for (int e = 1; e <= 7; e++) {
+        mr_checkpoint_path(path, sizeof path, dir, e, e * 20);
+        bool keep = e == 2 || e == 6 || e == 7;
+        cr_assert_eq(exists(path), keep, "epoch %d", e);
+    }
+    cr_assert(exists(other));
+    /* Pruning again changes nothing. */
+    cr_assert_eq(mr_checkpoint_prune(dir, 2, &removed), MR_OK);
+    cr_assert_eq(removed, 0);
+    mr_params_free(&p);
+    remove_dir(dir);
+}
+
+/* Flips one byte of the file where `marker` (4 floats) is stored. */
+static void corrupt_at_marker(const char *path, const float *marker) {
+    FILE *f = fopen(path, "r+b");
+    cr_assert_not_null(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    char *buf = malloc((size_t)size);
+    fseek(f, 0, SEEK_SET);
+    cr_assert_eq(fread(buf, 1, (size_t)size, f), (size_t)size);
+    char *hit = memmem(buf, (size_t)size, marker, 4 * sizeof(float));
+    cr_assert_not_null(hit, "marker not found in %s", path);
+    long at = hit - buf + 5;
+    fseek(f, at, SEEK_SET);
+    unsigned char byte = (unsigned char)(buf[at] ^ 0x10);
+    fwrite(&byte, 1, 1, f);
+    fclose(f);
+    free(buf);
+}
+
+Test(checkpoint, damaged_newest_falls_back_to_the_previous) {
+    const char *dir = temp_dir("ckptlatest");
+    char found[512], path[4][512];
+    int skipped = -1;
+    cr_assert_eq(mr_checkpoint_find_latest(dir, found, sizeof found, &skipped), MR_ERR_IO);
+    cr_assert(strstr(mr_last_error(), "no checkpoint"), "%s", mr_last_error());
+    mr_params p;
+    small_params(&p, false);
+    for (int e = 1; e <= 3; e++) {
+        fill_params(&p, (uint64_t)(40 + e));
+        float marker[4] = {1000.0f + (float)e, 2000.0f, 3000.0f, 4000.0f};
+        memcpy(mr_params_tensor(&p, "conv/kernel")->data, marker, sizeof marker);
+        mr_checkpoint_state s = make_state(e, 1.0);
+        mr_checkpoint_path(path[e], sizeof path[e], dir, e, e * 20);
+        save(path[e], &p, &s);
+    }
+    cr_assert_eq(mr_checkpoint_find_latest(dir, found, sizeof found, &skipped), MR_OK);
+    cr_assert_str_eq(found, path[3]);
+    cr_assert_eq(skipped, 0);
+    /* Newest cut short (a copy interrupted), the one before with a flipped bit in its data. */
+    cr_assert_eq(truncate(path[3], 2000), 0);
+    float marker2[4] = {1002.0f, 2000.0f, 3000.0f, 4000.0f};
+    corrupt_at_marker(path[2], marker2);
+    cr_assert_eq(mr_checkpoint_find_latest(dir, found, sizeof found, &skipped), MR_OK, "%s",
+                 mr_last_error());
+    cr_assert_str_eq(found, path[1]);
+    cr_assert_eq(skipped, 2);
+    /* Loading either damaged file directly reports it in one line. */
+    mr_params q;
+    small_params(&q, false);
+    mr_checkpoint_state r;
+    cr_assert_neq(mr_checkpoint_load(path[3], &q, &r), MR_OK);
+    cr_assert(strstr(mr_last_error(), path[3]), "%s", mr_last_error());
+    cr_assert_null(strchr(mr_last_error(), '\n'));
+    cr_assert_eq(mr_checkpoint_load(path[2], &q, &r), MR_ERR_FORMAT);
+    cr_assert(strstr(mr_last_error(), "fails its checksum"), "%s", mr_last_error());
+    /* Nothing intact at all. */
+    unlink(path[1]);
+    cr_assert_eq(mr_checkpoint_find_latest(dir, found, sizeof found, &skipped), MR_ERR_IO);
+    cr_assert(strstr(mr_last_error(), "none of the 2 checkpoints is intact"), "%s",
+              mr_last_error());
+    mr_params_free(&p);
+    mr_params_free(&q);
+    remove_dir(dir);
+}
+
+Test(checkpoint, load_lists_every_mismatch_at_once) {
+    const char *dir = temp_dir("ckptmismatch");
+    char path[512];
+    mr_checkpoint_path(path, sizeof path, dir, 1, 1);
+    mr_params a, b;
+    small_params(&a, false);
+    small_params(&b, true); /* conv/kernel reshaped, fc/kernel -> fc2/kernel */
+    fill_params(&a, 3);
+    for (size_t i = 0; i < b.total; i++) b.values[i] = 7.0f;
+    mr_checkpoint_state s = make_state(1, 1.0);
+    save(path, &a, &s);
+    mr_checkpoint_state r;
+    cr_assert_eq(mr_checkpoint_load(path, &b, &r), MR_ERR_FORMAT);
+    const char *msg = mr_last_error();
+    cr_assert_null(strchr(msg, '\n'));
+    cr_assert(strstr(msg, "2 missing [params/fc2/kernel, momentum/fc2/kernel]"), "%s", msg);
+    cr_assert(strstr(msg, "2 unexpected [params/fc/kernel, momentum/fc/kernel]"), "%s", msg);
+    cr_assert(strstr(msg, "2 mis-shaped [params/conv/kernel (3,3,2,4) in the file, (3,3,2,5) in "
+                          "the model"),
+              "%s", msg);
+    for (size_t i = 0; i < b.total; i++) cr_assert_eq(b.values[i], 7.0f);
+    /* Not a checkpoint at all. */
+    cr_assert_eq(mr_checkpoint_load("tests/ref/keras_tiny.h5", &b, &r), MR_ERR_FORMAT);
+    cr_assert(strstr(mr_last_error(), "not an mrcnn checkpoint"), "%s", mr_last_error());
+    mr_params_free(&a);
+    mr_params_free(&b);
+    remove_dir(dir);
+}
+
+Test(checkpoint, probe_proves_the_folder_writable) {
+    const char *dir = temp_dir("ckptprobe");
+    char run[512], stale[600], file[600];
+    snprintf(run, sizeof run, "%s/runs/tiny20240101T0000", dir);
+    cr_assert_eq(mr_checkpoint_probe(run, 0), MR_OK, "%s", mr_last_error());
+    struct stat sb;
+    cr_assert(stat(run, &sb) == 0 && S_ISDIR(sb.st_mode));
+    /* A temp file of an interrupted save is cleared; the probe leaves nothing. */
+    snprintf(stale, sizeof stale, "%s/ckpt-e0001-s00000020.h5.tmp", run);
+    FILE *f = fopen(stale, "w");
+    fputs("half", f);
+    fclose(f);
+    cr_assert_eq(mr_checkpoint_probe(run, 1024), MR_OK, "%s", mr_last_error());
+    cr_assert(!exists(stale));
+    /* Far more space than any disk has. */
+    cr_assert_eq(mr_checkpoint_probe(run, INT64_C(1) << 62), MR_ERR_IO);
+    cr_assert(strstr(mr_last_error(), "MB free, a checkpoint needs about"), "%s", mr_last_error());
+    /* A regular file where the folder should be. */
+    snprintf(file, sizeof file, "%s/plain", dir);
+    f = fopen(file, "w");
+    fclose(f);
+    char under[700];
+    snprintf(under, sizeof under, "%s/run", file);
+    cr_assert_eq(mr_checkpoint_probe(under, 0), MR_ERR_IO);
+    cr_assert_null(strchr(mr_last_error(), '\n'));
+    remove_dir(dir);
+}

@@ -1,0 +1,80 @@
+/* The optimizer step against hand-computed Matterport/Keras arithmetic: L2 as WEIGHT_DECAY *
+ * mean(w^2) on non-gamma/beta weights, one global-norm clip, SGD with momentum; frozen weights
+ * untouched; non-finite gradients stop the update. */
+#include <math.h>
+#include <string.h>
+
+#include "../train/sgd.h"
+#include "testutil.h"
+
+static mr_params p;
+
+static void setup(void) {
+    mr_params_init(&p);
+    int64_t two[1] = {2}, one[1] = {1};
+    mr_params_add(&p, "conv/kernel", 1, two, true);
+    mr_params_add(&p, "bn/gamma", 1, one, true);
+    mr_params_add(&p, "frozen/kernel", 1, one, true);
+    cr_assert_eq(mr_params_finalize(&p), MR_OK);
+    cr_assert_eq(mr_params_set_trainable(&p, "conv|bn", NULL), MR_OK);
+    float *k = mr_params_tensor(&p, "conv/kernel")->data;
+    k[0] = 1.0f;
+    k[1] = -2.0f;
+    mr_params_tensor(&p, "bn/gamma")->data[0] = 3.0f;
+    mr_params_tensor(&p, "frozen/kernel")->data[0] = 5.0f;
+}
+
+static void teardown(void) {
+    mr_params_free(&p);
+}
+
+TestSuite(sgd, .init = setup, .fini = teardown);
+
+Test(sgd, weight_decay_momentum_and_frozen) {
+    float *g = mr_params_tensor(&p, "conv/kernel")->grad;
+    g[0] = 0.5f;
+    g[1] = 0.25f;
+    mr_params_tensor(&p, "bn/gamma")->grad[0] = 1.0f;
+    mr_sgd opt = {.learning_rate = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f, .clip_norm = 0};
+    mr_sgd_report r;
+    mr_sgd_step(&p, &opt, &r);
+    /* L2 = 0.01 * (1 + 4) / 2; its gradient 2 * 0.01 * w / 2 = 0.01 w. gamma has none. */
+    cr_assert_float_eq(r.l2_loss, 0.025, 1e-9);
+    const float *k = mr_params_tensor(&p, "conv/kernel")->data;
+    cr_assert_float_eq(k[0], 1.0f - 0.1f * (0.5f + 0.01f), 1e-6f);
+    cr_assert_float_eq(k[1], -2.0f - 0.1f * (0.25f - 0.02f), 1e-6f);
+    cr_assert_float_eq(mr_params_tensor(&p, "bn/gamma")->data[0], 3.0f - 0.1f, 1e-6f);
+    cr_assert_float_eq(mr_params_tensor(&p, "frozen/kernel")->data[0], 5.0f, 0.0f);
+    /* A second step with the same gradient adds momentum: v2 = 0.9 v1 - lr g. */
+    float v1 = -0.1f * 1.0f;
+    mr_params_zero_grads(&p);
+    mr_params_tensor(&p, "bn/gamma")->grad[0] = 1.0f;
+    mr_sgd_step(&p, &opt, &r);
+    cr_assert_float_eq(mr_params_tensor(&p, "bn/gamma")->data[0], 3.0f + v1 + (0.9f * v1 - 0.1f),
+                       1e-6f);
+}
+
+Test(sgd, global_norm_clipping_scales_every_gradient) {
+    float *g = mr_params_tensor(&p, "conv/kernel")->grad;
+    g[0] = 3.0f;
+    g[1] = 0.0f;
+    mr_params_tensor(&p, "bn/gamma")->grad[0] = 4.0f; /* global norm 5 */
+    mr_sgd opt = {.learning_rate = 1.0f, .momentum = 0.0f, .weight_decay = 0.0f, .clip_norm = 1.0f};
+    mr_sgd_report r;
+    mr_sgd_step(&p, &opt, &r);
+    cr_assert(r.clipped);
+    cr_assert_float_eq(r.grad_norm, 5.0, 1e-9);
+    cr_assert_float_eq(mr_params_tensor(&p, "conv/kernel")->data[0], 1.0f - 0.6f, 1e-6f);
+    cr_assert_float_eq(mr_params_tensor(&p, "bn/gamma")->data[0], 3.0f - 0.8f, 1e-6f);
+}
+
+Test(sgd, non_finite_gradient_updates_nothing) {
+    mr_params_tensor(&p, "bn/gamma")->grad[0] = NAN;
+    mr_sgd opt = {.learning_rate = 1.0f, .momentum = 0.9f, .weight_decay = 0.0f, .clip_norm = 5.0f};
+    mr_sgd_report r;
+    mr_sgd_step(&p, &opt, &r);
+    cr_assert(!r.finite);
+    cr_assert_str_eq(r.bad_param, "bn/gamma");
+    cr_assert_float_eq(mr_params_tensor(&p, "conv/kernel")->data[0], 1.0f, 0.0f);
+    cr_assert_float_eq(mr_params_tensor(&p, "bn/gamma")->data[0], 3.0f, 0.0f);
+}

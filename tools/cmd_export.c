@@ -1,0 +1,61 @@
+/* `mrcnn export`: a checkpoint (or any weights file mrcnn reads) to an inference-only file:
+ * mrcnn layout with batch norms folded and the config embedded (optionally float16), or
+ * Matterport's Keras layout for the Python model. The work is in train/export.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "../train/export.h"
+#include "cli.h"
+
+int cmd_export(int argc, char **argv) {
+    const char *weights = NULL, *out = NULL, *format = "mrcnn", *config = NULL;
+    bool fp16 = false, no_fold = false;
+    mr_opt opts[] = {
+        {"--weights", MR_OPT_STRING, &weights, "checkpoint, export or Keras weights to export"},
+        {"--out", MR_OPT_STRING, &out, "file to write (.h5)"},
+        {"--format", MR_OPT_STRING, &format, "mrcnn (default: folded, config inside) or keras"},
+        {"--fp16", MR_OPT_FLAG, &fp16, "store float16 (mrcnn format): half the size"},
+        {"--no-fold", MR_OPT_FLAG, &no_fold, "keep batch norms unfolded (mrcnn format)"},
+        {"--config", MR_OPT_STRING, &config, "config JSON (default: the one inside --weights)"},
+    };
+    int code = 0;
+    if (!mr_parse_args("export",
+                       "--weights CKPT --out FILE [--fp16] [--format mrcnn|keras] [--config C]",
+                       argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
+        return code;
+    if (!weights || !out) {
+        fprintf(stderr, "mrcnn export: --weights FILE and --out FILE are required\n");
+        return 2;
+    }
+    mr_export_options eo = {.half = fp16, .no_fold = no_fold};
+    if (!strcmp(format, "mrcnn")) {
+        eo.format = MR_EXPORT_MRCNN;
+    } else if (!strcmp(format, "keras")) {
+        eo.format = MR_EXPORT_KERAS;
+        if (no_fold) {
+            fprintf(stderr, "mrcnn export: Keras exports are never folded; drop --no-fold\n");
+            return 2;
+        }
+    } else {
+        fprintf(stderr, "mrcnn export: --format must be mrcnn or keras, got '%s'\n", format);
+        return 2;
+    }
+    mr_export_summary s;
+    mr_status st = mr_export(weights, config, out, &eo, &s);
+    if (st != MR_OK) return mr_exit_code(st);
+    char folding[96] = "batch norms as they are";
+    if (eo.format == MR_EXPORT_MRCNN && !no_fold)
+        snprintf(folding, sizeof folding, "%d batch norms folded into their convs%s", s.n_folded,
+                 s.n_identity ? " (some were already)" : "");
+    printf("exported %s -> %s: %s layout, %s, %d tensors (%lld values, max |w| %.3g), %s, "
+           "%.1f MB\n",
+           weights, out, eo.format == MR_EXPORT_MRCNN ? "mrcnn" : "Keras (Matterport)",
+           fp16 ? "float16" : "float32", s.n_params, (long long)s.n_values, (double)s.max_abs,
+           folding, (double)s.file_bytes / 1e6);
+    if (eo.format == MR_EXPORT_KERAS)
+        printf("Keras files hold no config: it is in %s (mrcnn predict --config %s)\n",
+               s.config_path, s.config_path);
+    else
+        printf("config embedded; no optimizer or training state\n");
+    return 0;
+}

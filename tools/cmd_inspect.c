@@ -1,0 +1,106 @@
+/* `mrcnn inspect FILE [--config C] [--exclude L]`: lists the tensors of any weights file mrcnn
+ * reads (Keras HDF5, mrcnn export, checkpoint) with shapes and types, and with a config prints
+ * the load report --weights would give, without training. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../train/checkpoint.h"
+#include "../train/config.h"
+#include "../train/weights.h"
+#include "cli.h"
+
+static void shape_text(char *buf, size_t size, int ndim, const int64_t *shape) {
+    size_t n = (size_t)snprintf(buf, size, "(");
+    for (int i = 0; i < ndim && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, i ? ",%lld" : "%lld", (long long)shape[i]);
+    if (n < size) snprintf(buf + n, size - n, ")");
+}
+
+static void print_index(const mr_weights_index *ix) {
+    int64_t values = 0;
+    for (int i = 0; i < ix->count; i++) values += ix->items[i].numel;
+    printf("%s: %s under %s", ix->path, mr_weights_format_name(ix->format), ix->root);
+    if (ix->format == MR_WEIGHTS_KERAS)
+        printf(" (keras_version %s, backend %s): %d layers, %d with weights",
+               ix->keras_version ? ix->keras_version : "?", ix->backend ? ix->backend : "?",
+               ix->n_file_layers, ix->n_weighted_layers);
+    printf(", %d tensors, %lld values\n", ix->count, (long long)values);
+    printf("%-26s %-52s %-20s %s\n", "layer", "dataset", "shape", "dtype");
+    for (int i = 0; i < ix->count; i++) {
+        const mr_weights_tensor *t = &ix->items[i];
+        char shape[96];
+        shape_text(shape, sizeof shape, t->ndim, t->shape);
+        printf("%-26s %-52s %-20s %s\n", t->layer, t->dataset, shape, t->dtype);
+    }
+}
+
+static mr_status print_checkpoint_state(const char *path) {
+    mr_checkpoint_state s;
+    MR_TRY(mr_checkpoint_read_state(path, &s));
+    printf("checkpoint: epoch %lld, step %lld, validation loss ", (long long)s.epoch,
+           (long long)s.step);
+    if (isnan(s.val_loss))
+        printf("not measured");
+    else
+        printf("%.6g", s.val_loss);
+    printf(", rng %016llx.., data order %lld values, config %zu bytes\n",
+           (unsigned long long)s.rng.s[0], (long long)s.n_data_order,
+           s.config_json ? strlen(s.config_json) : 0);
+    if (s.metrics_json && s.metrics_json[0]) printf("metrics: %s\n", s.metrics_json);
+    printf("intact: %s\n",
+           mr_checkpoint_verify(path) ? "yes (every checksum matches)" : mr_last_error());
+    mr_checkpoint_state_free(&s);
+    return MR_OK;
+}
+
+int cmd_inspect(int argc, char **argv) {
+    const char *config_path = NULL;
+    mr_str_list exclude = {0}, positional = {0};
+    mr_opt opts[] = {
+        {"--config", MR_OPT_STRING, &config_path, "config JSON: print the load report for it"},
+        {"--exclude", MR_OPT_LIST, &exclude, "layer names to leave out (repeat or comma list)"},
+    };
+    int code = 0;
+    if (!mr_parse_args("inspect", "FILE [--config C] [--exclude LAYERS]", argc, argv, opts, 2,
+                       &positional, &code)) {
+        free((void *)exclude.items);
+        free((void *)positional.items);
+        return code;
+    }
+    if (positional.count != 1) {
+        fprintf(stderr,
+                "mrcnn inspect: give exactly one weights file (see mrcnn inspect --help)\n");
+        free((void *)exclude.items);
+        free((void *)positional.items);
+        return 2;
+    }
+    const char *path = positional.items[0];
+    mr_weights_index ix;
+    mr_status st = mr_weights_index_read(path, &ix);
+    if (st == MR_OK) {
+        print_index(&ix);
+        if (ix.format == MR_WEIGHTS_CHECKPOINT) st = print_checkpoint_state(path);
+        mr_weights_index_free(&ix);
+    }
+    if (st == MR_OK && config_path) {
+        mr_config cfg;
+        mr_config_defaults(&cfg);
+        st = mr_config_load(config_path, &cfg);
+        mr_model model;
+        if (st == MR_OK) st = mr_model_init(&model, &cfg.net);
+        if (st == MR_OK) {
+            mr_weights_load_options opt = {exclude.items, exclude.count, true};
+            mr_load_report report;
+            st = mr_weights_load(path, &model.params, &opt, &report);
+            printf("\nload report for %s:\n", config_path);
+            mr_load_report_print(&report, stdout);
+            mr_load_report_free(&report);
+            mr_model_free(&model);
+        }
+    }
+    free((void *)exclude.items);
+    free((void *)positional.items);
+    return mr_exit_code(st);
+}

@@ -1,0 +1,75 @@
+/* `mrcnn train`: fine-tune from a config, optionally from (COCO) weights; Ctrl-C or SIGTERM
+ * finishes the current step, saves, and says how to resume. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../train/trainer.h"
+#include "cli.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+int cmd_train(int argc, char **argv) {
+    const char *config = NULL, *weights = NULL, *data = NULL, *out = NULL, *resume = NULL;
+    long epochs = 0;
+    mr_str_list exclude = {0};
+    bool quiet = false;
+    mr_opt opts[] = {
+        {"--config", MR_OPT_STRING, &config, "config JSON (required unless --resume)"},
+        {"--weights", MR_OPT_STRING, &weights, "initial weights: mask_rcnn_coco.h5, an export or a checkpoint"},
+        {"--exclude", MR_OPT_LIST, &exclude, "layer names to leave out of --weights (repeatable, or a,b,c)"},
+        {"--data", MR_OPT_STRING, &data, "folder with train/ and val/ annotations (overrides DATASET)"},
+        {"--epochs", MR_OPT_INT, &epochs, "total epochs (overrides EPOCHS)"},
+        {"--out", MR_OPT_STRING, &out, "run folder (default runs/NAME-DATE)"},
+        {"--resume", MR_OPT_STRING, &resume, "continue the run in this folder"},
+        {"--quiet", MR_OPT_FLAG, &quiet, "no progress output"},
+    };
+    int code = 0;
+    if (!mr_parse_args("train", "--config C [--weights FILE] [--data DIR] [--epochs N] [--out DIR] "
+                                "| --resume RUN_DIR",
+                       argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
+        return code;
+    if (!config && !resume) {
+        fprintf(stderr, "mrcnn train: --config FILE is required (or --resume RUN_DIR)\n");
+        return 2;
+    }
+    if (resume && (config || weights || out)) {
+        fprintf(stderr, "mrcnn train: --resume continues a run with its own config and weights; "
+                        "drop --config/--weights/--out\n");
+        return 2;
+    }
+    if (epochs < 0 || epochs > 100000) {
+        fprintf(stderr, "mrcnn train: --epochs must be 1..100000, got %ld\n", epochs);
+        return 2;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    mr_train_options opt = {.config_path = config,
+                            .weights_path = weights,
+                            .exclude = exclude.items,
+                            .n_exclude = exclude.count,
+                            .data_dir = data,
+                            .epochs = (int)epochs,
+                            .out_dir = out,
+                            .resume_dir = resume,
+                            .stop = &stop_requested,
+                            .quiet = quiet};
+    mr_train_result result;
+    mr_status st = mr_train(&opt, &result);
+    free((void *)exclude.items);
+    if (st == MR_OK)
+        printf("trained %d epochs; final loss %.4f, validation loss %.4f (best %.4f); run folder "
+               "%s (report.html, log.jsonl, checkpoints)\n",
+               result.epochs_done, result.last_train_loss, result.last_val_loss,
+               result.best_val_loss, result.run_dir);
+    return mr_exit_code(st);
+}

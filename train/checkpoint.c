@@ -1,0 +1,677 @@
+/* Checkpoint files: the atomic HDF5 writer (temp file, checked calls, fsync, rename, fsync of the
+ * folder), the checkpoint layout with a checksum on every tensor, loading with one complete
+ * mismatch list, and the run-folder housekeeping (probe, find latest intact, prune). */
+#include "checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/log.h"
+#include "../core/runtime.h"
+
+/* snprintf that truncates quietly (messages and paths bounded by their buffers). */
+static void put(char *dst, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void put(char *dst, size_t size, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, size, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- atomic writing ----------------------------------------------------------------------- */
+
+static mr_save_fail_hook fail_hook;
+static void *fail_user;
+
+void mr_checkpoint_set_fail_hook(mr_save_fail_hook hook, void *user) {
+    fail_hook = hook;
+    fail_user = user;
+}
+
+static bool injected(const char *stage) {
+    return fail_hook && fail_hook(stage, fail_user);
+}
+
+static void folder_of(const char *path, char *dir, size_t size) {
+    put(dir, size, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        put(dir, size, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+}
+
+/* fsync of a file or folder by path; errno is kept for the message. */
+static int sync_path(const char *path, bool folder) {
+    int fd = open(path, O_RDONLY | (folder ? O_DIRECTORY : 0));
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+mr_status mr_h5_save_atomic(const char *path, mr_h5_fill_fn fill, void *user) {
+    char tmp[4096], dir[4096], why[2048] = "";
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return mr_fail(MR_ERR_ARG, "%s: path too long", path);
+    folder_of(path, dir, sizeof dir);
+    const char *stage = "create";
+    mr_h5 f;
+    bool open_file = false, renamed = false;
+    /* A temp file an interrupted save left behind is simply truncated by the create. */
+    if (injected(stage)) {
+        put(why, sizeof why, "cannot create %s (simulated failure)", tmp);
+    } else if (mr_h5_create(tmp, &f) != MR_OK) {
+        put(why, sizeof why, "cannot create %s (%s)", tmp, strerror(errno));
+    } else {
+        open_file = true;
+        stage = "write";
+        if (fill(&f, user) != MR_OK)
+            put(why, sizeof why, "%s", mr_last_error());
+        else if (injected(stage))
+            put(why, sizeof why, "%s: simulated failure (disk full)", tmp);
+    }
+    if (!why[0]) {
+        stage = "close";
+        open_file = false;
+        if (mr_h5_close(&f) != MR_OK)
+            put(why, sizeof why, "%s", mr_last_error());
+        else if (injected(stage))
+            put(why, sizeof why, "%s: simulated failure", tmp);
+    }
+    if (!why[0]) {
+        stage = "fsync";
+        bool sim = injected(stage);
+        if (sim || sync_path(tmp, false) != 0)
+            put(why, sizeof why, "cannot fsync %s (%s)", tmp,
+                sim ? "simulated failure" : strerror(errno));
+    }
+    if (!why[0]) {
+        stage = "rename";
+        bool sim = injected(stage);
+        if (sim || rename(tmp, path) != 0)
+            put(why, sizeof why, "cannot rename %s to %s (%s)", tmp, path,
+                sim ? "simulated failure" : strerror(errno));
+        else
+            renamed = true;
+    }
+    if (!why[0]) {
+        /* Without this the rename itself may not survive a power cut. */
+        stage = "dirsync";
+        bool sim = injected(stage);
+        if (sim || sync_path(dir, true) != 0)
+            put(why, sizeof why, "cannot fsync folder %s (%s)", dir,
+                sim ? "simulated failure" : strerror(errno));
+    }
+    if (!why[0]) return MR_OK;
+    if (open_file) mr_h5_close(&f);
+    if (!renamed) {
+        struct stat sb;
+        if (stat(tmp, &sb) == 0 && S_ISREG(sb.st_mode)) unlink(tmp);
+    }
+    return mr_fail(MR_ERR_IO, "%s: save failed at %s: %s; %s", path, stage, why,
+                   renamed ? "the new file is in place but may not survive a crash"
+                           : "any previous file of that name is untouched");
+}
+
+/* ---- layout ------------------------------------------------------------------------------- */
+
+/* FNV-1a over 32-bit words: a changed word always changes the result, since xor and the odd
+ * multiplier are both invertible. */
+static uint64_t checksum(const float *data, int64_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t w;
+        memcpy(&w, &data[i], sizeof w);
+        h = (h ^ w) * 1099511628211ull;
+    }
+    return h;
+}
+
+static mr_status write_tensor(mr_h5 *f, const char *group, const mr_param *q, const float *data) {
+    char ds[MR_PARAM_NAME_MAX + 32];
+    put(ds, sizeof ds, "/%s/%s", group, q->name);
+    MR_TRY(mr_h5_write(f, ds, data, q->t.ndim, q->t.shape, false));
+    return mr_h5_set_attr_i64(f, ds, "fnv1a64", (int64_t)checksum(data, q->t.numel));
+}
+
+typedef struct {
+    const mr_params *p;
+    const mr_checkpoint_state *s;
+} save_args;
+
+static mr_status checkpoint_fill(mr_h5 *f, void *user) {
+    const save_args *a = user;
+    const mr_checkpoint_state *s = a->s;
+    char created[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    MR_TRY(mr_h5_set_attr_str(f, "/", "format", MR_CHECKPOINT_FORMAT));
+    MR_TRY(mr_h5_set_attr_i64(f, "/", "version", MR_CHECKPOINT_VERSION));
+    MR_TRY(mr_h5_set_attr_str(f, "/", "mrcnn_version", MR_VERSION));
+    MR_TRY(mr_h5_set_attr_str(f, "/", "created", created));
+    MR_TRY(mr_h5_set_attr_i64(f, "/", "epoch", s->epoch));
+    MR_TRY(mr_h5_set_attr_i64(f, "/", "step", s->step));
+    MR_TRY(mr_h5_set_attr_f64(f, "/", "val_loss", s->val_loss));
+    MR_TRY(mr_h5_set_attr_str(f, "/", "config", s->config_json ? s->config_json : ""));
+    MR_TRY(mr_h5_set_attr_str(f, "/", "metrics", s->metrics_json ? s->metrics_json : ""));
+    MR_TRY(mr_h5_set_attr_i64(f, "/", "n_params", a->p->count));
+    int64_t rng[4];
+    for (int i = 0; i < 4; i++) rng[i] = (int64_t)s->rng.s[i]; /* same bits, as HDF5 int64 */
+    MR_TRY(mr_h5_write_i64(f, "/state/rng", rng, 4));
+    int64_t none = 0;
+    MR_TRY(mr_h5_write_i64(f, "/state/data_order", s->data_order ? s->data_order : &none,
+                           s->n_data_order));
+    for (int i = 0; i < a->p->count; i++) {
+        const mr_param *q = &a->p->items[i];
+        MR_TRY(write_tensor(f, "params", q, a->p->values + q->offset));
+        MR_TRY(write_tensor(f, "momentum", q, a->p->momentum + q->offset));
+    }
+    return MR_OK;
+}
+
+mr_status mr_checkpoint_save(const char *path, const mr_params *p, const mr_checkpoint_state *s) {
+    MR_REQUIRE(p->finalized, "mr_checkpoint_save before mr_params_finalize");
+    MR_REQUIRE(s->n_data_order == 0 || s->data_order, "data order count without data");
+    save_args a = {p, s};
+    return mr_h5_save_atomic(path, checkpoint_fill, &a);
+}
+
+void mr_checkpoint_state_free(mr_checkpoint_state *s) {
+    free(s->data_order);
+    free(s->config_json);
+    free(s->metrics_json);
+    memset(s, 0, sizeof *s);
+}
+
+/* Opens `path` and checks it claims to be a checkpoint this version reads. */
+static mr_status open_checkpoint(const char *path, mr_h5 *f) {
+    MR_TRY(mr_h5_open(path, false, f));
+    char *format = NULL;
+    int64_t version = 0;
+    mr_status st = MR_OK;
+    if (!mr_h5_has_attr(f, "/", "format") || mr_h5_get_attr_str(f, "/", "format", &format) ||
+        strcmp(format, MR_CHECKPOINT_FORMAT) != 0) {
+        st = mr_fail(MR_ERR_FORMAT, "%s: not an mrcnn checkpoint (root attribute format is %s%s%s)",
+                     path, format ? "'" : "missing", format ? format : "", format ? "'" : "");
+    } else if (mr_h5_get_attr_i64(f, "/", "version", &version) != MR_OK) {
+        st = mr_fail(MR_ERR_FORMAT, "%s: checkpoint without a version attribute (damaged?)", path);
+    } else if (version > MR_CHECKPOINT_VERSION) {
+        st = mr_fail(MR_ERR_FORMAT,
+                     "%s: checkpoint version %lld is newer than this mrcnn reads "
+                     "(%d); update mrcnn",
+                     path, (long long)version, MR_CHECKPOINT_VERSION);
+    }
+    free(format);
+    if (st != MR_OK) {
+        char keep[2048];
+        put(keep, sizeof keep, "%s", mr_last_error());
+        mr_h5_close(f);
+        mr_fail(st, "%s", keep);
+    }
+    return st;
+}
+
+static mr_status read_state(mr_h5 *f, mr_checkpoint_state *s) {
+    memset(s, 0, sizeof *s);
+    MR_TRY(mr_h5_get_attr_i64(f, "/", "epoch", &s->epoch));
+    MR_TRY(mr_h5_get_attr_i64(f, "/", "step", &s->step));
+    MR_TRY(mr_h5_get_attr_f64(f, "/", "val_loss", &s->val_loss));
+    MR_TRY(mr_h5_get_attr_str(f, "/", "config", &s->config_json));
+    MR_TRY(mr_h5_get_attr_str(f, "/", "metrics", &s->metrics_json));
+    int64_t *rng = NULL, n = 0;
+    MR_TRY(mr_h5_read_i64(f, "/state/rng", &rng, &n));
+    if (n != 4) {
+        free(rng);
+        return mr_fail(MR_ERR_FORMAT, "%s: /state/rng holds %lld values, expected 4", f->path,
+                       (long long)n);
+    }
+    for (int i = 0; i < 4; i++) s->rng.s[i] = (uint64_t)rng[i];
+    free(rng);
+    return mr_h5_read_i64(f, "/state/data_order", &s->data_order, &s->n_data_order);
+}
+
+mr_status mr_checkpoint_read_state(const char *path, mr_checkpoint_state *s) {
+    mr_h5 f;
+    memset(s, 0, sizeof *s);
+    MR_TRY(open_checkpoint(path, &f));
+    mr_status st = read_state(&f, s);
+    if (st != MR_OK) {
+        char keep[2048];
+        put(keep, sizeof keep, "%s", mr_last_error());
+        mr_checkpoint_state_free(s);
+        mr_h5_close(&f);
+        return mr_fail(st, "%s", keep);
+    }
+    return mr_h5_close(&f);
+}
+
+/* Every dataset under a group: its path relative to the group and its shape. */
+typedef struct {
+    char name[MR_PARAM_NAME_MAX];
+    int ndim;
+    int64_t shape[MR_H5_MAX_DIMS];
+    bool matched;
+} file_tensor;
+
+typedef struct {
+    mr_h5 *f;
+    size_t prefix;
+    file_tensor *items;
+    int count, capacity;
+} tensor_list;
+
+static mr_status list_visit(const char *path, void *user) {
+    tensor_list *l = user;
+    if (l->count == l->capacity) {
+        int cap = l->capacity ? 2 * l->capacity : 256;
+        file_tensor *grown = realloc(l->items, sizeof *grown * (size_t)cap);
+        if (!grown) return mr_fail(MR_ERR_NOMEM, "no memory for the checkpoint listing");
+        l->items = grown;
+        l->capacity = cap;
+    }
+    file_tensor *t = &l->items[l->count++];
+    memset(t, 0, sizeof *t);
+    put(t->name, sizeof t->name, "%s", path + l->prefix);
+    return mr_h5_shape(l->f, path, &t->ndim, t->shape);
+}
+
+static mr_status list_group(mr_h5 *f, const char *group, tensor_list *l) {
+    memset(l, 0, sizeof *l);
+    l->f = f;
+    l->prefix = strlen(group) + 1;
+    if (!mr_h5_exists(f, group))
+        return mr_fail(MR_ERR_FORMAT, "%s: checkpoint has no %s group (damaged?)", f->path, group);
+    return mr_h5_visit_datasets(f, group, list_visit, l);
+}
+
+/* Reads one tensor and checks it against its stored checksum. */
+static mr_status read_checked(mr_h5 *f, const char *ds, float *out, int64_t n) {
+    int64_t stored = 0;
+    if (mr_h5_get_attr_i64(f, ds, "fnv1a64", &stored) != MR_OK)
+        return mr_fail(MR_ERR_FORMAT, "%s: %s has no checksum (damaged or not written by mrcnn)",
+                       f->path, ds);
+    MR_TRY(mr_h5_read_into(f, ds, out, n));
+    if (checksum(out, n) != (uint64_t)stored)
+        return mr_fail(MR_ERR_FORMAT, "%s: %s fails its checksum: the file is damaged", f->path,
+                       ds);
+    return MR_OK;
+}
+
+/* Appends "name" or "name (details)" to a bounded list; counts what did not fit. */
+static void list_add(char *buf, size_t size, int *dropped, const char *item) {
+    size_t n = strlen(buf), add = strlen(item) + 2;
+    if (n + add + 48 > size) {
+        (*dropped)++;
+        return;
+    }
+    if (n) strcat(buf, ", ");
+    strcat(buf, item);
+}
+
+static void shape_text(char *buf, size_t size, int ndim, const int64_t *shape) {
+    size_t n = (size_t)snprintf(buf, size, "(");
+    for (int i = 0; i < ndim && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, i ? ",%lld" : "%lld", (long long)shape[i]);
+    if (n < size) put(buf + n, size - n, ")");
+}
+
+/* Checks the file's tensors of `group` against the registry: one list of all differences. */
+static void compare_group(const mr_params *p, tensor_list *l, const char *group, char *missing,
+                          char *unexpected, char *misshaped, size_t size, int *counts,
+                          int *dropped) {
+    for (int i = 0; i < p->count; i++) {
+        const mr_param *q = &p->items[i];
+        file_tensor *t = NULL;
+        for (int k = 0; k < l->count && !t; k++)
+            if (!strcmp(l->items[k].name, q->name)) t = &l->items[k];
+        char item[320];
+        if (!t) {
+            put(item, sizeof item, "%s/%s", group, q->name);
+            list_add(missing, size, dropped, item);
+            counts[0]++;
+            continue;
+        }
+        t->matched = true;
+        bool same = t->ndim == q->t.ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == q->t.shape[d];
+        if (!same) {
+            char a[96], b[96];
+            shape_text(a, sizeof a, t->ndim, t->shape);
+            shape_text(b, sizeof b, q->t.ndim, q->t.shape);
+            put(item, sizeof item, "%s/%s %s in the file, %s in the model", group, q->name, a, b);
+            list_add(misshaped, size, dropped, item);
+            counts[2]++;
+        }
+    }
+    for (int k = 0; k < l->count; k++) {
+        if (l->items[k].matched) continue;
+        char item[320];
+        put(item, sizeof item, "%s/%s", group, l->items[k].name);
+        list_add(unexpected, size, dropped, item);
+        counts[1]++;
+    }
+}
+
+mr_status mr_checkpoint_load(const char *path, mr_params *p, mr_checkpoint_state *s) {
+    MR_REQUIRE(p->finalized, "mr_checkpoint_load before mr_params_finalize");
+    memset(s, 0, sizeof *s);
+    mr_h5 f;
+    MR_TRY(open_checkpoint(path, &f));
+    tensor_list lp = {0}, lm = {0};
+    mr_status st = read_state(&f, s);
+    if (st == MR_OK) st = list_group(&f, "/params", &lp);
+    if (st == MR_OK) st = list_group(&f, "/momentum", &lm);
+    if (st == MR_OK) {
+        char missing[700] = "", unexpected[700] = "", misshaped[700] = "";
+        int counts[3] = {0, 0, 0}, dropped = 0;
+        compare_group(p, &lp, "params", missing, unexpected, misshaped, sizeof missing, counts,
+                      &dropped);
+        compare_group(p, &lm, "momentum", missing, unexpected, misshaped, sizeof missing, counts,
+                      &dropped);
+        if (counts[0] || counts[1] || counts[2]) {
+            char more[64] = "";
+            if (dropped) put(more, sizeof more, " (%d more not shown)", dropped);
+            st = mr_fail(MR_ERR_FORMAT,
+                         "%s: checkpoint does not match the model: %d missing [%s], %d "
+                         "unexpected [%s], %d mis-shaped [%s]%s; was it written with another "
+                         "config?",
+                         path, counts[0], missing, counts[1], unexpected, counts[2], misshaped,
+                         more);
+        }
+    }
+    for (int i = 0; i < p->count && st == MR_OK; i++) {
+        mr_param *q = &p->items[i];
+        char ds[MR_PARAM_NAME_MAX + 32];
+        put(ds, sizeof ds, "/params/%s", q->name);
+        st = read_checked(&f, ds, p->values + q->offset, q->t.numel);
+        if (st != MR_OK) break;
+        put(ds, sizeof ds, "/momentum/%s", q->name);
+        st = read_checked(&f, ds, p->momentum + q->offset, q->t.numel);
+    }
+    free(lp.items);
+    free(lm.items);
+    if (st != MR_OK) {
+        char keep[2048];
+        put(keep, sizeof keep, "%s", mr_last_error());
+        mr_checkpoint_state_free(s);
+        mr_h5_close(&f);
+        return mr_fail(st, "%s", keep);
+    }
+    return mr_h5_close(&f);
+}
+
+typedef struct {
+    mr_h5 *f;
+    int count;
+    float *buf;
+    int64_t cap;
+} verify_ctx;
+
+static mr_status verify_visit(const char *path, void *user) {
+    verify_ctx *v = user;
+    int ndim = 0;
+    int64_t shape[MR_H5_MAX_DIMS], n = 1;
+    MR_TRY(mr_h5_shape(v->f, path, &ndim, shape));
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    if (n > v->cap) {
+        float *grown = realloc(v->buf, sizeof(float) * (size_t)n);
+        if (!grown) return mr_fail(MR_ERR_NOMEM, "no memory to verify %s", path);
+        v->buf = grown;
+        v->cap = n;
+    }
+    v->count++;
+    return read_checked(v->f, path, v->buf, n);
+}
+
+bool mr_checkpoint_verify(const char *path) {
+    mr_h5 f;
+    if (open_checkpoint(path, &f) != MR_OK) return false;
+    mr_checkpoint_state s;
+    mr_status st = read_state(&f, &s);
+    mr_checkpoint_state_free(&s);
+    int64_t n_params = 0;
+    if (st == MR_OK) st = mr_h5_get_attr_i64(&f, "/", "n_params", &n_params);
+    verify_ctx vp = {&f, 0, NULL, 0}, vm = {&f, 0, NULL, 0};
+    if (st == MR_OK) st = mr_h5_visit_datasets(&f, "/params", verify_visit, &vp);
+    vm.buf = vp.buf;
+    vm.cap = vp.cap;
+    vp.buf = NULL;
+    if (st == MR_OK) st = mr_h5_visit_datasets(&f, "/momentum", verify_visit, &vm);
+    free(vp.buf);
+    free(vm.buf);
+    if (st == MR_OK && (vp.count != n_params || vm.count != n_params))
+        st = mr_fail(MR_ERR_FORMAT,
+                     "%s: checkpoint holds %d parameters and %d momentum buffers, expected %lld "
+                     "(damaged)",
+                     path, vp.count, vm.count, (long long)n_params);
+    if (st != MR_OK) {
+        char keep[2048];
+        put(keep, sizeof keep, "%s", mr_last_error());
+        mr_h5_close(&f);
+        mr_fail(st, "%s", keep);
+        return false;
+    }
+    return mr_h5_close(&f) == MR_OK;
+}
+
+/* ---- the run folder ----------------------------------------------------------------------- */
+
+void mr_checkpoint_path(char *buf, size_t size, const char *run_dir, int64_t epoch, int64_t step) {
+    put(buf, size, "%s/ckpt-e%04lld-s%08lld.h5", run_dir, (long long)epoch, (long long)step);
+}
+
+typedef struct {
+    char name[256];
+    long long epoch, step;
+} ckpt_file;
+
+/* Our own names only: "ckpt-e<digits>-s<digits>.h5", exactly. */
+static bool parse_name(const char *name, ckpt_file *c) {
+    int used = 0;
+    if (sscanf(name, "ckpt-e%lld-s%lld.h5%n", &c->epoch, &c->step, &used) != 2) return false;
+    if ((size_t)used != strlen(name) || strncmp(name + used - 3, ".h5", 3) != 0) return false;
+    put(c->name, sizeof c->name, "%s", name);
+    return c->epoch >= 0 && c->step >= 0;
+}
+
+static int by_progress(const void *a, const void *b) {
+    const ckpt_file *x = a, *y = b;
+    if (x->epoch != y->epoch) return x->epoch < y->epoch ? -1 : 1;
+    if (x->step != y->step) return x->step < y->step ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* The checkpoints of run_dir, oldest first. */
+static mr_status list_checkpoints(const char *run_dir, ckpt_file **out, int *count) {
+    *out = NULL;
+    *count = 0;
+    DIR *d = opendir(run_dir);
+    if (!d)
+        return mr_fail(MR_ERR_IO, "%s: cannot list the run folder (%s)", run_dir, strerror(errno));
+    ckpt_file *items = NULL;
+    int n = 0, cap = 0;
+    mr_status st = MR_OK;
+    for (struct dirent *e = readdir(d); e; e = readdir(d)) {
+        ckpt_file c;
+        if (strlen(e->d_name) >= sizeof c.name || !parse_name(e->d_name, &c)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 32;
+            ckpt_file *grown = realloc(items, sizeof *grown * (size_t)cap);
+            if (!grown) {
+                st = mr_fail(MR_ERR_NOMEM, "no memory to list %s", run_dir);
+                break;
+            }
+            items = grown;
+        }
+        items[n++] = c;
+    }
+    closedir(d);
+    if (st != MR_OK) {
+        free(items);
+        return st;
+    }
+    if (n) qsort(items, (size_t)n, sizeof *items, by_progress);
+    *out = items;
+    *count = n;
+    return MR_OK;
+}
+
+mr_status mr_checkpoint_find_latest(const char *run_dir, char *path, size_t size, int *n_skipped) {
+    ckpt_file *items = NULL;
+    int n = 0, skipped = 0;
+    if (n_skipped) *n_skipped = 0;
+    MR_TRY(list_checkpoints(run_dir, &items, &n));
+    for (int i = n - 1; i >= 0; i--) {
+        char full[4096];
+        put(full, sizeof full, "%s/%s", run_dir, items[i].name);
+        if (mr_checkpoint_verify(full)) {
+            put(path, size, "%s", full);
+            free(items);
+            if (n_skipped) *n_skipped = skipped;
+            return MR_OK;
+        }
+        mr_warn("skipping a damaged checkpoint: %s", mr_last_error()); /* names the file */
+        skipped++;
+    }
+    free(items);
+    if (n_skipped) *n_skipped = skipped;
+    if (skipped)
+        return mr_fail(MR_ERR_IO,
+                       "%s: none of the %d checkpoints is intact (see the warnings "
+                       "above); start again from the weights file",
+                       run_dir, skipped);
+    return mr_fail(MR_ERR_IO, "%s: no checkpoint (ckpt-e*-s*.h5) to resume from", run_dir);
+}
+
+/* val_loss of a checkpoint, NaN when unreadable or not measured. */
+static double checkpoint_val_loss(const char *path) {
+    mr_h5 f;
+    double v = NAN;
+    if (open_checkpoint(path, &f) != MR_OK) return v;
+    if (mr_h5_get_attr_f64(&f, "/", "val_loss", &v) != MR_OK) v = NAN;
+    mr_h5_close(&f);
+    return v;
+}
+
+mr_status mr_checkpoint_prune(const char *run_dir, int keep, int *n_removed) {
+    MR_REQUIRE(keep >= 1, "mr_checkpoint_prune keeps at least 1 checkpoint, asked %d", keep);
+    if (n_removed) *n_removed = 0;
+    ckpt_file *items = NULL;
+    int n = 0, removed = 0;
+    MR_TRY(list_checkpoints(run_dir, &items, &n));
+    int best = -1;
+    double best_loss = INFINITY;
+    char full[4096];
+    for (int i = 0; i < n; i++) {
+        put(full, sizeof full, "%s/%s", run_dir, items[i].name);
+        double v = checkpoint_val_loss(full);
+        if (isfinite(v) && v < best_loss) {
+            best_loss = v;
+            best = i;
+        }
+    }
+    mr_status st = MR_OK;
+    for (int i = 0; i < n - keep; i++) {
+        if (i == best) continue;
+        put(full, sizeof full, "%s/%s", run_dir, items[i].name);
+        if (unlink(full) != 0 && errno != ENOENT) {
+            st = mr_fail(MR_ERR_IO, "%s: cannot remove old checkpoint (%s)", full, strerror(errno));
+            break;
+        }
+        removed++;
+    }
+    free(items);
+    if (st == MR_OK && removed && sync_path(run_dir, true) != 0)
+        st = mr_fail(MR_ERR_IO, "%s: cannot fsync the run folder (%s)", run_dir, strerror(errno));
+    if (n_removed) *n_removed = removed;
+    return st;
+}
+
+/* mkdir -p */
+static mr_status make_dirs(const char *dir) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
+        return mr_fail(MR_ERR_ARG, "%s: path too long", dir);
+    for (char *s = buf + 1;; s++) {
+        bool end = *s == '\0';
+        if (*s != '/' && !end) continue;
+        *s = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return mr_fail(MR_ERR_IO, "%s: cannot create folder %s (%s)", dir, buf,
+                           strerror(errno));
+        if (end) break;
+        *s = '/';
+    }
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return mr_fail(MR_ERR_IO, "%s: exists but is not a folder", dir);
+    return MR_OK;
+}
+
+mr_status mr_checkpoint_probe(const char *run_dir, int64_t bytes_needed) {
+    MR_TRY(make_dirs(run_dir));
+    char probe[4096];
+    put(probe, sizeof probe, "%s/.mrcnn-probe-%ld", run_dir, (long)getpid());
+    int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return mr_fail(MR_ERR_IO,
+                       "%s: the run folder is not writable (%s); choose another "
+                       "output folder",
+                       run_dir, strerror(errno));
+    char block[4096];
+    memset(block, 0x5a, sizeof block);
+    bool ok = write(fd, block, sizeof block) == (ssize_t)sizeof block && fsync(fd) == 0;
+    int saved = errno;
+    ok = close(fd) == 0 && ok;
+    unlink(probe);
+    if (!ok)
+        return mr_fail(MR_ERR_IO, "%s: writing to the run folder failed (%s); is the disk full?",
+                       run_dir, strerror(saved));
+    if (bytes_needed > 0) {
+        struct statvfs vfs;
+        if (statvfs(run_dir, &vfs) == 0) {
+            double avail = (double)vfs.f_bavail * (double)vfs.f_frsize;
+            if (avail < (double)bytes_needed)
+                return mr_fail(MR_ERR_IO,
+                               "%s: %.0f MB free, a checkpoint needs about %.0f MB; free some "
+                               "space or lower CHECKPOINT_KEEP",
+                               run_dir, avail / 1e6, (double)bytes_needed / 1e6);
+        }
+    }
+    /* Temp files of saves that were interrupted (power cut, kill -9): never complete. */
+    DIR *d = opendir(run_dir);
+    if (d) {
+        for (struct dirent *e = readdir(d); e; e = readdir(d)) {
+            size_t len = strlen(e->d_name);
+            ckpt_file c;
+            char base[256];
+            if (len < 5 || len >= sizeof base || strcmp(e->d_name + len - 4, ".tmp") != 0) continue;
+            memcpy(base, e->d_name, len - 4);
+            base[len - 4] = '\0';
+            if (!parse_name(base, &c)) continue;
+            char full[4096];
+            put(full, sizeof full, "%s/%s", run_dir, e->d_name);
+            struct stat sb;
+            if (stat(full, &sb) == 0 && S_ISREG(sb.st_mode)) unlink(full);
+        }
+        closedir(d);
+    }
+    return MR_OK;
+}

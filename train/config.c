@@ -1,0 +1,610 @@
+/* The config reader and writer. One table lists every key with its type, place and range; the
+ * reader, the writer and the did-you-mean all walk that table. cJSON stays inside this file. */
+#include "config.h"
+
+#include "../losses/losses.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum {
+    K_INT,
+    K_FLOAT,
+    K_BOOL,
+    K_STRING,
+    K_FLOATS,    /* float array with a count */
+    K_INTS,      /* int array of fixed length */
+    K_BACKBONE,  /* "resnet50" | "resnet101" */
+    K_ROI_MODE,  /* "crop_and_resize" | "average" */
+    K_SQUARE,    /* [n, n] -> one int (MASK_SHAPE, MINI_MASK_SHAPE) */
+    K_CLASSES,   /* CLASS_NAMES */
+    K_DATASET,   /* {"TRAIN": path, "VAL": path} */
+    K_STAGES,    /* [{"LAYERS", "UNTIL_EPOCH", "LEARNING_RATE"}] */
+    K_LOSSES,    /* {"rpn_class_loss": w, ...} */
+    K_ANCHOR_FORM, /* "per_level" | "every_level" */
+    K_SEED,
+} key_type;
+
+typedef struct {
+    const char *name;
+    key_type type;
+    size_t offset;
+    double min, max;   /* values (or each element) must lie in [min, max] */
+    size_t count_offset; /* K_FLOATS: where the count lives; K_INTS / K_STRING: capacity */
+    int max_count;
+    const char *help;
+} key_spec;
+
+#define NET(field) offsetof(mr_config, net) + offsetof(mr_net_config, field)
+#define TOP(field) offsetof(mr_config, field)
+
+static const key_spec keys[] = {
+    {"NAME", K_STRING, TOP(name), 0, 0, sizeof(((mr_config *)0)->name), 0, "run name"},
+    {"BACKBONE", K_BACKBONE, NET(backbone_depth), 0, 0, 0, 0, "resnet50 or resnet101"},
+    {"NUM_CLASSES", K_INT, NET(num_classes), 2, MR_MAX_CLASSES, 0, 0, "classes incl. background"},
+    {"CLASS_NAMES", K_CLASSES, 0, 0, 0, 0, 0, "class names, BG first"},
+    {"CLASS_ATTRIBUTE", K_STRING, TOP(class_attribute), 0, 0,
+     sizeof(((mr_config *)0)->class_attribute), 0, "VIA region attribute holding the class"},
+    {"DATASET", K_DATASET, 0, 0, 0, 0, 0, "{\"TRAIN\": path, \"VAL\": path}"},
+    {"IMAGE_MIN_DIM", K_INT, NET(image_min_dim), 0, 8192, 0, 0, "shorter side scaled up to this"},
+    {"IMAGE_MAX_DIM", K_INT, NET(image_max_dim), 64, 8192, 0, 0, "square side, multiple of 64"},
+    {"IMAGE_CHANNEL_COUNT", K_INT, NET(image_channels), 1, 3, 0, 0, "1 or 3"},
+    {"MEAN_PIXEL", K_FLOATS, NET(mean_pixel), -1000, 1000, 0, 3, "per-channel mean"},
+    {"BACKBONE_FILTERS", K_INT, NET(backbone_filters), 1, 64, 0, 0, "conv1/stage-2 width"},
+    {"BACKBONE_STRIDES", K_INTS, NET(strides), 1, 1024, 5, 5, "P2..P6 strides"},
+    {"TOP_DOWN_PYRAMID_SIZE", K_INT, NET(pyramid_size), 1, 4096, 0, 0, "FPN channels"},
+    {"RPN_CONV_DEPTH", K_INT, NET(rpn_depth), 1, 4096, 0, 0, "rpn_conv_shared filters"},
+    {"FPN_CLASSIF_FC_LAYERS_SIZE", K_INT, NET(fc_size), 1, 16384, 0, 0, "box head width"},
+    {"POOL_SIZE", K_INT, NET(pool_size), 1, 64, 0, 0, "box head ROI size"},
+    {"MASK_POOL_SIZE", K_INT, NET(mask_pool_size), 1, 64, 0, 0, "mask head ROI size"},
+    {"MASK_SHAPE", K_SQUARE, NET(mask_shape), 1, 128, 0, 0, "[28, 28] or [14, 14]"},
+    {"RPN_ANCHOR_SCALES", K_FLOATS, NET(anchor_scales), 1, 4096,
+     NET(n_anchor_scales), MR_MAX_ANCHOR_SCALES, "anchor sizes in molded-image pixels"},
+    {"RPN_ANCHOR_FORM", K_ANCHOR_FORM, NET(anchor_scales_per_level), 0, 0, 0, 0,
+     "per_level (one scale per FPN level) or every_level (all sizes at each level)"},
+    {"RPN_ANCHOR_RATIOS", K_FLOATS, NET(anchor_ratios), 0.01, 100, NET(n_anchor_ratios),
+     MR_MAX_ANCHOR_RATIOS, "width / height"},
+    {"RPN_ANCHOR_STRIDE", K_INT, NET(anchor_stride), 1, 16, 0, 0, "feature cells"},
+    {"RPN_BBOX_STD_DEV", K_FLOATS, NET(rpn_bbox_std), 1e-6, 100, 0, 4, "delta scaling"},
+    {"BBOX_STD_DEV", K_FLOATS, NET(bbox_std), 1e-6, 100, 0, 4, "delta scaling"},
+    {"RPN_TRAIN_ANCHORS_PER_IMAGE", K_INT, NET(rpn_train_anchors), 2, 100000, 0, 0, ""},
+    {"PRE_NMS_LIMIT", K_INT, NET(pre_nms_limit), 1, 1000000, 0, 0, ""},
+    {"POST_NMS_ROIS_TRAINING", K_INT, NET(post_nms_rois_training), 1, 100000, 0, 0, ""},
+    {"POST_NMS_ROIS_INFERENCE", K_INT, NET(post_nms_rois_inference), 1, 100000, 0, 0, ""},
+    {"RPN_NMS_THRESHOLD", K_FLOAT, NET(rpn_nms_threshold), 0, 1, 0, 0, ""},
+    {"TRAIN_ROIS_PER_IMAGE", K_INT, NET(train_rois_per_image), 1, 10000, 0, 0, ""},
+    {"ROI_POSITIVE_RATIO", K_FLOAT, NET(roi_positive_ratio), 0.001, 1, 0, 0, ""},
+    {"USE_MINI_MASK", K_BOOL, NET(use_mini_mask), 0, 0, 0, 0, ""},
+    {"MINI_MASK_SHAPE", K_SQUARE, NET(mini_mask_shape), 4, 1024, 0, 0, "[56, 56]"},
+    {"MAX_GT_INSTANCES", K_INT, NET(max_gt_instances), 1, 10000, 0, 0, ""},
+    {"DETECTION_MAX_INSTANCES", K_INT, NET(detection_max_instances), 1, 10000, 0, 0, ""},
+    {"DETECTION_MIN_CONFIDENCE", K_FLOAT, NET(detection_min_confidence), 0, 1, 0, 0, ""},
+    {"DETECTION_NMS_THRESHOLD", K_FLOAT, NET(detection_nms_threshold), 0, 1, 0, 0, ""},
+    {"LOSS_WEIGHTS", K_LOSSES, NET(loss_weights), 0, 1000, 0, 0, "weight of each loss"},
+    {"WEIGHT_DECAY", K_FLOAT, NET(weight_decay), 0, 1, 0, 0, "L2, Matterport style"},
+    {"ROI_ALIGN_MODE", K_ROI_MODE, NET(roi_align_mode), 0, 0, 0, 0, "crop_and_resize or average"},
+    {"TRAIN_BN", K_BOOL, NET(train_bn), 0, 0, 0, 0, "false: frozen batch norm"},
+    {"BN_EPSILON", K_FLOAT, NET(bn_eps), 1e-12, 1, 0, 0, ""},
+    {"EPOCHS", K_INT, TOP(epochs), 1, 100000, 0, 0, ""},
+    {"STEPS_PER_EPOCH", K_INT, TOP(steps_per_epoch), 1, 10000000, 0, 0, ""},
+    {"VALIDATION_STEPS", K_INT, TOP(validation_steps), 0, 1000000, 0, 0, ""},
+    {"BATCH_SIZE", K_INT, TOP(batch_size), 1, 256, 0, 0, "images per step"},
+    {"LEARNING_RATE", K_FLOAT, TOP(learning_rate), 1e-9, 10, 0, 0, ""},
+    {"LEARNING_MOMENTUM", K_FLOAT, TOP(learning_momentum), 0, 0.9999, 0, 0, ""},
+    {"GRADIENT_CLIP_NORM", K_FLOAT, TOP(gradient_clip_norm), 0, 1e9, 0, 0, "0: no clipping"},
+    {"STAGES", K_STAGES, 0, 0, 0, 0, 0, "[{LAYERS, UNTIL_EPOCH, LEARNING_RATE}]"},
+    {"SEED", K_SEED, TOP(seed), 0, 0, 0, 0, ""},
+    {"CHECKPOINT_KEEP", K_INT, TOP(checkpoint_keep), 1, 1000, 0, 0, ""},
+    {"ARENA_MB", K_INT, TOP(arena_mb), 16, 1 << 20, 0, 0, "per-step memory, MiB"},
+    {"AUGMENT", K_BOOL, TOP(augment), 0, 0, 0, 0, "flip, scale, brightness, speckle"},
+};
+#define N_KEYS (sizeof keys / sizeof keys[0])
+
+void mr_config_defaults(mr_config *c) {
+    memset(c, 0, sizeof *c);
+    mr_net_config_defaults(&c->net);
+    snprintf(c->name, sizeof c->name, "mrcnn");
+    snprintf(c->class_names[0], sizeof c->class_names[0], "BG");
+    for (int i = 1; i < c->net.num_classes; i++)
+        snprintf(c->class_names[i], sizeof c->class_names[i], "class%d", i);
+    c->epochs = 30;
+    c->steps_per_epoch = 1000;
+    c->validation_steps = 50;
+    c->batch_size = 2;
+    c->learning_rate = 0.001f;
+    c->learning_momentum = 0.9f;
+    c->gradient_clip_norm = 5.0f;
+    c->n_stages = 1;
+    snprintf(c->stages[0].layers, sizeof c->stages[0].layers, "all");
+    c->stages[0].until_epoch = c->epochs;
+    c->stages[0].learning_rate = c->learning_rate;
+    c->seed = 42;
+    c->checkpoint_keep = 3;
+    c->arena_mb = 3072;
+    c->augment = 1;
+}
+
+/* ---- did you mean ------------------------------------------------------------------------- */
+
+static int edit_distance(const char *a, const char *b) {
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 63 || m > 63) return 99;
+    int d[64][64];
+    for (size_t i = 0; i <= n; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= m; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            int sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            int del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+            d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+    return d[n][m];
+}
+
+static const char *closest_key(const char *name) {
+    char upper[128];
+    size_t i = 0;
+    for (; name[i] && i < sizeof upper - 1; i++)
+        upper[i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 32 : name[i]);
+    upper[i] = '\0';
+    const char *best = NULL;
+    int best_d = 4;
+    for (size_t k = 0; k < N_KEYS; k++) {
+        int d = edit_distance(upper, keys[k].name);
+        if (d < best_d) {
+            best_d = d;
+            best = keys[k].name;
+        }
+    }
+    return best;
+}
+
+/* ---- reading ------------------------------------------------------------------------------ */
+
+static void line_col(const char *text, const char *at, int *line, int *col) {
+    *line = 1;
+    *col = 1;
+    for (const char *p = text; p < at && *p; p++) {
+        if (*p == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
+static mr_status bad(const char *origin, const key_spec *k, const char *fmt, const char *detail) {
+    char what[256];
+    snprintf(what, sizeof what, fmt, detail);
+    return mr_fail(MR_ERR_CONFIG, "%s: %s%s", origin, k->name, what);
+}
+
+static mr_status read_number(const char *origin, const key_spec *k, const cJSON *v, double *out,
+                             const char *where) {
+    char buf[160];
+    if (!cJSON_IsNumber(v)) {
+        snprintf(buf, sizeof buf, "%s", where);
+        return bad(origin, k, "%s must be a number", buf);
+    }
+    double d = v->valuedouble;
+    if (!isfinite(d) || d < k->min || d > k->max) {
+        return mr_fail(MR_ERR_CONFIG, "%s: %s%s is %g, outside the allowed range [%g, %g]", origin,
+                       k->name, where, d, k->min, k->max);
+    }
+    *out = d;
+    return MR_OK;
+}
+
+static mr_status read_string(const char *origin, const char *name, const cJSON *v, char *dst,
+                             size_t capacity) {
+    if (!cJSON_IsString(v))
+        return mr_fail(MR_ERR_CONFIG, "%s: %s must be a string", origin, name);
+    if (strlen(v->valuestring) >= capacity)
+        return mr_fail(MR_ERR_CONFIG, "%s: %s is longer than %zu characters", origin, name,
+                       capacity - 1);
+    memcpy(dst, v->valuestring, strlen(v->valuestring) + 1);
+    return MR_OK;
+}
+
+static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v, mr_config *c) {
+    char *base = (char *)c;
+    double d = 0.0;
+    char where[64];
+    switch (k->type) {
+    case K_INT:
+        MR_TRY(read_number(origin, k, v, &d, ""));
+        if (d != floor(d)) return bad(origin, k, "%s must be a whole number", "");
+        *(int *)(base + k->offset) = (int)d;
+        return MR_OK;
+    case K_FLOAT:
+        MR_TRY(read_number(origin, k, v, &d, ""));
+        *(float *)(base + k->offset) = (float)d;
+        return MR_OK;
+    case K_BOOL:
+        if (!cJSON_IsBool(v)) return bad(origin, k, "%s must be true or false", "");
+        if (k->offset == TOP(augment)) *(int *)(base + k->offset) = cJSON_IsTrue(v);
+        else *(bool *)(base + k->offset) = cJSON_IsTrue(v);
+        return MR_OK;
+    case K_STRING: return read_string(origin, k->name, v, base + k->offset, k->count_offset);
+    case K_SEED:
+        MR_TRY(read_number(origin, &(key_spec){.name = k->name, .min = 0, .max = 9007199254740992.0},
+                           v, &d, ""));
+        *(uint64_t *)(base + k->offset) = (uint64_t)d;
+        return MR_OK;
+    case K_FLOATS:
+    case K_INTS: {
+        if (!cJSON_IsArray(v)) return bad(origin, k, "%s must be a list of numbers", "");
+        int n = cJSON_GetArraySize(v);
+        bool fixed = k->type == K_INTS || k->count_offset == 0;
+        if (k->offset == NET(mean_pixel) && n == 1) {
+            /* A single-channel config may give one mean; it stands for every channel. */
+            MR_TRY(read_number(origin, k, cJSON_GetArrayItem(v, 0), &d, "[0]"));
+            for (int i = 0; i < 3; i++) c->net.mean_pixel[i] = (float)d;
+            return MR_OK;
+        }
+        if ((fixed && n != k->max_count) || (!fixed && (n < 1 || n > k->max_count))) {
+            return mr_fail(MR_ERR_CONFIG, "%s: %s has %d values, expected %s%d", origin, k->name,
+                           n, fixed ? "" : "1 to ", k->max_count);
+        }
+        for (int i = 0; i < n; i++) {
+            snprintf(where, sizeof where, "[%d]", i);
+            MR_TRY(read_number(origin, k, cJSON_GetArrayItem(v, i), &d, where));
+            if (k->type == K_INTS) ((int *)(base + k->offset))[i] = (int)d;
+            else ((float *)(base + k->offset))[i] = (float)d;
+        }
+        if (!fixed) *(int *)(base + k->count_offset) = n;
+        return MR_OK;
+    }
+    case K_BACKBONE:
+        if (!cJSON_IsString(v) ||
+            (strcmp(v->valuestring, "resnet50") && strcmp(v->valuestring, "resnet101")))
+            return bad(origin, k, "%s must be \"resnet50\" or \"resnet101\"", "");
+        c->net.backbone_depth = strcmp(v->valuestring, "resnet50") ? 101 : 50;
+        return MR_OK;
+    case K_ROI_MODE:
+        if (!cJSON_IsString(v) ||
+            (strcmp(v->valuestring, "crop_and_resize") && strcmp(v->valuestring, "average")))
+            return bad(origin, k, "%s must be \"crop_and_resize\" or \"average\"", "");
+        c->net.roi_align_mode =
+            strcmp(v->valuestring, "average") ? MR_ROI_CROP_AND_RESIZE : MR_ROI_AVERAGE;
+        return MR_OK;
+    case K_ANCHOR_FORM:
+        if (!cJSON_IsString(v) ||
+            (strcmp(v->valuestring, "per_level") && strcmp(v->valuestring, "every_level")))
+            return bad(origin, k, "%s must be \"per_level\" or \"every_level\"", "");
+        c->net.anchor_scales_per_level = !strcmp(v->valuestring, "per_level");
+        return MR_OK;
+    case K_SQUARE: {
+        if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2)
+            return bad(origin, k, "%s must be [n, n]", "");
+        double a = 0, b = 0;
+        MR_TRY(read_number(origin, k, cJSON_GetArrayItem(v, 0), &a, "[0]"));
+        MR_TRY(read_number(origin, k, cJSON_GetArrayItem(v, 1), &b, "[1]"));
+        if (a != b || a != floor(a)) return bad(origin, k, "%s must be square: [n, n]", "");
+        *(int *)(base + k->offset) = (int)a;
+        return MR_OK;
+    }
+    case K_CLASSES: {
+        if (!cJSON_IsArray(v)) return bad(origin, k, "%s must be a list of names", "");
+        int n = cJSON_GetArraySize(v);
+        if (n < 2 || n > MR_MAX_CLASSES)
+            return mr_fail(MR_ERR_CONFIG, "%s: CLASS_NAMES has %d names, expected 2 to %d (BG "
+                                          "first)",
+                           origin, n, MR_MAX_CLASSES);
+        for (int i = 0; i < n; i++) {
+            snprintf(where, sizeof where, "CLASS_NAMES[%d]", i);
+            MR_TRY(read_string(origin, where, cJSON_GetArrayItem(v, i), c->class_names[i],
+                               sizeof c->class_names[i]));
+            for (int j = 0; j < i; j++)
+                if (!strcmp(c->class_names[i], c->class_names[j]))
+                    return mr_fail(MR_ERR_CONFIG, "%s: CLASS_NAMES lists \"%s\" twice", origin,
+                                   c->class_names[i]);
+        }
+        c->net.num_classes = n;
+        return MR_OK;
+    }
+    case K_DATASET: {
+        if (!cJSON_IsObject(v)) return bad(origin, k, "%s must be {\"TRAIN\": path, \"VAL\": path}", "");
+        const cJSON *item;
+        cJSON_ArrayForEach(item, v) {
+            if (!strcmp(item->string, "TRAIN"))
+                MR_TRY(read_string(origin, "DATASET.TRAIN", item, c->train_data, sizeof c->train_data));
+            else if (!strcmp(item->string, "VAL"))
+                MR_TRY(read_string(origin, "DATASET.VAL", item, c->val_data, sizeof c->val_data));
+            else
+                return mr_fail(MR_ERR_CONFIG, "%s: DATASET has unknown key \"%s\" (TRAIN or VAL)",
+                               origin, item->string);
+        }
+        return MR_OK;
+    }
+    case K_LOSSES: {
+        if (!cJSON_IsObject(v)) return bad(origin, k, "%s must be an object of loss weights", "");
+        const cJSON *item;
+        cJSON_ArrayForEach(item, v) {
+            int found = -1;
+            for (int i = 0; i < 5; i++)
+                if (!strcmp(item->string, mr_loss_names[i])) found = i;
+            if (found < 0)
+                return mr_fail(MR_ERR_CONFIG, "%s: LOSS_WEIGHTS has unknown loss \"%s\" (%s, %s, "
+                                              "%s, %s, %s)",
+                               origin, item->string, mr_loss_names[0],
+                               mr_loss_names[1], mr_loss_names[2],
+                               mr_loss_names[3], mr_loss_names[4]);
+            snprintf(where, sizeof where, ".%s", item->string);
+            MR_TRY(read_number(origin, k, item, &d, where));
+            c->net.loss_weights[found] = (float)d;
+        }
+        return MR_OK;
+    }
+    case K_STAGES: {
+        if (!cJSON_IsArray(v)) return bad(origin, k, "%s must be a list of stages", "");
+        int n = cJSON_GetArraySize(v);
+        if (n < 1 || n > MR_MAX_STAGES)
+            return mr_fail(MR_ERR_CONFIG, "%s: STAGES has %d entries, expected 1 to %d", origin, n,
+                           MR_MAX_STAGES);
+        for (int i = 0; i < n; i++) {
+            const cJSON *s = cJSON_GetArrayItem(v, i);
+            mr_stage *st = &c->stages[i];
+            if (!cJSON_IsObject(s))
+                return mr_fail(MR_ERR_CONFIG, "%s: STAGES[%d] must be an object", origin, i);
+            const cJSON *layers = cJSON_GetObjectItemCaseSensitive(s, "LAYERS");
+            const cJSON *until = cJSON_GetObjectItemCaseSensitive(s, "UNTIL_EPOCH");
+            const cJSON *lr = cJSON_GetObjectItemCaseSensitive(s, "LEARNING_RATE");
+            const cJSON *item;
+            cJSON_ArrayForEach(item, s) {
+                if (strcmp(item->string, "LAYERS") && strcmp(item->string, "UNTIL_EPOCH") &&
+                    strcmp(item->string, "LEARNING_RATE"))
+                    return mr_fail(MR_ERR_CONFIG, "%s: STAGES[%d] has unknown key \"%s\" (LAYERS, "
+                                                  "UNTIL_EPOCH, LEARNING_RATE)",
+                                   origin, i, item->string);
+            }
+            snprintf(where, sizeof where, "STAGES[%d].LAYERS", i);
+            if (!layers) return mr_fail(MR_ERR_CONFIG, "%s: %s is missing", origin, where);
+            MR_TRY(read_string(origin, where, layers, st->layers, sizeof st->layers));
+            key_spec ek = {.name = "STAGES", .min = 1, .max = 100000};
+            snprintf(where, sizeof where, "[%d].UNTIL_EPOCH", i);
+            if (!until) return mr_fail(MR_ERR_CONFIG, "%s: STAGES%s is missing", origin, where);
+            MR_TRY(read_number(origin, &ek, until, &d, where));
+            st->until_epoch = (int)d;
+            if (i > 0 && st->until_epoch <= c->stages[i - 1].until_epoch)
+                return mr_fail(MR_ERR_CONFIG, "%s: STAGES[%d].UNTIL_EPOCH %d must be after the "
+                                              "previous stage's %d",
+                               origin, i, st->until_epoch, c->stages[i - 1].until_epoch);
+            key_spec lk = {.name = "STAGES", .min = 1e-9, .max = 10};
+            snprintf(where, sizeof where, "[%d].LEARNING_RATE", i);
+            st->learning_rate = -1.0f; /* filled from LEARNING_RATE after the whole file */
+            if (lr) {
+                MR_TRY(read_number(origin, &lk, lr, &d, where));
+                st->learning_rate = (float)d;
+            }
+        }
+        c->n_stages = n;
+        return MR_OK;
+    }
+    }
+    return mr_fail(MR_ERR_CONFIG, "%s: %s has an unhandled type", origin, k->name);
+}
+
+static mr_status check_whole(const char *origin, mr_config *c, bool had_classes, bool had_stages,
+                             bool had_epochs) {
+    if (c->net.image_max_dim % 64)
+        return mr_fail(MR_ERR_CONFIG, "%s: IMAGE_MAX_DIM %d must be a multiple of 64 (the "
+                                      "network halves the image six times)",
+                       origin, c->net.image_max_dim);
+    if (c->net.image_min_dim > c->net.image_max_dim)
+        return mr_fail(MR_ERR_CONFIG, "%s: IMAGE_MIN_DIM %d is larger than IMAGE_MAX_DIM %d",
+                       origin, c->net.image_min_dim, c->net.image_max_dim);
+    if (c->net.anchor_scales_per_level && c->net.n_anchor_scales != 5)
+        return mr_fail(MR_ERR_CONFIG, "%s: RPN_ANCHOR_SCALES has %d values; with one scale per "
+                                      "FPN level it needs 5 (P2..P6), or set RPN_ANCHOR_FORM "
+                                      "\"every_level\"",
+                       origin, c->net.n_anchor_scales);
+    if (c->net.mask_shape != c->net.mask_pool_size && c->net.mask_shape != 2 * c->net.mask_pool_size)
+        return mr_fail(MR_ERR_CONFIG, "%s: MASK_SHAPE %d must be MASK_POOL_SIZE %d or twice it",
+                       origin, c->net.mask_shape, c->net.mask_pool_size);
+    if (!had_classes)
+        for (int i = 1; i < c->net.num_classes; i++)
+            snprintf(c->class_names[i], sizeof c->class_names[i], "class%d", i);
+    if (strcmp(c->class_names[0], "BG"))
+        return mr_fail(MR_ERR_CONFIG, "%s: CLASS_NAMES must start with \"BG\" (the background), "
+                                      "found \"%s\"",
+                       origin, c->class_names[0]);
+    if (!had_stages) {
+        c->n_stages = 1;
+        snprintf(c->stages[0].layers, sizeof c->stages[0].layers, "all");
+        c->stages[0].until_epoch = c->epochs;
+    }
+    for (int i = 0; i < c->n_stages; i++)
+        if (c->stages[i].learning_rate < 0.0f || !had_stages)
+            c->stages[i].learning_rate = c->learning_rate;
+    if (had_stages && !had_epochs) c->epochs = c->stages[c->n_stages - 1].until_epoch;
+    if (c->stages[c->n_stages - 1].until_epoch < c->epochs)
+        return mr_fail(MR_ERR_CONFIG, "%s: the last stage ends at epoch %d but EPOCHS is %d; "
+                                      "extend the last UNTIL_EPOCH",
+                       origin, c->stages[c->n_stages - 1].until_epoch, c->epochs);
+    mr_anchor_config a = mr_net_anchor_config(&c->net);
+    mr_status st = mr_anchor_config_check(&a);
+    if (st != MR_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", mr_last_error());
+        return mr_fail(MR_ERR_CONFIG, "%s: %s", origin, msg);
+    }
+    return MR_OK;
+}
+
+mr_status mr_config_parse(const char *text, const char *origin, mr_config *c) {
+    snprintf(c->source, sizeof c->source, "%s", origin);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+    if (!root) {
+        int line, col;
+        const char *at = cJSON_GetErrorPtr();
+        line_col(text, at ? at : text, &line, &col);
+        return mr_fail(MR_ERR_CONFIG, "%s:%d:%d: not valid JSON", origin, line, col);
+    }
+    mr_status st = MR_OK;
+    if (!cJSON_IsObject(root)) st = mr_fail(MR_ERR_CONFIG, "%s: a config is a JSON object", origin);
+    bool had_classes = false, had_stages = false, had_epochs = false, had_num_classes = false;
+    const cJSON *item;
+    /* NUM_CLASSES and CLASS_NAMES may come in either order; both must agree. */
+    cJSON_ArrayForEach(item, root) {
+        if (st != MR_OK) break;
+        const key_spec *k = NULL;
+        for (size_t i = 0; i < N_KEYS; i++)
+            if (!strcmp(item->string, keys[i].name)) k = &keys[i];
+        if (!k) {
+            const char *guess = closest_key(item->string);
+            st = guess ? mr_fail(MR_ERR_CONFIG, "%s: unknown key \"%s\"; did you mean \"%s\"?",
+                                 origin, item->string, guess)
+                       : mr_fail(MR_ERR_CONFIG, "%s: unknown key \"%s\" (see configs/README for "
+                                                "the keys)",
+                                 origin, item->string);
+            break;
+        }
+        int before = c->net.num_classes;
+        st = read_key(origin, k, item, c);
+        if (k->type == K_CLASSES) {
+            had_classes = true;
+            if (had_num_classes && before != c->net.num_classes)
+                st = mr_fail(MR_ERR_CONFIG, "%s: NUM_CLASSES is %d but CLASS_NAMES lists %d names",
+                             origin, before, c->net.num_classes);
+        }
+        if (!strcmp(k->name, "NUM_CLASSES")) {
+            if (had_classes && before != c->net.num_classes)
+                st = mr_fail(MR_ERR_CONFIG, "%s: NUM_CLASSES is %d but CLASS_NAMES lists %d names",
+                             origin, c->net.num_classes, before);
+            had_num_classes = true;
+        }
+        had_stages |= k->type == K_STAGES;
+        had_epochs |= !strcmp(k->name, "EPOCHS");
+    }
+    cJSON_Delete(root);
+    if (st == MR_OK) st = check_whole(origin, c, had_classes, had_stages, had_epochs);
+    return st;
+}
+
+mr_status mr_config_load(const char *path, mr_config *c) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return mr_fail(MR_ERR_IO, "%s: cannot open config: %s", path, strerror(errno));
+    char *text = NULL;
+    size_t size = 0, cap = 0;
+    for (;;) {
+        if (size + 4096 + 1 > cap) {
+            cap = cap ? 2 * cap : 16384;
+            if (cap > ((size_t)16 << 20)) {
+                free(text);
+                fclose(f);
+                return mr_fail(MR_ERR_CONFIG, "%s: config larger than 16 MiB", path);
+            }
+            char *grown = realloc(text, cap);
+            if (!grown) {
+                free(text);
+                fclose(f);
+                return mr_fail(MR_ERR_NOMEM, "%s: no memory to read the config", path);
+            }
+            text = grown;
+        }
+        size_t got = fread(text + size, 1, 4096, f);
+        size += got;
+        if (got < 4096) break;
+    }
+    fclose(f);
+    text[size] = '\0';
+    mr_status st = mr_config_parse(text, path, c);
+    free(text);
+    return st;
+}
+
+/* ---- writing ------------------------------------------------------------------------------ */
+
+char *mr_config_to_json(const mr_config *c) {
+    cJSON *root = cJSON_CreateObject();
+    const char *base = (const char *)c;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const key_spec *k = &keys[i];
+        cJSON *v = NULL;
+        switch (k->type) {
+        case K_INT: v = cJSON_CreateNumber(*(const int *)(base + k->offset)); break;
+        case K_FLOAT: v = cJSON_CreateNumber((double)*(const float *)(base + k->offset)); break;
+        case K_BOOL:
+            v = cJSON_CreateBool(k->offset == TOP(augment) ? *(const int *)(base + k->offset)
+                                                           : *(const bool *)(base + k->offset));
+            break;
+        case K_STRING: v = cJSON_CreateString(base + k->offset); break;
+        case K_SEED: v = cJSON_CreateNumber((double)c->seed); break;
+        case K_FLOATS: {
+            int n = k->count_offset ? *(const int *)(base + k->count_offset) : k->max_count;
+            v = cJSON_CreateArray();
+            for (int j = 0; j < n; j++)
+                cJSON_AddItemToArray(v, cJSON_CreateNumber((double)((const float *)(base + k->offset))[j]));
+            break;
+        }
+        case K_INTS:
+            v = cJSON_CreateIntArray((const int *)(base + k->offset), k->max_count);
+            break;
+        case K_BACKBONE:
+            v = cJSON_CreateString(c->net.backbone_depth == 50 ? "resnet50" : "resnet101");
+            break;
+        case K_ROI_MODE:
+            v = cJSON_CreateString(c->net.roi_align_mode == MR_ROI_AVERAGE ? "average"
+                                                                           : "crop_and_resize");
+            break;
+        case K_ANCHOR_FORM:
+            v = cJSON_CreateString(c->net.anchor_scales_per_level ? "per_level" : "every_level");
+            break;
+        case K_SQUARE: {
+            int n = *(const int *)(base + k->offset), pair[2] = {n, n};
+            v = cJSON_CreateIntArray(pair, 2);
+            break;
+        }
+        case K_CLASSES:
+            v = cJSON_CreateArray();
+            for (int j = 0; j < c->net.num_classes; j++)
+                cJSON_AddItemToArray(v, cJSON_CreateString(c->class_names[j]));
+            break;
+        case K_DATASET:
+            v = cJSON_CreateObject();
+            cJSON_AddStringToObject(v, "TRAIN", c->train_data);
+            cJSON_AddStringToObject(v, "VAL", c->val_data);
+            break;
+        case K_LOSSES:
+            v = cJSON_CreateObject();
+            for (int j = 0; j < MR_LOSS_COUNT; j++)
+                cJSON_AddNumberToObject(v, mr_loss_names[j], (double)c->net.loss_weights[j]);
+            break;
+        case K_STAGES:
+            v = cJSON_CreateArray();
+            for (int j = 0; j < c->n_stages; j++) {
+                cJSON *s = cJSON_CreateObject();
+                cJSON_AddStringToObject(s, "LAYERS", c->stages[j].layers);
+                cJSON_AddNumberToObject(s, "UNTIL_EPOCH", c->stages[j].until_epoch);
+                cJSON_AddNumberToObject(s, "LEARNING_RATE", (double)c->stages[j].learning_rate);
+                cJSON_AddItemToArray(v, s);
+            }
+            break;
+        }
+        if (v) cJSON_AddItemToObject(root, k->name, v);
+    }
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    return text;
+}
+
+uint64_t mr_config_hash(const mr_config *c) {
+    char *text = mr_config_to_json(c);
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = text; p && *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    free(text);
+    return h;
+}
+
+const mr_stage *mr_config_stage(const mr_config *c, int epoch) {
+    for (int i = 0; i < c->n_stages; i++)
+        if (epoch < c->stages[i].until_epoch) return &c->stages[i];
+    return &c->stages[c->n_stages - 1];
+}

@@ -1,0 +1,49 @@
+/* Configs: JSON files whose keys are Matterport's Config names plus mrcnn's own (CLASS_NAMES,
+ * DATASET, STAGES, EPOCHS, ...). Every key is known, typed and range-checked; an unknown key is
+ * an error with a did-you-mean. The resolved config is printable as JSON and hashable. */
+#ifndef MR_CONFIG_H
+#define MR_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../layers/model.h"
+
+#define MR_MAX_STAGES 8
+
+typedef struct {
+    char layers[256];     /* "heads", "3+", "4+", "5+", "all" or a regex of layer names */
+    int until_epoch;      /* the stage runs while epoch < until_epoch */
+    float learning_rate;
+} mr_stage;
+
+typedef struct {
+    mr_net_config net;
+    char name[64];                        /* NAME */
+    char class_names[MR_MAX_CLASSES][48]; /* CLASS_NAMES, [0] = "BG" */
+    char class_attribute[64];             /* CLASS_ATTRIBUTE ("" = class/name/label/type) */
+    char train_data[1024], val_data[1024]; /* DATASET.TRAIN / DATASET.VAL */
+    int epochs, steps_per_epoch, validation_steps, batch_size;
+    float learning_rate, learning_momentum, gradient_clip_norm;
+    mr_stage stages[MR_MAX_STAGES];
+    int n_stages;
+    uint64_t seed;
+    int checkpoint_keep;
+    int arena_mb;                         /* ARENA_MB: per-step memory */
+    int augment;                          /* AUGMENT: 0 off, 1 on */
+    char source[1024];                    /* the file it came from */
+} mr_config;
+
+void mr_config_defaults(mr_config *c);
+/* Reads a config file over the defaults. Errors name the file, the key and what was expected. */
+mr_status mr_config_load(const char *path, mr_config *c);
+/* The same from JSON text (`origin` names it in messages). */
+mr_status mr_config_parse(const char *text, const char *origin, mr_config *c);
+/* The full resolved config as JSON text (malloc'd); loads back to the same config. */
+char *mr_config_to_json(const mr_config *c);
+/* FNV-1a of the resolved JSON, for the banner and checkpoints. */
+uint64_t mr_config_hash(const mr_config *c);
+/* The stage (LAYERS, LEARNING_RATE) in force at a 0-based epoch. */
+const mr_stage *mr_config_stage(const mr_config *c, int epoch);
+
+#endif

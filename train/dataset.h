@@ -1,0 +1,85 @@
+/* Training data: annotations + images -> molded batches with ground truth (boxes, class ids,
+ * mini-masks), seeded shuffling each epoch, seeded augmentation, and a background prefetch
+ * thread. The order and the augmentation of every sample are functions of (SEED, epoch, step),
+ * so a checkpoint needs only the epoch and step to resume the data stream exactly. */
+#ifndef MR_DATASET_H
+#define MR_DATASET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../data/annotations.h"
+#include "../data/augment.h"
+#include "../layers/mold.h"
+#include "../losses/losses.h"
+#include "config.h"
+
+/* One sample as the network sees it. */
+typedef struct {
+    float *image;       /* (S, S, C) molded: resized, padded, mean subtracted */
+    mr_mold_info mold;  /* where the original image sits (before augmentation moved it) */
+    int64_t n;          /* instances after augmentation (vanished ones dropped) */
+    float *boxes;       /* (n, 4) molded-image pixels, y2/x2 exclusive (extract_bboxes) */
+    int64_t *class_ids; /* (n) */
+    uint8_t *masks;     /* (n, M, M) mini-masks (M = MINI_MASK_SHAPE) or (n, S, S) full */
+    int64_t mask_h, mask_w;
+    int64_t record; /* index into the dataset's records */
+} mr_sample;
+
+/* A batch owns its samples; samples[i].image points into `images` (no second copy), and
+ * gt[i] points into samples[i]. Boxes, class ids and masks are never NULL, even when n = 0. */
+typedef struct {
+    int64_t size; /* BATCH_SIZE */
+    int64_t image_side, channels;
+    float *images;      /* (size, S, S, C), ready to copy into the step's input tensor */
+    mr_sample *samples; /* (size) */
+    mr_image_gt *gt;    /* (size) views of the samples for mr_training_losses */
+    int epoch, step;    /* which batch of the stream this is */
+} mr_batch;
+
+typedef struct mr_dataset mr_dataset;
+
+/* Loads one split: `path` is an annotation file or a folder holding one (see
+ * mr_annotations_load). Uses CLASS_NAMES and CLASS_ATTRIBUTE from the config. Fails with the
+ * first error (and the report listing every problem) when any image or region is in error:
+ * bad data fails before the first step. */
+mr_status mr_dataset_open(mr_dataset **out, const char *path, const mr_config *cfg, bool training);
+void mr_dataset_close(mr_dataset *d);
+const mr_annotations *mr_dataset_annotations(const mr_dataset *d);
+int64_t mr_dataset_size(const mr_dataset *d);
+
+/* The augmentation used for training samples (mr_augment_defaults() after open; only used when
+ * the split is for training and AUGMENT is on). Not while the prefetcher runs. */
+void mr_dataset_set_augment(mr_dataset *d, const mr_augment_params *params);
+
+/* Loads and molds one record; `augment_seed` 0 means no augmentation. The sample owns its
+ * buffers (mr_sample_free). */
+mr_status mr_dataset_sample(const mr_dataset *d, int64_t record, uint64_t augment_seed,
+                            mr_sample *out);
+void mr_sample_free(mr_sample *s);
+
+/* The record at position `step * batch + i` of the stream of epoch `epoch`: a fresh seeded
+ * permutation each epoch (when training; the file order for validation), wrapping around
+ * when an epoch needs more samples than the split holds. Training: position p reads
+ * perm_k[p % n] with k = p / n, where perm_0 is shuffled from hash(SEED, epoch) and perm_k
+ * (k > 0) from hash(SEED, epoch, k); so every run of n positions visits each record once.
+ * Validation: p % n. Thread-safe. */
+int64_t mr_dataset_record_at(const mr_dataset *d, int epoch, int64_t position);
+/* The augmentation seed of a stream position: hash(SEED, epoch, position) | 1 when training
+ * with AUGMENT on, else 0 (no augmentation). */
+uint64_t mr_dataset_augment_seed(const mr_dataset *d, int epoch, int64_t position);
+
+/* Background prefetch: start() begins producing batches (epoch, step), (epoch, step+1), ...
+ * up to `steps_per_epoch` per epoch, then (epoch+1, 0), ... until stop(); at most two batches
+ * wait ready. Batch (epoch, step) holds the samples at positions step*B .. step*B+B-1 of its
+ * epoch, each a pure function of (SEED, epoch, position), so a resumed run sees the same bytes.
+ * next() hands out the next one (blocking) and the caller returns it with release(). Errors
+ * (an image gone or unreadable since open) surface from next() after the batches made before
+ * them, with the loader's message; the stream then ends. start() while running restarts it;
+ * stop() joins the thread and frees batches not handed out (close() stops too). */
+mr_status mr_dataset_start(mr_dataset *d, int epoch, int step, int steps_per_epoch);
+mr_status mr_dataset_next(mr_dataset *d, mr_batch **batch);
+void mr_dataset_release(mr_dataset *d, mr_batch *batch);
+void mr_dataset_stop(mr_dataset *d);
+
+#endif

@@ -1,0 +1,463 @@
+/* The training loop. Everything random in a step (data order, augmentation, anchor and ROI
+ * sampling) is a function of (SEED, epoch, step), so the state a resume needs is the weights,
+ * the momentum and the (epoch, step) position; the checkpoint holds all of it. */
+#include "trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/log.h"
+#include "../core/rng.h"
+#include "../core/runtime.h"
+#include "../losses/losses.h"
+#include "checkpoint.h"
+#include "dataset.h"
+#include "report.h"
+#include "sgd.h"
+#include "weights.h"
+
+#define MAX_BAD_STEPS 5
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* splitmix-style mixing of the seed with the stream coordinates. */
+static uint64_t mix(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
+    uint64_t h = seed ^ 0x9e3779b97f4a7c15ull;
+    uint64_t parts[3] = {a, b, c};
+    for (int i = 0; i < 3; i++) {
+        h ^= parts[i] + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+        h = (h ^ (h >> 31)) * 0xbf58476d1ce4e5b9ull;
+    }
+    return h ^ (h >> 29);
+}
+
+static mr_status make_dirs(const char *path) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return mr_fail(MR_ERR_IO, "%s: cannot create folder: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return mr_fail(MR_ERR_IO, "%s: cannot create folder: %s", buf, strerror(errno));
+    return MR_OK;
+}
+
+/* Keras' defaults: glorot-uniform kernels, zero biases, batch norm gamma 1 beta 0 mean 0 var 1. */
+void mr_init_weights(mr_params *p, uint64_t seed) {
+    mr_rng rng;
+    mr_rng_seed(&rng, seed);
+    for (int i = 0; i < p->count; i++) {
+        mr_param *q = &p->items[i];
+        const char *w = strrchr(q->name, '/') + 1;
+        float fill = !strcmp(w, "gamma") || !strcmp(w, "moving_variance") ? 1.0f : 0.0f;
+        if (strcmp(w, "kernel")) {
+            for (int64_t k = 0; k < q->t.numel; k++) q->t.data[k] = fill;
+            continue;
+        }
+        int64_t receptive = 1;
+        for (int d = 0; d < q->t.ndim - 2; d++) receptive *= q->t.shape[d];
+        double fan_in = (double)(receptive * q->t.shape[q->t.ndim - 2]);
+        double fan_out = (double)(receptive * q->t.shape[q->t.ndim - 1]);
+        float limit = (float)sqrt(6.0 / (fan_in + fan_out));
+        for (int64_t k = 0; k < q->t.numel; k++)
+            q->t.data[k] = limit * (2.0f * mr_rng_uniform(&rng) - 1.0f);
+    }
+}
+
+typedef struct {
+    mr_config cfg;
+    mr_model model;
+    mr_dataset *train, *val;
+    mr_ctx ctx;
+    char run_dir[1024];
+    FILE *log;
+    bool tty, quiet;
+    int bad_steps;
+} trainer;
+
+static void trainer_close(trainer *t) {
+    if (t->train) mr_dataset_close(t->train);
+    if (t->val) mr_dataset_close(t->val);
+    mr_model_free(&t->model);
+    mr_ctx_free(&t->ctx);
+    if (t->log) fclose(t->log);
+}
+
+/* Runs the training graph on one batch; returns the loss tensor or NULL (ctx->status). */
+static mr_tensor *batch_losses(trainer *t, const mr_batch *b, uint64_t rng_seed,
+                               mr_loss_values *values) {
+    const mr_net_config *n = &t->cfg.net;
+    mr_tensor *images = mr_tensor_4d(&t->ctx, "images", b->size, n->image_max_dim,
+                                     n->image_max_dim, n->image_channels);
+    if (!images) return NULL;
+    memcpy(images->data, b->images, sizeof(float) * (size_t)images->numel);
+    mr_rng rng;
+    mr_rng_seed(&rng, rng_seed);
+    return mr_training_losses(&t->ctx, &t->model, images, b->gt, NULL, &rng, values);
+}
+
+static void batch_names(const trainer *t, const mr_batch *b, char *buf, size_t size) {
+    const mr_annotations *a = mr_dataset_annotations(t->train);
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int64_t i = 0; i < b->size && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "",
+                                 a->records[b->samples[i].record].path);
+}
+
+static void progress(const trainer *t, int epoch, int step, double elapsed, int steps_left,
+                     const mr_loss_values *v, double l2) {
+    const mr_config *c = &t->cfg;
+    if (t->quiet) return;
+    double per_step = elapsed / (double)(step + 1);
+    long eta = (long)(per_step * (double)steps_left);
+    char losses[256];
+    snprintf(losses, sizeof losses,
+             "loss %.4f | rpn_class %.4f rpn_bbox %.4f class %.4f bbox %.4f mask %.4f",
+             (double)v->total + l2, (double)v->value[0], (double)v->value[1], (double)v->value[2],
+             (double)v->value[3], (double)v->value[4]);
+    if (t->tty) {
+        int width = 20, done = (step + 1) * width / c->steps_per_epoch;
+        char bar[32];
+        for (int i = 0; i < width; i++) bar[i] = i < done ? '#' : '.';
+        bar[width] = '\0';
+        fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %d/%d ETA %ld:%02ld:%02ld %s", epoch + 1,
+                c->epochs, bar, step + 1, c->steps_per_epoch, eta / 3600, eta / 60 % 60, eta % 60,
+                losses);
+        if (step + 1 == c->steps_per_epoch) fputc('\n', stderr);
+    } else {
+        int every = c->steps_per_epoch >= 10 ? c->steps_per_epoch / 10 : 1;
+        if ((step + 1) % every == 0 || step + 1 == c->steps_per_epoch)
+            fprintf(stderr, "epoch %d/%d step %d/%d %.2fs/step ETA %lds %s\n", epoch + 1,
+                    c->epochs, step + 1, c->steps_per_epoch, per_step, eta, losses);
+    }
+}
+
+static void log_step(trainer *t, int epoch, long global, const mr_loss_values *v, double l2,
+                     float lr, const mr_sgd_report *r, double seconds) {
+    if (!t->log) return;
+    fprintf(t->log, "{\"type\":\"step\",\"epoch\":%d,\"step\":%ld,\"loss\":%.6g", epoch + 1,
+            global, (double)v->total + l2);
+    for (int i = 0; i < MR_LOSS_COUNT; i++)
+        fprintf(t->log, ",\"%s\":%.6g", mr_loss_names[i], (double)v->value[i]);
+    fprintf(t->log, ",\"l2\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"seconds\":%.4f}\n", l2,
+            (double)lr, r->grad_norm, seconds);
+    fflush(t->log);
+}
+
+/* Mean losses over VALIDATION_STEPS batches, recording off. */
+static mr_status validate(trainer *t, int epoch, double *val_loss, double terms[MR_LOSS_COUNT]) {
+    const mr_config *c = &t->cfg;
+    *val_loss = NAN;
+    for (int i = 0; i < MR_LOSS_COUNT; i++) terms[i] = 0.0;
+    if (!t->val || c->validation_steps == 0) return MR_OK;
+    MR_TRY(mr_dataset_start(t->val, 0, 0, c->validation_steps));
+    double total = 0.0, l2 = mr_weight_decay_loss(&t->model.params, c->net.weight_decay);
+    mr_status st = MR_OK;
+    for (int v = 0; v < c->validation_steps && st == MR_OK; v++) {
+        mr_batch *b = NULL;
+        if ((st = mr_dataset_next(t->val, &b)) != MR_OK) break;
+        mr_ctx_reset(&t->ctx);
+        bool was = mr_no_grad_begin(&t->ctx);
+        mr_loss_values values;
+        mr_tensor *loss = batch_losses(t, b, mix(c->seed, 0x7a1, (uint64_t)epoch, (uint64_t)v),
+                                       &values);
+        mr_no_grad_end(&t->ctx, was);
+        mr_dataset_release(t->val, b);
+        if (!loss) {
+            st = t->ctx.status;
+            break;
+        }
+        total += (double)values.total + l2;
+        for (int i = 0; i < MR_LOSS_COUNT; i++) terms[i] += (double)values.value[i];
+    }
+    mr_dataset_stop(t->val);
+    if (st != MR_OK) return st;
+    *val_loss = total / c->validation_steps;
+    for (int i = 0; i < MR_LOSS_COUNT; i++) terms[i] /= c->validation_steps;
+    return MR_OK;
+}
+
+static mr_status save(trainer *t, int epoch, int step_in_epoch, double val_loss, const char *why) {
+    const mr_config *c = &t->cfg;
+    char path[1200];
+    long global = (long)epoch * c->steps_per_epoch + step_in_epoch;
+    /* A checkpoint is named by where training resumes: the epoch index and global step. */
+    mr_checkpoint_path(path, sizeof path, t->run_dir, epoch, global);
+    int64_t order[2] = {epoch, step_in_epoch};
+    char *config_json = mr_config_to_json(c);
+    mr_checkpoint_state s = {.epoch = epoch,
+                             .step = global,
+                             .data_order = order,
+                             .n_data_order = 2,
+                             .config_json = config_json,
+                             .metrics_json = NULL,
+                             .val_loss = val_loss};
+    mr_rng_seed(&s.rng, c->seed);
+    mr_status st = mr_checkpoint_save(path, &t->model.params, &s);
+    free(config_json);
+    if (st != MR_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", mr_last_error());
+        return mr_fail(st, "%s; the previous checkpoint in %s is intact", msg, t->run_dir);
+    }
+    if (!t->quiet) mr_info("saved %s (%s)", path, why);
+    return mr_checkpoint_prune(t->run_dir, c->checkpoint_keep, NULL);
+}
+
+static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_epoch,
+                          int *start_step) {
+    mr_config *c = &t->cfg;
+    mr_config_defaults(c);
+    *start_epoch = *start_step = 0;
+    char resume_from[1200] = "";
+    if (opt->resume_dir) {
+        int skipped = 0;
+        MR_TRY(mr_checkpoint_find_latest(opt->resume_dir, resume_from, sizeof resume_from,
+                                         &skipped));
+        if (skipped) mr_warn("skipped %d damaged checkpoint(s); resuming from %s", skipped,
+                             resume_from);
+        mr_checkpoint_state s;
+        MR_TRY(mr_checkpoint_read_state(resume_from, &s));
+        mr_status st = mr_config_parse(s.config_json ? s.config_json : "{}", resume_from, c);
+        if (st == MR_OK && s.n_data_order >= 2) {
+            *start_epoch = (int)s.data_order[0];
+            *start_step = (int)s.data_order[1];
+        }
+        mr_checkpoint_state_free(&s);
+        MR_TRY(st);
+        snprintf(t->run_dir, sizeof t->run_dir, "%s", opt->resume_dir);
+    } else {
+        if (!opt->config_path) return mr_fail(MR_ERR_ARG, "no --config given");
+        MR_TRY(mr_config_load(opt->config_path, c));
+    }
+    if (opt->data_dir) {
+        snprintf(c->train_data, sizeof c->train_data, "%s/train", opt->data_dir);
+        snprintf(c->val_data, sizeof c->val_data, "%s/val", opt->data_dir);
+    }
+    if (opt->epochs > 0) {
+        c->epochs = opt->epochs;
+        if (c->stages[c->n_stages - 1].until_epoch < c->epochs)
+            c->stages[c->n_stages - 1].until_epoch = c->epochs;
+    }
+    if (!c->train_data[0])
+        return mr_fail(MR_ERR_CONFIG, "%s: no training data: set DATASET.TRAIN or pass --data",
+                       c->source);
+    if (!opt->resume_dir) {
+        if (opt->out_dir) {
+            snprintf(t->run_dir, sizeof t->run_dir, "%s", opt->out_dir);
+        } else {
+            time_t now = time(NULL);
+            struct tm tm;
+            localtime_r(&now, &tm);
+            snprintf(t->run_dir, sizeof t->run_dir, "runs/%s-%04d%02d%02dT%02d%02d", c->name,
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
+        }
+    }
+    MR_TRY(make_dirs(t->run_dir));
+    MR_TRY(mr_checkpoint_probe(t->run_dir, 0));
+
+    /* Data first: bad annotations or images fail here, before any weights are touched. */
+    MR_TRY(mr_dataset_open(&t->train, c->train_data, c, true));
+    if (c->val_data[0] && c->validation_steps > 0)
+        MR_TRY(mr_dataset_open(&t->val, c->val_data, c, false));
+
+    MR_TRY(mr_model_init(&t->model, &c->net));
+    MR_TRY(mr_ctx_init(&t->ctx, (size_t)c->arena_mb << 20));
+    mr_init_weights(&t->model.params, c->seed);
+    if (resume_from[0]) {
+        mr_checkpoint_state s;
+        MR_TRY(mr_checkpoint_load(resume_from, &t->model.params, &s));
+        mr_checkpoint_state_free(&s);
+        if (!opt->quiet)
+            mr_info("resuming %s at epoch %d step %d from %s", t->run_dir, *start_epoch + 1,
+                    *start_step, resume_from);
+    } else if (opt->weights_path) {
+        mr_weights_load_options wo = {.exclude = opt->exclude, .n_exclude = opt->n_exclude};
+        mr_load_report report;
+        mr_status st = mr_weights_load(opt->weights_path, &t->model.params, &wo, &report);
+        if (!opt->quiet || st != MR_OK) mr_load_report_print(&report, stderr);
+        mr_load_report_free(&report);
+        MR_TRY(st);
+    }
+    /* The resolved config next to the checkpoints, for people and tools. */
+    char path[1200];
+    snprintf(path, sizeof path, "%s/config.json", t->run_dir);
+    char *json = mr_config_to_json(c);
+    FILE *f = fopen(path, "w");
+    if (!f || !json || fputs(json, f) < 0) {
+        free(json);
+        if (f) fclose(f);
+        return mr_fail(MR_ERR_IO, "%s: cannot write the resolved config", path);
+    }
+    free(json);
+    if (fclose(f) != 0) return mr_fail(MR_ERR_IO, "%s: cannot write the resolved config", path);
+    snprintf(path, sizeof path, "%s/log.jsonl", t->run_dir);
+    long keep_through = (long)*start_epoch * c->steps_per_epoch + *start_step;
+    MR_TRY(mr_report_trim_log(path, keep_through, *start_epoch));
+    t->log = fopen(path, "a");
+    if (!t->log) return mr_fail(MR_ERR_IO, "%s: cannot open the step log", path);
+    return MR_OK;
+}
+
+mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
+    trainer t;
+    memset(&t, 0, sizeof t);
+    memset(result, 0, sizeof *result);
+    result->best_val_loss = INFINITY;
+    t.quiet = opt->quiet;
+    t.tty = isatty(STDERR_FILENO);
+    int epoch = 0, step = 0;
+    mr_status st = open_run(&t, opt, &epoch, &step);
+    snprintf(result->run_dir, sizeof result->run_dir, "%s", t.run_dir);
+    if (st != MR_OK) {
+        trainer_close(&t);
+        return st;
+    }
+    mr_config *c = &t.cfg;
+    if (!t.quiet) {
+        mr_runtime_banner();
+        mr_info("config %s (hash %016llx): %s, %d classes, %dx%d; %lld training and %lld "
+                "validation images; run folder %s",
+                c->source, (unsigned long long)mr_config_hash(c),
+                c->net.backbone_depth == 50 ? "ResNet-50" : "ResNet-101", c->net.num_classes,
+                c->net.image_max_dim, c->net.image_max_dim,
+                (long long)mr_dataset_size(t.train), t.val ? (long long)mr_dataset_size(t.val) : 0LL,
+                t.run_dir);
+    }
+    long steps_run = 0;
+    double val_loss = NAN;
+    if (epoch < c->epochs) st = mr_dataset_start(t.train, epoch, step, c->steps_per_epoch);
+    for (; st == MR_OK && epoch < c->epochs; epoch++, step = 0) {
+        const mr_stage *stage = mr_config_stage(c, epoch);
+        int n_trainable = 0;
+        if ((st = mr_model_set_trainable(&t.model, stage->layers, &n_trainable)) != MR_OK) break;
+        /* Matterport compiles a fresh optimizer for each train() call, so momentum restarts
+         * with every stage. */
+        bool stage_start = epoch == 0 || mr_config_stage(c, epoch - 1) != stage;
+        if (stage_start && step == 0)
+            memset(t.model.params.momentum, 0, sizeof(float) * t.model.params.total);
+        if (!t.quiet && step == 0)
+            mr_info("epoch %d/%d: layers \"%s\" (%zu trainable values), learning rate %g",
+                    epoch + 1, c->epochs, stage->layers,
+                    mr_params_count_trainable(&t.model.params), (double)stage->learning_rate);
+        mr_sgd opt_sgd = {stage->learning_rate, c->learning_momentum, c->net.weight_decay,
+                          c->gradient_clip_norm};
+        double epoch_start = now_seconds(), epoch_loss = 0.0;
+        int epoch_steps = 0;
+        for (; step < c->steps_per_epoch; step++) {
+            mr_batch *b = NULL;
+            if ((st = mr_dataset_next(t.train, &b)) != MR_OK) break;
+            double t0 = now_seconds();
+            mr_ctx_reset(&t.ctx);
+            mr_loss_values v;
+            mr_tensor *loss = batch_losses(&t, b, mix(c->seed, 0x7a9, (uint64_t)epoch,
+                                                      (uint64_t)step), &v);
+            if (!loss) {
+                st = t.ctx.status;
+                mr_dataset_release(t.train, b);
+                break;
+            }
+            bool finite = isfinite(v.total);
+            mr_sgd_report rep = {.finite = true};
+            if (finite) {
+                mr_params_zero_grads(&t.model.params);
+                if ((st = mr_backward(&t.ctx, loss)) != MR_OK) {
+                    mr_dataset_release(t.train, b);
+                    break;
+                }
+                mr_sgd_step(&t.model.params, &opt_sgd, &rep);
+            }
+            if (!finite || !rep.finite) {
+                char names[2048], terms[256] = "";
+                batch_names(&t, b, names, sizeof names);
+                for (int i = 0; i < MR_LOSS_COUNT; i++)
+                    if (!isfinite(v.value[i]))
+                        snprintf(terms + strlen(terms), sizeof terms - strlen(terms), "%s%s",
+                                 terms[0] ? ", " : "", mr_loss_names[i]);
+                mr_warn("epoch %d step %d: %s is not finite (images: %s); update skipped",
+                        epoch + 1, step + 1, finite ? "the gradient of" : terms,
+                        finite ? rep.bad_param : names);
+                mr_dataset_release(t.train, b);
+                if (++t.bad_steps >= MAX_BAD_STEPS) {
+                    st = mr_fail(MR_ERR_NUMERIC, "stopped after %d non-finite steps in a row "
+                                                 "(last: %s); lower LEARNING_RATE or check the "
+                                                 "annotations of those images",
+                                 t.bad_steps, finite ? rep.bad_param : terms);
+                    break;
+                }
+                continue;
+            }
+            t.bad_steps = 0;
+            mr_dataset_release(t.train, b);
+            double seconds = now_seconds() - t0;
+            long global = (long)epoch * c->steps_per_epoch + step + 1;
+            log_step(&t, epoch, global, &v, rep.l2_loss, stage->learning_rate, &rep, seconds);
+            epoch_loss += (double)v.total + rep.l2_loss;
+            epoch_steps++;
+            result->last_train_loss = (double)v.total + rep.l2_loss;
+            steps_run++;
+            result->steps_done = global;
+            int left = (c->epochs - epoch - 1) * c->steps_per_epoch + (c->steps_per_epoch - step - 1);
+            progress(&t, epoch, step, now_seconds() - epoch_start, left, &v, rep.l2_loss);
+            bool stop = (opt->stop && *opt->stop) || (opt->max_steps > 0 && steps_run >= opt->max_steps);
+            if (stop && step + 1 < c->steps_per_epoch) {
+                mr_dataset_stop(t.train);
+                st = save(&t, epoch, step + 1, NAN, "interrupted");
+                if (st == MR_OK)
+                    st = mr_fail(MR_ERR_INTERRUPTED, "stopped at epoch %d step %d; resume with: "
+                                                     "mrcnn train --resume %s",
+                                 epoch + 1, step + 1, t.run_dir);
+                break;
+            }
+        }
+        if (st != MR_OK) break;
+        double terms[MR_LOSS_COUNT];
+        mr_dataset_stop(t.train);
+        if ((st = validate(&t, epoch, &val_loss, terms)) != MR_OK) break;
+        if (t.log) {
+            fprintf(t.log, "{\"type\":\"epoch\",\"epoch\":%d,\"loss\":%.6g,\"val_loss\":%.6g",
+                    epoch + 1, epoch_steps ? epoch_loss / epoch_steps : (double)NAN, val_loss);
+            for (int i = 0; i < MR_LOSS_COUNT; i++)
+                fprintf(t.log, ",\"val_%s\":%.6g", mr_loss_names[i], terms[i]);
+            fprintf(t.log, ",\"seconds\":%.2f}\n", now_seconds() - epoch_start);
+            fflush(t.log);
+        }
+        if (!t.quiet)
+            mr_info("epoch %d/%d done in %.0fs: loss %.4f, val_loss %.4f", epoch + 1, c->epochs,
+                    now_seconds() - epoch_start, epoch_steps ? epoch_loss / epoch_steps : (double)NAN,
+                    val_loss);
+        result->epochs_done = epoch + 1;
+        result->last_val_loss = val_loss;
+        if (val_loss < result->best_val_loss) result->best_val_loss = val_loss;
+        if ((st = save(&t, epoch + 1, 0, val_loss, "end of epoch")) != MR_OK) break;
+        mr_report_write(t.run_dir, c);
+        bool stop = (opt->stop && *opt->stop) || (opt->max_steps > 0 && steps_run >= opt->max_steps);
+        if (stop && epoch + 1 < c->epochs) {
+            st = mr_fail(MR_ERR_INTERRUPTED, "stopped after epoch %d; resume with: mrcnn train "
+                                             "--resume %s",
+                         epoch + 1, t.run_dir);
+            break;
+        }
+        if (epoch + 1 < c->epochs &&
+            (st = mr_dataset_start(t.train, epoch + 1, 0, c->steps_per_epoch)) != MR_OK)
+            break;
+    }
+    if (t.train) mr_dataset_stop(t.train);
+    trainer_close(&t);
+    return st;
+}

@@ -1,0 +1,41 @@
+/* The fine-tuning loop: config + data + (COCO) weights -> a run folder with per-epoch
+ * checkpoints, a step log, validation losses and report.html; stop at any step and resume
+ * bit-exactly. */
+#ifndef MR_TRAINER_H
+#define MR_TRAINER_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include "config.h"
+
+typedef struct {
+    const char *config_path;
+    const char *weights_path;     /* Keras HDF5, export or checkpoint; NULL: random init */
+    const char *const *exclude;   /* layer names left out of the weights */
+    int n_exclude;
+    const char *data_dir;         /* folder with train/ and val/, overrides DATASET */
+    int epochs;                   /* > 0 overrides EPOCHS */
+    const char *out_dir;          /* the run folder; NULL: runs/<name>-<date>T<time> */
+    const char *resume_dir;       /* continue this run from its newest complete checkpoint */
+    volatile sig_atomic_t *stop;  /* set by a signal handler: save at the end of the step */
+    bool quiet;                   /* no progress bar or step lines (tests) */
+    int max_steps;                /* > 0: stop (as if interrupted) after this many steps, tests */
+} mr_train_options;
+
+typedef struct {
+    char run_dir[1024];
+    int epochs_done;
+    long steps_done;
+    double last_train_loss, best_val_loss, last_val_loss;
+} mr_train_result;
+
+/* Keras' initial values: glorot-uniform kernels, zero biases, batch norm gamma 1, beta 0,
+ * mean 0, variance 1; seeded. */
+void mr_init_weights(mr_params *p, uint64_t seed);
+
+/* Runs (or resumes) a training job. MR_ERR_INTERRUPTED when stopped by `stop` or max_steps,
+ * after saving a checkpoint from which --resume continues. */
+mr_status mr_train(const mr_train_options *opt, mr_train_result *result);
+
+#endif

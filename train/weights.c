@@ -1,0 +1,840 @@
+/* Weight files in, weight files out. Reading builds an index (every tensor of the file under the
+ * mrcnn parameter name it maps to), then a plan per model layer (copy, sum channels, zero bias,
+ * or why not), then copies only if every layer that was not excluded fits. Writing produces
+ * Keras' layout or mrcnn's own, both through the atomic writer of checkpoint.c. */
+#include "weights.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/runtime.h"
+#include "checkpoint.h"
+
+const char *mr_weights_format_name(mr_weights_format f) {
+    switch (f) {
+    case MR_WEIGHTS_KERAS:
+        return "Keras HDF5 weights";
+    case MR_WEIGHTS_EXPORT:
+        return "mrcnn export";
+    case MR_WEIGHTS_CHECKPOINT:
+        return "mrcnn checkpoint";
+    }
+    return "unknown";
+}
+
+/* snprintf that truncates quietly: names longer than their fields are not real Keras names, and
+ * any cut path simply fails to resolve, with a message. */
+static void put(char *dst, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void put(char *dst, size_t size, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, size, fmt, ap);
+    va_end(ap);
+}
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* The three RPN layers live in Keras' nested model "rpn_model"; everything else is its own
+ * top-level layer. */
+static const char *keras_group_of(const char *layer) {
+    static const char *rpn[] = {"rpn_conv_shared", "rpn_class_raw", "rpn_bbox_pred"};
+    for (size_t i = 0; i < sizeof rpn / sizeof rpn[0]; i++)
+        if (!strcmp(layer, rpn[i])) return "rpn_model";
+    return layer;
+}
+
+static bool known_weight(const char *w) {
+    static const char *kinds[] = {"kernel", "bias",        "gamma",
+                                  "beta",   "moving_mean", "moving_variance"};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (!strcmp(w, kinds[i])) return true;
+    return false;
+}
+
+/* Removes a trailing "_<digits>" (TF's suffix for a name used twice: conv1_1) in place. */
+static void strip_number_suffix(char *s) {
+    size_t n = strlen(s), i = n;
+    while (i > 0 && isdigit((unsigned char)s[i - 1])) i--;
+    if (i < n && i > 1 && s[i - 1] == '_') s[i - 1] = '\0';
+}
+
+static void format_shape(char *buf, size_t size, int ndim, const int64_t *shape) {
+    size_t n = (size_t)snprintf(buf, size, "(");
+    for (int i = 0; i < ndim && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, i ? ",%lld" : "%lld", (long long)shape[i]);
+    if (n < size) put(buf + n, size - n, ")");
+}
+
+/* ---- index -------------------------------------------------------------------------------- */
+
+static mr_weights_tensor *index_push(mr_weights_index *ix) {
+    if (ix->count == ix->capacity) {
+        int cap = ix->capacity ? 2 * ix->capacity : 256;
+        mr_weights_tensor *grown = realloc(ix->items, sizeof *grown * (size_t)cap);
+        if (!grown) return NULL;
+        ix->items = grown;
+        ix->capacity = cap;
+    }
+    mr_weights_tensor *t = &ix->items[ix->count++];
+    memset(t, 0, sizeof *t);
+    return t;
+}
+
+/* Shape and dtype of the dataset t->dataset. */
+static mr_status describe(mr_h5 *f, mr_weights_tensor *t) {
+    MR_TRY(mr_h5_shape(f, t->dataset, &t->ndim, t->shape));
+    MR_TRY(mr_h5_dtype(f, t->dataset, t->dtype, sizeof t->dtype));
+    t->numel = 1;
+    for (int i = 0; i < t->ndim; i++) t->numel *= t->shape[i];
+    return MR_OK;
+}
+
+/* Splits a TF variable name "rpn_conv_shared_1/kernel:0" into its layer part
+ * ("rpn_conv_shared", suffix removed) and weight ("kernel"). */
+static void split_variable(const char *var, char *inner, size_t inner_size, char *weight,
+                           size_t weight_size) {
+    char buf[512];
+    put(buf, sizeof buf, "%s", var);
+    char *colon = strrchr(buf, ':');
+    if (colon && !strchr(colon, '/')) *colon = '\0';
+    char *slash = strrchr(buf, '/');
+    put(weight, weight_size, "%s", slash ? slash + 1 : buf);
+    if (!known_weight(weight)) {
+        char stripped[64];
+        put(stripped, sizeof stripped, "%s", weight);
+        strip_number_suffix(stripped);
+        if (known_weight(stripped)) put(weight, weight_size, "%s", stripped);
+    }
+    inner[0] = '\0';
+    if (slash) {
+        *slash = '\0';
+        char *prev = strrchr(buf, '/');
+        put(inner, inner_size, "%s", prev ? prev + 1 : buf);
+        strip_number_suffix(inner);
+    }
+}
+
+static mr_status index_keras_layer(mr_h5 *f, mr_weights_index *ix, const char *group_path,
+                                   const char *layer_name) {
+    char **wn = NULL;
+    int n = 0;
+    if (!mr_h5_has_attr(f, group_path, "weight_names") &&
+        !mr_h5_has_attr(f, group_path, "weight_names0"))
+        return mr_fail(MR_ERR_FORMAT,
+                       "%s: Keras layer '%s' has no weight_names attribute (damaged file?)",
+                       ix->path, layer_name);
+    MR_TRY(mr_h5_get_attr_strings(f, group_path, "weight_names", &wn, &n));
+    /* A nested model (rpn_model) names the variables of several inner layers; they load into
+     * those layers. A plain or TimeDistributed layer's variables carry its own name, perhaps with
+     * a suffix (conv1_1/kernel:0), and load into it. */
+    char first_inner[MR_PARAM_NAME_MAX] = "";
+    bool nested = false;
+    for (int i = 0; i < n; i++) {
+        char inner[MR_PARAM_NAME_MAX], weight[32];
+        split_variable(wn[i], inner, sizeof inner, weight, sizeof weight);
+        if (i == 0)
+            put(first_inner, sizeof first_inner, "%s", inner);
+        else if (strcmp(inner, first_inner) != 0)
+            nested = true;
+    }
+    mr_status st = MR_OK;
+    for (int i = 0; i < n && st == MR_OK; i++) {
+        mr_weights_tensor *t = index_push(ix);
+        if (!t) {
+            st = mr_fail(MR_ERR_NOMEM, "no memory for the weights index");
+            break;
+        }
+        char inner[MR_PARAM_NAME_MAX];
+        split_variable(wn[i], inner, sizeof inner, t->weight, sizeof t->weight);
+        put(t->group, sizeof t->group, "%s", layer_name);
+        put(t->layer, sizeof t->layer, "%s", nested && inner[0] ? inner : layer_name);
+        put(t->param, sizeof t->param, "%s/%s", t->layer, t->weight);
+        put(t->dataset, sizeof t->dataset, "%s/%s", group_path, wn[i]);
+        if (!mr_h5_exists(f, t->dataset)) {
+            st = mr_fail(MR_ERR_FORMAT,
+                         "%s: Keras layer '%s' lists weight '%s' but there is no dataset %s "
+                         "(damaged file?)",
+                         ix->path, layer_name, wn[i], t->dataset);
+            break;
+        }
+        st = describe(f, t);
+    }
+    mr_h5_free_strings(wn, n);
+    return st;
+}
+
+static mr_status index_keras(mr_h5 *f, mr_weights_index *ix) {
+    char **names = NULL;
+    int n = 0;
+    MR_TRY(mr_h5_get_attr_strings(f, ix->root, "layer_names", &names, &n));
+    ix->n_file_layers = n;
+    mr_status st = MR_OK;
+    for (int i = 0; i < n && st == MR_OK; i++) {
+        char group[600];
+        put(group, sizeof group, "%s/%s", strcmp(ix->root, "/") ? ix->root : "", names[i]);
+        if (!mr_h5_exists(f, group)) {
+            st = mr_fail(MR_ERR_FORMAT,
+                         "%s: layer_names lists '%s' but the file has no group %s (damaged "
+                         "file?)",
+                         ix->path, names[i], group);
+            break;
+        }
+        int before = ix->count;
+        st = index_keras_layer(f, ix, group, names[i]);
+        if (ix->count > before) ix->n_weighted_layers++;
+    }
+    mr_h5_free_strings(names, n);
+    if (st != MR_OK) return st;
+    if (mr_h5_has_attr(f, ix->root, "keras_version"))
+        (void)mr_h5_get_attr_str(f, ix->root, "keras_version", &ix->keras_version);
+    if (mr_h5_has_attr(f, ix->root, "backend"))
+        (void)mr_h5_get_attr_str(f, ix->root, "backend", &ix->backend);
+    return MR_OK;
+}
+
+typedef struct {
+    mr_h5 *f;
+    mr_weights_index *ix;
+} visit_ctx;
+
+static mr_status index_mrcnn_visit(const char *path, void *user) {
+    visit_ctx *v = user;
+    mr_weights_tensor *t = index_push(v->ix);
+    if (!t) return mr_fail(MR_ERR_NOMEM, "no memory for the weights index");
+    put(t->dataset, sizeof t->dataset, "%s", path);
+    put(t->param, sizeof t->param, "%s", path + strlen("/params/"));
+    mr_param_layer(t->param, t->layer, sizeof t->layer);
+    const char *slash = strrchr(t->param, '/');
+    put(t->weight, sizeof t->weight, "%s", slash ? slash + 1 : t->param);
+    put(t->group, sizeof t->group, "%s", keras_group_of(t->layer));
+    return describe(v->f, t);
+}
+
+static mr_status index_build(mr_h5 *f, mr_weights_index *ix) {
+    if (mr_h5_has_attr(f, "/", "format")) {
+        char *format = NULL;
+        MR_TRY(mr_h5_get_attr_str(f, "/", "format", &format));
+        bool ckpt = !strcmp(format, "mrcnn-checkpoint");
+        bool exported = !strcmp(format, MR_WEIGHTS_EXPORT_FORMAT);
+        if (!ckpt && !exported) {
+            mr_status st = mr_fail(MR_ERR_FORMAT,
+                                   "%s: unknown format '%s' (expected a Keras weights file, an "
+                                   "mrcnn export or an mrcnn checkpoint)",
+                                   ix->path, format);
+            free(format);
+            return st;
+        }
+        free(format);
+        ix->format = ckpt ? MR_WEIGHTS_CHECKPOINT : MR_WEIGHTS_EXPORT;
+        int64_t version = 0, supported = ckpt ? 1 : MR_WEIGHTS_EXPORT_VERSION;
+        MR_TRY(mr_h5_get_attr_i64(f, "/", "version", &version));
+        if (version > supported)
+            return mr_fail(MR_ERR_FORMAT,
+                           "%s: %s version %lld is newer than this mrcnn reads (%lld); update "
+                           "mrcnn",
+                           ix->path, mr_weights_format_name(ix->format), (long long)version,
+                           (long long)supported);
+        put(ix->root, sizeof ix->root, "/params");
+        if (mr_h5_has_attr(f, "/", "config"))
+            (void)mr_h5_get_attr_str(f, "/", "config", &ix->config_json);
+        if (!mr_h5_exists(f, "/params"))
+            return mr_fail(MR_ERR_FORMAT, "%s: %s without a /params group (damaged file?)",
+                           ix->path, mr_weights_format_name(ix->format));
+        visit_ctx v = {f, ix};
+        MR_TRY(mr_h5_visit_datasets(f, "/params", index_mrcnn_visit, &v));
+        return MR_OK;
+    }
+    ix->format = MR_WEIGHTS_KERAS;
+    if (mr_h5_has_attr(f, "/", "layer_names") || mr_h5_has_attr(f, "/", "layer_names0")) {
+        put(ix->root, sizeof ix->root, "/");
+    } else if (mr_h5_exists(f, "/model_weights") &&
+               (mr_h5_has_attr(f, "/model_weights", "layer_names") ||
+                mr_h5_has_attr(f, "/model_weights", "layer_names0"))) {
+        /* model.save() keeps the weights one level down, as Matterport's load_weights knows. */
+        snprintf(ix->root, sizeof ix->root, "/model_weights");
+    } else {
+        return mr_fail(MR_ERR_FORMAT,
+                       "%s: an HDF5 file, but not a weights file mrcnn knows: no layer_names "
+                       "attribute (Keras save_weights), no /model_weights group (Keras save) and "
+                       "no format attribute (mrcnn export or checkpoint)",
+                       ix->path);
+    }
+    return index_keras(f, ix);
+}
+
+static mr_status index_open(const char *path, mr_h5 *f, mr_weights_index *ix) {
+    memset(ix, 0, sizeof *ix);
+    ix->path = dup_str(path);
+    if (!ix->path) return mr_fail(MR_ERR_NOMEM, "no memory");
+    MR_TRY(mr_h5_open(path, false, f));
+    mr_status st = index_build(f, ix);
+    if (st != MR_OK) {
+        char keep[2048]; /* the index error, not a close error, is the one to report */
+        snprintf(keep, sizeof keep, "%s", mr_last_error());
+        mr_h5_close(f);
+        mr_fail(st, "%s", keep);
+    }
+    return st;
+}
+
+mr_status mr_weights_index_read(const char *path, mr_weights_index *out) {
+    mr_h5 f;
+    mr_status st = index_open(path, &f, out);
+    if (st == MR_OK) st = mr_h5_close(&f);
+    if (st != MR_OK) mr_weights_index_free(out);
+    return st;
+}
+
+void mr_weights_index_free(mr_weights_index *ix) {
+    free(ix->path);
+    free(ix->items);
+    free(ix->keras_version);
+    free(ix->backend);
+    free(ix->config_json);
+    memset(ix, 0, sizeof *ix);
+}
+
+/* ---- the report --------------------------------------------------------------------------- */
+
+static mr_status report_add(mr_load_report *r, const char *layer, mr_load_kind kind,
+                            const char *detail) {
+    if (r->count == r->capacity) {
+        int cap = r->capacity ? 2 * r->capacity : 256;
+        mr_load_entry *grown = realloc(r->entries, sizeof *grown * (size_t)cap);
+        if (!grown) return mr_fail(MR_ERR_NOMEM, "no memory for the load report");
+        r->entries = grown;
+        r->capacity = cap;
+    }
+    mr_load_entry *e = &r->entries[r->count++];
+    put(e->layer, sizeof e->layer, "%s", layer);
+    e->kind = kind;
+    put(e->detail, sizeof e->detail, "%s", detail ? detail : "");
+    r->n[kind]++;
+    return MR_OK;
+}
+
+static mr_status report_note(mr_load_report *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static mr_status report_note(mr_load_report *r, const char *fmt, ...) {
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    char **grown = realloc(r->notes, sizeof *grown * (size_t)(r->n_notes + 1));
+    if (!grown) return mr_fail(MR_ERR_NOMEM, "no memory for the load report");
+    r->notes = grown;
+    if (!(r->notes[r->n_notes] = dup_str(buf))) return mr_fail(MR_ERR_NOMEM, "no memory");
+    r->n_notes++;
+    return MR_OK;
+}
+
+void mr_load_report_free(mr_load_report *r) {
+    free(r->path);
+    free(r->entries);
+    for (int i = 0; i < r->n_notes; i++) free(r->notes[i]);
+    free(r->notes);
+    memset(r, 0, sizeof *r);
+}
+
+static const char *kind_label(mr_load_kind k) {
+    switch (k) {
+    case MR_LOAD_LOADED:
+        return "loaded";
+    case MR_LOAD_EXCLUDED:
+        return "excluded";
+    case MR_LOAD_MISSING:
+        return "missing";
+    case MR_LOAD_UNEXPECTED:
+        return "unexpected";
+    case MR_LOAD_MISSHAPED:
+        return "mis-shaped";
+    case MR_LOAD_KINDS:
+        break;
+    }
+    return "?";
+}
+
+void mr_load_report_print(const mr_load_report *r, FILE *out) {
+    fprintf(out, "weights %s (%s, %s)%s\n", r->path ? r->path : "?",
+            mr_weights_format_name(r->format), r->root, r->applied ? "" : " [not applied]");
+    static const char *meaning[MR_LOAD_KINDS] = {
+        "from the file",
+        "left out",
+        "in the model, not in the file: keep their initial values",
+        "in the file, not in the model: ignored",
+        "do not fit the model",
+    };
+    for (int k = 0; k < MR_LOAD_KINDS; k++) {
+        fprintf(out, "  %-10s %4d layers  %s\n", kind_label((mr_load_kind)k), r->n[k], meaning[k]);
+        if (k == MR_LOAD_LOADED || r->n[k] == 0) continue;
+        for (int i = 0; i < r->count; i++) {
+            const mr_load_entry *e = &r->entries[i];
+            if (e->kind != (mr_load_kind)k) continue;
+            fprintf(out, "    %s%s%s\n", e->layer, e->detail[0] ? ": " : "", e->detail);
+        }
+    }
+    fprintf(out, "  %lld tensors, %lld values %s\n", (long long)r->tensors_loaded,
+            (long long)r->values_loaded, r->applied ? "copied" : "would be copied");
+    for (int i = 0; i < r->n_notes; i++) fprintf(out, "  note: %s\n", r->notes[i]);
+}
+
+/* ---- planning ----------------------------------------------------------------------------- */
+
+typedef enum { ACT_COPY, ACT_SUM_CHANNELS, ACT_ZERO } action_kind;
+
+typedef struct {
+    mr_param *param;
+    const mr_weights_tensor *src; /* NULL for ACT_ZERO */
+    action_kind kind;
+} action;
+
+typedef struct {
+    action *items;
+    int count, capacity;
+} plan;
+
+static mr_status plan_push(plan *pl, mr_param *param, const mr_weights_tensor *src,
+                           action_kind kind) {
+    if (pl->count == pl->capacity) {
+        int cap = pl->capacity ? 2 * pl->capacity : 256;
+        action *grown = realloc(pl->items, sizeof *grown * (size_t)cap);
+        if (!grown) return mr_fail(MR_ERR_NOMEM, "no memory for the load plan");
+        pl->items = grown;
+        pl->capacity = cap;
+    }
+    pl->items[pl->count++] = (action){param, src, kind};
+    return MR_OK;
+}
+
+/* Growable list of names (layers of the model, exclude names, ...). */
+typedef struct {
+    char **items;
+    int count;
+} name_list;
+
+static bool names_has(const name_list *l, const char *s) {
+    for (int i = 0; i < l->count; i++)
+        if (!strcmp(l->items[i], s)) return true;
+    return false;
+}
+
+static mr_status names_add(name_list *l, const char *s) {
+    char **grown = realloc(l->items, sizeof *grown * (size_t)(l->count + 1));
+    if (!grown) return mr_fail(MR_ERR_NOMEM, "no memory");
+    l->items = grown;
+    if (!(l->items[l->count] = dup_str(s))) return mr_fail(MR_ERR_NOMEM, "no memory");
+    l->count++;
+    return MR_OK;
+}
+
+static void names_free(name_list *l) {
+    for (int i = 0; i < l->count; i++) free(l->items[i]);
+    free(l->items);
+    memset(l, 0, sizeof *l);
+}
+
+/* Appends `s` to a bounded text, ", "-separated; false once it no longer fits. */
+static bool append_item(char *buf, size_t size, const char *s) {
+    size_t n = strlen(buf), add = strlen(s) + (n ? 2 : 0);
+    if (n + add + 1 > size) return false;
+    if (n) strcat(buf, ", ");
+    strcat(buf, s);
+    return true;
+}
+
+static bool shapes_equal(const mr_tensor *t, const mr_weights_tensor *w) {
+    if (t->ndim != w->ndim) return false;
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] != w->shape[i]) return false;
+    return true;
+}
+
+/* A 1-channel model from a file whose conv1 has several input channels (RGB COCO weights):
+ * summing the kernel over them makes a grey image x respond as RGB (x, x, x) did. */
+static bool can_sum_channels(const mr_param *q, const mr_weights_tensor *w) {
+    if (strcmp(q->name, "conv1/kernel") != 0 || q->t.ndim != 4 || w->ndim != 4) return false;
+    return q->t.shape[2] == 1 && w->shape[2] > 1 && q->t.shape[0] == w->shape[0] &&
+           q->t.shape[1] == w->shape[1] && q->t.shape[3] == w->shape[3];
+}
+
+/* Matches one model layer against the file's tensors for it. Fills `why` when it does not fit. */
+static mr_status plan_layer(mr_params *p, const char *layer, const mr_weights_index *ix,
+                            const int *src, int n_src, plan *pl, char *why, size_t why_size,
+                            name_list *zero_bias, bool *summed) {
+    why[0] = '\0';
+    int first_action = pl->count;
+    char shape_f[96], shape_m[96], item[320];
+    for (int i = 0; i < p->count; i++) {
+        mr_param *q = &p->items[i];
+        char ql[MR_PARAM_NAME_MAX];
+        mr_param_layer(q->name, ql, sizeof ql);
+        if (strcmp(ql, layer) != 0) continue;
+        const char *weight = q->name + strlen(ql) + 1;
+        const mr_weights_tensor *found = NULL;
+        for (int k = 0; k < n_src; k++) {
+            const mr_weights_tensor *w = &ix->items[src[k]];
+            if (strcmp(w->weight, weight) != 0) continue;
+            if (found) {
+                put(item, sizeof item, "the file has two '%s' tensors (%s, %s)", weight,
+                    found->dataset, w->dataset);
+                append_item(why, why_size, item);
+            }
+            found = w;
+        }
+        if (!found) {
+            if (!strcmp(weight, "bias")) {
+                MR_TRY(plan_push(pl, q, NULL, ACT_ZERO));
+                MR_TRY(names_add(zero_bias, layer));
+            } else {
+                put(item, sizeof item, "no %s in the file", weight);
+                append_item(why, why_size, item);
+            }
+            continue;
+        }
+        if (shapes_equal(&q->t, found)) {
+            MR_TRY(plan_push(pl, q, found, ACT_COPY));
+        } else if (can_sum_channels(q, found)) {
+            MR_TRY(plan_push(pl, q, found, ACT_SUM_CHANNELS));
+            *summed = true;
+        } else {
+            format_shape(shape_f, sizeof shape_f, found->ndim, found->shape);
+            format_shape(shape_m, sizeof shape_m, q->t.ndim, q->t.shape);
+            put(item, sizeof item, "%s %s in the file, %s in the model", weight, shape_f, shape_m);
+            append_item(why, why_size, item);
+        }
+    }
+    for (int k = 0; k < n_src; k++) {
+        const mr_weights_tensor *w = &ix->items[src[k]];
+        char name[MR_PARAM_NAME_MAX * 2];
+        put(name, sizeof name, "%s/%s", layer, w->weight);
+        if (!mr_params_find(p, name)) {
+            put(item, sizeof item, "the file has '%s' (%s), the model has no such tensor",
+                w->weight, w->dataset);
+            append_item(why, why_size, item);
+        }
+    }
+    if (why[0]) {
+        /* The layer does not load: drop its actions (and its zero-bias note). */
+        pl->count = first_action;
+        if (zero_bias->count && !strcmp(zero_bias->items[zero_bias->count - 1], layer)) {
+            free(zero_bias->items[--zero_bias->count]);
+        }
+    }
+    return MR_OK;
+}
+
+static const char *const class_layers[] = {"mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask"};
+
+static int find_tensor(const mr_weights_index *ix, const char *param) {
+    for (int i = 0; i < ix->count; i++)
+        if (!strcmp(ix->items[i].param, param)) return i;
+    return -1;
+}
+
+/* Builds the report and the plan. */
+static mr_status make_plan(mr_params *p, const mr_weights_index *ix,
+                           const mr_weights_load_options *opt, mr_load_report *r, plan *pl) {
+    mr_status st = MR_OK;
+    name_list layers = {0}, excl = {0}, zero_bias = {0};
+    int *src = malloc(sizeof(int) * (size_t)(ix->count + 1));
+    bool *used = calloc((size_t)ix->count + 1, sizeof(bool));
+    if (!src || !used) st = mr_fail(MR_ERR_NOMEM, "no memory for the load plan");
+    /* Model layers in declaration order. */
+    for (int i = 0; i < p->count && st == MR_OK; i++) {
+        char layer[MR_PARAM_NAME_MAX];
+        mr_param_layer(p->items[i].name, layer, sizeof layer);
+        if (!names_has(&layers, layer)) st = names_add(&layers, layer);
+    }
+    /* Exclude names, comma lists split. */
+    for (int i = 0; opt && i < opt->n_exclude && st == MR_OK; i++) {
+        char buf[1024];
+        put(buf, sizeof buf, "%s", opt->exclude[i]);
+        for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok && st == MR_OK;
+             tok = strtok_r(NULL, ", ", &save))
+            if (!names_has(&excl, tok)) st = names_add(&excl, tok);
+    }
+    /* NUM_CLASSES: the class layers of another class count can never fit. */
+    int fl = find_tensor(ix, "mrcnn_class_logits/kernel");
+    mr_param *ml = mr_params_find(p, "mrcnn_class_logits/kernel");
+    if (fl >= 0 && ix->items[fl].ndim == 2) r->file_classes = (int)ix->items[fl].shape[1];
+    if (ml && ml->t.ndim == 2) r->model_classes = (int)ml->t.shape[1];
+    r->classes_excluded =
+        r->file_classes && r->model_classes && r->file_classes != r->model_classes;
+    char why[2048];
+    for (int li = 0; li < layers.count && st == MR_OK; li++) {
+        const char *layer = layers.items[li];
+        int n_src = 0;
+        bool by_group = false;
+        for (int k = 0; k < ix->count; k++) {
+            if (strcmp(ix->items[k].layer, layer) != 0) continue;
+            src[n_src++] = k;
+            used[k] = true;
+            if (names_has(&excl, ix->items[k].group)) by_group = true;
+        }
+        bool requested =
+            names_has(&excl, layer) || by_group ||
+            (names_has(&excl, "rpn_model") && !strcmp(keras_group_of(layer), "rpn_model"));
+        bool by_class = false;
+        for (size_t c = 0; c < 3; c++)
+            if (r->classes_excluded && !strcmp(layer, class_layers[c])) by_class = true;
+        if (requested) {
+            st = report_add(r, layer, MR_LOAD_EXCLUDED,
+                            n_src ? "on request" : "on request (not in the file anyway)");
+        } else if (by_class) {
+            put(why, sizeof why,
+                "NUM_CLASSES is %d, the file has %d classes: starts from its initial values",
+                r->model_classes, r->file_classes);
+            st = report_add(r, layer, MR_LOAD_EXCLUDED, why);
+        } else if (n_src == 0) {
+            st = report_add(r, layer, MR_LOAD_MISSING, NULL);
+        } else {
+            bool summed = false;
+            st = plan_layer(p, layer, ix, src, n_src, pl, why, sizeof why, &zero_bias, &summed);
+            if (st == MR_OK)
+                st = report_add(r, layer, why[0] ? MR_LOAD_MISSHAPED : MR_LOAD_LOADED, why);
+            if (st == MR_OK && summed && !why[0]) {
+                const mr_weights_tensor *w = NULL;
+                for (int k = 0; k < n_src; k++)
+                    if (!strcmp(ix->items[src[k]].weight, "kernel")) w = &ix->items[src[k]];
+                st = report_note(r,
+                                 "conv1/kernel: the file's %lld input channels summed into the "
+                                 "model's 1, so a grey image x responds as (x, x, x) did",
+                                 (long long)(w ? w->shape[2] : 0));
+            }
+        }
+    }
+    /* File layers the model does not have, in file order, once each. */
+    name_list seen = {0};
+    for (int k = 0; k < ix->count && st == MR_OK; k++) {
+        const mr_weights_tensor *w = &ix->items[k];
+        if (used[k] || names_has(&seen, w->layer)) continue;
+        st = names_add(&seen, w->layer);
+        if (st != MR_OK) break;
+        bool requested = names_has(&excl, w->layer) || names_has(&excl, w->group);
+        if (requested)
+            st = report_add(r, w->layer, MR_LOAD_EXCLUDED, "on request");
+        else
+            st = report_add(r, w->layer, MR_LOAD_UNEXPECTED, NULL);
+    }
+    /* Exclude names that match nothing are most likely typos. */
+    for (int i = 0; i < excl.count && st == MR_OK; i++) {
+        const char *e = excl.items[i];
+        bool hit = names_has(&layers, e) || names_has(&seen, e) || !strcmp(e, "rpn_model");
+        for (int k = 0; k < ix->count && !hit; k++) hit = !strcmp(ix->items[k].group, e);
+        if (!hit)
+            st = report_note(
+                r, "--exclude '%s' matches no layer with weights in the model or the file", e);
+    }
+    names_free(&seen);
+    if (st == MR_OK && zero_bias.count) {
+        char list[1536] = "";
+        int shown = 0;
+        for (int i = 0; i < zero_bias.count; i++)
+            if (append_item(list, sizeof list - 32, zero_bias.items[i])) shown++;
+        st = report_note(r, "%d layers have no bias in the file; set to zeros: %s%s",
+                         zero_bias.count, list, shown < zero_bias.count ? ", ..." : "");
+    }
+    if (st == MR_OK && r->classes_excluded)
+        st = report_note(r,
+                         "NUM_CLASSES %d differs from the file's %d: mrcnn_class_logits, "
+                         "mrcnn_bbox_fc and mrcnn_mask were left out",
+                         r->model_classes, r->file_classes);
+    names_free(&layers);
+    names_free(&excl);
+    names_free(&zero_bias);
+    free(src);
+    free(used);
+    return st;
+}
+
+/* One line naming every layer that does not fit, with the --exclude hint. */
+static mr_status misshaped_error(const mr_load_report *r) {
+    char list[1200] = "", names[500] = "";
+    int listed = 0;
+    for (int i = 0; i < r->count; i++) {
+        const mr_load_entry *e = &r->entries[i];
+        if (e->kind != MR_LOAD_MISSHAPED) continue;
+        char item[420];
+        put(item, sizeof item, "%s (%s)", e->layer, e->detail);
+        if (append_item(list, sizeof list, item)) listed++;
+        char bare[MR_PARAM_NAME_MAX + 1];
+        put(bare, sizeof bare, "%s", e->layer);
+        size_t n = strlen(names);
+        if (n + strlen(bare) + 2 < sizeof names) {
+            if (n) strcat(names, ",");
+            strcat(names, bare);
+        }
+    }
+    int more = r->n[MR_LOAD_MISSHAPED] - listed;
+    char tail[64] = "";
+    if (more > 0) put(tail, sizeof tail, " and %d more", more);
+    return mr_fail(MR_ERR_FORMAT,
+                   "%s: %d layer%s do not fit the model: %s%s; nothing was loaded; leave them out "
+                   "with --exclude %s",
+                   r->path, r->n[MR_LOAD_MISSHAPED], r->n[MR_LOAD_MISSHAPED] == 1 ? "" : "s", list,
+                   tail, names);
+}
+
+static mr_status apply_plan(mr_h5 *f, const plan *pl, mr_load_report *r) {
+    for (int i = 0; i < pl->count; i++) {
+        const action *a = &pl->items[i];
+        mr_tensor *t = &a->param->t;
+        if (a->kind == ACT_ZERO) {
+            memset(t->data, 0, sizeof(float) * (size_t)t->numel);
+            continue;
+        }
+        const mr_weights_tensor *w = a->src;
+        if (a->kind == ACT_COPY) {
+            MR_TRY(mr_h5_read_into(f, w->dataset, t->data, t->numel));
+        } else {
+            float *buf = NULL;
+            MR_TRY(mr_h5_read(f, w->dataset, &buf, NULL, NULL));
+            /* (kh, kw, cin, out) -> (kh, kw, 1, out), channels added in order. */
+            int64_t khw = w->shape[0] * w->shape[1], cin = w->shape[2], out = w->shape[3];
+            for (int64_t s = 0; s < khw; s++)
+                for (int64_t o = 0; o < out; o++) {
+                    float acc = 0.0f;
+                    for (int64_t c = 0; c < cin; c++) acc += buf[(s * cin + c) * out + o];
+                    t->data[s * out + o] = acc;
+                }
+            free(buf);
+        }
+        r->tensors_loaded++;
+        r->values_loaded += t->numel;
+    }
+    return MR_OK;
+}
+
+mr_status mr_weights_load(const char *path, mr_params *p, const mr_weights_load_options *opt,
+                          mr_load_report *report) {
+    MR_REQUIRE(p->finalized, "mr_weights_load before mr_params_finalize");
+    mr_load_report local;
+    mr_load_report *r = report ? report : &local;
+    memset(r, 0, sizeof *r);
+    mr_weights_index ix;
+    mr_h5 f;
+    mr_status st = index_open(path, &f, &ix);
+    if (st != MR_OK) {
+        mr_weights_index_free(&ix);
+        if (!report) mr_load_report_free(r);
+        return st;
+    }
+    r->path = dup_str(path);
+    r->format = ix.format;
+    put(r->root, sizeof r->root, "%s", ix.root);
+    plan pl = {0};
+    st = make_plan(p, &ix, opt, r, &pl);
+    if (st == MR_OK && r->n[MR_LOAD_MISSHAPED] > 0) st = misshaped_error(r);
+    if (st == MR_OK && !(opt && opt->dry_run)) {
+        st = apply_plan(&f, &pl, r);
+        if (st == MR_OK) r->applied = true;
+    } else if (st == MR_OK) {
+        for (int i = 0; i < pl.count; i++)
+            if (pl.items[i].kind != ACT_ZERO) {
+                r->tensors_loaded++;
+                r->values_loaded += pl.items[i].param->t.numel;
+            }
+    }
+    free(pl.items);
+    mr_weights_index_free(&ix);
+    if (st == MR_OK) {
+        st = mr_h5_close(&f);
+    } else {
+        char keep[2048];
+        put(keep, sizeof keep, "%s", mr_last_error());
+        mr_h5_close(&f);
+        mr_fail(st, "%s", keep);
+    }
+    if (!report) mr_load_report_free(r);
+    return st;
+}
+
+/* ---- export ------------------------------------------------------------------------------- */
+
+typedef struct {
+    const mr_params *p;
+    const char *config;
+    bool half;
+} export_args;
+
+static mr_status export_fill(mr_h5 *f, void *user) {
+    const export_args *a = user;
+    const mr_params *p = a->p;
+    MR_TRY(mr_h5_set_attr_str(f, "/", "format", MR_WEIGHTS_EXPORT_FORMAT));
+    MR_TRY(mr_h5_set_attr_i64(f, "/", "version", MR_WEIGHTS_EXPORT_VERSION));
+    MR_TRY(mr_h5_set_attr_str(f, "/", "mrcnn_version", MR_VERSION));
+    MR_TRY(mr_h5_set_attr_i64(f, "/", "n_params", p->count));
+    if (a->config) MR_TRY(mr_h5_set_attr_str(f, "/", "config", a->config));
+    for (int i = 0; i < p->count; i++) {
+        const mr_param *q = &p->items[i];
+        char ds[MR_PARAM_NAME_MAX + 16];
+        put(ds, sizeof ds, "/params/%s", q->name);
+        MR_TRY(mr_h5_write(f, ds, p->values + q->offset, q->t.ndim, q->t.shape, a->half));
+    }
+    return MR_OK;
+}
+
+mr_status mr_weights_save(const char *path, const mr_params *p, const char *config_json,
+                          bool half) {
+    MR_REQUIRE(p->finalized, "mr_weights_save before mr_params_finalize");
+    export_args a = {p, config_json, half};
+    return mr_h5_save_atomic(path, export_fill, &a);
+}
+
+static mr_status keras_fill(mr_h5 *f, void *user) {
+    const mr_params *p = user;
+    /* Top-level layers in model order; the RPN layers share the nested "rpn_model" group. */
+    name_list groups = {0};
+    mr_status st = MR_OK;
+    for (int i = 0; i < p->count && st == MR_OK; i++) {
+        char layer[MR_PARAM_NAME_MAX];
+        mr_param_layer(p->items[i].name, layer, sizeof layer);
+        if (!names_has(&groups, keras_group_of(layer)))
+            st = names_add(&groups, keras_group_of(layer));
+    }
+    if (st == MR_OK)
+        st = mr_h5_set_attr_strings(f, "/", "layer_names", (const char *const *)groups.items,
+                                    groups.count);
+    /* Keras reads both with .decode(), so they must be byte strings, and a missing or "1"
+     * keras_version would make it convert the kernels as Keras 1 files. */
+    if (st == MR_OK) st = mr_h5_set_attr_bytes(f, "/", "backend", "tensorflow");
+    if (st == MR_OK) st = mr_h5_set_attr_bytes(f, "/", "keras_version", "2.2.4");
+    const char **wn = malloc(sizeof *wn * (size_t)(p->count + 1));
+    char(*names)[MR_PARAM_NAME_MAX + 4] = malloc(sizeof *names * (size_t)(p->count + 1));
+    if (st == MR_OK && (!wn || !names)) st = mr_fail(MR_ERR_NOMEM, "no memory for the export");
+    for (int g = 0; g < groups.count && st == MR_OK; g++) {
+        int n = 0;
+        for (int i = 0; i < p->count && st == MR_OK; i++) {
+            const mr_param *q = &p->items[i];
+            char layer[MR_PARAM_NAME_MAX];
+            mr_param_layer(q->name, layer, sizeof layer);
+            if (strcmp(keras_group_of(layer), groups.items[g]) != 0) continue;
+            put(names[n], sizeof names[n], "%s:0", q->name);
+            wn[n] = names[n];
+            char ds[2 * MR_PARAM_NAME_MAX + 16];
+            put(ds, sizeof ds, "/%s/%s:0", groups.items[g], q->name);
+            st = mr_h5_write(f, ds, p->values + q->offset, q->t.ndim, q->t.shape, false);
+            n++;
+        }
+        char gpath[MR_PARAM_NAME_MAX + 2];
+        put(gpath, sizeof gpath, "/%s", groups.items[g]);
+        if (st == MR_OK) st = mr_h5_set_attr_strings(f, gpath, "weight_names", wn, n);
+    }
+    free(wn);
+    free(names);
+    names_free(&groups);
+    return st;
+}
+
+mr_status mr_weights_save_keras(const char *path, const mr_params *p) {
+    MR_REQUIRE(p->finalized, "mr_weights_save_keras before mr_params_finalize");
+    return mr_h5_save_atomic(path, keras_fill, (void *)p);
+}
