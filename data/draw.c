@@ -182,3 +182,31 @@ void mr_draw_label(mr_image *img, int x, int y, const char *text, int scale, int
         rect[3] = (int)(y0 + h < img->height ? y0 + h : img->height);
     }
 }
+
+void mr_draw_detections(mr_image *rgb, int64_t n, const int64_t *boxes, const int64_t *class_ids,
+                        const float *scores, const uint8_t *masks, const char *const *class_names,
+                        int64_t n_classes) {
+    int side = rgb->width < rgb->height ? rgb->width : rgb->height;
+    int scale = side >= 384 ? (side + 128) / 256 : 1, thick = side >= 500 ? side / 250 : 1;
+    size_t plane = (size_t)rgb->width * (size_t)rgb->height;
+    for (int64_t i = n - 1; i >= 0; i--) {
+        mr_color c = mr_draw_class_color((int)class_ids[i]);
+        mr_draw_mask_fill(rgb, masks + (size_t)i * plane, c, 0.4f);
+        mr_draw_mask_outline(rgb, masks + (size_t)i * plane, c);
+        const int64_t *b = boxes + 4 * i;
+        mr_draw_box(rgb, b[0], b[1], b[2], b[3], c, thick);
+    }
+    /* Labels last, so no mask is painted over them. */
+    for (int64_t i = n - 1; i >= 0; i--) {
+        mr_color c = mr_draw_class_color((int)class_ids[i]);
+        char text[96];
+        const char *name = class_ids[i] >= 0 && class_ids[i] < n_classes ? class_names[class_ids[i]]
+                                                                          : "?";
+        snprintf(text, sizeof text, "%s %.2f", name, (double)scores[i]);
+        int tw = 0, th = 0, pad = scale;
+        mr_draw_text_size(text, scale, &tw, &th);
+        const int64_t *b = boxes + 4 * i;
+        int h = th + 2 * pad, y = (int)b[0] - h >= 0 ? (int)b[0] - h : (int)b[0];
+        mr_draw_label(rgb, (int)b[1], y, text, scale, pad, mr_draw_text_color(c), c, NULL);
+    }
+}

@@ -308,32 +308,6 @@ static mr_status via_region(predictor *p, const mr_detections *d, int64_t i,
     return mr_via_writer_set_region_attr(p->via, "score", score);
 }
 
-static void draw_overlay(mr_image *rgb, const mr_detections *d, const predictor *p) {
-    int side = rgb->width < rgb->height ? rgb->width : rgb->height;
-    int scale = side >= 384 ? (side + 128) / 256 : 1, thick = side >= 500 ? side / 250 : 1;
-    /* Lowest score first, so where detections overlap the best one is drawn on top. */
-    for (int64_t i = d->n - 1; i >= 0; i--) {
-        mr_color c = mr_draw_class_color((int)d->class_ids[i]);
-        const uint8_t *mask = d->masks + (size_t)i * (size_t)d->image_h * (size_t)d->image_w;
-        mr_draw_mask_fill(rgb, mask, c, 0.4f);
-        mr_draw_mask_outline(rgb, mask, c);
-        const int64_t *b = d->boxes + 4 * i;
-        mr_draw_box(rgb, b[0], b[1], b[2], b[3], c, thick);
-    }
-    /* Labels last, so no mask is painted over them. */
-    for (int64_t i = d->n - 1; i >= 0; i--) {
-        mr_color c = mr_draw_class_color((int)d->class_ids[i]);
-        char text[96];
-        snprintf(text, sizeof text, "%s %.2f", class_name(p, d->class_ids[i]),
-                 (double)d->scores[i]);
-        int tw = 0, th = 0, pad = scale;
-        mr_draw_text_size(text, scale, &tw, &th);
-        const int64_t *b = d->boxes + 4 * i;
-        int h = th + 2 * pad, y = (int)b[0] - h >= 0 ? (int)b[0] - h : (int)b[0];
-        mr_draw_label(rgb, (int)b[1], y, text, scale, pad, mr_draw_text_color(c), c, NULL);
-    }
-}
-
 static mr_status write_result(const predictor *p, const char *json_path, const char *image_rel,
                               const char *overlay_name, const mr_detections *d,
                               const mr_mask_polygons *polys) {
@@ -431,7 +405,10 @@ static mr_status predict_one(predictor *p, const input *in, mr_detections *d) {
     relative_path(p->out_real, in->real, rel, sizeof rel);
 
     if (st == MR_OK) {
-        draw_overlay(&rgb, d, p);
+        const char *names[MR_MAX_CLASSES];
+        for (int64_t k = 0; k < p->cfg.net.num_classes; k++) names[k] = class_name(p, k);
+        mr_draw_detections(&rgb, d->n, d->boxes, d->class_ids, d->scores, d->masks, names,
+                           p->cfg.net.num_classes);
         st = mr_image_write_png(overlay, &rgb);
     }
     if (st == MR_OK) st = write_result(p, json, rel, overlay_name, d, polys);

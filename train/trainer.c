@@ -15,6 +15,9 @@
 #include "../core/log.h"
 #include "../core/rng.h"
 #include "../core/runtime.h"
+#include "../data/draw.h"
+#include "../data/image.h"
+#include "../layers/inference.h"
 #include "../losses/losses.h"
 #include "checkpoint.h"
 #include "dataset.h"
@@ -190,6 +193,45 @@ static mr_status validate(trainer *t, int epoch, double *val_loss, double terms[
     *val_loss = total / c->validation_steps;
     for (int i = 0; i < MR_LOSS_COUNT; i++) terms[i] /= c->validation_steps;
     return MR_OK;
+}
+
+/* Detections on the first few validation images, drawn for report.html. */
+static mr_status write_overlays(trainer *t) {
+    const mr_config *c = &t->cfg;
+    if (!t->val) return MR_OK;
+    int64_t n = mr_dataset_size(t->val) < 3 ? mr_dataset_size(t->val) : 3;
+    int64_t side = c->net.image_max_dim, ch = c->net.image_channels;
+    mr_ctx_reset(&t->ctx);
+    mr_tensor *images = mr_tensor_4d(&t->ctx, "images", n, side, side, ch);
+    if (!images) return t->ctx.status;
+    mr_image_geometry geo[3];
+    for (int64_t i = 0; i < n; i++) {
+        mr_sample s;
+        MR_TRY(mr_dataset_sample(t->val, i, 0, &s));
+        memcpy(images->data + i * side * side * ch, s.image, sizeof(float) * (size_t)(side * side * ch));
+        geo[i] = s.mold.geo;
+        mr_sample_free(&s);
+    }
+    mr_detections det[3];
+    MR_TRY(mr_model_detect(&t->ctx, &t->model, images, geo, -1.0f, det));
+    const char *names[MR_MAX_CLASSES];
+    for (int k = 0; k < c->net.num_classes; k++) names[k] = c->class_names[k];
+    mr_status st = MR_OK;
+    for (int64_t i = 0; i < n; i++) {
+        mr_image rgb;
+        const char *path = mr_dataset_annotations(t->val)->records[i].path;
+        if (st == MR_OK) st = mr_image_load(path, 3, &rgb);
+        if (st == MR_OK) {
+            mr_draw_detections(&rgb, det[i].n, det[i].boxes, det[i].class_ids, det[i].scores,
+                               det[i].masks, names, c->net.num_classes);
+            char out[1200];
+            snprintf(out, sizeof out, "%s/overlay_%lld.png", t->run_dir, (long long)i + 1);
+            st = mr_image_write_png(out, &rgb);
+            mr_image_free(&rgb);
+        }
+        mr_detections_free(&det[i]);
+    }
+    return st;
 }
 
 static mr_status save(trainer *t, int epoch, int step_in_epoch, double val_loss, const char *why) {
@@ -445,6 +487,7 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
         result->last_val_loss = val_loss;
         if (val_loss < result->best_val_loss) result->best_val_loss = val_loss;
         if ((st = save(&t, epoch + 1, 0, val_loss, "end of epoch")) != MR_OK) break;
+        if ((st = write_overlays(&t)) != MR_OK) break;
         mr_report_write(t.run_dir, c);
         bool stop = (opt->stop && *opt->stop) || (opt->max_steps > 0 && steps_run >= opt->max_steps);
         if (stop && epoch + 1 < c->epochs) {
