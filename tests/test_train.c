@@ -188,3 +188,32 @@ Test(train, bad_data_fails_before_the_first_step) {
     cr_assert_neq(mr_checkpoint_find_latest(out, ckpt, sizeof ckpt, NULL), MR_OK,
                   "no checkpoint written");
 }
+
+Test(train, non_finite_losses_stop_with_the_loss_named, .timeout = 120) {
+    const char *dir = temp_dir("nan");
+    char config[600], out[600];
+    make_job(dir, 2, 10, config, sizeof config);
+    /* A learning rate this large makes the weights overflow within a few steps. */
+    FILE *f = fopen(config, "r+");
+    char text[16384];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    char *lr = strstr(text, "\"LEARNING_RATE\": 0.01");
+    cr_assert_not_null(lr);
+    memcpy(lr, "\"LEARNING_RATE\": 9.99", strlen("\"LEARNING_RATE\": 0.01"));
+    char *clip = strrchr(text, '}');
+    snprintf(clip, sizeof text - (size_t)(clip - text), ", \"GRADIENT_CLIP_NORM\": 0}\n");
+    rewind(f);
+    fputs(text, f);
+    fclose(f);
+    snprintf(out, sizeof out, "%s/run", dir);
+    mr_train_result r;
+    cr_assert_eq(run(config, out, NULL, 0, &r), MR_ERR_NUMERIC, "%s", mr_last_error());
+    const char *msg = mr_last_error();
+    /* Either a loss or, when the loss is still finite, the parameter whose gradient is not;
+     * and the images of the step. */
+    cr_assert(strstr(msg, "non-finite steps in a row") &&
+                  (strstr(msg, "_loss") || strstr(msg, "gradient of ")) &&
+                  strstr(msg, "images: ") && strstr(msg, ".png"),
+              "the message names the loss and the images: %s", msg);
+}

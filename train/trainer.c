@@ -380,6 +380,9 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
                 c->net.image_max_dim, c->net.image_max_dim,
                 (long long)mr_dataset_size(t.train), t.val ? (long long)mr_dataset_size(t.val) : 0LL,
                 t.run_dir);
+        char *json = mr_config_to_json(c);
+        if (json) fprintf(stderr, "resolved config:\n%s\n", json);
+        free(json);
     }
     long steps_run = 0;
     double val_loss = NAN;
@@ -425,21 +428,24 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
                 mr_sgd_step(&t.model.params, &opt_sgd, &rep);
             }
             if (!finite || !rep.finite) {
-                char names[2048], terms[256] = "";
+                char names[2048], what[320] = "";
                 batch_names(&t, b, names, sizeof names);
-                for (int i = 0; i < MR_LOSS_COUNT; i++)
-                    if (!isfinite(v.value[i]))
-                        snprintf(terms + strlen(terms), sizeof terms - strlen(terms), "%s%s",
-                                 terms[0] ? ", " : "", mr_loss_names[i]);
-                mr_warn("epoch %d step %d: %s is not finite (images: %s); update skipped",
-                        epoch + 1, step + 1, finite ? "the gradient of" : terms,
-                        finite ? rep.bad_param : names);
+                if (finite) {
+                    snprintf(what, sizeof what, "gradient of %s", rep.bad_param);
+                } else {
+                    for (int i = 0; i < MR_LOSS_COUNT; i++)
+                        if (!isfinite(v.value[i]))
+                            snprintf(what + strlen(what), sizeof what - strlen(what), "%s%s",
+                                     what[0] ? ", " : "", mr_loss_names[i]);
+                }
+                mr_warn("epoch %d step %d: non-finite %s (images: %s); update skipped", epoch + 1,
+                        step + 1, what, names);
                 mr_dataset_release(t.train, b);
                 if (++t.bad_steps >= MAX_BAD_STEPS) {
                     st = mr_fail(MR_ERR_NUMERIC, "stopped after %d non-finite steps in a row "
-                                                 "(last: %s); lower LEARNING_RATE or check the "
-                                                 "annotations of those images",
-                                 t.bad_steps, finite ? rep.bad_param : terms);
+                                                 "(last: %s, images: %s); lower LEARNING_RATE or "
+                                                 "check the annotations of those images",
+                                 t.bad_steps, what, names);
                     break;
                 }
                 continue;
