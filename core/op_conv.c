@@ -10,7 +10,7 @@
 #include "ops.h"
 
 /* im2col chunks stay below this many floats, so scratch memory stays bounded on big images. */
-#define COL_CHUNK_FLOATS ((int64_t)8 << 20)
+#define COL_CHUNK_FLOATS ((int64_t)4 << 20)
 
 typedef struct {
     int64_t n, h, w, cin;      /* input (N,H,W,Cin) */

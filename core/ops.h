@@ -31,6 +31,9 @@ mr_tensor *mr_batchnorm_batch(mr_ctx *ctx, mr_tensor *x, mr_tensor *gamma, mr_te
                               float momentum, bool update_moving);
 
 mr_tensor *mr_relu(mr_ctx *ctx, mr_tensor *x);
+/* ReLU written over its input's values (the result shares them). Only for an input whose values
+ * nothing reads afterwards, forward or backward: batch norm and add outputs, conv outputs. */
+mr_tensor *mr_relu_inplace(mr_ctx *ctx, mr_tensor *x);
 /* The logistic function, overflow-free for any input (also used by losses and inference). */
 float mr_sigmoidf(float v);
 mr_tensor *mr_sigmoid(mr_ctx *ctx, mr_tensor *x);

@@ -18,17 +18,27 @@ const char *mr_op_name(mr_op_id op) {
 
 mr_status mr_ctx_init(mr_ctx *ctx, size_t arena_bytes) {
     memset(ctx, 0, sizeof *ctx);
-    ctx->arena.base = aligned_alloc(64, (arena_bytes + 63) / 64 * 64);
-    if (!ctx->arena.base)
+    size_t bytes = (arena_bytes + 63) / 64 * 64;
+    /* Both blocks are only reserved here: the system backs the pages when they are first
+     * written, so the resident size follows what a step really uses. */
+    ctx->arena.base = aligned_alloc(64, bytes);
+    ctx->grads.base = aligned_alloc(64, bytes);
+    if (!ctx->arena.base || !ctx->grads.base) {
+        free(ctx->arena.base);
+        free(ctx->grads.base);
+        memset(ctx, 0, sizeof *ctx);
         return mr_fail(MR_ERR_NOMEM, "cannot reserve a %.1f MiB step arena",
                        (double)arena_bytes / (1024.0 * 1024.0));
-    ctx->arena.capacity = (arena_bytes + 63) / 64 * 64;
+    }
+    ctx->arena.capacity = ctx->grads.capacity = bytes;
     ctx->recording = true;
     return MR_OK;
 }
 
 void mr_ctx_free(mr_ctx *ctx) {
     free(ctx->arena.base);
+    free(ctx->grads.base);
+    free(ctx->grads.free);
     free(ctx->tape.nodes);
     free(ctx->scratch);
     memset(ctx, 0, sizeof *ctx);
@@ -36,6 +46,9 @@ void mr_ctx_free(mr_ctx *ctx) {
 
 void mr_ctx_reset(mr_ctx *ctx) {
     ctx->arena.used = 0;
+    ctx->in_scratch = false;
+    ctx->grads.top = 0;
+    ctx->grads.n_free = 0;
     ctx->tape.count = 0;
     ctx->status = MR_OK;
     ctx->recording = true;
@@ -49,6 +62,30 @@ bool mr_no_grad_begin(mr_ctx *ctx) {
 
 void mr_no_grad_end(mr_ctx *ctx, bool previous) {
     ctx->recording = previous;
+}
+
+void mr_scratch_begin(mr_ctx *ctx) {
+    MR_REQUIRE(!ctx->in_scratch, "scratch scopes do not nest");
+    ctx->in_scratch = true;
+    ctx->scratch_mark = ctx->arena.used;
+}
+
+mr_tensor *mr_scratch_end(mr_ctx *ctx, mr_tensor *keep) {
+    MR_REQUIRE(ctx->in_scratch, "mr_scratch_end without mr_scratch_begin");
+    ctx->in_scratch = false;
+    if (!keep || ctx->status != MR_OK) return NULL;
+    /* Everything after the mark is dead but `keep`, which lies after the mark too: move it down
+     * (memmove, the ranges may overlap) and rewind the arena to just past it. */
+    mr_tensor header = *keep;
+    ctx->arena.used = ctx->scratch_mark;
+    mr_tensor *t = mr_alloc(ctx, sizeof *t, keep->name);
+    size_t bytes = (size_t)header.numel * sizeof(float);
+    float *data = mr_alloc(ctx, bytes, keep->name);
+    if (!t || !data) return NULL;
+    memmove(data, header.data, bytes);
+    *t = header;
+    t->data = data;
+    return t;
 }
 
 void *mr_alloc(mr_ctx *ctx, size_t bytes, const char *op) {
@@ -138,6 +175,7 @@ mr_node *mr_record(mr_ctx *ctx, mr_op_id op, mr_tensor *out, mr_tensor *const *i
     for (int i = 0; i < n_inputs; i++)
         if (inputs[i] && inputs[i]->requires_grad) needs |= 1u << i;
     if (!needs) return NULL;
+    MR_REQUIRE(!ctx->in_scratch, "op %s would record inside a scratch scope", mr_op_name(op));
     mr_tape *tape = &ctx->tape;
     if (tape->count == tape->capacity) {
         int cap = tape->capacity ? tape->capacity * 2 : 1024;
@@ -163,13 +201,79 @@ mr_node *mr_record(mr_ctx *ctx, mr_op_id op, mr_tensor *out, mr_tensor *const *i
     return node;
 }
 
+static size_t pool_size(const mr_tensor *t) {
+    return ((size_t)t->numel * sizeof(float) + 63) / 64 * 64;
+}
+
+/* First fit over the free spans, else from the top. */
+static void *pool_alloc(mr_ctx *ctx, size_t size, const char *name) {
+    mr_pool *p = &ctx->grads;
+    for (int i = 0; i < p->n_free; i++) {
+        mr_span *f = &p->free[i];
+        if (f->size < size) continue;
+        void *at = p->base + f->offset;
+        f->offset += size;
+        f->size -= size;
+        if (f->size == 0) {
+            memmove(f, f + 1, sizeof *f * (size_t)(p->n_free - i - 1));
+            p->n_free--;
+        }
+        return at;
+    }
+    if (size > p->capacity - p->top) {
+        ctx->status = mr_fail(MR_ERR_NOMEM,
+                              "gradient memory exhausted for '%s': asked %zu bytes with %zu of "
+                              "%zu in use; raise ARENA_MB in the config or lower the image size",
+                              name, size, p->top, p->capacity);
+        return NULL;
+    }
+    void *at = p->base + p->top;
+    p->top += size;
+    if (p->top > p->high_water) p->high_water = p->top;
+    return at;
+}
+
+static void pool_release(mr_ctx *ctx, void *ptr, size_t size) {
+    mr_pool *p = &ctx->grads;
+    size_t offset = (size_t)((char *)ptr - p->base);
+    int i = 0;
+    while (i < p->n_free && p->free[i].offset < offset) i++;
+    bool joins_prev = i > 0 && p->free[i - 1].offset + p->free[i - 1].size == offset;
+    bool joins_next = i < p->n_free && offset + size == p->free[i].offset;
+    if (joins_prev && joins_next) {
+        p->free[i - 1].size += size + p->free[i].size;
+        memmove(&p->free[i], &p->free[i + 1], sizeof *p->free * (size_t)(p->n_free - i - 1));
+        p->n_free--;
+    } else if (joins_prev) {
+        p->free[i - 1].size += size;
+    } else if (joins_next) {
+        p->free[i].offset = offset;
+        p->free[i].size += size;
+    } else {
+        if (p->n_free == p->cap_free) {
+            int cap = p->cap_free ? 2 * p->cap_free : 256;
+            mr_span *grown = realloc(p->free, sizeof *grown * (size_t)cap);
+            if (!grown) return; /* the span stays unused until the step ends */
+            p->free = grown;
+            p->cap_free = cap;
+        }
+        memmove(&p->free[i + 1], &p->free[i], sizeof *p->free * (size_t)(p->n_free - i));
+        p->free[i] = (mr_span){offset, size};
+        p->n_free++;
+    }
+    /* A free span that reaches the top gives its memory back to the top. */
+    if (p->n_free && p->free[p->n_free - 1].offset + p->free[p->n_free - 1].size == p->top) {
+        p->top = p->free[p->n_free - 1].offset;
+        p->n_free--;
+    }
+}
+
 float *mr_grad_of(mr_ctx *ctx, mr_tensor *t) {
     if (!t->grad) {
         MR_REQUIRE(!t->is_param, "parameter '%s' has no gradient buffer", t->name);
-        /* Backward runs after the forward pass failed or succeeded; either way the gradient
-         * must be allocatable even if the status was set by an earlier, unrelated op. */
         if (ctx->status != MR_OK) return NULL;
-        t->grad = mr_alloc_zero(ctx, (size_t)t->numel * sizeof(float), "backward");
+        t->grad = pool_alloc(ctx, pool_size(t), t->name);
+        if (t->grad) memset(t->grad, 0, (size_t)t->numel * sizeof(float));
     }
     return t->grad;
 }
@@ -181,12 +285,9 @@ mr_status mr_backward_seeded(mr_ctx *ctx, mr_tensor *out, const float *seed) {
                                    "(all frozen, or computed in a no-grad scope)",
                        out->name);
     mr_tape *tape = &ctx->tape;
-    /* Clear intermediate gradients so a second backward over the same tape adds exactly one
-     * more copy to the parameters, as the same call on a fresh tape would. */
-    for (int i = 0; i < tape->count; i++) {
-        mr_tensor *t = tape->nodes[i].out;
-        if (!t->is_param && t->grad) memset(t->grad, 0, (size_t)t->numel * sizeof(float));
-    }
+    /* Intermediate gradients are released as backward passes them, so a second backward over
+     * the same tape starts from zero and adds exactly one more copy to the parameters. Leaves
+     * that are not parameters (inputs marked requires_grad) keep theirs. */
     float *g = mr_grad_of(ctx, out);
     if (!g) return ctx->status;
     memcpy(g, seed, (size_t)out->numel * sizeof(float));
@@ -198,6 +299,9 @@ mr_status mr_backward_seeded(mr_ctx *ctx, mr_tensor *out, const float *seed) {
                 return ctx->status;
         node->backward(node);
         if (ctx->status != MR_OK) return ctx->status;
+        /* Every consumer of this output ran before its producer: its gradient is dead. */
+        pool_release(ctx, node->out->grad, pool_size(node->out));
+        node->out->grad = NULL;
     }
     return MR_OK;
 }

@@ -30,6 +30,20 @@ typedef struct {
     size_t capacity, used, high_water;
 } mr_arena;
 
+/* Gradients of intermediate tensors: a block with a free list, because a gradient is dead as
+ * soon as the op that produced its tensor has run backward. Keeping only the live ones makes the
+ * backward pass need a fraction of the forward pass's memory. */
+typedef struct {
+    size_t offset, size;
+} mr_span;
+
+typedef struct {
+    char *base;
+    size_t capacity, top, high_water;
+    mr_span *free;        /* free spans below top, sorted by offset, never adjacent */
+    int n_free, cap_free;
+} mr_pool;
+
 /* Every differentiable op; tests/test_gradcheck.c fails when one lacks a gradient check. */
 #define MR_OP_LIST(X)                                                                              \
     X(CONV2D, "conv2d")                                                                            \
@@ -83,6 +97,9 @@ typedef struct {
 
 typedef struct mr_ctx {
     mr_arena arena;
+    size_t scratch_mark;  /* arena offset where the open scratch scope began */
+    bool in_scratch;
+    mr_pool grads;
     mr_tape tape;
     bool recording;      /* false inside a no-grad scope */
     mr_status status;    /* sticky: the first failure of the step; later ops return NULL */
@@ -98,6 +115,13 @@ void mr_ctx_reset(mr_ctx *ctx);
 /* No-grad scope: ops inside record nothing. Returns the previous state for the restore. */
 bool mr_no_grad_begin(mr_ctx *ctx);
 void mr_no_grad_end(mr_ctx *ctx, bool previous);
+
+/* Scratch scope: mr_scratch_end rewinds the arena to where mr_scratch_begin found it, keeping
+ * only `keep` (moved down to that point; the returned tensor), so the temporaries of work that
+ * records nothing (frozen backbone stages, inference) do not stay for the whole step and later
+ * tensors reuse their memory. Recording inside the scope is a caller bug. */
+void mr_scratch_begin(mr_ctx *ctx);
+mr_tensor *mr_scratch_end(mr_ctx *ctx, mr_tensor *keep);
 
 /* Arena allocation; on exhaustion sets ctx->status with the op, bytes and capacity and returns
  * NULL. Memory is 64-byte aligned and not zeroed unless the name says so. */

@@ -380,9 +380,9 @@ static mr_tensor *bottleneck(mr_ctx *ctx, const mr_model *m, mr_tensor *x, int s
                              int stride, bool projection) {
     char c[48], b[48];
     block_names(c, b, sizeof c, stage, block, "2a");
-    mr_tensor *y = mr_relu(ctx, bn(ctx, m, conv(ctx, m, x, c, stride, MR_PAD_VALID), b));
+    mr_tensor *y = mr_relu_inplace(ctx, bn(ctx, m, conv(ctx, m, x, c, stride, MR_PAD_VALID), b));
     block_names(c, b, sizeof c, stage, block, "2b");
-    y = mr_relu(ctx, bn(ctx, m, conv(ctx, m, y, c, 1, MR_PAD_SAME), b));
+    y = mr_relu_inplace(ctx, bn(ctx, m, conv(ctx, m, y, c, 1, MR_PAD_SAME), b));
     block_names(c, b, sizeof c, stage, block, "2c");
     y = bn(ctx, m, conv(ctx, m, y, c, 1, MR_PAD_VALID), b);
     mr_tensor *shortcut = x;
@@ -390,18 +390,42 @@ static mr_tensor *bottleneck(mr_ctx *ctx, const mr_model *m, mr_tensor *x, int s
         block_names(c, b, sizeof c, stage, block, "1");
         shortcut = bn(ctx, m, conv(ctx, m, x, c, stride, MR_PAD_VALID), b);
     }
-    return mr_relu(ctx, mr_add(ctx, y, shortcut));
+    return mr_relu_inplace(ctx, mr_add(ctx, y, shortcut));
+}
+
+/* True when a backbone stage (1 = the stem) records nothing: none of its parameters trains and
+ * its input needs no gradient. Its temporaries can then live in the scratch arena. */
+static bool stage_records_nothing(const mr_ctx *ctx, const mr_model *m, int stage,
+                                  const mr_tensor *input) {
+    if (ctx->recording && input->requires_grad) return false;
+    if (!ctx->recording) return true;
+    char conv[8], bnp[8];
+    snprintf(conv, sizeof conv, stage == 1 ? "conv1" : "res%d", stage);
+    snprintf(bnp, sizeof bnp, stage == 1 ? "bn_conv1" : "bn%d", stage);
+    for (int i = 0; i < m->params.count; i++) {
+        const mr_param *q = &m->params.items[i];
+        if (!q->frozen && (!strncmp(q->name, conv, strlen(conv)) || !strncmp(q->name, bnp, strlen(bnp))))
+            return false;
+    }
+    return true;
 }
 
 mr_status mr_model_features(mr_ctx *ctx, const mr_model *m, mr_tensor *images, mr_tensor *p[5]) {
-    mr_tensor *x = mr_relu(ctx, bn(ctx, m, conv(ctx, m, images, "conv1", 2, 3), "bn_conv1"));
+    bool scratch = stage_records_nothing(ctx, m, 1, images);
+    if (scratch) mr_scratch_begin(ctx);
+    mr_tensor *x = mr_relu_inplace(ctx, bn(ctx, m, conv(ctx, m, images, "conv1", 2, 3), "bn_conv1"));
     x = mr_maxpool(ctx, x, 3, 2, MR_PAD_SAME);
+    if (scratch) x = mr_scratch_end(ctx, x);
     mr_tensor *c[4];
-    for (int stage = 2; stage <= 5; stage++) {
+    for (int stage = 2; stage <= 5 && x; stage++) {
+        scratch = stage_records_nothing(ctx, m, stage, x);
+        if (scratch) mr_scratch_begin(ctx);
         for (int k = 0; k < stage_blocks(m->cfg.backbone_depth, stage); k++)
             x = bottleneck(ctx, m, x, stage, (char)('a' + k), k == 0 && stage > 2 ? 2 : 1, k == 0);
+        if (scratch) x = mr_scratch_end(ctx, x);
         c[stage - 2] = x;
     }
+    if (!x) return ctx->status;
     /* Top-down: each level adds the x2 upsampled sum from above (before smoothing). */
     static const char *lateral[4] = {"fpn_c2p2", "fpn_c3p3", "fpn_c4p4", "fpn_c5p5"};
     static const char *smooth[4] = {"fpn_p2", "fpn_p3", "fpn_p4", "fpn_p5"};
@@ -421,7 +445,7 @@ mr_status mr_model_rpn(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
     int64_t a = m->anchors_per_location;
     for (int l = 0; l < 5; l++) {
         mr_tensor *shared =
-            mr_relu(ctx, conv(ctx, m, p[l], "rpn_conv_shared", m->cfg.anchor_stride, MR_PAD_SAME));
+            mr_relu_inplace(ctx, conv(ctx, m, p[l], "rpn_conv_shared", m->cfg.anchor_stride, MR_PAD_SAME));
         mr_tensor *cls = conv(ctx, m, shared, "rpn_class_raw", 1, MR_PAD_VALID);
         mr_tensor *box = conv(ctx, m, shared, "rpn_bbox_pred", 1, MR_PAD_VALID);
         if (!cls || !box) return ctx->status;
@@ -446,9 +470,9 @@ mr_status mr_model_box_head(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5
     mr_tensor *x = mr_roi_align(ctx, p, rois, batch_index, n, c->pool_size, c->image_max_dim,
                                 c->image_max_dim, c->roi_align_mode);
     /* mrcnn_class_conv1 is a pool x pool valid conv: one output pixel per ROI. */
-    x = mr_relu(
+    x = mr_relu_inplace(
         ctx, bn(ctx, m, conv(ctx, m, x, "mrcnn_class_conv1", 1, MR_PAD_VALID), "mrcnn_class_bn1"));
-    x = mr_relu(
+    x = mr_relu_inplace(
         ctx, bn(ctx, m, conv(ctx, m, x, "mrcnn_class_conv2", 1, MR_PAD_VALID), "mrcnn_class_bn2"));
     int64_t flat[2] = {n, c->fc_size};
     mr_tensor *shared = mr_reshape(ctx, x, 2, flat);
@@ -468,10 +492,10 @@ mr_tensor *mr_model_mask_head(mr_ctx *ctx, const mr_model *m, mr_tensor *const p
         char cname[32], bname[32];
         snprintf(cname, sizeof cname, "mrcnn_mask_conv%d", i);
         snprintf(bname, sizeof bname, "mrcnn_mask_bn%d", i);
-        x = mr_relu(ctx, bn(ctx, m, conv(ctx, m, x, cname, 1, MR_PAD_SAME), bname));
+        x = mr_relu_inplace(ctx, bn(ctx, m, conv(ctx, m, x, cname, 1, MR_PAD_SAME), bname));
     }
     if (c->mask_shape == 2 * c->mask_pool_size)
-        x = mr_relu(ctx, mr_deconv2x2(ctx, x, P(m, "mrcnn_mask_deconv", "kernel"),
+        x = mr_relu_inplace(ctx, mr_deconv2x2(ctx, x, P(m, "mrcnn_mask_deconv", "kernel"),
                                       P(m, "mrcnn_mask_deconv", "bias")));
     return conv(ctx, m, x, "mrcnn_mask", 1, MR_PAD_VALID);
 }

@@ -155,6 +155,10 @@ static void setup_unary_kinky(mr_ctx *ctx, mr_rng *rng, gc_inputs *in) {
 static mr_tensor *fwd_relu(mr_ctx *c, gc_inputs *in) {
     return mr_relu(c, in->in[0]);
 }
+/* In place on a fresh sum, as the network uses it (never on a tensor read again). */
+static mr_tensor *fwd_relu_inplace(mr_ctx *c, gc_inputs *in) {
+    return mr_relu_inplace(c, mr_add(c, in->in[0], in->in[1]));
+}
 static mr_tensor *fwd_sigmoid(mr_ctx *c, gc_inputs *in) {
     return mr_sigmoid(c, in->in[0]);
 }
@@ -308,6 +312,7 @@ static const gc_case cases[] = {
     {MR_OP_BATCHNORM_FROZEN, "batchnorm frozen", setup_bn, fwd_bn_frozen},
     {MR_OP_BATCHNORM_BATCH, "batchnorm batch statistics", setup_bn, fwd_bn_batch},
     {MR_OP_RELU, "relu", setup_unary_kinky, fwd_relu},
+    {MR_OP_RELU, "relu in place", setup_two, fwd_relu_inplace},
     {MR_OP_SIGMOID, "sigmoid", setup_unary_kinky, fwd_sigmoid},
     {MR_OP_ADD, "add", setup_two, fwd_add},
     {MR_OP_ADD, "add with fan-out", setup_one, fwd_add_self},
