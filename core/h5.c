@@ -26,8 +26,9 @@ mr_status mr_h5_open(const char *path, bool writable, mr_h5 *out) {
     long size = ftell(probe);
     fclose(probe);
     if (H5Fis_hdf5(path) <= 0)
-        return mr_fail(MR_ERR_FORMAT, "%s: not an HDF5 file (%ld bytes); was the download cut "
-                                      "short?",
+        return mr_fail(MR_ERR_FORMAT,
+                       "%s: not an HDF5 file (%ld bytes); was the download cut "
+                       "short?",
                        path, size);
     hid_t id = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
     if (id < 0)
@@ -108,7 +109,8 @@ static int64_t count_of(int ndim, const int64_t *shape) {
     return n;
 }
 
-static mr_status read_as(mr_h5 *f, const char *dataset, hid_t mem_type, void *out, int64_t capacity) {
+static mr_status read_as(mr_h5 *f, const char *dataset, hid_t mem_type, void *out,
+                         int64_t capacity) {
     int ndim = 0;
     int64_t shape[MR_H5_MAX_DIMS];
     MR_TRY(mr_h5_shape(f, dataset, &ndim, shape));
@@ -120,8 +122,9 @@ static mr_status read_as(mr_h5 *f, const char *dataset, hid_t mem_type, void *ou
     herr_t rc = n ? H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) : 0;
     H5Dclose(ds);
     if (rc < 0)
-        return mr_fail(MR_ERR_FORMAT, "%s: cannot read dataset '%s' (truncated file or non-numeric "
-                                      "type)",
+        return mr_fail(MR_ERR_FORMAT,
+                       "%s: cannot read dataset '%s' (truncated file or non-numeric "
+                       "type)",
                        f->path, dataset);
     return MR_OK;
 }
@@ -178,8 +181,10 @@ static mr_status make_parents(mr_h5 *f, const char *path) {
         *slash = '\0';
         if (!mr_h5_exists(f, parent)) {
             hid_t g = H5Gcreate2((hid_t)f->id, parent, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-            if (g < 0) st = mr_fail(MR_ERR_IO, "%s: cannot create group '%s'", f->path, parent);
-            else H5Gclose(g);
+            if (g < 0)
+                st = mr_fail(MR_ERR_IO, "%s: cannot create group '%s'", f->path, parent);
+            else
+                H5Gclose(g);
         }
     }
     H5Pclose(lcpl);
@@ -204,11 +209,12 @@ static mr_status write_as(mr_h5 *f, const char *dataset, hid_t file_type, hid_t 
     hsize_t dims[MR_H5_MAX_DIMS] = {0};
     for (int i = 0; i < ndim; i++) dims[i] = (hsize_t)shape[i];
     hid_t space = H5Screate_simple(ndim, dims, NULL);
-    hid_t ds = H5Dcreate2((hid_t)f->id, dataset, file_type, space, H5P_DEFAULT, H5P_DEFAULT,
-                          H5P_DEFAULT);
+    hid_t ds =
+        H5Dcreate2((hid_t)f->id, dataset, file_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     herr_t rc = -1;
     if (ds >= 0) {
-        rc = count_of(ndim, shape) ? H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) : 0;
+        rc =
+            count_of(ndim, shape) ? H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) : 0;
         if (H5Dclose(ds) < 0) rc = -1;
     }
     H5Sclose(space);
@@ -239,7 +245,7 @@ static uint16_t to_half(float value) {
     if (mag < 0x38800000u) {                                   /* half subnormal or zero */
         if (mag < 0x33000000u) return sign;                    /* below half the smallest */
         uint32_t mant = (mag & 0x7fffffu) | 0x800000u;
-        int shift = 126 - (int)(mag >> 23);                    /* units of 2^-24 */
+        int shift = 126 - (int)(mag >> 23); /* units of 2^-24 */
         uint32_t half = mant >> shift, rest = mant & ((1u << shift) - 1u), mid = 1u << (shift - 1);
         if (rest > mid || (rest == mid && (half & 1u))) half++;
         return (uint16_t)(sign | half);
@@ -282,16 +288,18 @@ bool mr_h5_has_attr(mr_h5 *f, const char *object, const char *name) {
     return ok > 0;
 }
 
-static mr_status write_attr(mr_h5 *f, const char *object, const char *name, hid_t type,
-                            hid_t space, const void *value) {
+static mr_status write_attr(mr_h5 *f, const char *object, const char *name, hid_t type, hid_t space,
+                            const void *value) {
     hid_t o = open_object(f, object);
-    if (o < 0) return mr_fail(MR_ERR_IO, "%s: no object '%s' for attribute %s", f->path, object, name);
+    if (o < 0)
+        return mr_fail(MR_ERR_IO, "%s: no object '%s' for attribute %s", f->path, object, name);
     if (H5Aexists(o, name) > 0) H5Adelete(o, name);
     hid_t a = H5Acreate2(o, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
     herr_t rc = a < 0 ? -1 : H5Awrite(a, type, value);
     if (a >= 0) H5Aclose(a);
     H5Oclose(o);
-    if (rc < 0) return mr_fail(MR_ERR_IO, "%s: cannot write attribute %s on '%s'", f->path, name, object);
+    if (rc < 0)
+        return mr_fail(MR_ERR_IO, "%s: cannot write attribute %s on '%s'", f->path, name, object);
     return MR_OK;
 }
 
@@ -378,10 +386,12 @@ static mr_status read_string_attr(mr_h5 *f, const char *object, const char *name
     /* An empty list of any type is an empty list: Keras writes a weightless layer's weight_names
      * as h5py makes `attrs[name] = []`, an empty float64 array. */
     if (n < 0 || (n > 0 && H5Tget_class(type) != H5T_STRING)) {
-        st = mr_fail(MR_ERR_FORMAT, "%s: attribute %s on '%s' is not a string", f->path, name, object);
+        st = mr_fail(MR_ERR_FORMAT, "%s: attribute %s on '%s' is not a string", f->path, name,
+                     object);
     } else if (n > 0) {
         char **out = calloc((size_t)n, sizeof *out);
-        if (!out) st = mr_fail(MR_ERR_NOMEM, "no memory for attribute %s", name);
+        if (!out)
+            st = mr_fail(MR_ERR_NOMEM, "no memory for attribute %s", name);
         else if (H5Tis_variable_str(type) > 0) {
             hid_t mem = H5Tcopy(H5T_C_S1);
             H5Tset_size(mem, H5T_VARIABLE);
@@ -487,7 +497,8 @@ mr_status mr_h5_get_attr_i64(mr_h5 *f, const char *object, const char *name, int
     if (a >= 0) H5Aclose(a);
     H5Oclose(o);
     if (rc < 0)
-        return mr_fail(MR_ERR_FORMAT, "%s: '%s' has no integer attribute %s", f->path, object, name);
+        return mr_fail(MR_ERR_FORMAT, "%s: '%s' has no integer attribute %s", f->path, object,
+                       name);
     return MR_OK;
 }
 
@@ -499,7 +510,8 @@ mr_status mr_h5_get_attr_f64(mr_h5 *f, const char *object, const char *name, dou
     if (a >= 0) H5Aclose(a);
     H5Oclose(o);
     if (rc < 0)
-        return mr_fail(MR_ERR_FORMAT, "%s: '%s' has no numeric attribute %s", f->path, object, name);
+        return mr_fail(MR_ERR_FORMAT, "%s: '%s' has no numeric attribute %s", f->path, object,
+                       name);
     return MR_OK;
 }
 
@@ -515,8 +527,10 @@ mr_status mr_h5_dtype(mr_h5 *f, const char *dataset, char *name, size_t size) {
                        : cls == H5T_INTEGER ? (H5Tget_sign(t) == H5T_SGN_NONE ? "uint" : "int")
                        : cls == H5T_STRING  ? "string"
                                             : "other";
-    if (cls == H5T_FLOAT || cls == H5T_INTEGER) snprintf(name, size, "%s%zu", kind, bytes * 8);
-    else snprintf(name, size, "%s", kind);
+    if (cls == H5T_FLOAT || cls == H5T_INTEGER)
+        snprintf(name, size, "%s%zu", kind, bytes * 8);
+    else
+        snprintf(name, size, "%s", kind);
     H5Tclose(t);
     H5Dclose(ds);
     return MR_OK;

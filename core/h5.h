@@ -13,7 +13,7 @@
 #define MR_H5_MAX_DIMS 8
 
 typedef struct {
-    int64_t id;     /* hid_t of the open file */
+    int64_t id; /* hid_t of the open file */
     char *path;
     bool writable;
 } mr_h5;

@@ -9,8 +9,8 @@ mr_log_level mr_log_get_level(void);
 void mr_log(mr_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define mr_error(...) mr_log(MR_LOG_ERROR, __VA_ARGS__)
-#define mr_warn(...) mr_log(MR_LOG_WARN, __VA_ARGS__)
-#define mr_info(...) mr_log(MR_LOG_INFO, __VA_ARGS__)
+#define mr_warn(...)  mr_log(MR_LOG_WARN, __VA_ARGS__)
+#define mr_info(...)  mr_log(MR_LOG_INFO, __VA_ARGS__)
 #define mr_debug(...) mr_log(MR_LOG_DEBUG, __VA_ARGS__)
 
 #endif

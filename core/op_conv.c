@@ -13,9 +13,9 @@
 #define COL_CHUNK_FLOATS ((int64_t)4 << 20)
 
 typedef struct {
-    int64_t n, h, w, cin;      /* input (N,H,W,Cin) */
-    int64_t kh, kw, cout;      /* kernel (KH,KW,Cin,Cout) */
-    int64_t oh, ow;            /* output (N,OH,OW,Cout) */
+    int64_t n, h, w, cin; /* input (N,H,W,Cin) */
+    int64_t kh, kw, cout; /* kernel (KH,KW,Cin,Cout) */
+    int64_t oh, ow;       /* output (N,OH,OW,Cout) */
     int64_t stride, pad_top, pad_left;
 } conv_geom;
 
@@ -36,8 +36,9 @@ static float *scratch(mr_ctx *ctx, int64_t floats) {
     if ((size_t)floats > ctx->scratch_floats) {
         float *grown = realloc(ctx->scratch, (size_t)floats * sizeof(float));
         if (!grown) {
-            ctx->status = mr_fail(MR_ERR_NOMEM, "cannot grow the convolution workspace to %lld "
-                                                "floats",
+            ctx->status = mr_fail(MR_ERR_NOMEM,
+                                  "cannot grow the convolution workspace to %lld "
+                                  "floats",
                                   (long long)floats);
             return NULL;
         }
@@ -124,10 +125,12 @@ static void conv2d_backward(mr_node *node) {
             for (int64_t o = 0; o < g->cout; o++) db[o] += dout[m * g->cout + o];
     }
     if (is_pointwise(g)) {
-        if (want_dw) mr_sgemm(true, false, kdim, g->cout, M, 1.0f, x->data, kdim, dout, g->cout,
-                              1.0f, w->grad, g->cout);
-        if (want_dx) mr_sgemm(false, true, M, kdim, g->cout, 1.0f, dout, g->cout, w->data,
-                              g->cout, 1.0f, x->grad, kdim);
+        if (want_dw)
+            mr_sgemm(true, false, kdim, g->cout, M, 1.0f, x->data, kdim, dout, g->cout, 1.0f,
+                     w->grad, g->cout);
+        if (want_dx)
+            mr_sgemm(false, true, M, kdim, g->cout, 1.0f, dout, g->cout, w->data, g->cout, 1.0f,
+                     x->grad, kdim);
         return;
     }
     int64_t rows = chunk_rows(g);
@@ -159,8 +162,14 @@ mr_tensor *mr_conv2d(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int 
     MR_REQUIRE(!b || (b->numel == w->shape[3]), "conv2d: bias %s has %lld values for %lld filters",
                b ? b->name : "", b ? (long long)b->numel : 0LL, (long long)w->shape[3]);
     MR_REQUIRE(stride >= 1 && pad >= MR_PAD_SAME, "conv2d: stride %d pad %d", stride, pad);
-    conv_geom g = {.n = x->shape[0], .h = x->shape[1], .w = x->shape[2], .cin = x->shape[3],
-                   .kh = w->shape[0], .kw = w->shape[1], .cout = w->shape[3], .stride = stride};
+    conv_geom g = {.n = x->shape[0],
+                   .h = x->shape[1],
+                   .w = x->shape[2],
+                   .cin = x->shape[3],
+                   .kh = w->shape[0],
+                   .kw = w->shape[1],
+                   .cout = w->shape[3],
+                   .stride = stride};
     pad_for(pad, g.h, g.kh, stride, &g.oh, &g.pad_top);
     pad_for(pad, g.w, g.kw, stride, &g.ow, &g.pad_left);
     MR_REQUIRE(g.oh > 0 && g.ow > 0, "conv2d: input %s %s too small for a %lldx%lld kernel",

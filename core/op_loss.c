@@ -23,8 +23,8 @@ static void *keep(mr_ctx *ctx, const void *src, size_t bytes, const char *op) {
 
 typedef struct {
     int32_t *targets;
-    float *weights;     /* NULL: every row weight 1 */
-    float *probs;       /* (N,C) softmax */
+    float *weights; /* NULL: every row weight 1 */
+    float *probs;   /* (N,C) softmax */
     double total_weight;
 } xent_saved;
 
@@ -58,7 +58,8 @@ mr_tensor *mr_softmax_xent(mr_ctx *ctx, mr_tensor *logits, const int32_t *target
         for (int64_t k = 1; k < c; k++) zmax = z[k] > zmax ? z[k] : zmax;
         double denom = 0.0;
         for (int64_t k = 0; k < c; k++) denom += exp((double)(z[k] - zmax));
-        for (int64_t k = 0; k < c; k++) probs[i * c + k] = (float)(exp((double)(z[k] - zmax)) / denom);
+        for (int64_t k = 0; k < c; k++)
+            probs[i * c + k] = (float)(exp((double)(z[k] - zmax)) / denom);
         double ce = log(denom) - (double)(z[targets[i]] - zmax);
         double w = row_weights ? (double)row_weights[i] : 1.0;
         sum += w * ce;

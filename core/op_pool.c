@@ -63,8 +63,12 @@ mr_tensor *mr_maxpool(mr_ctx *ctx, mr_tensor *x, int kernel, int stride, int pad
     MR_REQUIRE(x->ndim == 4 && kernel >= 1 && stride >= 1, "maxpool: input %s kernel %d stride %d",
                x->name, kernel, stride);
     MR_REQUIRE(x->numel < INT32_MAX, "maxpool: input %s too large", x->name);
-    pool_saved s = {.n = x->shape[0], .h = x->shape[1], .w = x->shape[2], .c = x->shape[3],
-                    .kernel = kernel, .stride = stride};
+    pool_saved s = {.n = x->shape[0],
+                    .h = x->shape[1],
+                    .w = x->shape[2],
+                    .c = x->shape[3],
+                    .kernel = kernel,
+                    .stride = stride};
     pool_extent(pad, s.h, kernel, stride, &s.oh, &s.pad_top);
     pool_extent(pad, s.w, kernel, stride, &s.ow, &s.pad_left);
     mr_tensor *out = mr_tensor_4d(ctx, "maxpool", s.n, s.oh, s.ow, s.c);

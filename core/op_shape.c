@@ -163,8 +163,9 @@ mr_tensor *mr_gather_rows(mr_ctx *ctx, mr_tensor *x, const int64_t *index, int64
     if (!x || ctx->status != MR_OK) return NULL;
     int64_t rows = x->shape[0], cols = x->numel / (rows ? rows : 1);
     for (int64_t i = 0; i < n; i++)
-        MR_REQUIRE(index[i] >= 0 && index[i] < rows, "gather_rows: index %lld outside %s's %lld rows",
-                   (long long)index[i], x->name, (long long)rows);
+        MR_REQUIRE(index[i] >= 0 && index[i] < rows,
+                   "gather_rows: index %lld outside %s's %lld rows", (long long)index[i], x->name,
+                   (long long)rows);
     int64_t shape[MR_MAX_DIMS];
     for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
     shape[0] = n;

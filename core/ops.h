@@ -10,7 +10,7 @@
 /* Padding for conv2d and maxpool: MR_PAD_SAME is TensorFlow's "same" (the odd extra pixel
  * goes to the bottom/right), MR_PAD_VALID none; a value >= 0 pads that many zeros on every
  * side (Matterport's ZeroPadding2D(3) before conv1 is pad 3). */
-#define MR_PAD_SAME (-1)
+#define MR_PAD_SAME  (-1)
 #define MR_PAD_VALID 0
 
 /* x (N,H,W,Cin), w (KH,KW,Cin,Cout), b (Cout) or NULL -> (N,OH,OW,Cout). */

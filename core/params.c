@@ -60,8 +60,9 @@ mr_status mr_params_finalize(mr_params *p) {
     p->grads = aligned_alloc(64, bytes);
     p->momentum = aligned_alloc(64, bytes);
     if (!p->values || !p->grads || !p->momentum)
-        return mr_fail(MR_ERR_NOMEM, "cannot allocate %zu parameters (%.1f MiB each for values, "
-                                     "gradients and momentum)",
+        return mr_fail(MR_ERR_NOMEM,
+                       "cannot allocate %zu parameters (%.1f MiB each for values, "
+                       "gradients and momentum)",
                        p->total, (double)bytes / (1024.0 * 1024.0));
     memset(p->values, 0, bytes);
     memset(p->grads, 0, bytes);

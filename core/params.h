@@ -16,14 +16,14 @@ typedef struct {
     mr_tensor t;                  /* data/grad point into the flat buffers */
     size_t offset;                /* into values/grads/momentum */
     bool frozen;
-    bool trainable_kind;          /* false for batch-norm moving statistics: never trained */
+    bool trainable_kind; /* false for batch-norm moving statistics: never trained */
 } mr_param;
 
 typedef struct {
     mr_param *items;
     int count, capacity;
     float *values, *grads, *momentum;
-    size_t total;                 /* floats in each flat buffer */
+    size_t total; /* floats in each flat buffer */
     bool finalized;
 } mr_params;
 

@@ -8,14 +8,22 @@ static _Thread_local char last_error[2048];
 
 const char *mr_status_name(mr_status s) {
     switch (s) {
-    case MR_OK: return "ok";
-    case MR_ERR_ARG: return "bad argument";
-    case MR_ERR_IO: return "i/o error";
-    case MR_ERR_FORMAT: return "bad format";
-    case MR_ERR_CONFIG: return "bad config";
-    case MR_ERR_NOMEM: return "out of memory";
-    case MR_ERR_NUMERIC: return "numeric error";
-    case MR_ERR_INTERRUPTED: return "interrupted";
+    case MR_OK:
+        return "ok";
+    case MR_ERR_ARG:
+        return "bad argument";
+    case MR_ERR_IO:
+        return "i/o error";
+    case MR_ERR_FORMAT:
+        return "bad format";
+    case MR_ERR_CONFIG:
+        return "bad config";
+    case MR_ERR_NOMEM:
+        return "out of memory";
+    case MR_ERR_NUMERIC:
+        return "numeric error";
+    case MR_ERR_INTERRUPTED:
+        return "interrupted";
     }
     return "unknown status";
 }

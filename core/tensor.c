@@ -115,8 +115,7 @@ mr_tensor *mr_tensor_new(mr_ctx *ctx, const char *name, int ndim, const int64_t 
     MR_REQUIRE(ndim >= 1 && ndim <= MR_MAX_DIMS, "tensor '%s' with %d dims", name, ndim);
     int64_t numel = 1;
     for (int i = 0; i < ndim; i++) {
-        MR_REQUIRE(shape[i] >= 0, "tensor '%s' with negative dim %lld", name,
-                   (long long)shape[i]);
+        MR_REQUIRE(shape[i] >= 0, "tensor '%s' with negative dim %lld", name, (long long)shape[i]);
         numel *= shape[i];
     }
     mr_tensor *t = mr_alloc(ctx, sizeof *t, name);
@@ -137,8 +136,7 @@ mr_tensor *mr_tensor_zeros(mr_ctx *ctx, const char *name, int ndim, const int64_
     return t;
 }
 
-mr_tensor *mr_tensor_4d(mr_ctx *ctx, const char *name, int64_t a, int64_t b, int64_t c,
-                        int64_t d) {
+mr_tensor *mr_tensor_4d(mr_ctx *ctx, const char *name, int64_t a, int64_t b, int64_t c, int64_t d) {
     int64_t s[4] = {a, b, c, d};
     return mr_tensor_new(ctx, name, 4, s);
 }
@@ -167,8 +165,8 @@ const char *mr_shape_str(const mr_tensor *t, char *buf, size_t size) {
     return buf;
 }
 
-mr_node *mr_record(mr_ctx *ctx, mr_op_id op, mr_tensor *out, mr_tensor *const *inputs,
-                   int n_inputs, mr_backward_fn backward) {
+mr_node *mr_record(mr_ctx *ctx, mr_op_id op, mr_tensor *out, mr_tensor *const *inputs, int n_inputs,
+                   mr_backward_fn backward) {
     MR_REQUIRE(n_inputs <= MR_MAX_INPUTS, "op %s with %d inputs", mr_op_name(op), n_inputs);
     if (!ctx->recording || !out) return NULL;
     unsigned needs = 0;
@@ -181,8 +179,8 @@ mr_node *mr_record(mr_ctx *ctx, mr_op_id op, mr_tensor *out, mr_tensor *const *i
         int cap = tape->capacity ? tape->capacity * 2 : 1024;
         mr_node *grown = realloc(tape->nodes, sizeof *grown * (size_t)cap);
         if (!grown) {
-            ctx->status = mr_fail(MR_ERR_NOMEM, "cannot grow the tape to %d nodes in op '%s'",
-                                  cap, mr_op_name(op));
+            ctx->status = mr_fail(MR_ERR_NOMEM, "cannot grow the tape to %d nodes in op '%s'", cap,
+                                  mr_op_name(op));
             return NULL;
         }
         tape->nodes = grown;
@@ -281,8 +279,9 @@ float *mr_grad_of(mr_ctx *ctx, mr_tensor *t) {
 mr_status mr_backward_seeded(mr_ctx *ctx, mr_tensor *out, const float *seed) {
     if (ctx->status != MR_OK) return ctx->status;
     if (!out->requires_grad)
-        return mr_fail(MR_ERR_ARG, "backward from '%s', which depends on no trainable parameter "
-                                   "(all frozen, or computed in a no-grad scope)",
+        return mr_fail(MR_ERR_ARG,
+                       "backward from '%s', which depends on no trainable parameter "
+                       "(all frozen, or computed in a no-grad scope)",
                        out->name);
     mr_tape *tape = &ctx->tape;
     /* Intermediate gradients are released as backward passes them, so a second backward over

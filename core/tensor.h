@@ -10,18 +10,18 @@
 
 #include "status.h"
 
-#define MR_MAX_DIMS 4
+#define MR_MAX_DIMS   4
 #define MR_MAX_INPUTS 4
 
 typedef struct mr_tensor {
-    float *data;           /* values, row-major over shape */
-    float *grad;           /* same size; allocated when backward first reaches the tensor */
+    float *data; /* values, row-major over shape */
+    float *grad; /* same size; allocated when backward first reaches the tensor */
     int64_t shape[MR_MAX_DIMS];
     int ndim;
     int64_t numel;
-    const char *name;      /* static or arena string; for messages and dumps */
-    bool requires_grad;    /* parameters that are not frozen, and op outputs that depend on them */
-    bool is_param;         /* grad lives in the parameter registry and outlives the step */
+    const char *name;   /* static or arena string; for messages and dumps */
+    bool requires_grad; /* parameters that are not frozen, and op outputs that depend on them */
+    bool is_param;      /* grad lives in the parameter registry and outlives the step */
 } mr_tensor;
 
 /* Per-step memory: one block, bump allocation, reset each step. */
@@ -40,7 +40,7 @@ typedef struct {
 typedef struct {
     char *base;
     size_t capacity, top, high_water;
-    mr_span *free;        /* free spans below top, sorted by offset, never adjacent */
+    mr_span *free; /* free spans below top, sorted by offset, never adjacent */
     int n_free, cap_free;
 } mr_pool;
 
@@ -97,13 +97,13 @@ typedef struct {
 
 typedef struct mr_ctx {
     mr_arena arena;
-    size_t scratch_mark;  /* arena offset where the open scratch scope began */
+    size_t scratch_mark; /* arena offset where the open scratch scope began */
     bool in_scratch;
     mr_pool grads;
     mr_tape tape;
-    bool recording;      /* false inside a no-grad scope */
-    mr_status status;    /* sticky: the first failure of the step; later ops return NULL */
-    float *scratch;      /* reusable per-op workspace (im2col), grows, never shrinks */
+    bool recording;   /* false inside a no-grad scope */
+    mr_status status; /* sticky: the first failure of the step; later ops return NULL */
+    float *scratch;   /* reusable per-op workspace (im2col), grows, never shrinks */
     size_t scratch_floats;
 } mr_ctx;
 
@@ -140,8 +140,8 @@ const char *mr_shape_str(const mr_tensor *t, char *buf, size_t size);
 
 /* Used by ops: true when the output should be recorded (recording on and an input needs a
  * gradient). Appends the node and marks the output as requiring a gradient. */
-mr_node *mr_record(mr_ctx *ctx, mr_op_id op, mr_tensor *out, mr_tensor *const *inputs,
-                   int n_inputs, mr_backward_fn backward);
+mr_node *mr_record(mr_ctx *ctx, mr_op_id op, mr_tensor *out, mr_tensor *const *inputs, int n_inputs,
+                   mr_backward_fn backward);
 /* The gradient buffer of a tensor that backward is about to accumulate into (zeroed on first
  * use). NULL only when the arena is exhausted. */
 float *mr_grad_of(mr_ctx *ctx, mr_tensor *t);

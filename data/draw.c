@@ -200,8 +200,8 @@ void mr_draw_detections(mr_image *rgb, int64_t n, const int64_t *boxes, const in
     for (int64_t i = n - 1; i >= 0; i--) {
         mr_color c = mr_draw_class_color((int)class_ids[i]);
         char text[96];
-        const char *name = class_ids[i] >= 0 && class_ids[i] < n_classes ? class_names[class_ids[i]]
-                                                                          : "?";
+        const char *name =
+            class_ids[i] >= 0 && class_ids[i] < n_classes ? class_names[class_ids[i]] : "?";
         snprintf(text, sizeof text, "%s %.2f", name, (double)scores[i]);
         int tw = 0, th = 0, pad = scale;
         mr_draw_text_size(text, scale, &tw, &th);

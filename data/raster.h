@@ -9,7 +9,7 @@
 
 /* Sets mask[r * width + c] = value for every pixel whose centre is inside the polygon.
  * Returns the number of pixels set. */
-int64_t mr_raster_polygon(uint8_t *mask, int width, int height, const double *xs,
-                          const double *ys, int n_points, uint8_t value);
+int64_t mr_raster_polygon(uint8_t *mask, int width, int height, const double *xs, const double *ys,
+                          int n_points, uint8_t value);
 
 #endif

@@ -63,8 +63,8 @@ static mr_status detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
         float window[4];
         mr_norm_boxes(window, geo[b].window, 1, geo[b].molded_h, geo[b].molded_w);
         MR_TRY(mr_refine_detections(dets + b * max_det * 6, &n_dets[b], rois + b * n_props * 4,
-                                    class_probs + b * n_props * nc, deltas->data + b * n_props * nc * 4,
-                                    n_props, window, &dc));
+                                    class_probs + b * n_props * nc,
+                                    deltas->data + b * n_props * nc * 4, n_props, window, &dc));
         n_masks += n_dets[b];
     }
     /* The mask head runs on the real detections only (Matterport also feeds the padding rows,

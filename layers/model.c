@@ -404,7 +404,8 @@ static bool stage_records_nothing(const mr_ctx *ctx, const mr_model *m, int stag
     snprintf(bnp, sizeof bnp, stage == 1 ? "bn_conv1" : "bn%d", stage);
     for (int i = 0; i < m->params.count; i++) {
         const mr_param *q = &m->params.items[i];
-        if (!q->frozen && (!strncmp(q->name, conv, strlen(conv)) || !strncmp(q->name, bnp, strlen(bnp))))
+        if (!q->frozen &&
+            (!strncmp(q->name, conv, strlen(conv)) || !strncmp(q->name, bnp, strlen(bnp))))
             return false;
     }
     return true;
@@ -413,7 +414,8 @@ static bool stage_records_nothing(const mr_ctx *ctx, const mr_model *m, int stag
 mr_status mr_model_features(mr_ctx *ctx, const mr_model *m, mr_tensor *images, mr_tensor *p[5]) {
     bool scratch = stage_records_nothing(ctx, m, 1, images);
     if (scratch) mr_scratch_begin(ctx);
-    mr_tensor *x = mr_relu_inplace(ctx, bn(ctx, m, conv(ctx, m, images, "conv1", 2, 3), "bn_conv1"));
+    mr_tensor *x =
+        mr_relu_inplace(ctx, bn(ctx, m, conv(ctx, m, images, "conv1", 2, 3), "bn_conv1"));
     x = mr_maxpool(ctx, x, 3, 2, MR_PAD_SAME);
     if (scratch) x = mr_scratch_end(ctx, x);
     mr_tensor *c[4];
@@ -444,8 +446,8 @@ mr_status mr_model_rpn(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
     mr_tensor *logits[5], *boxes[5];
     int64_t a = m->anchors_per_location;
     for (int l = 0; l < 5; l++) {
-        mr_tensor *shared =
-            mr_relu_inplace(ctx, conv(ctx, m, p[l], "rpn_conv_shared", m->cfg.anchor_stride, MR_PAD_SAME));
+        mr_tensor *shared = mr_relu_inplace(
+            ctx, conv(ctx, m, p[l], "rpn_conv_shared", m->cfg.anchor_stride, MR_PAD_SAME));
         mr_tensor *cls = conv(ctx, m, shared, "rpn_class_raw", 1, MR_PAD_VALID);
         mr_tensor *box = conv(ctx, m, shared, "rpn_bbox_pred", 1, MR_PAD_VALID);
         if (!cls || !box) return ctx->status;
@@ -496,6 +498,6 @@ mr_tensor *mr_model_mask_head(mr_ctx *ctx, const mr_model *m, mr_tensor *const p
     }
     if (c->mask_shape == 2 * c->mask_pool_size)
         x = mr_relu_inplace(ctx, mr_deconv2x2(ctx, x, P(m, "mrcnn_mask_deconv", "kernel"),
-                                      P(m, "mrcnn_mask_deconv", "bias")));
+                                              P(m, "mrcnn_mask_deconv", "bias")));
     return conv(ctx, m, x, "mrcnn_mask", 1, MR_PAD_VALID);
 }

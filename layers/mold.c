@@ -32,8 +32,9 @@ void mr_mold_plan(int64_t h, int64_t w, int min_dim, int max_dim, mr_mold_info *
 
 mr_status mr_mold_image(float *out, const uint8_t *pixels, int64_t h, int64_t w, int channels,
                         int min_dim, int max_dim, const float *mean_pixel, mr_mold_info *info) {
-    if (h < 1 || w < 1) return mr_fail(MR_ERR_ARG, "cannot mold an empty %lldx%lld image",
-                                       (long long)h, (long long)w);
+    if (h < 1 || w < 1)
+        return mr_fail(MR_ERR_ARG, "cannot mold an empty %lldx%lld image", (long long)h,
+                       (long long)w);
     mr_mold_plan(h, w, min_dim, max_dim, info);
     int64_t rh = info->resized_h, rw = info->resized_w, side = max_dim;
     float *plane = malloc(sizeof(float) * (size_t)(h * w));
@@ -47,8 +48,10 @@ mr_status mr_mold_image(float *out, const uint8_t *pixels, int64_t h, int64_t w,
     mr_status st = MR_OK;
     for (int c = 0; c < channels && st == MR_OK; c++) {
         for (int64_t i = 0; i < h * w; i++) plane[i] = (float)pixels[i * channels + c];
-        if (rh == h && rw == w) memcpy(resized, plane, sizeof(float) * (size_t)(h * w));
-        else st = mr_resize_bilinear(resized, rh, rw, plane, h, w);
+        if (rh == h && rw == w)
+            memcpy(resized, plane, sizeof(float) * (size_t)(h * w));
+        else
+            st = mr_resize_bilinear(resized, rh, rw, plane, h, w);
         if (st != MR_OK) break;
         /* Padding is 0 before the mean subtraction, as mold_image sees the padded image. */
         for (int64_t y = 0; y < side; y++)

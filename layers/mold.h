@@ -10,10 +10,10 @@
 #include "detect.h"
 
 typedef struct {
-    double scale;            /* molded pixels per original pixel */
+    double scale; /* molded pixels per original pixel */
     int64_t resized_h, resized_w;
-    int64_t top, left;       /* padding before the image */
-    mr_image_geometry geo;   /* original and molded sizes, window */
+    int64_t top, left;     /* padding before the image */
+    mr_image_geometry geo; /* original and molded sizes, window */
 } mr_mold_info;
 
 /* The scale and placement alone (resize_image's arithmetic, Python round-half-even sizes). */

@@ -11,9 +11,8 @@
 #include "../layers/boxes.h"
 #include "../layers/proposals.h"
 
-const char *const mr_loss_names[MR_LOSS_COUNT] = {"rpn_class_loss", "rpn_bbox_loss",
-                                                  "mrcnn_class_loss", "mrcnn_bbox_loss",
-                                                  "mrcnn_mask_loss"};
+const char *const mr_loss_names[MR_LOSS_COUNT] = {
+    "rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss"};
 
 static mr_tensor *zero_loss(mr_ctx *ctx, const char *name) {
     mr_tensor *t = mr_tensor_1d(ctx, name, 1);
@@ -46,10 +45,10 @@ mr_tensor *mr_rpn_bbox_loss(mr_ctx *ctx, mr_tensor *rpn_deltas, const int8_t *ma
                             const float *target_bbox, int64_t targets_per_image) {
     if (!rpn_deltas) return NULL;
     int64_t batch = rpn_deltas->shape[0], anchors = rpn_deltas->shape[1], k = 0;
-    int64_t *index = mr_alloc(ctx, sizeof(int64_t) * (size_t)(batch * targets_per_image + 1),
-                              "rpn_bbox_loss");
-    float *target = mr_alloc(ctx, sizeof(float) * (size_t)(4 * batch * targets_per_image + 1),
-                             "rpn_bbox_loss");
+    int64_t *index =
+        mr_alloc(ctx, sizeof(int64_t) * (size_t)(batch * targets_per_image + 1), "rpn_bbox_loss");
+    float *target =
+        mr_alloc(ctx, sizeof(float) * (size_t)(4 * batch * targets_per_image + 1), "rpn_bbox_loss");
     if (!index || !target) return NULL;
     for (int64_t b = 0; b < batch; b++) {
         /* Positives in increasing anchor order pair with the first rows of this image's
@@ -160,11 +159,11 @@ static mr_status build_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_lo
     tt->n_rois = total_rois;
     tt->rpn_targets_per_image = cfg->rpn_train_anchors;
     tt->match = mr_alloc(ctx, (size_t)(batch * anchors), "rpn_targets");
-    tt->rpn_bbox = mr_alloc(ctx, sizeof(float) * (size_t)(batch * cfg->rpn_train_anchors * 4),
-                            "rpn_targets");
+    tt->rpn_bbox =
+        mr_alloc(ctx, sizeof(float) * (size_t)(batch * cfg->rpn_train_anchors * 4), "rpn_targets");
     float *probs = mr_alloc(ctx, sizeof(float) * (size_t)(anchors * 2), "proposals");
-    float *proposals = mr_alloc(ctx, sizeof(float) * (size_t)(cfg->post_nms_rois_training * 4),
-                                "proposals");
+    float *proposals =
+        mr_alloc(ctx, sizeof(float) * (size_t)(cfg->post_nms_rois_training * 4), "proposals");
     tt->rois = mr_alloc(ctx, sizeof(float) * (size_t)(total_rois * 4), "roi_targets");
     tt->roi_image = mr_alloc(ctx, sizeof(int32_t) * (size_t)total_rois, "roi_targets");
     tt->roi_class = mr_alloc(ctx, sizeof(int64_t) * (size_t)total_rois, "roi_targets");
@@ -186,8 +185,8 @@ static mr_status build_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_lo
         st = mr_proposals(proposals, &n_props, probs, rpn_deltas->data + b * anchors * 4,
                           m->anchors, anchors, &prop_cfg);
         if (st != MR_OK) break;
-        st = mr_detection_targets(&t, proposals, cfg->post_nms_rois_training, &gt[b], &roi_cfg,
-                                  rng);
+        st =
+            mr_detection_targets(&t, proposals, cfg->post_nms_rois_training, &gt[b], &roi_cfg, rng);
         if (st != MR_OK) break;
         memcpy(tt->rois + b * rois * 4, t.rois, sizeof(float) * (size_t)(rois * 4));
         memcpy(tt->roi_class + b * rois, t.class_ids, sizeof(int64_t) * (size_t)rois);
@@ -206,7 +205,8 @@ mr_tensor *mr_losses_from_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *con
     const mr_net_config *cfg = &m->cfg;
     memset(values, 0, sizeof *values);
     int64_t s = cfg->mask_shape, total_rois = tt->n_rois;
-    for (int64_t i = 0; i < rpn_logits->numel / 2; i++) values->n_positive_anchors += tt->match[i] == 1;
+    for (int64_t i = 0; i < rpn_logits->numel / 2; i++)
+        values->n_positive_anchors += tt->match[i] == 1;
     for (int64_t i = 0; i < total_rois; i++) values->n_positive_rois += tt->roi_class[i] > 0;
     mr_tensor *class_logits = NULL, *deltas = NULL;
     if (mr_model_box_head(ctx, m, p, tt->rois, tt->roi_image, total_rois, &class_logits, &deltas) !=
@@ -221,7 +221,8 @@ mr_tensor *mr_losses_from_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *con
         float *pos_boxes = mr_alloc(ctx, sizeof(float) * (size_t)(4 * np + 1), "mrcnn_mask_loss");
         int32_t *pos_image = mr_alloc(ctx, sizeof(int32_t) * (size_t)(np + 1), "mrcnn_mask_loss");
         int64_t *pos_class = mr_alloc(ctx, sizeof(int64_t) * (size_t)(np + 1), "mrcnn_mask_loss");
-        float *pos_masks = mr_alloc(ctx, sizeof(float) * (size_t)(np * s * s + 1), "mrcnn_mask_loss");
+        float *pos_masks =
+            mr_alloc(ctx, sizeof(float) * (size_t)(np * s * s + 1), "mrcnn_mask_loss");
         if (!pos_boxes || !pos_image || !pos_class || !pos_masks) return NULL;
         for (int64_t i = 0, k = 0; i < total_rois; i++)
             if (tt->roi_class[i] > 0) {
@@ -232,14 +233,14 @@ mr_tensor *mr_losses_from_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *con
                        sizeof(float) * (size_t)(s * s));
                 k++;
             }
-        mask_loss = np ? mr_mrcnn_mask_loss(ctx, mr_model_mask_head(ctx, m, p, pos_boxes,
-                                                                    pos_image, np),
-                                            pos_class, pos_masks)
-                       : zero_loss(ctx, "mrcnn_mask_loss");
+        mask_loss =
+            np ? mr_mrcnn_mask_loss(ctx, mr_model_mask_head(ctx, m, p, pos_boxes, pos_image, np),
+                                    pos_class, pos_masks)
+               : zero_loss(ctx, "mrcnn_mask_loss");
     } else {
         mask_loss = mr_mrcnn_mask_loss(
-            ctx, mr_model_mask_head(ctx, m, p, tt->rois, tt->roi_image, total_rois),
-            tt->roi_class, tt->roi_masks);
+            ctx, mr_model_mask_head(ctx, m, p, tt->rois, tt->roi_image, total_rois), tt->roi_class,
+            tt->roi_masks);
     }
     mr_tensor *terms[MR_LOSS_COUNT] = {
         mr_rpn_class_loss(ctx, rpn_logits, tt->match),

@@ -6,8 +6,14 @@
 #include "../core/rng.h"
 #include "../layers/model.h"
 
-enum { MR_LOSS_RPN_CLASS, MR_LOSS_RPN_BBOX, MR_LOSS_MRCNN_CLASS, MR_LOSS_MRCNN_BBOX,
-       MR_LOSS_MRCNN_MASK, MR_LOSS_COUNT };
+enum {
+    MR_LOSS_RPN_CLASS,
+    MR_LOSS_RPN_BBOX,
+    MR_LOSS_MRCNN_CLASS,
+    MR_LOSS_MRCNN_BBOX,
+    MR_LOSS_MRCNN_MASK,
+    MR_LOSS_COUNT
+};
 
 extern const char *const mr_loss_names[MR_LOSS_COUNT];
 
@@ -23,14 +29,14 @@ typedef mr_gt_instances mr_image_gt;
 /* The sampled targets of one training step (arena memory). ROIs are batch-major: image b owns
  * rows [b * TRAIN_ROIS_PER_IMAGE, (b + 1) * TRAIN_ROIS_PER_IMAGE). */
 typedef struct {
-    int8_t *match;          /* (B * anchors) 1 positive, -1 negative, 0 neutral */
-    float *rpn_bbox;        /* (B, rpn_targets_per_image, 4) deltas of the positives / std */
+    int8_t *match;   /* (B * anchors) 1 positive, -1 negative, 0 neutral */
+    float *rpn_bbox; /* (B, rpn_targets_per_image, 4) deltas of the positives / std */
     int64_t rpn_targets_per_image;
-    float *rois;            /* (n_rois, 4) normalised */
-    int32_t *roi_image;     /* (n_rois) */
-    int64_t *roi_class;     /* (n_rois) 0 = background or padding */
-    float *roi_deltas;      /* (n_rois, 4) */
-    float *roi_masks;       /* (n_rois, MASK_SHAPE, MASK_SHAPE) */
+    float *rois;        /* (n_rois, 4) normalised */
+    int32_t *roi_image; /* (n_rois) */
+    int64_t *roi_class; /* (n_rois) 0 = background or padding */
+    float *roi_deltas;  /* (n_rois, 4) */
+    float *roi_masks;   /* (n_rois, MASK_SHAPE, MASK_SHAPE) */
     int64_t n_rois;
 } mr_train_targets;
 

@@ -52,8 +52,9 @@ Test(config, mammo_and_tiny_load) {
 }
 
 Test(config, unknown_key_suggests_the_closest) {
-    expect_error("{\"DETECTION_MIN_CONFIDENSE\": 0.5}",
-                 "unknown key \"DETECTION_MIN_CONFIDENSE\"; did you mean \"DETECTION_MIN_CONFIDENCE\"?");
+    expect_error(
+        "{\"DETECTION_MIN_CONFIDENSE\": 0.5}",
+        "unknown key \"DETECTION_MIN_CONFIDENSE\"; did you mean \"DETECTION_MIN_CONFIDENCE\"?");
     expect_error("{\"learning_rate\": 0.5}", "did you mean \"LEARNING_RATE\"?");
 }
 

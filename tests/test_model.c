@@ -64,8 +64,8 @@ Test(model, resnet50_is_resnet101_less_seventeen_stage4_blocks) {
     cr_assert_eq(mr_model_init(&m, &c), MR_OK);
     /* One stage-4 identity block: 1x1 1024->256, 3x3 256->256, 1x1 256->1024, biases, and
      * three batch norms of 4 vectors each. */
-    int64_t block = (1024 * 256 + 256) + (9 * 256 * 256 + 256) + (256 * 1024 + 1024) +
-                    4 * (256 + 256 + 1024);
+    int64_t block =
+        (1024 * 256 + 256) + (9 * 256 * 256 + 256) + (256 * 1024 + 1024) + 4 * (256 + 256 + 1024);
     cr_assert_eq(count_params(&m, false), 64158584 - 17 * block);
     cr_assert_not_null(mr_params_find(&m.params, "res4f_branch2c/kernel"));
     cr_assert_null(mr_params_find(&m.params, "res4g_branch2c/kernel"));
@@ -102,7 +102,8 @@ Test(model, tiny_forward_shapes_and_rpn_layout) {
     for (int i = 0; i < m.params.count; i++) {
         mr_param *p = &m.params.items[i];
         for (int64_t k = 0; k < p->t.numel; k++)
-            p->t.data[k] = strstr(p->name, "variance") ? 1.0f : 0.01f * (float)((k * 7 + i) % 13 - 6);
+            p->t.data[k] =
+                strstr(p->name, "variance") ? 1.0f : 0.01f * (float)((k * 7 + i) % 13 - 6);
     }
     mr_tensor *p[5];
     cr_assert_eq(mr_model_features(&ctx, &m, img, p), MR_OK, "%s", mr_last_error());

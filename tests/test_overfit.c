@@ -83,9 +83,14 @@ Test(overfit, two_synthetic_lesions, .timeout = 240) {
     cr_assert_eq(mr_ctx_init(&ctx, 512u << 20), MR_OK);
     mr_image_gt gt[2];
     for (int b = 0; b < 2; b++)
-        gt[b] = (mr_image_gt){.n = 1, .boxes = ex[b].box, .class_ids = &ex[b].class_id,
-                              .masks = ex[b].mini, .mask_h = c.net.mini_mask_shape,
-                              .mask_w = c.net.mini_mask_shape, .image_h = SIDE, .image_w = SIDE};
+        gt[b] = (mr_image_gt){.n = 1,
+                              .boxes = ex[b].box,
+                              .class_ids = &ex[b].class_id,
+                              .masks = ex[b].mini,
+                              .mask_h = c.net.mini_mask_shape,
+                              .mask_w = c.net.mini_mask_shape,
+                              .image_h = SIDE,
+                              .image_w = SIDE};
     mr_sgd opt = {0.01f, 0.9f, 1e-4f, 5.0f};
     mr_rng rng;
     mr_rng_seed(&rng, 5);

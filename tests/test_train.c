@@ -37,8 +37,9 @@ static void make_job(const char *dir, int epochs, int steps, char *config_path, 
     /* Replace the closing brace with the test's overrides. */
     char *end = strrchr(text, '}');
     *end = '\0';
-    fprintf(f, "%s, \"DATASET\": {\"TRAIN\": \"%s/train\", \"VAL\": \"%s/val\"}, \"EPOCHS\": %d, "
-               "\"STEPS_PER_EPOCH\": %d, \"VALIDATION_STEPS\": 2, \"CHECKPOINT_KEEP\": 10}\n",
+    fprintf(f,
+            "%s, \"DATASET\": {\"TRAIN\": \"%s/train\", \"VAL\": \"%s/val\"}, \"EPOCHS\": %d, "
+            "\"STEPS_PER_EPOCH\": %d, \"VALIDATION_STEPS\": 2, \"CHECKPOINT_KEEP\": 10}\n",
             text, data, data, epochs, steps);
     fclose(f);
 }

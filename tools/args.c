@@ -20,8 +20,8 @@ static bool push(mr_str_list *list, const char *item) {
     return true;
 }
 
-bool mr_parse_args(const char *verb, const char *usage, int argc, char **argv,
-                   const mr_opt *opts, int n_opts, mr_str_list *positional, int *exit_code) {
+bool mr_parse_args(const char *verb, const char *usage, int argc, char **argv, const mr_opt *opts,
+                   int n_opts, mr_str_list *positional, int *exit_code) {
     *exit_code = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -57,7 +57,9 @@ bool mr_parse_args(const char *verb, const char *usage, int argc, char **argv,
         char *end = NULL;
         errno = 0;
         switch (o->kind) {
-        case MR_OPT_STRING: *(const char **)o->target = v; break;
+        case MR_OPT_STRING:
+            *(const char **)o->target = v;
+            break;
         case MR_OPT_LIST:
             if (!push((mr_str_list *)o->target, v)) {
                 fprintf(stderr, "mrcnn %s: out of memory\n", verb);
@@ -85,7 +87,8 @@ bool mr_parse_args(const char *verb, const char *usage, int argc, char **argv,
             *(double *)o->target = d;
             break;
         }
-        case MR_OPT_FLAG: break;
+        case MR_OPT_FLAG:
+            break;
         }
     }
     return true;

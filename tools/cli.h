@@ -27,9 +27,9 @@ int cmd_export(int argc, char **argv);
  * missing values and bad numbers give one line naming the verb and the option. */
 typedef enum { MR_OPT_STRING, MR_OPT_INT, MR_OPT_DOUBLE, MR_OPT_FLAG, MR_OPT_LIST } mr_opt_kind;
 typedef struct {
-    const char *name;   /* "--data" */
+    const char *name; /* "--data" */
     mr_opt_kind kind;
-    void *target;       /* const char **, long *, double *, bool *, or mr_str_list * */
+    void *target; /* const char **, long *, double *, bool *, or mr_str_list * */
     const char *help;
 } mr_opt;
 
@@ -40,8 +40,8 @@ typedef struct {
 
 /* Parses argv[1..]; positional arguments go to `positional` when given, else are an error.
  * Prints usage and returns false on error or --help (sets *exit_code). */
-bool mr_parse_args(const char *verb, const char *usage, int argc, char **argv,
-                   const mr_opt *opts, int n_opts, mr_str_list *positional, int *exit_code);
+bool mr_parse_args(const char *verb, const char *usage, int argc, char **argv, const mr_opt *opts,
+                   int n_opts, mr_str_list *positional, int *exit_code);
 
 /* Maps a status to the process exit code and prints the last error as one line. */
 int mr_exit_code(mr_status st);

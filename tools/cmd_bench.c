@@ -40,7 +40,8 @@ static double median(double *v, int n) {
 
 static double sgemm_ceiling(int repeats) {
     const int64_t n = 2048;
-    float *a = malloc(sizeof(float) * (size_t)(n * n)), *b = malloc(sizeof(float) * (size_t)(n * n)),
+    float *a = malloc(sizeof(float) * (size_t)(n * n)),
+          *b = malloc(sizeof(float) * (size_t)(n * n)),
           *c = malloc(sizeof(float) * (size_t)(n * n));
     for (int64_t i = 0; i < n * n; i++) a[i] = b[i] = 1.0f / (float)(1 + i % 7);
     double t[16];
@@ -136,7 +137,6 @@ static double conv_table(long repeats, double ceiling) {
     return eff;
 }
 
-
 /* ---- whole model -------------------------------------------------------------------------- */
 
 typedef struct {
@@ -162,8 +162,14 @@ static void measure_model(int depth, int side, int repeats, model_times *out) {
     int64_t cls[2] = {1, 2};
     static uint8_t mini[2 * 56 * 56];
     memset(mini, 1, sizeof mini);
-    mr_image_gt gt = {.n = 2, .boxes = box, .class_ids = cls, .masks = mini, .mask_h = 56,
-                      .mask_w = 56, .image_h = side, .image_w = side};
+    mr_image_gt gt = {.n = 2,
+                      .boxes = box,
+                      .class_ids = cls,
+                      .masks = mini,
+                      .mask_h = 56,
+                      .mask_w = 56,
+                      .image_h = side,
+                      .image_w = side};
     mr_sgd opt = {0.001f, 0.9f, 1e-4f, 5.0f};
     mr_rng rng;
     mr_rng_seed(&rng, 1);
@@ -232,8 +238,8 @@ static model_times run_torchvision(int side, int repeats) {
     if (!p) return t;
     char line[256] = "";
     while (fgets(line, sizeof line, p))
-        if (sscanf(line, "train_s=%lf infer_s=%lf rss_mb=%lf", &t.train_s, &t.infer_s,
-                   &t.rss_mb) == 3)
+        if (sscanf(line, "train_s=%lf infer_s=%lf rss_mb=%lf", &t.train_s, &t.infer_s, &t.rss_mb) ==
+            3)
             t.ok = 1;
     pclose(p);
     return t;
@@ -322,13 +328,15 @@ int cmd_bench(int argc, char **argv) {
                  torch[i].infer_s, torch[i].rss_mb);
         printf("%s\n", row);
         fflush(stdout);
-        used += (size_t)snprintf(table + used, sizeof table - used, "| %s | %.3f | %.3f | %.0f | %.3f | %.3f | %.0f |\n",
-                                 name, ours[i].train_s, ours[i].infer_s, ours[i].rss_mb,
-                                 torch[i].train_s, torch[i].infer_s, torch[i].rss_mb);
+        used += (size_t)snprintf(table + used, sizeof table - used,
+                                 "| %s | %.3f | %.3f | %.0f | %.3f | %.3f | %.0f |\n", name,
+                                 ours[i].train_s, ours[i].infer_s, ours[i].rss_mb, torch[i].train_s,
+                                 torch[i].infer_s, torch[i].rss_mb);
     }
     if (!torch[0].ok)
         printf("(torchvision not measured: run `make bench-deps` to install python3-torch)\n");
-    double tr = ratio(ours[0].train_s, torch[0].train_s), ir = ratio(ours[0].infer_s, torch[0].infer_s),
+    double tr = ratio(ours[0].train_s, torch[0].train_s),
+           ir = ratio(ours[0].infer_s, torch[0].infer_s),
            rr = ratio(ours[0].rss_mb, torch[0].rss_mb);
     if (!quick && ours[2].ok) {
         /* configs/busi.json: ResNet-101 at 512, 30 epochs x 51 steps, batch 1, plus validation. */
@@ -347,12 +355,15 @@ int cmd_bench(int argc, char **argv) {
     if (md) {
         fprintf(md, "\n## %s, commit %s, %s, %d threads\n\n", date, commit, cpu,
                 mr_runtime_threads());
-        fprintf(md, "sgemm ceiling %.1f GFLOPS (%s); ResNet-50/FPN convolutions at %.0f%% of it.\n\n",
+        fprintf(md,
+                "sgemm ceiling %.1f GFLOPS (%s); ResNet-50/FPN convolutions at %.0f%% of it.\n\n",
                 ceiling, mr_runtime_blas_desc(), 100.0 * eff);
-        fprintf(md, "| model | mrcnn train s | mrcnn infer s | mrcnn RSS MB | torchvision train s | "
-                    "torchvision infer s | torchvision RSS MB |\n|---|---|---|---|---|---|---|\n%s",
+        fprintf(md,
+                "| model | mrcnn train s | mrcnn infer s | mrcnn RSS MB | torchvision train s | "
+                "torchvision infer s | torchvision RSS MB |\n|---|---|---|---|---|---|---|\n%s",
                 table);
-        fprintf(md, "\ntrain_step_ratio=%.3f infer_ratio=%.3f rss_ratio=%.3f conv_efficiency=%.3f\n",
+        fprintf(md,
+                "\ntrain_step_ratio=%.3f infer_ratio=%.3f rss_ratio=%.3f conv_efficiency=%.3f\n",
                 tr, ir, rr, eff);
         fclose(md);
     }

@@ -42,8 +42,8 @@ int cmd_demo(int argc, char **argv) {
 
     printf("2/3 fine-tuning %s (progress on stderr)\n", config);
     fflush(stdout);
-    char *train_argv[] = {"train", "--config", (char *)config, "--data", data, "--out", run,
-                          "--epochs", epochs_text, NULL};
+    char *train_argv[] = {"train", "--config", (char *)config, "--data",    data,
+                          "--out", run,        "--epochs",     epochs_text, NULL};
     code = cmd_train(epochs > 0 ? 9 : 7, train_argv);
     if (code != 0) return code;
 

@@ -22,17 +22,21 @@ int cmd_train(int argc, char **argv) {
     bool quiet = false;
     mr_opt opts[] = {
         {"--config", MR_OPT_STRING, &config, "config JSON (required unless --resume)"},
-        {"--weights", MR_OPT_STRING, &weights, "initial weights: mask_rcnn_coco.h5, an export or a checkpoint"},
-        {"--exclude", MR_OPT_LIST, &exclude, "layer names to leave out of --weights (repeatable, or a,b,c)"},
-        {"--data", MR_OPT_STRING, &data, "folder with train/ and val/ annotations (overrides DATASET)"},
+        {"--weights", MR_OPT_STRING, &weights,
+         "initial weights: mask_rcnn_coco.h5, an export or a checkpoint"},
+        {"--exclude", MR_OPT_LIST, &exclude,
+         "layer names to leave out of --weights (repeatable, or a,b,c)"},
+        {"--data", MR_OPT_STRING, &data,
+         "folder with train/ and val/ annotations (overrides DATASET)"},
         {"--epochs", MR_OPT_INT, &epochs, "total epochs (overrides EPOCHS)"},
         {"--out", MR_OPT_STRING, &out, "run folder (default runs/NAME-DATE)"},
         {"--resume", MR_OPT_STRING, &resume, "continue the run in this folder"},
         {"--quiet", MR_OPT_FLAG, &quiet, "no progress output"},
     };
     int code = 0;
-    if (!mr_parse_args("train", "--config C [--weights FILE] [--data DIR] [--epochs N] [--out DIR] "
-                                "| --resume RUN_DIR",
+    if (!mr_parse_args("train",
+                       "--config C [--weights FILE] [--data DIR] [--epochs N] [--out DIR] "
+                       "| --resume RUN_DIR",
                        argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
     if (!config && !resume) {

@@ -16,15 +16,15 @@ typedef enum {
     K_FLOAT,
     K_BOOL,
     K_STRING,
-    K_FLOATS,    /* float array with a count */
-    K_INTS,      /* int array of fixed length */
-    K_BACKBONE,  /* "resnet50" | "resnet101" */
-    K_ROI_MODE,  /* "crop_and_resize" | "average" */
-    K_SQUARE,    /* [n, n] -> one int (MASK_SHAPE, MINI_MASK_SHAPE) */
-    K_CLASSES,   /* CLASS_NAMES */
-    K_DATASET,   /* {"TRAIN": path, "VAL": path} */
-    K_STAGES,    /* [{"LAYERS", "UNTIL_EPOCH", "LEARNING_RATE"}] */
-    K_LOSSES,    /* {"rpn_class_loss": w, ...} */
+    K_FLOATS,      /* float array with a count */
+    K_INTS,        /* int array of fixed length */
+    K_BACKBONE,    /* "resnet50" | "resnet101" */
+    K_ROI_MODE,    /* "crop_and_resize" | "average" */
+    K_SQUARE,      /* [n, n] -> one int (MASK_SHAPE, MINI_MASK_SHAPE) */
+    K_CLASSES,     /* CLASS_NAMES */
+    K_DATASET,     /* {"TRAIN": path, "VAL": path} */
+    K_STAGES,      /* [{"LAYERS", "UNTIL_EPOCH", "LEARNING_RATE"}] */
+    K_LOSSES,      /* {"rpn_class_loss": w, ...} */
     K_ANCHOR_FORM, /* "per_level" | "every_level" */
     K_SEED,
 } key_type;
@@ -33,7 +33,7 @@ typedef struct {
     const char *name;
     key_type type;
     size_t offset;
-    double min, max;   /* values (or each element) must lie in [min, max] */
+    double min, max;     /* values (or each element) must lie in [min, max] */
     size_t count_offset; /* K_FLOATS: where the count lives; K_INTS / K_STRING: capacity */
     int max_count;
     const char *help;
@@ -62,8 +62,8 @@ static const key_spec keys[] = {
     {"POOL_SIZE", K_INT, NET(pool_size), 1, 64, 0, 0, "box head ROI size"},
     {"MASK_POOL_SIZE", K_INT, NET(mask_pool_size), 1, 64, 0, 0, "mask head ROI size"},
     {"MASK_SHAPE", K_SQUARE, NET(mask_shape), 1, 128, 0, 0, "[28, 28] or [14, 14]"},
-    {"RPN_ANCHOR_SCALES", K_FLOATS, NET(anchor_scales), 1, 4096,
-     NET(n_anchor_scales), MR_MAX_ANCHOR_SCALES, "anchor sizes in molded-image pixels"},
+    {"RPN_ANCHOR_SCALES", K_FLOATS, NET(anchor_scales), 1, 4096, NET(n_anchor_scales),
+     MR_MAX_ANCHOR_SCALES, "anchor sizes in molded-image pixels"},
     {"RPN_ANCHOR_FORM", K_ANCHOR_FORM, NET(anchor_scales_per_level), 0, 0, 0, 0,
      "per_level (one scale per FPN level) or every_level (all sizes at each level)"},
     {"RPN_ANCHOR_RATIOS", K_FLOATS, NET(anchor_ratios), 0.01, 100, NET(n_anchor_ratios),
@@ -202,8 +202,7 @@ static mr_status read_number(const char *origin, const key_spec *k, const cJSON 
 
 static mr_status read_string(const char *origin, const char *name, const cJSON *v, char *dst,
                              size_t capacity) {
-    if (!cJSON_IsString(v))
-        return mr_fail(MR_ERR_CONFIG, "%s: %s must be a string", origin, name);
+    if (!cJSON_IsString(v)) return mr_fail(MR_ERR_CONFIG, "%s: %s must be a string", origin, name);
     if (strlen(v->valuestring) >= capacity)
         return mr_fail(MR_ERR_CONFIG, "%s: %s is longer than %zu characters", origin, name,
                        capacity - 1);
@@ -227,13 +226,16 @@ static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v,
         return MR_OK;
     case K_BOOL:
         if (!cJSON_IsBool(v)) return bad(origin, k, "%s must be true or false", "");
-        if (k->offset == TOP(augment)) *(int *)(base + k->offset) = cJSON_IsTrue(v);
-        else *(bool *)(base + k->offset) = cJSON_IsTrue(v);
+        if (k->offset == TOP(augment))
+            *(int *)(base + k->offset) = cJSON_IsTrue(v);
+        else
+            *(bool *)(base + k->offset) = cJSON_IsTrue(v);
         return MR_OK;
-    case K_STRING: return read_string(origin, k->name, v, base + k->offset, k->count_offset);
+    case K_STRING:
+        return read_string(origin, k->name, v, base + k->offset, k->count_offset);
     case K_SEED:
-        MR_TRY(read_number(origin, &(key_spec){.name = k->name, .min = 0, .max = 9007199254740992.0},
-                           v, &d, ""));
+        MR_TRY(read_number(
+            origin, &(key_spec){.name = k->name, .min = 0, .max = 9007199254740992.0}, v, &d, ""));
         *(uint64_t *)(base + k->offset) = (uint64_t)d;
         return MR_OK;
     case K_FLOATS:
@@ -248,14 +250,16 @@ static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v,
             return MR_OK;
         }
         if ((fixed && n != k->max_count) || (!fixed && (n < 1 || n > k->max_count))) {
-            return mr_fail(MR_ERR_CONFIG, "%s: %s has %d values, expected %s%d", origin, k->name,
-                           n, fixed ? "" : "1 to ", k->max_count);
+            return mr_fail(MR_ERR_CONFIG, "%s: %s has %d values, expected %s%d", origin, k->name, n,
+                           fixed ? "" : "1 to ", k->max_count);
         }
         for (int i = 0; i < n; i++) {
             snprintf(where, sizeof where, "[%d]", i);
             MR_TRY(read_number(origin, k, cJSON_GetArrayItem(v, i), &d, where));
-            if (k->type == K_INTS) ((int *)(base + k->offset))[i] = (int)d;
-            else ((float *)(base + k->offset))[i] = (float)d;
+            if (k->type == K_INTS)
+                ((int *)(base + k->offset))[i] = (int)d;
+            else
+                ((float *)(base + k->offset))[i] = (float)d;
         }
         if (!fixed) *(int *)(base + k->count_offset) = n;
         return MR_OK;
@@ -293,8 +297,9 @@ static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v,
         if (!cJSON_IsArray(v)) return bad(origin, k, "%s must be a list of names", "");
         int n = cJSON_GetArraySize(v);
         if (n < 2 || n > MR_MAX_CLASSES)
-            return mr_fail(MR_ERR_CONFIG, "%s: CLASS_NAMES has %d names, expected 2 to %d (BG "
-                                          "first)",
+            return mr_fail(MR_ERR_CONFIG,
+                           "%s: CLASS_NAMES has %d names, expected 2 to %d (BG "
+                           "first)",
                            origin, n, MR_MAX_CLASSES);
         for (int i = 0; i < n; i++) {
             snprintf(where, sizeof where, "CLASS_NAMES[%d]", i);
@@ -309,11 +314,13 @@ static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v,
         return MR_OK;
     }
     case K_DATASET: {
-        if (!cJSON_IsObject(v)) return bad(origin, k, "%s must be {\"TRAIN\": path, \"VAL\": path}", "");
+        if (!cJSON_IsObject(v))
+            return bad(origin, k, "%s must be {\"TRAIN\": path, \"VAL\": path}", "");
         const cJSON *item;
         cJSON_ArrayForEach(item, v) {
             if (!strcmp(item->string, "TRAIN"))
-                MR_TRY(read_string(origin, "DATASET.TRAIN", item, c->train_data, sizeof c->train_data));
+                MR_TRY(read_string(origin, "DATASET.TRAIN", item, c->train_data,
+                                   sizeof c->train_data));
             else if (!strcmp(item->string, "VAL"))
                 MR_TRY(read_string(origin, "DATASET.VAL", item, c->val_data, sizeof c->val_data));
             else
@@ -330,11 +337,11 @@ static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v,
             for (int i = 0; i < 5; i++)
                 if (!strcmp(item->string, mr_loss_names[i])) found = i;
             if (found < 0)
-                return mr_fail(MR_ERR_CONFIG, "%s: LOSS_WEIGHTS has unknown loss \"%s\" (%s, %s, "
-                                              "%s, %s, %s)",
-                               origin, item->string, mr_loss_names[0],
-                               mr_loss_names[1], mr_loss_names[2],
-                               mr_loss_names[3], mr_loss_names[4]);
+                return mr_fail(MR_ERR_CONFIG,
+                               "%s: LOSS_WEIGHTS has unknown loss \"%s\" (%s, %s, "
+                               "%s, %s, %s)",
+                               origin, item->string, mr_loss_names[0], mr_loss_names[1],
+                               mr_loss_names[2], mr_loss_names[3], mr_loss_names[4]);
             snprintf(where, sizeof where, ".%s", item->string);
             MR_TRY(read_number(origin, k, item, &d, where));
             c->net.loss_weights[found] = (float)d;
@@ -359,8 +366,9 @@ static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v,
             cJSON_ArrayForEach(item, s) {
                 if (strcmp(item->string, "LAYERS") && strcmp(item->string, "UNTIL_EPOCH") &&
                     strcmp(item->string, "LEARNING_RATE"))
-                    return mr_fail(MR_ERR_CONFIG, "%s: STAGES[%d] has unknown key \"%s\" (LAYERS, "
-                                                  "UNTIL_EPOCH, LEARNING_RATE)",
+                    return mr_fail(MR_ERR_CONFIG,
+                                   "%s: STAGES[%d] has unknown key \"%s\" (LAYERS, "
+                                   "UNTIL_EPOCH, LEARNING_RATE)",
                                    origin, i, item->string);
             }
             snprintf(where, sizeof where, "STAGES[%d].LAYERS", i);
@@ -372,8 +380,9 @@ static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v,
             MR_TRY(read_number(origin, &ek, until, &d, where));
             st->until_epoch = (int)d;
             if (i > 0 && st->until_epoch <= c->stages[i - 1].until_epoch)
-                return mr_fail(MR_ERR_CONFIG, "%s: STAGES[%d].UNTIL_EPOCH %d must be after the "
-                                              "previous stage's %d",
+                return mr_fail(MR_ERR_CONFIG,
+                               "%s: STAGES[%d].UNTIL_EPOCH %d must be after the "
+                               "previous stage's %d",
                                origin, i, st->until_epoch, c->stages[i - 1].until_epoch);
             key_spec lk = {.name = "STAGES", .min = 1e-9, .max = 10};
             snprintf(where, sizeof where, "[%d].LEARNING_RATE", i);
@@ -393,26 +402,30 @@ static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v,
 static mr_status check_whole(const char *origin, mr_config *c, bool had_classes, bool had_stages,
                              bool had_epochs) {
     if (c->net.image_max_dim % 64)
-        return mr_fail(MR_ERR_CONFIG, "%s: IMAGE_MAX_DIM %d must be a multiple of 64 (the "
-                                      "network halves the image six times)",
+        return mr_fail(MR_ERR_CONFIG,
+                       "%s: IMAGE_MAX_DIM %d must be a multiple of 64 (the "
+                       "network halves the image six times)",
                        origin, c->net.image_max_dim);
     if (c->net.image_min_dim > c->net.image_max_dim)
         return mr_fail(MR_ERR_CONFIG, "%s: IMAGE_MIN_DIM %d is larger than IMAGE_MAX_DIM %d",
                        origin, c->net.image_min_dim, c->net.image_max_dim);
     if (c->net.anchor_scales_per_level && c->net.n_anchor_scales != 5)
-        return mr_fail(MR_ERR_CONFIG, "%s: RPN_ANCHOR_SCALES has %d values; with one scale per "
-                                      "FPN level it needs 5 (P2..P6), or set RPN_ANCHOR_FORM "
-                                      "\"every_level\"",
+        return mr_fail(MR_ERR_CONFIG,
+                       "%s: RPN_ANCHOR_SCALES has %d values; with one scale per "
+                       "FPN level it needs 5 (P2..P6), or set RPN_ANCHOR_FORM "
+                       "\"every_level\"",
                        origin, c->net.n_anchor_scales);
-    if (c->net.mask_shape != c->net.mask_pool_size && c->net.mask_shape != 2 * c->net.mask_pool_size)
+    if (c->net.mask_shape != c->net.mask_pool_size &&
+        c->net.mask_shape != 2 * c->net.mask_pool_size)
         return mr_fail(MR_ERR_CONFIG, "%s: MASK_SHAPE %d must be MASK_POOL_SIZE %d or twice it",
                        origin, c->net.mask_shape, c->net.mask_pool_size);
     if (!had_classes)
         for (int i = 1; i < c->net.num_classes; i++)
             snprintf(c->class_names[i], sizeof c->class_names[i], "class%d", i);
     if (strcmp(c->class_names[0], "BG"))
-        return mr_fail(MR_ERR_CONFIG, "%s: CLASS_NAMES must start with \"BG\" (the background), "
-                                      "found \"%s\"",
+        return mr_fail(MR_ERR_CONFIG,
+                       "%s: CLASS_NAMES must start with \"BG\" (the background), "
+                       "found \"%s\"",
                        origin, c->class_names[0]);
     if (!had_stages) {
         c->n_stages = 1;
@@ -424,8 +437,9 @@ static mr_status check_whole(const char *origin, mr_config *c, bool had_classes,
             c->stages[i].learning_rate = c->learning_rate;
     if (had_stages && !had_epochs) c->epochs = c->stages[c->n_stages - 1].until_epoch;
     if (c->stages[c->n_stages - 1].until_epoch < c->epochs)
-        return mr_fail(MR_ERR_CONFIG, "%s: the last stage ends at epoch %d but EPOCHS is %d; "
-                                      "extend the last UNTIL_EPOCH",
+        return mr_fail(MR_ERR_CONFIG,
+                       "%s: the last stage ends at epoch %d but EPOCHS is %d; "
+                       "extend the last UNTIL_EPOCH",
                        origin, c->stages[c->n_stages - 1].until_epoch, c->epochs);
     mr_anchor_config a = mr_net_anchor_config(&c->net);
     mr_status st = mr_anchor_config_check(&a);
@@ -461,8 +475,9 @@ mr_status mr_config_parse(const char *text, const char *origin, mr_config *c) {
             const char *guess = closest_key(item->string);
             st = guess ? mr_fail(MR_ERR_CONFIG, "%s: unknown key \"%s\"; did you mean \"%s\"?",
                                  origin, item->string, guess)
-                       : mr_fail(MR_ERR_CONFIG, "%s: unknown key \"%s\" (see configs/README for "
-                                                "the keys)",
+                       : mr_fail(MR_ERR_CONFIG,
+                                 "%s: unknown key \"%s\" (see configs/README for "
+                                 "the keys)",
                                  origin, item->string);
             break;
         }
@@ -529,19 +544,28 @@ char *mr_config_to_json(const mr_config *c) {
         const key_spec *k = &keys[i];
         cJSON *v = NULL;
         switch (k->type) {
-        case K_INT: v = cJSON_CreateNumber(*(const int *)(base + k->offset)); break;
-        case K_FLOAT: v = cJSON_CreateNumber((double)*(const float *)(base + k->offset)); break;
+        case K_INT:
+            v = cJSON_CreateNumber(*(const int *)(base + k->offset));
+            break;
+        case K_FLOAT:
+            v = cJSON_CreateNumber((double)*(const float *)(base + k->offset));
+            break;
         case K_BOOL:
             v = cJSON_CreateBool(k->offset == TOP(augment) ? *(const int *)(base + k->offset)
                                                            : *(const bool *)(base + k->offset));
             break;
-        case K_STRING: v = cJSON_CreateString(base + k->offset); break;
-        case K_SEED: v = cJSON_CreateNumber((double)c->seed); break;
+        case K_STRING:
+            v = cJSON_CreateString(base + k->offset);
+            break;
+        case K_SEED:
+            v = cJSON_CreateNumber((double)c->seed);
+            break;
         case K_FLOATS: {
             int n = k->count_offset ? *(const int *)(base + k->count_offset) : k->max_count;
             v = cJSON_CreateArray();
             for (int j = 0; j < n; j++)
-                cJSON_AddItemToArray(v, cJSON_CreateNumber((double)((const float *)(base + k->offset))[j]));
+                cJSON_AddItemToArray(
+                    v, cJSON_CreateNumber((double)((const float *)(base + k->offset))[j]));
             break;
         }
         case K_INTS:

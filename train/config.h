@@ -12,16 +12,16 @@
 #define MR_MAX_STAGES 8
 
 typedef struct {
-    char layers[256];     /* "heads", "3+", "4+", "5+", "all" or a regex of layer names */
-    int until_epoch;      /* the stage runs while epoch < until_epoch */
+    char layers[256]; /* "heads", "3+", "4+", "5+", "all" or a regex of layer names */
+    int until_epoch;  /* the stage runs while epoch < until_epoch */
     float learning_rate;
 } mr_stage;
 
 typedef struct {
     mr_net_config net;
-    char name[64];                        /* NAME */
-    char class_names[MR_MAX_CLASSES][48]; /* CLASS_NAMES, [0] = "BG" */
-    char class_attribute[64];             /* CLASS_ATTRIBUTE ("" = class/name/label/type) */
+    char name[64];                         /* NAME */
+    char class_names[MR_MAX_CLASSES][48];  /* CLASS_NAMES, [0] = "BG" */
+    char class_attribute[64];              /* CLASS_ATTRIBUTE ("" = class/name/label/type) */
     char train_data[1024], val_data[1024]; /* DATASET.TRAIN / DATASET.VAL */
     int epochs, steps_per_epoch, validation_steps, batch_size;
     float learning_rate, learning_momentum, gradient_clip_norm;
@@ -29,9 +29,9 @@ typedef struct {
     int n_stages;
     uint64_t seed;
     int checkpoint_keep;
-    int arena_mb;                         /* ARENA_MB: per-step memory */
-    int augment;                          /* AUGMENT: 0 off, 1 on */
-    char source[1024];                    /* the file it came from */
+    int arena_mb;      /* ARENA_MB: per-step memory */
+    int augment;       /* AUGMENT: 0 off, 1 on */
+    char source[1024]; /* the file it came from */
 } mr_config;
 
 void mr_config_defaults(mr_config *c);

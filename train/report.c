@@ -82,8 +82,8 @@ static void chart(FILE *out, const char *title, const series *train, const serie
             h - bottom);
     fprintf(out, "<text x='4' y='%.0f' font-size='10'>%.3g</text>", top + 8, ymax);
     fprintf(out, "<text x='4' y='%.0f' font-size='10'>0</text>", h - bottom);
-    fprintf(out, "<text x='%.0f' y='%.0f' font-size='10'>epoch %.0f</text>", w - right - 60,
-            h - 8, max_x);
+    fprintf(out, "<text x='%.0f' y='%.0f' font-size='10'>epoch %.0f</text>", w - right - 60, h - 8,
+            max_x);
     const series *sets[2] = {train, val};
     const char *colour[2] = {"#7aa6d8", "#d8572a"};
     for (int k = 0; k < 2; k++) {
@@ -126,23 +126,28 @@ mr_status mr_report_write(const char *run_dir, const mr_config *cfg) {
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *out = fopen(tmp, "w");
     if (!out) return mr_fail(MR_ERR_IO, "%s: cannot write the report", tmp);
-    fprintf(out, "<!doctype html><html><head><meta charset='utf-8'><title>mrcnn run %s</title>"
-                 "<style>body{font-family:sans-serif;margin:24px}svg{margin:6px;border:1px solid "
-                 "#eee}img{margin:6px;max-width:400px}</style></head><body>\n",
+    fprintf(out,
+            "<!doctype html><html><head><meta charset='utf-8'><title>mrcnn run %s</title>"
+            "<style>body{font-family:sans-serif;margin:24px}svg{margin:6px;border:1px solid "
+            "#eee}img{margin:6px;max-width:400px}</style></head><body>\n",
             cfg->name);
-    fprintf(out, "<h1>%s</h1><p>%d classes, %s, %dx%d input, %d epochs of %d steps. Blue: "
-                 "training loss per step; orange: validation loss per epoch.</p>\n",
-            cfg->name, cfg->net.num_classes, cfg->net.backbone_depth == 50 ? "ResNet-50" : "ResNet-101",
-            cfg->net.image_max_dim, cfg->net.image_max_dim, cfg->epochs, cfg->steps_per_epoch);
+    fprintf(out,
+            "<h1>%s</h1><p>%d classes, %s, %dx%d input, %d epochs of %d steps. Blue: "
+            "training loss per step; orange: validation loss per epoch.</p>\n",
+            cfg->name, cfg->net.num_classes,
+            cfg->net.backbone_depth == 50 ? "ResNet-50" : "ResNet-101", cfg->net.image_max_dim,
+            cfg->net.image_max_dim, cfg->epochs, cfg->steps_per_epoch);
     chart(out, "total loss", &train[0], &val[0], max_x);
-    for (int i = 0; i < MR_LOSS_COUNT; i++) chart(out, mr_loss_names[i], &train[i + 1], &val[i + 1], max_x);
+    for (int i = 0; i < MR_LOSS_COUNT; i++)
+        chart(out, mr_loss_names[i], &train[i + 1], &val[i + 1], max_x);
     /* Overlays written by the trainer or `mrcnn predict` into the run folder. */
     DIR *dir = opendir(run_dir);
     bool heading = false;
     struct dirent *e;
     while (dir && (e = readdir(dir))) {
         size_t n = strlen(e->d_name);
-        if (strncmp(e->d_name, "overlay", 7) || n < 4 || strcmp(e->d_name + n - 4, ".png")) continue;
+        if (strncmp(e->d_name, "overlay", 7) || n < 4 || strcmp(e->d_name + n - 4, ".png"))
+            continue;
         if (!heading) fprintf(out, "<h2>validation overlays</h2>\n");
         heading = true;
         fprintf(out, "<img src='%s' alt='%s'>\n", e->d_name, e->d_name);

@@ -11,10 +11,10 @@ typedef struct {
 } mr_sgd;
 
 typedef struct {
-    double l2_loss;        /* the weight-decay term added to the reported loss */
-    double grad_norm;      /* global norm before clipping */
+    double l2_loss;   /* the weight-decay term added to the reported loss */
+    double grad_norm; /* global norm before clipping */
     bool clipped;
-    bool finite;           /* false: a NaN/Inf gradient; nothing was updated */
+    bool finite;                       /* false: a NaN/Inf gradient; nothing was updated */
     char bad_param[MR_PARAM_NAME_MAX]; /* the first parameter with a non-finite gradient */
 } mr_sgd_report;
 

@@ -104,8 +104,8 @@ static void trainer_close(trainer *t) {
 static mr_tensor *batch_losses(trainer *t, const mr_batch *b, uint64_t rng_seed,
                                mr_loss_values *values) {
     const mr_net_config *n = &t->cfg.net;
-    mr_tensor *images = mr_tensor_4d(&t->ctx, "images", b->size, n->image_max_dim,
-                                     n->image_max_dim, n->image_channels);
+    mr_tensor *images = mr_tensor_4d(&t->ctx, "images", b->size, n->image_max_dim, n->image_max_dim,
+                                     n->image_channels);
     if (!images) return NULL;
     memcpy(images->data, b->images, sizeof(float) * (size_t)images->numel);
     mr_rng rng;
@@ -145,16 +145,16 @@ static void progress(const trainer *t, int epoch, int step, double elapsed, int 
     } else {
         int every = c->steps_per_epoch >= 10 ? c->steps_per_epoch / 10 : 1;
         if ((step + 1) % every == 0 || step + 1 == c->steps_per_epoch)
-            fprintf(stderr, "epoch %d/%d step %d/%d %.2fs/step ETA %lds %s\n", epoch + 1,
-                    c->epochs, step + 1, c->steps_per_epoch, per_step, eta, losses);
+            fprintf(stderr, "epoch %d/%d step %d/%d %.2fs/step ETA %lds %s\n", epoch + 1, c->epochs,
+                    step + 1, c->steps_per_epoch, per_step, eta, losses);
     }
 }
 
 static void log_step(trainer *t, int epoch, long global, const mr_loss_values *v, double l2,
                      float lr, const mr_sgd_report *r, double seconds) {
     if (!t->log) return;
-    fprintf(t->log, "{\"type\":\"step\",\"epoch\":%d,\"step\":%ld,\"loss\":%.6g", epoch + 1,
-            global, (double)v->total + l2);
+    fprintf(t->log, "{\"type\":\"step\",\"epoch\":%d,\"step\":%ld,\"loss\":%.6g", epoch + 1, global,
+            (double)v->total + l2);
     for (int i = 0; i < MR_LOSS_COUNT; i++)
         fprintf(t->log, ",\"%s\":%.6g", mr_loss_names[i], (double)v->value[i]);
     fprintf(t->log, ",\"l2\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"seconds\":%.4f}\n", l2,
@@ -177,8 +177,8 @@ static mr_status validate(trainer *t, int epoch, double *val_loss, double terms[
         mr_ctx_reset(&t->ctx);
         bool was = mr_no_grad_begin(&t->ctx);
         mr_loss_values values;
-        mr_tensor *loss = batch_losses(t, b, mix(c->seed, 0x7a1, (uint64_t)epoch, (uint64_t)v),
-                                       &values);
+        mr_tensor *loss =
+            batch_losses(t, b, mix(c->seed, 0x7a1, (uint64_t)epoch, (uint64_t)v), &values);
         mr_no_grad_end(&t->ctx, was);
         mr_dataset_release(t->val, b);
         if (!loss) {
@@ -208,7 +208,8 @@ static mr_status write_overlays(trainer *t) {
     for (int64_t i = 0; i < n; i++) {
         mr_sample s;
         MR_TRY(mr_dataset_sample(t->val, i, 0, &s));
-        memcpy(images->data + i * side * side * ch, s.image, sizeof(float) * (size_t)(side * side * ch));
+        memcpy(images->data + i * side * side * ch, s.image,
+               sizeof(float) * (size_t)(side * side * ch));
         geo[i] = s.mold.geo;
         mr_sample_free(&s);
     }
@@ -269,10 +270,10 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
     char resume_from[1200] = "";
     if (opt->resume_dir) {
         int skipped = 0;
-        MR_TRY(mr_checkpoint_find_latest(opt->resume_dir, resume_from, sizeof resume_from,
-                                         &skipped));
-        if (skipped) mr_warn("skipped %d damaged checkpoint(s); resuming from %s", skipped,
-                             resume_from);
+        MR_TRY(
+            mr_checkpoint_find_latest(opt->resume_dir, resume_from, sizeof resume_from, &skipped));
+        if (skipped)
+            mr_warn("skipped %d damaged checkpoint(s); resuming from %s", skipped, resume_from);
         mr_checkpoint_state s;
         MR_TRY(mr_checkpoint_read_state(resume_from, &s));
         mr_status st = mr_config_parse(s.config_json ? s.config_json : "{}", resume_from, c);
@@ -377,9 +378,8 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
                 "validation images; run folder %s",
                 c->source, (unsigned long long)mr_config_hash(c),
                 c->net.backbone_depth == 50 ? "ResNet-50" : "ResNet-101", c->net.num_classes,
-                c->net.image_max_dim, c->net.image_max_dim,
-                (long long)mr_dataset_size(t.train), t.val ? (long long)mr_dataset_size(t.val) : 0LL,
-                t.run_dir);
+                c->net.image_max_dim, c->net.image_max_dim, (long long)mr_dataset_size(t.train),
+                t.val ? (long long)mr_dataset_size(t.val) : 0LL, t.run_dir);
         char *json = mr_config_to_json(c);
         if (json) fprintf(stderr, "resolved config:\n%s\n", json);
         free(json);
@@ -398,8 +398,8 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
             memset(t.model.params.momentum, 0, sizeof(float) * t.model.params.total);
         if (!t.quiet && step == 0)
             mr_info("epoch %d/%d: layers \"%s\" (%zu trainable values), learning rate %g",
-                    epoch + 1, c->epochs, stage->layers,
-                    mr_params_count_trainable(&t.model.params), (double)stage->learning_rate);
+                    epoch + 1, c->epochs, stage->layers, mr_params_count_trainable(&t.model.params),
+                    (double)stage->learning_rate);
         mr_sgd opt_sgd = {stage->learning_rate, c->learning_momentum, c->net.weight_decay,
                           c->gradient_clip_norm};
         double epoch_start = now_seconds(), epoch_loss = 0.0;
@@ -410,8 +410,8 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
             double t0 = now_seconds();
             mr_ctx_reset(&t.ctx);
             mr_loss_values v;
-            mr_tensor *loss = batch_losses(&t, b, mix(c->seed, 0x7a9, (uint64_t)epoch,
-                                                      (uint64_t)step), &v);
+            mr_tensor *loss =
+                batch_losses(&t, b, mix(c->seed, 0x7a9, (uint64_t)epoch, (uint64_t)step), &v);
             if (!loss) {
                 st = t.ctx.status;
                 mr_dataset_release(t.train, b);
@@ -442,9 +442,10 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
                         step + 1, what, names);
                 mr_dataset_release(t.train, b);
                 if (++t.bad_steps >= MAX_BAD_STEPS) {
-                    st = mr_fail(MR_ERR_NUMERIC, "stopped after %d non-finite steps in a row "
-                                                 "(last: %s, images: %s); lower LEARNING_RATE or "
-                                                 "check the annotations of those images",
+                    st = mr_fail(MR_ERR_NUMERIC,
+                                 "stopped after %d non-finite steps in a row "
+                                 "(last: %s, images: %s); lower LEARNING_RATE or "
+                                 "check the annotations of those images",
                                  t.bad_steps, what, names);
                     break;
                 }
@@ -460,15 +461,18 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
             result->last_train_loss = (double)v.total + rep.l2_loss;
             steps_run++;
             result->steps_done = global;
-            int left = (c->epochs - epoch - 1) * c->steps_per_epoch + (c->steps_per_epoch - step - 1);
+            int left =
+                (c->epochs - epoch - 1) * c->steps_per_epoch + (c->steps_per_epoch - step - 1);
             progress(&t, epoch, step, now_seconds() - epoch_start, left, &v, rep.l2_loss);
-            bool stop = (opt->stop && *opt->stop) || (opt->max_steps > 0 && steps_run >= opt->max_steps);
+            bool stop =
+                (opt->stop && *opt->stop) || (opt->max_steps > 0 && steps_run >= opt->max_steps);
             if (stop && step + 1 < c->steps_per_epoch) {
                 mr_dataset_stop(t.train);
                 st = save(&t, epoch, step + 1, NAN, "interrupted");
                 if (st == MR_OK)
-                    st = mr_fail(MR_ERR_INTERRUPTED, "stopped at epoch %d step %d; resume with: "
-                                                     "mrcnn train --resume %s",
+                    st = mr_fail(MR_ERR_INTERRUPTED,
+                                 "stopped at epoch %d step %d; resume with: "
+                                 "mrcnn train --resume %s",
                                  epoch + 1, step + 1, t.run_dir);
                 break;
             }
@@ -487,18 +491,20 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
         }
         if (!t.quiet)
             mr_info("epoch %d/%d done in %.0fs: loss %.4f, val_loss %.4f", epoch + 1, c->epochs,
-                    now_seconds() - epoch_start, epoch_steps ? epoch_loss / epoch_steps : (double)NAN,
-                    val_loss);
+                    now_seconds() - epoch_start,
+                    epoch_steps ? epoch_loss / epoch_steps : (double)NAN, val_loss);
         result->epochs_done = epoch + 1;
         result->last_val_loss = val_loss;
         if (val_loss < result->best_val_loss) result->best_val_loss = val_loss;
         if ((st = save(&t, epoch + 1, 0, val_loss, "end of epoch")) != MR_OK) break;
         if ((st = write_overlays(&t)) != MR_OK) break;
         mr_report_write(t.run_dir, c);
-        bool stop = (opt->stop && *opt->stop) || (opt->max_steps > 0 && steps_run >= opt->max_steps);
+        bool stop =
+            (opt->stop && *opt->stop) || (opt->max_steps > 0 && steps_run >= opt->max_steps);
         if (stop && epoch + 1 < c->epochs) {
-            st = mr_fail(MR_ERR_INTERRUPTED, "stopped after epoch %d; resume with: mrcnn train "
-                                             "--resume %s",
+            st = mr_fail(MR_ERR_INTERRUPTED,
+                         "stopped after epoch %d; resume with: mrcnn train "
+                         "--resume %s",
                          epoch + 1, t.run_dir);
             break;
         }

@@ -11,16 +11,16 @@
 
 typedef struct {
     const char *config_path;
-    const char *weights_path;     /* Keras HDF5, export or checkpoint; NULL: random init */
-    const char *const *exclude;   /* layer names left out of the weights */
+    const char *weights_path;   /* Keras HDF5, export or checkpoint; NULL: random init */
+    const char *const *exclude; /* layer names left out of the weights */
     int n_exclude;
-    const char *data_dir;         /* folder with train/ and val/, overrides DATASET */
-    int epochs;                   /* > 0 overrides EPOCHS */
-    const char *out_dir;          /* the run folder; NULL: runs/<name>-<date>T<time> */
-    const char *resume_dir;       /* continue this run from its newest complete checkpoint */
-    volatile sig_atomic_t *stop;  /* set by a signal handler: save at the end of the step */
-    bool quiet;                   /* no progress bar or step lines (tests) */
-    int max_steps;                /* > 0: stop (as if interrupted) after this many steps, tests */
+    const char *data_dir;        /* folder with train/ and val/, overrides DATASET */
+    int epochs;                  /* > 0 overrides EPOCHS */
+    const char *out_dir;         /* the run folder; NULL: runs/<name>-<date>T<time> */
+    const char *resume_dir;      /* continue this run from its newest complete checkpoint */
+    volatile sig_atomic_t *stop; /* set by a signal handler: save at the end of the step */
+    bool quiet;                  /* no progress bar or step lines (tests) */
+    int max_steps;               /* > 0: stop (as if interrupted) after this many steps, tests */
 } mr_train_options;
 
 typedef struct {
