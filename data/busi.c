@@ -1,6 +1,7 @@
 /* BUSI import: pairs images with their "_mask"/"_mask_N" files, turns mask blobs into polygons
  * (Moore-neighbour contours, Douglas-Peucker), finds duplicates, splits with a seed that keeps
  * duplicates together, and writes byte copies of the images plus VIA 2.x JSON. */
+#include "../core/file.h"
 #include "busi.h"
 
 #include <ctype.h>
@@ -844,13 +845,6 @@ static void split(const mr_busi_options *o, record_list *l) {
     free(set_size);
 }
 
-static mr_status make_dir(const char *path) {
-    if (mkdir(path, 0777) != 0 && errno != EEXIST)
-        return mr_fail(MR_ERR_IO, "%s: cannot create folder: %s", path, strerror(errno));
-    if (!is_dir(path)) return mr_fail(MR_ERR_IO, "%s: exists and is not a folder", path);
-    return MR_OK;
-}
-
 static mr_status copy_file(const char *src, const char *dst, int64_t *size) {
     FILE *in = fopen(src, "rb");
     if (!in) return mr_fail(MR_ERR_IO, "%s: cannot open: %s", src, strerror(errno));
@@ -893,13 +887,13 @@ static mr_status write_output(const mr_busi_options *o, record_list *l, mr_busi_
         st = nomem();
         goto out;
     }
-    if ((st = make_dir(o->out_dir)) != MR_OK) goto out;
+    if ((st = mr_make_dirs(o->out_dir)) != MR_OK) goto out;
     for (int k = 0; k < 2; k++) {
         if (!(dirs[k] = path_join(o->out_dir, SPLIT[k]))) {
             st = nomem();
             goto out;
         }
-        if ((st = make_dir(dirs[k])) != MR_OK) goto out;
+        if ((st = mr_make_dirs(dirs[k])) != MR_OK) goto out;
     }
     int n_used = 0;
     for (int i = 0; i < l->count && st == MR_OK; i++) {

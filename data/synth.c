@@ -5,6 +5,7 @@
 /* Every image draws from its own xoshiro stream keyed by (seed, index), so output is
  * byte-identical for the same options and image k does not depend on how many are written.
  * (Same machine and C library: libm's pow/exp/sin may differ in the last bit elsewhere.) */
+#include "../core/file.h"
 #include "synth.h"
 
 #include <errno.h>
@@ -578,26 +579,6 @@ mr_status mr_synth_generate(const mr_synth_options *o, int64_t index, mr_synth_s
 
 /* ---- writing a set --------------------------------------------------------------------- */
 
-/* mkdir -p */
-static mr_status make_dirs(const char *path) {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return mr_fail(MR_ERR_ARG, "path too long: %.80s...", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p != '\0') continue;
-        char saved = *p;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return mr_fail(MR_ERR_IO, "%s: cannot create folder: %s", buf, strerror(errno));
-        struct stat sb;
-        if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
-            return mr_fail(MR_ERR_IO, "%s: exists and is not a folder", buf);
-        *p = saved;
-        if (saved == '\0') break;
-    }
-    return MR_OK;
-}
-
 static const char *class_name(mr_synth_class c) {
     return c == MR_SYNTH_MALIGNANT ? "malignant" : "benign";
 }
@@ -613,7 +594,7 @@ mr_status mr_synth_write_summary(const mr_synth_options *o, mr_synth_summary *su
         if (snprintf(dirs[k], sizeof dirs[k], "%s/%s", o->out_dir, split_names[k]) >=
             (int)sizeof dirs[k])
             return mr_fail(MR_ERR_ARG, "output path too long: %.80s...", o->out_dir);
-        MR_TRY(make_dirs(dirs[k]));
+        MR_TRY(mr_make_dirs(dirs[k]));
     }
 
     /* Which images go to val: an exact count, chosen by a seeded shuffle. At least one val

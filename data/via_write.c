@@ -1,6 +1,7 @@
 /* The VIA 2.x annotation JSON writer: a cJSON tree built image by image, printed once, written
  * to a temp file that is fsync'ed and renamed over the target so a crash never leaves half a
  * file where a loader will look. */
+#include "../core/file.h"
 #include "via_write.h"
 
 #include <errno.h>
@@ -82,26 +83,14 @@ mr_status mr_via_writer_add_polygon(mr_via_writer *w, const int *xs, const int *
 
 /* Writes text + '\n' to path through a temp file in the same folder: fsync, then rename. */
 static mr_status write_atomic(const char *text, const char *path) {
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return mr_fail(MR_ERR_ARG, "path too long: %.80s...", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return mr_fail(MR_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     size_t len = strlen(text);
-    int bad = fwrite(text, 1, len, f) != len || fputc('\n', f) == EOF || fflush(f) != 0 ||
-              fsync(fileno(f)) != 0;
-    int err = errno;
-    if (fclose(f) != 0 && !bad) bad = 1, err = errno;
-    if (bad) {
-        remove(tmp);
-        return mr_fail(MR_ERR_IO, "%s: write failed: %s (disk full?)", tmp, strerror(err));
-    }
-    if (rename(tmp, path) != 0) {
-        err = errno;
-        remove(tmp);
-        return mr_fail(MR_ERR_IO, "%s: cannot rename into place: %s", path, strerror(err));
-    }
-    return MR_OK;
+    char *with_newline = malloc(len + 2);
+    if (!with_newline) return nomem();
+    memcpy(with_newline, text, len);
+    memcpy(with_newline + len, "\n", 2);
+    mr_status st = mr_write_file_atomic(path, with_newline, len + 1, 0644);
+    free(with_newline);
+    return st;
 }
 
 mr_status mr_via_writer_save(const mr_via_writer *w, const char *path) {

@@ -626,33 +626,19 @@ Test(annotations, shapes_convert_to_polygons) {
 
 /* ---- check-data ---------------------------------------------------------------------------- */
 
-/* Runs the mrcnn binary when `make test` says where it is. */
-static int run_bin(const char *args, char *out, size_t n) {
-    const char *bin = getenv("MRCNN_BIN");
-    if (!bin || access(bin, X_OK) != 0) cr_skip_test("MRCNN_BIN not set: check-data not run");
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "%s check-data %s 2>&1", bin, args);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 Test(annotations, check_data_prints_the_report) {
     const char *path = fixture_path("via/via2x_ox-vgg_basic_demo/via_region_data.json");
     char args[4200], out[16384];
-    snprintf(args, sizeof args, "--data '%s' --classes Bird,Human,'Cup (object)' --attribute type",
-             path);
-    cr_assert_eq(run_bin(args, out, sizeof out), 0, "%s", out);
+    snprintf(args, sizeof args,
+             "check-data --data '%s' --classes Bird,Human,'Cup (object)' --attribute type", path);
+    cr_assert_eq(run_mrcnn(args, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "images: 2"), "%s", out);
     cr_assert(strstr(out, "instances: 4"), "%s", out);
     cr_assert(strstr(out, "Human"), "%s", out);
     cr_assert(strstr(out, "box size: width 34.0-312.0 px, height 24.0-227.0 px"), "%s", out);
 
-    snprintf(args, sizeof args, "--data '%s' --classes swan,plato", path);
-    cr_assert_eq(run_bin(args, out, sizeof out), 1, "%s", out);
+    snprintf(args, sizeof args, "check-data --data '%s' --classes swan,plato", path);
+    cr_assert_eq(run_mrcnn(args, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "error: ") && strstr(out, "unknown class 'Socrates'"), "%s", out);
     cr_assert(strstr(out, "unknown class 'Hemlock'"), "%s", out); /* every problem */
 }

@@ -472,19 +472,6 @@ Test(export, config_mismatch_is_one_clear_line) {
 
 /* ---- the verb ------------------------------------------------------------------------------- */
 
-static int run_bin(const char *args, char *out, size_t n) {
-    const char *bin = getenv("MRCNN_BIN");
-    if (!bin || access(bin, X_OK) != 0) cr_skip_test("MRCNN_BIN not set: mrcnn export not run");
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 Test(export, the_export_verb) {
     const char *dir = temp_dir("export-cli");
     char ckpt[512], args[2048], out[8192];
@@ -493,19 +480,19 @@ Test(export, the_export_verb) {
     tiny_config(&c);
     write_checkpoint(ckpt, &c, 15);
     snprintf(args, sizeof args, "export --weights %s --out %s/m16.h5 --fp16", ckpt, dir);
-    cr_assert_eq(run_bin(args, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_mrcnn(args, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "float16") && strstr(out, "59 batch norms folded"), "%s", out);
     snprintf(args, sizeof args, "export --weights %s --out %s/k.h5 --format keras", ckpt, dir);
-    cr_assert_eq(run_bin(args, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_mrcnn(args, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "k.h5.config.json"), "%s", out);
 
     /* Bad inputs: one line, non-zero exit. */
     snprintf(args, sizeof args, "export --weights %s/missing.h5 --out %s/x.h5", dir, dir);
-    cr_assert_neq(run_bin(args, out, sizeof out), 0);
+    cr_assert_neq(run_mrcnn(args, out, sizeof out), 0);
     cr_assert(strstr(out, "missing.h5") && strchr(out, '\n') == out + strlen(out) - 1, "%s", out);
     snprintf(args, sizeof args, "export --weights %s --out %s/x.h5 --format onnx", ckpt, dir);
-    cr_assert_eq(run_bin(args, out, sizeof out), 2, "%s", out);
+    cr_assert_eq(run_mrcnn(args, out, sizeof out), 2, "%s", out);
     snprintf(args, sizeof args, "export --weights %s/k.h5 --out %s/x.h5", dir, dir);
-    cr_assert_neq(run_bin(args, out, sizeof out), 0);
+    cr_assert_neq(run_mrcnn(args, out, sizeof out), 0);
     cr_assert(strstr(out, "--config"), "%s", out);
 }

@@ -7,6 +7,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* Path of a file under ../shared/fixtures (MRCNN_SHARED overrides the shared folder). A test
  * whose fixture is missing is skipped visibly, never passed silently. */
@@ -26,6 +28,22 @@ static inline const char *temp_dir(const char *tag) {
     snprintf(buf, sizeof buf, "/tmp/mrcnn-test-%s-XXXXXX", tag);
     cr_assert_not_null(mkdtemp(buf), "mkdtemp failed");
     return buf;
+}
+
+/* Runs `$MRCNN_BIN args` (make test sets MRCNN_BIN) with stderr folded into `out`; returns the
+ * exit code. Without the binary the test is skipped visibly. */
+static inline int run_mrcnn(const char *args, char *out, size_t n) {
+    const char *bin = getenv("MRCNN_BIN");
+    if (!bin || access(bin, X_OK) != 0)
+        cr_skip_test("MRCNN_BIN not set: `mrcnn %.40s` not run", args);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t got = fread(out, 1, n - 1, p);
+    out[got] = '\0';
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 #endif

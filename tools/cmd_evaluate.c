@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/file.h"
 #include "../layers/inference.h"
 #include "../train/config.h"
 #include "../train/dataset.h"
@@ -86,45 +87,7 @@ static void put_str(text *t, const char *s) {
 /* Temp file in the same folder, fsync, rename: a report is either whole or absent. */
 static mr_status write_file(const char *path, const text *t) {
     if (t->failed) return mr_fail(MR_ERR_NOMEM, "%s: out of memory building the file", path);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) return mr_fail(MR_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    const char *what = NULL;
-    size_t done = 0;
-    if (fchmod(fd, 0644) != 0) what = "chmod";
-    while (!what && done < t->n) {
-        ssize_t w = write(fd, t->s + done, t->n - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0)
-            what = "write";
-        else
-            done += (size_t)w;
-    }
-    if (!what && fsync(fd) != 0) what = "fsync";
-    int saved = errno;
-    if (close(fd) != 0 && !what) what = "close", saved = errno;
-    if (!what && rename(tmp, path) != 0) what = "rename", saved = errno;
-    if (what) {
-        unlink(tmp);
-        return mr_fail(MR_ERR_IO, "%s: %s failed: %s", path, what, strerror(saved));
-    }
-    return MR_OK;
-}
-
-static mr_status make_dir(const char *path) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return mr_fail(MR_ERR_IO, "%s: cannot create folder: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return mr_fail(MR_ERR_IO, "%s: cannot create folder: %s", buf, strerror(errno));
-    return MR_OK;
+    return mr_write_file_atomic(path, t->s, t->n, 0644);
 }
 
 /* A class name as a file name part: letters, digits, '-' and '_' kept, the rest '_'. */
@@ -423,7 +386,7 @@ int cmd_evaluate(int argc, char **argv) {
     const float det_threshold = given ? (float)threshold : 0.0f;
     const float op_threshold = given ? (float)threshold : cfg->net.detection_min_confidence;
     const int64_t nc = cfg->net.num_classes;
-    if (out_dir && (st = make_dir(out_dir)) != MR_OK) goto done;
+    if (out_dir && (st = mr_make_dirs(out_dir)) != MR_OK) goto done;
 
     if ((st = mr_dataset_open(&ds, data, cfg, false)) != MR_OK) goto done;
     if ((st = mr_model_init(&model, &cfg->net)) != MR_OK) goto done;

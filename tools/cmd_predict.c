@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "../core/file.h"
 #include "../core/log.h"
 #include "../core/runtime.h"
 #include "../core/tensor.h"
@@ -137,25 +138,6 @@ static int scan_folder(const char *dir, const char *out_real, input_list *l, int
 }
 
 /* ---- paths ---------------------------------------------------------------------------------- */
-
-static mr_status make_dirs(const char *path) {
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return mr_fail(MR_ERR_ARG, "output folder path too long: %.80s...", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return mr_fail(MR_ERR_IO, "%s: cannot create folder: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return mr_fail(MR_ERR_IO, "%s: cannot create folder: %s", buf, strerror(errno));
-    struct stat sb;
-    if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return mr_fail(MR_ERR_IO, "%s: exists and is not a folder", buf);
-    return MR_OK;
-}
 
 /* Path of `to` relative to the folder `from`, both canonical absolute paths. */
 static void relative_path(const char *from, const char *to, char *out, size_t size) {
@@ -490,7 +472,7 @@ int cmd_predict(int argc, char **argv) {
     input_list inputs = {0};
     int failures = 0, skipped = 0;
     mr_status st = p ? MR_OK : mr_fail(MR_ERR_NOMEM, "no memory");
-    if (st == MR_OK) st = make_dirs(out);
+    if (st == MR_OK) st = mr_make_dirs(out);
     if (st == MR_OK) {
         p->out_dir = out;
         p->out_real = realpath(out, NULL);

@@ -1,6 +1,7 @@
 /* Checkpoint files: the atomic HDF5 writer (temp file, checked calls, fsync, rename, fsync of the
  * folder), the checkpoint layout with a checksum on every tensor, loading with one complete
  * mismatch list, and the run-folder housekeeping (probe, find latest intact, prune). */
+#include "../core/file.h"
 #include "checkpoint.h"
 
 #include <dirent.h>
@@ -604,29 +605,8 @@ mr_status mr_checkpoint_prune(const char *run_dir, int keep, int *n_removed) {
     return st;
 }
 
-/* mkdir -p */
-static mr_status make_dirs(const char *dir) {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
-        return mr_fail(MR_ERR_ARG, "%s: path too long", dir);
-    for (char *s = buf + 1;; s++) {
-        bool end = *s == '\0';
-        if (*s != '/' && !end) continue;
-        *s = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return mr_fail(MR_ERR_IO, "%s: cannot create folder %s (%s)", dir, buf,
-                           strerror(errno));
-        if (end) break;
-        *s = '/';
-    }
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return mr_fail(MR_ERR_IO, "%s: exists but is not a folder", dir);
-    return MR_OK;
-}
-
 mr_status mr_checkpoint_probe(const char *run_dir, int64_t bytes_needed) {
-    MR_TRY(make_dirs(run_dir));
+    MR_TRY(mr_make_dirs(run_dir));
     char probe[4096];
     put(probe, sizeof probe, "%s/.mrcnn-probe-%ld", run_dir, (long)getpid());
     int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC, 0644);

@@ -1,6 +1,7 @@
 /* K-means anchor fitting (YOLOv2's 1 - IoU on box shapes, k-means++, seeded restarts), the
  * clusters-to-config rule for both anchor forms, coverage numbers, and the byte-preserving
  * rewrite of RPN_ANCHOR_SCALES / RPN_ANCHOR_RATIOS in a config file, written atomically. */
+#include "../core/file.h"
 #include "kmeans.h"
 
 #include <errno.h>
@@ -526,45 +527,6 @@ static mr_status read_text(const char *path, char **out) {
     return MR_OK;
 }
 
-/* Temp file in the same folder, every call checked, fsync, rename, fsync the folder. */
-static mr_status write_atomic(const char *path, const char *data, size_t len, mode_t mode) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp)
-        return mr_fail(MR_ERR_IO, "%s: path too long", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0)
-        return mr_fail(MR_ERR_IO, "%s: cannot create a temp file next to it: %s", path,
-                       strerror(errno));
-    const char *what = NULL;
-    size_t done = 0;
-    if (fchmod(fd, mode) != 0) what = "chmod";
-    while (!what && done < len) {
-        ssize_t w = write(fd, data + done, len - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0)
-            what = "write";
-        else
-            done += (size_t)w;
-    }
-    if (!what && fsync(fd) != 0) what = "fsync";
-    int saved = errno;
-    if (close(fd) != 0 && !what) what = "close", saved = errno;
-    if (!what && rename(tmp, path) != 0) what = "rename", saved = errno;
-    if (what) {
-        unlink(tmp);
-        return mr_fail(MR_ERR_IO, "%s: %s failed: %s; the file is unchanged", path, what,
-                       strerror(saved));
-    }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) { /* the rename is done; a folder without fsync support is not an error */
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    return MR_OK;
-}
-
 mr_status mr_config_write_anchors(const char *path, const float *scales, int n_scales,
                                   const float *ratios, int n_ratios) {
     char *text = NULL, *mid = NULL, *final = NULL;
@@ -588,7 +550,8 @@ mr_status mr_config_write_anchors(const char *path, const float *scales, int n_s
             free(check);
         }
     }
-    if (st == MR_OK) st = write_atomic(path, final, strlen(final), sb.st_mode & 07777);
+    if (st == MR_OK)
+        st = mr_write_file_atomic(path, final, strlen(final), (int)(sb.st_mode & 07777));
     free(text), free(mid), free(final);
     return st;
 }

@@ -1,6 +1,7 @@
 /* The training loop. Everything random in a step (data order, augmentation, anchor and ROI
  * sampling) is a function of (SEED, epoch, step), so the state a resume needs is the weights,
  * the momentum and the (epoch, step) position; the checkpoint holds all of it. */
+#include "../core/file.h"
 #include "trainer.h"
 
 #include <errno.h>
@@ -42,21 +43,6 @@ static uint64_t mix(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
         h = (h ^ (h >> 31)) * 0xbf58476d1ce4e5b9ull;
     }
     return h ^ (h >> 29);
-}
-
-static mr_status make_dirs(const char *path) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return mr_fail(MR_ERR_IO, "%s: cannot create folder: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return mr_fail(MR_ERR_IO, "%s: cannot create folder: %s", buf, strerror(errno));
-    return MR_OK;
 }
 
 /* Keras' defaults: glorot-uniform kernels, zero biases, batch norm gamma 1 beta 0 mean 0 var 1. */
@@ -311,7 +297,7 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
         }
     }
-    MR_TRY(make_dirs(t->run_dir));
+    MR_TRY(mr_make_dirs(t->run_dir));
     MR_TRY(mr_checkpoint_probe(t->run_dir, 0));
 
     /* Data first: bad annotations or images fail here, before any weights are touched. */
