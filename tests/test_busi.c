@@ -494,16 +494,9 @@ Test(busi, same_seed_same_split_and_duplicates_together) {
 
 /* Runs `$MRCNN_BIN verb args` (set by `make test`) and returns its exit code, output in `out`. */
 static int run_cli(const char *verb, const char *args, char *out, size_t n) {
-    const char *bin = getenv("MRCNN_BIN");
-    if (!bin || access(bin, X_OK) != 0) cr_skip_test("MRCNN_BIN not set: mrcnn %s not run", verb);
-    char cmd[8192];
-    cr_assert_lt(snprintf(cmd, sizeof cmd, "'%s' %s %s 2>&1", bin, verb, args), (int)sizeof cmd);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    char full[8192];
+    cr_assert_lt(snprintf(full, sizeof full, "%s %s", verb, args), (int)sizeof full);
+    return run_mrcnn(full, out, n);
 }
 
 /* Runs an import with the report captured; returns the status and the report text. */

@@ -279,18 +279,9 @@ Test(metrics, anchors_write_changes_only_the_two_keys) {
 /* ---- `mrcnn anchors` end to end -------------------------------------------------------------- */
 
 static int run_anchors(const char *args, char *out, size_t n) {
-    const char *bin = getenv("MRCNN_BIN");
-    if (!bin || access(bin, X_OK) != 0)
-        bin = access("build/mrcnn", X_OK) == 0 ? "build/mrcnn" : NULL;
-    if (!bin) cr_skip_test("MRCNN_BIN not set and no build/mrcnn here: the CLI test was not run");
-    char cmd[8192];
-    cr_assert_lt(snprintf(cmd, sizeof cmd, "'%s' anchors %s 2>&1", bin, args), (int)sizeof cmd);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    char full[8192];
+    cr_assert_lt(snprintf(full, sizeof full, "anchors %s", args), (int)sizeof full);
+    return run_mrcnn(full, out, n);
 }
 
 static char *read_all(const char *path) {

@@ -344,25 +344,8 @@ Test(metrics, class_agnostic_match_takes_the_best_overlap) {
 /* ---- `mrcnn evaluate` end to end --------------------------------------------------------------
  */
 
-/* The mrcnn binary: $MRCNN_BIN (set by `make test`), else build/mrcnn from the repo root. */
-static const char *mrcnn_bin(void) {
-    const char *bin = getenv("MRCNN_BIN");
-    if (bin && access(bin, X_OK) == 0) return bin;
-    if (access("build/mrcnn", X_OK) == 0) return "build/mrcnn";
-    cr_skip_test("MRCNN_BIN not set and no build/mrcnn here: the CLI test was not run");
-    return NULL;
-}
-
 static int run_cli(const char *args, char *out, size_t n) {
-    const char *bin = mrcnn_bin();
-    char cmd[8192];
-    cr_assert_lt(snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", bin, args), (int)sizeof cmd);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return run_mrcnn(args, out, n);
 }
 
 static char *slurp(const char *path) {

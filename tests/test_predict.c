@@ -91,16 +91,9 @@ static bool exists(const char *path) {
 }
 
 static int run_predict(const char *args, char *out, size_t n) {
-    const char *bin = getenv("MRCNN_BIN");
-    if (!bin || access(bin, X_OK) != 0) cr_skip_test("MRCNN_BIN not set: mrcnn predict not run");
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s predict %s 2>&1", bin, args);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    char full[8192];
+    snprintf(full, sizeof full, "predict %s", args);
+    return run_mrcnn(full, out, n);
 }
 
 /* The detections mrcnn predict should have made for one image file. */
