@@ -1007,20 +1007,32 @@ void mr_annotations_bbox(const mr_instance *inst, double box[4]) {
 
 /* ---- loading ------------------------------------------------------------------------------- */
 
+static void record_free(mr_image_record *r) {
+    for (int64_t k = 0; k < r->n_instances; k++) {
+        free(r->instances[k].class_name);
+        mr_shape_free(&r->instances[k].shape);
+    }
+    free(r->instances);
+    free(r->path);
+    free(r->filename);
+    free(r->key);
+    free(r->image_label_name);
+}
+
+void mr_annotations_keep(mr_annotations *a, const bool *keep) {
+    int64_t kept = 0;
+    for (int64_t i = 0; i < a->n; i++) {
+        if (keep[i])
+            a->records[kept++] = a->records[i];
+        else
+            record_free(&a->records[i]);
+    }
+    a->n = kept;
+}
+
 void mr_annotations_free(mr_annotations *a) {
     if (!a) return;
-    for (int64_t i = 0; i < a->n; i++) {
-        mr_image_record *r = &a->records[i];
-        for (int64_t k = 0; k < r->n_instances; k++) {
-            free(r->instances[k].class_name);
-            mr_shape_free(&r->instances[k].shape);
-        }
-        free(r->instances);
-        free(r->path);
-        free(r->filename);
-        free(r->key);
-        free(r->image_label_name);
-    }
+    for (int64_t i = 0; i < a->n; i++) record_free(&a->records[i]);
     free(a->records);
     for (int i = 0; i < a->n_classes; i++) free(a->class_names[i]);
     free(a->class_names);

@@ -159,6 +159,8 @@ typedef struct {
  * mr_annotations_free. */
 mr_status mr_annotations_load(const char *path, const mr_load_options *opt, mr_annotations *out);
 void mr_annotations_free(mr_annotations *a);
+/* Keeps the records whose keep[i] is true (in their order) and frees the others. */
+void mr_annotations_keep(mr_annotations *a, const bool *keep);
 
 /* The instance's box (y1, x1, y2, x2) in pixel coordinates, clipped to its image. */
 void mr_annotations_bbox(const mr_instance *inst, double box[4]);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../data/image.h"
+#include "../data/synth.h"
 #include "../train/dataset.h"
 #include "testutil.h"
 
@@ -540,4 +541,37 @@ Test(dataset, next_without_start_is_an_error) {
     cr_assert(strstr(mr_last_error(), "mr_dataset_start"));
     cr_assert_eq(mr_dataset_start(d, 0, 5, 5), MR_ERR_ARG);
     mr_dataset_close(d);
+}
+
+Test(dataset, validation_split_holds_out_a_seeded_share) {
+    const char *dir = temp_dir("split");
+    mr_synth_options o;
+    mr_synth_defaults(&o);
+    o.out_dir = dir;
+    o.n_images = 20;
+    o.size = 64;
+    o.val_fraction = 0.0;
+    cr_assert_eq(mr_synth_write(&o), MR_OK, "%s", mr_last_error());
+    mr_config c;
+    mr_config_defaults(&c);
+    cr_assert_eq(mr_config_load("configs/tiny.json", &c), MR_OK);
+    snprintf(c.train_data, sizeof c.train_data, "%s/train", dir);
+    c.val_data[0] = '\0';
+    c.validation_split = 0.25f;
+    mr_dataset *train = NULL, *val = NULL, *again = NULL;
+    cr_assert_eq(mr_dataset_open(&train, c.train_data, &c, true), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(mr_dataset_open(&val, c.train_data, &c, false), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(mr_dataset_size(train), 15);
+    cr_assert_eq(mr_dataset_size(val), 5);
+    const mr_annotations *a = mr_dataset_annotations(train), *b = mr_dataset_annotations(val);
+    for (int64_t i = 0; i < a->n; i++)
+        for (int64_t k = 0; k < b->n; k++)
+            cr_assert_str_neq(a->records[i].path, b->records[k].path, "an image on both sides");
+    cr_assert_eq(mr_dataset_open(&again, c.train_data, &c, false), MR_OK);
+    for (int64_t k = 0; k < b->n; k++)
+        cr_assert_str_eq(mr_dataset_annotations(again)->records[k].path, b->records[k].path,
+                         "the split is the same every time for the same SEED");
+    mr_dataset_close(train);
+    mr_dataset_close(val);
+    mr_dataset_close(again);
 }

@@ -89,6 +89,8 @@ static const key_spec keys[] = {
     {"ROI_ALIGN_MODE", K_ROI_MODE, NET(roi_align_mode), 0, 0, 0, 0, "crop_and_resize or average"},
     {"TRAIN_BN", K_BOOL, NET(train_bn), 0, 0, 0, 0, "false: frozen batch norm"},
     {"BN_EPSILON", K_FLOAT, NET(bn_eps), 1e-12, 1, 0, 0, ""},
+    {"VALIDATION_SPLIT", K_FLOAT, TOP(validation_split), 0, 0.9, 0, 0,
+     "seeded share of DATASET.TRAIN held out for validation when DATASET.VAL is empty"},
     {"EPOCHS", K_INT, TOP(epochs), 1, 100000, 0, 0, ""},
     {"STEPS_PER_EPOCH", K_INT, TOP(steps_per_epoch), 1, 10000000, 0, 0, ""},
     {"VALIDATION_STEPS", K_INT, TOP(validation_steps), 0, 1000000, 0, 0, ""},

@@ -23,6 +23,8 @@ typedef struct {
     char class_names[MR_MAX_CLASSES][48];  /* CLASS_NAMES, [0] = "BG" */
     char class_attribute[64];              /* CLASS_ATTRIBUTE ("" = class/name/label/type) */
     char train_data[1024], val_data[1024]; /* DATASET.TRAIN / DATASET.VAL */
+    float validation_split;                /* VALIDATION_SPLIT: share of TRAIN held out when VAL
+                                              is empty */
     int epochs, steps_per_epoch, validation_steps, batch_size;
     float learning_rate, learning_momentum, gradient_clip_norm;
     mr_stage stages[MR_MAX_STAGES];

@@ -149,6 +149,27 @@ mr_status mr_dataset_open(mr_dataset **out, const char *path, const mr_config *c
                 path, (long long)rep->n_warnings, rep->n_warnings == 1 ? "" : "s", path);
         for (int64_t i = 0; i < rep->n_issues; i++) mr_debug("%s", rep->issues[i].text);
     }
+    if (!cfg->val_data[0] && cfg->validation_split > 0.0f && d->ann.n > 1) {
+        int64_t n = d->ann.n, n_val = (int64_t)((double)cfg->validation_split * (double)n + 0.5);
+        if (n_val < 1) n_val = 1;
+        if (n_val >= n) n_val = n - 1;
+        int64_t *order = malloc(sizeof *order * (size_t)n);
+        bool *keep = malloc(sizeof *keep * (size_t)n);
+        if (!order || !keep) {
+            free(order);
+            free(keep);
+            mr_dataset_close(d);
+            return mr_fail(MR_ERR_NOMEM, "out of memory splitting %s", path);
+        }
+        for (int64_t i = 0; i < n; i++) order[i] = i;
+        mr_rng rng;
+        mr_rng_seed(&rng, cfg->seed ^ 0x5eed5911ull);
+        mr_rng_shuffle_i64(&rng, order, n);
+        for (int64_t i = 0; i < n; i++) keep[order[i]] = (i < n_val) != training;
+        mr_annotations_keep(&d->ann, keep);
+        free(order);
+        free(keep);
+    }
     if (d->ann.n == 0) {
         mr_dataset_close(d);
         return mr_fail(MR_ERR_FORMAT, "%s: the annotations list no images; nothing to %s", path,

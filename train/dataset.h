@@ -44,6 +44,9 @@ typedef struct mr_dataset mr_dataset;
  * first error (and the report listing every problem) when any image or region is in error:
  * bad data fails before the first step. */
 mr_status mr_dataset_open(mr_dataset **out, const char *path, const mr_config *cfg, bool training);
+/* When DATASET.VAL is empty and VALIDATION_SPLIT is above 0, both splits come from one folder:
+ * a permutation seeded by SEED holds out that share of its images for validation (at least
+ * one), and training opens the rest. */
 void mr_dataset_close(mr_dataset *d);
 const mr_annotations *mr_dataset_annotations(const mr_dataset *d);
 int64_t mr_dataset_size(const mr_dataset *d);

@@ -302,8 +302,10 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
 
     /* Data first: bad annotations or images fail here, before any weights are touched. */
     MR_TRY(mr_dataset_open(&t->train, c->train_data, c, true));
-    if (c->val_data[0] && c->validation_steps > 0)
-        MR_TRY(mr_dataset_open(&t->val, c->val_data, c, false));
+    const char *val_path = c->val_data[0]               ? c->val_data
+                           : c->validation_split > 0.0f ? c->train_data
+                                                        : NULL;
+    if (val_path && c->validation_steps > 0) MR_TRY(mr_dataset_open(&t->val, val_path, c, false));
 
     MR_TRY(mr_model_init(&t->model, &c->net));
     MR_TRY(mr_ctx_init(&t->ctx, (size_t)c->arena_mb << 20));
