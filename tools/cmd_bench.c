@@ -214,8 +214,13 @@ static void measure_model(int depth, int side, int repeats, model_times *out) {
  * peak RSS is its own; fork() alone is not safe once OpenMP threads exist. */
 static model_times run_isolated(int depth, int side, int repeats) {
     model_times t = {0};
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "/proc/self/exe bench --model %d,%d,%d", depth, side, repeats);
+    /* popen runs a shell, whose /proc/self/exe is the shell: resolve our own path first. */
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) return t;
+    self[len] = '\0';
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "'%s' bench --model %d,%d,%d", self, depth, side, repeats);
     fflush(NULL);
     FILE *p = popen(cmd, "r");
     if (!p) return t;
@@ -319,6 +324,11 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 0; i < n_cases; i++) {
         int reps = i == 0 ? (int)repeats : (int)(repeats < 3 ? repeats : 3);
         ours[i] = run_isolated(cases[i].depth, cases[i].side, reps);
+        if (!ours[i].ok) {
+            fprintf(stderr, "mrcnn bench: the %dx%d ResNet-%d measurement failed\n", cases[i].side,
+                    cases[i].side, cases[i].depth);
+            return 1;
+        }
         torch[i] = cases[i].depth == 50 ? run_torchvision(cases[i].side, reps) : (model_times){0};
         char name[64];
         snprintf(name, sizeof name, "R%d-FPN %dx%d", cases[i].depth, cases[i].side, cases[i].side);
