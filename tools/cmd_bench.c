@@ -332,16 +332,19 @@ int cmd_bench(int argc, char **argv) {
         torch[i] = cases[i].depth == 50 ? run_torchvision(cases[i].side, reps) : (model_times){0};
         char name[64];
         snprintf(name, sizeof name, "R%d-FPN %dx%d", cases[i].depth, cases[i].side, cases[i].side);
-        char row[400];
-        snprintf(row, sizeof row, "%-22s %10.3f %10.3f %10.0f %12.3f %12.3f %10.0f", name,
-                 ours[i].train_s, ours[i].infer_s, ours[i].rss_mb, torch[i].train_s,
-                 torch[i].infer_s, torch[i].rss_mb);
-        printf("%s\n", row);
+        char theirs[64] = "             -            -          -", theirs_md[64] = "- | - | -";
+        if (torch[i].ok) {
+            snprintf(theirs, sizeof theirs, "%12.3f %12.3f %10.0f", torch[i].train_s,
+                     torch[i].infer_s, torch[i].rss_mb);
+            snprintf(theirs_md, sizeof theirs_md, "%.3f | %.3f | %.0f", torch[i].train_s,
+                     torch[i].infer_s, torch[i].rss_mb);
+        }
+        printf("%-22s %10.3f %10.3f %10.0f %s\n", name, ours[i].train_s, ours[i].infer_s,
+               ours[i].rss_mb, theirs);
         fflush(stdout);
         used += (size_t)snprintf(table + used, sizeof table - used,
-                                 "| %s | %.3f | %.3f | %.0f | %.3f | %.3f | %.0f |\n", name,
-                                 ours[i].train_s, ours[i].infer_s, ours[i].rss_mb, torch[i].train_s,
-                                 torch[i].infer_s, torch[i].rss_mb);
+                                 "| %s | %.3f | %.3f | %.0f | %s |\n", name, ours[i].train_s,
+                                 ours[i].infer_s, ours[i].rss_mb, theirs_md);
     }
     if (!torch[0].ok)
         printf("(torchvision not measured: run `make bench-deps` to install python3-torch)\n");
