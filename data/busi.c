@@ -1,7 +1,6 @@
 /* BUSI import: pairs images with their "_mask"/"_mask_N" files, turns mask blobs into polygons
  * (Moore-neighbour contours, Douglas-Peucker), finds duplicates, splits with a seed that keeps
  * duplicates together, and writes byte copies of the images plus VIA 2.x JSON. */
-#include "../core/file.h"
 #include "busi.h"
 
 #include <ctype.h>
@@ -15,6 +14,7 @@
 
 #include <stb_image.h>
 
+#include "../core/file.h"
 #include "../core/rng.h"
 #include "image.h"
 #include "via_write.h"

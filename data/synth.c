@@ -5,7 +5,6 @@
 /* Every image draws from its own xoshiro stream keyed by (seed, index), so output is
  * byte-identical for the same options and image k does not depend on how many are written.
  * (Same machine and C library: libm's pow/exp/sin may differ in the last bit elsewhere.) */
-#include "../core/file.h"
 #include "synth.h"
 
 #include <errno.h>
@@ -15,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../core/file.h"
 #include "../core/rng.h"
 #include "raster.h"
 #include "via_write.h"

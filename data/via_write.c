@@ -1,7 +1,6 @@
 /* The VIA 2.x annotation JSON writer: a cJSON tree built image by image, printed once, written
  * to a temp file that is fsync'ed and renamed over the target so a crash never leaves half a
  * file where a loader will look. */
-#include "../core/file.h"
 #include "via_write.h"
 
 #include <errno.h>
@@ -12,6 +11,7 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include "../core/file.h"
 
 struct mr_via_writer {
     cJSON *root;

@@ -1,7 +1,6 @@
 /* Checkpoint files: the atomic HDF5 writer (temp file, checked calls, fsync, rename, fsync of the
  * folder), the checkpoint layout with a checksum on every tensor, loading with one complete
  * mismatch list, and the run-folder housekeeping (probe, find latest intact, prune). */
-#include "../core/file.h"
 #include "checkpoint.h"
 
 #include <dirent.h>
@@ -17,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../core/file.h"
 #include "../core/log.h"
 #include "../core/runtime.h"
 

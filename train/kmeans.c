@@ -1,7 +1,6 @@
 /* K-means anchor fitting (YOLOv2's 1 - IoU on box shapes, k-means++, seeded restarts), the
  * clusters-to-config rule for both anchor forms, coverage numbers, and the byte-preserving
  * rewrite of RPN_ANCHOR_SCALES / RPN_ANCHOR_RATIOS in a config file, written atomically. */
-#include "../core/file.h"
 #include "kmeans.h"
 
 #include <errno.h>
@@ -15,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/file.h"
 #include "../core/rng.h"
 #include "config.h"
 

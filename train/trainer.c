@@ -1,7 +1,6 @@
 /* The training loop. Everything random in a step (data order, augmentation, anchor and ROI
  * sampling) is a function of (SEED, epoch, step), so the state a resume needs is the weights,
  * the momentum and the (epoch, step) position; the checkpoint holds all of it. */
-#include "../core/file.h"
 #include "trainer.h"
 
 #include <errno.h>
@@ -13,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../core/file.h"
 #include "../core/log.h"
 #include "../core/rng.h"
 #include "../core/runtime.h"
@@ -236,6 +236,8 @@ static mr_status save(trainer *t, int epoch, int step_in_epoch, double val_loss,
                              .config_json = config_json,
                              .metrics_json = NULL,
                              .val_loss = val_loss};
+    /* Every random draw of a step is seeded from (SEED, epoch, step), so the generator a resume
+     * needs is the seed itself; it is stored for readers of the file. */
     mr_rng_seed(&s.rng, c->seed);
     mr_status st = mr_checkpoint_save(path, &t->model.params, &s);
     free(config_json);
