@@ -17,42 +17,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
-/* Random but well-scaled weights: variance-1/fan_in kernels, and batch norms far from the
- * identity so folding has something to do. */
-static void random_weights(mr_params *p, uint64_t seed) {
-    mr_rng rng;
-    mr_rng_seed(&rng, seed);
-    for (int i = 0; i < p->count; i++) {
-        mr_param *q = &p->items[i];
-        const char *w = strrchr(q->name, '/') + 1;
-        float lo = 0.0f, hi = 0.0f;
-        if (!strcmp(w, "kernel")) {
-            int64_t fan_in = q->t.numel / q->t.shape[q->t.ndim - 1];
-            hi = (float)sqrt(3.0 / (double)fan_in);
-            /* Molded pixels are about +-100, not +-1: scale the first conv down so activations
-             * stay O(1) and the heads do not saturate (scores of exactly 1, sliver boxes). */
-            if (!strcmp(q->name, "conv1/kernel")) hi /= 64.0f;
-            lo = -hi;
-        } else if (!strcmp(w, "bias")) {
-            lo = -0.05f, hi = 0.05f;
-        } else if (!strcmp(w, "gamma")) {
-            lo = 0.5f, hi = 1.5f;
-        } else if (!strcmp(w, "beta") || !strcmp(w, "moving_mean")) {
-            lo = -0.2f, hi = 0.2f;
-        } else if (!strcmp(w, "moving_variance")) {
-            lo = 0.3f, hi = 2.0f;
-        }
-        for (int64_t k = 0; k < q->t.numel; k++)
-            q->t.data[k] = lo + (hi - lo) * mr_rng_uniform(&rng);
-    }
-    /* Lean away from background and empty masks so every test image has detections with
-     * masks to compare. */
-    mr_params_tensor(p, "mrcnn_class_logits/bias")->data[0] -= 1.0f;
-    mr_tensor *mb = mr_params_tensor(p, "mrcnn_mask/bias");
-    for (int64_t k = 0; k < mb->numel; k++) mb->data[k] += 0.5f;
-    for (size_t k = 0; k < p->total; k++) p->momentum[k] = 0.5f * mr_rng_uniform(&rng);
-}
-
 static void tiny_config(mr_config *c) {
     mr_config_defaults(c);
     cr_assert_eq(mr_config_load("configs/tiny.json", c), MR_OK, "%s", mr_last_error());
@@ -63,7 +27,7 @@ static void tiny_config(mr_config *c) {
 static void write_checkpoint(const char *path, const mr_config *c, uint64_t seed) {
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c->net), MR_OK, "%s", mr_last_error());
-    random_weights(&m.params, seed);
+    random_test_weights(&m.params, seed);
     mr_checkpoint_state s;
     memset(&s, 0, sizeof s);
     s.epoch = 3;
@@ -258,7 +222,7 @@ Test(export, every_batch_norm_of_the_network_folds_into_its_conv) {
     tiny_config(&c);
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
-    random_weights(&m.params, 5);
+    random_test_weights(&m.params, 5);
     int bns = 0;
     for (int i = 0; i < m.params.count; i++)
         bns += strstr(m.params.items[i].name, "/moving_variance") != NULL;
@@ -407,7 +371,7 @@ Test(export, fp16_refuses_values_beyond_its_range) {
     tiny_config(&c);
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
-    random_weights(&m.params, 4);
+    random_test_weights(&m.params, 4);
     mr_params_tensor(&m.params, "fpn_p3/bias")->data[2] = 1e5f;
     char *json = mr_config_to_json(&c);
     cr_assert_eq(mr_weights_save(ckpt, &m.params, json, false), MR_OK, "%s", mr_last_error());

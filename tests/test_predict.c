@@ -17,35 +17,6 @@
 
 /* ---- fixtures ------------------------------------------------------------------------------ */
 
-/* As tests/test_export.c: well-scaled random weights leaning towards detections with masks. */
-static void random_weights(mr_params *p, uint64_t seed) {
-    mr_rng rng;
-    mr_rng_seed(&rng, seed);
-    for (int i = 0; i < p->count; i++) {
-        mr_param *q = &p->items[i];
-        const char *w = strrchr(q->name, '/') + 1;
-        float lo = 0.0f, hi = 0.0f;
-        if (!strcmp(w, "kernel")) {
-            hi = (float)sqrt(3.0 / (double)(q->t.numel / q->t.shape[q->t.ndim - 1]));
-            if (!strcmp(q->name, "conv1/kernel")) hi /= 64.0f; /* pixels are +-100 */
-            lo = -hi;
-        } else if (!strcmp(w, "bias")) {
-            lo = -0.05f, hi = 0.05f;
-        } else if (!strcmp(w, "gamma")) {
-            lo = 0.5f, hi = 1.5f;
-        } else if (!strcmp(w, "beta") || !strcmp(w, "moving_mean")) {
-            lo = -0.2f, hi = 0.2f;
-        } else if (!strcmp(w, "moving_variance")) {
-            lo = 0.3f, hi = 2.0f;
-        }
-        for (int64_t k = 0; k < q->t.numel; k++)
-            q->t.data[k] = lo + (hi - lo) * mr_rng_uniform(&rng);
-    }
-    mr_params_tensor(p, "mrcnn_class_logits/bias")->data[0] -= 1.0f;
-    mr_tensor *mb = mr_params_tensor(p, "mrcnn_mask/bias");
-    for (int64_t k = 0; k < mb->numel; k++) mb->data[k] += 0.5f;
-}
-
 /* An mrcnn export of the tiny model (config embedded, DETECTION_MIN_CONFIDENCE 0). */
 static void write_weights(const char *path, mr_config *c) {
     mr_config_defaults(c);
@@ -53,7 +24,7 @@ static void write_weights(const char *path, mr_config *c) {
     c->net.detection_min_confidence = 0.0f;
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c->net), MR_OK);
-    random_weights(&m.params, 21);
+    random_test_weights(&m.params, 21);
     char *json = mr_config_to_json(c);
     cr_assert_eq(mr_weights_save(path, &m.params, json, false), MR_OK, "%s", mr_last_error());
     free(json);
@@ -359,7 +330,7 @@ Test(predict, bad_inputs_fail_with_one_clear_line) {
     /* A Keras file holds no config. */
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
-    random_weights(&m.params, 3);
+    random_test_weights(&m.params, 3);
     snprintf(keras, sizeof keras, "%s/keras.h5", dir);
     cr_assert_eq(mr_weights_save_keras(keras, &m.params), MR_OK, "%s", mr_last_error());
     mr_model_free(&m);

@@ -5,10 +5,14 @@
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <math.h>
+#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "../core/params.h"
+#include "../core/rng.h"
 
 /* Path of a file under ../shared/fixtures (MRCNN_SHARED overrides the shared folder). A test
  * whose fixture is missing is skipped visibly, never passed silently. */
@@ -45,6 +49,43 @@ static inline int run_mrcnn(const char *args, char *out, size_t n) {
     out[got] = '\0';
     int status = pclose(p);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Random but well-scaled weights for a test model that must detect something: variance-1/fan_in
+ * kernels, batch norms far from the identity (so folding has something to do), heads leaning away
+ * from background and empty masks, and non-zero momentum (so checkpoints carry some). */
+static inline void random_test_weights(mr_params *p, uint64_t seed) {
+    mr_rng rng;
+    mr_rng_seed(&rng, seed);
+    for (int i = 0; i < p->count; i++) {
+        mr_param *q = &p->items[i];
+        const char *w = strrchr(q->name, '/') + 1;
+        float lo = 0.0f, hi = 0.0f;
+        if (!strcmp(w, "kernel")) {
+            int64_t fan_in = q->t.numel / q->t.shape[q->t.ndim - 1];
+            hi = (float)sqrt(3.0 / (double)fan_in);
+            /* Molded pixels are about +-100, not +-1: scale the first conv down so activations
+             * stay O(1) and the heads do not saturate (scores of exactly 1, sliver boxes). */
+            if (!strcmp(q->name, "conv1/kernel")) hi /= 64.0f;
+            lo = -hi;
+        } else if (!strcmp(w, "bias")) {
+            lo = -0.05f, hi = 0.05f;
+        } else if (!strcmp(w, "gamma")) {
+            lo = 0.5f, hi = 1.5f;
+        } else if (!strcmp(w, "beta") || !strcmp(w, "moving_mean")) {
+            lo = -0.2f, hi = 0.2f;
+        } else if (!strcmp(w, "moving_variance")) {
+            lo = 0.3f, hi = 2.0f;
+        }
+        for (int64_t k = 0; k < q->t.numel; k++)
+            q->t.data[k] = lo + (hi - lo) * mr_rng_uniform(&rng);
+    }
+    /* Lean away from background and empty masks so every test image has detections with
+     * masks to compare. */
+    mr_params_tensor(p, "mrcnn_class_logits/bias")->data[0] -= 1.0f;
+    mr_tensor *mb = mr_params_tensor(p, "mrcnn_mask/bias");
+    for (int64_t k = 0; k < mb->numel; k++) mb->data[k] += 0.5f;
+    for (size_t k = 0; k < p->total; k++) p->momentum[k] = 0.5f * mr_rng_uniform(&rng);
 }
 
 #endif
