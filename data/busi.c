@@ -64,6 +64,7 @@ static int trace(const int32_t *label, int w, int h, int32_t id, int sx, int sy,
     out->n = 0;
     if (!push_point(out, sx, sy)) return 0;
     int px = sx, py = sy, back = 0; /* direction from p to the last background neighbour */
+    int first = -1;                 /* the first move, for Jacob's stopping rule */
     int64_t guard = 8 * area + 16;
     for (int64_t step = 0; step < guard; step++) {
         int found = -1;
@@ -75,14 +76,22 @@ static int trace(const int32_t *label, int w, int h, int32_t id, int sx, int sy,
                 break;
             }
         }
-        if (found < 0) return 1;  /* a single pixel */
+        if (found < 0) return 1; /* a single pixel */
+        /* Jacob's rule: the contour is closed when the tracer is back at the start about to
+         * repeat its first move. Being back at the start alone is not enough: one-pixel-thin
+         * parts pass through it on the way out and back. */
+        if (step == 0) {
+            first = found;
+        } else if (px == sx && py == sy) {
+            if (found == first) return 1;
+            if (!push_point(out, px, py)) return 0;
+        }
         int bd = (found + 7) & 7; /* the neighbour checked just before, background */
         int bx = px + DX[bd], by = py + DY[bd];
         px += DX[found];
         py += DY[found];
         back = dir_index(bx - px, by - py);
-        if (px == sx && py == sy && back == 0) return 1;
-        if (!push_point(out, px, py)) return 0;
+        if ((px != sx || py != sy) && !push_point(out, px, py)) return 0;
     }
     return 1; /* unreachable for a proper component; the guard only bounds the loop */
 }

@@ -601,3 +601,29 @@ Test(busi, cli_imports_and_reports) {
     cr_assert(strstr(out, "does not exist"), "%s", out);
     cr_assert_eq(run_cli("import-busi", "--out x", out, sizeof out), 2, "%s", out);
 }
+
+/* A blob reached through a one-pixel-thin arm that holds the start pixel (the first in raster
+ * order): the tracer comes back through the start before it has gone round, and must close
+ * the contour exactly once (Jacob's rule), without walking it again. */
+Test(busi, thin_parts_trace_once) {
+    static uint8_t m[12 * 12];
+    for (int x = 1; x < 6; x++) m[1 * 12 + x] = 1; /* the arm, starting at (1, 1) */
+    for (int y = 2; y < 6; y++)
+        for (int x = 5; x < 9; x++) m[y * 12 + x] = 1;
+    mr_mask_polygons p;
+    cr_assert_eq(mr_mask_to_polygons(m, 12, 12, 1, 0.0, &p), MR_OK);
+    cr_assert_eq(p.count, 1);
+    const mr_mask_polygon *q = &p.items[0];
+    /* Every boundary pixel once, the arm's pixels twice (out and back): well under 30. */
+    cr_assert_lt(q->n_points, 30, "the contour was walked more than once: %d points", q->n_points);
+    for (int i = 1; i < q->n_points; i++)
+        cr_assert(q->xs[i] != q->xs[0] || q->ys[i] != q->ys[0] || i + 1 == q->n_points ||
+                      q->xs[i + 1] != q->xs[1] || q->ys[i + 1] != q->ys[1],
+                  "the contour repeats its first move at point %d", i);
+    double xs[64], ys[64];
+    for (int i = 0; i < q->n_points; i++) xs[i] = q->xs[i], ys[i] = q->ys[i];
+    static uint8_t back[12 * 12];
+    mr_raster_polygon(back, 12, 12, xs, ys, q->n_points, 1);
+    cr_assert_arr_eq(back, m, sizeof m, "the polygon covers exactly the blob");
+    mr_mask_polygons_free(&p);
+}

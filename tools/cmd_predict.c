@@ -227,23 +227,6 @@ static const char *class_name(const predictor *p, int64_t id) {
     return buf;
 }
 
-/* A contour that runs round the same closed path several times (the tracer does so for blobs
- * with one-pixel-thin parts) is cut where it first comes back to its start heading the same way,
- * which is Jacob's stopping rule: the region it covers is the same. */
-static void trim_repeats(mr_mask_polygon *poly) {
-    int n = poly->n_points;
-    for (int p = 1; p + 1 < n; p++) {
-        if (poly->xs[p] != poly->xs[0] || poly->ys[p] != poly->ys[0] ||
-            poly->xs[p + 1] != poly->xs[1] || poly->ys[p + 1] != poly->ys[1])
-            continue;
-        /* Keep at least a (degenerate) triangle, as mr_mask_to_polygons does for tiny blobs. */
-        int keep = p < 3 ? 3 : p;
-        for (int i = p; i < keep; i++) poly->xs[i] = poly->xs[0], poly->ys[i] = poly->ys[0];
-        poly->n_points = keep;
-        return;
-    }
-}
-
 static double shoelace(const int *xs, const int *ys, int n) {
     double a = 0.0;
     for (int i = 0; i < n; i++) {
@@ -375,8 +358,6 @@ static mr_status predict_one(predictor *p, const input *in, mr_detections *d) {
         double tol = fmin(1.0, 0.05 * sqrt((double)area));
         st = mr_mask_to_polygons(mask, (int)d->image_w, (int)d->image_h, 1, tol, &polys[i]);
     }
-    for (int64_t i = 0; i < d->n && st == MR_OK; i++)
-        for (int k = 0; k < polys[i].count; k++) trim_repeats(&polys[i].items[k]);
 
     char stem[NAME_MAX + 1], overlay[PATH_MAX], json[PATH_MAX], overlay_name[NAME_MAX + 16],
         rel[PATH_MAX];
