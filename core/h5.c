@@ -489,30 +489,26 @@ mr_status mr_h5_get_attr_str(mr_h5 *f, const char *object, const char *name, cha
     return MR_OK;
 }
 
-mr_status mr_h5_get_attr_i64(mr_h5 *f, const char *object, const char *name, int64_t *value) {
+static mr_status read_number_attr(mr_h5 *f, const char *object, const char *name, hid_t type,
+                                  void *value, const char *kind) {
     hid_t o = open_object(f, object);
     if (o < 0) return mr_fail(MR_ERR_FORMAT, "%s: no object '%s'", f->path, object);
     hid_t a = H5Aopen(o, name, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Aread(a, H5T_NATIVE_INT64, value);
+    herr_t rc = a < 0 ? -1 : H5Aread(a, type, value);
     if (a >= 0) H5Aclose(a);
     H5Oclose(o);
     if (rc < 0)
-        return mr_fail(MR_ERR_FORMAT, "%s: '%s' has no integer attribute %s", f->path, object,
+        return mr_fail(MR_ERR_FORMAT, "%s: '%s' has no %s attribute %s", f->path, object, kind,
                        name);
     return MR_OK;
 }
 
+mr_status mr_h5_get_attr_i64(mr_h5 *f, const char *object, const char *name, int64_t *value) {
+    return read_number_attr(f, object, name, H5T_NATIVE_INT64, value, "integer");
+}
+
 mr_status mr_h5_get_attr_f64(mr_h5 *f, const char *object, const char *name, double *value) {
-    hid_t o = open_object(f, object);
-    if (o < 0) return mr_fail(MR_ERR_FORMAT, "%s: no object '%s'", f->path, object);
-    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Aread(a, H5T_NATIVE_DOUBLE, value);
-    if (a >= 0) H5Aclose(a);
-    H5Oclose(o);
-    if (rc < 0)
-        return mr_fail(MR_ERR_FORMAT, "%s: '%s' has no numeric attribute %s", f->path, object,
-                       name);
-    return MR_OK;
+    return read_number_attr(f, object, name, H5T_NATIVE_DOUBLE, value, "numeric");
 }
 
 mr_status mr_h5_dtype(mr_h5 *f, const char *dataset, char *name, size_t size) {

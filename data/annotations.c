@@ -1209,16 +1209,7 @@ static void drop_rejected(mr_ann_loader *ld) {
                         ld->file, mr_ann_quote(qk, sizeof qk, a->records[i].key));
         }
         if (ld->rejected[i]) {
-            mr_image_record *r = &a->records[i];
-            for (int64_t k = 0; k < r->n_instances; k++) {
-                free(r->instances[k].class_name);
-                mr_shape_free(&r->instances[k].shape);
-            }
-            free(r->instances);
-            free(r->path);
-            free(r->filename);
-            free(r->key);
-            free(r->image_label_name);
+            record_free(&a->records[i]);
             continue;
         }
         a->records[w++] = a->records[i];
