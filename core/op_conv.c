@@ -1,23 +1,21 @@
 /* conv2d (any kernel, stride, TF-same/valid/explicit padding, optional bias) and the 2x2
- * stride-2 transposed conv, forward and backward. NHWC input, HWIO kernels. A convolution is
- * one GEMM per chunk of output pixels over an im2col buffer; a 1x1 stride-1 unpadded
- * convolution is a single GEMM on the input itself, with no copy. */
+ * stride-2 transposed conv, forward and backward. NHWC input, HWIO kernels. Three paths:
+ * - 1x1 stride-1 unpadded: a single GEMM on the input itself, with no copy;
+ * - 3x3 stride 1 with enough channels and pixels: Winograd (core/winograd.c);
+ * - anything else: one GEMM per chunk of output pixels over an im2col buffer. */
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "blas.h"
 #include "ops.h"
+#include "winograd.h"
 
 /* im2col chunks stay below this many floats, so scratch memory stays bounded on big images. */
-#define COL_CHUNK_FLOATS ((int64_t)4 << 20)
+#define COL_CHUNK_FLOATS ((int64_t)2 << 20)
 
-typedef struct {
-    int64_t n, h, w, cin; /* input (N,H,W,Cin) */
-    int64_t kh, kw, cout; /* kernel (KH,KW,Cin,Cout) */
-    int64_t oh, ow;       /* output (N,OH,OW,Cout) */
-    int64_t stride, pad_top, pad_left;
-} conv_geom;
+typedef mr_conv_geom conv_geom;
 
 /* TF "same": out = ceil(in / stride); the odd padding pixel goes after (bottom/right). */
 static void pad_for(int pad, int64_t in, int64_t k, int64_t stride, int64_t *out, int64_t *before) {
@@ -32,20 +30,24 @@ static void pad_for(int pad, int64_t in, int64_t k, int64_t stride, int64_t *out
     }
 }
 
-static float *scratch(mr_ctx *ctx, int64_t floats) {
-    if ((size_t)floats > ctx->scratch_floats) {
-        float *grown = realloc(ctx->scratch, (size_t)floats * sizeof(float));
+float *mr_conv_scratch(mr_ctx *ctx, int slot, int64_t floats) {
+    if ((size_t)floats > ctx->scratch_floats[slot]) {
+        float *grown = realloc(ctx->scratch[slot], (size_t)floats * sizeof(float));
         if (!grown) {
-            ctx->status = mr_fail(MR_ERR_NOMEM,
-                                  "cannot grow the convolution workspace to %lld "
-                                  "floats",
-                                  (long long)floats);
+            ctx->status =
+                mr_fail(MR_ERR_NOMEM, "cannot grow the convolution workspace to %lld floats",
+                        (long long)floats);
             return NULL;
         }
-        ctx->scratch = grown;
-        ctx->scratch_floats = (size_t)floats;
+        ctx->scratch[slot] = grown;
+        ctx->scratch_floats[slot] = (size_t)floats;
     }
-    return ctx->scratch;
+    return ctx->scratch[slot];
+}
+
+/* The algorithms' workspace (im2col, Winograd, deconv). */
+static float *scratch(mr_ctx *ctx, int64_t floats) {
+    return mr_conv_scratch(ctx, MR_SCRATCH_CONV, floats);
 }
 
 static bool is_pointwise(const conv_geom *g) {
@@ -106,31 +108,69 @@ static int64_t chunk_rows(const conv_geom *g) {
     return rows < 1 ? 1 : rows;
 }
 
-typedef struct {
-    conv_geom g;
-} conv_saved;
+/* acc[o] += sum over rows r of a[r, o] (times b[r, o] when b is given). Threads take blocks of
+ * columns, so each sum has one owner and a fixed order. */
+static void column_sums(float *acc, const float *a, const float *b, int64_t rows, int64_t cols) {
+    enum { COLS = 64 };
+#pragma omp parallel for schedule(static)
+    for (int64_t o0 = 0; o0 < cols; o0 += COLS) {
+        int64_t n = cols - o0 < COLS ? cols - o0 : COLS;
+        float sum[COLS] = {0};
+        for (int64_t r = 0; r < rows; r++) {
+            const float *ar = a + r * cols + o0, *br = b ? b + r * cols + o0 : NULL;
+            if (br)
+                for (int64_t k = 0; k < n; k++) sum[k] += ar[k] * br[k];
+            else
+                for (int64_t k = 0; k < n; k++) sum[k] += ar[k];
+        }
+        for (int64_t k = 0; k < n; k++) acc[o0 + k] += sum[k];
+    }
+}
 
-static void conv2d_backward(mr_node *node) {
-    mr_ctx *ctx = node->ctx;
-    const conv_geom *g = &((conv_saved *)node->saved)->g;
-    mr_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->inputs[2];
-    const float *dout = node->out->grad; /* (M, Cout) */
+/* ---- the three paths behind one forward and one backward ----------------------------------- */
+
+/* y = conv(x, w) + b (b may be NULL). */
+static void conv_forward(mr_ctx *ctx, const conv_geom *g, bool winograd, const float *x,
+                         const float *w, const float *b, float *y) {
     int64_t M = g->n * g->oh * g->ow, kdim = g->kh * g->kw * g->cin;
-    bool want_dx = node->needs_grad & 1u, want_dw = node->needs_grad & 2u;
-    bool want_db = b && (node->needs_grad & 4u);
-
-    if (want_db) {
-        float *db = b->grad;
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t o = 0; o < g->cout; o++) db[o] += dout[m * g->cout + o];
+    if (winograd) {
+        mr_winograd_forward(ctx, g, x, w, b, y);
+        return;
+    }
+    float beta = 0.0f;
+    if (b) {
+        for (int64_t m = 0; m < M; m++) memcpy(y + m * g->cout, b, (size_t)g->cout * sizeof(float));
+        beta = 1.0f;
     }
     if (is_pointwise(g)) {
-        if (want_dw)
-            mr_sgemm(true, false, kdim, g->cout, M, 1.0f, x->data, kdim, dout, g->cout, 1.0f,
-                     w->grad, g->cout);
-        if (want_dx)
-            mr_sgemm(false, true, M, kdim, g->cout, 1.0f, dout, g->cout, w->data, g->cout, 1.0f,
-                     x->grad, kdim);
+        mr_sgemm(false, false, M, g->cout, kdim, 1.0f, x, kdim, w, g->cout, beta, y, g->cout);
+        return;
+    }
+    int64_t rows = chunk_rows(g);
+    float *col = scratch(ctx, rows * kdim);
+    if (!col) return;
+    for (int64_t m0 = 0; m0 < M; m0 += rows) {
+        int64_t m1 = m0 + rows < M ? m0 + rows : M;
+        im2col(col, x, g, m0, m1);
+        mr_sgemm(false, false, m1 - m0, g->cout, kdim, 1.0f, col, kdim, w, g->cout, beta,
+                 y + m0 * g->cout, g->cout);
+    }
+}
+
+/* dx, dw, db (each may be NULL: not wanted) accumulate the gradients for upstream dy. */
+static void conv_backward(mr_ctx *ctx, const conv_geom *g, bool winograd, const float *dy,
+                          const float *x, const float *w, float *dx, float *dw, float *db) {
+    int64_t M = g->n * g->oh * g->ow, kdim = g->kh * g->kw * g->cin;
+    if (db) column_sums(db, dy, NULL, M, g->cout);
+    if (winograd) {
+        mr_winograd_backward(ctx, g, dy, x, w, dx, dw);
+        return;
+    }
+    if (is_pointwise(g)) {
+        if (dw)
+            mr_sgemm(true, false, kdim, g->cout, M, 1.0f, x, kdim, dy, g->cout, 1.0f, dw, g->cout);
+        if (dx)
+            mr_sgemm(false, true, M, kdim, g->cout, 1.0f, dy, g->cout, w, g->cout, 1.0f, dx, kdim);
         return;
     }
     int64_t rows = chunk_rows(g);
@@ -139,29 +179,31 @@ static void conv2d_backward(mr_node *node) {
     float *dcol = col + rows * kdim;
     for (int64_t m0 = 0; m0 < M; m0 += rows) {
         int64_t m1 = m0 + rows < M ? m0 + rows : M;
-        const float *dout_chunk = dout + m0 * g->cout;
-        if (want_dw) {
-            im2col(col, x->data, g, m0, m1);
-            mr_sgemm(true, false, kdim, g->cout, m1 - m0, 1.0f, col, kdim, dout_chunk, g->cout,
-                     1.0f, w->grad, g->cout);
+        const float *dy_chunk = dy + m0 * g->cout;
+        if (dw) {
+            im2col(col, x, g, m0, m1);
+            mr_sgemm(true, false, kdim, g->cout, m1 - m0, 1.0f, col, kdim, dy_chunk, g->cout, 1.0f,
+                     dw, g->cout);
         }
-        if (want_dx) {
-            mr_sgemm(false, true, m1 - m0, kdim, g->cout, 1.0f, dout_chunk, g->cout, w->data,
-                     g->cout, 0.0f, dcol, kdim);
-            col2im_add(x->grad, dcol, g, m0, m1);
+        if (dx) {
+            mr_sgemm(false, true, m1 - m0, kdim, g->cout, 1.0f, dy_chunk, g->cout, w, g->cout, 0.0f,
+                     dcol, kdim);
+            col2im_add(dx, dcol, g, m0, m1);
         }
     }
 }
 
-mr_tensor *mr_conv2d(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride, int pad) {
-    if (!x || !w || ctx->status != MR_OK) return NULL;
+/* Shapes are the caller's contract (a mismatch is a bug, so it panics); works out the output
+ * size and padding. */
+static conv_geom conv_geometry(const char *op, const mr_tensor *x, const mr_tensor *w,
+                               const mr_tensor *b, int stride, int pad) {
     char xs[64], ws[64];
     MR_REQUIRE(x->ndim == 4 && w->ndim == 4 && w->shape[2] == x->shape[3],
-               "conv2d: input %s %s and kernel %s %s do not match (NHWC, HWIO)", x->name,
+               "%s: input %s %s and kernel %s %s do not match (NHWC, HWIO)", op, x->name,
                mr_shape_str(x, xs, sizeof xs), w->name, mr_shape_str(w, ws, sizeof ws));
-    MR_REQUIRE(!b || (b->numel == w->shape[3]), "conv2d: bias %s has %lld values for %lld filters",
+    MR_REQUIRE(!b || (b->numel == w->shape[3]), "%s: bias %s has %lld values for %lld filters", op,
                b ? b->name : "", b ? (long long)b->numel : 0LL, (long long)w->shape[3]);
-    MR_REQUIRE(stride >= 1 && pad >= MR_PAD_SAME, "conv2d: stride %d pad %d", stride, pad);
+    MR_REQUIRE(stride >= 1 && pad >= MR_PAD_SAME, "%s: stride %d pad %d", op, stride, pad);
     conv_geom g = {.n = x->shape[0],
                    .h = x->shape[1],
                    .w = x->shape[2],
@@ -172,37 +214,149 @@ mr_tensor *mr_conv2d(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int 
                    .stride = stride};
     pad_for(pad, g.h, g.kh, stride, &g.oh, &g.pad_top);
     pad_for(pad, g.w, g.kw, stride, &g.ow, &g.pad_left);
-    MR_REQUIRE(g.oh > 0 && g.ow > 0, "conv2d: input %s %s too small for a %lldx%lld kernel",
+    MR_REQUIRE(g.oh > 0 && g.ow > 0, "%s: input %s %s too small for a %lldx%lld kernel", op,
                x->name, mr_shape_str(x, xs, sizeof xs), (long long)g.kh, (long long)g.kw);
+    return g;
+}
+
+typedef struct {
+    conv_geom g;
+    bool winograd; /* the forward pass's path, which backward takes as well */
+} conv_saved;
+
+static void conv2d_backward(mr_node *node) {
+    const conv_saved *s = node->saved;
+    mr_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->inputs[2];
+    conv_backward(node->ctx, &s->g, s->winograd, node->out->grad, x->data, w->data,
+                  node->needs_grad & 1u ? x->grad : NULL, node->needs_grad & 2u ? w->grad : NULL,
+                  b && (node->needs_grad & 4u) ? b->grad : NULL);
+}
+
+mr_tensor *mr_conv2d(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride, int pad) {
+    if (!x || !w || ctx->status != MR_OK) return NULL;
+    conv_geom g = conv_geometry("conv2d", x, w, b, stride, pad);
     mr_tensor *out = mr_tensor_4d(ctx, "conv2d", g.n, g.oh, g.ow, g.cout);
     if (!out) return NULL;
-    int64_t M = g.n * g.oh * g.ow, kdim = g.kh * g.kw * g.cin;
-    float beta = 0.0f;
-    if (b) {
-        for (int64_t m = 0; m < M; m++)
-            memcpy(out->data + m * g.cout, b->data, (size_t)g.cout * sizeof(float));
-        beta = 1.0f;
-    }
-    if (is_pointwise(&g)) {
-        mr_sgemm(false, false, M, g.cout, kdim, 1.0f, x->data, kdim, w->data, g.cout, beta,
-                 out->data, g.cout);
-    } else {
-        int64_t rows = chunk_rows(&g);
-        float *col = scratch(ctx, rows * kdim);
-        if (!col) return NULL;
-        for (int64_t m0 = 0; m0 < M; m0 += rows) {
-            int64_t m1 = m0 + rows < M ? m0 + rows : M;
-            im2col(col, x->data, &g, m0, m1);
-            mr_sgemm(false, false, m1 - m0, g.cout, kdim, 1.0f, col, kdim, w->data, g.cout, beta,
-                     out->data + m0 * g.cout, g.cout);
-        }
-    }
+    bool winograd = mr_winograd_suits(ctx, &g);
+    conv_forward(ctx, &g, winograd, x->data, w->data, b ? b->data : NULL, out->data);
+    if (ctx->status != MR_OK) return NULL;
     mr_tensor *inputs[3] = {x, w, b};
     mr_node *node = mr_record(ctx, MR_OP_CONV2D, out, inputs, 3, conv2d_backward);
     if (node) {
         conv_saved *s = mr_alloc(ctx, sizeof *s, "conv2d");
         if (!s) return NULL;
-        s->g = g;
+        *s = (conv_saved){g, winograd};
+        node->saved = s;
+    }
+    return out;
+}
+
+/* ---- conv2d followed by a frozen batch norm, folded ----------------------------------------
+ * With s = gamma / sqrt(var + eps), BN(conv(x, w) + b) = conv(x, w * s) + (b - mean) * s + beta,
+ * so the pair is one convolution with a folded kernel and bias: no BN pass over the
+ * activations, and only one tensor kept for backward. Backward runs the convolution's backward
+ * with the folded kernel and maps the folded gradients dW', db' back through the fold:
+ *   dw = dW' * s,  db = db' * s,  dbeta = db',
+ *   dgamma = (sum_k dW'[k] w[k] + db' (b - mean)) / sqrt(var + eps).
+ * The folded kernel lives in its own scratch slot and is rebuilt in backward. */
+
+typedef struct {
+    conv_geom g;
+    bool winograd;
+    const float *mean, *var;
+    float eps;
+} conv_bn_saved;
+
+/* Folded kernel and bias: wf = w * s; bf = (b - mean) * s + beta (b may be NULL). */
+static void fold_kernel(float *wf, float *bf, const float *scale, const mr_tensor *w,
+                        const mr_tensor *b, const mr_tensor *beta, const float *mean,
+                        int64_t cout) {
+    int64_t rows = w->numel / cout;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t o = 0; o < cout; o++) wf[r * cout + o] = w->data[r * cout + o] * scale[o];
+    if (bf)
+        for (int64_t o = 0; o < cout; o++)
+            bf[o] = ((b ? b->data[o] : 0.0f) - mean[o]) * scale[o] + beta->data[o];
+}
+
+static void bn_scale(float *scale, const mr_tensor *gamma, const float *var, float eps, int64_t n) {
+    for (int64_t o = 0; o < n; o++) scale[o] = gamma->data[o] / sqrtf(var[o] + eps);
+}
+
+static void conv2d_bn_backward(mr_node *node) {
+    mr_ctx *ctx = node->ctx;
+    const conv_bn_saved *s = node->saved;
+    const conv_geom *g = &s->g;
+    mr_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->inputs[2];
+    mr_tensor *gamma = node->inputs[3], *beta = node->inputs[4];
+    bool want_dx = node->needs_grad & 1u, want_dw = node->needs_grad & 2u;
+    bool want_db = b && (node->needs_grad & 4u), want_dgamma = node->needs_grad & 8u;
+    bool want_dbeta = node->needs_grad & 16u;
+    int64_t cout = g->cout, kernel = w->numel;
+    /* Slot layout: folded kernel (later its gradient), scale, folded-bias gradient. The input
+     * gradient is taken first, so the kernel's buffer can then take the kernel gradient. */
+    float *wf = mr_conv_scratch(ctx, MR_SCRATCH_FOLD, kernel + 2 * cout);
+    if (!wf) return;
+    float *scale = wf + kernel, *dbf = scale + cout;
+    bn_scale(scale, gamma, s->var, s->eps, cout);
+    memset(dbf, 0, (size_t)cout * sizeof(float));
+    if (want_dx) {
+        fold_kernel(wf, NULL, scale, w, b, beta, s->mean, cout);
+        conv_backward(ctx, g, s->winograd, node->out->grad, x->data, wf, x->grad, NULL, NULL);
+    }
+    float *dwf = wf;
+    bool need_dwf = want_dw || want_dgamma;
+    if (need_dwf) memset(dwf, 0, (size_t)kernel * sizeof(float));
+    conv_backward(ctx, g, s->winograd, node->out->grad, x->data, NULL, NULL, need_dwf ? dwf : NULL,
+                  dbf);
+    if (ctx->status != MR_OK) return;
+    int64_t rows = kernel / cout;
+    if (want_dw) {
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t o = 0; o < cout; o++)
+                w->grad[r * cout + o] += dwf[r * cout + o] * scale[o];
+    }
+    for (int64_t o = 0; o < cout; o++) {
+        if (want_db) b->grad[o] += dbf[o] * scale[o];
+        if (want_dbeta) beta->grad[o] += dbf[o];
+    }
+    if (want_dgamma) {
+        for (int64_t o = 0; o < cout; o++) /* ds, then ds / sqrt(var + eps) */
+            scale[o] = dbf[o] * ((b ? b->data[o] : 0.0f) - s->mean[o]);
+        column_sums(scale, dwf, w->data, rows, cout);
+        for (int64_t o = 0; o < cout; o++) gamma->grad[o] += scale[o] / sqrtf(s->var[o] + s->eps);
+    }
+}
+
+mr_tensor *mr_conv2d_bn(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride, int pad,
+                        mr_tensor *gamma, mr_tensor *beta, const mr_tensor *moving_mean,
+                        const mr_tensor *moving_var, float eps) {
+    if (!x || !w || ctx->status != MR_OK) return NULL;
+    conv_geom g = conv_geometry("conv2d_bn", x, w, b, stride, pad);
+    MR_REQUIRE(gamma->numel == g.cout && beta->numel == g.cout && moving_mean->numel == g.cout &&
+                   moving_var->numel == g.cout,
+               "conv2d_bn: kernel %s has %lld filters but gamma/beta/mean/var have "
+               "%lld/%lld/%lld/%lld",
+               w->name, (long long)g.cout, (long long)gamma->numel, (long long)beta->numel,
+               (long long)moving_mean->numel, (long long)moving_var->numel);
+    mr_tensor *out = mr_tensor_4d(ctx, "conv2d_bn", g.n, g.oh, g.ow, g.cout);
+    if (!out) return NULL;
+    float *wf = mr_conv_scratch(ctx, MR_SCRATCH_FOLD, w->numel + 2 * g.cout);
+    if (!wf) return NULL;
+    float *bf = wf + w->numel, *scale = bf + g.cout;
+    bn_scale(scale, gamma, moving_var->data, eps, g.cout);
+    fold_kernel(wf, bf, scale, w, b, beta, moving_mean->data, g.cout);
+    bool winograd = mr_winograd_suits(ctx, &g);
+    conv_forward(ctx, &g, winograd, x->data, wf, bf, out->data);
+    if (ctx->status != MR_OK) return NULL;
+    mr_tensor *inputs[5] = {x, w, b, gamma, beta};
+    mr_node *node = mr_record(ctx, MR_OP_CONV2D_BN, out, inputs, 5, conv2d_bn_backward);
+    if (node) {
+        conv_bn_saved *s = mr_alloc(ctx, sizeof *s, "conv2d_bn");
+        if (!s) return NULL;
+        *s = (conv_bn_saved){g, winograd, moving_mean->data, moving_var->data, eps};
         node->saved = s;
     }
     return out;

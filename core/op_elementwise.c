@@ -1,4 +1,5 @@
-/* Element-wise ops: ReLU, sigmoid and add, forward and backward. */
+/* Element-wise ops: ReLU, sigmoid and add, forward and backward. ReLU and add let their (first)
+ * input inherit the output's gradient buffer, so backward allocates and zeroes less. */
 #include <math.h>
 
 #include "ops.h"
@@ -11,9 +12,20 @@ static mr_tensor *like(mr_ctx *ctx, const mr_tensor *x, const char *name) {
 static void relu_backward(mr_node *node) {
     mr_tensor *x = node->inputs[0];
     const float *y = node->out->data, *dy = node->out->grad;
+    if (node->grad_heir == 0) { /* x->grad is dy's buffer */
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < x->numel; i++)
+            if (!(y[i] > 0.0f)) x->grad[i] = 0.0f;
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < x->numel; i++)
         if (y[i] > 0.0f) x->grad[i] += dy[i];
+}
+
+static void record_relu(mr_ctx *ctx, mr_tensor *out, mr_tensor *x) {
+    mr_node *node = mr_record(ctx, MR_OP_RELU, out, &x, 1, relu_backward);
+    if (node) node->grad_heir = 0;
 }
 
 mr_tensor *mr_relu(mr_ctx *ctx, mr_tensor *x) {
@@ -22,7 +34,7 @@ mr_tensor *mr_relu(mr_ctx *ctx, mr_tensor *x) {
     if (!out) return NULL;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < x->numel; i++) out->data[i] = x->data[i] > 0.0f ? x->data[i] : 0.0f;
-    mr_record(ctx, MR_OP_RELU, out, &x, 1, relu_backward);
+    record_relu(ctx, out, x);
     return out;
 }
 
@@ -35,7 +47,7 @@ mr_tensor *mr_relu_inplace(mr_ctx *ctx, mr_tensor *x) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < x->numel; i++) out->data[i] = out->data[i] > 0.0f ? out->data[i] : 0.0f;
     /* The backward reads only the output, so losing the input's values costs nothing. */
-    mr_record(ctx, MR_OP_RELU, out, &x, 1, relu_backward);
+    record_relu(ctx, out, x);
     return out;
 }
 
@@ -66,23 +78,40 @@ mr_tensor *mr_sigmoid(mr_ctx *ctx, mr_tensor *x) {
 static void add_backward(mr_node *node) {
     const float *dy = node->out->grad;
     for (int k = 0; k < 2; k++) {
-        if (!(node->needs_grad >> k & 1u)) continue;
+        if (!(node->needs_grad >> k & 1u) || node->grad_heir == k) continue;
         float *g = node->inputs[k]->grad;
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < node->out->numel; i++) g[i] += dy[i];
     }
 }
 
-mr_tensor *mr_add(mr_ctx *ctx, mr_tensor *a, mr_tensor *b) {
+static mr_tensor *add_into(mr_ctx *ctx, mr_tensor *a, mr_tensor *b, bool in_place) {
     if (!a || !b || ctx->status != MR_OK) return NULL;
     char as[64], bs[64];
     MR_REQUIRE(mr_same_shape(a, b), "add: %s %s and %s %s differ in shape", a->name,
                mr_shape_str(a, as, sizeof as), b->name, mr_shape_str(b, bs, sizeof bs));
-    mr_tensor *out = like(ctx, a, "add");
-    if (!out) return NULL;
+    mr_tensor *out;
+    if (in_place) {
+        out = mr_alloc(ctx, sizeof *out, "add");
+        if (!out) return NULL;
+        *out = (mr_tensor){.data = a->data, .ndim = a->ndim, .numel = a->numel, .name = "add"};
+        for (int i = 0; i < a->ndim; i++) out->shape[i] = a->shape[i];
+    } else {
+        out = like(ctx, a, "add");
+        if (!out) return NULL;
+    }
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < a->numel; i++) out->data[i] = a->data[i] + b->data[i];
     mr_tensor *inputs[2] = {a, b};
-    mr_record(ctx, MR_OP_ADD, out, inputs, 2, add_backward);
+    mr_node *node = mr_record(ctx, MR_OP_ADD, out, inputs, 2, add_backward);
+    if (node) node->grad_heir = 0;
     return out;
+}
+
+mr_tensor *mr_add(mr_ctx *ctx, mr_tensor *a, mr_tensor *b) {
+    return add_into(ctx, a, b, false);
+}
+
+mr_tensor *mr_add_inplace(mr_ctx *ctx, mr_tensor *a, mr_tensor *b) {
+    return add_into(ctx, a, b, true);
 }

@@ -109,10 +109,16 @@ mr_tensor *mr_maxpool(mr_ctx *ctx, mr_tensor *x, int kernel, int stride, int pad
     return out;
 }
 
-static void upsample2x_backward(mr_node *node) {
-    mr_tensor *x = node->inputs[0];
+/* The FPN's top-down step. The result is written over `base`, so the upsampled tensor never
+ * exists on its own; base's gradient is the output's (it inherits the buffer), x's is the sum
+ * over each 2x2 block. */
+static void upsample2x_add_backward(mr_node *node) {
+    mr_tensor *x = node->inputs[0], *base = node->inputs[1];
     const float *dy = node->out->grad;
     int64_t n = x->shape[0], h = x->shape[1], w = x->shape[2], c = x->shape[3];
+    if ((node->needs_grad & 2u) && node->grad_heir != 1)
+        for (int64_t i = 0; i < base->numel; i++) base->grad[i] += dy[i];
+    if (!(node->needs_grad & 1u)) return;
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < n * h; r++) {
         int64_t b = r / h, y = r % h;
@@ -127,20 +133,30 @@ static void upsample2x_backward(mr_node *node) {
     }
 }
 
-mr_tensor *mr_upsample2x(mr_ctx *ctx, mr_tensor *x) {
-    if (!x || ctx->status != MR_OK) return NULL;
-    MR_REQUIRE(x->ndim == 4, "upsample2x: input %s is not NHWC", x->name);
+mr_tensor *mr_upsample2x_add(mr_ctx *ctx, mr_tensor *x, mr_tensor *base) {
+    if (!x || !base || ctx->status != MR_OK) return NULL;
+    MR_REQUIRE(x->ndim == 4, "upsample2x_add: input %s is not NHWC", x->name);
     int64_t n = x->shape[0], h = x->shape[1], w = x->shape[2], c = x->shape[3];
-    mr_tensor *out = mr_tensor_4d(ctx, "upsample2x", n, 2 * h, 2 * w, c);
+    char xs[64], bs[64];
+    MR_REQUIRE(base->ndim == 4 && base->shape[0] == n && base->shape[1] == 2 * h &&
+                   base->shape[2] == 2 * w && base->shape[3] == c,
+               "upsample2x_add: %s %s is not twice the size of %s %s", base->name,
+               mr_shape_str(base, bs, sizeof bs), x->name, mr_shape_str(x, xs, sizeof xs));
+    mr_tensor *out = mr_alloc(ctx, sizeof *out, "upsample2x_add");
     if (!out) return NULL;
+    *out =
+        (mr_tensor){.data = base->data, .ndim = 4, .numel = base->numel, .name = "upsample2x_add"};
+    for (int i = 0; i < 4; i++) out->shape[i] = base->shape[i];
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < n * 2 * h; r++) {
         int64_t b = r / (2 * h), oy = r % (2 * h);
         for (int64_t ox = 0; ox < 2 * w; ox++)
             for (int64_t ch = 0; ch < c; ch++)
-                out->data[((b * 2 * h + oy) * 2 * w + ox) * c + ch] =
+                out->data[((b * 2 * h + oy) * 2 * w + ox) * c + ch] +=
                     x->data[((b * h + oy / 2) * w + ox / 2) * c + ch];
     }
-    mr_record(ctx, MR_OP_UPSAMPLE2X, out, &x, 1, upsample2x_backward);
+    mr_tensor *inputs[2] = {x, base};
+    mr_node *node = mr_record(ctx, MR_OP_UPSAMPLE2X_ADD, out, inputs, 2, upsample2x_add_backward);
+    if (node) node->grad_heir = 1;
     return out;
 }

@@ -15,6 +15,11 @@
 
 /* x (N,H,W,Cin), w (KH,KW,Cin,Cout), b (Cout) or NULL -> (N,OH,OW,Cout). */
 mr_tensor *mr_conv2d(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride, int pad);
+/* conv2d then a frozen batch norm (as mr_batchnorm_frozen), computed as one convolution with
+ * the BN folded into kernel and bias; gradients reach x, w, b, gamma and beta. */
+mr_tensor *mr_conv2d_bn(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride, int pad,
+                        mr_tensor *gamma, mr_tensor *beta, const mr_tensor *moving_mean,
+                        const mr_tensor *moving_var, float eps);
 /* Transposed conv, kernel 2x2, stride 2, Keras kernel layout (2,2,Cout,Cin):
  * out[2y+i, 2x+j, o] = b[o] + sum_c x[y,x,c] * w[i,j,o,c]. */
 mr_tensor *mr_deconv2x2(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b);
@@ -38,11 +43,15 @@ mr_tensor *mr_relu_inplace(mr_ctx *ctx, mr_tensor *x);
 float mr_sigmoidf(float v);
 mr_tensor *mr_sigmoid(mr_ctx *ctx, mr_tensor *x);
 mr_tensor *mr_add(mr_ctx *ctx, mr_tensor *a, mr_tensor *b);
+/* a + b written over a's values (the result shares them); the same rule as mr_relu_inplace. */
+mr_tensor *mr_add_inplace(mr_ctx *ctx, mr_tensor *a, mr_tensor *b);
 
 /* Max pool over H and W of (N,H,W,C); padded cells never win. */
 mr_tensor *mr_maxpool(mr_ctx *ctx, mr_tensor *x, int kernel, int stride, int pad);
 /* Nearest-neighbour x2 upsampling of (N,H,W,C): each value repeated 2x2. */
-mr_tensor *mr_upsample2x(mr_ctx *ctx, mr_tensor *x);
+/* base + nearest-neighbour x2 upsampling of x, written over base's values (the result shares
+ * them; the same rule as mr_relu_inplace). x (N,H,W,C), base (N,2H,2W,C). */
+mr_tensor *mr_upsample2x_add(mr_ctx *ctx, mr_tensor *x, mr_tensor *base);
 
 /* x (N,In) @ w (In,Out) + b (Out) or NULL. */
 mr_tensor *mr_linear(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b);

@@ -40,7 +40,7 @@ void mr_ctx_free(mr_ctx *ctx) {
     free(ctx->grads.base);
     free(ctx->grads.free);
     free(ctx->tape.nodes);
-    free(ctx->scratch);
+    for (int i = 0; i < MR_SCRATCH_SLOTS; i++) free(ctx->scratch[i]);
     memset(ctx, 0, sizeof *ctx);
 }
 
@@ -195,6 +195,7 @@ mr_node *mr_record(mr_ctx *ctx, mr_op_id op, mr_tensor *out, mr_tensor *const *i
     node->needs_grad = needs;
     node->out = out;
     node->backward = backward;
+    node->grad_heir = -1;
     out->requires_grad = true;
     return node;
 }
@@ -293,13 +294,25 @@ mr_status mr_backward_seeded(mr_ctx *ctx, mr_tensor *out, const float *seed) {
     for (int i = tape->count - 1; i >= 0; i--) {
         mr_node *node = &tape->nodes[i];
         if (!node->out->grad) continue; /* not on a path to `out` */
+        /* The heir inherits the buffer only while no other consumer has given it a gradient:
+         * the buffer then holds exactly what it would have been added to a zeroed one. */
+        int heir = node->grad_heir;
+        if (heir >= 0) {
+            mr_tensor *in = node->inputs[heir];
+            if ((node->needs_grad >> heir & 1u) && !in->grad && !in->is_param &&
+                in->numel == node->out->numel)
+                in->grad = node->out->grad;
+            else
+                node->grad_heir = -1;
+        }
         for (int k = 0; k < node->n_inputs; k++)
             if ((node->needs_grad >> k & 1u) && !mr_grad_of(ctx, node->inputs[k]))
                 return ctx->status;
         node->backward(node);
         if (ctx->status != MR_OK) return ctx->status;
-        /* Every consumer of this output ran before its producer: its gradient is dead. */
-        pool_release(ctx, node->out->grad, pool_size(node->out));
+        /* Every consumer of this output ran before its producer: its gradient is dead (or now
+         * belongs to the heir). */
+        if (node->grad_heir < 0) pool_release(ctx, node->out->grad, pool_size(node->out));
         node->out->grad = NULL;
     }
     return MR_OK;

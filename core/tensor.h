@@ -11,7 +11,7 @@
 #include "status.h"
 
 #define MR_MAX_DIMS   4
-#define MR_MAX_INPUTS 4
+#define MR_MAX_INPUTS 5
 
 typedef struct mr_tensor {
     float *data; /* values, row-major over shape */
@@ -47,6 +47,7 @@ typedef struct {
 /* Every differentiable op; tests/test_gradcheck.c fails when one lacks a gradient check. */
 #define MR_OP_LIST(X)                                                                              \
     X(CONV2D, "conv2d")                                                                            \
+    X(CONV2D_BN, "conv2d_bn")                                                                      \
     X(DECONV2X2, "deconv2x2")                                                                      \
     X(BATCHNORM_FROZEN, "batchnorm_frozen")                                                        \
     X(BATCHNORM_BATCH, "batchnorm_batch")                                                          \
@@ -54,7 +55,7 @@ typedef struct {
     X(SIGMOID, "sigmoid")                                                                          \
     X(ADD, "add")                                                                                  \
     X(MAXPOOL, "maxpool")                                                                          \
-    X(UPSAMPLE2X, "upsample2x")                                                                    \
+    X(UPSAMPLE2X_ADD, "upsample2x_add")                                                            \
     X(LINEAR, "linear")                                                                            \
     X(RESHAPE, "reshape")                                                                          \
     X(CONCAT, "concat")                                                                            \
@@ -88,12 +89,24 @@ typedef struct mr_node {
     mr_tensor *out;
     void *saved;
     mr_backward_fn backward;
+    /* Input that may inherit the output's gradient buffer instead of getting a zeroed one of its
+     * own (element-wise ops whose backward can work in place), or -1. Backward runs with it
+     * still set only when the inheritance happened; the op then updates that gradient in place
+     * rather than adding to it. */
+    int grad_heir;
 } mr_node;
 
 typedef struct {
     mr_node *nodes;
     int count, capacity;
 } mr_tape;
+
+/* Per-op workspaces that grow and never shrink: the convolution algorithms' buffers, and a
+ * BN-folded kernel with its gradient (used while the algorithms' buffer is busy). */
+enum { MR_SCRATCH_CONV, MR_SCRATCH_FOLD, MR_SCRATCH_SLOTS };
+
+/* How conv2d computes a 3x3 stride-1 convolution. AUTO picks by shape; tests force each path. */
+typedef enum { MR_CONV_AUTO, MR_CONV_IM2COL, MR_CONV_WINOGRAD } mr_conv_algo;
 
 typedef struct mr_ctx {
     mr_arena arena;
@@ -103,8 +116,9 @@ typedef struct mr_ctx {
     mr_tape tape;
     bool recording;   /* false inside a no-grad scope */
     mr_status status; /* sticky: the first failure of the step; later ops return NULL */
-    float *scratch;   /* reusable per-op workspace (im2col), grows, never shrinks */
-    size_t scratch_floats;
+    float *scratch[MR_SCRATCH_SLOTS];
+    size_t scratch_floats[MR_SCRATCH_SLOTS];
+    mr_conv_algo conv_algo;
 } mr_ctx;
 
 mr_status mr_ctx_init(mr_ctx *ctx, size_t arena_bytes);

@@ -368,29 +368,44 @@ static mr_tensor *conv(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const char 
     return mr_conv2d(ctx, x, P(m, name, "kernel"), P(m, name, "bias"), stride, pad);
 }
 
+static bool bn_uses_batch_statistics(const mr_ctx *ctx, const mr_model *m) {
+    return m->cfg.train_bn && ctx->recording;
+}
+
 static mr_tensor *bn(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const char *name) {
     mr_tensor *gamma = P(m, name, "gamma"), *beta = P(m, name, "beta");
     mr_tensor *mean = P(m, name, "moving_mean"), *var = P(m, name, "moving_variance");
-    if (m->cfg.train_bn && ctx->recording)
+    if (bn_uses_batch_statistics(ctx, m))
         return mr_batchnorm_batch(ctx, x, gamma, beta, mean, var, m->cfg.bn_eps, 0.99f, true);
     return mr_batchnorm_frozen(ctx, x, gamma, beta, mean, var, m->cfg.bn_eps);
+}
+
+/* A convolution and its batch norm. A frozen BN is folded into the convolution, which saves a
+ * pass over the activations and the memory of one of the two tensors. */
+static mr_tensor *conv_bn(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const char *conv_name,
+                          const char *bn_name, int stride, int pad) {
+    if (bn_uses_batch_statistics(ctx, m))
+        return bn(ctx, m, conv(ctx, m, x, conv_name, stride, pad), bn_name);
+    return mr_conv2d_bn(ctx, x, P(m, conv_name, "kernel"), P(m, conv_name, "bias"), stride, pad,
+                        P(m, bn_name, "gamma"), P(m, bn_name, "beta"), P(m, bn_name, "moving_mean"),
+                        P(m, bn_name, "moving_variance"), m->cfg.bn_eps);
 }
 
 static mr_tensor *bottleneck(mr_ctx *ctx, const mr_model *m, mr_tensor *x, int stage, char block,
                              int stride, bool projection) {
     char c[48], b[48];
     block_names(c, b, sizeof c, stage, block, "2a");
-    mr_tensor *y = mr_relu_inplace(ctx, bn(ctx, m, conv(ctx, m, x, c, stride, MR_PAD_VALID), b));
+    mr_tensor *y = mr_relu_inplace(ctx, conv_bn(ctx, m, x, c, b, stride, MR_PAD_VALID));
     block_names(c, b, sizeof c, stage, block, "2b");
-    y = mr_relu_inplace(ctx, bn(ctx, m, conv(ctx, m, y, c, 1, MR_PAD_SAME), b));
+    y = mr_relu_inplace(ctx, conv_bn(ctx, m, y, c, b, 1, MR_PAD_SAME));
     block_names(c, b, sizeof c, stage, block, "2c");
-    y = bn(ctx, m, conv(ctx, m, y, c, 1, MR_PAD_VALID), b);
+    y = conv_bn(ctx, m, y, c, b, 1, MR_PAD_VALID);
     mr_tensor *shortcut = x;
     if (projection) {
         block_names(c, b, sizeof c, stage, block, "1");
-        shortcut = bn(ctx, m, conv(ctx, m, x, c, stride, MR_PAD_VALID), b);
+        shortcut = conv_bn(ctx, m, x, c, b, stride, MR_PAD_VALID);
     }
-    return mr_relu_inplace(ctx, mr_add(ctx, y, shortcut));
+    return mr_relu_inplace(ctx, mr_add_inplace(ctx, y, shortcut));
 }
 
 /* True when a backbone stage (1 = the stem) records nothing: none of its parameters trains and
@@ -414,8 +429,7 @@ static bool stage_records_nothing(const mr_ctx *ctx, const mr_model *m, int stag
 mr_status mr_model_features(mr_ctx *ctx, const mr_model *m, mr_tensor *images, mr_tensor *p[5]) {
     bool scratch = stage_records_nothing(ctx, m, 1, images);
     if (scratch) mr_scratch_begin(ctx);
-    mr_tensor *x =
-        mr_relu_inplace(ctx, bn(ctx, m, conv(ctx, m, images, "conv1", 2, 3), "bn_conv1"));
+    mr_tensor *x = mr_relu_inplace(ctx, conv_bn(ctx, m, images, "conv1", "bn_conv1", 2, 3));
     x = mr_maxpool(ctx, x, 3, 2, MR_PAD_SAME);
     if (scratch) x = mr_scratch_end(ctx, x);
     mr_tensor *c[4];
@@ -434,8 +448,8 @@ mr_status mr_model_features(mr_ctx *ctx, const mr_model *m, mr_tensor *images, m
     mr_tensor *sum[4];
     sum[3] = conv(ctx, m, c[3], lateral[3], 1, MR_PAD_VALID);
     for (int l = 2; l >= 0; l--)
-        sum[l] = mr_add(ctx, mr_upsample2x(ctx, sum[l + 1]),
-                        conv(ctx, m, c[l], lateral[l], 1, MR_PAD_VALID));
+        sum[l] =
+            mr_upsample2x_add(ctx, sum[l + 1], conv(ctx, m, c[l], lateral[l], 1, MR_PAD_VALID));
     for (int l = 0; l < 4; l++) p[l] = conv(ctx, m, sum[l], smooth[l], 1, MR_PAD_SAME);
     p[4] = mr_maxpool(ctx, p[3], 1, 2, MR_PAD_VALID); /* P6: every other pixel of P5 */
     return ctx->status;
@@ -471,7 +485,9 @@ mr_status mr_model_box_head(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5
     const mr_net_config *c = &m->cfg;
     mr_tensor *x = mr_roi_align(ctx, p, rois, batch_index, n, c->pool_size, c->image_max_dim,
                                 c->image_max_dim, c->roi_align_mode);
-    /* mrcnn_class_conv1 is a pool x pool valid conv: one output pixel per ROI. */
+    /* mrcnn_class_conv1 is a pool x pool valid conv: one output pixel per ROI. These two layers
+     * keep their BN separate: their kernels outweigh their activations, so folding would cost
+     * more memory than it saves. */
     x = mr_relu_inplace(
         ctx, bn(ctx, m, conv(ctx, m, x, "mrcnn_class_conv1", 1, MR_PAD_VALID), "mrcnn_class_bn1"));
     x = mr_relu_inplace(
@@ -494,7 +510,7 @@ mr_tensor *mr_model_mask_head(mr_ctx *ctx, const mr_model *m, mr_tensor *const p
         char cname[32], bname[32];
         snprintf(cname, sizeof cname, "mrcnn_mask_conv%d", i);
         snprintf(bname, sizeof bname, "mrcnn_mask_bn%d", i);
-        x = mr_relu_inplace(ctx, bn(ctx, m, conv(ctx, m, x, cname, 1, MR_PAD_SAME), bname));
+        x = mr_relu_inplace(ctx, conv_bn(ctx, m, x, cname, bname, 1, MR_PAD_SAME));
     }
     if (c->mask_shape == 2 * c->mask_pool_size)
         x = mr_relu_inplace(ctx, mr_deconv2x2(ctx, x, P(m, "mrcnn_mask_deconv", "kernel"),

@@ -9,7 +9,7 @@
 #include "../layers/roi_align.h"
 #include "testutil.h"
 
-#define MAX_IN 4
+#define MAX_IN 5
 
 typedef struct {
     mr_tensor *in[MAX_IN]; /* differentiable inputs */
@@ -86,6 +86,15 @@ static void setup_conv(mr_ctx *ctx, mr_rng *rng, gc_inputs *in, int64_t h, int64
 static void setup_conv3(mr_ctx *c, mr_rng *r, gc_inputs *in) {
     setup_conv(c, r, in, 7, 6, 3, 3, 4);
 }
+/* Odd sizes, so the last Winograd tiles hang over the bottom and right edges. */
+static void setup_conv3_winograd(mr_ctx *c, mr_rng *r, gc_inputs *in) {
+    setup_conv(c, r, in, 7, 6, 3, 3, 4);
+    c->conv_algo = MR_CONV_WINOGRAD;
+}
+static void setup_conv3_im2col(mr_ctx *c, mr_rng *r, gc_inputs *in) {
+    setup_conv(c, r, in, 7, 6, 3, 3, 4);
+    c->conv_algo = MR_CONV_IM2COL;
+}
 static void setup_conv1(mr_ctx *c, mr_rng *r, gc_inputs *in) {
     setup_conv(c, r, in, 5, 5, 1, 4, 3);
 }
@@ -101,6 +110,45 @@ static mr_tensor *fwd_conv_same_s1(mr_ctx *c, gc_inputs *in) {
 }
 static mr_tensor *fwd_conv_same_s2(mr_ctx *c, gc_inputs *in) {
     return mr_conv2d(c, in->in[0], in->in[1], in->in[2], 2, MR_PAD_SAME);
+}
+static mr_tensor *fwd_conv_valid_s1(mr_ctx *c, gc_inputs *in) {
+    return mr_conv2d(c, in->in[0], in->in[1], in->in[2], 1, MR_PAD_VALID);
+}
+/* conv + frozen BN: x, w, b, gamma, beta differentiable; the moving statistics fixed. */
+static void setup_conv_bn(mr_ctx *c, mr_rng *r, gc_inputs *in, int64_t k, mr_conv_algo algo) {
+    setup_conv(c, r, in, 7, 6, k, 3, 4);
+    in->in[3] = p1(c, "gamma", 4);
+    in->in[4] = p1(c, "beta", 4);
+    in->n_in = 5;
+    fill_normal(r, in->in[3], 1.0f);
+    fill_normal(r, in->in[4], 0.5f);
+    in->fixed[0] = mr_tensor_1d(c, "mean", 4);
+    in->fixed[1] = mr_tensor_1d(c, "var", 4);
+    for (int i = 0; i < 4; i++) {
+        in->fixed[0]->data[i] = 0.3f * mr_rng_normal(r);
+        in->fixed[1]->data[i] = 0.5f + mr_rng_uniform(r);
+    }
+    c->conv_algo = algo;
+}
+static void setup_conv3_bn_winograd(mr_ctx *c, mr_rng *r, gc_inputs *in) {
+    setup_conv_bn(c, r, in, 3, MR_CONV_WINOGRAD);
+}
+static void setup_conv3_bn_im2col(mr_ctx *c, mr_rng *r, gc_inputs *in) {
+    setup_conv_bn(c, r, in, 3, MR_CONV_IM2COL);
+}
+static void setup_conv1_bn_nobias(mr_ctx *c, mr_rng *r, gc_inputs *in) {
+    setup_conv_bn(c, r, in, 1, MR_CONV_AUTO);
+    in->in[2] = in->in[3]; /* gamma, beta move up over the unused bias */
+    in->in[3] = in->in[4];
+    in->n_in = 4;
+}
+static mr_tensor *fwd_conv_bn_same(mr_ctx *c, gc_inputs *in) {
+    return mr_conv2d_bn(c, in->in[0], in->in[1], in->in[2], 1, MR_PAD_SAME, in->in[3], in->in[4],
+                        in->fixed[0], in->fixed[1], 1e-3f);
+}
+static mr_tensor *fwd_conv_bn_strided_nobias(mr_ctx *c, gc_inputs *in) {
+    return mr_conv2d_bn(c, in->in[0], in->in[1], NULL, 2, MR_PAD_VALID, in->in[2], in->in[3],
+                        in->fixed[0], in->fixed[1], 1e-3f);
 }
 static mr_tensor *fwd_conv_pointwise(mr_ctx *c, gc_inputs *in) {
     return mr_conv2d(c, in->in[0], in->in[1], in->in[2], 1, MR_PAD_VALID);
@@ -159,11 +207,25 @@ static mr_tensor *fwd_relu(mr_ctx *c, gc_inputs *in) {
 static mr_tensor *fwd_relu_inplace(mr_ctx *c, gc_inputs *in) {
     return mr_relu_inplace(c, mr_add(c, in->in[0], in->in[1]));
 }
+/* t feeds both the ReLU and the add, so by the time ReLU's backward runs t already holds a
+ * gradient and must not inherit the ReLU's buffer. */
+static mr_tensor *fwd_relu_fan_out(mr_ctx *c, gc_inputs *in) {
+    mr_tensor *t = mr_add(c, in->in[0], in->in[1]);
+    return mr_add(c, mr_relu(c, t), t);
+}
 static mr_tensor *fwd_sigmoid(mr_ctx *c, gc_inputs *in) {
     return mr_sigmoid(c, in->in[0]);
 }
-static mr_tensor *fwd_upsample(mr_ctx *c, gc_inputs *in) {
-    return mr_upsample2x(c, in->in[0]);
+static void setup_upsample_add(mr_ctx *ctx, mr_rng *rng, gc_inputs *in) {
+    in->in[0] = p4(ctx, "x", 2, 3, 4, 5);
+    in->in[1] = p4(ctx, "base", 2, 6, 8, 5);
+    in->n_in = 2;
+    fill_normal(rng, in->in[0], 1.0f);
+    fill_normal(rng, in->in[1], 1.0f);
+}
+/* The op writes over its base, so each forward pass gives it a fresh one (2 * base). */
+static mr_tensor *fwd_upsample_add(mr_ctx *c, gc_inputs *in) {
+    return mr_upsample2x_add(c, in->in[0], mr_add(c, in->in[1], in->in[1]));
 }
 
 static void setup_two(mr_ctx *ctx, mr_rng *rng, gc_inputs *in) {
@@ -179,6 +241,10 @@ static mr_tensor *fwd_add(mr_ctx *c, gc_inputs *in) {
 /* Fan-out: the same tensor used twice must collect both gradients. */
 static mr_tensor *fwd_add_self(mr_ctx *c, gc_inputs *in) {
     return mr_add(c, in->in[0], in->in[0]);
+}
+/* In place over a fresh sum, whose gradient the add then hands on to a. */
+static mr_tensor *fwd_add_inplace(mr_ctx *c, gc_inputs *in) {
+    return mr_add_inplace(c, mr_add(c, in->in[0], in->in[1]), in->in[1]);
 }
 static mr_tensor *fwd_concat_c(mr_ctx *c, gc_inputs *in) {
     mr_tensor *xs[2] = {in->in[0], in->in[1]};
@@ -303,23 +369,31 @@ static mr_tensor *fwd_roi_average(mr_ctx *c, gc_inputs *in) {
 }
 
 static const gc_case cases[] = {
-    {MR_OP_CONV2D, "conv 3x3 s1 same", setup_conv3, fwd_conv_same_s1},
+    {MR_OP_CONV2D, "conv 3x3 s1 same (im2col)", setup_conv3_im2col, fwd_conv_same_s1},
+    {MR_OP_CONV2D, "conv 3x3 s1 same (Winograd)", setup_conv3_winograd, fwd_conv_same_s1},
+    {MR_OP_CONV2D, "conv 3x3 s1 valid (Winograd)", setup_conv3_winograd, fwd_conv_valid_s1},
     {MR_OP_CONV2D, "conv 3x3 s2 same (extra pad bottom/right)", setup_conv3, fwd_conv_same_s2},
     {MR_OP_CONV2D, "conv 1x1 s1 (no im2col)", setup_conv1, fwd_conv_pointwise},
     {MR_OP_CONV2D, "conv 1x1 s2 valid, no bias", setup_conv1_nobias, fwd_conv_strided_1x1},
     {MR_OP_CONV2D, "conv 7x7 s2 pad 3", setup_conv7, fwd_conv_pad3_s2},
+    {MR_OP_CONV2D_BN, "conv 3x3 + frozen BN (im2col)", setup_conv3_bn_im2col, fwd_conv_bn_same},
+    {MR_OP_CONV2D_BN, "conv 3x3 + frozen BN (Winograd)", setup_conv3_bn_winograd, fwd_conv_bn_same},
+    {MR_OP_CONV2D_BN, "conv 1x1 s2 + frozen BN, no bias", setup_conv1_bn_nobias,
+     fwd_conv_bn_strided_nobias},
     {MR_OP_DECONV2X2, "deconv 2x2 s2", setup_deconv, fwd_deconv},
     {MR_OP_BATCHNORM_FROZEN, "batchnorm frozen", setup_bn, fwd_bn_frozen},
     {MR_OP_BATCHNORM_BATCH, "batchnorm batch statistics", setup_bn, fwd_bn_batch},
     {MR_OP_RELU, "relu", setup_unary_kinky, fwd_relu},
     {MR_OP_RELU, "relu in place", setup_two, fwd_relu_inplace},
+    {MR_OP_RELU, "relu whose input fans out", setup_two, fwd_relu_fan_out},
     {MR_OP_SIGMOID, "sigmoid", setup_unary_kinky, fwd_sigmoid},
     {MR_OP_ADD, "add", setup_two, fwd_add},
     {MR_OP_ADD, "add with fan-out", setup_one, fwd_add_self},
+    {MR_OP_ADD, "add in place", setup_two, fwd_add_inplace},
     {MR_OP_MAXPOOL, "maxpool 3x3 s2 same", setup_pool, fwd_pool_same},
     {MR_OP_MAXPOOL, "maxpool 2x2 s2 valid", setup_pool, fwd_pool_valid},
     {MR_OP_MAXPOOL, "maxpool 1x1 s2 (P6)", setup_pool, fwd_pool_subsample},
-    {MR_OP_UPSAMPLE2X, "upsample x2", setup_unary_kinky, fwd_upsample},
+    {MR_OP_UPSAMPLE2X_ADD, "upsample x2 and add", setup_upsample_add, fwd_upsample_add},
     {MR_OP_LINEAR, "linear", setup_linear, fwd_linear},
     {MR_OP_RESHAPE, "reshape", setup_one, fwd_reshape},
     {MR_OP_CONCAT, "concat channels", setup_two, fwd_concat_c},

@@ -109,6 +109,10 @@ Test(overfit, two_synthetic_lesions, .timeout = 240) {
         cr_assert(isfinite(v.total), "step %d: loss %f", step, (double)v.total);
         mr_params_zero_grads(&m.params);
         cr_assert_eq(mr_backward(&ctx, loss), MR_OK);
+        /* A tenth of the rate for the last 100 steps, as fine-tune schedules end: at 0.01 the
+         * head losses keep jumping with each step's ROI sample, so where they stand at step
+         * 400 depends on last-bit rounding rather than on whether the network learned. */
+        opt.learning_rate = step < steps - 100 ? 0.01f : 0.001f;
         mr_sgd_report r;
         mr_sgd_step(&m.params, &opt, &r);
         if (step == 0) first = (double)v.total;

@@ -24,49 +24,56 @@
 typedef struct {
     char name[40];
     char op[24];
+    mr_conv_algo conv_algo; /* conv2d cases run once per 3x3 stride-1 path */
 } parity_case;
 
 static parity_case cases[] = {
-    {"conv2d_3x3_s1_same", "conv2d"},
-    {"conv2d_3x3_s1_same_nobias", "conv2d"},
-    {"conv2d_3x3_s2_same_even", "conv2d"},
-    {"conv2d_3x3_s2_same_odd", "conv2d"},
-    {"conv2d_2x2_s1_same", "conv2d"},
-    {"conv2d_3x3_s1_valid", "conv2d"},
-    {"conv2d_1x1_s1", "conv2d"},
-    {"conv2d_1x1_s1_nobias", "conv2d"},
-    {"conv2d_1x1_s2_valid", "conv2d"},
-    {"conv2d_7x7_s2_pad3", "conv2d"},
-    {"conv2d_7x7_s2_pad3_nobias", "conv2d"},
-    {"deconv2x2", "deconv2x2"},
-    {"deconv2x2_nobias", "deconv2x2"},
-    {"batchnorm_frozen", "batchnorm_frozen"},
-    {"batchnorm_batch", "batchnorm_batch"},
-    {"batchnorm_batch_2d", "batchnorm_batch"},
-    {"relu", "relu"},
-    {"sigmoid", "sigmoid"},
-    {"add", "add"},
-    {"maxpool_3x3_s2_same_even", "maxpool"},
-    {"maxpool_3x3_s2_same_odd", "maxpool"},
-    {"maxpool_2x2_s2_valid", "maxpool"},
-    {"maxpool_1x1_s2_valid", "maxpool"},
-    {"maxpool_3x3_s2_pad1", "maxpool"},
-    {"upsample2x", "upsample2x"},
-    {"linear", "linear"},
-    {"linear_nobias", "linear"},
-    {"reshape", "reshape"},
-    {"concat_axis1", "concat"},
-    {"concat_axis3", "concat"},
-    {"concat_axis0", "concat"},
-    {"slice_axis3", "slice"},
-    {"slice_axis1", "slice"},
-    {"slice_axis0", "slice"},
-    {"gather_rows", "gather_rows"},
-    {"gather_rows_2d", "gather_rows"},
-    {"softmax_xent", "softmax_xent"},
-    {"softmax_xent_weighted", "softmax_xent"},
-    {"sigmoid_bce", "sigmoid_bce"},
-    {"smooth_l1", "smooth_l1"},
+    {"conv2d_3x3_s1_same", "conv2d", MR_CONV_IM2COL},
+    {"conv2d_3x3_s1_same", "conv2d", MR_CONV_WINOGRAD},
+    {"conv2d_3x3_s1_same_nobias", "conv2d", MR_CONV_IM2COL},
+    {"conv2d_3x3_s1_same_nobias", "conv2d", MR_CONV_WINOGRAD},
+    {"conv2d_3x3_s2_same_even", "conv2d", MR_CONV_AUTO},
+    {"conv2d_3x3_s2_same_odd", "conv2d", MR_CONV_AUTO},
+    {"conv2d_2x2_s1_same", "conv2d", MR_CONV_AUTO},
+    {"conv2d_3x3_s1_valid", "conv2d", MR_CONV_IM2COL},
+    {"conv2d_3x3_s1_valid", "conv2d", MR_CONV_WINOGRAD},
+    {"conv2d_1x1_s1", "conv2d", MR_CONV_AUTO},
+    {"conv2d_1x1_s1_nobias", "conv2d", MR_CONV_AUTO},
+    {"conv2d_1x1_s2_valid", "conv2d", MR_CONV_AUTO},
+    {"conv2d_7x7_s2_pad3", "conv2d", MR_CONV_AUTO},
+    {"conv2d_7x7_s2_pad3_nobias", "conv2d", MR_CONV_AUTO},
+    {"conv2d_bn_3x3_s1_same", "conv2d_bn", MR_CONV_IM2COL},
+    {"conv2d_bn_3x3_s1_same", "conv2d_bn", MR_CONV_WINOGRAD},
+    {"conv2d_bn_1x1_s2_nobias", "conv2d_bn", MR_CONV_AUTO},
+    {"deconv2x2", "deconv2x2", MR_CONV_AUTO},
+    {"deconv2x2_nobias", "deconv2x2", MR_CONV_AUTO},
+    {"batchnorm_frozen", "batchnorm_frozen", MR_CONV_AUTO},
+    {"batchnorm_batch", "batchnorm_batch", MR_CONV_AUTO},
+    {"batchnorm_batch_2d", "batchnorm_batch", MR_CONV_AUTO},
+    {"relu", "relu", MR_CONV_AUTO},
+    {"sigmoid", "sigmoid", MR_CONV_AUTO},
+    {"add", "add", MR_CONV_AUTO},
+    {"maxpool_3x3_s2_same_even", "maxpool", MR_CONV_AUTO},
+    {"maxpool_3x3_s2_same_odd", "maxpool", MR_CONV_AUTO},
+    {"maxpool_2x2_s2_valid", "maxpool", MR_CONV_AUTO},
+    {"maxpool_1x1_s2_valid", "maxpool", MR_CONV_AUTO},
+    {"maxpool_3x3_s2_pad1", "maxpool", MR_CONV_AUTO},
+    {"upsample2x_add", "upsample2x_add", MR_CONV_AUTO},
+    {"linear", "linear", MR_CONV_AUTO},
+    {"linear_nobias", "linear", MR_CONV_AUTO},
+    {"reshape", "reshape", MR_CONV_AUTO},
+    {"concat_axis1", "concat", MR_CONV_AUTO},
+    {"concat_axis3", "concat", MR_CONV_AUTO},
+    {"concat_axis0", "concat", MR_CONV_AUTO},
+    {"slice_axis3", "slice", MR_CONV_AUTO},
+    {"slice_axis1", "slice", MR_CONV_AUTO},
+    {"slice_axis0", "slice", MR_CONV_AUTO},
+    {"gather_rows", "gather_rows", MR_CONV_AUTO},
+    {"gather_rows_2d", "gather_rows", MR_CONV_AUTO},
+    {"softmax_xent", "softmax_xent", MR_CONV_AUTO},
+    {"softmax_xent_weighted", "softmax_xent", MR_CONV_AUTO},
+    {"sigmoid_bce", "sigmoid_bce", MR_CONV_AUTO},
+    {"smooth_l1", "smooth_l1", MR_CONV_AUTO},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -237,6 +244,18 @@ static void run_conv2d(run_state *r) {
     check_forward_backward(r, y, (mr_tensor *[]){x, w, b}, (const char *[]){"x", "w", "b"}, 3);
 }
 
+static void run_conv2d_bn(run_state *r) {
+    mr_tensor *x = load(r, "x", true), *w = load(r, "w", true);
+    mr_tensor *b = has(r, "b") ? load(r, "b", true) : NULL;
+    mr_tensor *gamma = load(r, "gamma", true), *beta = load(r, "beta", true);
+    mr_tensor *mean = load(r, "moving_mean", false), *var = load(r, "moving_var", false);
+    mr_tensor *y =
+        mr_conv2d_bn(&r->ctx, x, w, b, (int)attr_i64(r, "stride"), (int)attr_i64(r, "pad"), gamma,
+                     beta, mean, var, read_scalar(r, "eps"));
+    check_forward_backward(r, y, (mr_tensor *[]){x, w, gamma, beta, b},
+                           (const char *[]){"x", "w", "gamma", "beta", "b"}, b ? 5 : 4);
+}
+
 static void run_deconv2x2(run_state *r) {
     mr_tensor *x = load(r, "x", true), *w = load(r, "w", true);
     mr_tensor *b = has(r, "b") ? load(r, "b", true) : NULL;
@@ -390,8 +409,10 @@ static void run_relu(run_state *r) {
 static void run_sigmoid(run_state *r) {
     run_unary(r, mr_sigmoid);
 }
-static void run_upsample2x(run_state *r) {
-    run_unary(r, mr_upsample2x);
+static void run_upsample2x_add(run_state *r) {
+    mr_tensor *x = load(r, "x", true), *base = load(r, "base", true);
+    mr_tensor *y = mr_upsample2x_add(&r->ctx, x, base);
+    check_forward_backward(r, y, (mr_tensor *[]){x, base}, (const char *[]){"x", "base"}, 2);
 }
 static void run_sigmoid_bce(run_state *r) {
     run_target_loss(r, mr_sigmoid_bce);
@@ -403,6 +424,7 @@ static void run_smooth_l1(run_state *r) {
 /* The runner of each op; an op added to MR_OP_LIST without one fails its cases. */
 static void (*const runners[MR_OP_COUNT])(run_state *) = {
     [MR_OP_CONV2D] = run_conv2d,
+    [MR_OP_CONV2D_BN] = run_conv2d_bn,
     [MR_OP_DECONV2X2] = run_deconv2x2,
     [MR_OP_BATCHNORM_FROZEN] = run_batchnorm_frozen,
     [MR_OP_BATCHNORM_BATCH] = run_batchnorm_batch,
@@ -410,7 +432,7 @@ static void (*const runners[MR_OP_COUNT])(run_state *) = {
     [MR_OP_SIGMOID] = run_sigmoid,
     [MR_OP_ADD] = run_add,
     [MR_OP_MAXPOOL] = run_maxpool,
-    [MR_OP_UPSAMPLE2X] = run_upsample2x,
+    [MR_OP_UPSAMPLE2X_ADD] = run_upsample2x_add,
     [MR_OP_LINEAR] = run_linear,
     [MR_OP_RESHAPE] = run_reshape,
     [MR_OP_CONCAT] = run_concat,
@@ -459,6 +481,7 @@ ParameterizedTest(parity_case *pc, parity, op) {
     mr_op_id id = op_by_name(pc->op);
     cr_assert(id != MR_OP_COUNT, "case %s: op '%s' is not in MR_OP_LIST", pc->name, pc->op);
     cr_assert(mr_ctx_init(&r.ctx, ARENA_BYTES) == MR_OK, "%s", mr_last_error());
+    r.ctx.conv_algo = pc->conv_algo;
     cr_assert(runners[id], "case %s: no parity runner for op '%s'", pc->name, pc->op);
     runners[id](&r);
     cr_assert(mr_h5_visit_datasets(&r.f, obj, check_used, &r) == MR_OK, "%s", mr_last_error());

@@ -9,10 +9,12 @@ file only changes when this script does.
 
 Group layout (every group has the string attribute `op`, a name from MR_OP_LIST):
   conv2d            x (N,H,W,Cin), w (KH,KW,Cin,Cout), [b (Cout)]; attrs stride, pad (-1 = TF same)
+  conv2d_bn         as conv2d, then gamma, beta (Cout); moving_mean, moving_var; eps as for BN
   deconv2x2         x (N,H,W,Cin), w (2,2,Cout,Cin) Keras layout, [b (Cout)]
   batchnorm_frozen  x, gamma, beta, moving_mean, moving_var; eps (1,) dataset and attribute
   batchnorm_batch   as frozen plus momentum; moving_mean_new, moving_var_new after the update
-  relu, sigmoid, upsample2x, reshape (new shape = y's shape)      x
+  relu, sigmoid, reshape (new shape = y's shape)      x
+  upsample2x_add    x (N,H,W,C), base (N,2H,2W,C)
   add               a, b
   maxpool           x; attrs kernel, stride, pad (-1 = TF same)
   linear            x (N,In), w (In,Out) Keras layout, [b (Out)]
@@ -102,6 +104,12 @@ def conv2d(x, w, b=None, *, stride, pad):
     return nhwc(y)
 
 
+def conv2d_bn(x, w, gamma, beta, b=None, *, stride, pad, moving_mean, moving_var, eps):
+    """Convolution then a frozen batch norm, computed unfused: the reference for the fold."""
+    return batchnorm_frozen(conv2d(x, w, b, stride=stride, pad=pad), gamma, beta,
+                            moving_mean=moving_mean, moving_var=moving_var, eps=eps)
+
+
 def deconv2x2(x, w, b=None):
     # Keras Conv2DTranspose kernel (2,2,Cout,Cin) -> ConvTranspose2d weight (Cin,Cout,2,2).
     return nhwc(F.conv_transpose2d(nchw(x), w.permute(3, 2, 0, 1), b, stride=2))
@@ -112,8 +120,8 @@ def maxpool(x, *, kernel, stride, pad):
     return nhwc(F.max_pool2d(xp, kernel, stride))
 
 
-def upsample2x(x):
-    return nhwc(F.interpolate(nchw(x), scale_factor=2, mode="nearest"))
+def upsample2x_add(x, base):
+    return base + nhwc(F.interpolate(nchw(x), scale_factor=2, mode="nearest"))
 
 
 def linear(x, w, b=None):
@@ -217,6 +225,22 @@ def build(w):
         w.case(name, "conv2d", conv2d, inputs, attrs={"stride": stride, "pad": pad},
                kwargs={"stride": stride, "pad": pad})
 
+    # conv2d_bn: the folded conv + frozen BN of the backbone and mask head.
+    bn_cases = [
+        ("conv2d_bn_3x3_s1_same", (2, 7, 9, 4), (3, 4, 5), 1, -1, True),
+        ("conv2d_bn_1x1_s2_nobias", (2, 8, 7, 3), (1, 3, 6), 2, 0, False),
+    ]
+    for name, xs, (k, cin, cout), stride, pad, bias in bn_cases:
+        mm, mv = randn(cout, scale=0.5), uniform(cout, lo=0.2, hi=2.0)
+        inputs = {"x": randn(*xs), "w": randn(k, k, cin, cout, scale=1.0 / np.sqrt(k * k * cin)),
+                  "gamma": uniform(cout, lo=0.5, hi=1.5), "beta": randn(cout, scale=0.5)}
+        if bias:
+            inputs["b"] = randn(cout, scale=0.5)
+        w.case(name, "conv2d_bn", conv2d_bn, inputs, attrs={"stride": stride, "pad": pad},
+               consts={"moving_mean": mm, "moving_var": mv},
+               kwargs={"stride": stride, "pad": pad, "moving_mean": mm, "moving_var": mv,
+                       "eps": 1e-3}, floats={"eps": 1e-3})
+
     # deconv2x2 (Keras kernel (2,2,Cout,Cin)).
     w.case("deconv2x2", "deconv2x2", deconv2x2,
            {"x": randn(2, 4, 5, 6), "w": randn(2, 2, 3, 6, scale=0.4), "b": randn(3, scale=0.5)})
@@ -266,7 +290,8 @@ def build(w):
                attrs={"kernel": k, "stride": s, "pad": p},
                kwargs={"kernel": k, "stride": s, "pad": p})
 
-    w.case("upsample2x", "upsample2x", upsample2x, {"x": randn(2, 4, 5, 3)})
+    w.case("upsample2x_add", "upsample2x_add", upsample2x_add,
+           {"x": randn(2, 4, 5, 3), "base": randn(2, 8, 10, 3)})
 
     w.case("linear", "linear", linear,
            {"x": randn(6, 10), "w": randn(10, 7, scale=0.3), "b": randn(7, scale=0.5)})

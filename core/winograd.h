@@ -1,0 +1,30 @@
+/* Winograd convolution for conv2d's 3x3 stride-1 path; internal to core/op_conv.c. */
+#ifndef MR_WINOGRAD_H
+#define MR_WINOGRAD_H
+
+#include "tensor.h"
+
+typedef struct {
+    int64_t n, h, w, cin; /* input (N,H,W,Cin) */
+    int64_t kh, kw, cout; /* kernel (KH,KW,Cin,Cout) */
+    int64_t oh, ow;       /* output (N,OH,OW,Cout) */
+    int64_t stride, pad_top, pad_left;
+} mr_conv_geom;
+
+/* A per-op workspace slot of ctx (MR_SCRATCH_*), grown to at least `floats`; NULL with the
+ * status set when memory runs out. */
+float *mr_conv_scratch(mr_ctx *ctx, int slot, int64_t floats);
+
+/* True when conv2d should take the Winograd path for this geometry (3x3, stride 1, and big
+ * enough to win, unless ctx->conv_algo forces a path). */
+bool mr_winograd_suits(const mr_ctx *ctx, const mr_conv_geom *g);
+
+/* y = conv(x, w) + b (b may be NULL). */
+void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, const float *w,
+                         const float *b, float *y);
+
+/* dx and dw (either may be NULL) accumulate the gradients for upstream dy. */
+void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, const float *x,
+                          const float *w, float *dx, float *dw);
+
+#endif

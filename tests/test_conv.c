@@ -1,0 +1,90 @@
+/* conv2d's 3x3 stride-1 paths on shapes too big for the finite-difference and PyTorch cases:
+ * Winograd over several tile chunks and several images must agree with im2col (each path is
+ * checked against PyTorch on small shapes in test_parity.c), forward and every gradient. */
+#include "../core/ops.h"
+#include "../core/rng.h"
+#include "testutil.h"
+
+typedef struct {
+    float *y, *dx, *dw, *db;
+    int64_t ny, nx, nw, nb;
+} conv_result;
+
+static float *copy_floats(const float *src, int64_t n) {
+    float *dst = malloc(sizeof *dst * (size_t)n);
+    cr_assert_not_null(dst);
+    memcpy(dst, src, sizeof *dst * (size_t)n);
+    return dst;
+}
+
+/* One forward and backward pass with fixed random inputs and upstream gradient. */
+static conv_result run_conv(mr_conv_algo algo, int64_t n, int64_t h, int64_t w, int64_t cin,
+                            int64_t cout, int pad) {
+    mr_ctx ctx;
+    cr_assert_eq(mr_ctx_init(&ctx, (size_t)256 << 20), MR_OK);
+    ctx.conv_algo = algo;
+    mr_rng rng;
+    mr_rng_seed(&rng, 99);
+    mr_tensor *x = mr_tensor_4d(&ctx, "x", n, h, w, cin);
+    mr_tensor *k = mr_tensor_4d(&ctx, "w", 3, 3, cin, cout);
+    mr_tensor *b = mr_tensor_1d(&ctx, "b", cout);
+    cr_assert(x && k && b);
+    for (int64_t i = 0; i < x->numel; i++) x->data[i] = mr_rng_normal(&rng);
+    for (int64_t i = 0; i < k->numel; i++) k->data[i] = 0.05f * mr_rng_normal(&rng);
+    for (int64_t i = 0; i < b->numel; i++) b->data[i] = mr_rng_normal(&rng);
+    x->requires_grad = k->requires_grad = b->requires_grad = true;
+    mr_tensor *y = mr_conv2d(&ctx, x, k, b, 1, pad);
+    cr_assert_not_null(y, "%s", mr_last_error());
+    float *seed = malloc(sizeof *seed * (size_t)y->numel);
+    for (int64_t i = 0; i < y->numel; i++) seed[i] = mr_rng_normal(&rng);
+    cr_assert_eq(mr_backward_seeded(&ctx, y, seed), MR_OK, "%s", mr_last_error());
+    conv_result r = {copy_floats(y->data, y->numel),
+                     copy_floats(x->grad, x->numel),
+                     copy_floats(k->grad, k->numel),
+                     copy_floats(b->grad, b->numel),
+                     y->numel,
+                     x->numel,
+                     k->numel,
+                     b->numel};
+    free(seed);
+    mr_ctx_free(&ctx);
+    return r;
+}
+
+static void expect_same(const char *what, const float *a, const float *b, int64_t n) {
+    double worst = 0.0, scale = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        worst = fmax(worst, fabs((double)a[i] - (double)b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    /* F(4x4, 3x3) multiplies by transform coefficients up to 8 and 1/24, so it rounds a few
+     * times more than direct convolution; a wrong transform or chunk is off by O(scale). */
+    cr_expect(worst <= 1e-4 * scale, "%s: Winograd and im2col differ by %g (largest %g)", what,
+              worst, scale);
+}
+
+static void compare_paths(int64_t n, int64_t h, int64_t w, int64_t cin, int64_t cout, int pad) {
+    conv_result a = run_conv(MR_CONV_WINOGRAD, n, h, w, cin, cout, pad);
+    conv_result b = run_conv(MR_CONV_IM2COL, n, h, w, cin, cout, pad);
+    expect_same("output", a.y, b.y, a.ny);
+    expect_same("input gradient", a.dx, b.dx, a.nx);
+    expect_same("kernel gradient", a.dw, b.dw, a.nw);
+    expect_same("bias gradient", a.db, b.db, a.nb);
+    conv_result *rs[2] = {&a, &b};
+    for (int i = 0; i < 2; i++) {
+        free(rs[i]->y);
+        free(rs[i]->dx);
+        free(rs[i]->dw);
+        free(rs[i]->db);
+    }
+}
+
+/* 256 + 256 channels make chunks of 512 tiles; 2 images of 20 x 19 tiles need two chunks, the
+ * second one partial, and the odd width leaves half tiles at the right edge. */
+Test(conv, winograd_matches_im2col_across_chunks) {
+    compare_paths(2, 40, 37, 256, 256, MR_PAD_SAME);
+}
+
+Test(conv, winograd_matches_im2col_valid_padding) {
+    compare_paths(3, 23, 30, 128, 160, MR_PAD_VALID);
+}
