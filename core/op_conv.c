@@ -116,12 +116,18 @@ static void column_sums(float *acc, const float *a, const float *b, int64_t rows
     for (int64_t o0 = 0; o0 < cols; o0 += COLS) {
         int64_t n = cols - o0 < COLS ? cols - o0 : COLS;
         float sum[COLS] = {0};
-        for (int64_t r = 0; r < rows; r++) {
-            const float *ar = a + r * cols + o0, *br = b ? b + r * cols + o0 : NULL;
-            if (br)
+        if (b) {
+            for (int64_t r = 0; r < rows; r++) {
+                const float *restrict ar = a + r * cols + o0, *restrict br = b + r * cols + o0;
+#pragma omp simd
                 for (int64_t k = 0; k < n; k++) sum[k] += ar[k] * br[k];
-            else
+            }
+        } else {
+            for (int64_t r = 0; r < rows; r++) {
+                const float *restrict ar = a + r * cols + o0;
+#pragma omp simd
                 for (int64_t k = 0; k < n; k++) sum[k] += ar[k];
+            }
         }
         for (int64_t k = 0; k < n; k++) acc[o0 + k] += sum[k];
     }

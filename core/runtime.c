@@ -2,6 +2,7 @@
 #include "runtime.h"
 
 #include <cblas.h>
+#include <stdbool.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +19,12 @@ static int cpu_has_skylakex_isa(void) {
            __builtin_cpu_supports("avx512cd");
 }
 
+/* The environment named the BLAS kernel itself (not our re-exec): its choice is kept. */
+static bool coretype_from_user;
+
 void mr_runtime_prepare(int argc, char **argv) {
     (void)argc;
+    coretype_from_user = getenv("OPENBLAS_CORETYPE") && !getenv("MRCNN_NO_REEXEC");
     if (getenv("OPENBLAS_CORETYPE") || getenv("MRCNN_NO_REEXEC")) return;
     const char *core = openblas_get_corename();
     if (!cpu_has_skylakex_isa() || !core || strcasecmp(core, "haswell") != 0) return;
@@ -41,6 +46,20 @@ const char *mr_runtime_blas_desc(void) {
     return buf;
 }
 
+const char *mr_runtime_blas_note(void) {
+    static char buf[256];
+    const char *core = openblas_get_corename();
+    if (!coretype_from_user || !cpu_has_skylakex_isa() || !core || strcasecmp(core, "haswell"))
+        return NULL;
+    snprintf(buf, sizeof buf,
+             "OPENBLAS_CORETYPE=%s comes from the environment and is kept; this CPU also runs "
+             "OpenBLAS's AVX-512 (SkylakeX) kernels, which mrcnn picks when the variable is unset",
+             getenv("OPENBLAS_CORETYPE"));
+    return buf;
+}
+
 void mr_runtime_banner(void) {
     mr_info("mrcnn %s | %s", MR_VERSION, mr_runtime_blas_desc());
+    const char *note = mr_runtime_blas_note();
+    if (note) mr_info("%s", note);
 }

@@ -13,6 +13,9 @@ void mr_runtime_prepare(int argc, char **argv);
 
 /* "OpenBLAS 0.3.21 SkylakeX, 2 threads" */
 const char *mr_runtime_blas_desc(void);
+/* A sentence for the user when the environment pinned a BLAS kernel slower than this CPU can
+ * run, or NULL. */
+const char *mr_runtime_blas_note(void);
 int mr_runtime_threads(void);
 /* One line: version, BLAS kernel and threads. */
 void mr_runtime_banner(void);

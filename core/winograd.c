@@ -123,6 +123,10 @@ static void b_1d(float *const *out, const float *const *in, int64_t n, bool add)
     }
 }
 
+/* G's entries as products: a division per element would cost more than the rest together. */
+static const float QUARTER = 0.25f, SIXTH = 1.0f / 6.0f, TWELFTH = 1.0f / 12.0f,
+                   TWENTYFOURTH = 1.0f / 24.0f;
+
 static void g_1d(float *const *out, const float *const *in, int64_t n, bool add) {
     const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2];
     float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2];
@@ -130,11 +134,11 @@ static void g_1d(float *const *out, const float *const *in, int64_t n, bool add)
     (void)add;
 #pragma omp simd
     for (int64_t k = 0; k < n; k++) {
-        o0[k] = i0[k] / 4.0f;
-        o1[k] = -(i0[k] + i1[k] + i2[k]) / 6.0f;
-        o2[k] = -(i0[k] - i1[k] + i2[k]) / 6.0f;
-        o3[k] = i0[k] / 24.0f + i1[k] / 12.0f + i2[k] / 6.0f;
-        o4[k] = i0[k] / 24.0f - i1[k] / 12.0f + i2[k] / 6.0f;
+        o0[k] = QUARTER * i0[k];
+        o1[k] = -SIXTH * (i0[k] + i1[k] + i2[k]);
+        o2[k] = -SIXTH * (i0[k] - i1[k] + i2[k]);
+        o3[k] = TWENTYFOURTH * i0[k] + TWELFTH * i1[k] + SIXTH * i2[k];
+        o4[k] = TWENTYFOURTH * i0[k] - TWELFTH * i1[k] + SIXTH * i2[k];
         o5[k] = i2[k];
     }
 }
@@ -144,9 +148,10 @@ static void gt_1d(float *const *out, const float *const *in, int64_t n, bool add
     float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2];
 #pragma omp simd
     for (int64_t k = 0; k < n; k++) {
-        STORE(o0, k, i0[k] / 4.0f - (i1[k] + i2[k]) / 6.0f + (i3[k] + i4[k]) / 24.0f, add);
-        STORE(o1, k, (i2[k] - i1[k]) / 6.0f + (i3[k] - i4[k]) / 12.0f, add);
-        STORE(o2, k, (i3[k] + i4[k] - i1[k] - i2[k]) / 6.0f + i5[k], add);
+        STORE(o0, k, QUARTER * i0[k] - SIXTH * (i1[k] + i2[k]) + TWENTYFOURTH * (i3[k] + i4[k]),
+              add);
+        STORE(o1, k, SIXTH * (i2[k] - i1[k]) + TWELFTH * (i3[k] - i4[k]), add);
+        STORE(o2, k, SIXTH * (i3[k] + i4[k] - i1[k] - i2[k]) + i5[k], add);
     }
 }
 
