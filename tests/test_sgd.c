@@ -2,8 +2,10 @@
  * mean(w^2) on non-gamma/beta weights, one global-norm clip, SGD with momentum; frozen weights
  * untouched; non-finite gradients stop the update. */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
+#include "../core/rng.h"
 #include "../train/sgd.h"
 #include "testutil.h"
 
@@ -77,4 +79,42 @@ Test(sgd, non_finite_gradient_updates_nothing) {
     cr_assert_str_eq(r.bad_param, "bn/gamma");
     cr_assert_float_eq(mr_params_tensor(&p, "conv/kernel")->data[0], 1.0f, 0.0f);
     cr_assert_float_eq(mr_params_tensor(&p, "bn/gamma")->data[0], 3.0f, 0.0f);
+}
+
+/* One step on a parameter spanning many summation blocks, with 1 and with 2 threads: the global
+ * norm (and so the clip and every updated weight) must come out bit for bit the same, or a
+ * resumed run would drift from the original on a machine with another core count. */
+static void big_step(int threads, float *weights_out, double *norm_out) {
+    mr_params q;
+    mr_params_init(&q);
+    int64_t n[1] = {100003};
+    mr_params_add(&q, "big/kernel", 1, n, true);
+    cr_assert_eq(mr_params_finalize(&q), MR_OK);
+    cr_assert_eq(mr_params_set_trainable(&q, "big", NULL), MR_OK);
+    mr_tensor *t = mr_params_tensor(&q, "big/kernel");
+    mr_rng rng;
+    mr_rng_seed(&rng, 11);
+    for (int64_t i = 0; i < t->numel; i++) {
+        t->data[i] = mr_rng_normal(&rng);
+        t->grad[i] = mr_rng_normal(&rng);
+    }
+    mr_sgd opt = {.learning_rate = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f, .clip_norm = 1};
+    mr_sgd_report r;
+    int before = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    mr_sgd_step(&q, &opt, &r);
+    omp_set_num_threads(before);
+    cr_assert(r.clipped, "the norm %g should exceed the clip", r.grad_norm);
+    memcpy(weights_out, t->data, sizeof(float) * (size_t)t->numel);
+    *norm_out = r.grad_norm;
+    mr_params_free(&q);
+}
+
+Test(sgd, result_does_not_depend_on_the_thread_count) {
+    static float one[100003], two[100003];
+    double norm1, norm2;
+    big_step(1, one, &norm1);
+    big_step(2, two, &norm2);
+    cr_expect_eq(norm1, norm2, "global norm %.17g with 1 thread, %.17g with 2", norm1, norm2);
+    cr_expect(!memcmp(one, two, sizeof one), "updated weights differ between 1 and 2 threads");
 }

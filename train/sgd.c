@@ -3,6 +3,8 @@
 #include "sgd.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static bool decays(const mr_param *q) {
@@ -22,9 +24,37 @@ double mr_weight_decay_loss(const mr_params *p, float weight_decay) {
     return total;
 }
 
+/* Sums of squares over blocks of a fixed size, each block split over four accumulators and the
+ * blocks added in order: the result does not depend on the thread count, and the four chains
+ * of additions keep the adder busy. */
+enum { SUM_BLOCK = 1 << 14 };
+
+typedef struct {
+    double grad_sq, weight_sq;
+} block_sums;
+
+/* Adds the decay gradient (scale * w) when `decay`, and returns the block's sums. */
+static block_sums decay_and_sum(float *restrict g, const float *restrict w, int64_t n, bool decay,
+                                float scale) {
+    double gs[4] = {0}, ws[4] = {0};
+    for (int64_t k = 0; k < n; k++) {
+        if (decay) {
+            g[k] += scale * w[k];
+            ws[k & 3] += (double)w[k] * (double)w[k];
+        }
+        gs[k & 3] += (double)g[k] * (double)g[k];
+    }
+    return (block_sums){(gs[0] + gs[1]) + (gs[2] + gs[3]), (ws[0] + ws[1]) + (ws[2] + ws[3])};
+}
+
 void mr_sgd_step(mr_params *p, const mr_sgd *opt, mr_sgd_report *report) {
     memset(report, 0, sizeof *report);
     report->finite = true;
+    int64_t largest = 0;
+    for (int i = 0; i < p->count; i++)
+        if (p->items[i].t.numel > largest) largest = p->items[i].t.numel;
+    int64_t max_blocks = (largest + SUM_BLOCK - 1) / SUM_BLOCK;
+    block_sums *partial = malloc(sizeof *partial * (size_t)(max_blocks > 0 ? max_blocks : 1));
     double norm_sq = 0.0;
     for (int i = 0; i < p->count; i++) {
         mr_param *q = &p->items[i];
@@ -32,14 +62,23 @@ void mr_sgd_step(mr_params *p, const mr_sgd *opt, mr_sgd_report *report) {
         float *g = q->t.grad;
         const float *w = q->t.data;
         bool decay = decays(q);
-        double sq_w = 0.0;
         float scale = 2.0f * opt->weight_decay / (float)q->t.numel;
-        for (int64_t k = 0; k < q->t.numel; k++) {
-            if (decay) {
-                g[k] += scale * w[k];
-                sq_w += (double)w[k] * (double)w[k];
+        int64_t n = q->t.numel, blocks = (n + SUM_BLOCK - 1) / SUM_BLOCK;
+        double sq_w = 0.0;
+        if (partial) {
+#pragma omp parallel for schedule(static) if (blocks > 1)
+            for (int64_t b = 0; b < blocks; b++) {
+                int64_t k0 = b * SUM_BLOCK, len = n - k0 < SUM_BLOCK ? n - k0 : SUM_BLOCK;
+                partial[b] = decay_and_sum(g + k0, w + k0, len, decay, scale);
             }
-            norm_sq += (double)g[k] * (double)g[k];
+            for (int64_t b = 0; b < blocks; b++) {
+                norm_sq += partial[b].grad_sq;
+                sq_w += partial[b].weight_sq;
+            }
+        } else { /* no memory for the partial sums: one block, one thread */
+            block_sums s = decay_and_sum(g, w, n, decay, scale);
+            norm_sq += s.grad_sq;
+            sq_w = s.weight_sq;
         }
         if (decay) report->l2_loss += (double)opt->weight_decay * sq_w / (double)q->t.numel;
         if (report->finite && !isfinite(norm_sq)) {
@@ -47,6 +86,7 @@ void mr_sgd_step(mr_params *p, const mr_sgd *opt, mr_sgd_report *report) {
             snprintf(report->bad_param, sizeof report->bad_param, "%s", q->name);
         }
     }
+    free(partial);
     report->grad_norm = sqrt(norm_sq);
     if (!report->finite) return;
     float factor = 1.0f;
@@ -59,6 +99,7 @@ void mr_sgd_step(mr_params *p, const mr_sgd *opt, mr_sgd_report *report) {
         if (q->frozen) continue;
         float *v = p->momentum + q->offset, *w = q->t.data;
         const float *g = q->t.grad;
+#pragma omp parallel for schedule(static) if (q->t.numel > SUM_BLOCK)
         for (int64_t k = 0; k < q->t.numel; k++) {
             v[k] = opt->momentum * v[k] - opt->learning_rate * (g[k] * factor);
             w[k] += v[k];
