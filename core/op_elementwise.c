@@ -1,5 +1,6 @@
-/* Element-wise ops: ReLU, sigmoid and add, forward and backward. ReLU and add let their (first)
- * input inherit the output's gradient buffer, so backward allocates and zeroes less. */
+/* Element-wise ops: ReLU, sigmoid, add and the residual add + ReLU, forward and backward. ReLU
+ * and the adds let their (first) input inherit the output's gradient buffer, so backward
+ * allocates and zeroes less. */
 #include <math.h>
 
 #include "ops.h"
@@ -85,21 +86,13 @@ static void add_backward(mr_node *node) {
     }
 }
 
-static mr_tensor *add_into(mr_ctx *ctx, mr_tensor *a, mr_tensor *b, bool in_place) {
+mr_tensor *mr_add(mr_ctx *ctx, mr_tensor *a, mr_tensor *b) {
     if (!a || !b || ctx->status != MR_OK) return NULL;
     char as[64], bs[64];
     MR_REQUIRE(mr_same_shape(a, b), "add: %s %s and %s %s differ in shape", a->name,
                mr_shape_str(a, as, sizeof as), b->name, mr_shape_str(b, bs, sizeof bs));
-    mr_tensor *out;
-    if (in_place) {
-        out = mr_alloc(ctx, sizeof *out, "add");
-        if (!out) return NULL;
-        *out = (mr_tensor){.data = a->data, .ndim = a->ndim, .numel = a->numel, .name = "add"};
-        for (int i = 0; i < a->ndim; i++) out->shape[i] = a->shape[i];
-    } else {
-        out = like(ctx, a, "add");
-        if (!out) return NULL;
-    }
+    mr_tensor *out = like(ctx, a, "add");
+    if (!out) return NULL;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < a->numel; i++) out->data[i] = a->data[i] + b->data[i];
     mr_tensor *inputs[2] = {a, b};
@@ -108,10 +101,33 @@ static mr_tensor *add_into(mr_ctx *ctx, mr_tensor *a, mr_tensor *b, bool in_plac
     return out;
 }
 
-mr_tensor *mr_add(mr_ctx *ctx, mr_tensor *a, mr_tensor *b) {
-    return add_into(ctx, a, b, false);
+/* The output's gradient is dead once this has run: it is masked in place (through the
+ * inherited buffer, a's gradient with it), then added to the inputs that did not inherit. */
+static void add_relu_backward(mr_node *node) {
+    float *dy = node->out->grad;
+    const float *y = node->out->data;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < node->out->numel; i++)
+        if (!(y[i] > 0.0f)) dy[i] = 0.0f;
+    add_backward(node);
 }
 
-mr_tensor *mr_add_inplace(mr_ctx *ctx, mr_tensor *a, mr_tensor *b) {
-    return add_into(ctx, a, b, true);
+mr_tensor *mr_add_relu_inplace(mr_ctx *ctx, mr_tensor *a, mr_tensor *b) {
+    if (!a || !b || ctx->status != MR_OK) return NULL;
+    char as[64], bs[64];
+    MR_REQUIRE(mr_same_shape(a, b), "add_relu: %s %s and %s %s differ in shape", a->name,
+               mr_shape_str(a, as, sizeof as), b->name, mr_shape_str(b, bs, sizeof bs));
+    mr_tensor *out = mr_alloc(ctx, sizeof *out, "add_relu");
+    if (!out) return NULL;
+    *out = (mr_tensor){.data = a->data, .ndim = a->ndim, .numel = a->numel, .name = "add_relu"};
+    for (int i = 0; i < a->ndim; i++) out->shape[i] = a->shape[i];
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < a->numel; i++) {
+        float v = a->data[i] + b->data[i];
+        out->data[i] = v > 0.0f ? v : 0.0f;
+    }
+    mr_tensor *inputs[2] = {a, b};
+    mr_node *node = mr_record(ctx, MR_OP_ADD_RELU, out, inputs, 2, add_relu_backward);
+    if (node) node->grad_heir = 0;
+    return out;
 }

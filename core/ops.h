@@ -43,8 +43,9 @@ mr_tensor *mr_relu_inplace(mr_ctx *ctx, mr_tensor *x);
 float mr_sigmoidf(float v);
 mr_tensor *mr_sigmoid(mr_ctx *ctx, mr_tensor *x);
 mr_tensor *mr_add(mr_ctx *ctx, mr_tensor *a, mr_tensor *b);
-/* a + b written over a's values (the result shares them); the same rule as mr_relu_inplace. */
-mr_tensor *mr_add_inplace(mr_ctx *ctx, mr_tensor *a, mr_tensor *b);
+/* relu(a + b) written over a's values (the result shares them; the same rule as
+ * mr_relu_inplace): the residual block's end in one pass. */
+mr_tensor *mr_add_relu_inplace(mr_ctx *ctx, mr_tensor *a, mr_tensor *b);
 
 /* Max pool over H and W of (N,H,W,C); padded cells never win. */
 mr_tensor *mr_maxpool(mr_ctx *ctx, mr_tensor *x, int kernel, int stride, int pad);

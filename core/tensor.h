@@ -54,6 +54,7 @@ typedef struct {
     X(RELU, "relu")                                                                                \
     X(SIGMOID, "sigmoid")                                                                          \
     X(ADD, "add")                                                                                  \
+    X(ADD_RELU, "add_relu")                                                                        \
     X(MAXPOOL, "maxpool")                                                                          \
     X(UPSAMPLE2X_ADD, "upsample2x_add")                                                            \
     X(LINEAR, "linear")                                                                            \

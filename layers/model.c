@@ -405,7 +405,7 @@ static mr_tensor *bottleneck(mr_ctx *ctx, const mr_model *m, mr_tensor *x, int s
         block_names(c, b, sizeof c, stage, block, "1");
         shortcut = conv_bn(ctx, m, x, c, b, stride, MR_PAD_VALID);
     }
-    return mr_relu_inplace(ctx, mr_add_inplace(ctx, y, shortcut));
+    return mr_add_relu_inplace(ctx, y, shortcut);
 }
 
 /* True when a backbone stage (1 = the stem) records nothing: none of its parameters trains and

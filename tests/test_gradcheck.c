@@ -235,6 +235,17 @@ static void setup_two(mr_ctx *ctx, mr_rng *rng, gc_inputs *in) {
     fill_normal(rng, in->in[0], 1.0f);
     fill_normal(rng, in->in[1], 1.0f);
 }
+/* Sums kept away from relu's kink: a and b drawn so that 2a + b (both cases' sum) is at least
+ * 0.1 from zero. */
+static void setup_add_relu(mr_ctx *ctx, mr_rng *rng, gc_inputs *in) {
+    setup_two(ctx, rng, in);
+    mr_tensor *a = in->in[0], *b = in->in[1];
+    for (int64_t i = 0; i < a->numel; i++) {
+        float s = 0.1f + mr_rng_uniform(rng), sign = mr_rng_uniform(rng) < 0.5f ? -1.0f : 1.0f;
+        b->data[i] = 0.3f * mr_rng_normal(rng);
+        a->data[i] = 0.5f * (sign * s - b->data[i]);
+    }
+}
 static mr_tensor *fwd_add(mr_ctx *c, gc_inputs *in) {
     return mr_add(c, in->in[0], in->in[1]);
 }
@@ -242,9 +253,15 @@ static mr_tensor *fwd_add(mr_ctx *c, gc_inputs *in) {
 static mr_tensor *fwd_add_self(mr_ctx *c, gc_inputs *in) {
     return mr_add(c, in->in[0], in->in[0]);
 }
-/* In place over a fresh sum, whose gradient the add then hands on to a. */
-static mr_tensor *fwd_add_inplace(mr_ctx *c, gc_inputs *in) {
-    return mr_add_inplace(c, mr_add(c, in->in[0], in->in[1]), in->in[1]);
+/* In place over a fresh sum (2a), whose gradient the op then hands on to it. */
+static mr_tensor *fwd_add_relu_inplace(mr_ctx *c, gc_inputs *in) {
+    return mr_add_relu_inplace(c, mr_add(c, in->in[0], in->in[0]), in->in[1]);
+}
+/* b also feeds the output directly, so b already holds a gradient when add_relu's backward
+ * runs, and the masked gradient must be added to it. */
+static mr_tensor *fwd_add_relu_fan_out(mr_ctx *c, gc_inputs *in) {
+    mr_tensor *t = mr_add(c, in->in[0], in->in[0]);
+    return mr_add(c, mr_add_relu_inplace(c, t, in->in[1]), in->in[1]);
 }
 static mr_tensor *fwd_concat_c(mr_ctx *c, gc_inputs *in) {
     mr_tensor *xs[2] = {in->in[0], in->in[1]};
@@ -389,7 +406,8 @@ static const gc_case cases[] = {
     {MR_OP_SIGMOID, "sigmoid", setup_unary_kinky, fwd_sigmoid},
     {MR_OP_ADD, "add", setup_two, fwd_add},
     {MR_OP_ADD, "add with fan-out", setup_one, fwd_add_self},
-    {MR_OP_ADD, "add in place", setup_two, fwd_add_inplace},
+    {MR_OP_ADD_RELU, "add + relu in place", setup_add_relu, fwd_add_relu_inplace},
+    {MR_OP_ADD_RELU, "add + relu, input fans out", setup_add_relu, fwd_add_relu_fan_out},
     {MR_OP_MAXPOOL, "maxpool 3x3 s2 same", setup_pool, fwd_pool_same},
     {MR_OP_MAXPOOL, "maxpool 2x2 s2 valid", setup_pool, fwd_pool_valid},
     {MR_OP_MAXPOOL, "maxpool 1x1 s2 (P6)", setup_pool, fwd_pool_subsample},

@@ -53,6 +53,7 @@ static parity_case cases[] = {
     {"relu", "relu", MR_CONV_AUTO},
     {"sigmoid", "sigmoid", MR_CONV_AUTO},
     {"add", "add", MR_CONV_AUTO},
+    {"add_relu", "add_relu", MR_CONV_AUTO},
     {"maxpool_3x3_s2_same_even", "maxpool", MR_CONV_AUTO},
     {"maxpool_3x3_s2_same_odd", "maxpool", MR_CONV_AUTO},
     {"maxpool_2x2_s2_valid", "maxpool", MR_CONV_AUTO},
@@ -295,6 +296,13 @@ static void run_add(run_state *r) {
                            (const char *[]){"a", "b"}, 2);
 }
 
+/* The op writes over a; only the result and the gradients are compared. */
+static void run_add_relu(run_state *r) {
+    mr_tensor *a = load(r, "a", true), *b = load(r, "b", true);
+    mr_tensor *y = mr_add_relu_inplace(&r->ctx, a, b);
+    check_forward_backward(r, y, (mr_tensor *[]){a, b}, (const char *[]){"a", "b"}, 2);
+}
+
 static void run_maxpool(run_state *r) {
     mr_tensor *x = load(r, "x", true);
     mr_tensor *y = mr_maxpool(&r->ctx, x, (int)attr_i64(r, "kernel"), (int)attr_i64(r, "stride"),
@@ -431,6 +439,7 @@ static void (*const runners[MR_OP_COUNT])(run_state *) = {
     [MR_OP_RELU] = run_relu,
     [MR_OP_SIGMOID] = run_sigmoid,
     [MR_OP_ADD] = run_add,
+    [MR_OP_ADD_RELU] = run_add_relu,
     [MR_OP_MAXPOOL] = run_maxpool,
     [MR_OP_UPSAMPLE2X_ADD] = run_upsample2x_add,
     [MR_OP_LINEAR] = run_linear,

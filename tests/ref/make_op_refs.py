@@ -15,7 +15,7 @@ Group layout (every group has the string attribute `op`, a name from MR_OP_LIST)
   batchnorm_batch   as frozen plus momentum; moving_mean_new, moving_var_new after the update
   relu, sigmoid, reshape (new shape = y's shape)      x
   upsample2x_add    x (N,H,W,C), base (N,2H,2W,C)
-  add               a, b
+  add, add_relu     a, b
   maxpool           x; attrs kernel, stride, pad (-1 = TF same)
   linear            x (N,In), w (In,Out) Keras layout, [b (Out)]
   concat            x0..x{n-1}; attrs axis, n
@@ -276,6 +276,10 @@ def build(w):
     xs[0, 0, 0, :] = torch.tensor([30.0, -30.0, 90.0, -90.0])  # saturated, no overflow
     w.case("sigmoid", "sigmoid", torch.sigmoid, {"x": xs})
     w.case("add", "add", torch.add, {"a": randn(2, 5, 6, 4), "b": randn(2, 5, 6, 4)})
+    ar_b = randn(2, 5, 6, 4)
+    ar_sum = away_from(randn(2, 5, 6, 4), 0.0, 0.05)  # a + b stays off relu's kink
+    w.case("add_relu", "add_relu", lambda a, b: torch.relu(a + b),
+           {"a": f32(ar_sum - ar_b), "b": ar_b})
 
     # Max pool; distinct random values, so no ties decide the gradient.
     pool_cases = [
