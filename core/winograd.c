@@ -30,7 +30,7 @@
 
 /* Chunks of tiles keep the transformed arrays below this many floats (scratch memory stays
  * bounded on big images) while each of the a*a GEMMs still has enough rows to run at speed. */
-#define CHUNK_FLOATS ((int64_t)6 << 20)
+#define CHUNK_FLOATS ((int64_t)8 << 20)
 
 /* Winograd pays off when the GEMMs stay big: with few channels the transforms dominate, with
  * few tiles the small GEMMs run below the BLAS's speed (measured in `mrcnn bench`). */

@@ -79,10 +79,11 @@ static void compare_paths(int64_t n, int64_t h, int64_t w, int64_t cin, int64_t 
     }
 }
 
-/* 256 + 256 channels make chunks of 512 tiles; 2 images of 20 x 19 tiles need two chunks, the
- * second one partial, and the odd width leaves half tiles at the right edge. */
+/* core/winograd.c's chunks hold 8M floats: 36 planes of 256 + 256 channels make 455 tiles
+ * each. 2 images of 16 x 16 tiles of 4 x 4 pixels need two chunks, the second partial, and the
+ * width 61 leaves tiles hanging over the right edge. */
 Test(conv, winograd_matches_im2col_across_chunks) {
-    compare_paths(2, 40, 37, 256, 256, MR_PAD_SAME);
+    compare_paths(2, 64, 61, 256, 256, MR_PAD_SAME);
 }
 
 Test(conv, winograd_matches_im2col_valid_padding) {
