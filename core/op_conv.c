@@ -305,17 +305,19 @@ static void conv2d_bn_backward(mr_node *node) {
     float *wf = mr_conv_scratch(ctx, MR_SCRATCH_FOLD, kernel + 2 * cout);
     if (!wf) return;
     float *scale = wf + kernel, *dbf = scale + cout;
+    const float *dy = node->out->grad;
     bn_scale(scale, gamma, s->var, s->eps, cout);
     memset(dbf, 0, (size_t)cout * sizeof(float));
+    column_sums(dbf, dy, NULL, g->n * g->oh * g->ow, cout);
     if (want_dx) {
         fold_kernel(wf, NULL, scale, w, b, beta, s->mean, cout);
-        conv_backward(ctx, g, s->winograd, node->out->grad, x->data, wf, x->grad, NULL, NULL);
+        conv_backward(ctx, g, s->winograd, dy, x->data, wf, x->grad, NULL, NULL);
     }
     float *dwf = wf;
-    bool need_dwf = want_dw || want_dgamma;
-    if (need_dwf) memset(dwf, 0, (size_t)kernel * sizeof(float));
-    conv_backward(ctx, g, s->winograd, node->out->grad, x->data, NULL, NULL, need_dwf ? dwf : NULL,
-                  dbf);
+    if (want_dw || want_dgamma) {
+        memset(dwf, 0, (size_t)kernel * sizeof(float));
+        conv_backward(ctx, g, s->winograd, dy, x->data, NULL, NULL, dwf, NULL);
+    }
     if (ctx->status != MR_OK) return;
     int64_t rows = kernel / cout;
     if (want_dw) {

@@ -2,8 +2,8 @@
 #include "runtime.h"
 
 #include <cblas.h>
-#include <stdbool.h>
 #include <omp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -20,7 +20,6 @@
 #include <string.h>
 
 #include "blas.h"
-#include "status.h"
 
 #define TILE  4 /* output tile side m */
 #define ALPHA 6 /* input window side, m + 2 */
@@ -59,6 +58,11 @@ static plan plan_for(const mr_conv_geom *g) {
     if (p.chunk < 1) p.chunk = 1;
     if (p.chunk > p.tiles) p.chunk = p.tiles;
     return p;
+}
+
+/* One past the last tile of the chunk that starts at tile t0. */
+static int64_t chunk_end(const plan *p, int64_t t0) {
+    return t0 + p->chunk < p->tiles ? t0 + p->chunk : p->tiles;
 }
 
 /* Input pixel (row, col) of element (r, s) of tile t's window, or -1 outside the image. */
@@ -375,7 +379,7 @@ void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, con
     int planes = ALPHA * ALPHA;
     kernel_transform(ws.u, w, g);
     for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
-        int64_t t1 = t0 + p->chunk < p->tiles ? t0 + p->chunk : p->tiles, tc = t1 - t0;
+        int64_t t1 = chunk_end(p, t0), tc = t1 - t0;
         input_transform(ws.v, x, ws.zeros, g, p, t0, t1);
         for (int e = 0; e < planes; e++)
             mr_sgemm(false, false, tc, g->cout, g->cin, 1.0f, ws.v + e * tc * g->cin, g->cin,
@@ -396,7 +400,7 @@ void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, c
     if (dw) {
         memset(ws.u, 0, (size_t)(planes * g->cin * g->cout) * sizeof(float));
         for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
-            int64_t t1 = t0 + p->chunk < p->tiles ? t0 + p->chunk : p->tiles, tc = t1 - t0;
+            int64_t t1 = chunk_end(p, t0), tc = t1 - t0;
             output_transform_backward(ws.m, dy, ws.zeros, g, p, t0, t1);
             input_transform(ws.v, x, ws.zeros, g, p, t0, t1);
             for (int e = 0; e < planes; e++)
@@ -409,7 +413,7 @@ void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, c
     if (dx) {
         kernel_transform(ws.u, w, g);
         for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
-            int64_t t1 = t0 + p->chunk < p->tiles ? t0 + p->chunk : p->tiles, tc = t1 - t0;
+            int64_t t1 = chunk_end(p, t0), tc = t1 - t0;
             output_transform_backward(ws.m, dy, ws.zeros, g, p, t0, t1);
             for (int e = 0; e < planes; e++)
                 mr_sgemm(false, true, tc, g->cin, g->cout, 1.0f, ws.m + e * tc * g->cout, g->cout,
