@@ -1,10 +1,13 @@
 /* The synthetic breast-ultrasound generator: layered tissue, lesions drawn from their integer
  * outlines with posterior enhancement or shadowing, correlated Rayleigh speckle, compression to
- * 8 bits; and the writer of a train/val set of PNGs plus VIA JSON. */
+ * 8 bits; the standard and hard presets (the hard one adds small, faint and several lesions and
+ * per-image gain and depth curves); and the writer of a train/val set of PNGs plus VIA JSON. */
 
 /* Every image draws from its own xoshiro stream keyed by (seed, index), so output is
  * byte-identical for the same options and image k does not depend on how many are written.
- * (Same machine and C library: libm's pow/exp/sin may differ in the last bit elsewhere.) */
+ * (Same machine and C library: libm's pow/exp/sin may differ in the last bit elsewhere.)
+ * The hard preset's draws sit on its own branches (`hard ? ... : ...`), so the standard
+ * preset's stream, and its output, are what they were before the hard preset existed. */
 #include "synth.h"
 
 #include <errno.h>
@@ -21,17 +24,48 @@
 
 #define PI 3.14159265358979323846
 
-void mr_synth_defaults(mr_synth_options *o) {
+void mr_synth_preset_defaults(mr_synth_options *o, mr_synth_preset p) {
     memset(o, 0, sizeof *o);
     o->n_images = 100;
     o->seed = 1;
+    o->preset = p;
     o->size = 256;
     o->val_fraction = 0.2;
-    o->lesion_min = 0.15;
     o->lesion_max = 0.35;
-    o->normal_fraction = 0.2;
     o->malignant_fraction = 0.4;
-    o->two_lesion_fraction = 0.1;
+    if (p == MR_SYNTH_HARD) {
+        /* 3% of the side is 8 px at 256: about the smallest lesion a radiologist reports. */
+        o->lesion_min = 0.03;
+        o->normal_fraction = 0.15;
+        o->two_lesion_fraction = 0.3;
+        o->max_lesions = 3;
+        o->ambiguous_fraction = 0.1;
+    } else {
+        o->lesion_min = 0.15;
+        o->normal_fraction = 0.2;
+        o->two_lesion_fraction = 0.1;
+        o->max_lesions = 2;
+        o->ambiguous_fraction = 0.0;
+    }
+}
+
+void mr_synth_defaults(mr_synth_options *o) {
+    mr_synth_preset_defaults(o, MR_SYNTH_STANDARD);
+}
+
+static const char *const preset_names[] = {"standard", "hard"};
+
+bool mr_synth_preset_from_name(const char *name, mr_synth_preset *p) {
+    for (int i = 0; i < 2; i++)
+        if (name && !strcmp(name, preset_names[i])) {
+            *p = (mr_synth_preset)i;
+            return true;
+        }
+    return false;
+}
+
+const char *mr_synth_preset_name(mr_synth_preset p) {
+    return p == MR_SYNTH_HARD ? preset_names[1] : preset_names[0];
 }
 
 static mr_status check_options(const mr_synth_options *o, int need_out) {
@@ -39,20 +73,33 @@ static mr_status check_options(const mr_synth_options *o, int need_out) {
         return mr_fail(MR_ERR_ARG, "synth: no output folder given (--out DIR)");
     if (need_out && o->n_images < 1)
         return mr_fail(MR_ERR_ARG, "synth: --images must be at least 1, got %d", o->n_images);
+    if (o->preset != MR_SYNTH_STANDARD && o->preset != MR_SYNTH_HARD)
+        return mr_fail(MR_ERR_ARG, "synth: unknown preset %d (expected standard or hard)",
+                       (int)o->preset);
     if (o->size < 64 || o->size > 4096)
         return mr_fail(MR_ERR_ARG, "synth: --size must be in [64, 4096] pixels, got %d", o->size);
     if (!(o->val_fraction >= 0.0 && o->val_fraction < 1.0))
         return mr_fail(MR_ERR_ARG, "synth: --val-fraction must be in [0, 1), got %g",
                        o->val_fraction);
-    if (!(o->lesion_min >= 0.05 && o->lesion_min <= o->lesion_max && o->lesion_max <= 0.6))
+    if (!(o->lesion_min >= 0.02 && o->lesion_min <= o->lesion_max && o->lesion_max <= 0.6))
         return mr_fail(MR_ERR_ARG,
-                       "synth: lesion width fractions must satisfy 0.05 <= min <= max <= 0.6, "
+                       "synth: lesion width fractions must satisfy 0.02 <= min <= max <= 0.6, "
                        "got %g and %g",
                        o->lesion_min, o->lesion_max);
-    const double fr[3] = {o->normal_fraction, o->malignant_fraction, o->two_lesion_fraction};
-    for (int i = 0; i < 3; i++)
+    if (o->lesion_max * o->size < MR_SYNTH_MIN_LESION_PX)
+        return mr_fail(MR_ERR_ARG,
+                       "synth: --lesion-max %g of %d px is %.1f px; lesions need at least %d px",
+                       o->lesion_max, o->size, o->lesion_max * o->size, MR_SYNTH_MIN_LESION_PX);
+    if (o->max_lesions < 1 || o->max_lesions > MR_SYNTH_MAX_LESIONS)
+        return mr_fail(MR_ERR_ARG, "synth: --max-lesions must be in [1, %d], got %d",
+                       MR_SYNTH_MAX_LESIONS, o->max_lesions);
+    const double fr[4] = {o->normal_fraction, o->malignant_fraction, o->two_lesion_fraction,
+                          o->ambiguous_fraction};
+    static const char *const fr_names[4] = {"--normal-fraction", "--malignant-fraction",
+                                            "two_lesion_fraction", "ambiguous_fraction"};
+    for (int i = 0; i < 4; i++)
         if (!(fr[i] >= 0.0 && fr[i] <= 1.0))
-            return mr_fail(MR_ERR_ARG, "synth: class and lesion-count fractions must be in [0, 1]");
+            return mr_fail(MR_ERR_ARG, "synth: %s must be in [0, 1], got %g", fr_names[i], fr[i]);
     return MR_OK;
 }
 
@@ -268,12 +315,16 @@ static void outline_bbox(outline *o) {
 }
 
 /* Benign: an oval wider than tall (aspect 0.5-0.8), smooth or gently lobulated. Malignant:
- * taller than wide (aspect 1.15-1.5), angular or microlobulated margins, often spiculated. */
-static void make_outline(mr_rng *rng, mr_synth_class cls, double width, int s, outline *o) {
-    o->cls = cls;
+ * taller than wide (aspect 1.15-1.5), angular or microlobulated margins, often spiculated. The
+ * hard preset widens the aspects so that they overlap (0.45-0.95 and 0.8-1.5), as in real scans
+ * where many carcinomas are wider than tall. `look` is the class the shape follows. */
+static void make_outline(mr_rng *rng, mr_synth_class look, double width, int s, int hard,
+                         outline *o) {
+    o->cls = look;
     double a = width / 2.0;
-    int benign = cls == MR_SYNTH_BENIGN;
-    double b = a * (benign ? unif(rng, 0.5, 0.8) : unif(rng, 1.15, 1.5));
+    int benign = look == MR_SYNTH_BENIGN;
+    double b = a * (hard ? (benign ? unif(rng, 0.45, 0.95) : unif(rng, 0.8, 1.5))
+                         : (benign ? unif(rng, 0.5, 0.8) : unif(rng, 1.15, 1.5)));
     double rot = benign ? unif(rng, -0.25, 0.25) : unif(rng, -0.2, 0.2);
     double c[11] = {0}, p[11] = {0};
     int kmax = benign ? 4 : 10;
@@ -321,13 +372,14 @@ static void make_outline(mr_rng *rng, mr_synth_class cls, double width, int s, o
 }
 
 /* A centre that keeps the lesion inside the image, below the dermis and above the bottom,
- * preferably in the fat/glandular depth range. Returns 0 when it cannot fit. */
-static int place(mr_rng *rng, const outline *o, int s, double *cx, double *cy) {
+ * preferably in the glandular depth range (standard) or anywhere from the subcutaneous fat to the
+ * deep gland (hard). Returns 0 when it cannot fit. */
+static int place(mr_rng *rng, const outline *o, int s, int hard, double *cx, double *cy) {
     double m = 0.03 * s;
     double xlo = m - o->x0, xhi = s - 1 - m - o->x1;
     double ylo = 0.1 * s - o->y0, yhi = 0.92 * s - o->y1;
     if (xlo > xhi || ylo > yhi) return 0;
-    double plo = fmax(ylo, 0.3 * s), phi = fmin(yhi, 0.6 * s);
+    double plo = fmax(ylo, (hard ? 0.12 : 0.3) * s), phi = fmin(yhi, 0.6 * s);
     if (plo <= phi) ylo = plo, yhi = phi;
     *cx = unif(rng, xlo, xhi);
     *cy = unif(rng, ylo, yhi);
@@ -376,43 +428,127 @@ typedef struct {
     uint8_t *mask;
 } canvas;
 
+/* The hard preset's look of one lesion, relative to the tissue around it. */
+typedef struct {
+    double contrast;  /* interior echogenicity / the surrounding tissue's */
+    double hetero;    /* interior texture amplitude */
+    double margin;    /* blur of the margin, pixels of a 256-pixel image */
+    double rim;       /* echogenic capsule (benign look) or halo (malignant look), 0 for none */
+    double posterior; /* + enhancement, - shadowing, 0 none */
+} hard_look;
+
+static void draw_hard_look(mr_rng *rng, int benign, double width256, double around, hard_look *h) {
+    /* Relative to `around` (a lower quartile, so 1.1 is about the surroundings' mean): mostly
+     * clearly hypoechoic, a quarter faint up to isoechoic. The smaller the lesion and the darker
+     * its surroundings (below 0.15, dark fat) the lower the ceiling: a few faint pixels, or a
+     * faint lesion in dark fat, would be invisible rather than hard. */
+    double ceiling = fmin(1.15, 0.3 + 0.025 * width256) * fmin(1.0, around / 0.15);
+    double c = mr_rng_uniform_double(rng) < 0.25
+                   ? unif(rng, 0.8, 1.15)
+                   : 0.12 + 0.6 * pow(mr_rng_uniform_double(rng), 1.2);
+    h->contrast = fmin(ceiling, c);
+    /* A faint lesion keeps the cues a trained eye uses: a sharp margin with an echogenic capsule
+     * or halo and, when nearly isoechoic, a posterior feature. Fuzzy margins are for lesions that
+     * stand out by their contrast, and at most a tenth of the width, as a wider blur would wipe
+     * out a small lesion. */
+    int faint = h->contrast > 0.6, isoechoic = h->contrast > 0.8;
+    h->hetero = benign ? unif(rng, 0.1, 0.6) : unif(rng, 0.6, 1.4);
+    double sharp = benign ? 0.8 : 0.5;
+    h->margin = h->contrast < 0.5 && mr_rng_uniform_double(rng) < 0.35
+                    ? fmax(sharp, fmin(unif(rng, 1.2, 2.5), 0.1 * width256))
+                    : sharp;
+    h->rim = faint || mr_rng_uniform_double(rng) < 0.5 ? unif(rng, faint ? 0.5 : 0.15, 1.0) : 0.0;
+    double lo = isoechoic ? 0.3 : 0.15;
+    h->posterior = !isoechoic && mr_rng_uniform_double(rng) < 0.25 ? 0.0
+                   : benign                                        ? unif(rng, lo, 1.0)
+                                                                   : -unif(rng, lo, 0.8);
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Echogenicity of the tissue around box `b`: the lower quartile of the bands beside and above
+ * it, so that a lesion at a layer boundary is measured against the darker layer (usually fat,
+ * the reference of BI-RADS echogenicity) and does not vanish into it. The band below is left
+ * out: attenuation darkens it whatever the tissue. `scratch` holds s * s floats. */
+static double surround_echo(const float *e, int s, box b, float *scratch) {
+    int m = (b.x1 - b.x0 + b.y1 - b.y0) / 8 + 3;
+    const box bands[3] = {{b.x0 - m, b.y0, b.x0 - 1, b.y1},
+                          {b.x1 + 1, b.y0, b.x1 + m, b.y1},
+                          {b.x0, b.y0 - m, b.x1, b.y0 - 1}};
+    size_t n = 0;
+    for (int k = 0; k < 3; k++) {
+        int x0 = bands[k].x0 < 0 ? 0 : bands[k].x0;
+        int x1 = bands[k].x1 > s - 1 ? s - 1 : bands[k].x1;
+        int y0 = bands[k].y0 < 0 ? 0 : bands[k].y0;
+        int y1 = bands[k].y1 > s - 1 ? s - 1 : bands[k].y1;
+        for (int y = y0; y <= y1; y++)
+            for (int x = x0; x <= x1; x++) scratch[n++] = e[(size_t)y * s + x];
+    }
+    if (n == 0) return 0.3;
+    qsort(scratch, n, sizeof *scratch, cmp_float);
+    return (double)scratch[n / 4];
+}
+
 /* Draws lesion `l` into the echogenicity map: the interior (rasterised from the integer outline,
- * so the annotation is the drawn lesion), its margin, and what it does to the tissue below. */
-static mr_status draw_lesion(mr_rng *rng, int s, const mr_synth_lesion *l, canvas *cv) {
+ * so the annotation is the drawn lesion), its margin, and what it does to the tissue below. The
+ * lesion looks like class `look`, which is its label except for the ambiguous share. The
+ * standard preset draws absolute echogenicities; the hard one draws a hard_look. */
+static mr_status draw_lesion(mr_rng *rng, int s, const mr_synth_lesion *l, mr_synth_class look,
+                             int hard, canvas *cv) {
     size_t np = (size_t)s * s;
-    int benign = l->cls == MR_SYNTH_BENIGN;
+    int benign = look == MR_SYNTH_BENIGN;
     double xs[MAX_OUTLINE], ys[MAX_OUTLINE];
     for (int i = 0; i < l->n_points; i++) xs[i] = l->xs[i], ys[i] = l->ys[i];
     memset(cv->mask, 0, np);
     mr_raster_polygon(cv->mask, s, s, xs, ys, l->n_points, 1);
     box b = lesion_box(l);
     double hgt = b.y1 - b.y0 + 1;
+    double sc = s / 256.0; /* blur widths are given for a 256-pixel image */
+    hard_look h = {0};
+    double around = 0.0;
+    if (hard) {
+        around = surround_echo(cv->e, s, b, cv->alpha);
+        draw_hard_look(rng, benign, (b.x1 - b.x0 + 1) / sc, around, &h);
+    }
 
     /* Interior: benign nearly uniform and dark; malignant darker on average and heterogeneous,
      * sometimes with microcalcifications. */
-    double sc = s / 256.0; /* blur widths are given for a 256-pixel image */
-    double base = benign ? unif(rng, 0.09, 0.2) : unif(rng, 0.06, 0.16);
-    double hetero = benign ? 0.2 : 1.2;
+    double base = hard     ? h.contrast * around
+                  : benign ? unif(rng, 0.09, 0.2)
+                           : unif(rng, 0.06, 0.16);
+    double hetero = hard ? h.hetero : benign ? 0.2 : 1.2;
     MR_TRY(value_noise(rng, s, benign ? 4 : 3 + (int)(s / (hgt / 2.5 + 1.0)), cv->tex));
     for (size_t i = 0; i < np; i++) cv->alpha[i] = cv->mask[i];
-    MR_TRY(blur(cv->alpha, s, s, (benign ? 0.8 : 0.5) * sc, (benign ? 0.8 : 0.5) * sc));
-    double capsule = benign && mr_rng_uniform_double(rng) < 0.6 ? unif(rng, 0.1, 0.3) : 0.0;
+    double margin = (hard ? h.margin : benign ? 0.8 : 0.5) * sc;
+    MR_TRY(blur(cv->alpha, s, s, margin, margin));
+    double capsule = hard                                         ? (benign ? h.rim * around : 0.0)
+                     : benign && mr_rng_uniform_double(rng) < 0.6 ? unif(rng, 0.1, 0.3)
+                                                                  : 0.0;
     for (size_t i = 0; i < np; i++) {
         double a = cv->alpha[i];
         if (a < 1e-4) continue;
         double inner = base * (1.0 + hetero * ((double)cv->tex[i] - 0.5));
         double v = (double)cv->e[i] * (1.0 - a) + inner * a;
-        v += capsule * 4.0 * a * (1.0 - a); /* thin echogenic capsule at the margin */
+        /* A thin echogenic capsule at the margin; the hard preset keeps it outside the outline,
+         * where it would otherwise fill a small lesion's interior. */
+        if (!hard || !cv->mask[i]) v += capsule * 4.0 * a * (1.0 - a);
         cv->e[i] = (float)v;
     }
     if (!benign) {
         /* Echogenic halo: a thick bright rim outside the margin. */
-        double halo = unif(rng, 0.1, 0.25);
-        for (size_t i = 0; i < np; i++) cv->alpha[i] = cv->mask[i];
-        MR_TRY(blur(cv->alpha, s, s, 2.5 * sc, 2.5 * sc));
-        for (size_t i = 0; i < np; i++)
-            if (!cv->mask[i]) cv->e[i] += (float)(2.0 * halo * (double)cv->alpha[i]);
-        int n_calc = (int)mr_rng_below(rng, 7);
+        double halo = hard ? 0.6 * h.rim * around : unif(rng, 0.1, 0.25);
+        if (halo > 0.0) {
+            for (size_t i = 0; i < np; i++) cv->alpha[i] = cv->mask[i];
+            MR_TRY(blur(cv->alpha, s, s, 2.5 * sc, 2.5 * sc));
+            for (size_t i = 0; i < np; i++)
+                if (!cv->mask[i]) cv->e[i] += (float)(2.0 * halo * (double)cv->alpha[i]);
+        }
+        /* Calcifications: up to six, fewer in a small lesion (hard preset). */
+        uint64_t calc_cap = hard ? 1 + (uint64_t)fmin(6.0, (b.x1 - b.x0 + 1) * hgt / 150.0) : 7;
+        int n_calc = (int)mr_rng_below(rng, calc_cap);
         for (int k = 0, tries = 0; k < n_calc && tries < 100; tries++) {
             int x = b.x0 + (int)mr_rng_below(rng, (uint64_t)(b.x1 - b.x0 + 1));
             int y = b.y0 + (int)mr_rng_below(rng, (uint64_t)(b.y1 - b.y0 + 1));
@@ -425,8 +561,9 @@ static mr_status draw_lesion(mr_rng *rng, int s, const mr_synth_lesion *l, canva
     /* Posterior acoustic enhancement (benign) or shadowing (malignant): below each column of the
      * lesion, in proportion to the chord it crosses, rising over a few pixels and fading with
      * depth (a shadow persists deeper than an enhancement). */
-    double gain = benign ? unif(rng, 0.6, 1.0) : -unif(rng, 0.55, 0.8);
+    double gain = hard ? h.posterior : benign ? unif(rng, 0.6, 1.0) : -unif(rng, 0.55, 0.8);
     double fade = (benign ? unif(rng, 0.8, 1.5) : unif(rng, 2.0, 4.0)) * hgt;
+    if (gain == 0.0) return MR_OK;
     float *weight = cv->re, *bottom = cv->im; /* rows 0 of the speckle buffers, free until then */
     double max_chord = 1.0;
     for (int x = 0; x < s; x++) {
@@ -455,6 +592,54 @@ static int boxes_apart(box a, box b, int gap) {
     return a.x1 + gap < b.x0 || b.x1 + gap < a.x0 || a.y1 + gap < b.y0 || b.y1 + gap < a.y0;
 }
 
+/* Pixels of the lesion's mask; an outline that rounds to (almost) nothing is no annotation. */
+static int64_t lesion_area(const mr_synth_lesion *l, int s, uint8_t *mask) {
+    double xs[MAX_OUTLINE], ys[MAX_OUTLINE];
+    for (int i = 0; i < l->n_points; i++) xs[i] = l->xs[i], ys[i] = l->ys[i];
+    memset(mask, 0, (size_t)s * s);
+    return mr_raster_polygon(mask, s, s, xs, ys, l->n_points, 1);
+}
+
+/* ---- acquisition (hard preset) --------------------------------------------------------- */
+
+#define TGC_KNOTS 5
+
+/* How one image was acquired: the operator's gain and time-gain-compensation sliders, the
+ * tissue's attenuation beyond the average, a near field the TGC left darker or brighter, and
+ * sometimes poor probe contact darkening one side. */
+typedef struct {
+    double gain, attenuation;
+    double tgc[TGC_KNOTS]; /* log gain at evenly spaced depths from the skin to the bottom */
+    double near_gain, near_depth;
+    double contact_loss, contact_width;
+    int contact_left;
+} scan;
+
+static void draw_scan(mr_rng *rng, scan *sc) {
+    sc->gain = unif(rng, 0.7, 1.3);
+    sc->attenuation = unif(rng, -0.3, 0.7);
+    for (int k = 0; k < TGC_KNOTS; k++) sc->tgc[k] = unif(rng, -0.3, 0.3);
+    int near = mr_rng_uniform_double(rng) < 0.5;
+    sc->near_gain = near ? unif(rng, 0.45, 1.6) : 1.0;
+    sc->near_depth = unif(rng, 0.06, 0.2);
+    sc->contact_loss = mr_rng_uniform_double(rng) < 0.15 ? unif(rng, 0.3, 0.7) : 0.0;
+    sc->contact_width = unif(rng, 0.05, 0.2);
+    sc->contact_left = mr_rng_uniform_double(rng) < 0.5;
+}
+
+/* Gain at relative depth d and relative column xf, both in [0, 1). */
+static double scan_gain(const scan *sc, double d, double xf) {
+    double t = d * (TGC_KNOTS - 1);
+    int k = (int)t;
+    if (k > TGC_KNOTS - 2) k = TGC_KNOTS - 2;
+    double tgc = sc->tgc[k] + (sc->tgc[k + 1] - sc->tgc[k]) * smoothstep01(t - k);
+    double g = sc->gain * exp(tgc - sc->attenuation * d);
+    g *= 1.0 + (sc->near_gain - 1.0) * (1.0 - smoothstep01(d / sc->near_depth));
+    double edge = sc->contact_left ? xf : 1.0 - xf;
+    g *= 1.0 - sc->contact_loss * (1.0 - smoothstep01(edge / sc->contact_width));
+    return g;
+}
+
 void mr_synth_sample_free(mr_synth_sample *smp) {
     mr_image_free(&smp->image);
     for (int i = 0; i < MR_SYNTH_MAX_LESIONS; i++) {
@@ -472,29 +657,49 @@ static mr_status generate(const mr_synth_options *o, int64_t index, mr_synth_sam
     mr_rng rng;
     stream_seed(&rng, o->seed, (uint64_t)index, 1);
 
-    /* What this image shows: drawn first so the tissue draws never shift the class choice. */
+    /* What this image shows: drawn first so the tissue draws never shift the class choice. Each
+     * further lesion comes with the same chance, up to max_lesions. */
+    int hard = o->preset == MR_SYNTH_HARD;
     int normal = mr_rng_uniform_double(&rng) < o->normal_fraction;
     mr_synth_class cls =
         mr_rng_uniform_double(&rng) < o->malignant_fraction ? MR_SYNTH_MALIGNANT : MR_SYNTH_BENIGN;
-    int want = normal ? 0 : mr_rng_uniform_double(&rng) < o->two_lesion_fraction ? 2 : 1;
+    int want = normal ? 0 : 1;
+    while (want > 0 && want < o->max_lesions &&
+           mr_rng_uniform_double(&rng) < o->two_lesion_fraction)
+        want++;
 
     MR_TRY(draw_tissue(&rng, s, cv->e, cv->re));
 
+    mr_synth_class look[MR_SYNTH_MAX_LESIONS];
     for (int k = 0; k < want; k++) {
-        /* A second lesion is smaller, the same kind (multifocal disease), and apart from the
-         * first; when it cannot be placed the image keeps one. */
+        /* Standard: a further lesion is smaller and the same kind (multifocal disease). Hard:
+         * each lesion draws its own kind, and widths are log-uniform, so small lesions are
+         * common. Every lesion keeps apart from the others; one that cannot be placed ends the
+         * list. An ambiguous lesion looks like the other class but keeps its label. */
+        mr_synth_class label = cls;
+        if (hard && k > 0)
+            label = mr_rng_uniform_double(&rng) < o->malignant_fraction ? MR_SYNTH_MALIGNANT
+                                                                        : MR_SYNTH_BENIGN;
+        look[k] = label;
+        if (o->ambiguous_fraction > 0.0 && mr_rng_uniform_double(&rng) < o->ambiguous_fraction)
+            look[k] = label == MR_SYNTH_BENIGN ? MR_SYNTH_MALIGNANT : MR_SYNTH_BENIGN;
         double hi = k == 0 ? o->lesion_max : 0.5 * (o->lesion_min + o->lesion_max);
         outline ol;
         double cx = 0, cy = 0;
         int placed = 0;
         for (int tries = 0; tries < 30 && !placed; tries++) {
-            make_outline(&rng, cls, unif(&rng, o->lesion_min, hi) * s, s, &ol);
-            if (!place(&rng, &ol, s, &cx, &cy)) continue;
+            double width = hard ? o->lesion_min * pow(o->lesion_max / o->lesion_min,
+                                                      mr_rng_uniform_double(&rng))
+                                : unif(&rng, o->lesion_min, hi);
+            make_outline(&rng, look[k], fmax(MR_SYNTH_MIN_LESION_PX, width * s), s, hard, &ol);
+            ol.cls = label;
+            if (!place(&rng, &ol, s, hard, &cx, &cy)) continue;
             mr_synth_lesion *l = &out->lesions[out->n_lesions];
             MR_TRY(finish_lesion(&ol, cx, cy, s, l));
-            placed =
-                l->n_points >= 3 &&
-                (k == 0 || boxes_apart(lesion_box(l), lesion_box(&out->lesions[0]), 6 * s / 256));
+            placed = l->n_points >= 3;
+            for (int j = 0; j < k && placed; j++)
+                placed = boxes_apart(lesion_box(l), lesion_box(&out->lesions[j]), 6 * s / 256);
+            if (placed) placed = lesion_area(l, s, cv->mask) >= 4;
             if (!placed) {
                 free(l->xs);
                 free(l->ys);
@@ -504,13 +709,26 @@ static mr_status generate(const mr_synth_options *o, int64_t index, mr_synth_sam
         if (!placed) break;
         out->n_lesions++;
     }
-    for (int k = 0; k < out->n_lesions; k++) MR_TRY(draw_lesion(&rng, s, &out->lesions[k], cv));
+    for (int k = 0; k < out->n_lesions; k++)
+        MR_TRY(draw_lesion(&rng, s, &out->lesions[k], look[k], hard, cv));
+    if (hard) {
+        scan acq;
+        draw_scan(&rng, &acq);
+        for (int y = 0; y < s; y++)
+            for (int x = 0; x < s; x++)
+                cv->e[(size_t)y * s + x] *= (float)scan_gain(&acq, (double)y / s, (double)x / s);
+    }
 
     /* Fully developed speckle: a complex Gaussian field blurred to the resolution cell (wider
      * laterally than axially), its magnitude Rayleigh; multiplicative on the echogenicity. */
     double sc = s / 256.0;
-    double sx = unif(&rng, 1.0, 1.6) * sc, sy = unif(&rng, 0.6, 0.9) * sc;
-    double gain = unif(&rng, 0.9, 1.05);
+    double sx = (hard ? unif(&rng, 0.8, 2.0) : unif(&rng, 1.0, 1.6)) * sc;
+    double sy = (hard ? unif(&rng, 0.5, 1.1) : unif(&rng, 0.6, 0.9)) * sc;
+    double gain = hard ? 1.0 : unif(&rng, 0.9, 1.05); /* hard: in the scan's gain */
+    /* Compression and electronic noise differ between scanners and settings. */
+    double e_power = hard ? unif(&rng, 0.7, 0.9) : 0.8;
+    double r_power = hard ? unif(&rng, 0.55, 0.8) : 0.7;
+    double noise = hard ? unif(&rng, 0.004, 0.02) : 0.008;
     for (size_t i = 0; i < np; i++) {
         cv->re[i] = mr_rng_normal(&rng);
         cv->im[i] = mr_rng_normal(&rng);
@@ -534,7 +752,7 @@ static mr_status generate(const mr_synth_options *o, int64_t index, mr_synth_sam
          * Rayleigh envelope; plus a little electronic noise. */
         double e = cv->e[i] > 0.0f ? (double)cv->e[i] : 0.0;
         double r = 0.3 + 0.7 * (double)cv->alpha[i] / mean; /* floor: compounding fills zeros */
-        double g = gain * pow(e, 0.8) * pow(r, 0.7) + 0.008 * (double)mr_rng_normal(&rng);
+        double g = gain * pow(e, e_power) * pow(r, r_power) + noise * (double)mr_rng_normal(&rng);
         long q = lround(255.0 * g);
         out->image.pixels[i] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
     }
@@ -639,6 +857,11 @@ mr_status mr_synth_write_summary(const mr_synth_options *o, mr_synth_summary *su
         for (int j = 0; j < smp.n_lesions && st == MR_OK; j++) {
             const mr_synth_lesion *l = &smp.lesions[j];
             st = mr_via_writer_add_polygon(w[k], l->xs, l->ys, l->n_points, class_name(l->cls));
+            box b = lesion_box(l);
+            int width = b.x1 - b.x0 + 1;
+            if (sum.lesion_width_max == 0 || width < sum.lesion_width_min)
+                sum.lesion_width_min = width;
+            if (width > sum.lesion_width_max) sum.lesion_width_max = width;
             if (l->cls == MR_SYNTH_MALIGNANT)
                 sum.malignant_lesions++;
             else
