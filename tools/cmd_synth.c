@@ -1,5 +1,8 @@
 /* `mrcnn synth`: writes a synthetic breast-ultrasound set (PNG + VIA 2.x JSON in train/ and
- * val/) through data/synth.h and prints what it wrote. */
+ * val/) through data/synth.h and prints what it wrote. --preset picks the defaults and the way
+ * images are drawn; the individual options given explicitly override the preset's values. */
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 
 #include "../data/synth.h"
@@ -8,28 +11,39 @@
 int cmd_synth(int argc, char **argv) {
     mr_synth_options o;
     mr_synth_defaults(&o);
-    const char *out = NULL;
-    long images = o.n_images, seed = (long)o.seed, size = o.size;
-    double val = o.val_fraction, lmin = o.lesion_min, lmax = o.lesion_max;
-    double normal = o.normal_fraction, malignant = o.malignant_fraction;
+    const char *out = NULL, *preset = "standard";
+    long images = o.n_images, seed = (long)o.seed, size = o.size, max_lesions = LONG_MIN;
+    /* NaN and LONG_MIN: not given, so the preset's value stands. */
+    double val = o.val_fraction, lmin = NAN, lmax = NAN, normal = NAN, malignant = NAN;
     const mr_opt opts[] = {
         {"--out", MR_OPT_STRING, &out, "output folder; train/ and val/ are created in it"},
         {"--images", MR_OPT_INT, &images, "number of images over train and val (100)"},
         {"--seed", MR_OPT_INT, &seed, "random seed; the same seed writes the same bytes (1)"},
+        {"--preset", MR_OPT_STRING, &preset,
+         "standard, or hard: small, faint, several lesions, varied gain (standard)"},
         {"--size", MR_OPT_INT, &size, "image width and height in pixels (256)"},
         {"--val-fraction", MR_OPT_DOUBLE, &val, "share of images written to val/ (0.2)"},
-        {"--lesion-min", MR_OPT_DOUBLE, &lmin, "smallest lesion width / image width (0.15)"},
+        {"--lesion-min", MR_OPT_DOUBLE, &lmin,
+         "smallest lesion width / image width (standard 0.15, hard 0.03)"},
         {"--lesion-max", MR_OPT_DOUBLE, &lmax, "largest lesion width / image width (0.35)"},
-        {"--normal-fraction", MR_OPT_DOUBLE, &normal, "share of images without a lesion (0.2)"},
-        {"--malignant-fraction", MR_OPT_DOUBLE, &malignant,
-         "malignant share of the images with a lesion (0.4)"},
+        {"--normal-fraction", MR_OPT_DOUBLE, &normal,
+         "share of images without a lesion (standard 0.2, hard 0.15)"},
+        {"--malignant-fraction", MR_OPT_DOUBLE, &malignant, "malignant share of lesions (0.4)"},
+        {"--max-lesions", MR_OPT_INT, &max_lesions,
+         "most lesions in one image, 1 to 3 (standard 2, hard 3)"},
     };
     int code = 0;
-    if (!mr_parse_args("synth", "--out DIR --images N --seed S [options]", argc, argv, opts,
-                       (int)(sizeof opts / sizeof opts[0]), NULL, &code))
+    if (!mr_parse_args("synth",
+                       "--out DIR [--images N] [--seed S] [--preset standard|hard] [options]", argc,
+                       argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
     if (!out) {
         fprintf(stderr, "mrcnn synth: --out DIR is required (see mrcnn synth --help)\n");
+        return 2;
+    }
+    mr_synth_preset p;
+    if (!mr_synth_preset_from_name(preset, &p)) {
+        fprintf(stderr, "mrcnn synth: --preset must be standard or hard, got '%s'\n", preset);
         return 2;
     }
     if (images < 1 || images > 10000000 || size < 1 || size > 100000 || seed < 0) {
@@ -37,24 +51,33 @@ int cmd_synth(int argc, char **argv) {
                         "--seed non-negative\n");
         return 2;
     }
+    if (max_lesions != LONG_MIN && (max_lesions < 1 || max_lesions > MR_SYNTH_MAX_LESIONS)) {
+        fprintf(stderr, "mrcnn synth: --max-lesions must be in [1, %d], got %ld\n",
+                MR_SYNTH_MAX_LESIONS, max_lesions);
+        return 2;
+    }
+    mr_synth_preset_defaults(&o, p);
     o.out_dir = out;
     o.n_images = (int)images;
     o.seed = (uint64_t)seed;
     o.size = (int)size;
     o.val_fraction = val;
-    o.lesion_min = lmin;
-    o.lesion_max = lmax;
-    o.normal_fraction = normal;
-    o.malignant_fraction = malignant;
+    if (!isnan(lmin)) o.lesion_min = lmin;
+    if (!isnan(lmax)) o.lesion_max = lmax;
+    if (!isnan(normal)) o.normal_fraction = normal;
+    if (!isnan(malignant)) o.malignant_fraction = malignant;
+    if (max_lesions != LONG_MIN) o.max_lesions = (int)max_lesions;
     mr_synth_summary s;
     mr_status st = mr_synth_write_summary(&o, &s);
     if (st != MR_OK) return mr_exit_code(st);
-    printf("synth: wrote %d images of %dx%d px (seed %lu) to %s\n", o.n_images, o.size, o.size,
-           (unsigned long)o.seed, out);
+    printf("synth: wrote %d images of %dx%d px (seed %lu, preset %s) to %s\n", o.n_images, o.size,
+           o.size, (unsigned long)o.seed, mr_synth_preset_name(p), out);
     printf("  train %d, val %d\n", s.train_images, s.val_images);
     printf("  benign %d images (%d lesions), malignant %d images (%d lesions), normal %d images\n",
            s.benign_images, s.benign_lesions, s.malignant_images, s.malignant_lesions,
            s.normal_images);
+    if (s.lesion_width_max > 0)
+        printf("  lesion widths %d to %d px\n", s.lesion_width_min, s.lesion_width_max);
     printf("  annotations: %s/train/via_region_data.json, %s/val/via_region_data.json\n", out, out);
     return 0;
 }
