@@ -1,6 +1,8 @@
 /* Tests for data/synth.c and `mrcnn synth`'s output: byte-identical output for a seed, file
  * counts, VIA JSON that parses, polygons whose rasterised masks are plausible and inside the
- * image, and the class geometry (benign wider than tall, malignant taller than wide). */
+ * image, the class geometry (benign wider than tall, malignant taller than wide), the standard
+ * preset's output pinned by a checksum, and the hard preset being harder in the ways it claims
+ * (small lesions, several per image, faint lesions, varied gain) with valid tiny annotations. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <stdint.h>
@@ -61,9 +63,9 @@ static int run_cli(const char *verb, const char *args, char *out, size_t n) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-static void write_set(const char *dir, int n, uint64_t seed) {
+static void write_preset_set(const char *dir, int n, uint64_t seed, mr_synth_preset preset) {
     mr_synth_options o;
-    mr_synth_defaults(&o);
+    mr_synth_preset_defaults(&o, preset);
     o.out_dir = dir;
     o.n_images = n;
     o.seed = seed;
@@ -71,14 +73,19 @@ static void write_set(const char *dir, int n, uint64_t seed) {
     cr_assert_eq(mr_synth_write(&o), MR_OK, "%s", mr_last_error());
 }
 
-Test(synth, same_seed_same_bytes) {
+static void write_set(const char *dir, int n, uint64_t seed) {
+    write_preset_set(dir, n, seed, MR_SYNTH_STANDARD);
+}
+
+/* Two sets from one seed are byte-identical; a set from the next seed differs. */
+static void check_same_seed_same_bytes(mr_synth_preset preset) {
     char a[256], b[256], c[256];
     FMT(a, "%s/a", temp_dir("synth"));
     FMT(b, "%s/b", temp_dir("synth"));
     FMT(c, "%s/c", temp_dir("synth"));
-    write_set(a, 12, 42);
-    write_set(b, 12, 42);
-    write_set(c, 12, 43);
+    write_preset_set(a, 12, 42, preset);
+    write_preset_set(b, 12, 42, preset);
+    write_preset_set(c, 12, 43, preset);
     static char na[64][64], nb[64][64];
     int files = 0, differs = 0;
     for (int split = 0; split < 2; split++) {
@@ -109,6 +116,14 @@ Test(synth, same_seed_same_bytes) {
     }
     cr_assert_eq(files, 12 + 2, "12 PNGs and two JSON files");
     cr_assert_gt(differs, 10, "another seed gives other images");
+}
+
+Test(synth, same_seed_same_bytes) {
+    check_same_seed_same_bytes(MR_SYNTH_STANDARD);
+}
+
+Test(synth, hard_same_seed_same_bytes) {
+    check_same_seed_same_bytes(MR_SYNTH_HARD);
 }
 
 Test(synth, image_does_not_depend_on_set_size) {
@@ -323,4 +338,409 @@ Test(synth, cli_writes_a_set_and_rejects_bad_arguments) {
     FMT(args, "--out '%s' --images 3 --val-fraction 1.5", dir);
     cr_assert_eq(run_cli("synth", args, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "--val-fraction must be in [0, 1)"), "%s", out);
+}
+
+/* ---- presets --------------------------------------------------------------------------- */
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* A checksum of the pixels and the outlines of images first..first+count-1. */
+static uint64_t checksum(const mr_synth_options *o, int first, int count) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = first; i < first + count; i++) {
+        mr_synth_sample s;
+        cr_assert_eq(mr_synth_generate(o, i, &s), MR_OK, "%s", mr_last_error());
+        h = fnv1a(h, s.image.pixels, (size_t)s.image.width * s.image.height);
+        h = fnv1a(h, &s.n_lesions, sizeof s.n_lesions);
+        for (int k = 0; k < s.n_lesions; k++) {
+            const mr_synth_lesion *l = &s.lesions[k];
+            int cls = (int)l->cls;
+            h = fnv1a(h, &cls, sizeof cls);
+            h = fnv1a(h, &l->n_points, sizeof l->n_points);
+            h = fnv1a(h, l->xs, (size_t)l->n_points * sizeof *l->xs);
+            h = fnv1a(h, l->ys, (size_t)l->n_points * sizeof *l->ys);
+        }
+        mr_synth_sample_free(&s);
+    }
+    return h;
+}
+
+Test(synth, standard_preset_output_is_pinned) {
+    /* These checksums pin the standard preset's output: they were computed with the generator
+     * as it was before the hard preset existed (commit 49fc387), and the standard preset must
+     * stay byte-identical to that, since the demo, other tests and sets already written rely on
+     * it. A mismatch is a regression in the standard path, not a value to update. (Same machine
+     * and C library assumed, as for every byte-identity claim of the generator.) */
+    mr_synth_options o;
+    mr_synth_defaults(&o);
+    cr_assert_eq(checksum(&o, 0, 4), 0xe2fa81b0f0305c56ull, "defaults, images 0-3");
+    o.seed = 42;
+    o.size = 128;
+    o.normal_fraction = 0.0;
+    o.two_lesion_fraction = 0.5; /* exercises the second lesion's path */
+    cr_assert_eq(checksum(&o, 0, 8), 0xfda2e3ab8ce86f43ull, "seed 42, 128 px, two lesions");
+}
+
+Test(synth, hard_image_does_not_depend_on_set_size) {
+    /* Through the writer: image 3's PNG is the same in a set of 5 and a set of 9 (in train/ or
+     * val/, whichever the split put it in). */
+    char a[256], b[256];
+    FMT(a, "%s/a", temp_dir("synth"));
+    FMT(b, "%s/b", temp_dir("synth"));
+    write_preset_set(a, 5, 17, MR_SYNTH_HARD);
+    write_preset_set(b, 9, 17, MR_SYNTH_HARD);
+    char *png[2] = {NULL, NULL};
+    long len[2] = {0, 0};
+    for (int k = 0; k < 2; k++)
+        for (int split = 0; split < 2 && !png[k]; split++) {
+            char path[400];
+            FMT(path, "%s/%s/synth_00003.png", k ? b : a, split ? "val" : "train");
+            png[k] = slurp(path, &len[k]);
+        }
+    cr_assert(png[0] && png[1], "synth_00003.png missing");
+    cr_assert(len[0] == len[1] && memcmp(png[0], png[1], (size_t)len[0]) == 0,
+              "image 3 differs between a set of 5 and a set of 9");
+    free(png[0]);
+    free(png[1]);
+    /* And through mr_synth_generate, which never sees n_images. */
+    mr_synth_options o;
+    mr_synth_preset_defaults(&o, MR_SYNTH_HARD);
+    o.size = 96;
+    mr_synth_sample s1, s2;
+    cr_assert_eq(mr_synth_generate(&o, 5, &s1), MR_OK);
+    o.n_images = 7;
+    cr_assert_eq(mr_synth_generate(&o, 5, &s2), MR_OK);
+    cr_assert_eq(memcmp(s1.image.pixels, s2.image.pixels, 96 * 96), 0);
+    cr_assert_eq(s1.n_lesions, s2.n_lesions);
+    mr_synth_sample_free(&s1);
+    mr_synth_sample_free(&s2);
+}
+
+/* Rasterises lesion `l` into `mask` (n x n); returns its pixel count. */
+static int64_t lesion_mask(const mr_synth_lesion *l, int n, uint8_t *mask) {
+    double xs[256], ys[256];
+    cr_assert_leq(l->n_points, 256);
+    for (int i = 0; i < l->n_points; i++) xs[i] = l->xs[i], ys[i] = l->ys[i];
+    memset(mask, 0, (size_t)n * n);
+    return mr_raster_polygon(mask, n, n, xs, ys, l->n_points, 1);
+}
+
+/* `out` = `mask` dilated by a (2r+1)^2 square, in two separable passes. */
+static void dilate(const uint8_t *mask, int n, int r, uint8_t *out, uint8_t *tmp) {
+    for (int pass = 0; pass < 2; pass++) {
+        const uint8_t *src = pass ? tmp : mask;
+        uint8_t *dst = pass ? out : tmp;
+        for (int y = 0; y < n; y++)
+            for (int x = 0; x < n; x++) {
+                uint8_t v = 0;
+                for (int t = -r; t <= r && !v; t++) {
+                    int xx = pass ? x : x + t, yy = pass ? y + t : y;
+                    v = xx >= 0 && xx < n && yy >= 0 && yy < n && src[(size_t)yy * n + xx];
+                }
+                dst[(size_t)y * n + x] = v;
+            }
+    }
+}
+
+/* Mean intensity inside the lesion's mask over the mean of the tissue 3 to 6 pixels outside it
+ * (beyond the margin, where a capsule or halo sits): well below 1 for a clear hypoechoic lesion,
+ * near 1 for a nearly isoechoic one. */
+static double contrast_ratio(const mr_synth_sample *s, const mr_synth_lesion *l) {
+    int n = s->image.width;
+    size_t np = (size_t)n * n;
+    uint8_t *mask = malloc(np), *near = malloc(np), *far = malloc(np), *tmp = malloc(np);
+    cr_assert(mask && near && far && tmp);
+    cr_assert_gt(lesion_mask(l, n, mask), 0);
+    dilate(mask, n, 2, near, tmp);
+    dilate(mask, n, 6, far, tmp);
+    double in = 0, out = 0;
+    long nin = 0, nout = 0;
+    for (size_t i = 0; i < np; i++) {
+        if (mask[i]) in += s->image.pixels[i], nin++;
+        if (far[i] && !near[i]) out += s->image.pixels[i], nout++;
+    }
+    free(mask);
+    free(near);
+    free(far);
+    free(tmp);
+    cr_assert(nin > 0 && nout > 0);
+    return (in / nin) / fmax(out / nout, 1.0);
+}
+
+typedef struct {
+    int images, normal, three, lesions, small, faint, shallow;
+    double min_ratio, max_ratio, mean_sum, mean_sq; /* mean_*: per-image mean intensity */
+} preset_stats;
+
+/* Lesion sizes, counts, depths and contrasts over images 0..n-1 of preset `p` at 256 px. */
+static preset_stats measure(mr_synth_preset p, int n) {
+    mr_synth_options o;
+    mr_synth_preset_defaults(&o, p);
+    preset_stats st = {.min_ratio = 1e9, .max_ratio = -1e9};
+    for (int i = 0; i < n; i++) {
+        mr_synth_sample s;
+        cr_assert_eq(mr_synth_generate(&o, i, &s), MR_OK, "%s", mr_last_error());
+        double mean = 0.0;
+        for (int k = 0; k < o.size * o.size; k++) mean += s.image.pixels[k];
+        mean /= o.size * o.size;
+        st.mean_sum += mean, st.mean_sq += mean * mean;
+        st.images++;
+        st.normal += s.n_lesions == 0;
+        st.three += s.n_lesions == 3;
+        for (int k = 0; k < s.n_lesions; k++) {
+            const mr_synth_lesion *l = &s.lesions[k];
+            int x0 = o.size, x1 = -1, y0 = o.size, y1 = -1;
+            for (int j = 0; j < l->n_points; j++) {
+                x0 = l->xs[j] < x0 ? l->xs[j] : x0, x1 = l->xs[j] > x1 ? l->xs[j] : x1;
+                y0 = l->ys[j] < y0 ? l->ys[j] : y0, y1 = l->ys[j] > y1 ? l->ys[j] : y1;
+            }
+            double ratio = contrast_ratio(&s, l);
+            st.lesions++;
+            st.small += x1 - x0 + 1 < 0.08 * o.size;
+            st.faint += ratio > 0.85;
+            st.shallow += 0.5 * (y0 + y1) < 0.28 * o.size;
+            st.min_ratio = fmin(st.min_ratio, ratio);
+            st.max_ratio = fmax(st.max_ratio, ratio);
+        }
+        mr_synth_sample_free(&s);
+    }
+    return st;
+}
+
+Test(synth, hard_preset_is_harder, .timeout = 300) {
+    /* 100 hard images (about 120 lesions), so that the shares below are not luck. */
+    preset_stats h = measure(MR_SYNTH_HARD, 100), e = measure(MR_SYNTH_STANDARD, 30);
+    double h_sd = sqrt(h.mean_sq / h.images - pow(h.mean_sum / h.images, 2));
+    double e_sd = sqrt(e.mean_sq / e.images - pow(e.mean_sum / e.images, 2));
+    cr_log_info("hard: %d normal of %d, %d with 3 lesions, %d of %d lesions small, %d faint, "
+                "%d shallow, contrast %.2f-%.2f, image mean sd %.1f",
+                h.normal, h.images, h.three, h.small, h.lesions, h.faint, h.shallow, h.min_ratio,
+                h.max_ratio, h_sd);
+    cr_log_info("standard: %d normal of %d, %d small, contrast %.2f-%.2f, image mean sd %.1f",
+                e.normal, e.images, e.small, e.min_ratio, e.max_ratio, e_sd);
+    /* Small lesions: below 8% of the side, which the standard preset never draws. */
+    cr_assert_eq(e.small, 0);
+    cr_assert_geq(h.small, h.lesions / 4, "%d of %d hard lesions below 8%% of the side", h.small,
+                  h.lesions);
+    /* Several lesions; about 15% normal images (15 of 100 expected, 3.6 standard deviation). */
+    cr_assert_geq(h.three, 3, "images with 3 lesions: %d", h.three);
+    cr_assert(h.normal >= 7 && h.normal <= 24, "normal images: %d of 100", h.normal);
+    /* Faint lesions: some nearly isoechoic, where every standard lesion is clearly dark. */
+    cr_assert_lt(e.max_ratio, 0.65, "standard contrast up to %.2f", e.max_ratio);
+    cr_assert_geq(h.faint, 4, "hard lesions with contrast ratio above 0.85: %d", h.faint);
+    cr_assert_gt(h.max_ratio, 0.92, "no hard lesion nearly isoechoic: up to %.2f", h.max_ratio);
+    /* Lesions shallower than the standard preset's band, and gain varying between images. */
+    cr_assert_geq(h.shallow, 5, "hard lesions centred above 28%% depth: %d", h.shallow);
+    cr_assert_gt(h_sd, 1.5 * e_sd, "image brightness sd: hard %.1f, standard %.1f", h_sd, e_sd);
+}
+
+static int distinct_vertices(const mr_synth_lesion *l) {
+    int n = 0;
+    for (int i = 0; i < l->n_points; i++) {
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) seen = l->xs[j] == l->xs[i] && l->ys[j] == l->ys[i];
+        n += !seen;
+    }
+    return n;
+}
+
+/* The region list of image `name` in a VIA project, or NULL. */
+static const cJSON *via_regions(const cJSON *root, const char *name) {
+    const cJSON *img;
+    cJSON_ArrayForEach(img, root) {
+        const char *fn = cJSON_GetStringValue(cJSON_GetObjectItem(img, "filename"));
+        if (fn && !strcmp(fn, name)) return cJSON_GetObjectItem(img, "regions");
+    }
+    return NULL;
+}
+
+Test(synth, tiny_lesions_have_valid_annotations, .timeout = 120) {
+    /* Every lesion at the smallest width: 3% of 256 px (8 px); and at 128 px 3-5% (3.8-6.4 px),
+     * where the 6-pixel floor holds. Each must be a real polygon with a non-empty mask, drawn
+     * where it is annotated (darker inside than around), and written to the VIA file exactly. */
+    const int sizes[2] = {256, 128};
+    const double maxima[2] = {0.03, 0.05};
+    for (int si = 0; si < 2; si++) {
+        mr_synth_options o;
+        mr_synth_preset_defaults(&o, MR_SYNTH_HARD);
+        char dir[256];
+        FMT(dir, "%s/tiny", temp_dir("synth"));
+        o.out_dir = dir;
+        o.size = sizes[si];
+        o.n_images = 10;
+        o.lesion_min = 0.03;
+        o.lesion_max = maxima[si];
+        o.normal_fraction = 0.0;
+        o.two_lesion_fraction = 0.5;
+        cr_assert_eq(mr_synth_write(&o), MR_OK, "%s", mr_last_error());
+        cJSON *via[2];
+        for (int k = 0; k < 2; k++) {
+            char path[400];
+            FMT(path, "%s/%s/via_region_data.json", dir, k ? "val" : "train");
+            char *text = slurp(path, NULL);
+            cr_assert_not_null(text);
+            via[k] = cJSON_Parse(text);
+            free(text);
+            cr_assert_not_null(via[k]);
+        }
+        int n = o.size, lesions = 0;
+        double want_lo = fmax(MR_SYNTH_MIN_LESION_PX, o.lesion_min * n);
+        double want_hi = fmax(MR_SYNTH_MIN_LESION_PX, o.lesion_max * n);
+        uint8_t *mask = malloc((size_t)n * n), *written = malloc((size_t)n * n);
+        for (int i = 0; i < o.n_images; i++) {
+            mr_synth_sample s;
+            cr_assert_eq(mr_synth_generate(&o, i, &s), MR_OK, "%s", mr_last_error());
+            char name[32];
+            FMT(name, "synth_%05d.png", i);
+            const cJSON *regions = via_regions(via[0], name);
+            if (!regions) regions = via_regions(via[1], name);
+            cr_assert_not_null(regions, "%s not in the VIA files", name);
+            cr_assert_eq(cJSON_GetArraySize(regions), s.n_lesions);
+            for (int k = 0; k < s.n_lesions; k++) {
+                const mr_synth_lesion *l = &s.lesions[k];
+                cr_assert_geq(distinct_vertices(l), 3, "%d px image %d lesion %d", n, i, k);
+                int x0 = n, x1 = -1;
+                for (int j = 0; j < l->n_points; j++)
+                    x0 = l->xs[j] < x0 ? l->xs[j] : x0, x1 = l->xs[j] > x1 ? l->xs[j] : x1;
+                cr_assert(x1 - x0 >= want_lo - 1.0 && x1 - x0 <= want_hi + 1.0,
+                          "%d px image %d: width %d, not %.1f-%.1f", n, i, x1 - x0, want_lo,
+                          want_hi);
+                int64_t area = lesion_mask(l, n, mask);
+                cr_assert_geq(area, 4, "%d px image %d lesion %d: mask of %lld px", n, i, k,
+                              (long long)area);
+                /* The written polygon is the outline, so its mask is the lesion's. */
+                const cJSON *sa =
+                    cJSON_GetObjectItem(cJSON_GetArrayItem(regions, k), "shape_attributes");
+                const cJSON *ax = cJSON_GetObjectItem(sa, "all_points_x");
+                const cJSON *ay = cJSON_GetObjectItem(sa, "all_points_y");
+                cr_assert_eq(cJSON_GetArraySize(ax), l->n_points);
+                double xs[256], ys[256];
+                for (int j = 0; j < l->n_points; j++) {
+                    xs[j] = cJSON_GetArrayItem(ax, j)->valuedouble;
+                    ys[j] = cJSON_GetArrayItem(ay, j)->valuedouble;
+                    cr_assert(xs[j] == l->xs[j] && ys[j] == l->ys[j], "vertex %d differs", j);
+                }
+                memset(written, 0, (size_t)n * n);
+                cr_assert_eq(mr_raster_polygon(written, n, n, xs, ys, l->n_points, 1), area);
+                cr_assert_eq(memcmp(written, mask, (size_t)n * n), 0);
+                double ratio = contrast_ratio(&s, l);
+                cr_assert_lt(ratio, 0.95, "%d px image %d lesion %d: inside/around %.2f", n, i, k,
+                             ratio);
+                lesions++;
+            }
+            mr_synth_sample_free(&s);
+        }
+        cr_assert_geq(lesions, 12, "%d px: %d tiny lesions", n, lesions);
+        free(mask);
+        free(written);
+        cJSON_Delete(via[0]);
+        cJSON_Delete(via[1]);
+    }
+}
+
+/* mr_synth_generate rejects `o` with MR_ERR_ARG and a message naming `says`. */
+static void expect_rejected(const mr_synth_options *o, const char *says) {
+    mr_synth_sample s;
+    cr_assert_eq(mr_synth_generate(o, 0, &s), MR_ERR_ARG, "accepted; expected an error on %s",
+                 says);
+    cr_assert(strstr(mr_last_error(), says), "%s", mr_last_error());
+    cr_assert_null(strchr(mr_last_error(), '\n'), "one line: %s", mr_last_error());
+}
+
+Test(synth, hard_options_are_range_checked) {
+    mr_synth_options o;
+    mr_synth_preset_defaults(&o, MR_SYNTH_HARD);
+    mr_synth_sample s;
+    cr_assert_eq(mr_synth_generate(&o, 0, &s), MR_OK, "lesion_min 0.03: %s", mr_last_error());
+    mr_synth_sample_free(&s);
+    o.max_lesions = 0;
+    expect_rejected(&o, "--max-lesions");
+    o.max_lesions = MR_SYNTH_MAX_LESIONS + 1;
+    expect_rejected(&o, "--max-lesions");
+    mr_synth_preset_defaults(&o, MR_SYNTH_HARD);
+    o.lesion_min = 0.01;
+    expect_rejected(&o, "0.02 <= min");
+    mr_synth_preset_defaults(&o, MR_SYNTH_HARD);
+    o.size = 64;
+    o.lesion_min = o.lesion_max = 0.05; /* 3.2 px: no lesion to speak of */
+    expect_rejected(&o, "--lesion-max");
+    mr_synth_preset_defaults(&o, MR_SYNTH_HARD);
+    o.ambiguous_fraction = 1.5;
+    expect_rejected(&o, "ambiguous_fraction");
+    mr_synth_preset_defaults(&o, MR_SYNTH_HARD);
+    o.preset = (mr_synth_preset)7;
+    expect_rejected(&o, "preset");
+}
+
+/* The first line of `out` that starts with `prefix` (after blanks), or NULL. */
+static const char *line_with(const char *out, const char *prefix) {
+    for (const char *p = out; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        while (*p == ' ') p++;
+        if (!strncmp(p, prefix, strlen(prefix))) return p;
+    }
+    return NULL;
+}
+
+static int count_lines(const char *out) {
+    int n = 0;
+    for (const char *p = out; *p; p++) n += *p == '\n';
+    return n;
+}
+
+/* Lesions and lesion images in the summary `mrcnn synth` printed. */
+static void summary_counts(const char *out, int *lesions, int *lesion_images) {
+    int bi, bl, mi, ml;
+    const char *line = line_with(out, "benign");
+    cr_assert(line && sscanf(line, "benign %d images (%d lesions), malignant %d images (%d", &bi,
+                             &bl, &mi, &ml) == 4,
+              "%s", out);
+    *lesions = bl + ml;
+    *lesion_images = bi + mi;
+}
+
+Test(synth, cli_preset_and_lesion_options) {
+    char dir[256], args[512], out[8192];
+    FMT(dir, "%s/cli", temp_dir("synth"));
+    /* --preset hard: small lesions (3% of 128 px is below the 6-pixel floor, so 6-7 px), and
+     * images with several. */
+    FMT(args, "--out '%s' --images 20 --seed 3 --size 128 --preset hard", dir);
+    cr_assert_eq(run_cli("synth", args, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "wrote 20 images of 128x128 px (seed 3, preset hard)"), "%s", out);
+    int lo = 0, hi = 0, lesions, images;
+    const char *widths = line_with(out, "lesion widths");
+    cr_assert(widths && sscanf(widths, "lesion widths %d to %d px", &lo, &hi) == 2, "%s", out);
+    cr_assert(lo >= MR_SYNTH_MIN_LESION_PX && lo < 0.08 * 128 && hi <= 0.35 * 128 + 2,
+              "hard widths %d-%d px", lo, hi);
+    summary_counts(out, &lesions, &images);
+    cr_assert_gt(lesions, images, "no image with several lesions: %s", out);
+    /* An explicit --lesion-min overrides the preset's. */
+    FMT(args, "--out '%s' --images 20 --seed 3 --size 128 --preset hard --lesion-min 0.2", dir);
+    cr_assert_eq(run_cli("synth", args, out, sizeof out), 0, "%s", out);
+    widths = line_with(out, "lesion widths");
+    cr_assert(widths && sscanf(widths, "lesion widths %d to %d px", &lo, &hi) == 2, "%s", out);
+    cr_assert_geq(lo, (int)(0.2 * 128) - 1, "--lesion-min 0.2 gave a %d px lesion", lo);
+    /* --max-lesions 1: one lesion per lesion image. */
+    FMT(args, "--out '%s' --images 20 --seed 3 --size 128 --preset hard --max-lesions 1", dir);
+    cr_assert_eq(run_cli("synth", args, out, sizeof out), 0, "%s", out);
+    summary_counts(out, &lesions, &images);
+    cr_assert_eq(lesions, images, "%s", out);
+    /* Bad values: one line each, exit code 2. */
+    static const char *const bad[][2] = {
+        {"--preset bogus", "--preset must be standard or hard"},
+        {"--max-lesions 0", "--max-lesions must be in [1, 3]"},
+        {"--max-lesions 4", "--max-lesions must be in [1, 3]"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        FMT(args, "--out '%s' --images 2 %s", dir, bad[k][0]);
+        cr_assert_eq(run_cli("synth", args, out, sizeof out), 2, "%s: %s", bad[k][0], out);
+        cr_assert(strstr(out, bad[k][1]), "%s: %s", bad[k][0], out);
+        cr_assert_eq(count_lines(out), 1, "%s: not one line: %s", bad[k][0], out);
+    }
+    /* Usage shows the defaulted options as optional. */
+    cr_assert_eq(run_cli("synth", "--help", out, sizeof out), 0);
+    cr_assert(strstr(out, "--out DIR [--images N] [--seed S] [--preset standard|hard]"), "%s", out);
 }
