@@ -1,7 +1,7 @@
 /* `mrcnn predict`: images and folders in; per image an overlay PNG and a JSON of detections
- * (class, score, box, area, polygons that rasterise back to the mask within 0.5%); for the whole
- * batch one VIA 2.x project that a clinician can open in VIA, correct, and feed back as
- * training data. */
+ * (class, score, box, area, polygons that rasterise back to the mask within 0.5%, and the exact
+ * mask as COCO RLE); for the whole batch one VIA 2.x project that a clinician can open in VIA,
+ * correct, and feed back as training data. */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -19,6 +19,7 @@
 #include "../data/draw.h"
 #include "../data/image.h"
 #include "../data/raster.h"
+#include "../data/rle.h"
 #include "../data/via_write.h"
 #include "../layers/inference.h"
 #include "../layers/mold.h"
@@ -296,7 +297,18 @@ static mr_status write_result(const predictor *p, const char *json_path, const c
                 fprintf(f, "%s[%.1f, %.1f]", v ? ", " : "", poly->xs[v], poly->ys[v]);
             fputc(']', f);
         }
-        fputs("]}", f);
+        char *counts = NULL;
+        mr_status st = mr_rle_encode(mask, (int)d->image_h, (int)d->image_w, &counts);
+        if (st != MR_OK) {
+            fclose(f);
+            remove(tmp);
+            return st;
+        }
+        fprintf(f, "],\n     \"rle\": {\"size\": [%lld, %lld], \"counts\": ", (long long)d->image_h,
+                (long long)d->image_w);
+        json_string(f, counts); /* '\\' is one of the RLE characters */
+        free(counts);
+        fputs("}}", f);
     }
     fprintf(f, "%s]\n}\n", d->n ? "\n  " : "");
     bool bad = ferror(f) != 0;
