@@ -1,6 +1,6 @@
 /* Importing the public BUSI folder layout (benign/, malignant/, normal/, "x (n)_mask.png" and
- * "x (n)_mask_1.png" masks) into VIA 2.x JSON with a seeded train/val split, and the
- * mask-to-polygon step it rests on, which any mask-based data set can use. */
+ * "x (n)_mask_1.png" masks) into VIA 2.x JSON with a seeded train/val split. The mask-to-polygon
+ * step it rests on is data/raster.h's. */
 #ifndef MR_BUSI_H
 #define MR_BUSI_H
 
@@ -8,36 +8,6 @@
 #include <stdio.h>
 
 #include "../core/status.h"
-
-/* ---- masks to polygons ---------------------------------------------------------------- */
-
-typedef struct {
-    int n_points;
-    int *xs, *ys;       /* outer contour through boundary pixel centres, simplified; no closing
-                         * repeat. Rasterised with mr_raster_polygon it covers the component
-                         * (holes included) up to the simplification tolerance. */
-    int64_t area;       /* pixels in the component */
-    int x0, y0, x1, y1; /* bounding box of the component, inclusive */
-    int holes;          /* background regions enclosed by the component (4-connected) */
-    int64_t hole_px;    /* pixels in those holes; the polygon covers them */
-} mr_mask_polygon;
-
-typedef struct {
-    mr_mask_polygon *items;
-    int count;
-    int tiny_skipped; /* components smaller than min_pixels, not in items */
-    int64_t tiny_px;
-} mr_mask_polygons;
-
-/* One polygon per 8-connected component of the non-zero pixels of `mask` (height, width),
- * in raster order of each component's first pixel. Components with fewer than `min_pixels`
- * pixels are counted in tiny_skipped and left out. `tolerance` is the Douglas-Peucker distance
- * in pixels (0 keeps every contour pixel). */
-mr_status mr_mask_to_polygons(const uint8_t *mask, int width, int height, int min_pixels,
-                              double tolerance, mr_mask_polygons *out);
-void mr_mask_polygons_free(mr_mask_polygons *p);
-
-/* ---- BUSI import ----------------------------------------------------------------------- */
 
 enum { MR_BUSI_BENIGN = 0, MR_BUSI_MALIGNANT = 1, MR_BUSI_NORMAL = 2, MR_BUSI_CLASSES = 3 };
 
@@ -47,7 +17,8 @@ typedef struct {
     uint64_t seed;            /* split seed (1) */
     double val_fraction;      /* share of each class's images in val/ (0.2) */
     int min_component_pixels; /* smaller mask blobs are reported and skipped (10) */
-    double tolerance;         /* Douglas-Peucker tolerance in pixels (1.0) */
+    double tolerance;         /* largest Douglas-Peucker tolerance in pixels (1.0); see
+                               * mr_mask_to_polygons */
     FILE *report;             /* one line per problem and per notable finding (stderr when
                                * NULL) */
 } mr_busi_options;

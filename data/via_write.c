@@ -62,21 +62,52 @@ mr_status mr_via_writer_add_image(mr_via_writer *w, const char *filename, int64_
     return MR_OK;
 }
 
-mr_status mr_via_writer_add_polygon(mr_via_writer *w, const int *xs, const int *ys, int n_points,
-                                    const char *class_name) {
-    if (!w->last_regions) return mr_fail(MR_ERR_ARG, "VIA polygon added before any image");
-    if (n_points < 3) return mr_fail(MR_ERR_ARG, "VIA polygon needs 3 points, got %d", n_points);
+/* Adds a polygon region with its class to the last image and returns its shape_attributes,
+ * which still lack the point arrays; NULL with the status in *st on failure. */
+static cJSON *new_polygon(mr_via_writer *w, int n_points, const char *class_name, mr_status *st) {
+    *st = MR_OK;
+    if (!w->last_regions) {
+        *st = mr_fail(MR_ERR_ARG, "VIA polygon added before any image");
+        return NULL;
+    }
+    if (n_points < 3) {
+        *st = mr_fail(MR_ERR_ARG, "VIA polygon needs 3 points, got %d", n_points);
+        return NULL;
+    }
     cJSON *region = cJSON_CreateObject();
     if (!region || !cJSON_AddItemToArray(w->last_regions, region)) {
         cJSON_Delete(region);
-        return nomem();
+        *st = nomem();
+        return NULL;
     }
     cJSON *shape = cJSON_AddObjectToObject(region, "shape_attributes");
     cJSON *attrs = cJSON_AddObjectToObject(region, "region_attributes");
     if (!shape || !attrs || !cJSON_AddStringToObject(shape, "name", "polygon") ||
-        !cJSON_AddItemToObject(shape, "all_points_x", cJSON_CreateIntArray(xs, n_points)) ||
-        !cJSON_AddItemToObject(shape, "all_points_y", cJSON_CreateIntArray(ys, n_points)) ||
-        !cJSON_AddStringToObject(attrs, "class", class_name))
+        !cJSON_AddStringToObject(attrs, "class", class_name)) {
+        *st = nomem();
+        return NULL;
+    }
+    return shape;
+}
+
+mr_status mr_via_writer_add_polygon(mr_via_writer *w, const int *xs, const int *ys, int n_points,
+                                    const char *class_name) {
+    mr_status st;
+    cJSON *shape = new_polygon(w, n_points, class_name, &st);
+    if (!shape) return st;
+    if (!cJSON_AddItemToObject(shape, "all_points_x", cJSON_CreateIntArray(xs, n_points)) ||
+        !cJSON_AddItemToObject(shape, "all_points_y", cJSON_CreateIntArray(ys, n_points)))
+        return nomem();
+    return MR_OK;
+}
+
+mr_status mr_via_writer_add_polygon_d(mr_via_writer *w, const double *xs, const double *ys,
+                                      int n_points, const char *class_name) {
+    mr_status st;
+    cJSON *shape = new_polygon(w, n_points, class_name, &st);
+    if (!shape) return st;
+    if (!cJSON_AddItemToObject(shape, "all_points_x", cJSON_CreateDoubleArray(xs, n_points)) ||
+        !cJSON_AddItemToObject(shape, "all_points_y", cJSON_CreateDoubleArray(ys, n_points)))
         return nomem();
     return MR_OK;
 }

@@ -1,6 +1,6 @@
 /* Writing VIA 2.x annotation JSON (the "Export as JSON" form) and VIA 2.x project files: one
- * entry per image keyed by filename + size in bytes, polygon regions with integer vertices and a
- * class attribute.
+ * entry per image keyed by filename + size in bytes, polygon regions (integer or fractional
+ * vertices) and a class attribute.
  * Opaque builder so callers never see cJSON; the file is written atomically (temp + rename). */
 #ifndef MR_VIA_WRITE_H
 #define MR_VIA_WRITE_H
@@ -25,6 +25,10 @@ mr_status mr_via_writer_add_image(mr_via_writer *w, const char *filename, int64_
  * {"class": class_name}. */
 mr_status mr_via_writer_add_polygon(mr_via_writer *w, const int *xs, const int *ys, int n_points,
                                     const char *class_name);
+/* The same with fractional vertices (pixel corners at x.5), written as JSON numbers: VIA and
+ * mrcnn's loader read them as they are. */
+mr_status mr_via_writer_add_polygon_d(mr_via_writer *w, const double *xs, const double *ys,
+                                      int n_points, const char *class_name);
 /* Writes everything added so far to `path` (temp file in the same folder, fsync, rename). */
 mr_status mr_via_writer_save(const mr_via_writer *w, const char *path);
 

@@ -1,7 +1,10 @@
 /* `mrcnn predict` end to end on the tiny model with random weights: overlays and JSON per image,
- * a VIA project that loads back through mr_annotations_load with the same instances, a corrupt
- * image reported and skipped, --threshold, and one-line failures for bad inputs. Needs
- * MRCNN_BIN (set by `make test`); without it the tests are skipped, visibly. */
+ * a VIA project that loads back through mr_annotations_load with the same instances, polygons
+ * (JSON and VIA) that rasterise back to every mask (IoU >= 0.98, area within 1%, holes filled)
+ * and an RLE that decodes to it exactly, a corrupt image reported and skipped, --threshold, and
+ * one-line failures for bad inputs. Needs MRCNN_BIN (set by `make test`); without it the tests
+ * are skipped, visibly. */
+#include <cjson/cJSON.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -10,6 +13,8 @@
 #include "../core/rng.h"
 #include "../data/annotations.h"
 #include "../data/image.h"
+#include "../data/raster.h"
+#include "../data/rle.h"
 #include "../layers/inference.h"
 #include "../layers/mold.h"
 #include "../train/export.h"
@@ -104,6 +109,79 @@ static char *read_text(const char *path) {
     return s;
 }
 
+/* The mask with its holes filled (what a polygon without holes can hold): everything but the
+ * background 4-connected to the image's border. */
+static void fill_holes(const uint8_t *m, int64_t w, int64_t h, uint8_t *filled) {
+    int64_t n = w * h, head = 0, tail = 0;
+    int64_t *queue = malloc((size_t)n * sizeof *queue);
+    cr_assert_not_null(queue);
+    memset(filled, 1, (size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t x = i % w, y = i / w;
+        if ((x == 0 || y == 0 || x == w - 1 || y == h - 1) && !m[i]) {
+            filled[i] = 0;
+            queue[tail++] = i;
+        }
+    }
+    while (head < tail) {
+        int64_t c = queue[head++], x = c % w, y = c / w;
+        const int64_t nb[4] = {x > 0 ? c - 1 : -1, x < w - 1 ? c + 1 : -1, y > 0 ? c - w : -1,
+                               y < h - 1 ? c + w : -1};
+        for (int k = 0; k < 4; k++)
+            if (nb[k] >= 0 && !m[nb[k]] && filled[nb[k]]) {
+                filled[nb[k]] = 0;
+                queue[tail++] = nb[k];
+            }
+    }
+    free(queue);
+}
+
+/* IoU and area ratio of `got` against `want`; the pixels where they differ. */
+typedef struct {
+    double iou, area_ratio;
+    int64_t differ, area;
+} overlap;
+
+static overlap compare(const uint8_t *got, const uint8_t *want, int64_t n) {
+    int64_t inter = 0, uni = 0, a = 0, b = 0;
+    for (int64_t k = 0; k < n; k++) {
+        inter += got[k] && want[k];
+        uni += got[k] || want[k];
+        a += got[k] != 0;
+        b += want[k] != 0;
+    }
+    overlap o = {uni ? (double)inter / (double)uni : 1.0, b ? (double)a / (double)b : 1.0,
+                 uni - inter, b};
+    return o;
+}
+
+/* The promise predict makes for every detection's polygons, against the filled mask. */
+static void expect_covers(overlap o, const char *what, const char *path, int64_t i) {
+    cr_assert_geq(o.iou, 0.98, "%s region %lld: %s IoU %.4f", path, (long long)i, what, o.iou);
+    cr_assert(fabs(o.area_ratio - 1.0) <= 0.01, "%s region %lld: %s area ratio %.4f", path,
+              (long long)i, what, o.area_ratio);
+}
+
+/* Rasterises a JSON polygon ([[x, y], ...]) into `m` (or-ed in); each vertex must lie on a
+ * pixel edge (a coordinate at x.5, or 0 on the left and top border). */
+static void raster_json_polygon(const cJSON *poly, uint8_t *m, int64_t w, int64_t h) {
+    int n = cJSON_GetArraySize(poly);
+    cr_assert_geq(n, 3);
+    double *xs = malloc((size_t)n * sizeof *xs), *ys = malloc((size_t)n * sizeof *ys);
+    for (int v = 0; v < n; v++) {
+        const cJSON *pt = cJSON_GetArrayItem(poly, v);
+        cr_assert(cJSON_IsArray(pt) && cJSON_GetArraySize(pt) == 2);
+        xs[v] = cJSON_GetNumberValue(cJSON_GetArrayItem(pt, 0));
+        ys[v] = cJSON_GetNumberValue(cJSON_GetArrayItem(pt, 1));
+        bool on_x = xs[v] == 0.0 || xs[v] - floor(xs[v]) == 0.5;
+        bool on_y = ys[v] == 0.0 || ys[v] - floor(ys[v]) == 0.5;
+        cr_assert(on_x || on_y, "vertex (%g, %g) is not on a pixel edge", xs[v], ys[v]);
+    }
+    mr_raster_polygon(m, (int)w, (int)h, xs, ys, n, 1);
+    free(xs);
+    free(ys);
+}
+
 /* ---- tests --------------------------------------------------------------------------------- */
 
 Test(predict, via_project_loads_back_with_the_same_instances) {
@@ -171,7 +249,9 @@ Test(predict, via_project_loads_back_with_the_same_instances) {
         mr_config mc;
         mr_model m;
         cr_assert_eq(mr_inference_load(weights, NULL, &mc, &m, NULL), MR_OK, "%s", mr_last_error());
-        int64_t total = 0, thin_masks = 0;
+        int64_t total = 0, fragmented = 0, holed = 0;
+        double min_json = 1.0, min_via = 1.0, sum_json = 0.0, sum_via = 0.0;
+        double min_ratio = 2.0, max_ratio = 0.0;
         for (int64_t r = 0; r < ann.n; r++) {
             const mr_image_record *rec = &ann.records[r];
             char *real = realpath(rec->path, NULL);
@@ -182,52 +262,6 @@ Test(predict, via_project_loads_back_with_the_same_instances) {
             cr_assert_eq(rec->n_instances, d.n, "%s: %lld regions, %lld detections", rec->path,
                          (long long)rec->n_instances, (long long)d.n);
             cr_assert_eq(rec->width, d.image_w);
-            int64_t np = d.image_h * d.image_w;
-            uint8_t *mask = malloc((size_t)np);
-            for (int64_t i = 0; i < d.n; i++) {
-                const mr_instance *inst = &rec->instances[i];
-                cr_assert_eq(inst->class_id, d.class_ids[i], "%s region %lld", rec->path,
-                             (long long)i);
-                memset(mask, 0, (size_t)np);
-                mr_shape_rasterize(&inst->shape, mask, rec->width, rec->height, 1);
-                int64_t inter = 0, uni = 0;
-                for (int64_t k = 0; k < np; k++) {
-                    inter += mask[k] && d.masks[i * np + k];
-                    uni += mask[k] || d.masks[i * np + k];
-                }
-                double iou = uni ? (double)inter / (double)uni : 1.0;
-                if (getenv("MR_TEST_VERBOSE")) {
-                    int64_t am = 0, ap = 0;
-                    for (int64_t k = 0; k < np; k++) am += d.masks[i * np + k], ap += mask[k];
-                    fprintf(
-                        stderr,
-                        "%s region %lld: mask %lld px, polygon %lld px (%lld points), IoU %.3f\n",
-                        rec->path, (long long)i, (long long)am, (long long)ap,
-                        (long long)inst->shape.n_points, iou);
-                }
-                /* VIA polygons have integer vertices and load by pixel centres, so a mask one or
-                 * two pixels thin cannot come back exactly (cmd_predict.c makes it a rectangle a
-                 * pixel thicker): for those the region must cover the mask. */
-                int64_t y0 = d.image_h, y1 = -1, x0 = d.image_w, x1 = -1, area = 0;
-                for (int64_t k = 0; k < np; k++)
-                    if (d.masks[i * np + k]) {
-                        int64_t y = k / d.image_w, x = k % d.image_w;
-                        y0 = y < y0 ? y : y0, y1 = y > y1 ? y : y1;
-                        x0 = x < x0 ? x : x0, x1 = x > x1 ? x : x1;
-                        area++;
-                    }
-                bool thin = y1 - y0 < 2 || x1 - x0 < 2;
-                if (!thin)
-                    cr_assert_geq(iou, 0.9, "%s region %lld: polygon vs mask IoU %.3f", rec->path,
-                                  (long long)i, iou);
-                else
-                    cr_assert_geq((double)inter, 0.9 * (double)area,
-                                  "%s region %lld: thin mask of %lld px, %lld covered", rec->path,
-                                  (long long)i, (long long)area, (long long)inter);
-                thin_masks += thin;
-            }
-            total += d.n;
-            free(mask);
 
             /* The JSON result and the overlay of this image. */
             char stem[256], json_path[1200], png_path[1200];
@@ -236,17 +270,113 @@ Test(predict, via_project_loads_back_with_the_same_instances) {
             snprintf(json_path, sizeof json_path, "%s/%s_pred.json", out, stem);
             snprintf(png_path, sizeof png_path, "%s/%s_pred.png", out, stem);
             char *res = read_text(json_path);
-            cr_assert_eq(count_substr(res, "\"class_id\""), d.n, "%s", res);
-            cr_assert(strstr(res, "\"polygons\"") && strstr(res, "\"area\""), "%s", res);
-            free(res);
+            cJSON *doc = cJSON_Parse(res);
+            cr_assert_not_null(doc, "%s does not parse: %s", json_path, res);
+            const cJSON *dets = cJSON_GetObjectItem(doc, "detections");
+            cr_assert_eq(cJSON_GetArraySize(dets), d.n, "%s", res);
+            cr_assert_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "width")), d.image_w);
+            cr_assert_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "height")), d.image_h);
             mr_image ov;
             cr_assert_eq(mr_image_load(png_path, 3, &ov), MR_OK, "%s", mr_last_error());
             cr_assert(ov.width == d.image_w && ov.height == d.image_h, "overlay at image size");
             mr_image_free(&ov);
+
+            int64_t np = d.image_h * d.image_w;
+            uint8_t *filled = malloc((size_t)np), *poly = malloc((size_t)np);
+            uint8_t *part = malloc((size_t)np), *decoded = malloc((size_t)np);
+            for (int64_t i = 0; i < d.n; i++) {
+                const uint8_t *mask = d.masks + i * np;
+                const cJSON *det = cJSON_GetArrayItem(dets, (int)i);
+                const mr_instance *inst = &rec->instances[i];
+                cr_assert_eq(inst->class_id, d.class_ids[i], "%s region %lld", rec->path,
+                             (long long)i);
+                cr_assert_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(det, "class_id")),
+                             d.class_ids[i]);
+                fill_holes(mask, d.image_w, d.image_h, filled);
+                int64_t area = 0, filled_area = 0;
+                for (int64_t k = 0; k < np; k++) area += mask[k] != 0, filled_area += filled[k];
+                holed += filled_area > area;
+                cr_assert_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(det, "area")), area);
+
+                /* The RLE: the mask exactly. */
+                const cJSON *rle = cJSON_GetObjectItem(det, "rle");
+                const cJSON *size = cJSON_GetObjectItem(rle, "size");
+                cr_assert(cJSON_GetArraySize(size) == 2 &&
+                              cJSON_GetNumberValue(cJSON_GetArrayItem(size, 0)) == d.image_h &&
+                              cJSON_GetNumberValue(cJSON_GetArrayItem(size, 1)) == d.image_w,
+                          "rle size is [H, W]");
+                const char *counts = cJSON_GetStringValue(cJSON_GetObjectItem(rle, "counts"));
+                cr_assert_not_null(counts);
+                cr_assert_eq(mr_rle_decode(counts, (int)d.image_h, (int)d.image_w, decoded), MR_OK,
+                             "%s", mr_last_error());
+                for (int64_t k = 0; k < np; k++)
+                    cr_assert_eq(decoded[k], mask[k] != 0, "%s region %lld: RLE differs", rec->path,
+                                 (long long)i);
+
+                /* The JSON polygons: all parts, within 0.5% of the filled mask. */
+                const cJSON *polys = cJSON_GetObjectItem(det, "polygons"), *pj;
+                memset(poly, 0, (size_t)np);
+                cJSON_ArrayForEach(pj, polys) raster_json_polygon(pj, poly, d.image_w, d.image_h);
+                overlap oj = compare(poly, filled, np);
+                cr_assert_leq((double)oj.differ, 0.005 * (double)area,
+                              "%s region %lld: JSON polygons differ in %lld of %lld px", rec->path,
+                              (long long)i, (long long)oj.differ, (long long)area);
+                if (area) expect_covers(oj, "JSON", rec->path, i);
+                fragmented += cJSON_GetArraySize(polys) > 1;
+
+                /* The VIA region, as mrcnn loads it: one part per detection, the largest, so it
+                 * is one of the JSON polygons pixel for pixel; for a mask in one part it is the
+                 * whole mask. An empty mask (no polygon) is its box. */
+                memset(poly, 0, (size_t)np);
+                mr_shape_rasterize(&inst->shape, poly, rec->width, rec->height, 1);
+                if (cJSON_GetArraySize(polys) == 0) {
+                    cr_assert_eq(area, 0);
+                    continue;
+                }
+                bool same = false;
+                cJSON_ArrayForEach(pj, polys) {
+                    memset(part, 0, (size_t)np);
+                    raster_json_polygon(pj, part, d.image_w, d.image_h);
+                    same = same || !memcmp(part, poly, (size_t)np);
+                }
+                cr_assert(same, "%s region %lld: the VIA polygon is none of the JSON ones",
+                          rec->path, (long long)i);
+                overlap ov_ = compare(poly, filled, np);
+                if (getenv("MR_TEST_VERBOSE"))
+                    fprintf(stderr,
+                            "%s region %lld: mask %lld px (filled %lld), %d part(s), JSON IoU "
+                            "%.4f area %.4f, VIA IoU %.4f\n",
+                            rec->path, (long long)i, (long long)area, (long long)filled_area,
+                            cJSON_GetArraySize(polys), oj.iou, oj.area_ratio, ov_.iou);
+                min_json = fmin(min_json, oj.iou);
+                sum_json += oj.iou;
+                min_ratio = fmin(min_ratio, oj.area_ratio);
+                max_ratio = fmax(max_ratio, oj.area_ratio);
+                if (cJSON_GetArraySize(polys) == 1) {
+                    expect_covers(ov_, "VIA", rec->path, i);
+                    min_via = fmin(min_via, ov_.iou);
+                    sum_via += ov_.iou;
+                }
+            }
+            total += d.n;
+            free(filled);
+            free(poly);
+            free(part);
+            free(decoded);
+            cJSON_Delete(doc);
+            free(res);
             mr_detections_free(&d);
         }
+        if (getenv("MR_TEST_VERBOSE"))
+            fprintf(stderr,
+                    "%lld detections (%lld in several parts, %lld with holes): JSON IoU min "
+                    "%.4f mean %.4f, area %.4f..%.4f; VIA (one-part masks) IoU min %.4f mean "
+                    "%.4f\n",
+                    (long long)total, (long long)fragmented, (long long)holed, min_json,
+                    sum_json / (double)total, min_ratio, max_ratio, min_via,
+                    sum_via / (double)(total - fragmented));
         cr_assert_gt(total, 0, "the test needs detections");
-        cr_assert_lt(thin_masks, total / 2, "most masks must be compared by IoU");
+        cr_assert_lt(2 * fragmented, total, "most masks must be in one part to test VIA's region");
         mr_model_free(&m);
         mr_annotations_free(&ann);
     }

@@ -1,6 +1,7 @@
 /* `mrcnn predict`: images and folders in; per image an overlay PNG and a JSON of detections
- * (class, score, box, polygons, area); for the whole batch one VIA 2.x project that a clinician
- * can open in VIA, correct, and feed back as training data. */
+ * (class, score, box, area, polygons that rasterise back to the mask within 0.5%, and the exact
+ * mask as COCO RLE); for the whole batch one VIA 2.x project that a clinician can open in VIA,
+ * correct, and feed back as training data. */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -15,9 +16,10 @@
 #include "../core/log.h"
 #include "../core/runtime.h"
 #include "../core/tensor.h"
-#include "../data/busi.h"
 #include "../data/draw.h"
 #include "../data/image.h"
+#include "../data/raster.h"
+#include "../data/rle.h"
 #include "../data/via_write.h"
 #include "../layers/inference.h"
 #include "../layers/mold.h"
@@ -27,6 +29,9 @@
 #define OVERLAY_SUFFIX "_pred.png"
 #define RESULT_SUFFIX  "_pred.json"
 #define PROJECT_NAME   "via_project.json"
+/* Largest Douglas-Peucker distance for the polygons, in pixels; mr_mask_to_polygons lowers it
+ * wherever the polygon would change more than 0.5% of the mask's pixels. */
+#define POLYGON_TOLERANCE 1.0
 
 /* ---- inputs --------------------------------------------------------------------------------- */
 
@@ -217,7 +222,7 @@ typedef struct {
     bool via_bare;
     char via_prefix[PATH_MAX];
     int64_t detections, per_class[MR_MAX_CLASSES];
-    int images_done, fragments_left_out, thin_regions;
+    int images_done, fragments_left_out, empty_masks;
 } predictor;
 
 static const char *class_name(const predictor *p, int64_t id) {
@@ -227,19 +232,8 @@ static const char *class_name(const predictor *p, int64_t id) {
     return buf;
 }
 
-static double shoelace(const int *xs, const int *ys, int n) {
-    double a = 0.0;
-    for (int i = 0; i < n; i++) {
-        int j = (i + 1) % n;
-        a += (double)xs[i] * ys[j] - (double)xs[j] * ys[i];
-    }
-    return fabs(a) / 2.0;
-}
-
-/* A VIA region for a detection: the polygon of its largest mask part. VIA stores integer
- * vertices and mr_annotations_load rasterises by pixel centres, so a part one pixel thin has a
- * polygon without area (VIA draws a line, the loader skips it); such a part, and an empty mask,
- * become a rectangle around it (the part or the box) one pixel thicker where needed. */
+/* A VIA region for a detection: the polygon of its largest mask part (an outline along pixel
+ * edges, so even a one-pixel-thin part has area). An empty mask becomes its box. */
 static mr_status via_region(predictor *p, const mr_detections *d, int64_t i,
                             const mr_mask_polygons *polys) {
     const mr_mask_polygon *best = NULL;
@@ -248,24 +242,19 @@ static mr_status via_region(predictor *p, const mr_detections *d, int64_t i,
     if (polys->count > 1) p->fragments_left_out += polys->count - 1;
     const char *name = class_name(p, d->class_ids[i]);
     mr_status st;
-    if (best && best->n_points >= 3 && shoelace(best->xs, best->ys, best->n_points) > 0.0) {
-        st = mr_via_writer_add_polygon(p->via, best->xs, best->ys, best->n_points, name);
+    if (best) {
+        st = mr_via_writer_add_polygon_d(p->via, best->xs, best->ys, best->n_points, name);
     } else {
+        /* The box's pixels [y1, y2) x [x1, x2), at least one, outlined by their corners. */
         const int64_t *b = d->boxes + 4 * i;
-        int x1 = best ? best->x0 : (int)b[1], y1 = best ? best->y0 : (int)b[0];
-        int x2 = best ? best->x1 : (int)b[3] - 1, y2 = best ? best->y1 : (int)b[2] - 1;
-        /* One pixel thicker, inwards at the image's right and bottom border. */
-        if (x2 <= x1) {
-            x2 = x1 + 1 < d->image_w ? x1 + 1 : x1;
-            x1 = x2 - 1;
-        }
-        if (y2 <= y1) {
-            y2 = y1 + 1 < d->image_h ? y1 + 1 : y1;
-            y1 = y2 - 1;
-        }
-        int xs[4] = {x1, x2, x2, x1}, ys[4] = {y1, y1, y2, y2};
-        st = mr_via_writer_add_polygon(p->via, xs, ys, 4, name);
-        p->thin_regions++;
+        double x1 = (double)b[1] - 0.5, y1 = (double)b[0] - 0.5;
+        double x2 = (double)(b[3] > b[1] ? b[3] : b[1] + 1) - 0.5;
+        double y2 = (double)(b[2] > b[0] ? b[2] : b[0] + 1) - 0.5;
+        x1 = x1 < 0.0 ? 0.0 : x1;
+        y1 = y1 < 0.0 ? 0.0 : y1;
+        double xs[4] = {x1, x2, x2, x1}, ys[4] = {y1, y1, y2, y2};
+        st = mr_via_writer_add_polygon_d(p->via, xs, ys, 4, name);
+        p->empty_masks++;
     }
     if (st != MR_OK) return st;
     char score[32];
@@ -300,14 +289,26 @@ static mr_status write_result(const predictor *p, const char *json_path, const c
                 "     \"polygons\": [",
                 (double)d->scores[i], (long long)b[0], (long long)b[1], (long long)b[2],
                 (long long)b[3], (long long)area);
+        /* Vertices are pixel corners or edge midpoints, multiples of 0.5: one decimal is exact. */
         for (int k = 0; k < pp->count; k++) {
             const mr_mask_polygon *poly = &pp->items[k];
             fprintf(f, "%s[", k ? ", " : "");
             for (int v = 0; v < poly->n_points; v++)
-                fprintf(f, "%s[%d, %d]", v ? ", " : "", poly->xs[v], poly->ys[v]);
+                fprintf(f, "%s[%.1f, %.1f]", v ? ", " : "", poly->xs[v], poly->ys[v]);
             fputc(']', f);
         }
-        fputs("]}", f);
+        char *counts = NULL;
+        mr_status st = mr_rle_encode(mask, (int)d->image_h, (int)d->image_w, &counts);
+        if (st != MR_OK) {
+            fclose(f);
+            remove(tmp);
+            return st;
+        }
+        fprintf(f, "],\n     \"rle\": {\"size\": [%lld, %lld], \"counts\": ", (long long)d->image_h,
+                (long long)d->image_w);
+        json_string(f, counts); /* '\\' is one of the RLE characters */
+        free(counts);
+        fputs("}}", f);
     }
     fprintf(f, "%s]\n}\n", d->n ? "\n  " : "");
     bool bad = ferror(f) != 0;
@@ -351,12 +352,8 @@ static mr_status predict_one(predictor *p, const input *in, mr_detections *d) {
     int64_t np = d->image_h * d->image_w;
     for (int64_t i = 0; i < d->n && st == MR_OK; i++) {
         const uint8_t *mask = d->masks + (size_t)(i * np);
-        int64_t area = 0;
-        for (int64_t k = 0; k < np; k++) area += mask[k] != 0;
-        /* Douglas-Peucker tolerance: 1 px for lesion-sized masks (BUSI's import uses the same),
-         * less for small ones so a polygon never moves a small mask's edge by a large share. */
-        double tol = fmin(1.0, 0.05 * sqrt((double)area));
-        st = mr_mask_to_polygons(mask, (int)d->image_w, (int)d->image_h, 1, tol, &polys[i]);
+        st = mr_mask_to_polygons(mask, (int)d->image_w, (int)d->image_h, 1, POLYGON_TOLERANCE,
+                                 &polys[i]);
     }
 
     char stem[NAME_MAX + 1], overlay[PATH_MAX], json[PATH_MAX], overlay_name[NAME_MAX + 16],
@@ -529,11 +526,10 @@ int cmd_predict(int argc, char **argv) {
                 printf("note: %d extra mask fragment%s in the JSON but not in the VIA project "
                        "(one region per detection: its largest part)\n",
                        p->fragments_left_out, p->fragments_left_out == 1 ? " is" : "s are");
-            if (p->thin_regions)
-                printf("note: %d detection%s with an empty or one-pixel-thin mask %s in the VIA "
-                       "project\n",
-                       p->thin_regions, p->thin_regions == 1 ? "" : "s",
-                       p->thin_regions == 1 ? "is a rectangle" : "are rectangles");
+            if (p->empty_masks)
+                printf("note: %d detection%s with an empty mask %s in the VIA project\n",
+                       p->empty_masks, p->empty_masks == 1 ? "" : "s",
+                       p->empty_masks == 1 ? "is its box" : "are their boxes");
         }
     }
     if (failures && st == MR_OK)
