@@ -25,6 +25,12 @@ mr_augment_params mr_augment_none(void) {
     return (mr_augment_params){.scale_min = 1.0f, .scale_max = 1.0f};
 }
 
+bool mr_augment_enabled(const mr_augment_params *p) {
+    return p->flip_prob > 0.0f || p->scale_min != 1.0f || p->scale_max != 1.0f ||
+           p->translate > 0.0f || p->brightness > 0.0f || p->contrast > 0.0f || p->gamma > 0.0f ||
+           p->speckle > 0.0f;
+}
+
 static double clamp255(double v) {
     return v < 0.0 ? 0.0 : (v > 255.0 ? 255.0 : v);
 }
@@ -53,7 +59,7 @@ static mr_status check_params(const mr_augment_params *p) {
 }
 
 mr_status mr_augment(float *image, int64_t side, int channels, const float *mean_pixel,
-                     const int64_t window[4], uint8_t *masks, int64_t n,
+                     const float *pixel_std, const int64_t window[4], uint8_t *masks, int64_t n,
                      const mr_augment_params *params, uint64_t seed, mr_augment_draw *draw) {
     if (side < 1 || channels < 1 || n < 0)
         return mr_fail(MR_ERR_ARG, "augment: bad sizes side %lld, channels %d, instances %lld",
@@ -101,7 +107,8 @@ mr_status mr_augment(float *image, int64_t side, int channels, const float *mean
             bool inside = y >= wy1 && y < wy2 && x >= wx1 && x < wx2;
             for (int64_t c = 0; c < C; c++) {
                 int64_t i = (y * side + x) * C + c;
-                real[i] = inside ? image[i] + mean_pixel[c] : 0.0f;
+                float std = pixel_std ? pixel_std[c] : 1.0f;
+                real[i] = inside ? image[i] * std + mean_pixel[c] : 0.0f;
             }
         }
 
@@ -173,7 +180,8 @@ mr_status mr_augment(float *image, int64_t side, int channels, const float *mean
     for (int64_t i = 0; i < np; i++) {
         float *px = image + i * C;
         if (src[i] < 0) {
-            for (int64_t c = 0; c < C; c++) px[c] = -mean_pixel[c];
+            for (int64_t c = 0; c < C; c++)
+                px[c] = (0.0f - mean_pixel[c]) / (pixel_std ? pixel_std[c] : 1.0f);
             continue;
         }
         /* One speckle factor per pixel: ultrasound speckle is a property of the tissue, and
@@ -184,7 +192,7 @@ mr_status mr_augment(float *image, int64_t side, int channels, const float *mean
             v = clamp255(v + (double)d.brightness);
             if (d.gamma != 1.0f) v = 255.0 * pow(v / 255.0, (double)d.gamma);
             v = clamp255(v * noise);
-            px[c] = (float)v - mean_pixel[c];
+            px[c] = ((float)v - mean_pixel[c]) / (pixel_std ? pixel_std[c] : 1.0f);
         }
     }
 

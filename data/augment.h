@@ -5,6 +5,7 @@
 #ifndef MR_AUGMENT_H
 #define MR_AUGMENT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "../core/status.h"
@@ -26,6 +27,8 @@ typedef struct {
 mr_augment_params mr_augment_defaults(void);
 /* Everything off: the image and masks are left untouched. */
 mr_augment_params mr_augment_none(void);
+/* False when every op is off (mr_augment would change nothing). */
+bool mr_augment_enabled(const mr_augment_params *p);
 
 /* What one call drew (for logs and tests). */
 typedef struct {
@@ -35,18 +38,18 @@ typedef struct {
 } mr_augment_draw;
 
 /* Augments one molded sample in place.
- *   image (side, side, channels): mean-subtracted floats as mr_mold_image writes them; the real
- *       intensity is image + mean_pixel. Content is what the window (y1, x1, y2, x2, exclusive;
- *       NULL = the whole image) holds; the rest is padding (intensity 0).
- *   masks (n, side, side): 0/1 instance masks; they follow the image (nearest neighbour) so
- *       masks, and boxes taken from them afterwards, stay on the pixels they marked.
+ *   image (side, side, channels): normalised floats as mr_mold_image writes them; the real
+ *       intensity is image * pixel_std + mean_pixel (pixel_std NULL: image + mean_pixel). Content
+ * is what the window (y1, x1, y2, x2, exclusive; NULL = the whole image) holds; the rest is padding
+ * (intensity 0). masks (n, side, side): 0/1 instance masks; they follow the image (nearest
+ * neighbour) so masks, and boxes taken from them afterwards, stay on the pixels they marked.
  * Geometry first (bilinear for the image, with intensity 0 outside, as padding; a pixel whose
  * source lies outside the content becomes padding), then brightness, contrast and gamma on the
- * content only, clamped to [0, 255], then speckle. Padding stays exactly -mean_pixel, so the
+ * content only, clamped to [0, 255], then speckle. Padding stays exactly what molding wrote, so the
  * network never sees a jittered border. `seed` picks every draw; `draw` (may be NULL) receives
  * them. Masks may become empty (an instance pushed out of the frame): the caller drops those. */
 mr_status mr_augment(float *image, int64_t side, int channels, const float *mean_pixel,
-                     const int64_t window[4], uint8_t *masks, int64_t n,
+                     const float *pixel_std, const int64_t window[4], uint8_t *masks, int64_t n,
                      const mr_augment_params *params, uint64_t seed, mr_augment_draw *draw);
 
 #endif

@@ -21,6 +21,11 @@ void mr_net_config_defaults(mr_net_config *c) {
     c->mean_pixel[0] = 123.7f;
     c->mean_pixel[1] = 116.8f;
     c->mean_pixel[2] = 103.9f;
+    c->image_normalization = MR_NORM_MEAN;
+    /* torchvision's ImageNet std (0.229, 0.224, 0.225) in 8-bit pixel units. */
+    c->pixel_std[0] = 58.395f;
+    c->pixel_std[1] = 57.12f;
+    c->pixel_std[2] = 57.375f;
     c->backbone_filters = 64;
     c->rpn_depth = 512;
     c->pyramid_size = 256;
@@ -48,6 +53,8 @@ void mr_net_config_defaults(mr_net_config *c) {
     c->rpn_nms_threshold = 0.7f;
     c->train_rois_per_image = 200;
     c->roi_positive_ratio = 0.33f;
+    c->roi_sampling = MR_ROI_SAMPLING_PROPORTIONAL;
+    c->proposals_include_gt = false;
     c->use_mini_mask = true;
     c->mini_mask_shape = 56;
     c->max_gt_instances = 100;
@@ -59,6 +66,10 @@ void mr_net_config_defaults(mr_net_config *c) {
     c->roi_align_mode = MR_ROI_CROP_AND_RESIZE;
     c->train_bn = false;
     c->bn_eps = 1e-3f;
+}
+
+const float *mr_net_pixel_std(const mr_net_config *c) {
+    return c->image_normalization == MR_NORM_MEAN_STD ? c->pixel_std : NULL;
 }
 
 mr_anchor_config mr_net_anchor_config(const mr_net_config *c) {

@@ -17,11 +17,26 @@
 #define MR_MAX_ANCHOR_RATIOS 8
 #define MR_MAX_CLASSES       128
 
+/* IMAGE_NORMALIZATION: what the network sees of a pixel value v of channel c. */
+typedef enum {
+    MR_NORM_MEAN = 0,     /* v - MEAN_PIXEL[c] (Matterport; what COCO weights expect) */
+    MR_NORM_MEAN_STD = 1, /* (v - MEAN_PIXEL[c]) / PIXEL_STD[c] (torchvision, Detectron2) */
+} mr_image_normalization;
+
+/* ROI_SAMPLING: how many negatives the detection targets take besides P positives. */
+typedef enum {
+    MR_ROI_SAMPLING_PROPORTIONAL = 0, /* P / ROI_POSITIVE_RATIO - P, so none when P = 0
+                                         (Matterport) */
+    MR_ROI_SAMPLING_FILL = 1,         /* TRAIN_ROIS_PER_IMAGE - P (torchvision) */
+} mr_roi_sampling;
+
 typedef struct {
     int backbone_depth; /* BACKBONE: 50 or 101 */
     int num_classes;    /* NUM_CLASSES, background included */
     int image_min_dim, image_max_dim, image_channels;
     float mean_pixel[3];
+    mr_image_normalization image_normalization;
+    float pixel_std[3];   /* PIXEL_STD: used with MR_NORM_MEAN_STD only */
     int backbone_filters; /* BACKBONE_FILTERS: conv1 and stage-2 width, 64 in ResNet;
                              smaller only for tests and the demo */
     int rpn_depth;        /* RPN_CONV_DEPTH: rpn_conv_shared filters, 512 in Matterport */
@@ -41,6 +56,10 @@ typedef struct {
     float rpn_nms_threshold;
     int train_rois_per_image;
     float roi_positive_ratio;
+    mr_roi_sampling roi_sampling;
+    bool proposals_include_gt; /* PROPOSALS_INCLUDE_GT: ground-truth boxes join the proposals
+                                  before ROI sampling in training (torchvision); Matterport
+                                  samples from the RPN's proposals only */
     bool use_mini_mask;
     int mini_mask_shape;
     int max_gt_instances;
@@ -55,6 +74,9 @@ typedef struct {
 
 /* Matterport's Config defaults (ResNet-101, 1024 square, COCO anchors, 1 class + BG). */
 void mr_net_config_defaults(mr_net_config *cfg);
+/* PIXEL_STD when IMAGE_NORMALIZATION is "mean_std", else NULL (mean subtraction only): the
+ * pixel_std argument of mr_mold_image and mr_augment. */
+const float *mr_net_pixel_std(const mr_net_config *cfg);
 /* The anchor settings as layers/anchors.h wants them (pointing into cfg). */
 mr_anchor_config mr_net_anchor_config(const mr_net_config *cfg);
 

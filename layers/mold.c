@@ -31,7 +31,8 @@ void mr_mold_plan(int64_t h, int64_t w, int min_dim, int max_dim, mr_mold_info *
 }
 
 mr_status mr_mold_image(float *out, const uint8_t *pixels, int64_t h, int64_t w, int channels,
-                        int min_dim, int max_dim, const float *mean_pixel, mr_mold_info *info) {
+                        int min_dim, int max_dim, const float *mean_pixel, const float *pixel_std,
+                        mr_mold_info *info) {
     if (h < 1 || w < 1)
         return mr_fail(MR_ERR_ARG, "cannot mold an empty %lldx%lld image", (long long)h,
                        (long long)w);
@@ -47,6 +48,7 @@ mr_status mr_mold_image(float *out, const uint8_t *pixels, int64_t h, int64_t w,
     }
     mr_status st = MR_OK;
     for (int c = 0; c < channels && st == MR_OK; c++) {
+        const float std = pixel_std ? pixel_std[c] : 1.0f; /* 1: exact, Matterport's path */
         for (int64_t i = 0; i < h * w; i++) plane[i] = (float)pixels[i * channels + c];
         if (rh == h && rw == w)
             memcpy(resized, plane, sizeof(float) * (size_t)(h * w));
@@ -60,7 +62,7 @@ mr_status mr_mold_image(float *out, const uint8_t *pixels, int64_t h, int64_t w,
                 float v = 0.0f;
                 if (ry >= 0 && ry < rh && rx >= 0 && rx < rw)
                     v = truncf(resized[ry * rw + rx]); /* astype(uint8) truncates */
-                out[(y * side + x) * channels + c] = v - mean_pixel[c];
+                out[(y * side + x) * channels + c] = (v - mean_pixel[c]) / std;
             }
     }
     free(plane);

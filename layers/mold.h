@@ -19,8 +19,10 @@ typedef struct {
 /* The scale and placement alone (resize_image's arithmetic, Python round-half-even sizes). */
 void mr_mold_plan(int64_t h, int64_t w, int min_dim, int max_dim, mr_mold_info *info);
 /* pixels (h, w, channels) 8-bit -> out (max_dim, max_dim, channels) float: bilinear resize as
- * skimage (truncated back to 8-bit as Matterport's astype), zero padding, minus mean_pixel. */
+ * skimage (truncated back to 8-bit as Matterport's astype), zero padding, minus mean_pixel,
+ * then divided by pixel_std when it is not NULL (IMAGE_NORMALIZATION "mean_std"). */
 mr_status mr_mold_image(float *out, const uint8_t *pixels, int64_t h, int64_t w, int channels,
-                        int min_dim, int max_dim, const float *mean_pixel, mr_mold_info *info);
+                        int min_dim, int max_dim, const float *mean_pixel, const float *pixel_std,
+                        mr_mold_info *info);
 
 #endif

@@ -341,7 +341,7 @@ mr_status mr_detection_targets(mr_roi_targets *out, const float *proposals, int6
     P = n_pos < P ? n_pos : P;
     /* TF multiplies a float32 copy of 1/ratio by float32(P) and truncates. */
     float r = (float)(1.0 / cfg->positive_ratio);
-    int64_t N = (int64_t)(r * (float)P) - P;
+    int64_t N = cfg->fill_negatives ? R - P : (int64_t)(r * (float)P) - P;
     mr_rng_shuffle_i64(rng, neg, n_neg);
     N = n_neg < N ? n_neg : N;
     N = N > R - P ? R - P : N;

@@ -76,6 +76,8 @@ typedef struct {
     float bbox_std[4];      /* BBOX_STD_DEV (0.1, 0.1, 0.2, 0.2) */
     int64_t mask_h, mask_w; /* MASK_SHAPE (28, 28) */
     bool use_mini_mask;     /* USE_MINI_MASK: gt masks are mini masks of the GT box */
+    bool fill_negatives;    /* ROI_SAMPLING "fill": negatives fill rois_per_image - P, even when
+                               P = 0 (torchvision); false: P / positive_ratio - P (Matterport) */
 } mr_roi_target_config;
 
 mr_roi_target_config mr_roi_target_config_matterport(void);

@@ -135,9 +135,9 @@ static void softmax2(float *probs, const float *logits, int64_t n) {
     }
 }
 
-static mr_status build_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_logits,
-                               mr_tensor *rpn_deltas, const mr_image_gt *gt, int64_t batch,
-                               mr_rng *rng, mr_train_targets *tt) {
+mr_status mr_train_targets_build(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_logits,
+                                 mr_tensor *rpn_deltas, const mr_image_gt *gt, int64_t batch,
+                                 mr_rng *rng, mr_train_targets *tt) {
     const mr_net_config *cfg = &m->cfg;
     int64_t anchors = m->n_anchors, rois = cfg->train_rois_per_image;
     mr_rpn_target_config rpn_cfg = mr_rpn_target_config_matterport();
@@ -154,6 +154,13 @@ static mr_status build_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_lo
     memcpy(roi_cfg.bbox_std, cfg->bbox_std, sizeof roi_cfg.bbox_std);
     roi_cfg.mask_h = roi_cfg.mask_w = cfg->mask_shape;
     roi_cfg.use_mini_mask = cfg->use_mini_mask;
+    roi_cfg.fill_negatives = cfg->roi_sampling == MR_ROI_SAMPLING_FILL;
+    /* With PROPOSALS_INCLUDE_GT the ground-truth boxes follow the RPN's proposals, so every
+     * image with a lesion has positive ROIs from the first step on. */
+    int64_t max_gt = 0;
+    for (int64_t b = 0; b < batch && cfg->proposals_include_gt; b++)
+        max_gt = gt[b].n > max_gt ? gt[b].n : max_gt;
+    const int64_t n_rows = cfg->post_nms_rois_training + max_gt;
 
     int64_t s = cfg->mask_shape, total_rois = batch * rois;
     tt->n_rois = total_rois;
@@ -162,8 +169,7 @@ static mr_status build_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_lo
     tt->rpn_bbox =
         mr_alloc(ctx, sizeof(float) * (size_t)(batch * cfg->rpn_train_anchors * 4), "rpn_targets");
     float *probs = mr_alloc(ctx, sizeof(float) * (size_t)(anchors * 2), "proposals");
-    float *proposals =
-        mr_alloc(ctx, sizeof(float) * (size_t)(cfg->post_nms_rois_training * 4), "proposals");
+    float *proposals = mr_alloc(ctx, sizeof(float) * (size_t)(n_rows * 4), "proposals");
     tt->rois = mr_alloc(ctx, sizeof(float) * (size_t)(total_rois * 4), "roi_targets");
     tt->roi_image = mr_alloc(ctx, sizeof(int32_t) * (size_t)total_rois, "roi_targets");
     tt->roi_class = mr_alloc(ctx, sizeof(int64_t) * (size_t)total_rois, "roi_targets");
@@ -185,8 +191,12 @@ static mr_status build_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_lo
         st = mr_proposals(proposals, &n_props, probs, rpn_deltas->data + b * anchors * 4,
                           m->anchors, anchors, &prop_cfg);
         if (st != MR_OK) break;
-        st =
-            mr_detection_targets(&t, proposals, cfg->post_nms_rois_training, &gt[b], &roi_cfg, rng);
+        int64_t n_gt_rows = cfg->proposals_include_gt ? gt[b].n : 0;
+        if (n_gt_rows > 0)
+            mr_norm_boxes(proposals + 4 * cfg->post_nms_rois_training, gt[b].boxes, n_gt_rows,
+                          gt[b].image_h, gt[b].image_w);
+        st = mr_detection_targets(&t, proposals, cfg->post_nms_rois_training + n_gt_rows, &gt[b],
+                                  &roi_cfg, rng);
         if (st != MR_OK) break;
         memcpy(tt->rois + b * rois * 4, t.rois, sizeof(float) * (size_t)(rois * 4));
         memcpy(tt->roi_class + b * rois, t.class_ids, sizeof(int64_t) * (size_t)rois);
@@ -280,7 +290,8 @@ mr_tensor *mr_training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
     if (mr_model_rpn(ctx, m, p, &rpn_logits, &rpn_deltas) != MR_OK) return NULL;
     mr_train_targets tt;
     memset(&tt, 0, sizeof tt);
-    mr_status st = build_targets(ctx, m, rpn_logits, rpn_deltas, gt, images->shape[0], rng, &tt);
+    mr_status st =
+        mr_train_targets_build(ctx, m, rpn_logits, rpn_deltas, gt, images->shape[0], rng, &tt);
     if (st != MR_OK) {
         if (ctx->status == MR_OK) ctx->status = st;
         return NULL;

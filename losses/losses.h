@@ -40,6 +40,13 @@ typedef struct {
     int64_t n_rois;
 } mr_train_targets;
 
+/* The targets of one step: RPN anchor labels, proposals from the RPN outputs (plus the GT boxes
+ * with PROPOSALS_INCLUDE_GT), and the sampled detection ROIs with their classes, deltas and
+ * masks, drawn from rng (arena memory). */
+mr_status mr_train_targets_build(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_logits,
+                                 mr_tensor *rpn_deltas, const mr_image_gt *gt, int64_t batch,
+                                 mr_rng *rng, mr_train_targets *tt);
+
 /* The heads and the five losses for given features, RPN outputs and targets. */
 mr_tensor *mr_losses_from_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
                                   mr_tensor *rpn_logits, mr_tensor *rpn_deltas,

@@ -61,7 +61,7 @@ Test(augment, flip_mirrors_box_and_image) {
     mr_augment_params p = mr_augment_none();
     p.flip_prob = 1.0f;
     mr_augment_draw d;
-    cr_assert_eq(mr_augment(img, SIDE, 1, mean1, win, mask, 1, &p, 99, &d), MR_OK, "%s",
+    cr_assert_eq(mr_augment(img, SIDE, 1, mean1, NULL, win, mask, 1, &p, 99, &d), MR_OK, "%s",
                  mr_last_error());
     cr_assert(d.flipped);
     int64_t b[4];
@@ -84,7 +84,7 @@ Test(augment, masks_follow_the_lesion_under_scale_and_shift) {
     for (uint64_t seed = 1; seed <= 40; seed++) {
         make_sample(img, mask, 1, mean1, win, 20, 24, 34, 44);
         mr_augment_draw d;
-        cr_assert_eq(mr_augment(img, SIDE, 1, mean1, win, mask, 1, &p, seed, &d), MR_OK);
+        cr_assert_eq(mr_augment(img, SIDE, 1, mean1, NULL, win, mask, 1, &p, seed, &d), MR_OK);
         moved += fabsf(d.shift_x) > 1.0f || fabsf(d.scale - 1.0f) > 0.02f;
         int64_t area = 0;
         for (int i = 0; i < SIDE * SIDE; i++) {
@@ -128,7 +128,7 @@ Test(augment, padding_stays_padding_and_content_is_jittered) {
     p.scale_min = p.scale_max = 1.0f;
     p.translate = 0.0f;
     mr_augment_draw d;
-    cr_assert_eq(mr_augment(img, SIDE, 3, mean3, win, NULL, 0, &p, 12345, &d), MR_OK);
+    cr_assert_eq(mr_augment(img, SIDE, 3, mean3, NULL, win, NULL, 0, &p, 12345, &d), MR_OK);
     int64_t changed = 0;
     for (int y = 0; y < SIDE; y++)
         for (int x = 0; x < SIDE; x++)
@@ -155,7 +155,7 @@ Test(augment, brightness_alone_adds_its_draw) {
     mr_augment_params p = mr_augment_none();
     p.brightness = 0.1f;
     mr_augment_draw d;
-    cr_assert_eq(mr_augment(img, SIDE, 1, mean1, win, NULL, 0, &p, 7, &d), MR_OK);
+    cr_assert_eq(mr_augment(img, SIDE, 1, mean1, NULL, win, NULL, 0, &p, 7, &d), MR_OK);
     cr_assert(fabsf(d.brightness) <= 25.5f && d.brightness != 0.0f);
     for (int i = 0; i < SIDE * SIDE; i++) cr_assert_float_eq(img[i], ref[i] + d.brightness, 1e-3);
 }
@@ -168,7 +168,7 @@ Test(augment, none_leaves_everything_untouched) {
     memcpy(ref, img, sizeof img);
     memcpy(mref, mask, sizeof mask);
     mr_augment_params p = mr_augment_none();
-    cr_assert_eq(mr_augment(img, SIDE, 1, mean1, win, mask, 1, &p, 5, NULL), MR_OK);
+    cr_assert_eq(mr_augment(img, SIDE, 1, mean1, NULL, win, mask, 1, &p, 5, NULL), MR_OK);
     cr_assert_eq(memcmp(img, ref, sizeof img), 0);
     cr_assert_eq(memcmp(mask, mref, sizeof mask), 0);
 }
@@ -182,14 +182,14 @@ Test(augment, same_seed_same_bytes_other_seed_other_bytes) {
     make_sample(a, ma + SIDE * SIDE, 3, mean3, win, 40, 30, 50, 60);
     memcpy(b, a, sizeof a);
     memcpy(mb, ma, sizeof ma);
-    cr_assert_eq(mr_augment(a, SIDE, 3, mean3, win, ma, 2, &p, 0xabcdef, NULL), MR_OK);
-    cr_assert_eq(mr_augment(b, SIDE, 3, mean3, win, mb, 2, &p, 0xabcdef, NULL), MR_OK);
+    cr_assert_eq(mr_augment(a, SIDE, 3, mean3, NULL, win, ma, 2, &p, 0xabcdef, NULL), MR_OK);
+    cr_assert_eq(mr_augment(b, SIDE, 3, mean3, NULL, win, mb, 2, &p, 0xabcdef, NULL), MR_OK);
     cr_assert_eq(memcmp(a, b, sizeof a), 0);
     cr_assert_eq(memcmp(ma, mb, sizeof ma), 0);
 
     make_sample(b, mb, 3, mean3, win, 10, 10, 30, 25);
     make_sample(b, mb + SIDE * SIDE, 3, mean3, win, 40, 30, 50, 60);
-    cr_assert_eq(mr_augment(b, SIDE, 3, mean3, win, mb, 2, &p, 0xabcdee, NULL), MR_OK);
+    cr_assert_eq(mr_augment(b, SIDE, 3, mean3, NULL, win, mb, 2, &p, 0xabcdee, NULL), MR_OK);
     cr_assert_neq(memcmp(a, b, sizeof a), 0);
 }
 
@@ -203,7 +203,7 @@ Test(augment, lesion_pushed_out_of_the_frame_leaves_an_empty_mask) {
     for (uint64_t seed = 1; seed <= 60; seed++) {
         make_sample(img, mask, 1, mean1, win, 30, 0, 36, 4); /* columns 0..3 */
         mr_augment_draw d;
-        cr_assert_eq(mr_augment(img, SIDE, 1, mean1, win, mask, 1, &p, seed, &d), MR_OK);
+        cr_assert_eq(mr_augment(img, SIDE, 1, mean1, NULL, win, mask, 1, &p, seed, &d), MR_OK);
         int64_t b[4];
         bool any = box_of(mask, b);
         /* The lesion's last column (3) lands at 3 + shift_x, and the mask follows the image. */
@@ -224,6 +224,6 @@ Test(augment, bad_parameters_are_errors) {
     static float img[SIDE * SIDE];
     mr_augment_params p = mr_augment_defaults();
     p.scale_min = 0.0f;
-    cr_assert_eq(mr_augment(img, SIDE, 1, mean1, NULL, NULL, 0, &p, 1, NULL), MR_ERR_ARG);
+    cr_assert_eq(mr_augment(img, SIDE, 1, mean1, NULL, NULL, NULL, 0, &p, 1, NULL), MR_ERR_ARG);
     cr_assert(strstr(mr_last_error(), "scale_min"));
 }

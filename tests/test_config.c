@@ -46,7 +46,8 @@ Test(config, mammo_and_tiny_load) {
     cr_assert(!c.net.anchor_scales_per_level);
     cr_assert_eq(c.net.fc_size, 4096);
     cr_assert_eq(c.net.mask_shape, 14);
-    cr_assert_float_eq(c.net.mean_pixel[2], 114.8f, 1e-4f);
+    cr_assert_float_eq(c.net.mean_pixel[0], 114.8f, 1e-4f);
+    cr_assert_eq(c.n_mean_pixel, 1, "one mean for one channel, not widened to three");
     mr_config_defaults(&c);
     cr_assert_eq(mr_config_load("configs/tiny.json", &c), MR_OK, "%s", mr_last_error());
 }
@@ -99,4 +100,73 @@ Test(config, resolved_json_round_trips) {
     free(text);
     mr_config_defaults(&b);
     cr_assert_neq(mr_config_hash(&a), mr_config_hash(&b), "different configs, different hashes");
+}
+
+/* ---- recipe keys: Matterport's behaviour by default, the from-scratch choices when asked ---- */
+
+Test(config, recipe_keys_default_to_matterport) {
+    mr_config c;
+    cr_assert_eq(parse("{}", &c), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(c.net.image_normalization, MR_NORM_MEAN);
+    cr_assert_null(mr_net_pixel_std(&c.net), "mean subtraction only");
+    cr_assert_eq(c.net.roi_sampling, MR_ROI_SAMPLING_PROPORTIONAL);
+    cr_assert(!c.net.proposals_include_gt);
+    cr_assert_eq(c.weight_init, MR_INIT_GLOROT);
+    cr_assert_eq(c.warmup_steps, 0);
+    cr_assert(mr_augment_enabled(&c.augment));
+}
+
+Test(config, recipe_keys_parse_and_round_trip) {
+    mr_config c;
+    cr_assert_eq(parse("{\"IMAGE_CHANNEL_COUNT\": 1, \"MEAN_PIXEL\": [90], \"PIXEL_STD\": [40],"
+                       " \"IMAGE_NORMALIZATION\": \"mean_std\", \"ROI_SAMPLING\": \"fill\","
+                       " \"PROPOSALS_INCLUDE_GT\": true, \"WEIGHT_INIT\": \"kaiming\","
+                       " \"WARMUP_STEPS\": 100, \"AUGMENT\": {\"FLIP\": 0.5}}",
+                       &c),
+                 MR_OK, "%s", mr_last_error());
+    cr_assert_eq(c.net.image_normalization, MR_NORM_MEAN_STD);
+    cr_assert_float_eq(mr_net_pixel_std(&c.net)[0], 40.0f, 0.0f);
+    cr_assert_eq(c.net.roi_sampling, MR_ROI_SAMPLING_FILL);
+    cr_assert(c.net.proposals_include_gt);
+    cr_assert_eq(c.weight_init, MR_INIT_KAIMING);
+    cr_assert_eq(c.warmup_steps, 100);
+    /* An AUGMENT object names the ops to use; the others are off. */
+    cr_assert_float_eq(c.augment.flip_prob, 0.5f, 0.0f);
+    cr_assert_float_eq(c.augment.brightness, 0.0f, 0.0f);
+    cr_assert_float_eq(c.augment.scale_min, 1.0f, 0.0f);
+    char *json = mr_config_to_json(&c);
+    mr_config d;
+    cr_assert_eq(parse(json, &d), MR_OK, "%s\n%s", mr_last_error(), json);
+    cr_assert(strstr(json, "\"mean_std\"") && strstr(json, "\"kaiming\""), "%s", json);
+    cr_assert(strstr(json, "\"MEAN_PIXEL\":\t[90]"), "one mean per channel: %s", json);
+    cr_assert_eq(mr_config_hash(&c), mr_config_hash(&d));
+    free(json);
+}
+
+Test(config, one_channel_gets_one_pixel_std_by_default) {
+    mr_config c;
+    cr_assert_eq(parse("{\"IMAGE_CHANNEL_COUNT\": 1, \"MEAN_PIXEL\": [90]}", &c), MR_OK, "%s",
+                 mr_last_error());
+    cr_assert_eq(c.n_pixel_std, 1);
+    cr_assert_float_eq(c.net.pixel_std[0], (58.395f + 57.12f + 57.375f) / 3.0f, 1e-4f);
+}
+
+Test(config, recipe_keys_reject_bad_values) {
+    expect_error("{\"IMAGE_NORMALIZATION\": \"std\"}",
+                 "IMAGE_NORMALIZATION must be \"mean\" or \"mean_std\"");
+    expect_error("{\"ROI_SAMPLING\": 1}", "ROI_SAMPLING must be \"proportional\" or \"fill\"");
+    expect_error("{\"WEIGHT_INIT\": \"he\"}", "WEIGHT_INIT must be \"glorot\" or \"kaiming\"");
+    expect_error("{\"AUGMENT\": {\"FLIPS\": 0.5}}", "AUGMENT has unknown key \"FLIPS\"");
+    expect_error("{\"AUGMENT\": {\"SCALE\": [1.2, 0.8]}}", "min <= max");
+    expect_error("{\"AUGMENT\": 1}", "AUGMENT must be true, false or an object");
+    expect_error("{\"WARMUP_STEPS\": -1}", "WARMUP_STEPS is -1, outside");
+    expect_error("{\"PIXEL_STD\": [0, 1, 1]}", "PIXEL_STD[0] is 0, outside");
+}
+
+Test(config, mean_pixel_needs_one_value_per_channel) {
+    expect_error("{\"IMAGE_CHANNEL_COUNT\": 1}",
+                 "MEAN_PIXEL has 3 values but IMAGE_CHANNEL_COUNT is 1");
+    expect_error("{\"MEAN_PIXEL\": [100]}", "MEAN_PIXEL has 1 value but IMAGE_CHANNEL_COUNT is 3");
+    expect_error("{\"IMAGE_CHANNEL_COUNT\": 1, \"MEAN_PIXEL\": [90], \"PIXEL_STD\": [50, 50]}",
+                 "PIXEL_STD has 2 values but IMAGE_CHANNEL_COUNT is 1");
 }

@@ -369,10 +369,9 @@ Test(dataset, lesion_pushed_out_of_the_frame_is_dropped) {
              " {\"shape_attributes\": {\"name\": \"rect\", \"x\": 28, \"y\": 28, \"width\": 8,"
              " \"height\": 8}, \"region_attributes\": {\"class\": \"malignant\"}}]}}\n");
     mr_config c = tiny();
+    c.augment = mr_augment_none();
+    c.augment.translate = 0.3f;
     mr_dataset *d = open_ok(dir, &c, true);
-    mr_augment_params p = mr_augment_none();
-    p.translate = 0.3f;
-    mr_dataset_set_augment(d, &p);
     int dropped = 0, kept = 0;
     for (uint64_t seed = 1; seed < 80; seed += 2) {
         mr_sample s;

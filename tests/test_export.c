@@ -67,7 +67,7 @@ static void detect_image(const mr_model *m, const uint8_t *px, int h, int w, mr_
     cr_assert_not_null(img);
     mr_mold_info info;
     cr_assert_eq(mr_mold_image(img->data, px, h, w, 1, n->image_min_dim, n->image_max_dim,
-                               n->mean_pixel, &info),
+                               n->mean_pixel, mr_net_pixel_std(n), &info),
                  MR_OK);
     cr_assert_eq(mr_model_detect(&ctx, m, img, &info.geo, -1.0f, d), MR_OK, "%s", mr_last_error());
     mr_ctx_free(&ctx);

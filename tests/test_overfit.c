@@ -1,5 +1,6 @@
-/* Training end to end on the tiny configuration: two synthetic lesions (one benign, one
- * malignant) are learned to a low total loss, and detection then finds each with the right
+/* Training end to end on the tiny configuration, once with each recipe (Matterport's, as COCO
+ * fine-tuning uses, and the from-scratch one tiny.json ships): two synthetic lesions (one benign,
+ * one malignant) are learned to a low total loss, and detection then finds each with the right
  * class and a mask IoU of at least 0.8. */
 #include <math.h>
 #include <string.h>
@@ -41,7 +42,8 @@ static void make_example(const mr_config *c, mr_synth_class cls, example *e) {
     }
     e->image = malloc(sizeof(float) * SIDE * SIDE);
     cr_assert_eq(mr_mold_image(e->image, s.image.pixels, SIDE, SIDE, 1, c->net.image_min_dim,
-                               c->net.image_max_dim, c->net.mean_pixel, &e->mold),
+                               c->net.image_max_dim, c->net.mean_pixel, mr_net_pixel_std(&c->net),
+                               &e->mold),
                  MR_OK);
     e->full_mask = calloc(SIDE * SIDE, 1);
     double xs[512], ys[512];
@@ -69,16 +71,22 @@ static void make_example(const mr_config *c, mr_synth_class cls, example *e) {
     mr_synth_sample_free(&s);
 }
 
-Test(overfit, two_synthetic_lesions, .timeout = 240) {
+/* Matterport's choices wherever the from-scratch recipe departs from them. */
+#define MATTERPORT_RECIPE                                                                          \
+    "{\"IMAGE_NORMALIZATION\": \"mean\", \"PROPOSALS_INCLUDE_GT\": false, \"ROI_SAMPLING\": "      \
+    "\"proportional\", \"WEIGHT_INIT\": \"glorot\"}"
+
+static void overfit(const char *recipe) {
     mr_config c;
     mr_config_defaults(&c);
     cr_assert_eq(mr_config_load("configs/tiny.json", &c), MR_OK, "%s", mr_last_error());
+    if (recipe) cr_assert_eq(mr_config_parse(recipe, "recipe", &c), MR_OK, "%s", mr_last_error());
     example ex[2];
     make_example(&c, MR_SYNTH_BENIGN, &ex[0]);
     make_example(&c, MR_SYNTH_MALIGNANT, &ex[1]);
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
-    mr_init_weights(&m.params, 3);
+    mr_init_weights(&m.params, c.weight_init, 3);
     mr_ctx ctx;
     cr_assert_eq(mr_ctx_init(&ctx, 512u << 20), MR_OK);
     mr_image_gt gt[2];
@@ -157,4 +165,12 @@ Test(overfit, two_synthetic_lesions, .timeout = 240) {
     }
     mr_ctx_free(&ctx);
     mr_model_free(&m);
+}
+
+Test(overfit, two_synthetic_lesions_matterport_recipe, .timeout = 240) {
+    overfit(MATTERPORT_RECIPE);
+}
+
+Test(overfit, two_synthetic_lesions_scratch_recipe, .timeout = 240) {
+    overfit(NULL);
 }

@@ -83,7 +83,8 @@ static void detect_file(const mr_model *m, const char *path, mr_detections *d) {
         mr_tensor_4d(&ctx, "images", 1, n->image_max_dim, n->image_max_dim, n->image_channels);
     mr_mold_info info;
     cr_assert_eq(mr_mold_image(t->data, img.pixels, img.height, img.width, n->image_channels,
-                               n->image_min_dim, n->image_max_dim, n->mean_pixel, &info),
+                               n->image_min_dim, n->image_max_dim, n->mean_pixel,
+                               mr_net_pixel_std(n), &info),
                  MR_OK);
     cr_assert_eq(mr_model_detect(&ctx, m, t, &info.geo, -1.0f, d), MR_OK, "%s", mr_last_error());
     mr_ctx_free(&ctx);

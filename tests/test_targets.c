@@ -522,3 +522,32 @@ Test(targets, detection_targets_without_gt_are_all_padding) {
     for (int i = 0; i < 200; i++) cr_assert_eq(t.class_ids[i], 0);
     mr_roi_targets_free(&t);
 }
+
+Test(targets, fill_sampling_tops_up_with_negatives) {
+    two_gts g;
+    mr_gt_instances gt = make_gts(&g, true);
+    mr_roi_target_config cfg = mr_roi_target_config_matterport();
+    cfg.fill_negatives = true;
+    mr_roi_targets t;
+    cr_assert_eq(mr_roi_targets_alloc(&t, &cfg), MR_OK);
+    mr_rng rng;
+    mr_rng_seed(&rng, 9);
+    float props[600 * 4];
+    /* P positives, then TRAIN_ROIS_PER_IMAGE - P negatives while there are enough. */
+    const int positives[4] = {0, 3, 40, 100};
+    for (int k = 0; k < 4; k++) {
+        int64_t np = make_proposals(props, &gt, positives[k], 300, &rng);
+        cr_assert_eq(mr_detection_targets(&t, props, np, &gt, &cfg, &rng), MR_OK);
+        int64_t p = positives[k] < 66 ? positives[k] : 66;
+        cr_assert_eq(t.n_positive, p);
+        cr_assert_eq(t.n_negative, 200 - p, "P = %lld: %lld negatives", (long long)p,
+                     (long long)t.n_negative);
+    }
+    /* An image without lesions still trains the heads on background. */
+    mr_gt_instances none = {.n = 0, .mask_h = MINI, .mask_w = MINI, .image_h = IMG, .image_w = IMG};
+    int64_t np = make_proposals(props, &gt, 0, 50, &rng);
+    cr_assert_eq(mr_detection_targets(&t, props, np, &none, &cfg, &rng), MR_OK);
+    cr_assert_eq(t.n_positive, 0);
+    cr_assert_eq(t.n_negative, 50, "every real proposal, fewer than 200");
+    mr_roi_targets_free(&t);
+}

@@ -13,8 +13,9 @@
 #include "../train/trainer.h"
 #include "testutil.h"
 
-/* A tiny config over a synthetic set, written into `dir`. */
-static void make_job(const char *dir, int epochs, int steps, char *config_path, size_t size) {
+/* A tiny config over a synthetic set, written into `dir`; `extra` adds keys (", \"K\": v"). */
+static void make_job_with(const char *dir, int epochs, int steps, const char *extra,
+                          char *config_path, size_t size) {
     char data[512];
     snprintf(data, sizeof data, "%s/data", dir);
     mr_synth_options o;
@@ -39,9 +40,13 @@ static void make_job(const char *dir, int epochs, int steps, char *config_path, 
     *end = '\0';
     fprintf(f,
             "%s, \"DATASET\": {\"TRAIN\": \"%s/train\", \"VAL\": \"%s/val\"}, \"EPOCHS\": %d, "
-            "\"STEPS_PER_EPOCH\": %d, \"VALIDATION_STEPS\": 2, \"CHECKPOINT_KEEP\": 10}\n",
-            text, data, data, epochs, steps);
+            "\"STEPS_PER_EPOCH\": %d, \"VALIDATION_STEPS\": 2, \"CHECKPOINT_KEEP\": 10%s}\n",
+            text, data, data, epochs, steps, extra);
     fclose(f);
+}
+
+static void make_job(const char *dir, int epochs, int steps, char *config_path, size_t size) {
+    make_job_with(dir, epochs, steps, "", config_path, size);
 }
 
 static mr_status run(const char *config, const char *out, const char *resume, int max_steps,
@@ -139,6 +144,34 @@ Test(train, short_fine_tune_lowers_validation_loss, .timeout = 300) {
     fclose(f);
     line[n] = '\0';
     cr_assert(strstr(line, "<svg"), "the report holds inline SVG charts");
+}
+
+Test(train, warmup_raises_the_learning_rate_linearly, .timeout = 120) {
+    const char *dir = temp_dir("warmup");
+    char config[600], out[600];
+    make_job_with(dir, 1, 6, ", \"WARMUP_STEPS\": 4, \"VALIDATION_STEPS\": 0", config,
+                  sizeof config);
+    snprintf(out, sizeof out, "%s/run", dir);
+    mr_train_result r;
+    cr_assert_eq(run(config, out, NULL, 0, &r), MR_OK, "%s", mr_last_error());
+    char path[700], line[4096];
+    snprintf(path, sizeof path, "%s/log.jsonl", out);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    double lr[6];
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n < 6) {
+        const char *v = strstr(line, "\"lr\":");
+        if (strstr(line, "\"type\":\"step\"") && v) lr[n++] = strtod(v + 5, NULL);
+    }
+    fclose(f);
+    cr_assert_eq(n, 6);
+    /* tiny.json's 0.01, from 1/1000 of it over 4 steps: 0.001 + (1 - 0.001) * step / 4. */
+    for (int s = 0; s < 6; s++) {
+        double want = 0.01 * (s < 4 ? 0.001 + 0.999 * s / 4.0 : 1.0);
+        cr_assert_float_eq(lr[s], want, 1e-6 * want + 1e-9, "step %d: lr %g, want %g", s + 1, lr[s],
+                           want);
+    }
 }
 
 static bool kill_on_second_fsync(const char *stage, void *user) {

@@ -338,7 +338,8 @@ static mr_status predict_one(predictor *p, const input *in, mr_detections *d) {
     }
     if (st == MR_OK)
         st = mr_mold_image(images->data, src->pixels, src->height, src->width, net->image_channels,
-                           net->image_min_dim, net->image_max_dim, net->mean_pixel, &info);
+                           net->image_min_dim, net->image_max_dim, net->mean_pixel,
+                           mr_net_pixel_std(net), &info);
     if (st == MR_OK) st = mr_model_detect(&p->ctx, &p->model, images, &info.geo, p->threshold, d);
     mr_image_free(&gray);
     if (st != MR_OK) {

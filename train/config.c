@@ -27,6 +27,8 @@ typedef enum {
     K_LOSSES,      /* {"rpn_class_loss": w, ...} */
     K_ANCHOR_FORM, /* "per_level" | "every_level" */
     K_SEED,
+    K_ENUM,    /* one of `choices`, stored as its index in an int */
+    K_AUGMENT, /* true | false | {"FLIP": p, "SCALE": [lo, hi], ...} */
 } key_type;
 
 typedef struct {
@@ -39,11 +41,29 @@ typedef struct {
     const char *help;
 } key_spec;
 
+/* The names of each K_ENUM key's values, in the order of its C enum. */
+static const struct {
+    const char *key;
+    const char *const names[4]; /* NULL-terminated */
+} enum_choices[] = {
+    {"IMAGE_NORMALIZATION", {"mean", "mean_std", NULL}},
+    {"ROI_SAMPLING", {"proportional", "fill", NULL}},
+    {"WEIGHT_INIT", {"glorot", "kaiming", NULL}},
+};
+
+static const char *const *choices_of(const key_spec *k) {
+    for (size_t i = 0; i < sizeof enum_choices / sizeof enum_choices[0]; i++)
+        if (!strcmp(enum_choices[i].key, k->name)) return enum_choices[i].names;
+    return NULL; /* a K_ENUM key missing above: caught by the config tests */
+}
+
 #define NET(field) offsetof(mr_config, net) + offsetof(mr_net_config, field)
 #define TOP(field) offsetof(mr_config, field)
 
 static const key_spec keys[] = {
     {"NAME", K_STRING, TOP(name), 0, 0, sizeof(((mr_config *)0)->name), 0, "run name"},
+    {"DESCRIPTION", K_STRING, TOP(description), 0, 0, sizeof(((mr_config *)0)->description), 0,
+     "what the config is for, in words"},
     {"BACKBONE", K_BACKBONE, NET(backbone_depth), 0, 0, 0, 0, "resnet50 or resnet101"},
     {"NUM_CLASSES", K_INT, NET(num_classes), 2, MR_MAX_CLASSES, 0, 0, "classes incl. background"},
     {"CLASS_NAMES", K_CLASSES, 0, 0, 0, 0, 0, "class names, BG first"},
@@ -53,7 +73,12 @@ static const key_spec keys[] = {
     {"IMAGE_MIN_DIM", K_INT, NET(image_min_dim), 0, 8192, 0, 0, "shorter side scaled up to this"},
     {"IMAGE_MAX_DIM", K_INT, NET(image_max_dim), 64, 8192, 0, 0, "square side, multiple of 64"},
     {"IMAGE_CHANNEL_COUNT", K_INT, NET(image_channels), 1, 3, 0, 0, "1 or 3"},
-    {"MEAN_PIXEL", K_FLOATS, NET(mean_pixel), -1000, 1000, 0, 3, "per-channel mean"},
+    {"MEAN_PIXEL", K_FLOATS, NET(mean_pixel), -1000, 1000, TOP(n_mean_pixel), 3,
+     "per-channel mean, one value per channel"},
+    {"IMAGE_NORMALIZATION", K_ENUM, NET(image_normalization), 0, 0, 0, 0,
+     "mean (subtract MEAN_PIXEL, Matterport) or mean_std (then divide by PIXEL_STD)"},
+    {"PIXEL_STD", K_FLOATS, NET(pixel_std), 1e-3, 1000, TOP(n_pixel_std), 3,
+     "per-channel divisor with IMAGE_NORMALIZATION mean_std"},
     {"BACKBONE_FILTERS", K_INT, NET(backbone_filters), 1, 64, 0, 0, "conv1/stage-2 width"},
     {"BACKBONE_STRIDES", K_INTS, NET(strides), 1, 1024, 5, 5, "P2..P6 strides"},
     {"TOP_DOWN_PYRAMID_SIZE", K_INT, NET(pyramid_size), 1, 4096, 0, 0, "FPN channels"},
@@ -78,6 +103,10 @@ static const key_spec keys[] = {
     {"RPN_NMS_THRESHOLD", K_FLOAT, NET(rpn_nms_threshold), 0, 1, 0, 0, ""},
     {"TRAIN_ROIS_PER_IMAGE", K_INT, NET(train_rois_per_image), 1, 10000, 0, 0, ""},
     {"ROI_POSITIVE_RATIO", K_FLOAT, NET(roi_positive_ratio), 0.001, 1, 0, 0, ""},
+    {"ROI_SAMPLING", K_ENUM, NET(roi_sampling), 0, 0, 0, 0,
+     "proportional (P/ratio - P negatives, Matterport) or fill (TRAIN_ROIS_PER_IMAGE - P)"},
+    {"PROPOSALS_INCLUDE_GT", K_BOOL, NET(proposals_include_gt), 0, 0, 0, 0,
+     "add the ground-truth boxes to the proposals in training"},
     {"USE_MINI_MASK", K_BOOL, NET(use_mini_mask), 0, 0, 0, 0, ""},
     {"MINI_MASK_SHAPE", K_SQUARE, NET(mini_mask_shape), 4, 1024, 0, 0, "[56, 56]"},
     {"MAX_GT_INSTANCES", K_INT, NET(max_gt_instances), 1, 10000, 0, 0, ""},
@@ -102,7 +131,12 @@ static const key_spec keys[] = {
     {"SEED", K_SEED, TOP(seed), 0, 0, 0, 0, ""},
     {"CHECKPOINT_KEEP", K_INT, TOP(checkpoint_keep), 1, 1000, 0, 0, ""},
     {"ARENA_MB", K_INT, TOP(arena_mb), 16, 1 << 20, 0, 0, "per-step memory, MiB"},
-    {"AUGMENT", K_BOOL, TOP(augment), 0, 0, 0, 0, "flip, scale, brightness, speckle"},
+    {"AUGMENT", K_AUGMENT, TOP(augment), 0, 0, 0, 0,
+     "true, false, or {FLIP, SCALE, TRANSLATE, BRIGHTNESS, CONTRAST, GAMMA, SPECKLE}"},
+    {"WEIGHT_INIT", K_ENUM, TOP(weight_init), 0, 0, 0, 0,
+     "glorot (Keras, Matterport) or kaiming (torchvision) for weights no file provides"},
+    {"WARMUP_STEPS", K_INT, TOP(warmup_steps), 0, 1000000, 0, 0,
+     "steps over which the learning rate rises linearly from 1/1000"},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -127,7 +161,10 @@ void mr_config_defaults(mr_config *c) {
     c->seed = 42;
     c->checkpoint_keep = 3;
     c->arena_mb = 3072;
-    c->augment = 1;
+    c->augment = mr_augment_defaults();
+    c->weight_init = MR_INIT_GLOROT;
+    c->warmup_steps = 0;
+    c->n_mean_pixel = c->n_pixel_std = 3;
 }
 
 /* ---- did you mean ------------------------------------------------------------------------- */
@@ -212,6 +249,61 @@ static mr_status read_string(const char *origin, const char *name, const cJSON *
     return MR_OK;
 }
 
+/* AUGMENT: true = mr_augment_defaults(), false = none, or an object naming the ops to use
+ * (the ops it leaves out are off). */
+static mr_status read_augment(const char *origin, const key_spec *k, const cJSON *v,
+                              mr_augment_params *a) {
+    if (cJSON_IsBool(v)) {
+        *a = cJSON_IsTrue(v) ? mr_augment_defaults() : mr_augment_none();
+        return MR_OK;
+    }
+    if (!cJSON_IsObject(v))
+        return bad(origin, k,
+                   "%s must be true, false or an object such as {\"FLIP\": 0.5, \"SCALE\": "
+                   "[0.9, 1.1]}",
+                   "");
+    static const struct {
+        const char *name;
+        size_t offset;
+        double max;
+    } ops[] = {{"FLIP", offsetof(mr_augment_params, flip_prob), 1},
+               {"TRANSLATE", offsetof(mr_augment_params, translate), 1},
+               {"BRIGHTNESS", offsetof(mr_augment_params, brightness), 1},
+               {"CONTRAST", offsetof(mr_augment_params, contrast), 0.99},
+               {"GAMMA", offsetof(mr_augment_params, gamma), 3},
+               {"SPECKLE", offsetof(mr_augment_params, speckle), 1}};
+    *a = mr_augment_none();
+    const cJSON *item;
+    char where[64];
+    cJSON_ArrayForEach(item, v) {
+        snprintf(where, sizeof where, ".%s", item->string);
+        double d = 0.0;
+        if (!strcmp(item->string, "SCALE")) {
+            key_spec sk = {.name = k->name, .min = 0.1, .max = 10};
+            if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2)
+                return bad(origin, k, "%s.SCALE must be [min, max]", "");
+            double lo = 0.0, hi = 0.0;
+            MR_TRY(read_number(origin, &sk, cJSON_GetArrayItem(item, 0), &lo, ".SCALE[0]"));
+            MR_TRY(read_number(origin, &sk, cJSON_GetArrayItem(item, 1), &hi, ".SCALE[1]"));
+            if (lo > hi) return bad(origin, k, "%s.SCALE must be [min, max] with min <= max", "");
+            a->scale_min = (float)lo;
+            a->scale_max = (float)hi;
+            continue;
+        }
+        size_t i = 0, n = sizeof ops / sizeof ops[0];
+        while (i < n && strcmp(item->string, ops[i].name)) i++;
+        if (i == n)
+            return mr_fail(MR_ERR_CONFIG,
+                           "%s: AUGMENT has unknown key \"%s\" (FLIP, SCALE, TRANSLATE, "
+                           "BRIGHTNESS, CONTRAST, GAMMA, SPECKLE)",
+                           origin, item->string);
+        key_spec ok = {.name = k->name, .min = 0, .max = ops[i].max};
+        MR_TRY(read_number(origin, &ok, item, &d, where));
+        *(float *)((char *)a + ops[i].offset) = (float)d;
+    }
+    return MR_OK;
+}
+
 static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v, mr_config *c) {
     char *base = (char *)c;
     double d = 0.0;
@@ -228,11 +320,26 @@ static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v,
         return MR_OK;
     case K_BOOL:
         if (!cJSON_IsBool(v)) return bad(origin, k, "%s must be true or false", "");
-        if (k->offset == TOP(augment))
-            *(int *)(base + k->offset) = cJSON_IsTrue(v);
-        else
-            *(bool *)(base + k->offset) = cJSON_IsTrue(v);
+        *(bool *)(base + k->offset) = cJSON_IsTrue(v);
         return MR_OK;
+    case K_ENUM: {
+        const char *const *names = choices_of(k);
+        for (int i = 0; cJSON_IsString(v) && names[i]; i++)
+            if (!strcmp(v->valuestring, names[i])) {
+                *(int *)(base + k->offset) = i;
+                return MR_OK;
+            }
+        char list[256] = "";
+        for (int i = 0; names[i]; i++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"%s\"",
+                     i == 0         ? ""
+                     : names[i + 1] ? ", "
+                                    : " or ",
+                     names[i]);
+        return bad(origin, k, " must be %s", list);
+    }
+    case K_AUGMENT:
+        return read_augment(origin, k, v, &c->augment);
     case K_STRING:
         return read_string(origin, k->name, v, base + k->offset, k->count_offset);
     case K_SEED:
@@ -245,12 +352,6 @@ static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v,
         if (!cJSON_IsArray(v)) return bad(origin, k, "%s must be a list of numbers", "");
         int n = cJSON_GetArraySize(v);
         bool fixed = k->type == K_INTS || k->count_offset == 0;
-        if (k->offset == NET(mean_pixel) && n == 1) {
-            /* A single-channel config may give one mean; it stands for every channel. */
-            MR_TRY(read_number(origin, k, cJSON_GetArrayItem(v, 0), &d, "[0]"));
-            for (int i = 0; i < 3; i++) c->net.mean_pixel[i] = (float)d;
-            return MR_OK;
-        }
         if ((fixed && n != k->max_count) || (!fixed && (n < 1 || n > k->max_count))) {
             return mr_fail(MR_ERR_CONFIG, "%s: %s has %d values, expected %s%d", origin, k->name, n,
                            fixed ? "" : "1 to ", k->max_count);
@@ -401,8 +502,39 @@ static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v,
     return mr_fail(MR_ERR_CONFIG, "%s: %s has an unhandled type", origin, k->name);
 }
 
-static mr_status check_whole(const char *origin, mr_config *c, bool had_classes, bool had_stages,
-                             bool had_epochs) {
+static size_t key_index(const char *name) {
+    size_t i = 0;
+    while (i < N_KEYS && strcmp(keys[i].name, name)) i++;
+    return i;
+}
+
+/* Per-channel lists: one value per image channel. PIXEL_STD, when not given, is the default
+ * for three channels or their mean for one. */
+static mr_status check_channels(const char *origin, mr_config *c, const bool *seen) {
+    int ch = c->net.image_channels;
+    if (!seen[key_index("PIXEL_STD")] && c->n_pixel_std != ch) {
+        float mean = (c->net.pixel_std[0] + c->net.pixel_std[1] + c->net.pixel_std[2]) / 3.0f;
+        for (int i = 0; i < 3; i++) c->net.pixel_std[i] = ch == 1 ? mean : c->net.pixel_std[i];
+        c->n_pixel_std = ch;
+    }
+    if (c->n_mean_pixel != ch)
+        return mr_fail(MR_ERR_CONFIG,
+                       "%s: MEAN_PIXEL has %d value%s but IMAGE_CHANNEL_COUNT is %d; give one "
+                       "mean per channel%s",
+                       origin, c->n_mean_pixel, c->n_mean_pixel == 1 ? "" : "s", ch,
+                       ch == 1 ? ", e.g. \"MEAN_PIXEL\": [100.0]" : "");
+    if (c->n_pixel_std != ch)
+        return mr_fail(MR_ERR_CONFIG,
+                       "%s: PIXEL_STD has %d value%s but IMAGE_CHANNEL_COUNT is %d; give one per "
+                       "channel",
+                       origin, c->n_pixel_std, c->n_pixel_std == 1 ? "" : "s", ch);
+    return MR_OK;
+}
+
+static mr_status check_whole(const char *origin, mr_config *c, const bool *seen) {
+    const bool had_classes = seen[key_index("CLASS_NAMES")], had_stages = seen[key_index("STAGES")],
+               had_epochs = seen[key_index("EPOCHS")];
+    MR_TRY(check_channels(origin, c, seen));
     if (c->net.image_max_dim % 64)
         return mr_fail(MR_ERR_CONFIG,
                        "%s: IMAGE_MAX_DIM %d must be a multiple of 64 (the "
@@ -465,7 +597,7 @@ mr_status mr_config_parse(const char *text, const char *origin, mr_config *c) {
     }
     mr_status st = MR_OK;
     if (!cJSON_IsObject(root)) st = mr_fail(MR_ERR_CONFIG, "%s: a config is a JSON object", origin);
-    bool had_classes = false, had_stages = false, had_epochs = false, had_num_classes = false;
+    bool seen[N_KEYS] = {false}, had_classes = false, had_num_classes = false;
     const cJSON *item;
     /* NUM_CLASSES and CLASS_NAMES may come in either order; both must agree. */
     cJSON_ArrayForEach(item, root) {
@@ -497,11 +629,10 @@ mr_status mr_config_parse(const char *text, const char *origin, mr_config *c) {
                              origin, c->net.num_classes, before);
             had_num_classes = true;
         }
-        had_stages |= k->type == K_STAGES;
-        had_epochs |= !strcmp(k->name, "EPOCHS");
+        seen[k - keys] = true;
     }
     cJSON_Delete(root);
-    if (st == MR_OK) st = check_whole(origin, c, had_classes, had_stages, had_epochs);
+    if (st == MR_OK) st = check_whole(origin, c, seen);
     return st;
 }
 
@@ -553,9 +684,24 @@ char *mr_config_to_json(const mr_config *c) {
             v = cJSON_CreateNumber((double)*(const float *)(base + k->offset));
             break;
         case K_BOOL:
-            v = cJSON_CreateBool(k->offset == TOP(augment) ? *(const int *)(base + k->offset)
-                                                           : *(const bool *)(base + k->offset));
+            v = cJSON_CreateBool(*(const bool *)(base + k->offset));
             break;
+        case K_ENUM:
+            v = cJSON_CreateString(choices_of(k)[*(const int *)(base + k->offset)]);
+            break;
+        case K_AUGMENT: {
+            const mr_augment_params *a = &c->augment;
+            v = cJSON_CreateObject();
+            cJSON_AddNumberToObject(v, "FLIP", (double)a->flip_prob);
+            float scale[2] = {a->scale_min, a->scale_max};
+            cJSON_AddItemToObject(v, "SCALE", cJSON_CreateFloatArray(scale, 2));
+            cJSON_AddNumberToObject(v, "TRANSLATE", (double)a->translate);
+            cJSON_AddNumberToObject(v, "BRIGHTNESS", (double)a->brightness);
+            cJSON_AddNumberToObject(v, "CONTRAST", (double)a->contrast);
+            cJSON_AddNumberToObject(v, "GAMMA", (double)a->gamma);
+            cJSON_AddNumberToObject(v, "SPECKLE", (double)a->speckle);
+            break;
+        }
         case K_STRING:
             v = cJSON_CreateString(base + k->offset);
             break;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "../data/augment.h"
 #include "../layers/model.h"
 
 #define MR_MAX_STAGES 8
@@ -17,9 +18,16 @@ typedef struct {
     float learning_rate;
 } mr_stage;
 
+/* WEIGHT_INIT: the starting values of every weight that no weights file provides. */
+typedef enum {
+    MR_INIT_GLOROT = 0, /* Keras' defaults: glorot-uniform kernels, zero biases (Matterport) */
+    MR_INIT_KAIMING = 1 /* torchvision's: Kaiming-normal convolutions, small-normal heads */
+} mr_weight_init;
+
 typedef struct {
     mr_net_config net;
     char name[64];                         /* NAME */
+    char description[512];                 /* DESCRIPTION: free text for people */
     char class_names[MR_MAX_CLASSES][48];  /* CLASS_NAMES, [0] = "BG" */
     char class_attribute[64];              /* CLASS_ATTRIBUTE ("" = class/name/label/type) */
     char train_data[1024], val_data[1024]; /* DATASET.TRAIN / DATASET.VAL */
@@ -31,9 +39,13 @@ typedef struct {
     int n_stages;
     uint64_t seed;
     int checkpoint_keep;
-    int arena_mb;      /* ARENA_MB: per-step memory */
-    int augment;       /* AUGMENT: 0 off, 1 on */
-    char source[1024]; /* the file it came from */
+    int arena_mb;              /* ARENA_MB: per-step memory */
+    mr_augment_params augment; /* AUGMENT: true (defaults), false (none) or per-op ranges */
+    mr_weight_init weight_init;
+    int warmup_steps; /* WARMUP_STEPS: the learning rate rises linearly over the run's first
+                         steps, from 1/1000 of its value */
+    int n_mean_pixel, n_pixel_std; /* values given; must equal IMAGE_CHANNEL_COUNT */
+    char source[1024];             /* the file it came from */
 } mr_config;
 
 void mr_config_defaults(mr_config *c);

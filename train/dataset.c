@@ -27,7 +27,6 @@
 struct mr_dataset {
     mr_config cfg;
     bool training;
-    mr_augment_params augment;
     mr_annotations ann;
 
     /* Order cache: the permutation of the last (epoch, cycle) asked for. record_at is const
@@ -103,7 +102,6 @@ mr_status mr_dataset_open(mr_dataset **out, const char *path, const mr_config *c
     if (!d) return mr_fail(MR_ERR_NOMEM, "out of memory opening %s", path);
     d->cfg = *cfg;
     d->training = training;
-    d->augment = mr_augment_defaults();
     pthread_mutex_init(&d->order_mu, NULL);
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cv, NULL);
@@ -204,10 +202,6 @@ int64_t mr_dataset_size(const mr_dataset *d) {
     return d->ann.n;
 }
 
-void mr_dataset_set_augment(mr_dataset *d, const mr_augment_params *params) {
-    d->augment = *params;
-}
-
 /* ---- order --------------------------------------------------------------------------------- */
 
 int64_t mr_dataset_record_at(const mr_dataset *d, int epoch, int64_t position) {
@@ -235,7 +229,7 @@ int64_t mr_dataset_record_at(const mr_dataset *d, int epoch, int64_t position) {
 }
 
 uint64_t mr_dataset_augment_seed(const mr_dataset *d, int epoch, int64_t position) {
-    if (!d->training || !d->cfg.augment) return 0;
+    if (!d->training || !mr_augment_enabled(&d->cfg.augment)) return 0;
     uint64_t w[4] = {TAG_AUGMENT, d->cfg.seed, (uint64_t)(int64_t)epoch, (uint64_t)position};
     return hash_words(w, 4) | 1u;
 }
@@ -379,7 +373,7 @@ mr_status mr_dataset_sample(const mr_dataset *d, int64_t record, uint64_t augmen
     }
     mr_status st =
         mr_mold_image(out->image, img.pixels, img.height, img.width, (int)C, net->image_min_dim,
-                      net->image_max_dim, net->mean_pixel, &out->mold);
+                      net->image_max_dim, net->mean_pixel, mr_net_pixel_std(net), &out->mold);
     mr_image_free(&img);
     if (st != MR_OK) {
         mr_sample_free(out);
@@ -416,9 +410,9 @@ mr_status mr_dataset_sample(const mr_dataset *d, int64_t record, uint64_t augmen
     }
     if (st != MR_OK) goto fail;
 
-    if (augment_seed != 0 && d->training && d->cfg.augment) {
-        st = mr_augment(out->image, S, (int)C, net->mean_pixel, win, full, n_all, &d->augment,
-                        augment_seed, NULL);
+    if (augment_seed != 0 && d->training && mr_augment_enabled(&d->cfg.augment)) {
+        st = mr_augment(out->image, S, (int)C, net->mean_pixel, mr_net_pixel_std(net), win, full,
+                        n_all, &d->cfg.augment, augment_seed, NULL);
         if (st != MR_OK) goto fail;
     }
 

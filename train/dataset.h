@@ -51,10 +51,6 @@ void mr_dataset_close(mr_dataset *d);
 const mr_annotations *mr_dataset_annotations(const mr_dataset *d);
 int64_t mr_dataset_size(const mr_dataset *d);
 
-/* The augmentation used for training samples (mr_augment_defaults() after open; only used when
- * the split is for training and AUGMENT is on). Not while the prefetcher runs. */
-void mr_dataset_set_augment(mr_dataset *d, const mr_augment_params *params);
-
 /* Loads and molds one record; `augment_seed` 0 means no augmentation. The sample owns its
  * buffers (mr_sample_free). */
 mr_status mr_dataset_sample(const mr_dataset *d, int64_t record, uint64_t augment_seed,
@@ -69,7 +65,7 @@ void mr_sample_free(mr_sample *s);
  * Validation: p % n. Thread-safe. */
 int64_t mr_dataset_record_at(const mr_dataset *d, int epoch, int64_t position);
 /* The augmentation seed of a stream position: hash(SEED, epoch, position) | 1 when training
- * with AUGMENT on, else 0 (no augmentation). */
+ * with an AUGMENT that does something, else 0 (no augmentation). */
 uint64_t mr_dataset_augment_seed(const mr_dataset *d, int epoch, int64_t position);
 
 /* Background prefetch: start() begins producing batches (epoch, step), (epoch, step+1), ...

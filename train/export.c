@@ -246,10 +246,14 @@ static void config_differences(const mr_config *given, const char *embedded_json
             used +=                                                                                \
                 (size_t)snprintf(diff + used, sizeof diff - used, "%s%s", used ? ", " : "", key);  \
     } while (0)
-    bool mean_differs = false;
-    for (int c = 0; c < a->image_channels && c < 3; c++)
+    bool mean_differs = false, std_differs = false;
+    for (int c = 0; c < a->image_channels && c < 3; c++) {
         mean_differs |= a->mean_pixel[c] != b->mean_pixel[c];
+        std_differs |= a->pixel_std[c] != b->pixel_std[c];
+    }
     NOTE(mean_differs, "MEAN_PIXEL");
+    NOTE(a->image_normalization != b->image_normalization, "IMAGE_NORMALIZATION");
+    NOTE(a->image_normalization == MR_NORM_MEAN_STD && std_differs, "PIXEL_STD");
     NOTE(a->image_min_dim != b->image_min_dim, "IMAGE_MIN_DIM");
     NOTE(a->image_max_dim != b->image_max_dim, "IMAGE_MAX_DIM");
     NOTE(a->bn_eps != b->bn_eps, "BN_EPSILON");

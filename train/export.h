@@ -67,7 +67,8 @@ mr_status mr_fold_batchnorms(mr_params *p, float eps, int *n_folded, int *n_iden
  * (MR_ERR_IO), and, as MR_ERR_CONFIG "config mismatch: ..." on one line, another class count,
  * layers of another shape, layers missing from the file or present only in the file. When both a
  * config file and an embedded config exist and disagree on settings that change outputs but not
- * shapes (MEAN_PIXEL, IMAGE_MIN/MAX_DIM, BN_EPSILON, CLASS_NAMES), a warning names them.
+ * shapes (MEAN_PIXEL, IMAGE_NORMALIZATION, PIXEL_STD, IMAGE_MIN/MAX_DIM, BN_EPSILON, CLASS_NAMES),
+ * a warning names them.
  * On success `m` must be freed with mr_model_free; on failure nothing needs freeing. `format`
  * (may be NULL) gets the file's layout. */
 mr_status mr_inference_load(const char *weights_path, const char *config_path, mr_config *cfg,

@@ -30,9 +30,10 @@ typedef struct {
     double last_train_loss, best_val_loss, last_val_loss;
 } mr_train_result;
 
-/* Keras' initial values: glorot-uniform kernels, zero biases, batch norm gamma 1, beta 0,
- * mean 0, variance 1; seeded. */
-void mr_init_weights(mr_params *p, uint64_t seed);
+/* Initial values, seeded: kernels as WEIGHT_INIT says (glorot: Keras' glorot-uniform, as
+ * Matterport; kaiming: torchvision's scheme), zero biases, batch norm gamma 1, beta 0, mean 0,
+ * variance 1. */
+void mr_init_weights(mr_params *p, mr_weight_init how, uint64_t seed);
 
 /* Runs (or resumes) a training job. MR_ERR_INTERRUPTED when stopped by `stop` or max_steps,
  * after saving a checkpoint from which --resume continues. */
