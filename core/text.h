@@ -1,0 +1,28 @@
+/* Text built in memory: a growable buffer written with printf-style calls, the JSON pieces every
+ * hand-written JSON file of mrcnn needs (escaped strings, numbers that are null when undefined),
+ * and an atomic write of the result. One allocation failure marks the buffer failed; the write
+ * then reports it, so callers check once at the end. */
+#ifndef MR_TEXT_H
+#define MR_TEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "status.h"
+
+typedef struct {
+    char *s; /* NUL-terminated once anything was written; NULL before */
+    size_t n, cap;
+    bool failed;
+} mr_text;
+
+void mr_text_printf(mr_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A JSON string literal: quotes, backslash escapes, control characters as \uXXXX. */
+void mr_text_json_string(mr_text *t, const char *s);
+/* A JSON number with `digits` significant digits, or null when v is not finite. */
+void mr_text_json_number(mr_text *t, double v, int digits);
+void mr_text_free(mr_text *t);
+/* Writes the text to `path` atomically (core/file.h); a failed buffer is MR_ERR_NOMEM. */
+mr_status mr_text_write_atomic(const mr_text *t, const char *path);
+
+#endif

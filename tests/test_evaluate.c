@@ -1,0 +1,202 @@
+/* Evaluation from prediction files (train/evaluate.h with data/predictions.h): predictions in
+ * `mrcnn predict`'s JSON format score as their masks say, whether the masks come as COCO RLE
+ * or as polygons; images without a file count as missed; malformed files fail with the file
+ * and the place. */
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../data/annotations.h"
+#include "../data/image.h"
+#include "../data/predictions.h"
+#include "../data/rle.h"
+#include "../train/evaluate.h"
+#include "testutil.h"
+
+enum { W = 40, H = 30 };
+
+static void put_file(const char *dir, const char *name, const char *text) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Two images: a.png with a benign 10x8 rectangle at (x 5, y 4), b.png with a malignant one at
+ * (x 20, y 10) of 12x10. */
+static void make_set(const char *dir, mr_annotations *ann) {
+    mr_image img;
+    cr_assert_eq(mr_image_alloc(&img, W, H, 1), MR_OK);
+    memset(img.pixels, 90, W * H);
+    char path[512];
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/%s", dir, k ? "b.png" : "a.png");
+        cr_assert_eq(mr_image_write_png(path, &img), MR_OK);
+    }
+    mr_image_free(&img);
+    put_file(dir, "via.json",
+             "{\"a\": {\"filename\": \"a.png\", \"size\": 1, \"regions\": [{\"shape_attributes\": "
+             "{\"name\": \"rect\", \"x\": 4.5, \"y\": 3.5, \"width\": 10, \"height\": 8}, "
+             "\"region_attributes\": {\"class\": \"benign\"}}]},\n"
+             " \"b\": {\"filename\": \"b.png\", \"size\": 1, \"regions\": [{\"shape_attributes\": "
+             "{\"name\": \"rect\", \"x\": 19.5, \"y\": 9.5, \"width\": 12, \"height\": 10}, "
+             "\"region_attributes\": {\"class\": \"malignant\"}}]}}\n");
+    const char *names[3] = {"BG", "benign", "malignant"};
+    mr_load_options o = {.class_names = names, .n_class_names = 3};
+    snprintf(path, sizeof path, "%s/via.json", dir);
+    cr_assert_eq(mr_annotations_load(path, &o, ann), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(ann->n, 2);
+}
+
+/* The RLE of a w x h rectangle at (x, y) in the W x H image. */
+static char *rect_rle(int x, int y, int w, int h) {
+    uint8_t m[W * H] = {0};
+    for (int r = y; r < y + h; r++)
+        for (int c = x; c < x + w; c++) m[r * W + c] = 1;
+    char *counts = NULL;
+    cr_assert_eq(mr_rle_encode(m, H, W, &counts), MR_OK);
+    return counts;
+}
+
+static void write_pred(const char *dir, const char *stem, const char *image, const char *dets) {
+    char name[128], text[4096];
+    snprintf(name, sizeof name, "%s_pred.json", stem);
+    snprintf(text, sizeof text,
+             "{\"image\": \"../%s\", \"width\": %d, \"height\": %d, \"overlay\": \"\", "
+             "\"threshold\": 0, \"detections\": [%s]}",
+             image, W, H, dets);
+    put_file(dir, name, text);
+}
+
+static mr_evaluation score(const mr_annotations *ann, const char *pred_dir, int64_t *missing) {
+    mr_evaluation e;
+    mr_eval_options o = {.det_threshold = 0.0f, .op_threshold = 0.5f};
+    cr_assert_eq(mr_evaluation_init(&e, 3, &o), MR_OK);
+    cr_assert_eq(mr_evaluate_prediction_files(&e, ann, pred_dir, 0, missing), MR_OK, "%s",
+                 mr_last_error());
+    cr_assert_eq(mr_evaluation_finish(&e), MR_OK);
+    return e;
+}
+
+Test(evaluate, predictions_as_rle_or_polygons_score_as_their_masks) {
+    const char *dir = temp_dir("eval-pred");
+    mr_annotations ann;
+    make_set(dir, &ann);
+    char pred[600], dets[2048];
+    snprintf(pred, sizeof pred, "%s/pred", dir);
+    cr_assert_eq(mkdir(pred, 0755), 0);
+    /* a: exact, as polygons through the pixel corners; b: exact, as RLE. */
+    write_pred(
+        pred, "a", "a.png",
+        "{\"class_id\": 1, \"class\": \"benign\", \"score\": 0.9, \"box\": [4, 5, 12, 15],"
+        " \"area\": 80, \"polygons\": [[[4.5, 3.5], [14.5, 3.5], [14.5, 11.5], [4.5, 11.5]]]}");
+    char *rle = rect_rle(20, 10, 12, 10);
+    snprintf(dets, sizeof dets,
+             "{\"class_id\": 2, \"class\": \"malignant\", \"score\": 0.8, \"box\": [10, 20, 20, "
+             "32], \"area\": 120, \"polygons\": [], \"rle\": {\"size\": [%d, %d], \"counts\": "
+             "\"%s\"}}",
+             H, W, rle);
+    free(rle);
+    write_pred(pred, "b", "b.png", dets);
+    int64_t missing = -1;
+    mr_evaluation e = score(&ann, pred, &missing);
+    cr_assert_eq(missing, 0);
+    cr_assert_float_eq(e.mask.mean_ap50, 1.0, 1e-9);
+    cr_assert_float_eq(e.mask.mean_ap, 1.0, 1e-9);
+    cr_assert_float_eq(e.box.mean_ap, 1.0, 1e-9);
+    cr_assert_float_eq(mr_lesion_sensitivity(&e.lesions), 1.0, 1e-9);
+    cr_assert_float_eq(mr_lesion_mean_dice(&e.lesions), 1.0, 1e-9);
+    mr_evaluation_free(&e);
+
+    /* b's mask shifted down by 5 of its 10 rows: IoU 50/150 < 0.5, so b is missed (a false
+     * positive of class 2 and a miss); a's class wrong: matched as a lesion, wrong class. */
+    rle = rect_rle(20, 15, 12, 10);
+    snprintf(dets, sizeof dets,
+             "{\"class_id\": 2, \"class\": \"malignant\", \"score\": 0.8, \"box\": [15, 20, 25, "
+             "32], \"area\": 120, \"polygons\": [], \"rle\": {\"size\": [%d, %d], \"counts\": "
+             "\"%s\"}}",
+             H, W, rle);
+    free(rle);
+    write_pred(pred, "b", "b.png", dets);
+    write_pred(pred, "a", "a.png",
+               "{\"class_id\": 2, \"class\": \"malignant\", \"score\": 0.9, \"box\": [4, 5, 12, "
+               "15], \"area\": 80, \"polygons\": [[[4.5, 3.5], [14.5, 3.5], [14.5, 11.5], "
+               "[4.5, 11.5]]]}");
+    e = score(&ann, pred, &missing);
+    cr_assert_float_eq(e.mask.mean_ap50, 0.0, 1e-9,
+                       "benign has no benign detection, "
+                       "malignant's only one misses");
+    cr_assert_eq(e.lesions.n_matched, 1);
+    cr_assert_eq(e.n_right, 0);
+    cr_assert_eq(e.n_classified, 1);
+    mr_evaluation_free(&e);
+
+    /* No file for b: it counts as an image without detections. */
+    char path[700];
+    snprintf(path, sizeof path, "%s/b_pred.json", pred);
+    cr_assert_eq(remove(path), 0);
+    write_pred(
+        pred, "a", "a.png",
+        "{\"class_id\": 1, \"class\": \"benign\", \"score\": 0.9, \"box\": [4, 5, 12, 15],"
+        " \"area\": 80, \"polygons\": [[[4.5, 3.5], [14.5, 3.5], [14.5, 11.5], [4.5, 11.5]]]}");
+    e = score(&ann, pred, &missing);
+    cr_assert_eq(missing, 1);
+    cr_assert_float_eq(mr_lesion_sensitivity(&e.lesions), 0.5, 1e-9);
+    mr_evaluation_free(&e);
+    mr_annotations_free(&ann);
+}
+
+static void expect_bad_file(const char *text, const char *needle) {
+    const char *dir = temp_dir("eval-bad");
+    put_file(dir, "x_pred.json", text);
+    char path[600];
+    snprintf(path, sizeof path, "%s/x_pred.json", dir);
+    mr_detections d;
+    cr_assert_eq(mr_prediction_file_load(path, &d), MR_ERR_FORMAT, "accepted: %s", text);
+    cr_assert(strstr(mr_last_error(), needle), "'%s' lacks '%s'", mr_last_error(), needle);
+    cr_assert(strstr(mr_last_error(), "x_pred.json"), "names the file: %s", mr_last_error());
+    cr_assert_null(d.masks, "nothing left allocated");
+}
+
+Test(evaluate, malformed_prediction_files_fail_with_the_place) {
+    expect_bad_file("[1, 2]", "a prediction file is a JSON object");
+    expect_bad_file("{\"width\": 4", "not valid JSON");
+    expect_bad_file("{\"width\": 0, \"height\": 4, \"detections\": []}", "\"width\" must be");
+    expect_bad_file("{\"width\": 1e9, \"height\": 4, \"detections\": []}", "\"width\" must be");
+    expect_bad_file("{\"width\": 60000, \"height\": 60000, \"detections\": []}", "larger than");
+    expect_bad_file("{\"width\": 4, \"height\": 4, \"detections\": [{\"class_id\": 1.5}]}",
+                    "detection 0: \"class_id\"");
+    expect_bad_file("{\"width\": 4, \"height\": 4, \"detections\": [{\"class_id\": 1, "
+                    "\"score\": 2, \"box\": [0, 0, 1, 1]}]}",
+                    "\"score\" must be a number in [0, 1]");
+    expect_bad_file("{\"width\": 4, \"height\": 4, \"detections\": [{\"class_id\": 1, "
+                    "\"score\": 0.5, \"box\": [0, 0, 1]}]}",
+                    "\"box\" must be [y1, x1, y2, x2]");
+    expect_bad_file("{\"width\": 4, \"height\": 4, \"detections\": [{\"class_id\": 1, "
+                    "\"score\": 0.5, \"box\": [0, 0, 1, 1], \"rle\": {\"size\": [5, 4], "
+                    "\"counts\": \"04\"}}]}",
+                    "\"rle\" must be {\"size\": [4, 4]");
+    expect_bad_file("{\"width\": 4, \"height\": 4, \"detections\": [{\"class_id\": 1, "
+                    "\"score\": 0.5, \"box\": [0, 0, 1, 1], \"rle\": {\"size\": [4, 4], "
+                    "\"counts\": \"zz\"}}]}",
+                    "detection 0: ");
+    expect_bad_file("{\"width\": 4, \"height\": 4, \"detections\": [{\"class_id\": 1, "
+                    "\"score\": 0.5, \"box\": [0, 0, 1, 1]}]}",
+                    "neither \"rle\" nor \"polygons\"");
+    expect_bad_file("{\"width\": 4, \"height\": 4, \"detections\": [{\"class_id\": 1, "
+                    "\"score\": 0.5, \"box\": [0, 0, 1, 1], \"polygons\": [[[0, 0], [1]]]}]}",
+                    "polygon 0 point 1 must be [x, y]");
+}
+
+Test(evaluate, a_folder_without_prediction_files_is_an_error) {
+    const char *dir = temp_dir("eval-empty");
+    mr_prediction_set s;
+    cr_assert_eq(mr_prediction_set_load(&s, dir), MR_ERR_ARG);
+    cr_assert(strstr(mr_last_error(), "no *_pred.json files"), "%s", mr_last_error());
+    put_file(dir, "a_pred.json", "{\"image\": \"x/a.png\"}");
+    put_file(dir, "b_pred.json", "{\"image\": \"y/a.png\"}");
+    cr_assert_eq(mr_prediction_set_load(&s, dir), MR_ERR_FORMAT);
+    cr_assert(strstr(mr_last_error(), "both describe an image called a.png"), "%s",
+              mr_last_error());
+}
