@@ -485,3 +485,54 @@ Test(predict, bad_inputs_fail_with_one_clear_line) {
     cr_assert_neq(run_predict(args, log, sizeof log), 0, "%s", log);
     cr_assert(strstr(log, "nope.png"), "%s", log);
 }
+
+/* The JSON files hold the exact masks, so scoring them gives what scoring the model gives. */
+Test(predict, evaluating_the_json_equals_evaluating_the_model) {
+    const char *dir = temp_dir("predict-eval");
+    char weights[512], data[512], pred[512], cfg_path[512], path[1024], args[4096], log[16384];
+    snprintf(weights, sizeof weights, "%s/model.h5", dir);
+    snprintf(data, sizeof data, "%s/data", dir);
+    snprintf(pred, sizeof pred, "%s/pred", dir);
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
+    cr_assert_eq(mkdir(data, 0755), 0);
+    mr_config c;
+    write_weights(weights, &c);
+    char *json = mr_config_to_json(&c);
+    write_file(cfg_path, json);
+    free(json);
+    /* Three scans, each annotated with a benign box around its ellipse's middle. */
+    char via[4096] = "{";
+    for (int k = 0; k < 3; k++) {
+        snprintf(path, sizeof path, "%s/s%d.png", data, k);
+        write_png(path, 128, 96, 30 + (uint64_t)k);
+        snprintf(via + strlen(via), sizeof via - strlen(via),
+                 "%s\"s%d\": {\"filename\": \"s%d.png\", \"size\": 1, \"regions\": [{"
+                 "\"shape_attributes\": {\"name\": \"rect\", \"x\": %d, \"y\": 30, \"width\": 30,"
+                 " \"height\": 24}, \"region_attributes\": {\"class\": \"benign\"}}]}",
+                 k ? ", " : "", k, k, 30 + 10 * k);
+    }
+    strcat(via, "}");
+    snprintf(path, sizeof path, "%s/via_region_data.json", data);
+    write_file(path, via);
+    snprintf(args, sizeof args, "--weights %s %s --out %s --threshold 0", weights, data, pred);
+    cr_assert_eq(run_predict(args, log, sizeof log), 0, "%s", log);
+    snprintf(args, sizeof args,
+             "evaluate --weights %s --data %s --threshold 0 --out %s/by-model --quiet", weights,
+             data, dir);
+    cr_assert_eq(run_mrcnn(args, log, sizeof log), 0, "%s", log);
+    snprintf(args, sizeof args,
+             "evaluate --predictions %s --config %s --data %s --threshold 0 --out %s/by-json", pred,
+             cfg_path, data, dir);
+    cr_assert_eq(run_mrcnn(args, log, sizeof log), 0, "%s", log);
+    snprintf(path, sizeof path, "%s/by-model/evaluation.json", dir);
+    char *a = read_text(path);
+    snprintf(path, sizeof path, "%s/by-json/evaluation.json", dir);
+    char *b = read_text(path);
+    /* Everything from the COCO section on (the header names the sources). */
+    const char *ca = strstr(a, "\"coco\""), *cb = strstr(b, "\"coco\"");
+    cr_assert(ca && cb);
+    cr_assert_str_eq(ca, cb);
+    cr_assert(!strstr(a, "\"predictions\": 0,"), "the model made detections to compare: %s", a);
+    free(a);
+    free(b);
+}
