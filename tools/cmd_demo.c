@@ -1,12 +1,35 @@
-/* `mrcnn demo`: the README's first command. Generates a synthetic breast-ultrasound set,
- * fine-tunes configs/tiny.json on it, predicts on the validation images, and prints where the
- * overlays and the training report are. Every step is an ordinary verb run in-process. */
+/* `mrcnn demo`: the README's first command. Generates a synthetic breast-ultrasound set, trains
+ * configs/tiny.json on it from random weights, scores the model on the validation images, predicts
+ * on them, and prints where the overlays and the training report are. */
 #include <stdio.h>
 #include <string.h>
 
 #include "../data/synth.h"
 #include "../train/checkpoint.h"
+#include "../train/evaluate.h"
+#include "../train/export.h"
+#include "../train/trainer.h"
 #include "cli.h"
+
+/* Mask AP50 and sensitivity of the checkpoint on the validation split. */
+static mr_status score(const char *ckpt, const char *val, mr_evaluation *e) {
+    mr_config cfg;
+    mr_model model;
+    MR_TRY(mr_inference_load(ckpt, NULL, &cfg, &model, NULL));
+    mr_ctx ctx = {0};
+    mr_dataset *ds = NULL;
+    const mr_eval_options eo = {.det_threshold = 0.0f,
+                                .op_threshold = cfg.net.detection_min_confidence};
+    mr_status st = mr_ctx_init(&ctx, (size_t)cfg.arena_mb << 20);
+    if (st == MR_OK) st = mr_dataset_open(&ds, val, &cfg, false);
+    if (st == MR_OK) st = mr_evaluation_init(e, cfg.net.num_classes, &eo);
+    if (st == MR_OK) st = mr_evaluate_model(e, &ctx, &model, ds, 0, NULL);
+    if (st == MR_OK) st = mr_evaluation_finish(e);
+    if (ds) mr_dataset_close(ds);
+    mr_ctx_free(&ctx);
+    mr_model_free(&model);
+    return st;
+}
 
 int cmd_demo(int argc, char **argv) {
     const char *out = "demo", *config = "configs/tiny.json";
@@ -23,13 +46,13 @@ int cmd_demo(int argc, char **argv) {
         fprintf(stderr, "mrcnn demo: --images must be 10..100000 and --epochs positive\n");
         return 2;
     }
-    char data[1024], run[1024], predictions[1024], epochs_text[32];
+    char data[1024], run[1024], predictions[1024], val[1100], ckpt[1200];
     snprintf(data, sizeof data, "%s/data", out);
     snprintf(run, sizeof run, "%s/run", out);
     snprintf(predictions, sizeof predictions, "%s/predictions", out);
-    snprintf(epochs_text, sizeof epochs_text, "%ld", epochs);
+    snprintf(val, sizeof val, "%s/val", data);
 
-    printf("1/3 writing %ld synthetic ultrasound images to %s\n", images, data);
+    printf("1/4 writing %ld synthetic ultrasound images to %s\n", images, data);
     fflush(stdout);
     mr_synth_options o;
     mr_synth_defaults(&o);
@@ -40,19 +63,26 @@ int cmd_demo(int argc, char **argv) {
     mr_status st = mr_synth_write(&o);
     if (st != MR_OK) return mr_exit_code(st);
 
-    printf("2/3 fine-tuning %s (progress on stderr)\n", config);
+    printf("2/4 training %s from random weights (progress on stderr)\n", config);
     fflush(stdout);
-    char *train_argv[] = {"train", "--config", (char *)config, "--data",    data,
-                          "--out", run,        "--epochs",     epochs_text, NULL};
-    code = cmd_train(epochs > 0 ? 9 : 7, train_argv);
-    if (code != 0) return code;
-
-    char ckpt[1200];
+    mr_train_options topt = {
+        .config_path = config, .data_dir = data, .epochs = (int)epochs, .out_dir = run};
+    mr_train_result tr;
+    if ((st = mr_train(&topt, &tr)) != MR_OK) return mr_exit_code(st);
     if ((st = mr_checkpoint_find_latest(run, ckpt, sizeof ckpt, NULL)) != MR_OK)
         return mr_exit_code(st);
-    char val[1100];
-    snprintf(val, sizeof val, "%s/val", data);
-    printf("3/3 predicting on %s with %s\n", val, ckpt);
+
+    printf("3/4 scoring %s on the %s images\n", ckpt, val);
+    fflush(stdout);
+    mr_evaluation e;
+    if ((st = score(ckpt, val, &e)) != MR_OK) return mr_exit_code(st);
+    printf("    validation mask AP50 %.3f, mask AP %.3f; sensitivity %.3f at score >= %.2f, "
+           "%.2f false positives per image\n",
+           e.mask.mean_ap50, e.mask.mean_ap, mr_lesion_sensitivity(&e.lesions),
+           (double)e.opt.op_threshold, mr_lesion_fp_per_image(&e.lesions));
+    mr_evaluation_free(&e);
+
+    printf("4/4 predicting on %s\n", val);
     fflush(stdout);
     char *predict_argv[] = {"predict", "--weights", ckpt, val, "--out", predictions, NULL};
     code = cmd_predict(6, predict_argv);
