@@ -30,7 +30,6 @@ Prints one line per epoch and the wall time; writes <stem>_pred.json per validat
 predict's format, masks as COCO compressed RLE) and run.json."""
 import argparse
 import json
-import math
 import os
 import random
 import re
