@@ -1,6 +1,6 @@
 # mrcnn build: `make` builds build/libmrcnn.a and build/mrcnn; `make test`, `make test-asan`,
-# `make demo`, `make bench`, `make refs`. Every target first checks the Debian packages it needs
-# and installs the missing ones (apt-get, via sudo when not root).
+# `make demo`, `make bench`, `make quality`, `make refs`. Every target first checks the Debian
+# packages it needs and installs the missing ones (apt-get, via sudo when not root).
 
 CC      ?= gcc
 BUILD   ?= build
@@ -26,7 +26,7 @@ TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 DEPS_OK  := $(BUILD)/.deps-ok
 
-.PHONY: all deps ref-deps test test-asan demo bench bench-deps refs format clean
+.PHONY: all deps ref-deps test test-asan demo bench bench-deps quality refs format clean
 all: $(BUILD)/mrcnn
 
 # Checked once per build folder; delete build/ to check again.
@@ -78,6 +78,11 @@ bench: $(BUILD)/mrcnn
 	./$(BUILD)/mrcnn bench
 
 bench-deps: ref-deps
+
+# Accuracy side by side with torchvision on generated data (about 40 minutes on 2 cores); a
+# benchmark, not a test: it asserts nothing and appends its figures to BENCHMARKS.md.
+quality: $(BUILD)/mrcnn ref-deps
+	/usr/bin/python3 tools/quality.py --mrcnn $(BUILD)/mrcnn $(QUALITY_ARGS)
 
 # Regenerates the committed PyTorch reference files in tests/ref/ (needs python3-torch).
 refs: ref-deps

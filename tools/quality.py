@@ -1,0 +1,154 @@
+#!/usr/bin/python3
+"""`make quality`: mrcnn and torchvision's Mask R-CNN trained side by side on the same generated
+breast-ultrasound set, with the same architecture width, steps, batch, learning-rate schedule,
+augmentation and trainable layers, both scored twice: by `mrcnn evaluate --predictions` and by
+the independent scorer tests/ref/score_predictions.py. Prints mask AP50, mask AP, box AP50,
+sensitivity and Dice for both, appends the run to BENCHMARKS.md, and ends with one
+machine-readable line: mask_ap50_ratio=R mask_ap_ratio=R (mrcnn over torchvision, geometric mean
+over the image sizes).
+
+The data is `mrcnn synth --preset hard` at a seed of the tuning range (1000-1999 by default);
+report held-out figures with --seed from another range (2000-2999), which no setting was tuned on.
+"""
+import argparse
+import datetime
+import glob
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METRICS = [("mask_ap50", "mask AP50"), ("mask_ap", "mask AP"), ("box_ap50", "box AP50"),
+           ("sensitivity", "sensitivity"), ("dice", "Dice")]
+
+
+def run(cmd, log):
+    """Runs a command, its output to `log`; stops the benchmark with the log's tail on failure."""
+    t0 = time.time()
+    with open(log, "w") as f:
+        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+    if rc != 0:
+        tail = open(log).read()[-2000:]
+        sys.exit("quality: %s failed (exit %d); end of %s:\n%s" % (cmd[0], rc, log, tail))
+    return time.time() - t0
+
+
+def mrcnn_scores(evaluation_json):
+    e = json.load(open(evaluation_json))
+    segm, bbox, les = e["coco"]["segm"], e["coco"]["bbox"], e["lesions"]
+    return {"mask_ap50": segm["AP50"], "mask_ap": segm["AP"], "box_ap50": bbox["AP50"],
+            "sensitivity": les["sensitivity"], "dice": les["mean_dice"] or 0.0}
+
+
+def score_both(args, config, val, pred, work, tag):
+    """The same predictions through mrcnn's evaluate and the independent scorer."""
+    ev = os.path.join(work, "eval-" + tag)
+    run([args.mrcnn, "evaluate", "--predictions", pred, "--config", config, "--data", val,
+         "--out", ev, "--quiet"], os.path.join(work, "evaluate-%s.log" % tag))
+    ours = mrcnn_scores(os.path.join(ev, "evaluation.json"))
+    ref_json = os.path.join(work, "score-%s.json" % tag)
+    run(["/usr/bin/python3", "tests/ref/score_predictions.py", "--data", val, "--pred", pred,
+         "--config", config, "--json", ref_json], os.path.join(work, "score-%s.log" % tag))
+    ref = json.load(open(ref_json))
+    worst = max(abs(ours[k] - ref[k]) for k, _ in METRICS)
+    return ours, worst
+
+
+def one_size(args, data, size):
+    work = os.path.join(args.out, "size-%d" % size)
+    os.makedirs(work, exist_ok=True)
+    config = json.load(open(os.path.join(ROOT, args.config)))
+    config["IMAGE_MIN_DIM"] = config["IMAGE_MAX_DIM"] = size
+    config["AUGMENT"] = {"FLIP": 0.5}  # the twin implements flips only: the same on both sides
+    config.pop("DATASET", None)
+    cfg_path = os.path.join(work, "config.json")
+    json.dump(config, open(cfg_path, "w"), indent=1)
+    val = os.path.join(data, "val")
+
+    run_dir = os.path.join(work, "mrcnn-run")
+    subprocess.call(["rm", "-rf", run_dir])
+    t_mrcnn = run([args.mrcnn, "train", "--config", cfg_path, "--data", data, "--out", run_dir,
+                   "--quiet"], os.path.join(work, "mrcnn-train.log"))
+    ckpts = sorted(glob.glob(os.path.join(run_dir, "ckpt-e*.h5")))
+    pred_m = os.path.join(work, "pred-mrcnn")
+    subprocess.call(["rm", "-rf", pred_m])
+    run([args.mrcnn, "predict", "--weights", ckpts[-1], val, "--out", pred_m, "--threshold", "0"],
+        os.path.join(work, "mrcnn-predict.log"))
+
+    pred_t = os.path.join(work, "pred-torchvision")
+    subprocess.call(["rm", "-rf", pred_t])
+    t_tv = run(["/usr/bin/python3", "tests/ref/quality_torchvision.py", "--config", cfg_path,
+                "--data", data, "--out", pred_t, "--threads", str(args.threads)],
+               os.path.join(work, "torchvision.log"))
+
+    m, dm = score_both(args, cfg_path, val, pred_m, work, "mrcnn")
+    t, dt = score_both(args, cfg_path, val, pred_t, work, "torchvision")
+    return {"size": size, "mrcnn": m, "torchvision": t, "scorer_gap": max(dm, dt),
+            "seconds": {"mrcnn": t_mrcnn, "torchvision": t_tv}}
+
+
+def ratio(a, b):
+    return a / b if b > 0 else (float("inf") if a > 0 else 1.0)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="128,256", help="image sides, comma-separated")
+    p.add_argument("--seed", type=int, default=1001, help="synth seed (tuning range 1000-1999)")
+    p.add_argument("--images", type=int, default=320, help="images (a quarter for validation)")
+    p.add_argument("--config", default="configs/tiny.json", help="the recipe and width compared")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="build/quality")
+    p.add_argument("--mrcnn", default="build/mrcnn")
+    p.add_argument("--no-record", action="store_true", help="do not append to BENCHMARKS.md")
+    args = p.parse_args()
+    args.out = os.path.abspath(args.out)
+    args.mrcnn = os.path.abspath(args.mrcnn)
+    os.makedirs(args.out, exist_ok=True)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+
+    data = os.path.join(args.out, "data-hard-%d" % args.seed)
+    if not os.path.exists(os.path.join(data, "val", "via_region_data.json")):
+        run([args.mrcnn, "synth", "--out", data, "--images", str(args.images), "--seed",
+             str(args.seed), "--size", "256", "--preset", "hard", "--val-fraction", "0.25"],
+            os.path.join(args.out, "synth.log"))
+    results = [one_size(args, data, int(s)) for s in args.sizes.split(",")]
+
+    lines = ["## %s, commit %s, `make quality`" % (
+        datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                       text=True).stdout.strip() or "unknown"), "",
+        "Data: `mrcnn synth --preset hard --seed %d --images %d --size 256` (a quarter for "
+        "validation); config %s, flips only, the same budget for both; scored by `mrcnn "
+        "evaluate --predictions` (the independent scorer agrees within the gap shown)." % (
+            args.seed, args.images, args.config), "",
+        "| size | metric | mrcnn | torchvision | ratio |", "|---|---|---|---|---|"]
+    for r in results:
+        for k, name in METRICS:
+            lines.append("| %d | %s | %.3f | %.3f | %.2f |" % (
+                r["size"], name, r["mrcnn"][k], r["torchvision"][k],
+                ratio(r["mrcnn"][k], r["torchvision"][k])))
+        lines.append("| %d | train + predict s | %.0f | %.0f | |" % (
+            r["size"], r["seconds"]["mrcnn"], r["seconds"]["torchvision"]))
+    gaps = max(r["scorer_gap"] for r in results)
+
+    def gmean(key):
+        vals = [ratio(r["mrcnn"][key], r["torchvision"][key]) for r in results]
+        return math.exp(sum(math.log(max(v, 1e-9)) for v in vals) / len(vals))
+
+    last = "mask_ap50_ratio=%.3f mask_ap_ratio=%.3f" % (gmean("mask_ap50"), gmean("mask_ap"))
+    lines += ["", "Largest difference between the two scorers: %.2g." % gaps, "", last, ""]
+    print("\n".join(lines[2:-2]))
+    if not args.no_record:
+        with open(os.path.join(ROOT, "BENCHMARKS.md"), "a") as f:
+            f.write("\n" + "\n".join(lines))
+    if gaps > 1e-3:
+        sys.exit("quality: the two scorers disagree by %.3g; see %s" % (gaps, args.out))
+    print(last)
+
+
+if __name__ == "__main__":
+    main()
