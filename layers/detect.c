@@ -24,35 +24,38 @@ mr_status mr_refine_detections(float *out, int64_t *n_out, const float *rois, co
     *n_out = 0;
     if (n <= 0 || max_out <= 0) return MR_OK;
     mr_status st = MR_OK;
-    int64_t *ids = malloc((size_t)n * sizeof *ids);       /* kept ROI indices */
-    float *boxes = malloc((size_t)n * 4 * sizeof *boxes); /* refined, of the kept ROIs */
-    float *scores = malloc((size_t)n * sizeof *scores);
-    int64_t *cls = malloc((size_t)n * sizeof *cls);
-    int64_t *keep = malloc((size_t)n * sizeof *keep);
-    float *kept_scores = malloc((size_t)n * sizeof *kept_scores);
-    int64_t *order = malloc((size_t)n * sizeof *order);
-    if (!ids || !boxes || !scores || !cls || !keep || !kept_scores || !order) {
+    const int64_t cap = cfg->every_class ? n * (C - 1) : n; /* candidates at most */
+    float *boxes = malloc((size_t)cap * 4 * sizeof *boxes); /* refined, of the candidates */
+    float *scores = malloc((size_t)cap * sizeof *scores);
+    int64_t *cls = malloc((size_t)cap * sizeof *cls);
+    int64_t *nms_cls = malloc((size_t)cap * sizeof *nms_cls);
+    int64_t *keep = malloc((size_t)cap * sizeof *keep);
+    float *kept_scores = malloc((size_t)cap * sizeof *kept_scores);
+    int64_t *order = malloc((size_t)cap * sizeof *order);
+    if (!boxes || !scores || !cls || !nms_cls || !keep || !kept_scores || !order) {
         st = mr_fail(MR_ERR_NOMEM, "detections: cannot allocate for %lld rois", (long long)n);
         goto out;
     }
-    /* Refining only the kept ROIs gives the same rows as refining all and gathering after. */
+    /* Refining only the candidates gives the same rows as refining all and gathering after. */
     int64_t m = 0;
     for (int64_t i = 0; i < n; i++) {
         const float *p = probs + i * C;
-        int64_t c = 0;
+        int64_t top = 0;
         for (int64_t j = 1; j < C; j++)
-            if (p[j] > p[c]) c = j; /* first maximum, as tf.argmax */
-        if (c == 0) continue;
-        if (cfg->min_confidence != 0.0f && !(p[c] >= cfg->min_confidence)) continue;
-        mr_box_decode(boxes + 4 * m, rois + 4 * i, deltas + (i * C + c) * 4, 1, cfg->bbox_std);
-        mr_box_clip(boxes + 4 * m, 1, window);
-        ids[m] = i;
-        scores[m] = p[c];
-        cls[m] = c;
-        m++;
+            if (p[j] > p[top]) top = j; /* first maximum, as tf.argmax */
+        for (int64_t c = cfg->every_class ? 1 : top; c < (cfg->every_class ? C : top + 1); c++) {
+            if (c == 0 || (cfg->every_class && !(p[c] > 0.0f))) continue;
+            if (cfg->min_confidence != 0.0f && !(p[c] >= cfg->min_confidence)) continue;
+            mr_box_decode(boxes + 4 * m, rois + 4 * i, deltas + (i * C + c) * 4, 1, cfg->bbox_std);
+            mr_box_clip(boxes + 4 * m, 1, window);
+            scores[m] = p[c];
+            cls[m] = c;
+            nms_cls[m] = cfg->class_agnostic ? 1 : c;
+            m++;
+        }
     }
     int64_t n_keep;
-    if ((st = mr_nms_per_class(keep, &n_keep, boxes, scores, cls, m, cfg->nms_threshold,
+    if ((st = mr_nms_per_class(keep, &n_keep, boxes, scores, nms_cls, m, cfg->nms_threshold,
                                max_out)) != MR_OK)
         goto out;
     /* keep is in increasing ROI order, so the score sort breaks ties by ROI index like top_k
@@ -69,8 +72,8 @@ mr_status mr_refine_detections(float *out, int64_t *n_out, const float *rois, co
     }
     *n_out = total;
 out:
-    free(ids);
     free(boxes);
+    free(nms_cls);
     free(scores);
     free(cls);
     free(keep);

@@ -4,12 +4,18 @@
 #ifndef MR_DETECT_H
 #define MR_DETECT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "../core/status.h"
 
 typedef struct {
     int64_t num_classes;   /* NUM_CLASSES, background included */
+    bool every_class;      /* DETECTION_CANDIDATES "every_class": each ROI offers each class as
+                              a candidate with that class's probability (torchvision); false:
+                              only its argmax class, none when that is background (Matterport) */
+    bool class_agnostic;   /* DETECTION_NMS "class_agnostic": one NMS over all classes, so one
+                              lesion keeps one class; false: NMS per class (Matterport) */
     float min_confidence;  /* DETECTION_MIN_CONFIDENCE (0.7); 0 disables the test */
     float nms_threshold;   /* DETECTION_NMS_THRESHOLD (0.3) */
     int64_t max_instances; /* DETECTION_MAX_INSTANCES (100) */
@@ -24,7 +30,9 @@ mr_detection_config mr_detection_config_matterport(int64_t num_classes);
  * included, ties to the lower class), refined by that class's deltas * bbox_std and clipped
  * to the window; ROIs of class 0 or below min_confidence are dropped; NMS per class (at most
  * max_instances per class); the best max_instances by score remain, sorted by score (ties:
- * lower ROI index first). Writes out (max_instances, 6) rows (y1, x1, y2, x2, class_id,
+ * lower ROI index first). With every_class, each (ROI, class >= 1) pair with a probability
+ * above 0 and at least min_confidence is a candidate; with class_agnostic, the NMS runs over
+ * all candidates together. Writes out (max_instances, 6) rows (y1, x1, y2, x2, class_id,
  * score), zero padded; *n_out gets the number of real rows. */
 mr_status mr_refine_detections(float *out, int64_t *n_out, const float *rois, const float *probs,
                                const float *deltas, int64_t n, const float window[4],

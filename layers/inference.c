@@ -56,6 +56,8 @@ static mr_status detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
     mr_detection_config dc = mr_detection_config_matterport(nc);
     dc.min_confidence = min_confidence >= 0.0f ? min_confidence : cfg->detection_min_confidence;
     dc.nms_threshold = cfg->detection_nms_threshold;
+    dc.every_class = cfg->detection_candidates == MR_DETECT_EVERY_CLASS;
+    dc.class_agnostic = cfg->detection_nms == MR_NMS_CLASS_AGNOSTIC;
     dc.max_instances = max_det;
     memcpy(dc.bbox_std, cfg->bbox_std, sizeof dc.bbox_std);
     int64_t n_masks = 0;

@@ -30,6 +30,10 @@ typedef enum {
     MR_ROI_SAMPLING_FILL = 1,         /* TRAIN_ROIS_PER_IMAGE - P (torchvision) */
 } mr_roi_sampling;
 
+/* DETECTION_CANDIDATES and DETECTION_NMS: see mr_detection_config. */
+typedef enum { MR_DETECT_TOP_CLASS = 0, MR_DETECT_EVERY_CLASS = 1 } mr_detection_candidates;
+typedef enum { MR_NMS_PER_CLASS = 0, MR_NMS_CLASS_AGNOSTIC = 1 } mr_detection_nms;
+
 typedef struct {
     int backbone_depth; /* BACKBONE: 50 or 101 */
     int num_classes;    /* NUM_CLASSES, background included */
@@ -65,6 +69,8 @@ typedef struct {
     int max_gt_instances;
     int detection_max_instances;
     float detection_min_confidence, detection_nms_threshold;
+    mr_detection_candidates detection_candidates;
+    mr_detection_nms detection_nms;
     float loss_weights[5]; /* rpn_class, rpn_bbox, mrcnn_class, mrcnn_bbox, mrcnn_mask */
     float weight_decay;
     mr_roi_align_mode roi_align_mode;

@@ -313,6 +313,51 @@ Test(detect, refine_keeps_top_class_threshold_and_per_class_nms) {
     cr_assert_float_eq(out[6 + 5], 0.8f, 1e-7f);
 }
 
+Test(detect, every_class_candidates_and_class_agnostic_nms) {
+    enum { N = 3, C = 3 };
+    const float rois[N * 4] = {0.1f, 0.1f,  0.4f, 0.4f, 0.11f, 0.1f,
+                               0.4f, 0.41f, 0.6f, 0.6f, 0.9f,  0.9f};
+    const float probs[N * C] = {
+        0.1f, 0.6f, 0.3f, /* 0: benign 0.6, malignant 0.3 */
+        0.1f, 0.2f, 0.7f, /* 1: the same lesion, malignant 0.7 */
+        0.5f, 0.3f, 0.2f, /* 2: background wins */
+    };
+    float deltas[N * C * 4] = {0};
+    deltas[(0 * C + 2) * 4 + 0] = 1.0f; /* roi 0 refined as malignant: dy 1 * 0.1 * 0.3 */
+    const float window[4] = {0.0f, 0.0f, 1.0f, 1.0f};
+    mr_detection_config cfg = mr_detection_config_matterport(C);
+    cfg.min_confidence = 0.0f;
+    float out[100 * 6];
+    int64_t n;
+    /* Matterport: each ROI's top class; roi 2's is background, so it gives nothing. */
+    cr_assert_eq(mr_refine_detections(out, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(out[4], 2.0f);
+    cr_assert_eq(out[6 + 4], 1.0f);
+    /* Every class: six candidates; per-class NMS at 0.3 merges rois 0 and 1 within each class. */
+    cfg.every_class = true;
+    cr_assert_eq(mr_refine_detections(out, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
+    cr_assert_eq(n, 4);
+    const float want[4][2] = {{2, 0.7f}, {1, 0.6f}, {1, 0.3f}, {2, 0.2f}};
+    for (int r = 0; r < 4; r++) {
+        cr_assert_eq(out[6 * r + 4], want[r][0], "row %d class", r);
+        cr_assert_float_eq(out[6 * r + 5], want[r][1], 1e-7f, "row %d score", r);
+    }
+    cr_assert_float_eq(out[6 * 2 + 0], 0.6f, 1e-7f, "roi 2 offers benign at 0.3");
+    /* Class-agnostic: the lesion keeps its best class only; roi 2 stands apart. */
+    cfg.class_agnostic = true;
+    cr_assert_eq(mr_refine_detections(out, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(out[4], 2.0f);
+    cr_assert_float_eq(out[5], 0.7f, 1e-7f);
+    cr_assert_float_eq(out[6 + 0], 0.6f, 1e-7f);
+    /* Class-agnostic with top classes: rois 0 (benign) and 1 (malignant) overlap; one stays. */
+    cfg.every_class = false;
+    cr_assert_eq(mr_refine_detections(out, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(out[4], 2.0f);
+}
+
 Test(detect, unmold_mask_by_hand) {
     /* 2x2 mask, left column on, resized to 5x6 by skimage's rule (source = (dst + 0.5) * in/out
      * - 0.5, zero outside): columns 2/3, 1, 2/3, 1/3, 0, 0 times rows 0.7, 1, 1, 1, 0.7;

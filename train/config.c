@@ -49,6 +49,8 @@ static const struct {
     {"IMAGE_NORMALIZATION", {"mean", "mean_std", NULL}},
     {"ROI_SAMPLING", {"proportional", "fill", NULL}},
     {"WEIGHT_INIT", {"glorot", "kaiming", NULL}},
+    {"DETECTION_CANDIDATES", {"top_class", "every_class", NULL}},
+    {"DETECTION_NMS", {"per_class", "class_agnostic", NULL}},
 };
 
 static const char *const *choices_of(const key_spec *k) {
@@ -113,6 +115,10 @@ static const key_spec keys[] = {
     {"DETECTION_MAX_INSTANCES", K_INT, NET(detection_max_instances), 1, 10000, 0, 0, ""},
     {"DETECTION_MIN_CONFIDENCE", K_FLOAT, NET(detection_min_confidence), 0, 1, 0, 0, ""},
     {"DETECTION_NMS_THRESHOLD", K_FLOAT, NET(detection_nms_threshold), 0, 1, 0, 0, ""},
+    {"DETECTION_CANDIDATES", K_ENUM, NET(detection_candidates), 0, 0, 0, 0,
+     "top_class (each ROI's argmax class, Matterport) or every_class (torchvision)"},
+    {"DETECTION_NMS", K_ENUM, NET(detection_nms), 0, 0, 0, 0,
+     "per_class (Matterport) or class_agnostic (one class per lesion)"},
     {"LOSS_WEIGHTS", K_LOSSES, NET(loss_weights), 0, 1000, 0, 0, "weight of each loss"},
     {"WEIGHT_DECAY", K_FLOAT, NET(weight_decay), 0, 1, 0, 0, "L2, Matterport style"},
     {"ROI_ALIGN_MODE", K_ROI_MODE, NET(roi_align_mode), 0, 0, 0, 0, "crop_and_resize or average"},
