@@ -67,14 +67,19 @@ static int64_t positions(int64_t feat, int anchor_stride) {
     return (feat + anchor_stride - 1) / anchor_stride;
 }
 
+int64_t mr_anchor_level_count(const mr_anchor_config *cfg, int level, int64_t image_h,
+                              int64_t image_w) {
+    int64_t fh, fw;
+    mr_anchor_level_shape(cfg, level, image_h, image_w, &fh, &fw);
+    return positions(fh, cfg->anchor_stride) * positions(fw, cfg->anchor_stride) *
+           mr_anchors_per_location(cfg);
+}
+
 int64_t mr_anchor_count(const mr_anchor_config *cfg, int64_t image_h, int64_t image_w) {
     int64_t total = 0;
-    for (int l = 0; l < cfg->n_levels; l++) {
-        int64_t fh, fw;
-        mr_anchor_level_shape(cfg, l, image_h, image_w, &fh, &fw);
-        total += positions(fh, cfg->anchor_stride) * positions(fw, cfg->anchor_stride);
-    }
-    return total * mr_anchors_per_location(cfg);
+    for (int l = 0; l < cfg->n_levels; l++)
+        total += mr_anchor_level_count(cfg, l, image_h, image_w);
+    return total;
 }
 
 mr_status mr_generate_anchors(const mr_anchor_config *cfg, int64_t image_h, int64_t image_w,

@@ -35,7 +35,10 @@ int64_t mr_anchors_per_location(const mr_anchor_config *cfg);
 /* Feature map shape of a level: ceil(image / stride), as compute_backbone_shapes. */
 void mr_anchor_level_shape(const mr_anchor_config *cfg, int level, int64_t image_h, int64_t image_w,
                            int64_t *feat_h, int64_t *feat_w);
-/* Total anchors for an image_h x image_w molded image (261,888 for 1024x1024 defaults). */
+/* Anchors of one level, and the total for an image_h x image_w molded image (261,888 for
+ * 1024x1024 defaults). */
+int64_t mr_anchor_level_count(const mr_anchor_config *cfg, int level, int64_t image_h,
+                              int64_t image_w);
 int64_t mr_anchor_count(const mr_anchor_config *cfg, int64_t image_h, int64_t image_w);
 
 /* Writes the anchors into a malloc'd (count, 4) array (caller frees). Order: level, then

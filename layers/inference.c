@@ -33,11 +33,7 @@ static mr_status detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
     float *rois = mr_alloc(ctx, sizeof(float) * (size_t)(total * 4), "detect");
     int32_t *roi_image = mr_alloc(ctx, sizeof(int32_t) * (size_t)total, "detect");
     if (!probs || !rois || !roi_image) return ctx->status;
-    mr_proposal_config pc = mr_proposal_config_matterport(false);
-    pc.pre_nms_limit = cfg->pre_nms_limit;
-    pc.proposal_count = n_props;
-    pc.nms_threshold = cfg->rpn_nms_threshold;
-    memcpy(pc.bbox_std, cfg->rpn_bbox_std, sizeof pc.bbox_std);
+    mr_proposal_config pc = mr_model_proposal_config(m, false);
     for (int64_t b = 0; b < batch; b++) {
         softmax_rows(probs, rpn_logits->data + b * anchors * 2, anchors, 2);
         int64_t got = 0;

@@ -27,6 +27,7 @@ void mr_net_config_defaults(mr_net_config *c) {
     c->pixel_std[1] = 57.12f;
     c->pixel_std[2] = 57.375f;
     c->backbone_filters = 64;
+    c->resnet_stride = MR_STRIDE_1X1;
     c->rpn_depth = 512;
     c->pyramid_size = 256;
     c->fc_size = 1024;
@@ -50,6 +51,7 @@ void mr_net_config_defaults(mr_net_config *c) {
     c->pre_nms_limit = 6000;
     c->post_nms_rois_training = 2000;
     c->post_nms_rois_inference = 1000;
+    c->proposals_per_level = false;
     c->rpn_nms_threshold = 0.7f;
     c->train_rois_per_image = 200;
     c->roi_positive_ratio = 0.33f;
@@ -165,9 +167,12 @@ static void decl_bottleneck(builder *b, int stage, char block, int64_t f1, int64
                             bool projection) {
     char conv[48], bn[48];
     int64_t cin = b->c, oh = same_size(b->h, stride), ow = same_size(b->w, stride);
+    /* With the stride on the 3x3, branch2a still runs at the input's resolution. */
+    bool late = b->m->cfg.resnet_stride == MR_STRIDE_3X3;
+    int64_t ah = late ? b->h : oh, aw = late ? b->w : ow;
     block_names(conv, bn, sizeof conv, stage, block, "2a");
-    decl_conv_at(b, conv, 1, cin, f1, oh, ow, 1.0);
-    decl_bn(b, bn, f1, oh, ow, 1.0);
+    decl_conv_at(b, conv, 1, cin, f1, ah, aw, 1.0);
+    decl_bn(b, bn, f1, ah, aw, 1.0);
     block_names(conv, bn, sizeof conv, stage, block, "2b");
     decl_conv_at(b, conv, 3, f1, f1, oh, ow, 1.0);
     decl_bn(b, bn, f1, oh, ow, 1.0);
@@ -309,9 +314,26 @@ mr_status mr_model_init(mr_model *m, const mr_net_config *cfg) {
             mr_norm_boxes(m->anchors, m->anchors_px, m->n_anchors, m->cfg.image_max_dim,
                           m->cfg.image_max_dim);
     }
+    for (int l = 0; l < 5 && st == MR_OK; l++)
+        m->level_anchors[l] =
+            mr_anchor_level_count(&a, l, m->cfg.image_max_dim, m->cfg.image_max_dim);
     if (st == MR_OK) st = mr_model_set_trainable(m, "all", NULL);
     if (st != MR_OK) mr_model_free(m);
     return st;
+}
+
+mr_proposal_config mr_model_proposal_config(const mr_model *m, bool training) {
+    const mr_net_config *c = &m->cfg;
+    mr_proposal_config p = mr_proposal_config_matterport(training);
+    p.pre_nms_limit = c->pre_nms_limit;
+    p.proposal_count = training ? c->post_nms_rois_training : c->post_nms_rois_inference;
+    p.nms_threshold = c->rpn_nms_threshold;
+    memcpy(p.bbox_std, c->rpn_bbox_std, sizeof p.bbox_std);
+    if (c->proposals_per_level) {
+        p.n_levels = 5;
+        p.level_counts = m->level_anchors;
+    }
+    return p;
 }
 
 void mr_model_free(mr_model *m) {
@@ -407,10 +429,11 @@ static mr_tensor *conv_bn(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const ch
 static mr_tensor *bottleneck(mr_ctx *ctx, const mr_model *m, mr_tensor *x, int stage, char block,
                              int stride, bool projection) {
     char c[48], b[48];
+    const bool late = m->cfg.resnet_stride == MR_STRIDE_3X3;
     block_names(c, b, sizeof c, stage, block, "2a");
-    mr_tensor *y = mr_relu_inplace(ctx, conv_bn(ctx, m, x, c, b, stride, MR_PAD_VALID));
+    mr_tensor *y = mr_relu_inplace(ctx, conv_bn(ctx, m, x, c, b, late ? 1 : stride, MR_PAD_VALID));
     block_names(c, b, sizeof c, stage, block, "2b");
-    y = mr_relu_inplace(ctx, conv_bn(ctx, m, y, c, b, 1, MR_PAD_SAME));
+    y = mr_relu_inplace(ctx, conv_bn(ctx, m, y, c, b, late ? stride : 1, MR_PAD_SAME));
     block_names(c, b, sizeof c, stage, block, "2c");
     y = conv_bn(ctx, m, y, c, b, 1, MR_PAD_VALID);
     mr_tensor *shortcut = x;

@@ -10,6 +10,7 @@
 #include "../core/params.h"
 #include "../core/tensor.h"
 #include "anchors.h"
+#include "proposals.h"
 #include "roi_align.h"
 #include "targets.h"
 
@@ -30,6 +31,14 @@ typedef enum {
     MR_ROI_SAMPLING_FILL = 1,         /* TRAIN_ROIS_PER_IMAGE - P (torchvision) */
 } mr_roi_sampling;
 
+/* RESNET_STRIDE_CONV: which convolution of a stage's first bottleneck halves the resolution. */
+typedef enum {
+    MR_STRIDE_1X1 =
+        0, /* the 1x1 branch2a, as Matterport (Caffe's ResNet); COCO weights expect it */
+    MR_STRIDE_3X3 = 1, /* the 3x3 branch2b, as torchvision (ResNet v1.5): the 1x1 no longer
+                          skips three input positions of four */
+} mr_resnet_stride;
+
 /* DETECTION_CANDIDATES and DETECTION_NMS: see mr_detection_config. */
 typedef enum { MR_DETECT_TOP_CLASS = 0, MR_DETECT_EVERY_CLASS = 1 } mr_detection_candidates;
 typedef enum { MR_NMS_PER_CLASS = 0, MR_NMS_CLASS_AGNOSTIC = 1 } mr_detection_nms;
@@ -40,7 +49,8 @@ typedef struct {
     int image_min_dim, image_max_dim, image_channels;
     float mean_pixel[3];
     mr_image_normalization image_normalization;
-    float pixel_std[3];   /* PIXEL_STD: used with MR_NORM_MEAN_STD only */
+    float pixel_std[3]; /* PIXEL_STD: used with MR_NORM_MEAN_STD only */
+    mr_resnet_stride resnet_stride;
     int backbone_filters; /* BACKBONE_FILTERS: conv1 and stage-2 width, 64 in ResNet;
                              smaller only for tests and the demo */
     int rpn_depth;        /* RPN_CONV_DEPTH: rpn_conv_shared filters, 512 in Matterport */
@@ -57,6 +67,7 @@ typedef struct {
     float rpn_bbox_std[4], bbox_std[4];
     int rpn_train_anchors;
     int pre_nms_limit, post_nms_rois_training, post_nms_rois_inference;
+    bool proposals_per_level; /* PROPOSALS_PER_LEVEL: see mr_proposal_config */
     float rpn_nms_threshold;
     int train_rois_per_image;
     float roi_positive_ratio;
@@ -105,9 +116,12 @@ typedef struct {
     float *anchors;    /* (n_anchors, 4) normalised, for the molded image size */
     float *anchors_px; /* the same in molded-image pixels */
     int64_t n_anchors;
+    int64_t level_anchors[5]; /* of them on each FPN level, P2..P6 */
 } mr_model;
 
 mr_status mr_model_init(mr_model *m, const mr_net_config *cfg);
+/* The proposal layer's settings from the config, for training or inference (pointing into m). */
+mr_proposal_config mr_model_proposal_config(const mr_model *m, bool training);
 void mr_model_free(mr_model *m);
 /* Matterport's set_trainable: "heads", "3+", "4+", "5+", "all" or a regex of layer names. */
 mr_status mr_model_set_trainable(mr_model *m, const char *layers, int *n_trainable);

@@ -143,11 +143,7 @@ mr_status mr_train_targets_build(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_
     mr_rpn_target_config rpn_cfg = mr_rpn_target_config_matterport();
     rpn_cfg.anchors_per_image = cfg->rpn_train_anchors;
     memcpy(rpn_cfg.bbox_std, cfg->rpn_bbox_std, sizeof rpn_cfg.bbox_std);
-    mr_proposal_config prop_cfg = mr_proposal_config_matterport(true);
-    prop_cfg.pre_nms_limit = cfg->pre_nms_limit;
-    prop_cfg.proposal_count = cfg->post_nms_rois_training;
-    prop_cfg.nms_threshold = cfg->rpn_nms_threshold;
-    memcpy(prop_cfg.bbox_std, cfg->rpn_bbox_std, sizeof prop_cfg.bbox_std);
+    mr_proposal_config prop_cfg = mr_model_proposal_config(m, true);
     mr_roi_target_config roi_cfg = mr_roi_target_config_matterport();
     roi_cfg.rois_per_image = rois;
     roi_cfg.positive_ratio = (double)cfg->roi_positive_ratio;

@@ -263,6 +263,41 @@ Test(proposals, top_scores_decode_clip_nms_and_pad) {
     cr_assert_float_eq(out[4], 0.9f, 1e-6f);
 }
 
+Test(proposals, per_level_top_k_and_nms) {
+    /* Level 0: anchors 0-3, level 1: anchors 4-5. Anchor 4 repeats anchor 0's box on level 1. */
+    const float anchors[24] = {0.1f, 0.1f, 0.3f, 0.3f, 0.5f, 0.5f, 0.7f, 0.7f,
+                               0.0f, 0.6f, 0.2f, 0.8f, 0.6f, 0.0f, 0.8f, 0.2f,
+                               0.1f, 0.1f, 0.3f, 0.3f, 0.4f, 0.1f, 0.6f, 0.3f};
+    /* Foreground scores 0.9, 0.8, 0.7, 0.6 on level 0; 0.3, 0.2 on level 1. */
+    const float probs[12] = {0.1f, 0.9f, 0.2f, 0.8f, 0.3f, 0.7f,
+                             0.4f, 0.6f, 0.7f, 0.3f, 0.8f, 0.2f};
+    const float deltas[24] = {0};
+    const int64_t levels[2] = {4, 2};
+    mr_proposal_config cfg = mr_proposal_config_matterport(true);
+    cfg.proposal_count = 10;
+    cfg.pre_nms_limit = 2;
+    float out[40];
+    int64_t n;
+    /* Over all anchors: the two best, both of level 0. */
+    cr_assert_eq(mr_proposals(out, &n, probs, deltas, anchors, 6, &cfg), MR_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_float_eq(out[4], 0.5f, 1e-6f);
+    /* Per level: two of each; anchor 4 survives beside anchor 0, its twin on the other level;
+     * the survivors come by score. */
+    cfg.n_levels = 2;
+    cfg.level_counts = levels;
+    cr_assert_eq(mr_proposals(out, &n, probs, deltas, anchors, 6, &cfg), MR_OK);
+    cr_assert_eq(n, 4);
+    const float first_y1[4] = {0.1f, 0.5f, 0.1f, 0.4f};
+    for (int r = 0; r < 4; r++) cr_assert_float_eq(out[4 * r], first_y1[r], 1e-6f, "row %d", r);
+    cfg.proposal_count = 3; /* the best three survivors */
+    cr_assert_eq(mr_proposals(out, &n, probs, deltas, anchors, 6, &cfg), MR_OK);
+    cr_assert_eq(n, 3);
+    const int64_t wrong[2] = {4, 3};
+    cfg.level_counts = wrong;
+    cr_assert_eq(mr_proposals(out, &n, probs, deltas, anchors, 6, &cfg), MR_ERR_ARG);
+}
+
 /* ---- detect ---- */
 
 Test(detect, refine_keeps_top_class_threshold_and_per_class_nms) {

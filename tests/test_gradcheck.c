@@ -146,6 +146,11 @@ static mr_tensor *fwd_conv_bn_same(mr_ctx *c, gc_inputs *in) {
     return mr_conv2d_bn(c, in->in[0], in->in[1], in->in[2], 1, MR_PAD_SAME, in->in[3], in->in[4],
                         in->fixed[0], in->fixed[1], 1e-3f);
 }
+/* RESNET_STRIDE_CONV "3x3": the strided 3x3 of a stage's first block, with its folded BN. */
+static mr_tensor *fwd_conv_bn_same_s2(mr_ctx *c, gc_inputs *in) {
+    return mr_conv2d_bn(c, in->in[0], in->in[1], in->in[2], 2, MR_PAD_SAME, in->in[3], in->in[4],
+                        in->fixed[0], in->fixed[1], 1e-3f);
+}
 static mr_tensor *fwd_conv_bn_strided_nobias(mr_ctx *c, gc_inputs *in) {
     return mr_conv2d_bn(c, in->in[0], in->in[1], NULL, 2, MR_PAD_VALID, in->in[2], in->in[3],
                         in->fixed[0], in->fixed[1], 1e-3f);
@@ -395,6 +400,7 @@ static const gc_case cases[] = {
     {MR_OP_CONV2D, "conv 7x7 s2 pad 3", setup_conv7, fwd_conv_pad3_s2},
     {MR_OP_CONV2D_BN, "conv 3x3 + frozen BN (im2col)", setup_conv3_bn_im2col, fwd_conv_bn_same},
     {MR_OP_CONV2D_BN, "conv 3x3 + frozen BN (Winograd)", setup_conv3_bn_winograd, fwd_conv_bn_same},
+    {MR_OP_CONV2D_BN, "conv 3x3 s2 same + frozen BN", setup_conv3_bn_im2col, fwd_conv_bn_same_s2},
     {MR_OP_CONV2D_BN, "conv 1x1 s2 + frozen BN, no bias", setup_conv1_bn_nobias,
      fwd_conv_bn_strided_nobias},
     {MR_OP_DECONV2X2, "deconv 2x2 s2", setup_deconv, fwd_deconv},

@@ -193,3 +193,45 @@ Test(recipe, kaiming_init_follows_torchvision) {
                        0.06 * sqrt(2.0 / (fi + fo)));
     mr_model_free(&m);
 }
+
+/* ---- RESNET_STRIDE_CONV ------------------------------------------------------------------- */
+
+/* P2..P6 of one random image under a stride placement, with the same weights. */
+static void features(mr_resnet_stride where, float **p2, int64_t shapes[5][4]) {
+    mr_config c = tiny_config();
+    c.net.resnet_stride = where;
+    mr_model m;
+    cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
+    mr_init_weights(&m.params, MR_INIT_GLOROT, 6);
+    mr_ctx ctx;
+    cr_assert_eq(mr_ctx_init(&ctx, 256u << 20), MR_OK);
+    const int64_t S = c.net.image_max_dim;
+    mr_tensor *images = mr_tensor_4d(&ctx, "images", 1, S, S, 1);
+    mr_rng rng;
+    mr_rng_seed(&rng, 2);
+    for (int64_t i = 0; i < images->numel; i++) images->data[i] = mr_rng_normal(&rng);
+    mr_tensor *p[5];
+    bool was = mr_no_grad_begin(&ctx);
+    cr_assert_eq(mr_model_features(&ctx, &m, images, p), MR_OK, "%s", mr_last_error());
+    mr_no_grad_end(&ctx, was);
+    for (int l = 0; l < 5; l++)
+        for (int d = 0; d < 4; d++) shapes[l][d] = p[l]->shape[d];
+    *p2 = malloc(sizeof(float) * (size_t)p[0]->numel);
+    memcpy(*p2, p[0]->data, sizeof(float) * (size_t)p[0]->numel);
+    mr_ctx_free(&ctx);
+    mr_model_free(&m);
+}
+
+Test(recipe, stride_on_the_3x3_keeps_shapes_and_changes_features) {
+    float *a, *b;
+    int64_t sa[5][4], sb[5][4];
+    features(MR_STRIDE_1X1, &a, sa);
+    features(MR_STRIDE_3X3, &b, sb);
+    cr_assert(!memcmp(sa, sb, sizeof sa), "same feature shapes, so the same weights load");
+    int64_t n = sa[0][0] * sa[0][1] * sa[0][2] * sa[0][3];
+    double diff = 0.0;
+    for (int64_t i = 0; i < n; i++) diff += fabs((double)a[i] - (double)b[i]);
+    cr_assert_gt(diff / (double)n, 1e-3, "the strided convolution moved");
+    free(a);
+    free(b);
+}

@@ -50,6 +50,7 @@ static const struct {
     {"ROI_SAMPLING", {"proportional", "fill", NULL}},
     {"WEIGHT_INIT", {"glorot", "kaiming", NULL}},
     {"DETECTION_CANDIDATES", {"top_class", "every_class", NULL}},
+    {"RESNET_STRIDE_CONV", {"1x1", "3x3", NULL}},
     {"DETECTION_NMS", {"per_class", "class_agnostic", NULL}},
 };
 
@@ -82,6 +83,8 @@ static const key_spec keys[] = {
     {"PIXEL_STD", K_FLOATS, NET(pixel_std), 1e-3, 1000, TOP(n_pixel_std), 3,
      "per-channel divisor with IMAGE_NORMALIZATION mean_std"},
     {"BACKBONE_FILTERS", K_INT, NET(backbone_filters), 1, 64, 0, 0, "conv1/stage-2 width"},
+    {"RESNET_STRIDE_CONV", K_ENUM, NET(resnet_stride), 0, 0, 0, 0,
+     "1x1 (stride in branch2a, Matterport) or 3x3 (in branch2b, ResNet v1.5 / torchvision)"},
     {"BACKBONE_STRIDES", K_INTS, NET(strides), 1, 1024, 5, 5, "P2..P6 strides"},
     {"TOP_DOWN_PYRAMID_SIZE", K_INT, NET(pyramid_size), 1, 4096, 0, 0, "FPN channels"},
     {"RPN_CONV_DEPTH", K_INT, NET(rpn_depth), 1, 4096, 0, 0, "rpn_conv_shared filters"},
@@ -102,6 +105,8 @@ static const key_spec keys[] = {
     {"PRE_NMS_LIMIT", K_INT, NET(pre_nms_limit), 1, 1000000, 0, 0, ""},
     {"POST_NMS_ROIS_TRAINING", K_INT, NET(post_nms_rois_training), 1, 100000, 0, 0, ""},
     {"POST_NMS_ROIS_INFERENCE", K_INT, NET(post_nms_rois_inference), 1, 100000, 0, 0, ""},
+    {"PROPOSALS_PER_LEVEL", K_BOOL, NET(proposals_per_level), 0, 0, 0, 0,
+     "top-k and NMS per FPN level (torchvision) instead of over all anchors (Matterport)"},
     {"RPN_NMS_THRESHOLD", K_FLOAT, NET(rpn_nms_threshold), 0, 1, 0, 0, ""},
     {"TRAIN_ROIS_PER_IMAGE", K_INT, NET(train_rois_per_image), 1, 10000, 0, 0, ""},
     {"ROI_POSITIVE_RATIO", K_FLOAT, NET(roi_positive_ratio), 0.001, 1, 0, 0, ""},
