@@ -131,6 +131,13 @@ Test(train, short_fine_tune_lowers_validation_loss, .timeout = 300) {
         const char *v = strstr(line, "\"val_loss\":");
         if (!v) continue;
         if (epochs++ == 0) first = strtod(v + 11, NULL);
+        /* Each epoch also scores detections on the validation images (VALIDATION_METRICS 1). */
+        const char *ap = strstr(line, "\"val_mask_ap50\":");
+        cr_assert_not_null(ap, "epoch record without detection metrics: %s", line);
+        cr_assert(strstr(line, "\"val_sensitivity\":") && strstr(line, "\"val_images\":4"),
+                  "%s", line);
+        double a = strtod(ap + 16, NULL);
+        cr_assert(a >= 0.0 && a <= 1.0, "mask AP50 %f", a);
     }
     fclose(f);
     cr_assert_eq(epochs, 6);

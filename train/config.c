@@ -134,6 +134,10 @@ static const key_spec keys[] = {
     {"EPOCHS", K_INT, TOP(epochs), 1, 100000, 0, 0, ""},
     {"STEPS_PER_EPOCH", K_INT, TOP(steps_per_epoch), 1, 10000000, 0, 0, ""},
     {"VALIDATION_STEPS", K_INT, TOP(validation_steps), 0, 1000000, 0, 0, ""},
+    {"VALIDATION_METRICS", K_INT, TOP(validation_metrics), 0, 100000, 0, 0,
+     "score detections on the validation split every N epochs (mask AP, sensitivity, ...); 0 off"},
+    {"VALIDATION_METRIC_IMAGES", K_INT, TOP(validation_metric_images), 0, 1000000, 0, 0,
+     "validation images scored; 0: as many as the validation loss uses"},
     {"BATCH_SIZE", K_INT, TOP(batch_size), 1, 256, 0, 0, "images per step"},
     {"LEARNING_RATE", K_FLOAT, TOP(learning_rate), 1e-9, 10, 0, 0, ""},
     {"LEARNING_MOMENTUM", K_FLOAT, TOP(learning_momentum), 0, 0.9999, 0, 0, ""},
@@ -161,6 +165,8 @@ void mr_config_defaults(mr_config *c) {
     c->epochs = 30;
     c->steps_per_epoch = 1000;
     c->validation_steps = 50;
+    c->validation_metrics = 1;
+    c->validation_metric_images = 0;
     c->batch_size = 2;
     c->learning_rate = 0.001f;
     c->learning_momentum = 0.9f;

@@ -34,6 +34,8 @@ typedef struct {
     float validation_split;                /* VALIDATION_SPLIT: share of TRAIN held out when VAL
                                               is empty */
     int epochs, steps_per_epoch, validation_steps, batch_size;
+    int validation_metrics;       /* VALIDATION_METRICS: every N epochs, 0 off */
+    int validation_metric_images; /* VALIDATION_METRIC_IMAGES: 0 = VALIDATION_STEPS x BATCH */
     float learning_rate, learning_momentum, gradient_clip_norm;
     mr_stage stages[MR_MAX_STAGES];
     int n_stages;

@@ -10,13 +10,15 @@
 
 #include "../losses/losses.h"
 
-/* The number after "key": in a flat JSON line, or NAN. */
+/* The number after "key": in a flat JSON line, or NAN (absent, null or not a number). */
 static double field(const char *line, const char *key) {
     char pattern[80];
     snprintf(pattern, sizeof pattern, "\"%s\":", key);
     const char *at = strstr(line, pattern);
     if (!at) return NAN;
-    return strtod(at + strlen(pattern), NULL);
+    char *end;
+    double v = strtod(at + strlen(pattern), &end);
+    return end == at + strlen(pattern) ? (double)NAN : v;
 }
 
 static bool is_type(const char *line, const char *type) {

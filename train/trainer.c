@@ -22,6 +22,7 @@
 #include "../losses/losses.h"
 #include "checkpoint.h"
 #include "dataset.h"
+#include "evaluate.h"
 #include "report.h"
 #include "sgd.h"
 #include "weights.h"
@@ -163,6 +164,15 @@ static void progress(const trainer *t, int epoch, int step, double elapsed, int 
     }
 }
 
+/* ,"key":value with null for a value that is undefined (NaN, or an AP without ground truth):
+ * log.jsonl stays valid JSON. */
+static void log_number(FILE *f, const char *key, double v) {
+    if (isfinite(v) && v != MR_AP_UNDEFINED)
+        fprintf(f, ",\"%s\":%.6g", key, v);
+    else
+        fprintf(f, ",\"%s\":null", key);
+}
+
 static void log_step(trainer *t, int epoch, long global, const mr_loss_values *v, double l2,
                      float lr, const mr_sgd_report *r, double seconds) {
     if (!t->log) return;
@@ -205,6 +215,28 @@ static mr_status validate(trainer *t, int epoch, double *val_loss, double terms[
     if (st != MR_OK) return st;
     *val_loss = total / c->validation_steps;
     for (int i = 0; i < MR_LOSS_COUNT; i++) terms[i] /= c->validation_steps;
+    return MR_OK;
+}
+
+/* Detection metrics on the first validation images, every VALIDATION_METRICS epochs: what the
+ * report charts and the epoch line shows. *done is false when not measured this epoch. */
+static mr_status validation_metrics(trainer *t, int epoch, mr_evaluation *e, bool *done) {
+    const mr_config *c = &t->cfg;
+    *done = false;
+    if (!t->val || c->validation_metrics <= 0 || (epoch + 1) % c->validation_metrics != 0)
+        return MR_OK;
+    int64_t n = c->validation_metric_images > 0 ? c->validation_metric_images
+                                                : (int64_t)c->validation_steps * c->batch_size;
+    const mr_eval_options eo = {.det_threshold = 0.0f,
+                                .op_threshold = c->net.detection_min_confidence};
+    MR_TRY(mr_evaluation_init(e, c->net.num_classes, &eo));
+    mr_status st = mr_evaluate_model(e, &t->ctx, &t->model, t->val, n, NULL);
+    if (st == MR_OK) st = mr_evaluation_finish(e);
+    if (st != MR_OK) {
+        mr_evaluation_free(e);
+        return st;
+    }
+    *done = true;
     return MR_OK;
 }
 
@@ -500,18 +532,44 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
         double terms[MR_LOSS_COUNT];
         mr_dataset_stop(t.train);
         if ((st = validate(&t, epoch, &val_loss, terms)) != MR_OK) break;
+        mr_evaluation ev;
+        bool scored = false;
+        if ((st = validation_metrics(&t, epoch, &ev, &scored)) != MR_OK) break;
         if (t.log) {
-            fprintf(t.log, "{\"type\":\"epoch\",\"epoch\":%d,\"loss\":%.6g,\"val_loss\":%.6g",
-                    epoch + 1, epoch_steps ? epoch_loss / epoch_steps : (double)NAN, val_loss);
-            for (int i = 0; i < MR_LOSS_COUNT; i++)
-                fprintf(t.log, ",\"val_%s\":%.6g", mr_loss_names[i], terms[i]);
+            fprintf(t.log, "{\"type\":\"epoch\",\"epoch\":%d", epoch + 1);
+            log_number(t.log, "loss", epoch_steps ? epoch_loss / epoch_steps : (double)NAN);
+            log_number(t.log, "val_loss", val_loss);
+            for (int i = 0; i < MR_LOSS_COUNT; i++) {
+                char key[64];
+                snprintf(key, sizeof key, "val_%s", mr_loss_names[i]);
+                log_number(t.log, key, terms[i]);
+            }
+            if (scored) {
+                log_number(t.log, "val_mask_ap50", ev.mask.mean_ap50);
+                log_number(t.log, "val_mask_ap", ev.mask.mean_ap);
+                log_number(t.log, "val_sensitivity", mr_lesion_sensitivity(&ev.lesions));
+                log_number(t.log, "val_fp_per_image", mr_lesion_fp_per_image(&ev.lesions));
+                log_number(t.log, "val_dice",
+                           ev.lesions.n_matched ? mr_lesion_mean_dice(&ev.lesions) : (double)NAN);
+                log_number(t.log, "val_accuracy",
+                           ev.n_classified ? (double)ev.n_right / (double)ev.n_classified
+                                           : (double)NAN);
+                fprintf(t.log, ",\"val_images\":%lld", (long long)ev.n_images);
+            }
             fprintf(t.log, ",\"seconds\":%.2f}\n", now_seconds() - epoch_start);
             fflush(t.log);
         }
-        if (!t.quiet)
+        if (!t.quiet && scored)
+            mr_info("epoch %d/%d done in %.0fs: loss %.4f, val_loss %.4f, val mask AP50 %.3f "
+                    "(%lld images)",
+                    epoch + 1, c->epochs, now_seconds() - epoch_start,
+                    epoch_steps ? epoch_loss / epoch_steps : (double)NAN, val_loss,
+                    ev.mask.mean_ap50, (long long)ev.n_images);
+        else if (!t.quiet)
             mr_info("epoch %d/%d done in %.0fs: loss %.4f, val_loss %.4f", epoch + 1, c->epochs,
                     now_seconds() - epoch_start,
                     epoch_steps ? epoch_loss / epoch_steps : (double)NAN, val_loss);
+        if (scored) mr_evaluation_free(&ev);
         result->epochs_done = epoch + 1;
         result->last_val_loss = val_loss;
         if (val_loss < result->best_val_loss) result->best_val_loss = val_loss;
