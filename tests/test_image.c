@@ -1,7 +1,8 @@
-/* Tests for data/image.c (libpng, libjpeg-turbo, the BMP reader). Every file is made here: PNGs
- * with libpng's writer, JPEGs with libjpeg's, EXIF segments, BMPs and a decompression bomb byte
- * by byte. Each conversion, the EXIF orientations as a browser (so VIA) shows them, truncated
- * and hostile files, and paths that are not regular files. */
+/* Tests for data/image.c (libpng, libjpeg-turbo, the BMP reader) and for molding straight from
+ * 8-bit pixels (layers/mold.c). Every file is made here: PNGs with libpng's writer, JPEGs with
+ * libjpeg's, EXIF segments, BMPs and a decompression bomb byte by byte. Each conversion, the
+ * EXIF orientations as a browser (so VIA) shows them, truncated and hostile files, paths that
+ * are not regular files, and the new mold against a copy of the old float-plane routine. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +17,8 @@
 
 #include "../core/rng.h"
 #include "../data/image.h"
+#include "../layers/mold.h"
+#include "../layers/targets.h"
 #include "../train/config.h"
 #include "testutil.h"
 
@@ -862,4 +865,128 @@ Test(image, config_limit_defaults_to_the_library_limit) {
     cr_assert_eq(c.max_image_pixels, 1000000000);
     cr_assert_eq(mr_config_parse("{\"MAX_IMAGE_PIXELS\": 0}", "t.json", &c), MR_ERR_CONFIG);
     cr_assert(strstr(mr_last_error(), "MAX_IMAGE_PIXELS"), "%s", mr_last_error());
+}
+
+/* ---- molding from 8-bit pixels ----------------------------------------------------------- */
+
+/* mr_mold_image as it was before it read the 8-bit pixels in place: a float plane per channel,
+ * mr_resize_bilinear, truncation, padding, normalisation. Kept verbatim as the oracle. */
+static mr_status old_mold_image(float *out, const uint8_t *pixels, int64_t h, int64_t w,
+                                int channels, int min_dim, int max_dim, const float *mean_pixel,
+                                const float *pixel_std, mr_mold_info *info) {
+    if (h < 1 || w < 1)
+        return mr_fail(MR_ERR_ARG, "cannot mold an empty %lldx%lld image", (long long)h,
+                       (long long)w);
+    mr_mold_plan(h, w, min_dim, max_dim, info);
+    int64_t rh = info->resized_h, rw = info->resized_w, side = max_dim;
+    float *plane = malloc(sizeof(float) * (size_t)(h * w));
+    float *resized = malloc(sizeof(float) * (size_t)(rh * rw));
+    if (!plane || !resized) {
+        free(plane);
+        free(resized);
+        return mr_fail(MR_ERR_NOMEM, "no memory to resize a %lldx%lld image", (long long)h,
+                       (long long)w);
+    }
+    mr_status st = MR_OK;
+    for (int c = 0; c < channels && st == MR_OK; c++) {
+        const float std = pixel_std ? pixel_std[c] : 1.0f;
+        for (int64_t i = 0; i < h * w; i++) plane[i] = (float)pixels[i * channels + c];
+        if (rh == h && rw == w)
+            memcpy(resized, plane, sizeof(float) * (size_t)(h * w));
+        else
+            st = mr_resize_bilinear(resized, rh, rw, plane, h, w);
+        if (st != MR_OK) break;
+        for (int64_t y = 0; y < side; y++)
+            for (int64_t x = 0; x < side; x++) {
+                int64_t ry = y - info->top, rx = x - info->left;
+                float v = 0.0f;
+                if (ry >= 0 && ry < rh && rx >= 0 && rx < rw) v = truncf(resized[ry * rw + rx]);
+                out[(y * side + x) * channels + c] = (v - mean_pixel[c]) / std;
+            }
+    }
+    free(plane);
+    free(resized);
+    return st;
+}
+
+Test(image, mold_from_uint8_is_bit_identical_to_the_float_path) {
+    /* Sizes scaled up, down, not at all, extreme shapes, one pixel; contents: noise, a band of
+     * values that excludes 0 (the keep-zero rule), constant channels, and flat 8x8 blocks: there
+     * interpolation should give whole numbers, and whether it gives 255 or 254.99999999999997
+     * (truncated to 254) depends on the exact order of the double arithmetic. */
+    static const struct {
+        int h, w, c, min_dim, max_dim, content;
+    } cases[] = {
+        {37, 53, 1, 64, 128, 0},  {300, 200, 3, 0, 128, 0},   {128, 128, 1, 128, 128, 0},
+        {1, 1, 3, 0, 64, 0},      {5, 700, 1, 32, 256, 1},    {99, 101, 3, 100, 192, 1},
+        {250, 130, 3, 0, 64, 2},  {640, 480, 1, 512, 512, 0}, {17, 19, 3, 128, 256, 1},
+        {37, 53, 3, 128, 192, 3}, {45, 30, 1, 100, 128, 3},   {300, 171, 1, 0, 128, 3},
+    };
+    const float mean[3] = {123.7f, 116.8f, 103.9f}, std[3] = {58.4f, 57.1f, 57.4f};
+    mr_rng rng;
+    mr_rng_seed(&rng, 11);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int h = cases[k].h, w = cases[k].w, c = cases[k].c, S = cases[k].max_dim;
+        uint8_t *px = malloc((size_t)h * (size_t)w * (size_t)c);
+        for (int64_t i = 0; i < (int64_t)h * w * c; i++) {
+            uint8_t r = (uint8_t)(mr_rng_next(&rng) >> 56);
+            int64_t y = i / c / w, x = i / c % w;
+            px[i] = cases[k].content == 0   ? r
+                    : cases[k].content == 1 ? (uint8_t)(40 + r % 150)
+                    : cases[k].content == 2 ? (uint8_t)(i % c == 1 ? 77 : r)
+                                            : (uint8_t)((y / 8 * 97 + x / 8 * 61 + i % c * 31) * 7);
+        }
+        for (int norm = 0; norm < 2; norm++) {
+            size_t n = (size_t)S * (size_t)S * (size_t)c;
+            float *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
+            mr_mold_info wi, gi;
+            const float *sd = norm ? std : NULL;
+            cr_assert_eq(old_mold_image(want, px, h, w, c, cases[k].min_dim, S, mean, sd, &wi),
+                         MR_OK);
+            cr_assert_eq(mr_mold_image(got, px, h, w, c, cases[k].min_dim, S, mean, sd, &gi), MR_OK,
+                         "%s", mr_last_error());
+            cr_assert_eq(memcmp(&wi, &gi, sizeof wi), 0, "case %zu: mold info differs", k);
+            for (size_t i = 0; i < n; i++)
+                cr_assert(memcmp(&want[i], &got[i], sizeof(float)) == 0,
+                          "case %zu (%dx%dx%d -> %d, norm %d): element %zu is %.9g, was %.9g", k, h,
+                          w, c, S, norm, i, (double)got[i], (double)want[i]);
+            free(want);
+            free(got);
+        }
+        free(px);
+    }
+}
+
+/* Before the truncation that hides the last bits: each resized row is the float that
+ * mr_resize_bilinear gives from a float copy of the channel, bit for bit. */
+Test(image, resize_rows_from_uint8_equal_resize_bilinear) {
+    static const int sizes[][4] = {{37, 53, 128, 91},    {300, 200, 128, 85}, {64, 64, 64, 64},
+                                   {1, 1, 7, 3},         {5, 700, 18, 2560},  {99, 101, 33, 34},
+                                   {171, 300, 512, 901}, {8, 8, 3, 3}};
+    mr_rng rng;
+    mr_rng_seed(&rng, 3);
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        int h = sizes[k][0], w = sizes[k][1], rh = sizes[k][2], rw = sizes[k][3], C = 3;
+        uint8_t *px = malloc((size_t)h * (size_t)w * C);
+        float *plane = malloc(sizeof(float) * (size_t)h * (size_t)w);
+        float *want = malloc(sizeof(float) * (size_t)rh * (size_t)rw);
+        float *row = malloc(sizeof(float) * (size_t)rw);
+        for (int64_t i = 0; i < (int64_t)h * w * C; i++)
+            px[i] = i % C == 2 ? (uint8_t)(30 + (mr_rng_next(&rng) >> 56) % 100)
+                               : (uint8_t)(mr_rng_next(&rng) >> 56);
+        for (int c = 0; c < C; c++) {
+            for (int64_t i = 0; i < (int64_t)h * w; i++) plane[i] = (float)px[i * C + c];
+            cr_assert_eq(mr_resize_bilinear(want, rh, rw, plane, h, w), MR_OK);
+            mr_resize_u8 rs;
+            mr_resize_u8_init(&rs, px, h, w, C, c, rh, rw);
+            for (int y = 0; y < rh; y++) {
+                mr_resize_u8_row(&rs, y, row);
+                for (int x = 0; x < rw; x++)
+                    cr_assert(memcmp(&row[x], &want[(size_t)y * rw + x], sizeof(float)) == 0,
+                              "%dx%d -> %dx%d channel %d (%d, %d): %.9g, float path %.9g", h, w, rh,
+                              rw, c, y, x, (double)row[x], (double)want[(size_t)y * rw + x]);
+            }
+        }
+        free(px), free(plane), free(want), free(row);
+    }
 }
