@@ -4,15 +4,18 @@
 
 CC      ?= gcc
 BUILD   ?= build
-PKGS    := openblas hdf5 libcjson stb criterion
-DEBS    := pkg-config libopenblas-openmp-dev libhdf5-dev libcjson-dev libstb-dev libcriterion-dev
+PKGS    := openblas hdf5 libcjson stb criterion libpng libjpeg
+DEBS    := pkg-config libopenblas-openmp-dev libhdf5-dev libcjson-dev libstb-dev libcriterion-dev \
+           libpng-dev libjpeg62-turbo-dev
 REF_DEBS := python3-torch python3-torchvision python3-h5py python3-numpy
 
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
            -Wdouble-promotion -Werror
 # Dependency headers are system headers: their own warnings are not ours to fix.
 DEP_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null | sed 's/-I/-isystem /g')
-DEP_LIBS   = $(shell pkg-config --libs openblas hdf5 libcjson stb 2>/dev/null)
+# libstb is linked for tests/test_busi.c's stbi_write_png only: images are read and written
+# through libpng and libjpeg (data/image.c), and stb_easy_font is header-only.
+DEP_LIBS   = $(shell pkg-config --libs openblas hdf5 libcjson stb libpng libjpeg 2>/dev/null)
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 $(CFLAGS) $(WARN) -fopenmp -D_GNU_SOURCE -MMD -MP $(DEP_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  = $(DEP_LIBS) -fopenmp -lm -lpthread $(EXTRA_LDFLAGS)

@@ -13,8 +13,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include <stb_image.h>
-
 #include "../core/file.h"
 #include "../core/rng.h"
 #include "image.h"
@@ -280,21 +278,22 @@ static const char *base_name(const char *path) {
 
 /* Loads a mask as 0/1: a pixel is foreground when a colour channel is non-zero and it is not
  * transparent; a mask that is black everywhere but carries the shape in its alpha channel
- * alone falls back to alpha. */
-static uint8_t *load_mask(const char *path, int *w, int *h) {
-    int comp = 0;
-    unsigned char *raw = stbi_load(path, w, h, &comp, 0);
-    if (!raw) return NULL;
-    size_t np = (size_t)*w * (size_t)*h;
+ * alone falls back to alpha. Decoded with the file's own channels, so alpha is kept. */
+static mr_status load_mask(const char *path, uint8_t **mask, int *w, int *h) {
+    mr_image img;
+    MR_TRY(mr_image_load(path, 0, &img));
+    const int comp = img.channels;
+    const uint8_t *raw = img.pixels;
+    size_t np = (size_t)img.width * (size_t)img.height;
     uint8_t *m = malloc(np ? np : 1);
     if (!m) {
-        stbi_image_free(raw);
-        return NULL;
+        mr_image_free(&img);
+        return nomem();
     }
     int colour = comp >= 3 ? 3 : 1, alpha = comp == 2 || comp == 4;
     int any = 0, alpha_varies = 0;
     for (size_t i = 0; i < np; i++) {
-        const unsigned char *p = raw + i * (size_t)comp;
+        const uint8_t *p = raw + i * (size_t)comp;
         int c = 0;
         for (int k = 0; k < colour; k++) c |= p[k];
         m[i] = c != 0 && (!alpha || p[comp - 1] != 0);
@@ -303,8 +302,11 @@ static uint8_t *load_mask(const char *path, int *w, int *h) {
     }
     if (!any && alpha_varies)
         for (size_t i = 0; i < np; i++) m[i] = raw[i * (size_t)comp + (size_t)comp - 1] != 0;
-    stbi_image_free(raw);
-    return m;
+    *w = img.width;
+    *h = img.height;
+    *mask = m;
+    mr_image_free(&img);
+    return MR_OK;
 }
 
 static mr_status add_region(record *r, int cls, const mr_mask_polygon *p) {
@@ -354,10 +356,10 @@ static mr_status convert_record(const mr_busi_options *o, reporter *rep, record 
     }
     for (int k = 0; k < r->n_masks; k++) {
         int mw = 0, mh = 0;
-        uint8_t *m = load_mask(r->masks[k], &mw, &mh);
-        if (!m) {
+        uint8_t *m = NULL;
+        if (load_mask(r->masks[k], &m, &mw, &mh) != MR_OK) {
             report(rep, 1, "unreadable mask %s (%s): image %s skipped", r->masks[k],
-                   stbi_failure_reason() ? stbi_failure_reason() : "out of memory", r->name);
+                   mr_last_error(), r->name);
             return MR_OK;
         }
         if (mw != w || mh != hh) {

@@ -152,6 +152,8 @@ static const key_spec keys[] = {
      "glorot (Keras, Matterport) or kaiming (torchvision) for weights no file provides"},
     {"WARMUP_STEPS", K_INT, TOP(warmup_steps), 0, 1000000, 0, 0,
      "steps over which the learning rate rises linearly from 1/1000"},
+    {"MAX_IMAGE_PIXELS", K_INT, TOP(max_image_pixels), 1, 1e9, 0, 0,
+     "width x height above which an image is refused (decompression bombs)"},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -181,6 +183,7 @@ void mr_config_defaults(mr_config *c) {
     c->augment = mr_augment_defaults();
     c->weight_init = MR_INIT_GLOROT;
     c->warmup_steps = 0;
+    c->max_image_pixels = 50000000; /* MR_IMAGE_MAX_PIXELS_DEFAULT, tests/test_image.c checks */
     c->n_mean_pixel = c->n_pixel_std = 3;
 }
 

@@ -41,6 +41,7 @@ typedef struct {
     int n_stages;
     uint64_t seed;
     int checkpoint_keep;
+    int max_image_pixels;      /* MAX_IMAGE_PIXELS: larger images are refused (data/image.h) */
     int arena_mb;              /* ARENA_MB: per-step memory */
     mr_augment_params augment; /* AUGMENT: true (defaults), false (none) or per-op ranges */
     mr_weight_init weight_init;
