@@ -13,9 +13,9 @@ WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-proto
            -Wdouble-promotion -Werror
 # Dependency headers are system headers: their own warnings are not ours to fix.
 DEP_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null | sed 's/-I/-isystem /g')
-# libstb is linked for tests/test_busi.c's stbi_write_png only: images are read and written
-# through libpng and libjpeg (data/image.c), and stb_easy_font is header-only.
-DEP_LIBS   = $(shell pkg-config --libs openblas hdf5 libcjson stb libpng libjpeg 2>/dev/null)
+# Images are read and written through libpng and libjpeg (data/image.c); stb's easy_font, the
+# only stb part left, is header-only.
+DEP_LIBS   = $(shell pkg-config --libs openblas hdf5 libcjson libpng libjpeg 2>/dev/null)
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 $(CFLAGS) $(WARN) -fopenmp -D_GNU_SOURCE -MMD -MP $(DEP_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  = $(DEP_LIBS) -fopenmp -lm -lpthread $(EXTRA_LDFLAGS)

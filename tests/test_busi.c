@@ -3,7 +3,6 @@
  * kind of bad input; its polygons give back the source blobs within 0.5% of their pixels (holes
  * filled). The mask-to-polygon step itself is tested in tests/test_raster.c. */
 #include <cjson/cJSON.h>
-#include <stb_image_write.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -88,7 +87,8 @@ static void write_mask(const char *path, const uint8_t *m, int w, int h, int cha
                 v = 255;
             px[i * channels + c] = v;
         }
-    cr_assert(stbi_write_png(path, w, h, channels, px, w * channels), "write %s", path);
+    mr_image img = {.width = w, .height = h, .channels = channels, .pixels = px};
+    cr_assert_eq(mr_image_write_png(path, &img), MR_OK, "write %s: %s", path, mr_last_error());
     free(px);
 }
 

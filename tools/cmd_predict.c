@@ -324,9 +324,10 @@ static mr_status write_result(const predictor *p, const char *json_path, const c
 static mr_status predict_one(predictor *p, const input *in, mr_detections *d) {
     const mr_net_config *net = &p->cfg.net;
     mr_image rgb = {0}, gray = {0};
-    mr_status st = mr_image_load(in->path, 3, &rgb);
+    mr_status st = mr_image_load_limited(in->path, 3, p->cfg.max_image_pixels, &rgb);
     /* The network sees the image exactly as training loaded it (gray by image.c's rule). */
-    if (st == MR_OK && net->image_channels == 1) st = mr_image_load(in->path, 1, &gray);
+    if (st == MR_OK && net->image_channels == 1)
+        st = mr_image_load_limited(in->path, 1, p->cfg.max_image_pixels, &gray);
     const mr_image *src = net->image_channels == 1 ? &gray : &rgb;
     mr_ctx_reset(&p->ctx);
     mr_tensor *images = NULL;

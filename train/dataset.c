@@ -357,7 +357,7 @@ mr_status mr_dataset_sample(const mr_dataset *d, int64_t record, uint64_t augmen
     out->record = record;
 
     mr_image img;
-    MR_TRY(mr_image_load(rec->path, (int)C, &img));
+    MR_TRY(mr_image_load_limited(rec->path, (int)C, d->cfg.max_image_pixels, &img));
     if (rec->width > 0 && (img.width != rec->width || img.height != rec->height)) {
         mr_status st = mr_fail(MR_ERR_FORMAT,
                                "%s: image is %dx%d but was %dx%d when the annotations were "

@@ -266,7 +266,7 @@ static mr_status write_overlays(trainer *t) {
     for (int64_t i = 0; i < n; i++) {
         mr_image rgb;
         const char *path = mr_dataset_annotations(t->val)->records[i].path;
-        if (st == MR_OK) st = mr_image_load(path, 3, &rgb);
+        if (st == MR_OK) st = mr_image_load_limited(path, 3, c->max_image_pixels, &rgb);
         if (st == MR_OK) {
             mr_draw_detections(&rgb, det[i].n, det[i].boxes, det[i].class_ids, det[i].scores,
                                det[i].masks, names, c->net.num_classes);
