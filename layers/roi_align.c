@@ -83,6 +83,9 @@ typedef struct {
 static void cell_taps(const roi_job *j, int64_t i, int py, int px, int64_t h, int64_t w, taps *t) {
     const float *b = j->boxes + 4 * i;
     t->count = 0;
+    /* A box with a NaN or Inf edge (from damaged weights) samples nothing: fmaxf below would
+     * otherwise turn a NaN height into a 1-pixel bin at a finite corner. */
+    if (!(isfinite(b[0]) && isfinite(b[1]) && isfinite(b[2]) && isfinite(b[3]))) return;
     if (j->mode == MR_ROI_CROP_AND_RESIZE) {
         float y, x;
         if (j->pool > 1) {
