@@ -19,8 +19,9 @@ typedef struct {
 } mr_h5;
 
 /* Largest dataset any reader accepts, in values: 8 GiB of float32, far above the biggest
- * Mask R-CNN tensor (12.8 M values); a damaged header claiming more is refused by name. */
-#define MR_H5_MAX_VALUES ((int64_t)1 << 31)
+ * Mask R-CNN tensor (12.8 M values); a damaged header claiming more is refused by name. Being
+ * INT32_MAX, every dimension and count below it also fits an int. */
+#define MR_H5_MAX_VALUES ((int64_t)INT32_MAX)
 
 /* MR_OK when `path` is an existing regular file (its size in *size, may be NULL); else one
  * line naming what it is instead ("X: a folder, not a weights file"), `what` being the kind of
