@@ -80,7 +80,7 @@ test-asan: | $(DEPS_OK)
 # picks some. New inputs stay in build-fuzz/corpus/; commit only the few that matter.
 FUZZ_BUILD   := build-fuzz
 FUZZ_DEBS    := clang libclang-rt-14-dev libomp-14-dev
-FUZZ_TARGETS ?= annotations config image weights checkpoint roi_align
+FUZZ_TARGETS ?= annotations config image weights checkpoint h5_layout roi_align
 FUZZ_SECONDS ?= 60
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_BINS     = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)

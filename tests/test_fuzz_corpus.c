@@ -77,6 +77,9 @@ Test(fuzz_corpus, weights, .timeout = 300) {
 Test(fuzz_corpus, checkpoint, .timeout = 300) {
     cr_assert_geq(replay("checkpoint"), 4);
 }
+Test(fuzz_corpus, h5_layout, .timeout = 300) {
+    cr_assert_geq(replay("h5_layout"), 4);
+}
 Test(fuzz_corpus, roi_align, .timeout = 300) {
     cr_assert_geq(replay("roi_align"), 9);
 }

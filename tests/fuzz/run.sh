@@ -17,7 +17,7 @@ annotations | config) max_len=16384 ;;
 *) max_len=65536 ;;
 esac
 fork=""
-case $t in weights | checkpoint) fork="-fork=1 -ignore_crashes=1 -ignore_ooms=0" ;; esac
+case $t in weights | checkpoint | h5_layout) fork="-fork=1 -ignore_crashes=1 -ignore_ooms=0" ;; esac
 work=$b/corpus/$t crashes=$b/crashes log=$b/logs/$t.log
 mkdir -p "$work" "$crashes" "$b/crashes-hdf5" "$b/logs"
 dict=""

@@ -23,7 +23,8 @@
 
 static char temp_root[64];
 static const char *const temp_names[] = {
-    "via_region_data.json", "annotations.csv", "img.png", "input.img", "weights.h5", "ckpt.h5"};
+    "via_region_data.json", "annotations.csv", "img.png",  "input.img",
+    "weights.h5",           "ckpt.h5",         "layout.h5"};
 
 static void temp_cleanup(void) {
     char path[128];
@@ -238,8 +239,8 @@ static void check_finite(const char *target, const mr_params *p) {
             finding(target, "a load succeeded with a non-finite weight or momentum");
 }
 
-int mr_fuzz_weights(const uint8_t *data, size_t size) {
-    const char *path = temp_file("weights.h5", data, size);
+/* Every weights reader on one file. */
+static void read_weights(const char *path) {
     mr_weights_index ix;
     if (mr_weights_index_read(path, &ix) == MR_OK) {
         for (int i = 0; i < ix.count; i++)
@@ -262,11 +263,10 @@ int mr_fuzz_weights(const uint8_t *data, size_t size) {
         mr_load_report_free(&r);
     }
     if (sink) fclose(sink);
-    return 0;
 }
 
-int mr_fuzz_checkpoint(const uint8_t *data, size_t size) {
-    const char *path = temp_file("ckpt.h5", data, size);
+/* Every checkpoint reader on one file. */
+static void read_checkpoint(const char *path) {
     mr_checkpoint_state s;
     if (mr_checkpoint_read_state(path, &s) == MR_OK) {
         if (s.epoch < 0 || s.step < 0 || s.n_data_order < 0 || (s.n_data_order && !s.data_order))
@@ -279,6 +279,159 @@ int mr_fuzz_checkpoint(const uint8_t *data, size_t size) {
         check_finite("checkpoint", p);
         mr_checkpoint_state_free(&s);
     }
+}
+
+int mr_fuzz_weights(const uint8_t *data, size_t size) {
+    read_weights(temp_file("weights.h5", data, size));
+    return 0;
+}
+
+int mr_fuzz_checkpoint(const uint8_t *data, size_t size) {
+    read_checkpoint(temp_file("ckpt.h5", data, size));
+    return 0;
+}
+
+/* ---- HDF5 layouts --------------------------------------------------------------------------- */
+
+/* The input as a little program for HDF5's writer, so every file is well formed (HDF5 1.10's
+ * parser bugs stay out of the way) while its layout, names, shapes, attributes and values are
+ * anything: what mrcnn's readers must judge themselves. */
+typedef struct {
+    const uint8_t *p;
+    size_t n, at;
+} byte_reader;
+
+static unsigned next_byte(byte_reader *r) {
+    return r->at < r->n ? r->p[r->at++] : 0u;
+}
+
+static int64_t next_i64(byte_reader *r) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)next_byte(r) << (8 * i);
+    return (int64_t)v;
+}
+
+static float next_float(byte_reader *r) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) v |= (uint32_t)next_byte(r) << (8 * i);
+    float f;
+    memcpy(&f, &v, sizeof f);
+    return f;
+}
+
+static const char *const layout_words[] = {
+    "params",     "momentum",
+    "state",      "model_weights",
+    "conv1",      "bn_conv1",
+    "rpn_model",  "rpn_conv_shared",
+    "mrcnn_mask", "mrcnn_class_logits",
+    "kernel:0",   "bias:0",
+    "kernel",     "bias",
+    "gamma",      "moving_variance",
+    "rng",        "data_order",
+    "conv1_1",    "rpn_conv_shared_1",
+    "",           "..",
+    "a/b",        "x:0:1",
+};
+#define N_WORDS (sizeof layout_words / sizeof layout_words[0])
+
+/* "/w1/w2[/w3]" from the vocabulary, or "/" */
+static void next_path(byte_reader *r, char *buf, size_t size) {
+    unsigned depth = next_byte(r) % 4;
+    size_t n = 0;
+    buf[0] = '\0';
+    for (unsigned d = 0; d < depth && n < size; d++)
+        n += (size_t)snprintf(buf + n, size - n, "/%s", layout_words[next_byte(r) % N_WORDS]);
+    if (!buf[0]) snprintf(buf, size, "/");
+}
+
+static void next_text(byte_reader *r, char *buf, size_t size) {
+    unsigned len = next_byte(r) % 48;
+    size_t k = 0;
+    for (unsigned i = 0; i < len && k + 1 < size; i++) {
+        unsigned c = next_byte(r);
+        buf[k++] = (char)(c ? c : 'x');
+    }
+    buf[k] = '\0';
+}
+
+static uint64_t layout_checksum(const float *v, int64_t n) {
+    uint64_t h = 1469598103934665603ull; /* checkpoint.c's FNV-1a, so loads can succeed */
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t w;
+        memcpy(&w, &v[i], sizeof w);
+        h = (h ^ w) * 1099511628211ull;
+    }
+    return h;
+}
+
+static void build_layout(byte_reader *r, mr_h5 *f) {
+    static const char *const formats[] = {"mrcnn-weights", "mrcnn-checkpoint", NULL, "other"};
+    const char *format = formats[next_byte(r) % 4];
+    if (format) mr_h5_set_attr_str(f, "/", "format", format);
+    if (next_byte(r) & 1) mr_h5_set_attr_i64(f, "/", "version", (int64_t)(next_byte(r) % 3));
+    static const char *const attr_names[] = {
+        "epoch",    "step",          "val_loss",    "config",       "metrics",
+        "n_params", "fnv1a64",       "layer_names", "weight_names", "backend",
+        "version",  "keras_version", "format",      "layer_names0", "weight_names0",
+    };
+    unsigned ops = next_byte(r) % 24;
+    float values[256];
+    for (unsigned op = 0; op < ops && r->at < r->n; op++) {
+        char path[256], text[64];
+        unsigned kind = next_byte(r) % 6;
+        next_path(r, path, sizeof path);
+        if (kind <= 1) { /* float dataset, with its checksum when kind is 1 */
+            int ndim = 1 + (int)(next_byte(r) % 4);
+            int64_t shape[4], n = 1;
+            for (int d = 0; d < ndim; d++) n *= shape[d] = next_byte(r) % 5;
+            if (n > 256) n = 256, ndim = 1, shape[0] = 256;
+            for (int64_t i = 0; i < n; i++) values[i] = next_byte(r) & 1 ? next_float(r) : 0.5f;
+            if (mr_h5_write(f, path, values, ndim, shape, next_byte(r) == 7) == MR_OK && kind)
+                mr_h5_set_attr_i64(f, path, "fnv1a64", (int64_t)layout_checksum(values, n));
+        } else if (kind == 2) { /* int64 dataset */
+            int64_t v[8], n = next_byte(r) % 8;
+            for (int64_t i = 0; i < n; i++) v[i] = next_byte(r) & 1 ? next_i64(r) : i;
+            mr_h5_write_i64(f, path, v, n);
+        } else { /* an attribute of some type on an object that may exist */
+            const char *name = attr_names[next_byte(r) % (sizeof attr_names / sizeof *attr_names)];
+            if (!mr_h5_exists(f, path)) mr_h5_make_group(f, path);
+            if (kind == 3) {
+                mr_h5_set_attr_i64(f, path, name, next_i64(r));
+            } else if (kind == 4) {
+                next_text(r, text, sizeof text);
+                if (next_byte(r) & 1)
+                    mr_h5_set_attr_str(f, path, name, text);
+                else
+                    mr_h5_set_attr_f64(f, path, name, (double)next_float(r));
+            } else {
+                const char *list[4];
+                char items[4][64];
+                int count = (int)(next_byte(r) % 5);
+                for (int i = 0; i < count; i++) {
+                    if (next_byte(r) & 1)
+                        next_text(r, items[i], sizeof items[i]);
+                    else
+                        snprintf(items[i], sizeof items[i], "%s",
+                                 layout_words[next_byte(r) % N_WORDS]);
+                    list[i] = items[i];
+                }
+                mr_h5_set_attr_strings(f, path, name, list, count);
+            }
+        }
+    }
+}
+
+int mr_fuzz_h5_layout(const uint8_t *data, size_t size) {
+    byte_reader r = {data, size, 0};
+    char path[128];
+    snprintf(path, sizeof path, "%s/layout.h5", temp_dir());
+    mr_h5 f;
+    if (mr_h5_create(path, &f) != MR_OK) finding("h5_layout", "cannot create the file");
+    build_layout(&r, &f);
+    if (mr_h5_close(&f) != MR_OK) finding("h5_layout", "cannot close the file");
+    read_weights(path);
+    read_checkpoint(path);
     return 0;
 }
 
@@ -337,5 +490,6 @@ const mr_fuzz_target mr_fuzz_targets[] = {
     {"weights", mr_fuzz_weights},
     {"checkpoint", mr_fuzz_checkpoint},
     {"roi_align", mr_fuzz_roi_align},
+    {"h5_layout", mr_fuzz_h5_layout},
 };
 const int mr_fuzz_n_targets = (int)(sizeof mr_fuzz_targets / sizeof mr_fuzz_targets[0]);
