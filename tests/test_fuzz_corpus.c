@@ -212,8 +212,9 @@ Test(fuzz_corpus, out_of_range_checkpoint_counters_are_damage) {
 
 /* A FIFO blocked the HDF5 open forever; the timeout turns a hang back into a failure. */
 Test(fuzz_corpus, fifo_is_not_a_weights_file, .timeout = 20) {
-    char fifo[300];
-    snprintf(fifo, sizeof fifo, "%s/weights.h5", temp_dir("fifo"));
+    char dir[256], fifo[300];
+    snprintf(dir, sizeof dir, "%s", temp_dir("fifo"));
+    snprintf(fifo, sizeof fifo, "%s/weights.h5", dir);
     cr_assert_eq(mkfifo(fifo, 0600), 0, "%s", strerror(errno));
     mr_weights_index ix;
     cr_assert_eq(mr_weights_index_read(fifo, &ix), MR_ERR_ARG);
@@ -224,6 +225,7 @@ Test(fuzz_corpus, fifo_is_not_a_weights_file, .timeout = 20) {
     cr_assert(strstr(mr_last_error(), "a FIFO"), "%s", mr_last_error());
     cr_assert_not(mr_checkpoint_verify(fifo));
     unlink(fifo);
+    rmdir(dir);
 }
 
 Test(fuzz_corpus, folder_is_not_a_weights_file) {

@@ -451,7 +451,7 @@ int mr_fuzz_roi_align(const uint8_t *data, size_t size) {
     memcpy(boxes, data + 4, sizeof(float) * (size_t)(4 * n));
     for (int64_t i = 0; i < n; i++) batch[i] = (int32_t)(i & 1);
     mr_ctx ctx;
-    if (mr_ctx_init(&ctx, (size_t)8 << 20) != MR_OK) finding("roi_align", "no arena");
+    if (mr_ctx_init(&ctx, (size_t)1 << 20) != MR_OK) finding("roi_align", "no arena");
     mr_tensor *features[4];
     for (int l = 0; l < 4; l++) {
         int64_t stride = (int64_t)4 << l;
