@@ -1,6 +1,6 @@
 # mrcnn build: `make` builds build/libmrcnn.a and build/mrcnn; `make test`, `make test-asan`,
-# `make demo`, `make bench`, `make quality`, `make refs`. Every target first checks the Debian
-# packages it needs and installs the missing ones (apt-get, via sudo when not root).
+# `make demo`, `make bench`, `make quality`, `make refs`, `make fuzz`. Every target first checks
+# the Debian packages it needs and installs the missing ones (apt-get, via sudo when not root).
 
 CC      ?= gcc
 BUILD   ?= build
@@ -23,13 +23,15 @@ LDLIBS  = $(DEP_LIBS) -fopenmp -lm -lpthread $(EXTRA_LDFLAGS)
 LIB_DIRS := core layers losses data train
 LIB_SRC  := $(sort $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
 TOOL_SRC := $(sort $(wildcard tools/*.c))
-TEST_SRC := $(sort $(wildcard tests/*.c))
+# The fuzz targets' bodies are part of the suite: test_fuzz_corpus.c replays the corpus through them.
+TEST_SRC := $(sort $(wildcard tests/*.c)) tests/fuzz/targets.c
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 DEPS_OK  := $(BUILD)/.deps-ok
 
-.PHONY: all deps ref-deps test test-asan demo bench bench-deps quality refs format clean
+.PHONY: all deps ref-deps test test-asan demo bench bench-deps quality refs format clean fuzz \
+        fuzz-build fuzz-seeds
 all: $(BUILD)/mrcnn
 
 # Checked once per build folder; delete build/ to check again.
@@ -74,6 +76,47 @@ test-asan: | $(DEPS_OK)
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    ./build-asan/test_mrcnn --jobs 2 $(TEST_ARGS)
 
+# ---- fuzzing ---------------------------------------------------------------------------------
+# `make fuzz` builds one libFuzzer harness per target of tests/fuzz/targets.c with clang, ASan and
+# UBSan (library included, in build-fuzz/), and runs each for FUZZ_SECONDS on a working copy of
+# the committed corpus; crashers land in build-fuzz/crashes/ and fail the target. FUZZ_TARGETS
+# picks some. New inputs stay in build-fuzz/corpus/; commit only the few that matter.
+FUZZ_BUILD   := build-fuzz
+FUZZ_DEBS    := clang libclang-rt-14-dev libomp-14-dev
+FUZZ_TARGETS ?= annotations config image weights checkpoint h5_layout roi_align
+FUZZ_SECONDS ?= 60
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_BINS     = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+# Warnings are errors in the gcc builds; clang's extra ones (-Wdouble-promotion on float
+# arguments, `omp simd` loops that instrumentation cannot vectorise) are silenced here.
+
+$(FUZZ_BUILD)/.fuzz-deps-ok:
+	@mkdir -p $(FUZZ_BUILD)
+	@sh tools/ensure-debs.sh $(DEBS) $(FUZZ_DEBS)
+	@touch $(FUZZ_BUILD)/.deps-ok $@
+
+fuzz-build: $(FUZZ_BUILD)/.fuzz-deps-ok
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang CFLAGS="-O1 -g" \
+	    EXTRA_CFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link -Wno-error -w" \
+	    EXTRA_LDFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer" $(FUZZ_BINS)
+
+.SECONDARY: $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/fuzz_%.o)
+$(BUILD)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/targets.o $(BUILD)/libmrcnn.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+fuzz: fuzz-build
+	@fail=0; for t in $(FUZZ_TARGETS); do \
+	    sh tests/fuzz/run.sh $(FUZZ_BUILD) $$t $(FUZZ_SECONDS) || fail=1; \
+	done; exit $$fail
+
+# Rewrites the HDF5 and image seeds of tests/fuzz/corpus with the project's writers.
+$(BUILD)/make_seeds: $(BUILD)/tests/fuzz/make_seeds.o $(BUILD)/tests/fuzz/targets.o \
+                     $(BUILD)/libmrcnn.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+fuzz-seeds: $(BUILD)/make_seeds
+	mkdir -p tests/fuzz/corpus/weights tests/fuzz/corpus/checkpoint tests/fuzz/corpus/image
+	./$(BUILD)/make_seeds tests/fuzz/corpus
+
 demo: $(BUILD)/mrcnn
 	./$(BUILD)/mrcnn demo --out demo
 
@@ -92,9 +135,10 @@ refs: ref-deps
 	cd tests/ref && for s in make_*.py; do /usr/bin/python3 $$s || exit 1; done
 
 format:
-	clang-format -i $(LIB_SRC) $(TOOL_SRC) $(TEST_SRC) $(wildcard */*.h)
+	clang-format -i $(LIB_SRC) $(TOOL_SRC) $(TEST_SRC) $(wildcard */*.h tests/fuzz/*.[ch])
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan $(FUZZ_BUILD)
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(wildcard $(BUILD)/tests/fuzz/*.d)

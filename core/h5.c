@@ -2,9 +2,11 @@
  * becomes one line naming the file and the object. */
 #include "h5.h"
 
+#include <errno.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static void quiet(void) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -17,23 +19,42 @@ static char *dup_str(const char *s) {
     return d;
 }
 
+mr_status mr_h5_check_regular(const char *path, const char *what, int64_t *size) {
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return mr_fail(MR_ERR_IO, "%s: cannot open: %s", path,
+                       errno == ENOENT ? "no such file" : strerror(errno));
+    if (S_ISDIR(sb.st_mode)) return mr_fail(MR_ERR_ARG, "%s: a folder, not a %s", path, what);
+    /* Opening a FIFO blocks until a writer comes, which may be never; a device has no size. */
+    if (!S_ISREG(sb.st_mode))
+        return mr_fail(MR_ERR_ARG, "%s: not a regular file (%s), not a %s", path,
+                       S_ISFIFO(sb.st_mode)   ? "a FIFO"
+                       : S_ISSOCK(sb.st_mode) ? "a socket"
+                       : S_ISCHR(sb.st_mode)  ? "a character device"
+                       : S_ISBLK(sb.st_mode)  ? "a block device"
+                                              : "not a plain file",
+                       what);
+    if (size) *size = (int64_t)sb.st_size;
+    return MR_OK;
+}
+
 mr_status mr_h5_open(const char *path, bool writable, mr_h5 *out) {
     quiet();
     memset(out, 0, sizeof *out);
+    int64_t size = 0;
+    MR_TRY(mr_h5_check_regular(path, "HDF5 file", &size));
     FILE *probe = fopen(path, "rb");
-    if (!probe) return mr_fail(MR_ERR_IO, "%s: cannot open: no such file or not readable", path);
-    fseek(probe, 0, SEEK_END);
-    long size = ftell(probe);
+    if (!probe) return mr_fail(MR_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     fclose(probe);
     if (H5Fis_hdf5(path) <= 0)
         return mr_fail(MR_ERR_FORMAT,
-                       "%s: not an HDF5 file (%ld bytes); was the download cut "
+                       "%s: not an HDF5 file (%lld bytes); was the download cut "
                        "short?",
-                       path, size);
+                       path, (long long)size);
     hid_t id = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
     if (id < 0)
-        return mr_fail(MR_ERR_FORMAT, "%s: HDF5 file is damaged or truncated (%ld bytes)", path,
-                       size);
+        return mr_fail(MR_ERR_FORMAT, "%s: HDF5 file is damaged or truncated (%lld bytes)", path,
+                       (long long)size);
     out->id = id;
     out->path = dup_str(path);
     out->writable = writable;
@@ -82,6 +103,53 @@ bool mr_h5_exists(mr_h5 *f, const char *path) {
     return true;
 }
 
+/* "(8589934592,2147483648,4)" for messages. */
+static void shape_text(char *buf, size_t size, int ndim, const hsize_t *dims) {
+    size_t n = (size_t)snprintf(buf, size, "(");
+    for (int i = 0; i < ndim && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, i ? ",%llu" : "%llu", (unsigned long long)dims[i]);
+    if (n < size) snprintf(buf + n, size - n, ")");
+}
+
+/* A damaged header can claim any shape: every dimension and the product are checked before any
+ * caller multiplies them (the product of (2^33, 2^31, 4) overflows int64), and the values must
+ * fit in the file, uncompressed, or in 1024 times it when stored in (possibly compressed)
+ * chunks, since no filter HDF5 ships packs better than that. */
+static mr_status check_extent(mr_h5 *f, const char *dataset, hid_t ds, int rank,
+                              const hsize_t *dims) {
+    char text[200];
+    uint64_t n = 1;
+    bool over = false;
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] > (hsize_t)MR_H5_MAX_VALUES) over = true;
+        if (!over && dims[i] > 0 && n > (uint64_t)MR_H5_MAX_VALUES / dims[i]) over = true;
+        if (!over) n *= dims[i];
+    }
+    if (over) {
+        shape_text(text, sizeof text, rank, dims);
+        return mr_fail(MR_ERR_FORMAT,
+                       "%s: dataset '%s' has shape %s, more than %lld values; the file is damaged",
+                       f->path, dataset, text, (long long)MR_H5_MAX_VALUES);
+    }
+    hsize_t file_size = 0;
+    H5Fget_filesize((hid_t)f->id, &file_size);
+    hid_t type = H5Dget_type(ds), dcpl = H5Dget_create_plist(ds);
+    uint64_t bytes = n * (uint64_t)(type >= 0 ? H5Tget_size(type) : 1);
+    bool chunked = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED;
+    if (type >= 0) H5Tclose(type);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    uint64_t room = chunked ? 1024u * (uint64_t)file_size : (uint64_t)file_size;
+    if (bytes > room) {
+        shape_text(text, sizeof text, rank, dims);
+        return mr_fail(MR_ERR_FORMAT,
+                       "%s: dataset '%s' has shape %s, %llu bytes, in a file of %llu bytes; the "
+                       "file is damaged or truncated",
+                       f->path, dataset, text, (unsigned long long)bytes,
+                       (unsigned long long)file_size);
+    }
+    return MR_OK;
+}
+
 mr_status mr_h5_shape(mr_h5 *f, const char *dataset, int *ndim, int64_t *shape) {
     if (!mr_h5_exists(f, dataset))
         return mr_fail(MR_ERR_FORMAT, "%s: no dataset '%s'", f->path, dataset);
@@ -95,8 +163,11 @@ mr_status mr_h5_shape(mr_h5 *f, const char *dataset, int *ndim, int64_t *shape) 
     } else {
         hsize_t dims[MR_H5_MAX_DIMS];
         H5Sget_simple_extent_dims(space, dims, NULL);
-        *ndim = rank;
-        for (int i = 0; i < rank; i++) shape[i] = (int64_t)dims[i];
+        st = check_extent(f, dataset, ds, rank, dims);
+        if (st == MR_OK) {
+            *ndim = rank;
+            for (int i = 0; i < rank; i++) shape[i] = (int64_t)dims[i];
+        }
     }
     H5Sclose(space);
     H5Dclose(ds);
@@ -385,7 +456,10 @@ static mr_status read_string_attr(mr_h5 *f, const char *object, const char *name
     if (H5Sget_simple_extent_type(space) == H5S_NULL) n = 0;
     /* An empty list of any type is an empty list: Keras writes a weightless layer's weight_names
      * as h5py makes `attrs[name] = []`, an empty float64 array. */
-    if (n < 0 || (n > 0 && H5Tget_class(type) != H5T_STRING)) {
+    if (n > INT32_MAX) {
+        st = mr_fail(MR_ERR_FORMAT, "%s: attribute %s on '%s' holds %lld strings; damaged file",
+                     f->path, name, object, (long long)n);
+    } else if (n < 0 || (n > 0 && H5Tget_class(type) != H5T_STRING)) {
         st = mr_fail(MR_ERR_FORMAT, "%s: attribute %s on '%s' is not a string", f->path, name,
                      object);
     } else if (n > 0) {
@@ -494,9 +568,19 @@ static mr_status read_number_attr(mr_h5 *f, const char *object, const char *name
     hid_t o = open_object(f, object);
     if (o < 0) return mr_fail(MR_ERR_FORMAT, "%s: no object '%s'", f->path, object);
     hid_t a = H5Aopen(o, name, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Aread(a, type, value);
+    /* One value only: H5Aread writes every element, and `value` holds one. */
+    hssize_t n = -1;
+    if (a >= 0) {
+        hid_t space = H5Aget_space(a);
+        n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+        if (space >= 0) H5Sclose(space);
+    }
+    herr_t rc = a < 0 || n != 1 ? -1 : H5Aread(a, type, value);
     if (a >= 0) H5Aclose(a);
     H5Oclose(o);
+    if (a >= 0 && n != 1)
+        return mr_fail(MR_ERR_FORMAT, "%s: attribute %s on '%s' holds %lld values, expected one",
+                       f->path, name, object, (long long)n);
     if (rc < 0)
         return mr_fail(MR_ERR_FORMAT, "%s: '%s' has no %s attribute %s", f->path, object, kind,
                        name);

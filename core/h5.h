@@ -18,6 +18,15 @@ typedef struct {
     bool writable;
 } mr_h5;
 
+/* Largest dataset any reader accepts, in values: 8 GiB of float32, far above the biggest
+ * Mask R-CNN tensor (12.8 M values); a damaged header claiming more is refused by name. Being
+ * INT32_MAX, every dimension and count below it also fits an int. */
+#define MR_H5_MAX_VALUES ((int64_t)INT32_MAX)
+
+/* MR_OK when `path` is an existing regular file (its size in *size, may be NULL); else one
+ * line naming what it is instead ("X: a folder, not a weights file"), `what` being the kind of
+ * file expected. Called before any open: a FIFO would block an open forever. */
+mr_status mr_h5_check_regular(const char *path, const char *what, int64_t *size);
 /* Opens an existing file; a missing, truncated or non-HDF5 file gives one clear line. */
 mr_status mr_h5_open(const char *path, bool writable, mr_h5 *out);
 /* Creates (truncates) a file. */
@@ -26,7 +35,8 @@ mr_status mr_h5_create(const char *path, mr_h5 *out);
 mr_status mr_h5_close(mr_h5 *f);
 
 bool mr_h5_exists(mr_h5 *f, const char *path);
-/* Shape of a dataset; *ndim <= MR_H5_MAX_DIMS. */
+/* Shape of a dataset; *ndim <= MR_H5_MAX_DIMS, and the product of the dimensions is at most
+ * MR_H5_MAX_VALUES and fits in the file (a claim beyond either fails, naming the dataset). */
 mr_status mr_h5_shape(mr_h5 *f, const char *dataset, int *ndim, int64_t *shape);
 /* Reads a dataset of any numeric type as float32 into `out`, which holds `capacity` floats. */
 mr_status mr_h5_read_into(mr_h5 *f, const char *dataset, float *out, int64_t capacity);

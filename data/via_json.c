@@ -799,7 +799,10 @@ static mr_status via3_shape(mr_ann_loader *ld, const cJSON *xy, const char *wher
     mr_status st = MR_OK;
     int64_t want = -1; /* exact argument count, or -1 for "even and at least 6" */
     const char *shape_name = "?";
-    switch ((int)code == code ? (int)code : 0) {
+    /* Range first: casting a double outside int's range (1e300) is undefined behaviour, so
+     * only small whole numbers become a shape code; anything else is code 0, unknown. */
+    int kind = code >= 0.0 && code <= 64.0 && code == floor(code) ? (int)code : 0;
+    switch (kind) {
     case VIA3_POINT:
         ld->out->report.n_skipped_point++;
         *skip = true;
@@ -847,7 +850,7 @@ static mr_status via3_shape(mr_ann_loader *ld, const cJSON *xy, const char *wher
                                  (long long)na);
         goto out;
     }
-    switch ((int)code) {
+    switch (kind) {
     case VIA3_RECT:
         s->kind = MR_SHAPE_RECT;
         s->x = a[0], s->y = a[1], s->w = a[2], s->h = a[3];

@@ -31,9 +31,11 @@ static void add_tap(taps *t, int64_t offset, float weight) {
     }
 }
 
-/* TF crop_and_resize: bilinear at (y, x) in pixel units, zero outside [0, H-1] x [0, W-1]. */
+/* TF crop_and_resize: bilinear at (y, x) in pixel units, zero outside [0, H-1] x [0, W-1].
+ * The test is written as "inside" so that NaN (a box from non-finite weights, or inf - inf from
+ * a huge one) fails it too and never reaches the integer casts below; Inf is outside anyway. */
 static void crop_resize_taps(taps *t, float y, float x, int64_t h, int64_t w, float scale) {
-    if (y < 0.0f || y > (float)(h - 1) || x < 0.0f || x > (float)(w - 1)) return;
+    if (!(y >= 0.0f && y <= (float)(h - 1) && x >= 0.0f && x <= (float)(w - 1))) return;
     int64_t y0 = (int64_t)floorf(y), x0 = (int64_t)floorf(x);
     int64_t y1 = (int64_t)ceilf(y), x1 = (int64_t)ceilf(x);
     float ly = y - (float)y0, lx = x - (float)x0;
@@ -44,9 +46,9 @@ static void crop_resize_taps(taps *t, float y, float x, int64_t h, int64_t w, fl
 }
 
 /* torchvision's bilinear_interpolate (aligned=False): zero beyond one pixel outside, edges
- * clamped. */
+ * clamped. As above, NaN counts as outside. */
 static void average_taps(taps *t, float y, float x, int64_t h, int64_t w, float scale) {
-    if (y < -1.0f || y > (float)h || x < -1.0f || x > (float)w) return;
+    if (!(y >= -1.0f && y <= (float)h && x >= -1.0f && x <= (float)w)) return;
     if (y <= 0.0f) y = 0.0f;
     if (x <= 0.0f) x = 0.0f;
     int64_t y0 = (int64_t)y, x0 = (int64_t)x, y1, x1;
@@ -81,6 +83,9 @@ typedef struct {
 static void cell_taps(const roi_job *j, int64_t i, int py, int px, int64_t h, int64_t w, taps *t) {
     const float *b = j->boxes + 4 * i;
     t->count = 0;
+    /* A box with a NaN or Inf edge (from damaged weights) samples nothing: fmaxf below would
+     * otherwise turn a NaN height into a 1-pixel bin at a finite corner. */
+    if (!(isfinite(b[0]) && isfinite(b[1]) && isfinite(b[2]) && isfinite(b[3]))) return;
     if (j->mode == MR_ROI_CROP_AND_RESIZE) {
         float y, x;
         if (j->pool > 1) {

@@ -203,6 +203,7 @@ void mr_checkpoint_state_free(mr_checkpoint_state *s) {
 
 /* Opens `path` and checks it claims to be a checkpoint this version reads. */
 static mr_status open_checkpoint(const char *path, mr_h5 *f) {
+    MR_TRY(mr_h5_check_regular(path, "checkpoint", NULL));
     MR_TRY(mr_h5_open(path, false, f));
     char *format = NULL;
     int64_t version = 0;
@@ -229,10 +230,24 @@ static mr_status open_checkpoint(const char *path, mr_h5 *f) {
     return st;
 }
 
+/* Counters a resume turns into ints (epochs, steps, the data order's positions): a value
+ * outside 0..INT32_MAX comes from a damaged file, never from a run. */
+static mr_status check_counter(mr_h5 *f, const char *what, int64_t v) {
+    if (v >= 0 && v <= INT32_MAX) return MR_OK;
+    return mr_fail(MR_ERR_FORMAT, "%s: damaged checkpoint: %s is %lld, expected 0..%d", f->path,
+                   what, (long long)v, INT32_MAX);
+}
+
 static mr_status read_state(mr_h5 *f, mr_checkpoint_state *s) {
     memset(s, 0, sizeof *s);
     MR_TRY(mr_h5_get_attr_i64(f, "/", "epoch", &s->epoch));
+    MR_TRY(check_counter(f, "attribute epoch", s->epoch));
     MR_TRY(mr_h5_get_attr_i64(f, "/", "step", &s->step));
+    if (s->step < 0)
+        return mr_fail(MR_ERR_FORMAT,
+                       "%s: damaged checkpoint: attribute step is %lld, expected 0 "
+                       "or more",
+                       f->path, (long long)s->step);
     MR_TRY(mr_h5_get_attr_f64(f, "/", "val_loss", &s->val_loss));
     MR_TRY(mr_h5_get_attr_str(f, "/", "config", &s->config_json));
     MR_TRY(mr_h5_get_attr_str(f, "/", "metrics", &s->metrics_json));
@@ -245,7 +260,13 @@ static mr_status read_state(mr_h5 *f, mr_checkpoint_state *s) {
     }
     for (int i = 0; i < 4; i++) s->rng.s[i] = (uint64_t)rng[i];
     free(rng);
-    return mr_h5_read_i64(f, "/state/data_order", &s->data_order, &s->n_data_order);
+    MR_TRY(mr_h5_read_i64(f, "/state/data_order", &s->data_order, &s->n_data_order));
+    for (int64_t i = 0; i < s->n_data_order; i++) {
+        char what[64];
+        put(what, sizeof what, "/state/data_order[%lld]", (long long)i);
+        MR_TRY(check_counter(f, what, s->data_order[i]));
+    }
+    return MR_OK;
 }
 
 mr_status mr_checkpoint_read_state(const char *path, mr_checkpoint_state *s) {
@@ -312,6 +333,14 @@ static mr_status read_checked(mr_h5 *f, const char *ds, float *out, int64_t n) {
     if (checksum(out, n) != (uint64_t)stored)
         return mr_fail(MR_ERR_FORMAT, "%s: %s fails its checksum: the file is damaged", f->path,
                        ds);
+    /* Intact but unusable: a run saved after its weights diverged. Resuming would only spread
+     * NaN, so such a checkpoint is refused like a damaged one (find_latest skips it). */
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(out[i]))
+            return mr_fail(MR_ERR_NUMERIC,
+                           "%s: damaged checkpoint: tensor %s holds %s at index %lld; resume "
+                           "from an earlier checkpoint",
+                           f->path, ds, isnan(out[i]) ? "NaN" : "Inf", (long long)i);
     return MR_OK;
 }
 

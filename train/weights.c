@@ -5,6 +5,7 @@
 #include "weights.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,7 @@ static mr_weights_tensor *index_push(mr_weights_index *ix) {
 static mr_status describe(mr_h5 *f, mr_weights_tensor *t) {
     MR_TRY(mr_h5_shape(f, t->dataset, &t->ndim, t->shape));
     MR_TRY(mr_h5_dtype(f, t->dataset, t->dtype, sizeof t->dtype));
+    /* mr_h5_shape has checked the product against MR_H5_MAX_VALUES: no overflow here. */
     t->numel = 1;
     for (int i = 0; i < t->ndim; i++) t->numel *= t->shape[i];
     return MR_OK;
@@ -273,6 +275,7 @@ static mr_status index_open(const char *path, mr_h5 *f, mr_weights_index *ix) {
     memset(ix, 0, sizeof *ix);
     ix->path = dup_str(path);
     if (!ix->path) return mr_fail(MR_ERR_NOMEM, "no memory");
+    MR_TRY(mr_h5_check_regular(path, "weights file", NULL));
     MR_TRY(mr_h5_open(path, false, f));
     mr_status st = index_build(f, ix);
     if (st != MR_OK) {
@@ -683,6 +686,24 @@ static mr_status misshaped_error(const mr_load_report *r) {
                    tail, names);
 }
 
+/* A NaN or Inf weight poisons every output (and ROI Align's boxes) without a word: refuse the
+ * file instead, naming the tensor. Summed channels are checked too: finite values can add up to
+ * Inf. */
+static mr_status check_finite(const mr_load_report *r, const mr_param *q,
+                              const mr_weights_tensor *w) {
+    const float *v = q->t.data;
+    for (int64_t i = 0; i < q->t.numel; i++)
+        if (!isfinite(v[i]))
+            return mr_fail(MR_ERR_NUMERIC,
+                           "%s: tensor %s (%s) holds %s at index %lld%s; damaged weights (a "
+                           "diverged run?), the file is refused",
+                           r->path, q->name, w->dataset, isnan(v[i]) ? "NaN" : "Inf", (long long)i,
+                           w->ndim == 4 && q->t.ndim == 4 && w->shape[2] != q->t.shape[2]
+                               ? " after summing its input channels"
+                               : "");
+    return MR_OK;
+}
+
 static mr_status apply_plan(mr_h5 *f, const plan *pl, mr_load_report *r) {
     for (int i = 0; i < pl->count; i++) {
         const action *a = &pl->items[i];
@@ -707,6 +728,7 @@ static mr_status apply_plan(mr_h5 *f, const plan *pl, mr_load_report *r) {
                 }
             free(buf);
         }
+        MR_TRY(check_finite(r, a->param, w));
         r->tensors_loaded++;
         r->values_loaded += t->numel;
     }

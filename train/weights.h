@@ -101,7 +101,9 @@ typedef struct {
  * 3-channel conv1 kernel is summed over its input channels for a 1-channel model; when the
  * class count differs, mrcnn_class_logits, mrcnn_bbox_fc and mrcnn_mask are left out. Fails,
  * before copying anything, when a layer that was not excluded does not fit, naming every such
- * layer. `report` (may be NULL) is filled whenever the file could be read; free it with
+ * layer. A NaN or Inf value in a loaded tensor fails with MR_ERR_NUMERIC naming it; the
+ * parameters are then partly loaded and must not be used. `report` (may be NULL) is filled
+ * whenever the file could be read; free it with
  * mr_load_report_free even when the load failed. `opt` may be NULL. */
 mr_status mr_weights_load(const char *path, mr_params *p, const mr_weights_load_options *opt,
                           mr_load_report *report);

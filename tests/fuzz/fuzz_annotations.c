@@ -1,0 +1,9 @@
+/* libFuzzer harness: VIA 1/2/3 JSON, VIA CSV and COCO annotation files. The body is
+ * mr_fuzz_annotations in targets.c, which the corpus replay test (tests/test_fuzz_corpus.c) calls
+ * too. */
+#include "targets.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    return mr_fuzz_annotations(data, size);
+}

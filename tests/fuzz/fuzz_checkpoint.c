@@ -1,0 +1,8 @@
+/* libFuzzer harness: checkpoint files through the checkpoint reader. The body is mr_fuzz_checkpoint
+ * in targets.c, which the corpus replay test (tests/test_fuzz_corpus.c) calls too. */
+#include "targets.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    return mr_fuzz_checkpoint(data, size);
+}
