@@ -449,7 +449,7 @@ Test(data_paths, file_size_differing_from_the_via_key_is_a_warning) {
     char text[1024];
     snprintf(text, sizeof text,
              "{\"a.png%lld\": {\"filename\": \"a.png\", \"size\": %lld, \"regions\": []},"
-             " \"b.png7\": {\"filename\": \"b.png\", \"size\": 7, \"regions\": []}}",
+             " \"b.png7\": {\"filename\": \"b.png\", \"regions\": []}}", /* size in the key */
              (long long)sb.st_size, (long long)sb.st_size);
     put_text(dir, "via.json", text);
     snprintf(path, sizeof path, "%s/via.json", dir);

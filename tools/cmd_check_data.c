@@ -29,7 +29,7 @@ static mr_status set_classes(mr_config *cfg, const char *list) {
             if (l >= sizeof cfg->class_names[n])
                 return mr_fail(MR_ERR_ARG, "--classes: '%s' is longer than %zu characters", tok,
                                sizeof cfg->class_names[n] - 1);
-            snprintf(cfg->class_names[n++], sizeof cfg->class_names[0], "%s", tok);
+            memcpy(cfg->class_names[n++], tok, l + 1); /* fits: checked above */
         }
         tok = comma ? comma + 1 : NULL;
     }

@@ -33,7 +33,7 @@ mr_status mr_data_resolve(mr_config *cfg, const mr_data_args *args);
 typedef struct {
     int64_t n_train, n_val; /* images on each side (0 for a side not opened) */
     bool seeded;            /* the validation side is a seeded share of TRAIN */
-    char line[1536];        /* one line: which annotation files, how many images each side */
+    char line[2600];        /* one line: which annotation files, how many images each side */
 } mr_data_summary;
 
 /* Opens the training and the validation dataset of a resolved config; either pointer may be
