@@ -165,9 +165,60 @@ void mr_strmap_free(mr_strmap *m) {
 
 /* ---- problems ------------------------------------------------------------------------------ */
 
-static void add_issue(mr_ann_loader *ld, mr_issue_level level, mr_status code, const char *fmt,
-                      va_list ap) {
+/* A grouped problem: the issue that stands for every occurrence, and the first three places. */
+struct mr_ann_group_state {
+    int64_t issue; /* index into report.issues */
+    const char *noun;
+    char *what, *hint;
+    char *items[3];
+    int n_items;
+};
+
+static void free_groups(mr_ann_loader *ld) {
+    for (int64_t g = 0; g < ld->n_groups; g++) {
+        free(ld->groups[g].what);
+        free(ld->groups[g].hint);
+        for (int k = 0; k < ld->groups[g].n_items; k++) free(ld->groups[g].items[k]);
+    }
+    free(ld->groups);
+    ld->groups = NULL;
+    ld->n_groups = 0;
+    mr_strmap_free(&ld->group_keys);
+}
+
+/* Counts a repeat of a known group; false when `g` is new (the caller adds it). */
+static bool count_in_group(mr_ann_loader *ld, mr_issue_level level, const mr_ann_group *g,
+                           const char *item, char **key_out) {
+    size_t lw = strlen(g->what), lh = g->hint ? strlen(g->hint) : 0;
+    char *key = malloc(lw + lh + 3);
+    *key_out = key;
+    if (!key) return false;
+    key[0] = level == MR_ISSUE_ERROR ? 'E' : 'W';
+    memcpy(key + 1, g->what, lw);
+    key[1 + lw] = '\x1f';
+    if (lh) memcpy(key + 2 + lw, g->hint, lh);
+    key[2 + lw + lh] = '\0';
+    int64_t at = mr_strmap_get(&ld->group_keys, key);
+    if (at < 0) return false;
+    mr_ann_group_state *gs = &ld->groups[at];
     mr_report *r = &ld->out->report;
+    r->issues[gs->issue].count++;
+    if (level == MR_ISSUE_ERROR)
+        r->n_errors++;
+    else
+        r->n_warnings++;
+    if (gs->n_items < 3 && (gs->items[gs->n_items] = mr_ann_strdup(item))) gs->n_items++;
+    return true;
+}
+
+static void add_issue(mr_ann_loader *ld, mr_issue_level level, mr_status code,
+                      const mr_ann_group *g, const char *item, const char *fmt, va_list ap) {
+    mr_report *r = &ld->out->report;
+    char *key = NULL;
+    if (g && count_in_group(ld, level, g, item, &key)) {
+        free(key);
+        return;
+    }
     char text[2048];
     vsnprintf(text, sizeof text, fmt, ap);
     /* One line each, whatever the file held. */
@@ -184,6 +235,7 @@ static void add_issue(mr_ann_loader *ld, mr_issue_level level, mr_status code, c
     }
     if (r->n_issues >= ld->max_issues) {
         r->n_issues_dropped++;
+        free(key);
         return;
     }
     mr_issue *grown = realloc(r->issues, sizeof *grown * (size_t)(r->n_issues + 1));
@@ -192,25 +244,97 @@ static void add_issue(mr_ann_loader *ld, mr_issue_level level, mr_status code, c
         /* Out of memory while reporting: keep the count, lose the text. */
         if (grown) r->issues = grown;
         free(copy);
+        free(key);
         r->n_issues_dropped++;
         return;
     }
     r->issues = grown;
-    r->issues[r->n_issues++] = (mr_issue){level, level == MR_ISSUE_ERROR ? code : MR_OK, copy};
+    r->issues[r->n_issues++] = (mr_issue){level, level == MR_ISSUE_ERROR ? code : MR_OK, copy, 1};
+    if (!g || !key) {
+        free(key);
+        return;
+    }
+    /* The first of a group: later repeats count into this issue. */
+    mr_ann_group_state *gs = realloc(ld->groups, sizeof *gs * (size_t)(ld->n_groups + 1));
+    if (!gs) {
+        free(key);
+        return;
+    }
+    ld->groups = gs;
+    gs = &ld->groups[ld->n_groups];
+    memset(gs, 0, sizeof *gs);
+    gs->issue = r->n_issues - 1;
+    gs->noun = g->noun;
+    gs->what = mr_ann_strdup(g->what);
+    gs->hint = g->hint ? mr_ann_strdup(g->hint) : NULL;
+    if ((gs->items[0] = mr_ann_strdup(item))) gs->n_items = 1;
+    if (gs->what && (!g->hint || gs->hint) &&
+        mr_strmap_put(&ld->group_keys, key, ld->n_groups) == MR_OK) {
+        ld->n_groups++;
+    } else {
+        free(gs->what);
+        free(gs->hint);
+        free(gs->items[0]);
+    }
+    free(key);
+}
+
+/* Rewrites each issue that stands for several problems as one line naming the first three. */
+static void finish_groups(mr_ann_loader *ld, int64_t n_images) {
+    mr_report *r = &ld->out->report;
+    for (int64_t g = 0; g < ld->n_groups; g++) {
+        const mr_ann_group_state *gs = &ld->groups[g];
+        mr_issue *is = &r->issues[gs->issue];
+        if (is->count < 2) continue;
+        char items[700] = "", of[48] = "";
+        size_t used = 0;
+        for (int k = 0; k < gs->n_items && used + 1 < sizeof items; k++) {
+            int w =
+                snprintf(items + used, sizeof items - used, "%s%s", k ? ", " : "", gs->items[k]);
+            if (w < 0) break;
+            used += (size_t)w;
+        }
+        if (!strcmp(gs->noun, "images")) snprintf(of, sizeof of, " of %lld", (long long)n_images);
+        char text[2048];
+        snprintf(text, sizeof text, "%s: %lld%s %s %s%s%s%s%s", ld->file, (long long)is->count, of,
+                 gs->noun, gs->what, is->count > 3 ? ", first three: " : ": ", items,
+                 gs->hint ? "; " : "", gs->hint ? gs->hint : "");
+        char *copy = mr_ann_strdup(text);
+        if (!copy) continue;
+        free(is->text);
+        is->text = copy;
+    }
 }
 
 mr_status mr_ann_error(mr_ann_loader *ld, mr_status code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    add_issue(ld, MR_ISSUE_ERROR, code, fmt, ap);
+    add_issue(ld, MR_ISSUE_ERROR, code, NULL, NULL, fmt, ap);
     va_end(ap);
     return code;
+}
+
+mr_status mr_ann_group_error(mr_ann_loader *ld, mr_status code, const mr_ann_group *g,
+                             const char *item, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    add_issue(ld, MR_ISSUE_ERROR, code, g, item, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void mr_ann_group_warn(mr_ann_loader *ld, const mr_ann_group *g, const char *item, const char *fmt,
+                       ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    add_issue(ld, MR_ISSUE_WARNING, MR_OK, g, item, fmt, ap);
+    va_end(ap);
 }
 
 mr_status mr_ann_region_error(mr_ann_loader *ld, mr_status code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    add_issue(ld, MR_ISSUE_ERROR, code, fmt, ap);
+    add_issue(ld, MR_ISSUE_ERROR, code, NULL, NULL, fmt, ap);
     va_end(ap);
     ld->out->report.n_rejected++;
     return code;
@@ -219,7 +343,7 @@ mr_status mr_ann_region_error(mr_ann_loader *ld, mr_status code, const char *fmt
 void mr_ann_warn(mr_ann_loader *ld, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    add_issue(ld, MR_ISSUE_WARNING, MR_OK, fmt, ap);
+    add_issue(ld, MR_ISSUE_WARNING, MR_OK, NULL, NULL, fmt, ap);
     va_end(ap);
 }
 
@@ -315,6 +439,14 @@ static const char *near_match(const mr_ann_loader *ld, const char *label) {
     return best;
 }
 
+/* `where` without the leading "FILE: ", to list places under one grouped line. */
+static const char *place_of(const mr_ann_loader *ld, const char *where) {
+    size_t lf = strlen(ld->file);
+    if (!strncmp(where, ld->file, lf) && where[lf] == ':' && where[lf + 1] == ' ')
+        return where + lf + 2;
+    return where;
+}
+
 mr_status mr_ann_unknown_class(mr_ann_loader *ld, const char *where, const char *attr,
                                const char *label, const char *option) {
     char known[512], q[160], qo[96], qa[96], hint[200] = "";
@@ -324,9 +456,16 @@ mr_status mr_ann_unknown_class(mr_ann_loader *ld, const char *where, const char 
     char opt_text[140] = "";
     if (option)
         snprintf(opt_text, sizeof opt_text, " option '%s'", mr_ann_quote(qo, sizeof qo, option));
-    return mr_ann_region_error(
-        ld, MR_ERR_FORMAT, "%s: unknown class '%s' (attribute '%s'%s); known classes: %s%s", where,
-        mr_ann_quote(q, sizeof q, label), mr_ann_quote(qa, sizeof qa, attr), opt_text, known, hint);
+    mr_ann_quote(q, sizeof q, label);
+    mr_ann_quote(qa, sizeof qa, attr);
+    char what[512], how[800];
+    snprintf(what, sizeof what, "with unknown class '%s' (attribute '%s'%s)", q, qa, opt_text);
+    snprintf(how, sizeof how, "known classes: %s%s", known, hint);
+    const mr_ann_group g = {"regions", what, how};
+    ld->out->report.n_rejected++;
+    return mr_ann_group_error(ld, MR_ERR_FORMAT, &g, place_of(ld, where),
+                              "%s: unknown class '%s' (attribute '%s'%s); known classes: %s%s",
+                              where, q, qa, opt_text, known, hint);
 }
 
 mr_status mr_ann_missing_class(mr_ann_loader *ld, const char *where) {
@@ -339,10 +478,17 @@ mr_status mr_ann_missing_class(mr_ann_loader *ld, const char *where) {
         if (w < 0) break;
         used += (size_t)w;
     }
-    return mr_ann_region_error(ld, MR_ERR_FORMAT,
-                               "%s: no class: region attribute %s %s missing or empty "
-                               "(known classes: %s; choose the attribute with class_attribute)",
-                               where, names, ld->n_class_attrs > 1 ? "are all" : "is", known);
+    char what[400], how[700];
+    snprintf(what, sizeof what, "without a class: region attribute %s %s missing or empty", names,
+             ld->n_class_attrs > 1 ? "are all" : "is");
+    snprintf(how, sizeof how, "known classes: %s; choose the attribute with class_attribute",
+             known);
+    const mr_ann_group g = {"regions", what, how};
+    ld->out->report.n_rejected++;
+    return mr_ann_group_error(ld, MR_ERR_FORMAT, &g, place_of(ld, where),
+                              "%s: no class: region attribute %s %s missing or empty "
+                              "(known classes: %s; choose the attribute with class_attribute)",
+                              where, names, ld->n_class_attrs > 1 ? "are all" : "is", known);
 }
 
 /* ---- shapes -------------------------------------------------------------------------------- */
@@ -732,6 +878,14 @@ static bool is_url(const char *s) {
     return strstr(s, "://") != NULL;
 }
 
+/* A path written on Windows ("C:\scans\a.png", "C:/scans", "\\server\share", "/C:/..." from a
+ * file:///C:/ URL): never a path on this machine. */
+static bool is_windows_path(const char *s) {
+    if (s[0] == '/' && isalpha((unsigned char)s[1]) && s[2] == ':') return true;
+    if (isalpha((unsigned char)s[0]) && s[1] == ':' && (s[2] == '\\' || s[2] == '/')) return true;
+    return strchr(s, '\\') != NULL;
+}
+
 static char *join_path(const char *dir, const char *name) {
     while (name[0] == '.' && name[1] == '/') name += 2;
     if (name[0] == '/' || !dir || !dir[0] || !strcmp(dir, ".")) return mr_ann_strdup(name);
@@ -745,26 +899,185 @@ static char *join_path(const char *dir, const char *name) {
     return p;
 }
 
-/* prefix + filename, resolved: file:// URLs become paths, other URLs stay as they are (or, when
- * an image root is given, are looked for there by their last path component). */
-static char *resolve_image_path(const mr_ann_loader *ld, const char *prefix, const char *filename) {
-    size_t lp = prefix ? strlen(prefix) : 0, lf = strlen(filename);
-    char *full = malloc(lp + lf + 1);
-    if (!full) return NULL;
-    if (lp) memcpy(full, prefix, lp);
-    memcpy(full + lp, filename, lf + 1);
-    char *res;
-    if (!strncmp(full, "file://", 7)) {
-        res = mr_ann_strdup(full + 7);
-    } else if (is_url(full)) {
-        const char *slash = strrchr(full, '/');
-        res = ld->opt->image_root && slash && slash[1] ? join_path(ld->opt->image_root, slash + 1)
-                                                       : mr_ann_strdup(full);
-    } else {
-        res = join_path(ld->base_dir, full);
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* URLs write "BUS%20scans/benign%20(1).png"; the file on disk has the spaces. */
+static void percent_decode(char *s) {
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        int hi, lo;
+        if (r[0] == '%' && (hi = hex_value(r[1])) >= 0 && (lo = hex_value(r[2])) >= 0 &&
+            (hi || lo)) {
+            *w++ = (char)(hi * 16 + lo);
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
     }
+    *w = '\0';
+}
+
+/* The last component of a path written with '/' or '\', or of a URL (without ?query or
+ * #fragment); NULL when there is none. */
+static char *base_name(const char *full, bool url) {
+    size_t end = strlen(full);
+    if (url) end = strcspn(full, "?#");
+    size_t start = end;
+    while (start > 0 && full[start - 1] != '/' && full[start - 1] != '\\') start--;
+    if (start == end) return NULL;
+    char *b = malloc(end - start + 1);
+    if (!b) return NULL;
+    memcpy(b, full + start, end - start);
+    b[end - start] = '\0';
+    if (url) percent_decode(b);
+    return b;
+}
+
+static bool is_regular_file(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* Where one image may be: candidate paths in the order they are tried. */
+#define MAX_CANDIDATES 5
+typedef struct {
+    char *path[MAX_CANDIDATES];
+    int where[MAX_CANDIDATES]; /* MR_FOUND_* */
+    int n;
+    char *recorded; /* the path the annotation file records, resolved as VIA would */
+    bool foreign;   /* a URL or a Windows path: not a path on this machine */
+    bool remote;    /* an http(s) or other non-file URL */
+} candidates;
+
+static void candidates_free(candidates *c) {
+    for (int i = 0; i < c->n; i++) free(c->path[i]);
+    free(c->recorded);
+    memset(c, 0, sizeof *c);
+}
+
+static bool add_candidate(candidates *c, char *path, int where) {
+    if (!path) return false;
+    for (int i = 0; i < c->n; i++)
+        if (!strcmp(c->path[i], path)) {
+            free(path);
+            return true;
+        }
+    c->path[c->n] = path;
+    c->where[c->n++] = where;
+    return true;
+}
+
+/* prefix + filename as VIA resolves it (file:// URLs become paths), then the fallbacks of
+ * mr_load_options.image_root: the filename and its base name beside the annotation file, then
+ * under the image root. */
+static mr_status image_candidates(const mr_ann_loader *ld, const char *prefix, const char *name,
+                                  candidates *c) {
+    memset(c, 0, sizeof *c);
+    size_t lp = prefix ? strlen(prefix) : 0, lf = strlen(name);
+    char *full = malloc(lp + lf + 1);
+    if (!full) return mr_fail(MR_ERR_NOMEM, "out of memory");
+    if (lp) memcpy(full, prefix, lp);
+    memcpy(full + lp, name, lf + 1);
+    if (!strncmp(full, "file://", 7)) {
+        memmove(full, full + 7, strlen(full + 7) + 1);
+        percent_decode(full);
+    }
+    c->remote = is_url(full);
+    c->foreign = c->remote || is_windows_path(full);
+    const char *root = ld->opt->image_root && ld->opt->image_root[0] ? ld->opt->image_root : NULL;
+    bool ok = true;
+    if (c->foreign) {
+        c->recorded = mr_ann_strdup(full);
+        ok = c->recorded != NULL;
+    } else {
+        /* A plain relative name is where the caller said images are: the image root when
+         * given, else beside the annotation file. */
+        int where = full[0] == '/' || lp ? MR_FOUND_RECORDED
+                    : root               ? MR_FOUND_ROOT
+                                         : MR_FOUND_BESIDE;
+        c->recorded = join_path(ld->base_dir, full);
+        ok = c->recorded && add_candidate(c, mr_ann_strdup(c->recorded), where);
+    }
+    const char *rel = !c->foreign && full[0] != '/' ? full : NULL;
+    char *base = base_name(full, c->remote);
+    const char *dirs[2] = {ld->ann_dir, root};
+    const int kinds[2] = {MR_FOUND_BESIDE, MR_FOUND_ROOT};
+    for (int d = 0; d < 2 && ok; d++) {
+        if (!dirs[d]) continue;
+        if (rel) ok = add_candidate(c, join_path(dirs[d], rel), kinds[d]);
+        if (ok && base) ok = add_candidate(c, join_path(dirs[d], base), kinds[d]);
+    }
+    free(base);
     free(full);
-    return res;
+    if (!ok) {
+        candidates_free(c);
+        return mr_fail(MR_ERR_NOMEM, "out of memory");
+    }
+    return MR_OK;
+}
+
+/* A missing image: one line naming its recorded path and where else it was looked for; many
+ * of them group into one ("266 of 266 images not found ..."). */
+static void report_missing(mr_ann_loader *ld, const mr_image_record *r, const candidates *c) {
+    char qk[200], qp[600], qf[300], qa[300], qr[300], places[700], why[400] = "", what[1400];
+    const char *root = ld->opt->image_root && ld->opt->image_root[0] ? ld->opt->image_root : NULL;
+    mr_ann_quote(qk, sizeof qk, r->key);
+    mr_ann_quote(qp, sizeof qp, c->recorded);
+    mr_ann_quote(qf, sizeof qf, r->filename);
+    mr_ann_quote(qa, sizeof qa, ld->ann_dir);
+    if (root)
+        snprintf(places, sizeof places,
+                 "beside the annotation file (%s) or under the image root (%s)", qa,
+                 mr_ann_quote(qr, sizeof qr, root));
+    else
+        snprintf(places, sizeof places, "beside the annotation file (%s)", qa);
+    if (ld->default_path && c->foreign) {
+        char qd[300];
+        snprintf(why, sizeof why, "; the default path '%s' is not on this machine",
+                 mr_ann_quote(qd, sizeof qd, ld->default_path));
+    }
+    char item[320];
+    snprintf(item, sizeof item, "'%s'", qf);
+    if (c->remote) {
+        snprintf(what, sizeof what, "are URLs with no copy %s", places);
+        const mr_ann_group g = {"images", what,
+                                "download them and give their folder with --image-root DIR (or "
+                                "IMAGE_ROOT in the config)"};
+        mr_ann_group_error(ld, MR_ERR_IO, &g, item,
+                           "%s: image '%s': %s is a URL, and no copy was found %s; download it "
+                           "and give its folder with --image-root DIR (or IMAGE_ROOT in the "
+                           "config)",
+                           ld->file, qk, qp, places);
+        return;
+    }
+    /* A folder or an unreadable file at the recorded path says more than "not found". */
+    struct stat sb;
+    if (!c->foreign && stat(c->recorded, &sb) == 0) {
+        mr_ann_error(ld, MR_ERR_IO, "%s: image '%s' is %s, not an image file", qp, qk,
+                     S_ISDIR(sb.st_mode) ? "a folder" : "not a regular file");
+        return;
+    }
+    if (!c->foreign && errno != ENOENT && errno != ENOTDIR) {
+        mr_ann_error(ld, MR_ERR_IO, "%s: cannot open image: %s (image '%s' in %s)", qp,
+                     strerror(errno), qk, ld->file);
+        return;
+    }
+    const bool more = c->foreign ? c->n > 0 : c->n > 1;
+    char hint[700];
+    snprintf(what, sizeof what, "not found %s", places);
+    snprintf(hint, sizeof hint,
+             "%s%sgive the image folder with --image-root DIR (or IMAGE_ROOT in the config)",
+             why[0] ? why + 2 : "", why[0] ? "; " : ""); /* why starts with "; " */
+    const mr_ann_group g = {"images", what, hint};
+    mr_ann_group_error(ld, MR_ERR_IO, &g, item,
+                       "%s: image file not found (image '%s' in %s%s%s%s); give the image folder "
+                       "with --image-root DIR (or IMAGE_ROOT in the config)",
+                       qp, qk, ld->file, more ? "; also looked " : "", more ? places : "", why);
 }
 
 mr_status mr_ann_add_record(mr_ann_loader *ld, const char *key, const char *filename,
@@ -783,25 +1096,43 @@ mr_status mr_ann_add_record(mr_ann_loader *ld, const char *key, const char *file
         bool *had = realloc(ld->had_regions, sizeof *had * (size_t)cap);
         if (!had) return mr_fail(MR_ERR_NOMEM, "out of memory for %lld images", (long long)cap);
         ld->had_regions = had;
+        int64_t *bytes = realloc(ld->file_bytes, sizeof *bytes * (size_t)cap);
+        if (!bytes) return mr_fail(MR_ERR_NOMEM, "out of memory for %lld images", (long long)cap);
+        ld->file_bytes = bytes;
         ld->cap_records = cap;
     }
+    if (prefix && prefix[0] && !ld->default_path) {
+        ld->default_path = mr_ann_strdup(prefix);
+        if (!ld->default_path) return mr_fail(MR_ERR_NOMEM, "out of memory");
+    }
+    candidates c;
+    MR_TRY(image_candidates(ld, prefix, src ? src : filename, &c));
+    int found = -1;
+    for (int i = 0; i < c.n && found < 0; i++)
+        if (is_regular_file(c.path[i])) found = i;
     mr_image_record *r = &a->records[a->n];
     memset(r, 0, sizeof *r);
     r->image_label = -1;
     r->key = mr_ann_strdup(key);
     r->filename = mr_ann_strdup(filename);
-    r->path = resolve_image_path(ld, prefix, src ? src : filename);
+    r->path = mr_ann_strdup(found >= 0 ? c.path[found] : c.recorded);
     if (!r->key || !r->filename || !r->path) {
         free(r->key);
         free(r->filename);
         free(r->path);
+        candidates_free(&c);
         return mr_fail(MR_ERR_NOMEM, "out of memory");
     }
     ld->rejected[a->n] = false;
     ld->had_regions[a->n] = false;
+    ld->file_bytes[a->n] = -1;
     *index = a->n++;
+    if (found >= 0) {
+        ld->found[c.where[found]]++;
+        ld->n_fallback += found > 0 || c.foreign;
+    }
 
-    char qk[200], qp[600], qd[300];
+    char qk[200], qp[600];
     mr_ann_quote(qk, sizeof qk, key);
     mr_ann_quote(qp, sizeof qp, r->path);
     int64_t seen = mr_strmap_get(&ld->paths, r->path);
@@ -810,38 +1141,27 @@ mr_status mr_ann_add_record(mr_ann_loader *ld, const char *key, const char *file
         mr_ann_warn(ld, "%s: image '%s' is listed twice (also as image '%s'); both are kept",
                     ld->file, qp, mr_ann_quote(qs, sizeof qs, a->records[seen].key));
     } else {
-        MR_TRY(mr_strmap_put(&ld->paths, r->path, *index));
+        mr_status st = mr_strmap_put(&ld->paths, r->path, *index);
+        if (st != MR_OK) {
+            candidates_free(&c);
+            return st;
+        }
     }
 
-    struct stat sb;
-    bool remote = is_url(r->path);
-    if (remote || stat(r->path, &sb) != 0) {
+    if (found < 0) {
         if (ld->opt->allow_missing_images) {
             r->width = known_w > 0 ? known_w : 0;
             r->height = known_h > 0 ? known_h : 0;
-            return MR_OK;
+        } else {
+            ld->rejected[*index] = true;
+            report_missing(ld, r, &c);
         }
-        ld->rejected[*index] = true;
-        if (remote)
-            mr_ann_error(ld, MR_ERR_IO,
-                         "%s: image '%s': remote image %s cannot be read; download it and give "
-                         "its folder as the image root",
-                         ld->file, qk, qp);
-        else if (errno == ENOENT || errno == ENOTDIR)
-            mr_ann_error(ld, MR_ERR_IO,
-                         "%s: image file not found (image '%s' in %s; paths resolve against '%s'; "
-                         "give the image folder as the image root, e.g. --images DIR)",
-                         qp, qk, ld->file, mr_ann_quote(qd, sizeof qd, ld->base_dir));
-        else
-            mr_ann_error(ld, MR_ERR_IO, "%s: cannot open image: %s (image '%s' in %s)", qp,
-                         strerror(errno), qk, ld->file);
+        candidates_free(&c);
         return MR_OK;
     }
-    if (S_ISDIR(sb.st_mode)) {
-        ld->rejected[*index] = true;
-        mr_ann_error(ld, MR_ERR_IO, "%s: image '%s' is a folder, not an image file", qp, qk);
-        return MR_OK;
-    }
+    candidates_free(&c);
+    struct stat sb;
+    if (stat(r->path, &sb) == 0) ld->file_bytes[*index] = (int64_t)sb.st_size;
     int w = 0, h = 0;
     mr_status st = mr_image_size(r->path, &w, &h);
     if (st != MR_OK || w <= 0 || h <= 0) {
@@ -860,6 +1180,26 @@ mr_status mr_ann_add_record(mr_ann_loader *ld, const char *key, const char *file
                     "file's size",
                     ld->file, qk, known_w, known_h, qp, w, h);
     return MR_OK;
+}
+
+void mr_ann_check_file_bytes(mr_ann_loader *ld, int64_t rec, int64_t recorded) {
+    if (rec < 0 || rec >= ld->out->n || ld->rejected[rec] || recorded < 1) return;
+    int64_t on_disk = ld->file_bytes[rec];
+    if (on_disk < 0 || on_disk == recorded) return;
+    const mr_image_record *r = &ld->out->records[rec];
+    char qf[300], qp[600], item[400];
+    mr_ann_quote(qf, sizeof qf, r->filename);
+    snprintf(item, sizeof item, "'%s' (%lld bytes, key %lld)", qf, (long long)on_disk,
+             (long long)recorded);
+    const mr_ann_group g = {"images", "differ in size from the files that were annotated",
+                            "VIA keys record each file's size in bytes: were they re-exported, "
+                            "converted or resized since? check that their regions still fit"};
+    mr_ann_group_warn(ld, &g, item,
+                      "%s: image '%s': %s is %lld bytes but its VIA key records %lld; the file "
+                      "changed since it was annotated (re-exported, converted or resized?): check "
+                      "that its regions still fit",
+                      ld->file, qf, mr_ann_quote(qp, sizeof qp, r->path), (long long)on_disk,
+                      (long long)recorded);
 }
 
 static mr_status push_instance(mr_image_record *r, const mr_instance *inst) {
@@ -884,6 +1224,23 @@ static void clip_box(double box[4], double w, double h) {
     if (box[3] > w) box[3] = w;
 }
 
+/* A region wholly outside its image is an error, not a skipped shape: left out, its lesion would
+ * vanish and the image would train as a normal negative. Returns MR_OK (the load goes on). */
+static mr_status region_outside(mr_ann_loader *ld, const mr_image_record *r, const char *where,
+                                const char *shape) {
+    ld->out->report.n_outside++;
+    ld->out->report.n_rejected++;
+    const mr_ann_group g = {"regions", "lie wholly outside their image",
+                            "were they drawn on another image, or was the image cropped or "
+                            "resized since? fix or delete them"};
+    mr_ann_group_error(ld, MR_ERR_FORMAT, &g, place_of(ld, where),
+                       "%s: %s lies wholly outside the %dx%d image; left out, its lesion would be "
+                       "lost and the image taken as a normal negative: was it drawn on another "
+                       "image, or was the image cropped or resized since? fix or delete it",
+                       where, shape, r->width, r->height);
+    return MR_OK;
+}
+
 mr_status mr_ann_add_instance(mr_ann_loader *ld, int64_t rec, mr_shape *shape, int class_id,
                               const char *class_name, int64_t region, const char *where) {
     mr_annotations *a = ld->out;
@@ -898,6 +1255,10 @@ mr_status mr_ann_add_instance(mr_ann_loader *ld, int64_t rec, mr_shape *shape, i
         poly_stats ps;
         st = clean_polygon(shape, sized ? w : 0.0, sized ? h : 0.0, &ps);
         if (st != MR_OK) goto done;
+        if (!shape->n_rings && ps.dropped_outside) {
+            st = region_outside(ld, r, where, "polygon");
+            goto done;
+        }
         if (ps.outside_points) {
             rep->n_clipped_points += ps.outside_points;
             rep->n_clipped_regions++;
@@ -907,10 +1268,7 @@ mr_status mr_ann_add_instance(mr_ann_loader *ld, int64_t rec, mr_shape *shape, i
         }
         if (!shape->n_rings) {
             rep->n_degenerate++;
-            if (ps.dropped_outside)
-                mr_ann_warn(ld, "%s: polygon lies entirely outside the %dx%d image; skipped", where,
-                            r->width, r->height);
-            else if (ps.dropped_few)
+            if (ps.dropped_few)
                 mr_ann_warn(ld, "%s: polygon has %lld distinct points (a polygon needs 3); skipped",
                             where, (long long)ps.min_distinct);
             else
@@ -932,9 +1290,10 @@ mr_status mr_ann_add_instance(mr_ann_loader *ld, int64_t rec, mr_shape *shape, i
             double box[4];
             mr_shape_extent(shape, box);
             if (box[2] <= 0.0 || box[3] <= 0.0 || box[0] >= h || box[1] >= w) {
-                rep->n_degenerate++;
-                mr_ann_warn(ld, "%s: shape lies entirely outside the %dx%d image; skipped", where,
-                            r->width, r->height);
+                st = region_outside(ld, r, where,
+                                    shape->kind == MR_SHAPE_RECT     ? "rect"
+                                    : shape->kind == MR_SHAPE_CIRCLE ? "circle"
+                                                                     : "ellipse");
                 goto done;
             }
             if (box[0] < 0.0 || box[1] < 0.0 || box[2] > h || box[3] > w) {
@@ -1038,9 +1397,42 @@ void mr_annotations_free(mr_annotations *a) {
     free(a->class_names);
     for (int64_t i = 0; i < a->report.n_issues; i++) free(a->report.issues[i].text);
     free(a->report.issues);
+    free(a->report.images_note);
+    free(a->report.kinds);
     free(a->source);
     free(a->attributes_path);
     memset(a, 0, sizeof *a);
+}
+
+mr_status mr_annotations_split(mr_annotations *a, const bool *take, mr_annotations *out) {
+    memset(out, 0, sizeof *out);
+    out->format = a->format;
+    out->single_class = a->single_class;
+    out->source = mr_ann_strdup(a->source);
+    out->attributes_path = mr_ann_strdup(a->attributes_path);
+    out->class_names = calloc((size_t)(a->n_classes ? a->n_classes : 1), sizeof *out->class_names);
+    int64_t n_take = 0;
+    for (int64_t i = 0; i < a->n; i++) n_take += take[i];
+    out->records = malloc(sizeof *out->records * (size_t)(n_take ? n_take : 1));
+    bool ok = out->source && (!a->attributes_path || out->attributes_path) && out->class_names &&
+              out->records;
+    for (int i = 0; ok && i < a->n_classes; i++) {
+        out->class_names[i] = mr_ann_strdup(a->class_names[i]);
+        ok = out->class_names[i] != NULL;
+        out->n_classes = i + 1;
+    }
+    if (!ok) return mr_fail(MR_ERR_NOMEM, "out of memory splitting %lld images", (long long)a->n);
+    int64_t kept = 0;
+    for (int64_t i = 0; i < a->n; i++) {
+        if (take[i])
+            out->records[out->n++] = a->records[i];
+        else
+            a->records[kept++] = a->records[i];
+    }
+    a->n = kept;
+    for (int64_t i = 0; i < out->n; i++) out->report.n_negatives += out->records[i].negative;
+    a->report.n_negatives -= out->report.n_negatives;
+    return MR_OK;
 }
 
 static mr_status set_classes(mr_annotations *a, const mr_load_options *opt) {
@@ -1217,6 +1609,121 @@ static void drop_rejected(mr_ann_loader *ld) {
     a->n = w;
 }
 
+/* Decodes every image found, in parallel, without keeping pixels: a truncated or corrupt
+ * file is an error now rather than at the training step that first reads it. Tallies the kinds
+ * of file in report.kinds. */
+static mr_status decode_images(mr_ann_loader *ld) {
+    mr_annotations *a = ld->out;
+    const int64_t n = a->n;
+    if (n == 0) return MR_OK;
+    const int64_t max_pixels =
+        ld->opt->max_pixels > 0 ? ld->opt->max_pixels : MR_IMAGE_MAX_PIXELS_DEFAULT;
+    mr_image_info *info = calloc((size_t)n, sizeof *info);
+    char **err = calloc((size_t)n, sizeof *err);
+    mr_status *code = calloc((size_t)n, sizeof *code);
+    if (!info || !err || !code) {
+        free(info);
+        free(err);
+        free(code);
+        return mr_fail(MR_ERR_NOMEM, "out of memory to check %lld images", (long long)n);
+    }
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t i = 0; i < n; i++) {
+        const mr_image_record *r = &a->records[i];
+        if (ld->rejected[i] || ld->file_bytes[i] < 0) continue; /* missing: reported already */
+        code[i] = mr_image_probe(r->path, max_pixels, &info[i]);
+        if (code[i] != MR_OK) err[i] = mr_ann_strdup(mr_last_error());
+    }
+    mr_status st = MR_OK;
+    for (int64_t i = 0; i < n; i++) {
+        const mr_image_record *r = &a->records[i];
+        if (code[i] != MR_OK) {
+            ld->rejected[i] = true;
+            char qk[200], qf[300], msg[900], item[320];
+            mr_ann_quote(msg, sizeof msg, err[i] ? err[i] : mr_status_name(code[i]));
+            snprintf(item, sizeof item, "'%s'", mr_ann_quote(qf, sizeof qf, r->filename));
+            const mr_ann_group g = {"images", "cannot be decoded (truncated or corrupt files?)",
+                                    "check-data names each; re-export them from the scanner or "
+                                    "viewer"};
+            mr_ann_group_error(ld, code[i] == MR_ERR_NOMEM ? MR_ERR_NOMEM : MR_ERR_FORMAT, &g, item,
+                               "%s (image '%s' in %s)", msg, mr_ann_quote(qk, sizeof qk, r->key),
+                               ld->file);
+            continue;
+        }
+        if (ld->rejected[i] || ld->file_bytes[i] < 0) continue;
+        mr_report *rep = &a->report;
+        int k = 0;
+        while (k < rep->n_kinds && strcmp(rep->kinds[k].info.kind, info[i].kind)) k++;
+        if (k == rep->n_kinds) {
+            mr_image_kind *grown = realloc(rep->kinds, sizeof *grown * (size_t)(k + 1));
+            if (!grown) {
+                st = mr_fail(MR_ERR_NOMEM, "out of memory");
+                break;
+            }
+            rep->kinds = grown;
+            rep->kinds[k] = (mr_image_kind){info[i], 0};
+            rep->n_kinds++;
+        }
+        rep->kinds[k].count++;
+    }
+    for (int64_t i = 0; i < n; i++) free(err[i]);
+    free(err);
+    free(info);
+    free(code);
+    return st;
+}
+
+/* Appends printf-style text at buf + *used, never past n bytes. */
+static void __attribute__((format(printf, 4, 5)))
+append(char *buf, size_t n, size_t *used, const char *fmt, ...) {
+    if (*used + 1 >= n) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(buf + *used, n - *used, fmt, ap);
+    va_end(ap);
+    if (w > 0) *used = *used + (size_t)w < n ? *used + (size_t)w : n - 1;
+}
+
+/* report.images_note: where the images were found, when not simply beside the annotation
+ * file: a VIA default path was set, an image root given, or a fallback used. One line, so a
+ * user whose project was saved on another machine sees at once which folder was used. */
+static mr_status note_where_images_were(mr_ann_loader *ld) {
+    const char *root = ld->opt->image_root && ld->opt->image_root[0] ? ld->opt->image_root : NULL;
+    if (!ld->default_path && !root && !ld->n_fallback) return MR_OK;
+    const int64_t *f = ld->found;
+    const int64_t n_found = f[MR_FOUND_RECORDED] + f[MR_FOUND_BESIDE] + f[MR_FOUND_ROOT];
+    char text[2048], q[300];
+    size_t used = 0;
+    append(text, sizeof text, &used, "%s: %lld of %lld images found", ld->file, (long long)n_found,
+           (long long)ld->out->n);
+    const char *sep = ": ";
+    if (f[MR_FOUND_RECORDED]) {
+        append(text, sizeof text, &used, "%s%lld at the paths it records", sep,
+               (long long)f[MR_FOUND_RECORDED]);
+        if (ld->default_path)
+            append(text, sizeof text, &used, " (VIA default path '%s')",
+                   mr_ann_quote(q, sizeof q, ld->default_path));
+        sep = ", ";
+    }
+    if (f[MR_FOUND_BESIDE]) {
+        append(text, sizeof text, &used, "%s%lld beside the annotation file (%s)", sep,
+               (long long)f[MR_FOUND_BESIDE], mr_ann_quote(q, sizeof q, ld->ann_dir));
+        sep = ", ";
+    }
+    if (f[MR_FOUND_ROOT])
+        append(text, sizeof text, &used, "%s%lld under the image root (%s)", sep,
+               (long long)f[MR_FOUND_ROOT], mr_ann_quote(q, sizeof q, root ? root : "?"));
+    if (ld->default_path && !f[MR_FOUND_RECORDED])
+        append(text, sizeof text, &used, "; the VIA default path '%s' %s",
+               mr_ann_quote(q, sizeof q, ld->default_path),
+               is_url(ld->default_path) || is_windows_path(ld->default_path)
+                   ? "is not on this machine"
+                   : "holds none of them");
+    ld->out->report.images_note = mr_ann_strdup(text);
+    if (!ld->out->report.images_note) return mr_fail(MR_ERR_NOMEM, "out of memory");
+    return MR_OK;
+}
+
 static mr_status load_text(mr_ann_loader *ld, const char *text, size_t len) {
     /* Sniff: JSON starts with '{' or '['; a VIA CSV with its header; anything else is
      * decided by the extension, so a broken file still gets the right parser's message. */
@@ -1271,6 +1778,9 @@ mr_status mr_annotations_load(const char *path, const mr_load_options *opt, mr_a
     if (st == MR_OK) st = read_file(out->source, &text, &len);
     if (st == MR_OK) st = load_text(&ld, text, len);
     free(text);
+    if (st == MR_OK && opt->decode_images) st = decode_images(&ld);
+    if (st == MR_OK) st = note_where_images_were(&ld);
+    finish_groups(&ld, out->n);
     if (ld.rejected) drop_rejected(&ld);
     for (int64_t i = 0; i < out->n; i++) {
         mr_image_record *r = &out->records[i];
@@ -1289,6 +1799,9 @@ mr_status mr_annotations_load(const char *path, const mr_load_options *opt, mr_a
     free(ld.first_error_text);
     free(ld.rejected);
     free(ld.had_regions);
+    free(ld.file_bytes);
+    free(ld.default_path);
+    free_groups(&ld);
     free(ld.ann_dir);
     free(ld.base_dir);
     mr_strmap_free(&ld.paths);

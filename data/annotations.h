@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "../core/status.h"
+#include "image.h"
 
 /* ---- shapes -------------------------------------------------------------------------------- */
 
@@ -76,11 +77,22 @@ typedef struct {
     mr_issue_level level;
     mr_status code; /* the status an error maps to; MR_OK for warnings */
     char *text;     /* one line: where, what was expected, what was found */
+    int64_t count;  /* problems this line stands for: 1, or more when one problem repeated over
+                       images or regions and was grouped ("266 of 266 images not found ...") */
 } mr_issue;
 
-/* Every non-fatal problem plus counters. Errors: unknown or missing class, missing or unreadable
- * image, wrong JSON types, non-finite or huge coordinates, negative sizes, unknown shapes.
- * Warnings: clipped points, skipped shapes without area, degenerate regions, empty images. */
+/* One kind of image file met while decoding (mr_load_options.decode_images). */
+typedef struct {
+    mr_image_info info; /* the first file of the kind; info.kind says it in words */
+    int64_t count;
+} mr_image_kind;
+
+/* Every non-fatal problem plus counters. Errors: unknown or missing class, missing, unreadable or
+ * undecodable image, wrong JSON types, non-finite or huge coordinates, negative sizes, unknown
+ * shapes, regions lying wholly outside their image. Warnings: clipped points, skipped shapes
+ * without area, degenerate regions, empty images, an image file whose size in bytes differs
+ * from the one its VIA key records. A problem repeated over many images or regions is one
+ * issue (its count says how many); n_errors and n_warnings count every one. */
 typedef struct {
     mr_issue *issues; /* at most max_issues kept, in file order */
     int64_t n_issues;
@@ -91,11 +103,18 @@ typedef struct {
     int64_t n_skipped_polyline; /* polylines and lines: no area */
     int64_t n_skipped_temporal; /* VIA 3 temporal segments and file-level entries */
     int64_t n_skipped_other;    /* COCO RLE or crowd annotations, multi-file VIA 3 views */
-    int64_t n_degenerate;       /* fewer than 3 distinct points, zero area, outside the image */
+    int64_t n_degenerate;       /* fewer than 3 distinct points or zero area (warnings) */
     int64_t n_rejected;         /* regions dropped because of an error */
     int64_t n_clipped_points;   /* polygon/rect vertices outside the image moved to its border */
     int64_t n_clipped_regions;  /* regions that reached outside the image */
     int64_t n_negatives;        /* images without instances */
+    int64_t n_outside;          /* regions wholly outside their image (errors) */
+    /* One line saying where the images were found, when that is not simply beside the
+     * annotation file (a VIA default path, an image root, a fallback to the file's base name);
+     * NULL otherwise. */
+    char *images_note;
+    mr_image_kind *kinds; /* decode_images: each kind of file once, in order of appearance */
+    int n_kinds;
 } mr_report;
 
 typedef enum {
@@ -134,7 +153,12 @@ typedef struct {
      * "type" (VIA 3: attribute names, compared ignoring case). Also read from file_attributes
      * as the image-level label. */
     const char *class_attribute;
-    /* Folder image filenames are relative to. NULL: the annotation file's folder. */
+    /* Where images are looked for besides where the annotation file says. An image is the
+     * first file found among: the recorded path (VIA 2 default_filepath or VIA 3 loc_prefix +
+     * filename; a relative one against the image root when given, else the annotation file's
+     * folder); then, beside the annotation file, the filename and its base name; then the same
+     * under the image root. So a project whose default path is a Windows folder, a URL or a
+     * folder of another machine still finds its images. NULL: no image root. */
     const char *image_root;
     /* VIA 2 attribute definitions ({"region": {...}, "file": {...}} as VIA's "Export
      * attributes" writes, or a VIA 2 project) for option id -> label. NULL: those embedded in a
@@ -145,6 +169,12 @@ typedef struct {
     bool allow_missing_images;
     /* Problems kept as text in the report (0: 1000); counters always count every one. */
     int64_t max_issues;
+    /* true: every image found is decoded in full (not only its header), without keeping its
+     * pixels, so a truncated or corrupt file is an error now and not at training step 22;
+     * report.kinds then lists the kinds of file. max_pixels is the limit (MAX_IMAGE_PIXELS;
+     * 0: MR_IMAGE_MAX_PIXELS_DEFAULT). */
+    bool decode_images;
+    int64_t max_pixels;
 } mr_load_options;
 
 /* Loads annotations from `path`, a file or a folder holding exactly one annotation file
@@ -161,6 +191,10 @@ mr_status mr_annotations_load(const char *path, const mr_load_options *opt, mr_a
 void mr_annotations_free(mr_annotations *a);
 /* Keeps the records whose keep[i] is true (in their order) and frees the others. */
 void mr_annotations_keep(mr_annotations *a, const bool *keep);
+/* Moves the records whose take[i] is true (in their order) from `a` into `out`, which gets a
+ * copy of a's format, source and classes and an empty report: one load, two splits. `out` is
+ * overwritten and must be freed with mr_annotations_free, also on failure. */
+mr_status mr_annotations_split(mr_annotations *a, const bool *take, mr_annotations *out);
 
 /* The instance's box (y1, x1, y2, x2) in pixel coordinates, clipped to its image. */
 void mr_annotations_bbox(const mr_instance *inst, double box[4]);

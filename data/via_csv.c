@@ -229,6 +229,7 @@ mr_status mr_ann_load_csv(mr_ann_loader *ld, const char *text, size_t len) {
             st = mr_ann_add_record(ld, key, filename, NULL, NULL, 0, 0, &rec);
             free(key);
             if (st != MR_OK) break;
+            mr_ann_check_file_bytes(ld, rec, strtoll(size, NULL, 10));
             if ((st = mr_strmap_put(&groups, filename, rec)) != MR_OK) break;
             if (rec >= cap_counts) {
                 int64_t nc = cap_counts ? cap_counts * 2 : 64;

@@ -26,6 +26,20 @@ int64_t mr_strmap_get(const mr_strmap *m, const char *key); /* -1 when absent */
 mr_status mr_strmap_put(mr_strmap *m, const char *key, int64_t val);
 void mr_strmap_free(mr_strmap *m);
 
+/* A problem that repeats over images or regions (a missing image, an unknown class): every
+ * occurrence with the same level, `what` and `hint` becomes one line of the report,
+ * "FILE: COUNT [of N] NOUN WHAT, first three: ITEM, ITEM, ITEM; HINT". */
+typedef struct {
+    const char *noun; /* "images" (then "of N" gives the image count) or "regions" */
+    const char *what; /* the problem without its place: "not found beside the annotation ..." */
+    const char *hint; /* what to do, or NULL */
+} mr_ann_group;
+
+/* Where images were found, for report.images_note. */
+enum { MR_FOUND_RECORDED, MR_FOUND_BESIDE, MR_FOUND_ROOT, MR_FOUND_KINDS };
+
+typedef struct mr_ann_group_state mr_ann_group_state;
+
 typedef struct {
     const char *file; /* annotation file, as named in messages */
     char *ann_dir;    /* its folder */
@@ -38,9 +52,18 @@ typedef struct {
     int64_t max_issues;
     mr_status first_error;
     char *first_error_text;
-    bool *rejected;    /* per record: its image is missing or unreadable (dropped at the end) */
-    bool *had_regions; /* per record: some region was seen (an empty result is then suspect) */
-    mr_strmap paths;   /* resolved image path -> record, to spot images listed twice */
+    bool *rejected;      /* per record: its image is missing or unreadable (dropped at the end) */
+    bool *had_regions;   /* per record: some region was seen (an empty result is then suspect) */
+    mr_strmap paths;     /* resolved image path -> record, to spot images listed twice */
+    int64_t *file_bytes; /* per record: the image file's size in bytes, -1 when not found */
+    /* Grouped problems: `group_keys` maps level + what + hint to an index into `groups`. */
+    mr_strmap group_keys;
+    mr_ann_group_state *groups;
+    int64_t n_groups;
+    /* Image lookup: how many were found where, and the first non-empty VIA default path. */
+    int64_t found[MR_FOUND_KINDS];
+    int64_t n_fallback; /* images found elsewhere than at their recorded path */
+    char *default_path;
     /* VIA 2 attribute definitions ({"region": {...}, "file": {...}}); `attr_doc` is owned. */
     struct cJSON *attr_doc;
     const struct cJSON *region_defs, *file_defs;
@@ -50,6 +73,13 @@ typedef struct {
 mr_status mr_ann_error(mr_ann_loader *ld, mr_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void mr_ann_warn(mr_ann_loader *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same for a problem that may repeat (see mr_ann_group): `item` names its place (an image
+ * or a region), and the full one-line text `fmt` is what the report keeps when it happens once. */
+mr_status mr_ann_group_error(mr_ann_loader *ld, mr_status code, const mr_ann_group *g,
+                             const char *item, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+void mr_ann_group_warn(mr_ann_loader *ld, const mr_ann_group *g, const char *item, const char *fmt,
+                       ...) __attribute__((format(printf, 4, 5)));
 /* An error that drops one region: also counts it as rejected. */
 mr_status mr_ann_region_error(mr_ann_loader *ld, mr_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -75,6 +105,10 @@ mr_status mr_ann_add_record(mr_ann_loader *ld, const char *key, const char *file
  * reports what it did with `where` as the location. */
 mr_status mr_ann_add_instance(mr_ann_loader *ld, int64_t rec, mr_shape *shape, int class_id,
                               const char *class_name, int64_t region, const char *where);
+/* VIA keys are filename + size in bytes: warns when record `rec`'s file on disk has another
+ * size (the image changed since it was annotated: re-exported, converted or resized). Sizes
+ * below 1 (VIA's -1 for URLs) and images not found are not compared. */
+void mr_ann_check_file_bytes(mr_ann_loader *ld, int64_t rec, int64_t recorded);
 /* Marks that record `rec` had a region, whatever became of it. */
 void mr_ann_note_region(mr_ann_loader *ld, int64_t rec);
 /* Image-level label text (file attributes); sets image_label when it names a class. */

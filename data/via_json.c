@@ -591,6 +591,18 @@ static mr_status load_via_image(mr_ann_loader *ld, const cJSON *entry, const cha
     }
     int64_t rec;
     MR_TRY(mr_ann_add_record(ld, key, filename->valuestring, prefix, NULL, 0, 0, &rec));
+    /* VIA writes the size as a number, sherlock-style files as a string. */
+    const cJSON *size = member(entry, "size");
+    if (cJSON_IsNumber(size) && isfinite(size->valuedouble) && fabs(size->valuedouble) < 1e15)
+        mr_ann_check_file_bytes(ld, rec, (int64_t)size->valuedouble);
+    else if (cJSON_IsString(size))
+        mr_ann_check_file_bytes(ld, rec, strtoll(size->valuestring, NULL, 10));
+    else if (!size && !strncmp(key, filename->valuestring, strlen(filename->valuestring))) {
+        /* No size field: the key's digits after the filename are the size. */
+        const char *digits = key + strlen(filename->valuestring);
+        if (digits[0] && strspn(digits, "0123456789") == strlen(digits))
+            mr_ann_check_file_bytes(ld, rec, strtoll(digits, NULL, 10));
+    }
     MR_TRY(mr_via_file_attributes(ld, rec, member(entry, "file_attributes"), where));
     if (!regions) return MR_OK;
     int64_t i = 0;

@@ -94,6 +94,13 @@ bool mr_parse_args(const char *verb, const char *usage, int argc, char **argv, c
     return true;
 }
 
+mr_data_args mr_cli_data_args(const mr_cli_data *d) {
+    return (mr_data_args){.data = d->data,
+                          .image_root = d->image_root,
+                          .has_val_split = !isnan(d->val_split),
+                          .val_split = (float)d->val_split};
+}
+
 int mr_exit_code(mr_status st) {
     if (st == MR_OK) return 0;
     fprintf(stderr, "mrcnn: %s\n", mr_last_error()[0] ? mr_last_error() : mr_status_name(st));

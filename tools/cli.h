@@ -3,9 +3,11 @@
 #ifndef MR_CLI_H
 #define MR_CLI_H
 
+#include <math.h>
 #include <stdbool.h>
 
 #include "../core/status.h"
+#include "../train/data_source.h"
 
 /* argv[0] is the verb itself. Returns the process exit code. */
 typedef int (*mr_verb_fn)(int argc, char **argv);
@@ -42,6 +44,31 @@ typedef struct {
  * Prints usage and returns false on error or --help (sets *exit_code). */
 bool mr_parse_args(const char *verb, const char *usage, int argc, char **argv, const mr_opt *opts,
                    int n_opts, mr_str_list *positional, int *exit_code);
+
+/* --data, --image-root and --val-split: every verb that reads data (train, check-data,
+ * evaluate, anchors) declares them through MR_CLI_DATA_OPTS, so they are named, explained and
+ * understood the same way everywhere (train/data_source.h). */
+typedef struct {
+    const char *data, *image_root;
+    double val_split; /* NAN when not given */
+} mr_cli_data;
+
+/* Kept one option per line (clang-format would fold the list). */
+/* clang-format off */
+#define MR_CLI_DATA_INIT {NULL, NULL, NAN}
+#define MR_CLI_DATA_OPTS(d)                                                                        \
+    {"--data", MR_OPT_STRING, &(d).data,                                                           \
+     "a folder with train/ and val/, a folder of images with one annotation file, or an "          \
+     "annotation file (default: the config's DATASET)"},                                           \
+    {"--image-root", MR_OPT_STRING, &(d).image_root,                                               \
+     "folder to look for images in when the annotation file's paths (a VIA default path from "     \
+     "another machine) do not find them (overrides IMAGE_ROOT)"},                                  \
+    {"--val-split", MR_OPT_DOUBLE, &(d).val_split,                                                 \
+     "share of the images held out for validation when the data has no val/ (default: "           \
+     "VALIDATION_SPLIT, 0.2)"}
+/* clang-format on */
+
+mr_data_args mr_cli_data_args(const mr_cli_data *d);
 
 /* Maps a status to the process exit code and prints the last error as one line. */
 int mr_exit_code(mr_status st);

@@ -8,6 +8,7 @@
 
 #include "../layers/mold.h"
 #include "../train/config.h"
+#include "../train/data_source.h"
 #include "../train/dataset.h"
 #include "../train/kmeans.h"
 #include "cli.h"
@@ -76,14 +77,14 @@ static void print_fit_row(const char *label, const mr_anchor_fit *cur, const mr_
 }
 
 int cmd_anchors(int argc, char **argv) {
-    const char *data = NULL, *config_path = NULL;
+    const char *config_path = NULL;
+    mr_cli_data d = MR_CLI_DATA_INIT;
     long k = 0, restarts = 10, seed = -1, max_ratios = 0;
     bool write = false;
     mr_opt opts[] = {
         {"--config", MR_OPT_STRING, &config_path,
          "config JSON (required); its form, sizes and image size are used"},
-        {"--data", MR_OPT_STRING, &data,
-         "annotation file or folder (default: the config's DATASET.TRAIN)"},
+        MR_CLI_DATA_OPTS(d),
         {"--k", MR_OPT_INT, &k, "clusters (default: the config's number of RPN_ANCHOR_SCALES)"},
         {"--ratios", MR_OPT_INT, &max_ratios,
          "at most this many ratios (default: the config's count)"},
@@ -132,17 +133,18 @@ int cmd_anchors(int argc, char **argv) {
         free(cfg);
         return 2;
     }
-    if (!data) data = cfg->train_data;
-    if (!data[0]) {
-        fprintf(stderr, "mrcnn anchors: no --data and the config has no DATASET.TRAIN\n");
-        free(cfg);
-        return 2;
-    }
-
+    /* Anchors fit the boxes training sees: the training images of --data, as train splits
+     * them. */
+    const mr_data_args args = mr_cli_data_args(&d);
     mr_dataset *ds = NULL;
     double *wh = NULL, *work = NULL;
     int64_t n = 0, n_images = 0, n_skipped = 0;
-    if ((st = mr_dataset_open(&ds, data, cfg, false)) != MR_OK) goto done;
+    const char *data = NULL;
+    mr_data_summary used;
+    if ((st = mr_data_resolve(cfg, &args)) != MR_OK) goto done;
+    if ((st = mr_data_open_part(cfg, MR_DATA_TRAIN, &ds, &used)) != MR_OK) goto done;
+    data = mr_dataset_annotations(ds)->source;
+    printf("%s\n", used.line);
     if ((st = collect_boxes(mr_dataset_annotations(ds), net, &wh, &n, &n_images, &n_skipped)) !=
         MR_OK)
         goto done;

@@ -1,105 +1,62 @@
-/* `mrcnn check-data`: loads annotations and image headers the way training will and prints the
- * counts, instances per class, box sizes and every problem found, one line each, so bad data
- * fails here and not at hour 9. Exits 1 when any error was found, 2 on bad arguments. */
-#include <cjson/cJSON.h>
+/* `mrcnn check-data`: loads the data the way `train` will (the same config rules, the same
+ * --data resolution, every image decoded) and prints, for each annotation set, the counts, the
+ * kinds of image file, instances per class, box sizes and every problem found, repeated ones
+ * grouped; so bad data fails here and not at hour 9. Exits 1 when any error was found (train
+ * would refuse the data), 2 on bad arguments. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../data/annotations.h"
+#include "../train/config.h"
+#include "../train/data_source.h"
 #include "cli.h"
 
-/* Just CLASS_NAMES and CLASS_ATTRIBUTE from a JSON config; the config module owns the rest. */
-typedef struct {
-    cJSON *doc;
-    const char **classes;
-    int n_classes;
-    const char *attribute;
-} mini_config;
-
-static mr_status read_config(const char *path, mini_config *c) {
-    memset(c, 0, sizeof *c);
-    FILE *f = fopen(path, "rb");
-    if (!f) return mr_fail(MR_ERR_IO, "%s: cannot open config", path);
-    size_t cap = 4096, n = 0;
-    char *text = malloc(cap + 1);
-    while (text) {
-        n += fread(text + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *grown = realloc(text, cap * 2 + 1);
-        if (!grown) free(text);
-        text = grown;
-        cap *= 2;
-    }
-    fclose(f);
-    if (!text) return mr_fail(MR_ERR_NOMEM, "%s: out of memory", path);
-    text[n] = '\0';
-    const char *end = NULL;
-    c->doc = cJSON_ParseWithOpts(text, &end, 1);
-    if (!c->doc) {
-        long line = 1, col = 1;
-        for (const char *p = text; end && p < end && *p; p++, col++)
-            if (*p == '\n') line++, col = 0;
-        free(text);
-        return mr_fail(MR_ERR_CONFIG, "%s:%ld:%ld: malformed JSON at line %ld, column %ld", path,
-                       line, col, line, col);
-    }
-    free(text);
-    const cJSON *names = cJSON_GetObjectItemCaseSensitive(c->doc, "CLASS_NAMES");
-    const cJSON *attr = cJSON_GetObjectItemCaseSensitive(c->doc, "CLASS_ATTRIBUTE");
-    if (!cJSON_IsObject(c->doc))
-        return mr_fail(MR_ERR_CONFIG, "%s: expected a JSON object of config keys", path);
-    if (names) {
-        if (!cJSON_IsArray(names))
-            return mr_fail(MR_ERR_CONFIG, "%s: CLASS_NAMES must be a list of strings", path);
-        int k = cJSON_GetArraySize(names);
-        c->classes = calloc((size_t)(k ? k : 1), sizeof *c->classes);
-        if (!c->classes) return mr_fail(MR_ERR_NOMEM, "out of memory");
-        for (const cJSON *it = names->child; it; it = it->next) {
-            if (!cJSON_IsString(it))
-                return mr_fail(MR_ERR_CONFIG, "%s: CLASS_NAMES item %d is not a string", path,
-                               c->n_classes);
-            c->classes[c->n_classes++] = it->valuestring;
-        }
-    }
-    if (attr) {
-        if (!cJSON_IsString(attr))
-            return mr_fail(MR_ERR_CONFIG, "%s: CLASS_ATTRIBUTE must be a string", path);
-        c->attribute = attr->valuestring;
-    }
-    return MR_OK;
-}
-
-static void free_config(mini_config *c) {
-    cJSON_Delete(c->doc);
-    free((void *)c->classes);
-    memset(c, 0, sizeof *c);
-}
-
-/* "a,b , c" -> {"a", "b", "c"}, in place. */
-static int split_classes(char *list, const char ***out) {
+/* "a,b , c" -> cfg CLASS_NAMES {"BG", "a", "b", "c"} (a leading "BG" is optional). */
+static mr_status set_classes(mr_config *cfg, const char *list) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", list);
     int n = 1;
-    for (const char *p = list; *p; p++) n += *p == ',';
-    const char **v = calloc((size_t)n, sizeof *v);
-    if (!v) return -1;
-    int k = 0;
-    for (char *tok = list; tok;) {
+    for (char *tok = buf; tok;) {
         char *comma = strchr(tok, ',');
         if (comma) *comma = '\0';
         while (*tok == ' ') tok++;
         size_t l = strlen(tok);
         while (l && tok[l - 1] == ' ') tok[--l] = '\0';
-        if (*tok) v[k++] = tok;
+        if (*tok && !(n == 1 && !strcmp(tok, "BG"))) {
+            if (n >= MR_MAX_CLASSES)
+                return mr_fail(MR_ERR_ARG, "--classes lists more than %d classes",
+                               MR_MAX_CLASSES - 1);
+            if (l >= sizeof cfg->class_names[n])
+                return mr_fail(MR_ERR_ARG, "--classes: '%s' is longer than %zu characters", tok,
+                               sizeof cfg->class_names[n] - 1);
+            memcpy(cfg->class_names[n++], tok, l + 1); /* fits: checked above */
+        }
         tok = comma ? comma + 1 : NULL;
     }
-    *out = v;
-    return k;
+    if (n < 2) return mr_fail(MR_ERR_ARG, "--classes lists no class");
+    cfg->net.num_classes = n;
+    return MR_OK;
 }
 
-static void print_report(const mr_annotations *a) {
+static void print_kinds(const mr_report *r, int channels) {
+    if (!r->n_kinds) return;
+    printf("image files:");
+    for (int k = 0; k < r->n_kinds; k++) {
+        char kind[400];
+        mr_data_describe_kind(&r->kinds[k], channels, kind, sizeof kind);
+        printf("%s %lld image%s: %s", k ? ";" : "", (long long)r->kinds[k].count,
+               r->kinds[k].count == 1 ? "" : "s", kind);
+    }
+    printf("\n");
+}
+
+static void print_set(const mr_data_check_set *s, const mr_config *cfg, bool split) {
+    const mr_annotations *a = &s->ann;
     const mr_report *r = &a->report;
-    printf("data: %s (%s)\n", a->source ? a->source : "?", mr_ann_format_name(a->format));
+    printf("%s data: %s (%s)\n", s->role, a->source ? a->source : "?",
+           mr_ann_format_name(a->format));
     if (a->attributes_path) printf("attributes: %s\n", a->attributes_path);
+    if (r->images_note) printf("images found: %s\n", r->images_note);
     if (a->single_class) {
         printf("classes: single class (every region is class 1)\n");
     } else {
@@ -109,7 +66,7 @@ static void print_report(const mr_annotations *a) {
     }
 
     int64_t n_inst = 0, labelled = 0;
-    int64_t *per_class = calloc((size_t)a->n_classes, sizeof *per_class);
+    int64_t *per_class = calloc((size_t)a->n_classes + 1, sizeof *per_class);
     double wmin = 0, wmax = 0, hmin = 0, hmax = 0;
     bool any = false;
     for (int64_t i = 0; i < a->n; i++) {
@@ -132,6 +89,12 @@ static void print_report(const mr_annotations *a) {
     }
     printf("images: %lld (%lld negatives without instances, %lld with an image-level label)\n",
            (long long)a->n, (long long)r->n_negatives, (long long)labelled);
+    print_kinds(r, cfg->net.image_channels);
+    if (split)
+        printf("split: %lld for training, %lld held out for validation (seeded by SEED %llu, "
+               "VALIDATION_SPLIT %g; the same images train holds out)\n",
+               (long long)s->n_train, (long long)s->n_val, (unsigned long long)cfg->seed,
+               (double)cfg->validation_split);
     printf("instances: %lld\n", (long long)n_inst);
     for (int c = 1; per_class && c < a->n_classes; c++)
         printf("  %-20s %lld\n", a->class_names[c], (long long)per_class[c]);
@@ -159,10 +122,11 @@ static void print_report(const mr_annotations *a) {
     else
         printf("box size: no instances\n");
     printf("regions: %lld seen; skipped %lld points, %lld polylines/lines, %lld temporal or "
-           "file-level, %lld other; %lld degenerate; %lld rejected by errors\n",
+           "file-level, %lld other; %lld degenerate; %lld wholly outside their image; %lld "
+           "rejected by errors\n",
            (long long)r->n_regions, (long long)r->n_skipped_point, (long long)r->n_skipped_polyline,
            (long long)r->n_skipped_temporal, (long long)r->n_skipped_other,
-           (long long)r->n_degenerate, (long long)r->n_rejected);
+           (long long)r->n_degenerate, (long long)r->n_outside, (long long)r->n_rejected);
     printf("clipped: %lld points in %lld regions reaching outside their image\n",
            (long long)r->n_clipped_points, (long long)r->n_clipped_regions);
     printf("problems: %lld errors, %lld warnings\n", (long long)r->n_errors,
@@ -175,67 +139,73 @@ static void print_report(const mr_annotations *a) {
 }
 
 int cmd_check_data(int argc, char **argv) {
-    const char *data = NULL, *config = NULL, *classes = NULL, *attribute = NULL, *images = NULL;
+    mr_cli_data d = MR_CLI_DATA_INIT;
+    const char *config = NULL, *classes = NULL, *attribute = NULL, *images = NULL;
     const char *attributes = NULL;
     bool no_images = false;
     const mr_opt opts[] = {
-        {"--data", MR_OPT_STRING, &data, "annotation file or folder (VIA JSON/CSV, VIA 3, COCO)"},
-        {"--config", MR_OPT_STRING, &config, "JSON config: CLASS_NAMES and CLASS_ATTRIBUTE"},
-        {"--classes", MR_OPT_STRING, &classes, "class names, comma-separated (default: 1 class)"},
-        {"--attribute", MR_OPT_STRING, &attribute, "region attribute holding the class"},
-        {"--images", MR_OPT_STRING, &images, "image folder (default: the annotation's folder)"},
+        MR_CLI_DATA_OPTS(d),
+        {"--config", MR_OPT_STRING, &config,
+         "the training config: its classes, DATASET, IMAGE_ROOT and image rules apply"},
+        {"--classes", MR_OPT_STRING, &classes,
+         "class names, comma-separated (overrides CLASS_NAMES; default: 1 class)"},
+        {"--attribute", MR_OPT_STRING, &attribute,
+         "region attribute holding the class (overrides CLASS_ATTRIBUTE)"},
+        {"--images", MR_OPT_STRING, &images, "the same as --image-root (its older name)"},
         {"--attributes", MR_OPT_STRING, &attributes, "VIA attribute definitions (option labels)"},
         {"--allow-missing-images", MR_OPT_FLAG, &no_images,
-         "missing image files are not errors (sizes stay unknown)"},
+         "missing image files are not errors (sizes stay unknown; train would refuse them)"},
     };
     int code = 0;
-    if (!mr_parse_args("check-data", "--data PATH [options]", argc, argv, opts,
+    if (!mr_parse_args("check-data", "--data PATH [--config C] [options]", argc, argv, opts,
                        (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
-    if (!data) {
-        fprintf(stderr,
-                "mrcnn check-data: --data PATH is required (see mrcnn check-data --help)\n");
+    if (!d.data && !config) {
+        fprintf(stderr, "mrcnn check-data: --data PATH or a --config with DATASET is required "
+                        "(see mrcnn check-data --help)\n");
         return 2;
     }
-    mini_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    if (config) {
-        mr_status st = read_config(config, &cfg);
-        if (st != MR_OK) {
-            free_config(&cfg);
-            return mr_exit_code(st);
-        }
+    if (!d.image_root) d.image_root = images;
+
+    mr_config *cfg = malloc(sizeof *cfg);
+    if (!cfg) return mr_exit_code(mr_fail(MR_ERR_NOMEM, "out of memory"));
+    mr_config_defaults(cfg);
+    mr_status st = config ? mr_config_load(config, cfg) : MR_OK;
+    if (st == MR_OK && classes) st = set_classes(cfg, classes);
+    if (st == MR_OK && attribute)
+        snprintf(cfg->class_attribute, sizeof cfg->class_attribute, "%s", attribute);
+    const mr_data_args args = mr_cli_data_args(&d);
+    if (st == MR_OK) st = mr_data_resolve(cfg, &args);
+    if (st != MR_OK) {
+        free(cfg);
+        return mr_exit_code(st);
     }
-    mr_load_options opt;
-    memset(&opt, 0, sizeof opt);
-    opt.class_names = cfg.classes;
-    opt.n_class_names = cfg.n_classes;
-    opt.class_attribute = attribute ? attribute : cfg.attribute;
-    opt.image_root = images;
-    opt.attributes_path = attributes;
-    opt.allow_missing_images = no_images;
-    char *class_copy = NULL;
-    const char **class_list = NULL;
-    if (classes) {
-        class_copy = malloc(strlen(classes) + 1);
-        int n =
-            class_copy ? (strcpy(class_copy, classes), split_classes(class_copy, &class_list)) : -1;
-        if (n < 0) {
-            free(class_copy);
-            free_config(&cfg);
-            return mr_exit_code(mr_fail(MR_ERR_NOMEM, "out of memory"));
-        }
-        opt.class_names = class_list;
-        opt.n_class_names = n;
+
+    const mr_dataset_extra extra = {.attributes_path = attributes,
+                                    .allow_missing_images = no_images};
+    mr_data_check chk;
+    st = mr_data_check_load(cfg, &extra, &chk);
+    int64_t errors = 0, warnings = 0;
+    for (int i = 0; i < chk.n_sets; i++) {
+        const mr_data_check_set *s = &chk.sets[i];
+        errors += s->ann.report.n_errors;
+        warnings += s->ann.report.n_warnings;
+        /* A fatal error (an unreadable or malformed file, a config that cannot match any
+         * label) has no report worth printing: its one line comes last. */
+        if (s->status != MR_OK && s->ann.report.n_errors == 0) continue;
+        if (i) printf("\n");
+        print_set(s, cfg, chk.n_sets == 1);
     }
-    mr_annotations a;
-    mr_status st = mr_annotations_load(data, &opt, &a);
-    /* A fatal error (unreadable or malformed file) has no report worth printing. */
-    if (st == MR_OK || a.report.n_errors > 0) print_report(&a);
+    if (st == MR_OK)
+        printf("\nverdict: train will accept this data (%lld warning%s)\n", (long long)warnings,
+               warnings == 1 ? "" : "s");
+    else if (errors)
+        printf("\nverdict: %lld error%s; train would stop on %s\n", (long long)errors,
+               errors == 1 ? "" : "s", errors == 1 ? "it" : "them");
+    else
+        printf("\nverdict: train would stop on the error below\n");
     fflush(stdout);
-    mr_annotations_free(&a);
-    free((void *)class_list);
-    free(class_copy);
-    free_config(&cfg);
+    mr_data_check_free(&chk);
+    free(cfg);
     return mr_exit_code(st);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../train/data_source.h"
 #include "../train/evaluate.h"
 #include "../train/export.h"
 #include "cli.h"
@@ -16,8 +17,9 @@ static void progress(int64_t done, int64_t total) {
 }
 
 int cmd_evaluate(int argc, char **argv) {
-    const char *weights = NULL, *predictions = NULL, *config_path = NULL, *data = NULL,
-               *out_dir = NULL;
+    const char *weights = NULL, *predictions = NULL, *config_path = NULL, *out_dir = NULL;
+    const char *split = "val";
+    mr_cli_data d = MR_CLI_DATA_INIT;
     double threshold = -1.0;
     long limit = 0;
     bool quiet = false;
@@ -27,8 +29,10 @@ int cmd_evaluate(int argc, char **argv) {
          "or a folder of *_pred.json files (mrcnn predict's format) to score instead"},
         {"--config", MR_OPT_STRING, &config_path,
          "config JSON (default: the one inside --weights; required with --predictions)"},
-        {"--data", MR_OPT_STRING, &data,
-         "annotation file or folder (default: the config's DATASET.VAL)"},
+        MR_CLI_DATA_OPTS(d),
+        {"--split", MR_OPT_STRING, &split,
+         "val: the validation images (val/, or the share training held out; default), train, "
+         "or all: every image of a folder of images or an annotation file"},
         {"--threshold", MR_OPT_DOUBLE, &threshold,
          "keep detections scoring >= T (default 0, as Matterport's COCO evaluation)"},
         {"--out", MR_OPT_STRING, &out_dir, "folder for evaluation.json and pr_<class>.svg"},
@@ -38,7 +42,7 @@ int cmd_evaluate(int argc, char **argv) {
     int code = 0;
     if (!mr_parse_args("evaluate",
                        "(--weights W | --predictions DIR --config C) [--data PATH] "
-                       "[--threshold T] [--out DIR]",
+                       "[--split val|train|all] [--threshold T] [--out DIR]",
                        argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
     if (!weights == !predictions) {
@@ -51,6 +55,15 @@ int cmd_evaluate(int argc, char **argv) {
     }
     if (threshold != -1.0 && !(threshold >= 0.0 && threshold <= 1.0)) {
         fprintf(stderr, "mrcnn evaluate: --threshold must be in [0, 1], got %g\n", threshold);
+        return 2;
+    }
+    mr_data_part part = MR_DATA_VAL;
+    if (!strcmp(split, "train")) {
+        part = MR_DATA_TRAIN;
+    } else if (!strcmp(split, "all")) {
+        part = MR_DATA_ALL;
+    } else if (strcmp(split, "val")) {
+        fprintf(stderr, "mrcnn evaluate: --split must be val, train or all, got '%s'\n", split);
         return 2;
     }
     if (limit < 0) {
@@ -72,15 +85,19 @@ int cmd_evaluate(int argc, char **argv) {
         mr_config_defaults(cfg);
         st = mr_config_load(config_path, cfg);
     }
-    if (st == MR_OK && !data) data = cfg->val_data;
-    if (st == MR_OK && !data[0])
-        st = mr_fail(MR_ERR_ARG, "no --data and the config has no DATASET.VAL");
+    /* --data means what it means to train: the images scored are the ones training held out
+     * (val/, or the seeded share), unless --split says otherwise. */
+    const mr_data_args args = mr_cli_data_args(&d);
+    mr_data_summary used = {0};
+    if (st == MR_OK) st = mr_data_resolve(cfg, &args);
     const bool given = threshold >= 0.0;
     const mr_eval_options eo = {.det_threshold = given ? (float)threshold : 0.0f,
                                 .op_threshold = given ? (float)threshold
                                                 : cfg ? cfg->net.detection_min_confidence
                                                       : 0.0f};
-    if (st == MR_OK) st = mr_dataset_open(&ds, data, cfg, false);
+    if (st == MR_OK) st = mr_data_open_part(cfg, part, &ds, &used);
+    if (st == MR_OK) printf("%s\n", used.line);
+    const char *data = ds ? mr_dataset_annotations(ds)->source : NULL;
     if (st == MR_OK) st = mr_evaluation_init(&e, cfg->net.num_classes, &eo);
     int64_t missing = 0;
     if (st == MR_OK && weights) {

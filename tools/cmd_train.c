@@ -16,7 +16,8 @@ static void on_signal(int sig) {
 }
 
 int cmd_train(int argc, char **argv) {
-    const char *config = NULL, *weights = NULL, *data = NULL, *out = NULL, *resume = NULL;
+    const char *config = NULL, *weights = NULL, *out = NULL, *resume = NULL;
+    mr_cli_data d = MR_CLI_DATA_INIT;
     long epochs = 0;
     mr_str_list exclude = {0};
     bool quiet = false;
@@ -26,8 +27,7 @@ int cmd_train(int argc, char **argv) {
          "initial weights: mask_rcnn_coco.h5, an export or a checkpoint"},
         {"--exclude", MR_OPT_LIST, &exclude,
          "layer names to leave out of --weights (repeatable, or a,b,c)"},
-        {"--data", MR_OPT_STRING, &data,
-         "folder with train/ and val/ annotations (overrides DATASET)"},
+        MR_CLI_DATA_OPTS(d),
         {"--epochs", MR_OPT_INT, &epochs, "total epochs (overrides EPOCHS)"},
         {"--out", MR_OPT_STRING, &out, "run folder (default runs/NAME-DATE)"},
         {"--resume", MR_OPT_STRING, &resume, "continue the run in this folder"},
@@ -35,8 +35,8 @@ int cmd_train(int argc, char **argv) {
     };
     int code = 0;
     if (!mr_parse_args("train",
-                       "--config C [--weights FILE] [--data DIR] [--epochs N] [--out DIR] "
-                       "| --resume RUN_DIR",
+                       "--config C [--weights FILE] [--data PATH] [--image-root DIR] "
+                       "[--val-split F] [--epochs N] [--out DIR] | --resume RUN_DIR",
                        argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
     if (!config && !resume) {
@@ -57,11 +57,15 @@ int cmd_train(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    const mr_data_args data = mr_cli_data_args(&d);
     mr_train_options opt = {.config_path = config,
                             .weights_path = weights,
                             .exclude = exclude.items,
                             .n_exclude = exclude.count,
-                            .data_dir = data,
+                            .data_dir = data.data,
+                            .image_root = data.image_root,
+                            .has_val_split = data.has_val_split,
+                            .val_split = data.val_split,
                             .epochs = (int)epochs,
                             .out_dir = out,
                             .resume_dir = resume,

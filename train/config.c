@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -73,6 +74,8 @@ static const key_spec keys[] = {
     {"CLASS_ATTRIBUTE", K_STRING, TOP(class_attribute), 0, 0,
      sizeof(((mr_config *)0)->class_attribute), 0, "VIA region attribute holding the class"},
     {"DATASET", K_DATASET, 0, 0, 0, 0, 0, "{\"TRAIN\": path, \"VAL\": path}"},
+    {"IMAGE_ROOT", K_STRING, TOP(image_root), 0, 0, sizeof(((mr_config *)0)->image_root), 0,
+     "folder searched for images a VIA default path or filename does not find"},
     {"IMAGE_MIN_DIM", K_INT, NET(image_min_dim), 0, 8192, 0, 0, "shorter side scaled up to this"},
     {"IMAGE_MAX_DIM", K_INT, NET(image_max_dim), 64, 8192, 0, 0, "square side, multiple of 64"},
     {"IMAGE_CHANNEL_COUNT", K_INT, NET(image_channels), 1, 3, 0, 0, "1 or 3"},
@@ -184,6 +187,7 @@ void mr_config_defaults(mr_config *c) {
     c->weight_init = MR_INIT_GLOROT;
     c->warmup_steps = 0;
     c->max_image_pixels = 50000000; /* MR_IMAGE_MAX_PIXELS_DEFAULT, tests/test_image.c checks */
+    c->validation_split = 0.2f;     /* a data set without val/ still gets validated */
     c->n_mean_pixel = c->n_pixel_std = 3;
 }
 
@@ -656,6 +660,42 @@ mr_status mr_config_parse(const char *text, const char *origin, mr_config *c) {
     return st;
 }
 
+/* `field` (a path from the config) made absolute against `dir`; "" stays "". */
+static mr_status absolute_against(const char *origin, const char *key, const char *dir, char *field,
+                                  size_t size) {
+    if (!field[0] || field[0] == '/') return MR_OK;
+    char joined[4096];
+    const char *rel = field[0] == '.' && field[1] == '/' ? field + 2 : field;
+    int n = snprintf(joined, sizeof joined, "%s/%s", dir, rel);
+    if (n < 0 || (size_t)n >= size)
+        return mr_fail(MR_ERR_CONFIG,
+                       "%s: %s \"%s\" is longer than %zu bytes once taken against "
+                       "the config's folder %s",
+                       origin, key, field, size - 1, dir);
+    memcpy(field, joined, (size_t)n + 1);
+    return MR_OK;
+}
+
+/* A config names its data relative to itself, so it can travel with the data (configs/ next
+ * to data/) and be run from any folder; the paths come back absolute, so a run's config.json
+ * names the same files wherever it is read. */
+static mr_status absolute_paths(const char *path, mr_config *c) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        dir[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    char real[PATH_MAX];
+    const char *base = realpath(dir, real) ? real : dir;
+    MR_TRY(absolute_against(path, "DATASET.TRAIN", base, c->train_data, sizeof c->train_data));
+    MR_TRY(absolute_against(path, "DATASET.VAL", base, c->val_data, sizeof c->val_data));
+    return absolute_against(path, "IMAGE_ROOT", base, c->image_root, sizeof c->image_root);
+}
+
 mr_status mr_config_load(const char *path, mr_config *c) {
     FILE *f = fopen(path, "rb");
     if (!f) return mr_fail(MR_ERR_IO, "%s: cannot open config: %s", path, strerror(errno));
@@ -685,6 +725,7 @@ mr_status mr_config_load(const char *path, mr_config *c) {
     text[size] = '\0';
     mr_status st = mr_config_parse(text, path, c);
     free(text);
+    if (st == MR_OK) st = absolute_paths(path, c);
     return st;
 }
 

@@ -31,8 +31,9 @@ typedef struct {
     char class_names[MR_MAX_CLASSES][48];  /* CLASS_NAMES, [0] = "BG" */
     char class_attribute[64];              /* CLASS_ATTRIBUTE ("" = class/name/label/type) */
     char train_data[1024], val_data[1024]; /* DATASET.TRAIN / DATASET.VAL */
+    char image_root[1024];                 /* IMAGE_ROOT: where else images are looked for */
     float validation_split;                /* VALIDATION_SPLIT: share of TRAIN held out when VAL
-                                              is empty */
+                                              is empty (default 0.2) */
     int epochs, steps_per_epoch, validation_steps, batch_size;
     int validation_metrics;       /* VALIDATION_METRICS: every N epochs, 0 off */
     int validation_metric_images; /* VALIDATION_METRIC_IMAGES: 0 = VALIDATION_STEPS x BATCH */
@@ -52,7 +53,9 @@ typedef struct {
 } mr_config;
 
 void mr_config_defaults(mr_config *c);
-/* Reads a config file over the defaults. Errors name the file, the key and what was expected. */
+/* Reads a config file over the defaults. Errors name the file, the key and what was expected.
+ * Relative paths in DATASET and IMAGE_ROOT are taken against the config file's folder, not the
+ * current directory, and come back absolute. */
 mr_status mr_config_load(const char *path, mr_config *c);
 /* The same from JSON text (`origin` names it in messages). */
 mr_status mr_config_parse(const char *text, const char *origin, mr_config *c);

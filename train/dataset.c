@@ -91,36 +91,50 @@ static void log_issues(const mr_report *rep) {
     if (more > 0) mr_error("... %lld more", (long long)more);
 }
 
-mr_status mr_dataset_open(mr_dataset **out, const char *path, const mr_config *cfg, bool training) {
-    *out = NULL;
-    if (cfg->net.num_classes < 2 || cfg->net.num_classes > MR_MAX_CLASSES)
+mr_status mr_dataset_load(const char *path, const mr_config *cfg, const mr_dataset_extra *extra,
+                          mr_annotations *out) {
+    memset(out, 0, sizeof *out);
+    const int n_classes = cfg->net.num_classes;
+    if (n_classes < 2 || n_classes > MR_MAX_CLASSES)
         return mr_fail(MR_ERR_CONFIG, "NUM_CLASSES must be in 2..%d (background included), got %d",
-                       MR_MAX_CLASSES, cfg->net.num_classes);
-    if (cfg->batch_size < 1)
-        return mr_fail(MR_ERR_CONFIG, "BATCH_SIZE must be at least 1, got %d", cfg->batch_size);
-    mr_dataset *d = calloc(1, sizeof *d);
-    if (!d) return mr_fail(MR_ERR_NOMEM, "out of memory opening %s", path);
-    d->cfg = *cfg;
-    d->training = training;
-    pthread_mutex_init(&d->order_mu, NULL);
-    pthread_mutex_init(&d->mu, NULL);
-    pthread_cond_init(&d->cv, NULL);
-    atomic_init(&d->stop, false);
-
+                       MR_MAX_CLASSES, n_classes);
     /* With two classes and no CLASS_NAMES given, every region is the one class, whatever its
-     * attributes say (balloon-style data); otherwise the names decide. */
+     * attributes say (balloon-style data); otherwise the names decide, and placeholder names
+     * ("class1", ...) would only turn every real label into an "unknown class" error. */
+    const bool named = !default_class_names(cfg);
+    if (n_classes > 2 && !named)
+        return mr_fail(MR_ERR_CONFIG,
+                       "%s: NUM_CLASSES is %d but CLASS_NAMES is not given, so no region label "
+                       "can be matched to a class; list the %d class names after \"BG\", e.g. "
+                       "\"CLASS_NAMES\": [\"BG\", \"benign\", \"malignant\"]",
+                       cfg->source[0] ? cfg->source : "config", n_classes, n_classes - 1);
     const char *names[MR_MAX_CLASSES];
-    int n_names = cfg->net.num_classes;
-    for (int i = 0; i < n_names; i++) names[i] = cfg->class_names[i];
-    if (n_names == 2 && default_class_names(cfg)) n_names = 0;
+    for (int i = 0; i < n_classes; i++) names[i] = cfg->class_names[i];
     mr_load_options opt = {0};
-    opt.class_names = n_names ? names : NULL;
-    opt.n_class_names = n_names;
+    opt.class_names = named ? names : NULL;
+    opt.n_class_names = named ? n_classes : 0;
     opt.class_attribute = cfg->class_attribute[0] ? cfg->class_attribute : NULL;
+    opt.image_root = cfg->image_root[0] ? cfg->image_root : NULL;
     opt.allow_missing_images = false; /* training reads every image: missing ones fail now */
+    opt.decode_images = true;         /* and a truncated one must not fail at step 22 */
+    opt.max_pixels = cfg->max_image_pixels;
+    if (extra) {
+        opt.attributes_path = extra->attributes_path;
+        opt.allow_missing_images = extra->allow_missing_images;
+    }
+    return mr_annotations_load(path, &opt, out);
+}
 
-    mr_status st = mr_annotations_load(path, &opt, &d->ann);
-    const mr_report *rep = &d->ann.report;
+mr_status mr_dataset_load_strict(const char *path, const mr_config *cfg, mr_annotations *out) {
+    mr_status st = mr_dataset_load(path, cfg, NULL, out);
+    const mr_report *rep = &out->report;
+    /* The check-data command that lists everything, with the config when it is a file. */
+    char check[3400];
+    size_t ls = strlen(cfg->source);
+    bool json = ls > 5 && !strcmp(cfg->source + ls - 5, ".json");
+    snprintf(check, sizeof check, "mrcnn check-data --data %s%s%s%s%s", path,
+             json ? " --config " : "", json ? cfg->source : "",
+             cfg->image_root[0] ? " --image-root " : "", cfg->image_root);
     if (rep->n_errors > 0) {
         log_issues(rep);
         const mr_issue *first = NULL;
@@ -131,56 +145,101 @@ mr_status mr_dataset_open(mr_dataset **out, const char *path, const mr_config *c
         char text[1024];
         snprintf(text, sizeof text, "%s", first ? first->text : mr_last_error());
         const long long n_errors = (long long)rep->n_errors;
-        mr_dataset_close(d); /* frees the report */
+        mr_annotations_free(out);
         return mr_fail(code,
-                       "%s: %lld error%s in the annotations, the first: %s; run `mrcnn "
-                       "check-data --data %s` for the full list",
-                       path, n_errors, n_errors == 1 ? "" : "s", text, path);
+                       "%s: %lld error%s in the annotations, the first: %s; run `%s` for the "
+                       "full list",
+                       path, n_errors, n_errors == 1 ? "" : "s", text, check);
     }
     if (st != MR_OK) { /* unreadable or malformed file: the loader's message says it all */
-        mr_dataset_close(d);
+        mr_annotations_free(out);
         return st;
     }
+    if (rep->images_note) mr_info("%s", rep->images_note);
     if (rep->n_warnings > 0) {
-        mr_warn("%s: %lld warning%s in the annotations (run `mrcnn check-data --data %s` to "
-                "list them)",
-                path, (long long)rep->n_warnings, rep->n_warnings == 1 ? "" : "s", path);
+        mr_warn("%s: %lld warning%s in the annotations (run `%s` to list them)", path,
+                (long long)rep->n_warnings, rep->n_warnings == 1 ? "" : "s", check);
         for (int64_t i = 0; i < rep->n_issues; i++) mr_debug("%s", rep->issues[i].text);
     }
-    if (!cfg->val_data[0] && cfg->validation_split > 0.0f && d->ann.n > 1) {
-        int64_t n = d->ann.n, n_val = (int64_t)((double)cfg->validation_split * (double)n + 0.5);
-        if (n_val < 1) n_val = 1;
-        if (n_val >= n) n_val = n - 1;
-        int64_t *order = malloc(sizeof *order * (size_t)n);
-        bool *keep = malloc(sizeof *keep * (size_t)n);
-        if (!order || !keep) {
-            free(order);
-            free(keep);
-            mr_dataset_close(d);
-            return mr_fail(MR_ERR_NOMEM, "out of memory splitting %s", path);
-        }
-        for (int64_t i = 0; i < n; i++) order[i] = i;
-        mr_rng rng;
-        mr_rng_seed(&rng, cfg->seed ^ 0x5eed5911ull);
-        mr_rng_shuffle_i64(&rng, order, n);
-        for (int64_t i = 0; i < n; i++) keep[order[i]] = (i < n_val) != training;
-        mr_annotations_keep(&d->ann, keep);
-        free(order);
-        free(keep);
+    return MR_OK;
+}
+
+int64_t mr_dataset_split(int64_t n, float share, uint64_t seed, bool *is_val) {
+    for (int64_t i = 0; i < n; i++) is_val[i] = false;
+    if (n < 2 || !(share > 0.0f)) return 0;
+    int64_t n_val = (int64_t)((double)share * (double)n + 0.5);
+    if (n_val < 1) n_val = 1;
+    if (n_val >= n) n_val = n - 1;
+    /* A permutation from SEED alone, drawn in place of an index array: the one rule every verb
+     * applies, so the same images are held out each time. */
+    int64_t *order = malloc(sizeof *order * (size_t)n);
+    if (!order) { /* no memory for the draw: the last n_val images, still deterministic */
+        for (int64_t i = n - n_val; i < n; i++) is_val[i] = true;
+        return n_val;
     }
-    if (d->ann.n == 0) {
-        mr_dataset_close(d);
-        return mr_fail(MR_ERR_FORMAT, "%s: the annotations list no images; nothing to %s", path,
-                       training ? "train on" : "validate on");
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    mr_rng rng;
+    mr_rng_seed(&rng, seed ^ 0x5eed5911ull);
+    mr_rng_shuffle_i64(&rng, order, n);
+    for (int64_t i = 0; i < n_val; i++) is_val[order[i]] = true;
+    free(order);
+    return n_val;
+}
+
+mr_status mr_dataset_wrap(mr_dataset **out, mr_annotations *ann, const mr_config *cfg,
+                          bool training) {
+    *out = NULL;
+    const char *source = ann->source ? ann->source : "the annotations";
+    if (cfg->batch_size < 1) {
+        mr_annotations_free(ann);
+        return mr_fail(MR_ERR_CONFIG, "BATCH_SIZE must be at least 1, got %d", cfg->batch_size);
     }
-    d->perm = malloc(sizeof(int64_t) * (size_t)d->ann.n);
-    if (!d->perm) {
-        mr_dataset_close(d);
-        return mr_fail(MR_ERR_NOMEM, "out of memory for the order of %lld images",
-                       (long long)d->ann.n);
+    if (ann->n == 0) {
+        mr_status st = mr_fail(MR_ERR_FORMAT, "%s: the annotations list no images; nothing to %s",
+                               source, training ? "train on" : "validate on");
+        mr_annotations_free(ann);
+        return st;
     }
+    mr_dataset *d = calloc(1, sizeof *d);
+    int64_t *perm = malloc(sizeof(int64_t) * (size_t)ann->n);
+    if (!d || !perm) {
+        free(d);
+        free(perm);
+        mr_status st = mr_fail(MR_ERR_NOMEM, "out of memory opening %s", source);
+        mr_annotations_free(ann);
+        return st;
+    }
+    d->cfg = *cfg;
+    d->training = training;
+    d->ann = *ann;
+    memset(ann, 0, sizeof *ann);
+    d->perm = perm;
+    pthread_mutex_init(&d->order_mu, NULL);
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    atomic_init(&d->stop, false);
     *out = d;
     return MR_OK;
+}
+
+mr_status mr_dataset_open(mr_dataset **out, const char *path, const mr_config *cfg, bool training) {
+    *out = NULL;
+    if (cfg->batch_size < 1)
+        return mr_fail(MR_ERR_CONFIG, "BATCH_SIZE must be at least 1, got %d", cfg->batch_size);
+    mr_annotations ann;
+    MR_TRY(mr_dataset_load_strict(path, cfg, &ann));
+    if (!cfg->val_data[0] && cfg->validation_split > 0.0f && ann.n > 1) {
+        bool *is_val = malloc(sizeof *is_val * (size_t)ann.n);
+        if (!is_val) {
+            mr_annotations_free(&ann);
+            return mr_fail(MR_ERR_NOMEM, "out of memory splitting %s", path);
+        }
+        mr_dataset_split(ann.n, cfg->validation_split, cfg->seed, is_val);
+        for (int64_t i = 0; i < ann.n; i++) is_val[i] = is_val[i] != training; /* = keep */
+        mr_annotations_keep(&ann, is_val);
+        free(is_val);
+    }
+    return mr_dataset_wrap(out, &ann, cfg, training);
 }
 
 void mr_dataset_close(mr_dataset *d) {

@@ -39,14 +39,41 @@ typedef struct {
 
 typedef struct mr_dataset mr_dataset;
 
-/* Loads one split: `path` is an annotation file or a folder holding one (see
- * mr_annotations_load). Uses CLASS_NAMES and CLASS_ATTRIBUTE from the config. Fails with the
- * first error (and the report listing every problem) when any image or region is in error:
- * bad data fails before the first step. */
+/* What check-data may relax for a look at annotations alone; training has neither. */
+typedef struct {
+    const char *attributes_path; /* VIA 2 attribute definitions from this file */
+    bool allow_missing_images;   /* missing image files are not errors (sizes stay unknown) */
+} mr_dataset_extra;
+
+/* The annotation-loading rules every verb that reads data shares (train, check-data, evaluate,
+ * anchors), so what one accepts the others accept: CLASS_NAMES (two classes and no names: one
+ * class, every region of it, balloon style) and CLASS_ATTRIBUTE, IMAGE_ROOT, and every image
+ * decoded in full under MAX_IMAGE_PIXELS. MR_ERR_CONFIG when NUM_CLASSES is above 2 but
+ * CLASS_NAMES was not given (no region label could match). Otherwise as mr_annotations_load:
+ * `out` holds every problem found, and the caller frees it whatever the status. `extra` may be
+ * NULL (none). */
+mr_status mr_dataset_load(const char *path, const mr_config *cfg, const mr_dataset_extra *extra,
+                          mr_annotations *out);
+/* mr_dataset_load for verbs that go on only with clean data: any error fails with one line
+ * (the count, the first problem, and the check-data command that lists them all), after
+ * logging the first few; warnings are counted on one line, and the report's images_note is
+ * logged. On failure `out` is already freed. */
+mr_status mr_dataset_load_strict(const char *path, const mr_config *cfg, mr_annotations *out);
+/* The seeded validation split every verb uses, so train, evaluate and check-data hold out the
+ * same images: of n images, round(share * n) (at least 1 and at most n - 1 when n > 1, none
+ * when share is 0) chosen by a permutation seeded by SEED; sets is_val[i] and returns the
+ * count. */
+int64_t mr_dataset_split(int64_t n, float share, uint64_t seed, bool *is_val);
+/* A dataset over annotations already loaded; takes them over (`ann` is left empty, also on
+ * failure). Fails when they list no image. */
+mr_status mr_dataset_wrap(mr_dataset **out, mr_annotations *ann, const mr_config *cfg,
+                          bool training);
+/* Loads one split: `path` is an annotation file or a folder holding one, loaded with
+ * mr_dataset_load_strict: bad data fails before the first step. When DATASET.VAL is empty and
+ * VALIDATION_SPLIT is above 0, the seeded split of `path` is taken (its training side when
+ * `training`, else its validation side). Verbs resolve --data through train/data_source.h,
+ * which loads a split set once for both sides. */
 mr_status mr_dataset_open(mr_dataset **out, const char *path, const mr_config *cfg, bool training);
-/* When DATASET.VAL is empty and VALIDATION_SPLIT is above 0, both splits come from one folder:
- * a permutation seeded by SEED holds out that share of its images for validation (at least
- * one), and training opens the rest. */
 void mr_dataset_close(mr_dataset *d);
 const mr_annotations *mr_dataset_annotations(const mr_dataset *d);
 int64_t mr_dataset_size(const mr_dataset *d);

@@ -21,6 +21,7 @@
 #include "../layers/inference.h"
 #include "../losses/losses.h"
 #include "checkpoint.h"
+#include "data_source.h"
 #include "dataset.h"
 #include "evaluate.h"
 #include "report.h"
@@ -335,18 +336,19 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
         if (!opt->config_path) return mr_fail(MR_ERR_ARG, "no --config given");
         MR_TRY(mr_config_load(opt->config_path, c));
     }
-    if (opt->data_dir) {
-        snprintf(c->train_data, sizeof c->train_data, "%s/train", opt->data_dir);
-        snprintf(c->val_data, sizeof c->val_data, "%s/val", opt->data_dir);
-    }
+    /* --data, DATASET, IMAGE_ROOT and the validation split, resolved as every verb resolves
+     * them; c records the result (absolute paths), so config.json and a resume reopen the same
+     * images. */
+    const mr_data_args data = {.data = opt->data_dir,
+                               .image_root = opt->image_root,
+                               .has_val_split = opt->has_val_split,
+                               .val_split = opt->val_split};
+    MR_TRY(mr_data_resolve(c, &data));
     if (opt->epochs > 0) {
         c->epochs = opt->epochs;
         if (c->stages[c->n_stages - 1].until_epoch < c->epochs)
             c->stages[c->n_stages - 1].until_epoch = c->epochs;
     }
-    if (!c->train_data[0])
-        return mr_fail(MR_ERR_CONFIG, "%s: no training data: set DATASET.TRAIN or pass --data",
-                       c->source);
     if (!opt->resume_dir) {
         if (opt->out_dir) {
             snprintf(t->run_dir, sizeof t->run_dir, "%s", opt->out_dir);
@@ -362,11 +364,9 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
     MR_TRY(mr_checkpoint_probe(t->run_dir, 0));
 
     /* Data first: bad annotations or images fail here, before any weights are touched. */
-    MR_TRY(mr_dataset_open(&t->train, c->train_data, c, true));
-    const char *val_path = c->val_data[0]               ? c->val_data
-                           : c->validation_split > 0.0f ? c->train_data
-                                                        : NULL;
-    if (val_path && c->validation_steps > 0) MR_TRY(mr_dataset_open(&t->val, val_path, c, false));
+    mr_data_summary opened;
+    MR_TRY(mr_data_open(c, &t->train, c->validation_steps > 0 ? &t->val : NULL, &opened));
+    if (!opt->quiet) mr_info("%s", opened.line);
 
     MR_TRY(mr_model_init(&t->model, &c->net));
     MR_TRY(mr_ctx_init(&t->ctx, (size_t)c->arena_mb << 20));

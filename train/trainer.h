@@ -14,7 +14,10 @@ typedef struct {
     const char *weights_path;   /* Keras HDF5, export or checkpoint; NULL: random init */
     const char *const *exclude; /* layer names left out of the weights */
     int n_exclude;
-    const char *data_dir;        /* folder with train/ and val/, overrides DATASET */
+    const char *data_dir;        /* --data (train/data_source.h), overrides DATASET */
+    const char *image_root;      /* --image-root, overrides IMAGE_ROOT */
+    bool has_val_split;          /* --val-split given: */
+    float val_split;             /* the share held out when the data has no val/ */
     int epochs;                  /* > 0 overrides EPOCHS */
     const char *out_dir;         /* the run folder; NULL: runs/<name>-<date>T<time> */
     const char *resume_dir;      /* continue this run from its newest complete checkpoint */
