@@ -517,12 +517,13 @@ Test(predict, evaluating_the_json_equals_evaluating_the_model) {
     snprintf(args, sizeof args, "--weights %s %s --out %s --threshold 0", weights, data, pred);
     cr_assert_eq(run_predict(args, log, sizeof log), 0, "%s", log);
     snprintf(args, sizeof args,
-             "evaluate --weights %s --data %s --threshold 0 --out %s/by-model --quiet", weights,
-             data, dir);
+             "evaluate --weights %s --data %s --split all --threshold 0 --out %s/by-model --quiet",
+             weights, data, dir);
     cr_assert_eq(run_mrcnn(args, log, sizeof log), 0, "%s", log);
     snprintf(args, sizeof args,
-             "evaluate --predictions %s --config %s --data %s --threshold 0 --out %s/by-json", pred,
-             cfg_path, data, dir);
+             "evaluate --predictions %s --config %s --data %s --split all --threshold 0 --out "
+             "%s/by-json",
+             pred, cfg_path, data, dir);
     cr_assert_eq(run_mrcnn(args, log, sizeof log), 0, "%s", log);
     snprintf(path, sizeof path, "%s/by-model/evaluation.json", dir);
     char *a = read_text(path);
@@ -533,6 +534,7 @@ Test(predict, evaluating_the_json_equals_evaluating_the_model) {
     cr_assert(ca && cb);
     cr_assert_str_eq(ca, cb);
     cr_assert(!strstr(a, "\"predictions\": 0,"), "the model made detections to compare: %s", a);
+    cr_assert(strstr(a, "\"images\": 3,"), "every image scored: %s", a);
     free(a);
     free(b);
 }
