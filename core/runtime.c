@@ -46,6 +46,13 @@ const char *mr_runtime_blas_desc(void) {
     return buf;
 }
 
+const char *mr_runtime_numerics(void) {
+    static char buf[96];
+    snprintf(buf, sizeof buf, "kernel %s, %d thread%s", openblas_get_corename(),
+             mr_runtime_threads(), mr_runtime_threads() == 1 ? "" : "s");
+    return buf;
+}
+
 const char *mr_runtime_blas_note(void) {
     static char buf[256];
     const char *core = openblas_get_corename();

@@ -17,6 +17,9 @@ const char *mr_runtime_blas_desc(void);
  * run, or NULL. */
 const char *mr_runtime_blas_note(void);
 int mr_runtime_threads(void);
+/* "kernel SkylakeX, 2 threads": what decides the float rounding of sums (recorded in
+ * checkpoints, since a resume under another is not bit-identical). */
+const char *mr_runtime_numerics(void);
 /* One line: version, BLAS kernel and threads. */
 void mr_runtime_banner(void);
 

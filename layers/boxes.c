@@ -94,8 +94,11 @@ void mr_denorm_boxes(int64_t *out, const float *boxes, int64_t n, int64_t h, int
     const double scale[4] = {(double)(h - 1), (double)(w - 1), (double)(h - 1), (double)(w - 1)};
     const double shift[4] = {0, 0, 1, 1};
     /* nearbyint in the default rounding mode is np.around: halves go to the even neighbour. */
-    for (int64_t i = 0; i < 4 * n; i++)
-        out[i] = (int64_t)nearbyint((double)boxes[i] * scale[i % 4] + shift[i % 4]);
+    for (int64_t i = 0; i < 4 * n; i++) {
+        double v = nearbyint((double)boxes[i] * scale[i % 4] + shift[i % 4]);
+        /* Boxes from non-finite weights: a cast of NaN or of a value past int64 is undefined. */
+        out[i] = v != v ? 0 : v < -1e15 ? (int64_t)-1e15 : v > 1e15 ? (int64_t)1e15 : (int64_t)v;
+    }
 }
 
 typedef struct {

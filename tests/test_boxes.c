@@ -453,3 +453,17 @@ Test(detect, unmold_detections_maps_window_to_original) {
     cr_assert_eq(d.n, 0);
     mr_detections_free(&d);
 }
+
+/* Boxes out of non-finite weights: denormalising NaN or huge values gives defined, bounded
+ * integers (a cast of NaN to int64 is undefined behaviour, which the sanitizer build traps). */
+Test(boxes, denorm_of_non_finite_boxes_is_defined) {
+    const float boxes[8] = {NAN, INFINITY, -INFINITY, 1e30f, 0.25f, 0.5f, 0.75f, 1.0f};
+    int64_t out[8];
+    mr_denorm_boxes(out, boxes, 2, 101, 201);
+    cr_assert_eq(out[0], 0);
+    cr_assert(out[1] > 0 && out[1] <= (int64_t)1e15 && out[2] < 0 && out[3] <= (int64_t)1e15);
+    cr_assert_eq(out[4], 25);
+    cr_assert_eq(out[5], 100);
+    cr_assert_eq(out[6], 76);
+    cr_assert_eq(out[7], 201);
+}

@@ -102,6 +102,28 @@ Test(config, resolved_json_round_trips) {
     cr_assert_neq(mr_config_hash(&a), mr_config_hash(&b), "different configs, different hashes");
 }
 
+/* Values at their documented minimum are stored as the nearest float, which can lie just below
+ * it; the resolved config must still read back (a run must resume, predict and export). */
+Test(config, values_at_their_minimum_round_trip) {
+    mr_config a, b;
+    const char *json = "{\"LEARNING_RATE\": 1e-9, \"BN_EPSILON\": 1e-12, "
+                       "\"RPN_BBOX_STD_DEV\": [1e-6, 1e-6, 1e-6, 1e-6], "
+                       "\"BBOX_STD_DEV\": [1e-6, 1e-6, 1e-6, 1e-6], "
+                       "\"RPN_ANCHOR_RATIOS\": [0.01, 1, 2], \"ROI_POSITIVE_RATIO\": 0.001}";
+    cr_assert_eq(parse(json, &a), MR_OK, "%s", mr_last_error());
+    cr_assert_lt((double)a.learning_rate, 1e-9, "the float of 1e-9 lies below it: the case tested");
+    char *text = mr_config_to_json(&a);
+    cr_assert_not_null(text);
+    cr_assert_eq(parse(text, &b), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(mr_config_hash(&a), mr_config_hash(&b));
+    cr_assert_eq(b.learning_rate, a.learning_rate);
+    cr_assert_eq(b.net.bn_eps, a.net.bn_eps);
+    free(text);
+    /* Below the minimum is still refused. */
+    expect_error("{\"LEARNING_RATE\": 9e-10}", "outside the allowed range");
+    expect_error("{\"BN_EPSILON\": 5e-13}", "outside the allowed range");
+}
+
 /* ---- recipe keys: Matterport's behaviour by default, the from-scratch choices when asked ---- */
 
 Test(config, recipe_keys_default_to_matterport) {

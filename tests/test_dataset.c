@@ -85,8 +85,7 @@ static const char *make_many(int n) {
 
 static mr_config tiny(void) {
     mr_config c;
-    mr_config_defaults(&c);
-    cr_assert_eq(mr_config_load("configs/tiny.json", &c), MR_OK, "%s", mr_last_error());
+    load_tiny_matterport(&c);
     return c;
 }
 

@@ -140,7 +140,7 @@ static double expect_tensor(net_run *r, const char *what, const char *path, cons
 static void setup(net_run *r) {
     memset(r, 0, sizeof *r);
     mr_config_defaults(&r->cfg);
-    cr_assert(mr_config_load(CONFIG, &r->cfg) == MR_OK, "%s", mr_last_error());
+    load_tiny_matterport(&r->cfg);
     cr_assert(mr_model_init(&r->m, &r->cfg.net) == MR_OK, "%s", mr_last_error());
     cr_assert(mr_h5_open(REF_FILE, false, &r->f) == MR_OK,
               "%s (run the tests from the repository root; `make refs` regenerates the file)",

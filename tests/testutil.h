@@ -13,6 +13,7 @@
 
 #include "../core/params.h"
 #include "../core/rng.h"
+#include "../train/config.h"
 
 /* Path of a file under ../shared/fixtures (MRCNN_SHARED overrides the shared folder). A test
  * whose fixture is missing is skipped visibly, never passed silently. */
@@ -49,6 +50,23 @@ static inline int run_mrcnn(const char *args, char *out, size_t n) {
     out[got] = '\0';
     int status = pclose(p);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* configs/tiny.json's network under Matterport's recipe: the shipped tiny config trains with the
+ * from-scratch recipe, while parity references and the data tests are written for Matterport's
+ * behaviour (mean-only pixels, its sampling, unit loss weights, default augmentation). */
+static inline void load_tiny_matterport(mr_config *c) {
+    mr_config_defaults(c);
+    cr_assert_eq(mr_config_load("configs/tiny.json", c), MR_OK, "%s", mr_last_error());
+    mr_config d;
+    mr_config_defaults(&d);
+    c->net.image_normalization = d.net.image_normalization;
+    c->net.proposals_include_gt = d.net.proposals_include_gt;
+    c->net.roi_sampling = d.net.roi_sampling;
+    c->net.detection_candidates = d.net.detection_candidates;
+    c->net.detection_nms = d.net.detection_nms;
+    memcpy(c->net.loss_weights, d.net.loss_weights, sizeof c->net.loss_weights);
+    c->augment = d.augment;
 }
 
 /* Random but well-scaled weights for a test model that must detect something: variance-1/fan_in

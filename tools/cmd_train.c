@@ -1,5 +1,6 @@
 /* `mrcnn train`: fine-tune from a config, optionally from (COCO) weights; Ctrl-C or SIGTERM
  * finishes the current step, saves, and says how to resume. */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +19,9 @@ static void on_signal(int sig) {
 int cmd_train(int argc, char **argv) {
     const char *config = NULL, *weights = NULL, *out = NULL, *resume = NULL;
     mr_cli_data d = MR_CLI_DATA_INIT;
-    long epochs = 0;
+    long epochs = LONG_MIN; /* not given */
     mr_str_list exclude = {0};
-    bool quiet = false;
+    bool quiet = false, force = false;
     mr_opt opts[] = {
         {"--config", MR_OPT_STRING, &config, "config JSON (required unless --resume)"},
         {"--weights", MR_OPT_STRING, &weights,
@@ -31,12 +32,16 @@ int cmd_train(int argc, char **argv) {
         {"--epochs", MR_OPT_INT, &epochs, "total epochs (overrides EPOCHS)"},
         {"--out", MR_OPT_STRING, &out, "run folder (default runs/NAME-DATE)"},
         {"--resume", MR_OPT_STRING, &resume, "continue the run in this folder"},
+        {"--force", MR_OPT_FLAG, &force,
+         "start again in an --out folder that holds a run (deleting its checkpoints and log), "
+         "or --resume on other --data"},
         {"--quiet", MR_OPT_FLAG, &quiet, "no progress output"},
     };
     int code = 0;
     if (!mr_parse_args("train",
                        "--config C [--weights FILE] [--data PATH] [--image-root DIR] "
-                       "[--val-split F] [--epochs N] [--out DIR] | --resume RUN_DIR",
+                       "[--val-split F] [--epochs N] [--out DIR] [--force] | --resume RUN_DIR "
+                       "[--epochs N]",
                        argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
     if (!config && !resume) {
@@ -48,7 +53,7 @@ int cmd_train(int argc, char **argv) {
                         "drop --config/--weights/--out\n");
         return 2;
     }
-    if (epochs < 0 || epochs > 100000) {
+    if (epochs != LONG_MIN && (epochs < 1 || epochs > 100000)) {
         fprintf(stderr, "mrcnn train: --epochs must be 1..100000, got %ld\n", epochs);
         return 2;
     }
@@ -66,15 +71,21 @@ int cmd_train(int argc, char **argv) {
                             .image_root = data.image_root,
                             .has_val_split = data.has_val_split,
                             .val_split = data.val_split,
-                            .epochs = (int)epochs,
+                            .epochs = epochs == LONG_MIN ? 0 : (int)epochs,
                             .out_dir = out,
                             .resume_dir = resume,
+                            .force = force,
                             .stop = &stop_requested,
                             .quiet = quiet};
     mr_train_result result;
     mr_status st = mr_train(&opt, &result);
     free((void *)exclude.items);
-    if (st == MR_OK)
+    if (st == MR_OK && result.already_complete)
+        printf("%s is complete: %d of %d epochs trained. To train longer: mrcnn train --resume %s "
+               "--epochs N (N > %d)\n",
+               result.run_dir, result.epochs_done, result.epochs_total, result.run_dir,
+               result.epochs_done);
+    else if (st == MR_OK)
         printf("trained %d epochs; final loss %.4f, validation loss %.4f (best %.4f); run folder "
                "%s (report.html, log.jsonl, checkpoints)\n",
                result.epochs_done, result.last_train_loss, result.last_val_loss,

@@ -119,7 +119,7 @@ mr_status mr_h5_save_atomic(const char *path, mr_h5_fill_fn fill, void *user) {
                 sim ? "simulated failure" : strerror(errno));
     }
     if (!why[0]) return MR_OK;
-    if (open_file) mr_h5_close(&f);
+    if (open_file) mr_h5_discard(&f);
     if (!renamed) {
         struct stat sb;
         if (stat(tmp, &sb) == 0 && S_ISREG(sb.st_mode)) unlink(tmp);
@@ -659,7 +659,7 @@ mr_status mr_checkpoint_probe(const char *run_dir, int64_t bytes_needed) {
             double avail = (double)vfs.f_bavail * (double)vfs.f_frsize;
             if (avail < (double)bytes_needed)
                 return mr_fail(MR_ERR_IO,
-                               "%s: %.0f MB free, a checkpoint needs about %.0f MB; free some "
+                               "%s: %.1f MB free, a checkpoint needs about %.1f MB; free some "
                                "space or lower CHECKPOINT_KEEP",
                                run_dir, avail / 1e6, (double)bytes_needed / 1e6);
         }

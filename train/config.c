@@ -255,7 +255,13 @@ static mr_status read_number(const char *origin, const key_spec *k, const cJSON 
         return bad(origin, k, "%s must be a number", buf);
     }
     double d = v->valuedouble;
-    if (!isfinite(d) || d < k->min || d > k->max) {
+    bool in_range = isfinite(d) && d >= k->min && d <= k->max;
+    /* A float key at its documented bound is stored as the nearest float, which may lie just
+     * past the bound; written out and read back it must still be accepted, so fractional values
+     * are compared as the float they become. Whole numbers (the integer keys) stay exact. */
+    if (!in_range && isfinite(d) && d != floor(d))
+        in_range = (float)d >= (float)k->min && (float)d <= (float)k->max;
+    if (!in_range) {
         return mr_fail(MR_ERR_CONFIG, "%s: %s%s is %g, outside the allowed range [%g, %g]", origin,
                        k->name, where, d, k->min, k->max);
     }

@@ -3,6 +3,8 @@
  * the momentum and the (epoch, step) position; the checkpoint holds all of it. */
 #include "trainer.h"
 
+#include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -105,6 +107,14 @@ typedef struct {
     FILE *log;
     bool tty, quiet;
     int bad_steps;
+    /* The running epoch's loss so far: a mid-epoch checkpoint keeps it, so the epoch's mean
+     * after a resume covers every step of the epoch. */
+    double epoch_loss_sum;
+    int epoch_loss_steps;
+    /* Where the newest checkpoint of this process resumes; -1 before the first. */
+    long saved_global;
+    bool save_failed;      /* a save failed: do not try again on the way out */
+    char written_with[96]; /* resuming: mr_runtime_numerics() of the checkpoint's writer */
 } trainer;
 
 static void trainer_close(trainer *t) {
@@ -281,33 +291,178 @@ static mr_status write_overlays(trainer *t) {
     return st;
 }
 
+/* About what a checkpoint of this model takes on disk: values and momentum, plus HDF5's
+ * overhead. */
+static int64_t checkpoint_bytes(const trainer *t) {
+    return (int64_t)t->model.params.total * 2 * (int64_t)sizeof(float) * 21 / 20 + (1 << 20);
+}
+
+/* After a failed save: what the user still has. */
+static void say_what_is_left(trainer *t, mr_status st) {
+    char msg[2048], latest[1200];
+    snprintf(msg, sizeof msg, "%s", mr_last_error());
+    if (mr_checkpoint_find_latest(t->run_dir, latest, sizeof latest, NULL) == MR_OK)
+        mr_fail(st, "%s; the previous checkpoint %s is intact", msg, latest);
+    else
+        mr_fail(st, "%s; the run has no checkpoint yet", msg);
+}
+
+/* The state beside the tensors that a resume reads back: the running epoch's loss sums, and
+ * the BLAS kernel and thread count, since a different one changes float rounding. */
+static char *checkpoint_metrics(const trainer *t, int step_in_epoch) {
+    cJSON *m = cJSON_CreateObject();
+    if (!m) return NULL;
+    if (step_in_epoch > 0) {
+        cJSON_AddNumberToObject(m, "epoch_loss_sum", t->epoch_loss_sum);
+        cJSON_AddNumberToObject(m, "epoch_loss_steps", t->epoch_loss_steps);
+    }
+    cJSON_AddStringToObject(m, "numerics", mr_runtime_numerics());
+    char *json = cJSON_PrintUnformatted(m);
+    cJSON_Delete(m);
+    return json;
+}
+
 static mr_status save(trainer *t, int epoch, int step_in_epoch, double val_loss, const char *why) {
     const mr_config *c = &t->cfg;
     char path[1200];
     long global = (long)epoch * c->steps_per_epoch + step_in_epoch;
     /* A checkpoint is named by where training resumes: the epoch index and global step. */
     mr_checkpoint_path(path, sizeof path, t->run_dir, epoch, global);
+    /* A full disk is found before writing: HDF5 copes badly with a write that fails. */
+    mr_status st = mr_checkpoint_probe(t->run_dir, checkpoint_bytes(t));
+    if (st != MR_OK) {
+        t->save_failed = true;
+        say_what_is_left(t, st);
+        return st;
+    }
     int64_t order[2] = {epoch, step_in_epoch};
     char *config_json = mr_config_to_json(c);
+    char *metrics_json = checkpoint_metrics(t, step_in_epoch);
     mr_checkpoint_state s = {.epoch = epoch,
                              .step = global,
                              .data_order = order,
                              .n_data_order = 2,
                              .config_json = config_json,
-                             .metrics_json = NULL,
+                             .metrics_json = metrics_json,
                              .val_loss = val_loss};
     /* Every random draw of a step is seeded from (SEED, epoch, step), so the generator a resume
      * needs is the seed itself; it is stored for readers of the file. */
     mr_rng_seed(&s.rng, c->seed);
-    mr_status st = mr_checkpoint_save(path, &t->model.params, &s);
+    st = config_json && metrics_json ? mr_checkpoint_save(path, &t->model.params, &s)
+                                     : mr_fail(MR_ERR_NOMEM, "%s: out of memory", path);
     free(config_json);
+    free(metrics_json);
     if (st != MR_OK) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", mr_last_error());
-        return mr_fail(st, "%s; the previous checkpoint in %s is intact", msg, t->run_dir);
+        t->save_failed = true;
+        say_what_is_left(t, st);
+        return st;
     }
+    t->saved_global = global;
     if (!t->quiet) mr_info("saved %s (%s)", path, why);
     return mr_checkpoint_prune(t->run_dir, c->checkpoint_keep, NULL);
+}
+
+/* On resume: the running epoch's loss sums, and the BLAS kernel and thread count that wrote
+ * the checkpoint. */
+static void read_checkpoint_metrics(trainer *t, const char *metrics_json, int start_step) {
+    cJSON *m = metrics_json ? cJSON_Parse(metrics_json) : NULL;
+    const cJSON *sum = cJSON_GetObjectItemCaseSensitive(m, "epoch_loss_sum");
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(m, "epoch_loss_steps");
+    if (start_step > 0 && cJSON_IsNumber(sum) && cJSON_IsNumber(n) && n->valuedouble >= 0 &&
+        n->valuedouble <= start_step) {
+        t->epoch_loss_sum = sum->valuedouble;
+        t->epoch_loss_steps = (int)n->valuedouble;
+    }
+    const cJSON *rt = cJSON_GetObjectItemCaseSensitive(m, "numerics");
+    if (cJSON_IsString(rt))
+        snprintf(t->written_with, sizeof t->written_with, "%s", rt->valuestring);
+    cJSON_Delete(m);
+}
+
+/* A folder holds a run when it has a run's config, step log or checkpoints. */
+static int run_files(const char *dir, bool remove_them) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    for (struct dirent *e = readdir(d); e; e = readdir(d)) {
+        const char *f = e->d_name;
+        size_t len = strlen(f);
+        bool ours = !strcmp(f, "config.json") || !strcmp(f, "log.jsonl") ||
+                    !strcmp(f, "report.html") ||
+                    (!strncmp(f, "ckpt-e", 6) && len > 3 &&
+                     (!strcmp(f + len - 3, ".h5") || !strcmp(f + len - 4, ".tmp"))) ||
+                    (!strncmp(f, "overlay_", 8) && len > 4 && !strcmp(f + len - 4, ".png"));
+        if (!ours) continue;
+        n++;
+        if (remove_them) {
+            char path[2400];
+            snprintf(path, sizeof path, "%s/%s", dir, f);
+            unlink(path);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* The run folder of a new run: --out (refused when it holds a run, unless --force), else
+ * runs/NAME-DATE, made unique with -2, -3, ... by creating it, so two runs started in the same
+ * minute never share one. */
+static mr_status claim_run_dir(trainer *t, const mr_train_options *opt) {
+    if (opt->out_dir) {
+        snprintf(t->run_dir, sizeof t->run_dir, "%s", opt->out_dir);
+        int n = run_files(t->run_dir, false);
+        if (n > 0 && !opt->force)
+            return mr_fail(MR_ERR_ARG,
+                           "%s already holds a run (%d files: config, log, checkpoints); "
+                           "continue it with mrcnn train --resume %s, or add --force to start "
+                           "again there (its checkpoints and log are deleted)",
+                           t->run_dir, n, t->run_dir);
+        if (n > 0) {
+            run_files(t->run_dir, true);
+            if (!opt->quiet) mr_info("--force: removed the earlier run's %d files", n);
+        }
+        return mr_make_dirs(t->run_dir);
+    }
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    char base[900];
+    snprintf(base, sizeof base, "runs/%s-%04d%02d%02dT%02d%02d", t->cfg.name, tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
+    MR_TRY(mr_make_dirs("runs"));
+    for (int k = 1; k < 1000; k++) {
+        if (k == 1)
+            snprintf(t->run_dir, sizeof t->run_dir, "%s", base);
+        else
+            snprintf(t->run_dir, sizeof t->run_dir, "%s-%d", base, k);
+        if (mkdir(t->run_dir, 0755) == 0) return MR_OK;
+        if (errno != EEXIST)
+            return mr_fail(MR_ERR_IO, "%s: cannot create the run folder (%s)", t->run_dir,
+                           strerror(errno));
+    }
+    return mr_fail(MR_ERR_IO, "%s: 999 runs already started this minute; give --out", base);
+}
+
+/* --resume with --data, --image-root or --val-split naming other images than the run's: the
+ * data order is part of an exact resume, so that takes --force. */
+static mr_status check_resume_data(const mr_config *before, const mr_config *after, bool force,
+                                   bool quiet) {
+    bool same = !strcmp(before->train_data, after->train_data) &&
+                !strcmp(before->val_data, after->val_data) &&
+                !strcmp(before->image_root, after->image_root) &&
+                before->validation_split == after->validation_split;
+    if (same) return MR_OK;
+    if (!force)
+        return mr_fail(MR_ERR_ARG,
+                       "this run was trained on %s%s%s; the command line names %s%s%s. The "
+                       "order of the data is part of an exact resume: drop --data/--image-root/"
+                       "--val-split, or add --force to continue on the new data",
+                       before->train_data, before->val_data[0] ? " and " : "", before->val_data,
+                       after->train_data, after->val_data[0] ? " and " : "", after->val_data);
+    if (!quiet)
+        mr_warn("--force: continuing on %s, not the data the run began on; not an exact resume",
+                after->train_data);
+    return MR_OK;
 }
 
 static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_epoch,
@@ -329,6 +484,7 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
             *start_epoch = (int)s.data_order[0];
             *start_step = (int)s.data_order[1];
         }
+        if (st == MR_OK) read_checkpoint_metrics(t, s.metrics_json, *start_step);
         mr_checkpoint_state_free(&s);
         MR_TRY(st);
         snprintf(t->run_dir, sizeof t->run_dir, "%s", opt->resume_dir);
@@ -343,24 +499,20 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
                                .image_root = opt->image_root,
                                .has_val_split = opt->has_val_split,
                                .val_split = opt->val_split};
-    MR_TRY(mr_data_resolve(c, &data));
+    mr_config *recorded = opt->resume_dir ? malloc(sizeof *recorded) : NULL;
+    if (opt->resume_dir && !recorded) return mr_fail(MR_ERR_NOMEM, "out of memory");
+    if (recorded) *recorded = *c;
+    mr_status st = mr_data_resolve(c, &data);
+    if (st == MR_OK && recorded) st = check_resume_data(recorded, c, opt->force, opt->quiet);
+    free(recorded);
+    MR_TRY(st);
     if (opt->epochs > 0) {
         c->epochs = opt->epochs;
         if (c->stages[c->n_stages - 1].until_epoch < c->epochs)
             c->stages[c->n_stages - 1].until_epoch = c->epochs;
     }
-    if (!opt->resume_dir) {
-        if (opt->out_dir) {
-            snprintf(t->run_dir, sizeof t->run_dir, "%s", opt->out_dir);
-        } else {
-            time_t now = time(NULL);
-            struct tm tm;
-            localtime_r(&now, &tm);
-            snprintf(t->run_dir, sizeof t->run_dir, "runs/%s-%04d%02d%02dT%02d%02d", c->name,
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
-        }
-    }
-    MR_TRY(mr_make_dirs(t->run_dir));
+    if (opt->resume_dir && *start_epoch >= c->epochs) return MR_OK; /* complete: mr_train says so */
+    if (!opt->resume_dir) MR_TRY(claim_run_dir(t, opt));
     MR_TRY(mr_checkpoint_probe(t->run_dir, 0));
 
     /* Data first: bad annotations or images fail here, before any weights are touched. */
@@ -369,6 +521,8 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
     if (!opt->quiet) mr_info("%s", opened.line);
 
     MR_TRY(mr_model_init(&t->model, &c->net));
+    /* A run that could not save its first checkpoint is not started. */
+    MR_TRY(mr_checkpoint_probe(t->run_dir, checkpoint_bytes(t)));
     MR_TRY(mr_ctx_init(&t->ctx, (size_t)c->arena_mb << 20));
     mr_init_weights(&t->model.params, c->weight_init, c->seed);
     if (resume_from[0]) {
@@ -381,7 +535,7 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
     } else if (opt->weights_path) {
         mr_weights_load_options wo = {.exclude = opt->exclude, .n_exclude = opt->n_exclude};
         mr_load_report report;
-        mr_status st = mr_weights_load(opt->weights_path, &t->model.params, &wo, &report);
+        st = mr_weights_load(opt->weights_path, &t->model.params, &wo, &report);
         if (!opt->quiet || st != MR_OK) mr_load_report_print(&report, stderr);
         mr_load_report_free(&report);
         MR_TRY(st);
@@ -406,6 +560,25 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
     return MR_OK;
 }
 
+/* A failure once training has begun: the weights are those before the failing step (a step
+ * updates them only after its backward pass succeeded), so they are saved where training
+ * resumes (a failure after the epoch's last step: the epoch's end) unless a checkpoint of this
+ * process is there already, and the message ends with the --resume command. */
+static mr_status save_after_failure(trainer *t, mr_status st, int epoch, int step) {
+    const mr_config *c = &t->cfg;
+    char why[2048];
+    snprintf(why, sizeof why, "%s", mr_last_error());
+    if (step >= c->steps_per_epoch) {
+        epoch++;
+        step = 0;
+    }
+    long global = (long)epoch * c->steps_per_epoch + step;
+    if (global != t->saved_global && save(t, epoch, step, NAN, "stopped by an error") != MR_OK)
+        return mr_fail(st, "%s; saving on the way out failed too: %s", why, mr_last_error());
+    return mr_fail(st, "%s; resume at epoch %d step %d with: mrcnn train --resume %s", why,
+                   epoch + 1, step, t->run_dir);
+}
+
 mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
     trainer t;
     memset(&t, 0, sizeof t);
@@ -413,14 +586,25 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
     result->best_val_loss = INFINITY;
     t.quiet = opt->quiet;
     t.tty = isatty(STDERR_FILENO);
+    t.saved_global = -1;
     int epoch = 0, step = 0;
     mr_status st = open_run(&t, opt, &epoch, &step);
     snprintf(result->run_dir, sizeof result->run_dir, "%s", t.run_dir);
-    if (st != MR_OK) {
+    result->epochs_total = t.cfg.epochs;
+    if (st == MR_OK && opt->resume_dir && epoch >= t.cfg.epochs) {
+        result->already_complete = true;
+        result->epochs_done = epoch;
+    }
+    if (st != MR_OK || result->already_complete) {
         trainer_close(&t);
         return st;
     }
     mr_config *c = &t.cfg;
+    if (t.written_with[0] && strcmp(t.written_with, mr_runtime_numerics()) != 0)
+        mr_warn("this run was trained with %s, this process has %s: the continuation differs "
+                "from an uninterrupted run in float rounding; resume with the same "
+                "OMP_NUM_THREADS for a bit-identical result",
+                t.written_with, mr_runtime_numerics());
     if (!t.quiet) {
         mr_runtime_banner();
         mr_info("config %s (hash %016llx): %s, %d classes, %dx%d; %lld training and %lld "
@@ -451,8 +635,11 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
                     (double)stage->learning_rate);
         mr_sgd opt_sgd = {stage->learning_rate, c->learning_momentum, c->net.weight_decay,
                           c->gradient_clip_norm};
-        double epoch_start = now_seconds(), epoch_loss = 0.0;
-        int epoch_steps = 0;
+        double epoch_start = now_seconds();
+        if (step == 0) { /* a resumed epoch keeps the sums its checkpoint carried */
+            t.epoch_loss_sum = 0.0;
+            t.epoch_loss_steps = 0;
+        }
         for (; step < c->steps_per_epoch; step++) {
             mr_batch *b = NULL;
             if ((st = mr_dataset_next(t.train, &b)) != MR_OK) break;
@@ -493,6 +680,7 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
                         step + 1, what, names);
                 mr_dataset_release(t.train, b);
                 if (++t.bad_steps >= MAX_BAD_STEPS) {
+                    step++; /* the skipped steps are behind: a resume goes on after them */
                     st = mr_fail(MR_ERR_NUMERIC,
                                  "stopped after %d non-finite steps in a row "
                                  "(last: %s, images: %s); lower LEARNING_RATE or "
@@ -507,8 +695,8 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
             double seconds = now_seconds() - t0;
             long global = (long)epoch * c->steps_per_epoch + step + 1;
             log_step(&t, epoch, global, &v, rep.l2_loss, opt_sgd.learning_rate, &rep, seconds);
-            epoch_loss += (double)v.total + rep.l2_loss;
-            epoch_steps++;
+            t.epoch_loss_sum += (double)v.total + rep.l2_loss;
+            t.epoch_loss_steps++;
             result->last_train_loss = (double)v.total + rep.l2_loss;
             steps_run++;
             result->steps_done = global;
@@ -520,6 +708,7 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
             if (stop && step + 1 < c->steps_per_epoch) {
                 mr_dataset_stop(t.train);
                 st = save(&t, epoch, step + 1, NAN, "interrupted");
+                t.save_failed = true; /* saved or not, nothing more to save on the way out */
                 if (st == MR_OK)
                     st = mr_fail(MR_ERR_INTERRUPTED,
                                  "stopped at epoch %d step %d; resume with: "
@@ -537,7 +726,8 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
         if ((st = validation_metrics(&t, epoch, &ev, &scored)) != MR_OK) break;
         if (t.log) {
             fprintf(t.log, "{\"type\":\"epoch\",\"epoch\":%d", epoch + 1);
-            log_number(t.log, "loss", epoch_steps ? epoch_loss / epoch_steps : (double)NAN);
+            log_number(t.log, "loss",
+                       t.epoch_loss_steps ? t.epoch_loss_sum / t.epoch_loss_steps : (double)NAN);
             log_number(t.log, "val_loss", val_loss);
             for (int i = 0; i < MR_LOSS_COUNT; i++) {
                 char key[64];
@@ -563,12 +753,13 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
             mr_info("epoch %d/%d done in %.0fs: loss %.4f, val_loss %.4f, val mask AP50 %.3f "
                     "(%lld images)",
                     epoch + 1, c->epochs, now_seconds() - epoch_start,
-                    epoch_steps ? epoch_loss / epoch_steps : (double)NAN, val_loss,
-                    ev.mask.mean_ap50, (long long)ev.n_images);
+                    t.epoch_loss_steps ? t.epoch_loss_sum / t.epoch_loss_steps : (double)NAN,
+                    val_loss, ev.mask.mean_ap50, (long long)ev.n_images);
         else if (!t.quiet)
             mr_info("epoch %d/%d done in %.0fs: loss %.4f, val_loss %.4f", epoch + 1, c->epochs,
                     now_seconds() - epoch_start,
-                    epoch_steps ? epoch_loss / epoch_steps : (double)NAN, val_loss);
+                    t.epoch_loss_steps ? t.epoch_loss_sum / t.epoch_loss_steps : (double)NAN,
+                    val_loss);
         if (scored) mr_evaluation_free(&ev);
         result->epochs_done = epoch + 1;
         result->last_val_loss = val_loss;
@@ -590,6 +781,8 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
             break;
     }
     if (t.train) mr_dataset_stop(t.train);
+    if (st != MR_OK && st != MR_ERR_INTERRUPTED && !t.save_failed)
+        st = save_after_failure(&t, st, epoch, step);
     trainer_close(&t);
     return st;
 }

@@ -14,13 +14,15 @@ typedef struct {
     const char *weights_path;   /* Keras HDF5, export or checkpoint; NULL: random init */
     const char *const *exclude; /* layer names left out of the weights */
     int n_exclude;
-    const char *data_dir;        /* --data (train/data_source.h), overrides DATASET */
-    const char *image_root;      /* --image-root, overrides IMAGE_ROOT */
-    bool has_val_split;          /* --val-split given: */
-    float val_split;             /* the share held out when the data has no val/ */
-    int epochs;                  /* > 0 overrides EPOCHS */
-    const char *out_dir;         /* the run folder; NULL: runs/<name>-<date>T<time> */
-    const char *resume_dir;      /* continue this run from its newest complete checkpoint */
+    const char *data_dir;   /* --data (train/data_source.h), overrides DATASET */
+    const char *image_root; /* --image-root, overrides IMAGE_ROOT */
+    bool has_val_split;     /* --val-split given: */
+    float val_split;        /* the share held out when the data has no val/ */
+    int epochs;             /* > 0 overrides EPOCHS */
+    const char *out_dir;    /* the run folder; NULL: runs/<name>-<date>T<time> */
+    const char *resume_dir; /* continue this run from its newest complete checkpoint */
+    bool force;             /* start again in a folder that holds a run (its checkpoints and log are
+                               deleted), or resume on other data than the run was trained on */
     volatile sig_atomic_t *stop; /* set by a signal handler: save at the end of the step */
     bool quiet;                  /* no progress bar or step lines (tests) */
     int max_steps;               /* > 0: stop (as if interrupted) after this many steps, tests */
@@ -31,6 +33,8 @@ typedef struct {
     int epochs_done;
     long steps_done;
     double last_train_loss, best_val_loss, last_val_loss;
+    bool already_complete; /* --resume of a run that has trained all its epochs: nothing ran */
+    int epochs_total;      /* the run's EPOCHS */
 } mr_train_result;
 
 /* Initial values, seeded: kernels as WEIGHT_INIT says (glorot: Keras' glorot-uniform, as
@@ -39,7 +43,10 @@ typedef struct {
 void mr_init_weights(mr_params *p, mr_weight_init how, uint64_t seed);
 
 /* Runs (or resumes) a training job. MR_ERR_INTERRUPTED when stopped by `stop` or max_steps,
- * after saving a checkpoint from which --resume continues. */
+ * after saving a checkpoint from which --resume continues. Any other failure once training has
+ * started (an unreadable image, non-finite losses, a write error) also saves where it can, and
+ * its message ends with the --resume command. A new run refuses a folder that already holds
+ * one unless `force`; without out_dir each run gets a folder of its own. */
 mr_status mr_train(const mr_train_options *opt, mr_train_result *result);
 
 #endif

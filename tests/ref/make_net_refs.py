@@ -73,6 +73,8 @@ def uniform(*shape, lo=0.0, hi=1.0):
 
 
 # ---- configuration: tiny.json over Matterport's defaults ---------------------------------------
+# Only widths and sizes are read: the recipe keys (IMAGE_NORMALIZATION, LOSS_WEIGHTS, ...) stay
+# Matterport's here, as tests/test_net_parity.c sets them (load_tiny_matterport).
 
 class Cfg:
     def __init__(self, path):
