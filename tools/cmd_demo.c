@@ -65,8 +65,12 @@ int cmd_demo(int argc, char **argv) {
 
     printf("2/4 training %s from random weights (progress on stderr)\n", config);
     fflush(stdout);
-    mr_train_options topt = {
-        .config_path = config, .data_dir = data, .epochs = (int)epochs, .out_dir = run};
+    /* The demo's folder is its own: running it again starts its run again. */
+    mr_train_options topt = {.config_path = config,
+                             .data_dir = data,
+                             .epochs = (int)epochs,
+                             .out_dir = run,
+                             .force = true};
     mr_train_result tr;
     if ((st = mr_train(&topt, &tr)) != MR_OK) return mr_exit_code(st);
     if ((st = mr_checkpoint_find_latest(run, ckpt, sizeof ckpt, NULL)) != MR_OK)
