@@ -1,14 +1,47 @@
-/* mkdir -p and the atomic whole-file write shared by configs, reports and annotation files. */
+/* mkdir -p and the atomic whole-file write shared by configs, reports, annotation files,
+ * predictions and every PNG; the disk-full test hook lives here so all of them can be tested. */
 #include "file.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* ---- the disk-full test hook ------------------------------------------------------------- */
+
+#define HOOK_UNREAD LONG_MIN /* MRCNN_TEST_FAIL_WRITES_AFTER not looked at yet */
+/* Successful writes left before the simulated full disk; negative: no simulation. Atomic, as
+ * nothing stops a caller from writing files from several threads. */
+static _Atomic long writes_left = HOOK_UNREAD;
+
+void mr_file_fail_after(long n) {
+    atomic_store(&writes_left, n < 0 ? -1 : n);
+}
+
+/* True when this write is to fail as on a full disk; counts the writes that go through. */
+static bool simulated_full_disk(void) {
+    long n = atomic_load(&writes_left);
+    if (n == HOOK_UNREAD) {
+        const char *env = getenv("MRCNN_TEST_FAIL_WRITES_AFTER");
+        char *end = NULL;
+        long v = env && *env ? strtol(env, &end, 10) : -1;
+        if (end && *end) v = -1; /* not a number: no simulation rather than a surprise */
+        atomic_compare_exchange_strong(&writes_left, &n, v < 0 ? -1 : v);
+        n = atomic_load(&writes_left);
+    }
+    while (n > 0 && !atomic_compare_exchange_weak(&writes_left, &n, n - 1)) {
+    }
+    return n == 0;
+}
+
+/* ---- folders and atomic writes ----------------------------------------------------------- */
 
 mr_status mr_make_dirs(const char *path) {
     char buf[4096];
@@ -29,41 +62,65 @@ mr_status mr_make_dirs(const char *path) {
     return MR_OK;
 }
 
+/* fsync of the folder holding `path`, once a rename into it is done: a folder without fsync
+ * support is not an error. */
+static void sync_folder_of(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+}
+
 mr_status mr_write_file_atomic(const char *path, const void *data, size_t len, int mode) {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp)
         return mr_fail(MR_ERR_ARG, "%s: path too long", path);
     int fd = mkstemp(tmp);
     if (fd < 0)
-        return mr_fail(MR_ERR_IO, "%s: cannot create a temp file next to it: %s", path,
+        return mr_fail(MR_ERR_IO, "%s: cannot write: %s (creating a temp file in its folder)", path,
                        strerror(errno));
     const char *what = NULL;
+    int err = 0;
     const char *bytes = data;
     size_t done = 0;
-    if (fchmod(fd, (mode_t)mode) != 0) what = "chmod";
-    while (!what && done < len) {
-        ssize_t w = write(fd, bytes + done, len - done);
+    /* The simulated full disk lets half the data through first, as a real one would. */
+    const bool full = simulated_full_disk();
+    const size_t room = full ? len / 2 : len;
+    if (fchmod(fd, (mode_t)mode) != 0) what = "chmod", err = errno;
+    while (!what && done < room) {
+        ssize_t w = write(fd, bytes + done, room - done);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0)
-            what = "write";
+            what = "write", err = w < 0 ? errno : ENOSPC;
         else
             done += (size_t)w;
     }
-    if (!what && fsync(fd) != 0) what = "fsync";
-    int saved = errno;
-    if (close(fd) != 0 && !what) what = "close", saved = errno;
-    if (!what && rename(tmp, path) != 0) what = "rename", saved = errno;
+    if (!what && full) what = "write", err = ENOSPC;
+    /* Disk quotas and network file systems may report a full disk only at fsync or close. */
+    if (!what && fsync(fd) != 0) what = "fsync", err = errno;
+    if (close(fd) != 0 && !what) what = "close", err = errno;
+    if (!what && rename(tmp, path) != 0) what = "rename", err = errno;
     if (what) {
         unlink(tmp);
-        return mr_fail(MR_ERR_IO, "%s: %s failed: %s (disk full?); the file is unchanged", path,
-                       what, strerror(saved));
+        return mr_fail(MR_ERR_IO, "%s: cannot write: %s (%s failed; any old file is unchanged)",
+                       path, strerror(err), what);
     }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) { /* the rename is done; a folder without fsync support is not an error */
-        (void)fsync(dfd);
-        close(dfd);
-    }
+    sync_folder_of(path);
+    return MR_OK;
+}
+
+mr_status mr_check_dir_writable(const char *dir) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s/.mrcnn-probe-XXXXXX", dir) >= (int)sizeof tmp)
+        return mr_fail(MR_ERR_ARG, "%s: path too long", dir);
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return mr_fail(MR_ERR_IO, "%s: cannot write files in this folder: %s", dir,
+                       strerror(errno));
+    close(fd);
+    unlink(tmp);
     return MR_OK;
 }

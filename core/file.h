@@ -11,7 +11,18 @@
 /* Creates `path` and its missing parents; an existing non-folder in the way is an error. */
 mr_status mr_make_dirs(const char *path);
 /* Replaces `path` with `len` bytes of `data`, file mode `mode` (e.g. 0644). On failure the old
- * file, if any, is unchanged and no temp file is left. */
+ * file, if any, is unchanged, no temp file is left, and the message is one line naming `path`
+ * and the OS reason ("No space left on device", "Read-only file system"). */
 mr_status mr_write_file_atomic(const char *path, const void *data, size_t len, int mode);
+/* Proves that files can be created in the folder `dir` (creates and removes a temp file), so a
+ * read-only or forbidden folder fails before long work rather than at its first output. */
+mr_status mr_check_dir_writable(const char *dir);
+
+/* Test hook for the disk-full path: after `n` more successful mr_write_file_atomic calls, every
+ * later one fails as a full disk does (part of the data reaches the temp file, then ENOSPC), so
+ * callers' cleanup and messages can be tested without filling a disk. n < 0 turns it off. The
+ * environment variable MRCNN_TEST_FAIL_WRITES_AFTER=n does the same for a whole process (how the
+ * tests reach the `mrcnn` binary); it is read at the first write. */
+void mr_file_fail_after(long n);
 
 #endif

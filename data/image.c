@@ -18,6 +18,8 @@
 #include <jerror.h>
 #include <png.h>
 
+#include "../core/file.h"
+
 #define ACCEPTED "images must be " MR_IMAGE_FORMATS
 
 /* More progressive scans than any encoder writes (they use about 10): a file with thousands
@@ -669,19 +671,42 @@ mr_status mr_image_load(const char *path, int channels, mr_image *out) {
 
 /* ---- PNG writing (libpng) ---------------------------------------------------------------- */
 
+/* The PNG is encoded in memory and written by mr_write_file_atomic (core/file.h), like every
+ * other file mrcnn writes: a full disk or a read-only folder then fails with the OS reason and
+ * leaves neither a truncated PNG nor a temp file, and a reader never sees half an image. An
+ * overlay is a few hundred KB at most, so the buffer costs nothing. */
+typedef struct {
+    job j; /* first: the error handler's pointer is also this sink's */
+    uint8_t *buf;
+    size_t len, cap;
+} png_sink;
+
 static void png_on_write(png_structp png, png_bytep data, size_t len) {
-    job *j = png_get_io_ptr(png);
-    if (fwrite(data, 1, len, j->f) != len) png_fail(png, MR_ERR_IO, strerror(errno));
+    png_sink *s = png_get_io_ptr(png);
+    if (len > s->cap - s->len) {
+        size_t cap = s->cap ? s->cap : 64 * 1024;
+        while (len > cap - s->len) {
+            if (cap > SIZE_MAX / 2) png_fail(png, MR_ERR_NOMEM, "the PNG is too large");
+            cap *= 2;
+        }
+        uint8_t *grown = realloc(s->buf, cap);
+        if (!grown) png_fail(png, MR_ERR_NOMEM, "no memory for the encoded PNG");
+        s->buf = grown;
+        s->cap = cap;
+    }
+    memcpy(s->buf + s->len, data, len);
+    s->len += len;
 }
 
 static void png_on_flush(png_structp png) {
-    (void)png; /* fclose flushes */
+    (void)png; /* nothing is buffered outside png_sink */
 }
 
-static mr_status png_encode(job *j, const mr_image *img) {
+static mr_status png_encode(png_sink *s, const mr_image *img) {
     static const int TYPE[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA,
                                 PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA};
-    j->code = MR_ERR_IO;
+    job *j = &s->j;
+    j->code = MR_ERR_NOMEM;
     png_structp png =
         png_create_write_struct(PNG_LIBPNG_VER_STRING, j, png_on_error, png_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -691,9 +716,9 @@ static mr_status png_encode(job *j, const mr_image *img) {
     }
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_write_struct(&png, &info);
-        return mr_fail(j->code, "%s: cannot write PNG: %s", j->path, j->err);
+        return mr_fail(j->code, "%s: cannot encode PNG: %s", j->path, j->err);
     }
-    png_set_write_fn(png, j, png_on_write, png_on_flush);
+    png_set_write_fn(png, s, png_on_write, png_on_flush);
     png_set_IHDR(png, info, (png_uint_32)img->width, (png_uint_32)img->height, 8,
                  TYPE[img->channels], PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
                  PNG_FILTER_TYPE_DEFAULT);
@@ -709,13 +734,10 @@ mr_status mr_image_write_png(const char *path, const mr_image *img) {
     if (img->width < 1 || img->height < 1 || img->channels < 1 || img->channels > 4)
         return mr_fail(MR_ERR_ARG, "%s: cannot write a %dx%dx%d image as PNG", path, img->width,
                        img->height, img->channels);
-    job j = {.path = path};
-    j.f = fopen(path, "wb");
-    if (!j.f) return mr_fail(MR_ERR_IO, "%s: cannot write PNG: %s", path, strerror(errno));
-    mr_status st = png_encode(&j, img);
-    if (fclose(j.f) != 0 && st == MR_OK)
-        st = mr_fail(MR_ERR_IO, "%s: cannot write PNG: %s", path, strerror(errno));
-    if (st != MR_OK) remove(path); /* no half-written file left behind */
+    png_sink s = {.j = {.path = path}};
+    mr_status st = png_encode(&s, img);
+    if (st == MR_OK) st = mr_write_file_atomic(path, s.buf, s.len, 0644);
+    free(s.buf);
     return st;
 }
 

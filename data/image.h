@@ -62,7 +62,9 @@ mr_status mr_image_size(const char *path, int *width, int *height);
  * time except for interlaced PNG), to learn whether colour samples are really gray; so a
  * truncated or corrupt file, or one over `max_pixels`, fails here as it would at load. */
 mr_status mr_image_probe(const char *path, int64_t max_pixels, mr_image_info *info);
-/* Writes 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) channels as an 8-bit PNG. */
+/* Writes 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) channels as an 8-bit PNG, atomically
+ * (mr_write_file_atomic): on failure the message names the file and the OS reason, and no
+ * partial or temp file is left. */
 mr_status mr_image_write_png(const char *path, const mr_image *img);
 mr_status mr_image_alloc(mr_image *img, int width, int height, int channels);
 void mr_image_free(mr_image *img);

@@ -357,7 +357,7 @@ Test(image, write_png_round_trips_every_channel_count) {
     mr_image img;
     cr_assert_eq(mr_image_alloc(&img, 2, 2, 1), MR_OK);
     EXPECT_FAIL(mr_image_write_png("/nonexistent-dir/x.png", &img), MR_ERR_IO, "write",
-                "/nonexistent-dir/x.png", "cannot write PNG");
+                "/nonexistent-dir/x.png", "cannot write", "No such file or directory");
     mr_image_free(&img);
 }
 

@@ -335,7 +335,8 @@ Test(synth, cli_writes_a_set_and_rejects_bad_arguments) {
     cr_assert(strstr(out, "train 4, val 1"), "%s", out);
     cr_assert_eq(run_cli("synth", "--images 3", out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "--out DIR is required"), "%s", out);
-    FMT(args, "--out '%s' --images 3 --val-fraction 1.5", dir);
+    /* A fresh folder: `dir` holds a set now, and synth refuses a non-empty folder first. */
+    FMT(args, "--out '%s-2' --images 3 --val-fraction 1.5", dir);
     cr_assert_eq(run_cli("synth", args, out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "--val-fraction must be in [0, 1)"), "%s", out);
 }
@@ -717,14 +718,15 @@ Test(synth, cli_preset_and_lesion_options) {
               "hard widths %d-%d px", lo, hi);
     summary_counts(out, &lesions, &images);
     cr_assert_gt(lesions, images, "no image with several lesions: %s", out);
-    /* An explicit --lesion-min overrides the preset's. */
-    FMT(args, "--out '%s' --images 20 --seed 3 --size 128 --preset hard --lesion-min 0.2", dir);
+    /* An explicit --lesion-min overrides the preset's (each set in a folder of its own: synth
+     * refuses one that is not empty). */
+    FMT(args, "--out '%s-2' --images 20 --seed 3 --size 128 --preset hard --lesion-min 0.2", dir);
     cr_assert_eq(run_cli("synth", args, out, sizeof out), 0, "%s", out);
     widths = line_with(out, "lesion widths");
     cr_assert(widths && sscanf(widths, "lesion widths %d to %d px", &lo, &hi) == 2, "%s", out);
     cr_assert_geq(lo, (int)(0.2 * 128) - 1, "--lesion-min 0.2 gave a %d px lesion", lo);
     /* --max-lesions 1: one lesion per lesion image. */
-    FMT(args, "--out '%s' --images 20 --seed 3 --size 128 --preset hard --max-lesions 1", dir);
+    FMT(args, "--out '%s-3' --images 20 --seed 3 --size 128 --preset hard --max-lesions 1", dir);
     cr_assert_eq(run_cli("synth", args, out, sizeof out), 0, "%s", out);
     summary_counts(out, &lesions, &images);
     cr_assert_eq(lesions, images, "%s", out);

@@ -1,6 +1,7 @@
 /* `mrcnn anchors`: fits RPN anchors to the ground-truth boxes as the network sees them (scaled
  * to the molded image), prints how well the fitted and the current anchors cover those boxes,
  * and with --write puts the two anchor keys into the config file, leaving every other byte. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,7 +80,8 @@ static void print_fit_row(const char *label, const mr_anchor_fit *cur, const mr_
 int cmd_anchors(int argc, char **argv) {
     const char *config_path = NULL;
     mr_cli_data d = MR_CLI_DATA_INIT;
-    long k = 0, restarts = 10, seed = -1, max_ratios = 0;
+    /* LONG_MIN: not given, so the config's value stands; 0 or a negative given is refused. */
+    long k = LONG_MIN, restarts = 10, seed = LONG_MIN, max_ratios = LONG_MIN;
     bool write = false;
     mr_opt opts[] = {
         {"--config", MR_OPT_STRING, &config_path,
@@ -107,6 +109,19 @@ int cmd_anchors(int argc, char **argv) {
         fprintf(stderr, "mrcnn anchors: --restarts must be 1..1000, got %ld\n", restarts);
         return 2;
     }
+    /* The upper bounds depend on the config; these do not, so they fail before it is read. */
+    if (k != LONG_MIN && k < 1) {
+        fprintf(stderr, "mrcnn anchors: --k must be at least 1, got %ld\n", k);
+        return 2;
+    }
+    if (max_ratios != LONG_MIN && max_ratios < 1) {
+        fprintf(stderr, "mrcnn anchors: --ratios must be at least 1, got %ld\n", max_ratios);
+        return 2;
+    }
+    if (seed != LONG_MIN && seed < 0) {
+        fprintf(stderr, "mrcnn anchors: --seed must be 0 or more, got %ld\n", seed);
+        return 2;
+    }
     mr_config *cfg = malloc(sizeof *cfg);
     if (!cfg) return mr_exit_code(mr_fail(MR_ERR_NOMEM, "out of memory"));
     mr_config_defaults(cfg);
@@ -118,8 +133,8 @@ int cmd_anchors(int argc, char **argv) {
     const mr_net_config *net = &cfg->net;
     const bool per_level = net->anchor_scales_per_level;
     const int n_levels = (int)(sizeof net->strides / sizeof net->strides[0]);
-    if (k == 0) k = net->n_anchor_scales;
-    if (max_ratios == 0) max_ratios = net->n_anchor_ratios;
+    if (k == LONG_MIN) k = net->n_anchor_scales;
+    if (max_ratios == LONG_MIN) max_ratios = net->n_anchor_ratios;
     int k_max = per_level ? MR_KMEANS_MAX_K : MR_MAX_ANCHOR_SCALES;
     if (k < 1 || k > k_max) {
         fprintf(stderr, "mrcnn anchors: --k must be 1..%d%s, got %ld\n", k_max,
@@ -175,8 +190,9 @@ int cmd_anchors(int argc, char **argv) {
            "max %.2f\n",
            s3[0], s3[1], s3[2], r3[0], r3[1], r3[2]);
 
-    mr_kmeans_options ko = {
-        .k = (int)k, .restarts = (int)restarts, .seed = seed >= 0 ? (uint64_t)seed : cfg->seed};
+    mr_kmeans_options ko = {.k = (int)k,
+                            .restarts = (int)restarts,
+                            .seed = seed != LONG_MIN ? (uint64_t)seed : cfg->seed};
     mr_kmeans_result km;
     if ((st = mr_kmeans_wh(wh, n, &ko, &km)) != MR_OK) goto done;
     printf("\nk-means, distance 1 - IoU of (w, h) at a common centre (YOLOv2), k-means++ seeding, "

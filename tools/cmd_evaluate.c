@@ -1,6 +1,7 @@
 /* `mrcnn evaluate`: scores a trained model (--weights) or a folder of predict JSON files
  * (--predictions, from mrcnn or any tool writing that format) against annotated images, through
  * train/evaluate.h; prints the tables and optionally writes evaluation.json and the PR curves. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,7 +22,7 @@ int cmd_evaluate(int argc, char **argv) {
     const char *split = "val";
     mr_cli_data d = MR_CLI_DATA_INIT;
     double threshold = -1.0;
-    long limit = 0;
+    long limit = LONG_MIN; /* not given: every image */
     bool quiet = false;
     mr_opt opts[] = {
         {"--weights", MR_OPT_STRING, &weights, "trained weights: an export or a checkpoint"},
@@ -66,10 +67,12 @@ int cmd_evaluate(int argc, char **argv) {
         fprintf(stderr, "mrcnn evaluate: --split must be val, train or all, got '%s'\n", split);
         return 2;
     }
-    if (limit < 0) {
-        fprintf(stderr, "mrcnn evaluate: --limit must be positive, got %ld\n", limit);
+    /* 0 images would score nothing: it is refused as negatives are, not read as "all". */
+    if (limit != LONG_MIN && limit < 1) {
+        fprintf(stderr, "mrcnn evaluate: --limit must be at least 1, got %ld\n", limit);
         return 2;
     }
+    if (limit == LONG_MIN) limit = 0; /* mr_evaluate_*: 0 is every image */
 
     mr_config *cfg = calloc(1, sizeof *cfg);
     mr_model model = {0};

@@ -16,6 +16,7 @@
 #include "../core/log.h"
 #include "../core/runtime.h"
 #include "../core/tensor.h"
+#include "../core/text.h"
 #include "../data/draw.h"
 #include "../data/image.h"
 #include "../data/raster.h"
@@ -187,23 +188,6 @@ static void unique_stem(const char *path, char **used, int n_used, char *out, si
     }
 }
 
-/* ---- JSON (by hand: only data/via*.c sees cJSON) --------------------------------------------- */
-
-static void json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p == '\n')
-            fputs("\\n", f);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 /* ---- one image ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -262,66 +246,62 @@ static mr_status via_region(predictor *p, const mr_detections *d, int64_t i,
     return mr_via_writer_set_region_attr(p->via, "score", score);
 }
 
+/* The per-image JSON, built in memory and written atomically (JSON by hand: only data/via*.c
+ * sees cJSON). */
 static mr_status write_result(const predictor *p, const char *json_path, const char *image_rel,
                               const char *overlay_name, const mr_detections *d,
                               const mr_mask_polygons *polys) {
-    char tmp[PATH_MAX + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", json_path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return mr_fail(MR_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    fputs("{\n  \"image\": ", f);
-    json_string(f, image_rel);
-    fprintf(f, ",\n  \"width\": %lld,\n  \"height\": %lld,\n  \"overlay\": ", (long long)d->image_w,
-            (long long)d->image_h);
-    json_string(f, overlay_name);
-    fprintf(f, ",\n  \"threshold\": %.6g,\n  \"detections\": [", (double)p->threshold);
+    mr_text t = {0};
+    mr_text_printf(&t, "{\n  \"image\": ");
+    mr_text_json_string(&t, image_rel);
+    mr_text_printf(&t, ",\n  \"width\": %lld,\n  \"height\": %lld,\n  \"overlay\": ",
+                   (long long)d->image_w, (long long)d->image_h);
+    mr_text_json_string(&t, overlay_name);
+    mr_text_printf(&t, ",\n  \"threshold\": %.6g,\n  \"detections\": [", (double)p->threshold);
     for (int64_t i = 0; i < d->n; i++) {
         const int64_t *b = d->boxes + 4 * i;
         const mr_mask_polygons *pp = &polys[i];
         int64_t area = 0;
         const uint8_t *mask = d->masks + (size_t)i * (size_t)d->image_h * (size_t)d->image_w;
         for (int64_t k = 0; k < d->image_h * d->image_w; k++) area += mask[k] != 0;
-        fprintf(f, "%s\n    {\"class_id\": %lld, \"class\": ", i ? "," : "",
-                (long long)d->class_ids[i]);
-        json_string(f, class_name(p, d->class_ids[i]));
-        fprintf(f,
-                ", \"score\": %.6f, \"box\": [%lld, %lld, %lld, %lld], \"area\": %lld,\n"
-                "     \"polygons\": [",
-                (double)d->scores[i], (long long)b[0], (long long)b[1], (long long)b[2],
-                (long long)b[3], (long long)area);
+        mr_text_printf(&t, "%s\n    {\"class_id\": %lld, \"class\": ", i ? "," : "",
+                       (long long)d->class_ids[i]);
+        mr_text_json_string(&t, class_name(p, d->class_ids[i]));
+        mr_text_printf(&t,
+                       ", \"score\": %.6f, \"box\": [%lld, %lld, %lld, %lld], \"area\": %lld,\n"
+                       "     \"polygons\": [",
+                       (double)d->scores[i], (long long)b[0], (long long)b[1], (long long)b[2],
+                       (long long)b[3], (long long)area);
         /* Vertices are pixel corners or edge midpoints, multiples of 0.5: one decimal is exact. */
         for (int k = 0; k < pp->count; k++) {
             const mr_mask_polygon *poly = &pp->items[k];
-            fprintf(f, "%s[", k ? ", " : "");
+            mr_text_printf(&t, "%s[", k ? ", " : "");
             for (int v = 0; v < poly->n_points; v++)
-                fprintf(f, "%s[%.1f, %.1f]", v ? ", " : "", poly->xs[v], poly->ys[v]);
-            fputc(']', f);
+                mr_text_printf(&t, "%s[%.1f, %.1f]", v ? ", " : "", poly->xs[v], poly->ys[v]);
+            mr_text_printf(&t, "]");
         }
         char *counts = NULL;
         mr_status st = mr_rle_encode(mask, (int)d->image_h, (int)d->image_w, &counts);
         if (st != MR_OK) {
-            fclose(f);
-            remove(tmp);
+            mr_text_free(&t);
             return st;
         }
-        fprintf(f, "],\n     \"rle\": {\"size\": [%lld, %lld], \"counts\": ", (long long)d->image_h,
-                (long long)d->image_w);
-        json_string(f, counts); /* '\\' is one of the RLE characters */
+        mr_text_printf(&t, "],\n     \"rle\": {\"size\": [%lld, %lld], \"counts\": ",
+                       (long long)d->image_h, (long long)d->image_w);
+        mr_text_json_string(&t, counts); /* '\\' is one of the RLE characters */
         free(counts);
-        fputs("}}", f);
+        mr_text_printf(&t, "}}");
     }
-    fprintf(f, "%s]\n}\n", d->n ? "\n  " : "");
-    bool bad = ferror(f) != 0;
-    if (fclose(f) != 0) bad = true;
-    if (bad || rename(tmp, json_path) != 0) {
-        int err = errno;
-        remove(tmp);
-        return mr_fail(MR_ERR_IO, "%s: write failed: %s", json_path, strerror(err));
-    }
-    return MR_OK;
+    mr_text_printf(&t, "%s]\n}\n", d->n ? "\n  " : "");
+    mr_status st = mr_text_write_atomic(&t, json_path);
+    mr_text_free(&t);
+    return st;
 }
 
-static mr_status predict_one(predictor *p, const input *in, mr_detections *d) {
+/* Predicts one image and writes its overlay and JSON. A failed write sets *write_failed: the
+ * caller stops there (the next file would fail the same way), whereas a bad input image is
+ * reported and skipped. */
+static mr_status predict_one(predictor *p, const input *in, mr_detections *d, bool *write_failed) {
     const mr_net_config *net = &p->cfg.net;
     mr_image rgb = {0}, gray = {0};
     mr_status st = mr_image_load_limited(in->path, 3, p->cfg.max_image_pixels, &rgb);
@@ -372,8 +352,12 @@ static mr_status predict_one(predictor *p, const input *in, mr_detections *d) {
         mr_draw_detections(&rgb, d->n, d->boxes, d->class_ids, d->scores, d->masks, names,
                            p->cfg.net.num_classes);
         st = mr_image_write_png(overlay, &rgb);
+        *write_failed = st == MR_ERR_IO;
     }
-    if (st == MR_OK) st = write_result(p, json, rel, overlay_name, d, polys);
+    if (st == MR_OK) {
+        st = write_result(p, json, rel, overlay_name, d, polys);
+        *write_failed = st == MR_ERR_IO;
+    }
     if (st == MR_OK) {
         struct stat sb;
         int64_t size = stat(in->path, &sb) == 0 ? (int64_t)sb.st_size : 0;
@@ -453,6 +437,8 @@ int cmd_predict(int argc, char **argv) {
     int failures = 0, skipped = 0;
     mr_status st = p ? MR_OK : mr_fail(MR_ERR_NOMEM, "no memory");
     if (st == MR_OK) st = mr_make_dirs(out);
+    /* A read-only or forbidden --out fails now, not after the model has loaded. */
+    if (st == MR_OK) st = mr_check_dir_writable(out);
     if (st == MR_OK) {
         p->out_dir = out;
         p->out_real = realpath(out, NULL);
@@ -494,11 +480,19 @@ int cmd_predict(int argc, char **argv) {
     for (int i = 0; i < inputs.count && st == MR_OK; i++) {
         mr_detections d;
         memset(&d, 0, sizeof d);
-        mr_status one = predict_one(p, &inputs.items[i], &d);
+        bool write_failed = false;
+        mr_status one = predict_one(p, &inputs.items[i], &d, &write_failed);
         if (one == MR_OK) {
             fprintf(stderr, "[%d/%d] %s: %lld detection%s\n", i + 1, inputs.count,
                     inputs.items[i].path, (long long)d.n, d.n == 1 ? "" : "s");
             p->images_done++;
+        } else if (write_failed) {
+            /* A full disk or a read-only folder fails every later file too: stop at the first,
+             * with one line, rather than one line per image and a folder of partial outputs.
+             * The files written before are whole (core/file.h). */
+            char why[1024];
+            snprintf(why, sizeof why, "%s", mr_last_error());
+            st = mr_fail(one, "%s; stopped at image %d of %d", why, i + 1, inputs.count);
         } else if (one == MR_ERR_NOMEM) {
             st = one; /* the next image will not fare better */
         } else {

@@ -1,12 +1,30 @@
 /* `mrcnn synth`: writes a synthetic breast-ultrasound set (PNG + VIA 2.x JSON in train/ and
  * val/) through data/synth.h and prints what it wrote. --preset picks the defaults and the way
  * images are drawn; the individual options given explicitly override the preset's values. */
+#include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "../data/synth.h"
 #include "cli.h"
+
+/* True when `dir` exists and holds anything; `first` gets one of its entries for the message.
+ * A folder that does not exist yet, or cannot be listed, is left to the writer to report. */
+static bool folder_has_entries(const char *dir, char *first, size_t size) {
+    DIR *d = opendir(dir);
+    if (!d) return false;
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(d));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(first, size, "%s", e->d_name);
+            found = true;
+        }
+    closedir(d);
+    return found;
+}
 
 int cmd_synth(int argc, char **argv) {
     mr_synth_options o;
@@ -16,7 +34,8 @@ int cmd_synth(int argc, char **argv) {
     /* NaN and LONG_MIN: not given, so the preset's value stands. */
     double val = o.val_fraction, lmin = NAN, lmax = NAN, normal = NAN, malignant = NAN;
     const mr_opt opts[] = {
-        {"--out", MR_OPT_STRING, &out, "output folder; train/ and val/ are created in it"},
+        {"--out", MR_OPT_STRING, &out,
+         "new or empty output folder; train/ and val/ are created in it"},
         {"--images", MR_OPT_INT, &images, "number of images over train and val (100)"},
         {"--seed", MR_OPT_INT, &seed, "random seed; the same seed writes the same bytes (1)"},
         {"--preset", MR_OPT_STRING, &preset,
@@ -54,6 +73,16 @@ int cmd_synth(int argc, char **argv) {
     if (max_lesions != LONG_MIN && (max_lesions < 1 || max_lesions > MR_SYNTH_MAX_LESIONS)) {
         fprintf(stderr, "mrcnn synth: --max-lesions must be in [1, %d], got %ld\n",
                 MR_SYNTH_MAX_LESIONS, max_lesions);
+        return 2;
+    }
+    /* synth writes a whole data set: into a folder already holding one it would replace the
+     * annotation files and leave the old images beside them unannotated, or mix two sets. */
+    char first[256];
+    if (folder_has_entries(out, first, sizeof first)) {
+        fprintf(stderr,
+                "mrcnn synth: %s is not empty (it holds '%s'); give a new or empty folder, "
+                "nothing was written\n",
+                out, first);
         return 2;
     }
     mr_synth_preset_defaults(&o, p);
