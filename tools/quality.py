@@ -124,6 +124,7 @@ def main():
     def synth(seed, images, val_fraction):
         d = os.path.join(args.out, "data-hard-%d" % seed)
         if not os.path.exists(os.path.join(d, "val", "via_region_data.json")):
+            subprocess.call(["rm", "-rf", d])  # half-written by an interrupted run: synth wants it empty
             run([args.mrcnn, "synth", "--out", d, "--images", str(images), "--seed", str(seed),
                  "--size", "256", "--preset", "hard", "--val-fraction", str(val_fraction)],
                 os.path.join(args.out, "synth-%d.log" % seed))

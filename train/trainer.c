@@ -544,14 +544,10 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
     char path[1200];
     snprintf(path, sizeof path, "%s/config.json", t->run_dir);
     char *json = mr_config_to_json(c);
-    FILE *f = fopen(path, "w");
-    if (!f || !json || fputs(json, f) < 0) {
-        free(json);
-        if (f) fclose(f);
-        return mr_fail(MR_ERR_IO, "%s: cannot write the resolved config", path);
-    }
+    if (!json) return mr_fail(MR_ERR_NOMEM, "%s: out of memory", path);
+    st = mr_write_file_atomic(path, json, strlen(json), 0644);
     free(json);
-    if (fclose(f) != 0) return mr_fail(MR_ERR_IO, "%s: cannot write the resolved config", path);
+    MR_TRY(st);
     snprintf(path, sizeof path, "%s/log.jsonl", t->run_dir);
     long keep_through = (long)*start_epoch * c->steps_per_epoch + *start_step;
     MR_TRY(mr_report_trim_log(path, keep_through, *start_epoch));
