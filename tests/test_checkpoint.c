@@ -138,7 +138,7 @@ Test(checkpoint, empty_data_order_and_unmeasured_loss) {
     small_params(&p, false);
     small_params(&q, false);
     fill_params(&p, 1);
-    mr_checkpoint_state s = make_state(0, NAN);
+    mr_checkpoint_state s = make_state(0, (double)NAN);
     save(path, &p, &s);
     mr_checkpoint_state r;
     cr_assert_eq(mr_checkpoint_load(path, &q, &r), MR_OK, "%s", mr_last_error());
@@ -241,7 +241,7 @@ Test(checkpoint, prune_keeps_the_last_k_and_the_best) {
     const char *dir = temp_dir("ckptprune");
     mr_params p;
     small_params(&p, false);
-    const double loss[7] = {5.0, 1.0, 4.0, NAN, 3.0, 6.0, 7.0};
+    const double loss[7] = {5.0, 1.0, 4.0, (double)NAN, 3.0, 6.0, 7.0};
     char path[512];
     for (int e = 1; e <= 7; e++) {
         fill_params(&p, (uint64_t)e);
@@ -333,6 +333,232 @@ Test(checkpoint, damaged_newest_falls_back_to_the_previous) {
     mr_params_free(&p);
     mr_params_free(&q);
     remove_dir(dir);
+}
+
+/* The fault-injection case: CHECKPOINT_KEEP 1, the newest checkpoint damaged and (by its still
+ * readable val_loss) the best. Resume starts from the older intact one; then an interrupted save
+ * writes a new intact checkpoint that sorts before the damaged one. Pruning used to keep the
+ * damaged file (newest by name, best by loss) and delete both intact ones. */
+Test(checkpoint, prune_never_keeps_a_damaged_checkpoint_over_an_intact_one) {
+    const char *dir = temp_dir("ckptprunedmg");
+    mr_params p;
+    small_params(&p, false);
+    char source[512], damaged[512], fresh[512], aside[600], found[512];
+    mr_checkpoint_path(source, sizeof source, dir, 3, 30);
+    mr_checkpoint_path(damaged, sizeof damaged, dir, 4, 40);
+    mr_checkpoint_path(fresh, sizeof fresh, dir, 3, 35);
+    snprintf(aside, sizeof aside, "%s.damaged", damaged);
+    fill_params(&p, 71);
+    mr_checkpoint_state s = make_state(3, 2.0);
+    save(source, &p, &s);
+    float marker[4] = {1004.0f, 2000.0f, 3000.0f, 4000.0f};
+    fill_params(&p, 72);
+    memcpy(mr_params_tensor(&p, "conv/kernel")->data, marker, sizeof marker);
+    s = make_state(4, 0.5);
+    save(damaged, &p, &s);
+    corrupt_at_marker(damaged, marker);
+    /* Resume skips the damaged file... */
+    int skipped = 0;
+    cr_assert_eq(mr_checkpoint_find_latest(dir, found, sizeof found, &skipped), MR_OK);
+    cr_assert_str_eq(found, source);
+    cr_assert_eq(skipped, 1);
+    /* ...and, stopped mid-epoch, saves a new intact one, then prunes to CHECKPOINT_KEEP 1. */
+    fill_params(&p, 73);
+    s = make_state(3, (double)NAN);
+    save(fresh, &p, &s);
+    int removed = -1;
+    cr_assert_eq(mr_checkpoint_prune(dir, 1, &removed), MR_OK, "%s", mr_last_error());
+    cr_assert(exists(fresh), "the newest intact checkpoint was deleted");
+    cr_assert(exists(source), "the best intact checkpoint was deleted");
+    cr_assert(mr_checkpoint_verify(fresh) && mr_checkpoint_verify(source));
+    /* The damaged one, newer than every intact one, is set aside, not counted, not resumed. */
+    cr_assert(!exists(damaged), "a damaged checkpoint was kept in place of an intact one");
+    cr_assert(exists(aside), "the damaged checkpoint was deleted instead of set aside");
+    cr_assert_eq(removed, 1);
+    cr_assert_eq(mr_checkpoint_find_latest(dir, found, sizeof found, &skipped), MR_OK);
+    cr_assert_str_eq(found, fresh);
+    cr_assert_eq(skipped, 0);
+    /* A second prune keeps both: the newest intact and the best intact. */
+    cr_assert_eq(mr_checkpoint_prune(dir, 1, &removed), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(removed, 0);
+    /* The next epoch's checkpoint is the newest and the best: the other two go. */
+    char next[512];
+    mr_checkpoint_path(next, sizeof next, dir, 4, 40);
+    fill_params(&p, 74);
+    s = make_state(4, 1.0);
+    save(next, &p, &s);
+    cr_assert_eq(mr_checkpoint_prune(dir, 1, &removed), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(removed, 2);
+    cr_assert(exists(next) && !exists(fresh) && !exists(source));
+    mr_params_free(&p);
+    remove_dir(dir);
+}
+
+/* An older damaged file is simply deleted; with nothing intact, nothing is touched. */
+Test(checkpoint, prune_deletes_old_damage_and_never_empties_a_run) {
+    const char *dir = temp_dir("ckptprunenone");
+    mr_params p;
+    small_params(&p, false);
+    char path[3][512];
+    for (int e = 0; e < 3; e++) {
+        float marker[4] = {1100.0f + (float)e, 2000.0f, 3000.0f, 4000.0f};
+        fill_params(&p, 80 + (uint64_t)e);
+        memcpy(mr_params_tensor(&p, "conv/kernel")->data, marker, sizeof marker);
+        mr_checkpoint_state s = make_state(e + 1, 3.0 - e);
+        mr_checkpoint_path(path[e], sizeof path[e], dir, e + 1, (e + 1) * 20);
+        save(path[e], &p, &s);
+        if (e == 0) corrupt_at_marker(path[e], marker);
+    }
+    int removed = -1;
+    cr_assert_eq(mr_checkpoint_prune(dir, 1, &removed), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(removed, 2);
+    cr_assert(!exists(path[0]) && !exists(path[1]) && exists(path[2]));
+    char aside[600];
+    snprintf(aside, sizeof aside, "%s.damaged", path[0]);
+    cr_assert(!exists(aside), "damage older than an intact checkpoint holds nothing to salvage");
+    /* The last one damaged too: the run keeps it, and prune says so. */
+    float marker[4] = {1102.0f, 2000.0f, 3000.0f, 4000.0f};
+    corrupt_at_marker(path[2], marker);
+    cr_assert_eq(mr_checkpoint_prune(dir, 1, &removed), MR_ERR_IO);
+    cr_assert(strstr(mr_last_error(), "none of the 1 checkpoints is intact") &&
+                  strstr(mr_last_error(), "nothing was removed"),
+              "%s", mr_last_error());
+    cr_assert_eq(removed, 0);
+    cr_assert(exists(path[2]));
+    mr_params_free(&p);
+    remove_dir(dir);
+}
+
+/* ---- the training state ------------------------------------------------------------------- */
+
+/* Flips one bit of the first of two int64 values stored side by side in the file. */
+static void flip_i64_pair(const char *path, const int64_t pair[2]) {
+    FILE *f = fopen(path, "r+b");
+    cr_assert_not_null(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    char *buf = malloc((size_t)size);
+    fseek(f, 0, SEEK_SET);
+    cr_assert_eq(fread(buf, 1, (size_t)size, f), (size_t)size);
+    char *hit = memmem(buf, (size_t)size, pair, 2 * sizeof(int64_t));
+    cr_assert_not_null(hit, "values not found in %s", path);
+    int64_t v;
+    memcpy(&v, hit, sizeof v);
+    v ^= INT64_C(1) << 3;
+    fseek(f, hit - buf, SEEK_SET);
+    fwrite(&v, sizeof v, 1, f);
+    fclose(f);
+    free(buf);
+}
+
+Test(checkpoint, state_checksum_catches_a_flipped_data_order) {
+    const char *dir = temp_dir("ckptstate");
+    char path[512];
+    mr_checkpoint_path(path, sizeof path, dir, 5, 57);
+    mr_params p;
+    small_params(&p, false);
+    fill_params(&p, 90);
+    mr_checkpoint_state s = make_state(5, 0.75);
+    int64_t order[2] = {5, 7};
+    s.step = 57;
+    s.data_order = order;
+    s.n_data_order = 2;
+    save(path, &p, &s);
+    mr_checkpoint_state r;
+    cr_assert_eq(mr_checkpoint_read_state(path, &r), MR_OK, "%s", mr_last_error());
+    cr_assert(r.verified, "a new checkpoint's state is verified");
+    int epoch = -1, step = -1;
+    cr_assert_eq(mr_checkpoint_position(path, &r, 10, &epoch, &step), MR_OK, "%s", mr_last_error());
+    cr_assert(epoch == 5 && step == 7);
+    mr_checkpoint_state_free(&r);
+    /* (5, 7) -> (13, 7): in range, and a plausible place to resume from, but not this run's. */
+    flip_i64_pair(path, order);
+    cr_assert_eq(mr_checkpoint_read_state(path, &r), MR_ERR_FORMAT);
+    const char *e = mr_last_error();
+    cr_assert(strstr(e, path) && strstr(e, "damaged checkpoint: the training state") &&
+                  strstr(e, "fails its checksum") && !strchr(e, '\n'),
+              "%s", e);
+    cr_assert_null(r.data_order, "a failed read leaves nothing to free");
+    cr_assert(!mr_checkpoint_verify(path), "find_latest and prune must skip it");
+    mr_params q;
+    small_params(&q, false);
+    cr_assert_eq(mr_checkpoint_load(path, &q, &r), MR_ERR_FORMAT);
+    mr_params_free(&q);
+    mr_params_free(&p);
+    remove_dir(dir);
+}
+
+/* Values out of range read as damage even when the checksum matches them (a writer's bug, or a
+ * file edited by hand), and the resume position is checked against the run's epochs. */
+Test(checkpoint, out_of_range_state_reads_as_damage) {
+    const char *dir = temp_dir("ckptrange");
+    char path[512];
+    mr_checkpoint_path(path, sizeof path, dir, 2, 20);
+    mr_params p;
+    small_params(&p, false);
+    fill_params(&p, 91);
+    mr_checkpoint_state r, s = make_state(2, 0.5);
+    int64_t order[2] = {2, 0};
+    s.data_order = order;
+    s.n_data_order = 2;
+    const struct {
+        int64_t epoch, step, order0, order1;
+        double loss;
+        const char *expect;
+    } cases[] = {
+        {2, 20, -1, 0, 0.5, "damaged checkpoint: /state/data_order[0] is -1, expected 0.."},
+        {2, 20, 2, 0, -3.0, "damaged checkpoint: attribute val_loss is -3"},
+        {-2, 20, 2, 0, 0.5, "damaged checkpoint: attribute epoch is -2"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        s.epoch = cases[i].epoch;
+        s.step = cases[i].step;
+        order[0] = cases[i].order0;
+        order[1] = cases[i].order1;
+        s.val_loss = cases[i].loss;
+        save(path, &p, &s);
+        cr_assert_eq(mr_checkpoint_read_state(path, &r), MR_ERR_FORMAT, "case %zu", i);
+        cr_assert(strstr(mr_last_error(), cases[i].expect), "case %zu: %s", i, mr_last_error());
+    }
+    /* Readable, but not a place a run of 10-step epochs can resume from. */
+    const struct {
+        int64_t epoch, step, order0, order1;
+        const char *expect;
+    } positions[] = {
+        {2, 1000002, 2, 1000000,
+         "damaged checkpoint: /state/data_order[1] (step within the epoch) is 1000000, expected "
+         "0..9 (STEPS_PER_EPOCH 10)"},
+        {2, 20, 3, 0, "/state/data_order[0] (epoch) is 3, the attribute epoch is 2"},
+        {2, 25, 2, 0, "attribute step is 25, but epoch 2 of 10 steps plus step 0 makes 20"},
+    };
+    for (size_t i = 0; i < sizeof positions / sizeof positions[0]; i++) {
+        s.epoch = positions[i].epoch;
+        s.step = positions[i].step;
+        order[0] = positions[i].order0;
+        order[1] = positions[i].order1;
+        s.val_loss = 0.5;
+        save(path, &p, &s);
+        cr_assert_eq(mr_checkpoint_read_state(path, &r), MR_OK, "%s", mr_last_error());
+        int epoch = -1, step = -1;
+        cr_assert_eq(mr_checkpoint_position(path, &r, 10, &epoch, &step), MR_ERR_FORMAT, "%zu", i);
+        cr_assert(strstr(mr_last_error(), positions[i].expect), "position %zu: %s", i,
+                  mr_last_error());
+        cr_assert(strstr(mr_last_error(), path), "%s", mr_last_error());
+        mr_checkpoint_state_free(&r);
+    }
+    mr_params_free(&p);
+    remove_dir(dir);
+}
+
+/* Checkpoints written before the state had a checksum still load: not verified, range-checked. */
+Test(checkpoint, state_without_a_checksum_is_not_verified_but_readable) {
+    mr_checkpoint_state r;
+    const char *old = "tests/fuzz/corpus/checkpoint/ckpt.h5";
+    cr_assert_eq(mr_checkpoint_read_state(old, &r), MR_OK, "%s", mr_last_error());
+    cr_assert(!r.verified);
+    cr_assert_eq(r.epoch, 3);
+    mr_checkpoint_state_free(&r);
+    cr_assert(mr_checkpoint_verify(old), "%s", mr_last_error());
 }
 
 Test(checkpoint, load_lists_every_mismatch_at_once) {

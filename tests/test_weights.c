@@ -551,7 +551,7 @@ Test(weights, exclude_names_layers_and_keras_groups) {
     mr_model m;
     init_tiny(&m, 2.0f);
     const char *excl[] = {"conv1,mrcnn_mask_deconv", "rpn_model", "bn_conv1", "no_such_layer"};
-    mr_weights_load_options opt = {excl, 4, false};
+    mr_weights_load_options opt = {.exclude = excl, .n_exclude = 4};
     mr_load_report r;
     cr_assert_eq(mr_weights_load(KERAS_TINY, &m.params, &opt, &r), MR_OK, "%s", mr_last_error());
     const char *skip[] = {"conv1",         "mrcnn_mask_deconv", "rpn_conv_shared",
@@ -678,7 +678,7 @@ Test(weights, missing_unexpected_misshaped_all_listed) {
 
     /* Excluding what does not fit makes the rest load; the missing bias becomes zeros. */
     const char *excl[] = {"res3a_branch2a,mrcnn_class_conv2,mrcnn_class_bn2"};
-    mr_weights_load_options opt = {excl, 1, false};
+    mr_weights_load_options opt = {.exclude = excl, .n_exclude = 1};
     cr_assert_eq(mr_weights_load(path, &m.params, &opt, &r), MR_OK, "%s", mr_last_error());
     cr_assert(has_note(&r, "1 layers have no bias in the file; set to zeros: res2a_branch2a"));
     mr_tensor *b = mr_params_tensor(&m.params, "res2a_branch2a/bias");
@@ -722,6 +722,191 @@ Test(weights, grey_file_into_rgb_model_is_misshaped) {
     free(km.l);
     unlink(path);
     rmdir(dir);
+}
+
+/* ---- files for another network, files that fill too little -------------------------------- */
+
+/* Lines of the report as the trainer prints it. */
+static int report_lines(const mr_load_report *r) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    mr_load_report_print(r, out);
+    fclose(out);
+    int n = 0;
+    for (const char *c = text; *c; c++) n += *c == '\n';
+    free(text);
+    return n;
+}
+
+Test(weights, another_network_is_one_line_naming_both) {
+    const char *dir = temp_dir("kerasother");
+    char path[512];
+    kw_model km;
+    kw_spec spec = {101, 16, 32, 32, 64, 3, 1, 3, 7}; /* ResNet-101, twice the tiny width */
+    kw_build(&spec, &km);
+    write_tiny(dir, "r101.h5", &km, "/", path, sizeof path);
+    mr_model m;
+    init_tiny(&m, 6.0f);
+    mr_load_report r;
+    cr_assert_eq(mr_weights_load(path, &m.params, NULL, &r), MR_ERR_FORMAT);
+    const char *msg = mr_last_error();
+    one_line(msg);
+    cr_assert(strstr(msg, "the weights are ResNet-101 with 16 filters, the config is ResNet-50 "
+                          "with 8 filters"),
+              "%s", msg);
+    cr_assert(strstr(msg, "do not fit, first conv1 (kernel (7,7,1,16) in the file, (7,7,1,8) in "
+                          "the model)"),
+              "%s", msg);
+    cr_assert_null(strstr(msg, "--exclude"), "no hint that cannot help: %s", msg);
+    cr_assert_lt(strlen(msg), 600, "%s", msg);
+    cr_assert(r.other_network && r.refused && !r.applied);
+    cr_assert_eq(r.file_net.depth, 101);
+    cr_assert_eq(r.model_net.depth, 50);
+    /* The report the trainer prints next to it: counts only, no 100+ layer names. */
+    cr_assert_leq(report_lines(&r), 8, "%d lines", report_lines(&r));
+    for (size_t i = 0; i < m.params.total; i++) cr_assert_eq(m.params.values[i], 6.0f);
+    mr_load_report_free(&r);
+
+    /* Same depth, another width: still one line, naming the width. */
+    kw_spec wide = {50, 16, 32, 32, 64, 3, 1, 3, 7};
+    free(km.l);
+    kw_build(&wide, &km);
+    write_tiny(dir, "r50w16.h5", &km, "/", path, sizeof path);
+    cr_assert_eq(mr_weights_load(path, &m.params, NULL, NULL), MR_ERR_FORMAT);
+    cr_assert(strstr(mr_last_error(), "the weights are ResNet-50 with 16 filters, the config is "
+                                      "ResNet-50 with 8 filters"),
+              "%s", mr_last_error());
+    /* Only the pyramid differs: said in config keys. */
+    kw_spec fpn = {50, 8, 16, 32, 64, 3, 1, 3, 7};
+    free(km.l);
+    kw_build(&fpn, &km);
+    write_tiny(dir, "fpn16.h5", &km, "/", path, sizeof path);
+    cr_assert_eq(mr_weights_load(path, &m.params, NULL, NULL), MR_ERR_FORMAT);
+    cr_assert(strstr(mr_last_error(), "both ResNet-50 with 8 filters but differ (weights vs "
+                                      "config): TOP_DOWN_PYRAMID_SIZE 16 vs 32"),
+              "%s", mr_last_error());
+    mr_model_free(&m);
+    free(km.l);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* A ResNet-50 file for a ResNet-101 config of the same width fills more than half of it: loaded,
+ * with a note saying which networks they are. */
+Test(weights, shallower_backbone_loads_with_a_note) {
+    const char *dir = temp_dir("kerasdeeper");
+    char path[512];
+    kw_model km;
+    kw_spec spec = tiny_spec(1, 3);
+    kw_build(&spec, &km);
+    write_tiny(dir, "r50.h5", &km, "/", path, sizeof path);
+    mr_config c;
+    tiny_config(&c);
+    c.net.backbone_depth = 101;
+    mr_model m;
+    init_model(&m, &c.net, 0.0f);
+    mr_load_report r;
+    cr_assert_eq(mr_weights_load(path, &m.params, NULL, &r), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(r.n[MR_LOAD_MISSING], 17 * 6, "res4g..res4w, conv and batch norm each");
+    cr_assert(has_note(&r, "the weights are ResNet-50 with 8 filters, the config is ResNet-101 "
+                           "with 8 filters"));
+    mr_load_report_free(&r);
+    mr_model_free(&m);
+    free(km.l);
+    unlink(path);
+    rmdir(dir);
+}
+
+static bool is_backbone(const char *layer) {
+    return !strcmp(layer, "conv1") || !strcmp(layer, "bn_conv1") ||
+           (!strncmp(layer, "res", 3) && strstr(layer, "_branch")) ||
+           (!strncmp(layer, "bn", 2) && strstr(layer, "_branch"));
+}
+
+Test(weights, fewer_than_half_of_the_layers_is_refused) {
+    const char *dir = temp_dir("kerashalf");
+    char path[512];
+    kw_model km;
+    kw_spec spec = tiny_spec(1, 3);
+    kw_build(&spec, &km);
+    /* The heads without the backbone: 27 of the model's 133 layers. */
+    int kept = 0;
+    for (int i = 0; i < km.n; i++) {
+        if (is_backbone(km.l[i].name))
+            km.l[i].nw = 0;
+        else if (km.l[i].nw)
+            kept++;
+    }
+    write_tiny(dir, "heads.h5", &km, "/", path, sizeof path);
+    mr_model m;
+    init_tiny(&m, 5.0f);
+    int total = model_layers(&m);
+    mr_load_report r;
+    cr_assert_eq(mr_weights_load(path, &m.params, NULL, &r), MR_ERR_FORMAT);
+    const char *msg = mr_last_error();
+    one_line(msg);
+    char want[160];
+    int heads = total - 106; /* conv1 + bn_conv1 + 52 bottleneck convs and their batch norms */
+    snprintf(want, sizeof want, "only %d of %d layers of this model match the file by name", heads,
+             total);
+    cr_assert(strstr(msg, want), "%s", msg);
+    cr_assert(strstr(msg, "nothing was loaded") && strstr(msg, "--exclude"), "%s", msg);
+    cr_assert(r.other_network && r.refused);
+    for (size_t i = 0; i < m.params.total; i++) cr_assert_eq(m.params.values[i], 5.0f);
+    mr_load_report_free(&r);
+    /* Callers without --exclude get no such hint. */
+    mr_weights_load_options strict = {.no_exclude_hint = true};
+    cr_assert_eq(mr_weights_load(path, &m.params, &strict, NULL), MR_ERR_FORMAT);
+    cr_assert_null(strstr(mr_last_error(), "--exclude"), "%s", mr_last_error());
+    /* Leaving the backbone out on purpose makes it a deliberate partial load. */
+    char list[8192] = "";
+    for (int i = 0; i < m.params.count; i++) {
+        char layer[MR_PARAM_NAME_MAX];
+        mr_param_layer(m.params.items[i].name, layer, sizeof layer);
+        char item[MR_PARAM_NAME_MAX + 2];
+        snprintf(item, sizeof item, ",%s", layer);
+        if (is_backbone(layer) && !strstr(list, item)) strcat(list, item);
+    }
+    const char *excl[] = {list + 1};
+    mr_weights_load_options opt = {.exclude = excl, .n_exclude = 1};
+    cr_assert_eq(mr_weights_load(path, &m.params, &opt, &r), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(r.n[MR_LOAD_LOADED], heads);
+    cr_assert_eq(r.n[MR_LOAD_EXCLUDED], 106);
+    mr_load_report_free(&r);
+    free(km.l);
+
+    /* The backbone without the heads (an ImageNet-style file) is most of the model: loaded. */
+    kw_build(&spec, &km);
+    for (int i = 0; i < km.n; i++)
+        if (!is_backbone(km.l[i].name)) km.l[i].nw = 0;
+    write_tiny(dir, "backbone.h5", &km, "/", path, sizeof path);
+    cr_assert_eq(mr_weights_load(path, &m.params, NULL, &r), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(r.n[MR_LOAD_LOADED], 106);
+    mr_load_report_free(&r);
+    free(km.l);
+
+    /* Nothing in common by name at all: "0 of 133". */
+    mr_params other;
+    mr_params_init(&other);
+    int64_t k[2] = {4, 4};
+    cr_assert_geq(mr_params_add(&other, "dense_1/kernel", 2, k, true), 0);
+    cr_assert_geq(mr_params_add(&other, "dense_2/kernel", 2, k, true), 0);
+    cr_assert_eq(mr_params_finalize(&other), MR_OK);
+    snprintf(path, sizeof path, "%s/foreign.h5", dir);
+    cr_assert_eq(mr_weights_save_keras(path, &other), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(mr_weights_load(path, &m.params, NULL, NULL), MR_ERR_FORMAT);
+    snprintf(want, sizeof want,
+             "only 0 of %d layers of this model match the file by name (%d are "
+             "not in it, 2 file layers match nothing in the model)",
+             total, total);
+    cr_assert(strstr(mr_last_error(), want), "%s", mr_last_error());
+    mr_params_free(&other);
+    mr_model_free(&m);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
 }
 
 /* ---- bad files ---------------------------------------------------------------------------- */
@@ -890,7 +1075,7 @@ Test(weights, checkpoint_loads_as_weights) {
     H5_OK(mr_checkpoint_save(path, &a.params, &s));
     mr_load_report r;
     const char *excl[] = {"mrcnn_mask"};
-    mr_weights_load_options opt = {excl, 1, false};
+    mr_weights_load_options opt = {.exclude = excl, .n_exclude = 1};
     cr_assert_eq(mr_weights_load(path, &b.params, &opt, &r), MR_OK, "%s", mr_last_error());
     cr_assert_eq(r.format, MR_WEIGHTS_CHECKPOINT);
     cr_assert_eq(r.n[MR_LOAD_LOADED], model_layers(&a) - 1);
@@ -908,7 +1093,7 @@ Test(weights, checkpoint_loads_as_weights) {
 Test(weights, dry_run_reports_without_copying) {
     mr_model m;
     init_tiny(&m, 4.0f);
-    mr_weights_load_options opt = {NULL, 0, true};
+    mr_weights_load_options opt = {.dry_run = true};
     mr_load_report r;
     cr_assert_eq(mr_weights_load(KERAS_TINY, &m.params, &opt, &r), MR_OK, "%s", mr_last_error());
     cr_assert(!r.applied);

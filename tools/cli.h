@@ -55,7 +55,7 @@ typedef struct {
 
 /* Kept one option per line (clang-format would fold the list). */
 /* clang-format off */
-#define MR_CLI_DATA_INIT {NULL, NULL, NAN}
+#define MR_CLI_DATA_INIT {NULL, NULL, (double)NAN}
 #define MR_CLI_DATA_OPTS(d)                                                                        \
     {"--data", MR_OPT_STRING, &(d).data,                                                           \
      "a folder with train/ and val/, a folder of images with one annotation file, or an "          \
@@ -69,6 +69,15 @@ typedef struct {
 /* clang-format on */
 
 mr_data_args mr_cli_data_args(const mr_cli_data *d);
+
+/* --allow-damaged: every verb that reads weights refuses a file whose tensors fail their
+ * checksum unless given this (the policy is the loader's: mr_weights_load_options). */
+/* clang-format off */
+#define MR_CLI_ALLOW_DAMAGED_OPT(flag)                                                             \
+    {"--allow-damaged", MR_OPT_FLAG, &(flag),                                                      \
+     "use weights that fail their checksum (a damaged file) instead of refusing them; for "       \
+     "salvage only"}
+/* clang-format on */
 
 /* Maps a status to the process exit code and prints the last error as one line. */
 int mr_exit_code(mr_status st);

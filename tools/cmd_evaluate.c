@@ -23,7 +23,7 @@ int cmd_evaluate(int argc, char **argv) {
     mr_cli_data d = MR_CLI_DATA_INIT;
     double threshold = -1.0;
     long limit = LONG_MIN; /* not given: every image */
-    bool quiet = false;
+    bool quiet = false, allow_damaged = false;
     mr_opt opts[] = {
         {"--weights", MR_OPT_STRING, &weights, "trained weights: an export or a checkpoint"},
         {"--predictions", MR_OPT_STRING, &predictions,
@@ -39,6 +39,7 @@ int cmd_evaluate(int argc, char **argv) {
         {"--out", MR_OPT_STRING, &out_dir, "folder for evaluation.json and pr_<class>.svg"},
         {"--limit", MR_OPT_INT, &limit, "evaluate only the first N images"},
         {"--quiet", MR_OPT_FLAG, &quiet, "no progress line"},
+        MR_CLI_ALLOW_DAMAGED_OPT(allow_damaged),
     };
     int code = 0;
     if (!mr_parse_args("evaluate",
@@ -82,7 +83,8 @@ int cmd_evaluate(int argc, char **argv) {
     bool model_ok = false;
     mr_status st = cfg ? MR_OK : mr_fail(MR_ERR_NOMEM, "out of memory");
     if (st == MR_OK && weights) {
-        st = mr_inference_load(weights, config_path, cfg, &model, NULL);
+        const mr_inference_options io = {.allow_damaged = allow_damaged};
+        st = mr_inference_load_opts(weights, config_path, &io, cfg, &model, NULL);
         model_ok = st == MR_OK;
     } else if (st == MR_OK) {
         mr_config_defaults(cfg);

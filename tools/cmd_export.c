@@ -9,7 +9,7 @@
 
 int cmd_export(int argc, char **argv) {
     const char *weights = NULL, *out = NULL, *format = "mrcnn", *config = NULL;
-    bool fp16 = false, no_fold = false;
+    bool fp16 = false, no_fold = false, allow_damaged = false;
     mr_opt opts[] = {
         {"--weights", MR_OPT_STRING, &weights, "checkpoint, export or Keras weights to export"},
         {"--out", MR_OPT_STRING, &out, "file to write (.h5)"},
@@ -17,6 +17,7 @@ int cmd_export(int argc, char **argv) {
         {"--fp16", MR_OPT_FLAG, &fp16, "store float16 (mrcnn format): half the size"},
         {"--no-fold", MR_OPT_FLAG, &no_fold, "keep batch norms unfolded (mrcnn format)"},
         {"--config", MR_OPT_STRING, &config, "config JSON (default: the one inside --weights)"},
+        MR_CLI_ALLOW_DAMAGED_OPT(allow_damaged),
     };
     int code = 0;
     if (!mr_parse_args("export",
@@ -27,7 +28,7 @@ int cmd_export(int argc, char **argv) {
         fprintf(stderr, "mrcnn export: --weights FILE and --out FILE are required\n");
         return 2;
     }
-    mr_export_options eo = {.half = fp16, .no_fold = no_fold};
+    mr_export_options eo = {.half = fp16, .no_fold = no_fold, .allow_damaged = allow_damaged};
     if (!strcmp(format, "mrcnn")) {
         eo.format = MR_EXPORT_MRCNN;
     } else if (!strcmp(format, "keras")) {

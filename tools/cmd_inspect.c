@@ -1,6 +1,7 @@
-/* `mrcnn inspect FILE [--config C] [--exclude L]`: lists the tensors of any weights file mrcnn
- * reads (Keras HDF5, mrcnn export, checkpoint) with shapes and types, and with a config prints
- * the load report --weights would give, without training. */
+/* `mrcnn inspect FILE [--config C] [--exclude L] [--allow-damaged]`: lists the tensors of any
+ * weights file mrcnn reads (Keras HDF5, mrcnn export, checkpoint) with shapes and types, checks
+ * every tensor against its checksum (exit 1 on damage, after the listing), and with a config
+ * prints the load report --weights would give, without training. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,7 @@ static void print_index(const mr_weights_index *ix) {
     }
 }
 
-static mr_status print_checkpoint_state(const char *path) {
+static mr_status print_checkpoint_state(const char *path, bool *state_verified) {
     mr_checkpoint_state s;
     MR_TRY(mr_checkpoint_read_state(path, &s));
     printf("checkpoint: epoch %lld, step %lld, validation loss ", (long long)s.epoch,
@@ -49,22 +50,46 @@ static mr_status print_checkpoint_state(const char *path) {
            (unsigned long long)s.rng.s[0], (long long)s.n_data_order,
            s.config_json ? strlen(s.config_json) : 0);
     if (s.metrics_json && s.metrics_json[0]) printf("metrics: %s\n", s.metrics_json);
-    printf("intact: %s\n",
-           mr_checkpoint_verify(path) ? "yes (every checksum matches)" : mr_last_error());
+    *state_verified = s.verified;
+    if (!s.verified)
+        printf("training state: no checksum (written by an older mrcnn): range-checked only\n");
     mr_checkpoint_state_free(&s);
     return MR_OK;
 }
 
+/* The integrity line; damage is returned (its message kept) for the exit code. */
+static mr_status print_integrity(const char *path, bool checkpoint, bool state_verified) {
+    int64_t verified = 0, unverified = 0;
+    mr_status st = mr_weights_verify(path, &verified, &unverified);
+    if (st != MR_OK)
+        printf("intact: NO: %s\n", mr_last_error());
+    else if (checkpoint)
+        printf("intact: yes (every checksum matches: %lld tensors, their momentum%s)\n",
+               (long long)verified / 2, state_verified ? " and the training state" : "");
+    else if (!unverified)
+        printf("intact: yes (every checksum matches: %lld tensors)\n", (long long)verified);
+    else if (!verified)
+        printf("intact: not verified: the file stores no checksums (a Keras file, or an export "
+               "of an older mrcnn); every value is finite\n");
+    else
+        printf("intact: %lld tensors match their checksums, %lld have none; every value is "
+               "finite\n",
+               (long long)verified, (long long)unverified);
+    return st;
+}
+
 int cmd_inspect(int argc, char **argv) {
     const char *config_path = NULL;
+    bool allow_damaged = false;
     mr_str_list exclude = {0}, positional = {0};
     mr_opt opts[] = {
         {"--config", MR_OPT_STRING, &config_path, "config JSON: print the load report for it"},
         {"--exclude", MR_OPT_LIST, &exclude, "layer names to leave out (repeat or comma list)"},
+        MR_CLI_ALLOW_DAMAGED_OPT(allow_damaged),
     };
     int code = 0;
-    if (!mr_parse_args("inspect", "FILE [--config C] [--exclude LAYERS]", argc, argv, opts, 2,
-                       &positional, &code)) {
+    if (!mr_parse_args("inspect", "FILE [--config C] [--exclude LAYERS] [--allow-damaged]", argc,
+                       argv, opts, (int)(sizeof opts / sizeof opts[0]), &positional, &code)) {
         free((void *)exclude.items);
         free((void *)positional.items);
         return code;
@@ -79,10 +104,21 @@ int cmd_inspect(int argc, char **argv) {
     const char *path = positional.items[0];
     mr_weights_index ix;
     mr_status st = mr_weights_index_read(path, &ix);
+    /* Damage is reported after everything else was printed: the listing and the load report
+     * are what one looks at to understand it. */
+    mr_status damage = MR_OK;
+    char damage_msg[2048] = "";
     if (st == MR_OK) {
         print_index(&ix);
-        if (ix.format == MR_WEIGHTS_CHECKPOINT) st = print_checkpoint_state(path);
+        bool checkpoint = ix.format == MR_WEIGHTS_CHECKPOINT, state_verified = false;
         mr_weights_index_free(&ix);
+        if (checkpoint && print_checkpoint_state(path, &state_verified) != MR_OK) {
+            damage = MR_ERR_FORMAT;
+            snprintf(damage_msg, sizeof damage_msg, "%s", mr_last_error());
+            printf("intact: NO: %s\n", damage_msg);
+        } else if ((damage = print_integrity(path, checkpoint, state_verified)) != MR_OK) {
+            snprintf(damage_msg, sizeof damage_msg, "%s", mr_last_error());
+        }
     }
     if (st == MR_OK && config_path) {
         mr_config cfg;
@@ -91,16 +127,27 @@ int cmd_inspect(int argc, char **argv) {
         mr_model model;
         if (st == MR_OK) st = mr_model_init(&model, &cfg.net);
         if (st == MR_OK) {
-            mr_weights_load_options opt = {exclude.items, exclude.count, true};
+            mr_weights_load_options opt = {.exclude = exclude.items,
+                                           .n_exclude = exclude.count,
+                                           .dry_run = true,
+                                           .allow_damaged = allow_damaged};
             mr_load_report report;
             st = mr_weights_load(path, &model.params, &opt, &report);
             printf("\nload report for %s:\n", config_path);
-            mr_load_report_print(&report, stdout);
+            mr_load_report_print_all(&report, stdout);
             mr_load_report_free(&report);
             mr_model_free(&model);
         }
     }
+    /* --allow-damaged covers checksum failures only: NaN or Inf weights are refused anyway. */
+    if (damage == MR_ERR_NUMERIC)
+        st = mr_fail(damage, "%s; mrcnn refuses weights that are not finite", damage_msg);
+    else if (damage != MR_OK && !allow_damaged)
+        st = mr_fail(damage, "%s; every verb refuses this file unless given --allow-damaged",
+                     damage_msg);
     free((void *)exclude.items);
     free((void *)positional.items);
+    /* The verdict goes to stderr: after the report, also when both are one pipe. */
+    fflush(stdout);
     return mr_exit_code(st);
 }

@@ -406,6 +406,7 @@ static void choose_via_paths(predictor *p, const input_list *inputs) {
 int cmd_predict(int argc, char **argv) {
     const char *weights = NULL, *config = NULL, *out = NULL;
     double threshold = (double)NAN; /* NAN: not given */
+    bool allow_damaged = false;
     mr_str_list positional = {0};
     mr_opt opts[] = {
         {"--weights", MR_OPT_STRING, &weights, "export, checkpoint or Keras weights"},
@@ -413,6 +414,7 @@ int cmd_predict(int argc, char **argv) {
         {"--out", MR_OPT_STRING, &out, "folder for overlays, JSON results and via_project.json"},
         {"--threshold", MR_OPT_DOUBLE, &threshold,
          "minimum score (overrides DETECTION_MIN_CONFIDENCE)"},
+        MR_CLI_ALLOW_DAMAGED_OPT(allow_damaged),
     };
     int code = 0;
     if (!mr_parse_args("predict",
@@ -465,7 +467,8 @@ int cmd_predict(int argc, char **argv) {
                      skipped ? "; the folders given hold no image files" : "");
     if (st == MR_OK) choose_via_paths(p, &inputs);
     mr_weights_format format = MR_WEIGHTS_EXPORT;
-    if (st == MR_OK) st = mr_inference_load(weights, config, &p->cfg, &p->model, &format);
+    const mr_inference_options io = {.allow_damaged = allow_damaged};
+    if (st == MR_OK) st = mr_inference_load_opts(weights, config, &io, &p->cfg, &p->model, &format);
     bool model_ready = st == MR_OK;
     if (st == MR_OK) {
         p->threshold = !isnan(threshold) ? (float)threshold : p->cfg.net.detection_min_confidence;

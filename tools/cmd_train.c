@@ -21,7 +21,7 @@ int cmd_train(int argc, char **argv) {
     mr_cli_data d = MR_CLI_DATA_INIT;
     long epochs = LONG_MIN; /* not given */
     mr_str_list exclude = {0};
-    bool quiet = false, force = false;
+    bool quiet = false, force = false, allow_damaged = false;
     mr_opt opts[] = {
         {"--config", MR_OPT_STRING, &config, "config JSON (required unless --resume)"},
         {"--weights", MR_OPT_STRING, &weights,
@@ -36,6 +36,7 @@ int cmd_train(int argc, char **argv) {
          "start again in an --out folder that holds a run (deleting its checkpoints and log), "
          "or --resume on other --data"},
         {"--quiet", MR_OPT_FLAG, &quiet, "no progress output"},
+        MR_CLI_ALLOW_DAMAGED_OPT(allow_damaged),
     };
     int code = 0;
     if (!mr_parse_args("train",
@@ -75,6 +76,7 @@ int cmd_train(int argc, char **argv) {
                             .out_dir = out,
                             .resume_dir = resume,
                             .force = force,
+                            .allow_damaged = allow_damaged,
                             .stop = &stop_requested,
                             .quiet = quiet};
     mr_train_result result;

@@ -131,14 +131,17 @@ mr_status mr_h5_save_atomic(const char *path, mr_h5_fill_fn fill, void *user) {
 
 /* ---- layout ------------------------------------------------------------------------------- */
 
-/* FNV-1a over 32-bit words: a changed word always changes the result, since xor and the odd
- * multiplier are both invertible. */
-static uint64_t checksum(const float *data, int64_t n) {
-    uint64_t h = 1469598103934665603ull;
+#define FNV_OFFSET 1469598103934665603ull
+#define FNV_PRIME  1099511628211ull
+
+/* A changed word always changes the result, since xor and the odd multiplier are both
+ * invertible. */
+uint64_t mr_checksum_f32(const float *data, int64_t n) {
+    uint64_t h = FNV_OFFSET;
     for (int64_t i = 0; i < n; i++) {
         uint32_t w;
         memcpy(&w, &data[i], sizeof w);
-        h = (h ^ w) * 1099511628211ull;
+        h = (h ^ w) * FNV_PRIME;
     }
     return h;
 }
@@ -147,7 +150,45 @@ static mr_status write_tensor(mr_h5 *f, const char *group, const mr_param *q, co
     char ds[MR_PARAM_NAME_MAX + 32];
     put(ds, sizeof ds, "/%s/%s", group, q->name);
     MR_TRY(mr_h5_write(f, ds, data, q->t.ndim, q->t.shape, false));
-    return mr_h5_set_attr_i64(f, ds, "fnv1a64", (int64_t)checksum(data, q->t.numel));
+    return mr_h5_set_attr_i64(f, ds, MR_CHECKSUM_ATTR, (int64_t)mr_checksum_f32(data, q->t.numel));
+}
+
+/* ---- the training state's checksum ---- */
+
+static void fnv_bytes(uint64_t *h, const void *data, size_t n) {
+    const unsigned char *b = data;
+    for (size_t i = 0; i < n; i++) *h = (*h ^ b[i]) * FNV_PRIME;
+}
+
+static void fnv_i64(uint64_t *h, int64_t v) {
+    fnv_bytes(h, &v, sizeof v);
+}
+
+/* The length goes in first, so "ab" + "c" and "a" + "bc" differ. */
+static void fnv_text(uint64_t *h, const char *text) {
+    size_t n = text ? strlen(text) : 0;
+    fnv_i64(h, (int64_t)n);
+    if (n) fnv_bytes(h, text, n);
+}
+
+/* Everything a resume takes from the file besides the tensors, in a fixed order: the counters
+ * resume starts from, the RNG, the data order, val_loss (which decides what prune keeps), the
+ * config and metrics text, and the tensor count verify expects. A flipped bit in any of them
+ * reads as damage instead of as a plausible place to resume from. */
+static uint64_t state_checksum(const mr_checkpoint_state *s, int64_t n_params) {
+    uint64_t h = FNV_OFFSET;
+    fnv_i64(&h, s->epoch);
+    fnv_i64(&h, s->step);
+    /* One NaN for every NaN: "not measured" has no meaningful payload. */
+    double loss = isnan(s->val_loss) ? (double)NAN : s->val_loss;
+    fnv_bytes(&h, &loss, sizeof loss);
+    for (int i = 0; i < 4; i++) fnv_i64(&h, (int64_t)s->rng.s[i]);
+    fnv_i64(&h, s->n_data_order);
+    for (int64_t i = 0; i < s->n_data_order; i++) fnv_i64(&h, s->data_order[i]);
+    fnv_text(&h, s->config_json);
+    fnv_text(&h, s->metrics_json);
+    fnv_i64(&h, n_params);
+    return h;
 }
 
 typedef struct {
@@ -179,6 +220,8 @@ static mr_status checkpoint_fill(mr_h5 *f, void *user) {
     int64_t none = 0;
     MR_TRY(mr_h5_write_i64(f, "/state/data_order", s->data_order ? s->data_order : &none,
                            s->n_data_order));
+    MR_TRY(mr_h5_set_attr_i64(f, "/", MR_STATE_CHECKSUM_ATTR,
+                              (int64_t)state_checksum(s, a->p->count)));
     for (int i = 0; i < a->p->count; i++) {
         const mr_param *q = &a->p->items[i];
         MR_TRY(write_tensor(f, "params", q, a->p->values + q->offset));
@@ -238,16 +281,10 @@ static mr_status check_counter(mr_h5 *f, const char *what, int64_t v) {
                    what, (long long)v, INT32_MAX);
 }
 
-static mr_status read_state(mr_h5 *f, mr_checkpoint_state *s) {
-    memset(s, 0, sizeof *s);
+/* The state as stored, unchecked. */
+static mr_status read_state_raw(mr_h5 *f, mr_checkpoint_state *s) {
     MR_TRY(mr_h5_get_attr_i64(f, "/", "epoch", &s->epoch));
-    MR_TRY(check_counter(f, "attribute epoch", s->epoch));
     MR_TRY(mr_h5_get_attr_i64(f, "/", "step", &s->step));
-    if (s->step < 0)
-        return mr_fail(MR_ERR_FORMAT,
-                       "%s: damaged checkpoint: attribute step is %lld, expected 0 "
-                       "or more",
-                       f->path, (long long)s->step);
     MR_TRY(mr_h5_get_attr_f64(f, "/", "val_loss", &s->val_loss));
     MR_TRY(mr_h5_get_attr_str(f, "/", "config", &s->config_json));
     MR_TRY(mr_h5_get_attr_str(f, "/", "metrics", &s->metrics_json));
@@ -255,12 +292,45 @@ static mr_status read_state(mr_h5 *f, mr_checkpoint_state *s) {
     MR_TRY(mr_h5_read_i64(f, "/state/rng", &rng, &n));
     if (n != 4) {
         free(rng);
-        return mr_fail(MR_ERR_FORMAT, "%s: /state/rng holds %lld values, expected 4", f->path,
+        return mr_fail(MR_ERR_FORMAT,
+                       "%s: damaged checkpoint: /state/rng holds %lld values, expected 4", f->path,
                        (long long)n);
     }
     for (int i = 0; i < 4; i++) s->rng.s[i] = (uint64_t)rng[i];
     free(rng);
-    MR_TRY(mr_h5_read_i64(f, "/state/data_order", &s->data_order, &s->n_data_order));
+    return mr_h5_read_i64(f, "/state/data_order", &s->data_order, &s->n_data_order);
+}
+
+static mr_status read_state(mr_h5 *f, mr_checkpoint_state *s) {
+    memset(s, 0, sizeof *s);
+    MR_TRY(read_state_raw(f, s));
+    /* The checksum first: when it fails, any value may be the damaged one, and saying so is
+     * clearer than naming whichever value happens to be out of range. */
+    if (mr_h5_has_attr(f, "/", MR_STATE_CHECKSUM_ATTR)) {
+        int64_t stored = 0, n_params = 0;
+        MR_TRY(mr_h5_get_attr_i64(f, "/", MR_STATE_CHECKSUM_ATTR, &stored));
+        if (mr_h5_get_attr_i64(f, "/", "n_params", &n_params) != MR_OK ||
+            state_checksum(s, n_params) != (uint64_t)stored)
+            return mr_fail(MR_ERR_FORMAT,
+                           "%s: damaged checkpoint: the training state (epoch, step, RNG, data "
+                           "order, validation loss, config, metrics) fails its checksum",
+                           f->path);
+        s->verified = true;
+    }
+    /* Files without a state checksum (and a writer's bug) are caught by the ranges alone. */
+    MR_TRY(check_counter(f, "attribute epoch", s->epoch));
+    if (s->step < 0)
+        return mr_fail(MR_ERR_FORMAT,
+                       "%s: damaged checkpoint: attribute step is %lld, expected 0 "
+                       "or more",
+                       f->path, (long long)s->step);
+    /* Losses are sums of non-negative terms: NaN means not measured, +Inf a diverged
+     * validation; a negative value would only win prune's "best" by damage. */
+    if (s->val_loss < 0.0)
+        return mr_fail(MR_ERR_FORMAT,
+                       "%s: damaged checkpoint: attribute val_loss is %g, expected 0 or more "
+                       "(or NaN: not measured)",
+                       f->path, s->val_loss);
     for (int64_t i = 0; i < s->n_data_order; i++) {
         char what[64];
         put(what, sizeof what, "/state/data_order[%lld]", (long long)i);
@@ -282,6 +352,40 @@ mr_status mr_checkpoint_read_state(const char *path, mr_checkpoint_state *s) {
         return mr_fail(st, "%s", keep);
     }
     return mr_h5_close(&f);
+}
+
+mr_status mr_checkpoint_position(const char *path, const mr_checkpoint_state *s,
+                                 int64_t steps_per_epoch, int *epoch, int *step_in_epoch) {
+    MR_REQUIRE(steps_per_epoch > 0, "mr_checkpoint_position: steps_per_epoch %lld",
+               (long long)steps_per_epoch);
+    *epoch = *step_in_epoch = 0;
+    if (s->n_data_order < 2)
+        return mr_fail(MR_ERR_FORMAT,
+                       "%s: damaged checkpoint: /state/data_order holds %lld values, expected "
+                       "at least 2 (epoch, step within the epoch)",
+                       path, (long long)s->n_data_order);
+    int64_t e = s->data_order[0], k = s->data_order[1];
+    if (e != s->epoch)
+        return mr_fail(MR_ERR_FORMAT,
+                       "%s: damaged checkpoint: /state/data_order[0] (epoch) is %lld, the "
+                       "attribute epoch is %lld; they are written from the same counter",
+                       path, (long long)e, (long long)s->epoch);
+    if (k < 0 || k >= steps_per_epoch)
+        return mr_fail(MR_ERR_FORMAT,
+                       "%s: damaged checkpoint: /state/data_order[1] (step within the epoch) is "
+                       "%lld, expected 0..%lld (STEPS_PER_EPOCH %lld)",
+                       path, (long long)k, (long long)steps_per_epoch - 1,
+                       (long long)steps_per_epoch);
+    /* e and k are within 0..INT32_MAX (read_state), steps_per_epoch an int: no overflow. */
+    if (s->step != e * steps_per_epoch + k)
+        return mr_fail(MR_ERR_FORMAT,
+                       "%s: damaged checkpoint: attribute step is %lld, but epoch %lld of %lld "
+                       "steps plus step %lld makes %lld",
+                       path, (long long)s->step, (long long)e, (long long)steps_per_epoch,
+                       (long long)k, (long long)(e * steps_per_epoch + k));
+    *epoch = (int)e;
+    *step_in_epoch = (int)k;
+    return MR_OK;
 }
 
 /* Every dataset under a group: its path relative to the group and its shape. */
@@ -326,13 +430,12 @@ static mr_status list_group(mr_h5 *f, const char *group, tensor_list *l) {
 /* Reads one tensor and checks it against its stored checksum. */
 static mr_status read_checked(mr_h5 *f, const char *ds, float *out, int64_t n) {
     int64_t stored = 0;
-    if (mr_h5_get_attr_i64(f, ds, "fnv1a64", &stored) != MR_OK)
+    if (mr_h5_get_attr_i64(f, ds, MR_CHECKSUM_ATTR, &stored) != MR_OK)
         return mr_fail(MR_ERR_FORMAT, "%s: %s has no checksum (damaged or not written by mrcnn)",
                        f->path, ds);
     MR_TRY(mr_h5_read_into(f, ds, out, n));
-    if (checksum(out, n) != (uint64_t)stored)
-        return mr_fail(MR_ERR_FORMAT, "%s: %s fails its checksum: the file is damaged", f->path,
-                       ds);
+    if (mr_checksum_f32(out, n) != (uint64_t)stored)
+        return mr_fail(MR_ERR_FORMAT, "%s: damaged checkpoint: %s fails its checksum", f->path, ds);
     /* Intact but unusable: a run saved after its weights diverged. Resuming would only spread
      * NaN, so such a checkpoint is refused like a damaged one (find_latest skips it). */
     for (int64_t i = 0; i < n; i++)
@@ -471,8 +574,12 @@ static mr_status verify_visit(const char *path, void *user) {
 }
 
 bool mr_checkpoint_verify(const char *path) {
+    return mr_checkpoint_check(path) == MR_OK;
+}
+
+mr_status mr_checkpoint_check(const char *path) {
     mr_h5 f;
-    if (open_checkpoint(path, &f) != MR_OK) return false;
+    MR_TRY(open_checkpoint(path, &f));
     mr_checkpoint_state s;
     mr_status st = read_state(&f, &s);
     mr_checkpoint_state_free(&s);
@@ -495,10 +602,9 @@ bool mr_checkpoint_verify(const char *path) {
         char keep[2048];
         put(keep, sizeof keep, "%s", mr_last_error());
         mr_h5_close(&f);
-        mr_fail(st, "%s", keep);
-        return false;
+        return mr_fail(st, "%s", keep);
     }
-    return mr_h5_close(&f) == MR_OK;
+    return mr_h5_close(&f);
 }
 
 /* ---- the run folder ----------------------------------------------------------------------- */
@@ -590,14 +696,33 @@ mr_status mr_checkpoint_find_latest(const char *run_dir, char *path, size_t size
     return mr_fail(MR_ERR_IO, "%s: no checkpoint (ckpt-e*-s*.h5) to resume from", run_dir);
 }
 
-/* val_loss of a checkpoint, NaN when unreadable or not measured. */
+/* val_loss of a checkpoint, NaN when unreadable or not measured. Read without verifying: only
+ * to order the candidates for "best", each verified before it is chosen. */
 static double checkpoint_val_loss(const char *path) {
     mr_h5 f;
-    double v = NAN;
-    if (open_checkpoint(path, &f) != MR_OK) return v;
-    if (mr_h5_get_attr_f64(&f, "/", "val_loss", &v) != MR_OK) v = NAN;
+    double v = (double)NAN;
+    if (open_checkpoint(path, &f) != MR_OK) {
+        mr_clear_error();
+        return v;
+    }
+    if (mr_h5_get_attr_f64(&f, "/", "val_loss", &v) != MR_OK) v = (double)NAN;
     mr_h5_close(&f);
+    mr_clear_error();
     return v;
+}
+
+typedef enum { UNCHECKED = 0, INTACT, DAMAGED } integrity;
+
+/* Verifies items[i] once; damage is a warning naming the file and the reason. */
+static bool is_intact(const char *run_dir, const ckpt_file *item, integrity *state) {
+    if (*state == UNCHECKED) {
+        char full[4096];
+        put(full, sizeof full, "%s/%s", run_dir, item->name);
+        *state = mr_checkpoint_verify(full) ? INTACT : DAMAGED;
+        if (*state == DAMAGED) mr_warn("not keeping a damaged checkpoint: %s", mr_last_error());
+        mr_clear_error();
+    }
+    return *state == INTACT;
 }
 
 mr_status mr_checkpoint_prune(const char *run_dir, int keep, int *n_removed) {
@@ -606,21 +731,60 @@ mr_status mr_checkpoint_prune(const char *run_dir, int keep, int *n_removed) {
     ckpt_file *items = NULL;
     int n = 0, removed = 0;
     MR_TRY(list_checkpoints(run_dir, &items, &n));
-    int best = -1;
-    double best_loss = INFINITY;
+    integrity *state = calloc((size_t)n + 1, sizeof *state);
+    bool *kept = calloc((size_t)n + 1, sizeof *kept);
+    double *loss = malloc(sizeof *loss * ((size_t)n + 1));
+    mr_status st = MR_OK;
+    if (!state || !kept || !loss) st = mr_fail(MR_ERR_NOMEM, "no memory to prune %s", run_dir);
+    /* Only verified files are kept or counted: the newest `keep` intact ones... */
+    int n_kept = 0, newest_intact = -1;
+    for (int i = n - 1; i >= 0 && n_kept < keep && st == MR_OK; i--)
+        if (is_intact(run_dir, &items[i], &state[i])) {
+            kept[i] = true;
+            n_kept++;
+            if (newest_intact < 0) newest_intact = i;
+        }
+    /* ...and the intact one with the lowest val_loss: candidates in order of their loss, each
+     * verified until one is intact, so a damaged file cannot win with a readable loss. */
     char full[4096];
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && st == MR_OK; i++) {
         put(full, sizeof full, "%s/%s", run_dir, items[i].name);
-        double v = checkpoint_val_loss(full);
-        if (isfinite(v) && v < best_loss) {
-            best_loss = v;
-            best = i;
+        loss[i] = state[i] == DAMAGED ? (double)NAN : checkpoint_val_loss(full);
+    }
+    while (st == MR_OK && newest_intact >= 0) {
+        int best = -1;
+        for (int i = 0; i < n; i++)
+            if (state[i] != DAMAGED && isfinite(loss[i]) && (best < 0 || loss[i] < loss[best]))
+                best = i;
+        if (best < 0 || kept[best]) break;
+        if (is_intact(run_dir, &items[best], &state[best])) {
+            kept[best] = true;
+            break;
         }
     }
-    mr_status st = MR_OK;
-    for (int i = 0; i < n - keep; i++) {
-        if (i == best) continue;
+    if (st == MR_OK && newest_intact < 0 && n > 0)
+        st = mr_fail(MR_ERR_IO,
+                     "%s: none of the %d checkpoints is intact (see the warnings above); nothing "
+                     "was removed; is the disk failing?",
+                     run_dir, n);
+    for (int i = 0; i < n && st == MR_OK; i++) {
+        if (kept[i]) continue;
         put(full, sizeof full, "%s/%s", run_dir, items[i].name);
+        if (state[i] == DAMAGED && i > newest_intact) {
+            /* Newer than anything intact: it may hold progress nothing else has, so it is set
+             * aside for salvage rather than deleted, under a name resume does not list. */
+            char aside[4200];
+            put(aside, sizeof aside, "%s.damaged", full);
+            if (rename(full, aside) != 0) {
+                st = mr_fail(MR_ERR_IO, "%s: cannot set the damaged checkpoint aside (%s)", full,
+                             strerror(errno));
+                break;
+            }
+            mr_warn("set the damaged checkpoint aside as %s; the run continues from intact ones",
+                    aside);
+            removed++;
+            continue;
+        }
         if (unlink(full) != 0 && errno != ENOENT) {
             st = mr_fail(MR_ERR_IO, "%s: cannot remove old checkpoint (%s)", full, strerror(errno));
             break;
@@ -628,6 +792,9 @@ mr_status mr_checkpoint_prune(const char *run_dir, int keep, int *n_removed) {
         removed++;
     }
     free(items);
+    free(state);
+    free(kept);
+    free(loss);
     if (st == MR_OK && removed && sync_path(run_dir, true) != 0)
         st = mr_fail(MR_ERR_IO, "%s: cannot fsync the run folder (%s)", run_dir, strerror(errno));
     if (n_removed) *n_removed = removed;

@@ -185,7 +185,9 @@ static void list_layers(const mr_load_report *r, mr_load_kind kind, char *buf, s
 
 /* One line for a load that would leave part of the network untrained. */
 static mr_status mismatch(const mr_load_report *r, const char *weights, const char *origin) {
-    char list[1400];
+    char list[1400], nets[600] = "", why[700] = "";
+    if (mr_net_signature_diff(&r->file_net, &r->model_net, nets, sizeof nets))
+        snprintf(why, sizeof why, " (%s)", nets);
     if (r->classes_excluded)
         return mr_fail(MR_ERR_CONFIG,
                        "config mismatch: %s holds %d classes (background included), the config "
@@ -195,27 +197,25 @@ static mr_status mismatch(const mr_load_report *r, const char *weights, const ch
         list_layers(r, MR_LOAD_MISSHAPED, list, sizeof list, true);
         return mr_fail(MR_ERR_CONFIG,
                        "config mismatch: %d layer%s of %s do not fit the network of the config "
-                       "(%s): %s; use the config these weights were trained with",
+                       "(%s)%s: %s; use the config these weights were trained with",
                        r->n[MR_LOAD_MISSHAPED], r->n[MR_LOAD_MISSHAPED] == 1 ? "" : "s", weights,
-                       origin, list);
+                       origin, why, list);
     }
     if (r->n[MR_LOAD_MISSING]) {
         list_layers(r, MR_LOAD_MISSING, list, sizeof list, false);
         return mr_fail(MR_ERR_CONFIG,
                        "config mismatch: the network of the config (%s) has %d layer%s that %s "
-                       "lacks: %s (another BACKBONE or mask shape?); use the config these "
-                       "weights were trained with",
+                       "lacks: %s%s; use the config these weights were trained with",
                        origin, r->n[MR_LOAD_MISSING], r->n[MR_LOAD_MISSING] == 1 ? "" : "s",
-                       weights, list);
+                       weights, list, why[0] ? why : " (another BACKBONE or mask shape?)");
     }
     if (r->n[MR_LOAD_UNEXPECTED]) {
         list_layers(r, MR_LOAD_UNEXPECTED, list, sizeof list, false);
         return mr_fail(MR_ERR_CONFIG,
                        "config mismatch: %s has %d layer%s the network of the config (%s) "
-                       "lacks: %s (another BACKBONE or mask shape?); use the config these "
-                       "weights were trained with",
+                       "lacks: %s%s; use the config these weights were trained with",
                        weights, r->n[MR_LOAD_UNEXPECTED], r->n[MR_LOAD_UNEXPECTED] == 1 ? "" : "s",
-                       origin, list);
+                       origin, list, why[0] ? why : " (another BACKBONE or mask shape?)");
     }
     if (r->n[MR_LOAD_EXCLUDED]) {
         list_layers(r, MR_LOAD_EXCLUDED, list, sizeof list, true);
@@ -270,6 +270,12 @@ static void config_differences(const mr_config *given, const char *embedded_json
 
 mr_status mr_inference_load(const char *weights_path, const char *config_path, mr_config *cfg,
                             mr_model *m, mr_weights_format *format) {
+    return mr_inference_load_opts(weights_path, config_path, NULL, cfg, m, format);
+}
+
+mr_status mr_inference_load_opts(const char *weights_path, const char *config_path,
+                                 const mr_inference_options *opt, mr_config *cfg, mr_model *m,
+                                 mr_weights_format *format) {
     memset(m, 0, sizeof *m);
     mr_weights_index ix;
     MR_TRY(mr_weights_index_read(weights_path, &ix));
@@ -302,12 +308,22 @@ mr_status mr_inference_load(const char *weights_path, const char *config_path, m
         mr_model_free(m);
         return st;
     }
+    /* Damage is the loader's call (refused unless allowed); predict, evaluate and export have
+     * no --exclude, so its messages must not suggest one. */
+    const mr_weights_load_options wo = {.allow_damaged = opt && opt->allow_damaged,
+                                        .no_exclude_hint = true};
     mr_load_report report;
-    st = mr_weights_load(weights_path, &m->params, NULL, &report);
-    if (st != MR_OK && report.n[MR_LOAD_MISSHAPED])
+    st = mr_weights_load(weights_path, &m->params, &wo, &report);
+    if (st != MR_OK && report.other_network) {
+        /* The loader's line already says how the networks differ; say which config. */
+        char keep[2048];
+        snprintf(keep, sizeof keep, "%s", mr_last_error());
+        st = mr_fail(MR_ERR_CONFIG, "config mismatch (config %s): %s", origin, keep);
+    } else if (st != MR_OK && report.n[MR_LOAD_MISSHAPED]) {
         st = mismatch(&report, weights_path, origin);
-    else if (st == MR_OK)
+    } else if (st == MR_OK) {
         st = mismatch(&report, weights_path, origin);
+    }
     mr_load_report_free(&report);
     if (st != MR_OK) mr_model_free(m);
     /* Only worth saying when the weights did load: a mismatch error says it all. */
@@ -340,7 +356,9 @@ mr_status mr_export(const char *weights_path, const char *config_path, const cha
     mr_config *cfg = malloc(sizeof *cfg);
     if (!cfg) return mr_fail(MR_ERR_NOMEM, "no memory for the config");
     mr_model m;
-    mr_status st = mr_inference_load(weights_path, config_path, cfg, &m, &sum->source_format);
+    const mr_inference_options io = {.allow_damaged = opt->allow_damaged};
+    mr_status st =
+        mr_inference_load_opts(weights_path, config_path, &io, cfg, &m, &sum->source_format);
     if (st != MR_OK) {
         free(cfg);
         return st;

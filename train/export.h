@@ -74,6 +74,21 @@ mr_status mr_fold_batchnorms(mr_params *p, float eps, int *n_folded, int *n_iden
 mr_status mr_inference_load(const char *weights_path, const char *config_path, mr_config *cfg,
                             mr_model *m, mr_weights_format *format);
 
+typedef struct {
+    /* Use tensors that fail their checksum (a warning each) instead of refusing the file:
+     * the verbs' --allow-damaged. */
+    bool allow_damaged;
+} mr_inference_options;
+
+/* mr_inference_load with options; `opt` may be NULL (the defaults: damaged files refused, as
+ * mr_inference_load does). A file whose tensors fail their checksum is refused with one line
+ * naming the file and the tensor (mr_weights_load); a file for another network with one line
+ * saying how the two networks differ ("the weights are ResNet-50 with 8 filters, the config is
+ * ResNet-101 with 64 filters"). */
+mr_status mr_inference_load_opts(const char *weights_path, const char *config_path,
+                                 const mr_inference_options *opt, mr_config *cfg, mr_model *m,
+                                 mr_weights_format *format);
+
 /* ---- export ------------------------------------------------------------------------------- */
 
 typedef enum {
@@ -85,6 +100,9 @@ typedef struct {
     mr_export_format format;
     bool half;    /* float16 storage (mrcnn layout only): half the size, ~3 significant digits */
     bool no_fold; /* mrcnn layout: keep the batch norms as they are */
+    /* Export from a file whose tensors fail their checksum (--allow-damaged): the export then
+     * carries the damage under fresh checksums, so this is for salvage only. */
+    bool allow_damaged;
 } mr_export_options;
 
 typedef struct {

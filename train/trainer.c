@@ -480,10 +480,9 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
         mr_checkpoint_state s;
         MR_TRY(mr_checkpoint_read_state(resume_from, &s));
         mr_status st = mr_config_parse(s.config_json ? s.config_json : "{}", resume_from, c);
-        if (st == MR_OK && s.n_data_order >= 2) {
-            *start_epoch = (int)s.data_order[0];
-            *start_step = (int)s.data_order[1];
-        }
+        if (st == MR_OK)
+            st = mr_checkpoint_position(resume_from, &s, c->steps_per_epoch, start_epoch,
+                                        start_step);
         if (st == MR_OK) read_checkpoint_metrics(t, s.metrics_json, *start_step);
         mr_checkpoint_state_free(&s);
         MR_TRY(st);
@@ -533,10 +532,12 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
             mr_info("resuming %s at epoch %d step %d from %s", t->run_dir, *start_epoch + 1,
                     *start_step, resume_from);
     } else if (opt->weights_path) {
-        mr_weights_load_options wo = {.exclude = opt->exclude, .n_exclude = opt->n_exclude};
+        mr_weights_load_options wo = {.exclude = opt->exclude,
+                                      .n_exclude = opt->n_exclude,
+                                      .allow_damaged = opt->allow_damaged};
         mr_load_report report;
         st = mr_weights_load(opt->weights_path, &t->model.params, &wo, &report);
-        if (!opt->quiet || st != MR_OK) mr_load_report_print(&report, stderr);
+        if (!opt->quiet && st == MR_OK) mr_load_report_print(&report, stderr);
         mr_load_report_free(&report);
         MR_TRY(st);
     }

@@ -21,6 +21,7 @@ typedef struct {
     int epochs;             /* > 0 overrides EPOCHS */
     const char *out_dir;    /* the run folder; NULL: runs/<name>-<date>T<time> */
     const char *resume_dir; /* continue this run from its newest complete checkpoint */
+    bool allow_damaged;     /* use --weights whose checksums fail (train/weights.h) */
     bool force;             /* start again in a folder that holds a run (its checkpoints and log are
                                deleted), or resume on other data than the run was trained on */
     volatile sig_atomic_t *stop; /* set by a signal handler: save at the end of the step */

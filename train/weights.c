@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/log.h"
 #include "../core/runtime.h"
 #include "checkpoint.h"
 
@@ -40,6 +41,15 @@ static char *dup_str(const char *s) {
     char *d = malloc(n);
     if (d) memcpy(d, s, n);
     return d;
+}
+
+/* Appends `s` to a bounded text, ", "-separated; false once it no longer fits. */
+static bool append_item(char *buf, size_t size, const char *s) {
+    size_t n = strlen(buf), add = strlen(s) + (n ? 2 : 0);
+    if (n + add + 1 > size) return false;
+    if (n) strcat(buf, ", ");
+    strcat(buf, s);
+    return true;
 }
 
 /* The three RPN layers live in Keras' nested model "rpn_model"; everything else is its own
@@ -365,7 +375,11 @@ static const char *kind_label(mr_load_kind k) {
     return "?";
 }
 
-void mr_load_report_print(const mr_load_report *r, FILE *out) {
+/* Names per kind beyond this are counted, not listed: a file for another network would list
+ * every layer twice. `mrcnn inspect FILE --config C` lists them all. */
+#define REPORT_NAMES_SHOWN 10
+
+static void report_print(const mr_load_report *r, FILE *out, int max_names) {
     fprintf(out, "weights %s (%s, %s)%s\n", r->path ? r->path : "?",
             mr_weights_format_name(r->format), r->root, r->applied ? "" : " [not applied]");
     static const char *meaning[MR_LOAD_KINDS] = {
@@ -377,16 +391,137 @@ void mr_load_report_print(const mr_load_report *r, FILE *out) {
     };
     for (int k = 0; k < MR_LOAD_KINDS; k++) {
         fprintf(out, "  %-10s %4d layers  %s\n", kind_label((mr_load_kind)k), r->n[k], meaning[k]);
-        if (k == MR_LOAD_LOADED || r->n[k] == 0) continue;
+        if (k == MR_LOAD_LOADED || r->n[k] == 0 || max_names == 0) continue;
+        int shown = 0;
         for (int i = 0; i < r->count; i++) {
             const mr_load_entry *e = &r->entries[i];
             if (e->kind != (mr_load_kind)k) continue;
+            if (max_names > 0 && shown == max_names) {
+                fprintf(out, "    ... and %d more (mrcnn inspect %s --config CONFIG lists all)\n",
+                        r->n[k] - shown, r->path ? r->path : "FILE");
+                break;
+            }
             fprintf(out, "    %s%s%s\n", e->layer, e->detail[0] ? ": " : "", e->detail);
+            shown++;
         }
     }
-    fprintf(out, "  %lld tensors, %lld values %s\n", (long long)r->tensors_loaded,
+    fprintf(out, "  %lld tensors, %lld values %s", (long long)r->tensors_loaded,
             (long long)r->values_loaded, r->applied ? "copied" : "would be copied");
+    if (r->tensors_verified || r->tensors_damaged)
+        fprintf(out, "; %lld match their checksums", (long long)r->tensors_verified);
+    if (r->tensors_damaged)
+        fprintf(out, ", %lld DO NOT (damaged, used anyway: --allow-damaged)",
+                (long long)r->tensors_damaged);
+    fprintf(out, "\n");
     for (int i = 0; i < r->n_notes; i++) fprintf(out, "  note: %s\n", r->notes[i]);
+}
+
+void mr_load_report_print(const mr_load_report *r, FILE *out) {
+    /* A refused load's error line names what matters; the names would bury it. */
+    report_print(r, out, r->refused ? 0 : REPORT_NAMES_SHOWN);
+}
+
+void mr_load_report_print_all(const mr_load_report *r, FILE *out) {
+    report_print(r, out, -1);
+}
+
+/* ---- what the shapes say about the network ------------------------------------------------ */
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+static void signature_add(mr_net_signature *g, const char *name, int ndim, const int64_t *shape) {
+    int64_t last = ndim > 0 ? shape[ndim - 1] : 0;
+    if (!strcmp(name, "conv1/kernel") && ndim == 4) {
+        g->filters = shape[3];
+        g->channels = shape[2];
+    } else if (!strcmp(name, "fpn_c5p5/kernel") && ndim == 4) {
+        g->pyramid = last;
+    } else if (!strcmp(name, "rpn_conv_shared/kernel") && ndim == 4) {
+        g->rpn_depth = last;
+    } else if (!strcmp(name, "mrcnn_class_conv1/kernel") && ndim == 4) {
+        g->fc_size = last;
+    } else if (!strcmp(name, "mrcnn_class_logits/kernel") && ndim == 2) {
+        g->classes = last;
+    } else if (!strncmp(name, "res4", 4) && ends_with(name, "_branch2a/kernel")) {
+        g->res4_blocks++;
+    }
+}
+
+static void signature_finish(mr_net_signature *g) {
+    g->depth = g->res4_blocks == 6 ? 50 : g->res4_blocks == 23 ? 101 : 0;
+}
+
+static void signature_of_index(const mr_weights_index *ix, mr_net_signature *g) {
+    memset(g, 0, sizeof *g);
+    for (int i = 0; i < ix->count; i++)
+        signature_add(g, ix->items[i].param, ix->items[i].ndim, ix->items[i].shape);
+    signature_finish(g);
+}
+
+static void signature_of_params(const mr_params *p, mr_net_signature *g) {
+    memset(g, 0, sizeof *g);
+    for (int i = 0; i < p->count; i++)
+        signature_add(g, p->items[i].name, p->items[i].t.ndim, p->items[i].t.shape);
+    signature_finish(g);
+}
+
+/* "ResNet-50 with 8 filters", "a ResNet with 9 res4 blocks", "" when nothing is known. */
+static void signature_name(const mr_net_signature *g, char *buf, size_t size) {
+    char net[64] = "";
+    if (g->depth)
+        put(net, sizeof net, "ResNet-%d", g->depth);
+    else if (g->res4_blocks)
+        put(net, sizeof net, "a ResNet with %d res4 blocks", g->res4_blocks);
+    if (g->filters)
+        put(buf, size, "%s with %lld filters", net[0] ? net : "a network", (long long)g->filters);
+    else
+        put(buf, size, "%s", net);
+}
+
+/* Settings both sides show and disagree on: they alone make layers misfit. */
+static bool shapes_settings_differ(const mr_net_signature *a, const mr_net_signature *b) {
+    return (a->filters && b->filters && a->filters != b->filters) ||
+           (a->pyramid && b->pyramid && a->pyramid != b->pyramid) ||
+           (a->rpn_depth && b->rpn_depth && a->rpn_depth != b->rpn_depth) ||
+           (a->fc_size && b->fc_size && a->fc_size != b->fc_size);
+}
+
+bool mr_net_signature_diff(const mr_net_signature *file, const mr_net_signature *model, char *buf,
+                           size_t size) {
+    buf[0] = '\0';
+    char a[96], b[96], also[400] = "";
+    signature_name(file, a, sizeof a);
+    signature_name(model, b, sizeof b);
+    const struct {
+        const char *key;
+        int64_t f, m;
+    } other[] = {
+        {"IMAGE_CHANNEL_COUNT", file->channels, model->channels},
+        {"TOP_DOWN_PYRAMID_SIZE", file->pyramid, model->pyramid},
+        {"RPN_CONV_DEPTH", file->rpn_depth, model->rpn_depth},
+        {"FPN_CLASSIF_FC_LAYERS_SIZE", file->fc_size, model->fc_size},
+        {"NUM_CLASSES", file->classes, model->classes},
+    };
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        if (!other[i].f || !other[i].m || other[i].f == other[i].m) continue;
+        char item[96];
+        put(item, sizeof item, "%s %lld vs %lld", other[i].key, (long long)other[i].f,
+            (long long)other[i].m);
+        append_item(also, sizeof also, item);
+    }
+    bool names_differ = a[0] && b[0] && strcmp(a, b) != 0;
+    if (names_differ)
+        put(buf, size, "the weights are %s, the config is %s%s%s%s", a, b,
+            also[0] ? " (weights vs config also: " : "", also, also[0] ? ")" : "");
+    else if (also[0] && a[0])
+        put(buf, size, "the weights and the config are both %s but differ (weights vs config): %s",
+            a, also);
+    else if (also[0])
+        put(buf, size, "the weights and the config differ (weights vs config): %s", also);
+    return buf[0] != '\0';
 }
 
 /* ---- planning ----------------------------------------------------------------------------- */
@@ -442,15 +577,6 @@ static void names_free(name_list *l) {
     for (int i = 0; i < l->count; i++) free(l->items[i]);
     free(l->items);
     memset(l, 0, sizeof *l);
-}
-
-/* Appends `s` to a bounded text, ", "-separated; false once it no longer fits. */
-static bool append_item(char *buf, size_t size, const char *s) {
-    size_t n = strlen(buf), add = strlen(s) + (n ? 2 : 0);
-    if (n + add + 1 > size) return false;
-    if (n) strcat(buf, ", ");
-    strcat(buf, s);
-    return true;
 }
 
 static bool shapes_equal(const mr_tensor *t, const mr_weights_tensor *w) {
@@ -558,11 +684,13 @@ static mr_status make_plan(mr_params *p, const mr_weights_index *ix,
     }
     /* Exclude names, comma lists split. */
     for (int i = 0; opt && i < opt->n_exclude && st == MR_OK; i++) {
-        char buf[1024];
-        put(buf, sizeof buf, "%s", opt->exclude[i]);
-        for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok && st == MR_OK;
+        /* A copy of any length: a fixed buffer would drop the tail of a long list silently. */
+        char *buf = dup_str(opt->exclude[i]);
+        if (!buf) st = mr_fail(MR_ERR_NOMEM, "no memory for the exclude list");
+        for (char *save = NULL, *tok = buf ? strtok_r(buf, ", ", &save) : NULL; tok && st == MR_OK;
              tok = strtok_r(NULL, ", ", &save))
             if (!names_has(&excl, tok)) st = names_add(&excl, tok);
+        free(buf);
     }
     /* NUM_CLASSES: the class layers of another class count can never fit. */
     int fl = find_tensor(ix, "mrcnn_class_logits/kernel");
@@ -571,6 +699,8 @@ static mr_status make_plan(mr_params *p, const mr_weights_index *ix,
     if (ml && ml->t.ndim == 2) r->model_classes = (int)ml->t.shape[1];
     r->classes_excluded =
         r->file_classes && r->model_classes && r->file_classes != r->model_classes;
+    signature_of_index(ix, &r->file_net);
+    signature_of_params(p, &r->model_net);
     char why[2048];
     for (int li = 0; li < layers.count && st == MR_OK; li++) {
         const char *layer = layers.items[li];
@@ -588,6 +718,7 @@ static mr_status make_plan(mr_params *p, const mr_weights_index *ix,
         bool by_class = false;
         for (size_t c = 0; c < 3; c++)
             if (r->classes_excluded && !strcmp(layer, class_layers[c])) by_class = true;
+        if (!requested && !by_class) r->n_wanted++;
         if (requested) {
             st = report_add(r, layer, MR_LOAD_EXCLUDED,
                             n_src ? "on request" : "on request (not in the file anyway)");
@@ -658,8 +789,35 @@ static mr_status make_plan(mr_params *p, const mr_weights_index *ix,
     return st;
 }
 
-/* One line naming every layer that does not fit, with the --exclude hint. */
-static mr_status misshaped_error(const mr_load_report *r) {
+/* The first misfit of a layer's detail ("kernel (7,7,1,8) in the file, (7,7,3,64) in the
+ * model, bias ..." -> up to "in the model"). */
+static void first_misfit(const char *detail, char *buf, size_t size) {
+    put(buf, size, "%s", detail);
+    char *end = strstr(buf, " in the model");
+    if (end) end[strlen(" in the model")] = '\0';
+}
+
+/* One line for layers that do not fit: the two networks when the shapes say the file holds
+ * another one (listing 100+ layers would bury that), else every layer that does not fit, with
+ * the --exclude hint where the caller has --exclude. */
+static mr_status misshaped_error(mr_load_report *r, const mr_weights_load_options *opt) {
+    int bad = r->n[MR_LOAD_MISSHAPED], common = bad + r->n[MR_LOAD_LOADED];
+    bool hint = !(opt && opt->no_exclude_hint);
+    const mr_load_entry *first = NULL;
+    for (int i = 0; i < r->count && !first; i++)
+        if (r->entries[i].kind == MR_LOAD_MISSHAPED) first = &r->entries[i];
+    char nets[600];
+    bool described = mr_net_signature_diff(&r->file_net, &r->model_net, nets, sizeof nets);
+    if (first && (shapes_settings_differ(&r->file_net, &r->model_net) || 2 * bad > common)) {
+        r->other_network = true;
+        char what[400];
+        first_misfit(first->detail, what, sizeof what);
+        return mr_fail(MR_ERR_FORMAT,
+                       "%s: %s: %d of the %d layers both have by name do not fit, first %s "
+                       "(%s); nothing was loaded; use the config these weights were trained with",
+                       r->path, described ? nets : "weights for another network", bad, common,
+                       first->layer, what);
+    }
     char list[1200] = "", names[500] = "";
     int listed = 0;
     for (int i = 0; i < r->count; i++) {
@@ -676,14 +834,36 @@ static mr_status misshaped_error(const mr_load_report *r) {
             strcat(names, bare);
         }
     }
-    int more = r->n[MR_LOAD_MISSHAPED] - listed;
+    int more = bad - listed;
     char tail[64] = "";
     if (more > 0) put(tail, sizeof tail, " and %d more", more);
     return mr_fail(MR_ERR_FORMAT,
-                   "%s: %d layer%s do not fit the model: %s%s; nothing was loaded; leave them out "
-                   "with --exclude %s",
-                   r->path, r->n[MR_LOAD_MISSHAPED], r->n[MR_LOAD_MISSHAPED] == 1 ? "" : "s", list,
-                   tail, names);
+                   "%s: %d layer%s do not fit the model: %s%s; nothing was loaded%s%s", r->path,
+                   bad, bad == 1 ? "" : "s", list, tail,
+                   hint ? "; leave them out with --exclude " : "", hint ? names : "");
+}
+
+/* The rule for a file that fills too little of the model: fewer than half of the model's
+ * layers that were not left out (by --exclude or by NUM_CLASSES) load. Such a "fine-tune" is
+ * training from random weights with extra steps, almost always the wrong file or config;
+ * layers meant to start from scratch are excluded on purpose, and then do not count. */
+static mr_status too_little_error(mr_load_report *r, const mr_weights_load_options *opt) {
+    int loaded = r->n[MR_LOAD_LOADED], wanted = r->n_wanted;
+    if (wanted == 0 || 2 * loaded >= wanted) return MR_OK;
+    r->other_network = true;
+    char nets[600] = "", why[700] = "";
+    if (mr_net_signature_diff(&r->file_net, &r->model_net, nets, sizeof nets))
+        put(why, sizeof why, "; %s", nets);
+    bool hint = !(opt && opt->no_exclude_hint);
+    return mr_fail(MR_ERR_FORMAT,
+                   "weights %s: only %d of %d layers of this model match the file by name (%d "
+                   "are not in it, %d file layers match nothing in the model)%s; fewer than half "
+                   "would leave the network mostly at its initial values, so nothing was loaded; "
+                   "check --weights and --config%s",
+                   r->path, loaded, wanted, r->n[MR_LOAD_MISSING], r->n[MR_LOAD_UNEXPECTED], why,
+                   hint ? ", or leave the layers meant to start from scratch out on purpose "
+                          "with --exclude"
+                        : "");
 }
 
 /* A NaN or Inf weight poisons every output (and ROI Align's boxes) without a word: refuse the
@@ -704,7 +884,40 @@ static mr_status check_finite(const mr_load_report *r, const mr_param *q,
     return MR_OK;
 }
 
-static mr_status apply_plan(mr_h5 *f, const plan *pl, mr_load_report *r) {
+/* Checks values just read against the checksum stored beside them. mrcnn writes one on every
+ * tensor (checkpoints, exports); a checkpoint tensor without one is damage, an export or Keras
+ * tensor without one was written before checksums or by Keras: not verified. Only what is loaded
+ * is checked: a flipped bit in a checkpoint's momentum does not change the weights. */
+static mr_status verify_tensor(mr_h5 *f, const mr_weights_tensor *w, const float *v, int64_t n,
+                               bool required, const mr_weights_load_options *opt,
+                               mr_load_report *r) {
+    const char *why = NULL;
+    int64_t stored = 0;
+    if (!mr_h5_has_attr(f, w->dataset, MR_CHECKSUM_ATTR)) {
+        if (!required) return MR_OK;
+        why = "has no checksum, which every checkpoint tensor has";
+    } else {
+        MR_TRY(mr_h5_get_attr_i64(f, w->dataset, MR_CHECKSUM_ATTR, &stored));
+        if (mr_checksum_f32(v, n) == (uint64_t)stored) {
+            r->tensors_verified++;
+            return MR_OK;
+        }
+        why = "fails its checksum";
+    }
+    if (opt && opt->allow_damaged) {
+        r->tensors_damaged++;
+        mr_warn("%s: tensor %s (%s) %s; loaded anyway (--allow-damaged)", r->path, w->param,
+                w->dataset, why);
+        return MR_OK;
+    }
+    return mr_fail(MR_ERR_FORMAT,
+                   "%s: damaged weights: tensor %s (%s) %s; use an intact copy (or an earlier "
+                   "checkpoint of the run), or pass --allow-damaged to load it anyway",
+                   r->path, w->param, w->dataset, why);
+}
+
+static mr_status apply_plan(mr_h5 *f, const plan *pl, bool required,
+                            const mr_weights_load_options *opt, mr_load_report *r) {
     for (int i = 0; i < pl->count; i++) {
         const action *a = &pl->items[i];
         mr_tensor *t = &a->param->t;
@@ -715,9 +928,15 @@ static mr_status apply_plan(mr_h5 *f, const plan *pl, mr_load_report *r) {
         const mr_weights_tensor *w = a->src;
         if (a->kind == ACT_COPY) {
             MR_TRY(mr_h5_read_into(f, w->dataset, t->data, t->numel));
+            MR_TRY(verify_tensor(f, w, t->data, t->numel, required, opt, r));
         } else {
             float *buf = NULL;
             MR_TRY(mr_h5_read(f, w->dataset, &buf, NULL, NULL));
+            mr_status st = verify_tensor(f, w, buf, w->numel, required, opt, r);
+            if (st != MR_OK) {
+                free(buf);
+                return st;
+            }
             /* (kh, kw, cin, out) -> (kh, kw, 1, out), channels added in order. */
             int64_t khw = w->shape[0] * w->shape[1], cin = w->shape[2], out = w->shape[3];
             for (int64_t s = 0; s < khw; s++)
@@ -732,6 +951,11 @@ static mr_status apply_plan(mr_h5 *f, const plan *pl, mr_load_report *r) {
         r->tensors_loaded++;
         r->values_loaded += t->numel;
     }
+    if (r->tensors_damaged)
+        MR_TRY(report_note(r,
+                           "%lld tensors fail their checksum and were loaded anyway "
+                           "(--allow-damaged): the weights are damaged",
+                           (long long)r->tensors_damaged));
     return MR_OK;
 }
 
@@ -754,9 +978,17 @@ mr_status mr_weights_load(const char *path, mr_params *p, const mr_weights_load_
     put(r->root, sizeof r->root, "%s", ix.root);
     plan pl = {0};
     st = make_plan(p, &ix, opt, r, &pl);
-    if (st == MR_OK && r->n[MR_LOAD_MISSHAPED] > 0) st = misshaped_error(r);
+    if (st == MR_OK && r->n[MR_LOAD_MISSHAPED] > 0) st = misshaped_error(r, opt);
+    if (st == MR_OK) st = too_little_error(r, opt);
+    /* Allowed (a ResNet-50 file fills most of a ResNet-101), but worth a line in the report. */
+    if (st == MR_OK && r->file_net.depth && r->model_net.depth &&
+        r->file_net.depth != r->model_net.depth) {
+        char nets[600];
+        mr_net_signature_diff(&r->file_net, &r->model_net, nets, sizeof nets);
+        st = report_note(r, "%s: the layers only one of them has are not loaded", nets);
+    }
     if (st == MR_OK && !(opt && opt->dry_run)) {
-        st = apply_plan(&f, &pl, r);
+        st = apply_plan(&f, &pl, ix.format == MR_WEIGHTS_CHECKPOINT, opt, r);
         if (st == MR_OK) r->applied = true;
     } else if (st == MR_OK) {
         for (int i = 0; i < pl.count; i++)
@@ -765,6 +997,7 @@ mr_status mr_weights_load(const char *path, mr_params *p, const mr_weights_load_
                 r->values_loaded += pl.items[i].param->t.numel;
             }
     }
+    r->refused = st != MR_OK;
     free(pl.items);
     mr_weights_index_free(&ix);
     if (st == MR_OK) {
@@ -779,7 +1012,90 @@ mr_status mr_weights_load(const char *path, mr_params *p, const mr_weights_load_
     return st;
 }
 
+/* ---- verifying ---------------------------------------------------------------------------- */
+
+mr_status mr_weights_verify(const char *path, int64_t *n_verified, int64_t *n_unverified) {
+    if (n_verified) *n_verified = 0;
+    if (n_unverified) *n_unverified = 0;
+    mr_weights_index ix;
+    mr_h5 f;
+    mr_status st = index_open(path, &f, &ix);
+    if (st != MR_OK) {
+        mr_weights_index_free(&ix);
+        return st;
+    }
+    if (ix.format == MR_WEIGHTS_CHECKPOINT) {
+        /* The checkpoint's own check also covers momentum and the training state. */
+        int64_t count = ix.count;
+        mr_weights_index_free(&ix);
+        MR_TRY(mr_h5_close(&f));
+        MR_TRY(mr_checkpoint_check(path));
+        if (n_verified) *n_verified = 2 * count; /* values and momentum */
+        return MR_OK;
+    }
+    float *buf = NULL;
+    int64_t cap = 0;
+    for (int i = 0; i < ix.count && st == MR_OK; i++) {
+        const mr_weights_tensor *w = &ix.items[i];
+        if (w->numel > cap) {
+            float *grown = realloc(buf, sizeof(float) * (size_t)w->numel);
+            if (!grown) {
+                st = mr_fail(MR_ERR_NOMEM, "no memory to verify %s", w->dataset);
+                break;
+            }
+            buf = grown;
+            cap = w->numel;
+        }
+        st = mr_h5_read_into(&f, w->dataset, buf, w->numel);
+        if (st != MR_OK) break;
+        if (mr_h5_has_attr(&f, w->dataset, MR_CHECKSUM_ATTR)) {
+            int64_t stored = 0;
+            st = mr_h5_get_attr_i64(&f, w->dataset, MR_CHECKSUM_ATTR, &stored);
+            if (st == MR_OK && mr_checksum_f32(buf, w->numel) != (uint64_t)stored)
+                st =
+                    mr_fail(MR_ERR_FORMAT, "%s: damaged weights: tensor %s (%s) fails its checksum",
+                            path, w->param, w->dataset);
+            if (st == MR_OK && n_verified) (*n_verified)++;
+        } else if (n_unverified) {
+            (*n_unverified)++;
+        }
+        for (int64_t k = 0; k < w->numel && st == MR_OK; k++)
+            if (!isfinite(buf[k]))
+                st = mr_fail(MR_ERR_NUMERIC,
+                             "%s: damaged weights: tensor %s (%s) holds %s at index %lld", path,
+                             w->param, w->dataset, isnan(buf[k]) ? "NaN" : "Inf", (long long)k);
+    }
+    free(buf);
+    mr_weights_index_free(&ix);
+    if (st != MR_OK) {
+        char keep[2048];
+        put(keep, sizeof keep, "%s", mr_last_error());
+        mr_h5_close(&f);
+        return mr_fail(st, "%s", keep);
+    }
+    return mr_h5_close(&f);
+}
+
 /* ---- export ------------------------------------------------------------------------------- */
+
+/* Writes one tensor with the checksum of what a reader gets back: the values themselves, or for
+ * float16 the rounded values, read back from the file (the loader checks what it read). */
+static mr_status write_checked(mr_h5 *f, const char *ds, const mr_param *q, const float *data,
+                               bool half) {
+    MR_TRY(mr_h5_write(f, ds, data, q->t.ndim, q->t.shape, half));
+    uint64_t h = 0;
+    if (!half) {
+        h = mr_checksum_f32(data, q->t.numel);
+    } else {
+        float *back = malloc(sizeof(float) * (size_t)q->t.numel);
+        if (!back) return mr_fail(MR_ERR_NOMEM, "no memory to checksum %s", ds);
+        mr_status st = mr_h5_read_into(f, ds, back, q->t.numel);
+        if (st == MR_OK) h = mr_checksum_f32(back, q->t.numel);
+        free(back);
+        MR_TRY(st);
+    }
+    return mr_h5_set_attr_i64(f, ds, MR_CHECKSUM_ATTR, (int64_t)h);
+}
 
 typedef struct {
     const mr_params *p;
@@ -799,7 +1115,7 @@ static mr_status export_fill(mr_h5 *f, void *user) {
         const mr_param *q = &p->items[i];
         char ds[MR_PARAM_NAME_MAX + 16];
         put(ds, sizeof ds, "/params/%s", q->name);
-        MR_TRY(mr_h5_write(f, ds, p->values + q->offset, q->t.ndim, q->t.shape, a->half));
+        MR_TRY(write_checked(f, ds, q, p->values + q->offset, a->half));
     }
     return MR_OK;
 }
@@ -843,7 +1159,8 @@ static mr_status keras_fill(mr_h5 *f, void *user) {
             wn[n] = names[n];
             char ds[2 * MR_PARAM_NAME_MAX + 16];
             put(ds, sizeof ds, "/%s/%s:0", groups.items[g], q->name);
-            st = mr_h5_write(f, ds, p->values + q->offset, q->t.ndim, q->t.shape, false);
+            /* Keras ignores dataset attributes; mrcnn checks them when it loads the file. */
+            st = write_checked(f, ds, q, p->values + q->offset, false);
             n++;
         }
         char gpath[MR_PARAM_NAME_MAX + 2];

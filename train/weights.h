@@ -73,6 +73,25 @@ typedef struct {
     char detail[320]; /* mis-shaped: what differs; excluded: why */
 } mr_load_entry;
 
+/* What tensor shapes say about a network, read off Matterport's layer names; 0 = cannot tell
+ * (a file without that layer, or not named as Matterport names it). */
+typedef struct {
+    int res4_blocks;   /* res4?_branch2a convs: 6 in ResNet-50, 23 in ResNet-101 */
+    int depth;         /* 50 or 101 from res4_blocks, else 0 */
+    int64_t filters;   /* BACKBONE_FILTERS: conv1's output channels */
+    int64_t channels;  /* IMAGE_CHANNEL_COUNT: conv1's input channels */
+    int64_t pyramid;   /* TOP_DOWN_PYRAMID_SIZE: fpn_c5p5's output channels */
+    int64_t rpn_depth; /* RPN_CONV_DEPTH: rpn_conv_shared's output channels */
+    int64_t fc_size;   /* FPN_CLASSIF_FC_LAYERS_SIZE: mrcnn_class_conv1's output channels */
+    int64_t classes;   /* NUM_CLASSES: mrcnn_class_logits' outputs */
+} mr_net_signature;
+
+/* "the weights are ResNet-50 with 8 filters, the config is ResNet-101 with 64 filters (also
+ * TOP_DOWN_PYRAMID_SIZE 32 vs 256)": how two networks differ, in config keys. false (and buf
+ * "") when neither side can be described or nothing known differs. */
+bool mr_net_signature_diff(const mr_net_signature *file, const mr_net_signature *model, char *buf,
+                           size_t size);
+
 typedef struct {
     char *path;
     mr_weights_format format;
@@ -85,7 +104,14 @@ typedef struct {
     int file_classes, model_classes; /* from mrcnn_class_logits/kernel; 0 when absent */
     bool classes_excluded;           /* the class layers were left out automatically */
     int64_t tensors_loaded, values_loaded;
-    bool applied; /* values were copied into the parameters */
+    int64_t tensors_verified; /* loaded tensors that matched their stored checksum */
+    int64_t tensors_damaged;  /* loaded tensors that failed it (only with allow_damaged) */
+    int n_wanted;             /* model layers not left out (on request or by NUM_CLASSES) */
+    mr_net_signature file_net, model_net;
+    bool other_network; /* refused: the shapes or the names say the file holds another
+                           network (or too little of this one) */
+    bool applied;       /* values were copied into the parameters */
+    bool refused;       /* the load failed; the error line says why */
 } mr_load_report;
 
 typedef struct {
@@ -94,24 +120,51 @@ typedef struct {
     const char *const *exclude;
     int n_exclude;
     bool dry_run; /* build the report and check shapes, copy nothing (`mrcnn inspect --config`) */
+    /* Load tensors that fail their checksum (a warning each) instead of refusing the file:
+     * `--allow-damaged`, for salvaging what a damaged file still holds. */
+    bool allow_damaged;
+    /* The caller has no --exclude option (predict, evaluate, export): messages leave out the
+     * hint to use it. */
+    bool no_exclude_hint;
 } mr_weights_load_options;
 
 /* Loads a Keras, export or checkpoint file into `p` by layer name. Loaded tensors are copied
  * as they are (mrcnn uses Keras' layouts); a bias missing from the file becomes zeros; a
  * 3-channel conv1 kernel is summed over its input channels for a 1-channel model; when the
- * class count differs, mrcnn_class_logits, mrcnn_bbox_fc and mrcnn_mask are left out. Fails,
- * before copying anything, when a layer that was not excluded does not fit, naming every such
- * layer. A NaN or Inf value in a loaded tensor fails with MR_ERR_NUMERIC naming it; the
- * parameters are then partly loaded and must not be used. `report` (may be NULL) is filled
- * whenever the file could be read; free it with
- * mr_load_report_free even when the load failed. `opt` may be NULL. */
+ * class count differs, mrcnn_class_logits, mrcnn_bbox_fc and mrcnn_mask are left out.
+ * Fails with one line (MR_ERR_FORMAT), before copying anything:
+ *  - when a layer that was not excluded does not fit: when the shapes say the file holds
+ *    another network (another BACKBONE_FILTERS, TOP_DOWN_PYRAMID_SIZE, RPN_CONV_DEPTH or
+ *    FPN_CLASSIF_FC_LAYERS_SIZE, or more than half of the layers both have misfit), the line says
+ *    which networks and names the first misfit; otherwise it names every misfit layer;
+ *  - when fewer than half of the model's layers that were not left out (by --exclude or by
+ *    NUM_CLASSES) are in the file: training would start from mostly random weights.
+ * Every tensor copied is checked against its checksum where the file stores one (checkpoints
+ * always do; a checkpoint tensor without one counts as damaged): a mismatch fails with
+ * MR_ERR_FORMAT naming the file and the tensor, unless opt->allow_damaged. A NaN or Inf value
+ * in a loaded tensor fails with MR_ERR_NUMERIC naming it. After a failure while copying the
+ * parameters are partly loaded and must not be used. `report` (may be NULL) is filled
+ * whenever the file could be read; free it with mr_load_report_free even when the load failed.
+ * `opt` may be NULL. */
 mr_status mr_weights_load(const char *path, mr_params *p, const mr_weights_load_options *opt,
                           mr_load_report *report);
-/* The report as a few lines: counts and names per kind, the notes. */
+/* Reads every tensor of a weights file back and checks it is finite and, where the file stores
+ * checksums, matches its checksum (a checkpoint: every tensor, its momentum and its training
+ * state). MR_OK when nothing is damaged, else the first damage as MR_ERR_FORMAT or
+ * MR_ERR_NUMERIC naming the file and the tensor. *n_verified and *n_unverified (may be NULL)
+ * count the tensors with and without a checksum. */
+mr_status mr_weights_verify(const char *path, int64_t *n_verified, int64_t *n_unverified);
+/* The report as a few lines: counts per kind, the first layer names of each kind (all with
+ * mr_load_report_print_all), the notes. A refused load prints counts only: its error line says
+ * why. */
 void mr_load_report_print(const mr_load_report *r, FILE *out);
+void mr_load_report_print_all(const mr_load_report *r, FILE *out);
 void mr_load_report_free(mr_load_report *r);
 
 /* ---- export ------------------------------------------------------------------------------ */
+
+/* Both layouts store a checksum (MR_CHECKSUM_ATTR) on every dataset, which mr_weights_load
+ * checks. */
 
 /* mrcnn layout: root attributes format/version/config, one dataset per parameter at
  * /params/<name>, float32 or (half) float16. Written atomically. config_json may be NULL. */
