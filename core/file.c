@@ -1,5 +1,6 @@
-/* mkdir -p and the atomic whole-file write shared by configs, reports, annotation files,
- * predictions and every PNG; the disk-full test hook lives here so all of them can be tested. */
+/* Whole-file reads, mkdir -p and the atomic whole-file write shared by configs, reports, annotation
+ * files, predictions and every PNG; the disk-full test hook lives here so all of them can be
+ * tested. */
 #include "file.h"
 
 #include <errno.h>
@@ -39,6 +40,44 @@ static bool simulated_full_disk(void) {
     while (n > 0 && !atomic_compare_exchange_weak(&writes_left, &n, n - 1)) {
     }
     return n == 0;
+}
+
+/* ---- whole-file reads ------------------------------------------------------------------- */
+
+mr_status mr_read_file(const char *path, const char *what, size_t max_bytes, char **text,
+                       size_t *len) {
+    *text = NULL;
+    if (len) *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return mr_fail(MR_ERR_IO, "%s: cannot open %s: %s", path, what, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) break;
+        if (max_bytes && n > max_bytes) break;
+        char *grown = realloc(buf, 2 * cap + 1);
+        if (!grown) free(buf);
+        buf = grown;
+        cap *= 2;
+    }
+    bool bad = ferror(f) != 0;
+    fclose(f);
+    if (!buf) return mr_fail(MR_ERR_NOMEM, "%s: out of memory reading the %s", path, what);
+    if (bad) {
+        free(buf);
+        return mr_fail(MR_ERR_IO, "%s: read error", path);
+    }
+    if (max_bytes && n > max_bytes) {
+        free(buf);
+        bool gib = max_bytes >= ((size_t)1 << 30);
+        return mr_fail(MR_ERR_FORMAT, "%s: larger than %zu %s, not a %s", path,
+                       max_bytes >> (gib ? 30 : 20), gib ? "GiB" : "MiB", what);
+    }
+    buf[n] = '\0';
+    *text = buf;
+    if (len) *len = n;
+    return MR_OK;
 }
 
 /* ---- folders and atomic writes ----------------------------------------------------------- */

@@ -1,6 +1,7 @@
-/* Files and folders as every part of mrcnn writes them: `mkdir -p`, and whole-file writes that
- * are atomic (temp file in the same folder, every call checked, fsync, rename, fsync the
- * folder), so a reader sees the old file or the new one, never half of either. */
+/* Files and folders as every part of mrcnn reads and writes them: whole-file reads, `mkdir -p`,
+ * and whole-file writes that are atomic (temp file in the same folder, every call checked, fsync,
+ * rename, fsync the folder), so a reader sees the old file or the new one, never half of either.
+ * Every whole-file write of mrcnn goes through mr_write_file_atomic (HDF5 files: core/h5.h). */
 #ifndef MR_FILE_H
 #define MR_FILE_H
 
@@ -8,6 +9,12 @@
 
 #include "status.h"
 
+/* Reads the whole of `path` into a NUL-terminated buffer the caller frees; `*len` (NULL: not
+ * wanted) gets its size. `what` names the file in messages: "<path>: cannot open <what>: <OS
+ * reason>". A file larger than `max_bytes` (0: no limit) is MR_ERR_FORMAT "<path>: larger than
+ * <limit>, not a <what>", so a wrong path given for a small text file fails fast. */
+mr_status mr_read_file(const char *path, const char *what, size_t max_bytes, char **text,
+                       size_t *len);
 /* Creates `path` and its missing parents; an existing non-folder in the way is an error. */
 mr_status mr_make_dirs(const char *path);
 /* Replaces `path` with `len` bytes of `data`, file mode `mode` (e.g. 0644). On failure the old

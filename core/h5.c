@@ -11,15 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "text.h"
+
 static void quiet(void) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static char *dup_str(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
 }
 
 mr_status mr_h5_check_regular(const char *path, const char *what, int64_t *size) {
@@ -59,7 +54,7 @@ mr_status mr_h5_open(const char *path, bool writable, mr_h5 *out) {
         return mr_fail(MR_ERR_FORMAT, "%s: HDF5 file is damaged or truncated (%lld bytes)", path,
                        (long long)size);
     out->id = id;
-    out->path = dup_str(path);
+    out->path = mr_strdup(path);
     out->writable = writable;
     return MR_OK;
 }
@@ -70,7 +65,7 @@ mr_status mr_h5_create(const char *path, mr_h5 *out) {
     hid_t id = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (id < 0) return mr_fail(MR_ERR_IO, "%s: cannot create HDF5 file", path);
     out->id = id;
-    out->path = dup_str(path);
+    out->path = mr_strdup(path);
     out->writable = true;
     return MR_OK;
 }
@@ -504,7 +499,7 @@ static mr_status read_string_attr(mr_h5 *f, const char *object, const char *name
             H5Tset_cset(mem, H5Tget_cset(type)); /* HDF5 converts no UTF-8 <-> ASCII */
             char **raw = calloc((size_t)n, sizeof *raw);
             if (raw && H5Aread(a, mem, raw) >= 0) {
-                for (hssize_t i = 0; i < n; i++) out[i] = dup_str(raw[i] ? raw[i] : "");
+                for (hssize_t i = 0; i < n; i++) out[i] = mr_strdup(raw[i] ? raw[i] : "");
                 H5Dvlen_reclaim(mem, space, H5P_DEFAULT, raw);
             } else {
                 st = mr_fail(MR_ERR_FORMAT, "%s: cannot read attribute %s", f->path, name);

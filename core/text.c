@@ -1,10 +1,12 @@
-/* The growable text buffer and its JSON helpers. */
+/* The growable text buffer and its JSON helpers; string copy, edit distance, line:column. */
 #include "text.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "file.h"
 
@@ -66,4 +68,46 @@ void mr_text_free(mr_text *t) {
 mr_status mr_text_write_atomic(const mr_text *t, const char *path) {
     if (t->failed) return mr_fail(MR_ERR_NOMEM, "%s: out of memory building the file", path);
     return mr_write_file_atomic(path, t->s ? t->s : "", t->n, 0644);
+}
+
+char *mr_strdup(const char *s) {
+    if (!s) return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+size_t mr_edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64) return SIZE_MAX;
+    size_t row[65];
+    for (size_t j = 0; j <= lb; j++) row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+            size_t best = diag + cost;
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+void mr_text_pos(const char *text, size_t len, size_t offset, int64_t *line, int64_t *col) {
+    if (offset > len) offset = len;
+    int64_t l = 1;
+    size_t line_start = 0;
+    for (size_t i = 0; i < offset; i++)
+        if (text[i] == '\n') {
+            l++;
+            line_start = i + 1;
+        }
+    *line = l;
+    *col = (int64_t)(offset - line_start) + 1;
 }

@@ -1,12 +1,14 @@
 /* Text built in memory: a growable buffer written with printf-style calls, the JSON pieces every
  * hand-written JSON file of mrcnn needs (escaped strings, numbers that are null when undefined),
  * and an atomic write of the result. One allocation failure marks the buffer failed; the write
- * then reports it, so callers check once at the end. */
+ * then reports it, so callers check once at the end. Also the small string helpers every part
+ * shares: a copy, the "did you mean" distance, and the line:column of an offset. */
 #ifndef MR_TEXT_H
 #define MR_TEXT_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "status.h"
 
@@ -24,5 +26,14 @@ void mr_text_json_number(mr_text *t, double v, int digits);
 void mr_text_free(mr_text *t);
 /* Writes the text to `path` atomically (core/file.h); a failed buffer is MR_ERR_NOMEM. */
 mr_status mr_text_write_atomic(const mr_text *t, const char *path);
+
+/* A malloc'ed copy of `s` (NULL for NULL or when out of memory). */
+char *mr_strdup(const char *s);
+/* Levenshtein distance ignoring ASCII case, for "did you mean"; SIZE_MAX when either string is
+ * longer than 64 bytes (names and labels are short). */
+size_t mr_edit_distance(const char *a, const char *b);
+/* The 1-based line and column of byte `offset` of `text` (`len` bytes; an offset past the end
+ * counts as the end), as messages say "file:line:column". */
+void mr_text_pos(const char *text, size_t len, size_t offset, int64_t *line, int64_t *col);
 
 #endif

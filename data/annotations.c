@@ -20,14 +20,6 @@
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
-char *mr_ann_strdup(const char *s) {
-    if (!s) return NULL;
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
 int mr_ann_strcasecmp(const char *a, const char *b) {
     for (;; a++, b++) {
         int ca = tolower((unsigned char)*a), cb = tolower((unsigned char)*b);
@@ -61,19 +53,6 @@ const char *mr_ann_quote(char *buf, size_t n, const char *s) {
         buf[keep] = '\0';
     }
     return buf;
-}
-
-void mr_ann_text_pos(const char *text, size_t len, size_t offset, int64_t *line, int64_t *col) {
-    if (offset > len) offset = len;
-    int64_t l = 1;
-    size_t line_start = 0;
-    for (size_t i = 0; i < offset; i++)
-        if (text[i] == '\n') {
-            l++;
-            line_start = i + 1;
-        }
-    *line = l;
-    *col = (int64_t)(offset - line_start) + 1;
 }
 
 const char *mr_ann_format_name(mr_ann_format f) {
@@ -149,7 +128,7 @@ mr_status mr_strmap_put(mr_strmap *m, const char *key, int64_t val) {
             return MR_OK;
         }
     }
-    char *k = mr_ann_strdup(key);
+    char *k = mr_strdup(key);
     if (!k) return mr_fail(MR_ERR_NOMEM, "out of memory");
     strmap_insert(m->keys, m->vals, m->cap, k, val);
     m->n++;
@@ -207,7 +186,7 @@ static bool count_in_group(mr_ann_loader *ld, mr_issue_level level, const mr_ann
         r->n_errors++;
     else
         r->n_warnings++;
-    if (gs->n_items < 3 && (gs->items[gs->n_items] = mr_ann_strdup(item))) gs->n_items++;
+    if (gs->n_items < 3 && (gs->items[gs->n_items] = mr_strdup(item))) gs->n_items++;
     return true;
 }
 
@@ -228,7 +207,7 @@ static void add_issue(mr_ann_loader *ld, mr_issue_level level, mr_status code,
         r->n_errors++;
         if (ld->first_error == MR_OK) {
             ld->first_error = code;
-            ld->first_error_text = mr_ann_strdup(text);
+            ld->first_error_text = mr_strdup(text);
         }
     } else {
         r->n_warnings++;
@@ -239,7 +218,7 @@ static void add_issue(mr_ann_loader *ld, mr_issue_level level, mr_status code,
         return;
     }
     mr_issue *grown = realloc(r->issues, sizeof *grown * (size_t)(r->n_issues + 1));
-    char *copy = mr_ann_strdup(text);
+    char *copy = mr_strdup(text);
     if (!grown || !copy) {
         /* Out of memory while reporting: keep the count, lose the text. */
         if (grown) r->issues = grown;
@@ -265,9 +244,9 @@ static void add_issue(mr_ann_loader *ld, mr_issue_level level, mr_status code,
     memset(gs, 0, sizeof *gs);
     gs->issue = r->n_issues - 1;
     gs->noun = g->noun;
-    gs->what = mr_ann_strdup(g->what);
-    gs->hint = g->hint ? mr_ann_strdup(g->hint) : NULL;
-    if ((gs->items[0] = mr_ann_strdup(item))) gs->n_items = 1;
+    gs->what = mr_strdup(g->what);
+    gs->hint = g->hint ? mr_strdup(g->hint) : NULL;
+    if ((gs->items[0] = mr_strdup(item))) gs->n_items = 1;
     if (gs->what && (!g->hint || gs->hint) &&
         mr_strmap_put(&ld->group_keys, key, ld->n_groups) == MR_OK) {
         ld->n_groups++;
@@ -299,7 +278,7 @@ static void finish_groups(mr_ann_loader *ld, int64_t n_images) {
         snprintf(text, sizeof text, "%s: %lld%s %s %s%s%s%s%s", ld->file, (long long)is->count, of,
                  gs->noun, gs->what, is->count > 3 ? ", first three: " : ": ", items,
                  gs->hint ? "; " : "", gs->hint ? gs->hint : "");
-        char *copy = mr_ann_strdup(text);
+        char *copy = mr_strdup(text);
         if (!copy) continue;
         free(is->text);
         is->text = copy;
@@ -390,28 +369,6 @@ int mr_ann_class_attr_rank(const mr_ann_loader *ld, const char *name) {
     return -1;
 }
 
-/* Levenshtein distance on lower-cased text, for "did you mean"; inputs are short labels. */
-static size_t edit_distance(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 64 || lb > 64) return (size_t)-1;
-    size_t row[65];
-    for (size_t j = 0; j <= lb; j++) row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
-            size_t best = diag + cost;
-            if (up + 1 < best) best = up + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
 static void known_classes(const mr_ann_loader *ld, char *buf, size_t n) {
     const mr_annotations *a = ld->out;
     size_t used = 0;
@@ -428,7 +385,7 @@ static const char *near_match(const mr_ann_loader *ld, const char *label) {
     const char *best = NULL;
     size_t best_d = (size_t)-1;
     for (int i = 1; i < a->n_classes; i++) {
-        size_t d = edit_distance(label, a->class_names[i]);
+        size_t d = mr_edit_distance(label, a->class_names[i]);
         size_t len = strlen(a->class_names[i]);
         size_t limit = len / 3 > 1 ? len / 3 : 1;
         if (d <= limit && d < best_d) {
@@ -888,7 +845,7 @@ static bool is_windows_path(const char *s) {
 
 static char *join_path(const char *dir, const char *name) {
     while (name[0] == '.' && name[1] == '/') name += 2;
-    if (name[0] == '/' || !dir || !dir[0] || !strcmp(dir, ".")) return mr_ann_strdup(name);
+    if (name[0] == '/' || !dir || !dir[0] || !strcmp(dir, ".")) return mr_strdup(name);
     size_t ld = strlen(dir), ln = strlen(name);
     char *p = malloc(ld + ln + 2);
     if (!p) return NULL;
@@ -992,7 +949,7 @@ static mr_status image_candidates(const mr_ann_loader *ld, const char *prefix, c
     const char *root = ld->opt->image_root && ld->opt->image_root[0] ? ld->opt->image_root : NULL;
     bool ok = true;
     if (c->foreign) {
-        c->recorded = mr_ann_strdup(full);
+        c->recorded = mr_strdup(full);
         ok = c->recorded != NULL;
     } else {
         /* A plain relative name is where the caller said images are: the image root when
@@ -1001,7 +958,7 @@ static mr_status image_candidates(const mr_ann_loader *ld, const char *prefix, c
                     : root               ? MR_FOUND_ROOT
                                          : MR_FOUND_BESIDE;
         c->recorded = join_path(ld->base_dir, full);
-        ok = c->recorded && add_candidate(c, mr_ann_strdup(c->recorded), where);
+        ok = c->recorded && add_candidate(c, mr_strdup(c->recorded), where);
     }
     const char *rel = !c->foreign && full[0] != '/' ? full : NULL;
     char *base = base_name(full, c->remote);
@@ -1102,7 +1059,7 @@ mr_status mr_ann_add_record(mr_ann_loader *ld, const char *key, const char *file
         ld->cap_records = cap;
     }
     if (prefix && prefix[0] && !ld->default_path) {
-        ld->default_path = mr_ann_strdup(prefix);
+        ld->default_path = mr_strdup(prefix);
         if (!ld->default_path) return mr_fail(MR_ERR_NOMEM, "out of memory");
     }
     candidates c;
@@ -1113,9 +1070,9 @@ mr_status mr_ann_add_record(mr_ann_loader *ld, const char *key, const char *file
     mr_image_record *r = &a->records[a->n];
     memset(r, 0, sizeof *r);
     r->image_label = -1;
-    r->key = mr_ann_strdup(key);
-    r->filename = mr_ann_strdup(filename);
-    r->path = mr_ann_strdup(found >= 0 ? c.path[found] : c.recorded);
+    r->key = mr_strdup(key);
+    r->filename = mr_strdup(filename);
+    r->path = mr_strdup(found >= 0 ? c.path[found] : c.recorded);
     if (!r->key || !r->filename || !r->path) {
         free(r->key);
         free(r->filename);
@@ -1327,7 +1284,7 @@ mr_status mr_ann_add_instance(mr_ann_loader *ld, int64_t rec, mr_shape *shape, i
     memset(&inst, 0, sizeof inst);
     inst.class_id = class_id;
     inst.region = region;
-    inst.class_name = class_name ? mr_ann_strdup(class_name) : NULL;
+    inst.class_name = class_name ? mr_strdup(class_name) : NULL;
     if (class_name && !inst.class_name) {
         st = mr_fail(MR_ERR_NOMEM, "out of memory");
         goto done;
@@ -1354,7 +1311,7 @@ void mr_ann_note_region(mr_ann_loader *ld, int64_t rec) {
 mr_status mr_ann_set_image_label(mr_ann_loader *ld, int64_t rec, const char *label) {
     mr_image_record *r = &ld->out->records[rec];
     if (!label || !label[0] || r->image_label_name) return MR_OK;
-    r->image_label_name = mr_ann_strdup(label);
+    r->image_label_name = mr_strdup(label);
     if (!r->image_label_name) return mr_fail(MR_ERR_NOMEM, "out of memory");
     r->image_label = ld->out->single_class ? -1 : mr_ann_class_id(ld, label);
     return MR_OK;
@@ -1408,8 +1365,8 @@ mr_status mr_annotations_split(mr_annotations *a, const bool *take, mr_annotatio
     memset(out, 0, sizeof *out);
     out->format = a->format;
     out->single_class = a->single_class;
-    out->source = mr_ann_strdup(a->source);
-    out->attributes_path = mr_ann_strdup(a->attributes_path);
+    out->source = mr_strdup(a->source);
+    out->attributes_path = mr_strdup(a->attributes_path);
     out->class_names = calloc((size_t)(a->n_classes ? a->n_classes : 1), sizeof *out->class_names);
     int64_t n_take = 0;
     for (int64_t i = 0; i < a->n; i++) n_take += take[i];
@@ -1417,7 +1374,7 @@ mr_status mr_annotations_split(mr_annotations *a, const bool *take, mr_annotatio
     bool ok = out->source && (!a->attributes_path || out->attributes_path) && out->class_names &&
               out->records;
     for (int i = 0; ok && i < a->n_classes; i++) {
-        out->class_names[i] = mr_ann_strdup(a->class_names[i]);
+        out->class_names[i] = mr_strdup(a->class_names[i]);
         ok = out->class_names[i] != NULL;
         out->n_classes = i + 1;
     }
@@ -1460,7 +1417,7 @@ static mr_status set_classes(mr_annotations *a, const mr_load_options *opt) {
             if (!mr_ann_strcasecmp(a->class_names[k], name))
                 return mr_fail(MR_ERR_ARG, "class list: '%s' is listed twice (classes %d and %d)",
                                name, k, i);
-        a->class_names[i] = mr_ann_strdup(name);
+        a->class_names[i] = mr_strdup(name);
         if (!a->class_names[i]) return mr_fail(MR_ERR_NOMEM, "out of memory");
     }
     return MR_OK;
@@ -1539,43 +1496,10 @@ static mr_status pick_annotation_file(const char *dir, char **out) {
     return st;
 }
 
-static mr_status read_file(const char *path, char **text, size_t *len) {
-    *text = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return mr_fail(MR_ERR_IO, "%s: cannot open annotation file: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (n < cap) break;
-        cap *= 2;
-        char *grown = realloc(buf, cap + 1);
-        if (!grown) {
-            free(buf);
-            buf = NULL;
-        } else {
-            buf = grown;
-        }
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (!buf) return mr_fail(MR_ERR_NOMEM, "%s: out of memory reading the file", path);
-    if (err) {
-        free(buf);
-        return mr_fail(MR_ERR_IO, "%s: read error", path);
-    }
-    buf[n] = '\0';
-    *text = buf;
-    *len = n;
-    return MR_OK;
-}
-
 static char *dir_of(const char *path) {
     const char *slash = strrchr(path, '/');
-    if (!slash) return mr_ann_strdup(".");
-    if (slash == path) return mr_ann_strdup("/");
+    if (!slash) return mr_strdup(".");
+    if (slash == path) return mr_strdup("/");
     size_t n = (size_t)(slash - path);
     char *d = malloc(n + 1);
     if (!d) return NULL;
@@ -1632,7 +1556,7 @@ static mr_status decode_images(mr_ann_loader *ld) {
         const mr_image_record *r = &a->records[i];
         if (ld->rejected[i] || ld->file_bytes[i] < 0) continue; /* missing: reported already */
         code[i] = mr_image_probe(r->path, max_pixels, &info[i]);
-        if (code[i] != MR_OK) err[i] = mr_ann_strdup(mr_last_error());
+        if (code[i] != MR_OK) err[i] = mr_strdup(mr_last_error());
     }
     mr_status st = MR_OK;
     for (int64_t i = 0; i < n; i++) {
@@ -1719,7 +1643,7 @@ static mr_status note_where_images_were(mr_ann_loader *ld) {
                is_url(ld->default_path) || is_windows_path(ld->default_path)
                    ? "is not on this machine"
                    : "holds none of them");
-    ld->out->report.images_note = mr_ann_strdup(text);
+    ld->out->report.images_note = mr_strdup(text);
     if (!ld->out->report.images_note) return mr_fail(MR_ERR_NOMEM, "out of memory");
     return MR_OK;
 }
@@ -1751,7 +1675,7 @@ mr_status mr_annotations_load(const char *path, const mr_load_options *opt, mr_a
     if (S_ISDIR(sb.st_mode)) {
         MR_TRY(pick_annotation_file(path, &out->source));
     } else {
-        out->source = mr_ann_strdup(path);
+        out->source = mr_strdup(path);
         if (!out->source) return mr_fail(MR_ERR_NOMEM, "out of memory");
     }
 
@@ -1770,12 +1694,11 @@ mr_status mr_annotations_load(const char *path, const mr_load_options *opt, mr_a
         ld.n_class_attrs = 4;
     }
     ld.ann_dir = dir_of(out->source);
-    ld.base_dir =
-        mr_ann_strdup(opt->image_root && opt->image_root[0] ? opt->image_root : ld.ann_dir);
+    ld.base_dir = mr_strdup(opt->image_root && opt->image_root[0] ? opt->image_root : ld.ann_dir);
     char *text = NULL;
     size_t len = 0;
     mr_status st = ld.ann_dir && ld.base_dir ? MR_OK : mr_fail(MR_ERR_NOMEM, "out of memory");
-    if (st == MR_OK) st = read_file(out->source, &text, &len);
+    if (st == MR_OK) st = mr_read_file(out->source, "annotation file", 0, &text, &len);
     if (st == MR_OK) st = load_text(&ld, text, len);
     free(text);
     if (st == MR_OK && opt->decode_images) st = decode_images(&ld);

@@ -536,36 +536,15 @@ static void split(const mr_busi_options *o, record_list *l) {
     free(set_size);
 }
 
+/* BUSI images are small (a few hundred kB): read whole, written atomically (core/file.h). */
 static mr_status copy_file(const char *src, const char *dst, int64_t *size) {
-    FILE *in = fopen(src, "rb");
-    if (!in) return mr_fail(MR_ERR_IO, "%s: cannot open: %s", src, strerror(errno));
-    FILE *out = fopen(dst, "wb");
-    if (!out) {
-        int err = errno;
-        fclose(in);
-        return mr_fail(MR_ERR_IO, "%s: cannot create: %s", dst, strerror(err));
-    }
-    char buf[1 << 16];
-    int64_t total = 0;
-    size_t got;
-    int bad = 0;
-    while ((got = fread(buf, 1, sizeof buf, in)) > 0) {
-        if (fwrite(buf, 1, got, out) != got) {
-            bad = 1;
-            break;
-        }
-        total += (int64_t)got;
-    }
-    int read_err = ferror(in);
-    fclose(in);
-    if (fclose(out) != 0) bad = 1;
-    if (bad || read_err) {
-        remove(dst);
-        return mr_fail(MR_ERR_IO, "copying %s to %s failed (%s)", src, dst,
-                       read_err ? "read error" : "write error, disk full?");
-    }
-    *size = total;
-    return MR_OK;
+    char *data = NULL;
+    size_t len = 0;
+    MR_TRY(mr_read_file(src, "image", 0, &data, &len));
+    mr_status st = mr_write_file_atomic(dst, data, len, 0644);
+    free(data);
+    if (st == MR_OK) *size = (int64_t)len;
+    return st;
 }
 
 static mr_status write_output(const mr_busi_options *o, record_list *l, mr_busi_summary *sum) {

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/file.h"
+#include "../core/text.h"
 #include "raster.h"
 #include "rle.h"
 
@@ -19,52 +21,17 @@
 #define MAX_DETECTIONS  10000
 #define MAX_POLY_POINTS 1000000
 
-static char *read_whole(const char *path, mr_status *st) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *st = mr_fail(MR_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n - 1, f);
-        if (n < cap - 1) break;
-        if (cap >= ((size_t)1 << 30)) {
-            free(buf);
-            fclose(f);
-            *st = mr_fail(MR_ERR_FORMAT, "%s: larger than 1 GiB, not a prediction file", path);
-            return NULL;
-        }
-        char *grown = realloc(buf, cap * 2);
-        if (!grown) free(buf);
-        buf = grown;
-        cap *= 2;
-    }
-    bool bad = ferror(f) != 0;
-    fclose(f);
-    if (!buf) {
-        *st = mr_fail(MR_ERR_NOMEM, "%s: out of memory reading it", path);
-        return NULL;
-    }
-    if (bad) {
-        free(buf);
-        *st = mr_fail(MR_ERR_IO, "%s: read error", path);
-        return NULL;
-    }
-    buf[n] = '\0';
-    return buf;
-}
-
 static cJSON *parse_file(const char *path, mr_status *st) {
-    char *text = read_whole(path, st);
-    if (!text) return NULL;
+    char *text = NULL;
+    size_t len = 0;
+    if ((*st = mr_read_file(path, "prediction file", (size_t)1 << 30, &text, &len)) != MR_OK)
+        return NULL;
     cJSON *root = cJSON_Parse(text);
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
-        int line = 1;
-        for (const char *p = text; at && p < at && *p; p++) line += *p == '\n';
-        *st = mr_fail(MR_ERR_FORMAT, "%s:%d: not valid JSON", path, line);
+        int64_t line = 1, col = 1;
+        if (at) mr_text_pos(text, len, (size_t)(at - text), &line, &col);
+        *st = mr_fail(MR_ERR_FORMAT, "%s:%lld: not valid JSON", path, (long long)line);
     } else if (!cJSON_IsObject(root)) {
         *st = mr_fail(MR_ERR_FORMAT, "%s: a prediction file is a JSON object", path);
         cJSON_Delete(root);
@@ -141,7 +108,7 @@ mr_status mr_prediction_set_load(mr_prediction_set *s, const char *dir) {
         const cJSON *image = cJSON_GetObjectItemCaseSensitive(root, "image");
         if (!cJSON_IsString(image) || !image->valuestring[0])
             st = mr_fail(MR_ERR_FORMAT, "%s: \"image\" must name the image file", files[i]);
-        else if (!(s->image_names[i] = strdup(base_name(image->valuestring))))
+        else if (!(s->image_names[i] = mr_strdup(base_name(image->valuestring))))
             st = mr_fail(MR_ERR_NOMEM, "%s: out of memory", files[i]);
         cJSON_Delete(root);
         for (int64_t j = 0; j < i && st == MR_OK; j++)

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../core/file.h"
+#include "../core/text.h"
 #include "annotations.h"
 
 struct cJSON;
@@ -86,8 +88,6 @@ mr_status mr_ann_region_error(mr_ann_loader *ld, mr_status code, const char *fmt
 /* `s` made safe for a one-line message: control characters become '?', and long text is cut
  * to `n - 4` bytes plus "...". */
 const char *mr_ann_quote(char *buf, size_t n, const char *s);
-/* "FILE:LINE:COLUMN" of byte `offset` in `text` (1-based, columns in bytes). */
-void mr_ann_text_pos(const char *text, size_t len, size_t offset, int64_t *line, int64_t *col);
 
 /* Coordinates: finite and within +-MR_ANN_MAX_COORD, else an error naming `where` and `field`. */
 mr_status mr_ann_check_coord(mr_ann_loader *ld, const char *where, const char *field, double v);
@@ -126,7 +126,6 @@ mr_status mr_ann_missing_class(mr_ann_loader *ld, const char *where);
 int mr_ann_class_attr_rank(const mr_ann_loader *ld, const char *name);
 
 /* Small string helpers. */
-char *mr_ann_strdup(const char *s);
 int mr_ann_strcasecmp(const char *a, const char *b);
 /* A number as text the way a user would type it: 320, 0.5, 1e+20. */
 void mr_ann_number_text(double v, char *buf, size_t n);

@@ -70,7 +70,7 @@ mr_status mr_via_parse(mr_ann_loader *ld, const char *what, const char *text, si
     if (nul) {
         int64_t line, col;
         char qw[300];
-        mr_ann_text_pos(text, len, (size_t)(nul - text), &line, &col);
+        mr_text_pos(text, len, (size_t)(nul - text), &line, &col);
         mr_ann_quote(qw, sizeof qw, what);
         if (fatal)
             return mr_fail(MR_ERR_FORMAT,
@@ -93,7 +93,7 @@ mr_status mr_via_parse(mr_ann_loader *ld, const char *what, const char *text, si
     size_t b = off;
     while (b < len && isspace((unsigned char)text[b])) b++;
     int64_t line, col;
-    mr_ann_text_pos(text, len, off, &line, &col);
+    mr_text_pos(text, len, off, &line, &col);
     char near[48], qw[300];
     char snippet[32];
     size_t k = 0;
@@ -150,35 +150,10 @@ static mr_status use_attribute_defs(mr_ann_loader *ld, const cJSON *defs, const 
     return MR_OK;
 }
 
-static mr_status read_whole(const char *path, char **text, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return mr_fail(MR_ERR_IO, "%s: cannot open attributes file", path);
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *grown = realloc(buf, cap * 2 + 1);
-        if (!grown) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = grown;
-        cap *= 2;
-    }
-    fclose(f);
-    if (!buf) return mr_fail(MR_ERR_NOMEM, "%s: out of memory", path);
-    buf[n] = '\0';
-    *text = buf;
-    *len = n;
-    return MR_OK;
-}
-
 static mr_status load_attr_file(mr_ann_loader *ld, const char *path) {
     char *text = NULL;
     size_t len = 0;
-    MR_TRY(read_whole(path, &text, &len));
+    MR_TRY(mr_read_file(path, "attributes file", 0, &text, &len));
     cJSON *doc = NULL;
     mr_status st = mr_via_parse(ld, path, text, len, &doc, true);
     free(text);
@@ -191,7 +166,7 @@ static mr_status load_attr_file(mr_ann_loader *ld, const char *path) {
     cJSON_Delete(ld->attr_doc);
     ld->attr_doc = doc;
     free(ld->out->attributes_path);
-    ld->out->attributes_path = mr_ann_strdup(path);
+    ld->out->attributes_path = mr_strdup(path);
     return ld->out->attributes_path ? MR_OK : mr_fail(MR_ERR_NOMEM, "out of memory");
 }
 
@@ -268,10 +243,10 @@ static val_kind attr_value(const cJSON *val, const cJSON *def_options, char **la
     const cJSON *opt_label =
         cJSON_IsObject(def_options) ? cJSON_GetObjectItemCaseSensitive(def_options, raw) : NULL;
     if (cJSON_IsString(opt_label) && opt_label->valuestring[0]) {
-        *label = mr_ann_strdup(opt_label->valuestring);
-        *option = mr_ann_strdup(raw);
+        *label = mr_strdup(opt_label->valuestring);
+        *option = mr_strdup(raw);
     } else {
-        *label = mr_ann_strdup(raw);
+        *label = mr_strdup(raw);
     }
     return VAL_OK;
 }
@@ -770,11 +745,11 @@ static mr_status via3_label(mr_ann_loader *ld, const via3_state *s, const cJSON 
     const cJSON *opts = member(best_def, "options");
     const cJSON *lab = cJSON_IsObject(opts) ? cJSON_GetObjectItemCaseSensitive(opts, raw) : NULL;
     if (cJSON_IsString(lab) && lab->valuestring[0]) {
-        *label = mr_ann_strdup(lab->valuestring);
-        *option = mr_ann_strdup(raw);
+        *label = mr_strdup(lab->valuestring);
+        *option = mr_strdup(raw);
         if (!*label || !*option) return mr_fail(MR_ERR_NOMEM, "out of memory");
     } else {
-        *label = mr_ann_strdup(raw);
+        *label = mr_strdup(raw);
         if (!*label) return mr_fail(MR_ERR_NOMEM, "out of memory");
     }
     return MR_OK;

@@ -8,8 +8,13 @@
 #include <string.h>
 
 #include "../core/ops.h"
+#include "../core/util.h"
 #include "../layers/boxes.h"
 #include "../layers/proposals.h"
+
+/* layers/model.h sizes LOSS_WEIGHTS before this list exists; the two must agree. */
+_Static_assert(sizeof(((mr_net_config *)0)->loss_weights) / sizeof(float) == MR_LOSS_COUNT,
+               "mr_net_config.loss_weights must have one entry per loss in mr_loss_names");
 
 const char *const mr_loss_names[MR_LOSS_COUNT] = {
     "rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss"};
@@ -126,15 +131,6 @@ mr_tensor *mr_mrcnn_mask_loss(mr_ctx *ctx, mr_tensor *mask_logits, const int64_t
 
 /* ---- the training graph ------------------------------------------------------------------- */
 
-static void softmax2(float *probs, const float *logits, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        float a = logits[2 * i], b = logits[2 * i + 1], m = a > b ? a : b;
-        float ea = expf(a - m), eb = expf(b - m);
-        probs[2 * i] = ea / (ea + eb);
-        probs[2 * i + 1] = eb / (ea + eb);
-    }
-}
-
 mr_status mr_train_targets_build(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_logits,
                                  mr_tensor *rpn_deltas, const mr_image_gt *gt, int64_t batch,
                                  mr_rng *rng, mr_train_targets *tt) {
@@ -182,7 +178,7 @@ mr_status mr_train_targets_build(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_
                                   tt->rpn_bbox + b * cfg->rpn_train_anchors * 4, m->anchors_px,
                                   anchors, gt[b].boxes, gt[b].n, &rpn_cfg, rng);
         if (st != MR_OK) break;
-        softmax2(probs, rpn_logits->data + b * anchors * 2, anchors);
+        mr_softmax_rows(probs, rpn_logits->data + b * anchors * 2, anchors, 2);
         int64_t n_props = 0;
         st = mr_proposals(proposals, &n_props, probs, rpn_deltas->data + b * anchors * 4,
                           m->anchors, anchors, &prop_cfg);

@@ -2,6 +2,8 @@
  * reader, the writer and the did-you-mean all walk that table. cJSON stays inside this file. */
 #include "config.h"
 
+#include "../core/file.h"
+#include "../core/text.h"
 #include "../losses/losses.h"
 
 #include <cjson/cJSON.h>
@@ -193,31 +195,11 @@ void mr_config_defaults(mr_config *c) {
 
 /* ---- did you mean ------------------------------------------------------------------------- */
 
-static int edit_distance(const char *a, const char *b) {
-    size_t n = strlen(a), m = strlen(b);
-    if (n > 63 || m > 63) return 99;
-    int d[64][64];
-    for (size_t i = 0; i <= n; i++) d[i][0] = (int)i;
-    for (size_t j = 0; j <= m; j++) d[0][j] = (int)j;
-    for (size_t i = 1; i <= n; i++)
-        for (size_t j = 1; j <= m; j++) {
-            int sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            int del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
-            d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-        }
-    return d[n][m];
-}
-
 static const char *closest_key(const char *name) {
-    char upper[128];
-    size_t i = 0;
-    for (; name[i] && i < sizeof upper - 1; i++)
-        upper[i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 32 : name[i]);
-    upper[i] = '\0';
     const char *best = NULL;
-    int best_d = 4;
+    size_t best_d = 4;
     for (size_t k = 0; k < N_KEYS; k++) {
-        int d = edit_distance(upper, keys[k].name);
+        size_t d = mr_edit_distance(name, keys[k].name); /* keys are upper case: case ignored */
         if (d < best_d) {
             best_d = d;
             best = keys[k].name;
@@ -227,19 +209,6 @@ static const char *closest_key(const char *name) {
 }
 
 /* ---- reading ------------------------------------------------------------------------------ */
-
-static void line_col(const char *text, const char *at, int *line, int *col) {
-    *line = 1;
-    *col = 1;
-    for (const char *p = text; p < at && *p; p++) {
-        if (*p == '\n') {
-            (*line)++;
-            *col = 1;
-        } else {
-            (*col)++;
-        }
-    }
-}
 
 static mr_status bad(const char *origin, const key_spec *k, const char *fmt, const char *detail) {
     char what[256];
@@ -467,14 +436,16 @@ static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v,
         const cJSON *item;
         cJSON_ArrayForEach(item, v) {
             int found = -1;
-            for (int i = 0; i < 5; i++)
+            for (int i = 0; i < MR_LOSS_COUNT; i++)
                 if (!strcmp(item->string, mr_loss_names[i])) found = i;
-            if (found < 0)
-                return mr_fail(MR_ERR_CONFIG,
-                               "%s: LOSS_WEIGHTS has unknown loss \"%s\" (%s, %s, "
-                               "%s, %s, %s)",
-                               origin, item->string, mr_loss_names[0], mr_loss_names[1],
-                               mr_loss_names[2], mr_loss_names[3], mr_loss_names[4]);
+            if (found < 0) {
+                char names[256] = "";
+                for (int i = 0; i < MR_LOSS_COUNT; i++)
+                    snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+                             i ? ", " : "", mr_loss_names[i]);
+                return mr_fail(MR_ERR_CONFIG, "%s: LOSS_WEIGHTS has unknown loss \"%s\" (%s)",
+                               origin, item->string, names);
+            }
             snprintf(where, sizeof where, ".%s", item->string);
             MR_TRY(read_number(origin, k, item, &d, where));
             c->net.loss_weights[found] = (float)d;
@@ -620,10 +591,11 @@ mr_status mr_config_parse(const char *text, const char *origin, mr_config *c) {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
     if (!root) {
-        int line, col;
+        int64_t line, col;
         const char *at = cJSON_GetErrorPtr();
-        line_col(text, at ? at : text, &line, &col);
-        return mr_fail(MR_ERR_CONFIG, "%s:%d:%d: not valid JSON", origin, line, col);
+        mr_text_pos(text, strlen(text), at ? (size_t)(at - text) : 0, &line, &col);
+        return mr_fail(MR_ERR_CONFIG, "%s:%lld:%lld: not valid JSON", origin, (long long)line,
+                       (long long)col);
     }
     mr_status st = MR_OK;
     if (!cJSON_IsObject(root)) st = mr_fail(MR_ERR_CONFIG, "%s: a config is a JSON object", origin);
@@ -703,33 +675,15 @@ static mr_status absolute_paths(const char *path, mr_config *c) {
 }
 
 mr_status mr_config_load(const char *path, mr_config *c) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return mr_fail(MR_ERR_IO, "%s: cannot open config: %s", path, strerror(errno));
     char *text = NULL;
-    size_t size = 0, cap = 0;
-    for (;;) {
-        if (size + 4096 + 1 > cap) {
-            cap = cap ? 2 * cap : 16384;
-            if (cap > ((size_t)16 << 20)) {
-                free(text);
-                fclose(f);
-                return mr_fail(MR_ERR_CONFIG, "%s: config larger than 16 MiB", path);
-            }
-            char *grown = realloc(text, cap);
-            if (!grown) {
-                free(text);
-                fclose(f);
-                return mr_fail(MR_ERR_NOMEM, "%s: no memory to read the config", path);
-            }
-            text = grown;
-        }
-        size_t got = fread(text + size, 1, 4096, f);
-        size += got;
-        if (got < 4096) break;
+    mr_status st = mr_read_file(path, "config", (size_t)16 << 20, &text, NULL);
+    if (st == MR_ERR_FORMAT) { /* too large: a config problem, as every other one */
+        char msg[1200];
+        snprintf(msg, sizeof msg, "%s", mr_last_error());
+        return mr_fail(MR_ERR_CONFIG, "%s", msg);
     }
-    fclose(f);
-    text[size] = '\0';
-    mr_status st = mr_config_parse(text, path, c);
+    if (st != MR_OK) return st;
+    st = mr_config_parse(text, path, c);
     free(text);
     if (st == MR_OK) st = absolute_paths(path, c);
     return st;

@@ -1,5 +1,6 @@
 /* log.jsonl upkeep and report.html: the step and epoch lines read back with a tiny key lookup
- * (the log is our own flat JSON), drawn as SVG polylines. */
+ * (the log is our own flat JSON), drawn as SVG polylines; both files rewritten through the one
+ * atomic writer (core/file.h). */
 #include "report.h"
 
 #include <dirent.h>
@@ -8,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/file.h"
+#include "../core/text.h"
+#include "../core/util.h"
 #include "../losses/losses.h"
 
 /* The number after "key": in a flat JSON line, or NAN (absent, null or not a number). */
@@ -30,78 +34,75 @@ static bool is_type(const char *line, const char *type) {
 mr_status mr_report_trim_log(const char *path, long last_step, int next_epoch) {
     FILE *in = fopen(path, "r");
     if (!in) return MR_OK;
-    char tmp[1200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *out = fopen(tmp, "w");
-    if (!out) {
-        fclose(in);
-        return mr_fail(MR_ERR_IO, "%s: cannot rewrite the step log", tmp);
-    }
+    mr_text out = {0};
     char line[4096];
     while (fgets(line, sizeof line, in)) {
         bool keep = is_type(line, "step") ? field(line, "step") <= (double)last_step
                                           : field(line, "epoch") <= (double)next_epoch;
-        if (keep) fputs(line, out);
+        if (keep) mr_text_printf(&out, "%s", line);
     }
+    bool bad = ferror(in) != 0;
     fclose(in);
-    if (fclose(out) != 0 || rename(tmp, path) != 0)
-        return mr_fail(MR_ERR_IO, "%s: cannot rewrite the step log", path);
-    return MR_OK;
+    mr_status st = bad ? mr_fail(MR_ERR_IO, "%s: cannot read the step log", path)
+                       : mr_text_write_atomic(&out, path);
+    mr_text_free(&out);
+    return st;
 }
 
 typedef struct {
-    double *x, *y;
-    int n, cap;
+    double (*xy)[2]; /* (n, 2) x, y */
+    size_t n, cap;
+    bool failed; /* out of memory: the report is not written */
 } series;
 
 static void push(series *s, double x, double y) {
-    if (!isfinite(y)) return;
-    if (s->n == s->cap) {
-        s->cap = s->cap ? 2 * s->cap : 256;
-        s->x = realloc(s->x, sizeof(double) * (size_t)s->cap);
-        s->y = realloc(s->y, sizeof(double) * (size_t)s->cap);
+    if (!isfinite(y) || s->failed) return;
+    if (!mr_grow(&s->xy, &s->cap, s->n + 1, sizeof *s->xy, 256)) {
+        s->failed = true;
+        return;
     }
-    s->x[s->n] = x;
-    s->y[s->n] = y;
+    s->xy[s->n][0] = x;
+    s->xy[s->n][1] = y;
     s->n++;
 }
 
 /* One chart: the training series (light) and its validation counterpart (dots + line). */
-static void chart(FILE *out, const char *title, const series *train, const series *val,
+static void chart(mr_text *out, const char *title, const series *train, const series *val,
                   double max_x) {
     const double w = 520, h = 220, left = 50, right = 10, top = 24, bottom = 28;
     double ymax = 0.0;
-    for (int i = 0; i < train->n; i++) ymax = fmax(ymax, train->y[i]);
-    for (int i = 0; i < val->n; i++) ymax = fmax(ymax, val->y[i]);
+    for (size_t i = 0; i < train->n; i++) ymax = fmax(ymax, train->xy[i][1]);
+    for (size_t i = 0; i < val->n; i++) ymax = fmax(ymax, val->xy[i][1]);
     if (ymax <= 0.0) ymax = 1.0;
     if (max_x <= 0.0) max_x = 1.0;
-    fprintf(out, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f'>", w, h);
-    fprintf(out, "<text x='%.0f' y='16' font-size='13' font-family='sans-serif'>%s</text>", left,
-            title);
-    fprintf(out, "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='#999'/>", left, h - bottom,
-            w - right, h - bottom);
-    fprintf(out, "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='#999'/>", left, top, left,
-            h - bottom);
-    fprintf(out, "<text x='4' y='%.0f' font-size='10'>%.3g</text>", top + 8, ymax);
-    fprintf(out, "<text x='4' y='%.0f' font-size='10'>0</text>", h - bottom);
-    fprintf(out, "<text x='%.0f' y='%.0f' font-size='10'>epoch %.0f</text>", w - right - 60, h - 8,
-            max_x);
+    mr_text_printf(out, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f'>", w,
+                   h);
+    mr_text_printf(out, "<text x='%.0f' y='16' font-size='13' font-family='sans-serif'>%s</text>",
+                   left, title);
+    mr_text_printf(out, "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='#999'/>", left,
+                   h - bottom, w - right, h - bottom);
+    mr_text_printf(out, "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='#999'/>", left, top,
+                   left, h - bottom);
+    mr_text_printf(out, "<text x='4' y='%.0f' font-size='10'>%.3g</text>", top + 8, ymax);
+    mr_text_printf(out, "<text x='4' y='%.0f' font-size='10'>0</text>", h - bottom);
+    mr_text_printf(out, "<text x='%.0f' y='%.0f' font-size='10'>epoch %.0f</text>", w - right - 60,
+                   h - 8, max_x);
     const series *sets[2] = {train, val};
     const char *colour[2] = {"#7aa6d8", "#d8572a"};
     for (int k = 0; k < 2; k++) {
         if (sets[k]->n == 0) continue;
-        fprintf(out, "<polyline fill='none' stroke='%s' stroke-width='%s' points='", colour[k],
-                k ? "2" : "1");
-        for (int i = 0; i < sets[k]->n; i++)
-            fprintf(out, "%.1f,%.1f ", left + (w - left - right) * sets[k]->x[i] / max_x,
-                    h - bottom - (h - top - bottom) * sets[k]->y[i] / ymax);
-        fprintf(out, "'/>");
+        mr_text_printf(out, "<polyline fill='none' stroke='%s' stroke-width='%s' points='",
+                       colour[k], k ? "2" : "1");
+        for (size_t i = 0; i < sets[k]->n; i++)
+            mr_text_printf(out, "%.1f,%.1f ", left + (w - left - right) * sets[k]->xy[i][0] / max_x,
+                           h - bottom - (h - top - bottom) * sets[k]->xy[i][1] / ymax);
+        mr_text_printf(out, "'/>");
     }
-    fprintf(out, "</svg>\n");
+    mr_text_printf(out, "</svg>\n");
 }
 
 mr_status mr_report_write(const char *run_dir, const mr_config *cfg) {
-    char path[1200], tmp[1240];
+    char path[1200];
     snprintf(path, sizeof path, "%s/log.jsonl", run_dir);
     FILE *in = fopen(path, "r");
     if (!in) return mr_fail(MR_ERR_IO, "%s: no step log to report on", path);
@@ -125,20 +126,18 @@ mr_status mr_report_write(const char *run_dir, const mr_config *cfg) {
     }
     fclose(in);
     snprintf(path, sizeof path, "%s/report.html", run_dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *out = fopen(tmp, "w");
-    if (!out) return mr_fail(MR_ERR_IO, "%s: cannot write the report", tmp);
-    fprintf(out,
-            "<!doctype html><html><head><meta charset='utf-8'><title>mrcnn run %s</title>"
-            "<style>body{font-family:sans-serif;margin:24px}svg{margin:6px;border:1px solid "
-            "#eee}img{margin:6px;max-width:400px}</style></head><body>\n",
-            cfg->name);
-    fprintf(out,
-            "<h1>%s</h1><p>%d classes, %s, %dx%d input, %d epochs of %d steps. Blue: "
-            "training loss per step; orange: validation loss per epoch.</p>\n",
-            cfg->name, cfg->net.num_classes,
-            cfg->net.backbone_depth == 50 ? "ResNet-50" : "ResNet-101", cfg->net.image_max_dim,
-            cfg->net.image_max_dim, cfg->epochs, cfg->steps_per_epoch);
+    mr_text html = {0}, *out = &html;
+    mr_text_printf(out,
+                   "<!doctype html><html><head><meta charset='utf-8'><title>mrcnn run %s</title>"
+                   "<style>body{font-family:sans-serif;margin:24px}svg{margin:6px;border:1px solid "
+                   "#eee}img{margin:6px;max-width:400px}</style></head><body>\n",
+                   cfg->name);
+    mr_text_printf(
+        out,
+        "<h1>%s</h1><p>%d classes, %s, %dx%d input, %d epochs of %d steps. Blue: "
+        "training loss per step; orange: validation loss per epoch.</p>\n",
+        cfg->name, cfg->net.num_classes, cfg->net.backbone_depth == 50 ? "ResNet-50" : "ResNet-101",
+        cfg->net.image_max_dim, cfg->net.image_max_dim, cfg->epochs, cfg->steps_per_epoch);
     chart(out, "total loss", &train[0], &val[0], max_x);
     for (int i = 0; i < MR_LOSS_COUNT; i++)
         chart(out, mr_loss_names[i], &train[i + 1], &val[i + 1], max_x);
@@ -150,19 +149,20 @@ mr_status mr_report_write(const char *run_dir, const mr_config *cfg) {
         size_t n = strlen(e->d_name);
         if (strncmp(e->d_name, "overlay", 7) || n < 4 || strcmp(e->d_name + n - 4, ".png"))
             continue;
-        if (!heading) fprintf(out, "<h2>validation overlays</h2>\n");
+        if (!heading) mr_text_printf(out, "<h2>validation overlays</h2>\n");
         heading = true;
-        fprintf(out, "<img src='%s' alt='%s'>\n", e->d_name, e->d_name);
+        mr_text_printf(out, "<img src='%s' alt='%s'>\n", e->d_name, e->d_name);
     }
     if (dir) closedir(dir);
-    fprintf(out, "</body></html>\n");
+    mr_text_printf(out, "</body></html>\n");
+    bool failed = false;
     for (int i = 0; i <= MR_LOSS_COUNT; i++) {
-        free(train[i].x);
-        free(train[i].y);
-        free(val[i].x);
-        free(val[i].y);
+        failed |= train[i].failed || val[i].failed;
+        free(train[i].xy);
+        free(val[i].xy);
     }
-    if (fclose(out) != 0 || rename(tmp, path) != 0)
-        return mr_fail(MR_ERR_IO, "%s: cannot write the report", path);
-    return MR_OK;
+    mr_status st = failed ? mr_fail(MR_ERR_NOMEM, "%s: out of memory reading the step log", path)
+                          : mr_text_write_atomic(&html, path);
+    mr_text_free(&html);
+    return st;
 }
