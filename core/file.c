@@ -106,11 +106,17 @@ mr_status mr_make_dirs(const char *path) {
 static void sync_folder_of(const char *path) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
-    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
+    (void)mr_fsync_path(dirname(dir), true);
+}
+
+int mr_fsync_path(const char *path, bool folder) {
+    int fd = open(path, O_RDONLY | (folder ? O_DIRECTORY : 0));
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
 }
 
 mr_status mr_write_file_atomic(const char *path, const void *data, size_t len, int mode) {

@@ -5,6 +5,7 @@
 #ifndef MR_FILE_H
 #define MR_FILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "status.h"
@@ -21,6 +22,8 @@ mr_status mr_make_dirs(const char *path);
  * file, if any, is unchanged, no temp file is left, and the message is one line naming `path`
  * and the OS reason ("No space left on device", "Read-only file system"). */
 mr_status mr_write_file_atomic(const char *path, const void *data, size_t len, int mode);
+/* fsync of a file or (folder true) a folder by path: 0, or -1 with errno set for the message. */
+int mr_fsync_path(const char *path, bool folder);
 /* Proves that files can be created in the folder `dir` (creates and removes a temp file), so a
  * read-only or forbidden folder fails before long work rather than at its first output. */
 mr_status mr_check_dir_writable(const char *dir);

@@ -3,6 +3,8 @@
 #include "h5.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "file.h"
 #include "text.h"
 
 static void quiet(void) {
@@ -673,4 +676,102 @@ mr_status mr_h5_visit_datasets(mr_h5 *f, const char *group, mr_h5_visit_fn fn, v
     if (v.status != MR_OK) return v.status;
     if (rc < 0) return mr_fail(MR_ERR_FORMAT, "%s: cannot walk '%s'", f->path, group);
     return MR_OK;
+}
+
+/* snprintf that truncates quietly (messages and paths bounded by their buffers). */
+static void put(char *dst, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void put(char *dst, size_t size, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, size, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- atomic files ----------------------------------------------------------------------- */
+
+static mr_h5_save_fail_hook fail_hook;
+static void *fail_user;
+
+void mr_h5_set_save_fail_hook(mr_h5_save_fail_hook hook, void *user) {
+    fail_hook = hook;
+    fail_user = user;
+}
+
+static bool injected(const char *stage) {
+    return fail_hook && fail_hook(stage, fail_user);
+}
+
+static void folder_of(const char *path, char *dir, size_t size) {
+    put(dir, size, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        put(dir, size, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+}
+
+mr_status mr_h5_save_atomic(const char *path, mr_h5_fill_fn fill, void *user) {
+    char tmp[4096], dir[4096], why[2048] = "";
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return mr_fail(MR_ERR_ARG, "%s: path too long", path);
+    folder_of(path, dir, sizeof dir);
+    const char *stage = "create";
+    mr_h5 f;
+    bool open_file = false, renamed = false;
+    /* A temp file an interrupted save left behind is simply truncated by the create. */
+    if (injected(stage)) {
+        put(why, sizeof why, "cannot create %s (simulated failure)", tmp);
+    } else if (mr_h5_create(tmp, &f) != MR_OK) {
+        put(why, sizeof why, "cannot create %s (%s)", tmp, strerror(errno));
+    } else {
+        open_file = true;
+        stage = "write";
+        if (fill(&f, user) != MR_OK)
+            put(why, sizeof why, "%s", mr_last_error());
+        else if (injected(stage))
+            put(why, sizeof why, "%s: simulated failure (disk full)", tmp);
+    }
+    if (!why[0]) {
+        stage = "close";
+        open_file = false;
+        if (mr_h5_close(&f) != MR_OK)
+            put(why, sizeof why, "%s", mr_last_error());
+        else if (injected(stage))
+            put(why, sizeof why, "%s: simulated failure", tmp);
+    }
+    if (!why[0]) {
+        stage = "fsync";
+        bool sim = injected(stage);
+        if (sim || mr_fsync_path(tmp, false) != 0)
+            put(why, sizeof why, "cannot fsync %s (%s)", tmp,
+                sim ? "simulated failure" : strerror(errno));
+    }
+    if (!why[0]) {
+        stage = "rename";
+        bool sim = injected(stage);
+        if (sim || rename(tmp, path) != 0)
+            put(why, sizeof why, "cannot rename %s to %s (%s)", tmp, path,
+                sim ? "simulated failure" : strerror(errno));
+        else
+            renamed = true;
+    }
+    if (!why[0]) {
+        /* Without this the rename itself may not survive a power cut. */
+        stage = "dirsync";
+        bool sim = injected(stage);
+        if (sim || mr_fsync_path(dir, true) != 0)
+            put(why, sizeof why, "cannot fsync folder %s (%s)", dir,
+                sim ? "simulated failure" : strerror(errno));
+    }
+    if (!why[0]) return MR_OK;
+    if (open_file) mr_h5_discard(&f);
+    if (!renamed) {
+        struct stat sb;
+        if (stat(tmp, &sb) == 0 && S_ISREG(sb.st_mode)) unlink(tmp);
+    }
+    return mr_fail(MR_ERR_IO, "%s: save failed at %s: %s; %s", path, stage, why,
+                   renamed ? "the new file is in place but may not survive a crash"
+                           : "any previous file of that name is untouched");
 }

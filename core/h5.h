@@ -1,5 +1,6 @@
 /* HDF5 helpers: the only place that sees hdf5.h. Float datasets by path (groups created on
- * the way), string/int attributes, listing, and failures turned into one-line statuses.
+ * the way), string/int attributes, listing, the atomic HDF5 writer every .h5 output goes through
+ * (checkpoints, exports), and failures turned into one-line statuses.
  * Used by checkpoints, weight import/export and the reference-file tests. */
 #ifndef MR_H5_H
 #define MR_H5_H
@@ -81,5 +82,17 @@ mr_status mr_h5_dtype(mr_h5 *f, const char *dataset, char *name, size_t size);
 /* Calls fn for every dataset below `group`, with its full path. */
 typedef mr_status (*mr_h5_visit_fn)(const char *path, void *user);
 mr_status mr_h5_visit_datasets(mr_h5 *f, const char *group, mr_h5_visit_fn fn, void *user);
+
+/* Writes an HDF5 file atomically (redis rdbSave's way): `fill` writes the contents of a temp
+ * file in the same folder, every call checked, then fsync, rename over `path`, fsync of the
+ * folder. On failure the message names the stage and whether an old file is untouched. */
+typedef mr_status (*mr_h5_fill_fn)(mr_h5 *f, void *user);
+mr_status mr_h5_save_atomic(const char *path, mr_h5_fill_fn fill, void *user);
+
+/* Tests only: called at each stage of an atomic save ("create", "write", "close", "fsync",
+ * "rename", "dirsync"); returning true makes that stage fail as a full disk would. NULL to
+ * clear. */
+typedef bool (*mr_h5_save_fail_hook)(const char *stage, void *user);
+void mr_h5_set_save_fail_hook(mr_h5_save_fail_hook hook, void *user);
 
 #endif

@@ -188,9 +188,9 @@ Test(checkpoint, failed_save_leaves_the_previous_file_intact) {
     const char *stages[] = {"create", "write", "close", "fsync", "rename"};
     for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
         fail_stage = stages[i];
-        mr_checkpoint_set_fail_hook(fail_at, NULL);
+        mr_h5_set_save_fail_hook(fail_at, NULL);
         mr_status st = mr_checkpoint_save(path, &next, &s2);
-        mr_checkpoint_set_fail_hook(NULL, NULL);
+        mr_h5_set_save_fail_hook(NULL, NULL);
         cr_assert_eq(st, MR_ERR_IO, "stage %s", stages[i]);
         cr_assert(strstr(mr_last_error(), stages[i]), "%s", mr_last_error());
         cr_assert(strstr(mr_last_error(), "untouched"), "%s", mr_last_error());
@@ -222,9 +222,9 @@ Test(checkpoint, failed_keras_export_leaves_the_previous_file_intact) {
     fill_params(&b, 32);
     cr_assert_eq(mr_weights_save_keras(path, &a), MR_OK, "%s", mr_last_error());
     fail_stage = "write";
-    mr_checkpoint_set_fail_hook(fail_at, NULL);
+    mr_h5_set_save_fail_hook(fail_at, NULL);
     cr_assert_eq(mr_weights_save_keras(path, &b), MR_ERR_IO);
-    mr_checkpoint_set_fail_hook(NULL, NULL);
+    mr_h5_set_save_fail_hook(NULL, NULL);
     mr_params c;
     small_params(&c, false);
     cr_assert_eq(mr_weights_load(path, &c, NULL, NULL), MR_OK, "%s", mr_last_error());

@@ -208,7 +208,7 @@ Test(train, kill_during_checkpoint_write_keeps_the_previous, .timeout = 300) {
     pid_t pid = fork();
     if (pid == 0) {
         static int count = 0;
-        mr_checkpoint_set_fail_hook(kill_on_second_fsync, &count);
+        mr_h5_set_save_fail_hook(kill_on_second_fsync, &count);
         mr_train_result r;
         run(config, out, NULL, 0, &r);
         _exit(0);
@@ -474,7 +474,7 @@ Test(train, full_disk_during_training_keeps_the_previous_checkpoint, .timeout = 
     snprintf(cmd, sizeof cmd, "mount -t tmpfs -o size=9m tmpfs '%s' 2>/dev/null", out);
     bool real = geteuid() == 0 && system(cmd) == 0;
     static int count = 0;
-    if (!real) mr_checkpoint_set_fail_hook(fail_second_create, &count);
+    if (!real) mr_h5_set_save_fail_hook(fail_second_create, &count);
     mr_train_result r;
     mr_status st = run(config, out, NULL, 0, &r);
     char msg[4096];
@@ -485,7 +485,7 @@ Test(train, full_disk_during_training_keeps_the_previous_checkpoint, .timeout = 
         snprintf(cmd, sizeof cmd, "umount '%s'", out);
         cr_assert_eq(system(cmd), 0);
     }
-    mr_checkpoint_set_fail_hook(NULL, NULL);
+    mr_h5_set_save_fail_hook(NULL, NULL);
     cr_assert_eq(st, MR_ERR_IO, "%s", msg);
     cr_assert(strstr(msg, "is intact") && strstr(msg, "ckpt-e0001-"), "%s", msg);
     cr_assert_eq(found, MR_OK, "the first checkpoint survives");

@@ -1,6 +1,6 @@
-/* Checkpoint files: the atomic HDF5 writer (temp file, checked calls, fsync, rename, fsync of the
- * folder), the checkpoint layout with a checksum on every tensor, loading with one complete
- * mismatch list, and the run-folder housekeeping (probe, find latest intact, prune). */
+/* Checkpoint files (written by core/h5.h's atomic HDF5 writer): the checkpoint layout with a
+ * checksum on every tensor, loading with one complete mismatch list, and the run-folder
+ * housekeeping (probe, find latest intact, prune). */
 #include "checkpoint.h"
 
 #include <dirent.h>
@@ -27,106 +27,6 @@ static void put(char *dst, size_t size, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(dst, size, fmt, ap);
     va_end(ap);
-}
-
-/* ---- atomic writing ----------------------------------------------------------------------- */
-
-static mr_save_fail_hook fail_hook;
-static void *fail_user;
-
-void mr_checkpoint_set_fail_hook(mr_save_fail_hook hook, void *user) {
-    fail_hook = hook;
-    fail_user = user;
-}
-
-static bool injected(const char *stage) {
-    return fail_hook && fail_hook(stage, fail_user);
-}
-
-static void folder_of(const char *path, char *dir, size_t size) {
-    put(dir, size, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        put(dir, size, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-}
-
-/* fsync of a file or folder by path; errno is kept for the message. */
-static int sync_path(const char *path, bool folder) {
-    int fd = open(path, O_RDONLY | (folder ? O_DIRECTORY : 0));
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
-}
-
-mr_status mr_h5_save_atomic(const char *path, mr_h5_fill_fn fill, void *user) {
-    char tmp[4096], dir[4096], why[2048] = "";
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return mr_fail(MR_ERR_ARG, "%s: path too long", path);
-    folder_of(path, dir, sizeof dir);
-    const char *stage = "create";
-    mr_h5 f;
-    bool open_file = false, renamed = false;
-    /* A temp file an interrupted save left behind is simply truncated by the create. */
-    if (injected(stage)) {
-        put(why, sizeof why, "cannot create %s (simulated failure)", tmp);
-    } else if (mr_h5_create(tmp, &f) != MR_OK) {
-        put(why, sizeof why, "cannot create %s (%s)", tmp, strerror(errno));
-    } else {
-        open_file = true;
-        stage = "write";
-        if (fill(&f, user) != MR_OK)
-            put(why, sizeof why, "%s", mr_last_error());
-        else if (injected(stage))
-            put(why, sizeof why, "%s: simulated failure (disk full)", tmp);
-    }
-    if (!why[0]) {
-        stage = "close";
-        open_file = false;
-        if (mr_h5_close(&f) != MR_OK)
-            put(why, sizeof why, "%s", mr_last_error());
-        else if (injected(stage))
-            put(why, sizeof why, "%s: simulated failure", tmp);
-    }
-    if (!why[0]) {
-        stage = "fsync";
-        bool sim = injected(stage);
-        if (sim || sync_path(tmp, false) != 0)
-            put(why, sizeof why, "cannot fsync %s (%s)", tmp,
-                sim ? "simulated failure" : strerror(errno));
-    }
-    if (!why[0]) {
-        stage = "rename";
-        bool sim = injected(stage);
-        if (sim || rename(tmp, path) != 0)
-            put(why, sizeof why, "cannot rename %s to %s (%s)", tmp, path,
-                sim ? "simulated failure" : strerror(errno));
-        else
-            renamed = true;
-    }
-    if (!why[0]) {
-        /* Without this the rename itself may not survive a power cut. */
-        stage = "dirsync";
-        bool sim = injected(stage);
-        if (sim || sync_path(dir, true) != 0)
-            put(why, sizeof why, "cannot fsync folder %s (%s)", dir,
-                sim ? "simulated failure" : strerror(errno));
-    }
-    if (!why[0]) return MR_OK;
-    if (open_file) mr_h5_discard(&f);
-    if (!renamed) {
-        struct stat sb;
-        if (stat(tmp, &sb) == 0 && S_ISREG(sb.st_mode)) unlink(tmp);
-    }
-    return mr_fail(MR_ERR_IO, "%s: save failed at %s: %s; %s", path, stage, why,
-                   renamed ? "the new file is in place but may not survive a crash"
-                           : "any previous file of that name is untouched");
 }
 
 /* ---- layout ------------------------------------------------------------------------------- */
@@ -795,7 +695,7 @@ mr_status mr_checkpoint_prune(const char *run_dir, int keep, int *n_removed) {
     free(state);
     free(kept);
     free(loss);
-    if (st == MR_OK && removed && sync_path(run_dir, true) != 0)
+    if (st == MR_OK && removed && mr_fsync_path(run_dir, true) != 0)
         st = mr_fail(MR_ERR_IO, "%s: cannot fsync the run folder (%s)", run_dir, strerror(errno));
     if (n_removed) *n_removed = removed;
     return st;

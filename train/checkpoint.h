@@ -83,14 +83,4 @@ mr_status mr_checkpoint_prune(const char *run_dir, int keep, int *n_removed);
  * interrupted save left behind. */
 mr_status mr_checkpoint_probe(const char *run_dir, int64_t bytes_needed);
 
-/* Writes an HDF5 file atomically the same way: `fill` writes the temp file's contents. */
-typedef mr_status (*mr_h5_fill_fn)(mr_h5 *f, void *user);
-mr_status mr_h5_save_atomic(const char *path, mr_h5_fill_fn fill, void *user);
-
-/* Tests only: called at each stage of an atomic save ("create", "write", "close", "fsync",
- * "rename", "dirsync"); returning true makes that stage fail as a full disk would. NULL to
- * clear. */
-typedef bool (*mr_save_fail_hook)(const char *stage, void *user);
-void mr_checkpoint_set_fail_hook(mr_save_fail_hook hook, void *user);
-
 #endif
