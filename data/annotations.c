@@ -516,13 +516,6 @@ mr_status mr_shape_to_polygon(const mr_shape *s, int n_segments, mr_shape *out) 
     return MR_OK;
 }
 
-/* Half-extents of a rotated ellipse's bounding box. */
-static void ellipse_half_extent(const mr_shape *s, double *ex, double *ey) {
-    double ct = cos(s->theta), st = sin(s->theta);
-    *ex = sqrt(s->rx * s->rx * ct * ct + s->ry * s->ry * st * st);
-    *ey = sqrt(s->rx * s->rx * st * st + s->ry * s->ry * ct * ct);
-}
-
 void mr_shape_extent(const mr_shape *s, double box[4]) {
     switch (s->kind) {
     case MR_SHAPE_RECT:
@@ -534,7 +527,7 @@ void mr_shape_extent(const mr_shape *s, double box[4]) {
     case MR_SHAPE_CIRCLE:
     case MR_SHAPE_ELLIPSE: {
         double ex, ey;
-        ellipse_half_extent(s, &ex, &ey);
+        mr_ellipse_half_extent(s->rx, s->ry, s->theta, &ex, &ey);
         box[0] = s->cy - ey;
         box[1] = s->cx - ex;
         box[2] = s->cy + ey;
@@ -587,34 +580,6 @@ double mr_shape_area(const mr_shape *s) {
     return a;
 }
 
-static int64_t raster_ellipse(const mr_shape *s, uint8_t *mask, int width, int height,
-                              uint8_t value) {
-    double box[4];
-    mr_shape_extent(s, box);
-    if (!(s->rx > 0.0) || !(s->ry > 0.0)) return 0;
-    double r0 = ceil(box[0]), r1 = floor(box[2]), c0 = ceil(box[1]), c1 = floor(box[3]);
-    if (r0 < 0.0) r0 = 0.0;
-    if (c0 < 0.0) c0 = 0.0;
-    if (r1 > height - 1) r1 = height - 1;
-    if (c1 > width - 1) c1 = width - 1;
-    if (r0 > r1 || c0 > c1) return 0;
-    double ct = cos(s->theta), st = sin(s->theta);
-    int64_t set = 0;
-    for (int r = (int)r0; r <= (int)r1; r++) {
-        double dy = r - s->cy;
-        for (int c = (int)c0; c <= (int)c1; c++) {
-            double dx = c - s->cx;
-            double u = (dx * ct + dy * st) / s->rx, v = (-dx * st + dy * ct) / s->ry;
-            /* Closed, like the polygon rule in raster.c: centres on the boundary count. */
-            if (u * u + v * v <= 1.0) {
-                mask[(size_t)r * (size_t)width + (size_t)c] = value;
-                set++;
-            }
-        }
-    }
-    return set;
-}
-
 int64_t mr_shape_rasterize(const mr_shape *s, uint8_t *mask, int width, int height, uint8_t value) {
     if (width <= 0 || height <= 0) return 0;
     switch (s->kind) {
@@ -625,7 +590,8 @@ int64_t mr_shape_rasterize(const mr_shape *s, uint8_t *mask, int width, int heig
     }
     case MR_SHAPE_CIRCLE:
     case MR_SHAPE_ELLIPSE:
-        return raster_ellipse(s, mask, width, height, value);
+        return mr_raster_ellipse(mask, width, height, s->cx, s->cy, s->rx, s->ry, s->theta, NULL,
+                                 value);
     case MR_SHAPE_POLYGON:
         break;
     }

@@ -235,6 +235,60 @@ done:
     return filled;
 }
 
+/* ---- ellipses and mask boxes --------------------------------------------------------- */
+
+void mr_ellipse_half_extent(double rx, double ry, double theta, double *ex, double *ey) {
+    double ct = cos(theta), st = sin(theta);
+    *ex = sqrt(rx * rx * ct * ct + ry * ry * st * st);
+    *ey = sqrt(rx * rx * st * st + ry * ry * ct * ct);
+}
+
+int64_t mr_raster_ellipse(uint8_t *mask, int width, int height, double cx, double cy, double rx,
+                          double ry, double theta, const mr_placement *p, uint8_t value) {
+    static const mr_placement identity = {1.0, 1.0, 0.0, 0.0};
+    if (!p) p = &identity;
+    if (width <= 0 || height <= 0 || !(rx > 0.0) || !(ry > 0.0)) return 0;
+    double ex, ey;
+    mr_ellipse_half_extent(rx, ry, theta, &ex, &ey);
+    /* The placed bounding box, one pixel wider each way: the exact test below decides. */
+    double r0 = fmax(ceil((cy - ey + 0.5) * p->sy - 0.5 + p->top) - 1.0, 0.0);
+    double r1 = fmin(floor((cy + ey + 0.5) * p->sy - 0.5 + p->top) + 1.0, (double)(height - 1));
+    double c0 = fmax(ceil((cx - ex + 0.5) * p->sx - 0.5 + p->left) - 1.0, 0.0);
+    double c1 = fmin(floor((cx + ex + 0.5) * p->sx - 0.5 + p->left) + 1.0, (double)(width - 1));
+    if (!(r0 <= r1) || !(c0 <= c1)) return 0;
+    double ct = cos(theta), st = sin(theta);
+    int64_t set = 0;
+    for (int r = (int)r0; r <= (int)r1; r++) {
+        double dy = ((double)r - p->top + 0.5) / p->sy - 0.5 - cy;
+        for (int c = (int)c0; c <= (int)c1; c++) {
+            double dx = ((double)c - p->left + 0.5) / p->sx - 0.5 - cx;
+            double u = (dx * ct + dy * st) / rx, v = (-dx * st + dy * ct) / ry;
+            if (u * u + v * v <= 1.0) {
+                mask[(size_t)r * (size_t)width + (size_t)c] = value;
+                set++;
+            }
+        }
+    }
+    return set;
+}
+
+bool mr_mask_box(const uint8_t *mask, int64_t h, int64_t w, int64_t box[4]) {
+    int64_t y1 = h, x1 = w, y2 = -1, x2 = -1;
+    for (int64_t y = 0; y < h; y++) {
+        const uint8_t *row = mask + y * w;
+        for (int64_t x = 0; x < w; x++)
+            if (row[x]) {
+                if (y < y1) y1 = y;
+                if (y > y2) y2 = y;
+                if (x < x1) x1 = x;
+                if (x > x2) x2 = x;
+            }
+    }
+    if (y2 < 0) return false;
+    box[0] = y1, box[1] = x1, box[2] = y2 + 1, box[3] = x2 + 1;
+    return true;
+}
+
 /* ======================================================================================== */
 /* Masks to polygons                                                                         */
 /* ======================================================================================== */

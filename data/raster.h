@@ -6,6 +6,7 @@
 #ifndef MR_RASTER_H
 #define MR_RASTER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "../core/status.h"
@@ -14,6 +15,26 @@
  * Returns the number of pixels set (-1: out of memory). */
 int64_t mr_raster_polygon(uint8_t *mask, int width, int height, const double *xs, const double *ys,
                           int n_points, uint8_t value);
+
+/* Where original-image coordinates land in the mask: x' = (x + 0.5) * sx - 0.5 + left, and so
+ * for y (pixel centres kept on pixel centres, as a resize maps them). NULL: the identity. */
+typedef struct {
+    double sy, sx, top, left;
+} mr_placement;
+
+/* Half-extents (ex along x, ey along y) of the bounding box of an ellipse with radii rx, ry
+ * rotated by theta radians. */
+void mr_ellipse_half_extent(double rx, double ry, double theta, double *ex, double *ey);
+/* Sets mask[r * width + c] = value for every pixel whose centre, mapped back through `p` to the
+ * original image, is inside or on the ellipse (centre cx, cy, radii rx, ry, rotated by theta):
+ * the exact pixel-centre test, closed like mr_raster_polygon, exact under unequal axis scales.
+ * Returns the number of pixels set; radii that are not > 0 set none. */
+int64_t mr_raster_ellipse(uint8_t *mask, int width, int height, double cx, double cy, double rx,
+                          double ry, double theta, const mr_placement *p, uint8_t value);
+
+/* Matterport's extract_bboxes for one mask (h rows of w): box = (y1, x1, y2, x2) of the pixels
+ * set, y2 and x2 one past the last; false (box untouched) when the mask is empty. */
+bool mr_mask_box(const uint8_t *mask, int64_t h, int64_t w, int64_t box[4]);
 
 /* ---- masks to polygons ---------------------------------------------------------------- */
 

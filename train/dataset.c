@@ -13,6 +13,7 @@
 #include "../core/log.h"
 #include "../core/rng.h"
 #include "../data/image.h"
+#include "../data/raster.h"
 #include "../layers/targets.h"
 
 #define QUEUE_DEPTH       2
@@ -307,9 +308,7 @@ void mr_sample_free(mr_sample *s) {
 /* Original pixel coordinates -> molded: x' = (x + 0.5) * sx - 0.5 + left. The per-axis scales
  * are the resize's exact ratios (resized / original, what skimage's resize maps by), not the
  * rounded-off `scale`, so masks sit on exactly the pixels the image shows. */
-typedef struct {
-    double sy, sx, top, left;
-} placement;
+typedef mr_placement placement;
 
 static double place_x(const placement *p, double x) {
     return (x + 0.5) * p->sx - 0.5 + p->left;
@@ -319,36 +318,16 @@ static double place_y(const placement *p, double y) {
     return (y + 0.5) * p->sy - 0.5 + p->top;
 }
 
-/* Ellipses by the exact pixel-centre test mapped back to the original image (closed, as
- * mr_shape_rasterize): stays exact under the two slightly different axis scales, where a
- * rotated ellipse scaled analytically would need re-deriving its axes. */
-static void raster_ellipse_placed(const mr_shape *s, const placement *p, uint8_t *mask,
-                                  int64_t side) {
-    if (!(s->rx > 0.0) || !(s->ry > 0.0)) return;
-    double ext[4];
-    mr_shape_extent(s, ext);
-    double r0 = fmax(ceil(place_y(p, ext[0])) - 1.0, 0.0);
-    double r1 = fmin(floor(place_y(p, ext[2])) + 1.0, (double)(side - 1));
-    double c0 = fmax(ceil(place_x(p, ext[1])) - 1.0, 0.0);
-    double c1 = fmin(floor(place_x(p, ext[3])) + 1.0, (double)(side - 1));
-    double ct = cos(s->theta), st = sin(s->theta);
-    for (double r = r0; r <= r1; r += 1.0) {
-        double dy = (r - p->top + 0.5) / p->sy - 0.5 - s->cy;
-        for (double c = c0; c <= c1; c += 1.0) {
-            double dx = (c - p->left + 0.5) / p->sx - 0.5 - s->cx;
-            double u = (dx * ct + dy * st) / s->rx, v = (-dx * st + dy * ct) / s->ry;
-            if (u * u + v * v <= 1.0) mask[(int64_t)r * side + (int64_t)c] = 1;
-        }
-    }
-}
-
 /* Rasterises one instance's shape, placed in the molded image, into a zeroed side x side mask. */
 static mr_status raster_instance(const mr_shape *s, const placement *p, uint8_t *mask,
                                  int64_t side) {
     switch (s->kind) {
     case MR_SHAPE_CIRCLE:
     case MR_SHAPE_ELLIPSE:
-        raster_ellipse_placed(s, p, mask, side);
+        /* The exact pixel-centre test mapped back to the original image: stays exact under the
+         * two slightly different axis scales, where a rotated ellipse scaled analytically would
+         * need re-deriving its axes. */
+        mr_raster_ellipse(mask, (int)side, (int)side, s->cx, s->cy, s->rx, s->ry, s->theta, p, 1);
         return MR_OK;
     case MR_SHAPE_RECT: {
         mr_shape r = *s;
@@ -379,24 +358,6 @@ static mr_status raster_instance(const mr_shape *s, const placement *p, uint8_t 
     free(q.xs);
     free(q.ys);
     return MR_OK;
-}
-
-/* extract_bboxes for one mask: (y1, x1, y2, x2) with y2/x2 exclusive; false when empty. */
-static bool mask_box(const uint8_t *m, int64_t side, int64_t box[4]) {
-    int64_t y1 = side, x1 = side, y2 = -1, x2 = -1;
-    for (int64_t y = 0; y < side; y++) {
-        const uint8_t *row = m + y * side;
-        for (int64_t x = 0; x < side; x++)
-            if (row[x]) {
-                if (y < y1) y1 = y;
-                if (y > y2) y2 = y;
-                if (x < x1) x1 = x;
-                if (x > x2) x2 = x;
-            }
-    }
-    if (y2 < 0) return false;
-    box[0] = y1, box[1] = x1, box[2] = y2 + 1, box[3] = x2 + 1;
-    return true;
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -479,7 +440,7 @@ mr_status mr_dataset_sample(const mr_dataset *d, int64_t record, uint64_t augmen
      * are dropped, as Matterport's load_image_gt does after augmenting. */
     int64_t n = 0;
     for (int64_t k = 0; k < n_all; k++)
-        if (mask_box(full + k * np, S, boxes + 4 * n)) keep[n++] = k;
+        if (mr_mask_box(full + k * np, S, S, boxes + 4 * n)) keep[n++] = k;
 
     /* Too many: a seeded random subset, kept in annotation order so the result does not
      * depend on the draw order. */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../data/raster.h"
 #include "../layers/boxes.h"
 
 /* ---- overlaps ---------------------------------------------------------------------------------
@@ -96,22 +97,9 @@ double mr_dice_from_iou(double iou) {
 
 void mr_masks_to_boxes(double *boxes, const uint8_t *masks, int64_t n, int64_t h, int64_t w) {
     for (int64_t i = 0; i < n; i++) {
-        const uint8_t *m = masks + i * h * w;
-        int64_t y1 = h, x1 = w, y2 = -1, x2 = -1;
-        for (int64_t y = 0; y < h; y++)
-            for (int64_t x = 0; x < w; x++)
-                if (m[y * w + x]) {
-                    if (y < y1) y1 = y;
-                    if (y > y2) y2 = y;
-                    if (x < x1) x1 = x;
-                    if (x > x2) x2 = x;
-                }
-        double *b = boxes + 4 * i;
-        if (y2 < 0) {
-            b[0] = b[1] = b[2] = b[3] = 0.0;
-        } else {
-            b[0] = (double)y1, b[1] = (double)x1, b[2] = (double)(y2 + 1), b[3] = (double)(x2 + 1);
-        }
+        int64_t box[4] = {0, 0, 0, 0};
+        (void)mr_mask_box(masks + i * h * w, h, w, box); /* an empty mask keeps (0, 0, 0, 0) */
+        for (int k = 0; k < 4; k++) boxes[4 * i + k] = (double)box[k];
     }
 }
 
