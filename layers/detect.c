@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "boxes.h"
-#include "targets.h"
+#include "resample.h"
 
 mr_detection_config mr_detection_config_matterport(int64_t num_classes) {
     return (mr_detection_config){.num_classes = num_classes,

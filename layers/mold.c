@@ -56,7 +56,7 @@ static inline double pixel_or_zero(const mr_resize_u8 *r, int64_t y, int64_t x) 
                : (double)r->pixels[(y * r->w + x) * r->channels + r->c];
 }
 
-/* resize_plane's loop body (layers/targets.c) for one row, expression for expression. */
+/* resize_plane's loop body (layers/resample.c) for one row, expression for expression. */
 void mr_resize_u8_row(const mr_resize_u8 *r, int64_t y, float *out) {
     bool keep_zero = !(r->lo <= 0.0 && 0.0 <= r->hi);
     double fy = (double)r->h / (double)r->rh, fx = (double)r->w / (double)r->rw;

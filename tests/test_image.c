@@ -18,7 +18,7 @@
 #include "../core/rng.h"
 #include "../data/image.h"
 #include "../layers/mold.h"
-#include "../layers/targets.h"
+#include "../layers/resample.h"
 #include "../train/config.h"
 #include "testutil.h"
 

@@ -10,6 +10,7 @@
 #include "../data/synth.h"
 #include "../layers/inference.h"
 #include "../layers/mold.h"
+#include "../layers/resample.h"
 #include "../losses/losses.h"
 #include "../train/sgd.h"
 #include "../train/trainer.h"

@@ -10,6 +10,7 @@
 #include "../core/rng.h"
 #include "../layers/anchors.h"
 #include "../layers/boxes.h"
+#include "../layers/resample.h"
 #include "../layers/targets.h"
 #include "testutil.h"
 

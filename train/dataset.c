@@ -14,7 +14,7 @@
 #include "../core/rng.h"
 #include "../data/image.h"
 #include "../data/raster.h"
-#include "../layers/targets.h"
+#include "../layers/resample.h"
 
 #define QUEUE_DEPTH       2
 #define MAX_LOGGED_ISSUES 20
