@@ -30,21 +30,6 @@ static void pad_for(int pad, int64_t in, int64_t k, int64_t stride, int64_t *out
     }
 }
 
-float *mr_conv_scratch(mr_ctx *ctx, int slot, int64_t floats) {
-    if ((size_t)floats > ctx->scratch_floats[slot]) {
-        float *grown = realloc(ctx->scratch[slot], (size_t)floats * sizeof(float));
-        if (!grown) {
-            ctx->status =
-                mr_fail(MR_ERR_NOMEM, "cannot grow the convolution workspace to %lld floats",
-                        (long long)floats);
-            return NULL;
-        }
-        ctx->scratch[slot] = grown;
-        ctx->scratch_floats[slot] = (size_t)floats;
-    }
-    return ctx->scratch[slot];
-}
-
 /* The algorithms' workspace (im2col, Winograd, deconv). */
 static float *scratch(mr_ctx *ctx, int64_t floats) {
     return mr_conv_scratch(ctx, MR_SCRATCH_CONV, floats);

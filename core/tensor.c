@@ -1,5 +1,6 @@
-/* The arena, tensor construction, the tape (recording and the reverse walk) and the op-name
- * table. Ops themselves live in core/op_*.c, forward and backward side by side. */
+/* The arena, the per-op scratch slots, tensor construction, the tape (recording and the reverse
+ * walk) and the op-name table. Ops themselves live in core/op_*.c, forward and backward side by
+ * side. */
 #include "tensor.h"
 
 #include <stdio.h>
@@ -42,6 +43,21 @@ void mr_ctx_free(mr_ctx *ctx) {
     free(ctx->tape.nodes);
     for (int i = 0; i < MR_SCRATCH_SLOTS; i++) free(ctx->scratch[i]);
     memset(ctx, 0, sizeof *ctx);
+}
+
+float *mr_conv_scratch(mr_ctx *ctx, int slot, int64_t floats) {
+    if ((size_t)floats > ctx->scratch_floats[slot]) {
+        float *grown = realloc(ctx->scratch[slot], (size_t)floats * sizeof(float));
+        if (!grown) {
+            ctx->status =
+                mr_fail(MR_ERR_NOMEM, "cannot grow the convolution workspace to %lld floats",
+                        (long long)floats);
+            return NULL;
+        }
+        ctx->scratch[slot] = grown;
+        ctx->scratch_floats[slot] = (size_t)floats;
+    }
+    return ctx->scratch[slot];
 }
 
 void mr_ctx_reset(mr_ctx *ctx) {

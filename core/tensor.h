@@ -126,6 +126,9 @@ mr_status mr_ctx_init(mr_ctx *ctx, size_t arena_bytes);
 void mr_ctx_free(mr_ctx *ctx);
 /* Forget every tensor and node of the step; parameters are untouched. */
 void mr_ctx_reset(mr_ctx *ctx);
+/* A per-op workspace slot of ctx (MR_SCRATCH_*), grown to at least `floats`; NULL with the
+ * status set when memory runs out. Used by the convolution paths (op_conv.c, winograd.c). */
+float *mr_conv_scratch(mr_ctx *ctx, int slot, int64_t floats);
 
 /* No-grad scope: ops inside record nothing. Returns the previous state for the restore. */
 bool mr_no_grad_begin(mr_ctx *ctx);

@@ -11,10 +11,6 @@ typedef struct {
     int64_t stride, pad_top, pad_left;
 } mr_conv_geom;
 
-/* A per-op workspace slot of ctx (MR_SCRATCH_*), grown to at least `floats`; NULL with the
- * status set when memory runs out. */
-float *mr_conv_scratch(mr_ctx *ctx, int slot, int64_t floats);
-
 /* True when conv2d should take the Winograd path for this geometry (3x3, stride 1, and big
  * enough to win, unless ctx->conv_algo forces a path). */
 bool mr_winograd_suits(const mr_ctx *ctx, const mr_conv_geom *g);
