@@ -1,6 +1,7 @@
 /* The format-independent half of annotation loading: the entry point (file or folder, format
- * sniffing, class list), problem reporting, image records and sizes, and shape geometry
- * (validation, clipping, boxes, rasterising). The JSON and CSV readers live in via_*.c/coco.c. */
+ * detection for every format, class list), problem reporting, image records and sizes, and shape
+ * geometry (validation, clipping, boxes, rasterising). The JSON and CSV readers live in
+ * via_*.c/coco.c. */
 #include "annotations.h"
 
 #include <ctype.h>
@@ -1614,6 +1615,42 @@ static mr_status note_where_images_were(mr_ann_loader *ld) {
     return MR_OK;
 }
 
+/* Every JSON annotation format, told apart by its top-level keys. */
+static mr_status load_json(mr_ann_loader *ld, const char *text, size_t len) {
+    struct cJSON *root = NULL;
+    MR_TRY(mr_via_parse(ld, ld->file, text, len, &root, true));
+    mr_ann_json_facts f;
+    mr_via_json_facts(root, &f);
+    mr_status st;
+    if (!f.object)
+        st = mr_fail(MR_ERR_FORMAT,
+                     "%s: expected a JSON object at the top level (VIA annotations, a VIA project "
+                     "or COCO), found %s",
+                     ld->file, f.type_name);
+    else if (f.via3_keys)
+        st = mr_via_load_via3(ld, root);
+    else if (f.via2_project_key)
+        st = mr_via_load_project(ld, root);
+    else if (f.coco_keys)
+        st = mr_ann_load_coco(ld, root);
+    else if (f.attributes_only)
+        st = mr_fail(MR_ERR_FORMAT,
+                     "%s: this is a VIA attribute definitions file, not annotations; load the "
+                     "annotations and give this file as the attributes file",
+                     ld->file);
+    else if (!f.empty && !f.via_image_entries)
+        st = mr_fail(MR_ERR_FORMAT,
+                     "%s: not a recognised annotation file: expected VIA image entries {filename, "
+                     "size, regions}, a VIA 2 project (_via_img_metadata), a VIA 3 project "
+                     "(project, file, view, metadata) or COCO (images, annotations, categories)",
+                     ld->file);
+    else
+        st = mr_via_load_image_entries(ld, root);
+    mr_via_delete(root);
+    return st;
+}
+
+/* The one place that decides an annotation file's format. */
 static mr_status load_text(mr_ann_loader *ld, const char *text, size_t len) {
     /* Sniff: JSON starts with '{' or '['; a VIA CSV with its header; anything else is
      * decided by the extension, so a broken file still gets the right parser's message. */
@@ -1622,10 +1659,10 @@ static mr_status load_text(mr_ann_loader *ld, const char *text, size_t len) {
     while (i < len && isspace((unsigned char)text[i])) i++;
     if (i == len) return mr_fail(MR_ERR_FORMAT, "%s: the annotation file is empty", ld->file);
     const char *p = text + i;
-    if (*p == '{' || *p == '[') return mr_ann_load_json(ld, text, len);
+    if (*p == '{' || *p == '[') return load_json(ld, text, len);
     if (!strncmp(p, "#filename", 9) || !strncmp(p, "filename", 8) || has_suffix(ld->file, ".csv"))
         return mr_ann_load_csv(ld, text, len);
-    return mr_ann_load_json(ld, text, len);
+    return load_json(ld, text, len);
 }
 
 mr_status mr_annotations_load(const char *path, const mr_load_options *opt, mr_annotations *out) {

@@ -130,10 +130,29 @@ int mr_ann_strcasecmp(const char *a, const char *b);
 /* A number as text the way a user would type it: 320, 0.5, 1e+20. */
 void mr_ann_number_text(double v, char *buf, size_t n);
 
-/* The formats (via_json.c, via_csv.c, coco.c). `text` is NUL-terminated, `len` excludes NUL. */
-mr_status mr_ann_load_json(mr_ann_loader *ld, const char *text, size_t len);
+/* The formats (via_json.c, via_csv.c, coco.c); annotations.c alone decides which one a file is.
+ * `text` is NUL-terminated, `len` excludes NUL. */
 mr_status mr_ann_load_csv(mr_ann_loader *ld, const char *text, size_t len);
 mr_status mr_ann_load_coco(mr_ann_loader *ld, const struct cJSON *root);
+
+/* What a parsed JSON document looks like at the top level, for annotations.c's detection. */
+typedef struct {
+    const char *type_name;  /* "an object", "an array", ... */
+    bool object;            /* the rest is false unless this is true */
+    bool via3_keys;         /* project, metadata and file: a VIA 3 project */
+    bool via2_project_key;  /* _via_img_metadata: a VIA 2 project */
+    bool coco_keys;         /* images and annotations: COCO */
+    bool attributes_only;   /* only region/file objects: a VIA attribute definitions file */
+    bool empty;             /* {} */
+    bool via_image_entries; /* some member is an object with filename or regions */
+} mr_ann_json_facts;
+void mr_via_json_facts(const struct cJSON *root, mr_ann_json_facts *f);
+/* The JSON formats by their top-level shape: a VIA 3 project, a VIA 2 project, and a VIA 1.x/2.x
+ * annotations file (image entries; attribute definitions loaded beside it). */
+mr_status mr_via_load_via3(mr_ann_loader *ld, const struct cJSON *root);
+mr_status mr_via_load_project(mr_ann_loader *ld, const struct cJSON *root);
+mr_status mr_via_load_image_entries(mr_ann_loader *ld, const struct cJSON *root);
+void mr_via_delete(struct cJSON *root);
 
 /* Shared by the JSON and CSV readers (via_json.c). */
 /* "a string", "an array", ... for messages. */

@@ -1,6 +1,6 @@
 /* VIA JSON readers: 1.x and 2.x annotation exports, the 2.x project file and the 3.x project,
  * with attribute definitions (option id -> label) and the region parser the CSV reader shares.
- * Format detection for JSON input happens here; COCO is handed to coco.c. */
+ * Which format a file is, annotations.c decides (from mr_via_json_facts). */
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <dirent.h>
@@ -648,7 +648,7 @@ static mr_status load_via_images(mr_ann_loader *ld, const cJSON *images, const c
     return st;
 }
 
-static mr_status load_via2_project(mr_ann_loader *ld, const cJSON *root) {
+mr_status mr_via_load_project(mr_ann_loader *ld, const cJSON *root) {
     ld->out->format = MR_ANN_VIA2_PROJECT;
     const cJSON *meta = member(root, "_via_img_metadata");
     if (!cJSON_IsObject(meta))
@@ -1034,7 +1034,7 @@ static mr_status via3_views(mr_ann_loader *ld, via3_state *s, const cJSON *root)
     return st;
 }
 
-static mr_status load_via3(mr_ann_loader *ld, const cJSON *root) {
+mr_status mr_via_load_via3(mr_ann_loader *ld, const cJSON *root) {
     ld->out->format = MR_ANN_VIA3_PROJECT;
     via3_state s;
     memset(&s, 0, sizeof s);
@@ -1144,7 +1144,7 @@ static mr_status load_via3(mr_ann_loader *ld, const cJSON *root) {
     return st;
 }
 
-/* ---- detection ----------------------------------------------------------------------------- */
+/* ---- facts for format detection (annotations.c decides) ------------------------------------ */
 
 static bool looks_like_attributes(const cJSON *root) {
     const cJSON *r = member(root, "region"), *f = member(root, "file");
@@ -1162,38 +1162,27 @@ static bool looks_like_via_images(const cJSON *root) {
     return false;
 }
 
-mr_status mr_ann_load_json(mr_ann_loader *ld, const char *text, size_t len) {
-    cJSON *root = NULL;
-    MR_TRY(mr_via_parse(ld, ld->file, text, len, &root, true));
-    mr_status st = MR_OK;
-    if (!cJSON_IsObject(root)) {
-        st = mr_fail(MR_ERR_FORMAT,
-                     "%s: expected a JSON object at the top level (VIA annotations, a VIA project "
-                     "or COCO), found %s",
-                     ld->file, mr_via_type_name(root));
-    } else if (member(root, "project") && member(root, "metadata") && member(root, "file")) {
-        st = load_via3(ld, root);
-    } else if (member(root, "_via_img_metadata")) {
-        st = load_via2_project(ld, root);
-    } else if (member(root, "images") && member(root, "annotations")) {
-        st = mr_ann_load_coco(ld, root);
-    } else if (looks_like_attributes(root)) {
-        st = mr_fail(MR_ERR_FORMAT,
-                     "%s: this is a VIA attribute definitions file, not annotations; load the "
-                     "annotations and give this file as the attributes file",
-                     ld->file);
-    } else if (root->child && !looks_like_via_images(root)) {
-        st = mr_fail(MR_ERR_FORMAT,
-                     "%s: not a recognised annotation file: expected VIA image entries {filename, "
-                     "size, regions}, a VIA 2 project (_via_img_metadata), a VIA 3 project "
-                     "(project, file, view, metadata) or COCO (images, annotations, categories)",
-                     ld->file);
-    } else {
-        st = mr_via_load_attributes(ld, true);
-        if (st == MR_OK) st = load_via_images(ld, root, NULL, NULL, false);
-        if (st == MR_OK && ld->out->format == MR_ANN_UNKNOWN) ld->out->format = MR_ANN_VIA2_JSON;
-        if (st == MR_OK && !root->child) mr_ann_warn(ld, "%s: the file lists no images", ld->file);
-    }
-    cJSON_Delete(root);
+void mr_via_json_facts(const cJSON *root, mr_ann_json_facts *f) {
+    memset(f, 0, sizeof *f);
+    f->type_name = mr_via_type_name(root);
+    f->object = cJSON_IsObject(root);
+    if (!f->object) return;
+    f->via3_keys = member(root, "project") && member(root, "metadata") && member(root, "file");
+    f->via2_project_key = member(root, "_via_img_metadata") != NULL;
+    f->coco_keys = member(root, "images") && member(root, "annotations");
+    f->attributes_only = looks_like_attributes(root);
+    f->empty = !root->child;
+    f->via_image_entries = looks_like_via_images(root);
+}
+
+mr_status mr_via_load_image_entries(mr_ann_loader *ld, const cJSON *root) {
+    mr_status st = mr_via_load_attributes(ld, true);
+    if (st == MR_OK) st = load_via_images(ld, root, NULL, NULL, false);
+    if (st == MR_OK && ld->out->format == MR_ANN_UNKNOWN) ld->out->format = MR_ANN_VIA2_JSON;
+    if (st == MR_OK && !root->child) mr_ann_warn(ld, "%s: the file lists no images", ld->file);
     return st;
+}
+
+void mr_via_delete(cJSON *root) {
+    cJSON_Delete(root);
 }
