@@ -1,5 +1,5 @@
-/* The format-independent half of annotation loading: the entry point (file or folder, format
- * detection for every format, class list), problem reporting, image records and sizes, and shape
+/* The format-independent half of annotation loading: the entry point (file or folder, the
+ * detection of every format, class list), problem reporting, image records and sizes, and shape
  * geometry (validation, clipping, boxes, rasterising). The JSON and CSV readers live in
  * via_*.c/coco.c. */
 #include "annotations.h"
