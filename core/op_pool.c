@@ -1,6 +1,6 @@
-/* Max pooling (TF same/valid or explicit padding; padded cells never win) and nearest x2
- * upsampling, forward and backward. Both backward passes are written as gathers over input
- * pixels, so they run in parallel with no two threads adding into one element. */
+/* Max pooling (TF same/valid or explicit padding; padded cells never win) and the FPN's
+ * nearest x2 upsample-and-add, forward and backward. Both backward passes are written as gathers
+ * over input pixels, so they run in parallel with no two threads adding into one element. */
 #include <float.h>
 
 #include "ops.h"

@@ -49,9 +49,9 @@ mr_tensor *mr_add_relu_inplace(mr_ctx *ctx, mr_tensor *a, mr_tensor *b);
 
 /* Max pool over H and W of (N,H,W,C); padded cells never win. */
 mr_tensor *mr_maxpool(mr_ctx *ctx, mr_tensor *x, int kernel, int stride, int pad);
-/* Nearest-neighbour x2 upsampling of (N,H,W,C): each value repeated 2x2. */
-/* base + nearest-neighbour x2 upsampling of x, written over base's values (the result shares
- * them; the same rule as mr_relu_inplace). x (N,H,W,C), base (N,2H,2W,C). */
+/* base + nearest-neighbour x2 upsampling of x (each value repeated 2x2), written over base's
+ * values (the result shares them; the same rule as mr_relu_inplace): the FPN's top-down step.
+ * x (N,H,W,C), base (N,2H,2W,C). There is no separate upsampling op. */
 mr_tensor *mr_upsample2x_add(mr_ctx *ctx, mr_tensor *x, mr_tensor *base);
 
 /* x (N,In) @ w (In,Out) + b (Out) or NULL. */

@@ -1,0 +1,111 @@
+/* The shared helpers of core/ (whole-file reads, string helpers, growable arrays, row softmax,
+ * log verbosity) and the geometry of data/raster.c (ellipses, mask boxes). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/file.h"
+#include "../core/log.h"
+#include "../core/text.h"
+#include "../core/util.h"
+#include "../data/raster.h"
+#include "testutil.h"
+
+Test(util, read_file_whole_missing_and_too_large) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/a.txt", temp_dir("util"));
+    size_t big = 200000; /* more than the first buffer */
+    char *data = malloc(big);
+    cr_assert_not_null(data);
+    for (size_t i = 0; i < big; i++) data[i] = (char)('a' + i % 26);
+    cr_assert_eq(mr_write_file_atomic(path, data, big, 0644), MR_OK);
+    char *text = NULL;
+    size_t len = 0;
+    cr_assert_eq(mr_read_file(path, "test file", 0, &text, &len), MR_OK);
+    cr_assert_eq(len, big);
+    cr_assert_eq(memcmp(text, data, big), 0);
+    cr_assert_eq(text[len], '\0');
+    free(text);
+    cr_assert_eq(mr_read_file(path, "test file", 1 << 20, &text, NULL), MR_OK);
+    free(text);
+    cr_assert_eq(mr_read_file(path, "test file", 100000, &text, &len), MR_ERR_FORMAT);
+    cr_assert_null(text);
+    cr_assert_not_null(strstr(mr_last_error(), "not a test file"), "%s", mr_last_error());
+    cr_assert_eq(mr_read_file("/nonexistent/x.json", "config", 0, &text, &len), MR_ERR_IO);
+    cr_assert_not_null(strstr(mr_last_error(), "/nonexistent/x.json: cannot open config: No such"),
+                       "%s", mr_last_error());
+    free(data);
+}
+
+Test(util, strings) {
+    char *d = mr_strdup("lesion");
+    cr_assert_str_eq(d, "lesion");
+    free(d);
+    cr_assert_null(mr_strdup(NULL));
+    cr_assert_eq(mr_edit_distance("Benign", "benign"), 0);
+    cr_assert_eq(mr_edit_distance("malignent", "malignant"), 1);
+    cr_assert_eq(mr_edit_distance("", "abc"), 3);
+    char long_name[80];
+    memset(long_name, 'x', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    cr_assert_eq(mr_edit_distance(long_name, "x"), SIZE_MAX);
+    const char *t = "ab\ncde\n\nf";
+    int64_t line, col;
+    mr_text_pos(t, strlen(t), 0, &line, &col);
+    cr_assert(line == 1 && col == 1);
+    mr_text_pos(t, strlen(t), 5, &line, &col); /* 'e' */
+    cr_assert(line == 2 && col == 3, "%lld:%lld", (long long)line, (long long)col);
+    mr_text_pos(t, strlen(t), 99, &line, &col); /* past the end: the end */
+    cr_assert(line == 4 && col == 2, "%lld:%lld", (long long)line, (long long)col);
+}
+
+Test(util, grow_and_softmax) {
+    int *v = NULL;
+    size_t cap = 0;
+    for (size_t i = 0; i < 1000; i++) {
+        cr_assert(mr_grow(&v, &cap, i + 1, sizeof *v, 16));
+        v[i] = (int)i;
+    }
+    cr_assert_geq(cap, 1000);
+    cr_assert_eq(v[999], 999);
+    free(v);
+    float z[4] = {1.0f, 3.0f, -2.0f, -2.0f}, p[4];
+    mr_softmax_rows(p, z, 2, 2);
+    cr_assert_float_eq(p[0] + p[1], 1.0f, 1e-6f);
+    cr_assert_float_eq(p[1], 1.0f / (1.0f + expf(-2.0f)), 1e-6f);
+    cr_assert_float_eq(p[2], 0.5f, 1e-7f);
+}
+
+Test(util, log_verbosity) {
+    mr_log_set_verbosity(true, false);
+    cr_assert_eq(mr_log_get_level(), MR_LOG_WARN);
+    mr_log_set_verbosity(false, true);
+    cr_assert_eq(mr_log_get_level(), MR_LOG_DEBUG);
+    mr_log_set_verbosity(true, true);
+    cr_assert_eq(mr_log_get_level(), MR_LOG_WARN);
+    mr_log_set_verbosity(false, false);
+    cr_assert_eq(mr_log_get_level(), MR_LOG_INFO);
+}
+
+Test(util, ellipse_placed_matches_identity_and_mask_box) {
+    enum { W = 40, H = 30 };
+    uint8_t a[W * H] = {0}, b[W * H] = {0};
+    int64_t n = mr_raster_ellipse(a, W, H, 15.0, 12.0, 8.0, 4.0, 0.4, NULL, 1);
+    const mr_placement id = {1.0, 1.0, 0.0, 0.0};
+    cr_assert_eq(mr_raster_ellipse(b, W, H, 15.0, 12.0, 8.0, 4.0, 0.4, &id, 1), n);
+    cr_assert_eq(memcmp(a, b, sizeof a), 0);
+    cr_assert(n > 80 && n < 120, "%lld pixels for an area of 100.5", (long long)n);
+    int64_t box[4];
+    cr_assert(mr_mask_box(a, H, W, box));
+    cr_assert(box[0] >= 7 && box[2] <= 18 && box[1] >= 7 && box[3] <= 24);
+    memset(b, 0, sizeof b);
+    cr_assert_not(mr_mask_box(b, H, W, box));
+    /* Twice the size, shifted: the placed ellipse covers about four times the pixels. */
+    memset(b, 0, sizeof b);
+    const mr_placement twice = {2.0, 2.0, 1.0, 0.0};
+    int64_t m = mr_raster_ellipse(b, W, H, 8.0, 6.0, 4.0, 2.0, 0.0, &twice, 1);
+    cr_assert(m > 90 && m < 115, "%lld", (long long)m);
+}
