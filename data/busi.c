@@ -15,6 +15,8 @@
 
 #include "../core/file.h"
 #include "../core/rng.h"
+#include "../core/text.h"
+#include "../core/util.h"
 #include "image.h"
 #include "raster.h"
 #include "via_write.h"
@@ -41,7 +43,7 @@ typedef struct {
     char *name; /* its file name */
     char **masks;
     int n_masks;
-    int mask_cap;
+    size_t mask_cap;
     region *regions;
     int n_regions;
     uint64_t hash;
@@ -52,7 +54,8 @@ typedef struct {
 
 typedef struct {
     record *items;
-    int count, cap;
+    int count;
+    size_t cap;
 } record_list;
 
 typedef struct {
@@ -70,13 +73,6 @@ static void report(reporter *r, int problem, const char *fmt, ...) {
     fputc('\n', r->out);
     va_end(ap);
     if (problem) r->sum->problems++;
-}
-
-static char *str_dup(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
 }
 
 static char *path_join(const char *a, const char *b) {
@@ -181,22 +177,18 @@ static mr_status scan_class(const char *root, int cls, reporter *rep, record_lis
         return MR_OK;
     }
     char **names = NULL;
-    int n = 0, cap = 0;
+    int n = 0;
+    size_t cap = 0;
     mr_status st = MR_OK;
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t stem;
         if (e->d_name[0] == '.' || !ends_with_png(e->d_name, &stem)) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **grown = realloc(names, (size_t)cap * sizeof *grown);
-            if (!grown) {
-                st = nomem();
-                break;
-            }
-            names = grown;
+        if (!mr_grow(&names, &cap, (size_t)n + 1, sizeof *names, 64)) {
+            st = nomem();
+            break;
         }
-        if (!(names[n] = str_dup(e->d_name))) {
+        if (!(names[n] = mr_strdup(e->d_name))) {
             st = nomem();
             break;
         }
@@ -211,21 +203,15 @@ static mr_status scan_class(const char *root, int cls, reporter *rep, record_lis
         size_t stem = 0, base = 0;
         ends_with_png(names[i], &stem);
         if (mask_index(names[i], stem, &base) >= 0) continue;
-        if (list->count == list->cap) {
-            int c2 = list->cap ? 2 * list->cap : 256;
-            record *grown = realloc(list->items, (size_t)c2 * sizeof *grown);
-            if (!grown) {
-                st = nomem();
-                break;
-            }
-            list->items = grown;
-            list->cap = c2;
+        if (!mr_grow(&list->items, &list->cap, (size_t)list->count + 1, sizeof *list->items, 256)) {
+            st = nomem();
+            break;
         }
         record *r = &list->items[list->count];
         memset(r, 0, sizeof *r);
         r->cls = cls;
         r->path = path_join(dir, names[i]);
-        r->name = str_dup(names[i]);
+        r->name = mr_strdup(names[i]);
         list->count++;
         if (!r->path || !r->name) st = nomem();
     }
@@ -246,15 +232,10 @@ static mr_status scan_class(const char *root, int cls, reporter *rep, record_lis
                    (int)base, names[i]);
             continue;
         }
-        if (owner->n_masks == owner->mask_cap) {
-            int c2 = owner->mask_cap ? 2 * owner->mask_cap : 2;
-            char **grown = realloc(owner->masks, (size_t)c2 * sizeof *grown);
-            if (!grown) {
-                st = nomem();
-                break;
-            }
-            owner->masks = grown;
-            owner->mask_cap = c2;
+        if (!mr_grow(&owner->masks, &owner->mask_cap, (size_t)owner->n_masks + 1,
+                     sizeof *owner->masks, 2)) {
+            st = nomem();
+            break;
         }
         if (!(owner->masks[owner->n_masks] = path_join(dir, names[i]))) st = nomem();
         owner->n_masks++;
@@ -649,7 +630,7 @@ mr_status mr_busi_import(const mr_busi_options *o, mr_busi_summary *summary) {
     char *root = NULL;
     for (int pass = 0; pass < 2 && !root; pass++) {
         char *cand =
-            pass == 0 ? str_dup(o->src_dir) : path_join(o->src_dir, "Dataset_BUSI_with_GT");
+            pass == 0 ? mr_strdup(o->src_dir) : path_join(o->src_dir, "Dataset_BUSI_with_GT");
         if (!cand) return nomem();
         int found = 0;
         for (int c = 0; c < MR_BUSI_CLASSES; c++) {

@@ -13,6 +13,7 @@
 
 #include "../core/file.h"
 #include "../core/text.h"
+#include "../core/util.h"
 #include "raster.h"
 #include "rle.h"
 
@@ -74,18 +75,14 @@ mr_status mr_prediction_set_load(mr_prediction_set *s, const char *dir) {
         return mr_fail(MR_ERR_IO, "%s: cannot read the prediction folder: %s", dir,
                        strerror(errno));
     char **files = NULL;
-    int64_t n = 0, cap = 0;
+    int64_t n = 0;
+    size_t cap = 0;
     mr_status st = MR_OK;
     for (struct dirent *e; st == MR_OK && (e = readdir(d));) {
         if (!is_pred_json(e->d_name)) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **grown = realloc(files, sizeof *grown * (size_t)cap);
-            if (!grown) {
-                st = mr_fail(MR_ERR_NOMEM, "%s: out of memory listing it", dir);
-                break;
-            }
-            files = grown;
+        if (!mr_grow(&files, &cap, (size_t)n + 1, sizeof *files, 64)) {
+            st = mr_fail(MR_ERR_NOMEM, "%s: out of memory listing it", dir);
+            break;
         }
         size_t len = strlen(dir) + strlen(e->d_name) + 2;
         if (!(files[n] = malloc(len))) {

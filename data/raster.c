@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/util.h"
+
 typedef struct {
     double x0, y0; /* current vertex (skimage's i) */
     double x1, y1; /* previous vertex (skimage's i - 1) */
@@ -631,7 +633,7 @@ mr_status mr_mask_to_polygons(const uint8_t *mask, int width, int height, int mi
         goto done;
     }
     int32_t next = 0;
-    int cap = 0;
+    size_t cap = 0;
     for (size_t start = 0; start < np; start++) {
         if (!mask[start] || label[start]) continue;
         int32_t id = ++next;
@@ -671,16 +673,11 @@ mr_status mr_mask_to_polygons(const uint8_t *mask, int width, int height, int mi
             free(p.ys);
             goto done;
         }
-        if (out->count == cap) {
-            cap = cap ? 2 * cap : 4;
-            mr_mask_polygon *grown = realloc(out->items, (size_t)cap * sizeof *grown);
-            if (!grown) {
-                free(p.xs);
-                free(p.ys);
-                st = mr_fail(MR_ERR_NOMEM, "out of memory collecting polygons");
-                goto done;
-            }
-            out->items = grown;
+        if (!mr_grow(&out->items, &cap, (size_t)out->count + 1, sizeof *out->items, 4)) {
+            free(p.xs);
+            free(p.ys);
+            st = mr_fail(MR_ERR_NOMEM, "out of memory collecting polygons");
+            goto done;
         }
         out->items[out->count++] = p;
     }

@@ -19,6 +19,7 @@
 #include "../core/file.h"
 #include "../core/log.h"
 #include "../core/runtime.h"
+#include "../core/util.h"
 
 /* snprintf that truncates quietly (messages and paths bounded by their buffers). */
 static void put(char *dst, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -300,18 +301,14 @@ typedef struct {
     mr_h5 *f;
     size_t prefix;
     file_tensor *items;
-    int count, capacity;
+    int count;
+    size_t capacity;
 } tensor_list;
 
 static mr_status list_visit(const char *path, void *user) {
     tensor_list *l = user;
-    if (l->count == l->capacity) {
-        int cap = l->capacity ? 2 * l->capacity : 256;
-        file_tensor *grown = realloc(l->items, sizeof *grown * (size_t)cap);
-        if (!grown) return mr_fail(MR_ERR_NOMEM, "no memory for the checkpoint listing");
-        l->items = grown;
-        l->capacity = cap;
-    }
+    if (!mr_grow(&l->items, &l->capacity, (size_t)l->count + 1, sizeof *l->items, 256))
+        return mr_fail(MR_ERR_NOMEM, "no memory for the checkpoint listing");
     file_tensor *t = &l->items[l->count++];
     memset(t, 0, sizeof *t);
     put(t->name, sizeof t->name, "%s", path + l->prefix);
@@ -542,19 +539,15 @@ static mr_status list_checkpoints(const char *run_dir, ckpt_file **out, int *cou
     if (!d)
         return mr_fail(MR_ERR_IO, "%s: cannot list the run folder (%s)", run_dir, strerror(errno));
     ckpt_file *items = NULL;
-    int n = 0, cap = 0;
+    int n = 0;
+    size_t cap = 0;
     mr_status st = MR_OK;
     for (struct dirent *e = readdir(d); e; e = readdir(d)) {
         ckpt_file c;
         if (strlen(e->d_name) >= sizeof c.name || !parse_name(e->d_name, &c)) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 32;
-            ckpt_file *grown = realloc(items, sizeof *grown * (size_t)cap);
-            if (!grown) {
-                st = mr_fail(MR_ERR_NOMEM, "no memory to list %s", run_dir);
-                break;
-            }
-            items = grown;
+        if (!mr_grow(&items, &cap, (size_t)n + 1, sizeof *items, 32)) {
+            st = mr_fail(MR_ERR_NOMEM, "no memory to list %s", run_dir);
+            break;
         }
         items[n++] = c;
     }
