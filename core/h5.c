@@ -89,7 +89,10 @@ mr_status mr_h5_close(mr_h5 *f) {
     return st;
 }
 
-void mr_h5_discard(mr_h5 *f) {
+/* Closes a file being written whose contents are no longer wanted (a failed save), even when
+ * its disk is full: HDF5's close flushes, and a flush that fails leaves the file in the
+ * library's table, where its shutdown at exit crashes. The remaining writes go to memory. */
+static void h5_discard(mr_h5 *f) {
     if (f->id > 0 && f->writable) {
         /* The sec2 driver's handle is the file descriptor: point it at an anonymous memory
          * file, so the close's flush has somewhere to go. Writes land sparse and small. */
@@ -678,15 +681,6 @@ mr_status mr_h5_visit_datasets(mr_h5 *f, const char *group, mr_h5_visit_fn fn, v
     return MR_OK;
 }
 
-/* snprintf that truncates quietly (messages and paths bounded by their buffers). */
-static void put(char *dst, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void put(char *dst, size_t size, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(dst, size, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- atomic files ----------------------------------------------------------------------- */
 
 static mr_h5_save_fail_hook fail_hook;
@@ -702,10 +696,10 @@ static bool injected(const char *stage) {
 }
 
 static void folder_of(const char *path, char *dir, size_t size) {
-    put(dir, size, "%s", path);
+    mr_format(dir, size, "%s", path);
     char *slash = strrchr(dir, '/');
     if (!slash)
-        put(dir, size, ".");
+        mr_format(dir, size, ".");
     else if (slash == dir)
         dir[1] = '\0';
     else
@@ -722,38 +716,38 @@ mr_status mr_h5_save_atomic(const char *path, mr_h5_fill_fn fill, void *user) {
     bool open_file = false, renamed = false;
     /* A temp file an interrupted save left behind is simply truncated by the create. */
     if (injected(stage)) {
-        put(why, sizeof why, "cannot create %s (simulated failure)", tmp);
+        mr_format(why, sizeof why, "cannot create %s (simulated failure)", tmp);
     } else if (mr_h5_create(tmp, &f) != MR_OK) {
-        put(why, sizeof why, "cannot create %s (%s)", tmp, strerror(errno));
+        mr_format(why, sizeof why, "cannot create %s (%s)", tmp, strerror(errno));
     } else {
         open_file = true;
         stage = "write";
         if (fill(&f, user) != MR_OK)
-            put(why, sizeof why, "%s", mr_last_error());
+            mr_format(why, sizeof why, "%s", mr_last_error());
         else if (injected(stage))
-            put(why, sizeof why, "%s: simulated failure (disk full)", tmp);
+            mr_format(why, sizeof why, "%s: simulated failure (disk full)", tmp);
     }
     if (!why[0]) {
         stage = "close";
         open_file = false;
         if (mr_h5_close(&f) != MR_OK)
-            put(why, sizeof why, "%s", mr_last_error());
+            mr_format(why, sizeof why, "%s", mr_last_error());
         else if (injected(stage))
-            put(why, sizeof why, "%s: simulated failure", tmp);
+            mr_format(why, sizeof why, "%s: simulated failure", tmp);
     }
     if (!why[0]) {
         stage = "fsync";
         bool sim = injected(stage);
         if (sim || mr_fsync_path(tmp, false) != 0)
-            put(why, sizeof why, "cannot fsync %s (%s)", tmp,
-                sim ? "simulated failure" : strerror(errno));
+            mr_format(why, sizeof why, "cannot fsync %s (%s)", tmp,
+                      sim ? "simulated failure" : strerror(errno));
     }
     if (!why[0]) {
         stage = "rename";
         bool sim = injected(stage);
         if (sim || rename(tmp, path) != 0)
-            put(why, sizeof why, "cannot rename %s to %s (%s)", tmp, path,
-                sim ? "simulated failure" : strerror(errno));
+            mr_format(why, sizeof why, "cannot rename %s to %s (%s)", tmp, path,
+                      sim ? "simulated failure" : strerror(errno));
         else
             renamed = true;
     }
@@ -762,11 +756,11 @@ mr_status mr_h5_save_atomic(const char *path, mr_h5_fill_fn fill, void *user) {
         stage = "dirsync";
         bool sim = injected(stage);
         if (sim || mr_fsync_path(dir, true) != 0)
-            put(why, sizeof why, "cannot fsync folder %s (%s)", dir,
-                sim ? "simulated failure" : strerror(errno));
+            mr_format(why, sizeof why, "cannot fsync folder %s (%s)", dir,
+                      sim ? "simulated failure" : strerror(errno));
     }
     if (!why[0]) return MR_OK;
-    if (open_file) mr_h5_discard(&f);
+    if (open_file) h5_discard(&f);
     if (!renamed) {
         struct stat sb;
         if (stat(tmp, &sb) == 0 && S_ISREG(sb.st_mode)) unlink(tmp);

@@ -34,10 +34,6 @@ mr_status mr_h5_open(const char *path, bool writable, mr_h5 *out);
 mr_status mr_h5_create(const char *path, mr_h5 *out);
 /* Flushes and closes; reports a failed flush (disk full) as MR_ERR_IO. */
 mr_status mr_h5_close(mr_h5 *f);
-/* Closes a file being written whose contents are no longer wanted (a failed save), even when
- * its disk is full: HDF5's close flushes, and a flush that fails leaves the file in the
- * library's table, where its shutdown at exit crashes. The remaining writes go to memory. */
-void mr_h5_discard(mr_h5 *f);
 
 bool mr_h5_exists(mr_h5 *f, const char *path);
 /* Shape of a dataset; *ndim <= MR_H5_MAX_DIMS, and the product of the dimensions is at most

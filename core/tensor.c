@@ -283,7 +283,9 @@ static void pool_release(mr_ctx *ctx, void *ptr, size_t size) {
     }
 }
 
-float *mr_grad_of(mr_ctx *ctx, mr_tensor *t) {
+/* The gradient buffer of a tensor that backward is about to accumulate into (zeroed on first
+ * use). NULL only when the arena is exhausted. */
+static float *grad_of(mr_ctx *ctx, mr_tensor *t) {
     if (!t->grad) {
         MR_REQUIRE(!t->is_param, "parameter '%s' has no gradient buffer", t->name);
         if (ctx->status != MR_OK) return NULL;
@@ -304,7 +306,7 @@ mr_status mr_backward_seeded(mr_ctx *ctx, mr_tensor *out, const float *seed) {
     /* Intermediate gradients are released as backward passes them, so a second backward over
      * the same tape starts from zero and adds exactly one more copy to the parameters. Leaves
      * that are not parameters (inputs marked requires_grad) keep theirs. */
-    float *g = mr_grad_of(ctx, out);
+    float *g = grad_of(ctx, out);
     if (!g) return ctx->status;
     memcpy(g, seed, (size_t)out->numel * sizeof(float));
     for (int i = tape->count - 1; i >= 0; i--) {
@@ -322,8 +324,7 @@ mr_status mr_backward_seeded(mr_ctx *ctx, mr_tensor *out, const float *seed) {
                 node->grad_heir = -1;
         }
         for (int k = 0; k < node->n_inputs; k++)
-            if ((node->needs_grad >> k & 1u) && !mr_grad_of(ctx, node->inputs[k]))
-                return ctx->status;
+            if ((node->needs_grad >> k & 1u) && !grad_of(ctx, node->inputs[k])) return ctx->status;
         node->backward(node);
         if (ctx->status != MR_OK) return ctx->status;
         /* Every consumer of this output ran before its producer: its gradient is dead (or now

@@ -160,9 +160,6 @@ const char *mr_shape_str(const mr_tensor *t, char *buf, size_t size);
  * gradient). Appends the node and marks the output as requiring a gradient. */
 mr_node *mr_record(mr_ctx *ctx, mr_op_id op, mr_tensor *out, mr_tensor *const *inputs, int n_inputs,
                    mr_backward_fn backward);
-/* The gradient buffer of a tensor that backward is about to accumulate into (zeroed on first
- * use). NULL only when the arena is exhausted. */
-float *mr_grad_of(mr_ctx *ctx, mr_tensor *t);
 
 /* Backward from a scalar loss (seed 1) or from any tensor with a given seed gradient
  * (same size as the tensor). Intermediate gradients are cleared first, parameter gradients

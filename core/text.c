@@ -70,6 +70,13 @@ mr_status mr_text_write_atomic(const mr_text *t, const char *path) {
     return mr_write_file_atomic(path, t->s ? t->s : "", t->n, 0644);
 }
 
+void mr_format(char *dst, size_t size, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, size, fmt, ap);
+    va_end(ap);
+}
+
 char *mr_strdup(const char *s) {
     if (!s) return NULL;
     size_t n = strlen(s) + 1;

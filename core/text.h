@@ -27,6 +27,9 @@ void mr_text_free(mr_text *t);
 /* Writes the text to `path` atomically (core/file.h); a failed buffer is MR_ERR_NOMEM. */
 mr_status mr_text_write_atomic(const mr_text *t, const char *path);
 
+/* snprintf into a fixed buffer that truncates quietly, for messages and paths bounded by their
+ * buffers (a cut path simply fails to resolve, with a message). */
+void mr_format(char *dst, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* A malloc'ed copy of `s` (NULL for NULL or when out of memory). */
 char *mr_strdup(const char *s);
 /* Levenshtein distance ignoring ASCII case, for "did you mean"; SIZE_MAX when either string is

@@ -30,7 +30,9 @@ static mr_tensor *rows_view(mr_ctx *ctx, mr_tensor *x, int64_t cols) {
     return mr_reshape(ctx, x, 2, shape);
 }
 
-mr_tensor *mr_rpn_class_loss(mr_ctx *ctx, mr_tensor *rpn_logits, const int8_t *match) {
+/* ---- the loss terms, for given head outputs and targets ---- */
+
+static mr_tensor *mr_rpn_class_loss(mr_ctx *ctx, mr_tensor *rpn_logits, const int8_t *match) {
     if (!rpn_logits) return NULL;
     int64_t n = rpn_logits->numel / 2, k = 0;
     int64_t *index = mr_alloc(ctx, sizeof(int64_t) * (size_t)(n + 1), "rpn_class_loss");
@@ -46,8 +48,8 @@ mr_tensor *mr_rpn_class_loss(mr_ctx *ctx, mr_tensor *rpn_logits, const int8_t *m
     return mr_softmax_xent(ctx, picked, target, NULL);
 }
 
-mr_tensor *mr_rpn_bbox_loss(mr_ctx *ctx, mr_tensor *rpn_deltas, const int8_t *match,
-                            const float *target_bbox, int64_t targets_per_image) {
+static mr_tensor *mr_rpn_bbox_loss(mr_ctx *ctx, mr_tensor *rpn_deltas, const int8_t *match,
+                                   const float *target_bbox, int64_t targets_per_image) {
     if (!rpn_deltas) return NULL;
     int64_t batch = rpn_deltas->shape[0], anchors = rpn_deltas->shape[1], k = 0;
     int64_t *index =
@@ -72,8 +74,8 @@ mr_tensor *mr_rpn_bbox_loss(mr_ctx *ctx, mr_tensor *rpn_deltas, const int8_t *ma
     return mr_smooth_l1(ctx, mr_gather_rows(ctx, rows_view(ctx, rpn_deltas, 4), index, k), target);
 }
 
-mr_tensor *mr_mrcnn_class_loss(mr_ctx *ctx, mr_tensor *class_logits, const int64_t *target_ids,
-                               const float *active_class_ids) {
+static mr_tensor *mr_mrcnn_class_loss(mr_ctx *ctx, mr_tensor *class_logits,
+                                      const int64_t *target_ids, const float *active_class_ids) {
     if (!class_logits) return NULL;
     int64_t n = class_logits->shape[0], c = class_logits->shape[1];
     int32_t *target = mr_alloc(ctx, sizeof(int32_t) * (size_t)(n + 1), "mrcnn_class_loss");
@@ -90,8 +92,8 @@ mr_tensor *mr_mrcnn_class_loss(mr_ctx *ctx, mr_tensor *class_logits, const int64
     return mr_softmax_xent(ctx, class_logits, target, weight);
 }
 
-mr_tensor *mr_mrcnn_bbox_loss(mr_ctx *ctx, mr_tensor *deltas, const int64_t *target_ids,
-                              const float *target_deltas) {
+static mr_tensor *mr_mrcnn_bbox_loss(mr_ctx *ctx, mr_tensor *deltas, const int64_t *target_ids,
+                                     const float *target_deltas) {
     if (!deltas) return NULL;
     int64_t n = deltas->shape[0], c = deltas->shape[1] / 4, k = 0;
     int64_t *index = mr_alloc(ctx, sizeof(int64_t) * (size_t)(n + 1), "mrcnn_bbox_loss");
@@ -107,8 +109,10 @@ mr_tensor *mr_mrcnn_bbox_loss(mr_ctx *ctx, mr_tensor *deltas, const int64_t *tar
     return mr_smooth_l1(ctx, mr_gather_rows(ctx, rows_view(ctx, deltas, 4), index, k), target);
 }
 
-mr_tensor *mr_mrcnn_mask_loss(mr_ctx *ctx, mr_tensor *mask_logits, const int64_t *target_ids,
-                              const float *target_masks) {
+/* mask_logits (n, S, S, NUM_CLASSES) for n ROIs whose classes are target_ids (only the rows with
+ * a class > 0 count); target_masks (n, S, S). */
+static mr_tensor *mr_mrcnn_mask_loss(mr_ctx *ctx, mr_tensor *mask_logits, const int64_t *target_ids,
+                                     const float *target_masks) {
     if (!mask_logits) return NULL;
     int64_t n = mask_logits->shape[0], s = mask_logits->shape[1] * mask_logits->shape[2];
     int64_t c = mask_logits->shape[3], positives = 0;

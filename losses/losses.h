@@ -61,17 +61,4 @@ mr_tensor *mr_training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
                               const mr_image_gt *gt, const float *active_class_ids, mr_rng *rng,
                               mr_loss_values *values);
 
-/* The loss terms on their own, for given head outputs and targets (also used by the tests). */
-mr_tensor *mr_rpn_class_loss(mr_ctx *ctx, mr_tensor *rpn_logits, const int8_t *match);
-mr_tensor *mr_rpn_bbox_loss(mr_ctx *ctx, mr_tensor *rpn_deltas, const int8_t *match,
-                            const float *target_bbox, int64_t anchors_per_image_targets);
-mr_tensor *mr_mrcnn_class_loss(mr_ctx *ctx, mr_tensor *class_logits, const int64_t *target_ids,
-                               const float *active_class_ids);
-mr_tensor *mr_mrcnn_bbox_loss(mr_ctx *ctx, mr_tensor *deltas, const int64_t *target_ids,
-                              const float *target_deltas);
-/* mask_logits (n, S, S, NUM_CLASSES) for n ROIs whose classes are target_ids (only the rows with
- * a class > 0 count); target_masks (n, S, S). */
-mr_tensor *mr_mrcnn_mask_loss(mr_ctx *ctx, mr_tensor *mask_logits, const int64_t *target_ids,
-                              const float *target_masks);
-
 #endif

@@ -19,16 +19,8 @@
 #include "../core/file.h"
 #include "../core/log.h"
 #include "../core/runtime.h"
+#include "../core/text.h"
 #include "../core/util.h"
-
-/* snprintf that truncates quietly (messages and paths bounded by their buffers). */
-static void put(char *dst, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void put(char *dst, size_t size, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(dst, size, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- layout ------------------------------------------------------------------------------- */
 
@@ -49,7 +41,7 @@ uint64_t mr_checksum_f32(const float *data, int64_t n) {
 
 static mr_status write_tensor(mr_h5 *f, const char *group, const mr_param *q, const float *data) {
     char ds[MR_PARAM_NAME_MAX + 32];
-    put(ds, sizeof ds, "/%s/%s", group, q->name);
+    mr_format(ds, sizeof ds, "/%s/%s", group, q->name);
     MR_TRY(mr_h5_write(f, ds, data, q->t.ndim, q->t.shape, false));
     return mr_h5_set_attr_i64(f, ds, MR_CHECKSUM_ATTR, (int64_t)mr_checksum_f32(data, q->t.numel));
 }
@@ -167,7 +159,7 @@ static mr_status open_checkpoint(const char *path, mr_h5 *f) {
     free(format);
     if (st != MR_OK) {
         char keep[2048];
-        put(keep, sizeof keep, "%s", mr_last_error());
+        mr_format(keep, sizeof keep, "%s", mr_last_error());
         mr_h5_close(f);
         mr_fail(st, "%s", keep);
     }
@@ -234,7 +226,7 @@ static mr_status read_state(mr_h5 *f, mr_checkpoint_state *s) {
                        f->path, s->val_loss);
     for (int64_t i = 0; i < s->n_data_order; i++) {
         char what[64];
-        put(what, sizeof what, "/state/data_order[%lld]", (long long)i);
+        mr_format(what, sizeof what, "/state/data_order[%lld]", (long long)i);
         MR_TRY(check_counter(f, what, s->data_order[i]));
     }
     return MR_OK;
@@ -247,7 +239,7 @@ mr_status mr_checkpoint_read_state(const char *path, mr_checkpoint_state *s) {
     mr_status st = read_state(&f, s);
     if (st != MR_OK) {
         char keep[2048];
-        put(keep, sizeof keep, "%s", mr_last_error());
+        mr_format(keep, sizeof keep, "%s", mr_last_error());
         mr_checkpoint_state_free(s);
         mr_h5_close(&f);
         return mr_fail(st, "%s", keep);
@@ -311,7 +303,7 @@ static mr_status list_visit(const char *path, void *user) {
         return mr_fail(MR_ERR_NOMEM, "no memory for the checkpoint listing");
     file_tensor *t = &l->items[l->count++];
     memset(t, 0, sizeof *t);
-    put(t->name, sizeof t->name, "%s", path + l->prefix);
+    mr_format(t->name, sizeof t->name, "%s", path + l->prefix);
     return mr_h5_shape(l->f, path, &t->ndim, t->shape);
 }
 
@@ -359,7 +351,7 @@ static void shape_text(char *buf, size_t size, int ndim, const int64_t *shape) {
     size_t n = (size_t)snprintf(buf, size, "(");
     for (int i = 0; i < ndim && n < size; i++)
         n += (size_t)snprintf(buf + n, size - n, i ? ",%lld" : "%lld", (long long)shape[i]);
-    if (n < size) put(buf + n, size - n, ")");
+    if (n < size) mr_format(buf + n, size - n, ")");
 }
 
 /* Checks the file's tensors of `group` against the registry: one list of all differences. */
@@ -373,7 +365,7 @@ static void compare_group(const mr_params *p, tensor_list *l, const char *group,
             if (!strcmp(l->items[k].name, q->name)) t = &l->items[k];
         char item[320];
         if (!t) {
-            put(item, sizeof item, "%s/%s", group, q->name);
+            mr_format(item, sizeof item, "%s/%s", group, q->name);
             list_add(missing, size, dropped, item);
             counts[0]++;
             continue;
@@ -385,7 +377,8 @@ static void compare_group(const mr_params *p, tensor_list *l, const char *group,
             char a[96], b[96];
             shape_text(a, sizeof a, t->ndim, t->shape);
             shape_text(b, sizeof b, q->t.ndim, q->t.shape);
-            put(item, sizeof item, "%s/%s %s in the file, %s in the model", group, q->name, a, b);
+            mr_format(item, sizeof item, "%s/%s %s in the file, %s in the model", group, q->name, a,
+                      b);
             list_add(misshaped, size, dropped, item);
             counts[2]++;
         }
@@ -393,7 +386,7 @@ static void compare_group(const mr_params *p, tensor_list *l, const char *group,
     for (int k = 0; k < l->count; k++) {
         if (l->items[k].matched) continue;
         char item[320];
-        put(item, sizeof item, "%s/%s", group, l->items[k].name);
+        mr_format(item, sizeof item, "%s/%s", group, l->items[k].name);
         list_add(unexpected, size, dropped, item);
         counts[1]++;
     }
@@ -417,7 +410,7 @@ mr_status mr_checkpoint_load(const char *path, mr_params *p, mr_checkpoint_state
                       &dropped);
         if (counts[0] || counts[1] || counts[2]) {
             char more[64] = "";
-            if (dropped) put(more, sizeof more, " (%d more not shown)", dropped);
+            if (dropped) mr_format(more, sizeof more, " (%d more not shown)", dropped);
             st = mr_fail(MR_ERR_FORMAT,
                          "%s: checkpoint does not match the model: %d missing [%s], %d "
                          "unexpected [%s], %d mis-shaped [%s]%s; was it written with another "
@@ -429,17 +422,17 @@ mr_status mr_checkpoint_load(const char *path, mr_params *p, mr_checkpoint_state
     for (int i = 0; i < p->count && st == MR_OK; i++) {
         mr_param *q = &p->items[i];
         char ds[MR_PARAM_NAME_MAX + 32];
-        put(ds, sizeof ds, "/params/%s", q->name);
+        mr_format(ds, sizeof ds, "/params/%s", q->name);
         st = read_checked(&f, ds, p->values + q->offset, q->t.numel);
         if (st != MR_OK) break;
-        put(ds, sizeof ds, "/momentum/%s", q->name);
+        mr_format(ds, sizeof ds, "/momentum/%s", q->name);
         st = read_checked(&f, ds, p->momentum + q->offset, q->t.numel);
     }
     free(lp.items);
     free(lm.items);
     if (st != MR_OK) {
         char keep[2048];
-        put(keep, sizeof keep, "%s", mr_last_error());
+        mr_format(keep, sizeof keep, "%s", mr_last_error());
         mr_checkpoint_state_free(s);
         mr_h5_close(&f);
         return mr_fail(st, "%s", keep);
@@ -497,7 +490,7 @@ mr_status mr_checkpoint_check(const char *path) {
                      path, vp.count, vm.count, (long long)n_params);
     if (st != MR_OK) {
         char keep[2048];
-        put(keep, sizeof keep, "%s", mr_last_error());
+        mr_format(keep, sizeof keep, "%s", mr_last_error());
         mr_h5_close(&f);
         return mr_fail(st, "%s", keep);
     }
@@ -507,7 +500,7 @@ mr_status mr_checkpoint_check(const char *path) {
 /* ---- the run folder ----------------------------------------------------------------------- */
 
 void mr_checkpoint_path(char *buf, size_t size, const char *run_dir, int64_t epoch, int64_t step) {
-    put(buf, size, "%s/ckpt-e%04lld-s%08lld.h5", run_dir, (long long)epoch, (long long)step);
+    mr_format(buf, size, "%s/ckpt-e%04lld-s%08lld.h5", run_dir, (long long)epoch, (long long)step);
 }
 
 typedef struct {
@@ -520,7 +513,7 @@ static bool parse_name(const char *name, ckpt_file *c) {
     int used = 0;
     if (sscanf(name, "ckpt-e%lld-s%lld.h5%n", &c->epoch, &c->step, &used) != 2) return false;
     if ((size_t)used != strlen(name) || strncmp(name + used - 3, ".h5", 3) != 0) return false;
-    put(c->name, sizeof c->name, "%s", name);
+    mr_format(c->name, sizeof c->name, "%s", name);
     return c->epoch >= 0 && c->step >= 0;
 }
 
@@ -569,9 +562,9 @@ mr_status mr_checkpoint_find_latest(const char *run_dir, char *path, size_t size
     MR_TRY(list_checkpoints(run_dir, &items, &n));
     for (int i = n - 1; i >= 0; i--) {
         char full[4096];
-        put(full, sizeof full, "%s/%s", run_dir, items[i].name);
+        mr_format(full, sizeof full, "%s/%s", run_dir, items[i].name);
         if (mr_checkpoint_verify(full)) {
-            put(path, size, "%s", full);
+            mr_format(path, size, "%s", full);
             free(items);
             if (n_skipped) *n_skipped = skipped;
             return MR_OK;
@@ -610,7 +603,7 @@ typedef enum { UNCHECKED = 0, INTACT, DAMAGED } integrity;
 static bool is_intact(const char *run_dir, const ckpt_file *item, integrity *state) {
     if (*state == UNCHECKED) {
         char full[4096];
-        put(full, sizeof full, "%s/%s", run_dir, item->name);
+        mr_format(full, sizeof full, "%s/%s", run_dir, item->name);
         *state = mr_checkpoint_verify(full) ? INTACT : DAMAGED;
         if (*state == DAMAGED) mr_warn("not keeping a damaged checkpoint: %s", mr_last_error());
         mr_clear_error();
@@ -641,7 +634,7 @@ mr_status mr_checkpoint_prune(const char *run_dir, int keep, int *n_removed) {
      * verified until one is intact, so a damaged file cannot win with a readable loss. */
     char full[4096];
     for (int i = 0; i < n && st == MR_OK; i++) {
-        put(full, sizeof full, "%s/%s", run_dir, items[i].name);
+        mr_format(full, sizeof full, "%s/%s", run_dir, items[i].name);
         loss[i] = state[i] == DAMAGED ? (double)NAN : checkpoint_val_loss(full);
     }
     while (st == MR_OK && newest_intact >= 0) {
@@ -662,12 +655,12 @@ mr_status mr_checkpoint_prune(const char *run_dir, int keep, int *n_removed) {
                      run_dir, n);
     for (int i = 0; i < n && st == MR_OK; i++) {
         if (kept[i]) continue;
-        put(full, sizeof full, "%s/%s", run_dir, items[i].name);
+        mr_format(full, sizeof full, "%s/%s", run_dir, items[i].name);
         if (state[i] == DAMAGED && i > newest_intact) {
             /* Newer than anything intact: it may hold progress nothing else has, so it is set
              * aside for salvage rather than deleted, under a name resume does not list. */
             char aside[4200];
-            put(aside, sizeof aside, "%s.damaged", full);
+            mr_format(aside, sizeof aside, "%s.damaged", full);
             if (rename(full, aside) != 0) {
                 st = mr_fail(MR_ERR_IO, "%s: cannot set the damaged checkpoint aside (%s)", full,
                              strerror(errno));
@@ -697,7 +690,7 @@ mr_status mr_checkpoint_prune(const char *run_dir, int keep, int *n_removed) {
 mr_status mr_checkpoint_probe(const char *run_dir, int64_t bytes_needed) {
     MR_TRY(mr_make_dirs(run_dir));
     char probe[4096];
-    put(probe, sizeof probe, "%s/.mrcnn-probe-%ld", run_dir, (long)getpid());
+    mr_format(probe, sizeof probe, "%s/.mrcnn-probe-%ld", run_dir, (long)getpid());
     int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0)
         return mr_fail(MR_ERR_IO,
@@ -736,7 +729,7 @@ mr_status mr_checkpoint_probe(const char *run_dir, int64_t bytes_needed) {
             base[len - 4] = '\0';
             if (!parse_name(base, &c)) continue;
             char full[4096];
-            put(full, sizeof full, "%s/%s", run_dir, e->d_name);
+            mr_format(full, sizeof full, "%s/%s", run_dir, e->d_name);
             struct stat sb;
             if (stat(full, &sb) == 0 && S_ISREG(sb.st_mode)) unlink(full);
         }
