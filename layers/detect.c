@@ -92,14 +92,7 @@ mr_status mr_unmold_mask(uint8_t *full, int64_t h, int64_t w, const float *mask,
         return mr_fail(MR_ERR_NOMEM, "unmold_mask: cannot allocate %lldx%lld", (long long)bh,
                        (long long)bw);
     mr_status st = mr_resize_threshold(r, bh, bw, mask, mask_h, mask_w, 0.5);
-    for (int64_t y = 0; st == MR_OK && y < bh; y++) {
-        int64_t iy = box[0] + y;
-        if (iy < 0 || iy >= h) continue;
-        for (int64_t x = 0; x < bw; x++) {
-            int64_t ix = box[1] + x;
-            if (ix >= 0 && ix < w) full[iy * w + ix] = r[y * bw + x];
-        }
-    }
+    if (st == MR_OK) mr_paste_box(full, h, w, r, box);
     free(r);
     return st;
 }

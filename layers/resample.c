@@ -157,14 +157,23 @@ mr_status mr_expand_mask(uint8_t *mask, int64_t h, int64_t w, const uint8_t *min
     plane p = {NULL, mini, mini_w};
     double *r;
     MR_TRY(resize_plane(&r, bh, bw, &p, mini_h, mini_w));
+    /* Rounded in place: byte i is written after r[i] (bytes 8i..8i+7) and every earlier double
+     * were read, and bytes may alias any object. */
+    uint8_t *rounded = (uint8_t *)r;
+    for (int64_t i = 0; i < bh * bw; i++) rounded[i] = nearbyint(r[i]) != 0.0;
+    mr_paste_box(mask, h, w, rounded, box);
+    free(r);
+    return MR_OK;
+}
+
+void mr_paste_box(uint8_t *mask, int64_t h, int64_t w, const uint8_t *src, const int64_t box[4]) {
+    int64_t bh = box[2] - box[0], bw = box[3] - box[1];
     for (int64_t y = 0; y < bh; y++) {
         int64_t iy = box[0] + y;
         if (iy < 0 || iy >= h) continue;
         for (int64_t x = 0; x < bw; x++) {
             int64_t ix = box[1] + x;
-            if (ix >= 0 && ix < w) mask[iy * w + ix] = nearbyint(r[y * bw + x]) != 0.0;
+            if (ix >= 0 && ix < w) mask[iy * w + ix] = src[y * bw + x];
         }
     }
-    free(r);
-    return MR_OK;
 }

@@ -43,4 +43,8 @@ mr_status mr_minimize_mask(uint8_t *mini, int64_t mini_h, int64_t mini_w, const 
 mr_status mr_expand_mask(uint8_t *mask, int64_t h, int64_t w, const uint8_t *mini, int64_t mini_h,
                          int64_t mini_w, const int64_t box[4]);
 
+/* Copies src (the box's size, (y2 - y1) x (x2 - x1)) into the h x w mask at the box's place;
+ * the parts of the box outside the mask are dropped. */
+void mr_paste_box(uint8_t *mask, int64_t h, int64_t w, const uint8_t *src, const int64_t box[4]);
+
 #endif
