@@ -11,6 +11,7 @@
 #include "../core/util.h"
 #include "../layers/boxes.h"
 #include "../layers/proposals.h"
+#include "losses_internal.h"
 
 /* layers/model.h sizes LOSS_WEIGHTS before this list exists; the two must agree. */
 _Static_assert(sizeof(((mr_net_config *)0)->loss_weights) / sizeof(float) == MR_LOSS_COUNT,

@@ -9,7 +9,7 @@
 
 #include "../core/h5.h"
 #include "../core/ops.h"
-#include "../losses/losses.h"
+#include "../losses/losses_internal.h"
 #include "../train/config.h"
 #include "testutil.h"
 

@@ -9,7 +9,7 @@
 #include "../data/augment.h"
 #include "../layers/boxes.h"
 #include "../layers/mold.h"
-#include "../losses/losses.h"
+#include "../losses/losses_internal.h"
 #include "../train/config.h"
 #include "../train/trainer.h"
 #include "testutil.h"
