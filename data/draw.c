@@ -8,8 +8,6 @@
 
 #include <stb_easy_font.h>
 
-#include "draw_internal.h"
-
 /* Sasha Trubetskoy's "distinct colours", reordered so the first two classes (benign, malignant
  * in the BUSI configs) are green and red. */
 static const mr_color palette[] = {

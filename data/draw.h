@@ -12,6 +12,12 @@ typedef struct {
     uint8_t r, g, b;
 } mr_color;
 
+/* A colour per class id from a fixed palette of well-separated hues (class 1 first; ids past
+ * the palette cycle). Fixed rather than random so a class looks the same in every overlay. */
+mr_color mr_draw_class_color(int class_id);
+/* Black or white, whichever reads better on `bg`. */
+mr_color mr_draw_text_color(mr_color bg);
+
 /* img must have 3 channels (caller bug otherwise); mask is (img->height, img->width), non-zero =
  * inside. */
 
@@ -21,6 +27,22 @@ int64_t mr_draw_mask_fill(mr_image *img, const uint8_t *mask, mr_color c, float 
 /* Paints, opaque, the mask pixels that touch (4-neighbourhood) a pixel outside the mask or the
  * image border. Returns the number of pixels painted. */
 int64_t mr_draw_mask_outline(mr_image *img, const uint8_t *mask, mr_color c);
+/* Outline of the box (y1, x1, y2, x2), y2/x2 exclusive as detection boxes are, `thickness`
+ * pixels drawn inwards; the parts outside the image are clipped. */
+void mr_draw_box(mr_image *img, int64_t y1, int64_t x1, int64_t y2, int64_t x2, mr_color c,
+                 int thickness);
+
+/* Size in pixels of `text` drawn at integer `scale` (1 = stb_easy_font's native ~7 px capitals),
+ * padding excluded. Characters outside printable ASCII are drawn as '?'. */
+void mr_draw_text_size(const char *text, int scale, int *width, int *height);
+/* Draws `text` (one line) with its top-left corner at (x, y), clipped to the image. */
+void mr_draw_text(mr_image *img, int x, int y, const char *text, int scale, mr_color c);
+/* A label: `text` on a filled background rectangle with `pad` pixels around it. The rectangle's
+ * top-left corner is placed at (x, y), then moved the least needed to lie inside the image;
+ * a label larger than the image is clipped at its right and bottom. rect (may be NULL) gets the
+ * rectangle drawn as (x0, y0, x1, y1), x1/y1 exclusive, clipped to the image. */
+void mr_draw_label(mr_image *img, int x, int y, const char *text, int scale, int pad, mr_color fg,
+                   mr_color bg, int rect[4]);
 
 /* Detections on an RGB image of their own size: each mask filled translucent in its class
  * colour with an opaque outline, its box, and a "class score" label above the box; the lowest

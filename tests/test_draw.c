@@ -3,7 +3,7 @@
  * draws something legible-sized for any byte string. */
 #include <string.h>
 
-#include "../data/draw_internal.h"
+#include "../data/draw.h"
 #include "testutil.h"
 
 static mr_image make_image(int w, int h, uint8_t base) {
