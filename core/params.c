@@ -54,7 +54,7 @@ int mr_params_add(mr_params *p, const char *name, int ndim, const int64_t *shape
     return p->count++;
 }
 
-static void set_frozen(mr_params *p, mr_param *param, bool frozen) {
+void mr_params_set_frozen(mr_params *p, mr_param *param, bool frozen) {
     param->frozen = frozen || !param->trainable_kind;
     param->t.requires_grad = !param->frozen;
     /* A frozen parameter has no gradient buffer, so no op can spend work on it. */
@@ -78,7 +78,7 @@ mr_status mr_params_finalize(mr_params *p) {
         mr_param *q = &p->items[i];
         q->t.name = q->name;
         q->t.data = p->values + q->offset;
-        set_frozen(p, q, q->frozen);
+        mr_params_set_frozen(p, q, q->frozen);
     }
     p->finalized = true;
     return MR_OK;
@@ -120,7 +120,7 @@ mr_status mr_params_set_trainable(mr_params *p, const char *layer_regex, int *n_
         mr_param *q = &p->items[i];
         char layer[MR_PARAM_NAME_MAX];
         mr_param_layer(q->name, layer, sizeof layer);
-        set_frozen(p, q, regexec(&re, layer, 0, NULL, 0) != 0);
+        mr_params_set_frozen(p, q, regexec(&re, layer, 0, NULL, 0) != 0);
         if (!q->frozen) count++;
     }
     regfree(&re);

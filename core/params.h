@@ -42,6 +42,8 @@ void mr_param_layer(const char *name, char *layer, size_t size);
 /* Freezes every parameter, then unfreezes the trainable ones whose layer name fully matches
  * the POSIX extended regex (Matterport's set_trainable). Returns how many became trainable. */
 mr_status mr_params_set_trainable(mr_params *p, const char *layer_regex, int *n_trainable);
+/* Freezes or unfreezes one parameter (a frozen one has no gradient buffer). */
+void mr_params_set_frozen(mr_params *p, mr_param *param, bool frozen);
 void mr_params_zero_grads(mr_params *p);
 size_t mr_params_count_trainable(const mr_params *p);
 
