@@ -125,7 +125,7 @@ bench: $(BUILD)/mrcnn
 
 bench-deps: ref-deps
 
-# Accuracy side by side with torchvision on generated data (about 40 minutes on 2 cores); a
+# Accuracy side by side with torchvision on generated data (17 minutes on 2 idle cores); a
 # benchmark, not a test: it asserts nothing and appends its figures to BENCHMARKS.md.
 quality: $(BUILD)/mrcnn ref-deps
 	/usr/bin/python3 tools/quality.py --mrcnn $(BUILD)/mrcnn $(QUALITY_ARGS)
