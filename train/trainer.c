@@ -147,32 +147,86 @@ static void batch_names(const trainer *t, const mr_batch *b, char *buf, size_t s
                                  a->records[b->samples[i].record].path);
 }
 
-static void progress(const trainer *t, int epoch, int step, double elapsed, int steps_left,
-                     const mr_loss_values *v, double l2) {
+/* "47m", "1h05m", "35s": one labelled format for durations. */
+static void format_duration(char *buf, size_t size, double seconds) {
+    long s = seconds > 0 ? (long)(seconds + 0.5) : 0;
+    if (s >= 3600)
+        snprintf(buf, size, "%ldh%02ldm", s / 3600, s / 60 % 60);
+    else if (s >= 60)
+        snprintf(buf, size, "%ldm", (s + 30) / 60);
+    else
+        snprintf(buf, size, "%lds", s);
+}
+
+/* A running mean as the progress line shows it: "-" for none, ".21" under 1, "1.42", "12.3". */
+static const char *mean_text(char *buf, size_t size, double sum, long n) {
+    if (n == 0) return "-";
+    double v = sum / (double)n;
+    snprintf(buf, size, v < 10.0 ? "%.2f" : "%.1f", v);
+    if (buf[0] == '0' && buf[1] == '.') memmove(buf, buf + 1, strlen(buf));
+    return buf;
+}
+
+/* The epoch's running means for the progress line. The box and mask losses are exactly 0 on a
+ * step whose images gave no positive (they train nothing there): those steps are left out of
+ * their means, which show "-" until a step has positives, rather than a perfect 0. */
+typedef struct {
+    double total, value[MR_LOSS_COUNT];
+    long steps, counted[MR_LOSS_COUNT];
+} running_losses;
+
+static void running_add(running_losses *r, const mr_loss_values *v, double l2) {
+    r->total += (double)v->total + l2;
+    r->steps++;
+    for (int i = 0; i < MR_LOSS_COUNT; i++) {
+        bool zero_means_none = i == 1 || i == 3 || i == 4; /* rpn_bbox, mrcnn_bbox, mrcnn_mask */
+        if (zero_means_none && v->value[i] == 0.0f) continue;
+        r->value[i] += (double)v->value[i];
+        r->counted[i]++;
+    }
+}
+
+/* One line per update, within 80 columns: on a terminal it rewrites itself with a bar of the
+ * epoch; into a file, ten plain lines an epoch with the step count and the time per step. */
+static void progress(const trainer *t, int epoch, int step, double per_step, int steps_left,
+                     const running_losses *r) {
     const mr_config *c = &t->cfg;
     if (t->quiet) return;
-    double per_step = elapsed / (double)(step + 1);
-    long eta = (long)(per_step * (double)steps_left);
-    char losses[256];
-    snprintf(losses, sizeof losses,
-             "loss %.4f | rpn_class %.4f rpn_bbox %.4f class %.4f bbox %.4f mask %.4f",
-             (double)v->total + l2, (double)v->value[0], (double)v->value[1], (double)v->value[2],
-             (double)v->value[3], (double)v->value[4]);
+    char eta[32], m[6][16];
+    format_duration(eta, sizeof eta, per_step * (double)steps_left);
+    char losses[160];
+    snprintf(losses, sizeof losses, "loss %s rpn %s/%s head %s/%s mask %s",
+             mean_text(m[5], sizeof m[5], r->total, r->steps),
+             mean_text(m[0], sizeof m[0], r->value[0], r->counted[0]),
+             mean_text(m[1], sizeof m[1], r->value[1], r->counted[1]),
+             mean_text(m[2], sizeof m[2], r->value[2], r->counted[2]),
+             mean_text(m[3], sizeof m[3], r->value[3], r->counted[3]),
+             mean_text(m[4], sizeof m[4], r->value[4], r->counted[4]));
     if (t->tty) {
-        int width = 20, done = (step + 1) * width / c->steps_per_epoch;
-        char bar[32];
-        for (int i = 0; i < width; i++) bar[i] = i < done ? '#' : '.';
-        bar[width] = '\0';
-        fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %d/%d ETA %ld:%02ld:%02ld %s", epoch + 1,
-                c->epochs, bar, step + 1, c->steps_per_epoch, eta / 3600, eta / 60 % 60, eta % 60,
-                losses);
+        enum { WIDTH = 10 };
+        int done = (step + 1) * WIDTH / c->steps_per_epoch;
+        char bar[WIDTH + 1];
+        for (int i = 0; i < WIDTH; i++) bar[i] = i < done ? '#' : '.';
+        bar[WIDTH] = '\0';
+        fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %s ETA %s", epoch + 1, c->epochs, bar, losses,
+                eta);
         if (step + 1 == c->steps_per_epoch) fputc('\n', stderr);
     } else {
         int every = c->steps_per_epoch >= 10 ? c->steps_per_epoch / 10 : 1;
         if ((step + 1) % every == 0 || step + 1 == c->steps_per_epoch)
-            fprintf(stderr, "epoch %d/%d step %d/%d %.2fs/step ETA %lds %s\n", epoch + 1, c->epochs,
-                    step + 1, c->steps_per_epoch, per_step, eta, losses);
+            fprintf(stderr, "epoch %d/%d %d/%d %s %.1fs/step ETA %s\n", epoch + 1, c->epochs,
+                    step + 1, c->steps_per_epoch, losses, per_step, eta);
     }
+}
+
+/* ,"time":"2026-12-03T02:15:11Z": when a log record was written. */
+static void log_time(FILE *f) {
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    char buf[32];
+    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(f, ",\"time\":\"%s\"", buf);
 }
 
 /* ,"key":value with null for a value that is undefined (NaN, or an AP without ground truth):
@@ -191,8 +245,10 @@ static void log_step(trainer *t, int epoch, long global, const mr_loss_values *v
             (double)v->total + l2);
     for (int i = 0; i < MR_LOSS_COUNT; i++)
         fprintf(t->log, ",\"%s\":%.6g", mr_loss_names[i], (double)v->value[i]);
-    fprintf(t->log, ",\"l2\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"seconds\":%.4f}\n", l2,
-            (double)lr, r->grad_norm, seconds);
+    fprintf(t->log, ",\"l2\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"seconds\":%.4f", l2, (double)lr,
+            r->grad_norm, seconds);
+    log_time(t->log);
+    fputs("}\n", t->log);
     fflush(t->log);
 }
 
@@ -576,11 +632,38 @@ static mr_status save_after_failure(trainer *t, mr_status st, int epoch, int ste
                    epoch + 1, step, t->run_dir);
 }
 
+/* The config in a few lines; the whole of it is the run's config.json. */
+static void print_config_summary(const trainer *t) {
+    const mr_config *c = &t->cfg;
+    const mr_net_config *n = &c->net;
+    char classes[512] = "";
+    for (int k = 1; k < n->num_classes && strlen(classes) < sizeof classes - 64; k++)
+        snprintf(classes + strlen(classes), sizeof classes - strlen(classes), "%s%s",
+                 k > 1 ? ", " : "", c->class_names[k]);
+    mr_info("config %s: ResNet-%d (%d filters), %d classes (%s), %dx%d px, %d channel%s, pixels "
+            "%s",
+            c->source, n->backbone_depth, n->backbone_filters, n->num_classes - 1, classes,
+            n->image_max_dim, n->image_max_dim, n->image_channels,
+            n->image_channels == 1 ? "" : "s",
+            n->image_normalization == MR_NORM_MEAN_STD ? "scaled by mean and std"
+                                                       : "mean-subtracted (Matterport)");
+    char stages[512] = "";
+    for (int i = 0; i < c->n_stages && strlen(stages) < sizeof stages - 64; i++)
+        snprintf(stages + strlen(stages), sizeof stages - strlen(stages), "%s\"%s\" to %d at %g",
+                 i ? ", " : "", c->stages[i].layers, c->stages[i].until_epoch,
+                 (double)c->stages[i].learning_rate);
+    mr_info("training: %d epochs of %d steps, batch %d, seed %llu; layers %s", c->epochs,
+            c->steps_per_epoch, c->batch_size, (unsigned long long)c->seed, stages);
+    mr_info("run folder %s (the whole resolved config: config.json; hash %016llx)", t->run_dir,
+            (unsigned long long)mr_config_hash(c));
+}
+
 mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
     trainer t;
     memset(&t, 0, sizeof t);
     memset(result, 0, sizeof *result);
     result->best_val_loss = INFINITY;
+    result->last_epoch_loss = result->best_val_mask_ap50 = NAN;
     t.quiet = opt->quiet;
     t.tty = isatty(STDERR_FILENO);
     t.saved_global = -1;
@@ -604,15 +687,7 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
                 t.written_with, mr_runtime_numerics());
     if (!t.quiet) {
         mr_runtime_banner();
-        mr_info("config %s (hash %016llx): %s, %d classes, %dx%d; %lld training and %lld "
-                "validation images; run folder %s",
-                c->source, (unsigned long long)mr_config_hash(c),
-                c->net.backbone_depth == 50 ? "ResNet-50" : "ResNet-101", c->net.num_classes,
-                c->net.image_max_dim, c->net.image_max_dim, (long long)mr_dataset_size(t.train),
-                t.val ? (long long)mr_dataset_size(t.val) : 0LL, t.run_dir);
-        char *json = mr_config_to_json(c);
-        if (json) fprintf(stderr, "resolved config:\n%s\n", json);
-        free(json);
+        print_config_summary(&t);
     }
     long steps_run = 0;
     double val_loss = NAN;
@@ -633,6 +708,8 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
         mr_sgd opt_sgd = {stage->learning_rate, c->learning_momentum, c->net.weight_decay,
                           c->gradient_clip_norm};
         double epoch_start = now_seconds();
+        const int first_step = step; /* > 0 in an epoch resumed in its middle */
+        running_losses running = {0};
         if (step == 0) { /* a resumed epoch keeps the sums its checkpoint carried */
             t.epoch_loss_sum = 0.0;
             t.epoch_loss_steps = 0;
@@ -699,7 +776,9 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
             result->steps_done = global;
             int left =
                 (c->epochs - epoch - 1) * c->steps_per_epoch + (c->steps_per_epoch - step - 1);
-            progress(&t, epoch, step, now_seconds() - epoch_start, left, &v, rep.l2_loss);
+            running_add(&running, &v, rep.l2_loss);
+            progress(&t, epoch, step, (now_seconds() - epoch_start) / (step + 1 - first_step), left,
+                     &running);
             bool stop =
                 (opt->stop && *opt->stop) || (opt->max_steps > 0 && steps_run >= opt->max_steps);
             if (stop && step + 1 < c->steps_per_epoch) {
@@ -743,7 +822,9 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
                                            : (double)NAN);
                 fprintf(t.log, ",\"val_images\":%lld", (long long)ev.n_images);
             }
-            fprintf(t.log, ",\"seconds\":%.2f}\n", now_seconds() - epoch_start);
+            fprintf(t.log, ",\"seconds\":%.2f", now_seconds() - epoch_start);
+            log_time(t.log);
+            fputs("}\n", t.log);
             fflush(t.log);
         }
         if (!t.quiet && scored)
@@ -757,7 +838,14 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
                     now_seconds() - epoch_start,
                     t.epoch_loss_steps ? t.epoch_loss_sum / t.epoch_loss_steps : (double)NAN,
                     val_loss);
+        if (scored && ev.mask.mean_ap50 != MR_AP_UNDEFINED && isfinite(ev.mask.mean_ap50) &&
+            !(ev.mask.mean_ap50 <= result->best_val_mask_ap50)) {
+            result->best_val_mask_ap50 = ev.mask.mean_ap50;
+            result->best_ap50_epoch = epoch + 1;
+        }
         if (scored) mr_evaluation_free(&ev);
+        result->last_epoch_loss =
+            t.epoch_loss_steps ? t.epoch_loss_sum / t.epoch_loss_steps : (double)NAN;
         result->epochs_done = epoch + 1;
         result->last_val_loss = val_loss;
         if (val_loss < result->best_val_loss) result->best_val_loss = val_loss;

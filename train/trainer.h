@@ -34,8 +34,11 @@ typedef struct {
     int epochs_done;
     long steps_done;
     double last_train_loss, best_val_loss, last_val_loss;
-    bool already_complete; /* --resume of a run that has trained all its epochs: nothing ran */
-    int epochs_total;      /* the run's EPOCHS */
+    double last_epoch_loss;    /* the last epoch's mean training loss */
+    double best_val_mask_ap50; /* the best per-epoch validation mask AP50; NaN: never measured */
+    int best_ap50_epoch;       /* its epoch (1-based), 0: none */
+    bool already_complete;     /* --resume of a run that has trained all its epochs: nothing ran */
+    int epochs_total;          /* the run's EPOCHS */
 } mr_train_result;
 
 /* Initial values, seeded: kernels as WEIGHT_INIT says (glorot: Keras' glorot-uniform, as
