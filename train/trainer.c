@@ -26,6 +26,7 @@
 #include "data_source.h"
 #include "dataset.h"
 #include "evaluate.h"
+#include "overlays.h"
 #include "report.h"
 #include "sgd.h"
 #include "weights.h"
@@ -307,41 +308,56 @@ static mr_status validation_metrics(trainer *t, int epoch, mr_evaluation *e, boo
     return MR_OK;
 }
 
-/* Detections on the first few validation images, drawn for report.html. */
-static mr_status write_overlays(trainer *t) {
+/* The report's validation panels: a fixed set of validation images (the first three with
+ * lesions and the first normal one), ground truth beside this epoch's prediction. */
+#define N_PANELS 4
+
+static int64_t panel_images(const trainer *t, int64_t pick[N_PANELS]) {
+    const mr_annotations *a = mr_dataset_annotations(t->val);
+    int64_t n = 0, lesions = 0;
+    bool normal = false;
+    for (int64_t i = 0; i < mr_dataset_size(t->val) && n < N_PANELS; i++) {
+        bool has = a->records[i].n_instances > 0;
+        if ((has && lesions < N_PANELS - 1) || (!has && !normal)) {
+            pick[n++] = i;
+            lesions += has;
+            normal = normal || !has;
+        }
+    }
+    return n;
+}
+
+static mr_status write_overlays(trainer *t, int epoch) {
     const mr_config *c = &t->cfg;
     if (!t->val) return MR_OK;
-    int64_t n = mr_dataset_size(t->val) < 3 ? mr_dataset_size(t->val) : 3;
+    int64_t pick[N_PANELS];
+    const int64_t n = panel_images(t, pick);
     int64_t side = c->net.image_max_dim, ch = c->net.image_channels;
     mr_ctx_reset(&t->ctx);
     mr_tensor *images = mr_tensor_4d(&t->ctx, "images", n, side, side, ch);
     if (!images) return t->ctx.status;
-    mr_image_geometry geo[3];
+    mr_image_geometry geo[N_PANELS];
     for (int64_t i = 0; i < n; i++) {
         mr_sample s;
-        MR_TRY(mr_dataset_sample(t->val, i, 0, &s));
+        MR_TRY(mr_dataset_sample(t->val, pick[i], 0, &s));
         memcpy(images->data + i * side * side * ch, s.image,
                sizeof(float) * (size_t)(side * side * ch));
         geo[i] = s.mold.geo;
         mr_sample_free(&s);
     }
-    mr_detections det[3];
+    mr_detections det[N_PANELS];
     MR_TRY(mr_model_detect(&t->ctx, &t->model, images, geo, -1.0f, det));
     const char *names[MR_MAX_CLASSES];
     for (int k = 0; k < c->net.num_classes; k++) names[k] = c->class_names[k];
     mr_status st = MR_OK;
     for (int64_t i = 0; i < n; i++) {
-        mr_image rgb;
-        const char *path = mr_dataset_annotations(t->val)->records[i].path;
-        if (st == MR_OK) st = mr_image_load_limited(path, 3, c->max_image_pixels, &rgb);
-        if (st == MR_OK) {
-            mr_draw_detections(&rgb, det[i].n, det[i].boxes, det[i].class_ids, det[i].scores,
-                               det[i].masks, names, c->net.num_classes);
-            char out[1200];
-            snprintf(out, sizeof out, "%s/overlay_%lld.png", t->run_dir, (long long)i + 1);
-            st = mr_image_write_png(out, &rgb);
-            mr_image_free(&rgb);
-        }
+        char out[1200];
+        snprintf(out, sizeof out, "%s/overlay_%lld.png", t->run_dir, (long long)i + 1);
+        mr_panel_scores scores;
+        if (st == MR_OK)
+            st = mr_write_validation_panel(&mr_dataset_annotations(t->val)->records[pick[i]],
+                                           &det[i], epoch + 1, names, c->net.num_classes,
+                                           c->max_image_pixels, out, &scores);
         mr_detections_free(&det[i]);
     }
     return st;
@@ -850,7 +866,7 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
         result->last_val_loss = val_loss;
         if (val_loss < result->best_val_loss) result->best_val_loss = val_loss;
         if ((st = save(&t, epoch + 1, 0, val_loss, "end of epoch")) != MR_OK) break;
-        if ((st = write_overlays(&t)) != MR_OK) break;
+        if ((st = write_overlays(&t, epoch)) != MR_OK) break;
         mr_report_write(t.run_dir, c);
         bool stop =
             (opt->stop && *opt->stop) || (opt->max_steps > 0 && steps_run >= opt->max_steps);
