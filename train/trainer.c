@@ -648,6 +648,28 @@ static mr_status save_after_failure(trainer *t, mr_status st, int epoch, int ste
                    epoch + 1, step, t->run_dir);
 }
 
+/* The data as report.html summarises it. */
+static mr_report_run report_run(const trainer *t) {
+    mr_report_run r;
+    memset(&r, 0, sizeof r);
+    mr_dataset *sides[2] = {t->train, t->val};
+    for (int k = 0; k < 2; k++) {
+        if (!sides[k]) continue;
+        const mr_annotations *a = mr_dataset_annotations(sides[k]);
+        int64_t n = mr_dataset_size(sides[k]);
+        *(k ? &r.n_val : &r.n_train) = n;
+        for (int64_t i = 0; i < n; i++) {
+            const mr_image_record *rec = &a->records[i];
+            r.normals += rec->n_instances == 0;
+            for (int64_t j = 0; j < rec->n_instances; j++) {
+                int id = rec->instances[j].class_id;
+                if (id >= 0 && id < MR_MAX_CLASSES) r.lesions[id]++;
+            }
+        }
+    }
+    return r;
+}
+
 /* The config in a few lines; the whole of it is the run's config.json. */
 static void print_config_summary(const trainer *t) {
     const mr_config *c = &t->cfg;
@@ -707,6 +729,7 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
     }
     long steps_run = 0;
     double val_loss = NAN;
+    mr_report_run report = report_run(&t);
     if (epoch < c->epochs) st = mr_dataset_start(t.train, epoch, step, c->steps_per_epoch);
     for (; st == MR_OK && epoch < c->epochs; epoch++, step = 0) {
         const mr_stage *stage = mr_config_stage(c, epoch);
@@ -867,7 +890,9 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
         if (val_loss < result->best_val_loss) result->best_val_loss = val_loss;
         if ((st = save(&t, epoch + 1, 0, val_loss, "end of epoch")) != MR_OK) break;
         if ((st = write_overlays(&t, epoch)) != MR_OK) break;
-        mr_report_write(t.run_dir, c);
+        report.finished = epoch + 1 >= c->epochs;
+        if (mr_report_write(t.run_dir, c, &report) != MR_OK) /* the run goes on without it */
+            mr_warn("report.html not refreshed: %s", mr_last_error());
         bool stop =
             (opt->stop && *opt->stop) || (opt->max_steps > 0 && steps_run >= opt->max_steps);
         if (stop && epoch + 1 < c->epochs) {
