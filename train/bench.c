@@ -151,7 +151,7 @@ void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
     c.net.image_min_dim = c.net.image_max_dim = side;
     mr_model m;
     if (mr_model_init(&m, &c.net) != MR_OK) return;
-    mr_init_weights(&m.params, MR_INIT_GLOROT, 1);
+    mr_init_weights(&m, MR_INIT_GLOROT, 1);
     mr_model_set_trainable(&m, "3+", NULL);
     mr_ctx ctx;
     if (mr_ctx_init(&ctx, (size_t)side * side * 8192) != MR_OK) return;

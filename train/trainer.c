@@ -26,6 +26,7 @@
 #include "data_source.h"
 #include "dataset.h"
 #include "evaluate.h"
+#include "init.h"
 #include "overlays.h"
 #include "report.h"
 #include "sgd.h"
@@ -48,47 +49,6 @@ static uint64_t mix(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
         h = (h ^ (h >> 31)) * 0xbf58476d1ce4e5b9ull;
     }
     return h ^ (h >> 29);
-}
-
-/* Kernel values for WEIGHT_INIT "kaiming", following torchvision's Mask R-CNN: Kaiming-normal
- * (fan_out, ReLU gain) for the backbone and mask head convolutions, Kaiming-uniform with a = 1
- * for the FPN and the box head's hidden layers, normal(0.01) for the RPN and the class logits,
- * normal(0.001) for the box regressor. Returns the normal std, or sets *uniform_limit. */
-static double kaiming_std(const mr_param *q, double fan_in, double fan_out, double *uniform_limit) {
-    *uniform_limit = 0.0;
-    const char *n = q->name;
-    if (!strncmp(n, "rpn_", 4) || !strncmp(n, "mrcnn_class_logits/", 19)) return 0.01;
-    if (!strncmp(n, "mrcnn_bbox_fc/", 14)) return 0.001;
-    if (!strncmp(n, "fpn_", 4) || !strncmp(n, "mrcnn_class_conv", 16)) {
-        *uniform_limit = sqrt(3.0 / fan_in);
-        return 0.0;
-    }
-    return sqrt(2.0 / fan_out);
-}
-
-void mr_init_weights(mr_params *p, mr_weight_init how, uint64_t seed) {
-    mr_rng rng;
-    mr_rng_seed(&rng, seed);
-    for (int i = 0; i < p->count; i++) {
-        mr_param *q = &p->items[i];
-        const char *w = strrchr(q->name, '/') + 1;
-        float fill = !strcmp(w, "gamma") || !strcmp(w, "moving_variance") ? 1.0f : 0.0f;
-        if (strcmp(w, "kernel")) {
-            for (int64_t k = 0; k < q->t.numel; k++) q->t.data[k] = fill;
-            continue;
-        }
-        /* Conv kernels are (kh, kw, in, out), dense (in, out); the deconvolution's (kh, kw,
-         * out, in) is taken the same way, as Keras does. */
-        int64_t receptive = 1;
-        for (int d = 0; d < q->t.ndim - 2; d++) receptive *= q->t.shape[d];
-        double fan_in = (double)(receptive * q->t.shape[q->t.ndim - 2]);
-        double fan_out = (double)(receptive * q->t.shape[q->t.ndim - 1]);
-        double limit = sqrt(6.0 / (fan_in + fan_out)), std = 0.0;
-        if (how == MR_INIT_KAIMING) std = kaiming_std(q, fan_in, fan_out, &limit);
-        for (int64_t k = 0; k < q->t.numel; k++)
-            q->t.data[k] = std > 0.0 ? (float)std * mr_rng_normal(&rng)
-                                     : (float)limit * (2.0f * mr_rng_uniform(&rng) - 1.0f);
-    }
 }
 
 /* WARMUP_STEPS: the learning-rate factor at a 0-based global step, rising linearly from 1/1000
@@ -595,7 +555,7 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
     /* A run that could not save its first checkpoint is not started. */
     MR_TRY(mr_checkpoint_probe(t->run_dir, checkpoint_bytes(t)));
     MR_TRY(mr_ctx_init(&t->ctx, (size_t)c->arena_mb << 20));
-    mr_init_weights(&t->model.params, c->weight_init, c->seed);
+    mr_init_weights(&t->model, c->weight_init, c->seed);
     if (resume_from[0]) {
         mr_checkpoint_state s;
         MR_TRY(mr_checkpoint_load(resume_from, &t->model.params, &s));
