@@ -1,6 +1,6 @@
-/* Building the network: parameter declaration under Matterport's layer names (with the model
- * summary computed on the way), and the forward pass of the backbone, FPN, RPN and heads. The
- * declaration walk and the forward walk mirror each other block for block. */
+/* The model: config defaults, init (the network table of layers/network.c, its handles, the
+ * anchors), freezing and the summary from the table, and the forward pass of the backbone, FPN,
+ * RPN and heads through the handles resolved at init: no name is looked up per step. */
 #include "model.h"
 
 #include <math.h>
@@ -88,186 +88,6 @@ mr_anchor_config mr_net_anchor_config(const mr_net_config *c) {
     return a;
 }
 
-/* ---- declaration and summary -------------------------------------------------------------- */
-
-/* The declaration walk: the current spatial size and channels of the main path. */
-typedef struct {
-    mr_model *m;
-    mr_status status;
-    int64_t h, w, c;
-} builder;
-
-static void add_row(builder *b, const char *name, const char *kind, int ndim, const int64_t *shape,
-                    int64_t params, double gflops) {
-    mr_model *m = b->m;
-    if (m->n_layers == m->cap_layers) {
-        int cap = m->cap_layers ? 2 * m->cap_layers : 256;
-        mr_layer_info *grown = realloc(m->layers, sizeof *grown * (size_t)cap);
-        if (!grown) {
-            b->status = mr_fail(MR_ERR_NOMEM, "cannot grow the layer table");
-            return;
-        }
-        m->layers = grown;
-        m->cap_layers = cap;
-    }
-    mr_layer_info *row = &m->layers[m->n_layers++];
-    memset(row, 0, sizeof *row);
-    snprintf(row->name, sizeof row->name, "%s", name);
-    snprintf(row->kind, sizeof row->kind, "%s", kind);
-    row->ndim = ndim;
-    for (int i = 0; i < ndim; i++) row->shape[i] = shape[i];
-    row->params = params;
-    row->gflops = gflops;
-}
-
-static void declare(builder *b, const char *layer, const char *weight, int ndim,
-                    const int64_t *shape, bool trainable) {
-    if (b->status != MR_OK) return;
-    char name[MR_PARAM_NAME_MAX];
-    snprintf(name, sizeof name, "%s/%s", layer, weight);
-    if (mr_params_add(&b->m->params, name, ndim, shape, trainable) < 0) b->status = MR_ERR_NOMEM;
-}
-
-static int64_t same_size(int64_t in, int stride) {
-    return (in + stride - 1) / stride;
-}
-
-/* A conv layer on a (h, w, cin) input; `rois` multiplies the FLOPs of per-ROI head layers. */
-static void decl_conv_at(builder *b, const char *name, int64_t k, int64_t cin, int64_t cout,
-                         int64_t oh, int64_t ow, double rois) {
-    int64_t kernel[4] = {k, k, cin, cout}, bias[1] = {cout}, out[3] = {oh, ow, cout};
-    declare(b, name, "kernel", 4, kernel, true);
-    declare(b, name, "bias", 1, bias, true);
-    add_row(b, name, "conv", 3, out, k * k * cin * cout + cout,
-            rois * 2.0 * (double)(oh * ow) * (double)(k * k * cin * cout) * 1e-9);
-}
-
-static void decl_bn(builder *b, const char *name, int64_t c, int64_t oh, int64_t ow, double rois) {
-    int64_t shape[1] = {c}, out[3] = {oh, ow, c};
-    declare(b, name, "gamma", 1, shape, true);
-    declare(b, name, "beta", 1, shape, true);
-    declare(b, name, "moving_mean", 1, shape, false);
-    declare(b, name, "moving_variance", 1, shape, false);
-    add_row(b, name, "batchnorm", 3, out, 4 * c, rois * 2.0 * (double)(oh * ow * c) * 1e-9);
-}
-
-static void decl_dense(builder *b, const char *name, int64_t in, int64_t out, double rois) {
-    int64_t kernel[2] = {in, out}, bias[1] = {out}, shape[1] = {out};
-    declare(b, name, "kernel", 2, kernel, true);
-    declare(b, name, "bias", 1, bias, true);
-    add_row(b, name, "dense", 1, shape, in * out + out, rois * 2.0 * (double)(in * out) * 1e-9);
-}
-
-static void block_names(char *conv, char *bn, size_t size, int stage, char block, const char *br) {
-    snprintf(conv, size, "res%d%c_branch%s", stage, block, br);
-    snprintf(bn, size, "bn%d%c_branch%s", stage, block, br);
-}
-
-static void decl_bottleneck(builder *b, int stage, char block, int64_t f1, int64_t f3, int stride,
-                            bool projection) {
-    char conv[48], bn[48];
-    int64_t cin = b->c, oh = same_size(b->h, stride), ow = same_size(b->w, stride);
-    /* With the stride on the 3x3, branch2a still runs at the input's resolution. */
-    bool late = b->m->cfg.resnet_stride == MR_STRIDE_3X3;
-    int64_t ah = late ? b->h : oh, aw = late ? b->w : ow;
-    block_names(conv, bn, sizeof conv, stage, block, "2a");
-    decl_conv_at(b, conv, 1, cin, f1, ah, aw, 1.0);
-    decl_bn(b, bn, f1, ah, aw, 1.0);
-    block_names(conv, bn, sizeof conv, stage, block, "2b");
-    decl_conv_at(b, conv, 3, f1, f1, oh, ow, 1.0);
-    decl_bn(b, bn, f1, oh, ow, 1.0);
-    block_names(conv, bn, sizeof conv, stage, block, "2c");
-    decl_conv_at(b, conv, 1, f1, f3, oh, ow, 1.0);
-    decl_bn(b, bn, f3, oh, ow, 1.0);
-    if (projection) {
-        block_names(conv, bn, sizeof conv, stage, block, "1");
-        decl_conv_at(b, conv, 1, cin, f3, oh, ow, 1.0);
-        decl_bn(b, bn, f3, oh, ow, 1.0);
-    }
-    b->h = oh;
-    b->w = ow;
-    b->c = f3;
-}
-
-static int stage_blocks(int depth, int stage) {
-    static const int r50[4] = {3, 4, 6, 3}, r101[4] = {3, 4, 23, 3};
-    /* Indexed per branch: GCC 12's -fsanitize=object-size misreads (cond ? a : b)[i] as an
-     * out-of-bounds load, failing every model test under `make test-asan`. */
-    return depth == 50 ? r50[stage - 2] : r101[stage - 2];
-}
-
-static mr_status declare_network(mr_model *m) {
-    const mr_net_config *c = &m->cfg;
-    builder b = {m, MR_OK, c->image_max_dim, c->image_max_dim, c->image_channels};
-    /* Stem: 3-pixel zero pad, conv1 7x7/2 valid, bn_conv1, ReLU, 3x3/2 max-pool same. */
-    b.h = (b.h + 6 - 7) / 2 + 1;
-    b.w = (b.w + 6 - 7) / 2 + 1;
-    int64_t base = c->backbone_filters;
-    decl_conv_at(&b, "conv1", 7, c->image_channels, base, b.h, b.w, 1.0);
-    decl_bn(&b, "bn_conv1", base, b.h, b.w, 1.0);
-    b.h = same_size(b.h, 2);
-    b.w = same_size(b.w, 2);
-    b.c = base;
-    int64_t feat_h[5], feat_w[5], feat_c[4];
-    for (int stage = 2; stage <= 5; stage++) {
-        int64_t f1 = base << (stage - 2);
-        for (int k = 0; k < stage_blocks(c->backbone_depth, stage); k++)
-            decl_bottleneck(&b, stage, (char)('a' + k), f1, 4 * f1, k == 0 && stage > 2 ? 2 : 1,
-                            k == 0);
-        feat_h[stage - 2] = b.h;
-        feat_w[stage - 2] = b.w;
-        feat_c[stage - 2] = b.c;
-    }
-    feat_h[4] = same_size(feat_h[3], 2);
-    feat_w[4] = same_size(feat_w[3], 2);
-    /* FPN: laterals top-down, then the 3x3 smoothing convs. */
-    int64_t d = c->pyramid_size;
-    static const char *lateral[4] = {"fpn_c2p2", "fpn_c3p3", "fpn_c4p4", "fpn_c5p5"};
-    static const char *smooth[4] = {"fpn_p2", "fpn_p3", "fpn_p4", "fpn_p5"};
-    for (int l = 3; l >= 0; l--)
-        decl_conv_at(&b, lateral[l], 1, feat_c[l], d, feat_h[l], feat_w[l], 1.0);
-    for (int l = 0; l < 4; l++) decl_conv_at(&b, smooth[l], 3, d, d, feat_h[l], feat_w[l], 1.0);
-    /* RPN, shared over P2..P6: FLOPs summed over the five levels. */
-    int64_t a = m->anchors_per_location;
-    double positions = 0.0;
-    for (int l = 0; l < 5; l++) positions += (double)(feat_h[l] * feat_w[l]);
-    double per_pos = 1.0 / (double)(feat_h[0] * feat_w[0]);
-    int64_t r = c->rpn_depth;
-    decl_conv_at(&b, "rpn_conv_shared", 3, d, r, feat_h[0], feat_w[0], positions * per_pos);
-    decl_conv_at(&b, "rpn_class_raw", 1, r, 2 * a, feat_h[0], feat_w[0], positions * per_pos);
-    decl_conv_at(&b, "rpn_bbox_pred", 1, r, 4 * a, feat_h[0], feat_w[0], positions * per_pos);
-    /* Heads, FLOPs at inference: the box head on every proposal, the mask head on every
-     * detection. */
-    double rois = (double)c->post_nms_rois_inference, dets = (double)c->detection_max_instances;
-    int64_t fc = c->fc_size, nc = c->num_classes;
-    decl_conv_at(&b, "mrcnn_class_conv1", c->pool_size, d, fc, 1, 1, rois);
-    decl_bn(&b, "mrcnn_class_bn1", fc, 1, 1, rois);
-    decl_conv_at(&b, "mrcnn_class_conv2", 1, fc, fc, 1, 1, rois);
-    decl_bn(&b, "mrcnn_class_bn2", fc, 1, 1, rois);
-    decl_dense(&b, "mrcnn_class_logits", fc, nc, rois);
-    decl_dense(&b, "mrcnn_bbox_fc", fc, 4 * nc, rois);
-    int64_t mp = c->mask_pool_size;
-    for (int i = 1; i <= 4; i++) {
-        char conv[32], bn[32];
-        snprintf(conv, sizeof conv, "mrcnn_mask_conv%d", i);
-        snprintf(bn, sizeof bn, "mrcnn_mask_bn%d", i);
-        decl_conv_at(&b, conv, 3, d, d, mp, mp, dets);
-        decl_bn(&b, bn, d, mp, mp, dets);
-    }
-    int64_t ms = mp;
-    if (c->mask_shape == 2 * mp) {
-        /* Conv2DTranspose kernels are (kh, kw, out, in) in Keras. */
-        int64_t kernel[4] = {2, 2, d, d}, bias[1] = {d}, out[3] = {2 * mp, 2 * mp, d};
-        declare(&b, "mrcnn_mask_deconv", "kernel", 4, kernel, true);
-        declare(&b, "mrcnn_mask_deconv", "bias", 1, bias, true);
-        add_row(&b, "mrcnn_mask_deconv", "deconv", 3, out, 4 * d * d + d,
-                dets * 2.0 * (double)(mp * mp * 4 * d * d) * 1e-9);
-        ms = 2 * mp;
-    }
-    decl_conv_at(&b, "mrcnn_mask", 1, d, nc, ms, ms, dets);
-    return b.status;
-}
-
 static mr_status check_config(const mr_net_config *c) {
     if (c->backbone_depth != 50 && c->backbone_depth != 101)
         return mr_fail(MR_ERR_CONFIG, "BACKBONE must be resnet50 or resnet101");
@@ -301,8 +121,9 @@ mr_status mr_model_init(mr_model *m, const mr_net_config *cfg) {
     MR_TRY(check_config(&m->cfg));
     mr_anchor_config a = mr_net_anchor_config(&m->cfg);
     m->anchors_per_location = mr_anchors_per_location(&a);
-    mr_status st = declare_network(m);
+    mr_status st = mr_network_declare(m);
     if (st == MR_OK) st = mr_params_finalize(&m->params);
+    if (st == MR_OK) mr_network_resolve(m);
     if (st == MR_OK)
         st = mr_generate_anchors(&a, m->cfg.image_max_dim, m->cfg.image_max_dim, &m->anchors_px,
                                  &m->n_anchors);
@@ -339,26 +160,39 @@ mr_proposal_config mr_model_proposal_config(const mr_model *m, bool training) {
 void mr_model_free(mr_model *m) {
     mr_params_free(&m->params);
     free(m->layers);
+    free(m->w.blocks);
     free(m->anchors);
     free(m->anchors_px);
     memset(m, 0, sizeof *m);
 }
 
+void mr_model_train_from_stage(mr_model *m, int stage, int *n_trainable) {
+    int count = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const mr_layer *l = &m->layers[i];
+        for (int k = 0; k < l->n_params; k++) {
+            mr_param *q = &m->params.items[l->param[k]];
+            mr_params_set_frozen(&m->params, q, l->stage < stage);
+            if (!q->frozen) count++;
+        }
+    }
+    if (n_trainable) *n_trainable = count;
+}
+
 mr_status mr_model_set_trainable(mr_model *m, const char *layers, int *n_trainable) {
-    /* Matterport's presets (model.train), written as POSIX extended regexes. */
+    /* Matterport's presets (model.train): "heads" is the FPN, the RPN and the heads, "N+"
+     * stage N of ResNet and everything after it. */
     static const struct {
-        const char *key, *regex;
-    } presets[] = {
-        {"heads", "(mrcnn_.*)|(rpn_.*)|(fpn_.*)"},
-        {"3+", "(res3.*)|(bn3.*)|(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn_.*)|(rpn_.*)|(fpn_.*)"},
-        {"4+", "(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn_.*)|(rpn_.*)|(fpn_.*)"},
-        {"5+", "(res5.*)|(bn5.*)|(mrcnn_.*)|(rpn_.*)|(fpn_.*)"},
-        {"all", ".*"},
-    };
-    const char *regex = layers;
+        const char *key;
+        int stage;
+    } presets[] = {{"heads", MR_STAGE_HEADS}, {"3+", 3}, {"4+", 4}, {"5+", 5}, {"all", 1}};
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
-        if (!strcmp(layers, presets[i].key)) regex = presets[i].regex;
-    return mr_params_set_trainable(&m->params, regex, n_trainable);
+        if (!strcmp(layers, presets[i].key)) {
+            mr_model_train_from_stage(m, presets[i].stage, n_trainable);
+            return MR_OK;
+        }
+    /* Anything else is a regex of layer names, as in Matterport. */
+    return mr_params_set_trainable(&m->params, layers, n_trainable);
 }
 
 void mr_model_print_summary(const mr_model *m, FILE *out) {
@@ -366,18 +200,18 @@ void mr_model_print_summary(const mr_model *m, FILE *out) {
     int64_t total = 0, moving = 0;
     double gflops = 0.0;
     for (int i = 0; i < m->n_layers; i++) {
-        const mr_layer_info *l = &m->layers[i];
+        const mr_layer *l = &m->layers[i];
         char shape[48];
         int n = snprintf(shape, sizeof shape, "(");
         for (int k = 0; k < l->ndim; k++)
             n += snprintf(shape + n, sizeof shape - (size_t)n, k ? ",%lld" : "%lld",
                           (long long)l->shape[k]);
         snprintf(shape + n, sizeof shape - (size_t)n, ")");
-        fprintf(out, "%-24s %-10s %-20s %12lld %9.3f\n", l->name, l->kind, shape,
-                (long long)l->params, l->gflops);
+        fprintf(out, "%-24s %-10s %-20s %12lld %9.3f\n", l->name, mr_layer_kind_name(l->kind),
+                shape, (long long)l->params, l->gflops);
         total += l->params;
         gflops += l->gflops;
-        if (!strcmp(l->kind, "batchnorm")) moving += l->params / 2;
+        if (l->kind == MR_LAYER_BN) moving += l->params / 2;
     }
     fprintf(out,
             "total params: %lld (trainable %lld, non-trainable %lld: batch-norm moving "
@@ -392,55 +226,39 @@ void mr_model_print_summary(const mr_model *m, FILE *out) {
 
 /* ---- forward ------------------------------------------------------------------------------ */
 
-static mr_tensor *P(const mr_model *m, const char *layer, const char *weight) {
-    char name[MR_PARAM_NAME_MAX];
-    snprintf(name, sizeof name, "%s/%s", layer, weight);
-    return mr_params_tensor((mr_params *)&m->params, name);
-}
-
-static mr_tensor *conv(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const char *name, int stride,
-                       int pad) {
-    return mr_conv2d(ctx, x, P(m, name, "kernel"), P(m, name, "bias"), stride, pad);
+static mr_tensor *conv(mr_ctx *ctx, mr_tensor *x, const mr_conv_w *w, int stride, int pad) {
+    return mr_conv2d(ctx, x, w->kernel, w->bias, stride, pad);
 }
 
 static bool bn_uses_batch_statistics(const mr_ctx *ctx, const mr_model *m) {
     return m->cfg.train_bn && ctx->recording;
 }
 
-static mr_tensor *bn(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const char *name) {
-    mr_tensor *gamma = P(m, name, "gamma"), *beta = P(m, name, "beta");
-    mr_tensor *mean = P(m, name, "moving_mean"), *var = P(m, name, "moving_variance");
+static mr_tensor *bn(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const mr_bn_w *w) {
     if (bn_uses_batch_statistics(ctx, m))
-        return mr_batchnorm_batch(ctx, x, gamma, beta, mean, var, m->cfg.bn_eps, 0.99f, true);
-    return mr_batchnorm_frozen(ctx, x, gamma, beta, mean, var, m->cfg.bn_eps);
+        return mr_batchnorm_batch(ctx, x, w->gamma, w->beta, w->mean, w->var, m->cfg.bn_eps, 0.99f,
+                                  true);
+    return mr_batchnorm_frozen(ctx, x, w->gamma, w->beta, w->mean, w->var, m->cfg.bn_eps);
 }
 
 /* A convolution and its batch norm. A frozen BN is folded into the convolution, which saves a
  * pass over the activations and the memory of one of the two tensors. */
-static mr_tensor *conv_bn(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const char *conv_name,
-                          const char *bn_name, int stride, int pad) {
+static mr_tensor *conv_bn(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const mr_conv_bn_w *w,
+                          int stride, int pad) {
     if (bn_uses_batch_statistics(ctx, m))
-        return bn(ctx, m, conv(ctx, m, x, conv_name, stride, pad), bn_name);
-    return mr_conv2d_bn(ctx, x, P(m, conv_name, "kernel"), P(m, conv_name, "bias"), stride, pad,
-                        P(m, bn_name, "gamma"), P(m, bn_name, "beta"), P(m, bn_name, "moving_mean"),
-                        P(m, bn_name, "moving_variance"), m->cfg.bn_eps);
+        return bn(ctx, m, conv(ctx, x, &w->conv, stride, pad), &w->bn);
+    return mr_conv2d_bn(ctx, x, w->conv.kernel, w->conv.bias, stride, pad, w->bn.gamma, w->bn.beta,
+                        w->bn.mean, w->bn.var, m->cfg.bn_eps);
 }
 
-static mr_tensor *bottleneck(mr_ctx *ctx, const mr_model *m, mr_tensor *x, int stage, char block,
-                             int stride, bool projection) {
-    char c[48], b[48];
+static mr_tensor *bottleneck(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const mr_block_w *w) {
     const bool late = m->cfg.resnet_stride == MR_STRIDE_3X3;
-    block_names(c, b, sizeof c, stage, block, "2a");
-    mr_tensor *y = mr_relu_inplace(ctx, conv_bn(ctx, m, x, c, b, late ? 1 : stride, MR_PAD_VALID));
-    block_names(c, b, sizeof c, stage, block, "2b");
-    y = mr_relu_inplace(ctx, conv_bn(ctx, m, y, c, b, late ? stride : 1, MR_PAD_SAME));
-    block_names(c, b, sizeof c, stage, block, "2c");
-    y = conv_bn(ctx, m, y, c, b, 1, MR_PAD_VALID);
-    mr_tensor *shortcut = x;
-    if (projection) {
-        block_names(c, b, sizeof c, stage, block, "1");
-        shortcut = conv_bn(ctx, m, x, c, b, stride, MR_PAD_VALID);
-    }
+    mr_tensor *y =
+        mr_relu_inplace(ctx, conv_bn(ctx, m, x, &w->branch2a, late ? 1 : w->stride, MR_PAD_VALID));
+    y = mr_relu_inplace(ctx, conv_bn(ctx, m, y, &w->branch2b, late ? w->stride : 1, MR_PAD_SAME));
+    y = conv_bn(ctx, m, y, &w->branch2c, 1, MR_PAD_VALID);
+    mr_tensor *shortcut =
+        w->projection ? conv_bn(ctx, m, x, &w->branch1, w->stride, MR_PAD_VALID) : x;
     return mr_add_relu_inplace(ctx, y, shortcut);
 }
 
@@ -450,56 +268,53 @@ static bool stage_records_nothing(const mr_ctx *ctx, const mr_model *m, int stag
                                   const mr_tensor *input) {
     if (ctx->recording && input->requires_grad) return false;
     if (!ctx->recording) return true;
-    char conv[8], bnp[8];
-    snprintf(conv, sizeof conv, stage == 1 ? "conv1" : "res%d", stage);
-    snprintf(bnp, sizeof bnp, stage == 1 ? "bn_conv1" : "bn%d", stage);
-    for (int i = 0; i < m->params.count; i++) {
-        const mr_param *q = &m->params.items[i];
-        if (!q->frozen &&
-            (!strncmp(q->name, conv, strlen(conv)) || !strncmp(q->name, bnp, strlen(bnp))))
-            return false;
+    for (int i = 0; i < m->n_layers; i++) {
+        const mr_layer *l = &m->layers[i];
+        if (l->stage != stage) continue;
+        for (int k = 0; k < l->n_params; k++)
+            if (!m->params.items[l->param[k]].frozen) return false;
     }
     return true;
 }
 
 mr_status mr_model_features(mr_ctx *ctx, const mr_model *m, mr_tensor *images, mr_tensor *p[5]) {
+    const mr_net_weights *w = &m->w;
     bool scratch = stage_records_nothing(ctx, m, 1, images);
     if (scratch) mr_scratch_begin(ctx);
-    mr_tensor *x = mr_relu_inplace(ctx, conv_bn(ctx, m, images, "conv1", "bn_conv1", 2, 3));
+    mr_tensor *x = mr_relu_inplace(ctx, conv_bn(ctx, m, images, &w->conv1, 2, 3));
     x = mr_maxpool(ctx, x, 3, 2, MR_PAD_SAME);
     if (scratch) x = mr_scratch_end(ctx, x);
     mr_tensor *c[4];
+    const mr_block_w *blk = w->blocks;
     for (int stage = 2; stage <= 5 && x; stage++) {
         scratch = stage_records_nothing(ctx, m, stage, x);
         if (scratch) mr_scratch_begin(ctx);
-        for (int k = 0; k < stage_blocks(m->cfg.backbone_depth, stage); k++)
-            x = bottleneck(ctx, m, x, stage, (char)('a' + k), k == 0 && stage > 2 ? 2 : 1, k == 0);
+        for (int k = 0; k < w->stage_blocks[stage - 2]; k++) x = bottleneck(ctx, m, x, blk++);
         if (scratch) x = mr_scratch_end(ctx, x);
         c[stage - 2] = x;
     }
     if (!x) return ctx->status;
     /* Top-down: each level adds the x2 upsampled sum from above (before smoothing). */
-    static const char *lateral[4] = {"fpn_c2p2", "fpn_c3p3", "fpn_c4p4", "fpn_c5p5"};
-    static const char *smooth[4] = {"fpn_p2", "fpn_p3", "fpn_p4", "fpn_p5"};
     mr_tensor *sum[4];
-    sum[3] = conv(ctx, m, c[3], lateral[3], 1, MR_PAD_VALID);
+    sum[3] = conv(ctx, c[3], &w->fpn_lateral[3], 1, MR_PAD_VALID);
     for (int l = 2; l >= 0; l--)
-        sum[l] =
-            mr_upsample2x_add(ctx, sum[l + 1], conv(ctx, m, c[l], lateral[l], 1, MR_PAD_VALID));
-    for (int l = 0; l < 4; l++) p[l] = conv(ctx, m, sum[l], smooth[l], 1, MR_PAD_SAME);
+        sum[l] = mr_upsample2x_add(ctx, sum[l + 1],
+                                   conv(ctx, c[l], &w->fpn_lateral[l], 1, MR_PAD_VALID));
+    for (int l = 0; l < 4; l++) p[l] = conv(ctx, sum[l], &w->fpn_smooth[l], 1, MR_PAD_SAME);
     p[4] = mr_maxpool(ctx, p[3], 1, 2, MR_PAD_VALID); /* P6: every other pixel of P5 */
     return ctx->status;
 }
 
 mr_status mr_model_rpn(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
                        mr_tensor **class_logits, mr_tensor **deltas) {
+    const mr_net_weights *w = &m->w;
     mr_tensor *logits[5], *boxes[5];
     int64_t a = m->anchors_per_location;
     for (int l = 0; l < 5; l++) {
         mr_tensor *shared = mr_relu_inplace(
-            ctx, conv(ctx, m, p[l], "rpn_conv_shared", m->cfg.anchor_stride, MR_PAD_SAME));
-        mr_tensor *cls = conv(ctx, m, shared, "rpn_class_raw", 1, MR_PAD_VALID);
-        mr_tensor *box = conv(ctx, m, shared, "rpn_bbox_pred", 1, MR_PAD_VALID);
+            ctx, conv(ctx, p[l], &w->rpn_shared, m->cfg.anchor_stride, MR_PAD_SAME));
+        mr_tensor *cls = conv(ctx, shared, &w->rpn_class, 1, MR_PAD_VALID);
+        mr_tensor *box = conv(ctx, shared, &w->rpn_bbox, 1, MR_PAD_VALID);
         if (!cls || !box) return ctx->status;
         /* (B, h, w, A*2) flattens to (B, h*w*A, 2): order y, x, anchor, as the anchors. */
         int64_t b = cls->shape[0], n = cls->shape[1] * cls->shape[2] * a;
@@ -519,37 +334,31 @@ mr_status mr_model_box_head(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5
                             const float *rois, const int32_t *batch_index, int64_t n,
                             mr_tensor **class_logits, mr_tensor **deltas) {
     const mr_net_config *c = &m->cfg;
+    const mr_net_weights *w = &m->w;
     mr_tensor *x = mr_roi_align(ctx, p, rois, batch_index, n, c->pool_size, c->image_max_dim,
                                 c->image_max_dim, c->roi_align_mode);
     /* mrcnn_class_conv1 is a pool x pool valid conv: one output pixel per ROI. These two layers
      * keep their BN separate: their kernels outweigh their activations, so folding would cost
      * more memory than it saves. */
-    x = mr_relu_inplace(
-        ctx, bn(ctx, m, conv(ctx, m, x, "mrcnn_class_conv1", 1, MR_PAD_VALID), "mrcnn_class_bn1"));
-    x = mr_relu_inplace(
-        ctx, bn(ctx, m, conv(ctx, m, x, "mrcnn_class_conv2", 1, MR_PAD_VALID), "mrcnn_class_bn2"));
+    for (int i = 0; i < 2; i++)
+        x = mr_relu_inplace(ctx, bn(ctx, m, conv(ctx, x, &w->class_conv[i].conv, 1, MR_PAD_VALID),
+                                    &w->class_conv[i].bn));
     int64_t flat[2] = {n, c->fc_size};
     mr_tensor *shared = mr_reshape(ctx, x, 2, flat);
-    *class_logits = mr_linear(ctx, shared, P(m, "mrcnn_class_logits", "kernel"),
-                              P(m, "mrcnn_class_logits", "bias"));
-    *deltas =
-        mr_linear(ctx, shared, P(m, "mrcnn_bbox_fc", "kernel"), P(m, "mrcnn_bbox_fc", "bias"));
+    *class_logits = mr_linear(ctx, shared, w->class_logits.kernel, w->class_logits.bias);
+    *deltas = mr_linear(ctx, shared, w->bbox_fc.kernel, w->bbox_fc.bias);
     return ctx->status;
 }
 
 mr_tensor *mr_model_mask_head(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
                               const float *rois, const int32_t *batch_index, int64_t n) {
     const mr_net_config *c = &m->cfg;
+    const mr_net_weights *w = &m->w;
     mr_tensor *x = mr_roi_align(ctx, p, rois, batch_index, n, c->mask_pool_size, c->image_max_dim,
                                 c->image_max_dim, c->roi_align_mode);
-    for (int i = 1; i <= 4; i++) {
-        char cname[32], bname[32];
-        snprintf(cname, sizeof cname, "mrcnn_mask_conv%d", i);
-        snprintf(bname, sizeof bname, "mrcnn_mask_bn%d", i);
-        x = mr_relu_inplace(ctx, conv_bn(ctx, m, x, cname, bname, 1, MR_PAD_SAME));
-    }
-    if (c->mask_shape == 2 * c->mask_pool_size)
-        x = mr_relu_inplace(ctx, mr_deconv2x2(ctx, x, P(m, "mrcnn_mask_deconv", "kernel"),
-                                              P(m, "mrcnn_mask_deconv", "bias")));
-    return conv(ctx, m, x, "mrcnn_mask", 1, MR_PAD_VALID);
+    for (int i = 0; i < 4; i++)
+        x = mr_relu_inplace(ctx, conv_bn(ctx, m, x, &w->mask_conv[i], 1, MR_PAD_SAME));
+    if (w->mask_deconv.layer >= 0)
+        x = mr_relu_inplace(ctx, mr_deconv2x2(ctx, x, w->mask_deconv.kernel, w->mask_deconv.bias));
+    return conv(ctx, x, &w->mask, 1, MR_PAD_VALID);
 }

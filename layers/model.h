@@ -97,21 +97,96 @@ const float *mr_net_pixel_std(const mr_net_config *cfg);
 /* The anchor settings as layers/anchors.h wants them (pointing into cfg). */
 mr_anchor_config mr_net_anchor_config(const mr_net_config *cfg);
 
-/* One line of the model summary. */
+/* ---- the network table ---------------------------------------------------------------------
+ * The network is declared once, as a table of layers (layers/network.c): each entry knows its
+ * name, kind, parameters (registry indices), the batch norm that follows it, its stage, its Keras
+ * group and its place in Keras' order. Freezing, initialisation, batch-norm folding, the Keras
+ * layout and the summary iterate the table; the forward pass uses typed handles (mr_net_weights)
+ * resolved from it once, at mr_model_init. */
+
+typedef enum { MR_LAYER_CONV, MR_LAYER_BN, MR_LAYER_DENSE, MR_LAYER_DECONV } mr_layer_kind;
+
+/* The stage a layer belongs to, for Matterport's presets ("3+" trains stages 3, 4, 5 and the
+ * heads): 1 the stem (conv1, bn_conv1), 2..5 the ResNet stages, MR_STAGE_HEADS the FPN, the RPN
+ * and the box and mask heads. */
+#define MR_STAGE_HEADS 6
+
+/* How WEIGHT_INIT "kaiming" starts a layer's kernel (torchvision's Mask R-CNN). */
+typedef enum {
+    MR_KAIMING_NORMAL_FAN_OUT, /* Kaiming-normal, fan_out, ReLU gain: backbone, mask head */
+    MR_KAIMING_UNIFORM_FAN_IN, /* Kaiming-uniform with a = 1: FPN, box head's hidden convs */
+    MR_KAIMING_NORMAL_0_01,    /* normal(0.01): RPN, class logits */
+    MR_KAIMING_NORMAL_0_001,   /* normal(0.001): box regressor */
+} mr_kaiming_rule;
+
+#define MR_LAYER_MAX_PARAMS 4
+
 typedef struct {
-    char name[48];
-    char kind[16];
-    int64_t shape[4]; /* output, batch 1 (per ROI for the heads) */
+    char name[48]; /* Matterport's layer name: "res4b_branch2a" */
+    mr_layer_kind kind;
+    int stage;               /* 1..5 or MR_STAGE_HEADS */
+    const char *keras_group; /* the top-level Keras layer holding it: "rpn_model", or NULL for
+                                the layer itself (mr_layer_keras_group) */
+    int n_params;
+    /* Registry indices: kernel, bias (conv, dense, deconv); gamma, beta, moving_mean,
+     * moving_variance (bn), in declaration order. */
+    int param[MR_LAYER_MAX_PARAMS];
+    int bn; /* conv: the table index of the batch norm that follows it, else -1 */
+    /* Keras' topological order (model.layers, training mode): decreasing depth (the longest
+     * path to an output), ties in the order a depth-first walk from the outputs meets them. */
+    int keras_depth, keras_visit;
+    mr_kaiming_rule kaiming;
+    /* For the summary: output shape (batch 1, per ROI for the heads), parameter count, GFLOPs
+     * per image (heads: times their ROI count at inference). */
+    int64_t shape[4];
     int ndim;
     int64_t params;
-    double gflops; /* per image (heads: times their ROI count at inference) */
-} mr_layer_info;
+    double gflops;
+} mr_layer;
+
+const char *mr_layer_kind_name(mr_layer_kind kind);
+/* The top-level Keras layer that holds l's weights. */
+const char *mr_layer_keras_group(const mr_layer *l);
+
+/* Typed handles into the registry, resolved once at mr_model_init. `layer` is the table index. */
+typedef struct {
+    int layer;
+    mr_tensor *kernel, *bias;
+} mr_conv_w; /* conv, dense and deconv */
+typedef struct {
+    int layer;
+    mr_tensor *gamma, *beta, *mean, *var;
+} mr_bn_w;
+typedef struct {
+    mr_conv_w conv;
+    mr_bn_w bn;
+} mr_conv_bn_w;
+/* One ResNet bottleneck: 1x1, 3x3, 1x1 and, in a stage's first block, the projection. */
+typedef struct {
+    mr_conv_bn_w branch2a, branch2b, branch2c, branch1;
+    int stride;
+    bool projection;
+} mr_block_w;
+
+typedef struct {
+    mr_conv_bn_w conv1;                      /* stem */
+    mr_block_w *blocks;                      /* stages 2..5 one after the other */
+    int stage_blocks[4];                     /* of them in stages 2..5 */
+    mr_conv_w fpn_lateral[4], fpn_smooth[4]; /* C2..C5 -> P2..P5 */
+    mr_conv_w rpn_shared, rpn_class, rpn_bbox;
+    mr_conv_bn_w class_conv[2];
+    mr_conv_w class_logits, bbox_fc;
+    mr_conv_bn_w mask_conv[4];
+    mr_conv_w mask_deconv; /* layer -1: MASK_SHAPE == MASK_POOL_SIZE, no deconv */
+    mr_conv_w mask;
+} mr_net_weights;
 
 typedef struct {
     mr_net_config cfg;
     mr_params params;
-    mr_layer_info *layers;
+    mr_layer *layers; /* the network table, in declaration (= registry) order */
     int n_layers, cap_layers;
+    mr_net_weights w;
     int64_t anchors_per_location;
     float *anchors;    /* (n_anchors, 4) normalised, for the molded image size */
     float *anchors_px; /* the same in molded-image pixels */
@@ -119,12 +194,29 @@ typedef struct {
     int64_t level_anchors[5]; /* of them on each FPN level, P2..P6 */
 } mr_model;
 
+/* The Keras group of a layer of Matterport's network by name ("rpn_model" for the three RPN
+ * convs, else the name itself), for registries without a model; the network table is built
+ * from the same list. */
+const char *mr_net_keras_group(const char *layer);
+
+/* Declares the network of m->cfg into m->params and m->layers and fills m->w's layer indices
+ * (layers/network.c); mr_model_init calls it, then resolves the handles. */
+mr_status mr_network_declare(mr_model *m);
+/* Points m->w's handles at the registry's tensors (after mr_params_finalize). */
+void mr_network_resolve(mr_model *m);
+/* The table indices in Keras' topological order (model.layers, weighted layers only): `order`
+ * gets m->n_layers entries. */
+void mr_network_keras_order(const mr_model *m, int *order);
+
 mr_status mr_model_init(mr_model *m, const mr_net_config *cfg);
 /* The proposal layer's settings from the config, for training or inference (pointing into m). */
 mr_proposal_config mr_model_proposal_config(const mr_model *m, bool training);
 void mr_model_free(mr_model *m);
 /* Matterport's set_trainable: "heads", "3+", "4+", "5+", "all" or a regex of layer names. */
 mr_status mr_model_set_trainable(mr_model *m, const char *layers, int *n_trainable);
+/* Freezes every layer before `stage` (1..MR_STAGE_HEADS), unfreezes the rest (moving statistics
+ * stay frozen). Returns how many parameters became trainable. */
+void mr_model_train_from_stage(mr_model *m, int stage, int *n_trainable);
 /* Writes the per-layer summary and totals to `out`. */
 void mr_model_print_summary(const mr_model *m, FILE *out);
 

@@ -52,6 +52,25 @@ Test(config, mammo_and_tiny_load) {
     cr_assert_eq(mr_config_load("configs/tiny.json", &c), MR_OK, "%s", mr_last_error());
 }
 
+/* scratch.json is the configuration `make quality` measures at 256 px: tiny.json's network and
+ * recipe at that size. If one changes, the other (and configs/README's figures) must too. */
+Test(config, scratch_is_tiny_at_256_px) {
+    mr_config tiny, scratch;
+    mr_config_defaults(&tiny);
+    mr_config_defaults(&scratch);
+    cr_assert_eq(mr_config_load("configs/tiny.json", &tiny), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(mr_config_load("configs/scratch.json", &scratch), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(scratch.net.image_max_dim, 256);
+    tiny.net.image_min_dim = tiny.net.image_max_dim = 256;
+    tiny.seed = scratch.seed;
+    memcpy(tiny.name, scratch.name, sizeof tiny.name);
+    memcpy(tiny.description, scratch.description, sizeof tiny.description);
+    memcpy(tiny.train_data, scratch.train_data, sizeof tiny.train_data);
+    memcpy(tiny.val_data, scratch.val_data, sizeof tiny.val_data);
+    cr_assert_eq(mr_config_hash(&tiny), mr_config_hash(&scratch),
+                 "scratch.json differs from tiny.json beyond its size, name and seed");
+}
+
 Test(config, unknown_key_suggests_the_closest) {
     expect_error(
         "{\"DETECTION_MIN_CONFIDENSE\": 0.5}",

@@ -609,3 +609,57 @@ Test(data_paths, evaluate_data_parent_uses_the_validation_split) {
     cr_assert_eq(run_in(dir, args, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "all 5 images of "), "%s", out);
 }
+
+/* ---- the check-data report as a library call (train/data_source.h) ------------------------ */
+
+static char *check_report(const mr_config *cfg, mr_status *st) {
+    mr_data_check chk;
+    *st = mr_data_check_load(cfg, NULL, &chk);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    cr_assert_not_null(out);
+    mr_data_check_print(&chk, *st, cfg, out);
+    fclose(out);
+    mr_data_check_free(&chk);
+    return text;
+}
+
+Test(data_paths, check_data_report_and_verdict_from_the_library) {
+    char dir[256], path[1024];
+    snprintf(dir, sizeof dir, "%s", temp_dir("check-lib"));
+    make_flat(dir, 5);
+    mr_config *cfg = malloc(sizeof *cfg);
+    mr_config_defaults(cfg);
+    cr_assert_eq(mr_data_set_classes(cfg, "BG, benign ,malignant"), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(cfg->net.num_classes, 3);
+    cr_assert_str_eq(cfg->class_names[1], "benign");
+    cr_assert_str_eq(cfg->class_names[2], "malignant");
+    const mr_data_args args = {.data = dir};
+    cr_assert_eq(mr_data_resolve(cfg, &args), MR_OK, "%s", mr_last_error());
+    mr_status st;
+    char *text = check_report(cfg, &st);
+    cr_assert_eq(st, MR_OK, "%s", text);
+    cr_assert(strstr(text, "training + validation data: ") && strstr(text, "images: 5") &&
+                  strstr(text, "split: 4 for training, 1 held out for validation") &&
+                  strstr(text, "verdict: train will accept this data (0 warnings)"),
+              "%s", text);
+    free(text);
+
+    /* A truncated image: the error listed and counted in the verdict. */
+    snprintf(path, sizeof path, "%s/img3.png", dir);
+    cr_assert_eq(truncate(path, 40), 0);
+    text = check_report(cfg, &st);
+    cr_assert_neq(st, MR_OK);
+    cr_assert(strstr(text, "error: ") && strstr(text, "img3.png"), "%s", text);
+    cr_assert(strstr(text, "verdict: 1 error; train would stop on it"), "%s", text);
+    free(text);
+
+    /* --classes mistakes are one line naming the option. */
+    cr_assert_eq(mr_data_set_classes(cfg, " , BG"), MR_ERR_ARG);
+    cr_assert(strstr(mr_last_error(), "--classes lists no class"), "%s", mr_last_error());
+    char many[2048] = "";
+    for (int i = 0; i < MR_MAX_CLASSES + 1; i++) strcat(many, "c,");
+    cr_assert_eq(mr_data_set_classes(cfg, many), MR_ERR_ARG);
+    free(cfg);
+}

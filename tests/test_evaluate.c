@@ -2,6 +2,7 @@
  * `mrcnn predict`'s JSON format score as their masks say, whether the masks come as COCO RLE
  * or as polygons; images without a file count as missed; malformed files fail with the file
  * and the place. */
+#include <cjson/cJSON.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -9,7 +10,9 @@
 #include "../data/image.h"
 #include "../data/predictions.h"
 #include "../data/rle.h"
+#include "../layers/model.h"
 #include "../train/evaluate.h"
+#include "../train/weights.h"
 #include "testutil.h"
 
 enum { W = 40, H = 30 };
@@ -199,4 +202,105 @@ Test(evaluate, a_folder_without_prediction_files_is_an_error) {
     cr_assert_eq(mr_prediction_set_load(&s, dir), MR_ERR_FORMAT);
     cr_assert(strstr(mr_last_error(), "both describe an image called a.png"), "%s",
               mr_last_error());
+}
+
+/* ---- mr_evaluate_run: the data of the run when the config names none ---------------------- */
+
+/* Weights of the tiny model whose embedded config trained on `data` (a flat set: a seeded half
+ * held out), and beside them an inference config without DATASET whose MEAN_PIXEL differs. */
+static void write_run(const char *dir, const char *data, char *weights, char *config, size_t n) {
+    mr_config c;
+    mr_config_defaults(&c);
+    cr_assert_eq(mr_config_load("configs/tiny.json", &c), MR_OK, "%s", mr_last_error());
+    snprintf(c.train_data, sizeof c.train_data, "%s", data);
+    c.val_data[0] = '\0';
+    c.validation_split = 0.5f;
+    c.seed = 11;
+    mr_model m;
+    cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
+    random_test_weights(&m.params, 5);
+    char *json = mr_config_to_json(&c);
+    snprintf(weights, n, "%s/model.h5", dir);
+    cr_assert_eq(mr_weights_save(weights, &m.params, json, false), MR_OK, "%s", mr_last_error());
+    mr_model_free(&m);
+    /* The inference config: the same network, no DATASET, another MEAN_PIXEL and SEED. */
+    cJSON *root = cJSON_Parse(json);
+    free(json);
+    cr_assert_not_null(root);
+    cJSON_DeleteItemFromObject(root, "DATASET");
+    cJSON_ReplaceItemInObject(root, "MEAN_PIXEL", cJSON_CreateDoubleArray((double[]){90.0}, 1));
+    cJSON_ReplaceItemInObject(root, "SEED", cJSON_CreateNumber(1234));
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    snprintf(config, n, "%s/infer.json", dir);
+    put_file(dir, "infer.json", text);
+    free(text);
+}
+
+Test(evaluate, weights_and_a_config_without_dataset_score_the_runs_validation_images) {
+    const char *dir = temp_dir("eval-run");
+    char data[600], weights[700], config[700];
+    snprintf(data, sizeof data, "%s/data", dir);
+    cr_assert_eq(mkdir(data, 0755), 0);
+    mr_annotations ann;
+    make_set(data, &ann);
+    mr_annotations_free(&ann);
+    write_run(dir, data, weights, config, sizeof weights);
+
+    mr_eval_request r = {
+        .weights = weights, .config = config, .part = MR_DATA_VAL, .threshold = -1.0};
+    mr_eval_run *run = calloc(1, sizeof *run);
+    cr_assert_eq(mr_evaluate_run(&r, run), MR_OK, "%s", mr_last_error());
+    cr_assert(run->dataset_from_weights);
+    cr_assert(strstr(run->data, "/data/via.json"), "%s", run->data);
+    /* The run's split (its SEED and VALIDATION_SPLIT, not the config's): one of the two. */
+    cr_assert_eq(run->cfg.seed, 11);
+    cr_assert_eq(run->e.n_images, 1);
+    cr_assert_float_eq((double)run->cfg.net.mean_pixel[0], 90.0, 1e-9, "the config's settings");
+    mr_eval_run_free(run);
+
+    /* --data still wins; without weights nothing is taken. */
+    r.data.data = data;
+    r.part = MR_DATA_ALL;
+    cr_assert_eq(mr_evaluate_run(&r, run), MR_OK, "%s", mr_last_error());
+    cr_assert(!run->dataset_from_weights);
+    cr_assert_eq(run->e.n_images, 2);
+    mr_eval_run_free(run);
+    free(run);
+
+    mr_config c;
+    mr_config_defaults(&c);
+    cr_assert_eq(mr_config_load(config, &c), MR_OK, "%s", mr_last_error());
+    bool taken = true;
+    cr_assert_eq(mr_config_dataset_from_weights(&c, weights, &taken), MR_OK);
+    cr_assert(taken);
+    cr_assert_str_eq(c.train_data, data);
+    /* A config with its own DATASET keeps it. */
+    snprintf(c.train_data, sizeof c.train_data, "/elsewhere");
+    cr_assert_eq(mr_config_dataset_from_weights(&c, weights, &taken), MR_OK);
+    cr_assert(!taken);
+    cr_assert_str_eq(c.train_data, "/elsewhere");
+}
+
+Test(evaluate, a_config_that_differs_from_the_embedded_one_is_warned_about) {
+    const char *dir = temp_dir("eval-warn");
+    char data[600], weights[700], config[700], args[3000], log[16384];
+    snprintf(data, sizeof data, "%s/data", dir);
+    cr_assert_eq(mkdir(data, 0755), 0);
+    mr_annotations ann;
+    make_set(data, &ann);
+    mr_annotations_free(&ann);
+    write_run(dir, data, weights, config, sizeof weights);
+    snprintf(args, sizeof args, "evaluate --weights %s --config %s --quiet", weights, config);
+    cr_assert_eq(run_mrcnn(args, log, sizeof log), 0, "%s", log);
+    cr_assert(strstr(log, "differs from the config embedded in") && strstr(log, "MEAN_PIXEL"),
+              "the warning predict gives: %s", log);
+    cr_assert(strstr(log, "names no DATASET; using the data of the run recorded in"), "%s", log);
+    cr_assert(strstr(log, "the 1 of 2 images"), "the run's validation half: %s", log);
+    /* predict says the same through the same loader. */
+    snprintf(args, sizeof args, "predict --weights %s --config %s %s --out %s/pred", weights,
+             config, data, dir);
+    cr_assert_eq(run_mrcnn(args, log, sizeof log), 0, "%s", log);
+    cr_assert(strstr(log, "differs from the config embedded in") && strstr(log, "MEAN_PIXEL"), "%s",
+              log);
 }

@@ -207,21 +207,29 @@ Test(export, folding_preserves_the_output_of_a_conv_bn_pair) {
     mr_ctx_free(&ctx);
 }
 
-Test(export, every_batch_norm_of_the_network_folds_into_its_conv) {
-    char conv[96];
-    cr_assert(mr_bn_conv_of("bn_conv1", conv, sizeof conv) && !strcmp(conv, "conv1"));
-    cr_assert(mr_bn_conv_of("bn4b_branch2a", conv, sizeof conv) && !strcmp(conv, "res4b_branch2a"));
-    cr_assert(mr_bn_conv_of("bn2a_branch1", conv, sizeof conv) && !strcmp(conv, "res2a_branch1"));
-    cr_assert(mr_bn_conv_of("mrcnn_class_bn2", conv, sizeof conv) &&
-              !strcmp(conv, "mrcnn_class_conv2"));
-    cr_assert(mr_bn_conv_of("mrcnn_mask_bn4", conv, sizeof conv) &&
-              !strcmp(conv, "mrcnn_mask_conv4"));
-    cr_assert(!mr_bn_conv_of("fpn_p2", conv, sizeof conv));
+/* The conv row that names `bn` as the batch norm after it, or NULL. */
+static const char *conv_before(const mr_model *m, const char *bn) {
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].bn >= 0 && !strcmp(m->layers[m->layers[i].bn].name, bn))
+            return m->layers[i].name;
+    return NULL;
+}
 
+Test(export, every_batch_norm_of_the_network_folds_into_its_conv) {
     mr_config c;
     tiny_config(&c);
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
+    static const char *pairs[][2] = {{"bn_conv1", "conv1"},
+                                     {"bn4b_branch2a", "res4b_branch2a"},
+                                     {"bn2a_branch1", "res2a_branch1"},
+                                     {"mrcnn_class_bn2", "mrcnn_class_conv2"},
+                                     {"mrcnn_mask_bn4", "mrcnn_mask_conv4"}};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        const char *conv = conv_before(&m, pairs[i][0]);
+        cr_assert(conv && !strcmp(conv, pairs[i][1]), "%s follows %s", pairs[i][0], pairs[i][1]);
+    }
+    cr_assert_null(conv_before(&m, "fpn_p2"));
     random_test_weights(&m.params, 5);
     int bns = 0;
     for (int i = 0; i < m.params.count; i++)
@@ -229,14 +237,14 @@ Test(export, every_batch_norm_of_the_network_folds_into_its_conv) {
     /* ResNet-50: bn_conv1, 16 blocks x 3, 4 shortcuts; heads: 2 + 4. */
     cr_assert_eq(bns, 1 + 16 * 3 + 4 + 2 + 4);
     int folded = 0, identity = 0;
-    cr_assert_eq(mr_fold_batchnorms(&m.params, c.net.bn_eps, &folded, &identity), MR_OK, "%s",
+    cr_assert_eq(mr_fold_batchnorms(&m, c.net.bn_eps, &folded, &identity), MR_OK, "%s",
                  mr_last_error());
     cr_assert_eq(folded, bns);
     cr_assert_eq(identity, 0);
     /* Folding again finds only identities and changes nothing. */
     float *before = malloc(sizeof(float) * m.params.total);
     memcpy(before, m.params.values, sizeof(float) * m.params.total);
-    cr_assert_eq(mr_fold_batchnorms(&m.params, c.net.bn_eps, &folded, &identity), MR_OK);
+    cr_assert_eq(mr_fold_batchnorms(&m, c.net.bn_eps, &folded, &identity), MR_OK);
     cr_assert_eq(folded, 0);
     cr_assert_eq(identity, bns);
     cr_assert_eq(memcmp(before, m.params.values, sizeof(float) * m.params.total), 0);

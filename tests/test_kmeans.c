@@ -14,6 +14,7 @@
 #include "../core/rng.h"
 #include "../data/synth.h"
 #include "../train/config.h"
+#include "../train/anchor_report.h"
 #include "../train/kmeans.h"
 #include "testutil.h"
 
@@ -339,4 +340,72 @@ Test(metrics, anchors_cli_write_keeps_every_other_byte, .timeout = 120) {
     mr_config_defaults(&c);
     cr_assert_eq(mr_config_load(cfg, &c), MR_OK, "%s", mr_last_error());
     free(orig), free(now), free(back), free(rebuilt);
+}
+
+/* ---- the report as a library call (train/anchor_report.h) --------------------------------- */
+
+Test(metrics, anchor_report_prints_the_fit_and_writes_only_on_request, .timeout = 120) {
+    const char *dir = temp_dir("anchors-lib");
+    char data[512], cfg_path[512];
+    snprintf(data, sizeof data, "%s/data", dir);
+    snprintf(cfg_path, sizeof cfg_path, "%s/tiny.json", dir);
+    mr_synth_options so;
+    mr_synth_defaults(&so);
+    so.out_dir = data;
+    so.n_images = 16;
+    so.seed = 5;
+    so.size = 128;
+    cr_assert_eq(mr_synth_write(&so), MR_OK, "%s", mr_last_error());
+    char *orig = read_all("configs/tiny.json");
+    FILE *f = fopen(cfg_path, "wb");
+    fputs(orig, f);
+    fclose(f);
+
+    mr_config *c = malloc(sizeof *c);
+    mr_config_defaults(c);
+    cr_assert_eq(mr_config_load(cfg_path, c), MR_OK, "%s", mr_last_error());
+    mr_anchor_report_options o = {.config_path = cfg_path,
+                                  .data = {.data = data},
+                                  .k = 5,
+                                  .max_ratios = 3,
+                                  .restarts = 2,
+                                  .seed = 1};
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    cr_assert_eq(mr_anchor_report(c, &o, out), MR_OK, "%s", mr_last_error());
+    fclose(out);
+    cr_assert(strstr(text, "ground-truth boxes from") && strstr(text, "mean best-anchor IoU") &&
+                  strstr(text, "fitted:  RPN_ANCHOR_SCALES") &&
+                  strstr(text, "run again with --write"),
+              "%s", text);
+    free(text);
+    char *same = read_all(cfg_path);
+    cr_assert_str_eq(same, orig, "nothing written without `write`");
+    free(same);
+
+    o.write = true;
+    out = open_memstream(&text, &len);
+    cr_assert_eq(mr_anchor_report(c, &o, out), MR_OK, "%s", mr_last_error());
+    fclose(out);
+    cr_assert(strstr(text, "(every other byte unchanged)"), "%s", text);
+    free(text);
+    mr_config_defaults(c);
+    cr_assert_eq(mr_config_load(cfg_path, c), MR_OK, "the rewritten config loads: %s",
+                 mr_last_error());
+
+    /* Data without boxes: one line naming it, nothing printed after the data line. */
+    char empty[600];
+    snprintf(empty, sizeof empty, "%s/empty.json", dir);
+    f = fopen(empty, "wb");
+    fputs("{}", f);
+    fclose(f);
+    o.data.data = empty;
+    o.write = false;
+    out = open_memstream(&text, &len);
+    cr_assert_neq(mr_anchor_report(c, &o, out), MR_OK);
+    fclose(out);
+    free(text);
+    free(c);
+    free(orig);
 }

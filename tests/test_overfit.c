@@ -87,7 +87,7 @@ static void overfit(const char *recipe) {
     make_example(&c, MR_SYNTH_MALIGNANT, &ex[1]);
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
-    mr_init_weights(&m.params, c.weight_init, 3);
+    mr_init_weights(&m, c.weight_init, 3);
     mr_ctx ctx;
     cr_assert_eq(mr_ctx_init(&ctx, 512u << 20), MR_OK);
     mr_image_gt gt[2];

@@ -17,7 +17,9 @@
 #include "../data/rle.h"
 #include "../layers/inference.h"
 #include "../layers/mold.h"
+#include "../train/evaluate.h"
 #include "../train/export.h"
+#include "../train/predictor.h"
 #include "testutil.h"
 
 /* ---- fixtures ------------------------------------------------------------------------------ */
@@ -486,10 +488,11 @@ Test(predict, bad_inputs_fail_with_one_clear_line) {
     cr_assert(strstr(log, "nope.png"), "%s", log);
 }
 
-/* The JSON files hold the exact masks, so scoring them gives what scoring the model gives. */
+/* The JSON files hold the exact masks, so scoring them gives what scoring the model gives
+ * (through the library units; the other tests here run the binary). */
 Test(predict, evaluating_the_json_equals_evaluating_the_model) {
     const char *dir = temp_dir("predict-eval");
-    char weights[512], data[512], pred[512], cfg_path[512], path[1024], args[4096], log[16384];
+    char weights[512], data[512], pred[512], cfg_path[512], path[1024];
     snprintf(weights, sizeof weights, "%s/model.h5", dir);
     snprintf(data, sizeof data, "%s/data", dir);
     snprintf(pred, sizeof pred, "%s/pred", dir);
@@ -514,17 +517,31 @@ Test(predict, evaluating_the_json_equals_evaluating_the_model) {
     strcat(via, "}");
     snprintf(path, sizeof path, "%s/via_region_data.json", data);
     write_file(path, via);
-    snprintf(args, sizeof args, "--weights %s %s --out %s --threshold 0", weights, data, pred);
-    cr_assert_eq(run_predict(args, log, sizeof log), 0, "%s", log);
-    snprintf(args, sizeof args,
-             "evaluate --weights %s --data %s --split all --threshold 0 --out %s/by-model --quiet",
-             weights, data, dir);
-    cr_assert_eq(run_mrcnn(args, log, sizeof log), 0, "%s", log);
-    snprintf(args, sizeof args,
-             "evaluate --predictions %s --config %s --data %s --split all --threshold 0 --out "
-             "%s/by-json",
-             pred, cfg_path, data, dir);
-    cr_assert_eq(run_mrcnn(args, log, sizeof log), 0, "%s", log);
+    /* The units directly: mr_predict writes the JSON, mr_evaluate_run scores both ways. */
+    const char *inputs[] = {data};
+    mr_predict_options po = {.model = {.weights = weights, .threshold = 0.0},
+                             .out_dir = pred,
+                             .inputs = inputs,
+                             .n_inputs = 1};
+    mr_predict_summary sum;
+    cr_assert_eq(mr_predict(&po, &sum), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(sum.images_done, 3);
+    mr_eval_request r = {
+        .weights = weights, .data = {.data = data}, .part = MR_DATA_ALL, .threshold = 0.0};
+    mr_eval_run *run = calloc(1, sizeof *run);
+    for (int way = 0; way < 2; way++) {
+        if (way == 1) {
+            r.weights = NULL;
+            r.predictions = pred;
+            r.config = cfg_path;
+        }
+        cr_assert_eq(mr_evaluate_run(&r, run), MR_OK, "%s", mr_last_error());
+        snprintf(path, sizeof path, "%s/%s", dir, way ? "by-json" : "by-model");
+        cr_assert_eq(mr_evaluation_write(&run->e, &run->cfg, &run->meta, path), MR_OK, "%s",
+                     mr_last_error());
+        mr_eval_run_free(run);
+    }
+    free(run);
     snprintf(path, sizeof path, "%s/by-model/evaluation.json", dir);
     char *a = read_text(path);
     snprintf(path, sizeof path, "%s/by-json/evaluation.json", dir);

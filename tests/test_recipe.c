@@ -94,7 +94,7 @@ static int64_t gt_rows_among_positives(bool include_gt, int64_t *n_positive) {
     c.net.proposals_include_gt = include_gt;
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c.net), MR_OK, "%s", mr_last_error());
-    mr_init_weights(&m.params, MR_INIT_GLOROT, 4);
+    mr_init_weights(&m, MR_INIT_GLOROT, 4);
     mr_ctx ctx;
     cr_assert_eq(mr_ctx_init(&ctx, 256u << 20), MR_OK);
     const int64_t S = c.net.image_max_dim, M = c.net.mini_mask_shape;
@@ -165,7 +165,7 @@ Test(recipe, kaiming_init_follows_torchvision) {
     mr_config c = tiny_config();
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
-    mr_init_weights(&m.params, MR_INIT_KAIMING, 1);
+    mr_init_weights(&m, MR_INIT_KAIMING, 1);
     /* Backbone and mask convs: Kaiming-normal, fan_out = kh * kw * out, ReLU gain. */
     const mr_param *k = mr_params_find(&m.params, "res3a_branch2b/kernel");
     double fan_out = (double)(k->t.shape[0] * k->t.shape[1] * k->t.shape[3]);
@@ -186,7 +186,7 @@ Test(recipe, kaiming_init_follows_torchvision) {
     cr_assert_float_eq(std_of(&m.params, "mrcnn_bbox_fc/kernel"), 0.001, 0.0001);
     cr_assert_float_eq(std_of(&m.params, "mrcnn_mask/bias"), 0.0, 0.0);
     /* Glorot (Keras) gives the RPN conv a uniform of limit sqrt(6 / (fan_in + fan_out)). */
-    mr_init_weights(&m.params, MR_INIT_GLOROT, 1);
+    mr_init_weights(&m, MR_INIT_GLOROT, 1);
     k = mr_params_find(&m.params, "rpn_conv_shared/kernel");
     double fi = (double)(9 * k->t.shape[2]), fo = (double)(9 * k->t.shape[3]);
     cr_assert_float_eq(std_of(&m.params, "rpn_conv_shared/kernel"), sqrt(2.0 / (fi + fo)),
@@ -202,7 +202,7 @@ static void features(mr_resnet_stride where, float **p2, int64_t shapes[5][4]) {
     c.net.resnet_stride = where;
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
-    mr_init_weights(&m.params, MR_INIT_GLOROT, 6);
+    mr_init_weights(&m, MR_INIT_GLOROT, 6);
     mr_ctx ctx;
     cr_assert_eq(mr_ctx_init(&ctx, 256u << 20), MR_OK);
     const int64_t S = c.net.image_max_dim;

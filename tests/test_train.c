@@ -532,3 +532,40 @@ Test(train, hdf5_write_failure_fails_cleanly) {
                  WEXITSTATUS(status));
     mr_model_free(&m);
 }
+
+/* What the terminal shows when output goes to a file: plain progress lines within 80 columns
+ * with running means and labelled times, the config in a few lines (not the whole JSON), the
+ * last epoch's mean loss at the end; log.jsonl records carry a timestamp. */
+Test(train, progress_lines_are_short_and_labelled, .timeout = 300) {
+    const char *dir = temp_dir("progress");
+    char config[600], out[600], args[1400];
+    make_job(dir, 1, 10, config, sizeof config);
+    snprintf(out, sizeof out, "%s/run", dir);
+    snprintf(args, sizeof args, "train --config '%s' --out '%s'", config, out);
+    static char text[1 << 16];
+    int rc = run_mrcnn(args, text, sizeof text);
+    cr_assert_eq(rc, 0, "%s", text);
+    cr_assert_null(strstr(text, "\"LEARNING_RATE\""), "the config is not dumped: %s", text);
+    cr_assert_not_null(strstr(text, "training: 1 epochs of 10 steps, batch 2"), "%s", text);
+    int lines = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "epoch 1/1 ", 10) || !strstr(line, " ETA ")) {
+            if (!strncmp(line, "trained 1 epochs; last epoch's loss ", 36)) lines += 100;
+            continue;
+        }
+        lines++;
+        cr_assert_leq(strlen(line), 80, "%zu columns: %s", strlen(line), line);
+        cr_assert(strstr(line, " loss ") && strstr(line, " rpn ") && strstr(line, " head ") &&
+                      strstr(line, " mask ") && strstr(line, "s/step"),
+                  "%s", line);
+        cr_assert_null(strstr(line, "0.0000"), "%s", line);
+    }
+    cr_assert_eq(lines, 110, "ten progress lines and the end-of-run summary (%d)", lines);
+    char path[700], record[4096];
+    snprintf(path, sizeof path, "%s/log.jsonl", out);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    while (fgets(record, sizeof record, f))
+        cr_assert(strstr(record, ",\"time\":\"20") && strstr(record, "Z\"}"), "%s", record);
+    fclose(f);
+}

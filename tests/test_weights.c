@@ -984,7 +984,7 @@ Test(weights, keras_export_round_trips) {
     init_tiny(&a, 0.0f);
     init_tiny(&b, 0.0f);
     random_values(&a.params, 11);
-    H5_OK(mr_weights_save_keras(path, &a.params));
+    H5_OK(mr_weights_save_keras_model(path, &a));
     mr_load_report r;
     cr_assert_eq(mr_weights_load(path, &b.params, NULL, &r), MR_OK, "%s", mr_last_error());
     cr_assert_eq(r.format, MR_WEIGHTS_KERAS);
@@ -1130,4 +1130,50 @@ Test(weights, inspect_lists_tensors_and_prints_the_report) {
     cr_assert_neq(rc, 0);
     cr_assert(strstr(text, "not an HDF5 file"), "%s", text);
     free(text);
+}
+
+/* The Keras export lists its layers as Matterport's model.layers does: the independent layout of
+ * kw_build (make_keras_weights.py's) agrees on every weighted layer through rpn_model; the heads
+ * it lists in construction order, Keras (and the export) by depth, so there only the set is
+ * compared. */
+Test(weights, keras_export_lists_layers_in_matterports_order) {
+    const char *dir = temp_dir("kerasorder");
+    char path[512];
+    snprintf(path, sizeof path, "%s/export_keras.h5", dir);
+    mr_model a;
+    init_tiny(&a, 0.5f);
+    H5_OK(mr_weights_save_keras_model(path, &a));
+    mr_h5 f;
+    H5_OK(mr_h5_open(path, false, &f));
+    char **names = NULL;
+    int n = 0;
+    H5_OK(mr_h5_get_attr_strings(&f, "/", "layer_names", &names, &n));
+    H5_OK(mr_h5_close(&f));
+    kw_spec spec = tiny_spec(1, 3);
+    kw_model km;
+    kw_build(&spec, &km);
+    int k = 0, heads_from = -1;
+    bool heads = false;
+    for (int i = 0; i < km.n; i++) {
+        if (!km.l[i].nw) continue;
+        cr_assert_lt(k, n, "the export lists fewer layers than Matterport's model");
+        if (!heads) {
+            cr_assert_str_eq(names[k], km.l[i].name, "layer %d", k);
+        } else {
+            bool found = false;
+            for (int j = heads_from; j < n; j++) found |= !strcmp(names[j], km.l[i].name);
+            cr_assert(found, "%s is not among the export's heads", km.l[i].name);
+        }
+        k++;
+        if (!heads && !strcmp(km.l[i].name, "rpn_model")) {
+            heads = true;
+            heads_from = k;
+        }
+    }
+    cr_assert_eq(k, n);
+    mr_h5_free_strings(names, n);
+    free(km.l);
+    mr_model_free(&a);
+    unlink(path);
+    rmdir(dir);
 }

@@ -8,6 +8,7 @@
 
 #include "../core/status.h"
 #include "../train/data_source.h"
+#include "../train/predictor.h"
 
 /* argv[0] is the verb itself. Returns the process exit code. */
 typedef int (*mr_verb_fn)(int argc, char **argv);
@@ -24,6 +25,10 @@ int cmd_evaluate(int argc, char **argv);
 int cmd_anchors(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+
+/* mr_predict with predict's progress lines, notes and summary (predict and demo); fills the
+ * callbacks of `o`. Returns the exit code. */
+int mr_cli_predict(mr_predict_options *o);
 
 /* --name VALUE options and positional arguments. Each option is declared once; unknown options,
  * missing values and bad numbers give one line naming the verb and the option. */

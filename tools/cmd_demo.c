@@ -1,6 +1,7 @@
 /* `mrcnn demo`: the README's first command. Generates a synthetic breast-ultrasound set, trains
  * configs/tiny.json on it from random weights, scores the model on the validation images, predicts
  * on them, and prints where the overlays and the training report are. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -88,8 +89,12 @@ int cmd_demo(int argc, char **argv) {
 
     printf("4/4 predicting on %s\n", val);
     fflush(stdout);
-    char *predict_argv[] = {"predict", "--weights", ckpt, val, "--out", predictions, NULL};
-    code = cmd_predict(6, predict_argv);
+    const char *inputs[] = {val};
+    mr_predict_options po = {.model = {.weights = ckpt, .threshold = (double)NAN},
+                             .out_dir = predictions,
+                             .inputs = inputs,
+                             .n_inputs = 1};
+    code = mr_cli_predict(&po);
     if (code != 0) return code;
     printf("\ndone.\n  overlays:   %s/*_pred.png (open %s/via_project.json in VIA to review)\n"
            "  report:     %s/report.html (loss curves, validation overlays)\n"

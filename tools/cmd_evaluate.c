@@ -1,20 +1,24 @@
 /* `mrcnn evaluate`: scores a trained model (--weights) or a folder of predict JSON files
  * (--predictions, from mrcnn or any tool writing that format) against annotated images, through
- * train/evaluate.h; prints the tables and optionally writes evaluation.json and the PR curves. */
+ * mr_evaluate_run (train/evaluate.h); prints the tables and optionally writes evaluation.json and
+ * the PR curves. */
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "../train/data_source.h"
 #include "../train/evaluate.h"
-#include "../train/export.h"
 #include "cli.h"
 
 static void progress(int64_t done, int64_t total) {
     fprintf(stderr, "\revaluating %lld/%lld", (long long)done, (long long)total);
     if (done == total) fprintf(stderr, "\n");
+}
+
+static void opened(void *user, const mr_data_summary *s) {
+    (void)user;
+    printf("%s\n", s->line);
 }
 
 int cmd_evaluate(int argc, char **argv) {
@@ -47,92 +51,54 @@ int cmd_evaluate(int argc, char **argv) {
                        "[--split val|train|all] [--threshold T] [--out DIR]",
                        argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
+    const char *bad = NULL;
+    char why[256];
+    mr_data_part part = !strcmp(split, "val")     ? MR_DATA_VAL
+                        : !strcmp(split, "train") ? MR_DATA_TRAIN
+                        : !strcmp(split, "all")   ? MR_DATA_ALL
+                                                  : (mr_data_part)-1;
     if (!weights == !predictions) {
-        fprintf(stderr, "mrcnn evaluate: give --weights FILE or --predictions DIR (one of them)\n");
+        bad = "give --weights FILE or --predictions DIR (one of them)";
+    } else if (predictions && !config_path) {
+        bad = "--predictions needs --config (class names, thresholds)";
+    } else if (threshold != -1.0 && !(threshold >= 0.0 && threshold <= 1.0)) {
+        snprintf(why, sizeof why, "--threshold must be in [0, 1], got %g", threshold);
+        bad = why;
+    } else if (part == (mr_data_part)-1) {
+        snprintf(why, sizeof why, "--split must be val, train or all, got '%s'", split);
+        bad = why;
+    } else if (limit != LONG_MIN && limit < 1) {
+        /* 0 images would score nothing: it is refused as negatives are, not read as "all". */
+        snprintf(why, sizeof why, "--limit must be at least 1, got %ld", limit);
+        bad = why;
+    }
+    if (bad) {
+        fprintf(stderr, "mrcnn evaluate: %s\n", bad);
         return 2;
     }
-    if (predictions && !config_path) {
-        fprintf(stderr, "mrcnn evaluate: --predictions needs --config (class names, thresholds)\n");
-        return 2;
-    }
-    if (threshold != -1.0 && !(threshold >= 0.0 && threshold <= 1.0)) {
-        fprintf(stderr, "mrcnn evaluate: --threshold must be in [0, 1], got %g\n", threshold);
-        return 2;
-    }
-    mr_data_part part = MR_DATA_VAL;
-    if (!strcmp(split, "train")) {
-        part = MR_DATA_TRAIN;
-    } else if (!strcmp(split, "all")) {
-        part = MR_DATA_ALL;
-    } else if (strcmp(split, "val")) {
-        fprintf(stderr, "mrcnn evaluate: --split must be val, train or all, got '%s'\n", split);
-        return 2;
-    }
-    /* 0 images would score nothing: it is refused as negatives are, not read as "all". */
-    if (limit != LONG_MIN && limit < 1) {
-        fprintf(stderr, "mrcnn evaluate: --limit must be at least 1, got %ld\n", limit);
-        return 2;
-    }
-    if (limit == LONG_MIN) limit = 0; /* mr_evaluate_*: 0 is every image */
-
-    mr_config *cfg = calloc(1, sizeof *cfg);
-    mr_model model = {0};
-    mr_ctx ctx = {0};
-    mr_dataset *ds = NULL;
-    mr_evaluation e = {0};
-    bool model_ok = false;
-    mr_status st = cfg ? MR_OK : mr_fail(MR_ERR_NOMEM, "out of memory");
-    if (st == MR_OK && weights) {
-        const mr_inference_options io = {.allow_damaged = allow_damaged};
-        st = mr_inference_load_opts(weights, config_path, &io, cfg, &model, NULL);
-        model_ok = st == MR_OK;
-    } else if (st == MR_OK) {
-        mr_config_defaults(cfg);
-        st = mr_config_load(config_path, cfg);
-    }
-    /* --data means what it means to train: the images scored are the ones training held out
-     * (val/, or the seeded share), unless --split says otherwise. */
-    const mr_data_args args = mr_cli_data_args(&d);
-    mr_data_summary used = {0};
-    if (st == MR_OK) st = mr_data_resolve(cfg, &args);
-    const bool given = threshold >= 0.0;
-    const mr_eval_options eo = {.det_threshold = given ? (float)threshold : 0.0f,
-                                .op_threshold = given ? (float)threshold
-                                                : cfg ? cfg->net.detection_min_confidence
-                                                      : 0.0f};
-    if (st == MR_OK) st = mr_data_open_part(cfg, part, &ds, &used);
-    if (st == MR_OK) printf("%s\n", used.line);
-    const char *data = ds ? mr_dataset_annotations(ds)->source : NULL;
-    if (st == MR_OK) st = mr_evaluation_init(&e, cfg->net.num_classes, &eo);
-    int64_t missing = 0;
-    if (st == MR_OK && weights) {
-        st = mr_ctx_init(&ctx, (size_t)cfg->arena_mb << 20);
-        bool show = !quiet && isatty(STDERR_FILENO);
-        if (st == MR_OK)
-            st = mr_evaluate_model(&e, &ctx, &model, ds, limit, show ? progress : NULL);
-    } else if (st == MR_OK) {
-        st = mr_evaluate_prediction_files(&e, mr_dataset_annotations(ds), predictions, limit,
-                                          &missing);
-    }
-    if (st == MR_OK) st = mr_evaluation_finish(&e);
+    const mr_eval_request r = {.weights = weights,
+                               .predictions = predictions,
+                               .config = config_path,
+                               .data = mr_cli_data_args(&d),
+                               .part = part,
+                               .threshold = threshold,
+                               .limit = limit == LONG_MIN ? 0 : limit,
+                               .allow_damaged = allow_damaged,
+                               .opened = opened,
+                               .progress = !quiet && isatty(STDERR_FILENO) ? progress : NULL};
+    mr_eval_run *run = calloc(1, sizeof *run);
+    if (!run) return mr_exit_code(mr_fail(MR_ERR_NOMEM, "out of memory"));
+    mr_status st = mr_evaluate_run(&r, run);
     if (st == MR_OK) {
-        const mr_eval_meta meta = {.data = data,
-                                   .weights = weights,
-                                   .predictions = predictions,
-                                   .config = config_path ? config_path : weights,
-                                   .threshold_given = given};
-        if (missing)
+        if (run->missing)
             printf("note: %lld annotated images have no prediction file in %s; they count as "
                    "images without detections\n",
-                   (long long)missing, predictions);
-        mr_evaluation_print(&e, cfg, &meta, stdout);
-        if (out_dir && (st = mr_evaluation_write(&e, cfg, &meta, out_dir)) == MR_OK)
+                   (long long)run->missing, predictions);
+        mr_evaluation_print(&run->e, &run->cfg, &run->meta, stdout);
+        if (out_dir && (st = mr_evaluation_write(&run->e, &run->cfg, &run->meta, out_dir)) == MR_OK)
             printf("\nwrote %s/evaluation.json and %s/pr_<class>.svg\n", out_dir, out_dir);
     }
-    mr_evaluation_free(&e);
-    if (ds) mr_dataset_close(ds);
-    mr_ctx_free(&ctx);
-    if (model_ok) mr_model_free(&model);
-    free(cfg);
+    mr_eval_run_free(run);
+    free(run);
     return mr_exit_code(st);
 }

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "dataset.h"
@@ -74,6 +75,15 @@ typedef struct {
 mr_status mr_data_check_load(const mr_config *cfg, const mr_dataset_extra *extra,
                              mr_data_check *out);
 void mr_data_check_free(mr_data_check *c);
+
+/* The check-data report of `c` (loaded with status `st` by mr_data_check_load) to `out`: per set
+ * the counts, image file kinds, instances per class, box sizes and every problem, then the
+ * verdict (whether train will accept the data). */
+void mr_data_check_print(const mr_data_check *c, mr_status st, const mr_config *cfg, FILE *out);
+
+/* "a,b , c" -> CLASS_NAMES {"BG", "a", "b", "c"} and NUM_CLASSES (a leading "BG" is optional):
+ * check-data's --classes. MR_ERR_ARG naming --classes when the list is empty or too long. */
+mr_status mr_data_set_classes(mr_config *cfg, const char *list);
 
 /* "PNG 8-bit RGB (gray stored as RGB), read as gray" for an image kind: the file as it is and
  * what loading it for IMAGE_CHANNEL_COUNT `channels` does to it. */

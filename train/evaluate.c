@@ -11,9 +11,12 @@
 #include <strings.h>
 
 #include "../core/file.h"
+#include "../core/log.h"
 #include "../core/text.h"
 #include "../data/predictions.h"
 #include "../layers/inference.h"
+#include "export.h"
+#include "weights.h"
 
 /* The seed paper (Chiao et al., Medicine 2019;98(19):e15200): 307 sonograms of 80 patients. */
 #define SEED_MAP      0.75
@@ -570,5 +573,95 @@ mr_status mr_evaluation_write(const mr_evaluation *e, const mr_config *cfg,
         st = mr_text_write_atomic(t, path);
     }
     mr_text_free(&json);
+    return st;
+}
+
+/* ---- a whole evaluation -------------------------------------------------------------------- */
+
+mr_status mr_config_dataset_from_weights(mr_config *cfg, const char *weights_path, bool *taken) {
+    *taken = false;
+    if (cfg->train_data[0] || cfg->val_data[0]) return MR_OK;
+    mr_weights_index ix;
+    MR_TRY(mr_weights_index_read(weights_path, &ix));
+    mr_config *run = NULL;
+    mr_status st = MR_OK;
+    if (ix.config_json && ix.config_json[0]) {
+        char origin[1200];
+        snprintf(origin, sizeof origin, "embedded in %s", weights_path);
+        run = malloc(sizeof *run);
+        if (!run) st = mr_fail(MR_ERR_NOMEM, "out of memory");
+        if (st == MR_OK) {
+            mr_config_defaults(run);
+            st = mr_config_parse(ix.config_json, origin, run);
+        }
+    }
+    if (st == MR_OK && run && (run->train_data[0] || run->val_data[0])) {
+        memcpy(cfg->train_data, run->train_data, sizeof cfg->train_data);
+        memcpy(cfg->val_data, run->val_data, sizeof cfg->val_data);
+        if (!cfg->image_root[0]) memcpy(cfg->image_root, run->image_root, sizeof cfg->image_root);
+        /* The held-out share is chosen by these two: the same images as training held out. */
+        cfg->seed = run->seed;
+        cfg->validation_split = run->validation_split;
+        *taken = true;
+    }
+    free(run);
+    mr_weights_index_free(&ix);
+    return st;
+}
+
+void mr_eval_run_free(mr_eval_run *run) {
+    mr_evaluation_free(&run->e);
+}
+
+mr_status mr_evaluate_run(const mr_eval_request *r, mr_eval_run *run) {
+    memset(run, 0, sizeof *run);
+    mr_config *cfg = &run->cfg;
+    mr_model model = {0};
+    mr_ctx ctx = {0};
+    mr_dataset *ds = NULL;
+    bool model_ok = false;
+    mr_status st = MR_OK;
+    if (r->weights) {
+        const mr_inference_options io = {.allow_damaged = r->allow_damaged};
+        st = mr_inference_load_opts(r->weights, r->config, &io, cfg, &model, NULL);
+        model_ok = st == MR_OK;
+        if (st == MR_OK && !r->data.data)
+            st = mr_config_dataset_from_weights(cfg, r->weights, &run->dataset_from_weights);
+        if (st == MR_OK && run->dataset_from_weights)
+            mr_info("evaluate: %s names no DATASET; using the data of the run recorded in %s",
+                    r->config ? r->config : "the config", r->weights);
+    } else {
+        mr_config_defaults(cfg);
+        st = mr_config_load(r->config, cfg);
+    }
+    /* --data means what it means to train: the images scored are the ones training held out
+     * (val/, or the seeded share), unless the request's part says otherwise. */
+    mr_data_summary used = {0};
+    if (st == MR_OK) st = mr_data_resolve(cfg, &r->data);
+    const bool given = r->threshold >= 0.0;
+    const mr_eval_options eo = {.det_threshold = given ? (float)r->threshold : 0.0f,
+                                .op_threshold = given ? (float)r->threshold
+                                                      : cfg->net.detection_min_confidence};
+    if (st == MR_OK) st = mr_data_open_part(cfg, r->part, &ds, &used);
+    if (st == MR_OK && r->opened) r->opened(r->user, &used);
+    if (st == MR_OK)
+        snprintf(run->data, sizeof run->data, "%s", mr_dataset_annotations(ds)->source);
+    if (st == MR_OK) st = mr_evaluation_init(&run->e, cfg->net.num_classes, &eo);
+    if (st == MR_OK && r->weights) {
+        st = mr_ctx_init(&ctx, (size_t)cfg->arena_mb << 20);
+        if (st == MR_OK) st = mr_evaluate_model(&run->e, &ctx, &model, ds, r->limit, r->progress);
+    } else if (st == MR_OK) {
+        st = mr_evaluate_prediction_files(&run->e, mr_dataset_annotations(ds), r->predictions,
+                                          r->limit, &run->missing);
+    }
+    if (st == MR_OK) st = mr_evaluation_finish(&run->e);
+    run->meta = (mr_eval_meta){.data = run->data,
+                               .weights = r->weights,
+                               .predictions = r->predictions,
+                               .config = r->config ? r->config : r->weights,
+                               .threshold_given = given};
+    if (ds) mr_dataset_close(ds);
+    mr_ctx_free(&ctx);
+    if (model_ok) mr_model_free(&model);
     return st;
 }

@@ -11,6 +11,7 @@
 #include "../data/annotations.h"
 #include "../layers/detect.h"
 #include "config.h"
+#include "data_source.h"
 #include "dataset.h"
 #include "metrics.h"
 
@@ -69,5 +70,47 @@ void mr_evaluation_print(const mr_evaluation *e, const mr_config *cfg, const mr_
 /* evaluation.json and pr_<class>.svg in out_dir. */
 mr_status mr_evaluation_write(const mr_evaluation *e, const mr_config *cfg,
                               const mr_eval_meta *meta, const char *out_dir);
+
+/* ---- a whole evaluation, as `mrcnn evaluate` runs it ------------------------------------- */
+
+typedef struct {
+    const char *weights;     /* trained weights (an export or a checkpoint), or */
+    const char *predictions; /* a folder of <stem>_pred.json files; then config is required */
+    const char *config;      /* NULL: the one inside weights */
+    mr_data_args data;       /* --data, --image-root, --val-split */
+    mr_data_part part;       /* which images of the data are scored */
+    double threshold;        /* < 0: not given (detections >= 0, DETECTION_MIN_CONFIDENCE's
+                                operating point); else both thresholds */
+    int64_t limit;           /* score the first `limit` images; 0: every one */
+    bool allow_damaged;      /* --allow-damaged */
+    void *user;
+    /* After the data opened (may be NULL). */
+    void (*opened)(void *user, const mr_data_summary *s);
+    /* After each image a model scored (may be NULL). */
+    void (*progress)(int64_t done, int64_t total);
+} mr_eval_request;
+
+typedef struct {
+    mr_config cfg; /* the config used, its DATASET resolved */
+    mr_evaluation e;
+    mr_eval_meta meta;         /* points into the request and into `data` */
+    char data[1100];           /* the annotations scored against */
+    int64_t missing;           /* predictions: annotated images without a prediction file */
+    bool dataset_from_weights; /* DATASET, SEED and VALIDATION_SPLIT came from the weights */
+} mr_eval_run;
+
+/* Loads the model (mr_inference_load_opts: a given config that differs from the embedded one is
+ * warned about there) or the config, resolves and opens the data, scores it and finishes the
+ * evaluation. With weights but neither --data nor a DATASET in the config (a --config written
+ * for inference), the data is the run's: DATASET, IMAGE_ROOT, SEED and VALIDATION_SPLIT of the
+ * config embedded in the weights, so the images scored are the ones training held out. Free
+ * `run` with mr_eval_run_free whatever the status. */
+mr_status mr_evaluate_run(const mr_eval_request *r, mr_eval_run *run);
+void mr_eval_run_free(mr_eval_run *run);
+
+/* When cfg names no DATASET, takes DATASET (and IMAGE_ROOT when cfg has none), SEED and
+ * VALIDATION_SPLIT from the config embedded in weights_path, if it has a DATASET; *taken says
+ * whether it did. A weights file without an embedded config changes nothing. */
+mr_status mr_config_dataset_from_weights(mr_config *cfg, const char *weights_path, bool *taken);
 
 #endif

@@ -1,6 +1,5 @@
-/* Batch-norm folding, the strict inference loader and the export writer. Folding works on the
- * parameter registry by name, so it needs no network code: Matterport's naming says which conv
- * each batch norm follows. */
+/* Batch-norm folding, the strict inference loader and the export writer. Folding walks the
+ * network table: each conv row names the batch norm that follows it. */
 #include "export.h"
 
 #include <errno.h>
@@ -56,41 +55,13 @@ void mr_fold_conv_bn(float *kernel, int64_t kernel_numel, float *bias, int64_t c
     }
 }
 
-bool mr_bn_conv_of(const char *bn_layer, char *conv, size_t size) {
-    static const struct {
-        const char *bn, *conv;
-    } prefix[] = {
-        {"mrcnn_class_bn", "mrcnn_class_conv"},
-        {"mrcnn_mask_bn", "mrcnn_mask_conv"},
-    };
-    for (size_t i = 0; i < sizeof prefix / sizeof prefix[0]; i++) {
-        size_t n = strlen(prefix[i].bn);
-        if (!strncmp(bn_layer, prefix[i].bn, n) && bn_layer[n]) {
-            snprintf(conv, size, "%s%s", prefix[i].conv, bn_layer + n);
-            return true;
-        }
-    }
-    if (!strcmp(bn_layer, "bn_conv1")) {
-        snprintf(conv, size, "conv1");
-        return true;
-    }
-    /* bn<stage><block>_branch<b> -> res<stage><block>_branch<b> */
-    if (!strncmp(bn_layer, "bn", 2) && bn_layer[2] >= '2' && bn_layer[2] <= '5' &&
-        strstr(bn_layer, "_branch")) {
-        snprintf(conv, size, "res%s", bn_layer + 2);
-        return true;
-    }
-    return false;
-}
-
 typedef struct {
+    const char *conv, *bn;
     mr_param *kernel, *bias, *gamma, *beta, *mean, *var;
 } bn_pair;
 
-static mr_param *find2(mr_params *p, const char *layer, const char *weight) {
-    char name[2 * MR_PARAM_NAME_MAX];
-    snprintf(name, sizeof name, "%s/%s", layer, weight);
-    return mr_params_find(p, name);
+static mr_param *layer_param(mr_model *m, const mr_layer *l, int k) {
+    return &m->params.items[l->param[k]];
 }
 
 static bool pair_is_identity(const bn_pair *b, float eps) {
@@ -101,40 +72,28 @@ static bool pair_is_identity(const bn_pair *b, float eps) {
     return true;
 }
 
-mr_status mr_fold_batchnorms(mr_params *p, float eps, int *n_folded, int *n_identity) {
-    MR_REQUIRE(p->finalized, "mr_fold_batchnorms before mr_params_finalize");
+mr_status mr_fold_batchnorms(mr_model *m, float eps, int *n_folded, int *n_identity) {
+    MR_REQUIRE(m->params.finalized, "mr_fold_batchnorms before mr_params_finalize");
     if (n_folded) *n_folded = 0;
     if (n_identity) *n_identity = 0;
     int n_pairs = 0;
-    bn_pair *pairs = malloc(sizeof *pairs * (size_t)(p->count + 1));
+    bn_pair *pairs = malloc(sizeof *pairs * (size_t)(m->n_layers + 1));
     if (!pairs) return mr_fail(MR_ERR_NOMEM, "no memory to fold batch norms");
-    /* Check every pair first so a bad one leaves the parameters untouched. */
+    /* Every conv of the table with a batch norm after it; check every pair first so a bad one
+     * leaves the parameters untouched. */
     mr_status st = MR_OK;
-    for (int i = 0; i < p->count && st == MR_OK; i++) {
-        const char *name = p->items[i].name;
-        const char *slash = strrchr(name, '/');
-        if (!slash || strcmp(slash + 1, "moving_variance") != 0) continue;
-        char layer[MR_PARAM_NAME_MAX], conv[MR_PARAM_NAME_MAX];
-        mr_param_layer(name, layer, sizeof layer);
-        bn_pair b = {0};
-        if (!mr_bn_conv_of(layer, conv, sizeof conv)) {
-            st = mr_fail(MR_ERR_FORMAT,
-                         "batch norm '%s' follows no conv mrcnn knows how to fold it into", layer);
-            break;
-        }
-        b.kernel = find2(p, conv, "kernel");
-        b.bias = find2(p, conv, "bias");
-        b.gamma = find2(p, layer, "gamma");
-        b.beta = find2(p, layer, "beta");
-        b.mean = find2(p, layer, "moving_mean");
-        b.var = &p->items[i];
-        if (!b.kernel || !b.bias || !b.gamma || !b.beta || !b.mean) {
-            st = mr_fail(MR_ERR_FORMAT,
-                         "cannot fold batch norm '%s': its conv '%s' (kernel and bias) or its "
-                         "gamma/beta/moving_mean is missing",
-                         layer, conv);
-            break;
-        }
+    for (int i = 0; i < m->n_layers && st == MR_OK; i++) {
+        const mr_layer *conv = &m->layers[i];
+        if (conv->bn < 0) continue;
+        const mr_layer *bn = &m->layers[conv->bn];
+        bn_pair b = {conv->name,
+                     bn->name,
+                     layer_param(m, conv, 0),
+                     layer_param(m, conv, 1),
+                     layer_param(m, bn, 0),
+                     layer_param(m, bn, 1),
+                     layer_param(m, bn, 2),
+                     layer_param(m, bn, 3)};
         int64_t c = b.var->t.numel;
         const mr_tensor *k = &b.kernel->t;
         if (b.gamma->t.numel != c || b.beta->t.numel != c || b.mean->t.numel != c ||
@@ -142,7 +101,7 @@ mr_status mr_fold_batchnorms(mr_params *p, float eps, int *n_folded, int *n_iden
             st = mr_fail(MR_ERR_FORMAT,
                          "cannot fold batch norm '%s' (%lld channels) into conv '%s': its "
                          "kernel has %lld output channels",
-                         layer, (long long)c, conv, (long long)k->shape[k->ndim - 1]);
+                         b.bn, (long long)c, b.conv, (long long)k->shape[k->ndim - 1]);
             break;
         }
         pairs[n_pairs++] = b;
@@ -365,7 +324,7 @@ mr_status mr_export(const char *weights_path, const char *config_path, const cha
     }
     mr_params *p = &m.params;
     if (opt->format == MR_EXPORT_MRCNN && !opt->no_fold)
-        st = mr_fold_batchnorms(p, cfg->net.bn_eps, &sum->n_folded, &sum->n_identity);
+        st = mr_fold_batchnorms(&m, cfg->net.bn_eps, &sum->n_folded, &sum->n_identity);
     for (int i = 0; i < p->count && st == MR_OK; i++) {
         const mr_param *q = &p->items[i];
         for (int64_t k = 0; k < q->t.numel; k++) {
@@ -395,7 +354,7 @@ mr_status mr_export(const char *weights_path, const char *config_path, const cha
     if (st == MR_OK && opt->format == MR_EXPORT_MRCNN) {
         st = mr_weights_save(out_path, p, json, opt->half);
     } else if (st == MR_OK) {
-        st = mr_weights_save_keras(out_path, p);
+        st = mr_weights_save_keras_model(out_path, &m);
         snprintf(sum->config_path, sizeof sum->config_path, "%s.config.json", out_path);
         if (st == MR_OK) st = write_text(sum->config_path, json);
     }

@@ -16,9 +16,10 @@
  * export embeds with the rest of the config. The folded conv differs from conv + batch norm only
  * by float rounding (relative ~1e-7 per value).
  *
- * Pairs folded (every batch norm of Matterport's network follows a conv directly):
- *     conv1 + bn_conv1, resNX_branchB + bnNX_branchB (every ResNet block, shortcuts included),
- *     mrcnn_class_conv1/2 + mrcnn_class_bn1/2, mrcnn_mask_conv1..4 + mrcnn_mask_bn1..4.
+ * Pairs folded: every batch norm of the network table with the conv it follows (the table's
+ * conv rows name it): conv1 + bn_conv1, resNX_branchB + bnNX_branchB (every ResNet block,
+ * shortcuts included), mrcnn_class_conv1/2 + mrcnn_class_bn1/2, mrcnn_mask_conv1..4 +
+ * mrcnn_mask_bn1..4.
  *
  * A folded export is for inference. Fine-tuning from it works (the identity batch norms are
  * ordinary frozen layers) but TRAIN_BN would then re-learn statistics from scratch; keep a
@@ -47,16 +48,12 @@ float mr_bn_identity_variance(float eps);
 void mr_fold_conv_bn(float *kernel, int64_t kernel_numel, float *bias, int64_t channels,
                      float *gamma, float *beta, float *mean, float *var, float eps);
 
-/* The conv a batch norm of Matterport's network follows: "bn_conv1" -> "conv1",
- * "bn4b_branch2a" -> "res4b_branch2a", "mrcnn_class_bn2" -> "mrcnn_class_conv2",
- * "mrcnn_mask_bn3" -> "mrcnn_mask_conv3". false for any other name. */
-bool mr_bn_conv_of(const char *bn_layer, char *conv, size_t size);
-
-/* Folds every batch norm of `p` into its conv. Batch norms already at the identity are left
- * alone (folding an export again changes nothing). A batch norm without its conv, or with shapes
- * that disagree, is an MR_ERR_FORMAT naming it, reported before anything changes. *n_folded
- * (may be NULL) counts the pairs folded now, *n_identity (may be NULL) those already folded. */
-mr_status mr_fold_batchnorms(mr_params *p, float eps, int *n_folded, int *n_identity);
+/* Folds every batch norm of m's network table into the conv before it (the conv row's `bn`).
+ * Batch norms already at the identity are left alone (folding an export again changes nothing).
+ * Shapes that disagree are an MR_ERR_FORMAT naming the pair, reported before anything changes.
+ * *n_folded (may be NULL) counts the pairs folded now, *n_identity (may be NULL) those already
+ * folded. */
+mr_status mr_fold_batchnorms(mr_model *m, float eps, int *n_folded, int *n_identity);
 
 /* ---- weights + config -> a model ready for inference -------------------------------------- */
 

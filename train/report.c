@@ -1,17 +1,14 @@
 /* log.jsonl upkeep and report.html: the step and epoch lines read back with a tiny key lookup
- * (the log is our own flat JSON), drawn as SVG polylines; both files rewritten through the one
- * atomic writer (core/file.h). */
+ * (the log is our own flat JSON), drawn as inline SVG into one self-contained page. */
 #include "report.h"
 
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "../core/file.h"
 #include "../core/text.h"
-#include "../core/util.h"
 #include "../losses/losses.h"
 
 /* The number after "key": in a flat JSON line, or NAN (absent, null or not a number). */
@@ -43,6 +40,7 @@ mr_status mr_report_trim_log(const char *path, long last_step, int next_epoch) {
     }
     bool bad = ferror(in) != 0;
     fclose(in);
+    /* Rewritten through the one atomic writer (core/file.h), like report.html. */
     mr_status st = bad ? mr_fail(MR_ERR_IO, "%s: cannot read the step log", path)
                        : mr_text_write_atomic(&out, path);
     mr_text_free(&out);
@@ -50,71 +48,264 @@ mr_status mr_report_trim_log(const char *path, long last_step, int next_epoch) {
 }
 
 typedef struct {
-    double (*xy)[2]; /* (n, 2) x, y */
-    size_t n, cap;
-    bool failed; /* out of memory: the report is not written */
+    double *x, *y;
+    int n, cap;
+    bool failed;
 } series;
 
 static void push(series *s, double x, double y) {
     if (!isfinite(y) || s->failed) return;
-    if (!mr_grow(&s->xy, &s->cap, s->n + 1, sizeof *s->xy, 256)) {
-        s->failed = true;
-        return;
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 256;
+        double *nx = realloc(s->x, sizeof(double) * (size_t)cap);
+        if (nx) s->x = nx;
+        double *ny = nx ? realloc(s->y, sizeof(double) * (size_t)cap) : NULL;
+        if (ny) s->y = ny;
+        if (!nx || !ny) {
+            s->failed = true;
+            return;
+        }
+        s->cap = cap;
     }
-    s->xy[s->n][0] = x;
-    s->xy[s->n][1] = y;
+    s->x[s->n] = x;
+    s->y[s->n] = y;
     s->n++;
 }
 
-/* One chart: the training series (light) and its validation counterpart (dots + line). */
-static void chart(mr_text *out, const char *title, const series *train, const series *val,
-                  double max_x) {
-    const double w = 520, h = 220, left = 50, right = 10, top = 24, bottom = 28;
-    double ymax = 0.0;
-    for (size_t i = 0; i < train->n; i++) ymax = fmax(ymax, train->xy[i][1]);
-    for (size_t i = 0; i < val->n; i++) ymax = fmax(ymax, val->xy[i][1]);
-    if (ymax <= 0.0) ymax = 1.0;
-    if (max_x <= 0.0) max_x = 1.0;
-    mr_text_printf(out, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f'>", w,
-                   h);
-    mr_text_printf(out, "<text x='%.0f' y='16' font-size='13' font-family='sans-serif'>%s</text>",
-                   left, title);
-    mr_text_printf(out, "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='#999'/>", left,
-                   h - bottom, w - right, h - bottom);
-    mr_text_printf(out, "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='#999'/>", left, top,
-                   left, h - bottom);
-    mr_text_printf(out, "<text x='4' y='%.0f' font-size='10'>%.3g</text>", top + 8, ymax);
-    mr_text_printf(out, "<text x='4' y='%.0f' font-size='10'>0</text>", h - bottom);
-    mr_text_printf(out, "<text x='%.0f' y='%.0f' font-size='10'>epoch %.0f</text>", w - right - 60,
-                   h - 8, max_x);
-    const series *sets[2] = {train, val};
-    const char *colour[2] = {"#7aa6d8", "#d8572a"};
-    for (int k = 0; k < 2; k++) {
-        if (sets[k]->n == 0) continue;
-        mr_text_printf(out, "<polyline fill='none' stroke='%s' stroke-width='%s' points='",
-                       colour[k], k ? "2" : "1");
-        for (size_t i = 0; i < sets[k]->n; i++)
-            mr_text_printf(out, "%.1f,%.1f ", left + (w - left - right) * sets[k]->xy[i][0] / max_x,
-                           h - bottom - (h - top - bottom) * sets[k]->xy[i][1] / ymax);
-        mr_text_printf(out, "'/>");
-    }
-    mr_text_printf(out, "</svg>\n");
+static void series_free(series *s) {
+    free(s->x);
+    free(s->y);
 }
 
-mr_status mr_report_write(const char *run_dir, const mr_config *cfg) {
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The top of a loss chart: the 98th percentile of the values with some room, so the first
+ * steps' spike (20 against about 1 later) does not flatten everything else; never below the
+ * largest validation value. */
+static double robust_top(const series *a, const series *b) {
+    double top = 0.0;
+    if (a->n > 0) {
+        double *v = malloc(sizeof(double) * (size_t)a->n);
+        if (v) {
+            memcpy(v, a->y, sizeof(double) * (size_t)a->n);
+            qsort(v, (size_t)a->n, sizeof *v, compare_doubles);
+            top = v[(int)(0.98 * (a->n - 1))] * 1.25;
+            top = fmin(top, v[a->n - 1]);
+            free(v);
+        }
+    }
+    for (int i = 0; i < b->n; i++) top = fmax(top, b->y[i]);
+    return top > 0.0 ? top : 1.0;
+}
+
+/* Chart geometry, shared by the marks drawn on it. */
+typedef struct {
+    double w, h, left, right, top, bottom, max_x, y0, y1;
+} frame;
+
+static double px(const frame *f, double x) {
+    return f->left + (f->w - f->left - f->right) * x / f->max_x;
+}
+
+static double py(const frame *f, double y) {
+    double v = fmin(fmax(y, f->y0), f->y1);
+    return f->h - f->bottom - (f->h - f->top - f->bottom) * (v - f->y0) / (f->y1 - f->y0);
+}
+
+/* Axes, an epoch tick per epoch (at most about a dozen labelled), and the stage changes. */
+static void frame_open(mr_text *o, const frame *f, const char *title, const mr_config *cfg) {
+    mr_text_printf(o,
+                   "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
+                   "class='chart'><title>%s</title>",
+                   f->w, f->h, title);
+    mr_text_printf(o, "<text x='%.0f' y='15' font-size='13'>%s</text>", f->left, title);
+    mr_text_printf(o, "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='#888'/>", f->left,
+                   f->h - f->bottom, f->w - f->right, f->h - f->bottom);
+    mr_text_printf(o, "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='#888'/>", f->left,
+                   f->top, f->left, f->h - f->bottom);
+    mr_text_printf(o, "<text x='4' y='%.0f' font-size='10'>%.3g</text>", f->top + 8, f->y1);
+    mr_text_printf(o, "<text x='4' y='%.0f' font-size='10'>%.3g</text>", f->h - f->bottom, f->y0);
+    int every = (int)ceil(f->max_x / 12.0);
+    for (int e = 0; e <= (int)f->max_x; e++) {
+        double x = px(f, e);
+        mr_text_printf(o, "<line x1='%.1f' y1='%.0f' x2='%.1f' y2='%.0f' stroke='#888'/>", x,
+                       f->h - f->bottom, x, f->h - f->bottom + 4);
+        if (e % every == 0)
+            mr_text_printf(o,
+                           "<text x='%.1f' y='%.0f' font-size='10' text-anchor='middle'>%d"
+                           "</text>",
+                           x, f->h - f->bottom + 15, e);
+    }
+    mr_text_printf(o, "<text x='%.0f' y='%.0f' font-size='10' text-anchor='end'>epoch</text>",
+                   f->w - f->right, f->h - 2);
+    for (int i = 0; i + 1 < cfg->n_stages; i++) {
+        double x = px(f, cfg->stages[i].until_epoch);
+        if (cfg->stages[i].until_epoch >= f->max_x) break;
+        mr_text_printf(o,
+                       "<line x1='%.1f' y1='%.0f' x2='%.1f' y2='%.0f' stroke='#6a6' "
+                       "stroke-dasharray='4 3'/><text x='%.1f' y='%.0f' font-size='9' "
+                       "fill='#484'>%s, lr %g</text>",
+                       x, f->top, x, f->h - f->bottom, x + 3, f->top + 10,
+                       cfg->stages[i + 1].layers, (double)cfg->stages[i + 1].learning_rate);
+    }
+}
+
+static void polyline(mr_text *o, const frame *f, const series *s, const char *colour,
+                     double width) {
+    if (s->n == 0) return;
+    mr_text_printf(o, "<polyline fill='none' stroke='%s' stroke-width='%g' points='", colour,
+                   width);
+    for (int i = 0; i < s->n; i++) mr_text_printf(o, "%.1f,%.1f ", px(f, s->x[i]), py(f, s->y[i]));
+    mr_text_printf(o, "'/>");
+}
+
+/* One loss: raw steps (light), their running mean (dark), validation per epoch (orange, dots);
+ * values above the chart are drawn at its top edge and marked in red with their value. */
+static void loss_chart(mr_text *o, const char *title, const series *train, const series *val,
+                       double max_x, int window, const mr_config *cfg) {
+    frame f = {560, 230, 50, 12, 24, 32, max_x > 0 ? max_x : 1.0, 0.0, robust_top(train, val)};
+    frame_open(o, &f, title, cfg);
+    polyline(o, &f, train, "#b8cfe8", 1);
+    series mean = {0};
+    double sum = 0.0;
+    for (int i = 0; i < train->n; i++) {
+        sum += train->y[i];
+        if (i >= window) sum -= train->y[i - window];
+        push(&mean, train->x[i], sum / (double)(i < window ? i + 1 : window));
+    }
+    polyline(o, &f, &mean, "#1f5fa8", 2);
+    series_free(&mean);
+    polyline(o, &f, val, "#d8572a", 2);
+    for (int i = 0; i < val->n; i++)
+        mr_text_printf(o, "<circle cx='%.1f' cy='%.1f' r='3' fill='#d8572a'/>", px(&f, val->x[i]),
+                       py(&f, val->y[i]));
+    double clipped = 0.0;
+    int n_clipped = 0;
+    for (int i = 0; i < train->n; i++)
+        if (train->y[i] > f.y1) {
+            n_clipped++;
+            clipped = fmax(clipped, train->y[i]);
+            mr_text_printf(o, "<circle cx='%.1f' cy='%.0f' r='2.5' fill='#c00'/>",
+                           px(&f, train->x[i]), f.top);
+        }
+    if (n_clipped)
+        mr_text_printf(o,
+                       "<text x='%.0f' y='%.0f' font-size='10' fill='#c00' text-anchor='end'>"
+                       "%d step%s above the chart (up to %.3g)</text>",
+                       f.w - f.right, f.top - 2, n_clipped, n_clipped == 1 ? "" : "s", clipped);
+    mr_text_printf(o, "</svg>\n");
+}
+
+/* One validation metric per epoch, the best epoch marked. */
+static void metric_chart(mr_text *o, const char *title, const series *s, double max_x, double y1,
+                         int best_epoch, const mr_config *cfg) {
+    frame f = {360, 200, 40, 12, 24, 32, max_x > 0 ? max_x : 1.0, 0.0, y1};
+    frame_open(o, &f, title, cfg);
+    polyline(o, &f, s, "#7a3fa8", 2);
+    for (int i = 0; i < s->n; i++)
+        mr_text_printf(o, "<circle cx='%.1f' cy='%.1f' r='3' fill='#7a3fa8'/>", px(&f, s->x[i]),
+                       py(&f, s->y[i]));
+    if (best_epoch > 0)
+        mr_text_printf(o,
+                       "<line x1='%.1f' y1='%.0f' x2='%.1f' y2='%.0f' stroke='#c80' "
+                       "stroke-width='2'/>",
+                       px(&f, best_epoch), f.top, px(&f, best_epoch), f.h - f.bottom);
+    mr_text_printf(o, "</svg>\n");
+}
+
+static void base64(mr_text *o, const unsigned char *data, size_t n) {
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char quad[5] = {0};
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)data[i] << 16 | (i + 1 < n ? (unsigned)data[i + 1] << 8 : 0) |
+                     (i + 2 < n ? data[i + 2] : 0);
+        quad[0] = digits[v >> 18 & 63];
+        quad[1] = digits[v >> 12 & 63];
+        quad[2] = i + 1 < n ? digits[v >> 6 & 63] : '=';
+        quad[3] = i + 2 < n ? digits[v & 63] : '=';
+        mr_text_printf(o, "%s", quad);
+    }
+}
+
+/* The validation panels, inlined so the page stands alone. */
+static void inline_panels(mr_text *o, const char *run_dir) {
+    for (int k = 1; k <= 16; k++) {
+        char path[1300];
+        snprintf(path, sizeof path, "%s/overlay_%d.png", run_dir, k);
+        FILE *f = fopen(path, "rb");
+        if (!f) break;
+        unsigned char *data = NULL;
+        long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+        if (n > 0 && n < (64L << 20) && fseek(f, 0, SEEK_SET) == 0 && (data = malloc((size_t)n)) &&
+            fread(data, 1, (size_t)n, f) == (size_t)n) {
+            if (k == 1) mr_text_printf(o, "<h2>Validation images</h2><div class='panels'>\n");
+            mr_text_printf(o, "<img alt='validation panel %d' src='data:image/png;base64,", k);
+            base64(o, data, (size_t)n);
+            mr_text_printf(o, "'>\n");
+        }
+        free(data);
+        fclose(f);
+    }
+    mr_text_printf(o, "</div>\n");
+}
+
+static void html_escaped(mr_text *o, const char *s) {
+    for (; *s; s++) {
+        if (*s == '<')
+            mr_text_printf(o, "&lt;");
+        else if (*s == '>')
+            mr_text_printf(o, "&gt;");
+        else if (*s == '&')
+            mr_text_printf(o, "&amp;");
+        else if (*s == '\'')
+            mr_text_printf(o, "&#39;");
+        else
+            mr_text_printf(o, "%c", *s);
+    }
+}
+
+/* A time of the log ("2026-12-03T02:15:11Z") as seconds since 1970, or NAN. */
+static double log_time(const char *line) {
+    const char *at = strstr(line, "\"time\":\"");
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (!at || !strptime(at + 8, "%Y-%m-%dT%H:%M:%SZ", &tm)) return (double)NAN;
+    return (double)timegm(&tm);
+}
+
+static const char *metric_keys[] = {"val_mask_ap50",    "val_mask_ap", "val_sensitivity",
+                                    "val_fp_per_image", "val_dice",    "val_accuracy"};
+static const char *metric_titles[] = {"mask AP50",
+                                      "mask AP (COCO)",
+                                      "sensitivity",
+                                      "false positives per image",
+                                      "Dice of matched lesions",
+                                      "benign/malignant accuracy"};
+#define N_METRICS 6
+
+mr_status mr_report_write(const char *run_dir, const mr_config *cfg, const mr_report_run *run) {
     char path[1200];
     snprintf(path, sizeof path, "%s/log.jsonl", run_dir);
     FILE *in = fopen(path, "r");
     if (!in) return mr_fail(MR_ERR_IO, "%s: no step log to report on", path);
-    series train[MR_LOSS_COUNT + 1], val[MR_LOSS_COUNT + 1];
+    series train[MR_LOSS_COUNT + 1], val[MR_LOSS_COUNT + 1], metric[N_METRICS], epoch_secs = {0};
     memset(train, 0, sizeof train);
     memset(val, 0, sizeof val);
-    char line[4096];
-    double max_x = 0.0;
+    memset(metric, 0, sizeof metric);
+    char line[8192];
+    double max_x = 0.0, first_time = NAN, last_time = NAN;
     while (fgets(line, sizeof line, in)) {
         bool step = is_type(line, "step");
         double x = step ? field(line, "step") / (double)cfg->steps_per_epoch : field(line, "epoch");
         if (!isfinite(x)) continue;
+        double when = log_time(line);
+        if (isfinite(when)) {
+            if (!isfinite(first_time)) first_time = when;
+            last_time = when;
+        }
         max_x = fmax(max_x, x);
         series *s = step ? train : val;
         push(&s[0], x, field(line, step ? "loss" : "val_loss"));
@@ -123,46 +314,131 @@ mr_status mr_report_write(const char *run_dir, const mr_config *cfg) {
             snprintf(key, sizeof key, "%s%s", step ? "" : "val_", mr_loss_names[i]);
             push(&s[i + 1], x, field(line, key));
         }
+        if (!step) {
+            for (int m = 0; m < N_METRICS; m++) push(&metric[m], x, field(line, metric_keys[m]));
+            push(&epoch_secs, x, field(line, "seconds"));
+        }
     }
     fclose(in);
-    snprintf(path, sizeof path, "%s/report.html", run_dir);
-    mr_text html = {0}, *out = &html;
-    mr_text_printf(out,
-                   "<!doctype html><html><head><meta charset='utf-8'><title>mrcnn run %s</title>"
-                   "<style>body{font-family:sans-serif;margin:24px}svg{margin:6px;border:1px solid "
-                   "#eee}img{margin:6px;max-width:400px}</style></head><body>\n",
-                   cfg->name);
-    mr_text_printf(
-        out,
-        "<h1>%s</h1><p>%d classes, %s, %dx%d input, %d epochs of %d steps. Blue: "
-        "training loss per step; orange: validation loss per epoch.</p>\n",
-        cfg->name, cfg->net.num_classes, cfg->net.backbone_depth == 50 ? "ResNet-50" : "ResNet-101",
-        cfg->net.image_max_dim, cfg->net.image_max_dim, cfg->epochs, cfg->steps_per_epoch);
-    chart(out, "total loss", &train[0], &val[0], max_x);
+    /* The best epoch: by mask AP50 when measured, else by validation loss. */
+    int best = 0;
+    const char *best_by = "validation loss";
+    if (metric[0].n > 0) {
+        best_by = "validation mask AP50";
+        for (int i = 0; i < metric[0].n; i++)
+            if (!best || metric[0].y[i] > metric[0].y[best - 1]) best = i + 1;
+        best = (int)metric[0].x[best - 1];
+    } else if (val[0].n > 0) {
+        int b = 0;
+        for (int i = 1; i < val[0].n; i++)
+            if (val[0].y[i] < val[0].y[b]) b = i;
+        best = (int)val[0].x[b];
+    }
+
+    mr_text o = {0};
+    mr_text_printf(&o, "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>mrcnn "
+                       "run ");
+    html_escaped(&o, cfg->name);
+    mr_text_printf(&o, "</title><style>body{font-family:sans-serif;margin:24px;color:#222}"
+                       "svg{margin:4px;border:1px solid #eee;font-family:sans-serif}"
+                       "table{border-collapse:collapse}td,th{padding:2px 10px;text-align:left}"
+                       ".panels img{margin:6px;max-width:100%%;image-rendering:pixelated}"
+                       "</style></head><body>\n<h1>");
+    html_escaped(&o, cfg->name);
+    mr_text_printf(&o, "</h1>\n<table>\n<tr><th>config</th><td>");
+    html_escaped(&o, cfg->source);
+    if (cfg->description[0]) {
+        mr_text_printf(&o, ": ");
+        html_escaped(&o, cfg->description);
+    }
+    mr_text_printf(&o,
+                   "</td></tr>\n<tr><th>network</th><td>ResNet-%d (%d filters) + FPN, %dx%d "
+                   "px, %d channel%s</td></tr>\n",
+                   cfg->net.backbone_depth, cfg->net.backbone_filters, cfg->net.image_max_dim,
+                   cfg->net.image_max_dim, cfg->net.image_channels,
+                   cfg->net.image_channels == 1 ? "" : "s");
+    mr_text_printf(&o, "<tr><th>data</th><td>%lld training, %lld validation images; lesions:",
+                   (long long)run->n_train, (long long)run->n_val);
+    for (int k = 1; k < cfg->net.num_classes; k++) {
+        mr_text_printf(&o, "%s %lld ", k > 1 ? "," : "", (long long)run->lesions[k]);
+        html_escaped(&o, cfg->class_names[k]);
+    }
+    mr_text_printf(&o, "; %lld normal images</td></tr>\n<tr><th>stages</th><td>",
+                   (long long)run->normals);
+    for (int i = 0; i < cfg->n_stages; i++) {
+        mr_text_printf(&o, "%sepochs %d-%d: layers \"", i ? "; " : "",
+                       i ? cfg->stages[i - 1].until_epoch + 1 : 1, cfg->stages[i].until_epoch);
+        html_escaped(&o, cfg->stages[i].layers);
+        mr_text_printf(&o, "\", learning rate %g", (double)cfg->stages[i].learning_rate);
+    }
+    mr_text_printf(&o, "</td></tr>\n");
+    double wall = isfinite(first_time) ? last_time - first_time : (double)NAN;
+    if (isfinite(wall))
+        mr_text_printf(&o, "<tr><th>wall time</th><td>%.0f min for %.0f of %d epochs</td></tr>\n",
+                       wall / 60.0, floor(max_x), cfg->epochs);
+    if (!run->finished && epoch_secs.n > 0 && isfinite(last_time)) {
+        double per_epoch = 0.0;
+        for (int i = 0; i < epoch_secs.n; i++) per_epoch += epoch_secs.y[i];
+        per_epoch /= epoch_secs.n;
+        time_t finish = (time_t)(last_time + per_epoch * (cfg->epochs - floor(max_x)));
+        char when[64];
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&finish));
+        mr_text_printf(&o, "<tr><th>projected finish</th><td>%s (%.0f s an epoch)</td></tr>\n",
+                       when, per_epoch);
+    }
+    if (best > 0) {
+        mr_text_printf(&o, "<tr><th>best epoch</th><td>%d by %s:", best, best_by);
+        for (int m = 0; m < N_METRICS; m++)
+            for (int i = 0; i < metric[m].n; i++)
+                if ((int)metric[m].x[i] == best)
+                    mr_text_printf(&o, " %s %.3f;", metric_titles[m], metric[m].y[i]);
+        for (int i = 0; i < val[0].n; i++)
+            if ((int)val[0].x[i] == best) mr_text_printf(&o, " validation loss %.4f", val[0].y[i]);
+        char kept[1300];
+        snprintf(kept, sizeof kept, "ckpt-e%04d-s%08lld.h5", best,
+                 (long long)best * cfg->steps_per_epoch);
+        char kept_path[2600];
+        snprintf(kept_path, sizeof kept_path, "%s/%s", run_dir, kept);
+        FILE *k = fopen(kept_path, "rb");
+        mr_text_printf(&o, "; checkpoint %s%s</td></tr>\n", kept, k ? "" : " (pruned)");
+        if (k) fclose(k);
+    }
+    mr_text_printf(&o, "</table>\n");
+    if (metric[0].n > 0) {
+        mr_text_printf(&o, "<h2>Validation, each epoch</h2><p>Measured on the validation images; "
+                           "the orange line marks the best epoch.</p>\n");
+        for (int m = 0; m < N_METRICS; m++) {
+            double top = 1.0;
+            if (m == 3)
+                for (int i = 0; i < metric[m].n; i++) top = fmax(top, metric[m].y[i]);
+            metric_chart(&o, metric_titles[m], &metric[m], max_x, top, best, cfg);
+        }
+    }
+    mr_text_printf(&o,
+                   "<h2>Losses</h2><p>Light blue: each training step; dark blue: running mean "
+                   "over %d steps; orange: validation, each epoch; green dashes: stage "
+                   "changes.</p>\n",
+                   cfg->steps_per_epoch >= 10 ? cfg->steps_per_epoch / 5 : 2);
+    int window = cfg->steps_per_epoch >= 10 ? cfg->steps_per_epoch / 5 : 2;
+    loss_chart(&o, "total loss", &train[0], &val[0], max_x, window, cfg);
     for (int i = 0; i < MR_LOSS_COUNT; i++)
-        chart(out, mr_loss_names[i], &train[i + 1], &val[i + 1], max_x);
-    /* Overlays written by the trainer or `mrcnn predict` into the run folder. */
-    DIR *dir = opendir(run_dir);
-    bool heading = false;
-    struct dirent *e;
-    while (dir && (e = readdir(dir))) {
-        size_t n = strlen(e->d_name);
-        if (strncmp(e->d_name, "overlay", 7) || n < 4 || strcmp(e->d_name + n - 4, ".png"))
-            continue;
-        if (!heading) mr_text_printf(out, "<h2>validation overlays</h2>\n");
-        heading = true;
-        mr_text_printf(out, "<img src='%s' alt='%s'>\n", e->d_name, e->d_name);
-    }
-    if (dir) closedir(dir);
-    mr_text_printf(out, "</body></html>\n");
-    bool failed = false;
+        loss_chart(&o, mr_loss_names[i], &train[i + 1], &val[i + 1], max_x, window, cfg);
+    inline_panels(&o, run_dir);
+    mr_text_printf(&o, "</body></html>\n");
+    bool failed = epoch_secs.failed;
     for (int i = 0; i <= MR_LOSS_COUNT; i++) {
-        failed |= train[i].failed || val[i].failed;
-        free(train[i].xy);
-        free(val[i].xy);
+        failed = failed || train[i].failed || val[i].failed;
+        series_free(&train[i]);
+        series_free(&val[i]);
     }
-    mr_status st = failed ? mr_fail(MR_ERR_NOMEM, "%s: out of memory reading the step log", path)
-                          : mr_text_write_atomic(&html, path);
-    mr_text_free(&html);
+    for (int m = 0; m < N_METRICS; m++) {
+        failed = failed || metric[m].failed;
+        series_free(&metric[m]);
+    }
+    series_free(&epoch_secs);
+    snprintf(path, sizeof path, "%s/report.html", run_dir);
+    mr_status st =
+        failed ? mr_fail(MR_ERR_NOMEM, "%s: out of memory", path) : mr_text_write_atomic(&o, path);
+    mr_text_free(&o);
     return st;
 }

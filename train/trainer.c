@@ -26,6 +26,8 @@
 #include "data_source.h"
 #include "dataset.h"
 #include "evaluate.h"
+#include "init.h"
+#include "overlays.h"
 #include "report.h"
 #include "sgd.h"
 #include "weights.h"
@@ -47,47 +49,6 @@ static uint64_t mix(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
         h = (h ^ (h >> 31)) * 0xbf58476d1ce4e5b9ull;
     }
     return h ^ (h >> 29);
-}
-
-/* Kernel values for WEIGHT_INIT "kaiming", following torchvision's Mask R-CNN: Kaiming-normal
- * (fan_out, ReLU gain) for the backbone and mask head convolutions, Kaiming-uniform with a = 1
- * for the FPN and the box head's hidden layers, normal(0.01) for the RPN and the class logits,
- * normal(0.001) for the box regressor. Returns the normal std, or sets *uniform_limit. */
-static double kaiming_std(const mr_param *q, double fan_in, double fan_out, double *uniform_limit) {
-    *uniform_limit = 0.0;
-    const char *n = q->name;
-    if (!strncmp(n, "rpn_", 4) || !strncmp(n, "mrcnn_class_logits/", 19)) return 0.01;
-    if (!strncmp(n, "mrcnn_bbox_fc/", 14)) return 0.001;
-    if (!strncmp(n, "fpn_", 4) || !strncmp(n, "mrcnn_class_conv", 16)) {
-        *uniform_limit = sqrt(3.0 / fan_in);
-        return 0.0;
-    }
-    return sqrt(2.0 / fan_out);
-}
-
-void mr_init_weights(mr_params *p, mr_weight_init how, uint64_t seed) {
-    mr_rng rng;
-    mr_rng_seed(&rng, seed);
-    for (int i = 0; i < p->count; i++) {
-        mr_param *q = &p->items[i];
-        const char *w = strrchr(q->name, '/') + 1;
-        float fill = !strcmp(w, "gamma") || !strcmp(w, "moving_variance") ? 1.0f : 0.0f;
-        if (strcmp(w, "kernel")) {
-            for (int64_t k = 0; k < q->t.numel; k++) q->t.data[k] = fill;
-            continue;
-        }
-        /* Conv kernels are (kh, kw, in, out), dense (in, out); the deconvolution's (kh, kw,
-         * out, in) is taken the same way, as Keras does. */
-        int64_t receptive = 1;
-        for (int d = 0; d < q->t.ndim - 2; d++) receptive *= q->t.shape[d];
-        double fan_in = (double)(receptive * q->t.shape[q->t.ndim - 2]);
-        double fan_out = (double)(receptive * q->t.shape[q->t.ndim - 1]);
-        double limit = sqrt(6.0 / (fan_in + fan_out)), std = 0.0;
-        if (how == MR_INIT_KAIMING) std = kaiming_std(q, fan_in, fan_out, &limit);
-        for (int64_t k = 0; k < q->t.numel; k++)
-            q->t.data[k] = std > 0.0 ? (float)std * mr_rng_normal(&rng)
-                                     : (float)limit * (2.0f * mr_rng_uniform(&rng) - 1.0f);
-    }
 }
 
 /* WARMUP_STEPS: the learning-rate factor at a 0-based global step, rising linearly from 1/1000
@@ -147,32 +108,86 @@ static void batch_names(const trainer *t, const mr_batch *b, char *buf, size_t s
                                  a->records[b->samples[i].record].path);
 }
 
-static void progress(const trainer *t, int epoch, int step, double elapsed, int steps_left,
-                     const mr_loss_values *v, double l2) {
+/* "47m", "1h05m", "35s": one labelled format for durations. */
+static void format_duration(char *buf, size_t size, double seconds) {
+    long s = seconds > 0 ? (long)(seconds + 0.5) : 0;
+    if (s >= 3600)
+        snprintf(buf, size, "%ldh%02ldm", s / 3600, s / 60 % 60);
+    else if (s >= 60)
+        snprintf(buf, size, "%ldm", (s + 30) / 60);
+    else
+        snprintf(buf, size, "%lds", s);
+}
+
+/* A running mean as the progress line shows it: "-" for none, ".21" under 1, "1.42", "12.3". */
+static const char *mean_text(char *buf, size_t size, double sum, long n) {
+    if (n == 0) return "-";
+    double v = sum / (double)n;
+    snprintf(buf, size, v < 10.0 ? "%.2f" : "%.1f", v);
+    if (buf[0] == '0' && buf[1] == '.') memmove(buf, buf + 1, strlen(buf));
+    return buf;
+}
+
+/* The epoch's running means for the progress line. The box and mask losses are exactly 0 on a
+ * step whose images gave no positive (they train nothing there): those steps are left out of
+ * their means, which show "-" until a step has positives, rather than a perfect 0. */
+typedef struct {
+    double total, value[MR_LOSS_COUNT];
+    long steps, counted[MR_LOSS_COUNT];
+} running_losses;
+
+static void running_add(running_losses *r, const mr_loss_values *v, double l2) {
+    r->total += (double)v->total + l2;
+    r->steps++;
+    for (int i = 0; i < MR_LOSS_COUNT; i++) {
+        bool zero_means_none = i == 1 || i == 3 || i == 4; /* rpn_bbox, mrcnn_bbox, mrcnn_mask */
+        if (zero_means_none && v->value[i] == 0.0f) continue;
+        r->value[i] += (double)v->value[i];
+        r->counted[i]++;
+    }
+}
+
+/* One line per update, within 80 columns: on a terminal it rewrites itself with a bar of the
+ * epoch; into a file, ten plain lines an epoch with the step count and the time per step. */
+static void progress(const trainer *t, int epoch, int step, double per_step, int steps_left,
+                     const running_losses *r) {
     const mr_config *c = &t->cfg;
     if (t->quiet) return;
-    double per_step = elapsed / (double)(step + 1);
-    long eta = (long)(per_step * (double)steps_left);
-    char losses[256];
-    snprintf(losses, sizeof losses,
-             "loss %.4f | rpn_class %.4f rpn_bbox %.4f class %.4f bbox %.4f mask %.4f",
-             (double)v->total + l2, (double)v->value[0], (double)v->value[1], (double)v->value[2],
-             (double)v->value[3], (double)v->value[4]);
+    char eta[32], m[6][16];
+    format_duration(eta, sizeof eta, per_step * (double)steps_left);
+    char losses[160];
+    snprintf(losses, sizeof losses, "loss %s rpn %s/%s head %s/%s mask %s",
+             mean_text(m[5], sizeof m[5], r->total, r->steps),
+             mean_text(m[0], sizeof m[0], r->value[0], r->counted[0]),
+             mean_text(m[1], sizeof m[1], r->value[1], r->counted[1]),
+             mean_text(m[2], sizeof m[2], r->value[2], r->counted[2]),
+             mean_text(m[3], sizeof m[3], r->value[3], r->counted[3]),
+             mean_text(m[4], sizeof m[4], r->value[4], r->counted[4]));
     if (t->tty) {
-        int width = 20, done = (step + 1) * width / c->steps_per_epoch;
-        char bar[32];
-        for (int i = 0; i < width; i++) bar[i] = i < done ? '#' : '.';
-        bar[width] = '\0';
-        fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %d/%d ETA %ld:%02ld:%02ld %s", epoch + 1,
-                c->epochs, bar, step + 1, c->steps_per_epoch, eta / 3600, eta / 60 % 60, eta % 60,
-                losses);
+        enum { WIDTH = 10 };
+        int done = (step + 1) * WIDTH / c->steps_per_epoch;
+        char bar[WIDTH + 1];
+        for (int i = 0; i < WIDTH; i++) bar[i] = i < done ? '#' : '.';
+        bar[WIDTH] = '\0';
+        fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %s ETA %s", epoch + 1, c->epochs, bar, losses,
+                eta);
         if (step + 1 == c->steps_per_epoch) fputc('\n', stderr);
     } else {
         int every = c->steps_per_epoch >= 10 ? c->steps_per_epoch / 10 : 1;
         if ((step + 1) % every == 0 || step + 1 == c->steps_per_epoch)
-            fprintf(stderr, "epoch %d/%d step %d/%d %.2fs/step ETA %lds %s\n", epoch + 1, c->epochs,
-                    step + 1, c->steps_per_epoch, per_step, eta, losses);
+            fprintf(stderr, "epoch %d/%d %d/%d %s %.1fs/step ETA %s\n", epoch + 1, c->epochs,
+                    step + 1, c->steps_per_epoch, losses, per_step, eta);
     }
+}
+
+/* ,"time":"2026-12-03T02:15:11Z": when a log record was written. */
+static void log_time(FILE *f) {
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    char buf[32];
+    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(f, ",\"time\":\"%s\"", buf);
 }
 
 /* ,"key":value with null for a value that is undefined (NaN, or an AP without ground truth):
@@ -191,8 +206,10 @@ static void log_step(trainer *t, int epoch, long global, const mr_loss_values *v
             (double)v->total + l2);
     for (int i = 0; i < MR_LOSS_COUNT; i++)
         fprintf(t->log, ",\"%s\":%.6g", mr_loss_names[i], (double)v->value[i]);
-    fprintf(t->log, ",\"l2\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"seconds\":%.4f}\n", l2,
-            (double)lr, r->grad_norm, seconds);
+    fprintf(t->log, ",\"l2\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"seconds\":%.4f", l2, (double)lr,
+            r->grad_norm, seconds);
+    log_time(t->log);
+    fputs("}\n", t->log);
     fflush(t->log);
 }
 
@@ -251,41 +268,56 @@ static mr_status validation_metrics(trainer *t, int epoch, mr_evaluation *e, boo
     return MR_OK;
 }
 
-/* Detections on the first few validation images, drawn for report.html. */
-static mr_status write_overlays(trainer *t) {
+/* The report's validation panels: a fixed set of validation images (the first three with
+ * lesions and the first normal one), ground truth beside this epoch's prediction. */
+#define N_PANELS 4
+
+static int64_t panel_images(const trainer *t, int64_t pick[N_PANELS]) {
+    const mr_annotations *a = mr_dataset_annotations(t->val);
+    int64_t n = 0, lesions = 0;
+    bool normal = false;
+    for (int64_t i = 0; i < mr_dataset_size(t->val) && n < N_PANELS; i++) {
+        bool has = a->records[i].n_instances > 0;
+        if ((has && lesions < N_PANELS - 1) || (!has && !normal)) {
+            pick[n++] = i;
+            lesions += has;
+            normal = normal || !has;
+        }
+    }
+    return n;
+}
+
+static mr_status write_overlays(trainer *t, int epoch) {
     const mr_config *c = &t->cfg;
     if (!t->val) return MR_OK;
-    int64_t n = mr_dataset_size(t->val) < 3 ? mr_dataset_size(t->val) : 3;
+    int64_t pick[N_PANELS];
+    const int64_t n = panel_images(t, pick);
     int64_t side = c->net.image_max_dim, ch = c->net.image_channels;
     mr_ctx_reset(&t->ctx);
     mr_tensor *images = mr_tensor_4d(&t->ctx, "images", n, side, side, ch);
     if (!images) return t->ctx.status;
-    mr_image_geometry geo[3];
+    mr_image_geometry geo[N_PANELS];
     for (int64_t i = 0; i < n; i++) {
         mr_sample s;
-        MR_TRY(mr_dataset_sample(t->val, i, 0, &s));
+        MR_TRY(mr_dataset_sample(t->val, pick[i], 0, &s));
         memcpy(images->data + i * side * side * ch, s.image,
                sizeof(float) * (size_t)(side * side * ch));
         geo[i] = s.mold.geo;
         mr_sample_free(&s);
     }
-    mr_detections det[3];
+    mr_detections det[N_PANELS];
     MR_TRY(mr_model_detect(&t->ctx, &t->model, images, geo, -1.0f, det));
     const char *names[MR_MAX_CLASSES];
     for (int k = 0; k < c->net.num_classes; k++) names[k] = c->class_names[k];
     mr_status st = MR_OK;
     for (int64_t i = 0; i < n; i++) {
-        mr_image rgb;
-        const char *path = mr_dataset_annotations(t->val)->records[i].path;
-        if (st == MR_OK) st = mr_image_load_limited(path, 3, c->max_image_pixels, &rgb);
-        if (st == MR_OK) {
-            mr_draw_detections(&rgb, det[i].n, det[i].boxes, det[i].class_ids, det[i].scores,
-                               det[i].masks, names, c->net.num_classes);
-            char out[1200];
-            snprintf(out, sizeof out, "%s/overlay_%lld.png", t->run_dir, (long long)i + 1);
-            st = mr_image_write_png(out, &rgb);
-            mr_image_free(&rgb);
-        }
+        char out[1200];
+        snprintf(out, sizeof out, "%s/overlay_%lld.png", t->run_dir, (long long)i + 1);
+        mr_panel_scores scores;
+        if (st == MR_OK)
+            st = mr_write_validation_panel(&mr_dataset_annotations(t->val)->records[pick[i]],
+                                           &det[i], epoch + 1, names, c->net.num_classes,
+                                           c->max_image_pixels, out, &scores);
         mr_detections_free(&det[i]);
     }
     return st;
@@ -523,7 +555,7 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
     /* A run that could not save its first checkpoint is not started. */
     MR_TRY(mr_checkpoint_probe(t->run_dir, checkpoint_bytes(t)));
     MR_TRY(mr_ctx_init(&t->ctx, (size_t)c->arena_mb << 20));
-    mr_init_weights(&t->model.params, c->weight_init, c->seed);
+    mr_init_weights(&t->model, c->weight_init, c->seed);
     if (resume_from[0]) {
         mr_checkpoint_state s;
         MR_TRY(mr_checkpoint_load(resume_from, &t->model.params, &s));
@@ -576,11 +608,60 @@ static mr_status save_after_failure(trainer *t, mr_status st, int epoch, int ste
                    epoch + 1, step, t->run_dir);
 }
 
+/* The data as report.html summarises it. */
+static mr_report_run report_run(const trainer *t) {
+    mr_report_run r;
+    memset(&r, 0, sizeof r);
+    mr_dataset *sides[2] = {t->train, t->val};
+    for (int k = 0; k < 2; k++) {
+        if (!sides[k]) continue;
+        const mr_annotations *a = mr_dataset_annotations(sides[k]);
+        int64_t n = mr_dataset_size(sides[k]);
+        *(k ? &r.n_val : &r.n_train) = n;
+        for (int64_t i = 0; i < n; i++) {
+            const mr_image_record *rec = &a->records[i];
+            r.normals += rec->n_instances == 0;
+            for (int64_t j = 0; j < rec->n_instances; j++) {
+                int id = rec->instances[j].class_id;
+                if (id >= 0 && id < MR_MAX_CLASSES) r.lesions[id]++;
+            }
+        }
+    }
+    return r;
+}
+
+/* The config in a few lines; the whole of it is the run's config.json. */
+static void print_config_summary(const trainer *t) {
+    const mr_config *c = &t->cfg;
+    const mr_net_config *n = &c->net;
+    char classes[512] = "";
+    for (int k = 1; k < n->num_classes && strlen(classes) < sizeof classes - 64; k++)
+        snprintf(classes + strlen(classes), sizeof classes - strlen(classes), "%s%s",
+                 k > 1 ? ", " : "", c->class_names[k]);
+    mr_info("config %s: ResNet-%d (%d filters), %d classes (%s), %dx%d px, %d channel%s, pixels "
+            "%s",
+            c->source, n->backbone_depth, n->backbone_filters, n->num_classes - 1, classes,
+            n->image_max_dim, n->image_max_dim, n->image_channels,
+            n->image_channels == 1 ? "" : "s",
+            n->image_normalization == MR_NORM_MEAN_STD ? "scaled by mean and std"
+                                                       : "mean-subtracted (Matterport)");
+    char stages[512] = "";
+    for (int i = 0; i < c->n_stages && strlen(stages) < sizeof stages - 64; i++)
+        snprintf(stages + strlen(stages), sizeof stages - strlen(stages), "%s\"%s\" to %d at %g",
+                 i ? ", " : "", c->stages[i].layers, c->stages[i].until_epoch,
+                 (double)c->stages[i].learning_rate);
+    mr_info("training: %d epochs of %d steps, batch %d, seed %llu; layers %s", c->epochs,
+            c->steps_per_epoch, c->batch_size, (unsigned long long)c->seed, stages);
+    mr_info("run folder %s (the whole resolved config: config.json; hash %016llx)", t->run_dir,
+            (unsigned long long)mr_config_hash(c));
+}
+
 mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
     trainer t;
     memset(&t, 0, sizeof t);
     memset(result, 0, sizeof *result);
     result->best_val_loss = INFINITY;
+    result->last_epoch_loss = result->best_val_mask_ap50 = NAN;
     t.quiet = opt->quiet;
     t.tty = isatty(STDERR_FILENO);
     t.saved_global = -1;
@@ -604,18 +685,11 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
                 t.written_with, mr_runtime_numerics());
     if (!t.quiet) {
         mr_runtime_banner();
-        mr_info("config %s (hash %016llx): %s, %d classes, %dx%d; %lld training and %lld "
-                "validation images; run folder %s",
-                c->source, (unsigned long long)mr_config_hash(c),
-                c->net.backbone_depth == 50 ? "ResNet-50" : "ResNet-101", c->net.num_classes,
-                c->net.image_max_dim, c->net.image_max_dim, (long long)mr_dataset_size(t.train),
-                t.val ? (long long)mr_dataset_size(t.val) : 0LL, t.run_dir);
-        char *json = mr_config_to_json(c);
-        if (json) fprintf(stderr, "resolved config:\n%s\n", json);
-        free(json);
+        print_config_summary(&t);
     }
     long steps_run = 0;
     double val_loss = NAN;
+    mr_report_run report = report_run(&t);
     if (epoch < c->epochs) st = mr_dataset_start(t.train, epoch, step, c->steps_per_epoch);
     for (; st == MR_OK && epoch < c->epochs; epoch++, step = 0) {
         const mr_stage *stage = mr_config_stage(c, epoch);
@@ -633,6 +707,8 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
         mr_sgd opt_sgd = {stage->learning_rate, c->learning_momentum, c->net.weight_decay,
                           c->gradient_clip_norm};
         double epoch_start = now_seconds();
+        const int first_step = step; /* > 0 in an epoch resumed in its middle */
+        running_losses running = {0};
         if (step == 0) { /* a resumed epoch keeps the sums its checkpoint carried */
             t.epoch_loss_sum = 0.0;
             t.epoch_loss_steps = 0;
@@ -699,7 +775,9 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
             result->steps_done = global;
             int left =
                 (c->epochs - epoch - 1) * c->steps_per_epoch + (c->steps_per_epoch - step - 1);
-            progress(&t, epoch, step, now_seconds() - epoch_start, left, &v, rep.l2_loss);
+            running_add(&running, &v, rep.l2_loss);
+            progress(&t, epoch, step, (now_seconds() - epoch_start) / (step + 1 - first_step), left,
+                     &running);
             bool stop =
                 (opt->stop && *opt->stop) || (opt->max_steps > 0 && steps_run >= opt->max_steps);
             if (stop && step + 1 < c->steps_per_epoch) {
@@ -743,7 +821,9 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
                                            : (double)NAN);
                 fprintf(t.log, ",\"val_images\":%lld", (long long)ev.n_images);
             }
-            fprintf(t.log, ",\"seconds\":%.2f}\n", now_seconds() - epoch_start);
+            fprintf(t.log, ",\"seconds\":%.2f", now_seconds() - epoch_start);
+            log_time(t.log);
+            fputs("}\n", t.log);
             fflush(t.log);
         }
         if (!t.quiet && scored)
@@ -757,13 +837,22 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
                     now_seconds() - epoch_start,
                     t.epoch_loss_steps ? t.epoch_loss_sum / t.epoch_loss_steps : (double)NAN,
                     val_loss);
+        if (scored && ev.mask.mean_ap50 != MR_AP_UNDEFINED && isfinite(ev.mask.mean_ap50) &&
+            !(ev.mask.mean_ap50 <= result->best_val_mask_ap50)) {
+            result->best_val_mask_ap50 = ev.mask.mean_ap50;
+            result->best_ap50_epoch = epoch + 1;
+        }
         if (scored) mr_evaluation_free(&ev);
+        result->last_epoch_loss =
+            t.epoch_loss_steps ? t.epoch_loss_sum / t.epoch_loss_steps : (double)NAN;
         result->epochs_done = epoch + 1;
         result->last_val_loss = val_loss;
         if (val_loss < result->best_val_loss) result->best_val_loss = val_loss;
         if ((st = save(&t, epoch + 1, 0, val_loss, "end of epoch")) != MR_OK) break;
-        if ((st = write_overlays(&t)) != MR_OK) break;
-        mr_report_write(t.run_dir, c);
+        if ((st = write_overlays(&t, epoch)) != MR_OK) break;
+        report.finished = epoch + 1 >= c->epochs;
+        if (mr_report_write(t.run_dir, c, &report) != MR_OK) /* the run goes on without it */
+            mr_warn("report.html not refreshed: %s", mr_last_error());
         bool stop =
             (opt->stop && *opt->stop) || (opt->max_steps > 0 && steps_run >= opt->max_steps);
         if (stop && epoch + 1 < c->epochs) {

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "init.h" /* mr_init_weights, which callers of the trainer use */
 
 typedef struct {
     const char *config_path;
@@ -34,14 +35,12 @@ typedef struct {
     int epochs_done;
     long steps_done;
     double last_train_loss, best_val_loss, last_val_loss;
-    bool already_complete; /* --resume of a run that has trained all its epochs: nothing ran */
-    int epochs_total;      /* the run's EPOCHS */
+    double last_epoch_loss;    /* the last epoch's mean training loss */
+    double best_val_mask_ap50; /* the best per-epoch validation mask AP50; NaN: never measured */
+    int best_ap50_epoch;       /* its epoch (1-based), 0: none */
+    bool already_complete;     /* --resume of a run that has trained all its epochs: nothing ran */
+    int epochs_total;          /* the run's EPOCHS */
 } mr_train_result;
-
-/* Initial values, seeded: kernels as WEIGHT_INIT says (glorot: Keras' glorot-uniform, as
- * Matterport; kaiming: torchvision's scheme), zero biases, batch norm gamma 1, beta 0, mean 0,
- * variance 1. */
-void mr_init_weights(mr_params *p, mr_weight_init how, uint64_t seed);
 
 /* Runs (or resumes) a training job. MR_ERR_INTERRUPTED when stopped by `stop` or max_steps,
  * after saving a checkpoint from which --resume continues. Any other failure once training has

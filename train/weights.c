@@ -52,15 +52,6 @@ static bool append_item(char *buf, size_t size, const char *s) {
     return true;
 }
 
-/* The three RPN layers live in Keras' nested model "rpn_model"; everything else is its own
- * top-level layer. */
-static const char *keras_group_of(const char *layer) {
-    static const char *rpn[] = {"rpn_conv_shared", "rpn_class_raw", "rpn_bbox_pred"};
-    for (size_t i = 0; i < sizeof rpn / sizeof rpn[0]; i++)
-        if (!strcmp(layer, rpn[i])) return "rpn_model";
-    return layer;
-}
-
 static bool known_weight(const char *w) {
     static const char *kinds[] = {"kernel", "bias",        "gamma",
                                   "beta",   "moving_mean", "moving_variance"};
@@ -225,7 +216,7 @@ static mr_status index_mrcnn_visit(const char *path, void *user) {
     mr_param_layer(t->param, t->layer, sizeof t->layer);
     const char *slash = strrchr(t->param, '/');
     put(t->weight, sizeof t->weight, "%s", slash ? slash + 1 : t->param);
-    put(t->group, sizeof t->group, "%s", keras_group_of(t->layer));
+    put(t->group, sizeof t->group, "%s", mr_net_keras_group(t->layer));
     return describe(v->f, t);
 }
 
@@ -714,7 +705,7 @@ static mr_status make_plan(mr_params *p, const mr_weights_index *ix,
         }
         bool requested =
             names_has(&excl, layer) || by_group ||
-            (names_has(&excl, "rpn_model") && !strcmp(keras_group_of(layer), "rpn_model"));
+            (names_has(&excl, "rpn_model") && !strcmp(mr_net_keras_group(layer), "rpn_model"));
         bool by_class = false;
         for (size_t c = 0; c < 3; c++)
             if (r->classes_excluded && !strcmp(layer, class_layers[c])) by_class = true;
@@ -1127,17 +1118,22 @@ mr_status mr_weights_save(const char *path, const mr_params *p, const char *conf
     return mr_h5_save_atomic(path, export_fill, &a);
 }
 
+/* What the Keras layout writes: the parameters in file order, each with its top-level layer. */
+typedef struct {
+    const mr_params *p;
+    int n;
+    const int *param;                       /* registry indices, in file order */
+    const char (*group)[MR_PARAM_NAME_MAX]; /* top-level Keras layer of each */
+} keras_plan;
+
 static mr_status keras_fill(mr_h5 *f, void *user) {
-    const mr_params *p = user;
-    /* Top-level layers in model order; the RPN layers share the nested "rpn_model" group. */
+    const keras_plan *kp = user;
+    const mr_params *p = kp->p;
+    /* Top-level layers in the plan's order; the RPN layers share the nested "rpn_model". */
     name_list groups = {0};
     mr_status st = MR_OK;
-    for (int i = 0; i < p->count && st == MR_OK; i++) {
-        char layer[MR_PARAM_NAME_MAX];
-        mr_param_layer(p->items[i].name, layer, sizeof layer);
-        if (!names_has(&groups, keras_group_of(layer)))
-            st = names_add(&groups, keras_group_of(layer));
-    }
+    for (int i = 0; i < kp->n && st == MR_OK; i++)
+        if (!names_has(&groups, kp->group[i])) st = names_add(&groups, kp->group[i]);
     if (st == MR_OK)
         st = mr_h5_set_attr_strings(f, "/", "layer_names", (const char *const *)groups.items,
                                     groups.count);
@@ -1145,16 +1141,14 @@ static mr_status keras_fill(mr_h5 *f, void *user) {
      * keras_version would make it convert the kernels as Keras 1 files. */
     if (st == MR_OK) st = mr_h5_set_attr_bytes(f, "/", "backend", "tensorflow");
     if (st == MR_OK) st = mr_h5_set_attr_bytes(f, "/", "keras_version", "2.2.4");
-    const char **wn = malloc(sizeof *wn * (size_t)(p->count + 1));
-    char(*names)[MR_PARAM_NAME_MAX + 4] = malloc(sizeof *names * (size_t)(p->count + 1));
+    const char **wn = malloc(sizeof *wn * (size_t)(kp->n + 1));
+    char(*names)[MR_PARAM_NAME_MAX + 4] = malloc(sizeof *names * (size_t)(kp->n + 1));
     if (st == MR_OK && (!wn || !names)) st = mr_fail(MR_ERR_NOMEM, "no memory for the export");
     for (int g = 0; g < groups.count && st == MR_OK; g++) {
         int n = 0;
-        for (int i = 0; i < p->count && st == MR_OK; i++) {
-            const mr_param *q = &p->items[i];
-            char layer[MR_PARAM_NAME_MAX];
-            mr_param_layer(q->name, layer, sizeof layer);
-            if (strcmp(keras_group_of(layer), groups.items[g]) != 0) continue;
+        for (int i = 0; i < kp->n && st == MR_OK; i++) {
+            if (strcmp(kp->group[i], groups.items[g]) != 0) continue;
+            const mr_param *q = &p->items[kp->param[i]];
             put(names[n], sizeof names[n], "%s:0", q->name);
             wn[n] = names[n];
             char ds[2 * MR_PARAM_NAME_MAX + 16];
@@ -1173,7 +1167,57 @@ static mr_status keras_fill(mr_h5 *f, void *user) {
     return st;
 }
 
+static mr_status save_plan(const char *path, const mr_params *p, int *param,
+                           char (*group)[MR_PARAM_NAME_MAX], int n) {
+    keras_plan kp = {p, n, param, (const char(*)[MR_PARAM_NAME_MAX])group};
+    return mr_h5_save_atomic(path, keras_fill, &kp);
+}
+
+mr_status mr_weights_save_keras_model(const char *path, const mr_model *m) {
+    const mr_params *p = &m->params;
+    MR_REQUIRE(p->finalized, "mr_weights_save_keras_model before mr_params_finalize");
+    int *order = malloc(sizeof *order * (size_t)(m->n_layers + 1));
+    int *param = malloc(sizeof *param * (size_t)(p->count + 1));
+    char(*group)[MR_PARAM_NAME_MAX] = malloc(sizeof *group * (size_t)(p->count + 1));
+    mr_status st = MR_OK;
+    if (!order || !param || !group) {
+        st = mr_fail(MR_ERR_NOMEM, "no memory for the export");
+    } else {
+        /* Keras' topological order, so that load_weights pairs layers right by name or not. */
+        mr_network_keras_order(m, order);
+        int n = 0;
+        for (int i = 0; i < m->n_layers; i++) {
+            const mr_layer *l = &m->layers[order[i]];
+            for (int k = 0; k < l->n_params; k++, n++) {
+                param[n] = l->param[k];
+                put(group[n], sizeof group[n], "%s", mr_layer_keras_group(l));
+            }
+        }
+        st = save_plan(path, p, param, group, n);
+    }
+    free(order);
+    free(param);
+    free(group);
+    return st;
+}
+
 mr_status mr_weights_save_keras(const char *path, const mr_params *p) {
     MR_REQUIRE(p->finalized, "mr_weights_save_keras before mr_params_finalize");
-    return mr_h5_save_atomic(path, keras_fill, (void *)p);
+    int *param = malloc(sizeof *param * (size_t)(p->count + 1));
+    char(*group)[MR_PARAM_NAME_MAX] = malloc(sizeof *group * (size_t)(p->count + 1));
+    mr_status st = MR_OK;
+    if (!param || !group) {
+        st = mr_fail(MR_ERR_NOMEM, "no memory for the export");
+    } else {
+        for (int i = 0; i < p->count; i++) {
+            char layer[MR_PARAM_NAME_MAX];
+            mr_param_layer(p->items[i].name, layer, sizeof layer);
+            param[i] = i;
+            put(group[i], sizeof group[i], "%s", mr_net_keras_group(layer));
+        }
+        st = save_plan(path, p, param, group, p->count);
+    }
+    free(param);
+    free(group);
+    return st;
 }

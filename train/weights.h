@@ -10,6 +10,7 @@
 
 #include "../core/h5.h"
 #include "../core/params.h"
+#include "../layers/model.h" /* the network table: Keras groups and order */
 
 #define MR_WEIGHTS_EXPORT_FORMAT  "mrcnn-weights"
 #define MR_WEIGHTS_EXPORT_VERSION 1
@@ -169,9 +170,13 @@ void mr_load_report_free(mr_load_report *r);
 /* mrcnn layout: root attributes format/version/config, one dataset per parameter at
  * /params/<name>, float32 or (half) float16. Written atomically. config_json may be NULL. */
 mr_status mr_weights_save(const char *path, const mr_params *p, const char *config_json, bool half);
-/* Keras layout, loadable by Matterport's model.load_weights (by name or in order): layer_names,
- * weight_names, /<layer>/<layer>/<weight>:0 datasets, the RPN under the nested "rpn_model".
- * Written atomically. */
+/* Keras layout, loadable by Matterport's model.load_weights (by name or in order): layer_names
+ * in Keras' topological order (model.layers of Matterport's training graph, weightless layers
+ * left out), weight_names, /<layer>/<layer>/<weight>:0 datasets, the RPN under the nested
+ * "rpn_model"; all from the network table. Written atomically. */
+mr_status mr_weights_save_keras_model(const char *path, const mr_model *m);
+/* The same layout for a bare registry (no network table): layers in registry order, the RPN
+ * nested by name (mr_net_keras_group). For tests and tools that hold no model. */
 mr_status mr_weights_save_keras(const char *path, const mr_params *p);
 
 #endif

@@ -1,0 +1,45 @@
+/* `mrcnn bench`'s measurements: the sgemm ceiling of this machine; forward and backward time and
+ * achieved GFLOPS for the convolution shapes of ResNet-50 + FPN at 512x512; whole-model training
+ * steps, inference and peak memory for mrcnn and torchvision side by side; the entry appended to
+ * BENCHMARKS.md. Medians of several runs, since the machines are shared and noisy. Timing is
+ * measured here, never asserted in a test. */
+#ifndef MR_BENCH_H
+#define MR_BENCH_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "../core/status.h"
+
+typedef struct {
+    double train_s, infer_s, rss_mb; /* median step times and peak resident memory */
+    int ok;                          /* 0: the measurement failed or was not made */
+} mr_bench_times;
+
+/* GFLOPS of a 2048^3 sgemm, median of `repeats` runs. */
+double mr_bench_sgemm_ceiling(int repeats);
+/* Prints the conv table to `out`; returns the FLOP-weighted efficiency against `ceiling`, or NAN
+ * when memory ran out. */
+double mr_bench_conv_table(int repeats, double ceiling, FILE *out);
+/* One whole model (ResNet-`depth` + FPN at side x side, 3 classes, stages 3+ trainable), in
+ * this process: median train step and inference over `repeats` runs after a warm-up, and this
+ * process's peak RSS (so run it in a fresh process for a peak of its own). */
+void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res);
+/* The same measured by tools/bench_torchvision.py (python3-torch), when it can run. */
+mr_bench_times mr_bench_torchvision(int side, int repeats);
+
+typedef struct {
+    int repeats; /* runs per measurement, 1..15 */
+    bool quick;  /* 512x512 ResNet-50 only */
+    /* Measures one model in a fresh process (fork() alone is not safe once OpenMP threads
+     * exist), so its peak RSS is its own. */
+    mr_bench_times (*isolated)(void *user, int depth, int side, int repeats);
+    void *user;
+    const char *markdown; /* file the results are appended to (BENCHMARKS.md); NULL: none */
+} mr_bench_options;
+
+/* The whole benchmark, printed to `out`; the ratio line last. Fails when a model measurement
+ * does. */
+mr_status mr_bench_run(const mr_bench_options *o, FILE *out);
+
+#endif
