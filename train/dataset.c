@@ -12,6 +12,7 @@
 
 #include "../core/log.h"
 #include "../core/rng.h"
+#include "../core/text.h"
 #include "../data/image.h"
 #include "../data/raster.h"
 #include "../layers/resample.h"
@@ -610,7 +611,7 @@ static void *producer(void *arg) {
         if (st != MR_OK) {
             d->failed = true;
             d->err = st;
-            d->err_msg = strdup(mr_last_error());
+            d->err_msg = mr_strdup(mr_last_error());
             pthread_cond_broadcast(&d->cv);
             pthread_mutex_unlock(&d->mu);
             break;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../core/file.h"
 #include "../core/text.h"
 #include "../losses/losses.h"
 
@@ -235,19 +236,17 @@ static void inline_panels(mr_text *o, const char *run_dir) {
     for (int k = 1; k <= 16; k++) {
         char path[1300];
         snprintf(path, sizeof path, "%s/overlay_%d.png", run_dir, k);
-        FILE *f = fopen(path, "rb");
-        if (!f) break;
-        unsigned char *data = NULL;
-        long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-        if (n > 0 && n < (64L << 20) && fseek(f, 0, SEEK_SET) == 0 && (data = malloc((size_t)n)) &&
-            fread(data, 1, (size_t)n, f) == (size_t)n) {
+        char *data = NULL;
+        size_t n = 0;
+        mr_status st = mr_read_file(path, "validation panel", (size_t)64 << 20, &data, &n);
+        if (st == MR_ERR_IO) break; /* no panel k: the panels end */
+        if (st == MR_OK && n > 0) {
             if (k == 1) mr_text_printf(o, "<h2>Validation images</h2><div class='panels'>\n");
             mr_text_printf(o, "<img alt='validation panel %d' src='data:image/png;base64,", k);
-            base64(o, data, (size_t)n);
+            base64(o, (const unsigned char *)data, n);
             mr_text_printf(o, "'>\n");
         }
         free(data);
-        fclose(f);
     }
     mr_text_printf(o, "</div>\n");
 }
