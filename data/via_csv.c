@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/util.h"
 #include "via_internal.h"
 
 typedef struct {
@@ -16,30 +17,21 @@ typedef struct {
     char *buf;         /* the current row's fields, unescaped, NUL-separated */
     size_t cap, used;
     size_t *offs; /* field k starts at buf + offs[k] */
-    int nf, capf;
+    int nf;
+    size_t capf;
     int64_t row_line;
 } csv_reader;
 
 static mr_status put_char(csv_reader *r, char c) {
-    if (r->used + 1 >= r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 4096;
-        char *grown = realloc(r->buf, cap);
-        if (!grown) return mr_fail(MR_ERR_NOMEM, "out of memory reading a CSV row");
-        r->buf = grown;
-        r->cap = cap;
-    }
+    if (!mr_grow(&r->buf, &r->cap, r->used + 2, 1, 4096))
+        return mr_fail(MR_ERR_NOMEM, "out of memory reading a CSV row");
     r->buf[r->used++] = c;
     return MR_OK;
 }
 
 static mr_status start_field(csv_reader *r) {
-    if (r->nf == r->capf) {
-        int cap = r->capf ? r->capf * 2 : 16;
-        size_t *grown = realloc(r->offs, sizeof *grown * (size_t)cap);
-        if (!grown) return mr_fail(MR_ERR_NOMEM, "out of memory reading a CSV row");
-        r->offs = grown;
-        r->capf = cap;
-    }
+    if (!mr_grow(&r->offs, &r->capf, (size_t)r->nf + 1, sizeof *r->offs, 16))
+        return mr_fail(MR_ERR_NOMEM, "out of memory reading a CSV row");
     r->offs[r->nf++] = r->used;
     return MR_OK;
 }
