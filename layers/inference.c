@@ -7,18 +7,9 @@
 #include <string.h>
 
 #include "../core/ops.h"
+#include "../core/util.h"
 #include "boxes.h"
 #include "proposals.h"
-
-static void softmax_rows(float *out, const float *logits, int64_t n, int64_t c) {
-    for (int64_t i = 0; i < n; i++) {
-        const float *z = logits + i * c;
-        float zmax = z[0], sum = 0.0f;
-        for (int64_t k = 1; k < c; k++) zmax = z[k] > zmax ? z[k] : zmax;
-        for (int64_t k = 0; k < c; k++) sum += (out[i * c + k] = expf(z[k] - zmax));
-        for (int64_t k = 0; k < c; k++) out[i * c + k] /= sum;
-    }
-}
 
 static mr_status detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
                         const mr_image_geometry *geo, float min_confidence, mr_detections *out) {
@@ -35,7 +26,7 @@ static mr_status detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
     if (!probs || !rois || !roi_image) return ctx->status;
     mr_proposal_config pc = mr_model_proposal_config(m, false);
     for (int64_t b = 0; b < batch; b++) {
-        softmax_rows(probs, rpn_logits->data + b * anchors * 2, anchors, 2);
+        mr_softmax_rows(probs, rpn_logits->data + b * anchors * 2, anchors, 2);
         int64_t got = 0;
         MR_TRY(mr_proposals(rois + b * n_props * 4, &got, probs, rpn_deltas->data + b * anchors * 4,
                             m->anchors, anchors, &pc));
@@ -48,7 +39,7 @@ static mr_status detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
     float *dets = mr_alloc(ctx, sizeof(float) * (size_t)(batch * max_det * 6), "detect");
     int64_t *n_dets = mr_alloc(ctx, sizeof(int64_t) * (size_t)batch, "detect");
     if (!class_probs || !dets || !n_dets) return ctx->status;
-    softmax_rows(class_probs, class_logits->data, total, nc);
+    mr_softmax_rows(class_probs, class_logits->data, total, nc);
     mr_detection_config dc = mr_detection_config_matterport(nc);
     dc.min_confidence = min_confidence >= 0.0f ? min_confidence : cfg->detection_min_confidence;
     dc.nms_threshold = cfg->detection_nms_threshold;

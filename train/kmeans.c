@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/text.h"
 #include "../core/file.h"
 #include "../core/rng.h"
 #include "config.h"
@@ -365,25 +366,17 @@ static bool skip_value(scan *c) {
     return c->i > start;
 }
 
-static size_t line_col(const char *s, size_t at, size_t *col) {
-    size_t line = 1, cc = 1;
-    for (size_t i = 0; i < at && s[i]; i++, cc++)
-        if (s[i] == '\n') line++, cc = 0;
-    *col = cc;
-    return line;
-}
-
 mr_status mr_json_set_member(const char *text, const char *origin, const char *key,
                              const char *value, char **out) {
     *out = NULL;
     scan c = {text, 0, strlen(text)};
     if (c.n >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3)) c.i = 3; /* UTF-8 byte order mark */
     skip_ws(&c);
-    size_t col, line;
+    int64_t col, line;
     if (c.i >= c.n || text[c.i] != '{') {
-        line = line_col(text, c.i, &col);
-        return mr_fail(MR_ERR_FORMAT, "%s:%zu:%zu: expected a JSON object ('{') of config keys",
-                       origin, line, col);
+        mr_text_pos(text, c.n, c.i, &line, &col);
+        return mr_fail(MR_ERR_FORMAT, "%s:%lld:%lld: expected a JSON object ('{') of config keys",
+                       origin, (long long)line, (long long)col);
     }
     size_t open = c.i++;
     size_t first_key = 0, last_end = 0, close = 0, val_lo = 0, val_hi = 0;
@@ -410,9 +403,9 @@ mr_status mr_json_set_member(const char *text, const char *origin, const char *k
         size_t ve = c.i;
         if (ke - ks - 2 == klen && !memcmp(text + ks + 1, key, klen)) {
             if (found) {
-                line = line_col(text, ks, &col);
-                return mr_fail(MR_ERR_FORMAT, "%s:%zu:%zu: %s appears twice; keep one", origin,
-                               line, col, key);
+                mr_text_pos(text, c.n, ks, &line, &col);
+                return mr_fail(MR_ERR_FORMAT, "%s:%lld:%lld: %s appears twice; keep one", origin,
+                               (long long)line, (long long)col, key);
             }
             found = true, val_lo = vs, val_hi = ve;
         }
@@ -470,11 +463,11 @@ mr_status mr_json_set_member(const char *text, const char *origin, const char *k
     *out = o;
     return MR_OK;
 bad:
-    line = line_col(text, c.i, &col);
+    mr_text_pos(text, c.n, c.i, &line, &col);
     return mr_fail(MR_ERR_FORMAT,
-                   "%s:%zu:%zu: cannot follow the JSON here (expected \"KEY\": value, ',' or "
+                   "%s:%lld:%lld: cannot follow the JSON here (expected \"KEY\": value, ',' or "
                    "'}'); fix the file or edit the anchors by hand",
-                   origin, line, col);
+                   origin, (long long)line, (long long)col);
 }
 
 void mr_format_float_list(char *buf, size_t size, const float *v, int n) {

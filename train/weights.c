@@ -12,6 +12,7 @@
 
 #include "../core/log.h"
 #include "../core/runtime.h"
+#include "../core/text.h"
 #include "checkpoint.h"
 
 const char *mr_weights_format_name(mr_weights_format f) {
@@ -24,23 +25,6 @@ const char *mr_weights_format_name(mr_weights_format f) {
         return "mrcnn checkpoint";
     }
     return "unknown";
-}
-
-/* snprintf that truncates quietly: names longer than their fields are not real Keras names, and
- * any cut path simply fails to resolve, with a message. */
-static void put(char *dst, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void put(char *dst, size_t size, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(dst, size, fmt, ap);
-    va_end(ap);
-}
-
-static char *dup_str(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
 }
 
 /* Appends `s` to a bounded text, ", "-separated; false once it no longer fits. */
@@ -71,7 +55,7 @@ static void format_shape(char *buf, size_t size, int ndim, const int64_t *shape)
     size_t n = (size_t)snprintf(buf, size, "(");
     for (int i = 0; i < ndim && n < size; i++)
         n += (size_t)snprintf(buf + n, size - n, i ? ",%lld" : "%lld", (long long)shape[i]);
-    if (n < size) put(buf + n, size - n, ")");
+    if (n < size) mr_format(buf + n, size - n, ")");
 }
 
 /* ---- index -------------------------------------------------------------------------------- */
@@ -104,22 +88,22 @@ static mr_status describe(mr_h5 *f, mr_weights_tensor *t) {
 static void split_variable(const char *var, char *inner, size_t inner_size, char *weight,
                            size_t weight_size) {
     char buf[512];
-    put(buf, sizeof buf, "%s", var);
+    mr_format(buf, sizeof buf, "%s", var);
     char *colon = strrchr(buf, ':');
     if (colon && !strchr(colon, '/')) *colon = '\0';
     char *slash = strrchr(buf, '/');
-    put(weight, weight_size, "%s", slash ? slash + 1 : buf);
+    mr_format(weight, weight_size, "%s", slash ? slash + 1 : buf);
     if (!known_weight(weight)) {
         char stripped[64];
-        put(stripped, sizeof stripped, "%s", weight);
+        mr_format(stripped, sizeof stripped, "%s", weight);
         strip_number_suffix(stripped);
-        if (known_weight(stripped)) put(weight, weight_size, "%s", stripped);
+        if (known_weight(stripped)) mr_format(weight, weight_size, "%s", stripped);
     }
     inner[0] = '\0';
     if (slash) {
         *slash = '\0';
         char *prev = strrchr(buf, '/');
-        put(inner, inner_size, "%s", prev ? prev + 1 : buf);
+        mr_format(inner, inner_size, "%s", prev ? prev + 1 : buf);
         strip_number_suffix(inner);
     }
 }
@@ -143,7 +127,7 @@ static mr_status index_keras_layer(mr_h5 *f, mr_weights_index *ix, const char *g
         char inner[MR_PARAM_NAME_MAX], weight[32];
         split_variable(wn[i], inner, sizeof inner, weight, sizeof weight);
         if (i == 0)
-            put(first_inner, sizeof first_inner, "%s", inner);
+            mr_format(first_inner, sizeof first_inner, "%s", inner);
         else if (strcmp(inner, first_inner) != 0)
             nested = true;
     }
@@ -156,10 +140,10 @@ static mr_status index_keras_layer(mr_h5 *f, mr_weights_index *ix, const char *g
         }
         char inner[MR_PARAM_NAME_MAX];
         split_variable(wn[i], inner, sizeof inner, t->weight, sizeof t->weight);
-        put(t->group, sizeof t->group, "%s", layer_name);
-        put(t->layer, sizeof t->layer, "%s", nested && inner[0] ? inner : layer_name);
-        put(t->param, sizeof t->param, "%s/%s", t->layer, t->weight);
-        put(t->dataset, sizeof t->dataset, "%s/%s", group_path, wn[i]);
+        mr_format(t->group, sizeof t->group, "%s", layer_name);
+        mr_format(t->layer, sizeof t->layer, "%s", nested && inner[0] ? inner : layer_name);
+        mr_format(t->param, sizeof t->param, "%s/%s", t->layer, t->weight);
+        mr_format(t->dataset, sizeof t->dataset, "%s/%s", group_path, wn[i]);
         if (!mr_h5_exists(f, t->dataset)) {
             st = mr_fail(MR_ERR_FORMAT,
                          "%s: Keras layer '%s' lists weight '%s' but there is no dataset %s "
@@ -181,7 +165,7 @@ static mr_status index_keras(mr_h5 *f, mr_weights_index *ix) {
     mr_status st = MR_OK;
     for (int i = 0; i < n && st == MR_OK; i++) {
         char group[600];
-        put(group, sizeof group, "%s/%s", strcmp(ix->root, "/") ? ix->root : "", names[i]);
+        mr_format(group, sizeof group, "%s/%s", strcmp(ix->root, "/") ? ix->root : "", names[i]);
         if (!mr_h5_exists(f, group)) {
             st = mr_fail(MR_ERR_FORMAT,
                          "%s: layer_names lists '%s' but the file has no group %s (damaged "
@@ -211,12 +195,12 @@ static mr_status index_mrcnn_visit(const char *path, void *user) {
     visit_ctx *v = user;
     mr_weights_tensor *t = index_push(v->ix);
     if (!t) return mr_fail(MR_ERR_NOMEM, "no memory for the weights index");
-    put(t->dataset, sizeof t->dataset, "%s", path);
-    put(t->param, sizeof t->param, "%s", path + strlen("/params/"));
+    mr_format(t->dataset, sizeof t->dataset, "%s", path);
+    mr_format(t->param, sizeof t->param, "%s", path + strlen("/params/"));
     mr_param_layer(t->param, t->layer, sizeof t->layer);
     const char *slash = strrchr(t->param, '/');
-    put(t->weight, sizeof t->weight, "%s", slash ? slash + 1 : t->param);
-    put(t->group, sizeof t->group, "%s", mr_net_keras_group(t->layer));
+    mr_format(t->weight, sizeof t->weight, "%s", slash ? slash + 1 : t->param);
+    mr_format(t->group, sizeof t->group, "%s", mr_net_keras_group(t->layer));
     return describe(v->f, t);
 }
 
@@ -244,7 +228,7 @@ static mr_status index_build(mr_h5 *f, mr_weights_index *ix) {
                            "mrcnn",
                            ix->path, mr_weights_format_name(ix->format), (long long)version,
                            (long long)supported);
-        put(ix->root, sizeof ix->root, "/params");
+        mr_format(ix->root, sizeof ix->root, "/params");
         if (mr_h5_has_attr(f, "/", "config"))
             (void)mr_h5_get_attr_str(f, "/", "config", &ix->config_json);
         if (!mr_h5_exists(f, "/params"))
@@ -256,7 +240,7 @@ static mr_status index_build(mr_h5 *f, mr_weights_index *ix) {
     }
     ix->format = MR_WEIGHTS_KERAS;
     if (mr_h5_has_attr(f, "/", "layer_names") || mr_h5_has_attr(f, "/", "layer_names0")) {
-        put(ix->root, sizeof ix->root, "/");
+        mr_format(ix->root, sizeof ix->root, "/");
     } else if (mr_h5_exists(f, "/model_weights") &&
                (mr_h5_has_attr(f, "/model_weights", "layer_names") ||
                 mr_h5_has_attr(f, "/model_weights", "layer_names0"))) {
@@ -274,7 +258,7 @@ static mr_status index_build(mr_h5 *f, mr_weights_index *ix) {
 
 static mr_status index_open(const char *path, mr_h5 *f, mr_weights_index *ix) {
     memset(ix, 0, sizeof *ix);
-    ix->path = dup_str(path);
+    ix->path = mr_strdup(path);
     if (!ix->path) return mr_fail(MR_ERR_NOMEM, "no memory");
     MR_TRY(mr_h5_check_regular(path, "weights file", NULL));
     MR_TRY(mr_h5_open(path, false, f));
@@ -317,9 +301,9 @@ static mr_status report_add(mr_load_report *r, const char *layer, mr_load_kind k
         r->capacity = cap;
     }
     mr_load_entry *e = &r->entries[r->count++];
-    put(e->layer, sizeof e->layer, "%s", layer);
+    mr_format(e->layer, sizeof e->layer, "%s", layer);
     e->kind = kind;
-    put(e->detail, sizeof e->detail, "%s", detail ? detail : "");
+    mr_format(e->detail, sizeof e->detail, "%s", detail ? detail : "");
     r->n[kind]++;
     return MR_OK;
 }
@@ -335,7 +319,7 @@ static mr_status report_note(mr_load_report *r, const char *fmt, ...) {
     char **grown = realloc(r->notes, sizeof *grown * (size_t)(r->n_notes + 1));
     if (!grown) return mr_fail(MR_ERR_NOMEM, "no memory for the load report");
     r->notes = grown;
-    if (!(r->notes[r->n_notes] = dup_str(buf))) return mr_fail(MR_ERR_NOMEM, "no memory");
+    if (!(r->notes[r->n_notes] = mr_strdup(buf))) return mr_fail(MR_ERR_NOMEM, "no memory");
     r->n_notes++;
     return MR_OK;
 }
@@ -463,13 +447,14 @@ static void signature_of_params(const mr_params *p, mr_net_signature *g) {
 static void signature_name(const mr_net_signature *g, char *buf, size_t size) {
     char net[64] = "";
     if (g->depth)
-        put(net, sizeof net, "ResNet-%d", g->depth);
+        mr_format(net, sizeof net, "ResNet-%d", g->depth);
     else if (g->res4_blocks)
-        put(net, sizeof net, "a ResNet with %d res4 blocks", g->res4_blocks);
+        mr_format(net, sizeof net, "a ResNet with %d res4 blocks", g->res4_blocks);
     if (g->filters)
-        put(buf, size, "%s with %lld filters", net[0] ? net : "a network", (long long)g->filters);
+        mr_format(buf, size, "%s with %lld filters", net[0] ? net : "a network",
+                  (long long)g->filters);
     else
-        put(buf, size, "%s", net);
+        mr_format(buf, size, "%s", net);
 }
 
 /* Settings both sides show and disagree on: they alone make layers misfit. */
@@ -499,19 +484,20 @@ bool mr_net_signature_diff(const mr_net_signature *file, const mr_net_signature 
     for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
         if (!other[i].f || !other[i].m || other[i].f == other[i].m) continue;
         char item[96];
-        put(item, sizeof item, "%s %lld vs %lld", other[i].key, (long long)other[i].f,
-            (long long)other[i].m);
+        mr_format(item, sizeof item, "%s %lld vs %lld", other[i].key, (long long)other[i].f,
+                  (long long)other[i].m);
         append_item(also, sizeof also, item);
     }
     bool names_differ = a[0] && b[0] && strcmp(a, b) != 0;
     if (names_differ)
-        put(buf, size, "the weights are %s, the config is %s%s%s%s", a, b,
-            also[0] ? " (weights vs config also: " : "", also, also[0] ? ")" : "");
+        mr_format(buf, size, "the weights are %s, the config is %s%s%s%s", a, b,
+                  also[0] ? " (weights vs config also: " : "", also, also[0] ? ")" : "");
     else if (also[0] && a[0])
-        put(buf, size, "the weights and the config are both %s but differ (weights vs config): %s",
-            a, also);
+        mr_format(buf, size,
+                  "the weights and the config are both %s but differ (weights vs config): %s", a,
+                  also);
     else if (also[0])
-        put(buf, size, "the weights and the config differ (weights vs config): %s", also);
+        mr_format(buf, size, "the weights and the config differ (weights vs config): %s", also);
     return buf[0] != '\0';
 }
 
@@ -559,7 +545,7 @@ static mr_status names_add(name_list *l, const char *s) {
     char **grown = realloc(l->items, sizeof *grown * (size_t)(l->count + 1));
     if (!grown) return mr_fail(MR_ERR_NOMEM, "no memory");
     l->items = grown;
-    if (!(l->items[l->count] = dup_str(s))) return mr_fail(MR_ERR_NOMEM, "no memory");
+    if (!(l->items[l->count] = mr_strdup(s))) return mr_fail(MR_ERR_NOMEM, "no memory");
     l->count++;
     return MR_OK;
 }
@@ -603,8 +589,8 @@ static mr_status plan_layer(mr_params *p, const char *layer, const mr_weights_in
             const mr_weights_tensor *w = &ix->items[src[k]];
             if (strcmp(w->weight, weight) != 0) continue;
             if (found) {
-                put(item, sizeof item, "the file has two '%s' tensors (%s, %s)", weight,
-                    found->dataset, w->dataset);
+                mr_format(item, sizeof item, "the file has two '%s' tensors (%s, %s)", weight,
+                          found->dataset, w->dataset);
                 append_item(why, why_size, item);
             }
             found = w;
@@ -614,7 +600,7 @@ static mr_status plan_layer(mr_params *p, const char *layer, const mr_weights_in
                 MR_TRY(plan_push(pl, q, NULL, ACT_ZERO));
                 MR_TRY(names_add(zero_bias, layer));
             } else {
-                put(item, sizeof item, "no %s in the file", weight);
+                mr_format(item, sizeof item, "no %s in the file", weight);
                 append_item(why, why_size, item);
             }
             continue;
@@ -627,17 +613,18 @@ static mr_status plan_layer(mr_params *p, const char *layer, const mr_weights_in
         } else {
             format_shape(shape_f, sizeof shape_f, found->ndim, found->shape);
             format_shape(shape_m, sizeof shape_m, q->t.ndim, q->t.shape);
-            put(item, sizeof item, "%s %s in the file, %s in the model", weight, shape_f, shape_m);
+            mr_format(item, sizeof item, "%s %s in the file, %s in the model", weight, shape_f,
+                      shape_m);
             append_item(why, why_size, item);
         }
     }
     for (int k = 0; k < n_src; k++) {
         const mr_weights_tensor *w = &ix->items[src[k]];
         char name[MR_PARAM_NAME_MAX * 2];
-        put(name, sizeof name, "%s/%s", layer, w->weight);
+        mr_format(name, sizeof name, "%s/%s", layer, w->weight);
         if (!mr_params_find(p, name)) {
-            put(item, sizeof item, "the file has '%s' (%s), the model has no such tensor",
-                w->weight, w->dataset);
+            mr_format(item, sizeof item, "the file has '%s' (%s), the model has no such tensor",
+                      w->weight, w->dataset);
             append_item(why, why_size, item);
         }
     }
@@ -676,7 +663,7 @@ static mr_status make_plan(mr_params *p, const mr_weights_index *ix,
     /* Exclude names, comma lists split. */
     for (int i = 0; opt && i < opt->n_exclude && st == MR_OK; i++) {
         /* A copy of any length: a fixed buffer would drop the tail of a long list silently. */
-        char *buf = dup_str(opt->exclude[i]);
+        char *buf = mr_strdup(opt->exclude[i]);
         if (!buf) st = mr_fail(MR_ERR_NOMEM, "no memory for the exclude list");
         for (char *save = NULL, *tok = buf ? strtok_r(buf, ", ", &save) : NULL; tok && st == MR_OK;
              tok = strtok_r(NULL, ", ", &save))
@@ -714,9 +701,9 @@ static mr_status make_plan(mr_params *p, const mr_weights_index *ix,
             st = report_add(r, layer, MR_LOAD_EXCLUDED,
                             n_src ? "on request" : "on request (not in the file anyway)");
         } else if (by_class) {
-            put(why, sizeof why,
-                "NUM_CLASSES is %d, the file has %d classes: starts from its initial values",
-                r->model_classes, r->file_classes);
+            mr_format(why, sizeof why,
+                      "NUM_CLASSES is %d, the file has %d classes: starts from its initial values",
+                      r->model_classes, r->file_classes);
             st = report_add(r, layer, MR_LOAD_EXCLUDED, why);
         } else if (n_src == 0) {
             st = report_add(r, layer, MR_LOAD_MISSING, NULL);
@@ -783,7 +770,7 @@ static mr_status make_plan(mr_params *p, const mr_weights_index *ix,
 /* The first misfit of a layer's detail ("kernel (7,7,1,8) in the file, (7,7,3,64) in the
  * model, bias ..." -> up to "in the model"). */
 static void first_misfit(const char *detail, char *buf, size_t size) {
-    put(buf, size, "%s", detail);
+    mr_format(buf, size, "%s", detail);
     char *end = strstr(buf, " in the model");
     if (end) end[strlen(" in the model")] = '\0';
 }
@@ -815,10 +802,10 @@ static mr_status misshaped_error(mr_load_report *r, const mr_weights_load_option
         const mr_load_entry *e = &r->entries[i];
         if (e->kind != MR_LOAD_MISSHAPED) continue;
         char item[420];
-        put(item, sizeof item, "%s (%s)", e->layer, e->detail);
+        mr_format(item, sizeof item, "%s (%s)", e->layer, e->detail);
         if (append_item(list, sizeof list, item)) listed++;
         char bare[MR_PARAM_NAME_MAX + 1];
-        put(bare, sizeof bare, "%s", e->layer);
+        mr_format(bare, sizeof bare, "%s", e->layer);
         size_t n = strlen(names);
         if (n + strlen(bare) + 2 < sizeof names) {
             if (n) strcat(names, ",");
@@ -827,7 +814,7 @@ static mr_status misshaped_error(mr_load_report *r, const mr_weights_load_option
     }
     int more = bad - listed;
     char tail[64] = "";
-    if (more > 0) put(tail, sizeof tail, " and %d more", more);
+    if (more > 0) mr_format(tail, sizeof tail, " and %d more", more);
     return mr_fail(MR_ERR_FORMAT,
                    "%s: %d layer%s do not fit the model: %s%s; nothing was loaded%s%s", r->path,
                    bad, bad == 1 ? "" : "s", list, tail,
@@ -844,7 +831,7 @@ static mr_status too_little_error(mr_load_report *r, const mr_weights_load_optio
     r->other_network = true;
     char nets[600] = "", why[700] = "";
     if (mr_net_signature_diff(&r->file_net, &r->model_net, nets, sizeof nets))
-        put(why, sizeof why, "; %s", nets);
+        mr_format(why, sizeof why, "; %s", nets);
     bool hint = !(opt && opt->no_exclude_hint);
     return mr_fail(MR_ERR_FORMAT,
                    "weights %s: only %d of %d layers of this model match the file by name (%d "
@@ -964,9 +951,9 @@ mr_status mr_weights_load(const char *path, mr_params *p, const mr_weights_load_
         if (!report) mr_load_report_free(r);
         return st;
     }
-    r->path = dup_str(path);
+    r->path = mr_strdup(path);
     r->format = ix.format;
-    put(r->root, sizeof r->root, "%s", ix.root);
+    mr_format(r->root, sizeof r->root, "%s", ix.root);
     plan pl = {0};
     st = make_plan(p, &ix, opt, r, &pl);
     if (st == MR_OK && r->n[MR_LOAD_MISSHAPED] > 0) st = misshaped_error(r, opt);
@@ -995,7 +982,7 @@ mr_status mr_weights_load(const char *path, mr_params *p, const mr_weights_load_
         st = mr_h5_close(&f);
     } else {
         char keep[2048];
-        put(keep, sizeof keep, "%s", mr_last_error());
+        mr_format(keep, sizeof keep, "%s", mr_last_error());
         mr_h5_close(&f);
         mr_fail(st, "%s", keep);
     }
@@ -1060,7 +1047,7 @@ mr_status mr_weights_verify(const char *path, int64_t *n_verified, int64_t *n_un
     mr_weights_index_free(&ix);
     if (st != MR_OK) {
         char keep[2048];
-        put(keep, sizeof keep, "%s", mr_last_error());
+        mr_format(keep, sizeof keep, "%s", mr_last_error());
         mr_h5_close(&f);
         return mr_fail(st, "%s", keep);
     }
@@ -1105,7 +1092,7 @@ static mr_status export_fill(mr_h5 *f, void *user) {
     for (int i = 0; i < p->count; i++) {
         const mr_param *q = &p->items[i];
         char ds[MR_PARAM_NAME_MAX + 16];
-        put(ds, sizeof ds, "/params/%s", q->name);
+        mr_format(ds, sizeof ds, "/params/%s", q->name);
         MR_TRY(write_checked(f, ds, q, p->values + q->offset, a->half));
     }
     return MR_OK;
@@ -1149,16 +1136,16 @@ static mr_status keras_fill(mr_h5 *f, void *user) {
         for (int i = 0; i < kp->n && st == MR_OK; i++) {
             if (strcmp(kp->group[i], groups.items[g]) != 0) continue;
             const mr_param *q = &p->items[kp->param[i]];
-            put(names[n], sizeof names[n], "%s:0", q->name);
+            mr_format(names[n], sizeof names[n], "%s:0", q->name);
             wn[n] = names[n];
             char ds[2 * MR_PARAM_NAME_MAX + 16];
-            put(ds, sizeof ds, "/%s/%s:0", groups.items[g], q->name);
+            mr_format(ds, sizeof ds, "/%s/%s:0", groups.items[g], q->name);
             /* Keras ignores dataset attributes; mrcnn checks them when it loads the file. */
             st = write_checked(f, ds, q, p->values + q->offset, false);
             n++;
         }
         char gpath[MR_PARAM_NAME_MAX + 2];
-        put(gpath, sizeof gpath, "/%s", groups.items[g]);
+        mr_format(gpath, sizeof gpath, "/%s", groups.items[g]);
         if (st == MR_OK) st = mr_h5_set_attr_strings(f, gpath, "weight_names", wn, n);
     }
     free(wn);
@@ -1190,7 +1177,7 @@ mr_status mr_weights_save_keras_model(const char *path, const mr_model *m) {
             const mr_layer *l = &m->layers[order[i]];
             for (int k = 0; k < l->n_params; k++, n++) {
                 param[n] = l->param[k];
-                put(group[n], sizeof group[n], "%s", mr_layer_keras_group(l));
+                mr_format(group[n], sizeof group[n], "%s", mr_layer_keras_group(l));
             }
         }
         st = save_plan(path, p, param, group, n);
@@ -1213,7 +1200,7 @@ mr_status mr_weights_save_keras(const char *path, const mr_params *p) {
             char layer[MR_PARAM_NAME_MAX];
             mr_param_layer(p->items[i].name, layer, sizeof layer);
             param[i] = i;
-            put(group[i], sizeof group[i], "%s", mr_net_keras_group(layer));
+            mr_format(group[i], sizeof group[i], "%s", mr_net_keras_group(layer));
         }
         st = save_plan(path, p, param, group, p->count);
     }
