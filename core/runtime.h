@@ -20,7 +20,8 @@ int mr_runtime_threads(void);
 /* "kernel SkylakeX, 2 threads": what decides the float rounding of sums (recorded in
  * checkpoints, since a resume under another is not bit-identical). */
 const char *mr_runtime_numerics(void);
-/* One line: version, BLAS kernel and threads. */
+/* At startup: one line when the BLAS set-up is worth knowing about (mr_runtime_blas_note),
+ * nothing otherwise. */
 void mr_runtime_banner(void);
 
 #endif
