@@ -54,6 +54,19 @@ Test(config, mammo_and_tiny_load) {
 
 /* scratch.json is the configuration `make quality` measures at 256 px: tiny.json's network and
  * recipe at that size. If one changes, the other (and configs/README's figures) must too. */
+/* config.json shows floats as people write them: 0.1, not 0.10000000149011612. */
+Test(config, floats_are_written_as_given) {
+    mr_config c;
+    mr_config_defaults(&c);
+    cr_assert_eq(mr_config_load("configs/busi.json", &c), MR_OK, "%s", mr_last_error());
+    char *text = mr_config_to_json(&c);
+    cr_assert_not_null(text);
+    cr_assert_null(strstr(text, ".0000000"), "long float tails: %s", text);
+    cr_assert_null(strstr(text, "99999"), "long float tails: %s", text);
+    cr_assert_not_null(strstr(text, "\"RPN_NMS_THRESHOLD\":\t0.7"), "%s", text);
+    free(text);
+}
+
 Test(config, scratch_is_tiny_at_256_px) {
     mr_config tiny, scratch;
     mr_config_defaults(&tiny);
@@ -137,6 +150,8 @@ Test(config, values_at_their_minimum_round_trip) {
     cr_assert_eq(mr_config_hash(&a), mr_config_hash(&b));
     cr_assert_eq(b.learning_rate, a.learning_rate);
     cr_assert_eq(b.net.bn_eps, a.net.bn_eps);
+    cr_assert_not_null(strstr(text, "\"LEARNING_RATE\":\t1e-09"), "written as given: %.300s",
+                       strstr(text, "LEARNING_RATE"));
     free(text);
     /* Below the minimum is still refused. */
     expect_error("{\"LEARNING_RATE\": 9e-10}", "outside the allowed range");

@@ -691,6 +691,17 @@ mr_status mr_config_load(const char *path, mr_config *c) {
 
 /* ---- writing ------------------------------------------------------------------------------ */
 
+/* A float as the user wrote it: the shortest decimal that reads back as the same float, so
+ * config.json says 0.1 and not 0.10000000149011612. */
+static cJSON *float_number(float f) {
+    char buf[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)f);
+        if (strtof(buf, NULL) == f) break;
+    }
+    return cJSON_CreateNumber(strtod(buf, NULL));
+}
+
 char *mr_config_to_json(const mr_config *c) {
     cJSON *root = cJSON_CreateObject();
     const char *base = (const char *)c;
@@ -702,7 +713,7 @@ char *mr_config_to_json(const mr_config *c) {
             v = cJSON_CreateNumber(*(const int *)(base + k->offset));
             break;
         case K_FLOAT:
-            v = cJSON_CreateNumber((double)*(const float *)(base + k->offset));
+            v = float_number(*(const float *)(base + k->offset));
             break;
         case K_BOOL:
             v = cJSON_CreateBool(*(const bool *)(base + k->offset));
@@ -713,14 +724,17 @@ char *mr_config_to_json(const mr_config *c) {
         case K_AUGMENT: {
             const mr_augment_params *a = &c->augment;
             v = cJSON_CreateObject();
-            cJSON_AddNumberToObject(v, "FLIP", (double)a->flip_prob);
+            cJSON_AddItemToObject(v, "FLIP", float_number(a->flip_prob));
             float scale[2] = {a->scale_min, a->scale_max};
-            cJSON_AddItemToObject(v, "SCALE", cJSON_CreateFloatArray(scale, 2));
-            cJSON_AddNumberToObject(v, "TRANSLATE", (double)a->translate);
-            cJSON_AddNumberToObject(v, "BRIGHTNESS", (double)a->brightness);
-            cJSON_AddNumberToObject(v, "CONTRAST", (double)a->contrast);
-            cJSON_AddNumberToObject(v, "GAMMA", (double)a->gamma);
-            cJSON_AddNumberToObject(v, "SPECKLE", (double)a->speckle);
+            cJSON *pair = cJSON_CreateArray();
+            cJSON_AddItemToArray(pair, float_number(scale[0]));
+            cJSON_AddItemToArray(pair, float_number(scale[1]));
+            cJSON_AddItemToObject(v, "SCALE", pair);
+            cJSON_AddItemToObject(v, "TRANSLATE", float_number(a->translate));
+            cJSON_AddItemToObject(v, "BRIGHTNESS", float_number(a->brightness));
+            cJSON_AddItemToObject(v, "CONTRAST", float_number(a->contrast));
+            cJSON_AddItemToObject(v, "GAMMA", float_number(a->gamma));
+            cJSON_AddItemToObject(v, "SPECKLE", float_number(a->speckle));
             break;
         }
         case K_STRING:
@@ -733,8 +747,7 @@ char *mr_config_to_json(const mr_config *c) {
             int n = k->count_offset ? *(const int *)(base + k->count_offset) : k->max_count;
             v = cJSON_CreateArray();
             for (int j = 0; j < n; j++)
-                cJSON_AddItemToArray(
-                    v, cJSON_CreateNumber((double)((const float *)(base + k->offset))[j]));
+                cJSON_AddItemToArray(v, float_number(((const float *)(base + k->offset))[j]));
             break;
         }
         case K_INTS:
@@ -768,7 +781,7 @@ char *mr_config_to_json(const mr_config *c) {
         case K_LOSSES:
             v = cJSON_CreateObject();
             for (int j = 0; j < MR_LOSS_COUNT; j++)
-                cJSON_AddNumberToObject(v, mr_loss_names[j], (double)c->net.loss_weights[j]);
+                cJSON_AddItemToObject(v, mr_loss_names[j], float_number(c->net.loss_weights[j]));
             break;
         case K_STAGES:
             v = cJSON_CreateArray();
@@ -776,7 +789,7 @@ char *mr_config_to_json(const mr_config *c) {
                 cJSON *s = cJSON_CreateObject();
                 cJSON_AddStringToObject(s, "LAYERS", c->stages[j].layers);
                 cJSON_AddNumberToObject(s, "UNTIL_EPOCH", c->stages[j].until_epoch);
-                cJSON_AddNumberToObject(s, "LEARNING_RATE", (double)c->stages[j].learning_rate);
+                cJSON_AddItemToObject(s, "LEARNING_RATE", float_number(c->stages[j].learning_rate));
                 cJSON_AddItemToArray(v, s);
             }
             break;
