@@ -45,11 +45,16 @@ int cmd_evaluate(int argc, char **argv) {
         {"--quiet", MR_OPT_FLAG, &quiet, "no progress line"},
         MR_CLI_ALLOW_DAMAGED_OPT(allow_damaged),
     };
+    static const mr_cli_help help = {
+        "evaluate",
+        "(--weights W | --predictions DIR --config C) [--data PATH] "
+        "[--split val|train|all] [--threshold T] [--out DIR]",
+        "mrcnn evaluate --weights runs/busi-20261123T1015/ckpt-e0030-s00001530.h5\n"
+        "mrcnn evaluate --weights busi.h5 --data \"BUS scans\" --split all --out eval\n"
+        "mrcnn evaluate --predictions predictions --config configs/busi.json --data \"BUS "
+        "scans\"\n"};
     int code = 0;
-    if (!mr_parse_args("evaluate",
-                       "(--weights W | --predictions DIR --config C) [--data PATH] "
-                       "[--split val|train|all] [--threshold T] [--out DIR]",
-                       argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
+    if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
     const char *bad = NULL;
     char why[256];
