@@ -99,7 +99,12 @@ Test(cli, errors_name_the_verb) {
     cr_assert_eq(run_mrcnn("summary --config /nonexistent/c.json", out, sizeof out), 1, "%s", out);
     cr_assert(!strncmp(last_line(out), "mrcnn summary: ", 15), "%s", out);
     cr_assert_eq(run_mrcnn("frobnicate", out, sizeof out), 2, "%s", out);
-    cr_assert(strstr(out, "mrcnn: unknown verb 'frobnicate'"), "%s", out);
+    cr_assert(strstr(out, "mrcnn: unknown verb 'frobnicate'") && !strstr(out, "did you mean"), "%s",
+              out);
+    cr_assert_eq(run_mrcnn("evalute --help", out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "mrcnn: unknown verb 'evalute'; did you mean evaluate?"), "%s", out);
+    cr_assert_eq(run_mrcnn("check_data", out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "did you mean check-data?"), "%s", out);
 }
 
 /* The README's verb table lists every verb `mrcnn --help` does. */

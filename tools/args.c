@@ -40,7 +40,7 @@ static bool push(mr_str_list *list, const char *item) {
 
 /* Optimal-string-alignment distance (insertions, deletions, substitutions and swaps of two
  * neighbours cost 1); names longer than 63 characters are not compared. */
-static int edit_distance(const char *a, const char *b) {
+int mr_cli_edit_distance(const char *a, const char *b) {
     size_t n = strlen(a), m = strlen(b);
     if (n > 63 || m > 63) return 1 << 20;
     int d[64][64];
@@ -72,7 +72,7 @@ const char *mr_cli_closest_option(const char *name, const mr_opt *opts, int n_op
     for (int k = 0; k < n_opts; k++) {
         if (!opts[k].help) continue;
         const char *cand = opts[k].name + 2;
-        int dist = edit_distance(name, cand);
+        int dist = mr_cli_edit_distance(name, cand);
         if (len >= 3 && dist > 0 && !strncmp(cand, name, len)) dist = 1;
         if (dist < best_d) best = opts[k].name, best_d = dist;
     }

@@ -49,6 +49,18 @@ int main(int argc, char **argv) {
             mr_cli_set_verb(verbs[i].name);
             return verbs[i].run(argc - 1, argv + 1);
         }
+    /* A misspelt verb (evalute, check_data) gets the closest one, as options do. */
+    const char *near = NULL;
+    int best = 3;
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+        int d = mr_cli_edit_distance(argv[1], verbs[i].name);
+        if (d < best) best = d, near = verbs[i].name;
+    }
+    if (near) {
+        fprintf(stderr, "mrcnn: unknown verb '%s'; did you mean %s? (mrcnn --help lists them)\n",
+                argv[1], near);
+        return 2;
+    }
     fprintf(stderr, "mrcnn: unknown verb '%s'\n", argv[1]);
     usage(stderr);
     return 2;
