@@ -304,3 +304,76 @@ Test(evaluate, a_config_that_differs_from_the_embedded_one_is_warned_about) {
     cr_assert(strstr(log, "differs from the config embedded in") && strstr(log, "MEAN_PIXEL"), "%s",
               log);
 }
+
+/* What evaluate prints by default is plain: no code names or issue numbers (--verbose explains
+ * the methods), the seed paper only with --compare-paper, and the images with the most missed
+ * lesions and false positives on screen and every image in per_image.csv. */
+Test(evaluate, plain_output_worst_images_and_per_image_csv) {
+    const char *dir = temp_dir("eval-plain");
+    mr_annotations ann;
+    make_set(dir, &ann);
+    char pred[600], dets[2048];
+    snprintf(pred, sizeof pred, "%s/pred", dir);
+    cr_assert_eq(mkdir(pred, 0755), 0);
+    /* a: found exactly; b: shifted down by half its height, so missed and a false positive. */
+    write_pred(
+        pred, "a", "a.png",
+        "{\"class_id\": 1, \"class\": \"benign\", \"score\": 0.9, \"box\": [4, 5, 12, 15],"
+        " \"area\": 80, \"polygons\": [[[4.5, 3.5], [14.5, 3.5], [14.5, 11.5], [4.5, 11.5]]]}");
+    char *rle = rect_rle(20, 15, 12, 10);
+    snprintf(dets, sizeof dets,
+             "{\"class_id\": 2, \"class\": \"malignant\", \"score\": 0.8, \"box\": [15, 20, 25, "
+             "32], \"area\": 120, \"polygons\": [], \"rle\": {\"size\": [%d, %d], \"counts\": "
+             "\"%s\"}}",
+             H, W, rle);
+    free(rle);
+    write_pred(pred, "b", "b.png", dets);
+
+    /* The library's per-image record. */
+    mr_evaluation e = score(&ann, pred, NULL);
+    cr_assert_eq(e.n_images, 2);
+    cr_assert(strstr(e.images[0].path, "a.png") && e.images[0].missed == 0 &&
+              e.images[0].false_positives == 0 && e.images[0].matched == 1);
+    cr_assert(strstr(e.images[1].path, "b.png") && e.images[1].missed == 1 &&
+              e.images[1].false_positives == 1 && e.images[1].lesions == 1 &&
+              isnan(e.images[1].dice));
+    cr_assert_float_eq(e.images[0].dice, 1.0, 1e-9);
+    mr_evaluation_free(&e);
+    mr_annotations_free(&ann);
+
+    char args[3000], out_dir[700];
+    static char log[1 << 16];
+    snprintf(out_dir, sizeof out_dir, "%s/out", dir);
+    snprintf(args, sizeof args,
+             "evaluate --predictions '%s' --config configs/tiny.json --data '%s/via.json' "
+             "--split=all --threshold 0.5 --out '%s'",
+             pred, dir, out_dir);
+    cr_assert_eq(run_mrcnn(args, log, sizeof log), 0, "%s", log);
+    const char *jargon[] = {"compute_matches", "#1692", "gt_match", "issue", "Seed paper", NULL};
+    for (const char **j = jargon; *j; j++) cr_assert_null(strstr(log, *j), "%s in: %s", *j, log);
+    const char *worst = strstr(log, "Images with the most missed lesions and false positives");
+    cr_assert_not_null(worst, "%s", log);
+    cr_assert(strstr(worst, "b.png") && !strstr(worst, "a.png"), "only b is listed: %s", worst);
+    cr_assert(strstr(worst, "b.png                                  1      0      1      1      -"),
+              "%s", worst);
+    char path[800];
+    snprintf(path, sizeof path, "%s/per_image.csv", out_dir);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s not written", path);
+    char csv[4096];
+    csv[fread(csv, 1, sizeof csv - 1, f)] = '\0';
+    fclose(f);
+    cr_assert(
+        !strncmp(csv, "image,lesions,detections,found,missed,false_positives,dice,ap50\n", 64),
+        "%s", csv);
+    cr_assert(strstr(csv, "a.png\",1,1,1,0,0,1,1\n"), "%s", csv);
+    cr_assert(strstr(csv, "b.png\",1,1,0,1,1,,0\n"), "%s", csv);
+
+    snprintf(args, sizeof args,
+             "evaluate --predictions '%s' --config configs/tiny.json --data '%s/via.json' "
+             "--split all --verbose --compare-paper",
+             pred, dir);
+    cr_assert_eq(run_mrcnn(args, log, sizeof log), 0, "%s", log);
+    cr_assert(strstr(log, "method: ") && strstr(log, "compute_matches"), "%s", log);
+    cr_assert(strstr(log, "Seed paper") && strstr(log, "theirs"), "%s", log);
+}

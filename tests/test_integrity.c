@@ -275,11 +275,11 @@ Test(integrity, every_verb_refuses_a_damaged_checkpoint, .timeout = 120) {
     cr_assert_eq(access(x, F_OK), 0, "export --allow-damaged wrote its file");
 
     /* inspect: the whole listing, then the verdict, exit 1; 0 with --allow-damaged. */
-    snprintf(args, sizeof args, "inspect %s", ckpt);
+    snprintf(args, sizeof args, "inspect %s --tensors", ckpt);
     cr_assert_eq(run_mrcnn(args, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "/params/" VICTIM) && strstr(out, "checkpoint: epoch 3"), "%s", out);
     cr_assert(strstr(out, "intact: NO:"), "%s", out);
-    cr_assert(strstr(last_line(out), "mrcnn: ") && strstr(last_line(out), VICTIM), "%s",
+    cr_assert(strstr(last_line(out), "mrcnn inspect: ") && strstr(last_line(out), VICTIM), "%s",
               last_line(out));
     snprintf(args, sizeof args, "inspect %s --allow-damaged", ckpt);
     cr_assert_eq(run_mrcnn(args, out, sizeof out), 0, "%s", out);

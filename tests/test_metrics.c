@@ -431,8 +431,9 @@ Test(metrics, evaluate_runs_on_a_tiny_random_model, .timeout = 600) {
     free(cfg);
 
     static char output[1 << 16];
-    snprintf(args, sizeof args, "evaluate --weights '%s' --config '%s' --out '%s' --quiet", weights,
-             cfg_path, out);
+    snprintf(args, sizeof args,
+             "evaluate --weights '%s' --config '%s' --out '%s' --quiet --verbose --compare-paper",
+             weights, cfg_path, out);
     int code = run_cli(args, output, sizeof output);
     cr_assert_eq(code, 0, "mrcnn evaluate failed:\n%s", output);
     cr_assert_not_null(strstr(output, "gt_match[j] > -1"), "the re-match fix is named:\n%s",

@@ -232,7 +232,8 @@ Test(outputs, predict_stops_at_the_first_failed_write_and_leaves_only_whole_file
         cr_assert_eq(rc, 1, "after %d files: exit 1: %s", n, log);
         const char *failed = PREDICT_FILES[n];
         cr_assert_eq(count_lines_with(log, strerror(ENOSPC)), 1, "after %d: one line: %s", n, log);
-        cr_assert_eq(count_lines_with(log, "mrcnn:"), 1, "after %d: one error line: %s", n, log);
+        cr_assert_eq(count_lines_with(log, "mrcnn predict:"), 1, "after %d: one error line: %s", n,
+                     log);
         cr_assert_eq(count_lines_with(log, failed), 1, "after %d: names %s: %s", n, failed, log);
         cr_assert_null(strstr(log, "skipped"), "after %d: %s", n, log);
         if (n < 6) {
@@ -340,7 +341,7 @@ Test(outputs, predict_on_a_really_full_disk_leaves_only_whole_files, .timeout = 
     unmount();
     cr_assert_eq(rc, 1, "%s", log);
     cr_assert_eq(count_lines_with(log, strerror(ENOSPC)), 1, "%s", log);
-    cr_assert_eq(count_lines_with(log, "mrcnn:"), 1, "%s", log);
+    cr_assert_eq(count_lines_with(log, "mrcnn predict:"), 1, "%s", log);
     cr_assert_null(strstr(log, "skipped"), "%s", log);
     cr_assert_eq(whole, n);
     cr_assert_geq(n, 1, "the disk filled mid-run, after whole files: %s", log);

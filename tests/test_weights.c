@@ -1109,7 +1109,8 @@ Test(weights, inspect_lists_tensors_and_prints_the_report) {
     const char *bin = getenv("MRCNN_BIN");
     if (!bin || access(bin, X_OK) != 0) cr_skip_test("MRCNN_BIN not set: inspect not run");
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s inspect %s --config configs/tiny.json 2>&1", bin, KERAS_TINY);
+    snprintf(cmd, sizeof cmd, "%s inspect %s --tensors --config configs/tiny.json 2>&1", bin,
+             KERAS_TINY);
     FILE *p = popen(cmd, "r");
     cr_assert_not_null(p);
     char *text = calloc(1, 1 << 20);

@@ -30,8 +30,10 @@ int cmd_export(int argc, char **argv);
  * callbacks of `o`. Returns the exit code. */
 int mr_cli_predict(mr_predict_options *o);
 
-/* --name VALUE options and positional arguments. Each option is declared once; unknown options,
- * missing values and bad numbers give one line naming the verb and the option. */
+/* --name VALUE (or --name=VALUE) options and positional arguments. Each option is declared once;
+ * unknown options (with a did-you-mean), missing values and bad numbers give one line naming the
+ * verb and the option. An option whose help is NULL is a hidden alias kept for old scripts: it
+ * parses but is not listed in --help. */
 typedef enum { MR_OPT_STRING, MR_OPT_INT, MR_OPT_DOUBLE, MR_OPT_FLAG, MR_OPT_LIST } mr_opt_kind;
 typedef struct {
     const char *name; /* "--data" */
@@ -45,10 +47,26 @@ typedef struct {
     int count;
 } mr_str_list;
 
+/* A verb's --help: the usage line after "mrcnn VERB", and 2-3 real command lines, one per line,
+ * printed under "examples:" after the options. */
+typedef struct {
+    const char *verb, *usage, *examples;
+} mr_cli_help;
+
 /* Parses argv[1..]; positional arguments go to `positional` when given, else are an error.
  * Prints usage and returns false on error or --help (sets *exit_code). */
-bool mr_parse_args(const char *verb, const char *usage, int argc, char **argv, const mr_opt *opts,
-                   int n_opts, mr_str_list *positional, int *exit_code);
+bool mr_parse_args(const mr_cli_help *help, int argc, char **argv, const mr_opt *opts, int n_opts,
+                   mr_str_list *positional, int *exit_code);
+
+/* Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of two
+ * neighbours cost 1 (names over 63 characters count as far from everything). */
+int mr_cli_edit_distance(const char *a, const char *b);
+/* The option name in opts[0..n_opts) closest to `name` by edit distance, or NULL when none is
+ * close enough to be a likely misspelling. */
+const char *mr_cli_closest_option(const char *name, const mr_opt *opts, int n_opts);
+
+/* The verb being run (main.c sets it), for the "mrcnn VERB: " prefix of mr_exit_code. */
+void mr_cli_set_verb(const char *verb);
 
 /* --data, --image-root and --val-split: every verb that reads data (train, check-data,
  * evaluate, anchors) declares them through MR_CLI_DATA_OPTS, so they are named, explained and
@@ -84,7 +102,9 @@ mr_data_args mr_cli_data_args(const mr_cli_data *d);
      "salvage only"}
 /* clang-format on */
 
-/* Maps a status to the process exit code and prints the last error as one line. */
+/* Maps a status to the process exit code (0; 2 for bad arguments; 130, as after SIGINT, for a
+ * run stopped by Ctrl-C or SIGTERM; 1 otherwise) and prints the last error as one line,
+ * "mrcnn VERB: ...". */
 int mr_exit_code(mr_status st);
 
 #endif

@@ -29,11 +29,14 @@ int cmd_anchors(int argc, char **argv) {
         {"--write", MR_OPT_FLAG, &write,
          "put the fitted RPN_ANCHOR_SCALES / RPN_ANCHOR_RATIOS into the config file"},
     };
+    static const mr_cli_help help = {
+        "anchors",
+        "--config C [--data PATH] [--k N] [--ratios M] [--restarts R] [--seed S] "
+        "[--write]",
+        "mrcnn anchors --config configs/busi.json --data \"BUS scans\"\n"
+        "mrcnn anchors --config configs/busi.json --k 5 --write\n"};
     int code = 0;
-    if (!mr_parse_args("anchors",
-                       "--config C [--data PATH] [--k N] [--ratios M] [--restarts R] [--seed S] "
-                       "[--write]",
-                       argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
+    if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
     if (!config_path) {
         fprintf(stderr, "mrcnn anchors: --config FILE is required\n");

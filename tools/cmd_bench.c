@@ -41,9 +41,12 @@ int cmd_bench(int argc, char **argv) {
     mr_opt opts[] = {{"--repeats", MR_OPT_INT, &repeats, "runs per measurement (median), 1..15"},
                      {"--quick", MR_OPT_FLAG, &quick, "512x512 ResNet-50 only"},
                      {"--model", MR_OPT_STRING, &model, "DEPTH,SIDE,REPEATS: measure one model"}};
+    static const mr_cli_help help = {"bench", "[--repeats N] [--quick]",
+                                     "mrcnn bench --quick\n"
+                                     "mrcnn bench\n"
+                                     "mrcnn bench --repeats 9\n"};
     int code = 0;
-    if (!mr_parse_args("bench", "[--repeats N] [--quick]", argc, argv, opts, 3, NULL, &code))
-        return code;
+    if (!mr_parse_args(&help, argc, argv, opts, 3, NULL, &code)) return code;
     if (model) {
         int depth = 0, side = 0, reps = 0;
         if (sscanf(model, "%d,%d,%d", &depth, &side, &reps) != 3 || (depth != 50 && depth != 101) ||

@@ -12,7 +12,7 @@
 
 int cmd_check_data(int argc, char **argv) {
     mr_cli_data d = MR_CLI_DATA_INIT;
-    const char *config = NULL, *classes = NULL, *attribute = NULL, *images = NULL;
+    const char *config = NULL, *classes = NULL, *attribute = NULL;
     const char *attributes = NULL;
     bool no_images = false;
     const mr_opt opts[] = {
@@ -23,21 +23,26 @@ int cmd_check_data(int argc, char **argv) {
          "class names, comma-separated (overrides CLASS_NAMES; default: 1 class)"},
         {"--attribute", MR_OPT_STRING, &attribute,
          "region attribute holding the class (overrides CLASS_ATTRIBUTE)"},
-        {"--images", MR_OPT_STRING, &images, "the same as --image-root (its older name)"},
+        /* Its older name, hidden: --images is a count in synth and demo. */
+        {"--images", MR_OPT_STRING, &d.image_root, NULL},
         {"--attributes", MR_OPT_STRING, &attributes, "VIA attribute definitions (option labels)"},
         {"--allow-missing-images", MR_OPT_FLAG, &no_images,
          "missing image files are not errors (sizes stay unknown; train would refuse them)"},
     };
+    static const mr_cli_help help = {
+        "check-data", "--data PATH [--config C] [options]",
+        "mrcnn check-data --data \"BUS scans\"\n"
+        "mrcnn check-data --config configs/busi.json --data \"BUS scans\"\n"
+        "mrcnn check-data --data scans/via_region_data.json --image-root /data/scans --classes "
+        "benign,malignant\n"};
     int code = 0;
-    if (!mr_parse_args("check-data", "--data PATH [--config C] [options]", argc, argv, opts,
-                       (int)(sizeof opts / sizeof opts[0]), NULL, &code))
+    if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
     if (!d.data && !config) {
         fprintf(stderr, "mrcnn check-data: --data PATH or a --config with DATASET is required "
                         "(see mrcnn check-data --help)\n");
         return 2;
     }
-    if (!d.image_root) d.image_root = images;
 
     mr_config *cfg = malloc(sizeof *cfg);
     if (!cfg) return mr_exit_code(mr_fail(MR_ERR_NOMEM, "out of memory"));

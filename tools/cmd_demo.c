@@ -39,10 +39,11 @@ int cmd_demo(int argc, char **argv) {
                      {"--config", MR_OPT_STRING, &config, "config (default configs/tiny.json)"},
                      {"--images", MR_OPT_INT, &images, "synthetic images (default 160)"},
                      {"--epochs", MR_OPT_INT, &epochs, "override the config's EPOCHS"}};
+    static const mr_cli_help help = {"demo", "[--out DIR] [--config C] [--images N] [--epochs N]",
+                                     "mrcnn demo\n"
+                                     "mrcnn demo --out demo-big --images 400 --epochs 20\n"};
     int code = 0;
-    if (!mr_parse_args("demo", "[--out DIR] [--images N] [--epochs N]", argc, argv, opts, 4, NULL,
-                       &code))
-        return code;
+    if (!mr_parse_args(&help, argc, argv, opts, 4, NULL, &code)) return code;
     if (images < 10 || images > 100000 || epochs < 0) {
         fprintf(stderr, "mrcnn demo: --images must be 10..100000 and --epochs positive\n");
         return 2;

@@ -27,7 +27,7 @@ int cmd_evaluate(int argc, char **argv) {
     mr_cli_data d = MR_CLI_DATA_INIT;
     double threshold = -1.0;
     long limit = LONG_MIN; /* not given: every image */
-    bool quiet = false, allow_damaged = false;
+    bool quiet = false, allow_damaged = false, verbose = false, compare_paper = false;
     mr_opt opts[] = {
         {"--weights", MR_OPT_STRING, &weights, "trained weights: an export or a checkpoint"},
         {"--predictions", MR_OPT_STRING, &predictions,
@@ -40,16 +40,26 @@ int cmd_evaluate(int argc, char **argv) {
          "or all: every image of a folder of images or an annotation file"},
         {"--threshold", MR_OPT_DOUBLE, &threshold,
          "keep detections scoring >= T (default 0, as Matterport's COCO evaluation)"},
-        {"--out", MR_OPT_STRING, &out_dir, "folder for evaluation.json and pr_<class>.svg"},
+        {"--out", MR_OPT_STRING, &out_dir,
+         "folder for evaluation.json, per_image.csv (every image's missed lesions and false "
+         "positives) and pr_<class>.svg"},
         {"--limit", MR_OPT_INT, &limit, "evaluate only the first N images"},
         {"--quiet", MR_OPT_FLAG, &quiet, "no progress line"},
+        {"--verbose", MR_OPT_FLAG, &verbose, "say how each number is computed"},
+        {"--compare-paper", MR_OPT_FLAG, &compare_paper,
+         "add the seed paper's mAP and accuracy (Chiao et al. 2019) beside ours"},
         MR_CLI_ALLOW_DAMAGED_OPT(allow_damaged),
     };
+    static const mr_cli_help help = {
+        "evaluate",
+        "(--weights W | --predictions DIR --config C) [--data PATH] "
+        "[--split val|train|all] [--threshold T] [--out DIR] [--verbose] [--compare-paper]",
+        "mrcnn evaluate --weights runs/busi-20261123T1015/ckpt-e0030-s00001530.h5\n"
+        "mrcnn evaluate --weights busi.h5 --data \"BUS scans\" --split all --out eval\n"
+        "mrcnn evaluate --predictions predictions --config configs/busi.json --data \"BUS "
+        "scans\"\n"};
     int code = 0;
-    if (!mr_parse_args("evaluate",
-                       "(--weights W | --predictions DIR --config C) [--data PATH] "
-                       "[--split val|train|all] [--threshold T] [--out DIR]",
-                       argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
+    if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
     const char *bad = NULL;
     char why[256];
@@ -94,9 +104,12 @@ int cmd_evaluate(int argc, char **argv) {
             printf("note: %lld annotated images have no prediction file in %s; they count as "
                    "images without detections\n",
                    (long long)run->missing, predictions);
+        run->meta.verbose = verbose;
+        run->meta.compare_paper = compare_paper;
         mr_evaluation_print(&run->e, &run->cfg, &run->meta, stdout);
         if (out_dir && (st = mr_evaluation_write(&run->e, &run->cfg, &run->meta, out_dir)) == MR_OK)
-            printf("\nwrote %s/evaluation.json and %s/pr_<class>.svg\n", out_dir, out_dir);
+            printf("\nwrote %s/evaluation.json, %s/per_image.csv and %s/pr_<class>.svg\n", out_dir,
+                   out_dir, out_dir);
     }
     mr_eval_run_free(run);
     free(run);

@@ -19,10 +19,13 @@ int cmd_export(int argc, char **argv) {
         {"--config", MR_OPT_STRING, &config, "config JSON (default: the one inside --weights)"},
         MR_CLI_ALLOW_DAMAGED_OPT(allow_damaged),
     };
+    static const mr_cli_help help = {
+        "export", "--weights CKPT --out FILE [--fp16] [--format mrcnn|keras] [--config C]",
+        "mrcnn export --weights runs/busi-20261123T1015/ckpt-e0030-s00001530.h5 --out busi.h5\n"
+        "mrcnn export --weights busi.h5 --out busi-fp16.h5 --fp16\n"
+        "mrcnn export --weights busi.h5 --out busi_keras.h5 --format keras\n"};
     int code = 0;
-    if (!mr_parse_args("export",
-                       "--weights CKPT --out FILE [--fp16] [--format mrcnn|keras] [--config C]",
-                       argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
+    if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
     if (!weights || !out) {
         fprintf(stderr, "mrcnn export: --weights FILE and --out FILE are required\n");

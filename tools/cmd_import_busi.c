@@ -19,9 +19,12 @@ int cmd_import_busi(int argc, char **argv) {
         {"--min-pixels", MR_OPT_INT, &min_px, "mask blobs smaller than this are skipped (10)"},
         {"--tolerance", MR_OPT_DOUBLE, &tol, "polygon simplification tolerance in px (1.0)"},
     };
+    static const mr_cli_help help = {
+        "import-busi", "--src DIR --out DIR [--seed S] [--val-fraction F]",
+        "mrcnn import-busi --src Dataset_BUSI_with_GT --out busi\n"
+        "mrcnn import-busi --src Dataset_BUSI_with_GT --out busi --seed 3 --val-fraction 0.15\n"};
     int code = 0;
-    if (!mr_parse_args("import-busi", "--src DIR --out DIR [--seed S] [--val-fraction F]", argc,
-                       argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
+    if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
     if (!src || !out) {
         fprintf(stderr, "mrcnn import-busi: --src DIR and --out DIR are required "

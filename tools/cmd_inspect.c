@@ -1,6 +1,7 @@
-/* `mrcnn inspect FILE [--config C] [--exclude L] [--allow-damaged]`: lists the tensors of any
- * weights file mrcnn reads (Keras HDF5, mrcnn export, checkpoint) with shapes and types, checks
- * every tensor against its checksum (exit 1 on damage, after the listing), and with a config
+/* `mrcnn inspect FILE [--tensors] [--config C] [--exclude L] [--allow-damaged]`: says what a
+ * weights file mrcnn reads is (Keras HDF5, mrcnn export, checkpoint): its kind, epoch, step,
+ * validation loss, classes and config name, and whether every tensor matches its checksum (exit 1
+ * on damage, after the rest); --tensors lists the tensors with shapes and types, and a config
  * prints the load report --weights would give, without training. */
 #include <math.h>
 #include <stdio.h>
@@ -19,16 +20,45 @@ static void shape_text(char *buf, size_t size, int ndim, const int64_t *shape) {
     if (n < size) snprintf(buf + n, size - n, ")");
 }
 
-static void print_index(const mr_weights_index *ix) {
+/* The first line: what the file is, and the network it holds (from its stored config). */
+static void print_kind(const mr_weights_index *ix) {
     int64_t values = 0;
     for (int i = 0; i < ix->count; i++) values += ix->items[i].numel;
-    printf("%s: %s under %s", ix->path, mr_weights_format_name(ix->format), ix->root);
+    const char *kind = ix->format == MR_WEIGHTS_CHECKPOINT ? "a training checkpoint"
+                       : ix->format == MR_WEIGHTS_KERAS    ? "Keras weights"
+                                                           : "an mrcnn export";
+    printf("%s: %s (%s under %s", ix->path, kind, mr_weights_format_name(ix->format), ix->root);
     if (ix->format == MR_WEIGHTS_KERAS)
-        printf(" (keras_version %s, backend %s): %d layers, %d with weights",
+        printf(", keras_version %s, backend %s: %d layers, %d with weights",
                ix->keras_version ? ix->keras_version : "?", ix->backend ? ix->backend : "?",
                ix->n_file_layers, ix->n_weighted_layers);
-    printf(", %d tensors, %lld values\n", ix->count, (long long)values);
-    printf("%-26s %-52s %-20s %s\n", "layer", "dataset", "shape", "dtype");
+    printf("), %d tensors, %lld values\n", ix->count, (long long)values);
+}
+
+/* config NAME and CLASS_NAMES from the config stored in the file (mrcnn layouts). */
+static void print_config_line(const mr_weights_index *ix) {
+    if (!ix->config_json) {
+        printf("config: none stored (give --config to predict, evaluate or export with it)\n");
+        return;
+    }
+    mr_config *cfg = malloc(sizeof *cfg);
+    if (!cfg) return;
+    mr_config_defaults(cfg);
+    if (mr_config_parse(ix->config_json, ix->path, cfg) != MR_OK) {
+        printf("config: stored but unreadable: %s\n", mr_last_error());
+        mr_clear_error();
+        free(cfg);
+        return;
+    }
+    printf("config: %s; %d classes:", cfg->name[0] ? cfg->name : "(no NAME)", cfg->net.num_classes);
+    for (int c = 0; c < cfg->net.num_classes && c < MR_MAX_CLASSES; c++)
+        printf("%s %s", c ? "," : "", cfg->class_names[c][0] ? cfg->class_names[c] : "?");
+    printf("\n");
+    free(cfg);
+}
+
+static void print_tensors(const mr_weights_index *ix) {
+    printf("\n%-26s %-52s %-20s %s\n", "layer", "dataset", "shape", "dtype");
     for (int i = 0; i < ix->count; i++) {
         const mr_weights_tensor *t = &ix->items[i];
         char shape[96];
@@ -79,29 +109,39 @@ static mr_status print_integrity(const char *path, bool checkpoint, bool state_v
 }
 
 int cmd_inspect(int argc, char **argv) {
-    const char *config_path = NULL;
-    bool allow_damaged = false;
+    const char *config_path = NULL, *weights = NULL;
+    bool allow_damaged = false, tensors = false;
     mr_str_list exclude = {0}, positional = {0};
     mr_opt opts[] = {
+        {"--weights", MR_OPT_STRING, &weights,
+         "the weights file (the same as giving it as FILE, as other verbs take it)"},
+        {"--tensors", MR_OPT_FLAG, &tensors, "list every tensor: layer, dataset, shape, dtype"},
         {"--config", MR_OPT_STRING, &config_path, "config JSON: print the load report for it"},
         {"--exclude", MR_OPT_LIST, &exclude, "layer names to leave out (repeat or comma list)"},
         MR_CLI_ALLOW_DAMAGED_OPT(allow_damaged),
     };
+    static const mr_cli_help help = {
+        "inspect",
+        "(FILE | --weights FILE) [--tensors] [--config C] [--exclude LAYERS] [--allow-damaged]",
+        "mrcnn inspect busi.h5\n"
+        "mrcnn inspect --weights runs/busi-20261123T1015/ckpt-e0030-s00001530.h5 --tensors\n"
+        "mrcnn inspect mask_rcnn_coco.h5 --config configs/busi.json --exclude "
+        "mrcnn_class_logits,mrcnn_bbox_fc,mrcnn_mask\n"};
     int code = 0;
-    if (!mr_parse_args("inspect", "FILE [--config C] [--exclude LAYERS] [--allow-damaged]", argc,
-                       argv, opts, (int)(sizeof opts / sizeof opts[0]), &positional, &code)) {
+    if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &positional,
+                       &code)) {
         free((void *)exclude.items);
         free((void *)positional.items);
         return code;
     }
-    if (positional.count != 1) {
-        fprintf(stderr,
-                "mrcnn inspect: give exactly one weights file (see mrcnn inspect --help)\n");
+    if (positional.count + (weights != NULL) != 1) {
+        fprintf(stderr, "mrcnn inspect: give exactly one weights file, as FILE or --weights FILE "
+                        "(see mrcnn inspect --help)\n");
         free((void *)exclude.items);
         free((void *)positional.items);
         return 2;
     }
-    const char *path = positional.items[0];
+    const char *path = weights ? weights : positional.items[0];
     mr_weights_index ix;
     mr_status st = mr_weights_index_read(path, &ix);
     /* Damage is reported after everything else was printed: the listing and the load report
@@ -109,16 +149,23 @@ int cmd_inspect(int argc, char **argv) {
     mr_status damage = MR_OK;
     char damage_msg[2048] = "";
     if (st == MR_OK) {
-        print_index(&ix);
+        /* The summary first; the table, long, only when asked for. */
+        print_kind(&ix);
         bool checkpoint = ix.format == MR_WEIGHTS_CHECKPOINT, state_verified = false;
-        mr_weights_index_free(&ix);
         if (checkpoint && print_checkpoint_state(path, &state_verified) != MR_OK) {
             damage = MR_ERR_FORMAT;
             snprintf(damage_msg, sizeof damage_msg, "%s", mr_last_error());
-            printf("intact: NO: %s\n", damage_msg);
-        } else if ((damage = print_integrity(path, checkpoint, state_verified)) != MR_OK) {
-            snprintf(damage_msg, sizeof damage_msg, "%s", mr_last_error());
         }
+        print_config_line(&ix);
+        if (damage != MR_OK)
+            printf("intact: NO: %s\n", damage_msg);
+        else if ((damage = print_integrity(path, checkpoint, state_verified)) != MR_OK)
+            snprintf(damage_msg, sizeof damage_msg, "%s", mr_last_error());
+        if (tensors)
+            print_tensors(&ix);
+        else
+            printf("(--tensors lists the %d tensors)\n", ix.count);
+        mr_weights_index_free(&ix);
     }
     if (st == MR_OK && config_path) {
         mr_config cfg;

@@ -86,10 +86,14 @@ int cmd_predict(int argc, char **argv) {
          "minimum score (overrides DETECTION_MIN_CONFIDENCE)"},
         MR_CLI_ALLOW_DAMAGED_OPT(allow_damaged),
     };
+    static const mr_cli_help help = {
+        "predict", "--weights W [--config C] IMAGES_OR_FOLDERS... --out DIR [--threshold T]",
+        "mrcnn predict --weights busi.h5 scans/ --out predictions\n"
+        "mrcnn predict --weights runs/busi-20261123T1015/ckpt-e0030-s00001530.h5 a.png b.png --out "
+        "p --threshold 0.5\n"};
     int code = 0;
-    if (!mr_parse_args("predict",
-                       "--weights W [--config C] IMAGES_OR_FOLDERS... --out DIR [--threshold T]",
-                       argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &positional, &code)) {
+    if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &positional,
+                       &code)) {
         free((void *)positional.items);
         return code;
     }

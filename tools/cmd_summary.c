@@ -8,8 +8,11 @@
 int cmd_summary(int argc, char **argv) {
     const char *config_path = NULL;
     mr_opt opts[] = {{"--config", MR_OPT_STRING, &config_path, "config JSON (required)"}};
+    static const mr_cli_help help = {"summary", "--config FILE",
+                                     "mrcnn summary --config configs/busi.json\n"
+                                     "mrcnn summary --config configs/tiny.json\n"};
     int code = 0;
-    if (!mr_parse_args("summary", "--config FILE", argc, argv, opts, 1, NULL, &code)) return code;
+    if (!mr_parse_args(&help, argc, argv, opts, 1, NULL, &code)) return code;
     if (!config_path) {
         fprintf(stderr, "mrcnn summary: --config FILE is required\n");
         return 2;

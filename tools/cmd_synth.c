@@ -51,10 +51,13 @@ int cmd_synth(int argc, char **argv) {
         {"--max-lesions", MR_OPT_INT, &max_lesions,
          "most lesions in one image, 1 to 3 (standard 2, hard 3)"},
     };
+    static const mr_cli_help help = {
+        "synth", "--out DIR [--images N] [--seed S] [--preset standard|hard] [--size PX] [options]",
+        "mrcnn synth --out synth\n"
+        "mrcnn synth --out synth-hard --images 400 --seed 7 --preset hard\n"
+        "mrcnn synth --out small --images 20 --size 128 --val-fraction 0.25\n"};
     int code = 0;
-    if (!mr_parse_args("synth",
-                       "--out DIR [--images N] [--seed S] [--preset standard|hard] [options]", argc,
-                       argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
+    if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
     if (!out) {
         fprintf(stderr, "mrcnn synth: --out DIR is required (see mrcnn synth --help)\n");

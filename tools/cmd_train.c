@@ -38,12 +38,16 @@ int cmd_train(int argc, char **argv) {
         {"--quiet", MR_OPT_FLAG, &quiet, "no progress output"},
         MR_CLI_ALLOW_DAMAGED_OPT(allow_damaged),
     };
+    static const mr_cli_help help = {
+        "train",
+        "--config C [--weights FILE] [--data PATH] [--image-root DIR] "
+        "[--val-split F] [--epochs N] [--out DIR] [--force] | --resume RUN_DIR "
+        "[--epochs N]",
+        "mrcnn train --config configs/busi.json --weights mask_rcnn_coco.h5 --data \"BUS scans\"\n"
+        "mrcnn train --config configs/tiny.json --data synth --epochs 5 --out runs/tiny\n"
+        "mrcnn train --resume runs/busi-20261123T1015\n"};
     int code = 0;
-    if (!mr_parse_args("train",
-                       "--config C [--weights FILE] [--data PATH] [--image-root DIR] "
-                       "[--val-split F] [--epochs N] [--out DIR] [--force] | --resume RUN_DIR "
-                       "[--epochs N]",
-                       argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
+    if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
     if (!config && !resume) {
         fprintf(stderr, "mrcnn train: --config FILE is required (or --resume RUN_DIR)\n");

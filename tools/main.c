@@ -21,7 +21,8 @@ static const verb verbs[] = {
     {"export", cmd_export,
      "inference-only weights: batch norms folded, config inside, fp16 or Keras"},
     {"summary", cmd_summary, "print the network's layers, shapes, parameters and GFLOPs"},
-    {"inspect", cmd_inspect, "list the tensors of a weights file; with --config, its load report"},
+    {"inspect", cmd_inspect,
+     "what a weights file is (kind, epoch, classes, intact); --tensors, --config for more"},
     {"evaluate", cmd_evaluate, "mAP, COCO box/mask AP, Dice, confusion; JSON report, PR curves"},
     {"anchors", cmd_anchors, "fit RPN anchors to the boxes (k-means, 1 - IoU); --write to config"},
     {"bench", cmd_bench, "measure sgemm and convolution speed on this machine"},
@@ -44,7 +45,22 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
-        if (!strcmp(argv[1], verbs[i].name)) return verbs[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], verbs[i].name)) {
+            mr_cli_set_verb(verbs[i].name);
+            return verbs[i].run(argc - 1, argv + 1);
+        }
+    /* A misspelt verb (evalute, check_data) gets the closest one, as options do. */
+    const char *near = NULL;
+    int best = 3;
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+        int d = mr_cli_edit_distance(argv[1], verbs[i].name);
+        if (d < best) best = d, near = verbs[i].name;
+    }
+    if (near) {
+        fprintf(stderr, "mrcnn: unknown verb '%s'; did you mean %s? (mrcnn --help lists them)\n",
+                argv[1], near);
+        return 2;
+    }
     fprintf(stderr, "mrcnn: unknown verb '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -41,6 +41,8 @@ mr_status mr_evaluation_init(mr_evaluation *e, int64_t num_classes, const mr_eva
 }
 
 void mr_evaluation_free(mr_evaluation *e) {
+    for (int64_t i = 0; i < e->n_images && e->images; i++) free(e->images[i].path);
+    free(e->images);
     mr_coco_free(&e->coco_box);
     mr_coco_free(&e->coco_mask);
     mr_lesion_stats_free(&e->lesions);
@@ -103,6 +105,22 @@ mr_status mr_evaluation_add(mr_evaluation *e, const mr_image_record *rec,
     if ((st = mr_mask_iou_matrix(mask_iou, p_masks, np, gt_masks, n_gt, npix)) != MR_OK) goto done;
     mr_box_iou_matrix_f64(box_iou, p_boxes, np, gt_boxes, n_gt);
 
+    if (e->n_images == e->images_cap) {
+        int64_t cap = e->images_cap ? 2 * e->images_cap : 64;
+        mr_eval_image *grown = realloc(e->images, sizeof *grown * (size_t)cap);
+        if (!grown) {
+            st = mr_fail(MR_ERR_NOMEM, "%s: out of memory scoring the image", rec->path);
+            goto done;
+        }
+        e->images = grown, e->images_cap = cap;
+    }
+    mr_eval_image *img = &e->images[e->n_images];
+    memset(img, 0, sizeof *img);
+    img->ap50 = MR_AP_UNDEFINED;
+    if (!(img->path = strdup(rec->path))) {
+        st = mr_fail(MR_ERR_NOMEM, "%s: out of memory scoring the image", rec->path);
+        goto done;
+    }
     e->n_images++;
     if (n_gt > 0) {
         double ap50, ap_range;
@@ -112,6 +130,7 @@ mr_status mr_evaluation_add(mr_evaluation *e, const mr_image_record *rec,
                                       false)) != MR_OK)
             goto done;
         e->sum_map50 += ap50;
+        img->ap50 = ap50;
         e->sum_map50_95 += ap_range;
         e->n_map_images++;
     }
@@ -130,8 +149,17 @@ mr_status mr_evaluation_add(mr_evaluation *e, const mr_image_record *rec,
         op_scores[n_op] = p_scores[i];
         n_op++;
     }
+    /* This image's share of the lesion counts: what the accumulator gained. */
+    const int64_t matched0 = e->lesions.n_matched;
+    const double dice0 = e->lesions.sum_dice;
     st = mr_lesion_stats_add(&e->lesions, op_iou, gt_cls, n_gt, op_cls, op_scores, n_op,
                              MR_EVAL_MATCH_IOU);
+    img->lesions = n_gt;
+    img->detections = n_op;
+    img->matched = e->lesions.n_matched - matched0;
+    img->missed = n_gt - img->matched;
+    img->false_positives = n_op - img->matched;
+    img->dice = img->matched ? (e->lesions.sum_dice - dice0) / (double)img->matched : (double)NAN;
 done:
     if (p_masks != det->masks) free(p_masks);
     free(gt_masks), free(gt_cls), free(gt_boxes), free(p_cls), free(p_scores);
@@ -376,11 +404,63 @@ static double accuracy(const mr_evaluation *e) {
     return e->n_classified ? (double)e->n_right / (double)e->n_classified : MR_AP_UNDEFINED;
 }
 
+/* Worse first: more missed lesions and false positives together, then more missed, then the
+ * lower AP, then the order added (the sort is made stable by the index). */
+static int worse_first(const void *pa, const void *pb, const mr_eval_image *images) {
+    const mr_eval_image *a = &images[*(const int64_t *)pa], *b = &images[*(const int64_t *)pb];
+    int64_t ea = a->missed + a->false_positives, eb = b->missed + b->false_positives;
+    if (ea != eb) return ea > eb ? -1 : 1;
+    if (a->missed != b->missed) return a->missed > b->missed ? -1 : 1;
+    double apa = a->ap50 == MR_AP_UNDEFINED ? 2.0 : a->ap50;
+    double apb = b->ap50 == MR_AP_UNDEFINED ? 2.0 : b->ap50;
+    if (apa != apb) return apa < apb ? -1 : 1;
+    return *(const int64_t *)pa < *(const int64_t *)pb ? -1 : 1;
+}
+
+static const mr_eval_image *sort_images;
+static int worse_first_cmp(const void *a, const void *b) {
+    return worse_first(a, b, sort_images);
+}
+
+static void print_worst(const mr_evaluation *e, FILE *out) {
+    int64_t n_bad = 0;
+    for (int64_t i = 0; i < e->n_images; i++)
+        n_bad += e->images[i].missed + e->images[i].false_positives > 0;
+    if (!n_bad) {
+        fprintf(out, "\nEvery lesion found and no false positives, in every image\n");
+        return;
+    }
+    int64_t *order = malloc(sizeof *order * (size_t)e->n_images);
+    if (!order) return;
+    for (int64_t i = 0; i < e->n_images; i++) order[i] = i;
+    sort_images = e->images;
+    qsort(order, (size_t)e->n_images, sizeof *order, worse_first_cmp);
+    const int64_t shown = n_bad < MR_EVAL_WORST ? n_bad : MR_EVAL_WORST;
+    fprintf(out,
+            "\nImages with the most missed lesions and false positives (%lld of the %lld images "
+            "with any; per_image.csv in --out lists every image)\n",
+            (long long)shown, (long long)n_bad);
+    fprintf(out, "  %-32s %7s %6s %6s %6s %6s\n", "image", "lesions", "found", "missed", "false+",
+            "Dice");
+    for (int64_t k = 0; k < shown; k++) {
+        const mr_eval_image *m = &e->images[order[k]];
+        const char *name = strrchr(m->path, '/') ? strrchr(m->path, '/') + 1 : m->path;
+        fprintf(out, "  %-32.32s %7lld %6lld %6lld %6lld", name, (long long)m->lesions,
+                (long long)m->matched, (long long)m->missed, (long long)m->false_positives);
+        if (isnan(m->dice))
+            fprintf(out, " %6s\n", "-");
+        else
+            fprintf(out, " %6.3f\n", m->dice);
+    }
+    free(order);
+}
+
 void mr_evaluation_print(const mr_evaluation *e, const mr_config *cfg, const mr_eval_meta *meta,
                          FILE *out) {
     const mr_lesion_stats *L = &e->lesions;
     const int64_t nc = e->num_classes;
     const double op = (double)e->opt.op_threshold;
+    const bool verbose = meta->verbose;
     fprintf(out, "evaluate: %lld images of %s (%lld without lesions), %s %s\n",
             (long long)e->n_images, meta->data, (long long)L->n_images_without_gt,
             meta->weights ? "weights" : "predictions",
@@ -389,26 +469,35 @@ void mr_evaluation_print(const mr_evaluation *e, const mr_config *cfg, const mr_
         fprintf(out, "detections: score >= %.2f (--threshold), for every number below\n", op);
     else
         fprintf(out,
-                "detections: score >= 0 for AP (DETECTION_MIN_CONFIDENCE 0, as Matterport's COCO "
-                "evaluation; --threshold T to change); lesion-level numbers at the config's "
-                "operating point, score >= %.2f (DETECTION_MIN_CONFIDENCE)\n",
+                "detections: AP counts every detection (score >= 0); lesions found and missed "
+                "count those scoring >= %.2f (the config's DETECTION_MIN_CONFIDENCE); "
+                "--threshold T sets both\n",
                 op);
+    if (verbose && !meta->threshold_given)
+        fprintf(out, "  (score >= 0 for AP is DETECTION_MIN_CONFIDENCE 0, as Matterport's COCO "
+                     "evaluation runs)\n");
     if (e->n_gt_empty)
         fprintf(out, "note: %lld ground-truth shapes cover no pixel centre and were left out\n",
                 (long long)e->n_gt_empty);
 
-    fprintf(out, "\nMatterport per-image AP, mask IoU (compute_matches with the re-match fix "
-                 "gt_match[j] > -1; master's > 0 can match a GT twice, issue #1692)\n");
+    fprintf(out, "\nAverage precision per image (Matterport's mAP), mask overlap\n");
+    if (verbose)
+        fprintf(out, "  method: each image's AP by Matterport's compute_ap on mask IoU, averaged "
+                     "over the images with lesions; compute_matches uses the re-match fix "
+                     "gt_match[j] > -1 (Matterport master's > 0 can match a lesion twice, its "
+                     "issue #1692)\n");
     fprintf(out, "  mAP@0.5        ");
     print_ap(out, e->map50);
     fprintf(out, "   (mean over %lld images with lesions)\n", (long long)e->n_map_images);
     fprintf(out, "  mAP@[.5:.95]   ");
     print_ap(out, e->map50_95);
-    fprintf(out, "   (compute_ap_range)\n");
+    fprintf(out, "   (the same, averaged over overlaps 0.50 to 0.95)\n");
 
-    fprintf(out, "\nCOCO-style AP (pycocotools' method: per class, greedy matching by score, IoU "
-                 ".50:.05:.95, 101-point interpolated precision, maxDets 100; no crowd regions "
-                 "or area ranges)\n");
+    fprintf(out, "\nCOCO-style average precision per class, boxes and masks\n");
+    if (verbose)
+        fprintf(out, "  method: pycocotools' COCOeval: per class, greedy matching by score, IoU "
+                     ".50:.05:.95, 101-point interpolated precision, maxDets 100; no crowd "
+                     "regions or area ranges\n");
     fprintf(out, "  %-14s %5s %6s | %6s %6s %6s | %6s %6s %6s\n", "class", "GT", "dets", "box AP",
             "AP50", "AP75", "maskAP", "AP50", "AP75");
     int64_t all_gt = 0, all_dets = 0;
@@ -430,7 +519,9 @@ void mr_evaluation_print(const mr_evaluation *e, const mr_config *cfg, const mr_
     print_ap(out, e->mask.mean_ap75);
     fprintf(out, "\n");
 
-    fprintf(out, "\nLesions (class-agnostic matching at mask IoU >= %.1f, score >= %.2f)\n",
+    fprintf(out,
+            "\nLesions (a detection finds a lesion when their masks overlap by IoU >= %.1f, "
+            "whatever the class; score >= %.2f)\n",
             MR_EVAL_MATCH_IOU, op);
     fprintf(out,
             "  sensitivity %lld/%lld = %.3f; false positives per image %.2f (%lld on %lld images, "
@@ -440,10 +531,10 @@ void mr_evaluation_print(const mr_evaluation *e, const mr_config *cfg, const mr_
             (long long)L->n_images, (long long)L->n_fp_without_gt,
             (long long)L->n_images_without_gt);
     if (L->n_matched)
-        fprintf(out, "  matched lesions: mean Dice %.3f, mean IoU %.3f\n", mr_lesion_mean_dice(L),
+        fprintf(out, "  found lesions: mean Dice %.3f, mean IoU %.3f\n", mr_lesion_mean_dice(L),
                 mr_lesion_mean_iou(L));
     else
-        fprintf(out, "  matched lesions: none, so no Dice or IoU\n");
+        fprintf(out, "  found lesions: none, so no Dice or IoU\n");
     fprintf(out, "  confusion (rows: ground truth, columns: predicted)\n  %-14s", "");
     for (int64_t p = 1; p < nc; p++) fprintf(out, " %10.10s", cfg->class_names[p]);
     fprintf(out, " %10s\n", "missed");
@@ -460,9 +551,11 @@ void mr_evaluation_print(const mr_evaluation *e, const mr_config *cfg, const mr_
         is_benign_malignant(cfg) ? "benign/malignant accuracy" : "class accuracy";
     char acc_text[64] = "n/a";
     if (e->n_classified) snprintf(acc_text, sizeof acc_text, "%.1f%%", 100.0 * accuracy(e));
-    fprintf(out, "  %s %lld/%lld = %s (of the matched lesions)\n", acc_name, (long long)e->n_right,
+    fprintf(out, "  %s %lld/%lld = %s (of the lesions found)\n", acc_name, (long long)e->n_right,
             (long long)e->n_classified, acc_text);
+    if (e->images) print_worst(e, out);
 
+    if (!meta->compare_paper) return;
     fprintf(out, "\nSeed paper: Chiao et al., Medicine 2019 (307 sonograms of 80 patients; its "
                  "exact protocol is not published, compare with care)\n");
     fprintf(out, "  %-34s %8s %8s\n", "", "theirs", "ours");
@@ -471,9 +564,31 @@ void mr_evaluation_print(const mr_evaluation *e, const mr_config *cfg, const mr_
         fprintf(out, "%8s", "n/a");
     else
         fprintf(out, "%8.3f", e->map50);
-    fprintf(out, "   ours: mAP@0.5, Matterport per-image, mask IoU\n");
-    fprintf(out, "  %-34s %7.0f%% %8s   ours: matched lesions, score >= %.2f\n", acc_name,
+    fprintf(out, "   ours: mAP@0.5, per image, mask overlap\n");
+    fprintf(out, "  %-34s %7.0f%% %8s   ours: lesions found, score >= %.2f\n", acc_name,
             100.0 * SEED_ACCURACY, acc_text, op);
+}
+
+/* per_image.csv: one row per image, in the order scored. */
+static mr_status write_per_image(const mr_evaluation *e, const char *path) {
+    mr_text csv = {0};
+    mr_text_printf(&csv, "image,lesions,detections,found,missed,false_positives,dice,ap50\n");
+    for (int64_t i = 0; i < e->n_images; i++) {
+        const mr_eval_image *m = &e->images[i];
+        /* RFC 4180: quoted, inner quotes doubled. */
+        mr_text_printf(&csv, "\"");
+        for (const char *p = m->path; *p; p++) mr_text_printf(&csv, *p == '"' ? "\"\"" : "%c", *p);
+        mr_text_printf(&csv, "\",%lld,%lld,%lld,%lld,%lld,", (long long)m->lesions,
+                       (long long)m->detections, (long long)m->matched, (long long)m->missed,
+                       (long long)m->false_positives);
+        if (!isnan(m->dice)) mr_text_printf(&csv, "%.6g", m->dice);
+        mr_text_printf(&csv, ",");
+        if (m->ap50 != MR_AP_UNDEFINED) mr_text_printf(&csv, "%.6g", m->ap50);
+        mr_text_printf(&csv, "\n");
+    }
+    mr_status st = mr_text_write_atomic(&csv, path);
+    mr_text_free(&csv);
+    return st;
 }
 
 mr_status mr_evaluation_write(const mr_evaluation *e, const mr_config *cfg,
@@ -567,7 +682,13 @@ mr_status mr_evaluation_write(const mr_evaluation *e, const mr_config *cfg,
         mr_text_json_string(t, cfg->class_names[c]);
         mr_text_printf(t, ": \"pr_%s.svg\"", safe);
     }
-    mr_text_printf(t, "}\n}\n");
+    mr_text_printf(t, "}");
+    mr_text_printf(t, ",\n  \"per_image\": \"per_image.csv\"");
+    mr_text_printf(t, "\n}\n");
+    if (st == MR_OK) {
+        snprintf(path, sizeof path, "%s/per_image.csv", out_dir);
+        st = write_per_image(e, path);
+    }
     if (st == MR_OK) {
         snprintf(path, sizeof path, "%s/evaluation.json", out_dir);
         st = mr_text_write_atomic(t, path);

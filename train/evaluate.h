@@ -22,9 +22,21 @@ typedef struct {
     float op_threshold;  /* the operating point of the lesion-level numbers */
 } mr_eval_options;
 
+/* One scored image at the operating point (op_threshold), for per_image.csv and the list of
+ * the worst images. */
+typedef struct {
+    char *path;                           /* the image's file (malloc'd) */
+    int64_t lesions, detections, matched; /* GT lesions, detections >= op, pairs */
+    int64_t missed, false_positives;      /* lesions - matched, detections - matched */
+    double dice;                          /* mean Dice of the matched pairs, or NAN */
+    double ap50;                          /* Matterport AP@0.5; MR_AP_UNDEFINED: no GT */
+} mr_eval_image;
+
 typedef struct {
     mr_eval_options opt;
     int64_t num_classes;
+    mr_eval_image *images; /* n_images of them, in the order added */
+    int64_t images_cap;
     /* Accumulated image by image. */
     mr_coco_eval coco_box, coco_mask;
     mr_lesion_stats lesions;
@@ -63,11 +75,19 @@ typedef struct {
     const char *predictions; /* or the folder of prediction files */
     const char *config;      /* the config's file */
     bool threshold_given;    /* --threshold set both thresholds */
+    bool verbose;            /* the printout explains each method */
+    bool compare_paper;      /* the printout compares with the seed paper's numbers */
 } mr_eval_meta;
 
+/* The summary in plain words: the per-image AP, COCO-style AP per class, lesions found and
+ * missed, the confusion matrix and the (up to) MR_EVAL_WORST images with the most missed lesions
+ * and false positives; meta->verbose adds how each number is computed, meta->compare_paper the
+ * seed paper's numbers beside ours. */
+#define MR_EVAL_WORST 10
 void mr_evaluation_print(const mr_evaluation *e, const mr_config *cfg, const mr_eval_meta *meta,
                          FILE *out);
-/* evaluation.json and pr_<class>.svg in out_dir. */
+/* evaluation.json, per_image.csv (one row per image: lesions, detections, matched, missed,
+ * false positives, Dice, AP50) and pr_<class>.svg in out_dir. */
 mr_status mr_evaluation_write(const mr_evaluation *e, const mr_config *cfg,
                               const mr_eval_meta *meta, const char *out_dir);
 

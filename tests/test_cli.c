@@ -1,0 +1,179 @@
+/* The command line as users meet it (issue 13): every verb's --help ends with examples, options
+ * mean one thing across verbs and take --name=value, misspellings get a did-you-mean, errors
+ * start "mrcnn VERB: ", inspect prints its summary first and its tensors on request, and the
+ * README's verb table lists every verb. Runs the built binary through run_mrcnn. */
+#include <string.h>
+
+#include "../train/checkpoint.h"
+#include "../train/config.h"
+#include "testutil.h"
+
+static const char *const verbs[] = {"demo",    "synth",    "import-busi", "check-data",
+                                    "train",   "predict",  "export",      "summary",
+                                    "inspect", "evaluate", "anchors",     "bench"};
+#define N_VERBS (int)(sizeof verbs / sizeof verbs[0])
+
+static const char *last_line(const char *text) {
+    static _Thread_local char buf[4096];
+    size_t len = strlen(text);
+    while (len && text[len - 1] == '\n') len--;
+    size_t start = len;
+    while (start && text[start - 1] != '\n') start--;
+    snprintf(buf, sizeof buf, "%.*s", (int)(len - start), text + start);
+    return buf;
+}
+
+Test(cli, every_help_ends_with_examples) {
+    static char out[1 << 16];
+    for (int i = 0; i < N_VERBS; i++) {
+        char args[64], want[64];
+        snprintf(args, sizeof args, "%s --help", verbs[i]);
+        cr_assert_eq(run_mrcnn(args, out, sizeof out), 0, "%s: %s", verbs[i], out);
+        const char *ex = strstr(out, "\nexamples:\n");
+        cr_assert_not_null(ex, "%s --help has no examples: %s", verbs[i], out);
+        snprintf(want, sizeof want, "\n  mrcnn %s", verbs[i]);
+        int n = 0;
+        for (const char *p = ex; (p = strstr(p, want)); p++) n++;
+        cr_assert(n >= 2 && n <= 3, "%s: %d examples: %s", verbs[i], n, ex);
+        /* The examples end the text: nothing but example lines after the header. */
+        for (const char *p = ex + strlen("\nexamples:\n"); *p; p = strchr(p, '\n') + 1)
+            cr_assert(!strncmp(p, "  mrcnn ", 8), "%s: not an example line: %s", verbs[i], p);
+    }
+}
+
+Test(cli, equals_form_and_did_you_mean) {
+    char out[1 << 14];
+    cr_assert_eq(run_mrcnn("summary --config=configs/tiny.json", out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "configs/tiny.json: ResNet-50"), "%s", out);
+    cr_assert_eq(run_mrcnn("summary --confg configs/tiny.json", out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "mrcnn summary: unknown option '--confg'; did you mean --config?"), "%s",
+              out);
+    cr_assert_eq(run_mrcnn("synth --out /tmp/x --imags 3", out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "did you mean --images?"), "%s", out);
+    cr_assert_eq(run_mrcnn("evaluate --wieghts w.h5", out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "did you mean --weights?"), "%s", out);
+    /* Nothing close: no guess. */
+    cr_assert_eq(run_mrcnn("synth --out /tmp/x --zebra 3", out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "unknown option '--zebra' (see") && !strstr(out, "did you mean"), "%s",
+              out);
+    /* A flag takes no value; a value option needs one in either form. */
+    cr_assert_eq(run_mrcnn("evaluate --quiet=1", out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "--quiet takes no value"), "%s", out);
+    cr_assert_eq(run_mrcnn("synth --images=x --out /tmp/x", out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "option --images expects an integer, got 'x'"), "%s", out);
+}
+
+Test(cli, synth_equals_form_writes_the_same_set) {
+    const char *dir = temp_dir("cli-synth");
+    char args[1200], out[1 << 14];
+    snprintf(args, sizeof args, "synth --out='%s/a' --images=3 --size=64 --seed=4", dir);
+    cr_assert_eq(run_mrcnn(args, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "wrote 3 images of 64x64 px (seed 4"), "%s", out);
+}
+
+/* --images is a count (synth, demo); check-data's folder option is --image-root, as in train and
+ * evaluate; its old spelling still works, hidden, with a note. */
+Test(cli, one_name_per_meaning) {
+    char out[1 << 16];
+    cr_assert_eq(run_mrcnn("check-data --help", out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "--image-root") && !strstr(out, "  --images "), "%s", out);
+    const char *verbs_with_images_count[] = {"synth --help", "demo --help"};
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(run_mrcnn(verbs_with_images_count[i], out, sizeof out), 0);
+        cr_assert(strstr(out, "[--images N]"), "%s", out);
+    }
+    char args[1200];
+    snprintf(args, sizeof args, "check-data --data /nonexistent/mrcnn/data --images /elsewhere");
+    int rc = run_mrcnn(args, out, sizeof out);
+    cr_assert_neq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "mrcnn check-data: note: --images is the old name of --image-root"), "%s",
+              out);
+    cr_assert(strstr(last_line(out), "mrcnn check-data: "), "%s", out);
+}
+
+/* Errors from the library carry the verb's name, like the parser's own. */
+Test(cli, errors_name_the_verb) {
+    char out[1 << 14];
+    cr_assert_eq(run_mrcnn("inspect /nonexistent/mrcnn.h5", out, sizeof out), 1, "%s", out);
+    cr_assert(!strncmp(last_line(out), "mrcnn inspect: ", 15), "%s", out);
+    cr_assert_eq(run_mrcnn("summary --config /nonexistent/c.json", out, sizeof out), 1, "%s", out);
+    cr_assert(!strncmp(last_line(out), "mrcnn summary: ", 15), "%s", out);
+    cr_assert_eq(run_mrcnn("frobnicate", out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "mrcnn: unknown verb 'frobnicate'") && !strstr(out, "did you mean"), "%s",
+              out);
+    cr_assert_eq(run_mrcnn("evalute --help", out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "mrcnn: unknown verb 'evalute'; did you mean evaluate?"), "%s", out);
+    cr_assert_eq(run_mrcnn("check_data", out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "did you mean check-data?"), "%s", out);
+}
+
+/* The README's verb table lists every verb `mrcnn --help` does. */
+Test(cli, readme_lists_every_verb) {
+    char out[1 << 14];
+    cr_assert_eq(run_mrcnn("--help", out, sizeof out), 0, "%s", out);
+    FILE *f = fopen("README.md", "r");
+    cr_assert_not_null(f);
+    static char readme[1 << 18];
+    readme[fread(readme, 1, sizeof readme - 1, f)] = '\0';
+    fclose(f);
+    for (int i = 0; i < N_VERBS; i++) {
+        char row[64], listed[64];
+        snprintf(listed, sizeof listed, "\n  %s ", verbs[i]);
+        cr_assert(strstr(out, listed), "mrcnn --help lacks %s: %s", verbs[i], out);
+        snprintf(row, sizeof row, "| `mrcnn %s` |", verbs[i]);
+        cr_assert(strstr(readme, row), "README's verb table lacks %s", verbs[i]);
+    }
+}
+
+static void write_checkpoint(const char *path) {
+    mr_config c;
+    mr_config_defaults(&c);
+    cr_assert_eq(mr_config_load("configs/tiny.json", &c), MR_OK, "%s", mr_last_error());
+    mr_model m;
+    cr_assert_eq(mr_model_init(&m, &c.net), MR_OK, "%s", mr_last_error());
+    random_test_weights(&m.params, 3);
+    mr_checkpoint_state s = {0};
+    s.epoch = 4;
+    s.step = 200;
+    int64_t order[2] = {3, 0};
+    s.data_order = order;
+    s.n_data_order = 2;
+    s.config_json = mr_config_to_json(&c);
+    s.val_loss = 0.75;
+    mr_rng_seed(&s.rng, 5);
+    cr_assert_eq(mr_checkpoint_save(path, &m.params, &s), MR_OK, "%s", mr_last_error());
+    free(s.config_json);
+    mr_model_free(&m);
+}
+
+/* inspect: the summary (kind, epoch, step, validation loss, config and classes, intact) first;
+ * the tensor table only with --tensors; the file as FILE or --weights FILE. */
+Test(cli, inspect_summary_first_tensors_on_request) {
+    const char *dir = temp_dir("cli-inspect");
+    char path[600], args[1400];
+    static char out[1 << 20], with[1 << 20];
+    snprintf(path, sizeof path, "%s/ckpt.h5", dir);
+    write_checkpoint(path);
+    snprintf(args, sizeof args, "inspect '%s'", path);
+    cr_assert_eq(run_mrcnn(args, out, sizeof out), 0, "%s", out);
+    const char *kind = strstr(out, "a training checkpoint");
+    const char *epoch = strstr(out, "checkpoint: epoch 4, step 200, validation loss 0.75");
+    const char *cfg = strstr(out, "config: tiny; 3 classes: BG, benign, malignant");
+    const char *intact = strstr(out, "intact: yes");
+    cr_assert(kind && epoch && cfg && intact && kind < epoch && epoch < cfg && cfg < intact, "%s",
+              out);
+    cr_assert(!strstr(out, "conv1/kernel"), "no tensor table without --tensors: %s", out);
+    cr_assert(strstr(out, "--tensors lists the"), "%s", out);
+
+    snprintf(args, sizeof args, "inspect --weights='%s' --tensors", path);
+    cr_assert_eq(run_mrcnn(args, with, sizeof with), 0, "%s", with);
+    const char *table = strstr(with, "/params/conv1/kernel");
+    cr_assert(table && strstr(with, "intact: yes") < table, "the table after the summary: %s",
+              with);
+    snprintf(args, sizeof args, "inspect --weights '%s' '%s'", path, path);
+    cr_assert_eq(run_mrcnn(args, out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "exactly one weights file"), "%s", out);
+
+    cr_assert_eq(run_mrcnn("inspect tests/ref/keras_tiny.h5", out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "Keras weights") && strstr(out, "config: none stored"), "%s", out);
+}
