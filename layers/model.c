@@ -1,7 +1,8 @@
 /* The model: config defaults, init (the network table of layers/network.c, its handles, the
- * anchors), freezing and the summary from the table, and the forward pass of the backbone, FPN,
- * RPN and heads through the handles resolved at init: no name is looked up per step. */
-#include "model.h"
+ * anchors), freezing and the summary from the table, the forward helpers backbones share
+ * (layers/network.h), and the forward pass (the backbone's, then FPN, RPN and heads) through the
+ * handles resolved at init: no name is looked up per step. */
+#include "network.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -89,8 +90,7 @@ mr_anchor_config mr_net_anchor_config(const mr_net_config *c) {
 }
 
 static mr_status check_config(const mr_net_config *c) {
-    if (c->backbone_depth != 50 && c->backbone_depth != 101)
-        return mr_fail(MR_ERR_CONFIG, "BACKBONE must be resnet50 or resnet101");
+    if (!mr_net_backbone(c)) return MR_ERR_CONFIG;
     if (c->image_max_dim % 64 != 0 || c->image_max_dim < 64)
         return mr_fail(MR_ERR_CONFIG,
                        "IMAGE_MAX_DIM %d must be a positive multiple of 64 (the "
@@ -160,7 +160,7 @@ mr_proposal_config mr_model_proposal_config(const mr_model *m, bool training) {
 void mr_model_free(mr_model *m) {
     mr_params_free(&m->params);
     free(m->layers);
-    free(m->w.blocks);
+    free(m->backbone_w);
     free(m->anchors);
     free(m->anchors_px);
     memset(m, 0, sizeof *m);
@@ -226,7 +226,7 @@ void mr_model_print_summary(const mr_model *m, FILE *out) {
 
 /* ---- forward ------------------------------------------------------------------------------ */
 
-static mr_tensor *conv(mr_ctx *ctx, mr_tensor *x, const mr_conv_w *w, int stride, int pad) {
+mr_tensor *mr_net_conv(mr_ctx *ctx, mr_tensor *x, const mr_conv_w *w, int stride, int pad) {
     return mr_conv2d(ctx, x, w->kernel, w->bias, stride, pad);
 }
 
@@ -234,7 +234,7 @@ static bool bn_uses_batch_statistics(const mr_ctx *ctx, const mr_model *m) {
     return m->cfg.train_bn && ctx->recording;
 }
 
-static mr_tensor *bn(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const mr_bn_w *w) {
+mr_tensor *mr_net_bn(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const mr_bn_w *w) {
     if (bn_uses_batch_statistics(ctx, m))
         return mr_batchnorm_batch(ctx, x, w->gamma, w->beta, w->mean, w->var, m->cfg.bn_eps, 0.99f,
                                   true);
@@ -243,28 +243,15 @@ static mr_tensor *bn(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const mr_bn_w
 
 /* A convolution and its batch norm. A frozen BN is folded into the convolution, which saves a
  * pass over the activations and the memory of one of the two tensors. */
-static mr_tensor *conv_bn(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const mr_conv_bn_w *w,
+mr_tensor *mr_net_conv_bn(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const mr_conv_bn_w *w,
                           int stride, int pad) {
     if (bn_uses_batch_statistics(ctx, m))
-        return bn(ctx, m, conv(ctx, x, &w->conv, stride, pad), &w->bn);
+        return mr_net_bn(ctx, m, mr_net_conv(ctx, x, &w->conv, stride, pad), &w->bn);
     return mr_conv2d_bn(ctx, x, w->conv.kernel, w->conv.bias, stride, pad, w->bn.gamma, w->bn.beta,
                         w->bn.mean, w->bn.var, m->cfg.bn_eps);
 }
 
-static mr_tensor *bottleneck(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const mr_block_w *w) {
-    const bool late = m->cfg.resnet_stride == MR_STRIDE_3X3;
-    mr_tensor *y =
-        mr_relu_inplace(ctx, conv_bn(ctx, m, x, &w->branch2a, late ? 1 : w->stride, MR_PAD_VALID));
-    y = mr_relu_inplace(ctx, conv_bn(ctx, m, y, &w->branch2b, late ? w->stride : 1, MR_PAD_SAME));
-    y = conv_bn(ctx, m, y, &w->branch2c, 1, MR_PAD_VALID);
-    mr_tensor *shortcut =
-        w->projection ? conv_bn(ctx, m, x, &w->branch1, w->stride, MR_PAD_VALID) : x;
-    return mr_add_relu_inplace(ctx, y, shortcut);
-}
-
-/* True when a backbone stage (1 = the stem) records nothing: none of its parameters trains and
- * its input needs no gradient. Its temporaries can then live in the scratch arena. */
-static bool stage_records_nothing(const mr_ctx *ctx, const mr_model *m, int stage,
+bool mr_net_stage_records_nothing(const mr_ctx *ctx, const mr_model *m, int stage,
                                   const mr_tensor *input) {
     if (ctx->recording && input->requires_grad) return false;
     if (!ctx->recording) return true;
@@ -279,28 +266,17 @@ static bool stage_records_nothing(const mr_ctx *ctx, const mr_model *m, int stag
 
 mr_status mr_model_features(mr_ctx *ctx, const mr_model *m, mr_tensor *images, mr_tensor *p[5]) {
     const mr_net_weights *w = &m->w;
-    bool scratch = stage_records_nothing(ctx, m, 1, images);
-    if (scratch) mr_scratch_begin(ctx);
-    mr_tensor *x = mr_relu_inplace(ctx, conv_bn(ctx, m, images, &w->conv1, 2, 3));
-    x = mr_maxpool(ctx, x, 3, 2, MR_PAD_SAME);
-    if (scratch) x = mr_scratch_end(ctx, x);
-    mr_tensor *c[4];
-    const mr_block_w *blk = w->blocks;
-    for (int stage = 2; stage <= 5 && x; stage++) {
-        scratch = stage_records_nothing(ctx, m, stage, x);
-        if (scratch) mr_scratch_begin(ctx);
-        for (int k = 0; k < w->stage_blocks[stage - 2]; k++) x = bottleneck(ctx, m, x, blk++);
-        if (scratch) x = mr_scratch_end(ctx, x);
-        c[stage - 2] = x;
-    }
-    if (!x) return ctx->status;
+    mr_tensor *c[4] = {NULL, NULL, NULL, NULL};
+    if (m->backbone->forward(ctx, m, m->backbone_w, images, c) != MR_OK) return ctx->status;
+    for (int l = 0; l < 4; l++)
+        if (!c[l]) return ctx->status;
     /* Top-down: each level adds the x2 upsampled sum from above (before smoothing). */
     mr_tensor *sum[4];
-    sum[3] = conv(ctx, c[3], &w->fpn_lateral[3], 1, MR_PAD_VALID);
+    sum[3] = mr_net_conv(ctx, c[3], &w->fpn_lateral[3], 1, MR_PAD_VALID);
     for (int l = 2; l >= 0; l--)
         sum[l] = mr_upsample2x_add(ctx, sum[l + 1],
-                                   conv(ctx, c[l], &w->fpn_lateral[l], 1, MR_PAD_VALID));
-    for (int l = 0; l < 4; l++) p[l] = conv(ctx, sum[l], &w->fpn_smooth[l], 1, MR_PAD_SAME);
+                                   mr_net_conv(ctx, c[l], &w->fpn_lateral[l], 1, MR_PAD_VALID));
+    for (int l = 0; l < 4; l++) p[l] = mr_net_conv(ctx, sum[l], &w->fpn_smooth[l], 1, MR_PAD_SAME);
     p[4] = mr_maxpool(ctx, p[3], 1, 2, MR_PAD_VALID); /* P6: every other pixel of P5 */
     return ctx->status;
 }
@@ -312,9 +288,9 @@ mr_status mr_model_rpn(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
     int64_t a = m->anchors_per_location;
     for (int l = 0; l < 5; l++) {
         mr_tensor *shared = mr_relu_inplace(
-            ctx, conv(ctx, p[l], &w->rpn_shared, m->cfg.anchor_stride, MR_PAD_SAME));
-        mr_tensor *cls = conv(ctx, shared, &w->rpn_class, 1, MR_PAD_VALID);
-        mr_tensor *box = conv(ctx, shared, &w->rpn_bbox, 1, MR_PAD_VALID);
+            ctx, mr_net_conv(ctx, p[l], &w->rpn_shared, m->cfg.anchor_stride, MR_PAD_SAME));
+        mr_tensor *cls = mr_net_conv(ctx, shared, &w->rpn_class, 1, MR_PAD_VALID);
+        mr_tensor *box = mr_net_conv(ctx, shared, &w->rpn_bbox, 1, MR_PAD_VALID);
         if (!cls || !box) return ctx->status;
         /* (B, h, w, A*2) flattens to (B, h*w*A, 2): order y, x, anchor, as the anchors. */
         int64_t b = cls->shape[0], n = cls->shape[1] * cls->shape[2] * a;
@@ -341,8 +317,9 @@ mr_status mr_model_box_head(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5
      * keep their BN separate: their kernels outweigh their activations, so folding would cost
      * more memory than it saves. */
     for (int i = 0; i < 2; i++)
-        x = mr_relu_inplace(ctx, bn(ctx, m, conv(ctx, x, &w->class_conv[i].conv, 1, MR_PAD_VALID),
-                                    &w->class_conv[i].bn));
+        x = mr_relu_inplace(
+            ctx, mr_net_bn(ctx, m, mr_net_conv(ctx, x, &w->class_conv[i].conv, 1, MR_PAD_VALID),
+                           &w->class_conv[i].bn));
     int64_t flat[2] = {n, c->fc_size};
     mr_tensor *shared = mr_reshape(ctx, x, 2, flat);
     *class_logits = mr_linear(ctx, shared, w->class_logits.kernel, w->class_logits.bias);
@@ -357,8 +334,8 @@ mr_tensor *mr_model_mask_head(mr_ctx *ctx, const mr_model *m, mr_tensor *const p
     mr_tensor *x = mr_roi_align(ctx, p, rois, batch_index, n, c->mask_pool_size, c->image_max_dim,
                                 c->image_max_dim, c->roi_align_mode);
     for (int i = 0; i < 4; i++)
-        x = mr_relu_inplace(ctx, conv_bn(ctx, m, x, &w->mask_conv[i], 1, MR_PAD_SAME));
+        x = mr_relu_inplace(ctx, mr_net_conv_bn(ctx, m, x, &w->mask_conv[i], 1, MR_PAD_SAME));
     if (w->mask_deconv.layer >= 0)
         x = mr_relu_inplace(ctx, mr_deconv2x2(ctx, x, w->mask_deconv.kernel, w->mask_deconv.bias));
-    return conv(ctx, x, &w->mask, 1, MR_PAD_VALID);
+    return mr_net_conv(ctx, x, &w->mask, 1, MR_PAD_VALID);
 }

@@ -1,7 +1,8 @@
-/* The Mask R-CNN network as Matterport builds it: ResNet-50/101 backbone, FPN P2..P6, the shared
- * RPN head, and the box and mask heads, with every parameter under its Matterport name so that
- * mask_rcnn_coco.h5 loads by name. The network-side settings of a config live here; the JSON
- * reader (train/config.c) fills them. */
+/* The Mask R-CNN network as Matterport builds it: a backbone (ResNet-50/101, layers/
+ * backbone_resnet.c, or any other mr_backbone), FPN P2..P6, the shared RPN head, and the box and
+ * mask heads, with every parameter under its Matterport name so that mask_rcnn_coco.h5 loads by
+ * name. The network-side settings of a config live here; the JSON reader (train/config.c) fills
+ * them. */
 #ifndef MR_MODEL_H
 #define MR_MODEL_H
 
@@ -43,9 +44,16 @@ typedef enum {
 typedef enum { MR_DETECT_TOP_CLASS = 0, MR_DETECT_EVERY_CLASS = 1 } mr_detection_candidates;
 typedef enum { MR_NMS_PER_CLASS = 0, MR_NMS_CLASS_AGNOSTIC = 1 } mr_detection_nms;
 
+/* A backbone's record (layers/network.h): how it declares, resolves and runs its layers. */
+typedef struct mr_backbone mr_backbone;
+
 typedef struct {
-    int backbone_depth; /* BACKBONE: 50 or 101 */
-    int num_classes;    /* NUM_CLASSES, background included */
+    int backbone_depth; /* BACKBONE: 50 or 101; selects the backbone of that depth in the list of
+                           layers/network.c */
+    /* NULL: the backbone BACKBONE selects. Set: this record instead, whatever BACKBONE says
+     * (tests, programs embedding the library); a config file cannot name it. */
+    const mr_backbone *backbone;
+    int num_classes; /* NUM_CLASSES, background included */
     int image_min_dim, image_max_dim, image_channels;
     float mean_pixel[3];
     mr_image_normalization image_normalization;
@@ -107,8 +115,8 @@ mr_anchor_config mr_net_anchor_config(const mr_net_config *cfg);
 typedef enum { MR_LAYER_CONV, MR_LAYER_BN, MR_LAYER_DENSE, MR_LAYER_DECONV } mr_layer_kind;
 
 /* The stage a layer belongs to, for Matterport's presets ("3+" trains stages 3, 4, 5 and the
- * heads): 1 the stem (conv1, bn_conv1), 2..5 the ResNet stages, MR_STAGE_HEADS the FPN, the RPN
- * and the box and mask heads. */
+ * heads): 1 the stem (conv1, bn_conv1), 2..5 the backbone's stages (C2..C5), MR_STAGE_HEADS the
+ * FPN, the RPN and the box and mask heads. */
 #define MR_STAGE_HEADS 6
 
 /* How WEIGHT_INIT "kaiming" starts a layer's kernel (torchvision's Mask R-CNN). */
@@ -161,17 +169,9 @@ typedef struct {
     mr_conv_w conv;
     mr_bn_w bn;
 } mr_conv_bn_w;
-/* One ResNet bottleneck: 1x1, 3x3, 1x1 and, in a stage's first block, the projection. */
+/* The handles of the layers after the backbone (the backbone's own are its business:
+ * mr_model.backbone_w). */
 typedef struct {
-    mr_conv_bn_w branch2a, branch2b, branch2c, branch1;
-    int stride;
-    bool projection;
-} mr_block_w;
-
-typedef struct {
-    mr_conv_bn_w conv1;                      /* stem */
-    mr_block_w *blocks;                      /* stages 2..5 one after the other */
-    int stage_blocks[4];                     /* of them in stages 2..5 */
     mr_conv_w fpn_lateral[4], fpn_smooth[4]; /* C2..C5 -> P2..P5 */
     mr_conv_w rpn_shared, rpn_class, rpn_bbox;
     mr_conv_bn_w class_conv[2];
@@ -186,6 +186,8 @@ typedef struct {
     mr_params params;
     mr_layer *layers; /* the network table, in declaration (= registry) order */
     int n_layers, cap_layers;
+    const mr_backbone *backbone; /* the record that declared and runs the backbone */
+    void *backbone_w;            /* its handles (backbone->handles_size bytes, owned) */
     mr_net_weights w;
     int64_t anchors_per_location;
     float *anchors;    /* (n_anchors, 4) normalised, for the molded image size */
@@ -199,10 +201,18 @@ typedef struct {
  * from the same list. */
 const char *mr_net_keras_group(const char *layer);
 
-/* Declares the network of m->cfg into m->params and m->layers and fills m->w's layer indices
- * (layers/network.c); mr_model_init calls it, then resolves the handles. */
+/* The backbone a config selects: cfg->backbone when set, else the listed backbone whose depth is
+ * BACKBONE's; NULL (status set, naming the listed backbones) when none is. */
+const mr_backbone *mr_net_backbone(const mr_net_config *cfg);
+/* Looks a listed backbone up by its BACKBONE name ("resnet50"); NULL when none has it. */
+const mr_backbone *mr_backbone_find(const char *name);
+
+/* Declares the network of m->cfg into m->params and m->layers, allocates the backbone's handles
+ * and fills every handle's layer index (layers/network.c); mr_model_init calls it, then
+ * resolves the handles. */
 mr_status mr_network_declare(mr_model *m);
-/* Points m->w's handles at the registry's tensors (after mr_params_finalize). */
+/* Points m->w's and the backbone's handles at the registry's tensors (after
+ * mr_params_finalize). */
 void mr_network_resolve(mr_model *m);
 /* The table indices in Keras' topological order (model.layers, weighted layers only): `order`
  * gets m->n_layers entries. */
