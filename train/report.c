@@ -323,9 +323,15 @@ mr_status mr_report_write(const char *run_dir, const mr_config *cfg, const mr_re
     int best = 0;
     const char *best_by = "validation loss";
     if (metric[0].n > 0) {
-        best_by = "validation mask AP50";
-        for (int i = 0; i < metric[0].n; i++)
-            if (!best || metric[0].y[i] > metric[0].y[best - 1]) best = i + 1;
+        best_by = "validation mask AP50, then mask AP";
+        /* Ties in AP50 (several epochs at 1.0 on easy data) go to the better mask AP. */
+        for (int i = 0; i < metric[0].n; i++) {
+            bool ap_known = metric[1].n == metric[0].n;
+            if (!best || metric[0].y[i] > metric[0].y[best - 1] ||
+                (metric[0].y[i] == metric[0].y[best - 1] && ap_known &&
+                 metric[1].y[i] > metric[1].y[best - 1]))
+                best = i + 1;
+        }
         best = (int)metric[0].x[best - 1];
     } else if (val[0].n > 0) {
         int b = 0;
