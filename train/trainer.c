@@ -76,6 +76,7 @@ typedef struct {
     long saved_global;
     bool save_failed;      /* a save failed: do not try again on the way out */
     char written_with[96]; /* resuming: mr_runtime_numerics() of the checkpoint's writer */
+    char saved_name[1200]; /* file name of the newest checkpoint this process saved */
 } trainer;
 
 static void trainer_close(trainer *t) {
@@ -390,6 +391,8 @@ static mr_status save(trainer *t, int epoch, int step_in_epoch, double val_loss,
         return st;
     }
     t->saved_global = global;
+    snprintf(t->saved_name, sizeof t->saved_name, "%s",
+             strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
     if (!t->quiet) mr_info("saved %s (%s)", path, why);
     return mr_checkpoint_prune(t->run_dir, c->checkpoint_keep, NULL);
 }
@@ -593,6 +596,18 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
  * updates them only after its backward pass succeeded), so they are saved where training
  * resumes (a failure after the epoch's last step: the epoch's end) unless a checkpoint of this
  * process is there already, and the message ends with the --resume command. */
+/* "after 8 steps (1 epoch complete + 3 steps); saved ckpt-e0001-s00000008.h5": counted as the
+ * checkpoint's name counts, epochs complete and steps done. */
+static void position_text(const trainer *t, int epoch, int step, char *buf, size_t size) {
+    long global = (long)epoch * t->cfg.steps_per_epoch + step;
+    snprintf(buf, size, "after %ld steps (%d epoch%s complete%s", global, epoch,
+             epoch == 1 ? "" : "s", step ? "" : ")");
+    if (step)
+        snprintf(buf + strlen(buf), size - strlen(buf), " + %d step%s)", step,
+                 step == 1 ? "" : "s");
+    snprintf(buf + strlen(buf), size - strlen(buf), "; saved %s", t->saved_name);
+}
+
 static mr_status save_after_failure(trainer *t, mr_status st, int epoch, int step) {
     const mr_config *c = &t->cfg;
     char why[2048];
@@ -604,8 +619,10 @@ static mr_status save_after_failure(trainer *t, mr_status st, int epoch, int ste
     long global = (long)epoch * c->steps_per_epoch + step;
     if (global != t->saved_global && save(t, epoch, step, NAN, "stopped by an error") != MR_OK)
         return mr_fail(st, "%s; saving on the way out failed too: %s", why, mr_last_error());
-    return mr_fail(st, "%s; resume at epoch %d step %d with: mrcnn train --resume %s", why,
-                   epoch + 1, step, t->run_dir);
+    char where[1400];
+    position_text(t, epoch, step, where, sizeof where);
+    return mr_fail(st, "%s; stopped %s; resume with: mrcnn train --resume %s", why, where,
+                   t->run_dir);
 }
 
 /* The data as report.html summarises it. */
@@ -784,11 +801,12 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
                 mr_dataset_stop(t.train);
                 st = save(&t, epoch, step + 1, NAN, "interrupted");
                 t.save_failed = true; /* saved or not, nothing more to save on the way out */
+                char where[1400];
+                position_text(&t, epoch, step + 1, where, sizeof where);
                 if (st == MR_OK)
                     st = mr_fail(MR_ERR_INTERRUPTED,
-                                 "stopped at epoch %d step %d; resume with: "
-                                 "mrcnn train --resume %s",
-                                 epoch + 1, step + 1, t.run_dir);
+                                 "stopped %s; resume with: mrcnn train --resume %s", where,
+                                 t.run_dir);
                 break;
             }
         }
@@ -856,10 +874,10 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
         bool stop =
             (opt->stop && *opt->stop) || (opt->max_steps > 0 && steps_run >= opt->max_steps);
         if (stop && epoch + 1 < c->epochs) {
-            st = mr_fail(MR_ERR_INTERRUPTED,
-                         "stopped after epoch %d; resume with: mrcnn train "
-                         "--resume %s",
-                         epoch + 1, t.run_dir);
+            char where[1400];
+            position_text(&t, epoch + 1, 0, where, sizeof where);
+            st = mr_fail(MR_ERR_INTERRUPTED, "stopped %s; resume with: mrcnn train --resume %s",
+                         where, t.run_dir);
             break;
         }
         if (epoch + 1 < c->epochs &&
