@@ -4,16 +4,19 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <stb_easy_font.h>
 
 /* Sasha Trubetskoy's "distinct colours", reordered so the first two classes (benign, malignant
  * in the BUSI configs) are green and red. */
+/* Okabe and Ito's colour-blind-safe palette: benign (class 1) blue, malignant (class 2)
+ * orange, then bluish green, vermillion, sky blue, reddish purple, yellow; the class name is
+ * always written beside the colour as well. */
 static const mr_color palette[] = {
-    {60, 180, 75},  {230, 25, 75},   {0, 130, 200},  {255, 225, 25}, {245, 130, 48},
-    {145, 30, 180}, {70, 240, 240},  {240, 50, 230}, {210, 245, 60}, {250, 190, 212},
-    {0, 128, 128},  {220, 190, 255}, {170, 110, 40}, {128, 0, 0},    {0, 0, 128},
+    {0, 114, 178},  {230, 159, 0},   {0, 158, 115},  {213, 94, 0},
+    {86, 180, 233}, {204, 121, 167}, {240, 228, 66},
 };
 
 mr_color mr_draw_class_color(int class_id) {
@@ -196,17 +199,75 @@ void mr_draw_detections(mr_image *rgb, int64_t n, const int64_t *boxes, const in
         const int64_t *b = boxes + 4 * i;
         mr_draw_box(rgb, b[0], b[1], b[2], b[3], c, thick);
     }
-    /* Labels last, so no mask is painted over them. */
-    for (int64_t i = n - 1; i >= 0; i--) {
-        mr_color c = mr_draw_class_color((int)class_ids[i]);
-        char text[96];
+    /* Labels last, so no mask is painted over them; placed outside their boxes and apart. */
+    int(*rects)[4] = n > 0 ? malloc(sizeof *rects * (size_t)n) : NULL;
+    int *widths = n > 0 ? malloc(sizeof *widths * (size_t)n * 2) : NULL;
+    char(*texts)[96] = n > 0 ? malloc(sizeof *texts * (size_t)n) : NULL;
+    int pad = scale;
+    for (int64_t i = 0; rects && widths && texts && i < n; i++) {
         const char *name =
             class_ids[i] >= 0 && class_ids[i] < n_classes ? class_names[class_ids[i]] : "?";
-        snprintf(text, sizeof text, "%s %.2f", name, (double)scores[i]);
-        int tw = 0, th = 0, pad = scale;
-        mr_draw_text_size(text, scale, &tw, &th);
+        snprintf(texts[i], sizeof texts[i], "%s %.2f", name, (double)scores[i]);
+        int tw = 0, th = 0;
+        mr_draw_text_size(texts[i], scale, &tw, &th);
+        widths[2 * i] = tw + 2 * pad;
+        widths[2 * i + 1] = th + 2 * pad;
+    }
+    if (rects && widths && texts) {
+        mr_draw_label_layout(rgb->width, rgb->height, n, boxes, widths, rects);
+        for (int64_t i = 0; i < n; i++) {
+            mr_color c = mr_draw_class_color((int)class_ids[i]);
+            mr_draw_label(rgb, rects[i][0], rects[i][1], texts[i], scale, pad,
+                          mr_draw_text_color(c), c, NULL);
+        }
+    }
+    free(rects);
+    free(widths);
+    free(texts);
+    if (n == 0) /* a visible mark, so "nothing found" is not mistaken for "not run" */
+        mr_draw_label(rgb, 2, 2, "no detections", scale, pad, (mr_color){255, 255, 255},
+                      (mr_color){90, 90, 90}, NULL);
+}
+
+static bool rects_overlap(const int a[4], const int b[4]) {
+    return a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
+}
+
+void mr_draw_label_layout(int width, int height, int64_t n, const int64_t *boxes, const int *sizes,
+                          int (*rects)[4]) {
+    for (int64_t i = 0; i < n; i++) {
         const int64_t *b = boxes + 4 * i;
-        int h = th + 2 * pad, y = (int)b[0] - h >= 0 ? (int)b[0] - h : (int)b[0];
-        mr_draw_label(rgb, (int)b[1], y, text, scale, pad, mr_draw_text_color(c), c, NULL);
+        int w = sizes[2 * i], h = sizes[2 * i + 1];
+        int x = (int)b[1];
+        x = x + w > width ? width - w : x;
+        x = x < 0 ? 0 : x;
+        /* Above the box, below it, then inside its top edge (a box as tall as the image). */
+        const int tries[3] = {(int)b[0] - h, (int)b[2], (int)b[0]};
+        bool placed = false;
+        /* Each spot as is, then moved away from labels in the way, a label height at a time:
+         * up for the spot above the box, down for the others. */
+        for (int spot = 0; spot < 3 && !placed; spot++)
+            for (int k = 0; k < 8 && !placed; k++) {
+                int y = tries[spot] + (spot == 0 ? -1 : 1) * k * h;
+                if (y < 0 || y + h > height) break;
+                int r[4] = {x, y, x + w, y + h};
+                bool clear = true;
+                for (int64_t j = 0; j < i && clear; j++) clear = !rects_overlap(r, rects[j]);
+                for (int64_t j = 0; j < n && clear && spot < 2; j++) {
+                    const int64_t *o = boxes + 4 * j;
+                    const int box[4] = {(int)o[1], (int)o[0], (int)o[3], (int)o[2]};
+                    clear = !rects_overlap(r, box);
+                }
+                if (clear) {
+                    memcpy(rects[i], r, sizeof r);
+                    placed = true;
+                }
+            }
+        if (!placed) { /* crowded: the first spot that fits the image */
+            int y = tries[0] >= 0 ? tries[0] : tries[1] + h <= height ? tries[1] : 0;
+            y = y + h > height ? height - h : y;
+            rects[i][0] = x, rects[i][1] = y < 0 ? 0 : y, rects[i][2] = x + w;
+            rects[i][3] = rects[i][1] + h;
+        }
     }
 }

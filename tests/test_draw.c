@@ -150,11 +150,50 @@ Test(draw, any_bytes_render_without_overflow) {
 }
 
 Test(draw, class_colours_are_distinct) {
-    for (int a = 1; a <= 12; a++)
-        for (int b = a + 1; b <= 12; b++) {
+    /* Okabe-Ito: benign blue and malignant orange, told apart with every common colour
+     * vision deficiency; seven colours, then the palette repeats. */
+    cr_assert(mr_draw_class_color(1).b > 150 && mr_draw_class_color(1).r < 50, "benign blue");
+    cr_assert(mr_draw_class_color(2).r > 200 && mr_draw_class_color(2).b < 50, "malignant orange");
+    for (int a = 1; a <= 7; a++)
+        for (int b = a + 1; b <= 7; b++) {
             mr_color x = mr_draw_class_color(a), y = mr_draw_class_color(b);
             cr_assert(x.r != y.r || x.g != y.g || x.b != y.b, "classes %d and %d", a, b);
         }
     cr_assert_eq(mr_draw_text_color((mr_color){255, 225, 25}).r, 0, "dark text on yellow");
     cr_assert_eq(mr_draw_text_color((mr_color){0, 0, 128}).r, 255, "light text on navy");
+}
+
+static bool overlap(const int a[4], const int b[4]) {
+    return a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
+}
+
+/* Two lesions side by side, a third just below the first: every label lies outside every box
+ * (none hides a lesion) and no two labels overlap. */
+Test(draw, labels_stay_off_the_lesions_and_each_other) {
+    const int64_t boxes[12] = {40, 20, 80, 60, 40, 62, 80, 100, 90, 20, 120, 60};
+    const int sizes[6] = {70, 12, 70, 12, 70, 12};
+    int rects[3][4];
+    mr_draw_label_layout(160, 160, 3, boxes, sizes, rects);
+    for (int i = 0; i < 3; i++) {
+        cr_assert(rects[i][0] >= 0 && rects[i][2] <= 160 && rects[i][1] >= 0 && rects[i][3] <= 160,
+                  "label %d inside the image", i);
+        for (int k = 0; k < 3; k++) {
+            int box[4] = {(int)boxes[4 * k + 1], (int)boxes[4 * k], (int)boxes[4 * k + 3],
+                          (int)boxes[4 * k + 2]};
+            cr_assert(!overlap(rects[i], box), "label %d covers box %d", i, k);
+        }
+        for (int j = 0; j < i; j++)
+            cr_assert(!overlap(rects[i], rects[j]), "labels %d and %d overlap", i, j);
+    }
+}
+
+Test(draw, an_image_without_detections_is_marked) {
+    mr_image img;
+    cr_assert_eq(mr_image_alloc(&img, 100, 80, 3), MR_OK);
+    memset(img.pixels, 30, 100 * 80 * 3);
+    mr_draw_detections(&img, 0, NULL, NULL, NULL, NULL, NULL, 0);
+    int64_t changed = 0;
+    for (int64_t i = 0; i < 100 * 80 * 3; i++) changed += img.pixels[i] != 30;
+    cr_assert_gt(changed, 100, "a 'no detections' mark is drawn");
+    mr_image_free(&img);
 }
