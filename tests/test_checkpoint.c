@@ -270,6 +270,35 @@ Test(checkpoint, prune_keeps_the_last_k_and_the_best) {
     remove_dir(dir);
 }
 
+/* With per-epoch validation metrics, the best kept is the best by mask AP50 (then mask AP),
+ * not the lowest validation loss: the checkpoint report.html names as the best epoch's. */
+Test(checkpoint, prune_keeps_the_best_by_validation_mask_ap) {
+    const char *dir = temp_dir("ckptap");
+    mr_params p;
+    small_params(&p, false);
+    const double loss[4] = {0.5, 0.9, 0.7, 0.8};
+    const char *metrics[4] = {"{\"val_mask_ap50\":0.5,\"val_mask_ap\":0.2}",
+                              "{\"val_mask_ap50\":0.8,\"val_mask_ap\":0.3}",
+                              "{\"val_mask_ap50\":0.8,\"val_mask_ap\":0.4}",
+                              "{\"val_mask_ap50\":0.6,\"val_mask_ap\":0.5}"};
+    char path[512];
+    for (int e = 1; e <= 4; e++) {
+        fill_params(&p, (uint64_t)e);
+        mr_checkpoint_state s = make_state(e, loss[e - 1]);
+        s.metrics_json = (char *)metrics[e - 1];
+        mr_checkpoint_path(path, sizeof path, dir, e, e * 20);
+        save(path, &p, &s);
+    }
+    cr_assert_eq(mr_checkpoint_prune(dir, 1, NULL), MR_OK, "%s", mr_last_error());
+    for (int e = 1; e <= 4; e++) {
+        mr_checkpoint_path(path, sizeof path, dir, e, e * 20);
+        bool keep = e == 3 || e == 4; /* AP50 0.8 with the better AP, and the newest */
+        cr_assert_eq(exists(path), keep, "epoch %d", e);
+    }
+    mr_params_free(&p);
+    remove_dir(dir);
+}
+
 /* Flips one byte of the file where `marker` (4 floats) is stored. */
 static void corrupt_at_marker(const char *path, const float *marker) {
     FILE *f = fopen(path, "r+b");

@@ -584,17 +584,39 @@ mr_status mr_checkpoint_find_latest(const char *run_dir, char *path, size_t size
 
 /* val_loss of a checkpoint, NaN when unreadable or not measured. Read without verifying: only
  * to order the candidates for "best", each verified before it is chosen. */
-static double checkpoint_val_loss(const char *path) {
+/* A number after "key": in the checkpoint's metrics JSON, or NAN. */
+static double metric_of(const char *json, const char *key) {
+    char pattern[64];
+    mr_format(pattern, sizeof pattern, "\"%s\":", key);
+    const char *at = json ? strstr(json, pattern) : NULL;
+    if (!at) return (double)NAN;
+    char *end;
+    double v = strtod(at + strlen(pattern), &end);
+    return end == at + strlen(pattern) ? (double)NAN : v;
+}
+
+/* How good a checkpoint is for keeping as the best, lower is better: by the validation mask
+ * AP50 (then mask AP) when the epoch measured them, which beats any checkpoint ranked only by
+ * its validation loss; NaN when neither was measured (a mid-epoch save). */
+static double checkpoint_rank(const char *path) {
     mr_h5 f;
-    double v = (double)NAN;
+    double loss = (double)NAN, rank;
+    char *metrics = NULL;
     if (open_checkpoint(path, &f) != MR_OK) {
         mr_clear_error();
-        return v;
+        return loss;
     }
-    if (mr_h5_get_attr_f64(&f, "/", "val_loss", &v) != MR_OK) v = (double)NAN;
+    if (mr_h5_get_attr_f64(&f, "/", "val_loss", &loss) != MR_OK) loss = (double)NAN;
+    if (mr_h5_get_attr_str(&f, "/", "metrics", &metrics) != MR_OK) metrics = NULL;
     mr_h5_close(&f);
     mr_clear_error();
-    return v;
+    double ap50 = metric_of(metrics, "val_mask_ap50"), ap = metric_of(metrics, "val_mask_ap");
+    free(metrics);
+    if (isfinite(ap50))
+        rank = -1e6 - 1e3 * ap50 - (isfinite(ap) ? ap : 0.0);
+    else
+        rank = loss;
+    return rank;
 }
 
 typedef enum { UNCHECKED = 0, INTACT, DAMAGED } integrity;
@@ -630,12 +652,12 @@ mr_status mr_checkpoint_prune(const char *run_dir, int keep, int *n_removed) {
             n_kept++;
             if (newest_intact < 0) newest_intact = i;
         }
-    /* ...and the intact one with the lowest val_loss: candidates in order of their loss, each
-     * verified until one is intact, so a damaged file cannot win with a readable loss. */
+    /* ...and the best intact one (checkpoint_rank): candidates in order of their rank, each
+     * verified until one is intact, so a damaged file cannot win with a readable score. */
     char full[4096];
     for (int i = 0; i < n && st == MR_OK; i++) {
         mr_format(full, sizeof full, "%s/%s", run_dir, items[i].name);
-        loss[i] = state[i] == DAMAGED ? (double)NAN : checkpoint_val_loss(full);
+        loss[i] = state[i] == DAMAGED ? (double)NAN : checkpoint_rank(full);
     }
     while (st == MR_OK && newest_intact >= 0) {
         int best = -1;

@@ -74,9 +74,10 @@ typedef struct {
     int epoch_loss_steps;
     /* Where the newest checkpoint of this process resumes; -1 before the first. */
     long saved_global;
-    bool save_failed;      /* a save failed: do not try again on the way out */
-    char written_with[96]; /* resuming: mr_runtime_numerics() of the checkpoint's writer */
-    char saved_name[1200]; /* file name of the newest checkpoint this process saved */
+    bool save_failed;            /* a save failed: do not try again on the way out */
+    char written_with[96];       /* resuming: mr_runtime_numerics() of the checkpoint's writer */
+    char saved_name[1200];       /* file name of the newest checkpoint this process saved */
+    double epoch_ap50, epoch_ap; /* this epoch's validation mask AP50 and AP; NaN: not measured */
 } trainer;
 
 static void trainer_close(trainer *t) {
@@ -348,6 +349,9 @@ static char *checkpoint_metrics(const trainer *t, int step_in_epoch) {
     if (step_in_epoch > 0) {
         cJSON_AddNumberToObject(m, "epoch_loss_sum", t->epoch_loss_sum);
         cJSON_AddNumberToObject(m, "epoch_loss_steps", t->epoch_loss_steps);
+    } else if (isfinite(t->epoch_ap50)) { /* pruning keeps the best checkpoint by these */
+        cJSON_AddNumberToObject(m, "val_mask_ap50", t->epoch_ap50);
+        if (isfinite(t->epoch_ap)) cJSON_AddNumberToObject(m, "val_mask_ap", t->epoch_ap);
     }
     cJSON_AddStringToObject(m, "numerics", mr_runtime_numerics());
     char *json = cJSON_PrintUnformatted(m);
@@ -682,6 +686,7 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
     t.quiet = opt->quiet;
     t.tty = isatty(STDERR_FILENO);
     t.saved_global = -1;
+    t.epoch_ap50 = t.epoch_ap = NAN;
     int epoch = 0, step = 0;
     mr_status st = open_run(&t, opt, &epoch, &step);
     snprintf(result->run_dir, sizeof result->run_dir, "%s", t.run_dir);
@@ -860,6 +865,9 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
             result->best_val_mask_ap50 = ev.mask.mean_ap50;
             result->best_ap50_epoch = epoch + 1;
         }
+        t.epoch_ap50 = t.epoch_ap = NAN;
+        if (scored && ev.mask.mean_ap50 != MR_AP_UNDEFINED) t.epoch_ap50 = ev.mask.mean_ap50;
+        if (scored && ev.mask.mean_ap != MR_AP_UNDEFINED) t.epoch_ap = ev.mask.mean_ap;
         if (scored) mr_evaluation_free(&ev);
         result->last_epoch_loss =
             t.epoch_loss_steps ? t.epoch_loss_sum / t.epoch_loss_steps : (double)NAN;
