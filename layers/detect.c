@@ -19,6 +19,12 @@ mr_detection_config mr_detection_config_matterport(int64_t num_classes) {
 mr_status mr_refine_detections(float *out, int64_t *n_out, const float *rois, const float *probs,
                                const float *deltas, int64_t n, const float window[4],
                                const mr_detection_config *cfg) {
+    return mr_refine_detections_from(out, NULL, n_out, rois, probs, deltas, n, window, cfg);
+}
+
+mr_status mr_refine_detections_from(float *out, int64_t *roi_of, int64_t *n_out, const float *rois,
+                                    const float *probs, const float *deltas, int64_t n,
+                                    const float window[4], const mr_detection_config *cfg) {
     const int64_t C = cfg->num_classes, max_out = cfg->max_instances;
     memset(out, 0, (size_t)max_out * 6 * sizeof *out);
     *n_out = 0;
@@ -32,7 +38,8 @@ mr_status mr_refine_detections(float *out, int64_t *n_out, const float *rois, co
     int64_t *keep = malloc((size_t)cap * sizeof *keep);
     float *kept_scores = malloc((size_t)cap * sizeof *kept_scores);
     int64_t *order = malloc((size_t)cap * sizeof *order);
-    if (!boxes || !scores || !cls || !nms_cls || !keep || !kept_scores || !order) {
+    int64_t *source = malloc((size_t)cap * sizeof *source); /* the ROI of each candidate */
+    if (!boxes || !scores || !cls || !nms_cls || !keep || !kept_scores || !order || !source) {
         st = mr_fail(MR_ERR_NOMEM, "detections: cannot allocate for %lld rois", (long long)n);
         goto out;
     }
@@ -50,6 +57,7 @@ mr_status mr_refine_detections(float *out, int64_t *n_out, const float *rois, co
             mr_box_clip(boxes + 4 * m, 1, window);
             scores[m] = p[c];
             cls[m] = c;
+            source[m] = i;
             nms_cls[m] = cfg->class_agnostic ? 1 : c;
             m++;
         }
@@ -69,6 +77,7 @@ mr_status mr_refine_detections(float *out, int64_t *n_out, const float *rois, co
         memcpy(row, boxes + 4 * k, 4 * sizeof *row);
         row[4] = (float)cls[k];
         row[5] = scores[k];
+        if (roi_of) roi_of[r] = source[k];
     }
     *n_out = total;
 out:
@@ -79,6 +88,7 @@ out:
     free(keep);
     free(kept_scores);
     free(order);
+    free(source);
     return st;
 }
 
@@ -102,12 +112,21 @@ void mr_detections_free(mr_detections *d) {
     free(d->class_ids);
     free(d->scores);
     free(d->masks);
+    free(d->class_probs);
     *d = (mr_detections){0};
 }
 
 mr_status mr_unmold_detections(mr_detections *out, const float *detections, int64_t n_rows,
                                const float *masks, int64_t mask_h, int64_t mask_w,
                                int64_t num_classes, const mr_image_geometry *geo) {
+    return mr_unmold_detections_with_probs(out, detections, NULL, n_rows, masks, mask_h, mask_w,
+                                           num_classes, geo);
+}
+
+mr_status mr_unmold_detections_with_probs(mr_detections *out, const float *detections,
+                                          const float *row_probs, int64_t n_rows,
+                                          const float *masks, int64_t mask_h, int64_t mask_w,
+                                          int64_t num_classes, const mr_image_geometry *geo) {
     const int64_t H = geo->original_h, W = geo->original_w;
     *out = (mr_detections){.image_h = H, .image_w = W};
     int64_t n = 0;
@@ -126,8 +145,13 @@ mr_status mr_unmold_detections(mr_detections *out, const float *detections, int6
     out->class_ids = malloc((size_t)(n > 0 ? n : 1) * sizeof *out->class_ids);
     out->scores = malloc((size_t)(n > 0 ? n : 1) * sizeof *out->scores);
     out->masks = malloc((n > 0 ? (size_t)n : 1) * plane);
+    if (row_probs) {
+        out->class_probs = malloc((size_t)(n > 0 ? n : 1) * (size_t)num_classes * sizeof(float));
+        out->n_classes = num_classes;
+    }
     float *m = malloc((size_t)(mask_h * mask_w) * sizeof *m);
-    if (!out->boxes || !out->class_ids || !out->scores || !out->masks || !m) {
+    if (!out->boxes || !out->class_ids || !out->scores || !out->masks || !m ||
+        (row_probs && !out->class_probs)) {
         st = mr_fail(MR_ERR_NOMEM, "unmold: cannot allocate %lld masks of %lldx%lld", (long long)n,
                      (long long)H, (long long)W);
         goto out;
@@ -150,6 +174,9 @@ mr_status mr_unmold_detections(mr_detections *out, const float *detections, int6
             goto out;
         out->class_ids[kept] = c;
         out->scores[kept] = row[5];
+        if (row_probs)
+            memcpy(out->class_probs + kept * num_classes, row_probs + i * num_classes,
+                   (size_t)num_classes * sizeof(float));
         kept++;
     }
     out->n = kept;

@@ -37,6 +37,11 @@ mr_detection_config mr_detection_config_matterport(int64_t num_classes);
 mr_status mr_refine_detections(float *out, int64_t *n_out, const float *rois, const float *probs,
                                const float *deltas, int64_t n, const float window[4],
                                const mr_detection_config *cfg);
+/* The same, also telling which ROI each output row came from (roi_of (max_instances), may be
+ * NULL): its full class probabilities are the ones a class-agnostic detection reports. */
+mr_status mr_refine_detections_from(float *out, int64_t *roi_of, int64_t *n_out, const float *rois,
+                                    const float *probs, const float *deltas, int64_t n,
+                                    const float window[4], const mr_detection_config *cfg);
 
 /* Where the original image sits in the molded one (image_meta fields). */
 typedef struct {
@@ -52,6 +57,9 @@ typedef struct {
     int64_t *class_ids; /* (n) */
     float *scores;      /* (n) */
     uint8_t *masks;     /* (n, image_h, image_w) 0/1 */
+    float *class_probs; /* (n, n_classes) each detection's class probabilities (its ROI's
+                           softmax, background first), or NULL */
+    int64_t n_classes;
     int64_t image_h, image_w;
 } mr_detections;
 
@@ -63,6 +71,12 @@ typedef struct {
 mr_status mr_unmold_detections(mr_detections *out, const float *detections, int64_t n_rows,
                                const float *masks, int64_t mask_h, int64_t mask_w,
                                int64_t num_classes, const mr_image_geometry *geo);
+/* The same, each kept detection also given its row's class probabilities (row_probs (n_rows,
+ * num_classes), may be NULL) in out->class_probs. */
+mr_status mr_unmold_detections_with_probs(mr_detections *out, const float *detections,
+                                          const float *row_probs, int64_t n_rows,
+                                          const float *masks, int64_t mask_h, int64_t mask_w,
+                                          int64_t num_classes, const mr_image_geometry *geo);
 void mr_detections_free(mr_detections *d);
 
 /* unmold_mask: resize a (mask_h, mask_w) float mask to the pixel box with the skimage-style

@@ -48,12 +48,21 @@ static mr_status detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
     dc.max_instances = max_det;
     memcpy(dc.bbox_std, cfg->bbox_std, sizeof dc.bbox_std);
     int64_t n_masks = 0;
+    int64_t *roi_of = mr_alloc(ctx, sizeof(int64_t) * (size_t)(batch * max_det), "detect");
+    float *det_probs = mr_alloc(ctx, sizeof(float) * (size_t)(batch * max_det * nc), "detect");
+    if (!roi_of || !det_probs) return ctx->status;
     for (int64_t b = 0; b < batch; b++) {
         float window[4];
         mr_norm_boxes(window, geo[b].window, 1, geo[b].molded_h, geo[b].molded_w);
-        MR_TRY(mr_refine_detections(dets + b * max_det * 6, &n_dets[b], rois + b * n_props * 4,
-                                    class_probs + b * n_props * nc,
-                                    deltas->data + b * n_props * nc * 4, n_props, window, &dc));
+        MR_TRY(mr_refine_detections_from(dets + b * max_det * 6, roi_of + b * max_det, &n_dets[b],
+                                         rois + b * n_props * 4, class_probs + b * n_props * nc,
+                                         deltas->data + b * n_props * nc * 4, n_props, window,
+                                         &dc));
+        /* Each detection reports its ROI's probability for every class. */
+        for (int64_t i = 0; i < n_dets[b]; i++)
+            memcpy(det_probs + (b * max_det + i) * nc,
+                   class_probs + (b * n_props + roi_of[b * max_det + i]) * nc,
+                   (size_t)nc * sizeof(float));
         n_masks += n_dets[b];
     }
     /* The mask head runs on the real detections only (Matterport also feeds the padding rows,
@@ -75,9 +84,9 @@ static mr_status detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
     }
     int64_t s = cfg->mask_shape, per_mask = s * s * nc;
     for (int64_t b = 0, k = 0; b < batch; b++) {
-        MR_TRY(mr_unmold_detections(&out[b], dets + b * max_det * 6, n_dets[b],
-                                    mask_logits ? mask_logits->data + k * per_mask : NULL, s, s, nc,
-                                    &geo[b]));
+        MR_TRY(mr_unmold_detections_with_probs(
+            &out[b], dets + b * max_det * 6, det_probs + b * max_det * nc, n_dets[b],
+            mask_logits ? mask_logits->data + k * per_mask : NULL, s, s, nc, &geo[b]));
         k += n_dets[b];
     }
     return MR_OK;

@@ -117,6 +117,16 @@ Test(predictor, detects_what_the_model_detects_on_the_molded_image) {
     cr_assert_eq(d.image_w, 160);
     cr_assert_eq(d.image_h, 120);
     cr_assert_gt(d.n, 0, "random weights leaning to lesions detect something");
+    /* Each detection reports its class probabilities: they sum to 1 and its own class's is its
+     * score (with class-agnostic NMS, the other classes' are what the lesion also could be). */
+    cr_assert_not_null(d.class_probs);
+    cr_assert_eq(d.n_classes, p.cfg.net.num_classes);
+    for (int64_t i = 0; i < d.n; i++) {
+        double sum = 0.0;
+        for (int64_t k = 0; k < d.n_classes; k++) sum += (double)d.class_probs[i * d.n_classes + k];
+        cr_assert_float_eq(sum, 1.0, 1e-5, "detection %lld", (long long)i);
+        cr_assert_eq(d.class_probs[i * d.n_classes + d.class_ids[i]], d.scores[i]);
+    }
 
     /* The same, by hand: the gray image molded and run through the model. */
     mr_image gray;

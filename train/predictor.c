@@ -372,7 +372,17 @@ static mr_status write_result(const mr_predictor *p, const char *json_path, cons
                        (long long)d->image_h, (long long)d->image_w);
         mr_text_json_string(&t, counts); /* '\\' is one of the RLE characters */
         free(counts);
-        mr_text_printf(&t, "}}");
+        mr_text_printf(&t, "}");
+        if (d->class_probs) { /* the lesion's probability for each class, background included */
+            mr_text_printf(&t, ",\n     \"class_scores\": {");
+            for (int64_t k = 0; k < d->n_classes; k++) {
+                mr_text_printf(&t, "%s", k ? ", " : "");
+                mr_text_json_string(&t, mr_predictor_class_name(p, k));
+                mr_text_printf(&t, ": %.6f", (double)d->class_probs[i * d->n_classes + k]);
+            }
+            mr_text_printf(&t, "}");
+        }
+        mr_text_printf(&t, "}");
     }
     mr_text_printf(&t, "%s]\n}\n", d->n ? "\n  " : "");
     mr_status st = mr_text_write_atomic(&t, json_path);
