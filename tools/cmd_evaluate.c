@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/log.h"
 #include "../train/evaluate.h"
 #include "cli.h"
 
@@ -61,6 +62,7 @@ int cmd_evaluate(int argc, char **argv) {
     int code = 0;
     if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
+    mr_log_set_verbosity(quiet, verbose); /* --quiet: warnings and errors; --verbose: debug */
     const char *bad = NULL;
     char why[256];
     mr_data_part part = !strcmp(split, "val")     ? MR_DATA_VAL

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/log.h"
 #include "../train/trainer.h"
 #include "cli.h"
 
@@ -49,6 +50,7 @@ int cmd_train(int argc, char **argv) {
     int code = 0;
     if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
+    mr_log_set_verbosity(quiet, false); /* --quiet: warnings and errors only */
     if (!config && !resume) {
         fprintf(stderr, "mrcnn train: --config FILE is required (or --resume RUN_DIR)\n");
         return 2;
