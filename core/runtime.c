@@ -38,18 +38,17 @@ int mr_runtime_threads(void) {
     return omp_get_max_threads();
 }
 
-const char *mr_runtime_blas_desc(void) {
-    static char buf[160];
-    const char *config = openblas_get_config();
-    snprintf(buf, sizeof buf, "%s kernel %s, %d thread%s", config ? config : "OpenBLAS",
-             openblas_get_corename(), mr_runtime_threads(), mr_runtime_threads() == 1 ? "" : "s");
-    return buf;
-}
-
 const char *mr_runtime_numerics(void) {
     static char buf[96];
     snprintf(buf, sizeof buf, "kernel %s, %d thread%s", openblas_get_corename(),
              mr_runtime_threads(), mr_runtime_threads() == 1 ? "" : "s");
+    return buf;
+}
+
+const char *mr_runtime_blas_desc(void) {
+    static char buf[256];
+    const char *config = openblas_get_config();
+    snprintf(buf, sizeof buf, "%s %s", config ? config : "OpenBLAS", mr_runtime_numerics());
     return buf;
 }
 

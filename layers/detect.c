@@ -16,15 +16,9 @@ mr_detection_config mr_detection_config_matterport(int64_t num_classes) {
                                  .bbox_std = {0.1f, 0.1f, 0.2f, 0.2f}};
 }
 
-mr_status mr_refine_detections(float *out, int64_t *n_out, const float *rois, const float *probs,
-                               const float *deltas, int64_t n, const float window[4],
-                               const mr_detection_config *cfg) {
-    return mr_refine_detections_from(out, NULL, n_out, rois, probs, deltas, n, window, cfg);
-}
-
-mr_status mr_refine_detections_from(float *out, int64_t *roi_of, int64_t *n_out, const float *rois,
-                                    const float *probs, const float *deltas, int64_t n,
-                                    const float window[4], const mr_detection_config *cfg) {
+mr_status mr_refine_detections(float *out, int64_t *roi_of, int64_t *n_out, const float *rois,
+                               const float *probs, const float *deltas, int64_t n,
+                               const float window[4], const mr_detection_config *cfg) {
     const int64_t C = cfg->num_classes, max_out = cfg->max_instances;
     memset(out, 0, (size_t)max_out * 6 * sizeof *out);
     *n_out = 0;
@@ -116,17 +110,9 @@ void mr_detections_free(mr_detections *d) {
     *d = (mr_detections){0};
 }
 
-mr_status mr_unmold_detections(mr_detections *out, const float *detections, int64_t n_rows,
-                               const float *masks, int64_t mask_h, int64_t mask_w,
+mr_status mr_unmold_detections(mr_detections *out, const float *detections, const float *row_probs,
+                               int64_t n_rows, const float *masks, int64_t mask_h, int64_t mask_w,
                                int64_t num_classes, const mr_image_geometry *geo) {
-    return mr_unmold_detections_with_probs(out, detections, NULL, n_rows, masks, mask_h, mask_w,
-                                           num_classes, geo);
-}
-
-mr_status mr_unmold_detections_with_probs(mr_detections *out, const float *detections,
-                                          const float *row_probs, int64_t n_rows,
-                                          const float *masks, int64_t mask_h, int64_t mask_w,
-                                          int64_t num_classes, const mr_image_geometry *geo) {
     const int64_t H = geo->original_h, W = geo->original_w;
     *out = (mr_detections){.image_h = H, .image_w = W};
     int64_t n = 0;

@@ -33,15 +33,11 @@ mr_detection_config mr_detection_config_matterport(int64_t num_classes);
  * lower ROI index first). With every_class, each (ROI, class >= 1) pair with a probability
  * above 0 and at least min_confidence is a candidate; with class_agnostic, the NMS runs over
  * all candidates together. Writes out (max_instances, 6) rows (y1, x1, y2, x2, class_id,
- * score), zero padded; *n_out gets the number of real rows. */
-mr_status mr_refine_detections(float *out, int64_t *n_out, const float *rois, const float *probs,
-                               const float *deltas, int64_t n, const float window[4],
-                               const mr_detection_config *cfg);
-/* The same, also telling which ROI each output row came from (roi_of (max_instances), may be
- * NULL): its full class probabilities are the ones a class-agnostic detection reports. */
-mr_status mr_refine_detections_from(float *out, int64_t *roi_of, int64_t *n_out, const float *rois,
-                                    const float *probs, const float *deltas, int64_t n,
-                                    const float window[4], const mr_detection_config *cfg);
+ * score), zero padded; *n_out gets the number of real rows. roi_of (max_instances, may be
+ * NULL) gets the ROI each row came from: its class probabilities are the detection's. */
+mr_status mr_refine_detections(float *out, int64_t *roi_of, int64_t *n_out, const float *rois,
+                               const float *probs, const float *deltas, int64_t n,
+                               const float window[4], const mr_detection_config *cfg);
 
 /* Where the original image sits in the molded one (image_meta fields). */
 typedef struct {
@@ -67,16 +63,11 @@ typedef struct {
  * window to the original image and denormalised (rounding halves to even); boxes of zero area
  * dropped; each mask (the detected class's channel of masks (n_rows, mask_h, mask_w,
  * num_classes), NHWC as the mask head emits it) resized to its box and pasted. Fills a fresh
- * *out (free with mr_detections_free). */
-mr_status mr_unmold_detections(mr_detections *out, const float *detections, int64_t n_rows,
-                               const float *masks, int64_t mask_h, int64_t mask_w,
+ * *out (free with mr_detections_free). row_probs (n_rows, num_classes, may be NULL) gives
+ * each kept detection its class probabilities, in out->class_probs. */
+mr_status mr_unmold_detections(mr_detections *out, const float *detections, const float *row_probs,
+                               int64_t n_rows, const float *masks, int64_t mask_h, int64_t mask_w,
                                int64_t num_classes, const mr_image_geometry *geo);
-/* The same, each kept detection also given its row's class probabilities (row_probs (n_rows,
- * num_classes), may be NULL) in out->class_probs. */
-mr_status mr_unmold_detections_with_probs(mr_detections *out, const float *detections,
-                                          const float *row_probs, int64_t n_rows,
-                                          const float *masks, int64_t mask_h, int64_t mask_w,
-                                          int64_t num_classes, const mr_image_geometry *geo);
 void mr_detections_free(mr_detections *d);
 
 /* unmold_mask: resize a (mask_h, mask_w) float mask to the pixel box with the skimage-style

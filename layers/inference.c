@@ -54,10 +54,9 @@ static mr_status detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
     for (int64_t b = 0; b < batch; b++) {
         float window[4];
         mr_norm_boxes(window, geo[b].window, 1, geo[b].molded_h, geo[b].molded_w);
-        MR_TRY(mr_refine_detections_from(dets + b * max_det * 6, roi_of + b * max_det, &n_dets[b],
-                                         rois + b * n_props * 4, class_probs + b * n_props * nc,
-                                         deltas->data + b * n_props * nc * 4, n_props, window,
-                                         &dc));
+        MR_TRY(mr_refine_detections(dets + b * max_det * 6, roi_of + b * max_det, &n_dets[b],
+                                    rois + b * n_props * 4, class_probs + b * n_props * nc,
+                                    deltas->data + b * n_props * nc * 4, n_props, window, &dc));
         /* Each detection reports its ROI's probability for every class. */
         for (int64_t i = 0; i < n_dets[b]; i++)
             memcpy(det_probs + (b * max_det + i) * nc,
@@ -84,7 +83,7 @@ static mr_status detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
     }
     int64_t s = cfg->mask_shape, per_mask = s * s * nc;
     for (int64_t b = 0, k = 0; b < batch; b++) {
-        MR_TRY(mr_unmold_detections_with_probs(
+        MR_TRY(mr_unmold_detections(
             &out[b], dets + b * max_det * 6, det_probs + b * max_det * nc, n_dets[b],
             mask_logits ? mask_logits->data + k * per_mask : NULL, s, s, nc, &geo[b]));
         k += n_dets[b];

@@ -321,7 +321,7 @@ Test(detect, refine_keeps_top_class_threshold_and_per_class_nms) {
     mr_detection_config cfg = mr_detection_config_matterport(C);
     float out[100 * 6];
     int64_t n;
-    cr_assert_eq(mr_refine_detections(out, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
+    cr_assert_eq(mr_refine_detections(out, NULL, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
     cr_assert_eq(n, 3);
     /* row 0: roi 0, class 1, refined */
     cr_assert_float_eq(out[0], 0.13f, 1e-6f);
@@ -337,12 +337,12 @@ Test(detect, refine_keeps_top_class_threshold_and_per_class_nms) {
     for (int i = 18; i < 600; i++) cr_assert_eq(out[i], 0.0f, "padding");
 
     cfg.min_confidence = 0.0f; /* disabled: roi 4 comes back; roi 2 stays suppressed */
-    cr_assert_eq(mr_refine_detections(out, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
+    cr_assert_eq(mr_refine_detections(out, NULL, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
     cr_assert_eq(n, 4);
     cr_assert_float_eq(out[3 * 6 + 5], 0.6f, 1e-7f);
 
     cfg.max_instances = 2; /* only the best two survive */
-    cr_assert_eq(mr_refine_detections(out, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
+    cr_assert_eq(mr_refine_detections(out, NULL, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
     cr_assert_eq(n, 2);
     cr_assert_float_eq(out[5], 0.9f, 1e-7f);
     cr_assert_float_eq(out[6 + 5], 0.8f, 1e-7f);
@@ -365,13 +365,13 @@ Test(detect, every_class_candidates_and_class_agnostic_nms) {
     float out[100 * 6];
     int64_t n;
     /* Matterport: each ROI's top class; roi 2's is background, so it gives nothing. */
-    cr_assert_eq(mr_refine_detections(out, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
+    cr_assert_eq(mr_refine_detections(out, NULL, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
     cr_assert_eq(n, 2);
     cr_assert_eq(out[4], 2.0f);
     cr_assert_eq(out[6 + 4], 1.0f);
     /* Every class: six candidates; per-class NMS at 0.3 merges rois 0 and 1 within each class. */
     cfg.every_class = true;
-    cr_assert_eq(mr_refine_detections(out, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
+    cr_assert_eq(mr_refine_detections(out, NULL, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
     cr_assert_eq(n, 4);
     const float want[4][2] = {{2, 0.7f}, {1, 0.6f}, {1, 0.3f}, {2, 0.2f}};
     for (int r = 0; r < 4; r++) {
@@ -381,14 +381,14 @@ Test(detect, every_class_candidates_and_class_agnostic_nms) {
     cr_assert_float_eq(out[6 * 2 + 0], 0.6f, 1e-7f, "roi 2 offers benign at 0.3");
     /* Class-agnostic: the lesion keeps its best class only; roi 2 stands apart. */
     cfg.class_agnostic = true;
-    cr_assert_eq(mr_refine_detections(out, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
+    cr_assert_eq(mr_refine_detections(out, NULL, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
     cr_assert_eq(n, 2);
     cr_assert_eq(out[4], 2.0f);
     cr_assert_float_eq(out[5], 0.7f, 1e-7f);
     cr_assert_float_eq(out[6 + 0], 0.6f, 1e-7f);
     /* Class-agnostic with top classes: rois 0 (benign) and 1 (malignant) overlap; one stays. */
     cfg.every_class = false;
-    cr_assert_eq(mr_refine_detections(out, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
+    cr_assert_eq(mr_refine_detections(out, NULL, &n, rois, probs, deltas, N, window, &cfg), MR_OK);
     cr_assert_eq(n, 1);
     cr_assert_eq(out[4], 2.0f);
 }
@@ -430,7 +430,7 @@ Test(detect, unmold_detections_maps_window_to_original) {
     for (int i = 0; i < R * MH * MW * C; i++) masks[i] = 0.0f;
     for (int p = 0; p < MH * MW; p++) masks[(0 * MH * MW + p) * C + 2] = 0.9f; /* class 2 on */
     mr_detections d;
-    cr_assert_eq(mr_unmold_detections(&d, det, R, masks, MH, MW, C, &geo), MR_OK);
+    cr_assert_eq(mr_unmold_detections(&d, det, NULL, R, masks, MH, MW, C, &geo), MR_OK);
     cr_assert_eq(d.n, 1);
     cr_assert_eq(d.image_h, 10);
     const int64_t want[4] = {2, 3, 7, 9};
@@ -449,7 +449,7 @@ Test(detect, unmold_detections_maps_window_to_original) {
 
     /* All rows padding: an empty result, not an error. */
     float none[6] = {0};
-    cr_assert_eq(mr_unmold_detections(&d, none, 1, masks, MH, MW, C, &geo), MR_OK);
+    cr_assert_eq(mr_unmold_detections(&d, none, NULL, 1, masks, MH, MW, C, &geo), MR_OK);
     cr_assert_eq(d.n, 0);
     mr_detections_free(&d);
 }

@@ -38,25 +38,6 @@ static void write_weights(const char *path, mr_config *c) {
     mr_model_free(&m);
 }
 
-/* A gray PNG with speckle and a dark ellipse at a seed-dependent place. */
-static void write_png(const char *path, int w, int h, uint64_t seed) {
-    mr_image img;
-    cr_assert_eq(mr_image_alloc(&img, w, h, 1), MR_OK);
-    mr_rng rng;
-    mr_rng_seed(&rng, seed);
-    double cx = w * (0.3 + 0.4 * (double)mr_rng_uniform(&rng));
-    double cy = h * (0.3 + 0.4 * (double)mr_rng_uniform(&rng));
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            double dx = (x - cx) / (0.18 * w), dy = (y - cy) / (0.14 * h);
-            double v = 80.0 + 70.0 * y / h + 40.0 * (double)mr_rng_uniform(&rng);
-            if (dx * dx + dy * dy < 1.0) v = 25.0 + 20.0 * (double)mr_rng_uniform(&rng);
-            img.pixels[y * w + x] = (uint8_t)v;
-        }
-    cr_assert_eq(mr_image_write_png(path, &img), MR_OK, "%s", mr_last_error());
-    mr_image_free(&img);
-}
-
 static void write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");
     cr_assert_not_null(f, "%s", path);
@@ -202,7 +183,7 @@ Test(predict, via_project_loads_back_with_the_same_instances) {
     const int sizes[3][2] = {{160, 120}, {128, 128}, {200, 150}};
     for (int i = 0; i < 3; i++) {
         snprintf(path, sizeof path, "%s/%s", images, names[i]);
-        write_png(path, sizes[i][0], sizes[i][1], (uint64_t)i + 1);
+        write_lesion_png(path, sizes[i][0], sizes[i][1], (uint64_t)i + 1);
     }
     snprintf(path, sizeof path, "%s/notes.txt", images);
     write_file(path, "not an image");
@@ -214,7 +195,7 @@ Test(predict, via_project_loads_back_with_the_same_instances) {
             snprintf(args, sizeof args, "--weights %s %s --out %s", weights, images, out);
         } else {
             snprintf(path, sizeof path, "%s/d_scan.png", other);
-            write_png(path, 150, 140, 9);
+            write_lesion_png(path, 150, 140, 9);
             snprintf(out, sizeof out, "%s/pred2", dir);
             snprintf(args, sizeof args, "--weights %s %s %s --out %s", weights, images, path, out);
         }
@@ -395,11 +376,11 @@ Test(predict, a_corrupt_image_is_reported_and_skipped) {
     mr_config c;
     write_weights(weights, &c);
     snprintf(path, sizeof path, "%s/1_good.png", images);
-    write_png(path, 140, 120, 4);
+    write_lesion_png(path, 140, 120, 4);
     snprintf(path, sizeof path, "%s/2_broken.png", images);
     write_file(path, "\x89PNG\r\n\x1a\n truncated");
     snprintf(path, sizeof path, "%s/3_good.png", images);
-    write_png(path, 120, 140, 5);
+    write_lesion_png(path, 120, 140, 5);
     snprintf(args, sizeof args, "--weights %s %s --out %s", weights, images, out);
     cr_assert_eq(run_predict(args, log, sizeof log), 1, "non-zero at the end: %s", log);
     cr_assert(strstr(log, "2_broken.png") && strstr(log, "skipped"), "%s", log);
@@ -423,7 +404,7 @@ Test(predict, threshold_overrides_the_config) {
     snprintf(out, sizeof out, "%s/pred", dir);
     mr_config c;
     write_weights(weights, &c);
-    write_png(img, 128, 128, 6);
+    write_lesion_png(img, 128, 128, 6);
     snprintf(args, sizeof args, "--weights %s %s --out %s --threshold 0.9999", weights, img, out);
     cr_assert_eq(run_predict(args, log, sizeof log), 0, "%s", log);
     snprintf(path, sizeof path, "%s/scan_pred.json", out);
@@ -455,7 +436,7 @@ Test(predict, bad_inputs_fail_with_one_clear_line) {
     snprintf(img, sizeof img, "%s/scan.png", dir);
     mr_config c;
     write_weights(weights, &c);
-    write_png(img, 128, 128, 7);
+    write_lesion_png(img, 128, 128, 7);
 
     snprintf(args, sizeof args, "--weights %s/missing.h5 %s --out %s/o", dir, img, dir);
     expect_one_line_failure(args, "missing.h5");
@@ -507,7 +488,7 @@ Test(predict, evaluating_the_json_equals_evaluating_the_model) {
     char via[4096] = "{";
     for (int k = 0; k < 3; k++) {
         snprintf(path, sizeof path, "%s/s%d.png", data, k);
-        write_png(path, 128, 96, 30 + (uint64_t)k);
+        write_lesion_png(path, 128, 96, 30 + (uint64_t)k);
         snprintf(via + strlen(via), sizeof via - strlen(via),
                  "%s\"s%d\": {\"filename\": \"s%d.png\", \"size\": 1, \"regions\": [{"
                  "\"shape_attributes\": {\"name\": \"rect\", \"x\": %d, \"y\": 30, \"width\": 30,"

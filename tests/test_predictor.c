@@ -30,25 +30,6 @@ static void write_weights(const char *path) {
     mr_model_free(&m);
 }
 
-/* A gray PNG with speckle and a dark ellipse at a seed-dependent place. */
-static void write_png(const char *path, int w, int h, uint64_t seed) {
-    mr_image img;
-    cr_assert_eq(mr_image_alloc(&img, w, h, 1), MR_OK);
-    mr_rng rng;
-    mr_rng_seed(&rng, seed);
-    double cx = w * (0.3 + 0.4 * (double)mr_rng_uniform(&rng));
-    double cy = h * (0.3 + 0.4 * (double)mr_rng_uniform(&rng));
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            double dx = (x - cx) / (0.18 * w), dy = (y - cy) / (0.14 * h);
-            double v = 80.0 + 70.0 * y / h + 40.0 * (double)mr_rng_uniform(&rng);
-            if (dx * dx + dy * dy < 1.0) v = 25.0 + 20.0 * (double)mr_rng_uniform(&rng);
-            img.pixels[y * w + x] = (uint8_t)v;
-        }
-    cr_assert_eq(mr_image_write_png(path, &img), MR_OK, "%s", mr_last_error());
-    mr_image_free(&img);
-}
-
 static void write_text_file(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");
     cr_assert_not_null(f, "%s", path);
@@ -98,7 +79,7 @@ Test(predictor, detects_what_the_model_detects_on_the_molded_image) {
     snprintf(weights, sizeof weights, "%s/model.h5", dir);
     snprintf(png, sizeof png, "%s/scan.png", dir);
     write_weights(weights);
-    write_png(png, 160, 120, 3);
+    write_lesion_png(png, 160, 120, 3);
 
     mr_predictor p;
     mr_predictor_options o = model_opts(weights);
@@ -256,13 +237,13 @@ Test(predictor, a_batch_is_byte_for_byte_what_mrcnn_predict_writes, .timeout = 3
     const char *names[] = {"b.png", "a.png", "bad.png"};
     for (int i = 0; i < 2; i++) {
         snprintf(path, sizeof path, "%s/%s", images, names[i]);
-        write_png(path, 140 + 20 * i, 120, (uint64_t)i + 5);
+        write_lesion_png(path, 140 + 20 * i, 120, (uint64_t)i + 5);
     }
     snprintf(path, sizeof path, "%s/bad.png", images);
     write_text_file(path, "not a png");
     /* Same stem in another folder: made unique ("a-2"), and filenames become relative paths. */
     snprintf(path, sizeof path, "%s/a.png", other);
-    write_png(path, 128, 128, 9);
+    write_lesion_png(path, 128, 128, 9);
 
     const char *inputs[] = {images, path};
     notes n = {0};
@@ -325,7 +306,7 @@ Test(predictor, a_failed_write_stops_the_batch_leaving_whole_files, .timeout = 3
     write_weights(weights);
     for (int i = 0; i < 3; i++) {
         snprintf(path, sizeof path, "%s/s%d.png", images, i);
-        write_png(path, 128, 128, (uint64_t)i + 1);
+        write_lesion_png(path, 128, 128, (uint64_t)i + 1);
     }
     const char *inputs[] = {images};
     mr_predict_options o = {

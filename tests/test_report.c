@@ -73,7 +73,8 @@ Test(report, page_is_self_contained_with_marked_best_epoch_and_clipped_spike) {
     cr_assert_eq(count(html, "<svg"), 6 + 6, "six metric and six loss charts");
     cr_assert_eq(count(html, "src='data:image/png;base64,"), 1, "the panel is inlined");
     cr_assert_null(strstr(html, "src='overlay"), "no file references: the page stands alone");
-    cr_assert(strstr(html, "best epoch</th><td>2 by validation mask AP50, then mask AP"), "best epoch 2");
+    cr_assert(strstr(html, "best epoch</th><td>2 by validation mask AP50, then mask AP"),
+              "best epoch 2");
     cr_assert(strstr(html, "1 step above the chart (up to 19.5)"), "the spike is marked");
     cr_assert(strstr(html, "projected finish"), "a running run projects its finish");
     cr_assert(strstr(html, "20 benign, 11 malignant; 5 normal images"), "data summary");

@@ -113,9 +113,8 @@ Test(train, resume_is_bit_exact, .timeout = 300) {
     /* Stopped in the middle of epoch 2 (after 4 steps of 3-step epochs). */
     cr_assert_eq(run(config, mid, NULL, 4, &r), MR_ERR_INTERRUPTED);
     /* The message counts as the checkpoint's name does: epochs complete, steps done. */
-    cr_assert(strstr(mr_last_error(),
-                     "stopped after 4 steps (1 epoch complete + 1 step); saved "
-                     "ckpt-e0001-s00000004.h5"),
+    cr_assert(strstr(mr_last_error(), "stopped after 4 steps (1 epoch complete + 1 step); saved "
+                                      "ckpt-e0001-s00000004.h5"),
               "%s", mr_last_error());
     cr_assert_eq(run(NULL, NULL, mid, 0, &r), MR_OK, "%s", mr_last_error());
     mr_checkpoint_path(a, sizeof a, straight, 4, 12);

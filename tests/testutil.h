@@ -13,6 +13,7 @@
 
 #include "../core/params.h"
 #include "../core/rng.h"
+#include "../data/image.h"
 #include "../train/config.h"
 
 /* Path of a file under ../shared/fixtures (MRCNN_SHARED overrides the shared folder). A test
@@ -50,6 +51,25 @@ static inline int run_mrcnn(const char *args, char *out, size_t n) {
     out[got] = '\0';
     int status = pclose(p);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* A gray PNG with speckle and a dark ellipse at a seed-dependent place. */
+static inline void write_lesion_png(const char *path, int w, int h, uint64_t seed) {
+    mr_image img;
+    cr_assert_eq(mr_image_alloc(&img, w, h, 1), MR_OK);
+    mr_rng rng;
+    mr_rng_seed(&rng, seed);
+    double cx = w * (0.3 + 0.4 * (double)mr_rng_uniform(&rng));
+    double cy = h * (0.3 + 0.4 * (double)mr_rng_uniform(&rng));
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            double dx = (x - cx) / (0.18 * w), dy = (y - cy) / (0.14 * h);
+            double v = 80.0 + 70.0 * y / h + 40.0 * (double)mr_rng_uniform(&rng);
+            if (dx * dx + dy * dy < 1.0) v = 25.0 + 20.0 * (double)mr_rng_uniform(&rng);
+            img.pixels[y * w + x] = (uint8_t)v;
+        }
+    cr_assert_eq(mr_image_write_png(path, &img), MR_OK, "%s", mr_last_error());
+    mr_image_free(&img);
 }
 
 /* configs/tiny.json's network under Matterport's recipe: the shipped tiny config trains with the

@@ -72,9 +72,10 @@ void mr_checkpoint_path(char *buf, size_t size, const char *run_dir, int64_t epo
 mr_status mr_checkpoint_find_latest(const char *run_dir, char *path, size_t size, int *n_skipped);
 /* Deletes checkpoints of run_dir except the newest `keep` intact ones and the best intact one:
  * the highest validation mask AP50 (then mask AP) its metrics record, or, among checkpoints
- * without them, the lowest finite val_loss. Candidates are verified (mr_checkpoint_verify) before anything is
- * decided, so a damaged file is never kept in place of an intact one: a damaged checkpoint newer
- * than every kept one is renamed to "<name>.damaged" (out of resume's way, kept for salvage with
+ * without them, the lowest finite val_loss. Candidates are verified (mr_checkpoint_verify) before
+ * anything is decided, so a damaged file is never kept in place of an intact one: a damaged
+ * checkpoint newer than every kept one is renamed to "<name>.damaged" (out of resume's way, kept
+ * for salvage with
  * --allow-damaged), older damaged ones are deleted like any old checkpoint. When no checkpoint
  * is intact nothing is touched and the result is MR_ERR_IO. *n_removed (may be NULL) counts the
  * files deleted or set aside. */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../core/file.h"
 #include "../core/text.h"
@@ -404,9 +405,8 @@ mr_status mr_report_write(const char *run_dir, const mr_config *cfg, const mr_re
                  (long long)best * cfg->steps_per_epoch);
         char kept_path[2600];
         snprintf(kept_path, sizeof kept_path, "%s/%s", run_dir, kept);
-        FILE *k = fopen(kept_path, "rb");
-        mr_text_printf(&o, "; checkpoint %s%s</td></tr>\n", kept, k ? "" : " (pruned)");
-        if (k) fclose(k);
+        mr_text_printf(&o, "; checkpoint %s%s</td></tr>\n", kept,
+                       access(kept_path, F_OK) == 0 ? "" : " (pruned)");
     }
     mr_text_printf(&o, "</table>\n");
     if (metric[0].n > 0) {

@@ -792,9 +792,7 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
             log_step(&t, epoch, global, &v, rep.l2_loss, opt_sgd.learning_rate, &rep, seconds);
             t.epoch_loss_sum += (double)v.total + rep.l2_loss;
             t.epoch_loss_steps++;
-            result->last_train_loss = (double)v.total + rep.l2_loss;
             steps_run++;
-            result->steps_done = global;
             int left =
                 (c->epochs - epoch - 1) * c->steps_per_epoch + (c->steps_per_epoch - step - 1);
             running_add(&running, &v, rep.l2_loss);

@@ -33,8 +33,7 @@ typedef struct {
 typedef struct {
     char run_dir[1024];
     int epochs_done;
-    long steps_done;
-    double last_train_loss, best_val_loss, last_val_loss;
+    double best_val_loss, last_val_loss;
     double last_epoch_loss;    /* the last epoch's mean training loss */
     double best_val_mask_ap50; /* the best per-epoch validation mask AP50; NaN: never measured */
     int best_ap50_epoch;       /* its epoch (1-based), 0: none */
