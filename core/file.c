@@ -82,6 +82,14 @@ mr_status mr_read_file(const char *path, const char *what, size_t max_bytes, cha
 
 /* ---- folders and atomic writes ----------------------------------------------------------- */
 
+void mr_path_tidy(char *path) {
+    char *w = path;
+    for (const char *r = path; *r; r++)
+        if (*r != '/' || w == path || w[-1] != '/') *w++ = *r;
+    if (w - path > 1 && w[-1] == '/') w--;
+    *w = '\0';
+}
+
 mr_status mr_make_dirs(const char *path) {
     char buf[4096];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)

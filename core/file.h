@@ -16,6 +16,9 @@
  * <limit>, not a <what>", so a wrong path given for a small text file fails fast. */
 mr_status mr_read_file(const char *path, const char *what, size_t max_bytes, char **text,
                        size_t *len);
+/* Tidies a path the user typed, in place: runs of '/' become one and a trailing '/' goes ("/"
+ * stays), so "runs//x/" and "runs/x" name, and print as, the same folder. */
+void mr_path_tidy(char *path);
 /* Creates `path` and its missing parents; an existing non-folder in the way is an error. */
 mr_status mr_make_dirs(const char *path);
 /* Replaces `path` with `len` bytes of `data`, file mode `mode` (e.g. 0644). On failure the old

@@ -362,8 +362,17 @@ Test(evaluate, plain_output_worst_images_and_per_image_csv) {
     cr_assert(strstr(worst, "b.png                                  1      0      1      1      -"),
               "%s", worst);
     char path[800];
-    snprintf(path, sizeof path, "%s/per_image.csv", out_dir);
+    /* The JSON a user opens says what was measured in plain words, too. */
+    snprintf(path, sizeof path, "%s/evaluation.json", out_dir);
     FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s not written", path);
+    static char json[1 << 16];
+    json[fread(json, 1, sizeof json - 1, f)] = '\0';
+    fclose(f);
+    for (const char **j = jargon; *j; j++)
+        cr_assert_null(strstr(json, *j), "%s in evaluation.json: %s", *j, json);
+    snprintf(path, sizeof path, "%s/per_image.csv", out_dir);
+    f = fopen(path, "r");
     cr_assert_not_null(f, "%s not written", path);
     char csv[4096];
     csv[fread(csv, 1, sizeof csv - 1, f)] = '\0';

@@ -212,10 +212,18 @@ Test(predict, via_project_loads_back_with_the_same_instances) {
         cr_assert(strstr(text, "\"_via_data_format_version\"") && strstr(text, "\"2.0.10\"") &&
                       strstr(text, "\"_via_image_id_list\"") && strstr(text, "\"dropdown\""),
                   "%s", text);
+        /* default_filepath is the absolute folder the images share, so VIA finds them from
+         * wherever it is loaded; filenames are the rest of each path. */
+        char *dir_real = realpath(dir, NULL), expect[1100];
         if (pass == 0)
-            cr_assert(strstr(text, "\"../images/\""), "default_filepath: %s", text);
+            snprintf(expect, sizeof expect, "\"default_filepath\":\t\"%s/images/\"", dir_real);
         else
-            cr_assert(strstr(text, "\"../other/d_scan.png\""), "%s", text);
+            snprintf(expect, sizeof expect, "\"default_filepath\":\t\"%s/\"", dir_real);
+        cr_assert(strstr(text, expect), "%s not in %s", expect, text);
+        cr_assert(strstr(text, pass == 0 ? "\"filename\":\t\"a_scan.png\""
+                                         : "\"filename\":\t\"other/d_scan.png\""),
+                  "%s", text);
+        free(dir_real);
         free(text);
 
         mr_load_options lo = {.class_names = (const char *const[]){"BG", "benign", "malignant"},
@@ -535,4 +543,142 @@ Test(predict, evaluating_the_json_equals_evaluating_the_model) {
     cr_assert(strstr(a, "\"images\": 3,"), "every image scored: %s", a);
     free(a);
     free(b);
+}
+
+/* VIA's own application (VIA 2.0.10's index.html and via.js from the fixtures, loaded in Debian's
+ * headless Chromium) opens the project predict wrote, from a page in another folder than the
+ * project's: every image is found and shown with its regions and their class attribute. The
+ * page is index.html with a <base> pointing at the fixture folder and a script appended that
+ * hands the project to VIA's own "Load project" parser and steps through the images. */
+Test(predict, via_opens_the_project_in_headless_chromium, .timeout = 240) {
+    if (access("/usr/bin/chromium", X_OK) != 0)
+        cr_skip_test("/usr/bin/chromium missing: `make test` installs it (package chromium)");
+    const char *index_html = fixture_path("via/via2x_ox-vgg_app/index.html");
+    char *app_dir = realpath(index_html, NULL);
+    cr_assert_not_null(app_dir);
+    *strrchr(app_dir, '/') = '\0';
+    const char *dir = temp_dir("predict-via");
+    char weights[512], images[600], out[600], args[4096], log[16384], path[1024];
+    snprintf(weights, sizeof weights, "%s/model.h5", dir);
+    snprintf(images, sizeof images, "%s/scans", dir);
+    mkdir(images, 0777);
+    mr_config c;
+    write_weights(weights, &c);
+    /* A space and a '#' in names: VIA puts the path into an <img src>. */
+    const char *names[3] = {"case 1.png", "case#2.png", "case3.png"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", images, names[i]);
+        write_lesion_png(path, 160 - 16 * i, 120 + 8 * i, (uint64_t)i + 5);
+    }
+    /* Trailing and doubled slashes as a user types them: nothing printed doubles a slash. */
+    snprintf(out, sizeof out, "%s//pred/", dir);
+    snprintf(args, sizeof args, "--weights %s %s/ --out %s", weights, images, out);
+    cr_assert_eq(run_predict(args, log, sizeof log), 0, "%s", log);
+    cr_assert_null(strstr(log, "//"), "a doubled slash in: %s", log);
+    cr_assert(strstr(log, "Project > Load project") && strstr(log, "/scans/"), "the hint: %s", log);
+
+    snprintf(path, sizeof path, "%s/pred/via_project.json", dir);
+    char *project = read_text(path);
+    cJSON *root = cJSON_Parse(project);
+    cr_assert_not_null(root);
+    int n_regions[3] = {0};
+    const cJSON *meta = cJSON_GetObjectItem(root, "_via_img_metadata"), *e;
+    int k = 0, total = 0;
+    cJSON_ArrayForEach(e, meta) {
+        n_regions[k] = cJSON_GetArraySize(cJSON_GetObjectItem(e, "regions"));
+        total += n_regions[k++];
+    }
+    cr_assert_eq(k, 3);
+    cr_assert_gt(total, 0, "detections to show (DETECTION_MIN_CONFIDENCE 0)");
+
+    /* The harness page lives in the test folder, VIA's files are read from the fixtures. */
+    char *html = read_text(index_html);
+    char *body_end = strstr(html, "</body>"), *head = strstr(html, "<head>");
+    cr_assert(body_end && head);
+    snprintf(path, sizeof path, "%s/via-harness.html", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "%.*s<head><base href=\"file://%s/\">", (int)(head - html), html, app_dir);
+    fprintf(f, "%.*s", (int)(body_end - head - 6), head + 6);
+    fprintf(f,
+            "<script>\n"
+            "window.addEventListener('load', function () {\n"
+            "  var r = {images: [], errors: []};\n"
+            "  window.addEventListener('error', function (e) { r.errors.push(String(e.message)); "
+            "});\n"
+            "  project_open_parse_json_file(JSON.stringify(%s));\n"
+            "  r.count = _via_img_count;\n"
+            "  var i = 0, waited = 0;\n"
+            "  function done() {\n"
+            "    var pre = document.createElement('pre');\n"
+            "    pre.textContent = 'VIA' + 'CHECK ' + JSON.stringify(r) + ' E' + 'ND';\n"
+            "    document.body.appendChild(pre);\n"
+            "  }\n"
+            "  function next() { i++; waited = 0; if (i < _via_img_count) _via_show_img(i); }\n"
+            "  function step() {\n"
+            "    if (i >= _via_img_count) return done();\n"
+            "    var m = _via_img_metadata[_via_image_id_list[i]];\n"
+            "    if (_via_image_index === i && _via_current_image_loaded) {\n"
+            "      r.images.push({name: m.filename, w: _via_current_image.naturalWidth,\n"
+            "        h: _via_current_image.naturalHeight, drawn: _via_canvas_regions.length,\n"
+            "        classes: m.regions.map(function (g) { return g.region_attributes['class']; "
+            "})});\n"
+            "      next();\n"
+            "    } else if (++waited > 300) {\n"
+            "      r.images.push({name: m.filename, failed: true});\n"
+            "      next();\n"
+            "    }\n"
+            "    setTimeout(step, 20);\n"
+            "  }\n"
+            "  step();\n"
+            "});\n"
+            "</script>\n%s",
+            project, body_end);
+    fclose(f);
+    free(html);
+
+    char cmd[4096], dom[1 << 18];
+    snprintf(cmd, sizeof cmd,
+             "timeout 120 /usr/bin/chromium --headless --no-sandbox --disable-gpu "
+             "--user-data-dir='%s/profile' --virtual-time-budget=30000 --dump-dom "
+             "'file://%s/via-harness.html' 2>/dev/null",
+             dir, dir);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t got = fread(dom, 1, sizeof dom - 1, p);
+    dom[got] = '\0';
+    pclose(p);
+    char *check = strstr(dom, "VIACHECK "), *end = check ? strstr(check, " END") : NULL;
+    cr_assert(check && end, "VIA's page did not finish: %.3000s", dom);
+    *end = '\0';
+    /* Text in the DOM dump has &, <, > escaped; the JSON holds none of them. */
+    cJSON *r = cJSON_Parse(check + 9);
+    cr_assert_not_null(r, "%s", check);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "errors")), 0, "%s", check);
+    cr_assert_eq(cJSON_GetObjectItem(r, "count")->valueint, 3, "%s", check);
+    const cJSON *shown = cJSON_GetObjectItem(r, "images");
+    cr_assert_eq(cJSON_GetArraySize(shown), 3, "%s", check);
+    k = 0;
+    cJSON_ArrayForEach(e, shown) {
+        cr_assert_null(cJSON_GetObjectItem(e, "failed"), "VIA did not find an image: %s", check);
+        const char *name = cJSON_GetObjectItem(e, "name")->valuestring;
+        cr_assert(!strcmp(name, names[0]) || !strcmp(name, names[1]) || !strcmp(name, names[2]),
+                  "%s", name);
+        /* The image VIA shows is the file predict read: its own size. */
+        int idx = !strcmp(name, names[0]) ? 0 : !strcmp(name, names[1]) ? 1 : 2;
+        cr_assert_eq(cJSON_GetObjectItem(e, "w")->valueint, 160 - 16 * idx, "%s", check);
+        cr_assert_eq(cJSON_GetObjectItem(e, "h")->valueint, 120 + 8 * idx, "%s", check);
+        cr_assert_eq(cJSON_GetObjectItem(e, "drawn")->valueint, n_regions[k], "%s", check);
+        const cJSON *cls;
+        cJSON_ArrayForEach(cls, cJSON_GetObjectItem(e, "classes")) {
+            cr_assert(cJSON_IsString(cls) && (!strcmp(cls->valuestring, "benign") ||
+                                              !strcmp(cls->valuestring, "malignant")),
+                      "%s", check);
+        }
+        k++;
+    }
+    cJSON_Delete(r);
+    cJSON_Delete(root);
+    free(project);
+    free(app_dir);
 }

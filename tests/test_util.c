@@ -109,3 +109,15 @@ Test(util, ellipse_placed_matches_identity_and_mask_box) {
     int64_t m = mr_raster_ellipse(b, W, H, 8.0, 6.0, 4.0, 2.0, 0.0, &twice, 1);
     cr_assert(m > 90 && m < 115, "%lld", (long long)m);
 }
+
+Test(util, path_tidy_drops_doubled_and_trailing_slashes) {
+    const char *cases[][2] = {{"runs//x/", "runs/x"}, {"/", "/"},   {"///", "/"},
+                              {"a", "a"},             {"./", "."},  {"/tmp//a///b", "/tmp/a/b"},
+                              {"", ""},               {"a/b", "a/b"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%s", cases[i][0]);
+        mr_path_tidy(buf);
+        cr_assert_str_eq(buf, cases[i][1], "'%s'", cases[i][0]);
+    }
+}

@@ -3,6 +3,8 @@
  * code rule with its "mrcnn VERB: " error line. */
 #include "cli.h"
 
+#include "../core/file.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,7 +92,10 @@ bool mr_parse_args(const mr_cli_help *h, int argc, char **argv, const mr_opt *op
             return false;
         }
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
-            if (positional && push(positional, a)) continue;
+            if (positional && push(positional, argv[i])) {
+                mr_path_tidy(argv[i]);
+                continue;
+            }
             fprintf(stderr, "mrcnn %s: unexpected argument '%s' (see mrcnn %s --help)\n", verb, a,
                     verb);
             *exit_code = 2;
@@ -147,6 +152,11 @@ bool mr_parse_args(const mr_cli_help *h, int argc, char **argv, const mr_opt *op
         errno = 0;
         switch (o->kind) {
         case MR_OPT_STRING:
+            *(const char **)o->target = v;
+            break;
+        case MR_OPT_PATH:
+            /* v points into argv[i], which the program owns. */
+            mr_path_tidy((char *)v);
             *(const char **)o->target = v;
             break;
         case MR_OPT_LIST:

@@ -34,7 +34,16 @@ int mr_cli_predict(mr_predict_options *o);
  * unknown options (with a did-you-mean), missing values and bad numbers give one line naming the
  * verb and the option. An option whose help is NULL is a hidden alias kept for old scripts: it
  * parses but is not listed in --help. */
-typedef enum { MR_OPT_STRING, MR_OPT_INT, MR_OPT_DOUBLE, MR_OPT_FLAG, MR_OPT_LIST } mr_opt_kind;
+/* MR_OPT_PATH is a file or folder: tidied with mr_path_tidy, as positional arguments (always
+ * paths) are, so no printed path carries a doubled slash. */
+typedef enum {
+    MR_OPT_STRING,
+    MR_OPT_PATH,
+    MR_OPT_INT,
+    MR_OPT_DOUBLE,
+    MR_OPT_FLAG,
+    MR_OPT_LIST
+} mr_opt_kind;
 typedef struct {
     const char *name; /* "--data" */
     mr_opt_kind kind;
@@ -80,10 +89,10 @@ typedef struct {
 /* clang-format off */
 #define MR_CLI_DATA_INIT {NULL, NULL, (double)NAN}
 #define MR_CLI_DATA_OPTS(d)                                                                        \
-    {"--data", MR_OPT_STRING, &(d).data,                                                           \
+    {"--data", MR_OPT_PATH, &(d).data,                                                             \
      "a folder with train/ and val/, a folder of images with one annotation file, or an "          \
      "annotation file (default: the config's DATASET)"},                                           \
-    {"--image-root", MR_OPT_STRING, &(d).image_root,                                               \
+    {"--image-root", MR_OPT_PATH, &(d).image_root,                                               \
      "folder to look for images in when the annotation file's paths (a VIA default path from "     \
      "another machine) do not find them (overrides IMAGE_ROOT)"},                                  \
     {"--val-split", MR_OPT_DOUBLE, &(d).val_split,                                                 \

@@ -18,7 +18,7 @@ int cmd_anchors(int argc, char **argv) {
     long k = LONG_MIN, restarts = 10, seed = LONG_MIN, max_ratios = LONG_MIN;
     bool write = false;
     mr_opt opts[] = {
-        {"--config", MR_OPT_STRING, &config_path,
+        {"--config", MR_OPT_PATH, &config_path,
          "config JSON (required); its form, sizes and image size are used"},
         MR_CLI_DATA_OPTS(d),
         {"--k", MR_OPT_INT, &k, "clusters (default: the config's number of RPN_ANCHOR_SCALES)"},

@@ -17,15 +17,15 @@ int cmd_check_data(int argc, char **argv) {
     bool no_images = false;
     const mr_opt opts[] = {
         MR_CLI_DATA_OPTS(d),
-        {"--config", MR_OPT_STRING, &config,
+        {"--config", MR_OPT_PATH, &config,
          "the training config: its classes, DATASET, IMAGE_ROOT and image rules apply"},
         {"--classes", MR_OPT_STRING, &classes,
          "class names, comma-separated (overrides CLASS_NAMES; default: 1 class)"},
         {"--attribute", MR_OPT_STRING, &attribute,
          "region attribute holding the class (overrides CLASS_ATTRIBUTE)"},
         /* Its older name, hidden: --images is a count in synth and demo. */
-        {"--images", MR_OPT_STRING, &d.image_root, NULL},
-        {"--attributes", MR_OPT_STRING, &attributes, "VIA attribute definitions (option labels)"},
+        {"--images", MR_OPT_PATH, &d.image_root, NULL},
+        {"--attributes", MR_OPT_PATH, &attributes, "VIA attribute definitions (option labels)"},
         {"--allow-missing-images", MR_OPT_FLAG, &no_images,
          "missing image files are not errors (sizes stay unknown; train would refuse them)"},
     };

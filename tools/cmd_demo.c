@@ -35,8 +35,8 @@ static mr_status score(const char *ckpt, const char *val, mr_evaluation *e) {
 int cmd_demo(int argc, char **argv) {
     const char *out = "demo", *config = "configs/tiny.json";
     long images = 160, epochs = 0;
-    mr_opt opts[] = {{"--out", MR_OPT_STRING, &out, "output folder (default demo)"},
-                     {"--config", MR_OPT_STRING, &config, "config (default configs/tiny.json)"},
+    mr_opt opts[] = {{"--out", MR_OPT_PATH, &out, "output folder (default demo)"},
+                     {"--config", MR_OPT_PATH, &config, "config (default configs/tiny.json)"},
                      {"--images", MR_OPT_INT, &images, "synthetic images (default 160)"},
                      {"--epochs", MR_OPT_INT, &epochs, "override the config's EPOCHS"}};
     static const mr_cli_help help = {"demo", "[--out DIR] [--config C] [--images N] [--epochs N]",

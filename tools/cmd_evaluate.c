@@ -30,10 +30,10 @@ int cmd_evaluate(int argc, char **argv) {
     long limit = LONG_MIN; /* not given: every image */
     bool quiet = false, allow_damaged = false, verbose = false, compare_paper = false;
     mr_opt opts[] = {
-        {"--weights", MR_OPT_STRING, &weights, "trained weights: an export or a checkpoint"},
-        {"--predictions", MR_OPT_STRING, &predictions,
+        {"--weights", MR_OPT_PATH, &weights, "trained weights: an export or a checkpoint"},
+        {"--predictions", MR_OPT_PATH, &predictions,
          "or a folder of *_pred.json files (mrcnn predict's format) to score instead"},
-        {"--config", MR_OPT_STRING, &config_path,
+        {"--config", MR_OPT_PATH, &config_path,
          "config JSON (default: the one inside --weights; required with --predictions)"},
         MR_CLI_DATA_OPTS(d),
         {"--split", MR_OPT_STRING, &split,
@@ -41,7 +41,7 @@ int cmd_evaluate(int argc, char **argv) {
          "or all: every image of a folder of images or an annotation file"},
         {"--threshold", MR_OPT_DOUBLE, &threshold,
          "keep detections scoring >= T (default 0, as Matterport's COCO evaluation)"},
-        {"--out", MR_OPT_STRING, &out_dir,
+        {"--out", MR_OPT_PATH, &out_dir,
          "folder for evaluation.json, per_image.csv (every image's missed lesions and false "
          "positives) and pr_<class>.svg"},
         {"--limit", MR_OPT_INT, &limit, "evaluate only the first N images"},

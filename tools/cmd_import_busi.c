@@ -12,8 +12,8 @@ int cmd_import_busi(int argc, char **argv) {
     long seed = (long)o.seed, min_px = o.min_component_pixels;
     double val = o.val_fraction, tol = o.tolerance;
     const mr_opt opts[] = {
-        {"--src", MR_OPT_STRING, &src, "BUSI folder with benign/ malignant/ normal/"},
-        {"--out", MR_OPT_STRING, &out, "output folder; train/ and val/ are created in it"},
+        {"--src", MR_OPT_PATH, &src, "BUSI folder with benign/ malignant/ normal/"},
+        {"--out", MR_OPT_PATH, &out, "output folder; train/ and val/ are created in it"},
         {"--seed", MR_OPT_INT, &seed, "split seed (1)"},
         {"--val-fraction", MR_OPT_DOUBLE, &val, "share of each class in val/ (0.2)"},
         {"--min-pixels", MR_OPT_INT, &min_px, "mask blobs smaller than this are skipped (10)"},

@@ -113,10 +113,10 @@ int cmd_inspect(int argc, char **argv) {
     bool allow_damaged = false, tensors = false;
     mr_str_list exclude = {0}, positional = {0};
     mr_opt opts[] = {
-        {"--weights", MR_OPT_STRING, &weights,
+        {"--weights", MR_OPT_PATH, &weights,
          "the weights file (the same as giving it as FILE, as other verbs take it)"},
         {"--tensors", MR_OPT_FLAG, &tensors, "list every tensor: layer, dataset, shape, dtype"},
-        {"--config", MR_OPT_STRING, &config_path, "config JSON: print the load report for it"},
+        {"--config", MR_OPT_PATH, &config_path, "config JSON: print the load report for it"},
         {"--exclude", MR_OPT_LIST, &exclude, "layer names to leave out (repeat or comma list)"},
         MR_CLI_ALLOW_DAMAGED_OPT(allow_damaged),
     };

@@ -44,7 +44,11 @@ static void print_summary(const mr_predict_summary *s, const char *out) {
            (long long)s->detections, s->detections == 1 ? "" : "s");
     for (int c = 1; c < s->num_classes; c++)
         if (s->per_class[c]) printf(", %s %lld", s->class_names[c], (long long)s->per_class[c]);
-    printf("; overlays and JSON in %s; VIA project %s\n", out, s->project);
+    printf("; overlays and JSON in %s\n", out);
+    if (s->project[0])
+        printf("VIA project %s: open it with VIA 2's Project > Load project; it reads the images "
+               "from %s\n",
+               s->project, s->images_folder);
     if (s->fragments_left_out)
         printf("note: %d extra mask fragment%s in the JSON but not in the VIA project "
                "(one region per detection: its largest part)\n",
@@ -79,9 +83,9 @@ int cmd_predict(int argc, char **argv) {
     bool allow_damaged = false;
     mr_str_list positional = {0};
     mr_opt opts[] = {
-        {"--weights", MR_OPT_STRING, &weights, "export, checkpoint or Keras weights"},
-        {"--config", MR_OPT_STRING, &config, "config JSON (default: the one inside --weights)"},
-        {"--out", MR_OPT_STRING, &out, "folder for overlays, JSON results and via_project.json"},
+        {"--weights", MR_OPT_PATH, &weights, "export, checkpoint or Keras weights"},
+        {"--config", MR_OPT_PATH, &config, "config JSON (default: the one inside --weights)"},
+        {"--out", MR_OPT_PATH, &out, "folder for overlays, JSON results and via_project.json"},
         {"--threshold", MR_OPT_DOUBLE, &threshold,
          "minimum score (overrides DETECTION_MIN_CONFIDENCE)"},
         MR_CLI_ALLOW_DAMAGED_OPT(allow_damaged),

@@ -7,7 +7,7 @@
 
 int cmd_summary(int argc, char **argv) {
     const char *config_path = NULL;
-    mr_opt opts[] = {{"--config", MR_OPT_STRING, &config_path, "config JSON (required)"}};
+    mr_opt opts[] = {{"--config", MR_OPT_PATH, &config_path, "config JSON (required)"}};
     static const mr_cli_help help = {"summary", "--config FILE",
                                      "mrcnn summary --config configs/busi.json\n"
                                      "mrcnn summary --config configs/tiny.json\n"};

@@ -34,7 +34,7 @@ int cmd_synth(int argc, char **argv) {
     /* NaN and LONG_MIN: not given, so the preset's value stands. */
     double val = o.val_fraction, lmin = NAN, lmax = NAN, normal = NAN, malignant = NAN;
     const mr_opt opts[] = {
-        {"--out", MR_OPT_STRING, &out,
+        {"--out", MR_OPT_PATH, &out,
          "new or empty output folder; train/ and val/ are created in it"},
         {"--images", MR_OPT_INT, &images, "number of images over train and val (100)"},
         {"--seed", MR_OPT_INT, &seed, "random seed; the same seed writes the same bytes (1)"},

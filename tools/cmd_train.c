@@ -24,15 +24,15 @@ int cmd_train(int argc, char **argv) {
     mr_str_list exclude = {0};
     bool quiet = false, force = false, allow_damaged = false;
     mr_opt opts[] = {
-        {"--config", MR_OPT_STRING, &config, "config JSON (required unless --resume)"},
-        {"--weights", MR_OPT_STRING, &weights,
+        {"--config", MR_OPT_PATH, &config, "config JSON (required unless --resume)"},
+        {"--weights", MR_OPT_PATH, &weights,
          "initial weights: mask_rcnn_coco.h5, an export or a checkpoint"},
         {"--exclude", MR_OPT_LIST, &exclude,
          "layer names to leave out of --weights (repeatable, or a,b,c)"},
         MR_CLI_DATA_OPTS(d),
         {"--epochs", MR_OPT_INT, &epochs, "total epochs (overrides EPOCHS)"},
-        {"--out", MR_OPT_STRING, &out, "run folder (default runs/NAME-DATE)"},
-        {"--resume", MR_OPT_STRING, &resume, "continue the run in this folder"},
+        {"--out", MR_OPT_PATH, &out, "run folder (default runs/NAME-DATE)"},
+        {"--resume", MR_OPT_PATH, &resume, "continue the run in this folder"},
         {"--force", MR_OPT_FLAG, &force,
          "start again in an --out folder that holds a run (deleting its checkpoints and log), "
          "or --resume on other --data"},

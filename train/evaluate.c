@@ -619,10 +619,9 @@ mr_status mr_evaluation_write(const mr_evaluation *e, const mr_config *cfg,
     mr_text_printf(t, ", \"mAP50_95\": ");
     num(t, e->map50_95);
     mr_text_printf(t,
-                   ", \"images_averaged\": %lld, \"iou\": \"mask\",\n    \"note\": \"per-image "
-                   "compute_ap averaged over images with lesions; compute_matches uses "
-                   "gt_match[j] > -1 (Matterport master's > 0 can match a GT twice, issue "
-                   "#1692)\"},\n",
+                   ", \"images_averaged\": %lld, \"iou\": \"mask\",\n    \"note\": \"each "
+                   "image's average precision, averaged over the images with lesions; each "
+                   "lesion is matched at most once\"},\n",
                    (long long)e->n_map_images);
     mr_text_printf(t, "  \"coco\": {\n    \"method\": \"pycocotools COCOeval: per class, greedy "
                       "matching by score, IoU 0.50:0.05:0.95, 101-point interpolated precision, "

@@ -290,10 +290,10 @@ typedef struct {
     mr_via_writer *via;
     char **stems;
     int n_stems;
-    /* VIA resolves default_filepath + filename. When every image sits in one folder, that folder
-     * (relative to the project file) is default_filepath and filenames stay bare, which is also
-     * what VIA's "add files" matches on; otherwise filenames are relative paths. */
-    bool via_bare;
+    /* VIA resolves default_filepath + filename against the page VIA runs in, not against the
+     * project file, so default_filepath is the absolute folder the images share (with its
+     * trailing '/'), and each filename is the rest of its path: bare when all sit in one folder,
+     * as VIA's "add files" writes them. */
     char via_prefix[PATH_MAX];
     mr_predict_summary *sum;
 } batch;
@@ -426,7 +426,7 @@ static mr_status predict_one(batch *b, const mr_predict_input *in, mr_detections
     if (st == MR_OK) {
         struct stat sb;
         int64_t size = stat(in->path, &sb) == 0 ? (int64_t)sb.st_size : 0;
-        st = mr_via_writer_add_image(b->via, b->via_bare ? base_name(rel) : rel, size, NULL);
+        st = mr_via_writer_add_image(b->via, in->real + strlen(b->via_prefix), size, NULL);
         for (int64_t i = 0; i < d->n && st == MR_OK; i++) st = via_region(b, d, i, &polys[i]);
     }
     if (st == MR_OK) {
@@ -449,22 +449,23 @@ static mr_status predict_one(batch *b, const mr_predict_input *in, mr_detections
 }
 
 static void choose_via_paths(batch *b, const mr_predict_inputs *inputs) {
-    char first[PATH_MAX] = "";
-    b->via_bare = true;
-    for (int i = 0; i < inputs->count && b->via_bare; i++) {
-        char rel[PATH_MAX];
-        relative_path(b->out_real, inputs->items[i].real, rel, sizeof rel);
-        char *slash = strrchr(rel, '/');
-        if (slash)
-            slash[1] = '\0';
-        else
-            rel[0] = '\0';
-        if (i == 0)
-            snprintf(first, sizeof first, "%s", rel);
-        else
-            b->via_bare = !strcmp(first, rel);
+    /* The longest folder prefix of every image's real path, ending in '/' ("/" at worst). */
+    size_t common = 0;
+    for (int i = 0; i < inputs->count; i++) {
+        const char *real = inputs->items[i].real;
+        size_t folder = (size_t)(strrchr(real, '/') - real) + 1;
+        if (i == 0) {
+            common = folder;
+            continue;
+        }
+        size_t same = 0;
+        const char *first = inputs->items[0].real;
+        while (same < common && same < folder && first[same] == real[same]) same++;
+        while (same > 0 && first[same - 1] != '/') same--;
+        common = same;
     }
-    snprintf(b->via_prefix, sizeof b->via_prefix, "%s", b->via_bare ? first : "");
+    snprintf(b->via_prefix, sizeof b->via_prefix, "%.*s", (int)common,
+             inputs->count ? inputs->items[0].real : "");
 }
 
 /* ---- a batch ------------------------------------------------------------------------------- */
@@ -506,6 +507,7 @@ static mr_status predict_all(batch *b, const mr_predict_options *o, const mr_pre
                                  .n_class_names = p->cfg.net.num_classes};
     mr_status st = mr_via_writer_save_project(b->via, sum->project, &po);
     if (st != MR_OK) sum->project[0] = '\0';
+    snprintf(sum->images_folder, sizeof sum->images_folder, "%s", b->via_prefix);
     return st;
 }
 

@@ -107,7 +107,8 @@ typedef struct {
     int empty_masks;        /* detections whose VIA region is their box */
     int num_classes;
     char class_names[MR_MAX_CLASSES][48];
-    char project[PATH_MAX]; /* the VIA project written ("" when no image was predicted) */
+    char project[PATH_MAX];       /* the VIA project written ("" when no image was predicted) */
+    char images_folder[PATH_MAX]; /* its default_filepath: the absolute folder the images share */
 } mr_predict_summary;
 
 /* Predicts every input into out_dir: <stem>_pred.png and <stem>_pred.json per image (stems made
