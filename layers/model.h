@@ -13,7 +13,6 @@
 #include "anchors.h"
 #include "proposals.h"
 #include "roi_align.h"
-#include "targets.h"
 
 #define MR_MAX_ANCHOR_SCALES 16
 #define MR_MAX_ANCHOR_RATIOS 8

@@ -5,6 +5,7 @@
 
 #include "../core/rng.h"
 #include "../layers/model.h"
+#include "../layers/targets.h"
 
 enum {
     MR_LOSS_RPN_CLASS,

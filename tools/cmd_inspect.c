@@ -76,8 +76,7 @@ static mr_status print_checkpoint_state(const char *path, bool *state_verified) 
         printf("not measured");
     else
         printf("%.6g", s.val_loss);
-    printf(", rng %016llx.., data order %lld values, config %zu bytes\n",
-           (unsigned long long)s.rng.s[0], (long long)s.n_data_order,
+    printf(", data order %lld values, config %zu bytes\n", (long long)s.n_data_order,
            s.config_json ? strlen(s.config_json) : 0);
     if (s.metrics_json && s.metrics_json[0]) printf("metrics: %s\n", s.metrics_json);
     *state_verified = s.verified;

@@ -65,17 +65,20 @@ static void fnv_text(uint64_t *h, const char *text) {
 }
 
 /* Everything a resume takes from the file besides the tensors, in a fixed order: the counters
- * resume starts from, the RNG, the data order, val_loss (which decides what prune keeps), the
+ * resume starts from, a version 1 file's RNG words (legacy_rng, NULL from version 2), the data
+ * order, val_loss (which decides what prune keeps), the
  * config and metrics text, and the tensor count verify expects. A flipped bit in any of them
  * reads as damage instead of as a plausible place to resume from. */
-static uint64_t state_checksum(const mr_checkpoint_state *s, int64_t n_params) {
+static uint64_t state_checksum(const mr_checkpoint_state *s, const int64_t *legacy_rng,
+                               int64_t n_params) {
     uint64_t h = FNV_OFFSET;
     fnv_i64(&h, s->epoch);
     fnv_i64(&h, s->step);
     /* One NaN for every NaN: "not measured" has no meaningful payload. */
     double loss = isnan(s->val_loss) ? (double)NAN : s->val_loss;
     fnv_bytes(&h, &loss, sizeof loss);
-    for (int i = 0; i < 4; i++) fnv_i64(&h, (int64_t)s->rng.s[i]);
+    if (legacy_rng)
+        for (int i = 0; i < 4; i++) fnv_i64(&h, legacy_rng[i]);
     fnv_i64(&h, s->n_data_order);
     for (int64_t i = 0; i < s->n_data_order; i++) fnv_i64(&h, s->data_order[i]);
     fnv_text(&h, s->config_json);
@@ -107,14 +110,11 @@ static mr_status checkpoint_fill(mr_h5 *f, void *user) {
     MR_TRY(mr_h5_set_attr_str(f, "/", "config", s->config_json ? s->config_json : ""));
     MR_TRY(mr_h5_set_attr_str(f, "/", "metrics", s->metrics_json ? s->metrics_json : ""));
     MR_TRY(mr_h5_set_attr_i64(f, "/", "n_params", a->p->count));
-    int64_t rng[4];
-    for (int i = 0; i < 4; i++) rng[i] = (int64_t)s->rng.s[i]; /* same bits, as HDF5 int64 */
-    MR_TRY(mr_h5_write_i64(f, "/state/rng", rng, 4));
     int64_t none = 0;
     MR_TRY(mr_h5_write_i64(f, "/state/data_order", s->data_order ? s->data_order : &none,
                            s->n_data_order));
     MR_TRY(mr_h5_set_attr_i64(f, "/", MR_STATE_CHECKSUM_ATTR,
-                              (int64_t)state_checksum(s, a->p->count)));
+                              (int64_t)state_checksum(s, NULL, a->p->count)));
     for (int i = 0; i < a->p->count; i++) {
         const mr_param *q = &a->p->items[i];
         MR_TRY(write_tensor(f, "params", q, a->p->values + q->offset));
@@ -174,39 +174,47 @@ static mr_status check_counter(mr_h5 *f, const char *what, int64_t v) {
                    what, (long long)v, INT32_MAX);
 }
 
-/* The state as stored, unchecked. */
-static mr_status read_state_raw(mr_h5 *f, mr_checkpoint_state *s) {
+/* The state as stored, unchecked; *has_rng and legacy_rng: a version 1 file's RNG words. */
+static mr_status read_state_raw(mr_h5 *f, mr_checkpoint_state *s, bool *has_rng,
+                                int64_t legacy_rng[4]) {
     MR_TRY(mr_h5_get_attr_i64(f, "/", "epoch", &s->epoch));
     MR_TRY(mr_h5_get_attr_i64(f, "/", "step", &s->step));
     MR_TRY(mr_h5_get_attr_f64(f, "/", "val_loss", &s->val_loss));
     MR_TRY(mr_h5_get_attr_str(f, "/", "config", &s->config_json));
     MR_TRY(mr_h5_get_attr_str(f, "/", "metrics", &s->metrics_json));
-    int64_t *rng = NULL, n = 0;
-    MR_TRY(mr_h5_read_i64(f, "/state/rng", &rng, &n));
-    if (n != 4) {
+    int64_t version = 0;
+    MR_TRY(mr_h5_get_attr_i64(f, "/", "version", &version));
+    *has_rng = version < 2;
+    if (*has_rng) {
+        int64_t *rng = NULL, n = 0;
+        MR_TRY(mr_h5_read_i64(f, "/state/rng", &rng, &n));
+        if (n != 4) {
+            free(rng);
+            return mr_fail(MR_ERR_FORMAT,
+                           "%s: damaged checkpoint: /state/rng holds %lld values, expected 4",
+                           f->path, (long long)n);
+        }
+        memcpy(legacy_rng, rng, 4 * sizeof *rng);
         free(rng);
-        return mr_fail(MR_ERR_FORMAT,
-                       "%s: damaged checkpoint: /state/rng holds %lld values, expected 4", f->path,
-                       (long long)n);
     }
-    for (int i = 0; i < 4; i++) s->rng.s[i] = (uint64_t)rng[i];
-    free(rng);
     return mr_h5_read_i64(f, "/state/data_order", &s->data_order, &s->n_data_order);
 }
 
 static mr_status read_state(mr_h5 *f, mr_checkpoint_state *s) {
     memset(s, 0, sizeof *s);
-    MR_TRY(read_state_raw(f, s));
+    bool has_rng = false;
+    int64_t legacy_rng[4] = {0};
+    MR_TRY(read_state_raw(f, s, &has_rng, legacy_rng));
     /* The checksum first: when it fails, any value may be the damaged one, and saying so is
      * clearer than naming whichever value happens to be out of range. */
     if (mr_h5_has_attr(f, "/", MR_STATE_CHECKSUM_ATTR)) {
         int64_t stored = 0, n_params = 0;
         MR_TRY(mr_h5_get_attr_i64(f, "/", MR_STATE_CHECKSUM_ATTR, &stored));
         if (mr_h5_get_attr_i64(f, "/", "n_params", &n_params) != MR_OK ||
-            state_checksum(s, n_params) != (uint64_t)stored)
+            state_checksum(s, has_rng ? legacy_rng : NULL, n_params) != (uint64_t)stored)
             return mr_fail(MR_ERR_FORMAT,
-                           "%s: damaged checkpoint: the training state (epoch, step, RNG, data "
-                           "order, validation loss, config, metrics) fails its checksum",
+                           "%s: damaged checkpoint: the training state (epoch, step, data order, "
+                           "validation loss, config, metrics) fails its checksum",
                            f->path);
         s->verified = true;
     }

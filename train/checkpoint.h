@@ -1,5 +1,5 @@
 /* Training checkpoints: one HDF5 file per save holding every parameter and momentum buffer plus
- * the state a bit-exact resume needs (epoch, step, RNG, data order, config, metrics), written
+ * the state a bit-exact resume needs (epoch, step, data order, config, metrics), written
  * atomically (redis rdbSave style), pruned to the last K plus the best, found again on resume. */
 #ifndef MR_CHECKPOINT_H
 #define MR_CHECKPOINT_H
@@ -10,10 +10,12 @@
 
 #include "../core/h5.h"
 #include "../core/params.h"
-#include "../core/rng.h"
 
 #define MR_CHECKPOINT_FORMAT  "mrcnn-checkpoint"
-#define MR_CHECKPOINT_VERSION 1
+/* 2: no /state/rng. Every random draw of a run is a pure function of (SEED, epoch, position),
+ * so a generator state had nothing to restore; version 1 files still read (their RNG words are
+ * checked by the state checksum, then dropped). */
+#define MR_CHECKPOINT_VERSION 2
 
 /* Every tensor mrcnn writes (checkpoints, exports) carries this int64 attribute: FNV-1a over its
  * float32 values as a reader gets them back (mr_checksum_f32). The training state has its own,
@@ -28,7 +30,6 @@ uint64_t mr_checksum_f32(const float *data, int64_t n);
 typedef struct {
     int64_t epoch;       /* epochs completed (0-based index of the next epoch) */
     int64_t step;        /* optimizer steps completed over the whole run */
-    mr_rng rng;          /* the trainer's generator, all four words */
     int64_t *data_order; /* the data loader's state, opaque here (e.g. permutation + cursor) */
     int64_t n_data_order;
     char *config_json;  /* the resolved config, as mr_config_to_json writes it */

@@ -382,9 +382,6 @@ static mr_status save(trainer *t, int epoch, int step_in_epoch, double val_loss,
                              .config_json = config_json,
                              .metrics_json = metrics_json,
                              .val_loss = val_loss};
-    /* Every random draw of a step is seeded from (SEED, epoch, step), so the generator a resume
-     * needs is the seed itself; it is stored for readers of the file. */
-    mr_rng_seed(&s.rng, c->seed);
     st = config_json && metrics_json ? mr_checkpoint_save(path, &t->model.params, &s)
                                      : mr_fail(MR_ERR_NOMEM, "%s: out of memory", path);
     free(config_json);

@@ -208,7 +208,7 @@ static mr_status index_build(mr_h5 *f, mr_weights_index *ix) {
     if (mr_h5_has_attr(f, "/", "format")) {
         char *format = NULL;
         MR_TRY(mr_h5_get_attr_str(f, "/", "format", &format));
-        bool ckpt = !strcmp(format, "mrcnn-checkpoint");
+        bool ckpt = !strcmp(format, MR_CHECKPOINT_FORMAT);
         bool exported = !strcmp(format, MR_WEIGHTS_EXPORT_FORMAT);
         if (!ckpt && !exported) {
             mr_status st = mr_fail(MR_ERR_FORMAT,
@@ -220,7 +220,7 @@ static mr_status index_build(mr_h5 *f, mr_weights_index *ix) {
         }
         free(format);
         ix->format = ckpt ? MR_WEIGHTS_CHECKPOINT : MR_WEIGHTS_EXPORT;
-        int64_t version = 0, supported = ckpt ? 1 : MR_WEIGHTS_EXPORT_VERSION;
+        int64_t version = 0, supported = ckpt ? MR_CHECKPOINT_VERSION : MR_WEIGHTS_EXPORT_VERSION;
         MR_TRY(mr_h5_get_attr_i64(f, "/", "version", &version));
         if (version > supported)
             return mr_fail(MR_ERR_FORMAT,
