@@ -145,14 +145,14 @@ static mr_status forward(mr_ctx *ctx, const mr_model *m, const void *handles, mr
 }
 
 const mr_backbone mr_backbone_resnet50 = {.name = "resnet50",
-                                          .depth = 50,
+                                          .title = "ResNet-50",
                                           .handles_size = sizeof(resnet_w),
                                           .declare = declare50,
                                           .resolve = resolve,
                                           .forward = forward};
 
 const mr_backbone mr_backbone_resnet101 = {.name = "resnet101",
-                                           .depth = 101,
+                                           .title = "ResNet-101",
                                            .handles_size = sizeof(resnet_w),
                                            .declare = declare101,
                                            .resolve = resolve,

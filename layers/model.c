@@ -14,7 +14,7 @@
 
 void mr_net_config_defaults(mr_net_config *c) {
     memset(c, 0, sizeof *c);
-    c->backbone_depth = 101;
+    snprintf(c->backbone_name, sizeof c->backbone_name, "resnet101");
     c->num_classes = 2;
     c->image_min_dim = 800;
     c->image_max_dim = 1024;

@@ -47,8 +47,8 @@ typedef enum { MR_NMS_PER_CLASS = 0, MR_NMS_CLASS_AGNOSTIC = 1 } mr_detection_nm
 typedef struct mr_backbone mr_backbone;
 
 typedef struct {
-    int backbone_depth; /* BACKBONE: 50 or 101; selects the backbone of that depth in the list of
-                           layers/network.c */
+    char backbone_name[32]; /* BACKBONE: the name of a backbone in the list of layers/network.c
+                               ("resnet101") */
     /* NULL: the backbone BACKBONE selects. Set: this record instead, whatever BACKBONE says
      * (tests, programs embedding the library); a config file cannot name it. */
     const mr_backbone *backbone;
@@ -200,11 +200,15 @@ typedef struct {
  * from the same list. */
 const char *mr_net_keras_group(const char *layer);
 
-/* The backbone a config selects: cfg->backbone when set, else the listed backbone whose depth is
- * BACKBONE's; NULL (status set, naming the listed backbones) when none is. */
+/* The backbone a config selects: cfg->backbone when set, else the listed backbone named
+ * BACKBONE; NULL (status set, naming the listed backbones) when none is. */
 const mr_backbone *mr_net_backbone(const mr_net_config *cfg);
 /* Looks a listed backbone up by its BACKBONE name ("resnet50"); NULL when none has it. */
 const mr_backbone *mr_backbone_find(const char *name);
+/* The listed names for messages: "resnet50 or resnet101". */
+void mr_backbone_names(char *out, size_t size);
+/* The selected backbone's name for people ("ResNet-101"); its BACKBONE name when none is. */
+const char *mr_net_backbone_title(const mr_net_config *cfg);
 
 /* Declares the network of m->cfg into m->params and m->layers, allocates the backbone's handles
  * and fills every handle's layer index (layers/network.c); mr_model_init calls it, then

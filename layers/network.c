@@ -51,21 +51,30 @@ const mr_backbone *mr_backbone_find(const char *name) {
     return NULL;
 }
 
-const mr_backbone *mr_net_backbone(const mr_net_config *c) {
-    if (c->backbone) return c->backbone;
-    for (int i = 0; i < N_BACKBONES; i++)
-        if (backbones[i]->depth == c->backbone_depth) return backbones[i];
-    char names[256] = "";
+void mr_backbone_names(char *out, size_t size) {
     size_t used = 0;
-    for (int i = 0; i < N_BACKBONES && used < sizeof names; i++)
-        used += (size_t)snprintf(names + used, sizeof names - used, "%s%s",
+    out[0] = '\0';
+    for (int i = 0; i < N_BACKBONES && used < size; i++)
+        used += (size_t)snprintf(out + used, size - used, "%s%s",
                                  i == 0                 ? ""
                                  : i == N_BACKBONES - 1 ? " or "
                                                         : ", ",
                                  backbones[i]->name);
-    mr_fail(MR_ERR_CONFIG, "BACKBONE must be %s (no backbone of depth %d is listed)", names,
-            c->backbone_depth);
+}
+
+const mr_backbone *mr_net_backbone(const mr_net_config *c) {
+    if (c->backbone) return c->backbone;
+    const mr_backbone *found = mr_backbone_find(c->backbone_name);
+    if (found) return found;
+    char names[256];
+    mr_backbone_names(names, sizeof names);
+    mr_fail(MR_ERR_CONFIG, "BACKBONE must be %s, got '%s'", names, c->backbone_name);
     return NULL;
+}
+
+const char *mr_net_backbone_title(const mr_net_config *c) {
+    const mr_backbone *b = c->backbone ? c->backbone : mr_backbone_find(c->backbone_name);
+    return b && b->title ? b->title : c->backbone_name;
 }
 
 /* ---- the declaration walk ---------------------------------------------------------------- */

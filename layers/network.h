@@ -69,7 +69,7 @@ bool mr_net_stage_records_nothing(const mr_ctx *ctx, const mr_model *m, int stag
  * (1 = the stem), which the presets "3+", "4+", "5+" and "heads" freeze by. */
 struct mr_backbone {
     const char *name;    /* BACKBONE's value: "resnet101" */
-    int depth;           /* mr_net_config.backbone_depth that selects it, 0: only by record */
+    const char *title;   /* for people: "ResNet-101" */
     size_t handles_size; /* of its handle struct, which the model allocates zeroed and owns */
     /* Declares its layers through `b` (b->h, b->w, b->c: the image), fills `handles` with their
      * table indices and `channels` with C2..C5's channel counts. Returns b->status. */

@@ -174,19 +174,19 @@ Test(backbone, a_new_backbone_runs_forward_and_backward) {
 Test(backbone, backbone_selects_from_the_list) {
     mr_net_config c;
     mr_net_config_defaults(&c);
-    c.backbone_depth = 50;
+    snprintf(c.backbone_name, sizeof c.backbone_name, "resnet50");
     cr_assert_eq(mr_net_backbone(&c), mr_backbone_find("resnet50"));
-    c.backbone_depth = 101;
+    snprintf(c.backbone_name, sizeof c.backbone_name, "resnet101");
     cr_assert_eq(mr_net_backbone(&c), mr_backbone_find("resnet101"));
     cr_assert_str_eq(mr_net_backbone(&c)->name, "resnet101");
     cr_assert_null(mr_backbone_find("resnet18"));
     c.backbone = &tiny_backbone;
     cr_assert_eq(mr_net_backbone(&c), &tiny_backbone, "an explicit record wins");
     c.backbone = NULL;
-    c.backbone_depth = 152;
+    snprintf(c.backbone_name, sizeof c.backbone_name, "resnet152");
     cr_assert_null(mr_net_backbone(&c));
-    cr_assert(strstr(mr_last_error(), "BACKBONE must be resnet50 or resnet101"), "%s",
-              mr_last_error());
+    cr_assert(strstr(mr_last_error(), "BACKBONE must be resnet50 or resnet101, got 'resnet152'"),
+              "%s", mr_last_error());
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c), MR_ERR_CONFIG);
 }

@@ -59,7 +59,7 @@ Test(model, resnet50_is_resnet101_less_seventeen_stage4_blocks) {
     mr_net_config c;
     mr_net_config_defaults(&c);
     c.num_classes = 81;
-    c.backbone_depth = 50;
+    snprintf(c.backbone_name, sizeof c.backbone_name, "resnet50");
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c), MR_OK);
     /* One stage-4 identity block: 1x1 1024->256, 3x3 256->256, 1x1 256->1024, biases, and
@@ -127,7 +127,7 @@ Test(model, tiny_forward_shapes_and_rpn_layout) {
 Test(model, layer_presets_select_matterports_layers) {
     mr_net_config c;
     mr_net_config_defaults(&c);
-    c.backbone_depth = 50;
+    snprintf(c.backbone_name, sizeof c.backbone_name, "resnet50");
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c), MR_OK);
     int n = 0;

@@ -200,7 +200,7 @@ Test(network, keras_layer_names_follow_keras_topological_order) {
 Test(network, presets_freeze_by_stage) {
     mr_net_config c;
     mr_net_config_defaults(&c);
-    c.backbone_depth = 50;
+    snprintf(c.backbone_name, sizeof c.backbone_name, "resnet50");
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c), MR_OK);
     /* Each preset trains what Matterport's regex of the same name does. */

@@ -111,9 +111,9 @@ Test(util, ellipse_placed_matches_identity_and_mask_box) {
 }
 
 Test(util, path_tidy_drops_doubled_and_trailing_slashes) {
-    const char *cases[][2] = {{"runs//x/", "runs/x"}, {"/", "/"},   {"///", "/"},
-                              {"a", "a"},             {"./", "."},  {"/tmp//a///b", "/tmp/a/b"},
-                              {"", ""},               {"a/b", "a/b"}};
+    const char *cases[][2] = {
+        {"runs//x/", "runs/x"},      {"/", "/"}, {"///", "/"},  {"a", "a"}, {"./", "."},
+        {"/tmp//a///b", "/tmp/a/b"}, {"", ""},   {"a/b", "a/b"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char buf[64];
         snprintf(buf, sizeof buf, "%s", cases[i][0]);

@@ -362,7 +362,7 @@ static void full_coco(int depth, int64_t expect_total) {
 
     mr_net_config cfg;
     mr_net_config_defaults(&cfg);
-    cfg.backbone_depth = depth;
+    snprintf(cfg.backbone_name, sizeof cfg.backbone_name, "resnet%d", depth);
     cfg.num_classes = 81;
     cfg.image_min_dim = cfg.image_max_dim = 256; /* anchors only; the weights do not depend on it */
     mr_model m;
@@ -804,7 +804,7 @@ Test(weights, shallower_backbone_loads_with_a_note) {
     write_tiny(dir, "r50.h5", &km, "/", path, sizeof path);
     mr_config c;
     tiny_config(&c);
-    c.net.backbone_depth = 101;
+    snprintf(c.net.backbone_name, sizeof c.net.backbone_name, "resnet101");
     mr_model m;
     init_model(&m, &c.net, 0.0f);
     mr_load_report r;

@@ -24,9 +24,9 @@ int cmd_summary(int argc, char **argv) {
     mr_model model;
     if ((st = mr_model_init(&model, &cfg.net)) != MR_OK) return mr_exit_code(st);
     printf("%s: %s, %d classes, %dx%dx%d input, %lld anchors (%lld per location)\n", config_path,
-           cfg.net.backbone_depth == 50 ? "ResNet-50" : "ResNet-101", cfg.net.num_classes,
-           cfg.net.image_max_dim, cfg.net.image_max_dim, cfg.net.image_channels,
-           (long long)model.n_anchors, (long long)model.anchors_per_location);
+           mr_net_backbone_title(&cfg.net), cfg.net.num_classes, cfg.net.image_max_dim,
+           cfg.net.image_max_dim, cfg.net.image_channels, (long long)model.n_anchors,
+           (long long)model.anchors_per_location);
     mr_model_print_summary(&model, stdout);
     mr_model_free(&model);
     return 0;

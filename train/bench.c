@@ -146,7 +146,7 @@ double mr_bench_conv_table(int repeats, double ceiling, FILE *out) {
 void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
     mr_config c;
     mr_config_defaults(&c);
-    c.net.backbone_depth = depth;
+    snprintf(c.net.backbone_name, sizeof c.net.backbone_name, "resnet%d", depth);
     c.net.num_classes = 3;
     c.net.image_min_dim = c.net.image_max_dim = side;
     mr_model m;

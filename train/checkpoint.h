@@ -11,7 +11,7 @@
 #include "../core/h5.h"
 #include "../core/params.h"
 
-#define MR_CHECKPOINT_FORMAT  "mrcnn-checkpoint"
+#define MR_CHECKPOINT_FORMAT "mrcnn-checkpoint"
 /* 2: no /state/rng. Every random draw of a run is a pure function of (SEED, epoch, position),
  * so a generator state had nothing to restore; version 1 files still read (their RNG words are
  * checked by the state checksum, then dropped). */

@@ -21,7 +21,7 @@ typedef enum {
     K_STRING,
     K_FLOATS,      /* float array with a count */
     K_INTS,        /* int array of fixed length */
-    K_BACKBONE,    /* "resnet50" | "resnet101" */
+    K_BACKBONE,    /* a name from the list of backbones (layers/network.c) */
     K_ROI_MODE,    /* "crop_and_resize" | "average" */
     K_SQUARE,      /* [n, n] -> one int (MASK_SHAPE, MINI_MASK_SHAPE) */
     K_CLASSES,     /* CLASS_NAMES */
@@ -70,7 +70,8 @@ static const key_spec keys[] = {
     {"NAME", K_STRING, TOP(name), 0, 0, sizeof(((mr_config *)0)->name), 0, "run name"},
     {"DESCRIPTION", K_STRING, TOP(description), 0, 0, sizeof(((mr_config *)0)->description), 0,
      "what the config is for, in words"},
-    {"BACKBONE", K_BACKBONE, NET(backbone_depth), 0, 0, 0, 0, "resnet50 or resnet101"},
+    {"BACKBONE", K_BACKBONE, NET(backbone_name), 0, 0, 0, 0,
+     "backbone name, e.g. resnet101 (layers/network.c lists them)"},
     {"NUM_CLASSES", K_INT, NET(num_classes), 2, MR_MAX_CLASSES, 0, 0, "classes incl. background"},
     {"CLASS_NAMES", K_CLASSES, 0, 0, 0, 0, 0, "class names, BG first"},
     {"CLASS_ATTRIBUTE", K_STRING, TOP(class_attribute), 0, 0,
@@ -367,10 +368,13 @@ static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v,
         return MR_OK;
     }
     case K_BACKBONE:
-        if (!cJSON_IsString(v) ||
-            (strcmp(v->valuestring, "resnet50") && strcmp(v->valuestring, "resnet101")))
-            return bad(origin, k, "%s must be \"resnet50\" or \"resnet101\"", "");
-        c->net.backbone_depth = strcmp(v->valuestring, "resnet50") ? 101 : 50;
+        if (!cJSON_IsString(v) || !mr_backbone_find(v->valuestring)) {
+            char names[160], what[180];
+            mr_backbone_names(names, sizeof names);
+            snprintf(what, sizeof what, " must be %s", names);
+            return bad(origin, k, "%s", what);
+        }
+        snprintf(c->net.backbone_name, sizeof c->net.backbone_name, "%s", v->valuestring);
         return MR_OK;
     case K_ROI_MODE:
         if (!cJSON_IsString(v) ||
@@ -754,7 +758,7 @@ char *mr_config_to_json(const mr_config *c) {
             v = cJSON_CreateIntArray((const int *)(base + k->offset), k->max_count);
             break;
         case K_BACKBONE:
-            v = cJSON_CreateString(c->net.backbone_depth == 50 ? "resnet50" : "resnet101");
+            v = cJSON_CreateString(c->net.backbone_name);
             break;
         case K_ROI_MODE:
             v = cJSON_CreateString(c->net.roi_align_mode == MR_ROI_AVERAGE ? "average"

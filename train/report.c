@@ -358,10 +358,10 @@ mr_status mr_report_write(const char *run_dir, const mr_config *cfg, const mr_re
         html_escaped(&o, cfg->description);
     }
     mr_text_printf(&o,
-                   "</td></tr>\n<tr><th>network</th><td>ResNet-%d (%d filters) + FPN, %dx%d "
+                   "</td></tr>\n<tr><th>network</th><td>%s (%d filters) + FPN, %dx%d "
                    "px, %d channel%s</td></tr>\n",
-                   cfg->net.backbone_depth, cfg->net.backbone_filters, cfg->net.image_max_dim,
-                   cfg->net.image_max_dim, cfg->net.image_channels,
+                   mr_net_backbone_title(&cfg->net), cfg->net.backbone_filters,
+                   cfg->net.image_max_dim, cfg->net.image_max_dim, cfg->net.image_channels,
                    cfg->net.image_channels == 1 ? "" : "s");
     mr_text_printf(&o, "<tr><th>data</th><td>%lld training, %lld validation images; lesions:",
                    (long long)run->n_train, (long long)run->n_val);

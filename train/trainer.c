@@ -656,9 +656,9 @@ static void print_config_summary(const trainer *t) {
     for (int k = 1; k < n->num_classes && strlen(classes) < sizeof classes - 64; k++)
         snprintf(classes + strlen(classes), sizeof classes - strlen(classes), "%s%s",
                  k > 1 ? ", " : "", c->class_names[k]);
-    mr_info("config %s: ResNet-%d (%d filters), %d classes (%s), %dx%d px, %d channel%s, pixels "
+    mr_info("config %s: %s (%d filters), %d classes (%s), %dx%d px, %d channel%s, pixels "
             "%s",
-            c->source, n->backbone_depth, n->backbone_filters, n->num_classes - 1, classes,
+            c->source, mr_net_backbone_title(n), n->backbone_filters, n->num_classes - 1, classes,
             n->image_max_dim, n->image_max_dim, n->image_channels,
             n->image_channels == 1 ? "" : "s",
             n->image_normalization == MR_NORM_MEAN_STD ? "scaled by mean and std"
