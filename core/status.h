@@ -1,6 +1,18 @@
 /* Status codes, the library's last-error message, and the caller-bug abort.
  * Input and environment failures return a status with a one-line message; caller bugs
- * (shape mismatches inside an op) abort with file:line. Nothing here calls exit(). */
+ * (shape mismatches inside an op) abort with file:line. Nothing here calls exit().
+ *
+ * Who frees what, everywhere in mrcnn:
+ * - A function that fills a struct through a pointer (`mr_image_load(path, c, &img)`) zeroes it
+ *   before anything can fail.
+ * - The caller releases it with the struct's mr_X_free whether the call succeeded or not. A
+ *   function may free its partial work on failure; it then leaves the struct zeroed, so the
+ *   caller's release stays harmless.
+ * - Every mr_X_free accepts a zeroed struct and leaves the struct zeroed (or, for opaque
+ *   handles, takes NULL), so releasing twice is harmless. tests/test_util.c holds them to it.
+ * - Arguments passed in are borrowed: nothing frees what it did not allocate, unless its name
+ *   says it takes ownership (mr_dataset_wrap).
+ * - Tensors live in their mr_ctx arena and are never freed one by one. */
 #ifndef MR_STATUS_H
 #define MR_STATUS_H
 

@@ -456,10 +456,7 @@ void mr_shape_free(mr_shape *s) {
     free(s->xs);
     free(s->ys);
     free(s->ring_ends);
-    s->xs = s->ys = NULL;
-    s->ring_ends = NULL;
-    s->n_points = 0;
-    s->n_rings = 0;
+    memset(s, 0, sizeof *s);
 }
 
 mr_status mr_shape_copy(const mr_shape *s, mr_shape *out) {

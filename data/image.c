@@ -743,5 +743,5 @@ mr_status mr_image_write_png(const char *path, const mr_image *img) {
 
 void mr_image_free(mr_image *img) {
     free(img->pixels);
-    img->pixels = NULL;
+    memset(img, 0, sizeof *img);
 }

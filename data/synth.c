@@ -645,9 +645,8 @@ void mr_synth_sample_free(mr_synth_sample *smp) {
     for (int i = 0; i < MR_SYNTH_MAX_LESIONS; i++) {
         free(smp->lesions[i].xs);
         free(smp->lesions[i].ys);
-        smp->lesions[i].xs = smp->lesions[i].ys = NULL;
     }
-    smp->n_lesions = 0;
+    memset(smp, 0, sizeof *smp);
 }
 
 static mr_status generate(const mr_synth_options *o, int64_t index, mr_synth_sample *out,

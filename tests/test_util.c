@@ -11,7 +11,22 @@
 #include "../core/log.h"
 #include "../core/text.h"
 #include "../core/util.h"
+#include "../data/annotations.h"
+#include "../data/image.h"
+#include "../data/predictions.h"
 #include "../data/raster.h"
+#include "../data/synth.h"
+#include "../data/via_internal.h"
+#include "../data/via_write.h"
+#include "../layers/detect.h"
+#include "../layers/targets.h"
+#include "../train/checkpoint.h"
+#include "../train/data_source.h"
+#include "../train/dataset.h"
+#include "../train/evaluate.h"
+#include "../train/metrics.h"
+#include "../train/predictor.h"
+#include "../train/weights.h"
 #include "testutil.h"
 
 Test(util, read_file_whole_missing_and_too_large) {
@@ -120,4 +135,56 @@ Test(util, path_tidy_drops_doubled_and_trailing_slashes) {
         mr_path_tidy(buf);
         cr_assert_str_eq(buf, cases[i][1], "'%s'", cases[i][0]);
     }
+}
+
+/* core/status.h's rule: every release takes a zeroed struct and leaves it zeroed, so a caller
+ * may release after a failed fill, and twice. Each struct is poisoned, zeroed, released twice,
+ * then checked to be all zero. */
+#define RELEASE_TWICE(type, release)                                                               \
+    do {                                                                                           \
+        static type v_;                                                                            \
+        memset(&v_, 0xA5, sizeof v_);                                                              \
+        memset(&v_, 0, sizeof v_);                                                                 \
+        release(&v_);                                                                              \
+        release(&v_);                                                                              \
+        const unsigned char *b_ = (const unsigned char *)&v_;                                      \
+        for (size_t i_ = 0; i_ < sizeof v_; i_++)                                                  \
+            cr_assert_eq(b_[i_], 0, "%s left byte %zu set", #release, i_);                         \
+    } while (0)
+
+Test(util, every_release_takes_a_zeroed_struct_twice) {
+    RELEASE_TWICE(mr_params, mr_params_free);
+    RELEASE_TWICE(mr_ctx, mr_ctx_free);
+    RELEASE_TWICE(mr_text, mr_text_free);
+    RELEASE_TWICE(mr_detections, mr_detections_free);
+    RELEASE_TWICE(mr_model, mr_model_free);
+    RELEASE_TWICE(mr_roi_targets, mr_roi_targets_free);
+    RELEASE_TWICE(mr_shape, mr_shape_free);
+    RELEASE_TWICE(mr_annotations, mr_annotations_free);
+    RELEASE_TWICE(mr_image, mr_image_free);
+    RELEASE_TWICE(mr_prediction_set, mr_prediction_set_free);
+    RELEASE_TWICE(mr_mask_polygons, mr_mask_polygons_free);
+    RELEASE_TWICE(mr_synth_sample, mr_synth_sample_free);
+    RELEASE_TWICE(mr_strmap, mr_strmap_free);
+    RELEASE_TWICE(mr_checkpoint_state, mr_checkpoint_state_free);
+    RELEASE_TWICE(mr_data_check, mr_data_check_free);
+    RELEASE_TWICE(mr_sample, mr_sample_free);
+    RELEASE_TWICE(mr_evaluation, mr_evaluation_free);
+    RELEASE_TWICE(mr_eval_run, mr_eval_run_free);
+    RELEASE_TWICE(mr_coco_eval, mr_coco_free);
+    RELEASE_TWICE(mr_coco_result, mr_coco_result_free);
+    RELEASE_TWICE(mr_lesion_stats, mr_lesion_stats_free);
+    RELEASE_TWICE(mr_predictor, mr_predictor_free);
+    RELEASE_TWICE(mr_predict_inputs, mr_predict_inputs_free);
+    RELEASE_TWICE(mr_weights_index, mr_weights_index_free);
+    RELEASE_TWICE(mr_load_report, mr_load_report_free);
+    /* Released after real work, too: nothing of it is left behind. */
+    mr_image img;
+    cr_assert_eq(mr_image_alloc(&img, 5, 7, 3), MR_OK);
+    mr_image_free(&img);
+    const unsigned char *b = (const unsigned char *)&img;
+    for (size_t i = 0; i < sizeof img; i++) cr_assert_eq(b[i], 0, "mr_image_free left byte %zu", i);
+    /* Opaque handles and arrays take NULL. */
+    mr_via_writer_free(NULL);
+    mr_predictor_polygons_free(NULL, 0);
 }

@@ -731,6 +731,7 @@ mr_status mr_config_dataset_from_weights(mr_config *cfg, const char *weights_pat
 
 void mr_eval_run_free(mr_eval_run *run) {
     mr_evaluation_free(&run->e);
+    memset(run, 0, sizeof *run);
 }
 
 mr_status mr_evaluate_run(const mr_eval_request *r, mr_eval_run *run) {

@@ -47,7 +47,7 @@ void mr_predictor_free(mr_predictor *p) {
     if (!p || !p->loaded) return;
     mr_model_free(&p->model);
     mr_ctx_free(&p->ctx);
-    p->loaded = false;
+    memset(p, 0, sizeof *p);
 }
 
 const char *mr_predictor_class_name(const mr_predictor *p, int64_t id) {
