@@ -6,10 +6,6 @@
 
 static mr_log_level current_level = MR_LOG_INFO;
 
-void mr_log_set_level(mr_log_level level) {
-    current_level = level;
-}
-
 void mr_log_set_verbosity(bool quiet, bool verbose) {
     current_level = quiet ? MR_LOG_WARN : verbose ? MR_LOG_DEBUG : MR_LOG_INFO;
 }

@@ -6,7 +6,6 @@
 
 typedef enum { MR_LOG_ERROR = 0, MR_LOG_WARN, MR_LOG_INFO, MR_LOG_DEBUG } mr_log_level;
 
-void mr_log_set_level(mr_log_level level);
 /* What the CLI's --quiet and --verbose flags mean, in one place: quiet shows warnings and errors
  * only, verbose adds debug lines, neither (or both: quiet wins) keeps the default, info. */
 void mr_log_set_verbosity(bool quiet, bool verbose);

@@ -121,12 +121,6 @@ void *mr_alloc(mr_ctx *ctx, size_t bytes, const char *op) {
     return p;
 }
 
-void *mr_alloc_zero(mr_ctx *ctx, size_t bytes, const char *op) {
-    void *p = mr_alloc(ctx, bytes, op);
-    if (p) memset(p, 0, bytes);
-    return p;
-}
-
 mr_tensor *mr_tensor_new(mr_ctx *ctx, const char *name, int ndim, const int64_t *shape) {
     MR_REQUIRE(ndim >= 1 && ndim <= MR_MAX_DIMS, "tensor '%s' with %d dims", name, ndim);
     int64_t numel = 1;
@@ -143,12 +137,6 @@ mr_tensor *mr_tensor_new(mr_ctx *ctx, const char *name, int ndim, const int64_t 
     t->numel = numel;
     t->name = name;
     for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
-    return t;
-}
-
-mr_tensor *mr_tensor_zeros(mr_ctx *ctx, const char *name, int ndim, const int64_t *shape) {
-    mr_tensor *t = mr_tensor_new(ctx, name, ndim, shape);
-    if (t) memset(t->data, 0, (size_t)t->numel * sizeof(float));
     return t;
 }
 

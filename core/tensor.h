@@ -142,13 +142,11 @@ void mr_scratch_begin(mr_ctx *ctx);
 mr_tensor *mr_scratch_end(mr_ctx *ctx, mr_tensor *keep);
 
 /* Arena allocation; on exhaustion sets ctx->status with the op, bytes and capacity and returns
- * NULL. Memory is 64-byte aligned and not zeroed unless the name says so. */
+ * NULL. Memory is 64-byte aligned and not zeroed. */
 void *mr_alloc(mr_ctx *ctx, size_t bytes, const char *op);
-void *mr_alloc_zero(mr_ctx *ctx, size_t bytes, const char *op);
 
-/* A new arena tensor of the given shape (ndim 1..4), values uninitialised or zero. */
+/* A new arena tensor of the given shape (ndim 1..4), values uninitialised. */
 mr_tensor *mr_tensor_new(mr_ctx *ctx, const char *name, int ndim, const int64_t *shape);
-mr_tensor *mr_tensor_zeros(mr_ctx *ctx, const char *name, int ndim, const int64_t *shape);
 mr_tensor *mr_tensor_4d(mr_ctx *ctx, const char *name, int64_t a, int64_t b, int64_t c, int64_t d);
 mr_tensor *mr_tensor_2d(mr_ctx *ctx, const char *name, int64_t a, int64_t b);
 mr_tensor *mr_tensor_1d(mr_ctx *ctx, const char *name, int64_t a);

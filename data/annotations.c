@@ -1123,12 +1123,12 @@ void mr_ann_check_file_bytes(mr_ann_loader *ld, int64_t rec, int64_t recorded) {
                       (long long)recorded);
 }
 
-static mr_status push_instance(mr_image_record *r, const mr_instance *inst) {
+static mr_status push_instance(mr_image_record *r, const mr_region *inst) {
     /* Doubling capacity, tracked implicitly: grow when n is 0 or a power of two >= 4. */
     int64_t n = r->n_instances;
     if (n == 0 || (n >= 4 && (n & (n - 1)) == 0)) {
         int64_t cap = n == 0 ? 4 : n * 2;
-        mr_instance *grown = realloc(r->instances, sizeof *grown * (size_t)cap);
+        mr_region *grown = realloc(r->instances, sizeof *grown * (size_t)cap);
         if (!grown)
             return mr_fail(MR_ERR_NOMEM, "out of memory for %lld instances", (long long)cap);
         r->instances = grown;
@@ -1244,7 +1244,7 @@ mr_status mr_ann_add_instance(mr_ann_loader *ld, int64_t rec, mr_shape *shape, i
         }
     }
 
-    mr_instance inst;
+    mr_region inst;
     memset(&inst, 0, sizeof inst);
     inst.class_id = class_id;
     inst.region = region;
@@ -1281,7 +1281,7 @@ mr_status mr_ann_set_image_label(mr_ann_loader *ld, int64_t rec, const char *lab
     return MR_OK;
 }
 
-void mr_annotations_bbox(const mr_instance *inst, double box[4]) {
+void mr_annotations_bbox(const mr_region *inst, double box[4]) {
     memcpy(box, inst->box, sizeof inst->box);
 }
 

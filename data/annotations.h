@@ -50,6 +50,8 @@ int64_t mr_shape_rasterize(const mr_shape *s, uint8_t *mask, int width, int heig
 
 /* ---- loaded annotations -------------------------------------------------------------------- */
 
+/* One annotated region (VIA's word) as drawn: its shape and class. The network sees an image's
+ * regions as mr_instances (layers/boxes.h) once they are rasterised and molded. */
 typedef struct {
     int class_id;     /* 1..n_classes-1; always 1 in single-class mode */
     char *class_name; /* the resolved label text (option ids become labels); may be NULL in
@@ -57,14 +59,14 @@ typedef struct {
     mr_shape shape;   /* clipped to the image when its size is known */
     double box[4];    /* (y1, x1, y2, x2) of the clipped shape */
     int64_t region;   /* index of the region in its image (COCO: annotation index) */
-} mr_instance;
+} mr_region;
 
 typedef struct {
-    char *path;        /* resolved image path (relative to the cwd, or absolute, or a URL) */
-    char *filename;    /* as written in the annotation file */
-    char *key;         /* VIA image key (filename + size), COCO image id, VIA 3 file id */
-    int width, height; /* from the image header; 0 when unknown (allow_missing_images) */
-    mr_instance *instances;
+    char *path;           /* resolved image path (relative to the cwd, or absolute, or a URL) */
+    char *filename;       /* as written in the annotation file */
+    char *key;            /* VIA image key (filename + size), COCO image id, VIA 3 file id */
+    int width, height;    /* from the image header; 0 when unknown (allow_missing_images) */
+    mr_region *instances; /* the image's annotated regions */
     int64_t n_instances;
     int image_label;        /* class id of an image-level label, -1 when none or not a class */
     char *image_label_name; /* image-level label text ("normal"), NULL when none */
@@ -197,6 +199,6 @@ void mr_annotations_keep(mr_annotations *a, const bool *keep);
 mr_status mr_annotations_split(mr_annotations *a, const bool *take, mr_annotations *out);
 
 /* The instance's box (y1, x1, y2, x2) in pixel coordinates, clipped to its image. */
-void mr_annotations_bbox(const mr_instance *inst, double box[4]);
+void mr_annotations_bbox(const mr_region *inst, double box[4]);
 
 #endif

@@ -186,9 +186,11 @@ void mr_draw_label(mr_image *img, int x, int y, const char *text, int scale, int
     }
 }
 
-void mr_draw_detections(mr_image *rgb, int64_t n, const int64_t *boxes, const int64_t *class_ids,
-                        const float *scores, const uint8_t *masks, const char *const *class_names,
+void mr_draw_detections(mr_image *rgb, const mr_instances *d, const char *const *class_names,
                         int64_t n_classes) {
+    const int64_t n = d->n, *class_ids = d->class_ids;
+    const double *boxes = d->boxes;
+    const uint8_t *masks = d->masks;
     int side = rgb->width < rgb->height ? rgb->width : rgb->height;
     int scale = side >= 384 ? (side + 128) / 256 : 1, thick = side >= 500 ? side / 250 : 1;
     size_t plane = (size_t)rgb->width * (size_t)rgb->height;
@@ -196,8 +198,8 @@ void mr_draw_detections(mr_image *rgb, int64_t n, const int64_t *boxes, const in
         mr_color c = mr_draw_class_color((int)class_ids[i]);
         mr_draw_mask_fill(rgb, masks + (size_t)i * plane, c, 0.4f);
         mr_draw_mask_outline(rgb, masks + (size_t)i * plane, c);
-        const int64_t *b = boxes + 4 * i;
-        mr_draw_box(rgb, b[0], b[1], b[2], b[3], c, thick);
+        const double *b = boxes + 4 * i;
+        mr_draw_box(rgb, (int64_t)b[0], (int64_t)b[1], (int64_t)b[2], (int64_t)b[3], c, thick);
     }
     /* Labels last, so no mask is painted over them; placed outside their boxes and apart. */
     int(*rects)[4] = n > 0 ? malloc(sizeof *rects * (size_t)n) : NULL;
@@ -207,7 +209,7 @@ void mr_draw_detections(mr_image *rgb, int64_t n, const int64_t *boxes, const in
     for (int64_t i = 0; rects && widths && texts && i < n; i++) {
         const char *name =
             class_ids[i] >= 0 && class_ids[i] < n_classes ? class_names[class_ids[i]] : "?";
-        snprintf(texts[i], sizeof texts[i], "%s %.2f", name, (double)scores[i]);
+        snprintf(texts[i], sizeof texts[i], "%s %.2f", name, (double)d->scores[i]);
         int tw = 0, th = 0;
         mr_draw_text_size(texts[i], scale, &tw, &th);
         widths[2 * i] = tw + 2 * pad;
@@ -233,10 +235,10 @@ static bool rects_overlap(const int a[4], const int b[4]) {
     return a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
 }
 
-void mr_draw_label_layout(int width, int height, int64_t n, const int64_t *boxes, const int *sizes,
+void mr_draw_label_layout(int width, int height, int64_t n, const double *boxes, const int *sizes,
                           int (*rects)[4]) {
     for (int64_t i = 0; i < n; i++) {
-        const int64_t *b = boxes + 4 * i;
+        const double *b = boxes + 4 * i;
         int w = sizes[2 * i], h = sizes[2 * i + 1];
         int x = (int)b[1];
         x = x + w > width ? width - w : x;
@@ -254,7 +256,7 @@ void mr_draw_label_layout(int width, int height, int64_t n, const int64_t *boxes
                 bool clear = true;
                 for (int64_t j = 0; j < i && clear; j++) clear = !rects_overlap(r, rects[j]);
                 for (int64_t j = 0; j < n && clear && spot < 2; j++) {
-                    const int64_t *o = boxes + 4 * j;
+                    const double *o = boxes + 4 * j;
                     const int box[4] = {(int)o[1], (int)o[0], (int)o[3], (int)o[2]};
                     clear = !rects_overlap(r, box);
                 }

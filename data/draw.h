@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "../layers/boxes.h"
 #include "image.h"
 
 typedef struct {
@@ -48,17 +49,16 @@ void mr_draw_label(mr_image *img, int x, int y, const char *text, int scale, int
  * its top edge, moved a label height at a time past labels already placed and other boxes, so
  * labels cover neither a lesion nor one another while there is room. sizes (n, 2) label width and
  * height in pixels; rects (n, 4) x0, y0, x1, y1 (exclusive) out. */
-void mr_draw_label_layout(int width, int height, int64_t n, const int64_t *boxes, const int *sizes,
+void mr_draw_label_layout(int width, int height, int64_t n, const double *boxes, const int *sizes,
                           int (*rects)[4]);
 
 /* Detections on an RGB image of their own size: each mask filled translucent in its class
  * colour with an opaque outline, its box, and a "class score" label above the box; the lowest
  * score is drawn first so the best detection stays on top; labels are placed by
- * mr_draw_label_layout. An image without detections gets a "no detections" mark. masks: (n, height,
- * width) 0/1; boxes (n, 4) y1, x1, y2, x2 (y2/x2 exclusive); class_names[class_id] for the labels.
+ * mr_draw_label_layout. An image without detections gets a "no detections" mark. d's masks are
+ * full size (height x width); class_names[class_id] for the labels.
  */
-void mr_draw_detections(mr_image *rgb, int64_t n, const int64_t *boxes, const int64_t *class_ids,
-                        const float *scores, const uint8_t *masks, const char *const *class_names,
+void mr_draw_detections(mr_image *rgb, const mr_instances *d, const char *const *class_names,
                         int64_t n_classes);
 
 #endif

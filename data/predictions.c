@@ -173,7 +173,7 @@ static mr_status polygons_to_mask(const cJSON *polys, uint8_t *mask, int64_t w, 
     return MR_OK;
 }
 
-mr_status mr_prediction_file_load(const char *path, mr_detections *out) {
+mr_status mr_prediction_file_load(const char *path, mr_instances *out) {
     memset(out, 0, sizeof *out);
     mr_status st = MR_OK;
     cJSON *root = parse_file(path, &st);
@@ -196,6 +196,8 @@ mr_status mr_prediction_file_load(const char *path, mr_detections *out) {
     }
     out->image_w = w;
     out->image_h = h;
+    out->mask_w = w;
+    out->mask_h = h;
     const size_t npix = (size_t)(w * h), nn = (size_t)(n ? n : 1);
     out->boxes = calloc(nn * 4, sizeof *out->boxes);
     out->class_ids = calloc(nn, sizeof *out->class_ids);
@@ -230,7 +232,7 @@ mr_status mr_prediction_file_load(const char *path, mr_detections *out) {
                              where, c);
                 break;
             }
-            out->boxes[4 * i + c] = (int64_t)llround(v->valuedouble);
+            out->boxes[4 * i + c] = v->valuedouble;
         }
         if (st != MR_OK) break;
         uint8_t *mask = out->masks + (size_t)i * npix;
@@ -262,6 +264,6 @@ mr_status mr_prediction_file_load(const char *path, mr_detections *out) {
     out->n = i;
 done:
     cJSON_Delete(root);
-    if (st != MR_OK) mr_detections_free(out);
+    if (st != MR_OK) mr_instances_free(out);
     return st;
 }

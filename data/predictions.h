@@ -25,6 +25,6 @@ void mr_prediction_set_free(mr_prediction_set *s);
 
 /* One file's detections at the image's size ("width", "height"), with full-size masks. A
  * malformed file fails with its name and the place in it; it never crashes. */
-mr_status mr_prediction_file_load(const char *path, mr_detections *out);
+mr_status mr_prediction_file_load(const char *path, mr_instances *out);
 
 #endif

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* std::max / std::min as TF's kernels use them, so NaN handling matches too. */
 static inline float max_f(float a, float b) {
@@ -202,4 +203,17 @@ out:
     free(done);
     free(chosen);
     return st;
+}
+
+void mr_instances_free(mr_instances *d) {
+    free(d->boxes);
+    free(d->class_ids);
+    free(d->scores);
+    free(d->masks);
+    free(d->class_probs);
+    memset(d, 0, sizeof *d);
+}
+
+void mr_boxes_to_f32(float *out, const double *boxes, int64_t n) {
+    for (int64_t i = 0; i < 4 * n; i++) out[i] = (float)boxes[i];
 }

@@ -1,12 +1,39 @@
 /* Box geometry for the non-differentiable stages: IoU, delta coding, clipping, greedy NMS with
- * tf.image.non_max_suppression's semantics, Matterport's norm/denorm conventions. Boxes are
- * (y1, x1, y2, x2) rows of 4 floats; only the sorts and NMS allocate (scratch). */
+ * tf.image.non_max_suppression's semantics, Matterport's norm/denorm conventions; and
+ * mr_instances, the one type for the instances of an image.
+ *
+ * Boxes are (y1, x1, y2, x2) rows. Inside the network they are float tensors, as Matterport's;
+ * everywhere else (annotations, ground truth, detections, metrics) a box is 4 doubles in pixels
+ * with y2/x2 exclusive. The mask resamplers (resample.h, mr_unmold_mask, mr_mask_box) index
+ * pixels with an int64 rectangle of the same layout, as Matterport's int32 boxes do. Only the
+ * sorts and NMS allocate (scratch). */
 #ifndef MR_BOXES_H
 #define MR_BOXES_H
 
 #include <stdint.h>
 
 #include "../core/status.h"
+
+/* The instances of one image: ground truth (scores NULL), detections, or a view of either for
+ * scoring. Owned arrays are released with mr_instances_free; views point into other storage
+ * and are not released. */
+typedef struct {
+    int64_t n;
+    double *boxes;          /* (n, 4) y1, x1, y2, x2 pixels, y2/x2 exclusive */
+    int64_t *class_ids;     /* (n) 1..NUM_CLASSES-1 */
+    float *scores;          /* (n), NULL for ground truth */
+    uint8_t *masks;         /* (n, mask_h, mask_w) 0/1 */
+    int64_t mask_h, mask_w; /* image_h x image_w for full masks, MINI_MASK_SHAPE for mini masks */
+    int64_t image_h, image_w;
+    float *class_probs; /* (n, n_classes) each detection's class probabilities (its ROI's softmax,
+                           background first), or NULL */
+    int64_t n_classes;
+} mr_instances;
+
+/* Frees the arrays and zeroes the struct (core/status.h's rule). */
+void mr_instances_free(mr_instances *d);
+/* out (n, 4) = boxes as the network's float32 (pixel boxes are integers: exact). */
+void mr_boxes_to_f32(float *out, const double *boxes, int64_t n);
 
 /* IoU of two boxes with plain areas (no +1), as utils.compute_iou and overlaps_graph; a zero
  * union gives 0 rather than NaN. */

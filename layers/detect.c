@@ -101,20 +101,11 @@ mr_status mr_unmold_mask(uint8_t *full, int64_t h, int64_t w, const float *mask,
     return st;
 }
 
-void mr_detections_free(mr_detections *d) {
-    free(d->boxes);
-    free(d->class_ids);
-    free(d->scores);
-    free(d->masks);
-    free(d->class_probs);
-    *d = (mr_detections){0};
-}
-
-mr_status mr_unmold_detections(mr_detections *out, const float *detections, const float *row_probs,
+mr_status mr_unmold_detections(mr_instances *out, const float *detections, const float *row_probs,
                                int64_t n_rows, const float *masks, int64_t mask_h, int64_t mask_w,
                                int64_t num_classes, const mr_image_geometry *geo) {
     const int64_t H = geo->original_h, W = geo->original_w;
-    *out = (mr_detections){.image_h = H, .image_w = W};
+    *out = (mr_instances){.image_h = H, .image_w = W, .mask_h = H, .mask_w = W};
     int64_t n = 0;
     while (n < n_rows && detections[6 * n + 4] != 0.0f) n++;
 
@@ -147,7 +138,7 @@ mr_status mr_unmold_detections(mr_detections *out, const float *detections, cons
         const float *row = detections + 6 * i;
         float b[4];
         for (int k = 0; k < 4; k++) b[k] = (row[k] - shift[k]) / scale[k];
-        int64_t *box = out->boxes + 4 * kept;
+        int64_t box[4];
         mr_denorm_boxes(box, b, 1, H, W);
         if ((box[2] - box[0]) * (box[3] - box[1]) <= 0) continue;
         int64_t c = (int64_t)row[4];
@@ -158,6 +149,7 @@ mr_status mr_unmold_detections(mr_detections *out, const float *detections, cons
         if ((st = mr_unmold_mask(out->masks + (size_t)kept * plane, H, W, m, mask_h, mask_w,
                                  box)) != MR_OK)
             goto out;
+        for (int k = 0; k < 4; k++) out->boxes[4 * kept + k] = (double)box[k];
         out->class_ids[kept] = c;
         out->scores[kept] = row[5];
         if (row_probs)
@@ -168,6 +160,6 @@ mr_status mr_unmold_detections(mr_detections *out, const float *detections, cons
     out->n = kept;
 out:
     free(m);
-    if (st != MR_OK) mr_detections_free(out);
+    if (st != MR_OK) mr_instances_free(out);
     return st;
 }

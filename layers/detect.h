@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "../core/status.h"
+#include "boxes.h"
 
 typedef struct {
     int64_t num_classes;   /* NUM_CLASSES, background included */
@@ -46,29 +47,15 @@ typedef struct {
     float window[4];                /* molded pixels (y1, x1, y2, x2), y2/x2 exclusive */
 } mr_image_geometry;
 
-/* Final detections of one image in original-image pixels. */
-typedef struct {
-    int64_t n;
-    int64_t *boxes;     /* (n, 4) y1, x1, y2, x2; y2/x2 exclusive */
-    int64_t *class_ids; /* (n) */
-    float *scores;      /* (n) */
-    uint8_t *masks;     /* (n, image_h, image_w) 0/1 */
-    float *class_probs; /* (n, n_classes) each detection's class probabilities (its ROI's
-                           softmax, background first), or NULL */
-    int64_t n_classes;
-    int64_t image_h, image_w;
-} mr_detections;
-
 /* unmold_detections: rows up to the first with class 0; boxes shifted and scaled from the
  * window to the original image and denormalised (rounding halves to even); boxes of zero area
  * dropped; each mask (the detected class's channel of masks (n_rows, mask_h, mask_w,
  * num_classes), NHWC as the mask head emits it) resized to its box and pasted. Fills a fresh
- * *out (free with mr_detections_free). row_probs (n_rows, num_classes, may be NULL) gives
+ * *out (free with mr_instances_free). row_probs (n_rows, num_classes, may be NULL) gives
  * each kept detection its class probabilities, in out->class_probs. */
-mr_status mr_unmold_detections(mr_detections *out, const float *detections, const float *row_probs,
+mr_status mr_unmold_detections(mr_instances *out, const float *detections, const float *row_probs,
                                int64_t n_rows, const float *masks, int64_t mask_h, int64_t mask_w,
                                int64_t num_classes, const mr_image_geometry *geo);
-void mr_detections_free(mr_detections *d);
 
 /* unmold_mask: resize a (mask_h, mask_w) float mask to the pixel box with the skimage-style
  * bilinear resize, threshold >= 0.5, and write it into a zeroed (h, w) mask (box pixels

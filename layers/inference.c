@@ -12,7 +12,7 @@
 #include "proposals.h"
 
 static mr_status detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
-                        const mr_image_geometry *geo, float min_confidence, mr_detections *out) {
+                        const mr_image_geometry *geo, float min_confidence, mr_instances *out) {
     const mr_net_config *cfg = &m->cfg;
     int64_t batch = images->shape[0], anchors = m->n_anchors, nc = cfg->num_classes;
     mr_tensor *p[5], *rpn_logits, *rpn_deltas;
@@ -92,7 +92,7 @@ static mr_status detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
 }
 
 mr_status mr_model_detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
-                          const mr_image_geometry *geo, float min_confidence, mr_detections *out) {
+                          const mr_image_geometry *geo, float min_confidence, mr_instances *out) {
     for (int64_t b = 0; images && b < images->shape[0]; b++) memset(&out[b], 0, sizeof out[b]);
     if (!images) return ctx->status;
     bool was = mr_no_grad_begin(ctx);

@@ -166,7 +166,9 @@ void mr_model_free(mr_model *m) {
     memset(m, 0, sizeof *m);
 }
 
-void mr_model_train_from_stage(mr_model *m, int stage, int *n_trainable) {
+/* Freezes every layer before `stage` (1..MR_STAGE_HEADS), unfreezes the rest (moving statistics
+ * stay frozen). Returns how many parameters became trainable. */
+static void train_from_stage(mr_model *m, int stage, int *n_trainable) {
     int count = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const mr_layer *l = &m->layers[i];
@@ -188,7 +190,7 @@ mr_status mr_model_set_trainable(mr_model *m, const char *layers, int *n_trainab
     } presets[] = {{"heads", MR_STAGE_HEADS}, {"3+", 3}, {"4+", 4}, {"5+", 5}, {"all", 1}};
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
         if (!strcmp(layers, presets[i].key)) {
-            mr_model_train_from_stage(m, presets[i].stage, n_trainable);
+            train_from_stage(m, presets[i].stage, n_trainable);
             return MR_OK;
         }
     /* Anything else is a regex of layer names, as in Matterport. */

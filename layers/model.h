@@ -227,9 +227,6 @@ mr_proposal_config mr_model_proposal_config(const mr_model *m, bool training);
 void mr_model_free(mr_model *m);
 /* Matterport's set_trainable: "heads", "3+", "4+", "5+", "all" or a regex of layer names. */
 mr_status mr_model_set_trainable(mr_model *m, const char *layers, int *n_trainable);
-/* Freezes every layer before `stage` (1..MR_STAGE_HEADS), unfreezes the rest (moving statistics
- * stay frozen). Returns how many parameters became trainable. */
-void mr_model_train_from_stage(mr_model *m, int stage, int *n_trainable);
 /* Writes the per-layer summary and totals to `out`. */
 void mr_model_print_summary(const mr_model *m, FILE *out);
 

@@ -32,8 +32,8 @@ static void drop_random(int8_t *match, int64_t n, int8_t label, int64_t keep, in
 }
 
 mr_status mr_build_rpn_targets(int8_t *match, float *bbox, const float *anchors, int64_t n_anchors,
-                               const float *gt_boxes, int64_t n_gt, const mr_rpn_target_config *cfg,
-                               mr_rng *rng) {
+                               const double *gt_boxes, int64_t n_gt,
+                               const mr_rpn_target_config *cfg, mr_rng *rng) {
     memset(bbox, 0, (size_t)cfg->anchors_per_image * 4 * sizeof *bbox);
     memset(match, 0, (size_t)n_anchors * sizeof *match);
     if (n_anchors <= 0) return MR_OK;
@@ -42,19 +42,21 @@ mr_status mr_build_rpn_targets(int8_t *match, float *bbox, const float *anchors,
     int64_t *best_gt = malloc((size_t)n_anchors * sizeof *best_gt);
     int64_t *ids = malloc((size_t)n_anchors * sizeof *ids);
     float *gt_best = malloc((size_t)(n_gt > 0 ? n_gt : 1) * sizeof *gt_best);
-    if (!best || !best_gt || !ids || !gt_best) {
+    float *gt = malloc((size_t)(n_gt > 0 ? n_gt : 1) * 4 * sizeof *gt);
+    if (!best || !best_gt || !ids || !gt_best || !gt) {
         st = mr_fail(MR_ERR_NOMEM, "rpn targets: cannot allocate for %lld anchors",
                      (long long)n_anchors);
         goto out;
     }
     /* The (anchors x GT) matrix would take 100 MB at 261,888 anchors and 100 GT, so keep only
      * row and column maxima and recompute IoUs in the second pass (same inputs, same bits). */
+    mr_boxes_to_f32(gt, gt_boxes, n_gt);
     for (int64_t j = 0; j < n_gt; j++) gt_best[j] = 0.0f;
     for (int64_t i = 0; i < n_anchors; i++) {
         float b = n_gt > 0 ? -1.0f : 0.0f;
         int64_t arg = 0;
         for (int64_t j = 0; j < n_gt; j++) {
-            float iou = mr_box_iou(anchors + 4 * i, gt_boxes + 4 * j);
+            float iou = mr_box_iou(anchors + 4 * i, gt + 4 * j);
             if (iou > b) b = iou, arg = j; /* strict: first maximum, as np.argmax */
             if (iou > gt_best[j]) gt_best[j] = iou;
         }
@@ -69,7 +71,7 @@ mr_status mr_build_rpn_targets(int8_t *match, float *bbox, const float *anchors,
         if (gt_best[j] > 0.0f && gt_best[j] < floor_best) floor_best = gt_best[j];
     for (int64_t i = 0; i < n_anchors; i++) {
         for (int64_t j = 0; j < n_gt && best[i] >= floor_best; j++)
-            if (gt_best[j] > 0.0f && mr_box_iou(anchors + 4 * i, gt_boxes + 4 * j) == gt_best[j]) {
+            if (gt_best[j] > 0.0f && mr_box_iou(anchors + 4 * i, gt + 4 * j) == gt_best[j]) {
                 match[i] = 1;
                 break;
             }
@@ -83,13 +85,13 @@ mr_status mr_build_rpn_targets(int8_t *match, float *bbox, const float *anchors,
     int64_t row = 0;
     for (int64_t i = 0; i < n_anchors && row < cfg->anchors_per_image; i++)
         if (match[i] == 1)
-            mr_box_encode(bbox + 4 * row++, anchors + 4 * i, gt_boxes + 4 * best_gt[i], 1,
-                          cfg->bbox_std);
+            mr_box_encode(bbox + 4 * row++, anchors + 4 * i, gt + 4 * best_gt[i], 1, cfg->bbox_std);
 out:
     free(best);
     free(best_gt);
     free(ids);
     free(gt_best);
+    free(gt);
     return st;
 }
 
@@ -128,7 +130,7 @@ void mr_roi_targets_free(mr_roi_targets *t) {
 }
 
 mr_status mr_detection_targets(mr_roi_targets *out, const float *proposals, int64_t n_proposals,
-                               const mr_gt_instances *gt, const mr_roi_target_config *cfg,
+                               const mr_instances *gt, const mr_roi_target_config *cfg,
                                mr_rng *rng) {
     const int64_t R = cfg->rois_per_image, mh = cfg->mask_h, mw = cfg->mask_w, n_gt = gt->n;
     MR_REQUIRE(cfg->use_mini_mask || n_gt == 0 ||
@@ -153,7 +155,8 @@ mr_status mr_detection_targets(mr_roi_targets *out, const float *proposals, int6
                      (long long)n_proposals);
         goto done;
     }
-    if (n_gt > 0) mr_norm_boxes(gt_norm, gt->boxes, n_gt, gt->image_h, gt->image_w);
+    mr_boxes_to_f32(gt_norm, gt->boxes, n_gt);
+    mr_norm_boxes(gt_norm, gt_norm, n_gt, gt->image_h, gt->image_w);
 
     int64_t n_pos = 0, n_neg = 0;
     for (int64_t i = 0; i < n_proposals; i++) {

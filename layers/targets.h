@@ -9,6 +9,7 @@
 
 #include "../core/rng.h"
 #include "../core/status.h"
+#include "boxes.h"
 
 /* ---- RPN targets ---- */
 
@@ -29,8 +30,8 @@ mr_rpn_target_config mr_rpn_target_config_matterport(void);
  * GT, every anchor reaching that GT's best IoU positive even when that IoU is 0 (a degenerate
  * GT would then label nearly all anchors positive); a GT overlapping no anchor is skipped. */
 mr_status mr_build_rpn_targets(int8_t *match, float *bbox, const float *anchors, int64_t n_anchors,
-                               const float *gt_boxes, int64_t n_gt, const mr_rpn_target_config *cfg,
-                               mr_rng *rng);
+                               const double *gt_boxes, int64_t n_gt,
+                               const mr_rpn_target_config *cfg, mr_rng *rng);
 
 /* ---- detection (ROI) targets ---- */
 
@@ -46,17 +47,6 @@ typedef struct {
 } mr_roi_target_config;
 
 mr_roi_target_config mr_roi_target_config_matterport(void);
-
-/* Ground truth of one image as the data pipeline hands it over; only real instances (no
- * zero padding). */
-typedef struct {
-    int64_t n;
-    const float *boxes;       /* (n, 4) molded-image pixels, y2/x2 exclusive */
-    const int64_t *class_ids; /* (n) in 1..NUM_CLASSES-1 */
-    const uint8_t *masks;     /* (n, mask_h, mask_w) 0/1: mini masks, or full image masks */
-    int64_t mask_h, mask_w;   /* MINI_MASK_SHAPE, or image_h x image_w without mini masks */
-    int64_t image_h, image_w; /* molded image shape, for norm_boxes */
-} mr_gt_instances;
 
 /* Outputs, caller-owned (mr_roi_targets_alloc gives buffers of the config's sizes).
  * Rows: positives (random order), then negatives, then zero padding. */
@@ -78,7 +68,7 @@ void mr_roi_targets_free(mr_roi_targets *t);
  * the ROI (mapped into the GT box frame for mini masks) by crop_and_resize to mask_h x mask_w,
  * then rounded half to even. */
 mr_status mr_detection_targets(mr_roi_targets *out, const float *proposals, int64_t n_proposals,
-                               const mr_gt_instances *gt, const mr_roi_target_config *cfg,
+                               const mr_instances *gt, const mr_roi_target_config *cfg,
                                mr_rng *rng);
 
 #endif

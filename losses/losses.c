@@ -137,7 +137,7 @@ static mr_tensor *mr_mrcnn_mask_loss(mr_ctx *ctx, mr_tensor *mask_logits, const 
 /* ---- the training graph ------------------------------------------------------------------- */
 
 mr_status mr_train_targets_build(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_logits,
-                                 mr_tensor *rpn_deltas, const mr_image_gt *gt, int64_t batch,
+                                 mr_tensor *rpn_deltas, const mr_instances *gt, int64_t batch,
                                  mr_rng *rng, mr_train_targets *tt) {
     const mr_net_config *cfg = &m->cfg;
     int64_t anchors = m->n_anchors, rois = cfg->train_rois_per_image;
@@ -189,9 +189,9 @@ mr_status mr_train_targets_build(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_
                           m->anchors, anchors, &prop_cfg);
         if (st != MR_OK) break;
         int64_t n_gt_rows = cfg->proposals_include_gt ? gt[b].n : 0;
-        if (n_gt_rows > 0)
-            mr_norm_boxes(proposals + 4 * cfg->post_nms_rois_training, gt[b].boxes, n_gt_rows,
-                          gt[b].image_h, gt[b].image_w);
+        float *gt_rows = proposals + 4 * cfg->post_nms_rois_training;
+        mr_boxes_to_f32(gt_rows, gt[b].boxes, n_gt_rows);
+        mr_norm_boxes(gt_rows, gt_rows, n_gt_rows, gt[b].image_h, gt[b].image_w);
         st = mr_detection_targets(&t, proposals, cfg->post_nms_rois_training + n_gt_rows, &gt[b],
                                   &roi_cfg, rng);
         if (st != MR_OK) break;
@@ -278,7 +278,7 @@ mr_tensor *mr_losses_from_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *con
 }
 
 mr_tensor *mr_training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
-                              const mr_image_gt *gt, const float *active_class_ids, mr_rng *rng,
+                              const mr_instances *gt, const float *active_class_ids, mr_rng *rng,
                               mr_loss_values *values) {
     memset(values, 0, sizeof *values);
     mr_tensor *p[5];

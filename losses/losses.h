@@ -24,15 +24,12 @@ typedef struct {
     int64_t n_positive_anchors, n_positive_rois;
 } mr_loss_values;
 
-/* One image's ground truth, as layers/targets.h describes it. */
-typedef mr_gt_instances mr_image_gt;
-
 /* Runs the whole training graph on a batch of molded images (B, H, W, C) with their ground
  * truth, draws the anchor and ROI samples from rng, and returns the scalar total loss (ready
  * for mr_backward) with each term in *values. active_class_ids (NUM_CLASSES entries, NULL: all
  * 1) weights mrcnn_class_loss by the predicted class, as Matterport does. */
 mr_tensor *mr_training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
-                              const mr_image_gt *gt, const float *active_class_ids, mr_rng *rng,
+                              const mr_instances *gt, const float *active_class_ids, mr_rng *rng,
                               mr_loss_values *values);
 
 #endif

@@ -23,7 +23,7 @@ typedef struct {
  * with PROPOSALS_INCLUDE_GT), and the sampled detection ROIs with their classes, deltas and
  * masks, drawn from rng (arena memory). */
 mr_status mr_train_targets_build(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_logits,
-                                 mr_tensor *rpn_deltas, const mr_image_gt *gt, int64_t batch,
+                                 mr_tensor *rpn_deltas, const mr_instances *gt, int64_t batch,
                                  mr_rng *rng, mr_train_targets *tt);
 
 /* The heads and the five losses for given features, RPN outputs and targets. */

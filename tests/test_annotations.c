@@ -130,7 +130,7 @@ Test(annotations, via1_csv_matches_the_json) {
         cr_assert_eq(x->width, y->width);
         cr_assert_eq(x->n_instances, y->n_instances);
         for (int64_t k = 0; k < x->n_instances; k++) {
-            const mr_instance *p = &x->instances[k], *q = &y->instances[k];
+            const mr_region *p = &x->instances[k], *q = &y->instances[k];
             cr_assert_eq(p->shape.kind, q->shape.kind);
             for (int c = 0; c < 4; c++) cr_assert_float_eq(p->box[c], q->box[c], 1e-12);
             if (q->class_name)
@@ -298,7 +298,7 @@ Test(annotations, via3_video_project_spatial_and_temporal) {
     const mr_image_record *v1 = &a.records[0];
     cr_assert_str_eq(v1->filename, "Alioli_Wikimedia_Wardtmar.mp4");
     cr_assert_eq(v1->n_instances, 5);
-    const mr_instance *knife = &v1->instances[2];
+    const mr_region *knife = &v1->instances[2];
     cr_assert_eq(knife->shape.kind, MR_SHAPE_POLYGON);
     cr_assert_eq(knife->shape.n_points, 4);
     cr_assert_str_eq(knife->class_name, "Knife");
@@ -334,7 +334,7 @@ Test(annotations, coco_categories_map_by_name) {
     cr_assert_str_eq(a.records[0].instances[0].class_name, "bottle");
     cr_assert_eq(a.records[1].instances[0].class_id, 3);
     cr_assert_eq(a.records[2].instances[0].class_id, 1);
-    const mr_instance *bottle = &a.records[0].instances[0];
+    const mr_region *bottle = &a.records[0].instances[0];
     cr_assert_eq(bottle->shape.kind, MR_SHAPE_POLYGON);
     double box[4];
     mr_annotations_bbox(bottle, box); /* COCO's bbox [217.62, 240.54, 38.99, 57.75] */
@@ -415,7 +415,7 @@ Test(annotations, via2_project_order_prefix_and_radio_options) {
     cr_assert(ends_with(a.records[0].path, "/imgs/b.png"), "%s", a.records[0].path);
     cr_assert_eq(a.records[0].width, 50);
     cr_assert_eq(a.report.n_skipped_polyline, 1);
-    const mr_instance *e = &a.records[0].instances[0];
+    const mr_region *e = &a.records[0].instances[0];
     cr_assert_eq(e->shape.kind, MR_SHAPE_ELLIPSE);
     cr_assert_float_eq(e->shape.theta, 0.5, 1e-12);
     cr_assert_eq(e->class_id, 1); /* checkbox object {"b": true} -> "benign" */
@@ -452,7 +452,7 @@ Test(annotations, clipping_and_degenerate_regions_are_warnings) {
     cr_assert_eq(rep->n_clipped_regions, 3);
     cr_assert_eq(rep->n_errors, 0);
     /* The polygon is cut at x = 0: box and area stay inside the 20x10 image. */
-    const mr_instance *p = &r->instances[0];
+    const mr_region *p = &r->instances[0];
     cr_assert_float_eq(p->box[1], 0.0, 1e-12);
     cr_assert_float_eq(p->box[3], 15.0, 1e-12);
     cr_assert_float_eq(mr_shape_area(&p->shape), 15.0 * 6.0, 1e-9);

@@ -256,7 +256,7 @@ Test(annotations, bad_million_point_polygon_is_linear) {
     remove(p); /* 20 MB: do not leave it in /tmp */
     cr_assert_eq(a.n, 1);
     cr_assert_eq(a.records[0].n_instances, 1);
-    const mr_instance *inst = &a.records[0].instances[0];
+    const mr_region *inst = &a.records[0].instances[0];
     cr_assert_gt(a.report.n_clipped_points, n / 2);
     cr_assert_eq(a.report.n_clipped_regions, 1);
     double box[4];

@@ -429,7 +429,7 @@ Test(detect, unmold_detections_maps_window_to_original) {
     float masks[R * MH * MW * C];
     for (int i = 0; i < R * MH * MW * C; i++) masks[i] = 0.0f;
     for (int p = 0; p < MH * MW; p++) masks[(0 * MH * MW + p) * C + 2] = 0.9f; /* class 2 on */
-    mr_detections d;
+    mr_instances d;
     cr_assert_eq(mr_unmold_detections(&d, det, NULL, R, masks, MH, MW, C, &geo), MR_OK);
     cr_assert_eq(d.n, 1);
     cr_assert_eq(d.image_h, 10);
@@ -445,13 +445,13 @@ Test(detect, unmold_detections_maps_window_to_original) {
             on += d.masks[y * 20 + x];
         }
     cr_assert_eq(on, 30);
-    mr_detections_free(&d);
+    mr_instances_free(&d);
 
     /* All rows padding: an empty result, not an error. */
     float none[6] = {0};
     cr_assert_eq(mr_unmold_detections(&d, none, NULL, 1, masks, MH, MW, C, &geo), MR_OK);
     cr_assert_eq(d.n, 0);
-    mr_detections_free(&d);
+    mr_instances_free(&d);
 }
 
 /* Boxes out of non-finite weights: denormalising NaN or huge values gives defined, bounded

@@ -150,9 +150,9 @@ Test(dataset, molded_sizes_boxes_and_classes) {
             cr_assert_gt(s.image[y * S + x] + 100.0f, 125.0f, "(%lld, %lld): %g", (long long)y,
                          (long long)x, (double)s.image[y * S + x]);
     /* The circle (48, 48) r 6: centre 97 in molded pixels, radius 12. */
-    const float *cb = s.boxes + 4;
-    assert_near((cb[0] + cb[2]) * 0.5f, 48.5 * 2.0, 1.0, "circle centre y");
-    assert_near((cb[1] + cb[3]) * 0.5f, 48.5 * 2.0, 1.0, "circle centre x");
+    const double *cb = s.boxes + 4;
+    assert_near((cb[0] + cb[2]) * 0.5, 48.5 * 2.0, 1.0, "circle centre y");
+    assert_near((cb[1] + cb[3]) * 0.5, 48.5 * 2.0, 1.0, "circle centre x");
     assert_near(cb[2] - cb[0], 24.0, 2.0, "circle height");
     double circle = (double)mask_sum(s.masks + S * S, S * S);
     cr_assert(fabs(circle - M_PI * 144.0) < 0.08 * M_PI * 144.0, "circle area %g", circle);
@@ -323,7 +323,7 @@ Test(dataset, augmented_masks_stay_on_the_lesion) {
         /* The bright rect: inside its mask the pixels are brighter than the tissue around. */
         double in = 0, out = 0;
         int64_t n_in = 0, n_out = 0;
-        const float *b = s.boxes;
+        const double *b = s.boxes;
         for (int64_t y = 0; y < S; y++)
             for (int64_t x = 0; x < S; x++) {
                 double v = (double)s.image[y * S + x];
@@ -338,7 +338,7 @@ Test(dataset, augmented_masks_stay_on_the_lesion) {
         /* Boxes come from the augmented masks. */
         for (int64_t k = 0; k < s.n; k++) {
             const uint8_t *m = s.masks + k * S * S;
-            const float *bk = s.boxes + 4 * k;
+            const double *bk = s.boxes + 4 * k;
             cr_assert_eq(m[(int64_t)bk[0] * S + (int64_t)((bk[1] + bk[3]) / 2)] |
                              m[(int64_t)((bk[0] + bk[2]) / 2) * S + (int64_t)bk[1]],
                          1);
@@ -417,7 +417,7 @@ Test(dataset, prefetched_batches_equal_direct_samples) {
                          MR_OK, "%s", mr_last_error());
             assert_samples_equal(&b->samples[i], &s, S, 1);
             cr_assert_eq(b->samples[i].image, b->images + i * S * S);
-            const mr_image_gt *g = &b->gt[i];
+            const mr_instances *g = &b->gt[i];
             cr_assert_eq(g->n, s.n);
             cr_assert_eq(g->boxes, b->samples[i].boxes);
             cr_assert_eq(g->masks, b->samples[i].masks);

@@ -170,7 +170,7 @@ static bool overlap(const int a[4], const int b[4]) {
 /* Two lesions side by side, a third just below the first: every label lies outside every box
  * (none hides a lesion) and no two labels overlap. */
 Test(draw, labels_stay_off_the_lesions_and_each_other) {
-    const int64_t boxes[12] = {40, 20, 80, 60, 40, 62, 80, 100, 90, 20, 120, 60};
+    const double boxes[12] = {40, 20, 80, 60, 40, 62, 80, 100, 90, 20, 120, 60};
     const int sizes[6] = {70, 12, 70, 12, 70, 12};
     int rects[3][4];
     mr_draw_label_layout(160, 160, 3, boxes, sizes, rects);
@@ -191,7 +191,8 @@ Test(draw, an_image_without_detections_is_marked) {
     mr_image img;
     cr_assert_eq(mr_image_alloc(&img, 100, 80, 3), MR_OK);
     memset(img.pixels, 30, 100 * 80 * 3);
-    mr_draw_detections(&img, 0, NULL, NULL, NULL, NULL, NULL, 0);
+    const mr_instances none = {0};
+    mr_draw_detections(&img, &none, NULL, 0);
     int64_t changed = 0;
     for (int64_t i = 0; i < 100 * 80 * 3; i++) changed += img.pixels[i] != 30;
     cr_assert_gt(changed, 100, "a 'no detections' mark is drawn");

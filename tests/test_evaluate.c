@@ -155,7 +155,7 @@ static void expect_bad_file(const char *text, const char *needle) {
     put_file(dir, "x_pred.json", text);
     char path[600];
     snprintf(path, sizeof path, "%s/x_pred.json", dir);
-    mr_detections d;
+    mr_instances d;
     cr_assert_eq(mr_prediction_file_load(path, &d), MR_ERR_FORMAT, "accepted: %s", text);
     cr_assert(strstr(mr_last_error(), needle), "'%s' lacks '%s'", mr_last_error(), needle);
     cr_assert(strstr(mr_last_error(), "x_pred.json"), "names the file: %s", mr_last_error());

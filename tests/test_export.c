@@ -58,7 +58,7 @@ static uint8_t *test_image(int h, int w, uint64_t seed) {
     return px;
 }
 
-static void detect_image(const mr_model *m, const uint8_t *px, int h, int w, mr_detections *d) {
+static void detect_image(const mr_model *m, const uint8_t *px, int h, int w, mr_instances *d) {
     const mr_net_config *n = &m->cfg;
     mr_ctx ctx;
     cr_assert_eq(mr_ctx_init(&ctx, 512u << 20), MR_OK);
@@ -84,7 +84,7 @@ static double mask_iou(const uint8_t *a, const uint8_t *b, int64_t n) {
 /* Every detection of `a` has its own partner in `b`: same class, box corners within box_tol
  * pixels, score within score_tol, mask IoU at least min_iou. Partners are searched, not taken by
  * index, so two detections whose scores swap order within the tolerance still match. */
-static void expect_same_detections(const mr_detections *a, const mr_detections *b, int box_tol,
+static void expect_same_detections(const mr_instances *a, const mr_instances *b, int box_tol,
                                    float score_tol, double min_iou, const char *what) {
     cr_assert_gt(a->n, 0, "%s: the test needs detections", what);
     cr_assert_eq(a->n, b->n, "%s: %lld vs %lld detections", what, (long long)a->n, (long long)b->n);
@@ -97,7 +97,7 @@ static void expect_same_detections(const mr_detections *a, const mr_detections *
             if (used[j] || a->class_ids[i] != b->class_ids[j]) continue;
             bool close = true;
             for (int k = 0; k < 4; k++)
-                close &= llabs(a->boxes[4 * i + k] - b->boxes[4 * j + k]) <= box_tol;
+                close &= fabs(a->boxes[4 * i + k] - b->boxes[4 * j + k]) <= box_tol;
             float diff = fabsf(a->scores[i] - b->scores[j]);
             if (close && diff <= score_tol && diff < best_diff) best = j, best_diff = diff;
         }
@@ -125,7 +125,7 @@ static void expect_same_detections(const mr_detections *a, const mr_detections *
 }
 
 static void load_and_detect(const char *weights, const char *config, const uint8_t *px, int h,
-                            int w, mr_detections *d) {
+                            int w, mr_instances *d) {
     mr_config c;
     mr_model m;
     cr_assert_eq(mr_inference_load(weights, config, &c, &m, NULL), MR_OK, "%s", mr_last_error());
@@ -278,12 +278,12 @@ Test(export, mrcnn_export_detects_as_its_checkpoint) {
     cr_assert_lt(file_size(out), file_size(ckpt), "the checkpoint also holds momentum");
 
     uint8_t *px = test_image(120, 160, 1);
-    mr_detections a, b;
+    mr_instances a, b;
     load_and_detect(ckpt, NULL, px, 120, 160, &a);
     load_and_detect(out, NULL, px, 120, 160, &b);
     expect_same_detections(&a, &b, 0, 1e-4f, 0.99, "mrcnn export");
-    mr_detections_free(&a);
-    mr_detections_free(&b);
+    mr_instances_free(&a);
+    mr_instances_free(&b);
     free(px);
 }
 
@@ -328,12 +328,12 @@ Test(export, keras_export_is_unfolded_and_detects_as_its_checkpoint) {
               mr_last_error());
 
     uint8_t *px = test_image(120, 160, 2);
-    mr_detections a, b;
+    mr_instances a, b;
     load_and_detect(ckpt, NULL, px, 120, 160, &a);
     load_and_detect(out, side, px, 120, 160, &b);
     expect_same_detections(&a, &b, 0, 1e-4f, 0.99, "keras export");
-    mr_detections_free(&a);
-    mr_detections_free(&b);
+    mr_instances_free(&a);
+    mr_instances_free(&b);
     free(px);
 }
 
@@ -360,12 +360,12 @@ Test(export, fp16_export_is_half_the_size_and_detects_nearly_the_same) {
     mr_weights_index_free(&ix);
 
     uint8_t *px = test_image(120, 160, 3);
-    mr_detections a, b;
+    mr_instances a, b;
     load_and_detect(ckpt, NULL, px, 120, 160, &a);
     load_and_detect(half, NULL, px, 120, 160, &b);
     expect_same_detections(&a, &b, 2, 1e-2f, 0.9, "fp16 export");
-    mr_detections_free(&a);
-    mr_detections_free(&b);
+    mr_instances_free(&a);
+    mr_instances_free(&b);
     free(px);
 }
 

@@ -73,8 +73,8 @@ Test(metrics, perfect_prediction_has_ap_1) {
      * every prediction is a TP, precision 1 at recall 0.5 and 1 -> AP 1 at every threshold. */
     uint8_t masks[32] = {1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                          0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1};
-    const int64_t cls[2] = {1, 2};
-    const float scores[2] = {0.9f, 0.8f};
+    int64_t cls[2] = {1, 2};
+    float scores[2] = {0.9f, 0.8f};
     mr_instances gt = {.n = 2, .class_ids = cls, .masks = masks};
     mr_instances pred = {.n = 2, .class_ids = cls, .scores = scores, .masks = masks};
     double ap, ap_range;

@@ -21,7 +21,7 @@
 typedef struct {
     float *image;
     mr_mold_info mold;
-    float box[4];
+    double box[4];
     int64_t class_id;
     uint8_t *full_mask; /* SIDE x SIDE */
     uint8_t *mini;
@@ -64,7 +64,7 @@ static void make_example(const mr_config *c, mr_synth_class cls, example *e) {
                 x2 = x + 1 > x2 ? x + 1 : x2;
             }
     int64_t box[4] = {y1, x1, y2, x2};
-    for (int k = 0; k < 4; k++) e->box[k] = (float)box[k];
+    for (int k = 0; k < 4; k++) e->box[k] = (double)box[k];
     e->class_id = cls;
     int64_t m = c->net.mini_mask_shape;
     e->mini = malloc((size_t)(m * m));
@@ -90,16 +90,16 @@ static void overfit(const char *recipe) {
     mr_init_weights(&m, c.weight_init, 3);
     mr_ctx ctx;
     cr_assert_eq(mr_ctx_init(&ctx, 512u << 20), MR_OK);
-    mr_image_gt gt[2];
+    mr_instances gt[2];
     for (int b = 0; b < 2; b++)
-        gt[b] = (mr_image_gt){.n = 1,
-                              .boxes = ex[b].box,
-                              .class_ids = &ex[b].class_id,
-                              .masks = ex[b].mini,
-                              .mask_h = c.net.mini_mask_shape,
-                              .mask_w = c.net.mini_mask_shape,
-                              .image_h = SIDE,
-                              .image_w = SIDE};
+        gt[b] = (mr_instances){.n = 1,
+                               .boxes = ex[b].box,
+                               .class_ids = &ex[b].class_id,
+                               .masks = ex[b].mini,
+                               .mask_h = c.net.mini_mask_shape,
+                               .mask_w = c.net.mini_mask_shape,
+                               .image_h = SIDE,
+                               .image_w = SIDE};
     mr_sgd opt = {0.01f, 0.9f, 1e-4f, 5.0f};
     mr_rng rng;
     mr_rng_seed(&rng, 5);
@@ -135,7 +135,7 @@ static void overfit(const char *recipe) {
     for (int b = 0; b < 2; b++)
         memcpy(images->data + b * SIDE * SIDE, ex[b].image, sizeof(float) * SIDE * SIDE);
     mr_image_geometry geo[2] = {ex[0].mold.geo, ex[1].mold.geo};
-    mr_detections det[2];
+    mr_instances det[2];
     cr_assert_eq(mr_model_detect(&ctx, &m, images, geo, 0.5f, det), MR_OK, "%s", mr_last_error());
     for (int b = 0; b < 2; b++) {
         double best = 0.0;
@@ -157,7 +157,7 @@ static void overfit(const char *recipe) {
         cr_assert_eq(best_class, ex[b].class_id, "image %d: best detection class %lld", b,
                      (long long)best_class);
         cr_assert_geq(best, 0.8, "image %d: mask IoU %.3f", b, best);
-        mr_detections_free(&det[b]);
+        mr_instances_free(&det[b]);
     }
     for (int b = 0; b < 2; b++) {
         free(ex[b].image);

@@ -31,7 +31,7 @@ Test(overlays, panel_of_a_small_image_is_enlarged_and_scored) {
     mr_image_free(&img);
 
     /* One annotated rectangle, rows 10-19 and columns 5-24, and a detection on exactly it. */
-    mr_instance inst = {.class_id = 1, .box = {10, 5, 20, 25}};
+    mr_region inst = {.class_id = 1, .box = {10, 5, 20, 25}};
     inst.shape.kind = MR_SHAPE_RECT;
     inst.shape.x = 5, inst.shape.y = 10, inst.shape.w = 20, inst.shape.h = 10;
     mr_image_record rec = {
@@ -41,15 +41,16 @@ Test(overlays, panel_of_a_small_image_is_enlarged_and_scored) {
     uint8_t truth[30 * 40] = {0};
     mr_shape_rasterize(&inst.shape, truth, 40, 30, 1);
     memcpy(mask, truth, sizeof mask);
-    int64_t box[4] = {10, 5, 20, 25}, cls = 1;
+    double box[4] = {10, 5, 20, 25};
+    int64_t cls = 1;
     float score = 0.9f;
-    mr_detections det = {.n = 1,
-                         .boxes = box,
-                         .class_ids = &cls,
-                         .scores = &score,
-                         .masks = mask,
-                         .image_h = 30,
-                         .image_w = 40};
+    mr_instances det = {.n = 1,
+                        .boxes = box,
+                        .class_ids = &cls,
+                        .scores = &score,
+                        .masks = mask,
+                        .image_h = 30,
+                        .image_w = 40};
     const char *names[3] = {"BG", "benign", "malignant"};
     mr_panel_scores s;
     cr_assert_eq(mr_write_validation_panel(&rec, &det, 3, names, 3, 1 << 20, out, &s), MR_OK, "%s",

@@ -56,7 +56,7 @@ static int run_predict(const char *args, char *out, size_t n) {
 }
 
 /* The detections mrcnn predict should have made for one image file. */
-static void detect_file(const mr_model *m, const char *path, mr_detections *d) {
+static void detect_file(const mr_model *m, const char *path, mr_instances *d) {
     const mr_net_config *n = &m->cfg;
     mr_image img;
     cr_assert_eq(mr_image_load(path, n->image_channels, &img), MR_OK, "%s", mr_last_error());
@@ -249,7 +249,7 @@ Test(predict, via_project_loads_back_with_the_same_instances) {
             char *real = realpath(rec->path, NULL);
             cr_assert_not_null(real, "VIA path %s does not resolve", rec->path);
             free(real);
-            mr_detections d;
+            mr_instances d;
             detect_file(&m, rec->path, &d);
             cr_assert_eq(rec->n_instances, d.n, "%s: %lld regions, %lld detections", rec->path,
                          (long long)rec->n_instances, (long long)d.n);
@@ -279,7 +279,7 @@ Test(predict, via_project_loads_back_with_the_same_instances) {
             for (int64_t i = 0; i < d.n; i++) {
                 const uint8_t *mask = d.masks + i * np;
                 const cJSON *det = cJSON_GetArrayItem(dets, (int)i);
-                const mr_instance *inst = &rec->instances[i];
+                const mr_region *inst = &rec->instances[i];
                 cr_assert_eq(inst->class_id, d.class_ids[i], "%s region %lld", rec->path,
                              (long long)i);
                 cr_assert_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(det, "class_id")),
@@ -357,7 +357,7 @@ Test(predict, via_project_loads_back_with_the_same_instances) {
             free(decoded);
             cJSON_Delete(doc);
             free(res);
-            mr_detections_free(&d);
+            mr_instances_free(&d);
         }
         if (getenv("MR_TEST_VERBOSE"))
             fprintf(stderr,

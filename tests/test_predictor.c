@@ -89,7 +89,7 @@ Test(predictor, detects_what_the_model_detects_on_the_molded_image) {
     cr_assert_str_eq(mr_predictor_class_name(&p, 1), "benign");
     cr_assert_str_eq(mr_predictor_class_name(&p, 7), "class7");
 
-    mr_detections d;
+    mr_instances d;
     mr_image rgb;
     cr_assert_eq(mr_predictor_detect(&p, png, &d, &rgb), MR_OK, "%s", mr_last_error());
     cr_assert_eq(rgb.width, 160);
@@ -120,12 +120,12 @@ Test(predictor, detects_what_the_model_detects_on_the_molded_image) {
     cr_assert_eq(mr_mold_image(t->data, gray.pixels, gray.height, gray.width, 1, n->image_min_dim,
                                n->image_max_dim, n->mean_pixel, mr_net_pixel_std(n), &info),
                  MR_OK);
-    mr_detections e;
+    mr_instances e;
     cr_assert_eq(mr_model_detect(&ctx, &p.model, t, &info.geo, p.threshold, &e), MR_OK);
     cr_assert_eq(e.n, d.n);
     cr_assert_eq(memcmp(e.boxes, d.boxes, sizeof(int64_t) * 4 * (size_t)d.n), 0);
     cr_assert_eq(memcmp(e.masks, d.masks, (size_t)(d.n * d.image_h * d.image_w)), 0);
-    mr_detections_free(&e);
+    mr_instances_free(&e);
     mr_ctx_free(&ctx);
     mr_image_free(&gray);
 
@@ -138,7 +138,7 @@ Test(predictor, detects_what_the_model_detects_on_the_molded_image) {
             cr_assert_gt(polys[i].items[k].area, 0.0);
         }
     mr_predictor_polygons_free(polys, d.n);
-    mr_detections_free(&d);
+    mr_instances_free(&d);
     mr_image_free(&rgb);
 
     /* A missing image: an error naming it, the predictor still usable. */
@@ -147,7 +147,7 @@ Test(predictor, detects_what_the_model_detects_on_the_molded_image) {
     cr_assert_neq(mr_predictor_detect(&p, missing, &d, NULL), MR_OK);
     cr_assert(strstr(mr_last_error(), "none.png"), "%s", mr_last_error());
     cr_assert_eq(mr_predictor_detect(&p, png, &d, NULL), MR_OK, "%s", mr_last_error());
-    mr_detections_free(&d);
+    mr_instances_free(&d);
     mr_predictor_free(&p);
 
     /* --threshold's override, and a missing weights file with nothing to free. */
@@ -166,15 +166,16 @@ Test(predictor, polygons_of_a_rectangle_and_of_an_empty_mask) {
     uint8_t masks[2 * W * H] = {0};
     for (int y = 2; y < 6; y++)
         for (int x = 3; x < 9; x++) masks[y * W + x] = 1;
-    int64_t boxes[8] = {2, 3, 6, 9, 0, 0, 1, 1}, ids[2] = {1, 2};
+    double boxes[8] = {2, 3, 6, 9, 0, 0, 1, 1};
+    int64_t ids[2] = {1, 2};
     float scores[2] = {0.9f, 0.8f};
-    mr_detections d = {.n = 2,
-                       .boxes = boxes,
-                       .class_ids = ids,
-                       .scores = scores,
-                       .masks = masks,
-                       .image_h = H,
-                       .image_w = W};
+    mr_instances d = {.n = 2,
+                      .boxes = boxes,
+                      .class_ids = ids,
+                      .scores = scores,
+                      .masks = masks,
+                      .image_h = H,
+                      .image_w = W};
     mr_mask_polygons *polys = NULL;
     cr_assert_eq(mr_predictor_polygons(&d, &polys), MR_OK);
     cr_assert_eq(polys[0].count, 1);

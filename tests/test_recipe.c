@@ -102,18 +102,18 @@ static int64_t gt_rows_among_positives(bool include_gt, int64_t *n_positive) {
     cr_assert_not_null(images);
     memset(images->data, 0, sizeof(float) * (size_t)images->numel);
     /* 6 x 6 pixels: smaller than every anchor, so the RPN alone rarely proposes it. */
-    const float box[4] = {40, 70, 46, 76};
-    const int64_t cls = 2;
+    double box[4] = {40, 70, 46, 76};
+    int64_t cls = 2;
     uint8_t *mini = malloc((size_t)(M * M));
     memset(mini, 1, (size_t)(M * M));
-    mr_image_gt gt = {.n = 1,
-                      .boxes = box,
-                      .class_ids = &cls,
-                      .masks = mini,
-                      .mask_h = M,
-                      .mask_w = M,
-                      .image_h = S,
-                      .image_w = S};
+    mr_instances gt = {.n = 1,
+                       .boxes = box,
+                       .class_ids = &cls,
+                       .masks = mini,
+                       .mask_h = M,
+                       .mask_w = M,
+                       .image_h = S,
+                       .image_w = S};
     mr_tensor *p[5], *logits, *deltas;
     cr_assert_eq(mr_model_features(&ctx, &m, images, p), MR_OK);
     cr_assert_eq(mr_model_rpn(&ctx, &m, p, &logits, &deltas), MR_OK);
@@ -123,7 +123,8 @@ static int64_t gt_rows_among_positives(bool include_gt, int64_t *n_positive) {
     cr_assert_eq(mr_train_targets_build(&ctx, &m, logits, deltas, &gt, 1, &rng, &tt), MR_OK, "%s",
                  mr_last_error());
     float norm[4];
-    mr_norm_boxes(norm, box, 1, S, S);
+    mr_boxes_to_f32(norm, box, 1);
+    mr_norm_boxes(norm, norm, 1, S, S);
     int64_t exact = 0;
     *n_positive = 0;
     for (int64_t r = 0; r < tt.n_rois; r++) {

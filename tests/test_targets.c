@@ -215,6 +215,14 @@ static void check_rpn(const int8_t *match, const float *bbox, const float *ancho
     free(gbest);
 }
 
+/* The ground truth as mr_instances carries it (layers/boxes.h): doubles. */
+static double *gt_f64(const float *gt, int n) {
+    static double out[4 * 1024];
+    cr_assert_leq(n, 1024);
+    for (int i = 0; i < 4 * n; i++) out[i] = gt[i];
+    return out;
+}
+
 Test(targets, rpn_labels_follow_matterport) {
     int64_t na;
     float *anchors = small_anchors(&na);
@@ -226,7 +234,8 @@ Test(targets, rpn_labels_follow_matterport) {
     float bbox[256 * 4];
     mr_rng rng;
     mr_rng_seed(&rng, 1);
-    cr_assert_eq(mr_build_rpn_targets(match, bbox, anchors, na, gt, 3, &cfg, &rng), MR_OK);
+    cr_assert_eq(mr_build_rpn_targets(match, bbox, anchors, na, gt_f64(gt, 3), 3, &cfg, &rng),
+                 MR_OK);
     cr_assert_eq(match[1000], 1, "an anchor equal to a GT is positive");
     check_rpn(match, bbox, anchors, na, gt, 3, &cfg, false);
     /* Anchor 1000 is the first positive only if nothing before it matched; find its row. */
@@ -253,7 +262,8 @@ Test(targets, rpn_caps_positives_at_half_and_total_at_256) {
     float bbox[256 * 4];
     mr_rng rng;
     mr_rng_seed(&rng, 2);
-    cr_assert_eq(mr_build_rpn_targets(match, bbox, anchors, na, gt, NG, &cfg, &rng), MR_OK);
+    cr_assert_eq(mr_build_rpn_targets(match, bbox, anchors, na, gt_f64(gt, NG), NG, &cfg, &rng),
+                 MR_OK);
     int64_t pos = 0, neg = 0;
     for (int64_t i = 0; i < na; i++) pos += match[i] == 1, neg += match[i] == -1;
     cr_assert_eq(pos, 128);
@@ -262,7 +272,8 @@ Test(targets, rpn_caps_positives_at_half_and_total_at_256) {
 
     /* A smaller budget caps the same way: 8 positives, 8 negatives. */
     cfg.anchors_per_image = 16;
-    cr_assert_eq(mr_build_rpn_targets(match, bbox, anchors, na, gt, NG, &cfg, &rng), MR_OK);
+    cr_assert_eq(mr_build_rpn_targets(match, bbox, anchors, na, gt_f64(gt, NG), NG, &cfg, &rng),
+                 MR_OK);
     pos = neg = 0;
     for (int64_t i = 0; i < na; i++) pos += match[i] == 1, neg += match[i] == -1;
     cr_assert_eq(pos, 8);
@@ -281,7 +292,8 @@ Test(targets, rpn_every_gt_gets_its_best_anchor) {
     float bbox[256 * 4];
     mr_rng rng;
     mr_rng_seed(&rng, 3);
-    cr_assert_eq(mr_build_rpn_targets(match, bbox, anchors, na, gt, 2, &cfg, &rng), MR_OK);
+    cr_assert_eq(mr_build_rpn_targets(match, bbox, anchors, na, gt_f64(gt, 2), 2, &cfg, &rng),
+                 MR_OK);
     check_rpn(match, bbox, anchors, na, gt, 2, &cfg, false);
     for (int j = 0; j < 2; j++) {
         float b = 0;
@@ -323,7 +335,7 @@ Test(targets, rpn_without_gt_samples_only_negatives) {
 enum { IMG = 128, MINI = 56 };
 
 typedef struct {
-    float boxes[8];
+    double boxes[8];
     int64_t class_ids[2];
     uint8_t mini[2 * MINI * MINI];
     uint8_t full[2 * IMG * IMG];
@@ -331,8 +343,8 @@ typedef struct {
 
 /* GT 0: rows 10..49, cols 10..59, class 1, mask fills its box. GT 1: rows 70..119, cols
  * 60..109, class 2, mask = top half of its box. */
-static mr_gt_instances make_gts(two_gts *g, bool mini) {
-    const float boxes[8] = {10, 10, 50, 60, 70, 60, 120, 110};
+static mr_instances make_gts(two_gts *g, bool mini) {
+    const double boxes[8] = {10, 10, 50, 60, 70, 60, 120, 110};
     memcpy(g->boxes, boxes, sizeof boxes);
     g->class_ids[0] = 1, g->class_ids[1] = 2;
     memset(g->full, 0, sizeof g->full);
@@ -347,14 +359,14 @@ static mr_gt_instances make_gts(two_gts *g, bool mini) {
                                       g->full + k * IMG * IMG, IMG, IMG, box),
                      MR_OK);
     }
-    return (mr_gt_instances){.n = 2,
-                             .boxes = g->boxes,
-                             .class_ids = g->class_ids,
-                             .masks = mini ? g->mini : g->full,
-                             .mask_h = mini ? MINI : IMG,
-                             .mask_w = mini ? MINI : IMG,
-                             .image_h = IMG,
-                             .image_w = IMG};
+    return (mr_instances){.n = 2,
+                          .boxes = g->boxes,
+                          .class_ids = g->class_ids,
+                          .masks = mini ? g->mini : g->full,
+                          .mask_h = mini ? MINI : IMG,
+                          .mask_w = mini ? MINI : IMG,
+                          .image_h = IMG,
+                          .image_w = IMG};
 }
 
 static float urand(mr_rng *rng, float lo, float hi) {
@@ -363,10 +375,10 @@ static float urand(mr_rng *rng, float lo, float hi) {
 
 /* n_pos proposals jittered around the GTs, n_neg in the empty corner region, and zero rows
  * (padding) sprinkled in between. */
-static int64_t make_proposals(float *p, const mr_gt_instances *gt, int n_pos, int n_neg,
-                              mr_rng *rng) {
+static int64_t make_proposals(float *p, const mr_instances *gt, int n_pos, int n_neg, mr_rng *rng) {
     float gn[8];
-    mr_norm_boxes(gn, gt->boxes, 2, IMG, IMG);
+    mr_boxes_to_f32(gn, gt->boxes, 2);
+    mr_norm_boxes(gn, gn, 2, IMG, IMG);
     int64_t n = 0;
     for (int k = 0; k < n_pos + n_neg; k++) {
         float *b = p + 4 * n++;
@@ -384,7 +396,7 @@ static int64_t make_proposals(float *p, const mr_gt_instances *gt, int n_pos, in
 
 Test(targets, detection_targets_counts_ratio_classes_and_deltas) {
     two_gts g;
-    mr_gt_instances gt = make_gts(&g, true);
+    mr_instances gt = make_gts(&g, true);
     mr_roi_target_config cfg = mr_roi_target_config_matterport();
     mr_rng rng;
     mr_rng_seed(&rng, 5);
@@ -397,7 +409,8 @@ Test(targets, detection_targets_counts_ratio_classes_and_deltas) {
     cr_assert_eq(t.n_positive, 66, "int(200 * 0.33)");
     cr_assert_eq(t.n_negative, 134, "int(66 / 0.33) - 66");
     float gn[8];
-    mr_norm_boxes(gn, gt.boxes, 2, IMG, IMG);
+    mr_boxes_to_f32(gn, gt.boxes, 2);
+    mr_norm_boxes(gn, gn, 2, IMG, IMG);
     for (int64_t r = 0; r < 200; r++) {
         const float *roi = t.rois + 4 * r;
         float iou0 = mr_box_iou(roi, gn), iou1 = mr_box_iou(roi, gn + 4);
@@ -430,7 +443,7 @@ Test(targets, detection_targets_negative_count_matches_tf) {
     cr_assert_eq(mr_h5_read_i64(&f, "negative_count", &want, &nw), MR_OK, "%s", mr_last_error());
     mr_h5_close(&f);
     two_gts g;
-    mr_gt_instances gt = make_gts(&g, true);
+    mr_instances gt = make_gts(&g, true);
     mr_roi_target_config cfg = mr_roi_target_config_matterport();
     mr_roi_targets t;
     cr_assert_eq(mr_roi_targets_alloc(&t, &cfg), MR_OK);
@@ -450,7 +463,7 @@ Test(targets, detection_targets_negative_count_matches_tf) {
 
 static void check_mask_targets(bool mini) {
     two_gts g;
-    mr_gt_instances gt = make_gts(&g, mini);
+    mr_instances gt = make_gts(&g, mini);
     mr_roi_target_config cfg = mr_roi_target_config_matterport();
     cfg.use_mini_mask = mini;
     mr_roi_targets t;
@@ -460,7 +473,8 @@ static void check_mask_targets(bool mini) {
     /* One proposal: GT 0 (a hair inside, see mr_crop_and_resize on TF's float32 edge),
      * whose mask fills its box -> all ones. */
     float props[8];
-    mr_norm_boxes(props, gt.boxes, 1, IMG, IMG);
+    mr_boxes_to_f32(props, gt.boxes, 1);
+    mr_norm_boxes(props, props, 1, IMG, IMG);
     props[0] += 1e-5f, props[1] += 1e-5f, props[2] -= 1e-5f, props[3] -= 1e-5f;
     cr_assert_eq(mr_detection_targets(&t, props, 1, &gt, &cfg, &rng), MR_OK);
     cr_assert_eq(t.n_positive, 1);
@@ -472,7 +486,8 @@ static void check_mask_targets(bool mini) {
     /* 1.4 times GT 0's height, same top: rows sampled below the GT box are 0. In the mini
      * frame sample row i sits at i * 1.4 * 55 / 27, inside for i <= 19. */
     float gn[4];
-    mr_norm_boxes(gn, gt.boxes, 1, IMG, IMG);
+    mr_boxes_to_f32(gn, gt.boxes, 1);
+    mr_norm_boxes(gn, gn, 1, IMG, IMG);
     props[0] = gn[0], props[1] = gn[1] + 1e-5f, props[3] = gn[3] - 1e-5f;
     props[2] = gn[0] + 1.4f * (gn[2] - gn[0]);
     cr_assert_eq(mr_detection_targets(&t, props, 1, &gt, &cfg, &rng), MR_OK);
@@ -487,7 +502,8 @@ static void check_mask_targets(bool mini) {
     cr_assert_eq(ones_rows, 20, "%d rows of ones", ones_rows);
 
     /* GT 1: top half of its box. */
-    mr_norm_boxes(props, gt.boxes + 4, 1, IMG, IMG);
+    mr_boxes_to_f32(props, gt.boxes + 4, 1);
+    mr_norm_boxes(props, props, 1, IMG, IMG);
     cr_assert_eq(mr_detection_targets(&t, props, 1, &gt, &cfg, &rng), MR_OK);
     cr_assert_eq(t.class_ids[0], 2);
     cr_assert_eq(t.masks[0], 1.0f);
@@ -504,7 +520,7 @@ Test(targets, detection_mask_targets_full_masks) {
 }
 
 Test(targets, detection_targets_without_gt_are_all_padding) {
-    mr_gt_instances gt = {.n = 0, .mask_h = MINI, .mask_w = MINI, .image_h = IMG, .image_w = IMG};
+    mr_instances gt = {.n = 0, .mask_h = MINI, .mask_w = MINI, .image_h = IMG, .image_w = IMG};
     mr_roi_target_config cfg = mr_roi_target_config_matterport();
     mr_roi_targets t;
     cr_assert_eq(mr_roi_targets_alloc(&t, &cfg), MR_OK);
@@ -526,7 +542,7 @@ Test(targets, detection_targets_without_gt_are_all_padding) {
 
 Test(targets, fill_sampling_tops_up_with_negatives) {
     two_gts g;
-    mr_gt_instances gt = make_gts(&g, true);
+    mr_instances gt = make_gts(&g, true);
     mr_roi_target_config cfg = mr_roi_target_config_matterport();
     cfg.fill_negatives = true;
     mr_roi_targets t;
@@ -545,7 +561,7 @@ Test(targets, fill_sampling_tops_up_with_negatives) {
                      (long long)t.n_negative);
     }
     /* An image without lesions still trains the heads on background. */
-    mr_gt_instances none = {.n = 0, .mask_h = MINI, .mask_w = MINI, .image_h = IMG, .image_w = IMG};
+    mr_instances none = {.n = 0, .mask_h = MINI, .mask_w = MINI, .image_h = IMG, .image_w = IMG};
     int64_t np = make_proposals(props, &gt, 0, 50, &rng);
     cr_assert_eq(mr_detection_targets(&t, props, np, &none, &cfg, &rng), MR_OK);
     cr_assert_eq(t.n_positive, 0);

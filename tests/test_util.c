@@ -156,7 +156,7 @@ Test(util, every_release_takes_a_zeroed_struct_twice) {
     RELEASE_TWICE(mr_params, mr_params_free);
     RELEASE_TWICE(mr_ctx, mr_ctx_free);
     RELEASE_TWICE(mr_text, mr_text_free);
-    RELEASE_TWICE(mr_detections, mr_detections_free);
+    RELEASE_TWICE(mr_instances, mr_instances_free);
     RELEASE_TWICE(mr_model, mr_model_free);
     RELEASE_TWICE(mr_roi_targets, mr_roi_targets_free);
     RELEASE_TWICE(mr_shape, mr_shape_free);

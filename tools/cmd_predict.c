@@ -29,7 +29,7 @@ static void on_loaded(void *user, const mr_predictor *p, int n) {
             (unsigned long long)mr_config_hash(&p->cfg), (double)p->threshold);
 }
 
-static void on_image(void *user, int i, int n, const char *path, const mr_detections *d,
+static void on_image(void *user, int i, int n, const char *path, const mr_instances *d,
                      const char *error) {
     (void)user;
     if (d)

@@ -155,19 +155,19 @@ void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
     mr_model_set_trainable(&m, "3+", NULL);
     mr_ctx ctx;
     if (mr_ctx_init(&ctx, (size_t)side * side * 8192) != MR_OK) return;
-    float s = (float)side / 512.0f;
-    float box[8] = {100 * s, 120 * s, 220 * s, 260 * s, 300 * s, 300 * s, 400 * s, 420 * s};
+    double s = side / 512.0;
+    double box[8] = {100 * s, 120 * s, 220 * s, 260 * s, 300 * s, 300 * s, 400 * s, 420 * s};
     int64_t cls[2] = {1, 2};
     static uint8_t mini[2 * 56 * 56];
     memset(mini, 1, sizeof mini);
-    mr_image_gt gt = {.n = 2,
-                      .boxes = box,
-                      .class_ids = cls,
-                      .masks = mini,
-                      .mask_h = 56,
-                      .mask_w = 56,
-                      .image_h = side,
-                      .image_w = side};
+    mr_instances gt = {.n = 2,
+                       .boxes = box,
+                       .class_ids = cls,
+                       .masks = mini,
+                       .mask_h = 56,
+                       .mask_w = 56,
+                       .image_h = side,
+                       .image_w = side};
     mr_sgd opt = {0.001f, 0.9f, 1e-4f, 5.0f};
     mr_rng rng;
     mr_rng_seed(&rng, 1);
@@ -193,9 +193,9 @@ void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
         if (!img) return;
         for (int64_t i = 0; i < img->numel; i++) img->data[i] = (float)((i * 7) % 255) - 120.0f;
         mr_image_geometry g = {side, side, side, side, {0, 0, (float)side, (float)side}};
-        mr_detections d;
+        mr_instances d;
         if (mr_model_detect(&ctx, &m, img, &g, -1.0f, &d) != MR_OK) return;
-        mr_detections_free(&d);
+        mr_instances_free(&d);
         if (r > 0) infer[r - 1] = now() - t0;
     }
     struct rusage ru;

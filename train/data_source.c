@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static void describe_kind(const mr_image_kind *k, int channels, char *buf, size_t n);
+
 #define DATA_FORMS                                                                                 \
     "a folder with train/ and val/, a folder of images with one annotation file, or an "           \
     "annotation file"
@@ -342,7 +344,7 @@ static void print_kinds(FILE *out, const mr_report *r, int channels) {
     fprintf(out, "image files:");
     for (int k = 0; k < r->n_kinds; k++) {
         char kind[400];
-        mr_data_describe_kind(&r->kinds[k], channels, kind, sizeof kind);
+        describe_kind(&r->kinds[k], channels, kind, sizeof kind);
         fprintf(out, "%s %lld image%s: %s", k ? ";" : "", (long long)r->kinds[k].count,
                 r->kinds[k].count == 1 ? "" : "s", kind);
     }
@@ -373,7 +375,7 @@ static void print_set(FILE *out, const mr_data_check_set *s, const mr_config *cf
         const mr_image_record *rec = &a->records[i];
         labelled += rec->image_label_name != NULL;
         for (int64_t k = 0; k < rec->n_instances; k++) {
-            const mr_instance *inst = &rec->instances[k];
+            const mr_region *inst = &rec->instances[k];
             double box[4];
             mr_annotations_bbox(inst, box);
             double w = box[3] - box[1], h = box[2] - box[0];
@@ -466,7 +468,9 @@ void mr_data_check_print(const mr_data_check *c, mr_status st, const mr_config *
 
 /* ---- words --------------------------------------------------------------------------------- */
 
-void mr_data_describe_kind(const mr_image_kind *k, int channels, char *buf, size_t n) {
+/* "PNG 8-bit RGB (gray stored as RGB), read as gray" for an image kind: the file as it is and
+ * what loading it for IMAGE_CHANNEL_COUNT `channels` does to it. */
+static void describe_kind(const mr_image_kind *k, int channels, char *buf, size_t n) {
     const mr_image_info *i = &k->info;
     const int c = i->channels;
     const bool alpha = c == 2 || c == 4, colour = c >= 3 && !i->gray_as_rgb;

@@ -85,8 +85,4 @@ void mr_data_check_print(const mr_data_check *c, mr_status st, const mr_config *
  * check-data's --classes. MR_ERR_ARG naming --classes when the list is empty or too long. */
 mr_status mr_data_set_classes(mr_config *cfg, const char *list);
 
-/* "PNG 8-bit RGB (gray stored as RGB), read as gray" for an image kind: the file as it is and
- * what loading it for IMAGE_CHANNEL_COUNT `channels` does to it. */
-void mr_data_describe_kind(const mr_image_kind *k, int channels, char *buf, size_t n);
-
 #endif

@@ -478,7 +478,7 @@ mr_status mr_dataset_sample(const mr_dataset *d, int64_t record, uint64_t augmen
     out->n = n;
     out->mask_h = mh;
     out->mask_w = mw;
-    out->boxes = malloc(sizeof(float) * 4 * nn);
+    out->boxes = malloc(sizeof(double) * 4 * nn);
     out->class_ids = malloc(sizeof(int64_t) * nn);
     out->masks = calloc(nn, (size_t)(mh * mw));
     if (!out->boxes || !out->class_ids || !out->masks) {
@@ -487,7 +487,7 @@ mr_status mr_dataset_sample(const mr_dataset *d, int64_t record, uint64_t augmen
     }
     for (int64_t i = 0; i < n; i++) {
         const int64_t *b = boxes + 4 * i;
-        for (int j = 0; j < 4; j++) out->boxes[4 * i + j] = (float)b[j];
+        for (int j = 0; j < 4; j++) out->boxes[4 * i + j] = (double)b[j];
         out->class_ids[i] = rec->instances[keep[i]].class_id;
         const uint8_t *m = full + keep[i] * np;
         uint8_t *dst = out->masks + i * mh * mw;
@@ -573,14 +573,14 @@ static mr_status make_batch(mr_dataset *d, int epoch, int step, mr_batch **out) 
         memcpy(dst, s->image, sizeof(float) * (size_t)per);
         free(s->image);
         s->image = dst;
-        b->gt[i] = (mr_image_gt){.n = s->n,
-                                 .boxes = s->boxes,
-                                 .class_ids = s->class_ids,
-                                 .masks = s->masks,
-                                 .mask_h = s->mask_h,
-                                 .mask_w = s->mask_w,
-                                 .image_h = S,
-                                 .image_w = S};
+        b->gt[i] = (mr_instances){.n = s->n,
+                                  .boxes = s->boxes,
+                                  .class_ids = s->class_ids,
+                                  .masks = s->masks,
+                                  .mask_h = s->mask_h,
+                                  .mask_w = s->mask_w,
+                                  .image_h = S,
+                                  .image_w = S};
     }
     *out = b;
     return MR_OK;

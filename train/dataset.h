@@ -19,7 +19,7 @@ typedef struct {
     float *image;       /* (S, S, C) molded: resized, padded, mean subtracted */
     mr_mold_info mold;  /* where the original image sits (before augmentation moved it) */
     int64_t n;          /* instances after augmentation (vanished ones dropped) */
-    float *boxes;       /* (n, 4) molded-image pixels, y2/x2 exclusive (extract_bboxes) */
+    double *boxes;      /* (n, 4) molded-image pixels, y2/x2 exclusive (extract_bboxes) */
     int64_t *class_ids; /* (n) */
     uint8_t *masks;     /* (n, M, M) mini-masks (M = MINI_MASK_SHAPE) or (n, S, S) full */
     int64_t mask_h, mask_w;
@@ -33,7 +33,7 @@ typedef struct {
     int64_t image_side, channels;
     float *images;      /* (size, S, S, C), ready to copy into the step's input tensor */
     mr_sample *samples; /* (size) */
-    mr_image_gt *gt;    /* (size) views of the samples for mr_training_losses */
+    mr_instances *gt;   /* (size) views of the samples for mr_training_losses */
     int epoch, step;    /* which batch of the stream this is */
 } mr_batch;
 

@@ -51,8 +51,10 @@ void mr_evaluation_free(mr_evaluation *e) {
     memset(e, 0, sizeof *e);
 }
 
-mr_status mr_evaluation_add(mr_evaluation *e, const mr_image_record *rec,
-                            const mr_detections *det) {
+/* Scores one image: its GT shapes rasterised by pixel centres at the original size (empty ones
+ * dropped and counted), GT boxes from the masks; detections below det_threshold ignored. */
+static mr_status score_image(mr_evaluation *e, const mr_image_record *rec,
+                             const mr_instances *det) {
     const int64_t H = rec->height, W = rec->width, npix = H * W;
     if (det->n > 0 && (det->image_h != H || det->image_w != W))
         return mr_fail(MR_ERR_FORMAT, "%s: detections are %lldx%lld but the image is %lldx%lld",
@@ -85,7 +87,7 @@ mr_status mr_evaluation_add(mr_evaluation *e, const mr_image_record *rec,
         if (det->scores[i] < e->opt.det_threshold) continue;
         p_cls[k] = det->class_ids[i];
         p_scores[k] = det->scores[i];
-        for (int c = 0; c < 4; c++) p_boxes[4 * k + c] = (double)det->boxes[4 * i + c];
+        for (int c = 0; c < 4; c++) p_boxes[4 * k + c] = det->boxes[4 * i + c];
         if (p_masks != det->masks)
             memcpy(p_masks + (size_t)k * (size_t)npix, det->masks + (size_t)i * (size_t)npix,
                    (size_t)npix);
@@ -199,7 +201,7 @@ mr_status mr_evaluate_model(mr_evaluation *e, mr_ctx *ctx, const mr_model *m, co
         mr_ctx_reset(ctx);
         mr_tensor *images = mr_tensor_4d(ctx, "images", 1, net->image_max_dim, net->image_max_dim,
                                          net->image_channels);
-        mr_detections det;
+        mr_instances det;
         memset(&det, 0, sizeof det);
         if (!images) {
             st = ctx->status;
@@ -207,8 +209,8 @@ mr_status mr_evaluate_model(mr_evaluation *e, mr_ctx *ctx, const mr_model *m, co
             memcpy(images->data, s.image, sizeof(float) * (size_t)images->numel);
             st = mr_model_detect(ctx, m, images, &s.mold.geo, e->opt.det_threshold, &det);
         }
-        if (st == MR_OK) st = mr_evaluation_add(e, &ann->records[i], &det);
-        mr_detections_free(&det);
+        if (st == MR_OK) st = score_image(e, &ann->records[i], &det);
+        mr_instances_free(&det);
         mr_sample_free(&s);
         if (progress) progress(i + 1, n);
     }
@@ -230,7 +232,7 @@ mr_status mr_evaluate_prediction_files(mr_evaluation *e, const mr_annotations *a
     mr_status st = MR_OK;
     for (int64_t i = 0; i < n && st == MR_OK; i++) {
         const mr_image_record *rec = &ann->records[i];
-        mr_detections det;
+        mr_instances det;
         memset(&det, 0, sizeof det);
         det.image_h = rec->height;
         det.image_w = rec->width;
@@ -240,8 +242,8 @@ mr_status mr_evaluate_prediction_files(mr_evaluation *e, const mr_annotations *a
         } else {
             st = mr_prediction_file_load(file, &det);
         }
-        if (st == MR_OK) st = mr_evaluation_add(e, rec, &det);
-        mr_detections_free(&det);
+        if (st == MR_OK) st = score_image(e, rec, &det);
+        mr_instances_free(&det);
     }
     mr_prediction_set_free(&set);
     return st;

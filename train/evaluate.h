@@ -51,9 +51,6 @@ typedef struct {
 
 mr_status mr_evaluation_init(mr_evaluation *e, int64_t num_classes, const mr_eval_options *opt);
 void mr_evaluation_free(mr_evaluation *e);
-/* Scores one image: its GT shapes rasterised by pixel centres at the original size (empty ones
- * dropped and counted), GT boxes from the masks; detections below det_threshold ignored. */
-mr_status mr_evaluation_add(mr_evaluation *e, const mr_image_record *rec, const mr_detections *det);
 /* Summarises what was added. */
 mr_status mr_evaluation_finish(mr_evaluation *e);
 

@@ -151,7 +151,11 @@ mr_status mr_compute_matches(int64_t *gt_match, int64_t *pred_match, int64_t *or
     return MR_OK;
 }
 
-double mr_ap_from_matches(const int64_t *pred_match, int64_t n_pred, int64_t n_gt) {
+/* compute_ap's arithmetic on pred_match in visiting order: precision and recall after each
+ * prediction, padded to [0, p..., 0] and [0, r..., 1], the precision made monotone from the
+ * right, AP = sum of (r[i] - r[i-1]) * p[i] where recall changes (VOC all-point). n_gt == 0
+ * gives MR_AP_UNDEFINED (Matterport would divide by zero). */
+static double ap_from_matches(const int64_t *pred_match, int64_t n_pred, int64_t n_gt) {
     if (n_gt <= 0) return MR_AP_UNDEFINED;
     /* The padded arrays are p = [0, p_1..p_n, 0], r = [0, r_1..r_n, 1] with p_i = tp_i / i and
      * r_i = tp_i / n_gt; the envelope from the right is a running max, so walk backwards and
@@ -183,7 +187,7 @@ mr_status mr_compute_ap(double *ap, const double *iou, const int64_t *gt_class_i
     mr_status st =
         mr_compute_matches(gt_match, pred_match, order, iou, gt_class_ids, n_gt, pred_class_ids,
                            pred_scores, n_pred, iou_threshold, matterport_bug);
-    if (st == MR_OK) *ap = mr_ap_from_matches(pred_match, n_pred, n_gt);
+    if (st == MR_OK) *ap = ap_from_matches(pred_match, n_pred, n_gt);
     free(buf);
     return st;
 }
@@ -232,7 +236,8 @@ mr_status mr_image_ap_masks(double *ap, double *ap_range, const mr_instances *gt
 
 /* ---- COCO ----------------------------------------------------------------------------------- */
 
-double mr_coco_iou_threshold(int t) {
+/* The IoU threshold of index t (0.50 + 0.05 t, computed as np.linspace does). */
+static double coco_iou_threshold(int t) {
     /* np.linspace(.5, 0.95, 10): k * step + start, the last value set to stop. */
     if (t >= MR_COCO_N_IOU - 1) return 0.95;
     double step = (0.95 - 0.5) / (double)(MR_COCO_N_IOU - 1);
@@ -306,7 +311,7 @@ mr_status mr_coco_add_image(mr_coco_eval *e, const double *iou, const int64_t *g
             break;
         }
         for (int t = 0; t < MR_COCO_N_IOU; t++) {
-            double thr = mr_coco_iou_threshold(t);
+            double thr = coco_iou_threshold(t);
             if (thr > 1 - 1e-10) thr = 1 - 1e-10;
             for (int64_t g = 0; g < ng; g++) taken[g] = 0;
             for (int64_t d = 0; d < nd; d++) {

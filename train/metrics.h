@@ -9,20 +9,11 @@
 #include <stdint.h>
 
 #include "../core/status.h"
+#include "../layers/boxes.h"
 
 /* AP of an image or a class without ground truth: undefined, left out of every mean (as
  * pycocotools marks a category without GT with -1). */
 #define MR_AP_UNDEFINED (-1.0)
-
-/* The instances of one image. Boxes (n, 4) are (y1, x1, y2, x2) pixels with y2/x2 exclusive;
- * masks (n, h, w) are full-size, nonzero = inside; scores are NULL for ground truth. */
-typedef struct {
-    int64_t n;
-    const double *boxes;
-    const int64_t *class_ids;
-    const float *scores;
-    const uint8_t *masks;
-} mr_instances;
 
 /* ---- overlaps ---------------------------------------------------------------------------------
  */
@@ -60,13 +51,8 @@ mr_status mr_compute_matches(int64_t *gt_match, int64_t *pred_match, int64_t *or
                              const int64_t *pred_class_ids, const float *pred_scores,
                              int64_t n_pred, double iou_threshold, bool matterport_bug);
 
-/* compute_ap's arithmetic on pred_match in visiting order: precision and recall after each
- * prediction, padded to [0, p..., 0] and [0, r..., 1], the precision made monotone from the
- * right, AP = sum of (r[i] - r[i-1]) * p[i] where recall changes (VOC all-point). n_gt == 0
- * gives MR_AP_UNDEFINED (Matterport would divide by zero). */
-double mr_ap_from_matches(const int64_t *pred_match, int64_t n_pred, int64_t n_gt);
-
-/* compute_ap for one image: matches at iou_threshold, then mr_ap_from_matches. */
+/* compute_ap for one image: matches at iou_threshold, then the VOC all-point area under
+ * precision-recall. */
 mr_status mr_compute_ap(double *ap, const double *iou, const int64_t *gt_class_ids, int64_t n_gt,
                         const int64_t *pred_class_ids, const float *pred_scores, int64_t n_pred,
                         double iou_threshold, bool matterport_bug);
@@ -85,9 +71,6 @@ mr_status mr_image_ap_masks(double *ap, double *ap_range, const mr_instances *gt
 #define MR_COCO_N_IOU    10  /* IoU thresholds 0.50:0.05:0.95 */
 #define MR_COCO_N_RECALL 101 /* recall points 0:0.01:1 */
 #define MR_COCO_MAX_DETS 100 /* per image and class */
-
-/* The IoU threshold of index t (0.50 + 0.05 t, computed as np.linspace does). */
-double mr_coco_iou_threshold(int t);
 
 typedef struct {
     float score;

@@ -26,7 +26,7 @@ static void draw_ground_truth(mr_image *img, const mr_image_record *rec, uint8_t
                               uint8_t *one, const char *const *class_names, int n_classes) {
     const int64_t n = (int64_t)img->width * img->height;
     for (int64_t k = 0; k < rec->n_instances; k++) {
-        const mr_instance *inst = &rec->instances[k];
+        const mr_region *inst = &rec->instances[k];
         memset(one, 0, (size_t)n);
         mr_shape_rasterize(&inst->shape, one, img->width, img->height, 1);
         mr_color c = mr_draw_class_color(inst->class_id);
@@ -50,7 +50,7 @@ static void blit_scaled(mr_image *dst, const mr_image *src, int scale, int x0, i
         }
 }
 
-mr_status mr_write_validation_panel(const mr_image_record *rec, const mr_detections *det, int epoch,
+mr_status mr_write_validation_panel(const mr_image_record *rec, const mr_instances *det, int epoch,
                                     const char *const *class_names, int n_classes,
                                     int64_t max_pixels, const char *out_png,
                                     mr_panel_scores *scores) {
@@ -70,8 +70,7 @@ mr_status mr_write_validation_panel(const mr_image_record *rec, const mr_detecti
     if (st == MR_OK) {
         memcpy(pred.pixels, gt.pixels, (size_t)n * 3);
         draw_ground_truth(&gt, rec, truth, one, class_names, n_classes);
-        mr_draw_detections(&pred, det->n, det->boxes, det->class_ids, det->scores, det->masks,
-                           class_names, n_classes);
+        mr_draw_detections(&pred, det, class_names, n_classes);
         for (int64_t k = 0; k < det->n; k++)
             for (int64_t i = 0; i < n; i++) predicted[i] |= det->masks[k * n + i];
         mr_mask_agreement(truth, predicted, n, &scores->iou, &scores->dice);

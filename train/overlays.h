@@ -21,7 +21,7 @@ void mr_mask_agreement(const uint8_t *a, const uint8_t *b, int64_t n, double *io
 
 /* Draws the panel of `rec` (its image loaded as RGB, at most max_pixels) with detections `det`
  * in original-image pixels, and writes it to out_png atomically. class_names[k] labels class k. */
-mr_status mr_write_validation_panel(const mr_image_record *rec, const mr_detections *det, int epoch,
+mr_status mr_write_validation_panel(const mr_image_record *rec, const mr_instances *det, int epoch,
                                     const char *const *class_names, int n_classes,
                                     int64_t max_pixels, const char *out_png,
                                     mr_panel_scores *scores);

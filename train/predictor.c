@@ -57,7 +57,7 @@ const char *mr_predictor_class_name(const mr_predictor *p, int64_t id) {
     return buf;
 }
 
-mr_status mr_predictor_detect(mr_predictor *p, const char *path, mr_detections *d, mr_image *rgb) {
+mr_status mr_predictor_detect(mr_predictor *p, const char *path, mr_instances *d, mr_image *rgb) {
     const mr_net_config *net = &p->cfg.net;
     mr_image color = {0}, gray = {0};
     memset(d, 0, sizeof *d);
@@ -87,7 +87,7 @@ mr_status mr_predictor_detect(mr_predictor *p, const char *path, mr_detections *
     return st;
 }
 
-mr_status mr_predictor_polygons(const mr_detections *d, mr_mask_polygons **polys) {
+mr_status mr_predictor_polygons(const mr_instances *d, mr_mask_polygons **polys) {
     *polys = calloc((size_t)d->n + 1, sizeof **polys);
     if (!*polys) return mr_fail(MR_ERR_NOMEM, "no memory for polygons");
     int64_t np = d->image_h * d->image_w;
@@ -300,7 +300,7 @@ typedef struct {
 
 /* A VIA region for a detection: the polygon of its largest mask part (an outline along pixel
  * edges, so even a one-pixel-thin part has area). An empty mask becomes its box. */
-static mr_status via_region(batch *b, const mr_detections *d, int64_t i,
+static mr_status via_region(batch *b, const mr_instances *d, int64_t i,
                             const mr_mask_polygons *polys) {
     const mr_mask_polygon *best = NULL;
     for (int k = 0; k < polys->count; k++)
@@ -312,7 +312,7 @@ static mr_status via_region(batch *b, const mr_detections *d, int64_t i,
         st = mr_via_writer_add_polygon_d(b->via, best->xs, best->ys, best->n_points, name);
     } else {
         /* The box's pixels [y1, y2) x [x1, x2), at least one, outlined by their corners. */
-        const int64_t *bx = d->boxes + 4 * i;
+        const double *bx = d->boxes + 4 * i;
         double x1 = (double)bx[1] - 0.5, y1 = (double)bx[0] - 0.5;
         double x2 = (double)(bx[3] > bx[1] ? bx[3] : bx[1] + 1) - 0.5;
         double y2 = (double)(bx[2] > bx[0] ? bx[2] : bx[0] + 1) - 0.5;
@@ -331,7 +331,7 @@ static mr_status via_region(batch *b, const mr_detections *d, int64_t i,
 /* The per-image JSON, built in memory and written atomically (JSON by hand: only data/via*.c
  * sees cJSON). */
 static mr_status write_result(const mr_predictor *p, const char *json_path, const char *image_rel,
-                              const char *overlay_name, const mr_detections *d,
+                              const char *overlay_name, const mr_instances *d,
                               const mr_mask_polygons *polys) {
     mr_text t = {0};
     mr_text_printf(&t, "{\n  \"image\": ");
@@ -341,7 +341,7 @@ static mr_status write_result(const mr_predictor *p, const char *json_path, cons
     mr_text_json_string(&t, overlay_name);
     mr_text_printf(&t, ",\n  \"threshold\": %.6g,\n  \"detections\": [", (double)p->threshold);
     for (int64_t i = 0; i < d->n; i++) {
-        const int64_t *b = d->boxes + 4 * i;
+        const double *b = d->boxes + 4 * i;
         const mr_mask_polygons *pp = &polys[i];
         int64_t area = 0;
         const uint8_t *mask = d->masks + (size_t)i * (size_t)d->image_h * (size_t)d->image_w;
@@ -393,7 +393,7 @@ static mr_status write_result(const mr_predictor *p, const char *json_path, cons
 /* Predicts one image and writes its overlay and JSON. A failed write sets *write_failed: the
  * caller stops there (the next file would fail the same way), whereas a bad input image is
  * reported and skipped. */
-static mr_status predict_one(batch *b, const mr_predict_input *in, mr_detections *d,
+static mr_status predict_one(batch *b, const mr_predict_input *in, mr_instances *d,
                              bool *write_failed) {
     mr_predictor *p = b->p;
     mr_image rgb = {0};
@@ -414,8 +414,7 @@ static mr_status predict_one(batch *b, const mr_predict_input *in, mr_detections
         const char *names[MR_MAX_CLASSES];
         for (int64_t k = 0; k < p->cfg.net.num_classes; k++)
             names[k] = mr_predictor_class_name(p, k);
-        mr_draw_detections(&rgb, d->n, d->boxes, d->class_ids, d->scores, d->masks, names,
-                           p->cfg.net.num_classes);
+        mr_draw_detections(&rgb, d, names, p->cfg.net.num_classes);
         st = mr_image_write_png(overlay, &rgb);
         *write_failed = st == MR_ERR_IO;
     }
@@ -473,7 +472,7 @@ static void choose_via_paths(batch *b, const mr_predict_inputs *inputs) {
 static mr_status predict_all(batch *b, const mr_predict_options *o, const mr_predict_inputs *in) {
     mr_predict_summary *sum = b->sum;
     for (int i = 0; i < in->count; i++) {
-        mr_detections d;
+        mr_instances d;
         memset(&d, 0, sizeof d);
         bool write_failed = false;
         mr_status one = predict_one(b, &in->items[i], &d, &write_failed);
@@ -481,7 +480,7 @@ static mr_status predict_all(batch *b, const mr_predict_options *o, const mr_pre
             sum->images_done++;
             if (o->image_done) o->image_done(o->user, i, in->count, in->items[i].path, &d, NULL);
         }
-        mr_detections_free(&d);
+        mr_instances_free(&d);
         if (one == MR_OK) continue;
         if (write_failed) {
             /* A full disk or a read-only folder fails every later file too: stop at the first,

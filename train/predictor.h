@@ -51,12 +51,12 @@ const char *mr_predictor_class_name(const mr_predictor *p, int64_t id);
 
 /* Detections (at the predictor's threshold) for one image file, which the network sees exactly as
  * training loaded it. `rgb` (may be NULL) gets the image as RGB for drawing; free it with
- * mr_image_free. *d is fresh on success (free with mr_detections_free). */
-mr_status mr_predictor_detect(mr_predictor *p, const char *path, mr_detections *d, mr_image *rgb);
+ * mr_image_free. *d is fresh on success (free with mr_instances_free). */
+mr_status mr_predictor_detect(mr_predictor *p, const char *path, mr_instances *d, mr_image *rgb);
 
 /* The polygons of every detection's mask (all its parts; outlines along pixel edges, within 0.5%
  * of the mask's pixels): an array of d->n, freed by mr_predictor_polygons_free. */
-mr_status mr_predictor_polygons(const mr_detections *d, mr_mask_polygons **polys);
+mr_status mr_predictor_polygons(const mr_instances *d, mr_mask_polygons **polys);
 void mr_predictor_polygons_free(mr_mask_polygons *polys, int64_t n);
 
 /* ---- inputs -------------------------------------------------------------------------------- */
@@ -95,8 +95,8 @@ typedef struct {
     /* After the model loaded, before the first image (may be NULL). */
     void (*loaded)(void *user, const mr_predictor *p, int n_images);
     /* After each image: its detections, or error (the reason it was skipped) when d is NULL. */
-    void (*image_done)(void *user, int index, int n_images, const char *path,
-                       const mr_detections *d, const char *error);
+    void (*image_done)(void *user, int index, int n_images, const char *path, const mr_instances *d,
+                       const char *error);
 } mr_predict_options;
 
 typedef struct {

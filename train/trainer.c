@@ -307,7 +307,7 @@ static mr_status write_overlays(trainer *t, int epoch) {
         geo[i] = s.mold.geo;
         mr_sample_free(&s);
     }
-    mr_detections det[N_PANELS];
+    mr_instances det[N_PANELS];
     MR_TRY(mr_model_detect(&t->ctx, &t->model, images, geo, -1.0f, det));
     const char *names[MR_MAX_CLASSES];
     for (int k = 0; k < c->net.num_classes; k++) names[k] = c->class_names[k];
@@ -320,7 +320,7 @@ static mr_status write_overlays(trainer *t, int epoch) {
             st = mr_write_validation_panel(&mr_dataset_annotations(t->val)->records[pick[i]],
                                            &det[i], epoch + 1, names, c->net.num_classes,
                                            c->max_image_pixels, out, &scores);
-        mr_detections_free(&det[i]);
+        mr_instances_free(&det[i]);
     }
     return st;
 }

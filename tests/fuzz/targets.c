@@ -93,7 +93,7 @@ static void check_annotations(const mr_annotations *a) {
         uint8_t *mask = calloc((size_t)w * (size_t)h, 1);
         if (!mask) finding("annotations", "no memory for a mask");
         for (int64_t k = 0; k < r->n_instances; k++) {
-            const mr_instance *in = &r->instances[k];
+            const mr_region *in = &r->instances[k];
             if (in->class_id < 1 || in->class_id >= a->n_classes)
                 finding("annotations", "class id outside 1..n_classes-1");
             for (int c = 0; c < 4; c++)
