@@ -300,11 +300,9 @@ mr_status mr_model_rpn(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
         logits[l] = mr_reshape(ctx, cls, 3, s2);
         boxes[l] = mr_reshape(ctx, box, 3, s4);
     }
-    /* concat takes at most four inputs: levels 2..5, then P6 on top. */
-    mr_tensor *first[2] = {mr_concat(ctx, logits, 4, 1), logits[4]};
-    mr_tensor *second[2] = {mr_concat(ctx, boxes, 4, 1), boxes[4]};
-    *class_logits = mr_concat(ctx, first, 2, 1);
-    *deltas = mr_concat(ctx, second, 2, 1);
+    /* Levels P2..P6 in order, as Matterport's KL.Concatenate(axis=1). */
+    *class_logits = mr_concat(ctx, logits, 5, 1);
+    *deltas = mr_concat(ctx, boxes, 5, 1);
     return ctx->status;
 }
 
