@@ -674,6 +674,139 @@ static void print_config_summary(const trainer *t) {
             (unsigned long long)mr_config_hash(c));
 }
 
+/* One optimizer step on the next batch: losses, backward, SGD. *applied is false when the
+ * update was skipped for a non-finite loss or gradient (warned, counted in t->bad_steps; the
+ * run stops with MR_ERR_NUMERIC after MAX_BAD_STEPS in a row). */
+static mr_status train_step(trainer *t, int epoch, int step, const mr_stage *stage, mr_sgd *sgd,
+                            mr_loss_values *v, mr_sgd_report *rep, double *seconds, bool *applied) {
+    const mr_config *c = &t->cfg;
+    *applied = false;
+    *rep = (mr_sgd_report){.finite = true};
+    mr_batch *b = NULL;
+    MR_TRY(mr_dataset_next(t->train, &b));
+    double t0 = now_seconds();
+    mr_ctx_reset(&t->ctx);
+    mr_tensor *loss = batch_losses(t, b, mix(c->seed, 0x7a9, (uint64_t)epoch, (uint64_t)step), v);
+    if (!loss) {
+        mr_dataset_release(t->train, b);
+        return t->ctx.status;
+    }
+    bool finite = isfinite(v->total);
+    if (finite) {
+        mr_params_zero_grads(&t->model.params);
+        mr_status st = mr_backward(&t->ctx, loss);
+        if (st != MR_OK) {
+            mr_dataset_release(t->train, b);
+            return st;
+        }
+        sgd->learning_rate =
+            stage->learning_rate * warmup_factor(c, (long)epoch * c->steps_per_epoch + step);
+        mr_sgd_step(&t->model.params, sgd, rep);
+    }
+    if (finite && rep->finite) {
+        t->bad_steps = 0;
+        mr_dataset_release(t->train, b);
+        *seconds = now_seconds() - t0;
+        *applied = true;
+        return MR_OK;
+    }
+    char names[2048], what[320] = "";
+    batch_names(t, b, names, sizeof names);
+    if (finite) {
+        snprintf(what, sizeof what, "gradient of %s", rep->bad_param);
+    } else {
+        for (int i = 0; i < MR_LOSS_COUNT; i++)
+            if (!isfinite(v->value[i]))
+                snprintf(what + strlen(what), sizeof what - strlen(what), "%s%s",
+                         what[0] ? ", " : "", mr_loss_names[i]);
+    }
+    mr_warn("epoch %d step %d: non-finite %s (images: %s); update skipped", epoch + 1, step + 1,
+            what, names);
+    mr_dataset_release(t->train, b);
+    if (++t->bad_steps >= MAX_BAD_STEPS)
+        return mr_fail(MR_ERR_NUMERIC,
+                       "stopped after %d non-finite steps in a row (last: %s, images: %s); lower "
+                       "LEARNING_RATE or check the annotations of those images",
+                       t->bad_steps, what, names);
+    return MR_OK;
+}
+
+/* The end of an epoch: validation loss and metrics, the epoch's log record and line, the
+ * best epoch so far, the checkpoint, the overlays and report.html. */
+/* The epoch's record in log.jsonl; ev NULL when the epoch was not scored. */
+static void log_epoch(trainer *t, int epoch, double val_loss, const double terms[MR_LOSS_COUNT],
+                      const mr_evaluation *ev, double seconds) {
+    if (!t->log) return;
+    fprintf(t->log, "{\"type\":\"epoch\",\"epoch\":%d", epoch + 1);
+    log_number(t->log, "loss",
+               t->epoch_loss_steps ? t->epoch_loss_sum / t->epoch_loss_steps : (double)NAN);
+    log_number(t->log, "val_loss", val_loss);
+    for (int i = 0; i < MR_LOSS_COUNT; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "val_%s", mr_loss_names[i]);
+        log_number(t->log, key, terms[i]);
+    }
+    if (ev) {
+        log_number(t->log, "val_mask_ap50", ev->mask.mean_ap50);
+        log_number(t->log, "val_mask_ap", ev->mask.mean_ap);
+        log_number(t->log, "val_sensitivity", mr_lesion_sensitivity(&ev->lesions));
+        log_number(t->log, "val_fp_per_image", mr_lesion_fp_per_image(&ev->lesions));
+        log_number(t->log, "val_dice",
+                   ev->lesions.n_matched ? mr_lesion_mean_dice(&ev->lesions) : (double)NAN);
+        log_number(t->log, "val_accuracy",
+                   ev->n_classified ? (double)ev->n_right / (double)ev->n_classified : (double)NAN);
+        fprintf(t->log, ",\"val_images\":%lld", (long long)ev->n_images);
+    }
+    fprintf(t->log, ",\"seconds\":%.2f", seconds);
+    log_time(t->log);
+    fputs("}\n", t->log);
+    fflush(t->log);
+}
+
+static mr_status finish_epoch(trainer *t, int epoch, double epoch_start, mr_report_run *report,
+                              mr_train_result *result) {
+    const mr_config *c = &t->cfg;
+    double val_loss = NAN;
+    double terms[MR_LOSS_COUNT];
+    mr_dataset_stop(t->train);
+    MR_TRY(validate(t, epoch, &val_loss, terms));
+    mr_evaluation ev;
+    bool scored = false;
+    MR_TRY(validation_metrics(t, epoch, &ev, &scored));
+    log_epoch(t, epoch, val_loss, terms, scored ? &ev : NULL, now_seconds() - epoch_start);
+    if (!t->quiet && scored)
+        mr_info("epoch %d/%d done in %.0fs: loss %.4f, val_loss %.4f, val mask AP50 %.3f "
+                "(%lld images)",
+                epoch + 1, c->epochs, now_seconds() - epoch_start,
+                t->epoch_loss_steps ? t->epoch_loss_sum / t->epoch_loss_steps : (double)NAN,
+                val_loss, ev.mask.mean_ap50, (long long)ev.n_images);
+    else if (!t->quiet)
+        mr_info("epoch %d/%d done in %.0fs: loss %.4f, val_loss %.4f", epoch + 1, c->epochs,
+                now_seconds() - epoch_start,
+                t->epoch_loss_steps ? t->epoch_loss_sum / t->epoch_loss_steps : (double)NAN,
+                val_loss);
+    if (scored && ev.mask.mean_ap50 != MR_AP_UNDEFINED && isfinite(ev.mask.mean_ap50) &&
+        !(ev.mask.mean_ap50 <= result->best_val_mask_ap50)) {
+        result->best_val_mask_ap50 = ev.mask.mean_ap50;
+        result->best_ap50_epoch = epoch + 1;
+    }
+    t->epoch_ap50 = t->epoch_ap = NAN;
+    if (scored && ev.mask.mean_ap50 != MR_AP_UNDEFINED) t->epoch_ap50 = ev.mask.mean_ap50;
+    if (scored && ev.mask.mean_ap != MR_AP_UNDEFINED) t->epoch_ap = ev.mask.mean_ap;
+    if (scored) mr_evaluation_free(&ev);
+    result->last_epoch_loss =
+        t->epoch_loss_steps ? t->epoch_loss_sum / t->epoch_loss_steps : (double)NAN;
+    result->epochs_done = epoch + 1;
+    result->last_val_loss = val_loss;
+    if (val_loss < result->best_val_loss) result->best_val_loss = val_loss;
+    MR_TRY(save(t, epoch + 1, 0, val_loss, "end of epoch"));
+    MR_TRY(write_overlays(t, epoch));
+    report->finished = epoch + 1 >= c->epochs;
+    if (mr_report_write(t->run_dir, c, report) != MR_OK) /* the run goes on without it */
+        mr_warn("report.html not refreshed: %s", mr_last_error());
+    return MR_OK;
+}
+
 mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
     trainer t;
     memset(&t, 0, sizeof t);
@@ -707,7 +840,6 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
         print_config_summary(&t);
     }
     long steps_run = 0;
-    double val_loss = NAN;
     mr_report_run report = report_run(&t);
     if (epoch < c->epochs) st = mr_dataset_start(t.train, epoch, step, c->steps_per_epoch);
     for (; st == MR_OK && epoch < c->epochs; epoch++, step = 0) {
@@ -733,58 +865,17 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
             t.epoch_loss_steps = 0;
         }
         for (; step < c->steps_per_epoch; step++) {
-            mr_batch *b = NULL;
-            if ((st = mr_dataset_next(t.train, &b)) != MR_OK) break;
-            double t0 = now_seconds();
-            mr_ctx_reset(&t.ctx);
             mr_loss_values v;
-            mr_tensor *loss =
-                batch_losses(&t, b, mix(c->seed, 0x7a9, (uint64_t)epoch, (uint64_t)step), &v);
-            if (!loss) {
-                st = t.ctx.status;
-                mr_dataset_release(t.train, b);
+            mr_sgd_report rep;
+            double seconds = 0.0;
+            bool applied = false;
+            st = train_step(&t, epoch, step, stage, &opt_sgd, &v, &rep, &seconds, &applied);
+            if (st != MR_OK) {
+                /* The skipped steps are behind: a resume goes on after them. */
+                if (t.bad_steps >= MAX_BAD_STEPS) step++;
                 break;
             }
-            bool finite = isfinite(v.total);
-            mr_sgd_report rep = {.finite = true};
-            if (finite) {
-                mr_params_zero_grads(&t.model.params);
-                if ((st = mr_backward(&t.ctx, loss)) != MR_OK) {
-                    mr_dataset_release(t.train, b);
-                    break;
-                }
-                opt_sgd.learning_rate = stage->learning_rate *
-                                        warmup_factor(c, (long)epoch * c->steps_per_epoch + step);
-                mr_sgd_step(&t.model.params, &opt_sgd, &rep);
-            }
-            if (!finite || !rep.finite) {
-                char names[2048], what[320] = "";
-                batch_names(&t, b, names, sizeof names);
-                if (finite) {
-                    snprintf(what, sizeof what, "gradient of %s", rep.bad_param);
-                } else {
-                    for (int i = 0; i < MR_LOSS_COUNT; i++)
-                        if (!isfinite(v.value[i]))
-                            snprintf(what + strlen(what), sizeof what - strlen(what), "%s%s",
-                                     what[0] ? ", " : "", mr_loss_names[i]);
-                }
-                mr_warn("epoch %d step %d: non-finite %s (images: %s); update skipped", epoch + 1,
-                        step + 1, what, names);
-                mr_dataset_release(t.train, b);
-                if (++t.bad_steps >= MAX_BAD_STEPS) {
-                    step++; /* the skipped steps are behind: a resume goes on after them */
-                    st = mr_fail(MR_ERR_NUMERIC,
-                                 "stopped after %d non-finite steps in a row "
-                                 "(last: %s, images: %s); lower LEARNING_RATE or "
-                                 "check the annotations of those images",
-                                 t.bad_steps, what, names);
-                    break;
-                }
-                continue;
-            }
-            t.bad_steps = 0;
-            mr_dataset_release(t.train, b);
-            double seconds = now_seconds() - t0;
+            if (!applied) continue;
             long global = (long)epoch * c->steps_per_epoch + step + 1;
             log_step(&t, epoch, global, &v, rep.l2_loss, opt_sgd.learning_rate, &rep, seconds);
             t.epoch_loss_sum += (double)v.total + rep.l2_loss;
@@ -811,69 +902,7 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
             }
         }
         if (st != MR_OK) break;
-        double terms[MR_LOSS_COUNT];
-        mr_dataset_stop(t.train);
-        if ((st = validate(&t, epoch, &val_loss, terms)) != MR_OK) break;
-        mr_evaluation ev;
-        bool scored = false;
-        if ((st = validation_metrics(&t, epoch, &ev, &scored)) != MR_OK) break;
-        if (t.log) {
-            fprintf(t.log, "{\"type\":\"epoch\",\"epoch\":%d", epoch + 1);
-            log_number(t.log, "loss",
-                       t.epoch_loss_steps ? t.epoch_loss_sum / t.epoch_loss_steps : (double)NAN);
-            log_number(t.log, "val_loss", val_loss);
-            for (int i = 0; i < MR_LOSS_COUNT; i++) {
-                char key[64];
-                snprintf(key, sizeof key, "val_%s", mr_loss_names[i]);
-                log_number(t.log, key, terms[i]);
-            }
-            if (scored) {
-                log_number(t.log, "val_mask_ap50", ev.mask.mean_ap50);
-                log_number(t.log, "val_mask_ap", ev.mask.mean_ap);
-                log_number(t.log, "val_sensitivity", mr_lesion_sensitivity(&ev.lesions));
-                log_number(t.log, "val_fp_per_image", mr_lesion_fp_per_image(&ev.lesions));
-                log_number(t.log, "val_dice",
-                           ev.lesions.n_matched ? mr_lesion_mean_dice(&ev.lesions) : (double)NAN);
-                log_number(t.log, "val_accuracy",
-                           ev.n_classified ? (double)ev.n_right / (double)ev.n_classified
-                                           : (double)NAN);
-                fprintf(t.log, ",\"val_images\":%lld", (long long)ev.n_images);
-            }
-            fprintf(t.log, ",\"seconds\":%.2f", now_seconds() - epoch_start);
-            log_time(t.log);
-            fputs("}\n", t.log);
-            fflush(t.log);
-        }
-        if (!t.quiet && scored)
-            mr_info("epoch %d/%d done in %.0fs: loss %.4f, val_loss %.4f, val mask AP50 %.3f "
-                    "(%lld images)",
-                    epoch + 1, c->epochs, now_seconds() - epoch_start,
-                    t.epoch_loss_steps ? t.epoch_loss_sum / t.epoch_loss_steps : (double)NAN,
-                    val_loss, ev.mask.mean_ap50, (long long)ev.n_images);
-        else if (!t.quiet)
-            mr_info("epoch %d/%d done in %.0fs: loss %.4f, val_loss %.4f", epoch + 1, c->epochs,
-                    now_seconds() - epoch_start,
-                    t.epoch_loss_steps ? t.epoch_loss_sum / t.epoch_loss_steps : (double)NAN,
-                    val_loss);
-        if (scored && ev.mask.mean_ap50 != MR_AP_UNDEFINED && isfinite(ev.mask.mean_ap50) &&
-            !(ev.mask.mean_ap50 <= result->best_val_mask_ap50)) {
-            result->best_val_mask_ap50 = ev.mask.mean_ap50;
-            result->best_ap50_epoch = epoch + 1;
-        }
-        t.epoch_ap50 = t.epoch_ap = NAN;
-        if (scored && ev.mask.mean_ap50 != MR_AP_UNDEFINED) t.epoch_ap50 = ev.mask.mean_ap50;
-        if (scored && ev.mask.mean_ap != MR_AP_UNDEFINED) t.epoch_ap = ev.mask.mean_ap;
-        if (scored) mr_evaluation_free(&ev);
-        result->last_epoch_loss =
-            t.epoch_loss_steps ? t.epoch_loss_sum / t.epoch_loss_steps : (double)NAN;
-        result->epochs_done = epoch + 1;
-        result->last_val_loss = val_loss;
-        if (val_loss < result->best_val_loss) result->best_val_loss = val_loss;
-        if ((st = save(&t, epoch + 1, 0, val_loss, "end of epoch")) != MR_OK) break;
-        if ((st = write_overlays(&t, epoch)) != MR_OK) break;
-        report.finished = epoch + 1 >= c->epochs;
-        if (mr_report_write(t.run_dir, c, &report) != MR_OK) /* the run goes on without it */
-            mr_warn("report.html not refreshed: %s", mr_last_error());
+        if ((st = finish_epoch(&t, epoch, epoch_start, &report, result)) != MR_OK) break;
         bool stop =
             (opt->stop && *opt->stop) || (opt->max_steps > 0 && steps_run >= opt->max_steps);
         if (stop && epoch + 1 < c->epochs) {
