@@ -229,6 +229,13 @@ static void compare(const mr_detections *ref, const mr_detections *got, parity *
         double iou = mask_iou(ref->masks + i * plane, got->masks + best * plane, plane);
         p->min_mask_iou = fmin(p->min_mask_iou, iou);
     }
+    for (int64_t j = 0; j < got->n; j++)
+        if (!used[j])
+            cr_log_warn("flip: ONNX detection %lld (class %lld, score %.5f, box %lld %lld %lld "
+                        "%lld) has no mrcnn twin",
+                        (long long)j, (long long)got->class_ids[j], (double)got->scores[j],
+                        (long long)got->boxes[4 * j], (long long)got->boxes[4 * j + 1],
+                        (long long)got->boxes[4 * j + 2], (long long)got->boxes[4 * j + 3]);
     p->flipped += (int)(got->n - paired);
 }
 
@@ -304,10 +311,13 @@ Test(onnx, matterport_detection_layer_and_class_agnostic_nms_match, .timeout = 3
     const char *dir = temp_dir("onnx-mp");
     mr_config c;
     load_tiny_matterport(&c); /* argmax candidates, per-class NMS, mean pixels only */
+    /* Seeded weights, not trained: some seeds (5, for one) saturate the RPN's softmax to exactly
+     * 1.0f for ~190 anchors of an image, and the order of exact ties is then decided by the last
+     * bit of each runtime's logits, so the two keep different proposals. Seed 8 does not. */
     c.net.detection_min_confidence = 0.5f;
     char weights[512], paths[4][512];
     snprintf(weights, sizeof weights, "%s/mp.h5", dir);
-    write_model(weights, &c, 5);
+    write_model(weights, &c, 8);
     int n = lesion_images(dir, paths, 4, 80);
     onnx_parity(dir, weights, paths, n, false, 10);
 
@@ -352,15 +362,19 @@ Test(onnx, fp16_export_is_smaller_and_matches_the_fp16_mrcnn_export, .timeout = 
 Test(onnx, resnet50_at_512_matches_mrcnn_predict, .timeout = 600) {
     const char *dir = temp_dir("onnx-r50");
     mr_config c;
-    mr_config_defaults(&c);
-    c.net.backbone_depth = 50;
-    c.net.num_classes = 3;
-    c.net.image_channels = 1;
-    c.net.mean_pixel[0] = 100.0f;
+    tiny_config(&c); /* one gray channel, mean_std pixels, every_class candidates */
+    mr_config d;
+    mr_config_defaults(&d); /* Matterport's widths, anchors and proposal counts */
+    c.net.backbone_filters = d.net.backbone_filters;
+    c.net.pyramid_size = d.net.pyramid_size;
+    c.net.rpn_depth = d.net.rpn_depth;
+    c.net.fc_size = d.net.fc_size;
+    memcpy(c.net.anchor_scales, d.net.anchor_scales, sizeof c.net.anchor_scales);
+    c.net.pre_nms_limit = d.net.pre_nms_limit;
+    c.net.post_nms_rois_inference = d.net.post_nms_rois_inference;
     c.net.image_min_dim = 512;
     c.net.image_max_dim = 512;
     c.net.detection_min_confidence = 0.5f;
-    c.n_mean_pixel = 1;
     char weights[512], paths[2][512];
     snprintf(weights, sizeof weights, "%s/r50.h5", dir);
     write_model(weights, &c, 50);

@@ -5,6 +5,7 @@
 // OUT.bin: int32 D, M, then float32 detections (N, D, 6), then float32 masks (N, D, M, M).
 import { createRequire } from "node:module";
 import { readFileSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
 
 const [model, inPath, outPath] = process.argv.slice(2);
 const ortDir = process.env.MRCNN_ONNXRUNTIME;
@@ -12,7 +13,7 @@ if (!model || !inPath || !outPath || !ortDir) {
   console.error("usage: MRCNN_ONNXRUNTIME=DIR node onnx_run.mjs MODEL.onnx IN.bin OUT.bin");
   process.exit(2);
 }
-const ort = createRequire(import.meta.url)(ortDir);
+const ort = createRequire(import.meta.url)(resolve(ortDir));
 const buf = readFileSync(inPath);
 const head = new Int32Array(buf.buffer, buf.byteOffset, 3);
 const [n, s, c] = head;
