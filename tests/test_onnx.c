@@ -298,6 +298,42 @@ static int lesion_images(const char *dir, char paths[][512], int n, uint64_t see
     return n;
 }
 
+/* The user's example, tools/onnx_detect.mjs (its own PNG reader, molding and unmolding in
+ * JavaScript), prints what mrcnn predict finds: same classes, boxes and scores (to its 3
+ * printed decimals). dir/model.onnx is the export of `weights`. */
+static void example_matches_predict(const char *dir, const char *weights, const char *png) {
+    const char *ort = onnxruntime_dir();
+    char cmd[2048], out[8192];
+    snprintf(cmd, sizeof cmd,
+             "MRCNN_ONNXRUNTIME='%s' node tools/onnx_detect.mjs '%s/model.onnx' '%s' --threads 1",
+             ort, dir, png);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    mr_predictor p;
+    mr_predictor_options po = {.weights = weights, .threshold = (double)NAN};
+    cr_assert_eq(mr_predictor_load(&p, &po), MR_OK, "%s", mr_last_error());
+    mr_detections ref;
+    cr_assert_eq(mr_predictor_detect(&p, png, &ref, NULL), MR_OK, "%s", mr_last_error());
+    cr_assert_gt(ref.n, 0);
+    const char *line = strchr(out, '\n');
+    int64_t i = 0;
+    for (; line && line[1]; line = strchr(line + 1, '\n'), i++) {
+        char name[64];
+        float score;
+        long long b[4];
+        cr_assert_eq(sscanf(line + 1, " %63s %f box y1=%lld x1=%lld y2=%lld x2=%lld", name, &score,
+                            &b[0], &b[1], &b[2], &b[3]),
+                     6, "line: %.120s", line + 1);
+        cr_assert_lt(i, ref.n, "more detections than mrcnn predict:\n%s", out);
+        cr_assert_str_eq(name, mr_predictor_class_name(&p, ref.class_ids[i]));
+        cr_assert_float_eq(score, ref.scores[i], 6e-4, "detection %lld", (long long)i);
+        for (int k = 0; k < 4; k++) cr_assert_eq(b[k], ref.boxes[4 * i + k], "%s", out);
+    }
+    cr_assert_eq(i, ref.n, "the example printed %lld detections, mrcnn predict %lld:\n%s",
+                 (long long)i, (long long)ref.n, out);
+    mr_detections_free(&ref);
+    mr_predictor_free(&p);
+}
+
 /* ---- checker and parity ------------------------------------------------------------------- */
 
 Test(onnx, tiny_model_matches_mrcnn_predict_in_onnxruntime, .timeout = 300) {
@@ -310,6 +346,7 @@ Test(onnx, tiny_model_matches_mrcnn_predict_in_onnxruntime, .timeout = 300) {
     write_model(weights, &c, 21);
     int n = lesion_images(dir, paths, 6, 40);
     onnx_parity(dir, weights, paths, n, false, 20);
+    example_matches_predict(dir, weights, paths[1]);
 }
 
 Test(onnx, matterport_detection_layer_and_class_agnostic_nms_match, .timeout = 300) {
