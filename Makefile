@@ -144,8 +144,8 @@ fuzz-seeds: $(BUILD)/make_seeds
 demo: $(BUILD)/mrcnn
 	./$(BUILD)/mrcnn demo --out demo
 
-bench: $(BUILD)/mrcnn
-	./$(BUILD)/mrcnn bench
+bench: $(BUILD)/mrcnn onnxruntime
+	MRCNN_ONNXRUNTIME=$(ORT_DIR)/node_modules/onnxruntime-node ./$(BUILD)/mrcnn bench $(BENCH_ARGS)
 
 bench-deps: ref-deps
 

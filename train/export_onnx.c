@@ -82,6 +82,7 @@ typedef struct {
     int64_t n_weights;
     mr_status status;
     vname *written; /* (n_layers, 2): a layer's kernel and bias once written (shared RPN) */
+    vname canvas;   /* P2..P5 side by side for ROI Align, once made */
 } graph;
 
 static vname fresh(graph *g, const char *hint) {
@@ -269,8 +270,9 @@ static const mr_tensor *param(const mr_model *m, int layer, int k) {
 }
 
 /* A conv or deconv kernel in ONNX's layout. Conv: HWIO -> OIHW. Deconv (Keras (kh, kw, out,
- * in)) -> ConvTranspose's (in, out, kh, kw). Dense kernels (in, out) are Gemm's B as they are. */
-static vname kernel_weight(graph *g, const mr_model *m, int layer) {
+ * in)) -> ConvTranspose's (in, out, kh, kw). Dense kernels (in, out) are Gemm's B as they are.
+ * `flat`: a conv kernel as (O, I * kh * kw), a Gemm's B^T over NCHW-flattened inputs. */
+static vname kernel_weight_as(graph *g, const mr_model *m, int layer, bool flat) {
     if (g->written[2 * layer].s[0]) return g->written[2 * layer];
     const mr_tensor *k = param(m, layer, 0);
     const char *name = m->params.items[m->layers[layer].param[0]].name;
@@ -287,11 +289,15 @@ static vname kernel_weight(graph *g, const mr_model *m, int layer) {
             for (int64_t i = 0; i < a; i++)
                 for (int64_t o = 0; o < b; o++)
                     t[((o * a + i) * kh + y) * kw + x] = k->data[((y * kw + x) * a + i) * b + o];
-    int64_t dims[4] = {b, a, kh, kw};
-    vname v = weight(g, name, t, dims, 4);
+    int64_t dims[4] = {b, a, kh, kw}, flat_dims[2] = {b, a * kh * kw};
+    vname v = flat ? weight(g, name, t, flat_dims, 2) : weight(g, name, t, dims, 4);
     free(t);
     g->written[2 * layer] = v;
     return v;
+}
+
+static vname kernel_weight(graph *g, const mr_model *m, int layer) {
+    return kernel_weight_as(g, m, layer, false);
 }
 
 static vname bias_weight(graph *g, const mr_model *m, int layer) {
@@ -703,9 +709,12 @@ static vname roi_align(graph *g, const mr_model *m, const vname p[5], const int6
         return out;
     }
     /* crop_and_resize: sample (py, px) of a box at y = y1 (H-1) + py * ((y2-y1)(H-1) / (pool-1))
-     * in feature pixels (TF's float order, as layers/roi_align.c), zero unless 0 <= y <= H-1
-     * (and the same for x). GridSample with align_corners samples the bilinear values; the
-     * validity rule is applied from the exact coordinates. */
+     * in feature pixels of its level (TF's float order, as layers/roi_align.c), zero unless
+     * 0 <= y <= H-1 (and the same for x). One GridSample (align_corners) samples the bilinear
+     * values for every box from P2..P5 laid side by side on one canvas (each level at its x
+     * offset, padded below): a sample inside its level's map only reads that map's pixels, so
+     * this is the same as sampling each level, at a quarter of the work. The validity rule is
+     * applied from the exact coordinates. */
     float *steps = malloc((size_t)pool * sizeof *steps);
     if (!steps) {
         g->status = mr_fail(MR_ERR_NOMEM, "onnx: no memory");
@@ -714,51 +723,76 @@ static vname roi_align(graph *g, const mr_model *m, const vname p[5], const int6
     for (int64_t i = 0; i < pool; i++) steps[i] = (float)i;
     vname step = const_f32(g, "steps", steps, &pool, 1);
     free(steps);
-    vname lv = unsqueeze(g, level, 3); /* (N, R, 1, 1) */
+    float last[4], offset[4];
+    int64_t canvas_w = 0, four = 4;
     for (int l = 0; l < 4; l++) {
-        int64_t fs = size[l];
-        vname fm1 = scalar_f32(g, (float)(fs - 1));
-        vname ys, xs;
-        if (pool > 1) {
-            vname pm1 = scalar_f32(g, (float)(pool - 1));
-            vname hs = div_(g, mul(g, h, fm1), pm1), ws = div_(g, mul(g, w, fm1), pm1);
-            ys = add(g, mul(g, y1, fm1), mul(g, step, hs)); /* (N, R, pool) */
-            xs = add(g, mul(g, x1, fm1), mul(g, step, ws));
-        } else {
-            vname half = scalar_f32(g, 0.5f);
-            ys = mul(g, mul(g, half, add(g, y1, y2)), fm1);
-            xs = mul(g, mul(g, half, add(g, x1, x2)), fm1);
-        }
-        vname zero = scalar_f32(g, 0.0f);
-        vname vy =
-            op2(g, "And", op2(g, "GreaterOrEqual", ys, zero), op2(g, "LessOrEqual", ys, fm1));
-        vname vx =
-            op2(g, "And", op2(g, "GreaterOrEqual", xs, zero), op2(g, "LessOrEqual", xs, fm1));
-        vname valid = op2(g, "And", unsqueeze(g, vy, 3), unsqueeze(g, vx, 2)); /* (N,R,p,p) */
-        valid = op2(g, "And", valid, op2(g, "Equal", lv, scalar_i64(g, l + 2)));
-        /* Grid in [-1, 1]: g = y * 2 / (H - 1) - 1; last axis (x, y). */
-        vname scale = scalar_f32(g, 2.0f / (float)(fs - 1)), one = scalar_f32(g, 1.0f);
-        vname gy = sub(g, mul(g, ys, scale), one), gx = sub(g, mul(g, xs, scale), one);
-        int64_t across[4] = {1, 1, pool, pool};
-        vname across_shape = const_i64(g, "across", across, 4);
-        vname gy4 = expand(g, unsqueeze(g, gy, 3), across_shape);   /* (N, R, py, px) */
-        vname gx4 = expand(g, unsqueeze(g, gx, 2), across_shape);   /* (N, R, py, px) */
-        vname xy[2] = {unsqueeze(g, gx4, 4), unsqueeze(g, gy4, 4)}; /* (N, R, py, px, 1) */
-        int64_t grid_dims[4] = {0, r * pool, pool, 2};
-        vname grid = reshape(g, concat(g, xy, 2, 4), grid_dims, 4);
-        vname in[2] = {p[l], grid}, sample;
-        node_begin(g, "GridSample", in, 2, &sample, 1, "grid_sample");
-        attr_string(g, "mode", "bilinear");
-        attr_string(g, "padding_mode", "zeros");
-        attr_int(g, "align_corners", 1);
-        node_end(g); /* (N, C, R * pool, pool) */
-        int64_t vdims[4] = {0, 1, r * pool, pool};
-        valid = reshape(g, valid, vdims, 4);
-        out = l == 0 ? where(g, valid, sample, scalar_f32(g, 0.0f)) : where(g, valid, sample, out);
+        last[l] = (float)(size[l] - 1);
+        offset[l] = (float)canvas_w;
+        canvas_w += size[l];
     }
+    if (!g->canvas.s[0]) {
+        vname parts[4];
+        for (int l = 0; l < 4; l++) {
+            int64_t pads[8] = {0, 0, 0, 0, 0, 0, size[0] - size[l], 0};
+            parts[l] = l == 0 ? p[0] : op2(g, "Pad", p[l], const_i64(g, "pads", pads, 8));
+        }
+        g->canvas = concat(g, parts, 4, 3); /* (N, C, H2, W2 + W3 + W4 + W5) */
+    }
+    vname index = sub(g, level, scalar_i64(g, 2)); /* (N, R, 1): 0..3 */
+    vname fm1 = gather(g, const_f32(g, "level_last", last, &four, 1), index, 0);
+    vname x0 = gather(g, const_f32(g, "level_x", offset, &four, 1), index, 0);
+    vname ys, xs;
+    if (pool > 1) {
+        vname pm1 = scalar_f32(g, (float)(pool - 1));
+        vname hs = div_(g, mul(g, h, fm1), pm1), ws = div_(g, mul(g, w, fm1), pm1);
+        ys = add(g, mul(g, y1, fm1), mul(g, step, hs)); /* (N, R, pool) */
+        xs = add(g, mul(g, x1, fm1), mul(g, step, ws));
+    } else {
+        vname half = scalar_f32(g, 0.5f);
+        ys = mul(g, mul(g, half, add(g, y1, y2)), fm1);
+        xs = mul(g, mul(g, half, add(g, x1, x2)), fm1);
+    }
+    vname zero = scalar_f32(g, 0.0f);
+    vname vy = op2(g, "And", op2(g, "GreaterOrEqual", ys, zero), op2(g, "LessOrEqual", ys, fm1));
+    vname vx = op2(g, "And", op2(g, "GreaterOrEqual", xs, zero), op2(g, "LessOrEqual", xs, fm1));
+    vname valid = op2(g, "And", unsqueeze(g, vy, 3), unsqueeze(g, vx, 2)); /* (N, R, py, px) */
+    /* Grid in [-1, 1] over the canvas: g = y * 2 / (H - 1) - 1; last axis (x, y). */
+    vname one = scalar_f32(g, 1.0f);
+    vname gy = sub(g, mul(g, ys, scalar_f32(g, 2.0f / (float)(size[0] - 1))), one);
+    vname gx = sub(g, mul(g, add(g, xs, x0), scalar_f32(g, 2.0f / (float)(canvas_w - 1))), one);
+    int64_t across[4] = {1, 1, pool, pool};
+    vname across_shape = const_i64(g, "across", across, 4);
+    vname gy4 = expand(g, unsqueeze(g, gy, 3), across_shape);   /* (N, R, py, px) */
+    vname gx4 = expand(g, unsqueeze(g, gx, 2), across_shape);   /* (N, R, py, px) */
+    vname xy[2] = {unsqueeze(g, gx4, 4), unsqueeze(g, gy4, 4)}; /* (N, R, py, px, 1) */
+    int64_t grid_dims[4] = {0, r * pool, pool, 2};
+    vname grid = reshape(g, concat(g, xy, 2, 4), grid_dims, 4);
+    vname in[2] = {g->canvas, grid}, sample;
+    node_begin(g, "GridSample", in, 2, &sample, 1, "grid_sample");
+    attr_string(g, "mode", "bilinear");
+    attr_string(g, "padding_mode", "zeros");
+    attr_int(g, "align_corners", 1);
+    node_end(g); /* (N, C, R * pool, pool) */
+    int64_t vdims[4] = {0, 1, r * pool, pool};
+    out = where(g, reshape(g, valid, vdims, 4), sample, zero);
     int64_t split[5] = {0, ch, r, pool, pool}, perm[5] = {0, 2, 1, 3, 4},
             flat[4] = {-1, ch, pool, pool};
     return reshape(g, transpose(g, reshape(g, out, split, 5), perm, 5), flat, 4);
+}
+
+/* A k x k valid conv whose input is exactly k x k (mrcnn_class_conv1: one output pixel per ROI)
+ * as the Gemm it is: x (M, C, k, k) flattened times the kernel as (O, C * k * k)^T, plus the
+ * bias: (M, O). ONNX Runtime's Conv runs this shape ~10x slower than its Gemm. */
+static vname conv_as_dense(graph *g, const mr_model *m, vname x, int layer) {
+    const mr_tensor *k = param(m, layer, 0);
+    int64_t flat[2] = {-1, k->shape[0] * k->shape[1] * k->shape[2]};
+    vname in[3] = {reshape(g, x, flat, 2), kernel_weight_as(g, m, layer, true),
+                   bias_weight(g, m, layer)},
+          y;
+    node_begin(g, "Gemm", in, 3, &y, 1, m->layers[layer].name);
+    attr_int(g, "transB", 1);
+    node_end(g);
+    return y;
 }
 
 /* Box head on (N * R) ROI features: class probabilities (N, R, classes) and deltas (N, R,
@@ -766,10 +800,8 @@ static vname roi_align(graph *g, const mr_model *m, const vname p[5], const int6
 static void box_head(graph *g, const mr_model *m, vname x, int64_t r, vname *probs, vname *deltas) {
     const mr_net_config *c = &m->cfg;
     const mr_net_weights *w = &m->w;
-    x = relu(g, conv(g, m, x, w->class_conv[0].conv.layer, 1, 0, c->pool_size));
-    x = relu(g, conv(g, m, x, w->class_conv[1].conv.layer, 1, 0, 1));
-    int64_t flat[2] = {-1, c->fc_size};
-    x = reshape(g, x, flat, 2);
+    x = relu(g, conv_as_dense(g, m, x, w->class_conv[0].conv.layer)); /* (N * R, FC) */
+    x = relu(g, conv_as_dense(g, m, x, w->class_conv[1].conv.layer));
     int64_t pd[3] = {-1, r, c->num_classes}, dd[4] = {-1, r, c->num_classes, 4};
     *probs = reshape(g, softmax(g, dense(g, m, x, w->class_logits.layer), -1), pd, 3);
     *deltas = reshape(g, dense(g, m, x, w->bbox_fc.layer), dd, 4);
