@@ -762,8 +762,13 @@ static vname roi_align(graph *g, const mr_model *m, const vname p[5], const int6
     vname gx = sub(g, mul(g, add(g, xs, x0), scalar_f32(g, 2.0f / (float)(canvas_w - 1))), one);
     int64_t across[4] = {1, 1, pool, pool};
     vname across_shape = const_i64(g, "across", across, 4);
-    vname gy4 = expand(g, unsqueeze(g, gy, 3), across_shape);   /* (N, R, py, px) */
-    vname gx4 = expand(g, unsqueeze(g, gx, 2), across_shape);   /* (N, R, py, px) */
+    vname gy4 = expand(g, unsqueeze(g, gy, 3), across_shape); /* (N, R, py, px) */
+    vname gx4 = expand(g, unsqueeze(g, gx, 2), across_shape); /* (N, R, py, px) */
+    /* Samples outside their map move far off the canvas, where GridSample's zero padding
+     * gives 0 (all four corners outside): cheaper than zeroing the (N, C, ...) output. */
+    vname off_canvas = scalar_f32(g, -4.0f);
+    gx4 = where(g, valid, gx4, off_canvas);
+    gy4 = where(g, valid, gy4, off_canvas);
     vname xy[2] = {unsqueeze(g, gx4, 4), unsqueeze(g, gy4, 4)}; /* (N, R, py, px, 1) */
     int64_t grid_dims[4] = {0, r * pool, pool, 2};
     vname grid = reshape(g, concat(g, xy, 2, 4), grid_dims, 4);
@@ -773,8 +778,7 @@ static vname roi_align(graph *g, const mr_model *m, const vname p[5], const int6
     attr_string(g, "padding_mode", "zeros");
     attr_int(g, "align_corners", 1);
     node_end(g); /* (N, C, R * pool, pool) */
-    int64_t vdims[4] = {0, 1, r * pool, pool};
-    out = where(g, reshape(g, valid, vdims, 4), sample, zero);
+    out = sample;
     int64_t split[5] = {0, ch, r, pool, pool}, perm[5] = {0, 2, 1, 3, 4},
             flat[4] = {-1, ch, pool, pool};
     return reshape(g, transpose(g, reshape(g, out, split, 5), perm, 5), flat, 4);
