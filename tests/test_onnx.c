@@ -369,6 +369,35 @@ Test(onnx, matterport_detection_layer_and_class_agnostic_nms_match, .timeout = 3
     onnx_parity(dir, weights, paths, n, false, 10);
 }
 
+/* configs/mammo.json's shape of network: every anchor size at every level, 14x14 masks (no
+ * deconv), class-agnostic NMS, average ROI Align; with torchvision's proposals per level and a
+ * class name JSON must escape. */
+Test(onnx, mammo_style_anchors_and_masks_without_deconv_match, .timeout = 300) {
+    const char *dir = temp_dir("onnx-mammo");
+    mr_config c;
+    tiny_config(&c);
+    c.net.anchor_scales_per_level = false;
+    c.net.n_anchor_scales = 3;
+    c.net.anchor_scales[0] = 12, c.net.anchor_scales[1] = 24, c.net.anchor_scales[2] = 40;
+    c.net.mask_shape = c.net.mask_pool_size = 14;
+    c.net.detection_nms = MR_NMS_CLASS_AGNOSTIC;
+    c.net.roi_align_mode = MR_ROI_AVERAGE;
+    c.net.detection_min_confidence = 0.3f;
+    c.net.proposals_per_level = true;
+    c.net.pre_nms_limit = 300; /* below P2's and P3's anchor counts, above the rest */
+    snprintf(c.class_names[2], sizeof c.class_names[2], "mass \"spiculated\"");
+    char weights[512], paths[3][512], log[8192];
+    snprintf(weights, sizeof weights, "%s/mammo.h5", dir);
+    write_model(weights, &c, 12);
+    int n = lesion_images(dir, paths, 3, 300);
+    onnx_parity(dir, weights, paths, n, false, 10);
+    char model[600];
+    snprintf(model, sizeof model, "%s/model.onnx", dir);
+    onnx_check(model, log, sizeof log);
+    cr_assert(strstr(log, "output masks ['N', 10, 14, 14]"), "%s", log);
+    cr_assert(strstr(log, "classes: BG | benign | mass \"spiculated\""), "%s", log);
+}
+
 Test(onnx, fp16_export_is_smaller_and_matches_the_fp16_mrcnn_export, .timeout = 300) {
     const char *dir = temp_dir("onnx-fp16");
     mr_config c;
@@ -487,11 +516,11 @@ Test(onnx, bad_inputs_get_one_line_and_a_non_zero_exit) {
     cr_assert_neq(access(left, F_OK), 0, "no file left behind");
 
     /* A config ONNX cannot express the way mrcnn runs it: the key is named. */
-    c.net.proposals_per_level = true;
+    c.net.detection_max_instances = 301; /* more than POST_NMS_ROIS_INFERENCE x NUM_CLASSES */
     write_model(weights, &c, 9);
     snprintf(args, sizeof args, "export --format onnx --weights '%s' --out '%s/m.onnx'", weights,
              dir);
     cr_assert_neq(run_mrcnn(args, out, sizeof out), 0);
-    cr_assert(strstr(out, "PROPOSALS_PER_LEVEL"), "%s", out);
+    cr_assert(strstr(out, "DETECTION_MAX_INSTANCES"), "%s", out);
     cr_assert_eq(count_lines(out), 1, "%s", out);
 }

@@ -624,15 +624,53 @@ static vname pick_rows(graph *g, vname rows, vname idx) {
     return gather_nd(g, rows, unsqueeze(g, idx, -1), 1);
 }
 
-/* Matterport's ProposalLayer over N images: top PRE_NMS_LIMIT anchors by foreground score,
- * decode with RPN_BBOX_STD_DEV, clip to [0, 1], NMS, the best POST_NMS_ROIS_INFERENCE zero
- * padded: (N, P, 4). */
+/* The top-k candidates by foreground score: Matterport's top PRE_NMS_LIMIT over all anchors,
+ * or under PROPOSALS_PER_LEVEL the top PRE_NMS_LIMIT of each level, levels in order. Returns
+ * their scores (N, k); *index (N, k) their anchors, *level (k) int64 the level of each (NULL
+ * when not per level), *k their number. */
+static vname candidates(graph *g, const mr_model *m, vname fg, vname *index, int64_t **level,
+                        int64_t *k) {
+    const mr_net_config *c = &m->cfg;
+    int64_t n = m->n_anchors;
+    *level = NULL;
+    *index = fg;
+    *k = 0;
+    if (!c->proposals_per_level) {
+        *k = c->pre_nms_limit < n ? c->pre_nms_limit : n;
+        return top_k(g, fg, *k, 1, index);
+    }
+    vname scores[5], indices[5];
+    int64_t lo = 0, total = 0;
+    for (int l = 0; l < 5; l++)
+        total += c->pre_nms_limit < m->level_anchors[l] ? c->pre_nms_limit : m->level_anchors[l];
+    *level = malloc((size_t)total * sizeof **level);
+    if (!*level) {
+        g->status = mr_fail(MR_ERR_NOMEM, "onnx: no memory");
+        return fg;
+    }
+    for (int l = 0; l < 5; l++) {
+        int64_t hi = lo + m->level_anchors[l], kl = hi - lo;
+        kl = c->pre_nms_limit < kl ? c->pre_nms_limit : kl;
+        vname local;
+        scores[l] = top_k(g, slice(g, fg, 1, lo, hi), kl, 1, &local);
+        indices[l] = add(g, local, scalar_i64(g, lo));
+        for (int64_t j = 0; j < kl; j++) (*level)[*k + j] = l;
+        *k += kl;
+        lo = hi;
+    }
+    *index = concat(g, indices, 5, 1);
+    return concat(g, scores, 5, 1);
+}
+
+/* Matterport's ProposalLayer over N images: the candidates, decoded with RPN_BBOX_STD_DEV,
+ * clipped to [0, 1], NMS (per level under PROPOSALS_PER_LEVEL, levels as NMS classes), the best
+ * POST_NMS_ROIS_INFERENCE by score, zero padded: (N, P, 4). */
 static vname proposals(graph *g, const mr_model *m, vname fg, vname deltas) {
     const mr_net_config *c = &m->cfg;
-    int64_t n = m->n_anchors, k = c->pre_nms_limit < n ? c->pre_nms_limit : n;
-    int64_t count = c->post_nms_rois_inference, kept_max = count < k ? count : k;
+    int64_t n = m->n_anchors, k, *level;
     vname top;
-    vname scores = top_k(g, fg, k, 1, &top); /* (N, k) */
+    vname scores = candidates(g, m, fg, &top, &level, &k); /* (N, k) */
+    int64_t count = c->post_nms_rois_inference, kept_max = count < k ? count : k;
     int64_t adims[2] = {n, 4}, sdims[1] = {4};
     vname anchors = gather(g, const_f32(g, "anchors", m->anchors, adims, 2), top, 0);
     vname d =
@@ -641,7 +679,18 @@ static vname proposals(graph *g, const mr_model *m, vname fg, vname deltas) {
     vname clip_in[3] = {boxes, scalar_f32(g, 0.0f), scalar_f32(g, 1.0f)};
     node_begin(g, "Clip", clip_in, 3, &boxes, 1, "clip");
     node_end(g);
-    vname kept = nms(g, boxes, unsqueeze(g, scores, 1), count, c->rpn_nms_threshold, -0.5f);
+    vname nms_scores = unsqueeze(g, scores, 1), kept; /* (N, 1, k) */
+    if (level) {
+        /* (N, 5, k): a candidate scores in its level's row only, -1 (no candidate) elsewhere. */
+        static const int64_t levels[5] = {0, 1, 2, 3, 4}, column[2] = {5, 1};
+        vname mine = op2(g, "Equal", const_i64(g, "level", level, (int)k),
+                         reshape(g, const_i64(g, "levels", levels, 5), column, 2)); /* (5, k) */
+        nms_scores = where(g, mine, nms_scores, scalar_f32(g, -1.0f));
+        kept = nms(g, boxes, nms_scores, k, c->rpn_nms_threshold, -0.5f);
+        free(level);
+    } else {
+        kept = nms(g, boxes, nms_scores, count, c->rpn_nms_threshold, -0.5f);
+    }
     static const int64_t image_and_box[2] = {0, 2};
     vname at = gather(g, kept, const_i64(g, "cols", image_and_box, 2), 1);
     vname order;
@@ -649,7 +698,7 @@ static vname proposals(graph *g, const mr_model *m, vname fg, vname deltas) {
     vname rois = pick_rows(g, boxes, order);
     vname valid = unsqueeze(g, op2(g, "Greater", best, scalar_f32(g, -0.5f)), -1);
     rois = where(g, valid, rois, scalar_f32(g, 0.0f));
-    if (kept_max < count) { /* fewer anchors than proposals: pad with zero rows */
+    if (kept_max < count) { /* fewer candidates than proposals: pad with zero rows */
         int64_t pads[6] = {0, 0, 0, 0, count - kept_max, 0};
         rois = op2(g, "Pad", rois, const_i64(g, "pads", pads, 6));
     }
@@ -954,27 +1003,48 @@ static void metadata(graph *g, const char *key, const char *value) {
     mr_pb_end(&g->pb);
 }
 
+/* CLASS_NAMES as a JSON array ("BG" first), quotes, backslashes and control characters
+ * escaped. */
+static void class_names_json(const mr_config *cfg, char *out, size_t size) {
+    size_t used = 0;
+    out[used++] = '[';
+    for (int k = 0; k < cfg->net.num_classes; k++) {
+        if (k) out[used++] = ',';
+        out[used++] = '"';
+        for (const unsigned char *ch = (const unsigned char *)cfg->class_names[k]; *ch; ch++) {
+            if (used + 8 >= size) break;
+            if (*ch == '"' || *ch == '\\')
+                used += (size_t)snprintf(out + used, size - used, "\\%c", *ch);
+            else if (*ch < 0x20)
+                used += (size_t)snprintf(out + used, size - used, "\\u%04x", *ch);
+            else
+                out[used++] = (char)*ch;
+        }
+        out[used++] = '"';
+    }
+    out[used++] = ']';
+    out[used] = '\0';
+}
+
 /* What the graph cannot do the way mrcnn does it: one line naming the key. */
 static mr_status check_exportable(const mr_model *m) {
     const mr_net_config *c = &m->cfg;
     if (m->backbone != mr_backbone_find("resnet50") && m->backbone != mr_backbone_find("resnet101"))
         return mr_fail(MR_ERR_CONFIG,
-                       "onnx export: the model's backbone has no ONNX form (resnet50 "
+                       "cannot export to ONNX: the model's backbone has no ONNX form (resnet50 "
                        "and resnet101 have)");
-    if (c->proposals_per_level)
-        return mr_fail(MR_ERR_CONFIG, "onnx export: PROPOSALS_PER_LEVEL true is not exported yet; "
-                                      "set it to false in the config given with --config");
     if (c->image_max_dim / 32 < 2)
         return mr_fail(MR_ERR_CONFIG,
-                       "onnx export: IMAGE_MAX_DIM %d is too small (P5 would be 1 "
+                       "cannot export to ONNX: IMAGE_MAX_DIM %d is too small (P5 would be 1 "
                        "pixel); at least 64",
                        c->image_max_dim);
     int64_t candidates = (int64_t)c->post_nms_rois_inference * c->num_classes;
     if (c->detection_max_instances > candidates)
-        return mr_fail(MR_ERR_CONFIG,
-                       "onnx export: DETECTION_MAX_INSTANCES %d exceeds POST_NMS_ROIS_INFERENCE x "
-                       "NUM_CLASSES (%lld)",
-                       c->detection_max_instances, (long long)candidates);
+        return mr_fail(
+            MR_ERR_CONFIG,
+            "cannot export to ONNX: DETECTION_MAX_INSTANCES %d exceeds POST_NMS_ROIS_INFERENCE x "
+            "NUM_CLASSES (%lld)",
+            c->detection_max_instances, (long long)candidates);
     return MR_OK;
 }
 
@@ -1038,12 +1108,8 @@ mr_status mr_onnx_build(const mr_config *cfg, const mr_model *m, bool half, uint
     if (!json) g.status = mr_fail(MR_ERR_NOMEM, "onnx: no memory for the config");
     if (json) metadata(&g, "config", json);
     free(json);
-    char names[MR_MAX_CLASSES * 56 + 8];
-    size_t used = (size_t)snprintf(names, sizeof names, "[");
-    for (int k = 0; k < c->num_classes && used < sizeof names; k++)
-        used += (size_t)snprintf(names + used, sizeof names - used, "%s\"%s\"", k ? ", " : "",
-                                 cfg->class_names[k]);
-    if (used < sizeof names) snprintf(names + used, sizeof names - used, "]");
+    char names[MR_MAX_CLASSES * (6 * 48 + 4) + 4]; /* every byte escaped at worst */
+    class_names_json(cfg, names, sizeof names);
     metadata(&g, "class_names", names);
     metadata(&g, "mrcnn_version", MR_VERSION);
 

@@ -2,6 +2,7 @@
 """Checks an ONNX file mrcnn exported with Debian's python3-onnx: the full checker, strict shape
 inference, and the declared inputs, outputs and metadata. Prints one line per fact; exits 1 with
 the reason on the first failure. Usage: onnx_check.py MODEL.onnx"""
+import json
 import sys
 
 import onnx
@@ -28,6 +29,11 @@ def main(path):
     for key in ("config", "class_names", "mrcnn_version"):
         if key not in meta:
             sys.exit(f"metadata_props has no {key}")
+    names = json.loads(meta["class_names"])
+    config = json.loads(meta["config"])
+    if config.get("NUM_CLASSES") != len(names):
+        sys.exit(f"class_names has {len(names)} names, the config's NUM_CLASSES is {config.get('NUM_CLASSES')}")
+    print("classes:", " | ".join(names))
     print("nodes:", len(model.graph.node), "initializers:", len(model.graph.initializer))
 
 
