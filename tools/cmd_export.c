@@ -45,7 +45,6 @@ int cmd_export(int argc, char **argv) {
     static const mr_cli_help help = {
         "export", "--weights CKPT --out FILE [--fp16] [--format mrcnn|keras|onnx] [--config C]",
         "mrcnn export --weights runs/busi-20261123T1015/ckpt-e0030-s00001530.h5 --out busi.h5\n"
-        "mrcnn export --weights busi.h5 --out busi-fp16.h5 --fp16\n"
         "mrcnn export --weights busi.h5 --out busi_keras.h5 --format keras\n"
         "mrcnn export --weights busi.h5 --out busi.onnx --format onnx\n"};
     int code = 0;
