@@ -10,6 +10,7 @@
 
 #include "../core/file.h"
 #include "../core/protobuf.h"
+#include "../data/synth.h"
 #include "../layers/detect.h"
 #include "../layers/mold.h"
 #include "../train/export_onnx.h"
@@ -334,6 +335,26 @@ static void example_matches_predict(const char *dir, const char *weights, const 
     mr_predictor_free(&p);
 }
 
+/* The validation images of a small `mrcnn synth` set (the data the demo trains on), up to n. */
+static int synth_val_images(const char *dir, char paths[][512], int n) {
+    char out[300];
+    snprintf(out, sizeof out, "%.280s/synth", dir);
+    mr_synth_options o;
+    mr_synth_defaults(&o);
+    o.out_dir = out;
+    o.n_images = 5 * n;
+    o.seed = 1002;
+    cr_assert_eq(mr_synth_write(&o), MR_OK, "%s", mr_last_error());
+    char cmd[700], list[4096];
+    snprintf(cmd, sizeof cmd, "ls '%s/val' | grep '\\.png$' | sort | head -%d", out, n);
+    cr_assert_eq(run(cmd, list, sizeof list), 0, "%s", list);
+    int got = 0;
+    for (char *line = strtok(list, "\n"); line && got < n; line = strtok(NULL, "\n"))
+        snprintf(paths[got++], 512, "%s/val/%.180s", out, line);
+    cr_assert_eq(got, n, "synth wrote %d validation images, wanted %d", got, n);
+    return got;
+}
+
 /* ---- checker and parity ------------------------------------------------------------------- */
 
 Test(onnx, tiny_model_matches_mrcnn_predict_in_onnxruntime, .timeout = 300) {
@@ -341,11 +362,12 @@ Test(onnx, tiny_model_matches_mrcnn_predict_in_onnxruntime, .timeout = 300) {
     mr_config c;
     tiny_config(&c); /* every_class candidates, mean_std, one channel, 128 px */
     c.net.detection_min_confidence = 0.3f;
-    char weights[512], paths[6][512];
+    char weights[512], paths[8][512];
     snprintf(weights, sizeof weights, "%s/tiny.h5", dir);
     write_model(weights, &c, 21);
     int n = lesion_images(dir, paths, 6, 40);
-    onnx_parity(dir, weights, paths, n, false, 20);
+    n += synth_val_images(dir, paths + n, 2); /* the demo's kind of validation image */
+    onnx_parity(dir, weights, paths, n, false, 30);
     example_matches_predict(dir, weights, paths[1]);
 }
 

@@ -705,59 +705,76 @@ static vname proposals(graph *g, const mr_model *m, vname fg, vname deltas) {
     return rois;
 }
 
-/* Matterport's PyramidROIAlign over N images: boxes (N, R, 4) normalised, each assigned a level
- * of P2..P5 (mr_roi_level, in float64 as mrcnn), sampled into (N * R, C, pool, pool). */
-static vname roi_align(graph *g, const mr_model *m, const vname p[5], const int64_t size[5],
-                       vname boxes, int64_t r, int64_t pool) {
-    const mr_net_config *c = &m->cfg;
-    int64_t s = c->image_max_dim, ch = c->pyramid_size;
-    vname y1 = slice(g, boxes, 2, 0, 1), x1 = slice(g, boxes, 2, 1, 2);
-    vname y2 = slice(g, boxes, 2, 2, 3), x2 = slice(g, boxes, 2, 3, 4);
-    vname h = sub(g, y2, y1), w = sub(g, x2, x1); /* (N, R, 1) */
-    /* level = clamp(4 + round(log2(sqrt(h * w) / (224 / sqrt(S * S)))), 2, 5); 2 when h*w <= 0 */
-    vname area = mul(g, cast(g, h, T_DOUBLE), cast(g, w, T_DOUBLE));
+/* A box list's corners, sizes (N, R, 1) each, and the pyramid level of each box (N, R, 1)
+ * int64, 2..5: mr_roi_level, clamp(4 + round(log2(sqrt(h * w) / (224 / sqrt(S * S)))), 2, 5),
+ * in float64 as mrcnn; 2 when h * w <= 0 (padding rows). */
+typedef struct {
+    vname y1, x1, y2, x2, h, w, level;
+} roi_boxes;
+
+static roi_boxes roi_levels(graph *g, const mr_model *m, vname boxes) {
+    int64_t s = m->cfg.image_max_dim;
+    roi_boxes b;
+    b.y1 = slice(g, boxes, 2, 0, 1), b.x1 = slice(g, boxes, 2, 1, 2);
+    b.y2 = slice(g, boxes, 2, 2, 3), b.x2 = slice(g, boxes, 2, 3, 4);
+    b.h = sub(g, b.y2, b.y1), b.w = sub(g, b.x2, b.x1);
+    vname area = mul(g, cast(g, b.h, T_DOUBLE), cast(g, b.w, T_DOUBLE));
     vname ratio = div_(g, op1(g, "Sqrt", area), scalar_f64(g, 224.0 / sqrt((double)s * (double)s)));
     vname lg = div_(g, op1(g, "Log", ratio), scalar_f64(g, log(2.0)));
     vname level = add(g, scalar_f64(g, 4.0), op1(g, "Round", lg));
     level = op2(g, "Min", op2(g, "Max", level, scalar_f64(g, 2.0)), scalar_f64(g, 5.0));
     level = where(g, op2(g, "Greater", area, scalar_f64(g, 0.0)), level, scalar_f64(g, 2.0));
-    level = cast(g, level, T_INT64); /* (N, R, 1) */
-    vname out = {""};
-    if (c->roi_align_mode == MR_ROI_AVERAGE) {
-        /* ONNX RoiAlign is torchvision's (aligned=False with output_half_pixel): boxes back in
-         * image pixels (x1, y1, x2, y2), +1 on the far edges as mrcnn's average mode. */
-        vname px[4];
-        vname sm1 = scalar_f32(g, (float)(s - 1)), one = scalar_f32(g, 1.0f);
-        px[0] = mul(g, x1, sm1);
-        px[1] = mul(g, y1, sm1);
-        px[2] = add(g, mul(g, x2, sm1), one);
-        px[3] = add(g, mul(g, y2, sm1), one);
-        static const int64_t flat4[2] = {-1, 4}, flat[1] = {-1}, per_roi[4] = {-1, 1, 1, 1};
-        vname rois = reshape(g, concat(g, px, 4, 2), flat4, 2);
-        vname n_images = gather(g, op1(g, "Shape", boxes), scalar_i64(g, 0), 0);
-        vname range_in[3] = {scalar_i64(g, 0), n_images, scalar_i64(g, 1)}, images;
-        node_begin(g, "Range", range_in, 3, &images, 1, "range");
+    b.level = cast(g, level, T_INT64);
+    return b;
+}
+
+/* ROI_ALIGN_MODE "average": ONNX RoiAlign is torchvision's (aligned=False with
+ * output_half_pixel), run on each level and kept for the boxes of that level. Boxes go back to
+ * image pixels (x1, y1, x2, y2), +1 on the far edges as mrcnn's average mode. Returns
+ * (N * R, C, pool, pool). */
+static vname roi_align_average(graph *g, const mr_model *m, const vname p[5], const int64_t size[5],
+                               vname boxes, const roi_boxes *b, int64_t r, int64_t pool) {
+    int64_t s = m->cfg.image_max_dim;
+    vname out = {""}, y1 = b->y1, x1 = b->x1, y2 = b->y2, x2 = b->x2, level = b->level;
+    vname px[4];
+    vname sm1 = scalar_f32(g, (float)(s - 1)), one = scalar_f32(g, 1.0f);
+    px[0] = mul(g, x1, sm1);
+    px[1] = mul(g, y1, sm1);
+    px[2] = add(g, mul(g, x2, sm1), one);
+    px[3] = add(g, mul(g, y2, sm1), one);
+    static const int64_t flat4[2] = {-1, 4}, flat[1] = {-1}, per_roi[4] = {-1, 1, 1, 1};
+    vname rois = reshape(g, concat(g, px, 4, 2), flat4, 2);
+    vname n_images = gather(g, op1(g, "Shape", boxes), scalar_i64(g, 0), 0);
+    vname range_in[3] = {scalar_i64(g, 0), n_images, scalar_i64(g, 1)}, images;
+    node_begin(g, "Range", range_in, 3, &images, 1, "range");
+    node_end(g);
+    int64_t rep[2] = {1, r};
+    vname batch =
+        reshape(g, expand(g, unsqueeze(g, images, 1), const_i64(g, "rep", rep, 2)), flat, 1);
+    vname lv = reshape(g, level, per_roi, 4);
+    for (int l = 0; l < 4; l++) {
+        vname in[3] = {p[l], rois, batch}, y;
+        node_begin(g, "RoiAlign", in, 3, &y, 1, "roi_align");
+        attr_string(g, "coordinate_transformation_mode", "output_half_pixel");
+        attr_string(g, "mode", "avg");
+        attr_int(g, "output_height", pool);
+        attr_int(g, "output_width", pool);
+        attr_int(g, "sampling_ratio", 2);
+        attr_float(g, "spatial_scale", (float)size[l] / (float)s);
         node_end(g);
-        int64_t rep[2] = {1, r};
-        vname batch =
-            reshape(g, expand(g, unsqueeze(g, images, 1), const_i64(g, "rep", rep, 2)), flat, 1);
-        vname lv = reshape(g, level, per_roi, 4);
-        for (int l = 0; l < 4; l++) {
-            vname in[3] = {p[l], rois, batch}, y;
-            node_begin(g, "RoiAlign", in, 3, &y, 1, "roi_align");
-            attr_string(g, "coordinate_transformation_mode", "output_half_pixel");
-            attr_string(g, "mode", "avg");
-            attr_int(g, "output_height", pool);
-            attr_int(g, "output_width", pool);
-            attr_int(g, "sampling_ratio", 2);
-            attr_float(g, "spatial_scale", (float)size[l] / (float)s);
-            node_end(g);
-            vname here = op2(g, "Equal", lv, scalar_i64(g, l + 2));
-            out = l == 0 ? where(g, here, y, scalar_f32(g, 0.0f)) : where(g, here, y, out);
-        }
-        return out;
+        vname here = op2(g, "Equal", lv, scalar_i64(g, l + 2));
+        out = l == 0 ? where(g, here, y, scalar_f32(g, 0.0f)) : where(g, here, y, out);
     }
-    /* crop_and_resize: sample (py, px) of a box at y = y1 (H-1) + py * ((y2-y1)(H-1) / (pool-1))
+    return out;
+}
+
+/* ROI_ALIGN_MODE "crop_and_resize" (Matterport): returns (N * R, C, pool, pool). */
+static vname roi_align_crop(graph *g, const mr_model *m, const vname p[5], const int64_t size[5],
+                            const roi_boxes *b, int64_t r, int64_t pool) {
+    int64_t ch = m->cfg.pyramid_size;
+    vname out = {""}, y1 = b->y1, x1 = b->x1, y2 = b->y2, x2 = b->x2, h = b->h, w = b->w,
+          level = b->level;
+    /* Sample (py, px) of a box at y = y1 (H-1) + py * ((y2-y1)(H-1) / (pool-1))
      * in feature pixels of its level (TF's float order, as layers/roi_align.c), zero unless
      * 0 <= y <= H-1 (and the same for x). One GridSample (align_corners) samples the bilinear
      * values for every box from P2..P5 laid side by side on one canvas (each level at its x
@@ -833,6 +850,16 @@ static vname roi_align(graph *g, const mr_model *m, const vname p[5], const int6
     return reshape(g, transpose(g, reshape(g, out, split, 5), perm, 5), flat, 4);
 }
 
+/* Matterport's PyramidROIAlign over N images: boxes (N, R, 4) normalised, each sampled from
+ * its level of P2..P5 into (N * R, C, pool, pool). */
+static vname roi_align(graph *g, const mr_model *m, const vname p[5], const int64_t size[5],
+                       vname boxes, int64_t r, int64_t pool) {
+    roi_boxes b = roi_levels(g, m, boxes);
+    if (m->cfg.roi_align_mode == MR_ROI_AVERAGE)
+        return roi_align_average(g, m, p, size, boxes, &b, r, pool);
+    return roi_align_crop(g, m, p, size, &b, r, pool);
+}
+
 /* A k x k valid conv whose input is exactly k x k (mrcnn_class_conv1: one output pixel per ROI)
  * as the Gemm it is: x (M, C, k, k) flattened times the kernel as (O, C * k * k)^T, plus the
  * bias: (M, O). ONNX Runtime's Conv runs this shape ~10x slower than its Gemm. */
@@ -860,6 +887,35 @@ static void box_head(graph *g, const mr_model *m, vname x, int64_t r, vname *pro
     *deltas = reshape(g, dense(g, m, x, w->bbox_fc.layer), dd, 4);
 }
 
+/* The detection layer's candidates among (ROI, class) pairs: the ROI's argmax class (first
+ * maximum, as tf.argmax), or under DETECTION_CANDIDATES every_class each class with a
+ * probability above 0; never background; at least DETECTION_MIN_CONFIDENCE unless that is 0.
+ * Returns probs (N, R, nc) with -1 where a pair is no candidate. */
+static vname candidate_scores(graph *g, const mr_model *m, vname probs) {
+    const mr_net_config *c = &m->cfg;
+    int64_t nc = c->num_classes;
+    vname offered;
+    if (c->detection_candidates == MR_DETECT_EVERY_CLASS) {
+        offered = op2(g, "Greater", probs, scalar_f32(g, 0.0f));
+    } else {
+        vname top;
+        node_begin(g, "ArgMax", &probs, 1, &top, 1, "argmax");
+        attr_int(g, "axis", 2);
+        attr_int(g, "keepdims", 1);
+        node_end(g);
+        int64_t classes[MR_MAX_CLASSES];
+        for (int64_t k = 0; k < nc; k++) classes[k] = k;
+        offered = op2(g, "Equal", top, const_i64(g, "classes", classes, (int)nc));
+    }
+    uint8_t not_bg[MR_MAX_CLASSES];
+    for (int64_t k = 0; k < nc; k++) not_bg[k] = k > 0;
+    offered = op2(g, "And", offered, constant(g, "not_bg", T_BOOL, &nc, 1, not_bg, 1));
+    if (c->detection_min_confidence != 0.0f)
+        offered = op2(g, "And", offered,
+                      op2(g, "GreaterOrEqual", probs, scalar_f32(g, c->detection_min_confidence)));
+    return where(g, offered, probs, scalar_f32(g, -1.0f));
+}
+
 /* Matterport's DetectionLayer over N images: each ROI refined by each class's deltas (only the
  * candidates count: the ROI's argmax class, or every class under DETECTION_CANDIDATES
  * every_class, not background, at least DETECTION_MIN_CONFIDENCE), clipped to the window, NMS
@@ -880,37 +936,7 @@ static vname detection_layer(graph *g, const mr_model *m, vname rois, vname prob
     vname lo = reshape(g, gather(g, wn, const_i64(g, "lo", lo_cols, 4), 1), per_image, 4);
     vname hi = reshape(g, gather(g, wn, const_i64(g, "hi", hi_cols, 4), 1), per_image, 4);
     boxes = op2(g, "Max", op2(g, "Min", boxes, hi), lo);
-    /* Candidates (N, R, nc). */
-    vname offered;
-    if (c->detection_candidates == MR_DETECT_EVERY_CLASS) {
-        offered = op2(g, "Greater", probs, scalar_f32(g, 0.0f));
-    } else {
-        vname top;
-        node_begin(g, "ArgMax", &probs, 1, &top, 1, "argmax");
-        attr_int(g, "axis", 2);
-        attr_int(g, "keepdims", 1);
-        node_end(g);
-        int64_t *classes = malloc((size_t)nc * sizeof *classes);
-        if (!classes) {
-            g->status = mr_fail(MR_ERR_NOMEM, "onnx: no memory");
-            return top;
-        }
-        for (int64_t k = 0; k < nc; k++) classes[k] = k;
-        offered = op2(g, "Equal", top, const_i64(g, "classes", classes, (int)nc));
-        free(classes);
-    }
-    uint8_t *not_bg = calloc((size_t)nc, 1);
-    if (!not_bg) {
-        g->status = mr_fail(MR_ERR_NOMEM, "onnx: no memory");
-        return offered;
-    }
-    for (int64_t k = 1; k < nc; k++) not_bg[k] = 1;
-    offered = op2(g, "And", offered, constant(g, "not_bg", T_BOOL, &nc, 1, not_bg, 1));
-    free(not_bg);
-    if (c->detection_min_confidence != 0.0f)
-        offered = op2(g, "And", offered,
-                      op2(g, "GreaterOrEqual", probs, scalar_f32(g, c->detection_min_confidence)));
-    vname scores = where(g, offered, probs, scalar_f32(g, -1.0f)); /* (N, R, nc) */
+    vname scores = candidate_scores(g, m, probs); /* (N, R, nc) */
     /* Each candidate's key is roi * nc + class: ties in score go to the lower key, as mrcnn's
      * candidate order. */
     int64_t flat_scores_dims[2] = {0, -1}, flat_boxes_dims[3] = {0, -1, 4};
