@@ -473,6 +473,11 @@ Test(onnx, resnet50_at_512_matches_mrcnn_predict, .timeout = 600) {
     write_model(weights, &c, 50);
     int n = lesion_images(dir, paths, 2, 500);
     onnx_parity(dir, weights, paths, n, false, 10);
+    /* 180 MB each: not left behind in /tmp. */
+    char model[600];
+    snprintf(model, sizeof model, "%s/model.onnx", dir);
+    cr_assert_eq(remove(model), 0);
+    cr_assert_eq(remove(weights), 0);
 }
 
 Test(onnx, the_checker_sees_inputs_outputs_and_metadata) {
