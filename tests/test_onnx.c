@@ -542,6 +542,22 @@ Test(onnx, bad_inputs_get_one_line_and_a_non_zero_exit) {
     snprintf(left, sizeof left, "%s/m.onnx", dir);
     cr_assert_neq(access(left, F_OK), 0, "no file left behind");
 
+    /* --fp16 with a weight beyond float16's range: the tensor is named, nothing is written. */
+    mr_model m;
+    cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
+    random_test_weights(&m.params, 9);
+    mr_params_tensor(&m.params, "mrcnn_bbox_fc/kernel")->data[5] = 1e6f;
+    char *json = mr_config_to_json(&c);
+    cr_assert_eq(mr_weights_save(weights, &m.params, json, false), MR_OK, "%s", mr_last_error());
+    free(json);
+    mr_model_free(&m);
+    snprintf(args, sizeof args, "export --format onnx --fp16 --weights '%s' --out '%s/m.onnx'",
+             weights, dir);
+    cr_assert_neq(run_mrcnn(args, out, sizeof out), 0);
+    cr_assert(strstr(out, "mrcnn_bbox_fc/kernel") && strstr(out, "65504"), "%s", out);
+    cr_assert_eq(count_lines(out), 1, "%s", out);
+    cr_assert_neq(access(left, F_OK), 0, "no file left behind");
+
     /* A config ONNX cannot express the way mrcnn runs it: the key is named. */
     c.net.detection_max_instances = 301; /* more than POST_NMS_ROIS_INFERENCE x NUM_CLASSES */
     write_model(weights, &c, 9);
