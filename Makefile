@@ -8,8 +8,14 @@ PKGS    := openblas hdf5 libcjson stb criterion libpng libjpeg
 DEBS    := pkg-config libopenblas-openmp-dev libhdf5-dev libcjson-dev libstb-dev libcriterion-dev \
            libpng-dev libjpeg62-turbo-dev
 REF_DEBS := python3-torch python3-torchvision python3-h5py python3-numpy
-# The report's browser test renders report.html in Debian's headless Chromium.
-TEST_DEBS := chromium
+# The report's browser test renders report.html in Debian's headless Chromium; the ONNX tests
+# check exports with Debian's python3-onnx.
+TEST_DEBS := chromium python3-onnx
+# The ONNX parity tests run exports in ONNX Runtime: npm's onnxruntime-node (its CPU runtime is in
+# the package), installed with --ignore-scripts (the install script fetches GPU providers from
+# elsewhere) into build/onnxruntime, never committed.
+ORT_VERSION := 1.30.0
+ORT_DIR     := $(CURDIR)/build/onnxruntime
 
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
            -Wdouble-promotion -Werror
@@ -32,7 +38,7 @@ TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 DEPS_OK  := $(BUILD)/.deps-ok
 
-.PHONY: all deps ref-deps test-deps test test-asan demo bench bench-deps quality refs format clean fuzz \
+.PHONY: all deps ref-deps test-deps onnxruntime test test-asan demo bench bench-deps quality refs format clean fuzz \
         fuzz-build fuzz-seeds
 all: $(BUILD)/mrcnn
 
@@ -63,8 +69,9 @@ $(BUILD)/test_mrcnn: $(TEST_OBJ) $(BUILD)/libmrcnn.a
 
 # Criterion runs each test in its own process; two workers match the two-core machines, and
 # each worker keeps to one BLAS/OpenMP thread so they do not fight over the cores.
-TEST_ENV := OMP_NUM_THREADS=1 MRCNN_SHARED=$(CURDIR)/../shared
-test: $(BUILD)/test_mrcnn $(BUILD)/mrcnn test-deps
+TEST_ENV := OMP_NUM_THREADS=1 MRCNN_SHARED=$(CURDIR)/../shared \
+            MRCNN_ONNXRUNTIME=$(ORT_DIR)/node_modules/onnxruntime-node
+test: $(BUILD)/test_mrcnn $(BUILD)/mrcnn test-deps onnxruntime
 	$(TEST_ENV) MRCNN_BIN=$(CURDIR)/$(BUILD)/mrcnn ./$(BUILD)/test_mrcnn --jobs 2 $(TEST_ARGS)
 
 # The same suite under AddressSanitizer and UBSan, in its own build folder.
@@ -72,7 +79,19 @@ ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 test-deps:
 	@sh tools/ensure-debs.sh $(TEST_DEBS)
 
-test-asan: test-deps | $(DEPS_OK)
+# Once per checkout; where npm is missing or cannot reach the registry, one line says so and the
+# ONNX Runtime tests skip visibly (tests/test_onnx.c).
+onnxruntime:
+	@[ -f $(ORT_DIR)/node_modules/onnxruntime-node/package.json ] || { \
+	    if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then \
+	        echo "mrcnn: ONNX Runtime test skipped: node and npm are not installed"; \
+	    else mkdir -p $(ORT_DIR) && cd $(ORT_DIR) && \
+	        npm install --ignore-scripts --no-audit --no-fund --silent \
+	            onnxruntime-node@$(ORT_VERSION) >npm.log 2>&1 || \
+	        echo "mrcnn: ONNX Runtime test skipped: npm could not install onnxruntime-node@$(ORT_VERSION) (see $(ORT_DIR)/npm.log)"; \
+	    fi; }
+
+test-asan: test-deps onnxruntime | $(DEPS_OK)
 	@mkdir -p build-asan && touch build-asan/.deps-ok
 	$(MAKE) --no-print-directory BUILD=build-asan CFLAGS="-O1 -g" \
 	    EXTRA_CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="$(ASAN_FLAGS)" build-asan/test_mrcnn build-asan/mrcnn
@@ -125,8 +144,8 @@ fuzz-seeds: $(BUILD)/make_seeds
 demo: $(BUILD)/mrcnn
 	./$(BUILD)/mrcnn demo --out demo
 
-bench: $(BUILD)/mrcnn
-	./$(BUILD)/mrcnn bench
+bench: $(BUILD)/mrcnn onnxruntime
+	MRCNN_ONNXRUNTIME=$(ORT_DIR)/node_modules/onnxruntime-node ./$(BUILD)/mrcnn bench $(BENCH_ARGS)
 
 bench-deps: ref-deps
 

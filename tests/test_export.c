@@ -461,7 +461,7 @@ Test(export, the_export_verb) {
     snprintf(args, sizeof args, "export --weights %s/missing.h5 --out %s/x.h5", dir, dir);
     cr_assert_neq(run_mrcnn(args, out, sizeof out), 0);
     cr_assert(strstr(out, "missing.h5") && strchr(out, '\n') == out + strlen(out) - 1, "%s", out);
-    snprintf(args, sizeof args, "export --weights %s --out %s/x.h5 --format onnx", ckpt, dir);
+    snprintf(args, sizeof args, "export --weights %s --out %s/x.h5 --format tflite", ckpt, dir);
     cr_assert_eq(run_mrcnn(args, out, sizeof out), 2, "%s", out);
     snprintf(args, sizeof args, "export --weights %s/k.h5 --out %s/x.h5", dir, dir);
     cr_assert_neq(run_mrcnn(args, out, sizeof out), 0);

@@ -1,9 +1,11 @@
 /* `mrcnn bench`: the sgemm ceiling of this machine; forward and backward time and achieved
  * GFLOPS for the convolution shapes of ResNet-50 + FPN at 512x512; then whole-model training
- * steps, inference and peak memory for mrcnn and torchvision side by side, appended to
+ * steps, inference and peak memory for mrcnn and torchvision side by side (and the ONNX export's
+ * inference in ONNX Runtime), appended to
  * BENCHMARKS.md (train/bench.h measures). This file parses the arguments and runs each model in a
  * fresh copy of itself (`bench --model`), whose one output line it reads back. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "../core/runtime.h"
@@ -65,10 +67,14 @@ int cmd_bench(int argc, char **argv) {
         return 2;
     }
     mr_runtime_banner();
+    /* make bench installs it there and says so in MRCNN_ONNXRUNTIME. */
+    const char *ort_dir = getenv("MRCNN_ONNXRUNTIME");
+    if (!ort_dir) ort_dir = "build/onnxruntime/node_modules/onnxruntime-node";
     const mr_bench_options o = {.repeats = (int)repeats,
                                 .quick = quick,
                                 .isolated = run_isolated,
-                                .markdown = "BENCHMARKS.md"};
+                                .markdown = "BENCHMARKS.md",
+                                .onnxruntime = ort_dir};
     if (mr_bench_run(&o, stdout) != MR_OK) {
         fprintf(stderr, "mrcnn bench: %s\n", mr_last_error());
         return 1;

@@ -1,6 +1,7 @@
 /* `mrcnn bench`'s measurements (train/bench.h): the sgemm ceiling, the ResNet-50 + FPN
- * convolution table, whole-model training and inference steps beside torchvision, and the
- * BENCHMARKS.md entry. Timing is measured here and never asserted in a test. */
+ * convolution table, whole-model training and inference steps beside torchvision and the ONNX
+ * export's inference in ONNX Runtime, and the BENCHMARKS.md entry. Timing is measured here and
+ * never asserted in a test. */
 #include "bench.h"
 
 #include <math.h>
@@ -16,7 +17,10 @@
 #include "../core/runtime.h"
 #include "../layers/inference.h"
 #include "../losses/losses.h"
+#include "../core/file.h"
 #include "config.h"
+#include "export.h"
+#include "export_onnx.h"
 #include "sgd.h"
 #include "trainer.h"
 
@@ -142,16 +146,22 @@ double mr_bench_conv_table(int repeats, double ceiling, FILE *out) {
 
 /* ---- whole model -------------------------------------------------------------------------- */
 
+/* The benchmark's model: ResNet-`depth` at side x side, 3 classes, Glorot weights of seed 1. */
+static mr_status bench_model_init(mr_config *c, mr_model *m, int depth, int side) {
+    mr_config_defaults(c);
+    snprintf(c->net.backbone_name, sizeof c->net.backbone_name, "resnet%d", depth);
+    c->net.num_classes = 3;
+    c->net.image_min_dim = c->net.image_max_dim = side;
+    MR_TRY(mr_model_init(m, &c->net));
+    mr_init_weights(m, MR_INIT_GLOROT, 1);
+    return MR_OK;
+}
+
 /* mr_bench_model: one configuration, in this process. */
 void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
     mr_config c;
-    mr_config_defaults(&c);
-    snprintf(c.net.backbone_name, sizeof c.net.backbone_name, "resnet%d", depth);
-    c.net.num_classes = 3;
-    c.net.image_min_dim = c.net.image_max_dim = side;
     mr_model m;
-    if (mr_model_init(&m, &c.net) != MR_OK) return;
-    mr_init_weights(&m, MR_INIT_GLOROT, 1);
+    if (bench_model_init(&c, &m, depth, side) != MR_OK) return;
     mr_model_set_trainable(&m, "3+", NULL);
     mr_ctx ctx;
     if (mr_ctx_init(&ctx, (size_t)side * side * 8192) != MR_OK) return;
@@ -225,6 +235,37 @@ mr_bench_times mr_bench_torchvision(int side, int repeats) {
     return t;
 }
 
+mr_bench_times mr_bench_onnxruntime(int depth, int side, int repeats, const char *ort_dir) {
+    mr_bench_times t = {0};
+    char probe[1100];
+    snprintf(probe, sizeof probe, "%s/package.json", ort_dir);
+    if (access(probe, R_OK) != 0 || access("tools/bench_onnxruntime.mjs", R_OK) != 0) return t;
+    mr_config c;
+    mr_model m;
+    if (bench_model_init(&c, &m, depth, side) != MR_OK) return t;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/mrcnn-bench-%d-r%d-%d.onnx", (int)getpid(), depth, side);
+    mr_status st = mr_fold_batchnorms(&m, c.net.bn_eps, NULL, NULL);
+    if (st == MR_OK) st = mr_onnx_build(&c, &m, false, &bytes, &len, NULL);
+    mr_model_free(&m);
+    if (st == MR_OK) st = mr_write_file_atomic(path, bytes, len, 0644);
+    free(bytes);
+    if (st != MR_OK) return t;
+    char cmd[2400];
+    snprintf(cmd, sizeof cmd,
+             "MRCNN_ONNXRUNTIME='%s' node tools/bench_onnxruntime.mjs %s %d 3 %d 2>/dev/null",
+             ort_dir, path, side, repeats);
+    FILE *p = popen(cmd, "r");
+    char line[256] = "";
+    while (p && fgets(line, sizeof line, p))
+        if (sscanf(line, "infer_s=%lf rss_mb=%lf", &t.infer_s, &t.rss_mb) == 2) t.ok = 1;
+    if (p) pclose(p);
+    remove(path);
+    return t;
+}
+
 static void cpu_name(char *buf, size_t size) {
     snprintf(buf, size, "unknown CPU");
     FILE *f = fopen("/proc/cpuinfo", "r");
@@ -285,13 +326,13 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
         "\nwhole model, batch 1, 3 classes, stages 3+ trainable, %d threads (medians of %ld; "
         "the first row\nalternates mrcnn and torchvision over %d rounds, median of the rounds)\n",
         mr_runtime_threads(), repeats, RATIO_ROUNDS);
-    fprintf(out, "%-22s %10s %10s %10s %12s %12s %10s\n", "", "train s", "infer s", "RSS MB",
-            "torch train", "torch infer", "torch RSS");
+    fprintf(out, "%-22s %10s %10s %10s %12s %12s %10s %10s %10s\n", "", "train s", "infer s",
+            "RSS MB", "torch train", "torch infer", "torch RSS", "ORT infer", "ORT RSS");
     struct {
         int depth, side;
     } cases[3] = {{50, 512}, {50, 1024}, {101, 512}};
     int n_cases = quick ? 1 : 3;
-    mr_bench_times ours[3], torch[3];
+    mr_bench_times ours[3], torch[3], onnx[3];
     char table[2048] = "";
     size_t used = 0;
     for (int i = 0; i < n_cases; i++) {
@@ -311,6 +352,15 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
         }
         ours[i] = median_times(ours_r, rounds);
         torch[i] = median_times(torch_r, rounds);
+        /* The same model exported to ONNX, in ONNX Runtime (ResNet-50 only, as torchvision). */
+        onnx[i] = cases[i].depth == 50 && o->onnxruntime
+                      ? mr_bench_onnxruntime(cases[i].depth, cases[i].side, reps, o->onnxruntime)
+                      : (mr_bench_times){0};
+        char ort[48] = "         -          -", ort_md[32] = "- | -";
+        if (onnx[i].ok) {
+            snprintf(ort, sizeof ort, "%10.3f %10.0f", onnx[i].infer_s, onnx[i].rss_mb);
+            snprintf(ort_md, sizeof ort_md, "%.3f | %.0f", onnx[i].infer_s, onnx[i].rss_mb);
+        }
         char name[64];
         snprintf(name, sizeof name, "R%d-FPN %dx%d", cases[i].depth, cases[i].side, cases[i].side);
         char theirs[64] = "             -            -          -", theirs_md[64] = "- | - | -";
@@ -320,16 +370,19 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
             snprintf(theirs_md, sizeof theirs_md, "%.3f | %.3f | %.0f", torch[i].train_s,
                      torch[i].infer_s, torch[i].rss_mb);
         }
-        fprintf(out, "%-22s %10.3f %10.3f %10.0f %s\n", name, ours[i].train_s, ours[i].infer_s,
-                ours[i].rss_mb, theirs);
+        fprintf(out, "%-22s %10.3f %10.3f %10.0f %s %s\n", name, ours[i].train_s, ours[i].infer_s,
+                ours[i].rss_mb, theirs, ort);
         fflush(out);
         used += (size_t)snprintf(table + used, sizeof table - used,
-                                 "| %s | %.3f | %.3f | %.0f | %s |\n", name, ours[i].train_s,
-                                 ours[i].infer_s, ours[i].rss_mb, theirs_md);
+                                 "| %s | %.3f | %.3f | %.0f | %s | %s |\n", name, ours[i].train_s,
+                                 ours[i].infer_s, ours[i].rss_mb, theirs_md, ort_md);
     }
     if (!torch[0].ok)
         fprintf(out,
                 "(torchvision not measured: run `make bench-deps` to install python3-torch)\n");
+    if (!onnx[0].ok)
+        fprintf(out, "(ONNX Runtime not measured: `make bench` installs onnxruntime-node with "
+                     "npm; node or npm missing, or the registry unreachable)\n");
     double tr = ratio(ours[0].train_s, torch[0].train_s),
            ir = ratio(ours[0].infer_s, torch[0].infer_s),
            rr = ratio(ours[0].rss_mb, torch[0].rss_mb);
@@ -358,7 +411,8 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
                 note ? note : "");
         fprintf(md,
                 "| model | mrcnn train s | mrcnn infer s | mrcnn RSS MB | torchvision train s | "
-                "torchvision infer s | torchvision RSS MB |\n|---|---|---|---|---|---|---|\n%s",
+                "torchvision infer s | torchvision RSS MB | ONNX Runtime infer s | ONNX Runtime "
+                "RSS MB |\n|---|---|---|---|---|---|---|---|---|\n%s",
                 table);
         fprintf(md,
                 "\ntrain_step_ratio=%.3f infer_ratio=%.3f rss_ratio=%.3f conv_efficiency=%.3f\n",

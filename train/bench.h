@@ -27,6 +27,10 @@ double mr_bench_conv_table(int repeats, double ceiling, FILE *out);
 void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res);
 /* The same measured by tools/bench_torchvision.py (python3-torch), when it can run. */
 mr_bench_times mr_bench_torchvision(int side, int repeats);
+/* The same model (weights as mr_bench_model's) exported to ONNX and run for inference by
+ * tools/bench_onnxruntime.mjs in ONNX Runtime (onnxruntime-node in ort_dir), 2 threads: its
+ * median inference and node's peak RSS (train_s stays 0); not ok when it cannot run. */
+mr_bench_times mr_bench_onnxruntime(int depth, int side, int repeats, const char *ort_dir);
 
 typedef struct {
     int repeats; /* runs per measurement, 1..15 */
@@ -35,7 +39,8 @@ typedef struct {
      * exist), so its peak RSS is its own. */
     mr_bench_times (*isolated)(void *user, int depth, int side, int repeats);
     void *user;
-    const char *markdown; /* file the results are appended to (BENCHMARKS.md); NULL: none */
+    const char *markdown;    /* file the results are appended to (BENCHMARKS.md); NULL: none */
+    const char *onnxruntime; /* the onnxruntime-node folder; NULL: ONNX Runtime not measured */
 } mr_bench_options;
 
 /* The whole benchmark, printed to `out`; the ratio line last. Fails when a model measurement
