@@ -68,29 +68,17 @@ static void tiny_config(mr_config *c) {
     cr_assert_eq(mr_config_load("configs/tiny.json", c), MR_OK, "%s", mr_last_error());
 }
 
-/* Runs `cmd` with stderr folded in; returns the exit code, the output in out. */
-static int run(const char *cmd, char *out, size_t n) {
-    char full[8192];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    cr_assert_not_null(p);
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /* python3-onnx's verdict on a file (make test installs Debian's python3-onnx). */
 static void onnx_check(const char *model, char *out, size_t n) {
     char probe[256];
-    if (run("/usr/bin/python3 -c 'import onnx'", probe, sizeof probe) != 0) {
+    if (run_shell("/usr/bin/python3 -c 'import onnx'", probe, sizeof probe) != 0) {
         fprintf(stderr, "onnx: ONNX checker test skipped: Debian's python3-onnx is not installed "
                         "(make test installs it)\n");
         cr_skip_test("python3-onnx not installed");
     }
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/ref/onnx_check.py '%s'", model);
-    int code = run(cmd, out, n);
+    int code = run_shell(cmd, out, n);
     cr_assert_eq(code, 0, "onnx checker refused %s:\n%s", model, out);
 }
 
@@ -157,7 +145,7 @@ static void run_onnxruntime(const char *model, const molded_batch *b, const char
     cr_assert_eq(fclose(f), 0);
     snprintf(cmd, sizeof cmd, "MRCNN_ONNXRUNTIME='%s' node tests/ref/onnx_run.mjs '%s' '%s' '%s'",
              ort, model, in_path, out_path);
-    cr_assert_eq(run(cmd, log, sizeof log), 0, "onnxruntime failed:\n%s", log);
+    cr_assert_eq(run_shell(cmd, log, sizeof log), 0, "onnxruntime failed:\n%s", log);
     cr_log_info("%s", log);
     char *bytes;
     size_t len;
@@ -308,7 +296,7 @@ static void example_matches_predict(const char *dir, const char *weights, const 
     snprintf(cmd, sizeof cmd,
              "MRCNN_ONNXRUNTIME='%s' node tools/onnx_detect.mjs '%s/model.onnx' '%s' --threads 1",
              ort, dir, png);
-    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_shell(cmd, out, sizeof out), 0, "%s", out);
     mr_predictor p;
     mr_predictor_options po = {.weights = weights, .threshold = (double)NAN};
     cr_assert_eq(mr_predictor_load(&p, &po), MR_OK, "%s", mr_last_error());
@@ -347,7 +335,7 @@ static int synth_val_images(const char *dir, char paths[][512], int n) {
     cr_assert_eq(mr_synth_write(&o), MR_OK, "%s", mr_last_error());
     char cmd[700], list[4096];
     snprintf(cmd, sizeof cmd, "ls '%s/val' | grep '\\.png$' | sort | head -%d", out, n);
-    cr_assert_eq(run(cmd, list, sizeof list), 0, "%s", list);
+    cr_assert_eq(run_shell(cmd, list, sizeof list), 0, "%s", list);
     int got = 0;
     for (char *line = strtok(list, "\n"); line && got < n; line = strtok(NULL, "\n"))
         snprintf(paths[got++], 512, "%s/val/%.180s", out, line);

@@ -36,6 +36,18 @@ static inline const char *temp_dir(const char *tag) {
     return buf;
 }
 
+/* Runs the shell command `cmd` with stderr folded into `out`; returns the exit code. */
+static inline int run_shell(const char *cmd, char *out, size_t n) {
+    char full[16400];
+    cr_assert_lt(snprintf(full, sizeof full, "%s 2>&1", cmd), (int)sizeof full);
+    FILE *p = popen(full, "r");
+    cr_assert_not_null(p);
+    size_t got = fread(out, 1, n - 1, p);
+    out[got] = '\0';
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 /* Runs `mrcnn args` ($MRCNN_BIN, which make test sets, else build/mrcnn from the repo root) with
  * stderr folded into `out`; returns the exit code. Without a binary the test is skipped visibly. */
 static inline int run_mrcnn(const char *args, char *out, size_t n) {
@@ -44,13 +56,8 @@ static inline int run_mrcnn(const char *args, char *out, size_t n) {
         bin = access("build/mrcnn", X_OK) == 0 ? "build/mrcnn" : NULL;
     if (!bin) cr_skip_test("MRCNN_BIN not set and no build/mrcnn: `mrcnn %.40s` not run", args);
     char cmd[16384];
-    cr_assert_lt(snprintf(cmd, sizeof cmd, "'%s' %.8000s 2>&1", bin, args), (int)sizeof cmd);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    cr_assert_lt(snprintf(cmd, sizeof cmd, "'%s' %.8000s", bin, args), (int)sizeof cmd);
+    return run_shell(cmd, out, n);
 }
 
 /* A gray PNG with speckle and a dark ellipse at a seed-dependent place. */
