@@ -286,28 +286,31 @@ static const char *metric_titles[] = {"mask AP50",
                                       "benign/malignant accuracy"};
 #define N_METRICS 6
 
-mr_status mr_report_write(const char *run_dir, const mr_config *cfg, const mr_report_run *run) {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/log.jsonl", run_dir);
+/* What log.jsonl says about the run: per-step and per-epoch series on an x axis in epochs. */
+typedef struct {
+    series train[MR_LOSS_COUNT + 1], val[MR_LOSS_COUNT + 1]; /* total, then each loss */
+    series metric[N_METRICS], epoch_secs;
+    double max_x, first_time, last_time; /* last x; first and last record times (NaN: none) */
+} run_log;
+
+/* Reads log.jsonl's step and epoch records into *lg (zeroed first). */
+static mr_status read_run_log(const char *path, const mr_config *cfg, run_log *lg) {
+    memset(lg, 0, sizeof *lg);
+    lg->first_time = lg->last_time = NAN;
     FILE *in = fopen(path, "r");
     if (!in) return mr_fail(MR_ERR_IO, "%s: no step log to report on", path);
-    series train[MR_LOSS_COUNT + 1], val[MR_LOSS_COUNT + 1], metric[N_METRICS], epoch_secs = {0};
-    memset(train, 0, sizeof train);
-    memset(val, 0, sizeof val);
-    memset(metric, 0, sizeof metric);
     char line[8192];
-    double max_x = 0.0, first_time = NAN, last_time = NAN;
     while (fgets(line, sizeof line, in)) {
         bool step = is_type(line, "step");
         double x = step ? field(line, "step") / (double)cfg->steps_per_epoch : field(line, "epoch");
         if (!isfinite(x)) continue;
         double when = log_time(line);
         if (isfinite(when)) {
-            if (!isfinite(first_time)) first_time = when;
-            last_time = when;
+            if (!isfinite(lg->first_time)) lg->first_time = when;
+            lg->last_time = when;
         }
-        max_x = fmax(max_x, x);
-        series *s = step ? train : val;
+        lg->max_x = fmax(lg->max_x, x);
+        series *s = step ? lg->train : lg->val;
         push(&s[0], x, field(line, step ? "loss" : "val_loss"));
         for (int i = 0; i < MR_LOSS_COUNT; i++) {
             char key[64];
@@ -315,135 +318,171 @@ mr_status mr_report_write(const char *run_dir, const mr_config *cfg, const mr_re
             push(&s[i + 1], x, field(line, key));
         }
         if (!step) {
-            for (int m = 0; m < N_METRICS; m++) push(&metric[m], x, field(line, metric_keys[m]));
-            push(&epoch_secs, x, field(line, "seconds"));
+            for (int m = 0; m < N_METRICS; m++)
+                push(&lg->metric[m], x, field(line, metric_keys[m]));
+            push(&lg->epoch_secs, x, field(line, "seconds"));
         }
     }
     fclose(in);
-    /* The best epoch: by mask AP50 when measured, else by validation loss. */
+    return MR_OK;
+}
+
+/* Frees the series; true when any of them ran out of memory while growing. */
+static bool run_log_free(run_log *lg) {
+    bool failed = lg->epoch_secs.failed;
+    for (int i = 0; i <= MR_LOSS_COUNT; i++) {
+        failed = failed || lg->train[i].failed || lg->val[i].failed;
+        series_free(&lg->train[i]);
+        series_free(&lg->val[i]);
+    }
+    for (int m = 0; m < N_METRICS; m++) {
+        failed = failed || lg->metric[m].failed;
+        series_free(&lg->metric[m]);
+    }
+    series_free(&lg->epoch_secs);
+    return failed;
+}
+
+/* The best epoch (0: none yet): by mask AP50 when measured (ties to the better mask AP), else
+ * by validation loss; *by names the rule. */
+static int best_epoch(const run_log *lg, const char **by) {
     int best = 0;
-    const char *best_by = "validation loss";
-    if (metric[0].n > 0) {
-        best_by = "validation mask AP50, then mask AP";
+    *by = "validation loss";
+    if (lg->metric[0].n > 0) {
+        *by = "validation mask AP50, then mask AP";
         /* Ties in AP50 (several epochs at 1.0 on easy data) go to the better mask AP. */
-        for (int i = 0; i < metric[0].n; i++) {
-            bool ap_known = metric[1].n == metric[0].n;
-            if (!best || metric[0].y[i] > metric[0].y[best - 1] ||
-                (metric[0].y[i] == metric[0].y[best - 1] && ap_known &&
-                 metric[1].y[i] > metric[1].y[best - 1]))
+        for (int i = 0; i < lg->metric[0].n; i++) {
+            bool ap_known = lg->metric[1].n == lg->metric[0].n;
+            if (!best || lg->metric[0].y[i] > lg->metric[0].y[best - 1] ||
+                (lg->metric[0].y[i] == lg->metric[0].y[best - 1] && ap_known &&
+                 lg->metric[1].y[i] > lg->metric[1].y[best - 1]))
                 best = i + 1;
         }
-        best = (int)metric[0].x[best - 1];
-    } else if (val[0].n > 0) {
+        best = (int)lg->metric[0].x[best - 1];
+    } else if (lg->val[0].n > 0) {
         int b = 0;
-        for (int i = 1; i < val[0].n; i++)
-            if (val[0].y[i] < val[0].y[b]) b = i;
-        best = (int)val[0].x[b];
+        for (int i = 1; i < lg->val[0].n; i++)
+            if (lg->val[0].y[i] < lg->val[0].y[b]) b = i;
+        best = (int)lg->val[0].x[b];
     }
+    return best;
+}
 
-    mr_text o = {0};
-    mr_text_printf(&o, "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>mrcnn "
-                       "run ");
-    html_escaped(&o, cfg->name);
-    mr_text_printf(&o, "</title><style>body{font-family:sans-serif;margin:24px;color:#222}"
-                       "svg{margin:4px;border:1px solid #eee;font-family:sans-serif}"
-                       "table{border-collapse:collapse}td,th{padding:2px 10px;text-align:left}"
-                       ".panels img{margin:6px;max-width:100%%;image-rendering:pixelated}"
-                       "</style></head><body>\n<h1>");
-    html_escaped(&o, cfg->name);
-    mr_text_printf(&o, "</h1>\n<table>\n<tr><th>config</th><td>");
-    html_escaped(&o, cfg->source);
+/* The page's head and the run summary table. */
+static void write_summary(mr_text *o, const char *run_dir, const mr_config *cfg,
+                          const mr_report_run *run, const run_log *lg, int best, const char *by) {
+    mr_text_printf(o, "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>mrcnn "
+                      "run ");
+    html_escaped(o, cfg->name);
+    mr_text_printf(o, "</title><style>body{font-family:sans-serif;margin:24px;color:#222}"
+                      "svg{margin:4px;border:1px solid #eee;font-family:sans-serif}"
+                      "table{border-collapse:collapse}td,th{padding:2px 10px;text-align:left}"
+                      ".panels img{margin:6px;max-width:100%%;image-rendering:pixelated}"
+                      "</style></head><body>\n<h1>");
+    html_escaped(o, cfg->name);
+    mr_text_printf(o, "</h1>\n<table>\n<tr><th>config</th><td>");
+    html_escaped(o, cfg->source);
     if (cfg->description[0]) {
-        mr_text_printf(&o, ": ");
-        html_escaped(&o, cfg->description);
+        mr_text_printf(o, ": ");
+        html_escaped(o, cfg->description);
     }
-    mr_text_printf(&o,
+    mr_text_printf(o,
                    "</td></tr>\n<tr><th>network</th><td>%s (%d filters) + FPN, %dx%d "
                    "px, %d channel%s</td></tr>\n",
                    mr_net_backbone_title(&cfg->net), cfg->net.backbone_filters,
                    cfg->net.image_max_dim, cfg->net.image_max_dim, cfg->net.image_channels,
                    cfg->net.image_channels == 1 ? "" : "s");
-    mr_text_printf(&o, "<tr><th>data</th><td>%lld training, %lld validation images; lesions:",
+    mr_text_printf(o, "<tr><th>data</th><td>%lld training, %lld validation images; lesions:",
                    (long long)run->n_train, (long long)run->n_val);
     for (int k = 1; k < cfg->net.num_classes; k++) {
-        mr_text_printf(&o, "%s %lld ", k > 1 ? "," : "", (long long)run->lesions[k]);
-        html_escaped(&o, cfg->class_names[k]);
+        mr_text_printf(o, "%s %lld ", k > 1 ? "," : "", (long long)run->lesions[k]);
+        html_escaped(o, cfg->class_names[k]);
     }
-    mr_text_printf(&o, "; %lld normal images</td></tr>\n<tr><th>stages</th><td>",
+    mr_text_printf(o, "; %lld normal images</td></tr>\n<tr><th>stages</th><td>",
                    (long long)run->normals);
     for (int i = 0; i < cfg->n_stages; i++) {
-        mr_text_printf(&o, "%sepochs %d-%d: layers \"", i ? "; " : "",
+        mr_text_printf(o, "%sepochs %d-%d: layers \"", i ? "; " : "",
                        i ? cfg->stages[i - 1].until_epoch + 1 : 1, cfg->stages[i].until_epoch);
-        html_escaped(&o, cfg->stages[i].layers);
-        mr_text_printf(&o, "\", learning rate %g", (double)cfg->stages[i].learning_rate);
+        html_escaped(o, cfg->stages[i].layers);
+        mr_text_printf(o, "\", learning rate %g", (double)cfg->stages[i].learning_rate);
     }
-    mr_text_printf(&o, "</td></tr>\n");
-    double wall = isfinite(first_time) ? last_time - first_time : (double)NAN;
+    mr_text_printf(o, "</td></tr>\n");
+    double wall = isfinite(lg->first_time) ? lg->last_time - lg->first_time : (double)NAN;
     if (isfinite(wall))
-        mr_text_printf(&o, "<tr><th>wall time</th><td>%.0f min for %.0f of %d epochs</td></tr>\n",
-                       wall / 60.0, floor(max_x), cfg->epochs);
-    if (!run->finished && epoch_secs.n > 0 && isfinite(last_time)) {
+        mr_text_printf(o, "<tr><th>wall time</th><td>%.0f min for %.0f of %d epochs</td></tr>\n",
+                       wall / 60.0, floor(lg->max_x), cfg->epochs);
+    if (!run->finished && lg->epoch_secs.n > 0 && isfinite(lg->last_time)) {
         double per_epoch = 0.0;
-        for (int i = 0; i < epoch_secs.n; i++) per_epoch += epoch_secs.y[i];
-        per_epoch /= epoch_secs.n;
-        time_t finish = (time_t)(last_time + per_epoch * (cfg->epochs - floor(max_x)));
+        for (int i = 0; i < lg->epoch_secs.n; i++) per_epoch += lg->epoch_secs.y[i];
+        per_epoch /= lg->epoch_secs.n;
+        time_t finish = (time_t)(lg->last_time + per_epoch * (cfg->epochs - floor(lg->max_x)));
         char when[64];
         strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&finish));
-        mr_text_printf(&o, "<tr><th>projected finish</th><td>%s (%.0f s an epoch)</td></tr>\n",
-                       when, per_epoch);
+        mr_text_printf(o, "<tr><th>projected finish</th><td>%s (%.0f s an epoch)</td></tr>\n", when,
+                       per_epoch);
     }
     if (best > 0) {
-        mr_text_printf(&o, "<tr><th>best epoch</th><td>%d by %s:", best, best_by);
+        mr_text_printf(o, "<tr><th>best epoch</th><td>%d by %s:", best, by);
         for (int m = 0; m < N_METRICS; m++)
-            for (int i = 0; i < metric[m].n; i++)
-                if ((int)metric[m].x[i] == best)
-                    mr_text_printf(&o, " %s %.3f;", metric_titles[m], metric[m].y[i]);
-        for (int i = 0; i < val[0].n; i++)
-            if ((int)val[0].x[i] == best) mr_text_printf(&o, " validation loss %.4f", val[0].y[i]);
+            for (int i = 0; i < lg->metric[m].n; i++)
+                if ((int)lg->metric[m].x[i] == best)
+                    mr_text_printf(o, " %s %.3f;", metric_titles[m], lg->metric[m].y[i]);
+        for (int i = 0; i < lg->val[0].n; i++)
+            if ((int)lg->val[0].x[i] == best)
+                mr_text_printf(o, " validation loss %.4f", lg->val[0].y[i]);
         char kept[1300];
         snprintf(kept, sizeof kept, "ckpt-e%04d-s%08lld.h5", best,
                  (long long)best * cfg->steps_per_epoch);
         char kept_path[2600];
         snprintf(kept_path, sizeof kept_path, "%s/%s", run_dir, kept);
-        mr_text_printf(&o, "; checkpoint %s%s</td></tr>\n", kept,
+        mr_text_printf(o, "; checkpoint %s%s</td></tr>\n", kept,
                        access(kept_path, F_OK) == 0 ? "" : " (pruned)");
     }
-    mr_text_printf(&o, "</table>\n");
-    if (metric[0].n > 0) {
-        mr_text_printf(&o, "<h2>Validation, each epoch</h2><p>Measured on the validation images; "
-                           "the orange line marks the best epoch.</p>\n");
+    mr_text_printf(o, "</table>\n");
+}
+
+/* Per-epoch validation metrics, then the losses. */
+static void write_charts(mr_text *o, const mr_config *cfg, const run_log *lg, int best) {
+    if (lg->metric[0].n > 0) {
+        mr_text_printf(o, "<h2>Validation, each epoch</h2><p>Measured on the validation images; "
+                          "the orange line marks the best epoch.</p>\n");
         for (int m = 0; m < N_METRICS; m++) {
             double top = 1.0;
             if (m == 3)
-                for (int i = 0; i < metric[m].n; i++) top = fmax(top, metric[m].y[i]);
-            metric_chart(&o, metric_titles[m], &metric[m], max_x, top, best, cfg);
+                for (int i = 0; i < lg->metric[m].n; i++) top = fmax(top, lg->metric[m].y[i]);
+            metric_chart(o, metric_titles[m], &lg->metric[m], lg->max_x, top, best, cfg);
         }
     }
-    mr_text_printf(&o,
+    int window = cfg->steps_per_epoch >= 10 ? cfg->steps_per_epoch / 5 : 2;
+    mr_text_printf(o,
                    "<h2>Losses</h2><p>Light blue: each training step; dark blue: running mean "
                    "over %d steps; orange: validation, each epoch; green dashes: stage "
                    "changes.</p>\n",
-                   cfg->steps_per_epoch >= 10 ? cfg->steps_per_epoch / 5 : 2);
-    int window = cfg->steps_per_epoch >= 10 ? cfg->steps_per_epoch / 5 : 2;
-    loss_chart(&o, "total loss", &train[0], &val[0], max_x, window, cfg);
+                   window);
+    loss_chart(o, "total loss", &lg->train[0], &lg->val[0], lg->max_x, window, cfg);
     for (int i = 0; i < MR_LOSS_COUNT; i++)
-        loss_chart(&o, mr_loss_names[i], &train[i + 1], &val[i + 1], max_x, window, cfg);
+        loss_chart(o, mr_loss_names[i], &lg->train[i + 1], &lg->val[i + 1], lg->max_x, window, cfg);
+}
+
+mr_status mr_report_write(const char *run_dir, const mr_config *cfg, const mr_report_run *run) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/log.jsonl", run_dir);
+    run_log lg;
+    mr_status st = read_run_log(path, cfg, &lg);
+    if (st != MR_OK) {
+        run_log_free(&lg);
+        return st;
+    }
+    const char *by = NULL;
+    int best = best_epoch(&lg, &by);
+    mr_text o = {0};
+    write_summary(&o, run_dir, cfg, run, &lg, best, by);
+    write_charts(&o, cfg, &lg, best);
     inline_panels(&o, run_dir);
     mr_text_printf(&o, "</body></html>\n");
-    bool failed = epoch_secs.failed;
-    for (int i = 0; i <= MR_LOSS_COUNT; i++) {
-        failed = failed || train[i].failed || val[i].failed;
-        series_free(&train[i]);
-        series_free(&val[i]);
-    }
-    for (int m = 0; m < N_METRICS; m++) {
-        failed = failed || metric[m].failed;
-        series_free(&metric[m]);
-    }
-    series_free(&epoch_secs);
+    bool failed = run_log_free(&lg);
     snprintf(path, sizeof path, "%s/report.html", run_dir);
-    mr_status st =
-        failed ? mr_fail(MR_ERR_NOMEM, "%s: out of memory", path) : mr_text_write_atomic(&o, path);
+    st = failed ? mr_fail(MR_ERR_NOMEM, "%s: out of memory", path) : mr_text_write_atomic(&o, path);
     mr_text_free(&o);
     return st;
 }
