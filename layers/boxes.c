@@ -126,6 +126,62 @@ mr_status mr_argsort_desc(int64_t *order, const float *scores, int64_t n) {
     return MR_OK;
 }
 
+static bool scored_before(const scored *a, const scored *b) {
+    return scored_cmp(a, b) < 0;
+}
+
+/* Rearranges s[lo, hi) so that its first k - lo entries (k in (lo, hi)) are the k - lo first in
+ * scored_cmp's order (a total order: no two entries are equal), by quickselect on a median of
+ * three; past `depth` rounds the rest is sorted instead, which bounds the worst case. */
+static void select_first(scored *s, int64_t lo, int64_t hi, int64_t k, int depth) {
+    while (hi - lo > 16) {
+        if (depth-- == 0) {
+            qsort(s + lo, (size_t)(hi - lo), sizeof *s, scored_cmp);
+            return;
+        }
+        int64_t mid = lo + (hi - lo) / 2;
+        scored a = s[lo], b = s[mid], c = s[hi - 1], pivot;
+        if (scored_before(&a, &b))
+            pivot = scored_before(&b, &c) ? b : scored_before(&a, &c) ? c : a;
+        else
+            pivot = scored_before(&a, &c) ? a : scored_before(&b, &c) ? c : b;
+        int64_t i = lo, j = hi - 1;
+        while (i <= j) { /* Hoare: [lo, i) before the pivot or it, (j, hi) after it or it */
+            while (scored_before(&s[i], &pivot)) i++;
+            while (scored_before(&pivot, &s[j])) j--;
+            if (i <= j) {
+                scored t = s[i];
+                s[i++] = s[j];
+                s[j--] = t;
+            }
+        }
+        if (k <= j + 1)
+            hi = j + 1;
+        else if (k >= i)
+            lo = i;
+        else
+            return; /* (j, i) holds the pivot: the first k are in place */
+    }
+    qsort(s + lo, (size_t)(hi - lo), sizeof *s, scored_cmp);
+}
+
+mr_status mr_topk_desc(int64_t *order, const float *scores, int64_t n, int64_t k) {
+    if (k > n) k = n;
+    if (k <= 0) return MR_OK;
+    scored *s = malloc((size_t)n * sizeof *s);
+    if (!s) return mr_fail(MR_ERR_NOMEM, "top-k: cannot allocate %lld entries", (long long)n);
+    for (int64_t i = 0; i < n; i++) s[i] = (scored){scores[i], i};
+    if (k < n) {
+        int depth = 2;
+        for (int64_t m = n; m > 1; m >>= 1) depth += 2;
+        select_first(s, 0, n, k, depth);
+    }
+    qsort(s, (size_t)k, sizeof *s, scored_cmp);
+    for (int64_t i = 0; i < k; i++) order[i] = s[i].index;
+    free(s);
+    return MR_OK;
+}
+
 /* TF's NMS IoU: corners may come in either order, and an empty box overlaps nothing. */
 static float nms_iou(const float *a, const float *b) {
     float ay1 = min_f(a[0], a[2]), ax1 = min_f(a[1], a[3]);

@@ -18,7 +18,7 @@ mr_proposal_config mr_proposal_config_matterport(bool training) {
 /* The top k of fg[lo, hi) by score (ties: lower index), appended to order. */
 static mr_status top_k(int64_t *order, const float *fg, int64_t lo, int64_t hi, int64_t k,
                        int64_t *scratch) {
-    MR_TRY(mr_argsort_desc(scratch, fg + lo, hi - lo));
+    MR_TRY(mr_topk_desc(scratch, fg + lo, hi - lo, k));
     for (int64_t j = 0; j < k; j++) order[j] = lo + scratch[j];
     return MR_OK;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../core/h5.h"
+#include "../core/rng.h"
 #include "../layers/boxes.h"
 #include "../layers/detect.h"
 #include "../layers/proposals.h"
@@ -466,4 +467,45 @@ Test(boxes, denorm_of_non_finite_boxes_is_defined) {
     cr_assert_eq(out[5], 100);
     cr_assert_eq(out[6], 76);
     cr_assert_eq(out[7], 201);
+}
+
+/* The selection behind the proposal layer's top-k gives exactly the first k of the full sort,
+ * in its order, on scores with many ties (saturated foreground scores), NaNs, sorted and
+ * reversed inputs, and every k from 0 to past n. */
+Test(boxes, topk_is_the_head_of_the_full_sort) {
+    mr_rng rng;
+    mr_rng_seed(&rng, 17);
+    const int64_t sizes[] = {1, 2, 17, 100, 1000, 20000};
+    int64_t checked = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        int64_t n = sizes[si];
+        float *s = malloc((size_t)n * sizeof *s);
+        int64_t *full = malloc((size_t)n * sizeof *full), *top = malloc((size_t)n * sizeof *top);
+        for (int kind = 0; kind < 5; kind++) {
+            for (int64_t i = 0; i < n; i++) {
+                float u = mr_rng_uniform(&rng);
+                s[i] = kind == 0   ? u
+                       : kind == 1 ? (float)(int)(u * 4) / 4.0f /* four values: ties */
+                       : kind == 2 ? (u < 0.05f  ? NAN
+                                      : u > 0.9f ? 1.0f
+                                                 : u)
+                       : kind == 3 ? (float)i /* ascending: the worst order for a naive pivot */
+                                   : 1.0f;    /* all equal: ties decided by index alone */
+            }
+            cr_assert_eq(mr_argsort_desc(full, s, n), MR_OK);
+            const int64_t ks[] = {0, 1, 2, n / 3, n / 2, n - 1, n, n + 5};
+            for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+                int64_t k = ks[ki] < 0 ? 0 : ks[ki], kk = k < n ? k : n;
+                cr_assert_eq(mr_topk_desc(top, s, n, k), MR_OK);
+                for (int64_t j = 0; j < kk; j++)
+                    cr_assert_eq(top[j], full[j], "n %lld kind %d k %lld: rank %lld", (long long)n,
+                                 kind, (long long)k, (long long)j);
+                checked += kk;
+            }
+        }
+        free(s);
+        free(full);
+        free(top);
+    }
+    cr_assert_gt(checked, 100000);
 }
