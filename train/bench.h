@@ -26,7 +26,7 @@ double mr_bench_conv_table(int repeats, double ceiling, FILE *out);
  * process's peak RSS (so run it in a fresh process for a peak of its own). */
 void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res);
 /* The same measured by tools/bench_torchvision.py (python3-torch), when it can run. */
-mr_bench_times mr_bench_torchvision(int side, int repeats);
+mr_bench_times mr_bench_torchvision(int side, int repeats, bool matterport_sampling);
 /* The same model (weights as mr_bench_model's) exported to ONNX and run for inference by
  * tools/bench_onnxruntime.mjs in ONNX Runtime (onnxruntime-node in ort_dir), 2 threads: its
  * median inference and node's peak RSS (train_s stays 0); not ok when it cannot run. */
