@@ -83,7 +83,8 @@ typedef struct {
      * writes the run folder and the console. */
     int rank, nproc;
     bool writer;
-    bool failed_elsewhere; /* stopped because another process failed: it says why */
+    bool failed_elsewhere;        /* stopped because another process failed: it says why */
+    double step_wait, step_bytes; /* the last step's seconds and bytes in collectives */
 } trainer;
 
 /* The step-boundary protocol of data-parallel training: every process calls it at the same
@@ -292,6 +293,9 @@ static void log_step(trainer *t, int epoch, long global, const mr_loss_values *v
         fprintf(t->log, ",\"%s\":%.6g", mr_loss_names[i], (double)v->value[i]);
     fprintf(t->log, ",\"l2\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"seconds\":%.4f", l2, (double)lr,
             r->grad_norm, seconds);
+    if (t->nproc > 1) /* data-parallel: the step's time and bytes in MPI collectives */
+        fprintf(t->log, ",\"processes\":%d,\"allreduce_seconds\":%.4f,\"allreduce_bytes\":%.0f",
+                t->nproc, t->step_wait, t->step_bytes);
     log_time(t->log);
     fputs("}\n", t->log);
     fflush(t->log);
@@ -835,7 +839,7 @@ static mr_status train_step(trainer *t, int epoch, int step, const mr_stage *sta
         mr_dataset_release(t->train, b);
         return st;
     }
-    double t0 = now_seconds();
+    double t0 = now_seconds(), wait0 = mr_dist_wait_seconds(), bytes0 = mr_dist_bytes();
     mr_ctx_reset(&t->ctx);
     mr_tensor *loss = batch_losses(t, b, mix(c->seed, 0x7a9, (uint64_t)epoch, (uint64_t)step), v);
     if (!loss) {
@@ -861,6 +865,8 @@ static mr_status train_step(trainer *t, int epoch, int step, const mr_stage *sta
         t->bad_steps = 0;
         mr_dataset_release(t->train, b);
         *seconds = now_seconds() - t0;
+        t->step_wait = mr_dist_wait_seconds() - wait0;
+        t->step_bytes = mr_dist_bytes() - bytes0;
         *applied = true;
         return MR_OK;
     }
