@@ -39,7 +39,7 @@ TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 DEPS_OK  := $(BUILD)/.deps-ok
 
-.PHONY: all deps ref-deps test-deps onnxruntime test test-asan demo bench bench-deps quality refs format clean fuzz \
+.PHONY: all deps ref-deps test-deps onnxruntime test test-asan demo bench bench-mpi bench-deps quality refs format clean fuzz \
         fuzz-build fuzz-seeds
 all: $(BUILD)/mrcnn
 
@@ -147,6 +147,11 @@ demo: $(BUILD)/mrcnn
 
 bench: $(BUILD)/mrcnn onnxruntime
 	MRCNN_ONNXRUNTIME=$(ORT_DIR)/node_modules/onnxruntime-node ./$(BUILD)/mrcnn bench $(BENCH_ARGS)
+
+# Data-parallel training speed (tools/bench_mpi.py): 1x1, 1x2 and 2x1 processes x threads on the
+# R50 512 case, collectives' share and bytes, and a labelled projection; appends to BENCHMARKS.md.
+bench-mpi: $(BUILD)/mrcnn
+	/usr/bin/python3 tools/bench_mpi.py --mrcnn $(BUILD)/mrcnn $(BENCH_MPI_ARGS)
 
 bench-deps: ref-deps
 
