@@ -68,6 +68,7 @@ int cmd_train(int argc, char **argv) {
     /* Under mpirun: data-parallel, one process per rank; a plain run never touches MPI. */
     mr_status dist = mr_dist_init(&argc, &argv);
     if (dist != MR_OK) return mr_exit_code(dist);
+    if (mr_dist_rank() != 0) mr_log_set_level(MR_LOG_ERROR); /* process 0 speaks for all */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
