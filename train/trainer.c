@@ -1001,7 +1001,7 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
     if (t.written_with[0] && strcmp(t.written_with, mr_runtime_numerics()) != 0)
         mr_warn("this run was trained with %s, this process has %s: the continuation differs "
                 "from an uninterrupted run in float rounding; resume with the same "
-                "OMP_NUM_THREADS for a bit-identical result",
+                "OMP_NUM_THREADS (and mpirun -np) for a bit-identical result",
                 t.written_with, mr_runtime_numerics());
     if (!t.quiet) {
         mr_runtime_banner();
