@@ -19,14 +19,20 @@
 #define LOSS_RTOL   1e-4
 #define WEIGHT_ATOL 1e-5
 
+/* Under AddressSanitizer (make test-asan) the processes run with leak detection off: OpenMPI
+ * leaves allocations of its unloaded plugins at exit, which no suppression can name. Memory
+ * errors and UBSan still stop them. */
+#ifdef __SANITIZE_ADDRESS__
+#define MPI_ENV "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "
+#else
+#define MPI_ENV ""
+#endif
+
 static const char *mpi_bin(void) {
     static char bin[1024];
     char out[256];
     if (run_shell("command -v mpirun", out, sizeof out) != 0)
         cr_skip_test("mpirun not installed (make installs openmpi-bin): MPI test skipped");
-#ifdef __SANITIZE_ADDRESS__
-    cr_skip_test("MPI test skipped under AddressSanitizer (OpenMPI's own allocations at exit)");
-#endif
     const char *b = getenv("MRCNN_BIN");
     if (!b || access(b, X_OK) != 0) b = "build/mrcnn";
     cr_assert_eq(access(b, X_OK), 0, "no mrcnn binary at %s", b);
@@ -39,11 +45,12 @@ static int mpi_run(int n, const char *args, char *out, size_t size) {
     const char *bin = mpi_bin();
     char cmd[8192];
     if (n == 1)
-        snprintf(cmd, sizeof cmd, "'%s' %s", bin, args);
+        snprintf(cmd, sizeof cmd, MPI_ENV "'%s' %s", bin, args);
     else
         snprintf(cmd, sizeof cmd,
-                 "mpirun --allow-run-as-root --oversubscribe -np %d -x MRCNN_TEST_FAIL '%s' %s", n,
-                 bin, args);
+                 MPI_ENV
+                 "mpirun --allow-run-as-root --oversubscribe -np %d -x MRCNN_TEST_FAIL '%s' %s",
+                 n, bin, args);
     return run_shell(cmd, out, size);
 }
 
@@ -249,7 +256,7 @@ static int run_and_signal(const char *config, const char *run, const char *kill_
     char cmd[8192];
     snprintf(
         cmd, sizeof cmd,
-        "cd '%s/..' && { mpirun --allow-run-as-root --oversubscribe -np 2 '%s' train "
+        "cd '%s/..' && { " MPI_ENV "mpirun --allow-run-as-root --oversubscribe -np 2 '%s' train "
         "--config '%s' --out '%s' > out.txt 2>&1 & M=$!; "
         "for i in $(seq 600); do [ \"$(grep -c '\"type\":\"step\"' '%s/log.jsonl' "
         "2>/dev/null)\" -ge 2 ] && break; sleep 0.1; done; "
