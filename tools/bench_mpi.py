@@ -88,6 +88,9 @@ def main():
     # sends and receives 2 (N-1)/N of them per node. Compute per step: one image per process.
     grad_bytes = moved2
     compute = sec2 - wait2
+    lines += ["", "Measured all-reduce rate on this machine (shared memory between 2 processes, "
+              "including any wait for the slower one): %.1f MB in %.3f s, %.2f GB/s." % (
+                  moved2 / 1e6, wait2, moved2 / wait2 / 1e9 if wait2 > 0 else float("nan"))]
     lines += ["", "Projection (not measured): one image per process, the compute of the 2 x 1 run "
               "(%.2f s/step without collectives), a blocking ring all-reduce of %.1f MB of "
               "gradients after backward at the nominal link rate, no overlap:" % (
