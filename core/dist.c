@@ -18,6 +18,9 @@
 static bool active;
 static int rank_, size_ = 1;
 static double wait_seconds, bytes_moved;
+/* Started sums not yet known to be complete. */
+static MPI_Request *pending;
+static int n_pending, cap_pending;
 
 static double now(void) {
     struct timespec ts;
@@ -70,6 +73,10 @@ mr_status mr_dist_init(int *argc, char ***argv) {
 
 void mr_dist_finalize(void) {
     if (!active) return;
+    mr_dist_wait();
+    free(pending);
+    pending = NULL;
+    cap_pending = 0;
     MPI_Finalize();
     active = false;
 }
@@ -100,6 +107,40 @@ static void sum(void *buf, size_t n, MPI_Datatype type, size_t elem) {
         wait_for(&req);
         bytes_moved += (double)(len * elem);
     }
+}
+
+void mr_dist_sum_f32_start(float *buf, size_t n) {
+    if (!active || size_ == 1) return;
+    for (size_t off = 0; off < n; off += PIECE) {
+        size_t len = n - off < PIECE ? n - off : PIECE;
+        if (n_pending == cap_pending) {
+            int cap = cap_pending ? 2 * cap_pending : 64;
+            MPI_Request *grown = realloc(pending, sizeof *grown * (size_t)cap);
+            if (!grown) { /* no memory for the list: finish what is started, then block */
+                mr_dist_wait();
+                sum(buf + off, len, MPI_FLOAT, sizeof(float));
+                continue;
+            }
+            pending = grown;
+            cap_pending = cap;
+        }
+        MPI_Iallreduce(MPI_IN_PLACE, buf + off, (int)len, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                       &pending[n_pending++]);
+        bytes_moved += (double)(len * sizeof(float));
+    }
+}
+
+void mr_dist_progress(void) {
+    for (int i = 0; i < n_pending; i++) {
+        int done = 0;
+        MPI_Test(&pending[i], &done, MPI_STATUS_IGNORE);
+        if (!done) break; /* they complete in order */
+    }
+}
+
+void mr_dist_wait(void) {
+    for (int i = 0; i < n_pending; i++) wait_for(&pending[i]);
+    n_pending = 0;
 }
 
 void mr_dist_sum_f32(float *buf, size_t n) {

@@ -24,6 +24,12 @@ int mr_dist_size(void); /* 1 without mpirun */
 /* In place, element-wise sums over all ranks (every rank calls with the same n). */
 void mr_dist_sum_f32(float *buf, size_t n);
 void mr_dist_sum_f64(double *buf, size_t n);
+/* Non-blocking sums: start() begins an in-place sum of buf (every rank starts the same sums in the
+ * same order), progress() lets started sums advance (call it between pieces of work), wait()
+ * returns when all started sums are complete. */
+void mr_dist_sum_f32_start(float *buf, size_t n);
+void mr_dist_progress(void);
+void mr_dist_wait(void);
 /* In place, element-wise maximum over all ranks. */
 void mr_dist_max_int(int *buf, int n);
 /* Rank 0's bytes to every rank. */

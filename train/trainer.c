@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,31 +136,130 @@ static void reduce_losses(const trainer *t, mr_loss_values *v) {
     v->n_positive_rois = (int64_t)buf[MR_LOSS_COUNT + 2];
 }
 
-/* The mean of the processes' gradients, over the runs of trainable parameters (frozen ones have
- * no gradient to move): one blocking all-reduce per run, after backward. */
-static void average_gradients(const trainer *t) {
-    if (t->nproc == 1) return;
+/* Gradient buckets of data-parallel training: the trainable parameters in runs of consecutive
+ * offsets, cut into buckets of about BUCKET_FLOATS, from the last parameter to the first (the
+ * order backward completes them). Every process makes the same buckets and starts their
+ * all-reduces in the same order, each as soon as backward has passed every node that reads one
+ * of its parameters, so communication overlaps the rest of backward. */
+enum { BUCKET_FLOATS = 1 << 22 }; /* 16 MB; MRCNN_BUCKET_FLOATS overrides it (tests) */
+
+typedef struct {
+    size_t start, end; /* floats of the flat gradient buffer */
+    int ready_node;    /* complete once backward has run the tape's nodes down to this index */
+} grad_bucket;
+
+typedef struct {
+    const mr_params *p;
+    grad_bucket *b;
+    int n, next; /* buckets, and the next one to start */
+} bucket_plan;
+
+/* The parameter whose values start at `data`, or -1. */
+static int param_at(const mr_params *p, const float *data) {
+    if (data < p->values || data >= p->values + p->total) return -1;
+    size_t off = (size_t)(data - p->values);
+    int lo = 0, hi = p->count - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (p->items[mid].offset == off) return mid;
+        if (p->items[mid].offset < off)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return -1;
+}
+
+static void after_backward_node(void *user, int node) {
+    bucket_plan *plan = user;
+    while (plan->next < plan->n && plan->b[plan->next].ready_node >= node) {
+        grad_bucket *g = &plan->b[plan->next++];
+        mr_dist_sum_f32_start(plan->p->grads + g->start, g->end - g->start);
+    }
+    mr_dist_progress();
+}
+
+/* Plans this step's buckets from the tape (NULL when out of memory: the gradients are then
+ * summed after backward). */
+static bucket_plan *plan_buckets(trainer *t) {
     const mr_params *p = &t->model.params;
-    size_t start = 0, end = 0;
-    for (int i = 0; i <= p->count; i++) {
-        const mr_param *q = i < p->count ? &p->items[i] : NULL;
-        if (q && !q->frozen && q->offset == end && end > start) {
-            end += (size_t)q->t.numel;
-            continue;
-        }
-        if (end > start) {
-            mr_dist_sum_f32(p->grads + start, end - start);
-            const float inv = 1.0f / (float)t->nproc;
-            float *g = p->grads + start;
-#pragma omp parallel for schedule(static) if (end - start > 65536)
-            for (size_t k = 0; k < end - start; k++) g[k] *= inv;
-        }
-        start = end = 0;
-        if (q && !q->frozen) {
-            start = q->offset;
-            end = q->offset + (size_t)q->t.numel;
+    bucket_plan *plan = calloc(1, sizeof *plan);
+    int *first_use = malloc(sizeof(int) * (size_t)(p->count + 1));
+    if (plan) plan->b = malloc(sizeof(grad_bucket) * (size_t)(2 * p->count + 1));
+    if (!plan || !first_use || !plan->b) {
+        if (plan) free(plan->b);
+        free(plan);
+        free(first_use);
+        return NULL;
+    }
+    plan->p = p;
+    for (int i = 0; i < p->count; i++) first_use[i] = INT_MAX; /* unused: complete at once */
+    const mr_tape *tape = &t->ctx.tape;
+    for (int i = 0; i < tape->count; i++) {
+        const mr_node *nd = &tape->nodes[i];
+        for (int k = 0; k < nd->n_inputs; k++) {
+            if (!(nd->needs_grad >> k & 1u) || !nd->inputs[k]->is_param) continue;
+            int q = param_at(p, nd->inputs[k]->data);
+            if (q >= 0 && first_use[q] == INT_MAX) first_use[q] = i;
         }
     }
+    const char *env = getenv("MRCNN_BUCKET_FLOATS");
+    const size_t bucket_floats = env && atol(env) > 0 ? (size_t)atol(env) : BUCKET_FLOATS;
+    grad_bucket *cur = NULL;
+    for (int i = p->count - 1; i >= 0; i--) {
+        const mr_param *q = &p->items[i];
+        if (q->frozen || q->t.numel == 0) continue;
+        size_t lo = q->offset, hi = q->offset + (size_t)q->t.numel;
+        if (!cur || cur->start != hi || cur->end - cur->start >= bucket_floats) {
+            cur = &plan->b[plan->n++];
+            *cur = (grad_bucket){lo, hi, first_use[i]};
+        } else {
+            cur->start = lo;
+            if (first_use[i] < cur->ready_node) cur->ready_node = first_use[i];
+        }
+    }
+    free(first_use);
+    return plan;
+}
+
+/* Backward with the mean of the processes' gradients: buckets all-reduced while backward runs
+ * (one process: plain backward). */
+static mr_status backward_averaged(trainer *t, mr_tensor *loss) {
+    if (t->nproc == 1) return mr_backward(&t->ctx, loss);
+    bucket_plan *plan = plan_buckets(t);
+    if (plan) {
+        t->ctx.after_backward_node = after_backward_node;
+        t->ctx.after_backward_user = plan;
+    }
+    mr_status st = mr_backward(&t->ctx, loss);
+    t->ctx.after_backward_node = NULL;
+    t->ctx.after_backward_user = NULL;
+    if (st != MR_OK) {
+        free(plan ? plan->b : NULL);
+        free(plan);
+        return st;
+    }
+    const mr_params *p = &t->model.params;
+    if (plan) {
+        while (plan->next < plan->n) { /* parameters no node of this step read */
+            grad_bucket *g = &plan->b[plan->next++];
+            mr_dist_sum_f32_start(p->grads + g->start, g->end - g->start);
+        }
+        mr_dist_wait();
+    } else {
+        mr_dist_sum_f32(p->grads, p->total);
+    }
+    const float inv = 1.0f / (float)t->nproc;
+    for (int i = 0; i < p->count; i++) {
+        const mr_param *q = &p->items[i];
+        if (q->frozen) continue;
+        float *g = p->grads + q->offset;
+#pragma omp parallel for schedule(static) if (q->t.numel > 65536)
+        for (int64_t k = 0; k < q->t.numel; k++) g[k] *= inv;
+    }
+    if (plan) free(plan->b);
+    free(plan);
+    return MR_OK;
 }
 
 static void trainer_close(trainer *t) {
@@ -850,13 +950,12 @@ static mr_status train_step(trainer *t, int epoch, int step, const mr_stage *sta
     bool finite = isfinite(v->total);
     if (finite) {
         mr_params_zero_grads(&t->model.params);
-        st = mr_backward(&t->ctx, loss);
+        /* Clipping and weight decay (mr_sgd_step) see the averaged gradient. */
+        st = backward_averaged(t, loss);
         if (st != MR_OK) {
             mr_dataset_release(t->train, b);
             return fail_all_now(t, st);
         }
-        /* Clipping and weight decay (mr_sgd_step) see the averaged gradient. */
-        average_gradients(t);
         sgd->learning_rate =
             stage->learning_rate * warmup_factor(c, (long)epoch * c->steps_per_epoch + step);
         mr_sgd_step(&t->model.params, sgd, rep);
