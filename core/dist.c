@@ -160,9 +160,13 @@ void mr_dist_max_int(int *buf, int n) {
 
 void mr_dist_bcast(void *buf, size_t bytes) {
     if (!active || size_ == 1) return;
-    MPI_Request req;
-    MPI_Ibcast(buf, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD, &req);
-    wait_for(&req);
+    for (size_t off = 0; off < bytes; off += PIECE) {
+        size_t len = bytes - off < PIECE ? bytes - off : PIECE;
+        MPI_Request req;
+        MPI_Ibcast((char *)buf + off, (int)len, MPI_BYTE, 0, MPI_COMM_WORLD, &req);
+        wait_for(&req);
+        bytes_moved += (double)len;
+    }
 }
 
 double mr_dist_wait_seconds(void) {

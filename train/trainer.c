@@ -1083,7 +1083,13 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
     mr_status st = open_run(&t, opt, &epoch, &step);
     if (t.nproc > 1) {
         st = agree(&t, st, NULL);
-        if (st == MR_OK) mr_dist_bcast(t.run_dir, sizeof t.run_dir); /* the writer named it */
+        if (st == MR_OK && !(opt->resume_dir && epoch >= t.cfg.epochs)) { /* not complete */
+            mr_dist_bcast(t.run_dir, sizeof t.run_dir);                   /* the writer named it */
+            /* Every process starts from the writer's weights and momentum, whatever each read
+             * (a weights file that differs between machines would otherwise go unnoticed). */
+            mr_dist_bcast(t.model.params.values, sizeof(float) * t.model.params.total);
+            mr_dist_bcast(t.model.params.momentum, sizeof(float) * t.model.params.total);
+        }
     }
     snprintf(result->run_dir, sizeof result->run_dir, "%s", t.run_dir);
     result->epochs_total = t.cfg.epochs;
