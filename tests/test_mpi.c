@@ -1,7 +1,9 @@
-/* Data-parallel training under mpirun (core/dist.h) on the tiny config: two processes agree with
- * one on the same global batch, a run at a given process count repeats bit for bit, a run resumes
- * at another count, SIGTERM to mpirun and a failing or killed process stop every process, and a
- * batch that does not divide is refused in one line. Without mpirun the tests skip, saying so. */
+/* Data-parallel training under mpirun (core/dist.h) on the tiny config: two and three processes
+ * agree with one on the same global batch (training and split validation), gradient buckets do
+ * not change the sums, a run at a given process count repeats bit for bit, a run resumes at
+ * another count, SIGTERM to mpirun and a failing or killed process stop every process, each
+ * process takes its share of the cores, and a batch that does not divide (or TRAIN_BN) is refused
+ * in one line. Without mpirun the tests skip, saying so. */
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -214,6 +216,34 @@ Test(mpi, three_processes_agree_with_one, .timeout = 240) {
     double d = weight_diff(a, b, config, &same);
     cr_log_info("weights after 3 steps: largest difference %.3g between 1 and 3 processes", d);
     cr_assert_leq(d, WEIGHT_ATOL, "weights differ by %g", d);
+}
+
+/* Without OMP_NUM_THREADS, each process takes its share of the cores (mpirun --oversubscribe
+ * binds nothing): two processes on this machine's cores do not oversubscribe them. The thread
+ * and process counts are in the checkpoint's numerics. */
+Test(mpi, each_process_takes_its_share_of_the_cores, .timeout = 120) {
+    const char *dir = temp_dir("mpi-threads");
+    char config[600], args[2048], out[16384], run[700], ckpt[1300];
+    make_job(dir, 1, 1, ", \"VALIDATION_STEPS\": 0", config, sizeof config);
+    snprintf(run, sizeof run, "%s/run", dir);
+    snprintf(args, sizeof args, "train --config %s --out %s --quiet", config, run);
+    const char *was = getenv("OMP_NUM_THREADS");
+    char saved[32] = "";
+    if (was) snprintf(saved, sizeof saved, "%s", was);
+    unsetenv("OMP_NUM_THREADS");
+    int rc = mpi_run(2, args, out, sizeof out);
+    if (saved[0]) setenv("OMP_NUM_THREADS", saved, 1);
+    cr_assert_eq(rc, 0, "%s", out);
+    mr_checkpoint_path(ckpt, sizeof ckpt, run, 1, 1);
+    mr_checkpoint_state st;
+    cr_assert_eq(mr_checkpoint_read_state(ckpt, &st), MR_OK, "%s", mr_last_error());
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    char want[64];
+    snprintf(want, sizeof want, "%ld thread%s, 2 processes", cores / 2 > 1 ? cores / 2 : 1,
+             cores / 2 > 1 ? "s" : "");
+    cr_assert(st.metrics_json && strstr(st.metrics_json, want), "want \"%s\" in %s", want,
+              st.metrics_json ? st.metrics_json : "(none)");
+    mr_checkpoint_state_free(&st);
 }
 
 /* Validation is split over the processes and reduced. Its ROI samples hang on proposal ranks,
