@@ -81,9 +81,8 @@ void mr_dist_finalize(void) {
     active = false;
 }
 
-_Noreturn void mr_dist_abort(int code) {
+void mr_dist_abort(int code) {
     if (active) MPI_Abort(MPI_COMM_WORLD, code);
-    exit(code);
 }
 
 int mr_dist_rank(void) {

@@ -15,8 +15,9 @@
 mr_status mr_dist_init(int *argc, char ***argv);
 /* Ends MPI after a run that kept the protocol (every rank calls it). */
 void mr_dist_finalize(void);
-/* Ends every rank at once: for a rank that cannot keep step with the others. */
-_Noreturn void mr_dist_abort(int code);
+/* Ends every rank at once (MPI_Abort): for a rank that cannot keep step with the others. Returns
+ * only without MPI (one process), where the caller goes on with its error. */
+void mr_dist_abort(int code);
 
 int mr_dist_rank(void);
 int mr_dist_size(void); /* 1 without mpirun */

@@ -109,6 +109,7 @@ static mr_status fail_all_now(trainer *t, mr_status st) {
     fprintf(stderr, "mrcnn train: process %d of %d: %s; ending all processes\n", t->rank, t->nproc,
             mr_last_error());
     mr_dist_abort(1);
+    return st;
 }
 
 /* Per-image sampling seeds of a batch: image i of the whole batch draws from hash(base, i),
