@@ -387,6 +387,24 @@ Test(mpi, a_failing_process_stops_all_and_the_writer_saves_once, .timeout = 240)
     cr_assert_eq(stat(ckpt, &st), 0, "no checkpoint at the failing step: %s", out);
 }
 
+/* Non-finite losses are judged on the batch's reduced loss, so every process skips the same
+ * steps and all stop together after five, with one message. */
+Test(mpi, non_finite_losses_stop_every_process_together, .timeout = 240) {
+    const char *dir = temp_dir("mpi-nan");
+    char config[600], run[700], out[32768], args[2048];
+    make_job(dir, 1, 40,
+             ", \"VALIDATION_STEPS\": 0, \"GRADIENT_CLIP_NORM\": 0, \"LEARNING_RATE\": 9.99, "
+             "\"IMAGE_NORMALIZATION\": \"mean\", \"STAGES\": [{\"LAYERS\": \"all\", "
+             "\"UNTIL_EPOCH\": 100}]",
+             config, sizeof config);
+    snprintf(run, sizeof run, "%s/run", dir);
+    snprintf(args, sizeof args, "train --config %s --out %s", config, run);
+    int rc = mpi_run(2, args, out, sizeof out);
+    cr_assert_neq(rc, 0, "%s", out);
+    cr_assert_eq(count_of(out, "non-finite steps in a row"), 1, "%s", out);
+    cr_assert_eq(count_of(out, "resume with: mrcnn train --resume"), 1, "%s", out);
+}
+
 Test(mpi, a_killed_process_ends_the_others_in_bounded_time, .timeout = 240) {
     const char *dir = temp_dir("mpi-kill");
     char config[600], run[700], out[32768];

@@ -85,6 +85,7 @@ typedef struct {
     int rank, nproc;
     bool writer;
     bool failed_elsewhere;        /* stopped because another process failed: it says why */
+    bool failed_here;             /* this process brought its own failure to a step boundary */
     double step_wait, step_bytes; /* the last step's seconds and bytes in collectives */
 } trainer;
 
@@ -97,6 +98,7 @@ static mr_status agree(trainer *t, mr_status st, bool *stop) {
     int v[3] = {stop && *stop, st != MR_OK ? (int)st : 0, st != MR_OK ? t->rank + 1 : 0};
     mr_dist_max_int(v, 3);
     if (stop) *stop = v[0] != 0;
+    if (st != MR_OK) t->failed_here = true;
     if (st != MR_OK || v[1] == 0) return st;
     t->failed_elsewhere = true;
     return mr_fail((mr_status)v[1], "process %d of %d failed (it says why)", v[2] - 1, t->nproc);
@@ -868,8 +870,10 @@ static void settle(trainer *t, mr_status st, mr_train_result *result) {
     snprintf(mine, sizeof mine, "%s", st != MR_OK ? mr_last_error() : "");
     memcpy(first, mine, sizeof first);
     mr_dist_bcast(first, sizeof first);
+    /* A failure every process reached by the same decision (non-finite losses of the reduced
+     * batch) is the writer's to report too. */
     result->silent = !t->writer && (st == MR_OK || st == MR_ERR_INTERRUPTED ||
-                                    t->failed_elsewhere || !strcmp(first, mine));
+                                    t->failed_elsewhere || !t->failed_here || !strcmp(first, mine));
 }
 
 /* The data as report.html summarises it. */
