@@ -4,9 +4,9 @@
 
 CC      ?= gcc
 BUILD   ?= build
-PKGS    := openblas hdf5 libcjson stb criterion libpng libjpeg
+PKGS    := openblas hdf5 libcjson stb criterion libpng libjpeg ompi-c
 DEBS    := pkg-config libopenblas-openmp-dev libhdf5-dev libcjson-dev libstb-dev libcriterion-dev \
-           libpng-dev libjpeg62-turbo-dev
+           libpng-dev libjpeg62-turbo-dev openmpi-bin libopenmpi-dev
 REF_DEBS := python3-torch python3-torchvision python3-h5py python3-numpy
 # The report's browser test renders report.html in Debian's headless Chromium; the ONNX tests
 # check exports with Debian's python3-onnx.
@@ -23,7 +23,8 @@ WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-proto
 DEP_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null | sed 's/-I/-isystem /g')
 # Images are read and written through libpng and libjpeg (data/image.c); stb's easy_font, the
 # only stb part left, is header-only.
-DEP_LIBS   = $(shell pkg-config --libs openblas hdf5 libcjson libpng libjpeg 2>/dev/null)
+# Data-parallel training (core/dist.c) links OpenMPI; a run not started by mpirun never calls it.
+DEP_LIBS   = $(shell pkg-config --libs openblas hdf5 libcjson libpng libjpeg ompi-c 2>/dev/null)
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 $(CFLAGS) $(WARN) -fopenmp -D_GNU_SOURCE -MMD -MP $(DEP_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  = $(DEP_LIBS) -fopenmp -lm -lpthread $(EXTRA_LDFLAGS)
@@ -38,7 +39,7 @@ TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 DEPS_OK  := $(BUILD)/.deps-ok
 
-.PHONY: all deps ref-deps test-deps onnxruntime test test-asan demo bench bench-deps quality refs format clean fuzz \
+.PHONY: all deps ref-deps test-deps onnxruntime test test-asan demo bench bench-mpi bench-deps quality refs format clean fuzz \
         fuzz-build fuzz-seeds
 all: $(BUILD)/mrcnn
 
@@ -154,6 +155,11 @@ bench: $(BUILD)/mrcnn onnxruntime
 	    echo "as this environment pins OpenBLAS (OPENBLAS_CORETYPE=$$OPENBLAS_CORETYPE OPENBLAS_L2_SIZE=$$OPENBLAS_L2_SIZE):"; \
 	    MRCNN_ONNXRUNTIME=$(ORT_DIR)/node_modules/onnxruntime-node ./$(BUILD)/mrcnn bench --quick; \
 	fi
+
+# Data-parallel training speed (tools/bench_mpi.py): 1x1, 1x2 and 2x1 processes x threads on the
+# R50 512 case, collectives' share and bytes, and a labelled projection; appends to BENCHMARKS.md.
+bench-mpi: $(BUILD)/mrcnn
+	/usr/bin/python3 tools/bench_mpi.py --mrcnn $(BUILD)/mrcnn $(BENCH_MPI_ARGS)
 
 bench-deps: ref-deps
 

@@ -10,6 +10,10 @@ void mr_log_set_verbosity(bool quiet, bool verbose) {
     current_level = quiet ? MR_LOG_WARN : verbose ? MR_LOG_DEBUG : MR_LOG_INFO;
 }
 
+void mr_log_set_level(mr_log_level level) {
+    current_level = level;
+}
+
 mr_log_level mr_log_get_level(void) {
     return current_level;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dist.h"
 #include "log.h"
 
 /* True when the CPU has the AVX-512 subsets the SkylakeX kernels use. */
@@ -38,10 +39,18 @@ int mr_runtime_threads(void) {
     return omp_get_max_threads();
 }
 
+void mr_runtime_set_threads(int n) {
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
 const char *mr_runtime_numerics(void) {
     static char buf[96];
     snprintf(buf, sizeof buf, "kernel %s, %d thread%s", openblas_get_corename(),
              mr_runtime_threads(), mr_runtime_threads() == 1 ? "" : "s");
+    /* The process count decides how the gradient sums are split, hence their rounding. */
+    if (mr_dist_size() > 1)
+        snprintf(buf + strlen(buf), sizeof buf - strlen(buf), ", %d processes", mr_dist_size());
     return buf;
 }
 

@@ -17,8 +17,10 @@ const char *mr_runtime_blas_desc(void);
  * run, or NULL. */
 const char *mr_runtime_blas_note(void);
 int mr_runtime_threads(void);
-/* "kernel SkylakeX, 2 threads": what decides the float rounding of sums (recorded in
- * checkpoints, since a resume under another is not bit-identical). */
+/* OpenMP and BLAS threads of this process (core/dist.c: one share of the cores per rank). */
+void mr_runtime_set_threads(int n);
+/* "kernel SkylakeX, 2 threads" (", 2 processes" under mpirun): what decides the float rounding of
+ * sums (recorded in checkpoints, since a resume under another is not bit-identical). */
 const char *mr_runtime_numerics(void);
 /* At startup: one line when the BLAS set-up is worth knowing about (mr_runtime_blas_note),
  * nothing otherwise. */

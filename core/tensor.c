@@ -315,6 +315,7 @@ mr_status mr_backward_seeded(mr_ctx *ctx, mr_tensor *out, const float *seed) {
             if ((node->needs_grad >> k & 1u) && !grad_of(ctx, node->inputs[k])) return ctx->status;
         node->backward(node);
         if (ctx->status != MR_OK) return ctx->status;
+        if (ctx->after_backward_node) ctx->after_backward_node(ctx->after_backward_user, i);
         /* Every consumer of this output ran before its producer: its gradient is dead (or now
          * belongs to the heir). */
         if (node->grad_heir < 0) pool_release(ctx, node->out->grad, pool_size(node->out));

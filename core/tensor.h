@@ -120,6 +120,10 @@ typedef struct mr_ctx {
     float *scratch[MR_SCRATCH_SLOTS];
     size_t scratch_floats[MR_SCRATCH_SLOTS];
     mr_conv_algo conv_algo;
+    /* Called after each node's backward with its tape index, NULL: nothing. Data-parallel
+     * training starts the all-reduce of gradients that are complete (train/trainer.c). */
+    void (*after_backward_node)(void *user, int node);
+    void *after_backward_user;
 } mr_ctx;
 
 mr_status mr_ctx_init(mr_ctx *ctx, size_t arena_bytes);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/dist.h"
 #include "../core/ops.h"
 #include "../core/util.h"
 #include "../layers/boxes.h"
@@ -33,7 +34,11 @@ static mr_tensor *rows_view(mr_ctx *ctx, mr_tensor *x, int64_t cols) {
 
 /* ---- the loss terms, for given head outputs and targets ---- */
 
-static mr_tensor *mr_rpn_class_loss(mr_ctx *ctx, mr_tensor *rpn_logits, const int8_t *match) {
+/* Each term also reports how many rows (or the weight) its mean divides by, so that processes
+ * sharing a batch can divide by the batch's count (mr_losses_from_targets). */
+static mr_tensor *mr_rpn_class_loss(mr_ctx *ctx, mr_tensor *rpn_logits, const int8_t *match,
+                                    double *count) {
+    *count = 0.0;
     if (!rpn_logits) return NULL;
     int64_t n = rpn_logits->numel / 2, k = 0;
     int64_t *index = mr_alloc(ctx, sizeof(int64_t) * (size_t)(n + 1), "rpn_class_loss");
@@ -44,13 +49,16 @@ static mr_tensor *mr_rpn_class_loss(mr_ctx *ctx, mr_tensor *rpn_logits, const in
             index[k] = i;
             target[k++] = match[i] == 1;
         }
+    *count = (double)k;
     if (k == 0) return zero_loss(ctx, "rpn_class_loss");
     mr_tensor *picked = mr_gather_rows(ctx, rows_view(ctx, rpn_logits, 2), index, k);
     return mr_softmax_xent(ctx, picked, target, NULL);
 }
 
 static mr_tensor *mr_rpn_bbox_loss(mr_ctx *ctx, mr_tensor *rpn_deltas, const int8_t *match,
-                                   const float *target_bbox, int64_t targets_per_image) {
+                                   const float *target_bbox, int64_t targets_per_image,
+                                   double *rows) {
+    *rows = 0.0;
     if (!rpn_deltas) return NULL;
     int64_t batch = rpn_deltas->shape[0], anchors = rpn_deltas->shape[1], k = 0;
     int64_t *index =
@@ -71,12 +79,15 @@ static mr_tensor *mr_rpn_bbox_loss(mr_ctx *ctx, mr_tensor *rpn_deltas, const int
                 count++;
             }
     }
+    *rows = (double)k;
     if (k == 0) return zero_loss(ctx, "rpn_bbox_loss");
     return mr_smooth_l1(ctx, mr_gather_rows(ctx, rows_view(ctx, rpn_deltas, 4), index, k), target);
 }
 
 static mr_tensor *mr_mrcnn_class_loss(mr_ctx *ctx, mr_tensor *class_logits,
-                                      const int64_t *target_ids, const float *active_class_ids) {
+                                      const int64_t *target_ids, const float *active_class_ids,
+                                      double *count) {
+    *count = 0.0;
     if (!class_logits) return NULL;
     int64_t n = class_logits->shape[0], c = class_logits->shape[1];
     int32_t *target = mr_alloc(ctx, sizeof(int32_t) * (size_t)(n + 1), "mrcnn_class_loss");
@@ -89,12 +100,14 @@ static mr_tensor *mr_mrcnn_class_loss(mr_ctx *ctx, mr_tensor *class_logits,
         for (int64_t k = 1; k < c; k++)
             if (class_logits->data[i * c + k] > class_logits->data[i * c + best]) best = k;
         weight[i] = active_class_ids ? active_class_ids[best] : 1.0f;
+        *count += (double)weight[i];
     }
     return mr_softmax_xent(ctx, class_logits, target, weight);
 }
 
 static mr_tensor *mr_mrcnn_bbox_loss(mr_ctx *ctx, mr_tensor *deltas, const int64_t *target_ids,
-                                     const float *target_deltas) {
+                                     const float *target_deltas, double *count) {
+    *count = 0.0;
     if (!deltas) return NULL;
     int64_t n = deltas->shape[0], c = deltas->shape[1] / 4, k = 0;
     int64_t *index = mr_alloc(ctx, sizeof(int64_t) * (size_t)(n + 1), "mrcnn_bbox_loss");
@@ -106,6 +119,7 @@ static mr_tensor *mr_mrcnn_bbox_loss(mr_ctx *ctx, mr_tensor *deltas, const int64
             memcpy(target + 4 * k, target_deltas + 4 * i, 4 * sizeof(float));
             k++;
         }
+    *count = (double)k;
     if (k == 0) return zero_loss(ctx, "mrcnn_bbox_loss");
     return mr_smooth_l1(ctx, mr_gather_rows(ctx, rows_view(ctx, deltas, 4), index, k), target);
 }
@@ -113,11 +127,13 @@ static mr_tensor *mr_mrcnn_bbox_loss(mr_ctx *ctx, mr_tensor *deltas, const int64
 /* mask_logits (n, S, S, NUM_CLASSES) for n ROIs whose classes are target_ids (only the rows with
  * a class > 0 count); target_masks (n, S, S). */
 static mr_tensor *mr_mrcnn_mask_loss(mr_ctx *ctx, mr_tensor *mask_logits, const int64_t *target_ids,
-                                     const float *target_masks) {
+                                     const float *target_masks, double *count) {
+    *count = 0.0;
     if (!mask_logits) return NULL;
     int64_t n = mask_logits->shape[0], s = mask_logits->shape[1] * mask_logits->shape[2];
     int64_t c = mask_logits->shape[3], positives = 0;
     for (int64_t i = 0; i < n; i++) positives += target_ids[i] > 0;
+    *count = (double)positives;
     if (positives == 0) return zero_loss(ctx, "mrcnn_mask_loss");
     int64_t *index = mr_alloc(ctx, sizeof(int64_t) * (size_t)(positives * s), "mrcnn_mask_loss");
     float *target = mr_alloc(ctx, sizeof(float) * (size_t)(positives * s), "mrcnn_mask_loss");
@@ -136,9 +152,12 @@ static mr_tensor *mr_mrcnn_mask_loss(mr_ctx *ctx, mr_tensor *mask_logits, const 
 
 /* ---- the training graph ------------------------------------------------------------------- */
 
-mr_status mr_train_targets_build(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_logits,
-                                 mr_tensor *rpn_deltas, const mr_instances *gt, int64_t batch,
-                                 mr_rng *rng, mr_train_targets *tt) {
+/* rng draws for the whole batch, image after image; or, with image_seeds, image b draws from a
+ * stream of its own seeded by image_seeds[b], so an image's samples do not depend on which
+ * images share its batch (or its process). */
+static mr_status build_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_logits,
+                               mr_tensor *rpn_deltas, const mr_instances *gt, int64_t batch,
+                               mr_rng *rng, const uint64_t *image_seeds, mr_train_targets *tt) {
     const mr_net_config *cfg = &m->cfg;
     int64_t anchors = m->n_anchors, rois = cfg->train_rois_per_image;
     mr_rpn_target_config rpn_cfg = mr_rpn_target_config_matterport();
@@ -179,6 +198,11 @@ mr_status mr_train_targets_build(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_
     MR_TRY(mr_roi_targets_alloc(&t, &roi_cfg));
     mr_status st = MR_OK;
     for (int64_t b = 0; b < batch && st == MR_OK; b++) {
+        mr_rng own;
+        if (image_seeds) {
+            mr_rng_seed(&own, image_seeds[b]);
+            rng = &own;
+        }
         st = mr_build_rpn_targets(tt->match + b * anchors,
                                   tt->rpn_bbox + b * cfg->rpn_train_anchors * 4, m->anchors_px,
                                   anchors, gt[b].boxes, gt[b].n, &rpn_cfg, rng);
@@ -205,6 +229,12 @@ mr_status mr_train_targets_build(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_
     return st;
 }
 
+mr_status mr_train_targets_build(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_logits,
+                                 mr_tensor *rpn_deltas, const mr_instances *gt, int64_t batch,
+                                 mr_rng *rng, mr_train_targets *tt) {
+    return build_targets(ctx, m, rpn_logits, rpn_deltas, gt, batch, rng, NULL, tt);
+}
+
 mr_tensor *mr_losses_from_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
                                   mr_tensor *rpn_logits, mr_tensor *rpn_deltas,
                                   const mr_train_targets *tt, const float *active_class_ids,
@@ -223,6 +253,7 @@ mr_tensor *mr_losses_from_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *con
      * independent of the others, so running the head on the positives alone gives the same
      * loss and gradients for a fraction of the work. */
     mr_tensor *mask_loss;
+    double counts[MR_LOSS_COUNT] = {0};
     if (!cfg->train_bn) {
         int64_t np = values->n_positive_rois;
         float *pos_boxes = mr_alloc(ctx, sizeof(float) * (size_t)(4 * np + 1), "mrcnn_mask_loss");
@@ -242,29 +273,45 @@ mr_tensor *mr_losses_from_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *con
             }
         mask_loss =
             np ? mr_mrcnn_mask_loss(ctx, mr_model_mask_head(ctx, m, p, pos_boxes, pos_image, np),
-                                    pos_class, pos_masks)
+                                    pos_class, pos_masks, &counts[MR_LOSS_MRCNN_MASK])
                : zero_loss(ctx, "mrcnn_mask_loss");
     } else {
         mask_loss = mr_mrcnn_mask_loss(
             ctx, mr_model_mask_head(ctx, m, p, tt->rois, tt->roi_image, total_rois), tt->roi_class,
-            tt->roi_masks);
+            tt->roi_masks, &counts[MR_LOSS_MRCNN_MASK]);
     }
     mr_tensor *terms[MR_LOSS_COUNT] = {
-        mr_rpn_class_loss(ctx, rpn_logits, tt->match),
-        mr_rpn_bbox_loss(ctx, rpn_deltas, tt->match, tt->rpn_bbox, tt->rpn_targets_per_image),
-        mr_mrcnn_class_loss(ctx, class_logits, tt->roi_class, active_class_ids),
-        mr_mrcnn_bbox_loss(ctx, deltas, tt->roi_class, tt->roi_deltas),
+        mr_rpn_class_loss(ctx, rpn_logits, tt->match, &counts[MR_LOSS_RPN_CLASS]),
+        mr_rpn_bbox_loss(ctx, rpn_deltas, tt->match, tt->rpn_bbox, tt->rpn_targets_per_image,
+                         &counts[MR_LOSS_RPN_BBOX]),
+        mr_mrcnn_class_loss(ctx, class_logits, tt->roi_class, active_class_ids,
+                            &counts[MR_LOSS_MRCNN_CLASS]),
+        mr_mrcnn_bbox_loss(ctx, deltas, tt->roi_class, tt->roi_deltas, &counts[MR_LOSS_MRCNN_BBOX]),
         mask_loss,
     };
+    /* Data-parallel (core/dist.h): each process holds a share of the batch, and each term is a
+     * mean over the whole batch's rows. A process's term is scaled by N * count / total count,
+     * so the mean over processes of the scaled terms (and of their gradients) is the term one
+     * process computes on the whole batch, up to float rounding. One process: factors of 1. */
+    float factor[MR_LOSS_COUNT] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
+    const int n_proc = mr_dist_size();
+    if (n_proc > 1) {
+        double all[MR_LOSS_COUNT];
+        memcpy(all, counts, sizeof all);
+        mr_dist_sum_f64(all, MR_LOSS_COUNT);
+        for (int i = 0; i < MR_LOSS_COUNT; i++)
+            factor[i] = all[i] > 0.0 ? (float)((double)n_proc * counts[i] / all[i]) : 0.0f;
+    }
     mr_tensor *total = NULL;
     for (int i = 0; i < MR_LOSS_COUNT; i++) {
         if (!terms[i]) return NULL;
         mr_tensor *weighted = terms[i];
-        if (cfg->loss_weights[i] != 1.0f) {
+        const float scale = cfg->loss_weights[i] * factor[i];
+        if (scale != 1.0f) {
             /* Scaling by a constant is a 1x1 linear layer with a fixed weight. */
             mr_tensor *w = mr_tensor_2d(ctx, "loss_weight", 1, 1);
             if (!w) return NULL;
-            w->data[0] = cfg->loss_weights[i];
+            w->data[0] = scale;
             int64_t one[2] = {1, 1}, scalar[1] = {1};
             weighted = mr_reshape(ctx, mr_linear(ctx, mr_reshape(ctx, terms[i], 2, one), w, NULL),
                                   1, scalar);
@@ -289,6 +336,25 @@ mr_tensor *mr_training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
     memset(&tt, 0, sizeof tt);
     mr_status st =
         mr_train_targets_build(ctx, m, rpn_logits, rpn_deltas, gt, images->shape[0], rng, &tt);
+    if (st != MR_OK) {
+        if (ctx->status == MR_OK) ctx->status = st;
+        return NULL;
+    }
+    return mr_losses_from_targets(ctx, m, p, rpn_logits, rpn_deltas, &tt, active_class_ids, values);
+}
+
+mr_tensor *mr_training_losses_seeded(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
+                                     const mr_instances *gt, const float *active_class_ids,
+                                     const uint64_t *image_seeds, mr_loss_values *values) {
+    memset(values, 0, sizeof *values);
+    mr_tensor *p[5];
+    if (!images || mr_model_features(ctx, m, images, p) != MR_OK) return NULL;
+    mr_tensor *rpn_logits = NULL, *rpn_deltas = NULL;
+    if (mr_model_rpn(ctx, m, p, &rpn_logits, &rpn_deltas) != MR_OK) return NULL;
+    mr_train_targets tt;
+    memset(&tt, 0, sizeof tt);
+    mr_status st =
+        build_targets(ctx, m, rpn_logits, rpn_deltas, gt, images->shape[0], NULL, image_seeds, &tt);
     if (st != MR_OK) {
         if (ctx->status == MR_OK) ctx->status = st;
         return NULL;

@@ -31,5 +31,13 @@ typedef struct {
 mr_tensor *mr_training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
                               const mr_instances *gt, const float *active_class_ids, mr_rng *rng,
                               mr_loss_values *values);
+/* The same, with one sampling stream per image (seeded by image_seeds[b]) instead of one for the
+ * batch: what the trainer uses, so that processes sharing a batch (core/dist.h) draw the samples
+ * one process would. Under mpirun every process must call it in step: each loss term is then
+ * normalised by the whole batch's count, and *values holds this process's share (their mean over
+ * processes is the batch's loss). */
+mr_tensor *mr_training_losses_seeded(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
+                                     const mr_instances *gt, const float *active_class_ids,
+                                     const uint64_t *image_seeds, mr_loss_values *values);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/dist.h"
 #include "../core/log.h"
 #include "../train/trainer.h"
 #include "cli.h"
@@ -64,6 +65,10 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "mrcnn train: --epochs must be 1..100000, got %ld\n", epochs);
         return 2;
     }
+    /* Under mpirun: data-parallel, one process per rank; a plain run never touches MPI. */
+    mr_status dist = mr_dist_init(&argc, &argv);
+    if (dist != MR_OK) return mr_exit_code(dist);
+    if (mr_dist_rank() != 0) mr_log_set_level(MR_LOG_ERROR); /* process 0 speaks for all */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -88,6 +93,12 @@ int cmd_train(int argc, char **argv) {
     mr_train_result result;
     mr_status st = mr_train(&opt, &result);
     free((void *)exclude.items);
+    /* Said before MPI ends: on a signal mpirun does not wait long for its processes. */
+    code = result.silent ? (st == MR_OK ? 0 : st == MR_ERR_INTERRUPTED ? 130 : 1) : 0;
+    if (result.silent) {
+        mr_dist_finalize();
+        return code;
+    }
     if (st == MR_OK && result.already_complete)
         printf("%s is complete: %d of %d epochs trained. To train longer: mrcnn train --resume %s "
                "--epochs N (N > %d)\n",
@@ -104,5 +115,8 @@ int cmd_train(int argc, char **argv) {
                "folder %s\n",
                result.epochs_done, result.last_epoch_loss, result.last_val_loss,
                result.best_val_loss, result.run_dir);
-    return mr_exit_code(st);
+    code = mr_exit_code(st);
+    fflush(stdout);
+    mr_dist_finalize();
+    return code;
 }

@@ -30,6 +30,7 @@ struct mr_dataset {
     mr_config cfg;
     bool training;
     mr_annotations ann;
+    int shard, shards; /* this process's share of each batch (mr_dataset_set_shard) */
 
     /* Order cache: the permutation of the last (epoch, cycle) asked for. record_at is const
      * and called from both threads, hence the lock. */
@@ -213,6 +214,7 @@ mr_status mr_dataset_wrap(mr_dataset **out, mr_annotations *ann, const mr_config
     }
     d->cfg = *cfg;
     d->training = training;
+    d->shards = 1;
     d->ann = *ann;
     memset(ann, 0, sizeof *ann);
     d->perm = perm;
@@ -261,6 +263,18 @@ const mr_annotations *mr_dataset_annotations(const mr_dataset *d) {
 
 int64_t mr_dataset_size(const mr_dataset *d) {
     return d->ann.n;
+}
+
+mr_status mr_dataset_set_shard(mr_dataset *d, int shard, int shards) {
+    if (shards < 1 || shard < 0 || shard >= shards || d->cfg.batch_size % shards != 0)
+        return mr_fail(MR_ERR_CONFIG,
+                       "BATCH_SIZE %d does not divide among %d processes: each takes an equal "
+                       "share of every batch; use a BATCH_SIZE that is a multiple of %d",
+                       d->cfg.batch_size, shards, shards);
+    mr_dataset_stop(d);
+    d->shard = shard;
+    d->shards = shards;
+    return MR_OK;
 }
 
 /* ---- order --------------------------------------------------------------------------------- */
@@ -534,11 +548,12 @@ static mr_status fail_with_context(mr_status st, int epoch, int step, int64_t po
                    (long long)position);
 }
 
-/* Batch (epoch, step): positions step*B .. step*B+B-1. Returns MR_ERR_INTERRUPTED without a
- * message when the prefetcher is being stopped. */
+/* Batch (epoch, step): positions step*B .. step*B+B-1, or this shard's B/shards of them.
+ * Returns MR_ERR_INTERRUPTED without a message when the prefetcher is being stopped. */
 static mr_status make_batch(mr_dataset *d, int epoch, int step, mr_batch **out) {
     *out = NULL;
-    const int64_t B = d->cfg.batch_size, S = d->cfg.net.image_max_dim;
+    const int64_t B = d->cfg.batch_size / d->shards, S = d->cfg.net.image_max_dim;
+    const int64_t first = (int64_t)d->shard * B;
     const int64_t C = d->cfg.net.image_channels, per = S * S * C;
     mr_batch *b = calloc(1, sizeof *b);
     if (!b) return mr_fail(MR_ERR_NOMEM, "out of memory for a batch");
@@ -547,6 +562,7 @@ static mr_status make_batch(mr_dataset *d, int epoch, int step, mr_batch **out) 
     b->channels = C;
     b->epoch = epoch;
     b->step = step;
+    b->first = first;
     b->samples = calloc((size_t)B, sizeof *b->samples);
     b->gt = calloc((size_t)B, sizeof *b->gt);
     b->images = malloc(sizeof(float) * (size_t)(B * per));
@@ -560,7 +576,7 @@ static mr_status make_batch(mr_dataset *d, int epoch, int step, mr_batch **out) 
             batch_free(b);
             return MR_ERR_INTERRUPTED;
         }
-        int64_t pos = (int64_t)step * B + i;
+        int64_t pos = (int64_t)step * d->cfg.batch_size + first + i;
         int64_t rec = mr_dataset_record_at(d, epoch, pos);
         mr_sample *s = &b->samples[i];
         mr_status st = mr_dataset_sample(d, rec, mr_dataset_augment_seed(d, epoch, pos), s);

@@ -29,7 +29,8 @@ typedef struct {
 /* A batch owns its samples; samples[i].image points into `images` (no second copy), and
  * gt[i] points into samples[i]. Boxes, class ids and masks are never NULL, even when n = 0. */
 typedef struct {
-    int64_t size; /* BATCH_SIZE */
+    int64_t size;  /* BATCH_SIZE, or this process's share of it (mr_dataset_set_shard) */
+    int64_t first; /* the index of samples[0] in the whole batch: 0, or shard * size */
     int64_t image_side, channels;
     float *images;      /* (size, S, S, C), ready to copy into the step's input tensor */
     mr_sample *samples; /* (size) */
@@ -77,6 +78,11 @@ mr_status mr_dataset_open(mr_dataset **out, const char *path, const mr_config *c
 void mr_dataset_close(mr_dataset *d);
 const mr_annotations *mr_dataset_annotations(const mr_dataset *d);
 int64_t mr_dataset_size(const mr_dataset *d);
+/* Data-parallel training: batches hold only shard `shard` of `shards` equal shares of each
+ * batch's positions (shard s: positions step*B + s*B/shards ...), the samples one process would
+ * put at those places. MR_ERR_CONFIG with one line when BATCH_SIZE does not divide. Stops the
+ * prefetcher; call before mr_dataset_start. */
+mr_status mr_dataset_set_shard(mr_dataset *d, int shard, int shards);
 
 /* Loads and molds one record; `augment_seed` 0 means no augmentation. The sample owns its
  * buffers (mr_sample_free). */

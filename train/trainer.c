@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../core/dist.h"
 #include "../core/file.h"
 #include "../core/log.h"
 #include "../core/rng.h"
@@ -78,7 +80,190 @@ typedef struct {
     char written_with[96];       /* resuming: mr_runtime_numerics() of the checkpoint's writer */
     char saved_name[1200];       /* file name of the newest checkpoint this process saved */
     double epoch_ap50, epoch_ap; /* this epoch's validation mask AP50 and AP; NaN: not measured */
+    /* Data-parallel (core/dist.h): this process is `rank` of `nproc`; only the writer (rank 0)
+     * writes the run folder and the console. */
+    int rank, nproc;
+    bool writer;
+    bool failed_elsewhere;        /* stopped because another process failed: it says why */
+    bool failed_here;             /* this process brought its own failure to a step boundary */
+    double step_wait, step_bytes; /* the last step's seconds and bytes in collectives */
 } trainer;
+
+/* The step-boundary protocol of data-parallel training: every process calls it at the same
+ * points with its own status and stop request; all leave with the same decision. A failure on
+ * any process fails all of them (the others with a line naming the failed process), and a stop
+ * asked for on any one stops all. One process: the status as it is. */
+static mr_status agree(trainer *t, mr_status st, bool *stop) {
+    if (t->nproc == 1) return st;
+    int v[3] = {stop && *stop, st != MR_OK ? (int)st : 0, st != MR_OK ? t->rank + 1 : 0};
+    mr_dist_max_int(v, 3);
+    if (stop) *stop = v[0] != 0;
+    if (st != MR_OK) t->failed_here = true;
+    if (st != MR_OK || v[1] == 0) return st;
+    t->failed_elsewhere = true;
+    return mr_fail((mr_status)v[1], "process %d of %d failed (it says why)", v[2] - 1, t->nproc);
+}
+
+/* A failure where the processes are not at a step boundary (inside a forward or backward pass):
+ * they cannot agree on it, so this process reports it and ends them all. */
+static mr_status fail_all_now(trainer *t, mr_status st) {
+    if (t->nproc == 1 || st == MR_OK) return st;
+    fprintf(stderr, "mrcnn train: process %d of %d: %s; ending all processes\n", t->rank, t->nproc,
+            mr_last_error());
+    mr_dist_abort(1);
+    return st;
+}
+
+/* Per-image sampling seeds of a batch: image i of the whole batch draws from hash(base, i),
+ * whichever process holds it. */
+static uint64_t *image_seeds(trainer *t, const mr_batch *b, uint64_t base) {
+    uint64_t *seeds = mr_alloc(&t->ctx, sizeof(uint64_t) * (size_t)b->size, "image_seeds");
+    if (!seeds) return NULL;
+    for (int64_t i = 0; i < b->size; i++) seeds[i] = mix(base, 0x1a6e, (uint64_t)(b->first + i), 0);
+    return seeds;
+}
+
+/* The batch's losses from each process's share: the mean of the shares (mr_training_losses_seeded)
+ * and the summed positive counts. Every process calls it after each forward pass. */
+static void reduce_losses(const trainer *t, mr_loss_values *v) {
+    if (t->nproc == 1) return;
+    double buf[MR_LOSS_COUNT + 3];
+    for (int i = 0; i < MR_LOSS_COUNT; i++) buf[i] = (double)v->value[i];
+    buf[MR_LOSS_COUNT] = (double)v->total;
+    buf[MR_LOSS_COUNT + 1] = (double)v->n_positive_anchors;
+    buf[MR_LOSS_COUNT + 2] = (double)v->n_positive_rois;
+    mr_dist_sum_f64(buf, MR_LOSS_COUNT + 3);
+    for (int i = 0; i < MR_LOSS_COUNT; i++) v->value[i] = (float)(buf[i] / t->nproc);
+    v->total = (float)(buf[MR_LOSS_COUNT] / t->nproc);
+    v->n_positive_anchors = (int64_t)buf[MR_LOSS_COUNT + 1];
+    v->n_positive_rois = (int64_t)buf[MR_LOSS_COUNT + 2];
+}
+
+/* Gradient buckets of data-parallel training: the trainable parameters in runs of consecutive
+ * offsets, cut into buckets of about BUCKET_FLOATS, from the last parameter to the first (the
+ * order backward completes them). Every process makes the same buckets and starts their
+ * all-reduces in the same order, each as soon as backward has passed every node that reads one
+ * of its parameters, so communication overlaps the rest of backward. */
+enum { BUCKET_FLOATS = 1 << 22 }; /* 16 MB; MRCNN_BUCKET_FLOATS overrides it (tests) */
+
+typedef struct {
+    size_t start, end; /* floats of the flat gradient buffer */
+    int ready_node;    /* complete once backward has run the tape's nodes down to this index */
+} grad_bucket;
+
+typedef struct {
+    const mr_params *p;
+    grad_bucket *b;
+    int n, next; /* buckets, and the next one to start */
+} bucket_plan;
+
+/* The parameter whose values start at `data`, or -1. */
+static int param_at(const mr_params *p, const float *data) {
+    if (data < p->values || data >= p->values + p->total) return -1;
+    size_t off = (size_t)(data - p->values);
+    int lo = 0, hi = p->count - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (p->items[mid].offset == off) return mid;
+        if (p->items[mid].offset < off)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return -1;
+}
+
+static void after_backward_node(void *user, int node) {
+    bucket_plan *plan = user;
+    while (plan->next < plan->n && plan->b[plan->next].ready_node >= node) {
+        grad_bucket *g = &plan->b[plan->next++];
+        mr_dist_sum_f32_start(plan->p->grads + g->start, g->end - g->start);
+    }
+    mr_dist_progress();
+}
+
+/* Plans this step's buckets from the tape (NULL when out of memory: the gradients are then
+ * summed after backward). */
+static bucket_plan *plan_buckets(trainer *t) {
+    const mr_params *p = &t->model.params;
+    bucket_plan *plan = calloc(1, sizeof *plan);
+    int *first_use = malloc(sizeof(int) * (size_t)(p->count + 1));
+    if (plan) plan->b = malloc(sizeof(grad_bucket) * (size_t)(2 * p->count + 1));
+    if (!plan || !first_use || !plan->b) {
+        if (plan) free(plan->b);
+        free(plan);
+        free(first_use);
+        return NULL;
+    }
+    plan->p = p;
+    for (int i = 0; i < p->count; i++) first_use[i] = INT_MAX; /* unused: complete at once */
+    const mr_tape *tape = &t->ctx.tape;
+    for (int i = 0; i < tape->count; i++) {
+        const mr_node *nd = &tape->nodes[i];
+        for (int k = 0; k < nd->n_inputs; k++) {
+            if (!(nd->needs_grad >> k & 1u) || !nd->inputs[k]->is_param) continue;
+            int q = param_at(p, nd->inputs[k]->data);
+            if (q >= 0 && first_use[q] == INT_MAX) first_use[q] = i;
+        }
+    }
+    const char *env = getenv("MRCNN_BUCKET_FLOATS");
+    const size_t bucket_floats = env && atol(env) > 0 ? (size_t)atol(env) : BUCKET_FLOATS;
+    grad_bucket *cur = NULL;
+    for (int i = p->count - 1; i >= 0; i--) {
+        const mr_param *q = &p->items[i];
+        if (q->frozen || q->t.numel == 0) continue;
+        size_t lo = q->offset, hi = q->offset + (size_t)q->t.numel;
+        if (!cur || cur->start != hi || cur->end - cur->start >= bucket_floats) {
+            cur = &plan->b[plan->n++];
+            *cur = (grad_bucket){lo, hi, first_use[i]};
+        } else {
+            cur->start = lo;
+            if (first_use[i] < cur->ready_node) cur->ready_node = first_use[i];
+        }
+    }
+    free(first_use);
+    return plan;
+}
+
+/* Backward with the mean of the processes' gradients: buckets all-reduced while backward runs
+ * (one process: plain backward). */
+static mr_status backward_averaged(trainer *t, mr_tensor *loss) {
+    if (t->nproc == 1) return mr_backward(&t->ctx, loss);
+    bucket_plan *plan = plan_buckets(t);
+    if (plan) {
+        t->ctx.after_backward_node = after_backward_node;
+        t->ctx.after_backward_user = plan;
+    }
+    mr_status st = mr_backward(&t->ctx, loss);
+    t->ctx.after_backward_node = NULL;
+    t->ctx.after_backward_user = NULL;
+    if (st != MR_OK) {
+        free(plan ? plan->b : NULL);
+        free(plan);
+        return st;
+    }
+    const mr_params *p = &t->model.params;
+    if (plan) {
+        while (plan->next < plan->n) { /* parameters no node of this step read */
+            grad_bucket *g = &plan->b[plan->next++];
+            mr_dist_sum_f32_start(p->grads + g->start, g->end - g->start);
+        }
+        mr_dist_wait();
+    } else {
+        mr_dist_sum_f32(p->grads, p->total);
+    }
+    const float inv = 1.0f / (float)t->nproc;
+    for (int i = 0; i < p->count; i++) {
+        const mr_param *q = &p->items[i];
+        if (q->frozen) continue;
+        float *g = p->grads + q->offset;
+#pragma omp parallel for schedule(static) if (q->t.numel > 65536)
+        for (int64_t k = 0; k < q->t.numel; k++) g[k] *= inv;
+    }
+    if (plan) free(plan->b);
+    free(plan);
+    return MR_OK;
+}
 
 static void trainer_close(trainer *t) {
     if (t->train) mr_dataset_close(t->train);
@@ -88,7 +273,8 @@ static void trainer_close(trainer *t) {
     if (t->log) fclose(t->log);
 }
 
-/* Runs the training graph on one batch; returns the loss tensor or NULL (ctx->status). */
+/* Runs the training graph on one batch (this process's share of it); returns the loss tensor or
+ * NULL (ctx->status). Each image samples anchors and ROIs from a stream of its own. */
 static mr_tensor *batch_losses(trainer *t, const mr_batch *b, uint64_t rng_seed,
                                mr_loss_values *values) {
     const mr_net_config *n = &t->cfg.net;
@@ -96,9 +282,9 @@ static mr_tensor *batch_losses(trainer *t, const mr_batch *b, uint64_t rng_seed,
                                      n->image_channels);
     if (!images) return NULL;
     memcpy(images->data, b->images, sizeof(float) * (size_t)images->numel);
-    mr_rng rng;
-    mr_rng_seed(&rng, rng_seed);
-    return mr_training_losses(&t->ctx, &t->model, images, b->gt, NULL, &rng, values);
+    uint64_t *seeds = image_seeds(t, b, rng_seed);
+    if (!seeds) return NULL;
+    return mr_training_losses_seeded(&t->ctx, &t->model, images, b->gt, NULL, seeds, values);
 }
 
 static void batch_names(const trainer *t, const mr_batch *b, char *buf, size_t size) {
@@ -210,6 +396,9 @@ static void log_step(trainer *t, int epoch, long global, const mr_loss_values *v
         fprintf(t->log, ",\"%s\":%.6g", mr_loss_names[i], (double)v->value[i]);
     fprintf(t->log, ",\"l2\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"seconds\":%.4f", l2, (double)lr,
             r->grad_norm, seconds);
+    if (t->nproc > 1) /* data-parallel: the step's time and bytes in MPI collectives */
+        fprintf(t->log, ",\"processes\":%d,\"allreduce_seconds\":%.4f,\"allreduce_bytes\":%.0f",
+                t->nproc, t->step_wait, t->step_bytes);
     log_time(t->log);
     fputs("}\n", t->log);
     fflush(t->log);
@@ -221,12 +410,16 @@ static mr_status validate(trainer *t, int epoch, double *val_loss, double terms[
     *val_loss = NAN;
     for (int i = 0; i < MR_LOSS_COUNT; i++) terms[i] = 0.0;
     if (!t->val || c->validation_steps == 0) return MR_OK;
-    MR_TRY(mr_dataset_start(t->val, 0, 0, c->validation_steps));
+    MR_TRY(fail_all_now(t, mr_dataset_start(t->val, 0, 0, c->validation_steps)));
     double total = 0.0, l2 = mr_weight_decay_loss(&t->model.params, c->net.weight_decay);
     mr_status st = MR_OK;
     for (int v = 0; v < c->validation_steps && st == MR_OK; v++) {
         mr_batch *b = NULL;
-        if ((st = mr_dataset_next(t->val, &b)) != MR_OK) break;
+        st = agree(t, mr_dataset_next(t->val, &b), NULL);
+        if (st != MR_OK) {
+            mr_dataset_release(t->val, b);
+            break;
+        }
         mr_ctx_reset(&t->ctx);
         bool was = mr_no_grad_begin(&t->ctx);
         mr_loss_values values;
@@ -235,9 +428,10 @@ static mr_status validate(trainer *t, int epoch, double *val_loss, double terms[
         mr_no_grad_end(&t->ctx, was);
         mr_dataset_release(t->val, b);
         if (!loss) {
-            st = t->ctx.status;
+            st = fail_all_now(t, t->ctx.status);
             break;
         }
+        reduce_losses(t, &values);
         total += (double)values.total + l2;
         for (int i = 0; i < MR_LOSS_COUNT; i++) terms[i] += (double)values.value[i];
     }
@@ -253,7 +447,9 @@ static mr_status validate(trainer *t, int epoch, double *val_loss, double terms[
 static mr_status validation_metrics(trainer *t, int epoch, mr_evaluation *e, bool *done) {
     const mr_config *c = &t->cfg;
     *done = false;
-    if (!t->val || c->validation_metrics <= 0 || (epoch + 1) % c->validation_metrics != 0)
+    /* Scored by the writer alone (the others wait at the next step boundary). */
+    if (!t->writer || !t->val || c->validation_metrics <= 0 ||
+        (epoch + 1) % c->validation_metrics != 0)
         return MR_OK;
     int64_t n = c->validation_metric_images > 0 ? c->validation_metric_images
                                                 : (int64_t)c->validation_steps * c->batch_size;
@@ -291,7 +487,7 @@ static int64_t panel_images(const trainer *t, int64_t pick[N_PANELS]) {
 
 static mr_status write_overlays(trainer *t, int epoch) {
     const mr_config *c = &t->cfg;
-    if (!t->val) return MR_OK;
+    if (!t->val || !t->writer) return MR_OK;
     int64_t pick[N_PANELS];
     const int64_t n = panel_images(t, pick);
     int64_t side = c->net.image_max_dim, ch = c->net.image_channels;
@@ -359,7 +555,8 @@ static char *checkpoint_metrics(const trainer *t, int step_in_epoch) {
     return json;
 }
 
-static mr_status save(trainer *t, int epoch, int step_in_epoch, double val_loss, const char *why) {
+static mr_status save_here(trainer *t, int epoch, int step_in_epoch, double val_loss,
+                           const char *why) {
     const mr_config *c = &t->cfg;
     char path[1200];
     long global = (long)epoch * c->steps_per_epoch + step_in_epoch;
@@ -396,6 +593,24 @@ static mr_status save(trainer *t, int epoch, int step_in_epoch, double val_loss,
              strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
     if (!t->quiet) mr_info("saved %s (%s)", path, why);
     return mr_checkpoint_prune(t->run_dir, c->checkpoint_keep, NULL);
+}
+
+/* Saves where training resumes: the writer writes, every process learns whether it worked (all
+ * processes call it at the same step boundary). */
+static mr_status save(trainer *t, int epoch, int step_in_epoch, double val_loss, const char *why) {
+    mr_status st = t->writer ? save_here(t, epoch, step_in_epoch, val_loss, why) : MR_OK;
+    if (t->nproc == 1) return st;
+    int code = (int)st;
+    mr_dist_bcast(&code, sizeof code);
+    if (t->writer) return st;
+    if (code != MR_OK) {
+        t->save_failed = true;
+        t->failed_elsewhere = true;
+        return mr_fail((mr_status)code, "process 0 could not save the checkpoint (its message is "
+                                        "above)");
+    }
+    t->saved_global = (long)epoch * t->cfg.steps_per_epoch + step_in_epoch;
+    return MR_OK;
 }
 
 /* On resume: the running epoch's loss sums, and the BLAS kernel and thread count that wrote
@@ -455,7 +670,7 @@ static mr_status claim_run_dir(trainer *t, const mr_train_options *opt) {
                            t->run_dir, n, t->run_dir);
         if (n > 0) {
             run_files(t->run_dir, true);
-            if (!opt->quiet) mr_info("--force: removed the earlier run's %d files", n);
+            if (!t->quiet) mr_info("--force: removed the earlier run's %d files", n);
         }
         return mr_make_dirs(t->run_dir);
     }
@@ -538,7 +753,7 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
     if (opt->resume_dir && !recorded) return mr_fail(MR_ERR_NOMEM, "out of memory");
     if (recorded) *recorded = *c;
     mr_status st = mr_data_resolve(c, &data);
-    if (st == MR_OK && recorded) st = check_resume_data(recorded, c, opt->force, opt->quiet);
+    if (st == MR_OK && recorded) st = check_resume_data(recorded, c, opt->force, t->quiet);
     free(recorded);
     MR_TRY(st);
     if (opt->epochs > 0) {
@@ -547,24 +762,40 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
             c->stages[c->n_stages - 1].until_epoch = c->epochs;
     }
     if (opt->resume_dir && *start_epoch >= c->epochs) return MR_OK; /* complete: mr_train says so */
-    if (!opt->resume_dir) MR_TRY(claim_run_dir(t, opt));
-    MR_TRY(mr_checkpoint_probe(t->run_dir, 0));
+    if (t->nproc > 1 && c->batch_size % t->nproc != 0)
+        return mr_fail(MR_ERR_CONFIG,
+                       "BATCH_SIZE %d does not divide among %d processes (each takes an equal "
+                       "share of every batch): use a multiple of %d, or mpirun -np a divisor of %d",
+                       c->batch_size, t->nproc, t->nproc, c->batch_size);
+    if (t->nproc > 1 && c->net.train_bn)
+        return mr_fail(MR_ERR_CONFIG,
+                       "TRAIN_BN true trains batch statistics, which are not synchronised across "
+                       "%d processes: set TRAIN_BN false (frozen batch norm, Matterport's default) "
+                       "or train in one process",
+                       t->nproc);
+    /* The run folder is the writer's: the other processes only read (a resumed checkpoint). */
+    if (!opt->resume_dir && t->writer) MR_TRY(claim_run_dir(t, opt));
+    if (t->writer) MR_TRY(mr_checkpoint_probe(t->run_dir, 0));
 
     /* Data first: bad annotations or images fail here, before any weights are touched. */
     mr_data_summary opened;
     MR_TRY(mr_data_open(c, &t->train, c->validation_steps > 0 ? &t->val : NULL, &opened));
-    if (!opt->quiet) mr_info("%s", opened.line);
+    if (!t->quiet) mr_info("%s", opened.line);
+    if (t->nproc > 1) {
+        MR_TRY(mr_dataset_set_shard(t->train, t->rank, t->nproc));
+        if (t->val) MR_TRY(mr_dataset_set_shard(t->val, t->rank, t->nproc));
+    }
 
     MR_TRY(mr_model_init(&t->model, &c->net));
     /* A run that could not save its first checkpoint is not started. */
-    MR_TRY(mr_checkpoint_probe(t->run_dir, checkpoint_bytes(t)));
+    if (t->writer) MR_TRY(mr_checkpoint_probe(t->run_dir, checkpoint_bytes(t)));
     MR_TRY(mr_ctx_init(&t->ctx, (size_t)c->arena_mb << 20));
     mr_init_weights(&t->model, c->weight_init, c->seed);
     if (resume_from[0]) {
         mr_checkpoint_state s;
         MR_TRY(mr_checkpoint_load(resume_from, &t->model.params, &s));
         mr_checkpoint_state_free(&s);
-        if (!opt->quiet)
+        if (!t->quiet)
             mr_info("resuming %s at epoch %d step %d from %s", t->run_dir, *start_epoch + 1,
                     *start_step, resume_from);
     } else if (opt->weights_path) {
@@ -573,10 +804,11 @@ static mr_status open_run(trainer *t, const mr_train_options *opt, int *start_ep
                                       .allow_damaged = opt->allow_damaged};
         mr_load_report report;
         st = mr_weights_load(opt->weights_path, &t->model.params, &wo, &report);
-        if (!opt->quiet && st == MR_OK) mr_load_report_print(&report, stderr);
+        if (!t->quiet && st == MR_OK) mr_load_report_print(&report, stderr);
         mr_load_report_free(&report);
         MR_TRY(st);
     }
+    if (!t->writer) return MR_OK;
     /* The resolved config next to the checkpoints, for people and tools. */
     char path[1200];
     snprintf(path, sizeof path, "%s/config.json", t->run_dir);
@@ -618,12 +850,30 @@ static mr_status save_after_failure(trainer *t, mr_status st, int epoch, int ste
         step = 0;
     }
     long global = (long)epoch * c->steps_per_epoch + step;
+    if (!t->writer) { /* in step with the writer's save; the writer prints the --resume line */
+        if (global != t->saved_global) save(t, epoch, step, NAN, "stopped by an error");
+        return mr_fail(st, "%s", why);
+    }
     if (global != t->saved_global && save(t, epoch, step, NAN, "stopped by an error") != MR_OK)
         return mr_fail(st, "%s; saving on the way out failed too: %s", why, mr_last_error());
     char where[1400];
     position_text(t, epoch, step, where, sizeof where);
     return mr_fail(st, "%s; stopped %s; resume with: mrcnn train --resume %s", why, where,
                    t->run_dir);
+}
+
+/* The end of a run on every process: a failure the writer reports (its own, one every process had
+ * alike such as a refused config, or a stop) leaves the other processes silent. */
+static void settle(trainer *t, mr_status st, mr_train_result *result) {
+    if (t->nproc == 1) return;
+    char mine[1024], first[1024];
+    snprintf(mine, sizeof mine, "%s", st != MR_OK ? mr_last_error() : "");
+    memcpy(first, mine, sizeof first);
+    mr_dist_bcast(first, sizeof first);
+    /* A failure every process reached by the same decision (non-finite losses of the reduced
+     * batch) is the writer's to report too. */
+    result->silent = !t->writer && (st == MR_OK || st == MR_ERR_INTERRUPTED ||
+                                    t->failed_elsewhere || !t->failed_here || !strcmp(first, mine));
 }
 
 /* The data as report.html summarises it. */
@@ -683,21 +933,33 @@ static mr_status train_step(trainer *t, int epoch, int step, const mr_stage *sta
     *applied = false;
     *rep = (mr_sgd_report){.finite = true};
     mr_batch *b = NULL;
-    MR_TRY(mr_dataset_next(t->train, &b));
-    double t0 = now_seconds();
+    mr_status got = mr_dataset_next(t->train, &b);
+    const char *inject = getenv("MRCNN_TEST_FAIL"); /* "RANK:STEP", tests of a failing process */
+    if (got == MR_OK && inject && t->nproc > 1 && atoi(inject) == t->rank && strchr(inject, ':') &&
+        atol(strchr(inject, ':') + 1) == (long)epoch * c->steps_per_epoch + step)
+        got = mr_fail(MR_ERR_IO, "MRCNN_TEST_FAIL: process %d fails at step %ld as asked", t->rank,
+                      (long)epoch * c->steps_per_epoch + step);
+    mr_status st = agree(t, got, NULL);
+    if (st != MR_OK) {
+        mr_dataset_release(t->train, b);
+        return st;
+    }
+    double t0 = now_seconds(), wait0 = mr_dist_wait_seconds(), bytes0 = mr_dist_bytes();
     mr_ctx_reset(&t->ctx);
     mr_tensor *loss = batch_losses(t, b, mix(c->seed, 0x7a9, (uint64_t)epoch, (uint64_t)step), v);
     if (!loss) {
         mr_dataset_release(t->train, b);
-        return t->ctx.status;
+        return fail_all_now(t, t->ctx.status);
     }
+    reduce_losses(t, v); /* the batch's loss: the same on every process, so is `finite` */
     bool finite = isfinite(v->total);
     if (finite) {
         mr_params_zero_grads(&t->model.params);
-        mr_status st = mr_backward(&t->ctx, loss);
+        /* Clipping and weight decay (mr_sgd_step) see the averaged gradient. */
+        st = backward_averaged(t, loss);
         if (st != MR_OK) {
             mr_dataset_release(t->train, b);
-            return st;
+            return fail_all_now(t, st);
         }
         sgd->learning_rate =
             stage->learning_rate * warmup_factor(c, (long)epoch * c->steps_per_epoch + step);
@@ -707,6 +969,8 @@ static mr_status train_step(trainer *t, int epoch, int step, const mr_stage *sta
         t->bad_steps = 0;
         mr_dataset_release(t->train, b);
         *seconds = now_seconds() - t0;
+        t->step_wait = mr_dist_wait_seconds() - wait0;
+        t->step_bytes = mr_dist_bytes() - bytes0;
         *applied = true;
         return MR_OK;
     }
@@ -772,7 +1036,7 @@ static mr_status finish_epoch(trainer *t, int epoch, double epoch_start, mr_repo
     MR_TRY(validate(t, epoch, &val_loss, terms));
     mr_evaluation ev;
     bool scored = false;
-    MR_TRY(validation_metrics(t, epoch, &ev, &scored));
+    MR_TRY(agree(t, validation_metrics(t, epoch, &ev, &scored), NULL));
     log_epoch(t, epoch, val_loss, terms, scored ? &ev : NULL, now_seconds() - epoch_start);
     if (!t->quiet && scored)
         mr_info("epoch %d/%d done in %.0fs: loss %.4f, val_loss %.4f, val mask AP50 %.3f "
@@ -800,9 +1064,9 @@ static mr_status finish_epoch(trainer *t, int epoch, double epoch_start, mr_repo
     result->last_val_loss = val_loss;
     if (val_loss < result->best_val_loss) result->best_val_loss = val_loss;
     MR_TRY(save(t, epoch + 1, 0, val_loss, "end of epoch"));
-    MR_TRY(write_overlays(t, epoch));
+    MR_TRY(agree(t, write_overlays(t, epoch), NULL));
     report->finished = epoch + 1 >= c->epochs;
-    if (mr_report_write(t->run_dir, c, report) != MR_OK) /* the run goes on without it */
+    if (t->writer && mr_report_write(t->run_dir, c, report) != MR_OK) /* goes on without it */
         mr_warn("report.html not refreshed: %s", mr_last_error());
     return MR_OK;
 }
@@ -813,12 +1077,25 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
     memset(result, 0, sizeof *result);
     result->best_val_loss = INFINITY;
     result->last_epoch_loss = result->best_val_mask_ap50 = NAN;
-    t.quiet = opt->quiet;
+    t.rank = mr_dist_rank();
+    t.nproc = mr_dist_size();
+    t.writer = t.rank == 0;
+    t.quiet = opt->quiet || !t.writer; /* the other processes are silent unless they fail */
     t.tty = isatty(STDERR_FILENO);
     t.saved_global = -1;
     t.epoch_ap50 = t.epoch_ap = NAN;
     int epoch = 0, step = 0;
     mr_status st = open_run(&t, opt, &epoch, &step);
+    if (t.nproc > 1) {
+        st = agree(&t, st, NULL);
+        if (st == MR_OK && !(opt->resume_dir && epoch >= t.cfg.epochs)) { /* not complete */
+            mr_dist_bcast(t.run_dir, sizeof t.run_dir);                   /* the writer named it */
+            /* Every process starts from the writer's weights and momentum, whatever each read
+             * (a weights file that differs between machines would otherwise go unnoticed). */
+            mr_dist_bcast(t.model.params.values, sizeof(float) * t.model.params.total);
+            mr_dist_bcast(t.model.params.momentum, sizeof(float) * t.model.params.total);
+        }
+    }
     snprintf(result->run_dir, sizeof result->run_dir, "%s", t.run_dir);
     result->epochs_total = t.cfg.epochs;
     if (st == MR_OK && opt->resume_dir && epoch >= t.cfg.epochs) {
@@ -826,6 +1103,7 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
         result->epochs_done = epoch;
     }
     if (st != MR_OK || result->already_complete) {
+        settle(&t, st, result);
         trainer_close(&t);
         return st;
     }
@@ -833,7 +1111,7 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
     if (t.written_with[0] && strcmp(t.written_with, mr_runtime_numerics()) != 0)
         mr_warn("this run was trained with %s, this process has %s: the continuation differs "
                 "from an uninterrupted run in float rounding; resume with the same "
-                "OMP_NUM_THREADS for a bit-identical result",
+                "OMP_NUM_THREADS (and mpirun -np) for a bit-identical result",
                 t.written_with, mr_runtime_numerics());
     if (!t.quiet) {
         mr_runtime_banner();
@@ -888,6 +1166,8 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
                      &running);
             bool stop =
                 (opt->stop && *opt->stop) || (opt->max_steps > 0 && steps_run >= opt->max_steps);
+            /* A signal to any process stops them all after the same step. */
+            if (t.nproc > 1) agree(&t, MR_OK, &stop);
             if (stop && step + 1 < c->steps_per_epoch) {
                 mr_dataset_stop(t.train);
                 st = save(&t, epoch, step + 1, NAN, "interrupted");
@@ -905,6 +1185,7 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
         if ((st = finish_epoch(&t, epoch, epoch_start, &report, result)) != MR_OK) break;
         bool stop =
             (opt->stop && *opt->stop) || (opt->max_steps > 0 && steps_run >= opt->max_steps);
+        if (t.nproc > 1) agree(&t, MR_OK, &stop);
         if (stop && epoch + 1 < c->epochs) {
             char where[1400];
             position_text(&t, epoch + 1, 0, where, sizeof where);
@@ -919,6 +1200,7 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
     if (t.train) mr_dataset_stop(t.train);
     if (st != MR_OK && st != MR_ERR_INTERRUPTED && !t.save_failed)
         st = save_after_failure(&t, st, epoch, step);
+    settle(&t, st, result);
     trainer_close(&t);
     return st;
 }

@@ -39,6 +39,8 @@ typedef struct {
     int best_ap50_epoch;       /* its epoch (1-based), 0: none */
     bool already_complete;     /* --resume of a run that has trained all its epochs: nothing ran */
     int epochs_total;          /* the run's EPOCHS */
+    bool silent;               /* under mpirun, not the writer: print nothing, not even an error
+                                  (the writer, or the process that failed, says it) */
 } mr_train_result;
 
 /* Runs (or resumes) a training job. MR_ERR_INTERRUPTED when stopped by `stop` or max_steps,
@@ -47,5 +49,8 @@ typedef struct {
  * its message ends with the --resume command. A new run refuses a folder that already holds
  * one unless `force`; without out_dir each run gets a folder of its own. */
 mr_status mr_train(const mr_train_options *opt, mr_train_result *result);
+/* Under mpirun (core/dist.h) every process calls mr_train with the same options: each takes its
+ * share of every batch, gradients are averaged, process 0 alone writes the run folder and the
+ * console, and a stop or a failure on any process stops all of them at the same step. */
 
 #endif

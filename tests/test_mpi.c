@@ -1,0 +1,443 @@
+/* Data-parallel training under mpirun (core/dist.h) on the tiny config: two and three processes
+ * agree with one on the same global batch (training and split validation), gradient buckets do
+ * not change the sums, a run at a given process count repeats bit for bit, a run resumes at
+ * another count, SIGTERM to mpirun and a failing or killed process stop every process, each
+ * process takes its share of the cores, and a batch that does not divide (or TRAIN_BN) is refused
+ * in one line. Without mpirun the tests skip, saying so. */
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "../data/synth.h"
+#include "../train/checkpoint.h"
+#include "../train/trainer.h"
+#include "testutil.h"
+
+/* Losses of the first steps, and every weight after them, agree to float rounding between one
+ * process and two: the gradient sums are split differently, nothing else differs. Later steps
+ * drift apart as any two roundings do once a sampling decision (a proposal's rank, an IoU at the
+ * threshold) flips; the first steps here flip none. */
+#define LOSS_RTOL   1e-4
+#define WEIGHT_ATOL 1e-5
+
+/* Under AddressSanitizer (make test-asan) the processes run with leak detection off: OpenMPI
+ * leaves allocations of its unloaded plugins at exit, which no suppression can name. Memory
+ * errors and UBSan still stop them. */
+#ifdef __SANITIZE_ADDRESS__
+#define MPI_ENV "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "
+#else
+#define MPI_ENV ""
+#endif
+
+static const char *mpi_bin(void) {
+    static char bin[1024];
+    char out[256];
+    if (run_shell("command -v mpirun", out, sizeof out) != 0)
+        cr_skip_test("mpirun not installed (make installs openmpi-bin): MPI test skipped");
+    const char *b = getenv("MRCNN_BIN");
+    if (!b || access(b, X_OK) != 0) b = "build/mrcnn";
+    cr_assert_eq(access(b, X_OK), 0, "no mrcnn binary at %s", b);
+    snprintf(bin, sizeof bin, "%s", b);
+    return bin;
+}
+
+/* `mpirun -np n mrcnn args` (n = 1: mrcnn alone, no mpirun) with output in out; exit code. */
+static int mpi_run(int n, const char *args, char *out, size_t size) {
+    const char *bin = mpi_bin();
+    char cmd[8192];
+    if (n == 1)
+        snprintf(cmd, sizeof cmd, MPI_ENV "'%s' %s", bin, args);
+    else
+        snprintf(cmd, sizeof cmd,
+                 MPI_ENV "mpirun --allow-run-as-root --oversubscribe -np %d -x MRCNN_TEST_FAIL -x "
+                         "MRCNN_BUCKET_FLOATS '%s' %s",
+                 n, bin, args);
+    return run_shell(cmd, out, size);
+}
+
+/* A tiny job over 16 synthetic images in dir; extra adds keys (", \"K\": v"). */
+static void make_job(const char *dir, int epochs, int steps, const char *extra, char *config,
+                     size_t size) {
+    char data[512];
+    snprintf(data, sizeof data, "%s/data", dir);
+    mr_synth_options o;
+    mr_synth_defaults(&o);
+    o.out_dir = data;
+    o.n_images = 16;
+    o.size = 128;
+    o.seed = 21;
+    o.val_fraction = 0.25;
+    cr_assert_eq(mr_synth_write(&o), MR_OK, "%s", mr_last_error());
+    FILE *base = fopen("configs/tiny.json", "r");
+    cr_assert_not_null(base);
+    char text[8192];
+    size_t n = fread(text, 1, sizeof text - 1, base);
+    fclose(base);
+    text[n] = '\0';
+    *strrchr(text, '}') = '\0';
+    snprintf(config, size, "%s/tiny.json", dir);
+    FILE *f = fopen(config, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "%s, \"DATASET\": {\"TRAIN\": \"%s/train\", \"VAL\": \"%s/val\"}, \"EPOCHS\": %d, "
+            "\"STEPS_PER_EPOCH\": %d, \"VALIDATION_STEPS\": 2, \"CHECKPOINT_KEEP\": 10%s}\n",
+            text, data, data, epochs, steps, extra);
+    fclose(f);
+}
+
+static int count_of(const char *text, const char *needle) {
+    int n = 0;
+    for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle)) n++;
+    return n;
+}
+
+/* The numbers of the step (or epoch) records of a run's log.jsonl under `key`. */
+static int log_values(const char *run, const char *type, const char *key, double *v, int max) {
+    char path[700], line[4096], pat[64], tag[64];
+    snprintf(path, sizeof path, "%s/log.jsonl", run);
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    snprintf(tag, sizeof tag, "\"type\":\"%s\"", type);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n < max) {
+        const char *p = strstr(line, pat);
+        if (strstr(line, tag) && p) v[n++] = strtod(p + strlen(pat), NULL);
+    }
+    fclose(f);
+    return n;
+}
+
+static void read_params(const char *path, const char *config, mr_params *p) {
+    mr_config c;
+    mr_config_defaults(&c);
+    cr_assert_eq(mr_config_load(config, &c), MR_OK);
+    mr_model m;
+    cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
+    mr_checkpoint_state s;
+    cr_assert_eq(mr_checkpoint_load(path, &m.params, &s), MR_OK, "%s", mr_last_error());
+    mr_checkpoint_state_free(&s);
+    *p = m.params;
+    m.params = (mr_params){0};
+    mr_model_free(&m);
+}
+
+/* The largest difference between the weights of two checkpoints (0: bit-identical values and
+ * momentum). */
+static double weight_diff(const char *a, const char *b, const char *config, bool *identical) {
+    mr_params pa, pb;
+    read_params(a, config, &pa);
+    read_params(b, config, &pb);
+    cr_assert_eq(pa.total, pb.total);
+    double d = 0.0;
+    for (size_t k = 0; k < pa.total; k++)
+        d = fmax(d, fabs((double)pa.values[k] - (double)pb.values[k]));
+    *identical = !memcmp(pa.values, pb.values, pa.total * sizeof(float)) &&
+                 !memcmp(pa.momentum, pb.momentum, pa.total * sizeof(float));
+    mr_params_free(&pa);
+    mr_params_free(&pb);
+    return d;
+}
+
+static void expect_close(const char *one, const char *two, const char *type, const char *key,
+                         int n_expected) {
+    double a[64], b[64];
+    int na = log_values(one, type, key, a, 64), nb = log_values(two, type, key, b, 64);
+    cr_assert_eq(na, n_expected, "%s records of %s in %s", type, key, one);
+    cr_assert_eq(nb, n_expected, "%s records of %s in %s", type, key, two);
+    for (int i = 0; i < na; i++)
+        cr_assert(fabs(a[i] - b[i]) <= LOSS_RTOL * fabs(a[i]) + 1e-7,
+                  "%s %d %s: one process %.7g, two %.7g", type, i + 1, key, a[i], b[i]);
+}
+
+Test(mpi, two_processes_agree_with_one, .timeout = 240) {
+    const char *dir = temp_dir("mpi-agree");
+    char config[600], args[2048], out[16384], one[700], two[700], a[1300], b[1300];
+    make_job(dir, 1, 3, "", config, sizeof config);
+    snprintf(one, sizeof one, "%s/one", dir);
+    snprintf(two, sizeof two, "%s/two", dir);
+    snprintf(args, sizeof args, "train --config %s --out %s --quiet", config, one);
+    cr_assert_eq(mpi_run(1, args, out, sizeof out), 0, "%s", out);
+    snprintf(args, sizeof args, "train --config %s --out %s", config, two);
+    cr_assert_eq(mpi_run(2, args, out, sizeof out), 0, "%s", out);
+    /* One writer: the summary line once, the config summary once. */
+    cr_assert_eq(count_of(out, "trained 1 epochs"), 1, "%s", out);
+    cr_assert_eq(count_of(out, "run folder"), 2, "%s", out); /* banner + summary */
+    const char *keys[] = {"loss",
+                          "rpn_class_loss",
+                          "rpn_bbox_loss",
+                          "mrcnn_class_loss",
+                          "mrcnn_bbox_loss",
+                          "mrcnn_mask_loss",
+                          "grad_norm"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+        expect_close(one, two, "step", keys[k], 3);
+    mr_checkpoint_path(a, sizeof a, one, 1, 3);
+    mr_checkpoint_path(b, sizeof b, two, 1, 3);
+    bool same;
+    double d = weight_diff(a, b, config, &same);
+    cr_log_info("weights after 3 steps: largest difference %.3g between 1 and 2 processes", d);
+    cr_assert_leq(d, WEIGHT_ATOL, "weights differ by %g", d);
+    /* Gradients are all-reduced in buckets started during backward; with buckets of 4096 values
+     * (about 150 of them, most started long before backward ends) two processes' sums are the
+     * same numbers, so the weights are bit-identical. */
+    char small[700];
+    snprintf(small, sizeof small, "%s/small-buckets", dir);
+    snprintf(args, sizeof args, "train --config %s --out %s --quiet", config, small);
+    setenv("MRCNN_BUCKET_FLOATS", "4096", 1);
+    int rc = mpi_run(2, args, out, sizeof out);
+    unsetenv("MRCNN_BUCKET_FLOATS");
+    cr_assert_eq(rc, 0, "%s", out);
+    mr_checkpoint_path(a, sizeof a, small, 1, 3);
+    weight_diff(a, b, config, &same);
+    cr_assert(same, "small gradient buckets changed the result");
+}
+
+/* Three processes, one image each of a batch of 3: their sums of three shares round
+ * differently again, and still agree with one process. */
+Test(mpi, three_processes_agree_with_one, .timeout = 240) {
+    const char *dir = temp_dir("mpi-three");
+    char config[600], args[2048], out[16384], one[700], three[700], a[1300], b[1300];
+    make_job(dir, 1, 3, ", \"BATCH_SIZE\": 3", config, sizeof config);
+    snprintf(one, sizeof one, "%s/one", dir);
+    snprintf(three, sizeof three, "%s/three", dir);
+    snprintf(args, sizeof args, "train --config %s --out %s --quiet", config, one);
+    cr_assert_eq(mpi_run(1, args, out, sizeof out), 0, "%s", out);
+    snprintf(args, sizeof args, "train --config %s --out %s --quiet", config, three);
+    cr_assert_eq(mpi_run(3, args, out, sizeof out), 0, "%s", out);
+    const char *keys[] = {"loss", "rpn_class_loss", "mrcnn_class_loss", "mrcnn_mask_loss",
+                          "grad_norm"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+        expect_close(one, three, "step", keys[k], 3);
+    mr_checkpoint_path(a, sizeof a, one, 1, 3);
+    mr_checkpoint_path(b, sizeof b, three, 1, 3);
+    bool same;
+    double d = weight_diff(a, b, config, &same);
+    cr_log_info("weights after 3 steps: largest difference %.3g between 1 and 3 processes", d);
+    cr_assert_leq(d, WEIGHT_ATOL, "weights differ by %g", d);
+}
+
+/* Without OMP_NUM_THREADS, each process takes its share of the cores (mpirun --oversubscribe
+ * binds nothing): two processes on this machine's cores do not oversubscribe them. The thread
+ * and process counts are in the checkpoint's numerics. */
+Test(mpi, each_process_takes_its_share_of_the_cores, .timeout = 120) {
+    const char *dir = temp_dir("mpi-threads");
+    char config[600], args[2048], out[16384], run[700], ckpt[1300];
+    make_job(dir, 1, 1, ", \"VALIDATION_STEPS\": 0", config, sizeof config);
+    snprintf(run, sizeof run, "%s/run", dir);
+    snprintf(args, sizeof args, "train --config %s --out %s --quiet", config, run);
+    const char *was = getenv("OMP_NUM_THREADS");
+    char saved[32] = "";
+    if (was) snprintf(saved, sizeof saved, "%s", was);
+    unsetenv("OMP_NUM_THREADS");
+    int rc = mpi_run(2, args, out, sizeof out);
+    if (saved[0]) setenv("OMP_NUM_THREADS", saved, 1);
+    cr_assert_eq(rc, 0, "%s", out);
+    mr_checkpoint_path(ckpt, sizeof ckpt, run, 1, 1);
+    mr_checkpoint_state st;
+    cr_assert_eq(mr_checkpoint_read_state(ckpt, &st), MR_OK, "%s", mr_last_error());
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    char want[64];
+    snprintf(want, sizeof want, "%ld thread%s, 2 processes", cores / 2 > 1 ? cores / 2 : 1,
+             cores / 2 > 1 ? "s" : "");
+    cr_assert(st.metrics_json && strstr(st.metrics_json, want), "want \"%s\" in %s", want,
+              st.metrics_json ? st.metrics_json : "(none)");
+    mr_checkpoint_state_free(&st);
+}
+
+/* Validation is split over the processes and reduced. Its ROI samples hang on proposal ranks,
+ * which the rounding of the training steps can flip, so here training moves the weights by less
+ * than their last bit (a learning rate of 1e-9): the validation losses must then agree. */
+Test(mpi, split_validation_agrees_with_one_process, .timeout = 240) {
+    const char *dir = temp_dir("mpi-val");
+    char config[600], args[2048], out[16384], one[700], two[700];
+    make_job(dir, 1, 1,
+             ", \"STAGES\": [{\"LAYERS\": \"all\", \"UNTIL_EPOCH\": 100, \"LEARNING_RATE\": "
+             "1e-9}], \"VALIDATION_STEPS\": 2",
+             config, sizeof config);
+    snprintf(one, sizeof one, "%s/one", dir);
+    snprintf(two, sizeof two, "%s/two", dir);
+    snprintf(args, sizeof args, "train --config %s --out %s --quiet", config, one);
+    cr_assert_eq(mpi_run(1, args, out, sizeof out), 0, "%s", out);
+    snprintf(args, sizeof args, "train --config %s --out %s --quiet", config, two);
+    cr_assert_eq(mpi_run(2, args, out, sizeof out), 0, "%s", out);
+    const char *keys[] = {"val_loss",
+                          "val_rpn_class_loss",
+                          "val_rpn_bbox_loss",
+                          "val_mrcnn_class_loss",
+                          "val_mrcnn_bbox_loss",
+                          "val_mrcnn_mask_loss"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+        expect_close(one, two, "epoch", keys[k], 1);
+}
+
+Test(mpi, a_run_repeats_bit_for_bit_and_resumes_at_any_count, .timeout = 300) {
+    const char *dir = temp_dir("mpi-repeat");
+    char config[600], args[2048], out[16384], r1[700], r2[700], split[700], other[700];
+    char a[1300], b[1300];
+    make_job(dir, 2, 3, "", config, sizeof config);
+    snprintf(r1, sizeof r1, "%s/r1", dir);
+    snprintf(r2, sizeof r2, "%s/r2", dir);
+    snprintf(split, sizeof split, "%s/split", dir);
+    snprintf(other, sizeof other, "%s/other", dir);
+    const char *runs[] = {r1, r2};
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof args, "train --config %s --out %s --quiet", config, runs[i]);
+        cr_assert_eq(mpi_run(2, args, out, sizeof out), 0, "%s", out);
+    }
+    mr_checkpoint_path(a, sizeof a, r1, 2, 6);
+    mr_checkpoint_path(b, sizeof b, r2, 2, 6);
+    bool same;
+    weight_diff(a, b, config, &same);
+    cr_assert(same, "two runs with 2 processes differ");
+    /* Stopped after epoch 1 and resumed at the same count: bit-identical to the whole run. */
+    snprintf(args, sizeof args, "train --config %s --out %s --quiet --epochs 1", config, split);
+    cr_assert_eq(mpi_run(2, args, out, sizeof out), 0, "%s", out);
+    snprintf(args, sizeof args, "train --resume %s --quiet --epochs 2", split);
+    cr_assert_eq(mpi_run(2, args, out, sizeof out), 0, "%s", out);
+    mr_checkpoint_path(b, sizeof b, split, 2, 6);
+    weight_diff(a, b, config, &same);
+    cr_assert(same, "a resume at the same process count is not bit-identical");
+    /* Written by 2 processes, resumed by 1 (and the other way round): the same files. */
+    snprintf(args, sizeof args, "train --config %s --out %s --quiet --epochs 1", config, other);
+    cr_assert_eq(mpi_run(1, args, out, sizeof out), 0, "%s", out);
+    snprintf(args, sizeof args, "train --resume %s --epochs 2", other);
+    cr_assert_eq(mpi_run(2, args, out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "resuming"), "%s", out);
+    cr_assert(strstr(out, "2 processes"), "the resume names the other rounding: %s", out);
+    snprintf(args, sizeof args, "train --resume %s --quiet --epochs 3", r1);
+    cr_assert_eq(mpi_run(1, args, out, sizeof out), 0, "%s", out);
+    mr_checkpoint_path(b, sizeof b, r1, 3, 9);
+    struct stat st;
+    cr_assert_eq(stat(b, &st), 0, "no %s after resuming with one process", b);
+}
+
+/* Runs `mpirun -np 2 mrcnn train` in the background, waits until the log has `steps` step records
+ * and sends `kill_what` the signal: "mpirun" (SIGTERM to mpirun, as a scheduler or Ctrl-C does)
+ * or "rank" (SIGKILL to one training process). Returns the exit code; *seconds is the time from
+ * the signal until every process had ended. */
+static int run_and_signal(const char *config, const char *run, const char *kill_what, char *out,
+                          size_t size, double *seconds) {
+    const char *bin = mpi_bin();
+    char cmd[8192];
+    snprintf(
+        cmd, sizeof cmd,
+        "cd '%s/..' && { " MPI_ENV "mpirun --allow-run-as-root --oversubscribe -np 2 '%s' train "
+        "--config '%s' --out '%s' > out.txt 2>&1 & M=$!; "
+        "for i in $(seq 600); do [ \"$(grep -c '\"type\":\"step\"' '%s/log.jsonl' "
+        "2>/dev/null)\" -ge 2 ] && break; sleep 0.1; done; "
+        "T0=$(date +%%s.%%N); "
+        "if [ %s = mpirun ]; then kill -TERM $M; else kill -KILL $(pgrep -P $M | head -1); fi; "
+        "wait $M; rc=$?; T1=$(date +%%s.%%N); "
+        "cat out.txt; awk \"BEGIN { print \\\"seconds=\\\" $T1 - $T0 }\"; exit $rc; }",
+        run, bin, config, run, run, kill_what);
+    int rc = run_shell(cmd, out, size);
+    const char *s = strstr(out, "seconds=");
+    cr_assert_not_null(s, "%s", out);
+    *seconds = strtod(s + 8, NULL);
+    return rc;
+}
+
+Test(mpi, sigterm_to_mpirun_stops_every_process_at_one_step, .timeout = 240) {
+    const char *dir = temp_dir("mpi-sigterm");
+    char config[600], run[700], out[32768], args[1024];
+    make_job(dir, 1, 400, ", \"VALIDATION_STEPS\": 0", config, sizeof config);
+    snprintf(run, sizeof run, "%s/run", dir);
+    mkdir(run, 0755);
+    double seconds = 0.0;
+    int rc = run_and_signal(config, run, "mpirun", out, sizeof out, &seconds);
+    cr_assert_neq(rc, 0, "%s", out);
+    cr_assert_lt(seconds, 60.0, "the processes took %.1f s to stop", seconds);
+    /* Saved once, by one writer, and the --resume command said once. */
+    cr_assert_eq(count_of(out, "(interrupted)"), 1, "%s", out);
+    cr_assert_eq(count_of(out, "resume with: mrcnn train --resume"), 1, "%s", out);
+    char ckpt[1200];
+    cr_assert_eq(mr_checkpoint_find_latest(run, ckpt, sizeof ckpt, NULL), MR_OK, "%s",
+                 mr_last_error());
+    double loss[512];
+    int steps = log_values(run, "step", "loss", loss, 512);
+    cr_assert(steps >= 2 && steps < 400, "%d steps logged", steps);
+    char want[64];
+    snprintf(want, sizeof want, "-s%08d.h5", steps);
+    cr_assert(strstr(ckpt, want), "checkpoint %s is not where the log stops (%d steps)", ckpt,
+              steps);
+    /* It resumes with one process. */
+    snprintf(args, sizeof args, "train --resume %s --quiet --epochs 1", run);
+    cr_assert_eq(mpi_run(1, args, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(log_values(run, "step", "loss", loss, 512), 400);
+}
+
+Test(mpi, a_failing_process_stops_all_and_the_writer_saves_once, .timeout = 240) {
+    const char *dir = temp_dir("mpi-fail");
+    char config[600], run[700], out[32768], args[2048];
+    make_job(dir, 1, 50, ", \"VALIDATION_STEPS\": 0", config, sizeof config);
+    snprintf(run, sizeof run, "%s/run", dir);
+    setenv("MRCNN_TEST_FAIL", "1:4", 1);
+    snprintf(args, sizeof args, "train --config %s --out %s", config, run);
+    int rc = mpi_run(2, args, out, sizeof out);
+    unsetenv("MRCNN_TEST_FAIL");
+    cr_assert_neq(rc, 0, "%s", out);
+    cr_assert_eq(count_of(out, "MRCNN_TEST_FAIL: process 1 fails at step 4"), 1, "%s", out);
+    cr_assert_eq(count_of(out, "process 1 of 2 failed"), 1, "%s", out);
+    cr_assert_eq(count_of(out, "resume with: mrcnn train --resume"), 1, "%s", out);
+    char ckpt[1300];
+    mr_checkpoint_path(ckpt, sizeof ckpt, run, 0, 4);
+    struct stat st;
+    cr_assert_eq(stat(ckpt, &st), 0, "no checkpoint at the failing step: %s", out);
+}
+
+/* Non-finite losses are judged on the batch's reduced loss, so every process skips the same
+ * steps and all stop together after five, with one message. */
+Test(mpi, non_finite_losses_stop_every_process_together, .timeout = 240) {
+    const char *dir = temp_dir("mpi-nan");
+    char config[600], run[700], out[32768], args[2048];
+    make_job(dir, 1, 40,
+             ", \"VALIDATION_STEPS\": 0, \"GRADIENT_CLIP_NORM\": 0, \"LEARNING_RATE\": 9.99, "
+             "\"IMAGE_NORMALIZATION\": \"mean\", \"STAGES\": [{\"LAYERS\": \"all\", "
+             "\"UNTIL_EPOCH\": 100}]",
+             config, sizeof config);
+    snprintf(run, sizeof run, "%s/run", dir);
+    snprintf(args, sizeof args, "train --config %s --out %s", config, run);
+    int rc = mpi_run(2, args, out, sizeof out);
+    cr_assert_neq(rc, 0, "%s", out);
+    cr_assert_eq(count_of(out, "non-finite steps in a row"), 1, "%s", out);
+    cr_assert_eq(count_of(out, "resume with: mrcnn train --resume"), 1, "%s", out);
+}
+
+Test(mpi, a_killed_process_ends_the_others_in_bounded_time, .timeout = 240) {
+    const char *dir = temp_dir("mpi-kill");
+    char config[600], run[700], out[32768];
+    make_job(dir, 1, 400, ", \"VALIDATION_STEPS\": 0", config, sizeof config);
+    snprintf(run, sizeof run, "%s/run", dir);
+    mkdir(run, 0755);
+    double seconds = 0.0;
+    int rc = run_and_signal(config, run, "rank", out, sizeof out, &seconds);
+    cr_assert_neq(rc, 0, "%s", out);
+    cr_log_info("the other process ended %.1f s after the kill", seconds);
+    cr_assert_lt(seconds, 30.0, "the surviving process took %.1f s to end: %s", seconds, out);
+    double loss[512];
+    cr_assert_lt(log_values(run, "step", "loss", loss, 512), 400, "the run went on: %s", out);
+}
+
+Test(mpi, refuses_a_batch_that_does_not_divide_and_train_bn, .timeout = 120) {
+    const char *dir = temp_dir("mpi-refuse");
+    char config[600], args[2048], out[16384], run[700];
+    make_job(dir, 1, 3, "", config, sizeof config);
+    snprintf(run, sizeof run, "%s/run", dir);
+    snprintf(args, sizeof args, "train --config %s --out %s", config, run);
+    cr_assert_neq(mpi_run(3, args, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(count_of(out, "BATCH_SIZE 2 does not divide among 3 processes"), 1, "%s", out);
+    double loss[8];
+    char log[800];
+    snprintf(log, sizeof log, "%s/log.jsonl", run);
+    struct stat st;
+    cr_assert(stat(log, &st) != 0 || log_values(run, "step", "loss", loss, 8) == 0,
+              "a refused run trained");
+    char config2[600];
+    const char *dir2 = temp_dir("mpi-refuse-bn");
+    make_job(dir2, 1, 3, ", \"TRAIN_BN\": true", config2, sizeof config2);
+    snprintf(args, sizeof args, "train --config %s --out %s/run", config2, dir2);
+    cr_assert_neq(mpi_run(2, args, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(count_of(out, "TRAIN_BN true trains batch statistics"), 1, "%s", out);
+}
