@@ -324,9 +324,12 @@ mr_tensor *mr_losses_from_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *con
     return total;
 }
 
-mr_tensor *mr_training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
-                              const mr_instances *gt, const float *active_class_ids, mr_rng *rng,
-                              mr_loss_values *values) {
+/* The training graph with its samples drawn from rng (one stream for the batch) or, when
+ * image_seeds is given, from one stream per image. */
+static mr_tensor *training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
+                                  const mr_instances *gt, const float *active_class_ids,
+                                  mr_rng *rng, const uint64_t *image_seeds,
+                                  mr_loss_values *values) {
     memset(values, 0, sizeof *values);
     mr_tensor *p[5];
     if (!images || mr_model_features(ctx, m, images, p) != MR_OK) return NULL;
@@ -335,7 +338,7 @@ mr_tensor *mr_training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
     mr_train_targets tt;
     memset(&tt, 0, sizeof tt);
     mr_status st =
-        mr_train_targets_build(ctx, m, rpn_logits, rpn_deltas, gt, images->shape[0], rng, &tt);
+        build_targets(ctx, m, rpn_logits, rpn_deltas, gt, images->shape[0], rng, image_seeds, &tt);
     if (st != MR_OK) {
         if (ctx->status == MR_OK) ctx->status = st;
         return NULL;
@@ -343,21 +346,14 @@ mr_tensor *mr_training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
     return mr_losses_from_targets(ctx, m, p, rpn_logits, rpn_deltas, &tt, active_class_ids, values);
 }
 
+mr_tensor *mr_training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
+                              const mr_instances *gt, const float *active_class_ids, mr_rng *rng,
+                              mr_loss_values *values) {
+    return training_losses(ctx, m, images, gt, active_class_ids, rng, NULL, values);
+}
+
 mr_tensor *mr_training_losses_seeded(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
                                      const mr_instances *gt, const float *active_class_ids,
                                      const uint64_t *image_seeds, mr_loss_values *values) {
-    memset(values, 0, sizeof *values);
-    mr_tensor *p[5];
-    if (!images || mr_model_features(ctx, m, images, p) != MR_OK) return NULL;
-    mr_tensor *rpn_logits = NULL, *rpn_deltas = NULL;
-    if (mr_model_rpn(ctx, m, p, &rpn_logits, &rpn_deltas) != MR_OK) return NULL;
-    mr_train_targets tt;
-    memset(&tt, 0, sizeof tt);
-    mr_status st =
-        build_targets(ctx, m, rpn_logits, rpn_deltas, gt, images->shape[0], NULL, image_seeds, &tt);
-    if (st != MR_OK) {
-        if (ctx->status == MR_OK) ctx->status = st;
-        return NULL;
-    }
-    return mr_losses_from_targets(ctx, m, p, rpn_logits, rpn_deltas, &tt, active_class_ids, values);
+    return training_losses(ctx, m, images, gt, active_class_ids, NULL, image_seeds, values);
 }

@@ -109,26 +109,12 @@ static int log_values(const char *run, const char *type, const char *key, double
     return n;
 }
 
-static void read_params(const char *path, const char *config, mr_params *p) {
-    mr_config c;
-    mr_config_defaults(&c);
-    cr_assert_eq(mr_config_load(config, &c), MR_OK);
-    mr_model m;
-    cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
-    mr_checkpoint_state s;
-    cr_assert_eq(mr_checkpoint_load(path, &m.params, &s), MR_OK, "%s", mr_last_error());
-    mr_checkpoint_state_free(&s);
-    *p = m.params;
-    m.params = (mr_params){0};
-    mr_model_free(&m);
-}
-
 /* The largest difference between the weights of two checkpoints (0: bit-identical values and
  * momentum). */
 static double weight_diff(const char *a, const char *b, const char *config, bool *identical) {
     mr_params pa, pb;
-    read_params(a, config, &pa);
-    read_params(b, config, &pb);
+    read_checkpoint_params(a, config, &pa);
+    read_checkpoint_params(b, config, &pb);
     cr_assert_eq(pa.total, pb.total);
     double d = 0.0;
     for (size_t k = 0; k < pa.total; k++)

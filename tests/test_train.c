@@ -67,25 +67,10 @@ static mr_status run(const char *config, const char *out, const char *resume, in
     return mr_train(&opt, r);
 }
 
-/* The parameter and momentum bytes of a checkpoint. */
-static void read_params(const char *path, const char *config, mr_params *p) {
-    mr_config c;
-    mr_config_defaults(&c);
-    cr_assert_eq(mr_config_load(config, &c), MR_OK);
-    mr_model m;
-    cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
-    mr_checkpoint_state s;
-    cr_assert_eq(mr_checkpoint_load(path, &m.params, &s), MR_OK, "%s", mr_last_error());
-    mr_checkpoint_state_free(&s);
-    *p = m.params;
-    m.params = (mr_params){0};
-    mr_model_free(&m);
-}
-
 static void expect_identical(const char *a, const char *b, const char *config) {
     mr_params pa, pb;
-    read_params(a, config, &pa);
-    read_params(b, config, &pb);
+    read_checkpoint_params(a, config, &pa);
+    read_checkpoint_params(b, config, &pb);
     cr_assert_eq(pa.total, pb.total);
     cr_assert(memcmp(pa.values, pb.values, pa.total * sizeof(float)) == 0,
               "weights of %s and %s differ", a, b);

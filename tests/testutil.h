@@ -14,6 +14,8 @@
 #include "../core/params.h"
 #include "../core/rng.h"
 #include "../data/image.h"
+#include "../layers/model.h"
+#include "../train/checkpoint.h"
 #include "../train/config.h"
 
 /* Path of a file under ../shared/fixtures (MRCNN_SHARED overrides the shared folder). A test
@@ -131,6 +133,21 @@ static inline void random_test_weights(mr_params *p, uint64_t seed) {
     mr_tensor *mb = mr_params_tensor(p, "mrcnn_mask/bias");
     for (int64_t k = 0; k < mb->numel; k++) mb->data[k] += 0.5f;
     for (size_t k = 0; k < p->total; k++) p->momentum[k] = 0.5f * mr_rng_uniform(&rng);
+}
+
+/* The parameter and momentum values of a checkpoint of the model `config` describes. */
+static inline void read_checkpoint_params(const char *path, const char *config, mr_params *p) {
+    mr_config c;
+    mr_config_defaults(&c);
+    cr_assert_eq(mr_config_load(config, &c), MR_OK);
+    mr_model m;
+    cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
+    mr_checkpoint_state s;
+    cr_assert_eq(mr_checkpoint_load(path, &m.params, &s), MR_OK, "%s", mr_last_error());
+    mr_checkpoint_state_free(&s);
+    *p = m.params;
+    m.params = (mr_params){0};
+    mr_model_free(&m);
 }
 
 #endif
