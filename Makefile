@@ -73,7 +73,8 @@ $(BUILD)/test_mrcnn: $(TEST_OBJ) $(BUILD)/libmrcnn.a
 TEST_ENV := OMP_NUM_THREADS=1 MRCNN_SHARED=$(CURDIR)/../shared \
             MRCNN_ONNXRUNTIME=$(ORT_DIR)/node_modules/onnxruntime-node
 test: $(BUILD)/test_mrcnn $(BUILD)/mrcnn test-deps onnxruntime
-	$(TEST_ENV) MRCNN_BIN=$(CURDIR)/$(BUILD)/mrcnn ./$(BUILD)/test_mrcnn --jobs 2 $(TEST_ARGS)
+	$(TEST_ENV) MRCNN_BIN=$(CURDIR)/$(BUILD)/mrcnn tests/run-suite.sh $(BUILD)/test.log \
+	    ./$(BUILD)/test_mrcnn --jobs 2 $(TEST_ARGS)
 
 # The same suite under AddressSanitizer and UBSan, in its own build folder.
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -99,7 +100,7 @@ test-asan: test-deps onnxruntime | $(DEPS_OK)
 	$(TEST_ENV) MRCNN_BIN=$(CURDIR)/build-asan/mrcnn ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    ./build-asan/test_mrcnn --jobs 2 $(TEST_ARGS)
+	    tests/run-suite.sh build-asan/test.log ./build-asan/test_mrcnn --jobs 2 $(TEST_ARGS)
 
 # ---- fuzzing ---------------------------------------------------------------------------------
 # `make fuzz` builds one libFuzzer harness per target of tests/fuzz/targets.c with clang, ASan and
