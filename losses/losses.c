@@ -367,6 +367,8 @@ mr_status mr_training_losses_per_image(mr_ctx *ctx, const mr_model *m, const mr_
         mr_alloc(ctx, sizeof(mr_tensor *) * (size_t)(batch * MR_LOSS_COUNT), "losses");
     double *counts = mr_alloc(ctx, sizeof(double) * (size_t)(batch * MR_LOSS_COUNT), "losses");
     if (!terms || !counts) return ctx->status;
+    /* An image without positive ROIs sets no mask count: arena memory holds the last step's. */
+    memset(counts, 0, sizeof(double) * (size_t)(batch * MR_LOSS_COUNT));
     double all[MR_LOSS_COUNT] = {0};
     for (int64_t b = 0; b < batch; b++) {
         if (first_nodes) first_nodes[b] = ctx->tape.count;
