@@ -53,36 +53,6 @@ static int mpi_run(int n, const char *args, char *out, size_t size) {
     return run_shell(cmd, out, size);
 }
 
-/* A tiny job over 16 synthetic images in dir; extra adds keys (", \"K\": v"). */
-static void make_job(const char *dir, int epochs, int steps, const char *extra, char *config,
-                     size_t size) {
-    char data[512];
-    snprintf(data, sizeof data, "%s/data", dir);
-    mr_synth_options o;
-    mr_synth_defaults(&o);
-    o.out_dir = data;
-    o.n_images = 16;
-    o.size = 128;
-    o.seed = 21;
-    o.val_fraction = 0.25;
-    cr_assert_eq(mr_synth_write(&o), MR_OK, "%s", mr_last_error());
-    FILE *base = fopen("configs/tiny.json", "r");
-    cr_assert_not_null(base);
-    char text[8192];
-    size_t n = fread(text, 1, sizeof text - 1, base);
-    fclose(base);
-    text[n] = '\0';
-    *strrchr(text, '}') = '\0';
-    snprintf(config, size, "%s/tiny.json", dir);
-    FILE *f = fopen(config, "w");
-    cr_assert_not_null(f);
-    fprintf(f,
-            "%s, \"DATASET\": {\"TRAIN\": \"%s/train\", \"VAL\": \"%s/val\"}, \"EPOCHS\": %d, "
-            "\"STEPS_PER_EPOCH\": %d, \"VALIDATION_STEPS\": 2, \"CHECKPOINT_KEEP\": 10%s}\n",
-            text, data, data, epochs, steps, extra);
-    fclose(f);
-}
-
 static int count_of(const char *text, const char *needle) {
     int n = 0;
     for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle)) n++;
@@ -170,7 +140,7 @@ static void train_default_threads(int n, const char *config, const char *run, ch
 Test(mpi, two_processes_agree_with_one, .timeout = 300) {
     const char *dir = temp_dir("mpi-agree");
     char config[600], args[2048], out[16384], one[700], two[700], a[1300], b[1300];
-    make_job(dir, 1, 50, ", \"VALIDATION_STEPS\": 0", config, sizeof config);
+    make_tiny_job(dir, 1, 50, ", \"VALIDATION_STEPS\": 0", config, sizeof config);
     snprintf(one, sizeof one, "%s/one", dir);
     snprintf(two, sizeof two, "%s/two", dir);
     train_default_threads(1, config, one, out, sizeof out);
@@ -218,7 +188,7 @@ Test(mpi, three_processes_and_shares_of_two_agree_with_one, .timeout = 300) {
         mkdir(sub, 0755);
         snprintf(extra, sizeof extra, ", \"BATCH_SIZE\": %d, \"VALIDATION_STEPS\": 0",
                  cases[i].batch);
-        make_job(sub, 1, 12, extra, config, sizeof config);
+        make_tiny_job(sub, 1, 12, extra, config, sizeof config);
         snprintf(one, sizeof one, "%s/one", sub);
         snprintf(other, sizeof other, "%s/n%d", sub, cases[i].processes);
         train_default_threads(1, config, one, out, sizeof out);
@@ -242,7 +212,7 @@ Test(mpi, three_processes_and_shares_of_two_agree_with_one, .timeout = 300) {
 Test(mpi, each_process_takes_its_share_of_the_cores, .timeout = 120) {
     const char *dir = temp_dir("mpi-threads");
     char config[600], args[2048], out[16384], run[700], ckpt[1300];
-    make_job(dir, 1, 1, ", \"VALIDATION_STEPS\": 0", config, sizeof config);
+    make_tiny_job(dir, 1, 1, ", \"VALIDATION_STEPS\": 0", config, sizeof config);
     snprintf(run, sizeof run, "%s/run", dir);
     snprintf(args, sizeof args, "train --config %s --out %s --quiet", config, run);
     const char *was = getenv("OMP_NUM_THREADS");
@@ -270,10 +240,10 @@ Test(mpi, each_process_takes_its_share_of_the_cores, .timeout = 120) {
 Test(mpi, split_validation_agrees_with_one_process, .timeout = 240) {
     const char *dir = temp_dir("mpi-val");
     char config[600], args[2048], out[16384], one[700], two[700];
-    make_job(dir, 1, 1,
-             ", \"STAGES\": [{\"LAYERS\": \"all\", \"UNTIL_EPOCH\": 100, \"LEARNING_RATE\": "
-             "1e-9}], \"VALIDATION_STEPS\": 2",
-             config, sizeof config);
+    make_tiny_job(dir, 1, 1,
+                  ", \"STAGES\": [{\"LAYERS\": \"all\", \"UNTIL_EPOCH\": 100, \"LEARNING_RATE\": "
+                  "1e-9}], \"VALIDATION_STEPS\": 2",
+                  config, sizeof config);
     snprintf(one, sizeof one, "%s/one", dir);
     snprintf(two, sizeof two, "%s/two", dir);
     snprintf(args, sizeof args, "train --config %s --out %s --quiet", config, one);
@@ -294,7 +264,7 @@ Test(mpi, a_run_repeats_bit_for_bit_and_resumes_at_any_count, .timeout = 300) {
     const char *dir = temp_dir("mpi-repeat");
     char config[600], args[2048], out[16384], r1[700], r2[700], split[700], other[700];
     char a[1300], b[1300];
-    make_job(dir, 2, 3, "", config, sizeof config);
+    make_tiny_job(dir, 2, 3, "", config, sizeof config);
     snprintf(r1, sizeof r1, "%s/r1", dir);
     snprintf(r2, sizeof r2, "%s/r2", dir);
     snprintf(split, sizeof split, "%s/split", dir);
@@ -364,7 +334,7 @@ static int run_and_signal(const char *config, const char *run, const char *kill_
 Test(mpi, sigterm_to_mpirun_stops_every_process_at_one_step, .timeout = 240) {
     const char *dir = temp_dir("mpi-sigterm");
     char config[600], run[700], out[32768], args[1024];
-    make_job(dir, 1, 400, ", \"VALIDATION_STEPS\": 0", config, sizeof config);
+    make_tiny_job(dir, 1, 400, ", \"VALIDATION_STEPS\": 0", config, sizeof config);
     snprintf(run, sizeof run, "%s/run", dir);
     mkdir(run, 0755);
     double seconds = 0.0;
@@ -393,7 +363,7 @@ Test(mpi, sigterm_to_mpirun_stops_every_process_at_one_step, .timeout = 240) {
 Test(mpi, a_failing_process_stops_all_and_the_writer_saves_once, .timeout = 240) {
     const char *dir = temp_dir("mpi-fail");
     char config[600], run[700], out[32768], args[2048];
-    make_job(dir, 1, 50, ", \"VALIDATION_STEPS\": 0", config, sizeof config);
+    make_tiny_job(dir, 1, 50, ", \"VALIDATION_STEPS\": 0", config, sizeof config);
     snprintf(run, sizeof run, "%s/run", dir);
     setenv("MRCNN_TEST_FAIL", "1:4", 1);
     snprintf(args, sizeof args, "train --config %s --out %s", config, run);
@@ -414,11 +384,11 @@ Test(mpi, a_failing_process_stops_all_and_the_writer_saves_once, .timeout = 240)
 Test(mpi, non_finite_losses_stop_every_process_together, .timeout = 240) {
     const char *dir = temp_dir("mpi-nan");
     char config[600], run[700], out[32768], args[2048];
-    make_job(dir, 1, 40,
-             ", \"VALIDATION_STEPS\": 0, \"GRADIENT_CLIP_NORM\": 0, \"LEARNING_RATE\": 9.99, "
-             "\"IMAGE_NORMALIZATION\": \"mean\", \"STAGES\": [{\"LAYERS\": \"all\", "
-             "\"UNTIL_EPOCH\": 100}]",
-             config, sizeof config);
+    make_tiny_job(dir, 1, 40,
+                  ", \"VALIDATION_STEPS\": 0, \"GRADIENT_CLIP_NORM\": 0, \"LEARNING_RATE\": 9.99, "
+                  "\"IMAGE_NORMALIZATION\": \"mean\", \"STAGES\": [{\"LAYERS\": \"all\", "
+                  "\"UNTIL_EPOCH\": 100}]",
+                  config, sizeof config);
     snprintf(run, sizeof run, "%s/run", dir);
     snprintf(args, sizeof args, "train --config %s --out %s", config, run);
     int rc = mpi_run(2, args, out, sizeof out);
@@ -430,7 +400,7 @@ Test(mpi, non_finite_losses_stop_every_process_together, .timeout = 240) {
 Test(mpi, a_killed_process_ends_the_others_in_bounded_time, .timeout = 240) {
     const char *dir = temp_dir("mpi-kill");
     char config[600], run[700], out[32768];
-    make_job(dir, 1, 400, ", \"VALIDATION_STEPS\": 0", config, sizeof config);
+    make_tiny_job(dir, 1, 400, ", \"VALIDATION_STEPS\": 0", config, sizeof config);
     snprintf(run, sizeof run, "%s/run", dir);
     mkdir(run, 0755);
     double seconds = 0.0;
@@ -445,7 +415,7 @@ Test(mpi, a_killed_process_ends_the_others_in_bounded_time, .timeout = 240) {
 Test(mpi, refuses_a_batch_that_does_not_divide_and_train_bn, .timeout = 120) {
     const char *dir = temp_dir("mpi-refuse");
     char config[600], args[2048], out[16384], run[700];
-    make_job(dir, 1, 3, "", config, sizeof config);
+    make_tiny_job(dir, 1, 3, "", config, sizeof config);
     snprintf(run, sizeof run, "%s/run", dir);
     snprintf(args, sizeof args, "train --config %s --out %s", config, run);
     cr_assert_neq(mpi_run(3, args, out, sizeof out), 0, "%s", out);
@@ -458,7 +428,7 @@ Test(mpi, refuses_a_batch_that_does_not_divide_and_train_bn, .timeout = 120) {
               "a refused run trained");
     char config2[600];
     const char *dir2 = temp_dir("mpi-refuse-bn");
-    make_job(dir2, 1, 3, ", \"TRAIN_BN\": true", config2, sizeof config2);
+    make_tiny_job(dir2, 1, 3, ", \"TRAIN_BN\": true", config2, sizeof config2);
     snprintf(args, sizeof args, "train --config %s --out %s/run", config2, dir2);
     cr_assert_neq(mpi_run(2, args, out, sizeof out), 0, "%s", out);
     cr_assert_eq(count_of(out, "TRAIN_BN true trains batch statistics"), 1, "%s", out);

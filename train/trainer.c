@@ -87,8 +87,9 @@ typedef struct {
     bool failed_elsewhere;        /* stopped because another process failed: it says why */
     bool failed_here;             /* this process brought its own failure to a step boundary */
     double step_wait, step_bytes; /* the last step's seconds and bytes in collectives */
-    /* Partial gradient sums of the step's images (see image_gradient_sum): sums of 2^k images,
-     * largest first, each a buffer of params.total floats kept from step to step. */
+    /* Partial gradient sums of the step's images (push_image_gradient): sums of 2^k images,
+     * largest first, each a buffer of params.total floats kept from step to step. A batch of n
+     * images needs at most log2(n) + 1 of them. */
     float *partial[32];
     int partial_images[32], n_partial;
 } trainer;
@@ -185,8 +186,6 @@ static void merge_range(trainer *t, size_t lo, size_t hi) {
  * merging equal partials. */
 static mr_status push_image_gradient(trainer *t) {
     const mr_params *p = &t->model.params;
-    if (t->n_partial == (int)(sizeof t->partial / sizeof t->partial[0]))
-        return mr_fail(MR_ERR_ARG, "batch too large for the gradient tree");
     if (!t->partial[t->n_partial]) {
         t->partial[t->n_partial] = malloc(sizeof(float) * p->total);
         if (!t->partial[t->n_partial])
