@@ -30,9 +30,11 @@ static MPI_Comm slices_comm, sums_comm;
 /* A gradient sum in flight. */
 typedef struct {
     float *buf;
-    int *counts, *displs; /* each rank's slice of buf: floats and offset */
-    float *recv;          /* phase 1: every rank's copy of this rank's slice */
-    int phase;            /* 1: slices to their owners, 2: sums back to all, 3: done */
+    /* One allocation of 4 * size ints: each rank's slice of buf (floats, offset), then the
+     * layout of recv (each rank's copy of this rank's slice: floats, offset). */
+    int *counts, *displs;
+    float *recv; /* phase 1: every rank's copy of this rank's slice */
+    int phase;   /* 1: slices to their owners, 2: sums back to all, 3: done */
     MPI_Request req;
 } ordered_sum;
 
@@ -136,16 +138,16 @@ static void sum(void *buf, size_t n, MPI_Datatype type, size_t elem) {
 static void tree_sum(float *out, const float *parts, int n_parts, size_t len) {
     for (size_t k = 0; k < len; k++) {
         float sum[64];
-        int images[64], depth = 0;
+        int parts_in[64], depth = 0; /* partial sums and how many parts each holds */
         for (int r = 0; r < n_parts; r++) {
             float v = parts[(size_t)r * len + k];
             int size = 1;
-            while (depth > 0 && images[depth - 1] == size) {
+            while (depth > 0 && parts_in[depth - 1] == size) {
                 v = sum[--depth] + v;
                 size *= 2;
             }
             sum[depth] = v;
-            images[depth++] = size;
+            parts_in[depth++] = size;
         }
         float v = sum[depth - 1];
         for (int d = depth - 2; d >= 0; d--) v = sum[d] + v;
@@ -155,7 +157,7 @@ static void tree_sum(float *out, const float *parts, int n_parts, size_t len) {
 
 static void start_slices(ordered_sum *o, size_t n) {
     int mine = o->counts[rank_];
-    int *rcounts = o->counts + size_ + size_, *rdispls = rcounts + size_;
+    int *rcounts = o->displs + size_, *rdispls = rcounts + size_;
     for (int r = 0; r < size_; r++) {
         rcounts[r] = mine;
         rdispls[r] = r * mine;

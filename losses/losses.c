@@ -243,6 +243,7 @@ static mr_status loss_terms(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5
                             mr_tensor *terms[MR_LOSS_COUNT], double counts[MR_LOSS_COUNT],
                             mr_loss_values *values) {
     const mr_net_config *cfg = &m->cfg;
+    memset(counts, 0, sizeof(double) * MR_LOSS_COUNT); /* no positive ROI: no mask count set */
     int64_t s = cfg->mask_shape, total_rois = tt->n_rois;
     for (int64_t i = 0; i < rpn_logits->numel / 2; i++)
         values->n_positive_anchors += tt->match[i] == 1;
@@ -329,7 +330,7 @@ mr_tensor *mr_losses_from_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *con
                                   mr_loss_values *values) {
     memset(values, 0, sizeof *values);
     mr_tensor *terms[MR_LOSS_COUNT];
-    double counts[MR_LOSS_COUNT] = {0};
+    double counts[MR_LOSS_COUNT];
     if (loss_terms(ctx, m, p, rpn_logits, rpn_deltas, tt, active_class_ids, terms, counts,
                    values) != MR_OK)
         return NULL;
@@ -367,8 +368,6 @@ mr_status mr_training_losses_per_image(mr_ctx *ctx, const mr_model *m, const mr_
         mr_alloc(ctx, sizeof(mr_tensor *) * (size_t)(batch * MR_LOSS_COUNT), "losses");
     double *counts = mr_alloc(ctx, sizeof(double) * (size_t)(batch * MR_LOSS_COUNT), "losses");
     if (!terms || !counts) return ctx->status;
-    /* An image without positive ROIs sets no mask count: arena memory holds the last step's. */
-    memset(counts, 0, sizeof(double) * (size_t)(batch * MR_LOSS_COUNT));
     double all[MR_LOSS_COUNT] = {0};
     for (int64_t b = 0; b < batch; b++) {
         if (first_nodes) first_nodes[b] = ctx->tape.count;
