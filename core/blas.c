@@ -1,7 +1,25 @@
-/* cblas_sgemm behind mr_sgemm; empty products still honour beta (BLAS may skip them). */
+/* cblas_sgemm behind mr_sgemm; empty products still honour beta (BLAS may skip them).
+ *
+ * Every element of a product must come out the same bits whatever the thread count, so that a
+ * run and its data-parallel twin (processes with fewer threads each) follow one path. OpenBLAS's
+ * own threading blocks K differently from its single-threaded driver, so it is never used: a
+ * large product is cut into row (or column) blocks that threads compute with single-threaded
+ * calls, and every other product is one single-threaded call. Blocks stay far above the size
+ * where OpenBLAS switches to its small-matrix kernels, so both paths use the same kernels. */
 #include "blas.h"
 
 #include <cblas.h>
+#include <omp.h>
+
+/* A product is cut only into blocks of at least this many multiply-adds. */
+#define BLOCK_MIN_MNK (1 << 22)
+
+static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta,
+                C, (blasint)ldc);
+}
 
 void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -12,7 +30,35 @@ void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
                 C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
         return;
     }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta,
-                C, (blasint)ldc);
+    const int threads = omp_get_max_threads();
+    if (threads == 1 || omp_in_parallel()) { /* OpenBLAS runs single-threaded here */
+        gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    const double mnk = (double)M * (double)N * (double)K;
+    const bool by_rows = M >= N;
+    const int64_t dim = by_rows ? M : N;
+    int64_t parts = (int64_t)(mnk / BLOCK_MIN_MNK);
+    if (parts > threads) parts = threads;
+    if (parts > dim / 16) parts = dim / 16;
+    if (parts <= 1) {
+        /* Inside a parallel region, so that OpenBLAS does not thread it either. */
+#pragma omp parallel
+#pragma omp single
+        gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads((int)parts)
+    for (int64_t p = 0; p < parts; p++) {
+        /* Block edges on multiples of 16 keep whole vectors in each block. */
+        int64_t lo = dim * p / parts / 16 * 16,
+                hi = p + 1 == parts ? dim : dim * (p + 1) / parts / 16 * 16;
+        if (hi <= lo) continue;
+        if (by_rows)
+            gemm(ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta,
+                 C + lo * ldc, ldc);
+        else
+            gemm(ta, tb, M, hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta,
+                 C + lo, ldc);
+    }
 }

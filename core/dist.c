@@ -1,6 +1,13 @@
 /* MPI behind core/dist.h. Collectives are started non-blocking and waited for with short
  * sleeps, so a rank that waits for a slower one (rank 0 scoring validation images, say) gives
- * its core back instead of spinning on it. */
+ * its core back instead of spinning on it.
+ *
+ * Gradient sums must not depend on how MPI groups its additions (which changes with the number
+ * of processes and the message size), so they are not MPI_Allreduce: each rank owns a slice of
+ * the buffer, receives every rank's copy of it (MPI_Ialltoallv), adds them in a fixed tree over
+ * the ranks, and the sums travel back (MPI_Iallgatherv). That moves the bytes a ring all-reduce
+ * moves. The two phases run on communicators of their own, so every rank starts the phases in
+ * the same order whatever order they complete in. */
 #include "dist.h"
 
 #include <limits.h>
@@ -18,8 +25,21 @@
 static bool active;
 static int rank_, size_ = 1;
 static double wait_seconds, bytes_moved;
-/* Started sums not yet known to be complete. */
-static MPI_Request *pending;
+static MPI_Comm slices_comm, sums_comm;
+
+/* A gradient sum in flight. */
+typedef struct {
+    float *buf;
+    /* One allocation of 4 * size ints: each rank's slice of buf (floats, offset), then the
+     * layout of recv (each rank's copy of this rank's slice: floats, offset). */
+    int *counts, *displs;
+    float *recv; /* phase 1: every rank's copy of this rank's slice */
+    int phase;   /* 1: slices to their owners, 2: sums back to all, 3: done */
+    MPI_Request req;
+} ordered_sum;
+
+/* Started sums not yet known to be complete, in the order they were started. */
+static ordered_sum *pending;
 static int n_pending, cap_pending;
 
 static double now(void) {
@@ -67,6 +87,8 @@ mr_status mr_dist_init(int *argc, char ***argv) {
     active = true;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
+    MPI_Comm_dup(MPI_COMM_WORLD, &slices_comm);
+    MPI_Comm_dup(MPI_COMM_WORLD, &sums_comm);
     choose_threads();
     return MR_OK;
 }
@@ -77,6 +99,8 @@ void mr_dist_finalize(void) {
     free(pending);
     pending = NULL;
     cap_pending = 0;
+    MPI_Comm_free(&slices_comm);
+    MPI_Comm_free(&sums_comm);
     MPI_Finalize();
     active = false;
 }
@@ -108,42 +132,124 @@ static void sum(void *buf, size_t n, MPI_Datatype type, size_t elem) {
     }
 }
 
+/* out[k] = the sum over parts r of parts[r * len + k], added as the trainer adds images
+ * (train/trainer.c): partial sums of 1, 2, 4, ... parts merged as a binary counter carries, the
+ * remaining partials added from the smallest up. */
+static void tree_sum(float *out, const float *parts, int n_parts, size_t len) {
+    for (size_t k = 0; k < len; k++) {
+        float sum[64];
+        int parts_in[64], depth = 0; /* partial sums and how many parts each holds */
+        for (int r = 0; r < n_parts; r++) {
+            float v = parts[(size_t)r * len + k];
+            int size = 1;
+            while (depth > 0 && parts_in[depth - 1] == size) {
+                v = sum[--depth] + v;
+                size *= 2;
+            }
+            sum[depth] = v;
+            parts_in[depth++] = size;
+        }
+        float v = sum[depth - 1];
+        for (int d = depth - 2; d >= 0; d--) v = sum[d] + v;
+        out[k] = v;
+    }
+}
+
+static void start_slices(ordered_sum *o, size_t n) {
+    int mine = o->counts[rank_];
+    int *rcounts = o->displs + size_, *rdispls = rcounts + size_;
+    for (int r = 0; r < size_; r++) {
+        rcounts[r] = mine;
+        rdispls[r] = r * mine;
+    }
+    o->recv = malloc(sizeof(float) * ((size_t)mine * (size_t)size_ + 1));
+    if (!o->recv) { /* nowhere to receive: fail every rank rather than sum wrongly */
+        fprintf(stderr, "mrcnn: out of memory for a gradient sum of %zu floats\n", n);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    MPI_Ialltoallv(o->buf, o->counts, o->displs, MPI_FLOAT, o->recv, rcounts, rdispls, MPI_FLOAT,
+                   slices_comm, &o->req);
+    o->phase = 1;
+}
+
+/* Phase 1 complete: this rank's slice summed in the tree, then sent to every rank. */
+static void start_sums(ordered_sum *o) {
+    int mine = o->counts[rank_];
+    tree_sum(o->buf + o->displs[rank_], o->recv, size_, (size_t)mine);
+    free(o->recv);
+    o->recv = NULL;
+    MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, o->buf, o->counts, o->displs, MPI_FLOAT,
+                    sums_comm, &o->req);
+    o->phase = 2;
+}
+
+/* Whether the sum's current phase is complete (block: waits until it is). */
+static bool phase_done(ordered_sum *o, bool block) {
+    if (block) {
+        wait_for(&o->req);
+        return true;
+    }
+    int done = 0;
+    MPI_Test(&o->req, &done, MPI_STATUS_IGNORE);
+    return done != 0;
+}
+
+/* Advances the pending sums; phase 2 is started in the order the sums were, on every rank. */
+static void advance(bool block) {
+    bool earlier_in_phase_1 = false;
+    for (int i = 0; i < n_pending; i++) {
+        ordered_sum *o = &pending[i];
+        if (o->phase == 1 && !earlier_in_phase_1 && phase_done(o, block)) start_sums(o);
+        if (o->phase == 1) earlier_in_phase_1 = true;
+        if (o->phase == 2 && phase_done(o, block)) o->phase = 3;
+    }
+}
+
 void mr_dist_sum_f32_start(float *buf, size_t n) {
     if (!active || size_ == 1) return;
     for (size_t off = 0; off < n; off += PIECE) {
         size_t len = n - off < PIECE ? n - off : PIECE;
         if (n_pending == cap_pending) {
             int cap = cap_pending ? 2 * cap_pending : 64;
-            MPI_Request *grown = realloc(pending, sizeof *grown * (size_t)cap);
-            if (!grown) { /* no memory for the list: finish what is started, then block */
-                mr_dist_wait();
-                sum(buf + off, len, MPI_FLOAT, sizeof(float));
-                continue;
+            ordered_sum *grown = realloc(pending, sizeof *grown * (size_t)cap);
+            if (!grown) {
+                fprintf(stderr, "mrcnn: out of memory for the list of gradient sums\n");
+                MPI_Abort(MPI_COMM_WORLD, 1);
             }
             pending = grown;
             cap_pending = cap;
         }
-        MPI_Iallreduce(MPI_IN_PLACE, buf + off, (int)len, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
-                       &pending[n_pending++]);
+        ordered_sum *o = &pending[n_pending++];
+        *o = (ordered_sum){.buf = buf + off};
+        o->counts = malloc(sizeof(int) * 4 * (size_t)size_);
+        if (!o->counts) {
+            fprintf(stderr, "mrcnn: out of memory for a gradient sum\n");
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        o->displs = o->counts + size_;
+        for (int r = 0; r < size_; r++) {
+            size_t lo = len * (size_t)r / (size_t)size_, hi = len * (size_t)(r + 1) / (size_t)size_;
+            o->counts[r] = (int)(hi - lo);
+            o->displs[r] = (int)lo;
+        }
+        start_slices(o, len);
         bytes_moved += (double)(len * sizeof(float));
     }
 }
 
 void mr_dist_progress(void) {
-    for (int i = 0; i < n_pending; i++) {
-        int done = 0;
-        MPI_Test(&pending[i], &done, MPI_STATUS_IGNORE);
-        if (!done) break; /* they complete in order */
-    }
+    advance(false);
 }
 
 void mr_dist_wait(void) {
-    for (int i = 0; i < n_pending; i++) wait_for(&pending[i]);
+    advance(true);
+    for (int i = 0; i < n_pending; i++) free(pending[i].counts);
     n_pending = 0;
 }
 
 void mr_dist_sum_f32(float *buf, size_t n) {
-    sum(buf, n, MPI_FLOAT, sizeof(float));
+    mr_dist_sum_f32_start(buf, n);
+    mr_dist_wait();
 }
 
 void mr_dist_sum_f64(double *buf, size_t n) {

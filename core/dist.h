@@ -22,12 +22,14 @@ void mr_dist_abort(int code);
 int mr_dist_rank(void);
 int mr_dist_size(void); /* 1 without mpirun */
 
-/* In place, element-wise sums over all ranks (every rank calls with the same n). */
+/* In place, element-wise sums over all ranks (every rank calls with the same n). Float sums add
+ * the ranks in one fixed tree (core/dist.c), so their bits do not depend on MPI's algorithm;
+ * double sums (loss values, counts) are MPI's all-reduce. */
 void mr_dist_sum_f32(float *buf, size_t n);
 void mr_dist_sum_f64(double *buf, size_t n);
-/* Non-blocking sums: start() begins an in-place sum of buf (every rank starts the same sums in the
- * same order), progress() lets started sums advance (call it between pieces of work), wait()
- * returns when all started sums are complete. */
+/* Non-blocking float sums: start() begins an in-place sum of buf (every rank starts the same sums
+ * in the same order), progress() lets started sums advance (call it between pieces of work),
+ * wait() returns when all started sums are complete. */
 void mr_dist_sum_f32_start(float *buf, size_t n);
 void mr_dist_progress(void);
 void mr_dist_wait(void);

@@ -235,33 +235,36 @@ mr_status mr_train_targets_build(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_
     return build_targets(ctx, m, rpn_logits, rpn_deltas, gt, batch, rng, NULL, tt);
 }
 
-mr_tensor *mr_losses_from_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
-                                  mr_tensor *rpn_logits, mr_tensor *rpn_deltas,
-                                  const mr_train_targets *tt, const float *active_class_ids,
-                                  mr_loss_values *values) {
+/* The five unweighted terms for given features, RPN outputs and targets, each with the count of
+ * rows its mean divides by (so that a part of a batch can be rescaled to the batch's mean). */
+static mr_status loss_terms(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
+                            mr_tensor *rpn_logits, mr_tensor *rpn_deltas,
+                            const mr_train_targets *tt, const float *active_class_ids,
+                            mr_tensor *terms[MR_LOSS_COUNT], double counts[MR_LOSS_COUNT],
+                            mr_loss_values *values) {
     const mr_net_config *cfg = &m->cfg;
-    memset(values, 0, sizeof *values);
+    memset(counts, 0, sizeof(double) * MR_LOSS_COUNT); /* no positive ROI: no mask count set */
     int64_t s = cfg->mask_shape, total_rois = tt->n_rois;
     for (int64_t i = 0; i < rpn_logits->numel / 2; i++)
         values->n_positive_anchors += tt->match[i] == 1;
-    for (int64_t i = 0; i < total_rois; i++) values->n_positive_rois += tt->roi_class[i] > 0;
+    int64_t np = 0;
+    for (int64_t i = 0; i < total_rois; i++) np += tt->roi_class[i] > 0;
+    values->n_positive_rois += np;
     mr_tensor *class_logits = NULL, *deltas = NULL;
     if (mr_model_box_head(ctx, m, p, tt->rois, tt->roi_image, total_rois, &class_logits, &deltas) !=
         MR_OK)
-        return NULL;
+        return ctx->status;
     /* The mask loss reads positive ROIs only; with frozen batch norm each ROI's mask is
      * independent of the others, so running the head on the positives alone gives the same
      * loss and gradients for a fraction of the work. */
     mr_tensor *mask_loss;
-    double counts[MR_LOSS_COUNT] = {0};
     if (!cfg->train_bn) {
-        int64_t np = values->n_positive_rois;
         float *pos_boxes = mr_alloc(ctx, sizeof(float) * (size_t)(4 * np + 1), "mrcnn_mask_loss");
         int32_t *pos_image = mr_alloc(ctx, sizeof(int32_t) * (size_t)(np + 1), "mrcnn_mask_loss");
         int64_t *pos_class = mr_alloc(ctx, sizeof(int64_t) * (size_t)(np + 1), "mrcnn_mask_loss");
         float *pos_masks =
             mr_alloc(ctx, sizeof(float) * (size_t)(np * s * s + 1), "mrcnn_mask_loss");
-        if (!pos_boxes || !pos_image || !pos_class || !pos_masks) return NULL;
+        if (!pos_boxes || !pos_image || !pos_class || !pos_masks) return ctx->status;
         for (int64_t i = 0, k = 0; i < total_rois; i++)
             if (tt->roi_class[i] > 0) {
                 memcpy(pos_boxes + 4 * k, tt->rois + 4 * i, 4 * sizeof(float));
@@ -280,33 +283,30 @@ mr_tensor *mr_losses_from_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *con
             ctx, mr_model_mask_head(ctx, m, p, tt->rois, tt->roi_image, total_rois), tt->roi_class,
             tt->roi_masks, &counts[MR_LOSS_MRCNN_MASK]);
     }
-    mr_tensor *terms[MR_LOSS_COUNT] = {
-        mr_rpn_class_loss(ctx, rpn_logits, tt->match, &counts[MR_LOSS_RPN_CLASS]),
+    terms[MR_LOSS_RPN_CLASS] =
+        mr_rpn_class_loss(ctx, rpn_logits, tt->match, &counts[MR_LOSS_RPN_CLASS]);
+    terms[MR_LOSS_RPN_BBOX] =
         mr_rpn_bbox_loss(ctx, rpn_deltas, tt->match, tt->rpn_bbox, tt->rpn_targets_per_image,
-                         &counts[MR_LOSS_RPN_BBOX]),
-        mr_mrcnn_class_loss(ctx, class_logits, tt->roi_class, active_class_ids,
-                            &counts[MR_LOSS_MRCNN_CLASS]),
-        mr_mrcnn_bbox_loss(ctx, deltas, tt->roi_class, tt->roi_deltas, &counts[MR_LOSS_MRCNN_BBOX]),
-        mask_loss,
-    };
-    /* Data-parallel (core/dist.h): each process holds a share of the batch, and each term is a
-     * mean over the whole batch's rows. A process's term is scaled by N * count / total count,
-     * so the mean over processes of the scaled terms (and of their gradients) is the term one
-     * process computes on the whole batch, up to float rounding. One process: factors of 1. */
-    float factor[MR_LOSS_COUNT] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
-    const int n_proc = mr_dist_size();
-    if (n_proc > 1) {
-        double all[MR_LOSS_COUNT];
-        memcpy(all, counts, sizeof all);
-        mr_dist_sum_f64(all, MR_LOSS_COUNT);
-        for (int i = 0; i < MR_LOSS_COUNT; i++)
-            factor[i] = all[i] > 0.0 ? (float)((double)n_proc * counts[i] / all[i]) : 0.0f;
-    }
+                         &counts[MR_LOSS_RPN_BBOX]);
+    terms[MR_LOSS_MRCNN_CLASS] = mr_mrcnn_class_loss(
+        ctx, class_logits, tt->roi_class, active_class_ids, &counts[MR_LOSS_MRCNN_CLASS]);
+    terms[MR_LOSS_MRCNN_BBOX] =
+        mr_mrcnn_bbox_loss(ctx, deltas, tt->roi_class, tt->roi_deltas, &counts[MR_LOSS_MRCNN_BBOX]);
+    terms[MR_LOSS_MRCNN_MASK] = mask_loss;
+    for (int i = 0; i < MR_LOSS_COUNT; i++)
+        if (!terms[i]) return ctx->status != MR_OK ? ctx->status : MR_ERR_NOMEM;
+    return MR_OK;
+}
+
+/* sum over the terms of LOSS_WEIGHTS[i] * share[i] * terms[i]; each weighted term is added to
+ * values->value[i] and the sum to values->total. */
+static mr_tensor *weighted_total(mr_ctx *ctx, const mr_net_config *cfg,
+                                 mr_tensor *const terms[MR_LOSS_COUNT],
+                                 const float share[MR_LOSS_COUNT], mr_loss_values *values) {
     mr_tensor *total = NULL;
     for (int i = 0; i < MR_LOSS_COUNT; i++) {
-        if (!terms[i]) return NULL;
         mr_tensor *weighted = terms[i];
-        const float scale = cfg->loss_weights[i] * factor[i];
+        const float scale = cfg->loss_weights[i] * share[i];
         if (scale != 1.0f) {
             /* Scaling by a constant is a 1x1 linear layer with a fixed weight. */
             mr_tensor *w = mr_tensor_2d(ctx, "loss_weight", 1, 1);
@@ -317,19 +317,30 @@ mr_tensor *mr_losses_from_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *con
                                   1, scalar);
         }
         if (!weighted) return NULL;
-        values->value[i] = weighted->data[0];
+        values->value[i] += weighted->data[0];
         total = total ? mr_add(ctx, total, weighted) : weighted;
     }
-    if (total) values->total = total->data[0];
+    if (total) values->total += total->data[0];
     return total;
 }
 
-/* The training graph with its samples drawn from rng (one stream for the batch) or, when
- * image_seeds is given, from one stream per image. */
-static mr_tensor *training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
-                                  const mr_instances *gt, const float *active_class_ids,
-                                  mr_rng *rng, const uint64_t *image_seeds,
+mr_tensor *mr_losses_from_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
+                                  mr_tensor *rpn_logits, mr_tensor *rpn_deltas,
+                                  const mr_train_targets *tt, const float *active_class_ids,
                                   mr_loss_values *values) {
+    memset(values, 0, sizeof *values);
+    mr_tensor *terms[MR_LOSS_COUNT];
+    double counts[MR_LOSS_COUNT];
+    if (loss_terms(ctx, m, p, rpn_logits, rpn_deltas, tt, active_class_ids, terms, counts,
+                   values) != MR_OK)
+        return NULL;
+    const float whole[MR_LOSS_COUNT] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
+    return weighted_total(ctx, &m->cfg, terms, whole, values);
+}
+
+mr_tensor *mr_training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
+                              const mr_instances *gt, const float *active_class_ids, mr_rng *rng,
+                              mr_loss_values *values) {
     memset(values, 0, sizeof *values);
     mr_tensor *p[5];
     if (!images || mr_model_features(ctx, m, images, p) != MR_OK) return NULL;
@@ -338,7 +349,7 @@ static mr_tensor *training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *ima
     mr_train_targets tt;
     memset(&tt, 0, sizeof tt);
     mr_status st =
-        build_targets(ctx, m, rpn_logits, rpn_deltas, gt, images->shape[0], rng, image_seeds, &tt);
+        build_targets(ctx, m, rpn_logits, rpn_deltas, gt, images->shape[0], rng, NULL, &tt);
     if (st != MR_OK) {
         if (ctx->status == MR_OK) ctx->status = st;
         return NULL;
@@ -346,14 +357,46 @@ static mr_tensor *training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *ima
     return mr_losses_from_targets(ctx, m, p, rpn_logits, rpn_deltas, &tt, active_class_ids, values);
 }
 
-mr_tensor *mr_training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
-                              const mr_instances *gt, const float *active_class_ids, mr_rng *rng,
-                              mr_loss_values *values) {
-    return training_losses(ctx, m, images, gt, active_class_ids, rng, NULL, values);
-}
-
-mr_tensor *mr_training_losses_seeded(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
-                                     const mr_instances *gt, const float *active_class_ids,
-                                     const uint64_t *image_seeds, mr_loss_values *values) {
-    return training_losses(ctx, m, images, gt, active_class_ids, NULL, image_seeds, values);
+mr_status mr_training_losses_per_image(mr_ctx *ctx, const mr_model *m, const mr_tensor *images,
+                                       const mr_instances *gt, const float *active_class_ids,
+                                       const uint64_t *image_seeds, mr_tensor **losses,
+                                       int *first_nodes, mr_loss_values *values) {
+    memset(values, 0, sizeof *values);
+    const int64_t batch = images->shape[0], h = images->shape[1], w = images->shape[2],
+                  c = images->shape[3];
+    mr_tensor **terms =
+        mr_alloc(ctx, sizeof(mr_tensor *) * (size_t)(batch * MR_LOSS_COUNT), "losses");
+    double *counts = mr_alloc(ctx, sizeof(double) * (size_t)(batch * MR_LOSS_COUNT), "losses");
+    if (!terms || !counts) return ctx->status;
+    double all[MR_LOSS_COUNT] = {0};
+    for (int64_t b = 0; b < batch; b++) {
+        if (first_nodes) first_nodes[b] = ctx->tape.count;
+        mr_tensor *image = mr_tensor_4d(ctx, "image", 1, h, w, c);
+        if (!image) return ctx->status;
+        memcpy(image->data, images->data + b * h * w * c, sizeof(float) * (size_t)(h * w * c));
+        mr_tensor *p[5], *rpn_logits = NULL, *rpn_deltas = NULL;
+        MR_TRY(mr_model_features(ctx, m, image, p));
+        MR_TRY(mr_model_rpn(ctx, m, p, &rpn_logits, &rpn_deltas));
+        mr_train_targets tt;
+        memset(&tt, 0, sizeof tt);
+        mr_status st =
+            build_targets(ctx, m, rpn_logits, rpn_deltas, &gt[b], 1, NULL, &image_seeds[b], &tt);
+        if (st == MR_OK)
+            st = loss_terms(ctx, m, p, rpn_logits, rpn_deltas, &tt, active_class_ids,
+                            terms + b * MR_LOSS_COUNT, counts + b * MR_LOSS_COUNT, values);
+        if (st != MR_OK) {
+            if (ctx->status == MR_OK) ctx->status = st;
+            return st;
+        }
+        for (int i = 0; i < MR_LOSS_COUNT; i++) all[i] += counts[b * MR_LOSS_COUNT + i];
+    }
+    mr_dist_sum_f64(all, MR_LOSS_COUNT);
+    for (int64_t b = 0; b < batch; b++) {
+        float share[MR_LOSS_COUNT];
+        for (int i = 0; i < MR_LOSS_COUNT; i++)
+            share[i] = all[i] > 0.0 ? (float)(counts[b * MR_LOSS_COUNT + i] / all[i]) : 0.0f;
+        losses[b] = weighted_total(ctx, &m->cfg, terms + b * MR_LOSS_COUNT, share, values);
+        if (!losses[b]) return ctx->status != MR_OK ? ctx->status : MR_ERR_NOMEM;
+    }
+    return MR_OK;
 }

@@ -31,13 +31,17 @@ typedef struct {
 mr_tensor *mr_training_losses(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
                               const mr_instances *gt, const float *active_class_ids, mr_rng *rng,
                               mr_loss_values *values);
-/* The same, with one sampling stream per image (seeded by image_seeds[b]) instead of one for the
- * batch: what the trainer uses, so that processes sharing a batch (core/dist.h) draw the samples
- * one process would. Under mpirun every process must call it in step: each loss term is then
- * normalised by the whole batch's count, and *values holds this process's share (their mean over
- * processes is the batch's loss). */
-mr_tensor *mr_training_losses_seeded(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
-                                     const mr_instances *gt, const float *active_class_ids,
-                                     const uint64_t *image_seeds, mr_loss_values *values);
+/* The trainer's training graph: each image of the batch is a graph of its own (a batch of one)
+ * that samples from its own stream, seeded by image_seeds[b], so none of an image's numbers
+ * depend on which images share its batch or its process. Each loss term is still the mean over
+ * the whole batch's rows: under mpirun (core/dist.h) the counts are summed over the processes,
+ * which must then all call it in step. losses[b] is image b's part of the batch's total loss
+ * (the parts of all images of all processes add up to it); first_nodes[b] (may be NULL) is the
+ * tape index where image b's graph begins. *values holds the sum of this process's parts.
+ * Returns MR_OK or the failure (also in ctx->status). */
+mr_status mr_training_losses_per_image(mr_ctx *ctx, const mr_model *m, const mr_tensor *images,
+                                       const mr_instances *gt, const float *active_class_ids,
+                                       const uint64_t *image_seeds, mr_tensor **losses,
+                                       int *first_nodes, mr_loss_values *values);
 
 #endif

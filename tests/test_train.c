@@ -17,44 +17,13 @@
 #include "testutil.h"
 
 /* A tiny config over a synthetic set, written into `dir`; `extra` adds keys (", \"K\": v"). */
-static void make_job_with(const char *dir, int epochs, int steps, const char *extra,
-                          char *config_path, size_t size) {
-    char data[512];
-    snprintf(data, sizeof data, "%s/data", dir);
-    mr_synth_options o;
-    mr_synth_defaults(&o);
-    o.out_dir = data;
-    o.n_images = 16;
-    o.size = 128;
-    o.seed = 21;
-    o.val_fraction = 0.25;
-    cr_assert_eq(mr_synth_write(&o), MR_OK, "%s", mr_last_error());
-    snprintf(config_path, size, "%s/tiny.json", dir);
-    FILE *f = fopen(config_path, "w");
-    cr_assert_not_null(f);
-    FILE *base = fopen("configs/tiny.json", "r");
-    cr_assert_not_null(base);
-    char text[8192];
-    size_t n = fread(text, 1, sizeof text - 1, base);
-    fclose(base);
-    text[n] = '\0';
-    /* Replace the closing brace with the test's overrides. */
-    char *end = strrchr(text, '}');
-    *end = '\0';
-    fprintf(f,
-            "%s, \"DATASET\": {\"TRAIN\": \"%s/train\", \"VAL\": \"%s/val\"}, \"EPOCHS\": %d, "
-            "\"STEPS_PER_EPOCH\": %d, \"VALIDATION_STEPS\": 2, \"CHECKPOINT_KEEP\": 10%s}\n",
-            text, data, data, epochs, steps, extra);
-    fclose(f);
-}
-
 /* Keys that make training diverge within a few steps. */
 #define NON_FINITE_KEYS                                                                            \
     ", \"GRADIENT_CLIP_NORM\": 0, \"LEARNING_RATE\": 9.99, \"IMAGE_NORMALIZATION\": \"mean\", "    \
     "\"STAGES\": [{\"LAYERS\": \"all\", \"UNTIL_EPOCH\": 100}]"
 
 static void make_job(const char *dir, int epochs, int steps, char *config_path, size_t size) {
-    make_job_with(dir, epochs, steps, "", config_path, size);
+    make_tiny_job(dir, epochs, steps, "", config_path, size);
 }
 
 static mr_status run(const char *config, const char *out, const char *resume, int max_steps,
@@ -158,7 +127,7 @@ Test(train, short_fine_tune_lowers_the_epoch_loss, .timeout = 300) {
 Test(train, warmup_raises_the_learning_rate_linearly, .timeout = 120) {
     const char *dir = temp_dir("warmup");
     char config[600], out[600];
-    make_job_with(dir, 1, 6, ", \"WARMUP_STEPS\": 4, \"VALIDATION_STEPS\": 0", config,
+    make_tiny_job(dir, 1, 6, ", \"WARMUP_STEPS\": 4, \"VALIDATION_STEPS\": 0", config,
                   sizeof config);
     snprintf(out, sizeof out, "%s/run", dir);
     mr_train_result r;
@@ -237,7 +206,7 @@ Test(train, non_finite_losses_stop_with_the_loss_named, .timeout = 120) {
     char config[600], out[600];
     /* A learning rate this large on unscaled pixels makes the weights overflow within a few
      * steps. */
-    make_job_with(dir, 2, 10, NON_FINITE_KEYS, config, sizeof config);
+    make_tiny_job(dir, 2, 10, NON_FINITE_KEYS, config, sizeof config);
     snprintf(out, sizeof out, "%s/run", dir);
     mr_train_result r;
     cr_assert_eq(run(config, out, NULL, 0, &r), MR_ERR_NUMERIC, "%s", mr_last_error());
@@ -438,7 +407,7 @@ Test(train, epoch_loss_after_a_mid_epoch_resume_covers_the_whole_epoch, .timeout
 Test(train, failure_inside_training_saves_and_says_how_to_resume, .timeout = 120) {
     const char *dir = temp_dir("failsave");
     char config[600], out[600];
-    make_job_with(dir, 1, 8, NON_FINITE_KEYS, config, sizeof config);
+    make_tiny_job(dir, 1, 8, NON_FINITE_KEYS, config, sizeof config);
     snprintf(out, sizeof out, "%s/run", dir);
     mr_train_result r;
     cr_assert_eq(run(config, out, NULL, 0, &r), MR_ERR_NUMERIC, "%s", mr_last_error());

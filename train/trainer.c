@@ -87,6 +87,11 @@ typedef struct {
     bool failed_elsewhere;        /* stopped because another process failed: it says why */
     bool failed_here;             /* this process brought its own failure to a step boundary */
     double step_wait, step_bytes; /* the last step's seconds and bytes in collectives */
+    /* Partial gradient sums of the step's images (push_image_gradient): sums of 2^k images,
+     * largest first, each a buffer of params.total floats kept from step to step. A batch of n
+     * images needs at most log2(n) + 1 of them. */
+    float *partial[32];
+    int partial_images[32], n_partial;
 } trainer;
 
 /* The step-boundary protocol of data-parallel training: every process calls it at the same
@@ -123,8 +128,8 @@ static uint64_t *image_seeds(trainer *t, const mr_batch *b, uint64_t base) {
     return seeds;
 }
 
-/* The batch's losses from each process's share: the mean of the shares (mr_training_losses_seeded)
- * and the summed positive counts. Every process calls it after each forward pass. */
+/* The batch's losses: every process holds its images' parts (mr_training_losses_per_image), so
+ * the batch's are their sums. Every process calls it after each forward pass. */
 static void reduce_losses(const trainer *t, mr_loss_values *v) {
     if (t->nproc == 1) return;
     double buf[MR_LOSS_COUNT + 3];
@@ -133,10 +138,69 @@ static void reduce_losses(const trainer *t, mr_loss_values *v) {
     buf[MR_LOSS_COUNT + 1] = (double)v->n_positive_anchors;
     buf[MR_LOSS_COUNT + 2] = (double)v->n_positive_rois;
     mr_dist_sum_f64(buf, MR_LOSS_COUNT + 3);
-    for (int i = 0; i < MR_LOSS_COUNT; i++) v->value[i] = (float)(buf[i] / t->nproc);
-    v->total = (float)(buf[MR_LOSS_COUNT] / t->nproc);
+    for (int i = 0; i < MR_LOSS_COUNT; i++) v->value[i] = (float)buf[i];
+    v->total = (float)buf[MR_LOSS_COUNT];
     v->n_positive_anchors = (int64_t)buf[MR_LOSS_COUNT + 1];
     v->n_positive_rois = (int64_t)buf[MR_LOSS_COUNT + 2];
+}
+
+/* The batch's gradient is a sum of its images' gradients, always added in one tree over the
+ * batch's positions: partial sums of 1, 2, 4, ... consecutive images, merged as a binary counter
+ * carries, and the remaining partials added from the smallest up. Processes sum their shares in
+ * that tree, and mr_dist_sum_f32_start adds the processes' sums in the same tree over ranks. When
+ * a share is a power-of-two number of images, the tree over the batch is exactly the tree over
+ * processes of the trees over shares: N processes then compute the bits one process computes,
+ * and training at any such N follows the same path. */
+
+/* Adds the partials into grads[lo, hi), which holds the newest image's gradient. */
+static void fold_partials(trainer *t, size_t lo, size_t hi) {
+    float *g = t->model.params.grads;
+    for (int d = t->n_partial - 1; d >= 0; d--) {
+        const float *part = t->partial[d];
+#pragma omp parallel for schedule(static) if (hi - lo > 65536)
+        for (size_t k = lo; k < hi; k++) g[k] = part[k] + g[k];
+    }
+}
+
+/* Each run of trainable parameters, in offset order: fn(t, lo, hi). */
+static void for_trainable(trainer *t, void (*fn)(trainer *, size_t, size_t)) {
+    const mr_params *p = &t->model.params;
+    for (int i = 0; i < p->count; i++) {
+        const mr_param *q = &p->items[i];
+        if (!q->frozen && q->t.numel > 0) fn(t, q->offset, q->offset + (size_t)q->t.numel);
+    }
+}
+
+static void push_range(trainer *t, size_t lo, size_t hi) {
+    memcpy(t->partial[t->n_partial] + lo, t->model.params.grads + lo, sizeof(float) * (hi - lo));
+}
+
+static void merge_range(trainer *t, size_t lo, size_t hi) {
+    float *left = t->partial[t->n_partial - 2];
+    const float *right = t->partial[t->n_partial - 1];
+#pragma omp parallel for schedule(static) if (hi - lo > 65536)
+    for (size_t k = lo; k < hi; k++) left[k] = left[k] + right[k];
+}
+
+/* Keeps the gradient of one more image (not the batch's last) as a partial sum of one image,
+ * merging equal partials. */
+static mr_status push_image_gradient(trainer *t) {
+    const mr_params *p = &t->model.params;
+    if (!t->partial[t->n_partial]) {
+        t->partial[t->n_partial] = malloc(sizeof(float) * p->total);
+        if (!t->partial[t->n_partial])
+            return mr_fail(MR_ERR_NOMEM, "out of memory for a partial gradient sum (%.0f MB)",
+                           (double)(sizeof(float) * p->total) / 1e6);
+    }
+    for_trainable(t, push_range);
+    t->partial_images[t->n_partial++] = 1;
+    while (t->n_partial >= 2 &&
+           t->partial_images[t->n_partial - 1] == t->partial_images[t->n_partial - 2]) {
+        for_trainable(t, merge_range);
+        t->partial_images[t->n_partial - 2] *= 2;
+        t->n_partial--;
+    }
+    return MR_OK;
 }
 
 /* Gradient buckets of data-parallel training: the trainable parameters in runs of consecutive
@@ -152,6 +216,7 @@ typedef struct {
 } grad_bucket;
 
 typedef struct {
+    trainer *t;
     const mr_params *p;
     grad_bucket *b;
     int n, next; /* buckets, and the next one to start */
@@ -173,18 +238,22 @@ static int param_at(const mr_params *p, const float *data) {
     return -1;
 }
 
+/* Folds the bucket's partial sums in and starts its sum over the processes. */
+static void start_bucket(bucket_plan *plan) {
+    grad_bucket *g = &plan->b[plan->next++];
+    fold_partials(plan->t, g->start, g->end);
+    mr_dist_sum_f32_start(plan->p->grads + g->start, g->end - g->start);
+}
+
 static void after_backward_node(void *user, int node) {
     bucket_plan *plan = user;
-    while (plan->next < plan->n && plan->b[plan->next].ready_node >= node) {
-        grad_bucket *g = &plan->b[plan->next++];
-        mr_dist_sum_f32_start(plan->p->grads + g->start, g->end - g->start);
-    }
+    while (plan->next < plan->n && plan->b[plan->next].ready_node >= node) start_bucket(plan);
     mr_dist_progress();
 }
 
-/* Plans this step's buckets from the tape (NULL when out of memory: the gradients are then
- * summed after backward). */
-static bucket_plan *plan_buckets(trainer *t) {
+/* Plans this step's buckets from the tape from node `first` on, the last image's graph (NULL when
+ * out of memory: the gradients are then summed after backward). */
+static bucket_plan *plan_buckets(trainer *t, int first) {
     const mr_params *p = &t->model.params;
     bucket_plan *plan = calloc(1, sizeof *plan);
     int *first_use = malloc(sizeof(int) * (size_t)(p->count + 1));
@@ -195,10 +264,11 @@ static bucket_plan *plan_buckets(trainer *t) {
         free(first_use);
         return NULL;
     }
+    plan->t = t;
     plan->p = p;
     for (int i = 0; i < p->count; i++) first_use[i] = INT_MAX; /* unused: complete at once */
     const mr_tape *tape = &t->ctx.tape;
-    for (int i = 0; i < tape->count; i++) {
+    for (int i = first; i < tape->count; i++) {
         const mr_node *nd = &tape->nodes[i];
         for (int k = 0; k < nd->n_inputs; k++) {
             if (!(nd->needs_grad >> k & 1u) || !nd->inputs[k]->is_param) continue;
@@ -225,16 +295,29 @@ static bucket_plan *plan_buckets(trainer *t) {
     return plan;
 }
 
-/* Backward with the mean of the processes' gradients: buckets all-reduced while backward runs
- * (one process: plain backward). */
-static mr_status backward_averaged(trainer *t, mr_tensor *loss) {
-    if (t->nproc == 1) return mr_backward(&t->ctx, loss);
-    bucket_plan *plan = plan_buckets(t);
+/* The batch's gradient in params.grads: each image's backward on its own, summed in the tree
+ * above; under mpirun, summed over the processes too, in buckets started while the last image's
+ * backward still runs. */
+static mr_status backward_batch(trainer *t, mr_tensor **losses, const int *first_nodes, int64_t n) {
+    mr_params *p = &t->model.params;
+    t->n_partial = 0;
+    for (int64_t i = 0; i + 1 < n; i++) {
+        mr_params_zero_grads(p);
+        MR_TRY(mr_backward(&t->ctx, losses[i]));
+        MR_TRY(push_image_gradient(t));
+    }
+    mr_params_zero_grads(p);
+    if (t->nproc == 1) {
+        MR_TRY(mr_backward(&t->ctx, losses[n - 1]));
+        for_trainable(t, fold_partials);
+        return MR_OK;
+    }
+    bucket_plan *plan = plan_buckets(t, first_nodes[n - 1]);
     if (plan) {
         t->ctx.after_backward_node = after_backward_node;
         t->ctx.after_backward_user = plan;
     }
-    mr_status st = mr_backward(&t->ctx, loss);
+    mr_status st = mr_backward(&t->ctx, losses[n - 1]);
     t->ctx.after_backward_node = NULL;
     t->ctx.after_backward_user = NULL;
     if (st != MR_OK) {
@@ -242,30 +325,20 @@ static mr_status backward_averaged(trainer *t, mr_tensor *loss) {
         free(plan);
         return st;
     }
-    const mr_params *p = &t->model.params;
     if (plan) {
-        while (plan->next < plan->n) { /* parameters no node of this step read */
-            grad_bucket *g = &plan->b[plan->next++];
-            mr_dist_sum_f32_start(p->grads + g->start, g->end - g->start);
-        }
+        while (plan->next < plan->n) start_bucket(plan); /* parameters no node of it read */
         mr_dist_wait();
+        free(plan->b);
+        free(plan);
     } else {
+        for_trainable(t, fold_partials);
         mr_dist_sum_f32(p->grads, p->total);
     }
-    const float inv = 1.0f / (float)t->nproc;
-    for (int i = 0; i < p->count; i++) {
-        const mr_param *q = &p->items[i];
-        if (q->frozen) continue;
-        float *g = p->grads + q->offset;
-#pragma omp parallel for schedule(static) if (q->t.numel > 65536)
-        for (int64_t k = 0; k < q->t.numel; k++) g[k] *= inv;
-    }
-    if (plan) free(plan->b);
-    free(plan);
     return MR_OK;
 }
 
 static void trainer_close(trainer *t) {
+    for (size_t d = 0; d < sizeof t->partial / sizeof t->partial[0]; d++) free(t->partial[d]);
     if (t->train) mr_dataset_close(t->train);
     if (t->val) mr_dataset_close(t->val);
     mr_model_free(&t->model);
@@ -273,18 +346,21 @@ static void trainer_close(trainer *t) {
     if (t->log) fclose(t->log);
 }
 
-/* Runs the training graph on one batch (this process's share of it); returns the loss tensor or
- * NULL (ctx->status). Each image samples anchors and ROIs from a stream of its own. */
-static mr_tensor *batch_losses(trainer *t, const mr_batch *b, uint64_t rng_seed,
-                               mr_loss_values *values) {
+/* Runs the training graph on one batch (this process's share of it): losses[i] (arena) is image
+ * i's part of the batch's loss and first_nodes[i] where its graph begins on the tape. Each image
+ * samples anchors and ROIs from a stream of its own. */
+static mr_status batch_losses(trainer *t, const mr_batch *b, uint64_t rng_seed, mr_tensor ***losses,
+                              int **first_nodes, mr_loss_values *values) {
     const mr_net_config *n = &t->cfg.net;
     mr_tensor *images = mr_tensor_4d(&t->ctx, "images", b->size, n->image_max_dim, n->image_max_dim,
                                      n->image_channels);
-    if (!images) return NULL;
-    memcpy(images->data, b->images, sizeof(float) * (size_t)images->numel);
     uint64_t *seeds = image_seeds(t, b, rng_seed);
-    if (!seeds) return NULL;
-    return mr_training_losses_seeded(&t->ctx, &t->model, images, b->gt, NULL, seeds, values);
+    *losses = mr_alloc(&t->ctx, sizeof(mr_tensor *) * (size_t)b->size, "losses");
+    *first_nodes = mr_alloc(&t->ctx, sizeof(int) * (size_t)b->size, "losses");
+    if (!images || !seeds || !*losses || !*first_nodes) return t->ctx.status;
+    memcpy(images->data, b->images, sizeof(float) * (size_t)images->numel);
+    return mr_training_losses_per_image(&t->ctx, &t->model, images, b->gt, NULL, seeds, *losses,
+                                        *first_nodes, values);
 }
 
 static void batch_names(const trainer *t, const mr_batch *b, char *buf, size_t size) {
@@ -423,12 +499,14 @@ static mr_status validate(trainer *t, int epoch, double *val_loss, double terms[
         mr_ctx_reset(&t->ctx);
         bool was = mr_no_grad_begin(&t->ctx);
         mr_loss_values values;
-        mr_tensor *loss =
-            batch_losses(t, b, mix(c->seed, 0x7a1, (uint64_t)epoch, (uint64_t)v), &values);
+        mr_tensor **losses;
+        int *first_nodes;
+        st = batch_losses(t, b, mix(c->seed, 0x7a1, (uint64_t)epoch, (uint64_t)v), &losses,
+                          &first_nodes, &values);
         mr_no_grad_end(&t->ctx, was);
         mr_dataset_release(t->val, b);
-        if (!loss) {
-            st = fail_all_now(t, t->ctx.status);
+        if (st != MR_OK) {
+            st = fail_all_now(t, st);
             break;
         }
         reduce_losses(t, &values);
@@ -946,17 +1024,19 @@ static mr_status train_step(trainer *t, int epoch, int step, const mr_stage *sta
     }
     double t0 = now_seconds(), wait0 = mr_dist_wait_seconds(), bytes0 = mr_dist_bytes();
     mr_ctx_reset(&t->ctx);
-    mr_tensor *loss = batch_losses(t, b, mix(c->seed, 0x7a9, (uint64_t)epoch, (uint64_t)step), v);
-    if (!loss) {
+    mr_tensor **losses;
+    int *first_nodes;
+    st = batch_losses(t, b, mix(c->seed, 0x7a9, (uint64_t)epoch, (uint64_t)step), &losses,
+                      &first_nodes, v);
+    if (st != MR_OK) {
         mr_dataset_release(t->train, b);
-        return fail_all_now(t, t->ctx.status);
+        return fail_all_now(t, st);
     }
     reduce_losses(t, v); /* the batch's loss: the same on every process, so is `finite` */
     bool finite = isfinite(v->total);
     if (finite) {
-        mr_params_zero_grads(&t->model.params);
-        /* Clipping and weight decay (mr_sgd_step) see the averaged gradient. */
-        st = backward_averaged(t, loss);
+        /* Clipping and weight decay (mr_sgd_step) see the whole batch's gradient. */
+        st = backward_batch(t, losses, first_nodes, b->size);
         if (st != MR_OK) {
             mr_dataset_release(t->train, b);
             return fail_all_now(t, st);
@@ -1108,11 +1188,16 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
         return st;
     }
     mr_config *c = &t.cfg;
-    if (t.written_with[0] && strcmp(t.written_with, mr_runtime_numerics()) != 0)
+    /* Thread and process counts do not change a step's bits (core/blas.c, backward_batch), the
+     * BLAS kernel does. */
+    const char *now_with = mr_runtime_numerics();
+    const size_t kernel_len = strcspn(now_with, ",");
+    if (t.written_with[0] && (strcspn(t.written_with, ",") != kernel_len ||
+                              strncmp(t.written_with, now_with, kernel_len) != 0))
         mr_warn("this run was trained with %s, this process has %s: the continuation differs "
-                "from an uninterrupted run in float rounding; resume with the same "
-                "OMP_NUM_THREADS (and mpirun -np) for a bit-identical result",
-                t.written_with, mr_runtime_numerics());
+                "from an uninterrupted run in float rounding; resume on a machine with the same "
+                "OpenBLAS kernel (OPENBLAS_CORETYPE) for a bit-identical result",
+                t.written_with, now_with);
     if (!t.quiet) {
         mr_runtime_banner();
         print_config_summary(&t);
