@@ -2,9 +2,11 @@
  * train bit for bit as one process on the same global batch does, over 50 steps and whatever
  * the thread counts (split validation agrees to rounding), gradient buckets do not change the
  * sums, a run at a given process count repeats bit for bit, a run resumes at another count,
- * SIGTERM to mpirun and a failing or killed process stop every process, each process takes its
- * share of the cores, and a batch that does not divide (or TRAIN_BN) is refused in one line.
+ * SIGTERM or Ctrl-C to mpirun, a full disk under the writer and a failing or killed process
+ * stop every process, each process takes its share of the cores, and a batch that does not
+ * divide (or TRAIN_BN) is refused in one line.
  * Without mpirun the tests skip, saying so. */
+#include <errno.h>
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -48,7 +50,7 @@ static int mpi_run(int n, const char *args, char *out, size_t size) {
     else
         snprintf(cmd, sizeof cmd,
                  MPI_ENV "mpirun --allow-run-as-root --oversubscribe -np %d -x MRCNN_TEST_FAIL -x "
-                         "MRCNN_BUCKET_FLOATS '%s' %s",
+                         "MRCNN_BUCKET_FLOATS -x MRCNN_TEST_FAIL_WRITES_AFTER '%s' %s",
                  n, bin, args);
     return run_shell(cmd, out, size);
 }
@@ -305,25 +307,25 @@ Test(mpi, a_run_repeats_bit_for_bit_and_resumes_at_any_count, .timeout = 300) {
     cr_assert_eq(stat(b, &st), 0, "no %s after resuming with one process", b);
 }
 
-/* Runs `mpirun -np 2 mrcnn train` in the background, waits until the log has `steps` step records
- * and sends `kill_what` the signal: "mpirun" (SIGTERM to mpirun, as a scheduler or Ctrl-C does)
- * or "rank" (SIGKILL to one training process). Returns the exit code; *seconds is the time from
- * the signal until every process had ended. */
+/* Runs `mpirun -np 2 mrcnn train` in the background, waits until the log has two step records
+ * and sends a signal: `kill_what` "TERM" or "INT" goes to mpirun (as a scheduler or Ctrl-C
+ * does), "rank" is SIGKILL to one training process. Returns the exit code; *seconds is the time
+ * from the signal until every process had ended. */
 static int run_and_signal(const char *config, const char *run, const char *kill_what, char *out,
                           size_t size, double *seconds) {
     const char *bin = mpi_bin();
     char cmd[8192];
-    snprintf(
-        cmd, sizeof cmd,
-        "cd '%s/..' && { " MPI_ENV "mpirun --allow-run-as-root --oversubscribe -np 2 '%s' train "
-        "--config '%s' --out '%s' > out.txt 2>&1 & M=$!; "
-        "for i in $(seq 600); do [ \"$(grep -c '\"type\":\"step\"' '%s/log.jsonl' "
-        "2>/dev/null)\" -ge 2 ] && break; sleep 0.1; done; "
-        "T0=$(date +%%s.%%N); "
-        "if [ %s = mpirun ]; then kill -TERM $M; else kill -KILL $(pgrep -P $M | head -1); fi; "
-        "wait $M; rc=$?; T1=$(date +%%s.%%N); "
-        "cat out.txt; awk \"BEGIN { print \\\"seconds=\\\" $T1 - $T0 }\"; exit $rc; }",
-        run, bin, config, run, run, kill_what);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s/..' && { " MPI_ENV
+             "mpirun --allow-run-as-root --oversubscribe -np 2 '%s' train "
+             "--config '%s' --out '%s' > out.txt 2>&1 & M=$!; "
+             "for i in $(seq 600); do [ \"$(grep -c '\"type\":\"step\"' '%s/log.jsonl' "
+             "2>/dev/null)\" -ge 2 ] && break; sleep 0.1; done; "
+             "T0=$(date +%%s.%%N); "
+             "if [ %s = rank ]; then kill -KILL $(pgrep -P $M | head -1); else kill -%s $M; fi; "
+             "wait $M; rc=$?; T1=$(date +%%s.%%N); "
+             "cat out.txt; awk \"BEGIN { print \\\"seconds=\\\" $T1 - $T0 }\"; exit $rc; }",
+             run, bin, config, run, run, kill_what, kill_what);
     int rc = run_shell(cmd, out, size);
     const char *s = strstr(out, "seconds=");
     cr_assert_not_null(s, "%s", out);
@@ -331,17 +333,18 @@ static int run_and_signal(const char *config, const char *run, const char *kill_
     return rc;
 }
 
-Test(mpi, sigterm_to_mpirun_stops_every_process_at_one_step, .timeout = 240) {
-    const char *dir = temp_dir("mpi-sigterm");
+/* `signal` ("TERM" or "INT") to mpirun stops both processes after one step: saved once, by the
+ * one writer, at the step the log ends with, and the --resume command said once. */
+static void signal_stops_every_process(const char *tag, const char *signal, bool resume) {
+    const char *dir = temp_dir(tag);
     char config[600], run[700], out[32768], args[1024];
     make_tiny_job(dir, 1, 400, ", \"VALIDATION_STEPS\": 0", config, sizeof config);
     snprintf(run, sizeof run, "%s/run", dir);
     mkdir(run, 0755);
     double seconds = 0.0;
-    int rc = run_and_signal(config, run, "mpirun", out, sizeof out, &seconds);
+    int rc = run_and_signal(config, run, signal, out, sizeof out, &seconds);
     cr_assert_neq(rc, 0, "%s", out);
     cr_assert_lt(seconds, 60.0, "the processes took %.1f s to stop", seconds);
-    /* Saved once, by one writer, and the --resume command said once. */
     cr_assert_eq(count_of(out, "(interrupted)"), 1, "%s", out);
     cr_assert_eq(count_of(out, "resume with: mrcnn train --resume"), 1, "%s", out);
     char ckpt[1200];
@@ -354,10 +357,51 @@ Test(mpi, sigterm_to_mpirun_stops_every_process_at_one_step, .timeout = 240) {
     snprintf(want, sizeof want, "-s%08d.h5", steps);
     cr_assert(strstr(ckpt, want), "checkpoint %s is not where the log stops (%d steps)", ckpt,
               steps);
-    /* It resumes with one process. */
+    if (!resume) return;
     snprintf(args, sizeof args, "train --resume %s --quiet --epochs 1", run);
     cr_assert_eq(mpi_run(1, args, out, sizeof out), 0, "%s", out);
     cr_assert_eq(log_values(run, "step", "loss", loss, 512), 400);
+}
+
+/* SIGTERM, and the run then resumes with one process. */
+Test(mpi, sigterm_to_mpirun_stops_every_process_at_one_step, .timeout = 240) {
+    signal_stops_every_process("mpi-sigterm", "TERM", true);
+}
+
+/* Ctrl-C at the terminal: mpirun passes SIGINT on. */
+Test(mpi, ctrl_c_to_mpirun_stops_every_process_at_one_step, .timeout = 240) {
+    signal_stops_every_process("mpi-sigint", "INT", false);
+}
+
+/* A disk that fills under the writer (simulated: its writes fail with ENOSPC after the first
+ * two) stops both processes: one line with the reason, the resume command once, every
+ * checkpoint left whole, and the run resumes once there is room again. */
+Test(mpi, a_full_disk_on_the_writer_stops_every_process, .timeout = 240) {
+    const char *dir = temp_dir("mpi-full");
+    char config[600], run[700], out[32768], args[2048];
+    make_tiny_job(dir, 3, 3, ", \"VALIDATION_STEPS\": 1", config, sizeof config);
+    snprintf(run, sizeof run, "%s/run", dir);
+    snprintf(args, sizeof args, "train --config %s --out %s", config, run);
+    setenv("MRCNN_TEST_FAIL_WRITES_AFTER", "2", 1);
+    int rc = mpi_run(2, args, out, sizeof out);
+    unsetenv("MRCNN_TEST_FAIL_WRITES_AFTER");
+    cr_assert_neq(rc, 0, "%s", out);
+    cr_assert_eq(count_of(out, strerror(ENOSPC)), 1, "%s", out);
+    cr_assert_eq(count_of(out, "resume with: mrcnn train --resume"), 1, "%s", out);
+    char ckpt[1200];
+    cr_assert_eq(mr_checkpoint_find_latest(run, ckpt, sizeof ckpt, NULL), MR_OK, "%s",
+                 mr_last_error());
+    mr_checkpoint_state st;
+    cr_assert_eq(mr_checkpoint_read_state(ckpt, &st), MR_OK, "%s", mr_last_error());
+    mr_checkpoint_state_free(&st);
+    char cmd[900], found[256] = "";
+    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep '\\.tmp' || true", run);
+    cr_assert_eq(run_shell(cmd, found, sizeof found), 0);
+    cr_assert_eq(found[0], '\0', "temp files left: %s", found);
+    snprintf(args, sizeof args, "train --resume %s --quiet", run);
+    cr_assert_eq(mpi_run(2, args, out, sizeof out), 0, "%s", out);
+    double loss[16];
+    cr_assert_eq(log_values(run, "step", "loss", loss, 16), 9);
 }
 
 Test(mpi, a_failing_process_stops_all_and_the_writer_saves_once, .timeout = 240) {
