@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,8 +51,7 @@ static double now(void) {
 
 /* Polls a request: spins briefly (a collective among ready ranks ends in microseconds), then
  * sleeps between tests. */
-static void wait_for(MPI_Request *req) {
-    double t0 = now();
+static void poll_until_done(MPI_Request *req) {
     int done = 0;
     for (long i = 0; !done; i++) {
         MPI_Test(req, &done, MPI_STATUS_IGNORE);
@@ -60,6 +60,11 @@ static void wait_for(MPI_Request *req) {
             nanosleep(&ts, NULL);
         }
     }
+}
+
+static void wait_for(MPI_Request *req) {
+    double t0 = now();
+    poll_until_done(req);
     wait_seconds += now() - t0;
 }
 
@@ -134,24 +139,26 @@ static void sum(void *buf, size_t n, MPI_Datatype type, size_t elem) {
 
 /* out[k] = the sum over parts r of parts[r * len + k], added as the trainer adds images
  * (train/trainer.c): partial sums of 1, 2, 4, ... parts merged as a binary counter carries, the
- * remaining partials added from the smallest up. */
-static void tree_sum(float *out, const float *parts, int n_parts, size_t len) {
-    for (size_t k = 0; k < len; k++) {
-        float sum[64];
-        int parts_in[64], depth = 0; /* partial sums and how many parts each holds */
-        for (int r = 0; r < n_parts; r++) {
-            float v = parts[(size_t)r * len + k];
-            int size = 1;
-            while (depth > 0 && parts_in[depth - 1] == size) {
-                v = sum[--depth] + v;
-                size *= 2;
-            }
-            sum[depth] = v;
-            parts_in[depth++] = size;
+ * remaining partials added from the smallest up. Partial sums are kept in the parts' own slices
+ * (the receive buffer, which is this rank's to overwrite), whole slices at a time. */
+static void tree_sum(float *out, float *parts, int n_parts, size_t len) {
+    int slot[64], held[64], depth = 0; /* the slice holding each partial sum, and its part count */
+    for (int r = 0; r < n_parts; r++) {
+        int s = r, count = 1;
+        while (depth > 0 && held[depth - 1] == count) {
+            float *left = parts + (size_t)slot[depth - 1] * len;
+            const float *right = parts + (size_t)s * len;
+            for (size_t k = 0; k < len; k++) left[k] = left[k] + right[k];
+            s = slot[--depth];
+            count *= 2;
         }
-        float v = sum[depth - 1];
-        for (int d = depth - 2; d >= 0; d--) v = sum[d] + v;
-        out[k] = v;
+        slot[depth] = s;
+        held[depth++] = count;
+    }
+    memcpy(out, parts + (size_t)slot[depth - 1] * len, sizeof(float) * len);
+    for (int d = depth - 2; d >= 0; d--) {
+        const float *left = parts + (size_t)slot[d] * len;
+        for (size_t k = 0; k < len; k++) out[k] = left[k] + out[k];
     }
 }
 
@@ -186,7 +193,7 @@ static void start_sums(ordered_sum *o) {
 /* Whether the sum's current phase is complete (block: waits until it is). */
 static bool phase_done(ordered_sum *o, bool block) {
     if (block) {
-        wait_for(&o->req);
+        poll_until_done(&o->req);
         return true;
     }
     int done = 0;
@@ -194,8 +201,11 @@ static bool phase_done(ordered_sum *o, bool block) {
     return done != 0;
 }
 
-/* Advances the pending sums; phase 2 is started in the order the sums were, on every rank. */
+/* Advances the pending sums; phase 2 is started in the order the sums were, on every rank. Its
+ * whole time counts as time in collectives: MPI moves the data inside the tests, and the tree
+ * sums are part of the reduction. */
 static void advance(bool block) {
+    const double t0 = now();
     bool earlier_in_phase_1 = false;
     for (int i = 0; i < n_pending; i++) {
         ordered_sum *o = &pending[i];
@@ -203,10 +213,12 @@ static void advance(bool block) {
         if (o->phase == 1) earlier_in_phase_1 = true;
         if (o->phase == 2 && phase_done(o, block)) o->phase = 3;
     }
+    wait_seconds += now() - t0;
 }
 
 void mr_dist_sum_f32_start(float *buf, size_t n) {
     if (!active || size_ == 1) return;
+    const double t0 = now();
     for (size_t off = 0; off < n; off += PIECE) {
         size_t len = n - off < PIECE ? n - off : PIECE;
         if (n_pending == cap_pending) {
@@ -235,6 +247,7 @@ void mr_dist_sum_f32_start(float *buf, size_t n) {
         start_slices(o, len);
         bytes_moved += (double)(len * sizeof(float));
     }
+    wait_seconds += now() - t0;
 }
 
 void mr_dist_progress(void) {

@@ -79,9 +79,10 @@ def main():
         res[name] = (procs, threads, sec, wait, moved)
     base = res["1 process x 1 thread"][2]
     lines = ["", "## bench-mpi: data-parallel training, R50 at 512x512, global batch 2 "
-             "(mrcnn train, medians of %d steps; 'waiting' is the step's time blocked in MPI, "
-             "after what the bucket all-reduces overlapped with backward)" % (a.steps - 1), "",
-             "| run | s/step | images/s | speed-up | efficiency | waiting in MPI | "
+             "(mrcnn train, medians of %d steps; 'in MPI' is the step's time inside the gradient "
+             "sums: starting them, testing them between backward's operations, adding the "
+             "slices, waiting for them)" % (a.steps - 1), "",
+             "| run | s/step | images/s | speed-up | efficiency | in MPI | "
              "bytes all-reduced/step |", "|---|---|---|---|---|---|---|"]
     for name, (procs, threads, sec, wait, moved) in res.items():
         cores = procs * threads
