@@ -149,7 +149,7 @@ demo: $(BUILD)/mrcnn
 # A user's machine pins no OpenBLAS kernel, so the bench runs with both variables unset, in its
 # own command only (tests and CI keep the environment). When this environment pins them, a
 # quick run under the pin follows, so both figures stay on record.
-bench: $(BUILD)/mrcnn onnxruntime
+bench: $(BUILD)/mrcnn onnxruntime bench-deps
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
 	    MRCNN_ONNXRUNTIME=$(ORT_DIR)/node_modules/onnxruntime-node ./$(BUILD)/mrcnn bench $(BENCH_ARGS)
 	@if [ -n "$$OPENBLAS_CORETYPE$$OPENBLAS_L2_SIZE" ]; then \

@@ -11,6 +11,8 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include "profile.h"
+
 /* A product is cut only into blocks of at least this many multiply-adds. */
 #define BLOCK_MIN_MNK (1 << 22)
 
@@ -24,6 +26,7 @@ static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
 void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
+    mr_profile_gemm((double)M, (double)N, (double)K);
     if (K <= 0) {
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++)

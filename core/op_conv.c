@@ -46,10 +46,18 @@ static void im2col(float *col, const float *x, const conv_geom *g, int64_t m0, i
     for (int64_t m = m0; m < m1; m++) {
         int64_t ox = m % g->ow, oy = (m / g->ow) % g->oh, n = m / (g->ow * g->oh);
         float *row = col + (m - m0) * kdim;
+        int64_t ix0 = ox * g->stride - g->pad_left;
         for (int64_t ky = 0; ky < g->kh; ky++) {
             int64_t iy = oy * g->stride - g->pad_top + ky;
+            if (iy >= 0 && iy < g->h && ix0 >= 0 && ix0 + g->kw <= g->w) {
+                /* The whole kernel row inside the image: its pixels are adjacent in NHWC, one
+                 * copy (conv1's 3 channels would otherwise take 7 tiny copies a row). */
+                memcpy(row + ky * g->kw * g->cin, x + ((n * g->h + iy) * g->w + ix0) * g->cin,
+                       (size_t)(g->kw * g->cin) * sizeof(float));
+                continue;
+            }
             for (int64_t kx = 0; kx < g->kw; kx++) {
-                int64_t ix = ox * g->stride - g->pad_left + kx;
+                int64_t ix = ix0 + kx;
                 float *dst = row + (ky * g->kw + kx) * g->cin;
                 if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
                     memset(dst, 0, (size_t)g->cin * sizeof(float));

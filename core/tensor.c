@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "profile.h"
+
 static const char *const op_names[] = {
 #define MR_OP_NAME(id, name) name,
     MR_OP_LIST(MR_OP_NAME)
@@ -200,6 +202,7 @@ mr_node *mr_record(mr_ctx *ctx, mr_op_id op, mr_tensor *out, mr_tensor *const *i
     node->out = out;
     node->backward = backward;
     node->grad_heir = -1;
+    node->group = mr_profile_group();
     out->requires_grad = true;
     return node;
 }
@@ -297,9 +300,13 @@ mr_status mr_backward_seeded(mr_ctx *ctx, mr_tensor *out, const float *seed) {
     float *g = grad_of(ctx, out);
     if (!g) return ctx->status;
     memcpy(g, seed, (size_t)out->numel * sizeof(float));
-    for (int i = tape->count - 1; i >= 0; i--) {
+    mr_profile_backward(true);
+    mr_group group = mr_profile_group();
+    mr_status st = MR_OK;
+    for (int i = tape->count - 1; i >= 0 && st == MR_OK; i--) {
         mr_node *node = &tape->nodes[i];
         if (!node->out->grad) continue; /* not on a path to `out` */
+        mr_profile_enter((mr_group)node->group);
         /* The heir inherits the buffer only while no other consumer has given it a gradient:
          * the buffer then holds exactly what it would have been added to a zeroed one. */
         int heir = node->grad_heir;
@@ -311,17 +318,20 @@ mr_status mr_backward_seeded(mr_ctx *ctx, mr_tensor *out, const float *seed) {
             else
                 node->grad_heir = -1;
         }
-        for (int k = 0; k < node->n_inputs; k++)
-            if ((node->needs_grad >> k & 1u) && !grad_of(ctx, node->inputs[k])) return ctx->status;
+        for (int k = 0; k < node->n_inputs && st == MR_OK; k++)
+            if ((node->needs_grad >> k & 1u) && !grad_of(ctx, node->inputs[k])) st = ctx->status;
+        if (st != MR_OK) break;
         node->backward(node);
-        if (ctx->status != MR_OK) return ctx->status;
+        if ((st = ctx->status) != MR_OK) break;
         if (ctx->after_backward_node) ctx->after_backward_node(ctx->after_backward_user, i);
         /* Every consumer of this output ran before its producer: its gradient is dead (or now
          * belongs to the heir). */
         if (node->grad_heir < 0) pool_release(ctx, node->out->grad, pool_size(node->out));
         node->out->grad = NULL;
     }
-    return MR_OK;
+    mr_profile_backward(false);
+    mr_profile_enter(group);
+    return st;
 }
 
 mr_status mr_backward(mr_ctx *ctx, mr_tensor *loss) {

@@ -95,6 +95,7 @@ typedef struct mr_node {
      * still set only when the inheritance happened; the op then updates that gradient in place
      * rather than adding to it. */
     int grad_heir;
+    int group; /* the mr_group it was recorded in (core/profile.h), where backward charges it */
 } mr_node;
 
 typedef struct {

@@ -36,6 +36,12 @@
 #define MIN_CHANNELS 64
 #define MIN_OUTPUTS  512 /* output pixels over the whole batch */
 
+/* PLANES_IN_PARALLEL: the a*a products of a chunk are independent, so threads take whole planes
+ * (36 of them) rather than cutting each product into row blocks: a chunk of a small feature map
+ * has too few tile rows to cut (one thread would run them all), and a whole product runs faster
+ * than its parts. Each is one single-threaded call either way, so the bits do not depend on the
+ * thread count (core/blas.c). */
+
 bool mr_winograd_suits(const mr_ctx *ctx, const mr_conv_geom *g) {
     if (g->kh != 3 || g->kw != 3 || g->stride != 1 || ctx->conv_algo == MR_CONV_IM2COL)
         return false;
@@ -381,6 +387,8 @@ void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, con
     for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
         int64_t t1 = chunk_end(p, t0), tc = t1 - t0;
         input_transform(ws.v, x, ws.zeros, g, p, t0, t1);
+        /* The a*a products go to the threads whole, plane by plane (PLANES_IN_PARALLEL). */
+#pragma omp parallel for schedule(static)
         for (int e = 0; e < planes; e++)
             mr_sgemm(false, false, tc, g->cout, g->cin, 1.0f, ws.v + e * tc * g->cin, g->cin,
                      ws.u + e * g->cin * g->cout, g->cout, 0.0f, ws.m + e * tc * g->cout, g->cout);
@@ -403,6 +411,7 @@ void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, c
             int64_t t1 = chunk_end(p, t0), tc = t1 - t0;
             output_transform_backward(ws.m, dy, ws.zeros, g, p, t0, t1);
             input_transform(ws.v, x, ws.zeros, g, p, t0, t1);
+#pragma omp parallel for schedule(static)
             for (int e = 0; e < planes; e++)
                 mr_sgemm(true, false, g->cin, g->cout, tc, 1.0f, ws.v + e * tc * g->cin, g->cin,
                          ws.m + e * tc * g->cout, g->cout, 1.0f, ws.u + e * g->cin * g->cout,
@@ -415,6 +424,7 @@ void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, c
         for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
             int64_t t1 = chunk_end(p, t0), tc = t1 - t0;
             output_transform_backward(ws.m, dy, ws.zeros, g, p, t0, t1);
+#pragma omp parallel for schedule(static)
             for (int e = 0; e < planes; e++)
                 mr_sgemm(false, true, tc, g->cin, g->cout, 1.0f, ws.m + e * tc * g->cout, g->cout,
                          ws.u + e * g->cin * g->cout, g->cout, 0.0f, ws.v + e * tc * g->cin,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../core/ops.h"
+#include "../core/profile.h"
 #include "../core/util.h"
 #include "boxes.h"
 #include "proposals.h"
@@ -19,6 +20,7 @@ static mr_status detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
     MR_TRY(mr_model_features(ctx, m, images, p));
     MR_TRY(mr_model_rpn(ctx, m, p, &rpn_logits, &rpn_deltas));
 
+    mr_profile_enter(MR_GROUP_PROPOSALS);
     int64_t n_props = cfg->post_nms_rois_inference, total = batch * n_props;
     float *probs = mr_alloc(ctx, sizeof(float) * (size_t)(anchors * 2), "detect");
     float *rois = mr_alloc(ctx, sizeof(float) * (size_t)(total * 4), "detect");
@@ -34,6 +36,7 @@ static mr_status detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
     }
     mr_tensor *class_logits, *deltas;
     MR_TRY(mr_model_box_head(ctx, m, p, rois, roi_image, total, &class_logits, &deltas));
+    mr_profile_enter(MR_GROUP_PROPOSALS);
     float *class_probs = mr_alloc(ctx, sizeof(float) * (size_t)(total * nc), "detect");
     int64_t max_det = cfg->detection_max_instances;
     float *dets = mr_alloc(ctx, sizeof(float) * (size_t)(batch * max_det * 6), "detect");
@@ -81,6 +84,7 @@ static mr_status detect(mr_ctx *ctx, const mr_model *m, mr_tensor *images,
         for (int64_t i = 0; i < mask_logits->numel; i++)
             mask_logits->data[i] = mr_sigmoidf(mask_logits->data[i]);
     }
+    mr_profile_enter(MR_GROUP_PROPOSALS);
     int64_t s = cfg->mask_shape, per_mask = s * s * nc;
     for (int64_t b = 0, k = 0; b < batch; b++) {
         MR_TRY(mr_unmold_detections(

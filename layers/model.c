@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../core/ops.h"
+#include "../core/profile.h"
 #include "boxes.h"
 
 void mr_net_config_defaults(mr_net_config *c) {
@@ -269,10 +270,12 @@ bool mr_net_stage_records_nothing(const mr_ctx *ctx, const mr_model *m, int stag
 mr_status mr_model_features(mr_ctx *ctx, const mr_model *m, mr_tensor *images, mr_tensor *p[5]) {
     const mr_net_weights *w = &m->w;
     mr_tensor *c[4] = {NULL, NULL, NULL, NULL};
+    mr_profile_enter(MR_GROUP_BACKBONE);
     if (m->backbone->forward(ctx, m, m->backbone_w, images, c) != MR_OK) return ctx->status;
     for (int l = 0; l < 4; l++)
         if (!c[l]) return ctx->status;
     /* Top-down: each level adds the x2 upsampled sum from above (before smoothing). */
+    mr_profile_enter(MR_GROUP_FPN);
     mr_tensor *sum[4];
     sum[3] = mr_net_conv(ctx, c[3], &w->fpn_lateral[3], 1, MR_PAD_VALID);
     for (int l = 2; l >= 0; l--)
@@ -288,6 +291,7 @@ mr_status mr_model_rpn(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
     const mr_net_weights *w = &m->w;
     mr_tensor *logits[5], *boxes[5];
     int64_t a = m->anchors_per_location;
+    mr_profile_enter(MR_GROUP_RPN);
     for (int l = 0; l < 5; l++) {
         mr_tensor *shared = mr_relu_inplace(
             ctx, mr_net_conv(ctx, p[l], &w->rpn_shared, m->cfg.anchor_stride, MR_PAD_SAME));
@@ -311,8 +315,10 @@ mr_status mr_model_box_head(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5
                             mr_tensor **class_logits, mr_tensor **deltas) {
     const mr_net_config *c = &m->cfg;
     const mr_net_weights *w = &m->w;
+    mr_profile_enter(MR_GROUP_ROI_ALIGN);
     mr_tensor *x = mr_roi_align(ctx, p, rois, batch_index, n, c->pool_size, c->image_max_dim,
                                 c->image_max_dim, c->roi_align_mode);
+    mr_profile_enter(MR_GROUP_HEADS);
     /* mrcnn_class_conv1 is a pool x pool valid conv: one output pixel per ROI. These two layers
      * keep their BN separate: their kernels outweigh their activations, so folding would cost
      * more memory than it saves. */
@@ -331,8 +337,10 @@ mr_tensor *mr_model_mask_head(mr_ctx *ctx, const mr_model *m, mr_tensor *const p
                               const float *rois, const int32_t *batch_index, int64_t n) {
     const mr_net_config *c = &m->cfg;
     const mr_net_weights *w = &m->w;
+    mr_profile_enter(MR_GROUP_ROI_ALIGN);
     mr_tensor *x = mr_roi_align(ctx, p, rois, batch_index, n, c->mask_pool_size, c->image_max_dim,
                                 c->image_max_dim, c->roi_align_mode);
+    mr_profile_enter(MR_GROUP_HEADS);
     for (int i = 0; i < 4; i++)
         x = mr_relu_inplace(ctx, mr_net_conv_bn(ctx, m, x, &w->mask_conv[i], 1, MR_PAD_SAME));
     if (w->mask_deconv.layer >= 0)

@@ -9,6 +9,7 @@
 
 #include "../core/dist.h"
 #include "../core/ops.h"
+#include "../core/profile.h"
 #include "../core/util.h"
 #include "../layers/boxes.h"
 #include "../layers/proposals.h"
@@ -160,6 +161,7 @@ static mr_status build_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *rpn_lo
                                mr_rng *rng, const uint64_t *image_seeds, mr_train_targets *tt) {
     const mr_net_config *cfg = &m->cfg;
     int64_t anchors = m->n_anchors, rois = cfg->train_rois_per_image;
+    mr_profile_enter(MR_GROUP_PROPOSALS);
     mr_rpn_target_config rpn_cfg = mr_rpn_target_config_matterport();
     rpn_cfg.anchors_per_image = cfg->rpn_train_anchors;
     memcpy(rpn_cfg.bbox_std, cfg->rpn_bbox_std, sizeof rpn_cfg.bbox_std);

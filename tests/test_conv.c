@@ -89,3 +89,36 @@ Test(conv, winograd_matches_im2col_across_chunks) {
 Test(conv, winograd_matches_im2col_valid_padding) {
     compare_paths(3, 23, 30, 128, 160, MR_PAD_VALID);
 }
+
+/* The mask head's convolutions run on every positive ROI at once (n ROIs of 14 x 14 x 256):
+ * Winograd's workspace is cut into chunks of tiles, so it stops growing once a chunk is full
+ * (here past 29 ROIs) instead of growing with the ROI count. */
+Test(conv, winograd_workspace_stays_bounded_as_rois_grow, .timeout = 120) {
+    size_t floats[3];
+    const int64_t rois[3] = {40, 80, 200};
+    for (int i = 0; i < 3; i++) {
+        mr_ctx ctx;
+        cr_assert_eq(mr_ctx_init(&ctx, (size_t)512 << 20), MR_OK);
+        ctx.conv_algo = MR_CONV_WINOGRAD;
+        mr_tensor *x = mr_tensor_4d(&ctx, "x", rois[i], 14, 14, 256);
+        mr_tensor *k = mr_tensor_4d(&ctx, "w", 3, 3, 256, 256);
+        cr_assert(x && k);
+        for (int64_t j = 0; j < x->numel; j++) x->data[j] = (float)(j % 7) - 3.0f;
+        for (int64_t j = 0; j < k->numel; j++) k->data[j] = 0.01f * (float)(j % 5);
+        x->requires_grad = k->requires_grad = true;
+        mr_tensor *y = mr_conv2d(&ctx, x, k, NULL, 1, MR_PAD_SAME);
+        cr_assert_not_null(y, "%s", mr_last_error());
+        float *seed = mr_alloc(&ctx, sizeof(float) * (size_t)y->numel, "seed");
+        cr_assert_not_null(seed);
+        for (int64_t j = 0; j < y->numel; j++) seed[j] = 1.0f;
+        cr_assert_eq(mr_backward_seeded(&ctx, y, seed), MR_OK, "%s", mr_last_error());
+        floats[i] = ctx.scratch_floats[MR_SCRATCH_CONV];
+        mr_ctx_free(&ctx);
+    }
+    /* U (36 x 256 x 256) plus one chunk of V and M (8M floats) and a row of zeros. */
+    const size_t bound = 36 * 256 * 256 + ((size_t)8 << 20) + 256;
+    for (int i = 0; i < 3; i++)
+        cr_expect_leq(floats[i], bound, "%lld ROIs: %zu floats of workspace", (long long)rois[i],
+                      floats[i]);
+    cr_expect_eq(floats[0], floats[2], "40 ROIs %zu floats, 200 ROIs %zu", floats[0], floats[2]);
+}

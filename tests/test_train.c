@@ -525,7 +525,17 @@ Test(train, progress_lines_are_short_and_labelled, .timeout = 300) {
     snprintf(path, sizeof path, "%s/log.jsonl", out);
     FILE *f = fopen(path, "r");
     cr_assert_not_null(f);
-    while (fgets(record, sizeof record, f))
+    int steps = 0;
+    while (fgets(record, sizeof record, f)) {
         cr_assert(strstr(record, ",\"time\":\"20") && strstr(record, "Z\"}"), "%s", record);
+        if (!strstr(record, "\"type\":\"step\"")) continue;
+        /* Each step says how long it waited for the prefetcher, apart from its compute. */
+        const char *wait = strstr(record, "\"data_wait_seconds\":");
+        cr_assert_not_null(wait, "%s", record);
+        double w = strtod(wait + 20, NULL);
+        cr_assert(isfinite(w) && w >= 0.0 && w < 60.0, "%s", record);
+        steps++;
+    }
+    cr_assert_eq(steps, 10);
     fclose(f);
 }

@@ -3,14 +3,17 @@
 3 classes, one square image, 2 threads, backbone layers 2-4 trainable and batch norms frozen, as
 torchvision builds the model for fine-tuning from pretrained weights and as mrcnn trains stages
 "3+". (Built by hand: maskrcnn_resnet50_fpn without pretrained weights would make every layer
-trainable and its batch norms live, more work than mrcnn does.) Prints one line:
-train_s=... infer_s=... rss_mb=... (medians).
+trainable and its batch norms live, more work than mrcnn does.) Prints two lines:
+kernel=... (which CPU kernels torch ended up with: oneDNN's ISA for the convolutions and ATen's
+CPU capability) and train_s=... infer_s=... rss_mb=... (medians).
 
 `bench_torchvision.py SIDE REPEATS matterport` samples the heads' ROIs as Matterport does (200 an
 image, 33% positive, 2000 proposals after NMS in training) instead of torchvision's 512 at 25%:
 the same work as mrcnn, so the ratio shows the implementation rather than the recipe."""
+import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -21,12 +24,26 @@ from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.ops import misc as misc_nn_ops
 
 
+def kernels():
+    """oneDNN names its ISA only in its verbose log: one small convolution in a child says it."""
+    probe = ("import torch\n"
+             "torch.nn.functional.conv2d(torch.rand(1, 64, 56, 56), torch.rand(64, 64, 3, 3))\n")
+    env = dict(os.environ, ONEDNN_VERBOSE="1")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                         timeout=300).stdout
+    isa = next((line.split("isa:", 1)[1] for line in out.splitlines() if "isa:" in line), "?")
+    aten = next((line.split(":", 1)[1].strip() for line in torch.__config__.show().splitlines()
+                 if "CPU capability usage" in line), "?")
+    return "torch %s, oneDNN %s, ATen %s" % (torch.__version__, isa.strip(), aten)
+
+
 def main():
     side, repeats = int(sys.argv[1]), int(sys.argv[2])
     recipe = {}
     if len(sys.argv) > 3 and sys.argv[3] == "matterport":
         recipe = dict(box_batch_size_per_image=200, box_positive_fraction=0.33,
                       rpn_post_nms_top_n_train=2000)
+    print("kernel=" + kernels(), flush=True)
     torch.set_num_threads(2)
     torch.manual_seed(0)
     resnet = torchvision.models.resnet50(weights=None, norm_layer=misc_nn_ops.FrozenBatchNorm2d)

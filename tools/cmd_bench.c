@@ -4,6 +4,7 @@
  * inference in ONNX Runtime), appended to
  * BENCHMARKS.md (train/bench.h measures). This file parses the arguments and runs each model in a
  * fresh copy of itself (`bench --model`), whose one output line it reads back. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -12,26 +13,41 @@
 #include "../train/bench.h"
 #include "cli.h"
 
+/* This program's own path: popen runs a shell, whose /proc/self/exe is the shell. */
+static bool self_path(char *self, size_t size) {
+    ssize_t len = readlink("/proc/self/exe", self, size - 1);
+    if (len <= 0) return false;
+    self[len] = '\0';
+    return true;
+}
+
 /* One configuration measured in a fresh process (this program re-run with --model), so its
  * peak RSS is its own; fork() alone is not safe once OpenMP threads exist. */
 static mr_bench_times run_isolated(void *user, int depth, int side, int repeats) {
     (void)user;
     mr_bench_times t = {0};
-    /* popen runs a shell, whose /proc/self/exe is the shell: resolve our own path first. */
-    char self[4096];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (len <= 0) return t;
-    self[len] = '\0';
-    char cmd[4200];
+    char self[4096], cmd[4200], line[256];
+    if (!self_path(self, sizeof self)) return t;
     snprintf(cmd, sizeof cmd, "'%s' bench --model %d,%d,%d", self, depth, side, repeats);
     fflush(NULL);
     FILE *p = popen(cmd, "r");
     if (!p) return t;
-    char line[256];
-    while (fgets(line, sizeof line, p))
-        if (sscanf(line, "model train_s=%lf infer_s=%lf rss_mb=%lf", &t.train_s, &t.infer_s,
-                   &t.rss_mb) == 3)
-            t.ok = 1;
+    while (fgets(line, sizeof line, p)) mr_bench_read_model_line(line, &t);
+    pclose(p);
+    return t;
+}
+
+/* The data check of one synthetic set, likewise in a fresh process (--data). */
+static mr_bench_data_times run_data_isolated(void *user, const char *dir) {
+    (void)user;
+    mr_bench_data_times t = {0};
+    char self[4096], cmd[4400], line[256];
+    if (!self_path(self, sizeof self)) return t;
+    snprintf(cmd, sizeof cmd, "'%s' bench --data '%s'", self, dir);
+    fflush(NULL);
+    FILE *p = popen(cmd, "r");
+    if (!p) return t;
+    while (fgets(line, sizeof line, p)) mr_bench_read_data_line(line, &t);
     pclose(p);
     return t;
 }
@@ -39,16 +55,18 @@ static mr_bench_times run_isolated(void *user, int depth, int side, int repeats)
 int cmd_bench(int argc, char **argv) {
     long repeats = 5;
     bool quick = false;
-    const char *model = NULL;
-    mr_opt opts[] = {{"--repeats", MR_OPT_INT, &repeats, "runs per measurement (median), 1..15"},
-                     {"--quick", MR_OPT_FLAG, &quick, "512x512 ResNet-50 only"},
-                     {"--model", MR_OPT_STRING, &model, "DEPTH,SIDE,REPEATS: measure one model"}};
+    const char *model = NULL, *data = NULL;
+    mr_opt opts[] = {
+        {"--repeats", MR_OPT_INT, &repeats, "runs per measurement (median), 1..15"},
+        {"--quick", MR_OPT_FLAG, &quick, "512x512 ResNet-50 only, no scaling or data sections"},
+        {"--model", MR_OPT_STRING, &model, "DEPTH,SIDE,REPEATS: measure one model"},
+        {"--data", MR_OPT_PATH, &data, "measure the data pipeline over this synthetic set"}};
     static const mr_cli_help help = {"bench", "[--repeats N] [--quick]",
                                      "mrcnn bench --quick\n"
                                      "mrcnn bench\n"
                                      "mrcnn bench --repeats 9\n"};
     int code = 0;
-    if (!mr_parse_args(&help, argc, argv, opts, 3, NULL, &code)) return code;
+    if (!mr_parse_args(&help, argc, argv, opts, 4, NULL, &code)) return code;
     if (model) {
         int depth = 0, side = 0, reps = 0;
         if (sscanf(model, "%d,%d,%d", &depth, &side, &reps) != 3 || (depth != 50 && depth != 101) ||
@@ -59,7 +77,17 @@ int cmd_bench(int argc, char **argv) {
         mr_bench_times t = {0};
         mr_bench_model(depth, side, reps, &t);
         if (!t.ok) return mr_exit_code(MR_ERR_NOMEM);
-        printf("model train_s=%.4f infer_s=%.4f rss_mb=%.1f\n", t.train_s, t.infer_s, t.rss_mb);
+        mr_bench_print_model(&t, stdout);
+        return 0;
+    }
+    if (data) {
+        mr_bench_data_times t;
+        mr_bench_data(data, &t);
+        if (!t.ok) {
+            fprintf(stderr, "mrcnn bench: %s\n", mr_last_error());
+            return 1;
+        }
+        mr_bench_print_data(&t, stdout);
         return 0;
     }
     if (repeats < 1 || repeats > 15) {
@@ -73,6 +101,7 @@ int cmd_bench(int argc, char **argv) {
     const mr_bench_options o = {.repeats = (int)repeats,
                                 .quick = quick,
                                 .isolated = run_isolated,
+                                .isolated_data = run_data_isolated,
                                 .markdown = "BENCHMARKS.md",
                                 .onnxruntime = ort_dir};
     if (mr_bench_run(&o, stdout) != MR_OK) {

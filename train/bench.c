@@ -9,16 +9,22 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/blas.h"
 #include "../core/ops.h"
+#include "../core/profile.h"
 #include "../core/rng.h"
 #include "../core/runtime.h"
 #include "../layers/inference.h"
 #include "../losses/losses.h"
 #include "../core/file.h"
+#include "../data/synth.h"
 #include "config.h"
+#include "data_source.h"
+#include "dataset.h"
 #include "export.h"
 #include "export_onnx.h"
 #include "sgd.h"
@@ -152,9 +158,20 @@ static mr_status bench_model_init(mr_config *c, mr_model *m, int depth, int side
     snprintf(c->net.backbone_name, sizeof c->net.backbone_name, "resnet%d", depth);
     c->net.num_classes = 3;
     c->net.image_min_dim = c->net.image_max_dim = side;
+    /* As torchvision's heads do in training: the ground-truth boxes join the proposals, so both
+     * train the mask head on positive ROIs even with an untrained RPN. */
+    c->net.proposals_include_gt = true;
     MR_TRY(mr_model_init(m, &c->net));
     mr_init_weights(m, MR_INIT_GLOROT, 1);
     return MR_OK;
+}
+
+static void profile_mean(const mr_profile *sum, int runs, mr_profile *mean) {
+    for (int g = 0; g < MR_GROUP_COUNT; g++)
+        for (int k = 0; k < 2; k++) {
+            mean->seconds[g][k] = sum->seconds[g][k] / runs;
+            mean->flops[g][k] = sum->flops[g][k] / runs;
+        }
 }
 
 /* mr_bench_model: one configuration, in this process. */
@@ -182,22 +199,33 @@ void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
     mr_rng rng;
     mr_rng_seed(&rng, 1);
     double train[16], infer[16];
+    /* The timed runs after the warm-up are profiled by layer group (core/profile.h): a clock
+     * read at each group change and tape node, far below the noise of the step. */
+    mr_profile prof;
     for (int r = 0; r <= repeats; r++) {
+        if (r == 1) mr_profile_begin(&prof);
         double t0 = now();
+        mr_profile_enter(MR_GROUP_DATA);
         mr_ctx_reset(&ctx);
         mr_tensor *img = mr_tensor_4d(&ctx, "images", 1, side, side, 3);
         if (!img) return;
         for (int64_t i = 0; i < img->numel; i++) img->data[i] = (float)((i * 7) % 255) - 120.0f;
         mr_loss_values v;
         mr_tensor *loss = mr_training_losses(&ctx, &m, img, &gt, NULL, &rng, &v);
+        mr_profile_enter(MR_GROUP_OPTIMIZER);
         mr_params_zero_grads(&m.params);
         if (!loss || mr_backward(&ctx, loss) != MR_OK) return;
+        mr_profile_enter(MR_GROUP_OPTIMIZER);
         mr_sgd_report rep;
         mr_sgd_step(&m.params, &opt, &rep);
         if (r > 0) train[r - 1] = now() - t0;
     }
+    mr_profile_end();
+    profile_mean(&prof, repeats, &res->train_prof);
     for (int r = 0; r <= repeats; r++) {
+        if (r == 1) mr_profile_begin(&prof);
         double t0 = now();
+        mr_profile_enter(MR_GROUP_DATA);
         mr_ctx_reset(&ctx);
         mr_tensor *img = mr_tensor_4d(&ctx, "images", 1, side, side, 3);
         if (!img) return;
@@ -208,6 +236,8 @@ void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
         mr_instances_free(&d);
         if (r > 0) infer[r - 1] = now() - t0;
     }
+    mr_profile_end();
+    profile_mean(&prof, repeats, &res->infer_prof);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     res->train_s = median(train, repeats);
@@ -216,6 +246,34 @@ void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
     res->ok = 1;
     mr_ctx_free(&ctx);
     mr_model_free(&m);
+}
+
+void mr_bench_print_model(const mr_bench_times *t, FILE *out) {
+    fprintf(out, "model train_s=%.4f infer_s=%.4f rss_mb=%.1f\n", t->train_s, t->infer_s,
+            t->rss_mb);
+    for (int k = 0; k < 2; k++) {
+        const mr_profile *p = k ? &t->infer_prof : &t->train_prof;
+        for (int g = 0; g < MR_GROUP_COUNT; g++)
+            fprintf(out, "group %s %d %.6f %.6f %.6g %.6g\n", k ? "infer" : "train", g,
+                    p->seconds[g][0], p->seconds[g][1], p->flops[g][0], p->flops[g][1]);
+    }
+}
+
+void mr_bench_read_model_line(const char *line, mr_bench_times *t) {
+    char kind[8];
+    int g;
+    double s0, s1, f0, f1;
+    if (sscanf(line, "model train_s=%lf infer_s=%lf rss_mb=%lf", &t->train_s, &t->infer_s,
+               &t->rss_mb) == 3)
+        t->ok = 1;
+    else if (sscanf(line, "group %7s %d %lf %lf %lf %lf", kind, &g, &s0, &s1, &f0, &f1) == 6 &&
+             g >= 0 && g < MR_GROUP_COUNT) {
+        mr_profile *p = strcmp(kind, "infer") ? &t->train_prof : &t->infer_prof;
+        p->seconds[g][0] = s0;
+        p->seconds[g][1] = s1;
+        p->flops[g][0] = f0;
+        p->flops[g][1] = f1;
+    }
 }
 
 mr_bench_times mr_bench_torchvision(int side, int repeats, bool matterport_sampling) {
@@ -231,6 +289,8 @@ mr_bench_times mr_bench_torchvision(int side, int repeats, bool matterport_sampl
         if (sscanf(line, "train_s=%lf infer_s=%lf rss_mb=%lf", &t.train_s, &t.infer_s, &t.rss_mb) ==
             3)
             t.ok = 1;
+        else if (!strncmp(line, "kernel=", 7))
+            snprintf(t.kernel, sizeof t.kernel, "%.*s", (int)strcspn(line + 7, "\n"), line + 7);
     pclose(p);
     return t;
 }
@@ -264,6 +324,301 @@ mr_bench_times mr_bench_onnxruntime(int depth, int side, int repeats, const char
     if (p) pclose(p);
     remove(path);
     return t;
+}
+
+/* ---- the data pipeline -------------------------------------------------------------------- */
+
+/* The config of the data check: 128 px grey images as the synthetic set, flips on. */
+static mr_status data_config(const char *dir, mr_config *c) {
+    char text[2600];
+    snprintf(text, sizeof text,
+             "{\"NAME\": \"bench-data\", \"BACKBONE\": \"resnet50\", \"CLASS_NAMES\": [\"BG\", "
+             "\"benign\", \"malignant\"], \"CLASS_ATTRIBUTE\": \"class\", \"IMAGE_CHANNEL_COUNT\": "
+             "1, \"MEAN_PIXEL\": [100.0], \"PIXEL_STD\": [58.0], \"IMAGE_NORMALIZATION\": "
+             "\"mean_std\", \"IMAGE_MIN_DIM\": 128, \"IMAGE_MAX_DIM\": 128, \"MINI_MASK_SHAPE\": "
+             "[28, 28], \"AUGMENT\": {\"FLIP\": 0.5}, \"DATASET\": {\"TRAIN\": \"%s/train\", "
+             "\"VAL\": \"%s/val\"}}",
+             dir, dir);
+    mr_config_defaults(c);
+    return mr_config_parse(text, "the data check's config", c);
+}
+
+void mr_bench_data(const char *dir, mr_bench_data_times *res) {
+    memset(res, 0, sizeof *res);
+    mr_config c;
+    if (data_config(dir, &c) != MR_OK) return;
+    double t0 = now();
+    mr_data_check check;
+    mr_status st = mr_data_check_load(&c, NULL, &check);
+    res->check_s = now() - t0;
+    mr_data_check_free(&check);
+    if (st != MR_OK) return;
+    mr_dataset *train = NULL;
+    if (mr_data_open(&c, &train, NULL, NULL) != MR_OK) return;
+    int64_t n = mr_dataset_size(train);
+    t0 = now();
+    st = mr_dataset_start(train, 0, 0, (int)n);
+    for (int64_t i = 0; i < n && st == MR_OK; i++) {
+        mr_batch *b = NULL;
+        st = mr_dataset_next(train, &b);
+        mr_dataset_release(train, b);
+    }
+    res->pipeline_s = now() - t0;
+    mr_dataset_close(train);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    res->images = n;
+    res->rss_mb = (double)ru.ru_maxrss / 1024.0;
+    res->ok = st == MR_OK;
+}
+
+void mr_bench_print_data(const mr_bench_data_times *t, FILE *out) {
+    fprintf(out, "data images=%lld check_s=%.4f pipeline_s=%.4f rss_mb=%.1f\n",
+            (long long)t->images, t->check_s, t->pipeline_s, t->rss_mb);
+}
+
+void mr_bench_read_data_line(const char *line, mr_bench_data_times *t) {
+    long long n = 0;
+    if (sscanf(line, "data images=%lld check_s=%lf pipeline_s=%lf rss_mb=%lf", &n, &t->check_s,
+               &t->pipeline_s, &t->rss_mb) == 4) {
+        t->images = n;
+        t->ok = 1;
+    }
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* check-data and one epoch of the prefetcher over synthetic sets of 1k, 5k and 10k images, each
+ * measured in a fresh process: time per image and peak RSS must not grow with the set. */
+static void data_table(const mr_bench_options *o, FILE *out, FILE *md) {
+    char root[] = "/tmp/mrcnn-bench-data-XXXXXX";
+    if (!mkdtemp(root)) return;
+    static const int sizes[] = {1000, 5000, 10000};
+    fprintf(out,
+            "\ndata pipeline over synthetic sets (128 px, flips; each in a fresh process: "
+            "check-data, then one epoch\nthrough the prefetcher, batch 1)\n%8s %14s %14s %10s\n",
+            "images", "check ms/img", "epoch ms/img", "peak RSS MB");
+    if (md)
+        fprintf(md, "\nData pipeline over synthetic sets (128 px, flips; each in a fresh process: "
+                    "check-data, then one epoch through the prefetcher):\n\n| images | check-data "
+                    "ms/image | epoch ms/image | peak RSS MB |\n|---|---|---|---|\n");
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        char dir[96];
+        snprintf(dir, sizeof dir, "%s/n%d", root, sizes[i]);
+        mr_synth_options so;
+        mr_synth_defaults(&so);
+        so.out_dir = dir;
+        so.n_images = sizes[i];
+        so.size = 64;
+        so.val_fraction = 0.1;
+        if (mr_synth_write(&so) != MR_OK) break;
+        mr_bench_data_times d = o->isolated_data(o->user, dir);
+        if (!d.ok) {
+            fprintf(out, "%8d (failed)\n", sizes[i]);
+            continue;
+        }
+        double per_check = 1e3 * d.check_s / sizes[i], per_image = 1e3 * d.pipeline_s / d.images;
+        fprintf(out, "%8d %14.3f %14.3f %10.0f\n", sizes[i], per_check, per_image, d.rss_mb);
+        if (md)
+            fprintf(md, "| %d | %.3f | %.3f | %.0f |\n", sizes[i], per_check, per_image, d.rss_mb);
+    }
+    nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The real training loop (mr_train) on 512 px synthetic images for a few steps: how long each
+ * step waited for the prefetcher (log.jsonl's data_wait_seconds), against its compute. */
+static void prefetch_check(FILE *out, FILE *md) {
+    char root[] = "/tmp/mrcnn-bench-prefetch-XXXXXX";
+    if (!mkdtemp(root)) return;
+    char data[96], config[96], run[96];
+    snprintf(data, sizeof data, "%s/data", root);
+    snprintf(config, sizeof config, "%s/job.json", root);
+    snprintf(run, sizeof run, "%s/run", root);
+    enum { STEPS = 8 };
+    mr_synth_options so;
+    mr_synth_defaults(&so);
+    so.out_dir = data;
+    so.n_images = 12;
+    so.size = 512;
+    so.val_fraction = 0.25;
+    char text[1600];
+    int len = snprintf(
+        text, sizeof text,
+        "{\"NAME\": \"bench-prefetch\", \"BACKBONE\": \"resnet50\", \"CLASS_NAMES\": [\"BG\", "
+        "\"benign\", \"malignant\"], \"CLASS_ATTRIBUTE\": \"class\", \"IMAGE_MIN_DIM\": 512, "
+        "\"IMAGE_MAX_DIM\": 512, \"DATASET\": {\"TRAIN\": \"%s/train\", \"VAL\": \"%s/val\"}, "
+        "\"EPOCHS\": 1, \"STEPS_PER_EPOCH\": %d, \"VALIDATION_STEPS\": 1, \"VALIDATION_METRICS\": "
+        "0, \"STAGES\": [{\"LAYERS\": \"3+\", \"UNTIL_EPOCH\": 1, \"LEARNING_RATE\": 0.001}], "
+        "\"AUGMENT\": true, \"BATCH_SIZE\": 1}",
+        data, data, STEPS);
+    mr_train_result tr;
+    mr_train_options to = {.config_path = config, .out_dir = run, .quiet = true};
+    double wait[STEPS], compute[STEPS];
+    int n = 0;
+    if (mr_synth_write(&so) == MR_OK &&
+        mr_write_file_atomic(config, text, (size_t)len, 0644) == MR_OK &&
+        mr_train(&to, &tr) == MR_OK) {
+        char log[128], line[4096];
+        snprintf(log, sizeof log, "%s/log.jsonl", run);
+        FILE *f = fopen(log, "r");
+        while (f && n < STEPS && fgets(line, sizeof line, f)) {
+            const char *sec = strstr(line, "\"seconds\":"),
+                       *w = strstr(line, "\"data_wait_seconds\":");
+            if (!strstr(line, "\"type\":\"step\"") || !sec || !w) continue;
+            compute[n] = atof(sec + 10);
+            wait[n++] = atof(w + 20);
+        }
+        if (f) fclose(f);
+    }
+    nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (n < 2) {
+        fprintf(out, "\nprefetcher: not measured (the training run failed: %s)\n", mr_last_error());
+        return;
+    }
+    double first = wait[0], worst = 0.0, total = 0.0;
+    for (int i = 1; i < n; i++) {
+        worst = wait[i] > worst ? wait[i] : worst;
+        total += wait[i];
+    }
+    double step = median(compute, n), later = median(wait + 1, n - 1);
+    char line[512];
+    snprintf(line, sizeof line,
+             "prefetcher (mr_train, ResNet-50 at 512, 512 px synthetic images with augmentation, "
+             "%d steps): the first step waited %.1f ms for the first batch; steps 2-%d waited a "
+             "median of %.2f ms and at most %.2f ms (%.2f%% of their compute, median %.3f s a "
+             "step)",
+             n, 1e3 * first, n, 1e3 * later, 1e3 * worst, 100.0 * total / (step * (n - 1)), step);
+    fprintf(out, "\n%s\n", line);
+    if (md) fprintf(md, "\nPrefetcher: %s.\n", line + strlen("prefetcher "));
+}
+
+/* Training step and peak RSS against the image side, for both backbones: how cost grows. */
+static void scaling_table(const mr_bench_options *o, const mr_bench_times known[3], FILE *out,
+                          FILE *md) {
+    static const int sides[] = {256, 512, 768, 1024, 1280}, depths[] = {50, 101};
+    fprintf(out,
+            "\nhow cost grows with the image (batch 1, 3 classes, stages 3+; medians of %d; 512 "
+            "and 1024 from above)\n%-8s %6s %9s %9s %9s %9s %10s\n",
+            o->repeats < 3 ? o->repeats : 3, "model", "side", "train s", "s/MP", "infer s", "s/MP",
+            "RSS MB");
+    if (md)
+        fprintf(md, "\nHow cost grows (batch 1, 3 classes, stages 3+ trainable):\n\n| model | "
+                    "side | train s | train s/MP | infer s | infer s/MP | peak RSS MB |\n"
+                    "|---|---|---|---|---|---|---|\n");
+    for (int d = 0; d < 2; d++)
+        for (int i = 0; i < 5; i++) {
+            int depth = depths[d], side = sides[i];
+            mr_bench_times t;
+            if (depth == 50 && side == 512)
+                t = known[0];
+            else if (depth == 50 && side == 1024)
+                t = known[1];
+            else if (depth == 101 && side == 512)
+                t = known[2];
+            else
+                t = o->isolated(o->user, depth, side, o->repeats < 3 ? o->repeats : 3);
+            if (!t.ok) {
+                fprintf(out, "R%-7d %6d (failed: out of memory?)\n", depth, side);
+                continue;
+            }
+            double mp = (double)side * side * 1e-6;
+            fprintf(out, "R%-7d %6d %9.3f %9.3f %9.3f %9.3f %10.0f\n", depth, side, t.train_s,
+                    t.train_s / mp, t.infer_s, t.infer_s / mp, t.rss_mb);
+            if (md)
+                fprintf(md, "| R%d-FPN | %d | %.3f | %.3f | %.3f | %.3f | %.0f |\n", depth, side,
+                        t.train_s, t.train_s / mp, t.infer_s, t.infer_s / mp, t.rss_mb);
+            fflush(out);
+        }
+}
+
+/* ---- the machine's floor ------------------------------------------------------------------ */
+
+static double profile_flops(const mr_profile *p) {
+    double f = 0.0;
+    for (int g = 0; g < MR_GROUP_COUNT; g++) f += p->flops[g][0] + p->flops[g][1];
+    return f;
+}
+
+/* Where one model's training step and inference go, by layer group, against the floor: each
+ * group's matrix-product FLOPs at the sgemm ceiling (groups without products have no floor of
+ * that kind: their time is memory traffic). Returns the training step's median time over its
+ * floor. */
+static double floor_table(const char *name, const mr_bench_times *t, double ceiling, FILE *out,
+                          FILE *md) {
+    const mr_profile *tp = &t->train_prof, *ip = &t->infer_prof;
+    double train_sum = 0.0, infer_sum = 0.0;
+    for (int g = 0; g < MR_GROUP_COUNT; g++) {
+        train_sum += tp->seconds[g][0] + tp->seconds[g][1];
+        infer_sum += ip->seconds[g][0] + ip->seconds[g][1];
+    }
+    const double peak = ceiling * 1e9;
+    double train_floor = profile_flops(tp) / peak, infer_floor = profile_flops(ip) / peak;
+    double ratio = train_floor > 0 ? t->train_s / train_floor : (double)NAN;
+    if (out)
+        fprintf(
+            out,
+            "\n%s, where the time goes (means of the timed runs; floor: the group's matrix-product "
+            "FLOPs\nat the sgemm ceiling, Winograd layers by their real multiplies; '-': no "
+            "products, memory-bound)\n",
+            name);
+    if (out)
+        fprintf(out, "%-10s %8s %8s %6s %8s %8s | %8s %6s %8s %8s\n", "group", "fwd ms", "bwd ms",
+                "share", "GFLOP", "x floor", "infer ms", "share", "GFLOP", "x floor");
+    if (md)
+        fprintf(md,
+                "\n%s by layer group (training step forward and backward, inference; floor: "
+                "matrix-product FLOPs at the sgemm ceiling):\n\n| group | train fwd ms | train bwd "
+                "ms | share | GFLOP | x floor | infer ms | share | GFLOP | x floor |\n"
+                "|---|---|---|---|---|---|---|---|---|---|\n",
+                name);
+    for (int g = 0; g <= MR_GROUP_COUNT; g++) {
+        bool total = g == MR_GROUP_COUNT;
+        double fwd = 0, bwd = 0, tf = 0, inf = 0, iflops = 0;
+        if (total) {
+            fwd = bwd = NAN;
+            tf = profile_flops(tp);
+            inf = infer_sum;
+            iflops = profile_flops(ip);
+        } else {
+            fwd = tp->seconds[g][0];
+            bwd = tp->seconds[g][1];
+            tf = tp->flops[g][0] + tp->flops[g][1];
+            inf = ip->seconds[g][0] + ip->seconds[g][1];
+            iflops = ip->flops[g][0] + ip->flops[g][1];
+        }
+        double tsec = total ? train_sum : fwd + bwd;
+        char tx[16] = "-", ix[16] = "-", fw[16], bw[16];
+        if (tf > 0) snprintf(tx, sizeof tx, "%.2f", tsec / (tf / peak));
+        if (iflops > 0) snprintf(ix, sizeof ix, "%.2f", inf / (iflops / peak));
+        snprintf(fw, sizeof fw, "%.1f", 1e3 * (total ? train_sum : fwd));
+        snprintf(bw, sizeof bw, total ? "" : "%.1f", 1e3 * bwd);
+        const char *label = total ? "step" : mr_group_name((mr_group)g);
+        if (out)
+            fprintf(out, "%-10s %8s %8s %5.1f%% %8.1f %8s | %8.1f %5.1f%% %8.1f %8s\n", label, fw,
+                    bw, 100.0 * tsec / train_sum, tf * 1e-9, tx, 1e3 * inf, 100.0 * inf / infer_sum,
+                    iflops * 1e-9, ix);
+        if (md)
+            fprintf(md, "| %s | %s | %s | %.1f%% | %.1f | %s | %.1f | %.1f%% | %.1f | %s |\n",
+                    label, fw, bw, 100.0 * tsec / train_sum, tf * 1e-9, tx, 1e3 * inf,
+                    100.0 * inf / infer_sum, iflops * 1e-9, ix);
+    }
+    if (out)
+        fprintf(
+            out,
+            "training step: median %.3f s, floor %.3f s, %.2fx the floor; inference: median %.3f "
+            "s, floor %.3f s, %.2fx\n",
+            t->train_s, train_floor, ratio, t->infer_s, infer_floor, t->infer_s / infer_floor);
+    if (md)
+        fprintf(md,
+                "\nTraining step: median %.3f s, floor %.3f s, %.2fx the floor; inference: median "
+                "%.3f s, floor %.3f s, %.2fx.\n",
+                t->train_s, train_floor, ratio, t->infer_s, infer_floor, t->infer_s / infer_floor);
+    return ratio;
 }
 
 static void cpu_name(char *buf, size_t size) {
@@ -306,6 +661,13 @@ static mr_bench_times median_times(const mr_bench_times *t, int n) {
     m.train_s = median(train, n);
     m.infer_s = median(infer, n);
     m.rss_mb = median(rss, n);
+    /* The profiles of the round whose training step is the median. */
+    int k = 0;
+    for (int i = 1; i < n; i++)
+        if (fabs(t[i].train_s - m.train_s) < fabs(t[k].train_s - m.train_s)) k = i;
+    m.train_prof = t[k].train_prof;
+    m.infer_prof = t[k].infer_prof;
+    memcpy(m.kernel, t[k].kernel, sizeof m.kernel);
     return m;
 }
 
@@ -380,6 +742,8 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
     if (!torch[0].ok)
         fprintf(out,
                 "(torchvision not measured: run `make bench-deps` to install python3-torch)\n");
+    else
+        fprintf(out, "torchvision's kernels: %s\n", torch[0].kernel);
     if (!onnx[0].ok)
         fprintf(out, "(ONNX Runtime not measured: `make bench` installs onnxruntime-node with "
                      "npm; node or npm missing, or the registry unreachable)\n");
@@ -413,21 +777,44 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
                 "hours on this machine\n",
                 hours);
     }
+    /* The sections after the model table, for the terminal now and BENCHMARKS.md below. */
+    char *sections = NULL;
+    size_t sections_len = 0;
+    FILE *sec = o->markdown ? open_memstream(&sections, &sections_len) : NULL;
+    double floor_ratio[2] = {NAN, NAN};
+    for (int i = 0; i < (n_cases > 1 ? 2 : 1); i++) {
+        char name[64];
+        snprintf(name, sizeof name, "R%d-FPN %dx%d", cases[i].depth, cases[i].side, cases[i].side);
+        floor_ratio[i] = floor_table(name, &ours[i], ceiling, out, sec);
+    }
+    if (!quick) {
+        prefetch_check(out, sec);
+        scaling_table(o, ours, out, sec);
+        data_table(o, out, sec);
+    }
+    if (sec) fclose(sec);
     char cpu[160], commit[64];
     cpu_name(cpu, sizeof cpu);
     git_commit(commit, sizeof commit);
     time_t t = time(NULL);
     char date[32];
     strftime(date, sizeof date, "%Y-%m-%d %H:%M", localtime(&t));
+    char ratios[400];
+    snprintf(ratios, sizeof ratios,
+             "train_step_ratio=%.3f infer_ratio=%.3f rss_ratio=%.3f conv_efficiency=%.3f "
+             "train_1024_ratio=%.3f infer_1024_ratio=%.3f floor_ratio=%.3f floor_1024_ratio=%.3f "
+             "train_equal_work_ratio=%.3f",
+             tr, ir, rr, eff, tr1024, ir1024, floor_ratio[0], floor_ratio[1], equal[0]);
     FILE *md = o->markdown ? fopen(o->markdown, "a") : NULL;
     if (md) {
         fprintf(md, "\n## %s, commit %s, %s, %d threads\n\n", date, commit, cpu,
                 mr_runtime_threads());
         fprintf(md,
                 "sgemm ceiling %.1f GFLOPS (%s); ResNet-50/FPN convolutions at %.0f%% of it "
-                "(direct-convolution FLOPs over time, so Winograd layers count 4x).%s%s\n\n",
+                "(direct-convolution FLOPs over time, so Winograd layers count 4x).%s%s "
+                "torchvision's kernels: %s.\n\n",
                 ceiling, mr_runtime_blas_desc(), 100.0 * eff, note ? " Note: " : "",
-                note ? note : "");
+                note ? note : "", torch[0].ok ? torch[0].kernel : "not measured");
         fprintf(md,
                 "| model | mrcnn train s | mrcnn infer s | mrcnn RSS MB | torchvision train s | "
                 "torchvision infer s | torchvision RSS MB | ONNX Runtime infer s | ONNX Runtime "
@@ -438,15 +825,11 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
                     "\nEqual work (torchvision sampling ROIs as Matterport: 200 an image, 33%% "
                     "positive): torchvision trains in %s.\n",
                     equal_md);
-        fprintf(md,
-                "\ntrain_step_ratio=%.3f infer_ratio=%.3f rss_ratio=%.3f conv_efficiency=%.3f "
-                "train_1024_ratio=%.3f infer_1024_ratio=%.3f train_equal_work_ratio=%.3f\n",
-                tr, ir, rr, eff, tr1024, ir1024, equal[0]);
+        if (sections) fputs(sections, md);
+        fprintf(md, "\n%s\n", ratios);
         fclose(md);
     }
-    fprintf(out,
-            "train_step_ratio=%.3f infer_ratio=%.3f rss_ratio=%.3f conv_efficiency=%.3f "
-            "train_1024_ratio=%.3f infer_1024_ratio=%.3f train_equal_work_ratio=%.3f\n",
-            tr, ir, rr, eff, tr1024, ir1024, equal[0]);
+    free(sections);
+    fprintf(out, "%s\n", ratios);
     return MR_OK;
 }

@@ -9,11 +9,15 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "../core/profile.h"
 #include "../core/status.h"
 
 typedef struct {
     double train_s, infer_s, rss_mb; /* median step times and peak resident memory */
-    int ok;                          /* 0: the measurement failed or was not made */
+    /* mrcnn only: one step's time and matrix-product FLOPs by layer group, mean of the runs */
+    mr_profile train_prof, infer_prof;
+    char kernel[200]; /* torchvision only: the CPU kernels torch ended up with */
+    int ok;           /* 0: the measurement failed or was not made */
 } mr_bench_times;
 
 /* GFLOPS of a 2048^3 sgemm, median of `repeats` runs. */
@@ -25,6 +29,10 @@ double mr_bench_conv_table(int repeats, double ceiling, FILE *out);
  * this process: median train step and inference over `repeats` runs after a warm-up, and this
  * process's peak RSS (so run it in a fresh process for a peak of its own). */
 void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res);
+/* mr_bench_model's result as the lines `bench --model` prints, and each such line read back
+ * into `t` (ok once the times line is read). */
+void mr_bench_print_model(const mr_bench_times *t, FILE *out);
+void mr_bench_read_model_line(const char *line, mr_bench_times *t);
 /* The same measured by tools/bench_torchvision.py (python3-torch), when it can run. */
 mr_bench_times mr_bench_torchvision(int side, int repeats, bool matterport_sampling);
 /* The same model (weights as mr_bench_model's) exported to ONNX and run for inference by
@@ -32,12 +40,28 @@ mr_bench_times mr_bench_torchvision(int side, int repeats, bool matterport_sampl
  * median inference and node's peak RSS (train_s stays 0); not ok when it cannot run. */
 mr_bench_times mr_bench_onnxruntime(int depth, int side, int repeats, const char *ort_dir);
 
+/* check-data and one epoch of the prefetcher over a synthetic set. */
+typedef struct {
+    long long images;           /* in the epoch (the training side) */
+    double check_s, pipeline_s; /* check-data over both sides; the epoch */
+    double rss_mb;              /* this process's peak */
+    int ok;
+} mr_bench_data_times;
+
+/* The data check over the synthetic set in `dir` (train/ and val/ of 64 px images), in this
+ * process (run it in a fresh one for a peak RSS of its own); its result as `bench --data`
+ * prints it, and such a line read back. */
+void mr_bench_data(const char *dir, mr_bench_data_times *res);
+void mr_bench_print_data(const mr_bench_data_times *t, FILE *out);
+void mr_bench_read_data_line(const char *line, mr_bench_data_times *t);
+
 typedef struct {
     int repeats; /* runs per measurement, 1..15 */
     bool quick;  /* 512x512 ResNet-50 only */
     /* Measures one model in a fresh process (fork() alone is not safe once OpenMP threads
      * exist), so its peak RSS is its own. */
     mr_bench_times (*isolated)(void *user, int depth, int side, int repeats);
+    mr_bench_data_times (*isolated_data)(void *user, const char *dir); /* likewise mr_bench_data */
     void *user;
     const char *markdown;    /* file the results are appended to (BENCHMARKS.md); NULL: none */
     const char *onnxruntime; /* the onnxruntime-node folder; NULL: ONNX Runtime not measured */

@@ -18,6 +18,7 @@
 #include "../core/dist.h"
 #include "../core/file.h"
 #include "../core/log.h"
+#include "../core/profile.h"
 #include "../core/rng.h"
 #include "../core/runtime.h"
 #include "../data/draw.h"
@@ -87,6 +88,7 @@ typedef struct {
     bool failed_elsewhere;        /* stopped because another process failed: it says why */
     bool failed_here;             /* this process brought its own failure to a step boundary */
     double step_wait, step_bytes; /* the last step's seconds and bytes in collectives */
+    double step_data_wait;        /* the last step's seconds waiting for the prefetcher */
     /* Partial gradient sums of the step's images (push_image_gradient): sums of 2^k images,
      * largest first, each a buffer of params.total floats kept from step to step. A batch of n
      * images needs at most log2(n) + 1 of them. */
@@ -470,8 +472,10 @@ static void log_step(trainer *t, int epoch, long global, const mr_loss_values *v
             (double)v->total + l2);
     for (int i = 0; i < MR_LOSS_COUNT; i++)
         fprintf(t->log, ",\"%s\":%.6g", mr_loss_names[i], (double)v->value[i]);
-    fprintf(t->log, ",\"l2\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"seconds\":%.4f", l2, (double)lr,
-            r->grad_norm, seconds);
+    fprintf(
+        t->log,
+        ",\"l2\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"seconds\":%.4f,\"data_wait_seconds\":%.4f",
+        l2, (double)lr, r->grad_norm, seconds, t->step_data_wait);
     if (t->nproc > 1) /* data-parallel: the step's time and bytes in MPI collectives */
         fprintf(t->log, ",\"processes\":%d,\"allreduce_seconds\":%.4f,\"allreduce_bytes\":%.0f",
                 t->nproc, t->step_wait, t->step_bytes);
@@ -1011,7 +1015,10 @@ static mr_status train_step(trainer *t, int epoch, int step, const mr_stage *sta
     *applied = false;
     *rep = (mr_sgd_report){.finite = true};
     mr_batch *b = NULL;
+    double asked = now_seconds();
+    mr_profile_enter(MR_GROUP_DATA);
     mr_status got = mr_dataset_next(t->train, &b);
+    t->step_data_wait = now_seconds() - asked;
     const char *inject = getenv("MRCNN_TEST_FAIL"); /* "RANK:STEP", tests of a failing process */
     if (got == MR_OK && inject && t->nproc > 1 && atoi(inject) == t->rank && strchr(inject, ':') &&
         atol(strchr(inject, ':') + 1) == (long)epoch * c->steps_per_epoch + step)
@@ -1043,6 +1050,7 @@ static mr_status train_step(trainer *t, int epoch, int step, const mr_stage *sta
         }
         sgd->learning_rate =
             stage->learning_rate * warmup_factor(c, (long)epoch * c->steps_per_epoch + step);
+        mr_profile_enter(MR_GROUP_OPTIMIZER);
         mr_sgd_step(&t->model.params, sgd, rep);
     }
     if (finite && rep->finite) {
