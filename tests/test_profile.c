@@ -143,7 +143,13 @@ Test(profile, a_training_step_spreads_over_the_model_groups) {
 
 /* `bench --model` prints its result as lines the parent reads back: nothing is lost between. */
 Test(profile, bench_model_lines_read_back_what_was_printed) {
-    mr_bench_times t = {.train_s = 1.25, .infer_s = 0.5, .rss_mb = 900.5, .ok = 1};
+    mr_bench_times t = {.train_s = 1.25,
+                        .infer_s = 0.5,
+                        .rss_mb = 900.5,
+                        .detections = 7,
+                        .infer_all_s = 0.75,
+                        .detections_all = 100,
+                        .ok = 1};
     for (int g = 0; g < MR_GROUP_COUNT; g++) {
         t.train_prof.seconds[g][0] = 0.01 * (g + 1);
         t.train_prof.seconds[g][1] = 0.02 * (g + 1);
@@ -163,6 +169,8 @@ Test(profile, bench_model_lines_read_back_what_was_printed) {
     free(text);
     cr_assert_eq(back.ok, 1);
     cr_expect(fabs(back.train_s - t.train_s) < 1e-4 && fabs(back.rss_mb - t.rss_mb) < 0.05);
+    cr_expect(fabs(back.infer_all_s - t.infer_all_s) < 1e-4);
+    cr_expect(back.detections == 7 && back.detections_all == 100);
     for (int g = 0; g < MR_GROUP_COUNT; g++)
         for (int k = 0; k < 2; k++) {
             cr_expect(fabs(back.train_prof.seconds[g][k] - t.train_prof.seconds[g][k]) < 1e-6);

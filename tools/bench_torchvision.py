@@ -3,9 +3,10 @@
 3 classes, one square image, 2 threads, backbone layers 2-4 trainable and batch norms frozen, as
 torchvision builds the model for fine-tuning from pretrained weights and as mrcnn trains stages
 "3+". (Built by hand: maskrcnn_resnet50_fpn without pretrained weights would make every layer
-trainable and its batch norms live, more work than mrcnn does.) Prints two lines:
+trainable and its batch norms live, more work than mrcnn does.) Prints three lines:
 kernel=... (which CPU kernels torch ended up with: oneDNN's ISA for the convolutions and ATen's
-CPU capability) and train_s=... infer_s=... rss_mb=... (medians).
+CPU capability), detections=N (masks the inference made) and train_s=... infer_s=... rss_mb=...
+(medians).
 
 `bench_torchvision.py SIDE REPEATS matterport` samples the heads' ROIs as Matterport does (200 an
 image, 33% positive, 2000 proposals after NMS in training) instead of torchvision's 512 at 25%:
@@ -73,10 +74,11 @@ def main():
     with torch.no_grad():
         for _ in range(repeats + 1):
             t0 = time.perf_counter()
-            model([image])
+            detections = len(model([image])[0]["boxes"])
             infer.append(time.perf_counter() - t0)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     # The first run of each warms caches and allocators; medians of the rest.
+    print("detections=%d" % detections)
     print("train_s=%.4f infer_s=%.4f rss_mb=%.1f" % (
         statistics.median(train[1:]), statistics.median(infer[1:]), rss))
 

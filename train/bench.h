@@ -14,13 +14,19 @@
 
 typedef struct {
     double train_s, infer_s, rss_mb; /* median step times and peak resident memory */
+    int detections;                  /* the inference's detections (masks made) */
+    /* mrcnn only: inference keeping every detection up to the maximum (minimum confidence 0),
+     * the mask work torchvision's untrained model does */
+    double infer_all_s;
+    int detections_all;
     /* mrcnn only: one step's time and matrix-product FLOPs by layer group, mean of the runs */
     mr_profile train_prof, infer_prof;
     char kernel[200]; /* torchvision only: the CPU kernels torch ended up with */
     int ok;           /* 0: the measurement failed or was not made */
 } mr_bench_times;
 
-/* GFLOPS of a 2048^3 sgemm, median of `repeats` runs. */
+/* GFLOPS of a 2048^3 sgemm, the best of `repeats` runs: a ceiling is what the machine can do,
+ * and a busy machine only ever slows a run down. */
 double mr_bench_sgemm_ceiling(int repeats);
 /* Prints the conv table to `out`; returns the FLOP-weighted efficiency against `ceiling`, or NAN
  * when memory ran out. */
