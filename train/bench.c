@@ -248,6 +248,11 @@ void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
     }
     mr_profile_end();
     profile_mean(&prof, repeats, &res->train_prof);
+    /* Peak memory in training: before inference, whose masks (up to 100 at full image size with
+     * every detection kept) would set a peak of their own. */
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    res->rss_mb = (double)ru.ru_maxrss / 1024.0;
     /* Inference as configured (Matterport keeps each ROI's best class at confidence 0.7 and up),
      * profiled; then with every class of every ROI a candidate at any confidence, up to
      * DETECTION_MAX_INSTANCES, which is what torchvision's untrained model makes (its score
@@ -259,10 +264,7 @@ void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
     if (!time_inference(&ctx, &m, side, repeats, 0.0f, NULL, &res->infer_all_s,
                         &res->detections_all))
         return;
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
     res->train_s = median(train, repeats);
-    res->rss_mb = (double)ru.ru_maxrss / 1024.0;
     res->ok = 1;
     mr_ctx_free(&ctx);
     mr_model_free(&m);
@@ -533,12 +535,13 @@ static void scaling_table(const mr_bench_options *o, const mr_bench_times known[
             "every detection,\nup to 100 masks; medians of %d; 512 and 1024 from above)\n%-8s "
             "%6s %9s %9s %9s %9s %10s\n",
             o->repeats < 3 ? o->repeats : 3, "model", "side", "train s", "s/MP", "infer s", "s/MP",
-            "RSS MB");
+            "train RSS");
     if (md)
-        fprintf(md, "\nHow cost grows (batch 1, 3 classes, stages 3+ trainable; inference "
-                    "keeping every detection, up to 100 masks):\n\n| model | "
-                    "side | train s | train s/MP | infer s | infer s/MP | peak RSS MB |\n"
-                    "|---|---|---|---|---|---|---|\n");
+        fprintf(md,
+                "\nHow cost grows (batch 1, 3 classes, stages 3+ trainable; inference "
+                "keeping every detection, up to 100 masks):\n\n| model | "
+                "side | train s | train s/MP | infer s | infer s/MP | peak RSS MB in training |\n"
+                "|---|---|---|---|---|---|---|\n");
     for (int d = 0; d < 2; d++)
         for (int i = 0; i < 5; i++) {
             int depth = depths[d], side = sides[i];
@@ -679,24 +682,24 @@ static void git_commit(char *buf, size_t size) {
 
 /* Field-wise median over rounds; not ok when any round failed. */
 static mr_bench_times median_times(const mr_bench_times *t, int n) {
-    mr_bench_times m = {.ok = 1};
-    double train[RATIO_ROUNDS], infer[RATIO_ROUNDS], rss[RATIO_ROUNDS];
+    double train[RATIO_ROUNDS], infer[RATIO_ROUNDS], infer_all[RATIO_ROUNDS], rss[RATIO_ROUNDS];
     for (int i = 0; i < n; i++) {
         if (!t[i].ok) return (mr_bench_times){0};
         train[i] = t[i].train_s;
         infer[i] = t[i].infer_s;
+        infer_all[i] = t[i].infer_all_s;
         rss[i] = t[i].rss_mb;
     }
-    m.train_s = median(train, n);
-    m.infer_s = median(infer, n);
-    m.rss_mb = median(rss, n);
-    /* The profiles of the round whose training step is the median. */
+    double train_s = median(train, n);
+    /* The rest (profiles, counts, kernels) from the round whose training step is the median. */
     int k = 0;
     for (int i = 1; i < n; i++)
-        if (fabs(t[i].train_s - m.train_s) < fabs(t[k].train_s - m.train_s)) k = i;
-    m.train_prof = t[k].train_prof;
-    m.infer_prof = t[k].infer_prof;
-    memcpy(m.kernel, t[k].kernel, sizeof m.kernel);
+        if (fabs(t[i].train_s - train_s) < fabs(t[k].train_s - train_s)) k = i;
+    mr_bench_times m = t[k];
+    m.train_s = train_s;
+    m.infer_s = median(infer, n);
+    m.infer_all_s = median(infer_all, n);
+    m.rss_mb = median(rss, n);
     return m;
 }
 
@@ -718,7 +721,7 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
         "the first row\nalternates mrcnn and torchvision over %d rounds, median of the rounds)\n",
         mr_runtime_threads(), repeats, RATIO_ROUNDS);
     fprintf(out, "%-22s %10s %10s %10s %12s %12s %10s %10s %10s\n", "", "train s", "infer s",
-            "RSS MB", "torch train", "torch infer", "torch RSS", "ORT infer", "ORT RSS");
+            "train RSS", "torch train", "torch infer", "torch RSS", "ORT infer", "ORT RSS");
     struct {
         int depth, side;
     } cases[3] = {{50, 512}, {50, 1024}, {101, 512}};
@@ -869,8 +872,9 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
                 ceiling, mr_runtime_blas_desc(), first_ceiling, 100.0 * eff, note ? " Note: " : "",
                 note ? note : "", torch[0].ok ? torch[0].kernel : "not measured");
         fprintf(md,
-                "| model | mrcnn train s | mrcnn infer s | mrcnn RSS MB | torchvision train s | "
-                "torchvision infer s | torchvision RSS MB | ONNX Runtime infer s | ONNX Runtime "
+                "| model | mrcnn train s | mrcnn infer s | mrcnn RSS MB in training | torchvision "
+                "train s | torchvision infer s | torchvision RSS MB in training | ONNX Runtime "
+                "infer s | ONNX Runtime "
                 "RSS MB |\n|---|---|---|---|---|---|---|---|---|\n%s",
                 table);
         if (equal_md[0])

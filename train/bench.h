@@ -13,7 +13,7 @@
 #include "../core/status.h"
 
 typedef struct {
-    double train_s, infer_s, rss_mb; /* median step times and peak resident memory */
+    double train_s, infer_s, rss_mb; /* median step times and peak resident memory in training */
     int detections;                  /* the inference's detections (masks made) */
     /* mrcnn only: inference keeping every detection up to the maximum (minimum confidence 0),
      * the mask work torchvision's untrained model does */
