@@ -199,6 +199,8 @@ Test(profile, bench_data_check_runs_an_epoch_over_the_set, .timeout = 120) {
     cr_assert_eq(t.ok, 1, "no data line in the output");
     cr_expect_eq(t.images, 30, "the 30 training images of 40, got %lld", t.images);
     cr_expect(t.pipeline_s > 0.0 && t.check_s > 0.0 && t.rss_mb > 1.0);
+    cr_expect(t.held_mb > 1.0 && t.held_mb <= t.rss_mb, "held %.1f MB of a %.1f MB peak", t.held_mb,
+              t.rss_mb);
     /* A folder without the set: one line and a failure, no result line. */
     snprintf(args, sizeof args, "bench --data '%s/none'", dir);
     cr_expect_neq(run_mrcnn(args, out, sizeof out), 0, "%s", out);

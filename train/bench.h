@@ -51,6 +51,8 @@ typedef struct {
     long long images;           /* in the epoch (the training side) */
     double check_s, pipeline_s; /* check-data over both sides; the epoch */
     double rss_mb;              /* this process's peak */
+    double held_mb;             /* resident once the set is open */
+    double epoch_growth_mb;     /* resident growth over the epoch after its first 100 images */
     int ok;
 } mr_bench_data_times;
 
