@@ -552,7 +552,7 @@ static void prefetch_check(FILE *out, FILE *md) {
              "step)",
              n, 1e3 * first, n, 1e3 * later, 1e3 * worst, 100.0 * total / (step * (n - 1)), step);
     fprintf(out, "\n%s\n", line);
-    if (md) fprintf(md, "\nPrefetcher: %s.\n", line + strlen("prefetcher "));
+    if (md) fprintf(md, "\nPrefetcher %s.\n", line + strlen("prefetcher "));
 }
 
 /* Training step and peak RSS against the image side, for both backbones: how cost grows. */
@@ -640,24 +640,20 @@ static double floor_table(const char *name, const mr_bench_times *t, double ceil
     for (int g = 0; g <= MR_GROUP_COUNT; g++) {
         bool total = g == MR_GROUP_COUNT;
         double fwd = 0, bwd = 0, tf = 0, inf = 0, iflops = 0;
-        if (total) {
-            fwd = bwd = NAN;
-            tf = profile_flops(tp);
-            inf = infer_sum;
-            iflops = profile_flops(ip);
-        } else {
-            fwd = tp->seconds[g][0];
-            bwd = tp->seconds[g][1];
-            tf = tp->flops[g][0] + tp->flops[g][1];
-            inf = ip->seconds[g][0] + ip->seconds[g][1];
-            iflops = ip->flops[g][0] + ip->flops[g][1];
+        for (int k = 0; k < MR_GROUP_COUNT; k++) {
+            if (!total && k != g) continue; /* the step row sums every group */
+            fwd += tp->seconds[k][0];
+            bwd += tp->seconds[k][1];
+            tf += tp->flops[k][0] + tp->flops[k][1];
+            inf += ip->seconds[k][0] + ip->seconds[k][1];
+            iflops += ip->flops[k][0] + ip->flops[k][1];
         }
-        double tsec = total ? train_sum : fwd + bwd;
+        double tsec = fwd + bwd;
         char tx[16] = "-", ix[16] = "-", fw[16], bw[16];
         if (tf > 0) snprintf(tx, sizeof tx, "%.2f", tsec / (tf / peak));
         if (iflops > 0) snprintf(ix, sizeof ix, "%.2f", inf / (iflops / peak));
-        snprintf(fw, sizeof fw, "%.1f", 1e3 * (total ? train_sum : fwd));
-        snprintf(bw, sizeof bw, total ? "" : "%.1f", 1e3 * bwd);
+        snprintf(fw, sizeof fw, "%.1f", 1e3 * fwd);
+        snprintf(bw, sizeof bw, "%.1f", 1e3 * bwd);
         const char *label = total ? "step" : mr_group_name((mr_group)g);
         if (out)
             fprintf(out, "%-10s %8s %8s %5.1f%% %8.1f %8s | %8.1f %5.1f%% %8.1f %8s\n", label, fw,
