@@ -1614,6 +1614,9 @@ static mr_status note_where_images_were(mr_ann_loader *ld) {
 
 /* Every JSON annotation format, told apart by its top-level keys. */
 static mr_status load_json(mr_ann_loader *ld, const char *text, size_t len) {
+    bool loaded = false;
+    MR_TRY(mr_via_load_image_entries_text(ld, text, len, &loaded));
+    if (loaded) return MR_OK;
     struct cJSON *root = NULL;
     MR_TRY(mr_via_parse(ld, ld->file, text, len, &root, true));
     mr_ann_json_facts f;

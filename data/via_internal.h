@@ -152,6 +152,11 @@ void mr_via_json_facts(const struct cJSON *root, mr_ann_json_facts *f);
 mr_status mr_via_load_via3(mr_ann_loader *ld, const struct cJSON *root);
 mr_status mr_via_load_project(mr_ann_loader *ld, const struct cJSON *root);
 mr_status mr_via_load_image_entries(mr_ann_loader *ld, const struct cJSON *root);
+/* The same from the file's text, one entry parsed at a time so memory does not grow with the
+ * file. *loaded is false (and nothing is loaded) when the text is not image entries that each
+ * parse alone, or is malformed: the whole-document path then decides and reports. */
+mr_status mr_via_load_image_entries_text(mr_ann_loader *ld, const char *text, size_t len,
+                                         bool *loaded);
 void mr_via_delete(struct cJSON *root);
 
 /* Shared by the JSON and CSV readers (via_json.c). */

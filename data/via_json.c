@@ -1183,6 +1183,144 @@ mr_status mr_via_load_image_entries(mr_ann_loader *ld, const cJSON *root) {
     return st;
 }
 
+/* ---- image entries one at a time ----------------------------------------------------------- */
+
+/* A VIA annotations file is one object of image entries; its parsed tree takes about 15 times the
+ * file (cJSON keeps a node per polygon coordinate), so a 10,000-image file would peak near 100 MB.
+ * Parsing each entry's text on its own keeps the peak at one entry. The members are found by a
+ * scan that only follows strings and brackets; anything it does not expect sends the file down
+ * the whole-document path, which gives the same result and every syntax error's position. */
+
+static size_t skip_space(const char *t, size_t i, size_t len) {
+    while (i < len && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r')) i++;
+    return i;
+}
+
+/* Past the string that starts at t[i] == '"'; false when it does not end. */
+static bool skip_json_string(const char *t, size_t *i, size_t len) {
+    for (size_t k = *i + 1; k < len; k++) {
+        if (t[k] == '\\')
+            k++;
+        else if (t[k] == '"') {
+            *i = k + 1;
+            return true;
+        }
+    }
+    return false;
+}
+
+typedef struct {
+    size_t key_at, key_len, value_at, value_len;
+} json_member;
+
+/* The next member of the top-level object from *pos (just inside '{' or after a ','): 1 and its
+ * spans, 0 at the closing '}', -1 when the text is not what a well-formed object would be. */
+static int next_member(const char *t, size_t len, size_t *pos, json_member *m) {
+    size_t i = skip_space(t, *pos, len);
+    if (i < len && t[i] == '}') {
+        *pos = i + 1;
+        return 0;
+    }
+    if (i >= len || t[i] != '"') return -1;
+    m->key_at = i;
+    if (!skip_json_string(t, &i, len)) return -1;
+    m->key_len = i - m->key_at;
+    i = skip_space(t, i, len);
+    if (i >= len || t[i] != ':') return -1;
+    i = skip_space(t, i + 1, len);
+    m->value_at = i;
+    int depth = 0;
+    for (; i < len; i++) {
+        char c = t[i];
+        if (c == '"') {
+            if (!skip_json_string(t, &i, len)) return -1;
+            i--;
+        } else if (c == '{' || c == '[') {
+            if (++depth > 64) return -1; /* far deeper than VIA writes: the whole parse decides */
+        } else if (c == '}' || c == ']') {
+            if (depth == 0) break;
+            depth--;
+        } else if (c == ',' && depth == 0) {
+            break;
+        }
+    }
+    if (i >= len || depth != 0) return -1;
+    m->value_len = i - m->value_at;
+    *pos = t[i] == ',' ? i + 1 : i; /* the '}' is read by the next call */
+    return 1;
+}
+
+/* The member's value parsed alone, named by its key (unescaped as JSON); NULL when either does
+ * not parse exactly within its span. */
+static cJSON *parse_member(const char *t, const json_member *m) {
+    const char *end = NULL;
+    cJSON *key = cJSON_ParseWithLengthOpts(t + m->key_at, m->key_len, &end, 0);
+    if (!cJSON_IsString(key) || end != t + m->key_at + m->key_len) {
+        cJSON_Delete(key);
+        return NULL;
+    }
+    cJSON *value = cJSON_ParseWithLengthOpts(t + m->value_at, m->value_len, &end, 0);
+    if (!value || skip_space(t, (size_t)(end - t), m->value_at + m->value_len) !=
+                      m->value_at + m->value_len) {
+        cJSON_Delete(key);
+        cJSON_Delete(value);
+        return NULL;
+    }
+    value->string = key->valuestring; /* cJSON_Delete(value) frees it */
+    key->valuestring = NULL;
+    cJSON_Delete(key);
+    return value;
+}
+
+/* Top-level keys that make the file another format (annotations.c's detection). */
+static bool format_key(const cJSON *entry) {
+    static const char *const keys[] = {"project", "metadata",    "file",  "_via_img_metadata",
+                                       "images",  "annotations", "region"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+        if (!strcmp(entry->string, keys[k])) return true;
+    return false;
+}
+
+/* Checks every entry without keeping any: true when the file is image entries that each parse on
+ * their own, with nothing after the object. */
+static bool entries_parse_alone(const char *t, size_t len, size_t start) {
+    size_t pos = start;
+    json_member m;
+    bool image_entry = false;
+    int got;
+    while ((got = next_member(t, len, &pos, &m)) == 1) {
+        cJSON *e = parse_member(t, &m);
+        bool ok = e && !format_key(e);
+        if (ok && cJSON_IsObject(e) && (member(e, "filename") || member(e, "regions")))
+            image_entry = true;
+        cJSON_Delete(e);
+        if (!ok) return false;
+    }
+    return got == 0 && image_entry && skip_space(t, pos, len) == len;
+}
+
+mr_status mr_via_load_image_entries_text(mr_ann_loader *ld, const char *text, size_t len,
+                                         bool *loaded) {
+    *loaded = false;
+    size_t i = len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3) ? 3 : 0;
+    i = skip_space(text, i, len);
+    if (i >= len || text[i] != '{' || memchr(text, '\0', len)) return MR_OK;
+    if (!entries_parse_alone(text, len, i + 1)) return MR_OK;
+    *loaded = true;
+    MR_TRY(mr_via_load_attributes(ld, true));
+    size_t pos = i + 1;
+    json_member m;
+    while (next_member(text, len, &pos, &m) == 1) {
+        cJSON *e = parse_member(text, &m);
+        if (!e) return mr_fail(MR_ERR_NOMEM, "out of memory");
+        mr_status st = load_via_image(ld, e, NULL, false);
+        cJSON_Delete(e);
+        MR_TRY(st);
+    }
+    if (ld->out->format == MR_ANN_UNKNOWN) ld->out->format = MR_ANN_VIA2_JSON;
+    return MR_OK;
+}
+
 void mr_via_delete(cJSON *root) {
     cJSON_Delete(root);
 }

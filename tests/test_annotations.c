@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include "../data/annotations.h"
+#include "../core/file.h"
 #include "../data/image.h"
+#include "../data/synth.h"
 #include "testutil.h"
 
 /* Writes `text` to dir/name; the path goes to `out`. */
@@ -639,4 +641,68 @@ Test(annotations, check_data_prints_the_report) {
     cr_assert_eq(run_mrcnn(args, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "error: ") && strstr(out, "unknown class 'Socrates'"), "%s", out);
     cr_assert(strstr(out, "unknown class 'Hemlock'"), "%s", out); /* every problem */
+}
+
+/* A VIA annotations file is read one image entry at a time (data/via_json.c), so memory does not
+ * grow with the file; the same entries inside a VIA 2 project take the whole-document path. Both
+ * must give the same records, keys with JSON escapes and a byte-order mark included. */
+Test(annotations, entries_read_one_at_a_time_equal_the_whole_document) {
+    const char *dir = temp_dir("entries");
+    mr_synth_options o;
+    mr_synth_defaults(&o);
+    o.out_dir = dir;
+    o.n_images = 24;
+    o.size = 64;
+    o.val_fraction = 0.0;
+    cr_assert_eq(mr_synth_write(&o), MR_OK, "%s", mr_last_error());
+    char flat[700], project[700];
+    snprintf(flat, sizeof flat, "%s/train/via_region_data.json", dir);
+    char *text = NULL;
+    size_t len = 0;
+    cr_assert_eq(mr_read_file(flat, "annotations", (size_t)64 << 20, &text, &len), MR_OK);
+    /* One more entry whose key needs unescaping, before the others, and a BOM in front. */
+    const char *extra = "{\"synth_00002.png \\\"copy\\\" \\u00e9\": {\"filename\": "
+                        "\"synth_00002.png\", \"size\": 1, \"regions\": [{\"shape_attributes\": "
+                        "{\"name\": \"rect\", \"x\": 3, \"y\": 4, \"width\": 20, \"height\": 10}, "
+                        "\"region_attributes\": {\"class\": \"malignant\"}}]},";
+    const char *brace = strchr(text, '{');
+    cr_assert_not_null(brace);
+    FILE *f = fopen(flat, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "\xEF\xBB\xBF%s%s", extra, brace + 1);
+    fclose(f);
+    snprintf(project, sizeof project, "%s/train/project.json", dir);
+    f = fopen(project, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "{\"_via_img_metadata\": %s%s}", extra, brace + 1);
+    fclose(f);
+    free(text);
+    mr_annotations a, b;
+    cr_assert_eq(mr_annotations_load(flat, NULL, &a), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(mr_annotations_load(project, NULL, &b), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(a.format, MR_ANN_VIA2_JSON);
+    cr_assert_eq(b.format, MR_ANN_VIA2_PROJECT);
+    cr_assert_eq(a.n, 25);
+    cr_assert_eq(a.n, b.n);
+    cr_assert_eq(a.report.n_regions, b.report.n_regions);
+    cr_assert_eq(a.report.n_issues, b.report.n_issues);
+    cr_assert_str_eq(a.records[0].key, "synth_00002.png \"copy\" \xC3\xA9");
+    for (int64_t i = 0; i < a.n; i++) {
+        const mr_image_record *x = &a.records[i], *y = &b.records[i];
+        cr_assert_str_eq(x->key, y->key);
+        cr_assert_str_eq(x->filename, y->filename);
+        cr_assert_eq(x->width, y->width);
+        cr_assert_eq(x->n_instances, y->n_instances, "%s", x->key);
+        cr_assert_eq(x->negative, y->negative);
+        for (int64_t k = 0; k < x->n_instances; k++) {
+            const mr_region *p = &x->instances[k], *q = &y->instances[k];
+            cr_assert_eq(p->class_id, q->class_id);
+            cr_assert_eq(p->shape.n_points, q->shape.n_points);
+            for (int64_t v = 0; v < p->shape.n_points; v++)
+                cr_assert(p->shape.xs[v] == q->shape.xs[v] && p->shape.ys[v] == q->shape.ys[v]);
+            for (int c = 0; c < 4; c++) cr_assert_eq(p->box[c], q->box[c]);
+        }
+    }
+    mr_annotations_free(&a);
+    mr_annotations_free(&b);
 }

@@ -452,16 +452,16 @@ static void data_table(const mr_bench_options *o, FILE *out, FILE *md) {
     fprintf(out,
             "\ndata pipeline over synthetic sets (128 px, flips; each in a fresh process: "
             "check-data, then one epoch\nthrough the prefetcher, batch 1; held: resident once "
-            "the set is open; growth: over the epoch\nafter its first 100 images; the peak is "
-            "reading the annotation file)\n%8s %14s %14s %10s %10s %10s\n",
+            "the set is open; growth: over the epoch\nafter its first 100 images; peak: the "
+            "process's)\n%8s %14s %14s %10s %10s %10s\n",
             "images", "check ms/img", "epoch ms/img", "held MB", "growth MB", "peak MB");
     if (md)
         fprintf(
             md,
             "\nData pipeline over synthetic sets (128 px, flips; each in a fresh process: "
             "check-data, then one epoch through the prefetcher; held: resident once the set "
-            "is open; growth: over the epoch after its first 100 images; peak: the process's, "
-            "set while the annotation file is parsed):\n\n| images | check-data ms/image | "
+            "is open; growth: over the epoch after its first 100 images; peak: the "
+            "process's):\n\n| images | check-data ms/image | "
             "epoch ms/image | held MB | growth MB | peak RSS MB |\n|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         char dir[96];
