@@ -104,20 +104,10 @@ static void write_train_config(const char *dir, const char *extra, char *path, s
         o.val_fraction = 0.25;
         cr_assert_eq(mr_synth_write(&o), MR_OK, "%s", mr_last_error());
     }
-    FILE *base = fopen("configs/tiny.json", "r");
-    cr_assert_not_null(base);
-    char text[8192];
-    size_t n = fread(text, 1, sizeof text - 1, base);
-    fclose(base);
-    text[n] = '\0';
-    *strrchr(text, '}') = '\0';
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fprintf(f,
-            "%s, \"DATASET\": {\"TRAIN\": \"%s/train\", \"VAL\": \"%s/val\"}, \"EPOCHS\": 1, "
-            "\"STEPS_PER_EPOCH\": 1, \"VALIDATION_STEPS\": 1%s}\n",
-            text, data, data, extra);
-    fclose(f);
+    char keys[1024];
+    snprintf(keys, sizeof keys,
+             ", \"EPOCHS\": 1, \"STEPS_PER_EPOCH\": 1, \"VALIDATION_STEPS\": 1%s", extra);
+    write_tiny_config(path, data, keys);
     (void)size;
 }
 

@@ -151,13 +151,30 @@ static inline void read_checkpoint_params(const char *path, const char *config, 
     mr_model_free(&m);
 }
 
+/* configs/tiny.json written to `path` over the synthetic set in `data` (train/ and val/), with
+ * `keys` (", \"K\": v" items) added before its closing brace; later keys win. */
+static inline void write_tiny_config(const char *path, const char *data, const char *keys) {
+    FILE *base = fopen("configs/tiny.json", "r");
+    cr_assert_not_null(base);
+    char text[8192];
+    size_t n = fread(text, 1, sizeof text - 1, base);
+    fclose(base);
+    text[n] = '\0';
+    *strrchr(text, '}') = '\0';
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "%s, \"DATASET\": {\"TRAIN\": \"%s/train\", \"VAL\": \"%s/val\"}%s}\n", text, data,
+            data, keys);
+    fclose(f);
+}
+
 /* A tiny training job in dir: 16 synthetic 128-px images (seed 21, a quarter in val/) and
  * dir/tiny.json, configs/tiny.json with the data, EPOCHS, STEPS_PER_EPOCH, two validation steps,
  * CHECKPOINT_KEEP 10 and `extra` keys (", \"K\": v") added; its path goes to config_path. */
 static inline void make_tiny_job(const char *dir, int epochs, int steps, const char *extra,
                                  char *config_path, size_t size) {
-    char data[512];
-    snprintf(data, sizeof data, "%s/data", dir);
+    char data[1024], keys[1024];
+    cr_assert_lt(snprintf(data, sizeof data, "%s/data", dir), (int)sizeof data);
     mr_synth_options o;
     mr_synth_defaults(&o);
     o.out_dir = data;
@@ -166,21 +183,12 @@ static inline void make_tiny_job(const char *dir, int epochs, int steps, const c
     o.seed = 21;
     o.val_fraction = 0.25;
     cr_assert_eq(mr_synth_write(&o), MR_OK, "%s", mr_last_error());
-    FILE *base = fopen("configs/tiny.json", "r");
-    cr_assert_not_null(base);
-    char text[8192];
-    size_t n = fread(text, 1, sizeof text - 1, base);
-    fclose(base);
-    text[n] = '\0';
-    *strrchr(text, '}') = '\0'; /* the job's keys go before the closing brace */
-    snprintf(config_path, size, "%s/tiny.json", dir);
-    FILE *f = fopen(config_path, "w");
-    cr_assert_not_null(f);
-    fprintf(f,
-            "%s, \"DATASET\": {\"TRAIN\": \"%s/train\", \"VAL\": \"%s/val\"}, \"EPOCHS\": %d, "
-            "\"STEPS_PER_EPOCH\": %d, \"VALIDATION_STEPS\": 2, \"CHECKPOINT_KEEP\": 10%s}\n",
-            text, data, data, epochs, steps, extra);
-    fclose(f);
+    cr_assert_lt(snprintf(config_path, size, "%s/tiny.json", dir), (int)size);
+    snprintf(keys, sizeof keys,
+             ", \"EPOCHS\": %d, \"STEPS_PER_EPOCH\": %d, \"VALIDATION_STEPS\": 2, "
+             "\"CHECKPOINT_KEEP\": 10%s",
+             epochs, steps, extra);
+    write_tiny_config(config_path, data, keys);
 }
 
 #endif

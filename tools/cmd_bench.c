@@ -13,42 +13,41 @@
 #include "../train/bench.h"
 #include "cli.h"
 
-/* This program's own path: popen runs a shell, whose /proc/self/exe is the shell. */
-static bool self_path(char *self, size_t size) {
-    ssize_t len = readlink("/proc/self/exe", self, size - 1);
-    if (len <= 0) return false;
+/* This program re-run with `args` in a fresh process, its output to read: each measurement's
+ * peak RSS is then its own, and fork() alone is not safe once OpenMP threads exist. NULL when it
+ * cannot start. */
+static FILE *run_self(const char *args) {
+    /* popen runs a shell, whose /proc/self/exe is the shell: resolve our own path first. */
+    char self[4096], cmd[8400];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) return NULL;
     self[len] = '\0';
-    return true;
+    snprintf(cmd, sizeof cmd, "'%s' bench %s", self, args);
+    fflush(NULL);
+    return popen(cmd, "r");
 }
 
-/* One configuration measured in a fresh process (this program re-run with --model), so its
- * peak RSS is its own; fork() alone is not safe once OpenMP threads exist. */
+/* One model measured by `bench --model`. */
 static mr_bench_times run_isolated(void *user, int depth, int side, int repeats) {
     (void)user;
     mr_bench_times t = {0};
-    char self[4096], cmd[4200], line[256];
-    if (!self_path(self, sizeof self)) return t;
-    snprintf(cmd, sizeof cmd, "'%s' bench --model %d,%d,%d", self, depth, side, repeats);
-    fflush(NULL);
-    FILE *p = popen(cmd, "r");
-    if (!p) return t;
-    while (fgets(line, sizeof line, p)) mr_bench_read_model_line(line, &t);
-    pclose(p);
+    char args[64], line[256];
+    snprintf(args, sizeof args, "--model %d,%d,%d", depth, side, repeats);
+    FILE *p = run_self(args);
+    while (p && fgets(line, sizeof line, p)) mr_bench_read_model_line(line, &t);
+    if (p) pclose(p);
     return t;
 }
 
-/* The data check of one synthetic set, likewise in a fresh process (--data). */
+/* The data check of one synthetic set by `bench --data`. */
 static mr_bench_data_times run_data_isolated(void *user, const char *dir) {
     (void)user;
     mr_bench_data_times t = {0};
-    char self[4096], cmd[4400], line[256];
-    if (!self_path(self, sizeof self)) return t;
-    snprintf(cmd, sizeof cmd, "'%s' bench --data '%s'", self, dir);
-    fflush(NULL);
-    FILE *p = popen(cmd, "r");
-    if (!p) return t;
-    while (fgets(line, sizeof line, p)) mr_bench_read_data_line(line, &t);
-    pclose(p);
+    char args[4200], line[256];
+    snprintf(args, sizeof args, "--data '%s'", dir);
+    FILE *p = run_self(args);
+    while (p && fgets(line, sizeof line, p)) mr_bench_read_data_line(line, &t);
+    if (p) pclose(p);
     return t;
 }
 

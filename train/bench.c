@@ -546,13 +546,13 @@ static void prefetch_check(FILE *out, FILE *md) {
     double step = median(compute, n), later = median(wait + 1, n - 1);
     char line[512];
     snprintf(line, sizeof line,
-             "prefetcher (mr_train, ResNet-50 at 512, 512 px synthetic images with augmentation, "
+             "(mr_train, ResNet-50 at 512, 512 px synthetic images with augmentation, "
              "%d steps): the first step waited %.1f ms for the first batch; steps 2-%d waited a "
              "median of %.2f ms and at most %.2f ms (%.2f%% of their compute, median %.3f s a "
              "step)",
              n, 1e3 * first, n, 1e3 * later, 1e3 * worst, 100.0 * total / (step * (n - 1)), step);
-    fprintf(out, "\n%s\n", line);
-    if (md) fprintf(md, "\nPrefetcher %s.\n", line + strlen("prefetcher "));
+    fprintf(out, "\nprefetcher %s\n", line);
+    if (md) fprintf(md, "\nPrefetcher %s.\n", line);
 }
 
 /* Training step and peak RSS against the image side, for both backbones: how cost grows. */
