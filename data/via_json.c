@@ -1218,6 +1218,7 @@ typedef struct {
 static int next_member(const char *t, size_t len, size_t *pos, json_member *m) {
     size_t i = skip_space(t, *pos, len);
     if (i < len && t[i] == '}') {
+        if (t[*pos - 1] == ',') return -1; /* a comma before the brace is not JSON */
         *pos = i + 1;
         return 0;
     }

@@ -705,4 +705,12 @@ Test(annotations, entries_read_one_at_a_time_equal_the_whole_document) {
     }
     mr_annotations_free(&a);
     mr_annotations_free(&b);
+    /* What JSON refuses is refused here too, with the whole-document path's line and column. */
+    f = fopen(flat, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "%s}", extra);
+    fclose(f);
+    cr_assert_neq(mr_annotations_load(flat, NULL, &a), MR_OK, "a comma before the closing brace");
+    cr_assert_not_null(strstr(mr_last_error(), "malformed JSON at line 1"), "%s", mr_last_error());
+    mr_annotations_free(&a);
 }
