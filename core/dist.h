@@ -21,6 +21,10 @@ void mr_dist_abort(int code);
 
 int mr_dist_rank(void);
 int mr_dist_size(void); /* 1 without mpirun */
+/* Seconds Open MPI's mpirun waits between passing on Ctrl-C or SIGTERM (as SIGTERM) and killing
+ * the processes (its odls_base_sigkill_timeout, 1 unless set): the time a stopped run has to
+ * finish its step and save. 0 without mpirun, where nothing kills the process. */
+int mr_dist_stop_grace_seconds(void);
 
 /* In place, element-wise sums over all ranks (every rank calls with the same n). Float sums add
  * the ranks in one fixed tree (core/dist.c), so their bits do not depend on MPI's algorithm;

@@ -36,6 +36,9 @@
 #include "weights.h"
 
 #define MAX_BAD_STEPS 5
+/* What a data-parallel run should have to end its step and save after a stop: a large model's
+ * step on a CPU, and its checkpoint. */
+#define STOP_GRACE_SECONDS 30
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -1210,6 +1213,12 @@ mr_status mr_train(const mr_train_options *opt, mr_train_result *result) {
         mr_runtime_banner();
         print_config_summary(&t);
     }
+    /* mpirun's default leaves a stopped run no time to finish its step and save it. */
+    int grace = mr_dist_stop_grace_seconds();
+    if (t.writer && t.nproc > 1 && grace < STOP_GRACE_SECONDS)
+        mr_warn("mpirun kills the processes %d s after Ctrl-C or SIGTERM, too soon to finish the "
+                "step and save it; give them time with: mpirun --mca odls_base_sigkill_timeout %d",
+                grace, STOP_GRACE_SECONDS);
     long steps_run = 0;
     mr_report_run report = report_run(&t);
     if (epoch < c->epochs) st = mr_dataset_start(t.train, epoch, step, c->steps_per_epoch);
