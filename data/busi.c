@@ -157,7 +157,7 @@ static void free_records(record_list *l) {
 }
 
 static mr_status nomem(void) {
-    return mr_fail(MR_ERR_NOMEM, "import-busi: out of memory");
+    return mr_fail(MR_ERR_NOMEM, "out of memory");
 }
 
 /* Reads one class folder: images become records (in natural name order) with their mask files
@@ -614,17 +614,15 @@ mr_status mr_busi_import(const mr_busi_options *o, mr_busi_summary *summary) {
     mr_busi_summary *sum = summary ? summary : &local;
     memset(sum, 0, sizeof *sum);
     if (!o->src_dir || !o->src_dir[0])
-        return mr_fail(MR_ERR_ARG, "import-busi: no source folder given (--src DIR)");
+        return mr_fail(MR_ERR_ARG, "no source folder given (--src DIR)");
     if (!o->out_dir || !o->out_dir[0])
-        return mr_fail(MR_ERR_ARG, "import-busi: no output folder given (--out DIR)");
+        return mr_fail(MR_ERR_ARG, "no output folder given (--out DIR)");
     if (!(o->val_fraction >= 0.0 && o->val_fraction < 1.0))
-        return mr_fail(MR_ERR_ARG, "import-busi: --val-fraction must be in [0, 1), got %g",
-                       o->val_fraction);
+        return mr_fail(MR_ERR_ARG, "--val-fraction must be in [0, 1), got %g", o->val_fraction);
     if (!(o->tolerance >= 0.0) || o->min_component_pixels < 1)
-        return mr_fail(MR_ERR_ARG,
-                       "import-busi: tolerance must be >= 0 and the smallest blob >= 1 pixel");
+        return mr_fail(MR_ERR_ARG, "tolerance must be >= 0 and the smallest blob >= 1 pixel");
     if (!is_dir(o->src_dir))
-        return mr_fail(MR_ERR_IO, "import-busi: source folder %s does not exist", o->src_dir);
+        return mr_fail(MR_ERR_IO, "source folder %s does not exist", o->src_dir);
 
     /* The Kaggle download unpacks to Dataset_BUSI_with_GT/; accept its parent too. */
     char *root = NULL;
@@ -649,7 +647,7 @@ mr_status mr_busi_import(const mr_busi_options *o, mr_busi_summary *summary) {
     }
     if (!root)
         return mr_fail(MR_ERR_IO,
-                       "import-busi: %s is not a BUSI folder: expected benign/, malignant/ and "
+                       "%s is not a BUSI folder: expected benign/, malignant/ and "
                        "normal/ in it (or in its Dataset_BUSI_with_GT/)",
                        o->src_dir);
 
@@ -665,7 +663,7 @@ mr_status mr_busi_import(const mr_busi_options *o, mr_busi_summary *summary) {
     for (int i = 0; i < list.count; i++) usable += list.items[i].usable;
     if (st == MR_OK && usable == 0)
         st = mr_fail(MR_ERR_FORMAT,
-                     "import-busi: no usable image in %s (need \"name.png\" with "
+                     "no usable image in %s (need \"name.png\" with "
                      "\"name_mask.png\" in benign/, malignant/ or normal/)",
                      root);
     if (st == MR_OK) st = find_duplicates(&list, &rep);

@@ -218,6 +218,7 @@ void mr_draw_detections(mr_image *rgb, const mr_instances *d, const char *const 
     if (rects && widths && texts) {
         mr_draw_label_layout(rgb->width, rgb->height, n, boxes, widths, rects);
         for (int64_t i = 0; i < n; i++) {
+            if (rects[i][2] == rects[i][0]) continue; /* no room left for it */
             mr_color c = mr_draw_class_color((int)class_ids[i]);
             mr_draw_label(rgb, rects[i][0], rects[i][1], texts[i], scale, pad,
                           mr_draw_text_color(c), c, NULL);
@@ -235,16 +236,30 @@ static bool rects_overlap(const int a[4], const int b[4]) {
     return a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
 }
 
+/* Whether r is clear of the labels placed before label i, and of every box but `own` (-1:
+ * none). */
+static bool label_spot_clear(const int r[4], int64_t i, int64_t n, const double *boxes,
+                             int (*rects)[4], int64_t own) {
+    for (int64_t j = 0; j < i; j++)
+        if (rects[j][2] > rects[j][0] && rects_overlap(r, rects[j])) return false;
+    for (int64_t j = 0; j < n; j++) {
+        if (j == own) continue;
+        const double *o = boxes + 4 * j;
+        const int box[4] = {(int)o[1], (int)o[0], (int)o[3], (int)o[2]};
+        if (rects_overlap(r, box)) return false;
+    }
+    return true;
+}
+
 void mr_draw_label_layout(int width, int height, int64_t n, const double *boxes, const int *sizes,
                           int (*rects)[4]) {
     for (int64_t i = 0; i < n; i++) {
         const double *b = boxes + 4 * i;
         int w = sizes[2 * i], h = sizes[2 * i + 1];
-        int x = (int)b[1];
-        x = x + w > width ? width - w : x;
-        x = x < 0 ? 0 : x;
         /* Above the box, below it, then inside its top edge (a box as tall as the image). */
         const int tries[3] = {(int)b[0] - h, (int)b[2], (int)b[0]};
+        /* Level with the box's left edge, then its right edge, then half a label either way. */
+        const int xs[4] = {(int)b[1], (int)b[3] - w, (int)b[1] - w / 2, (int)b[1] + w / 2};
         bool placed = false;
         /* Each spot as is, then moved away from labels in the way, a label height at a time:
          * up for the spot above the box, down for the others. */
@@ -252,24 +267,17 @@ void mr_draw_label_layout(int width, int height, int64_t n, const double *boxes,
             for (int k = 0; k < 8 && !placed; k++) {
                 int y = tries[spot] + (spot == 0 ? -1 : 1) * k * h;
                 if (y < 0 || y + h > height) break;
-                int r[4] = {x, y, x + w, y + h};
-                bool clear = true;
-                for (int64_t j = 0; j < i && clear; j++) clear = !rects_overlap(r, rects[j]);
-                for (int64_t j = 0; j < n && clear && spot < 2; j++) {
-                    const double *o = boxes + 4 * j;
-                    const int box[4] = {(int)o[1], (int)o[0], (int)o[3], (int)o[2]};
-                    clear = !rects_overlap(r, box);
-                }
-                if (clear) {
-                    memcpy(rects[i], r, sizeof r);
-                    placed = true;
+                for (int a = 0; a < 4 && !placed; a++) {
+                    int x = xs[a] + w > width ? width - w : xs[a];
+                    x = x < 0 ? 0 : x;
+                    int r[4] = {x, y, x + w, y + h};
+                    if (label_spot_clear(r, i, n, boxes, rects, spot == 2 ? i : -1)) {
+                        memcpy(rects[i], r, sizeof r);
+                        placed = true;
+                    }
                 }
             }
-        if (!placed) { /* crowded: the first spot that fits the image */
-            int y = tries[0] >= 0 ? tries[0] : tries[1] + h <= height ? tries[1] : 0;
-            y = y + h > height ? height - h : y;
-            rects[i][0] = x, rects[i][1] = y < 0 ? 0 : y, rects[i][2] = x + w;
-            rects[i][3] = rects[i][1] + h;
-        }
+        /* Crowded: no label rather than one over another (the box keeps its class colour). */
+        if (!placed) rects[i][0] = rects[i][1] = rects[i][2] = rects[i][3] = 0;
     }
 }

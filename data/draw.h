@@ -46,9 +46,10 @@ void mr_draw_label(mr_image *img, int x, int y, const char *text, int scale, int
                    mr_color bg, int rect[4]);
 
 /* Where the labels of n detections go, best first: above the box, else below it, else inside
- * its top edge, moved a label height at a time past labels already placed and other boxes, so
- * labels cover neither a lesion nor one another while there is room. sizes (n, 2) label width and
- * height in pixels; rects (n, 4) x0, y0, x1, y1 (exclusive) out. */
+ * its top edge, moved a label height at a time (and half a label sideways) past labels already
+ * placed and other boxes, so labels cover neither a lesion nor one another. A label with no such
+ * place left is not drawn: its rect is all zeros. sizes (n, 2) label width and height in pixels;
+ * rects (n, 4) x0, y0, x1, y1 (exclusive) out. */
 void mr_draw_label_layout(int width, int height, int64_t n, const double *boxes, const int *sizes,
                           int (*rects)[4]);
 

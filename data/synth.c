@@ -70,36 +70,34 @@ const char *mr_synth_preset_name(mr_synth_preset p) {
 
 static mr_status check_options(const mr_synth_options *o, int need_out) {
     if (need_out && (!o->out_dir || !o->out_dir[0]))
-        return mr_fail(MR_ERR_ARG, "synth: no output folder given (--out DIR)");
+        return mr_fail(MR_ERR_ARG, "no output folder given (--out DIR)");
     if (need_out && o->n_images < 1)
-        return mr_fail(MR_ERR_ARG, "synth: --images must be at least 1, got %d", o->n_images);
+        return mr_fail(MR_ERR_ARG, "--images must be at least 1, got %d", o->n_images);
     if (o->preset != MR_SYNTH_STANDARD && o->preset != MR_SYNTH_HARD)
-        return mr_fail(MR_ERR_ARG, "synth: unknown preset %d (expected standard or hard)",
-                       (int)o->preset);
+        return mr_fail(MR_ERR_ARG, "unknown preset %d (expected standard or hard)", (int)o->preset);
     if (o->size < 64 || o->size > 4096)
-        return mr_fail(MR_ERR_ARG, "synth: --size must be in [64, 4096] pixels, got %d", o->size);
+        return mr_fail(MR_ERR_ARG, "--size must be in [64, 4096] pixels, got %d", o->size);
     if (!(o->val_fraction >= 0.0 && o->val_fraction < 1.0))
-        return mr_fail(MR_ERR_ARG, "synth: --val-fraction must be in [0, 1), got %g",
-                       o->val_fraction);
+        return mr_fail(MR_ERR_ARG, "--val-fraction must be in [0, 1), got %g", o->val_fraction);
     if (!(o->lesion_min >= 0.02 && o->lesion_min <= o->lesion_max && o->lesion_max <= 0.6))
         return mr_fail(MR_ERR_ARG,
-                       "synth: lesion width fractions must satisfy 0.02 <= min <= max <= 0.6, "
+                       "lesion width fractions must satisfy 0.02 <= min <= max <= 0.6, "
                        "got %g and %g",
                        o->lesion_min, o->lesion_max);
     if (o->lesion_max * o->size < MR_SYNTH_MIN_LESION_PX)
         return mr_fail(MR_ERR_ARG,
-                       "synth: --lesion-max %g of %d px is %.1f px; lesions need at least %d px",
+                       "--lesion-max %g of %d px is %.1f px; lesions need at least %d px",
                        o->lesion_max, o->size, o->lesion_max * o->size, MR_SYNTH_MIN_LESION_PX);
     if (o->max_lesions < 1 || o->max_lesions > MR_SYNTH_MAX_LESIONS)
-        return mr_fail(MR_ERR_ARG, "synth: --max-lesions must be in [1, %d], got %d",
-                       MR_SYNTH_MAX_LESIONS, o->max_lesions);
+        return mr_fail(MR_ERR_ARG, "--max-lesions must be in [1, %d], got %d", MR_SYNTH_MAX_LESIONS,
+                       o->max_lesions);
     const double fr[4] = {o->normal_fraction, o->malignant_fraction, o->two_lesion_fraction,
                           o->ambiguous_fraction};
     static const char *const fr_names[4] = {"--normal-fraction", "--malignant-fraction",
                                             "two_lesion_fraction", "ambiguous_fraction"};
     for (int i = 0; i < 4; i++)
         if (!(fr[i] >= 0.0 && fr[i] <= 1.0))
-            return mr_fail(MR_ERR_ARG, "synth: %s must be in [0, 1], got %g", fr_names[i], fr[i]);
+            return mr_fail(MR_ERR_ARG, "%s must be in [0, 1], got %g", fr_names[i], fr[i]);
     return MR_OK;
 }
 
@@ -140,7 +138,7 @@ static mr_status blur(float *img, int w, int h, double sx, double sy) {
     if (!k || !line) {
         free(k);
         free(line);
-        return mr_fail(MR_ERR_NOMEM, "synth: out of memory in blur");
+        return mr_fail(MR_ERR_NOMEM, "out of memory in blur");
     }
     for (int pass = 0; pass < 2; pass++) {
         double s = pass == 0 ? sx : sy;
@@ -175,7 +173,7 @@ static mr_status blur(float *img, int w, int h, double sx, double sy) {
 static mr_status value_noise(mr_rng *rng, int s, int cells, float *out) {
     int g = cells + 1;
     double *grid = malloc((size_t)g * (size_t)g * sizeof *grid);
-    if (!grid) return mr_fail(MR_ERR_NOMEM, "synth: out of memory in noise");
+    if (!grid) return mr_fail(MR_ERR_NOMEM, "out of memory in noise");
     for (int i = 0; i < g * g; i++) grid[i] = mr_rng_uniform_double(rng);
     for (int y = 0; y < s; y++) {
         double v = (double)y * cells / s;
@@ -242,7 +240,7 @@ static mr_status draw_tissue(mr_rng *rng, int s, float *e, float *scratch) {
     MR_TRY(value_noise(rng, s, 10, fat_n));
     /* Boundaries depend on the column only: computed once per column, not per pixel. */
     double *col = malloc((size_t)s * (4 + 4) * sizeof *col);
-    if (!col) return mr_fail(MR_ERR_NOMEM, "synth: out of memory for the tissue layers");
+    if (!col) return mr_fail(MR_ERR_NOMEM, "out of memory for the tissue layers");
     double *skin = col, *fat_end = col + s, *gland_end = col + 2 * s, *muscle = col + 3 * s;
     double *lig = col + 4 * s; /* (n_lig, s) */
     for (int x = 0; x < s; x++) {
@@ -391,7 +389,7 @@ static mr_status finish_lesion(const outline *o, double cx, double cy, int s, mr
     l->cls = o->cls;
     l->xs = malloc((size_t)o->n * sizeof *l->xs);
     l->ys = malloc((size_t)o->n * sizeof *l->ys);
-    if (!l->xs || !l->ys) return mr_fail(MR_ERR_NOMEM, "synth: out of memory for an outline");
+    if (!l->xs || !l->ys) return mr_fail(MR_ERR_NOMEM, "out of memory for an outline");
     int n = 0;
     for (int i = 0; i < o->n; i++) {
         long x = lround(cx + o->px[i]), y = lround(cy + o->py[i]);
@@ -778,7 +776,7 @@ static mr_status canvas_alloc(canvas *cv, int s) {
     cv->mask = malloc(np);
     if (!cv->e || !cv->alpha || !cv->tex || !cv->re || !cv->im || !cv->mask) {
         canvas_free(cv);
-        return mr_fail(MR_ERR_NOMEM, "synth: out of memory for a %dx%d image", s, s);
+        return mr_fail(MR_ERR_NOMEM, "out of memory for a %dx%d image", s, s);
     }
     return MR_OK;
 }
@@ -823,7 +821,7 @@ mr_status mr_synth_write_summary(const mr_synth_options *o, mr_synth_summary *su
     canvas cv = {0};
     mr_status st = MR_OK;
     if (!order || !is_val || !w[0] || !w[1]) {
-        st = mr_fail(MR_ERR_NOMEM, "synth: out of memory for %d images", n);
+        st = mr_fail(MR_ERR_NOMEM, "out of memory for %d images", n);
         goto out;
     }
     int n_val = (int)llround(n * o->val_fraction);

@@ -98,6 +98,14 @@ Test(cli, errors_name_the_verb) {
     cr_assert(!strncmp(last_line(out), "mrcnn inspect: ", 15), "%s", out);
     cr_assert_eq(run_mrcnn("summary --config /nonexistent/c.json", out, sizeof out), 1, "%s", out);
     cr_assert(!strncmp(last_line(out), "mrcnn summary: ", 15), "%s", out);
+    /* Library messages do not name the verb again. */
+    cr_assert_eq(run_mrcnn("synth --out /tmp/mrcnn-never --size 10", out, sizeof out), 2, "%s",
+                 out);
+    cr_assert(!strncmp(last_line(out), "mrcnn synth: --size", 19), "%s", out);
+    cr_assert_eq(
+        run_mrcnn("import-busi --src /nonexistent/busi --out /tmp/mrcnn-never", out, sizeof out), 1,
+        "%s", out);
+    cr_assert(!strncmp(last_line(out), "mrcnn import-busi: source folder", 32), "%s", out);
     cr_assert_eq(run_mrcnn("frobnicate", out, sizeof out), 2, "%s", out);
     cr_assert(strstr(out, "mrcnn: unknown verb 'frobnicate'") && !strstr(out, "did you mean"), "%s",
               out);

@@ -24,6 +24,7 @@ Test(config, busi_is_the_first_seed) {
     cr_assert_str_eq(c.net.backbone_name, "resnet101");
     cr_assert_eq(c.net.num_classes, 3);
     cr_assert_str_eq(c.class_names[2], "malignant");
+    cr_assert_eq(c.net.detection_nms, MR_NMS_CLASS_AGNOSTIC, "one diagnosis per lesion");
     cr_assert_float_eq(c.net.detection_min_confidence, 0.9f, 1e-7f);
     cr_assert_eq(c.epochs, 30);
     cr_assert_eq(c.steps_per_epoch, 51);
@@ -43,6 +44,7 @@ Test(config, mammo_and_tiny_load) {
     cr_assert_eq(mr_config_load("configs/mammo.json", &c), MR_OK, "%s", mr_last_error());
     cr_assert_eq(c.net.image_channels, 1);
     cr_assert_eq(c.net.n_anchor_scales, 5);
+    cr_assert_eq(c.net.detection_nms, MR_NMS_CLASS_AGNOSTIC, "one diagnosis per lesion");
     cr_assert(!c.net.anchor_scales_per_level);
     cr_assert_eq(c.net.fc_size, 4096);
     cr_assert_eq(c.net.mask_shape, 14);
@@ -167,6 +169,7 @@ Test(config, recipe_keys_default_to_matterport) {
     cr_assert_null(mr_net_pixel_std(&c.net), "mean subtraction only");
     cr_assert_eq(c.net.roi_sampling, MR_ROI_SAMPLING_PROPORTIONAL);
     cr_assert(!c.net.proposals_include_gt);
+    cr_assert_eq(c.net.detection_nms, MR_NMS_PER_CLASS);
     cr_assert_eq(c.weight_init, MR_INIT_GLOROT);
     cr_assert_eq(c.warmup_steps, 0);
     cr_assert(mr_augment_enabled(&c.augment));

@@ -350,7 +350,7 @@ Test(data_paths, flat_folder_trains_end_to_end_through_the_cli, .timeout = 240) 
     cr_assert_eq(count_substr(out, "4 for training, 1 held out for validation"), 1, "%s", out);
     cr_assert_eq(count_substr(out, "5 beside the annotation file"), 1,
                  "the root used, said once: %s", out);
-    cr_assert(strstr(out, "trained 1 epochs"), "%s", out);
+    cr_assert(strstr(out, "trained 1 epoch;"), "%s", out);
     /* The run records absolute paths and the split, so resume and evaluate find them. */
     char path[1024], real[PATH_MAX];
     snprintf(path, sizeof path, "%s/config.json", run);

@@ -187,6 +187,39 @@ Test(draw, labels_stay_off_the_lesions_and_each_other) {
     }
 }
 
+/* Twelve detections on a 128 px image: labels that find no clear place are left out, never
+ * stacked over another label or another lesion. */
+Test(draw, crowded_labels_are_left_out_rather_than_stacked) {
+    enum { N = 12 };
+    double boxes[4 * N];
+    int sizes[2 * N], rects[N][4];
+    for (int i = 0; i < N; i++) {
+        double y = 10 + 36 * (i / 4), x = 4 + 31 * (i % 4);
+        const double b[4] = {y, x, y + 24, x + 26};
+        memcpy(boxes + 4 * i, b, sizeof b);
+        sizes[2 * i] = 50;
+        sizes[2 * i + 1] = 9;
+    }
+    mr_draw_label_layout(128, 128, N, boxes, sizes, rects);
+    int drawn = 0;
+    for (int i = 0; i < N; i++) {
+        if (rects[i][2] == rects[i][0]) continue;
+        drawn++;
+        cr_assert(rects[i][0] >= 0 && rects[i][2] <= 128 && rects[i][1] >= 0 && rects[i][3] <= 128,
+                  "label %d inside the image", i);
+        for (int k = 0; k < N; k++) {
+            int box[4] = {(int)boxes[4 * k + 1], (int)boxes[4 * k], (int)boxes[4 * k + 3],
+                          (int)boxes[4 * k + 2]};
+            cr_assert(k == i || !overlap(rects[i], box), "label %d covers box %d", i, k);
+        }
+        for (int j = 0; j < i; j++)
+            cr_assert(rects[j][2] == rects[j][0] || !overlap(rects[i], rects[j]),
+                      "labels %d and %d overlap", i, j);
+    }
+    cr_assert(rects[0][2] > rects[0][0], "the best detection keeps its label");
+    cr_assert(drawn >= 3 && drawn < N, "%d of %d labels drawn", drawn, N);
+}
+
 Test(draw, an_image_without_detections_is_marked) {
     mr_image img;
     cr_assert_eq(mr_image_alloc(&img, 100, 80, 3), MR_OK);

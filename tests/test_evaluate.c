@@ -313,6 +313,47 @@ Test(evaluate, a_config_that_differs_from_the_embedded_one_is_warned_about) {
 /* What evaluate prints by default is plain: no code names or issue numbers (--verbose explains
  * the methods), the seed paper only with --compare-paper, and the images with the most missed
  * lesions and false positives on screen and every image in per_image.csv. */
+/* A lesion reported twice (per-class NMS: "benign 0.9" and "malignant 0.7" on the same place)
+ * and once (class-agnostic NMS keeps the best class): evaluate measures both alike, every metric
+ * defined; the duplicate shows as one false positive and nothing else changes. */
+Test(evaluate, one_diagnosis_or_two_per_lesion_are_scored_alike) {
+    const char *dir = temp_dir("eval-nms");
+    mr_annotations ann;
+    make_set(dir, &ann);
+    const char *lesion_a = "\"box\": [4, 5, 12, 15], \"area\": 80, \"polygons\": [[[4.5, 3.5], "
+                           "[14.5, 3.5], [14.5, 11.5], [4.5, 11.5]]]}";
+    const char *lesion_b = "\"box\": [10, 20, 20, 32], \"area\": 120, \"polygons\": [[[19.5, "
+                           "9.5], [31.5, 9.5], [31.5, 19.5], [19.5, 19.5]]]}";
+    mr_evaluation e[2];
+    for (int twice = 0; twice < 2; twice++) {
+        char pred[600], dets[2048];
+        snprintf(pred, sizeof pred, "%s/pred%d", dir, twice);
+        cr_assert_eq(mkdir(pred, 0755), 0);
+        snprintf(dets, sizeof dets, "{\"class_id\": 1, \"score\": 0.9, %s", lesion_a);
+        if (twice)
+            snprintf(dets + strlen(dets), sizeof dets - strlen(dets),
+                     ", {\"class_id\": 2, \"score\": 0.7, %s", lesion_a);
+        write_pred(pred, "a", "a.png", dets);
+        snprintf(dets, sizeof dets, "{\"class_id\": 2, \"score\": 0.8, %s", lesion_b);
+        write_pred(pred, "b", "b.png", dets);
+        e[twice] = score(&ann, pred, NULL);
+    }
+    for (int k = 0; k < 2; k++) {
+        cr_assert(!isnan(e[k].mask.mean_ap) && !isnan(e[k].mask.mean_ap50) && !isnan(e[k].map50),
+                  "mask AP defined");
+        cr_assert_eq(e[k].lesions.n_gt, 2);
+        cr_assert_eq(e[k].lesions.n_matched, 2, "both lesions found");
+        cr_assert_eq(e[k].n_right, 2, "and classed right");
+    }
+    cr_assert_eq(e[0].lesions.n_pred - e[0].lesions.n_matched, 0,
+                 "one diagnosis: no false positive");
+    cr_assert_eq(e[1].lesions.n_pred - e[1].lesions.n_matched, 1, "the second diagnosis is one");
+    cr_assert_float_eq(e[0].mask.mean_ap50, 1.0, 1e-9);
+    mr_evaluation_free(&e[0]);
+    mr_evaluation_free(&e[1]);
+    mr_annotations_free(&ann);
+}
+
 Test(evaluate, plain_output_worst_images_and_per_image_csv) {
     const char *dir = temp_dir("eval-plain");
     mr_annotations ann;

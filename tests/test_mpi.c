@@ -148,7 +148,7 @@ Test(mpi, two_processes_agree_with_one, .timeout = 300) {
     train_default_threads(1, config, one, out, sizeof out);
     train_default_threads(2, config, two, out, sizeof out);
     /* One writer: the summary line once, the config summary once. */
-    cr_assert_eq(count_of(out, "trained 1 epochs"), 1, "%s", out);
+    cr_assert_eq(count_of(out, "trained 1 epoch;"), 1, "%s", out);
     cr_assert_eq(count_of(out, "run folder"), 2, "%s", out); /* banner + summary */
     const char *keys[] = {"loss",
                           "rpn_class_loss",

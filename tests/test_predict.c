@@ -428,6 +428,34 @@ Test(predict, threshold_overrides_the_config) {
     cr_assert_eq(run_predict(args, log, sizeof log), 2, "%s", log);
 }
 
+/* The startup banner says something only when it is worth knowing: a pinned Haswell kernel on a
+ * CPU with AVX-512 gets one line saying what unsetting it gains; no pin (mrcnn picks the
+ * AVX-512 kernel itself) and a pin to that kernel say nothing. */
+Test(predict, banner_speaks_only_of_a_pinned_slower_kernel) {
+    const char *dir = temp_dir("predict-banner");
+    char weights[512], img[512], args[4096], log[16384];
+    snprintf(weights, sizeof weights, "%s/model.h5", dir);
+    snprintf(img, sizeof img, "%s/scan.png", dir);
+    mr_config c;
+    write_weights(weights, &c);
+    write_lesion_png(img, 96, 96, 3);
+    const int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+                       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+                       __builtin_cpu_supports("avx512vl");
+    const char *pins[3] = {"env OPENBLAS_CORETYPE=Haswell", "env -u OPENBLAS_CORETYPE",
+                           "env OPENBLAS_CORETYPE=SkylakeX"};
+    for (int i = 0; i < 3; i++) {
+        const char *bin = getenv("MRCNN_BIN") ? getenv("MRCNN_BIN") : "build/mrcnn";
+        snprintf(args, sizeof args, "%s '%s' predict --weights %s %s --out %s/pred", pins[i], bin,
+                 weights, img, dir);
+        cr_assert_eq(run_shell(args, log, sizeof log), 0, "%s", log);
+        int want = i == 0 && avx512 ? 1 : 0;
+        cr_assert_eq(count_substr(log, "unsetting it would use this CPU's AVX-512 kernels"), want,
+                     "%s: %s", pins[i], log);
+        cr_assert_eq(count_substr(log, "OpenBLAS"), 0, "no other banner line: %s", log);
+    }
+}
+
 /* One line naming the problem, non-zero exit. */
 static void expect_one_line_failure(const char *args, const char *needle) {
     char log[16384];

@@ -15,6 +15,14 @@ static void make_run(const char *dir, mr_config *cfg) {
     cfg->epochs = 4;
     cfg->steps_per_epoch = 10;
     cfg->net.num_classes = 3;
+    /* Heads for two epochs, then everything at a tenth of the rate. */
+    cfg->n_stages = 2;
+    snprintf(cfg->stages[0].layers, sizeof cfg->stages[0].layers, "heads");
+    cfg->stages[0].until_epoch = 2;
+    cfg->stages[0].learning_rate = 0.001f;
+    snprintf(cfg->stages[1].layers, sizeof cfg->stages[1].layers, "all");
+    cfg->stages[1].until_epoch = 4;
+    cfg->stages[1].learning_rate = 0.0001f;
     snprintf(cfg->class_names[1], sizeof cfg->class_names[1], "benign");
     snprintf(cfg->class_names[2], sizeof cfg->class_names[2], "malignant");
     char path[700];
@@ -78,6 +86,13 @@ Test(report, page_is_self_contained_with_marked_best_epoch_and_clipped_spike) {
     cr_assert(strstr(html, "1 step above the chart (up to 19.5)"), "the spike is marked");
     cr_assert(strstr(html, "projected finish"), "a running run projects its finish");
     cr_assert(strstr(html, "20 benign, 11 malignant; 5 normal images"), "data summary");
+    /* Epoch 2's checkpoint is named beside the best epoch; it was pruned (never written here). */
+    cr_assert(strstr(html, "checkpoint ckpt-e0002-s00000020.h5 (pruned)"), "the kept checkpoint");
+    /* Each loss chart: the raw steps and their running mean, epoch ticks 0..3 labelled, and the
+     * change to the second stage marked where it happens. */
+    cr_assert_eq(count(html, "stroke='#1f5fa8' stroke-width='2'"), 6, "a running mean per loss");
+    cr_assert_eq(count(html, "text-anchor='middle'>3</text>"), 12, "epoch ticks on every chart");
+    cr_assert_eq(count(html, "fill='#484'>all, lr 0.0001</text>"), 12, "the stage change");
 }
 
 Test(report, renders_in_headless_chromium, .timeout = 120) {

@@ -152,6 +152,37 @@ Test(train, warmup_raises_the_learning_rate_linearly, .timeout = 120) {
     }
 }
 
+/* VALIDATION_METRICS 2 scores the validation images at epochs 2 and 4 only, and 0 never; the
+ * validation loss is logged every epoch either way. */
+Test(train, validation_metrics_thinned_or_turned_off, .timeout = 240) {
+    for (int every = 0; every <= 2; every += 2) {
+        const char *dir = temp_dir(every ? "metrics-thin" : "metrics-off");
+        char config[600], out[600], keys[128];
+        snprintf(keys, sizeof keys, ", \"VALIDATION_METRICS\": %d, \"VALIDATION_STEPS\": 1", every);
+        make_tiny_job(dir, 4, 1, keys, config, sizeof config);
+        snprintf(out, sizeof out, "%s/run", dir);
+        mr_train_result r;
+        cr_assert_eq(run(config, out, NULL, 0, &r), MR_OK, "%s", mr_last_error());
+        char path[700], line[8192];
+        snprintf(path, sizeof path, "%s/log.jsonl", out);
+        FILE *f = fopen(path, "r");
+        cr_assert_not_null(f);
+        int epochs = 0, scored = 0;
+        while (fgets(line, sizeof line, f)) {
+            if (!strstr(line, "\"type\":\"epoch\"")) continue;
+            epochs++;
+            cr_assert(strstr(line, "\"val_loss\":"), "%s", line);
+            if (!strstr(line, "\"val_mask_ap50\":")) continue;
+            scored++;
+            cr_assert(every && epochs % every == 0, "epoch %d scored with VALIDATION_METRICS %d",
+                      epochs, every);
+        }
+        fclose(f);
+        cr_assert_eq(epochs, 4);
+        cr_assert_eq(scored, every ? 4 / every : 0, "VALIDATION_METRICS %d", every);
+    }
+}
+
 static bool kill_on_second_fsync(const char *stage, void *user) {
     int *count = user;
     if (!strcmp(stage, "fsync") && ++*count == 2) raise(SIGKILL);
@@ -496,6 +527,50 @@ Test(train, hdf5_write_failure_fails_cleanly) {
 /* What the terminal shows when output goes to a file: plain progress lines within 80 columns
  * with running means and labelled times, the config in a few lines (not the whole JSON), the
  * last epoch's mean loss at the end; log.jsonl records carry a timestamp. */
+/* The widest counts, losses and times still fit in 80 columns, both on a terminal and in a
+ * file; ordinary ones keep every part, and a loss with no value yet shows "-". */
+Test(train, progress_line_fits_80_columns_at_any_size) {
+    char line[256];
+    mr_progress wide = {.epoch = 120,
+                        .epochs = 120,
+                        .step = 9999,
+                        .steps = 9999,
+                        .per_step = 123.4,
+                        .eta_seconds = 99 * 3600.0,
+                        .total = 12.3,
+                        .value = {12.3, 12.3, 12.3, 12.3, 12.3}};
+    for (int tty = 0; tty < 2; tty++) {
+        wide.tty = tty;
+        mr_progress_line(line, sizeof line, &wide);
+        cr_assert_lt(strlen(line), 80, "%zu columns: %s", strlen(line), line);
+        cr_assert(strstr(line, "epoch 120/120") && strstr(line, "loss 12.3") &&
+                      strstr(line, "ETA 99h00m"),
+                  "%s", line);
+    }
+    mr_progress usual = {.epoch = 30,
+                         .epochs = 30,
+                         .step = 51,
+                         .steps = 100,
+                         .per_step = 2.1,
+                         .eta_seconds = 3900.0,
+                         .total = 1.42,
+                         .value = {0.21, 0.33, 0.18, NAN, 0.29}};
+    mr_progress_line(line, sizeof line, &usual); /* 80 wide with its time per step */
+    cr_assert_str_eq(line,
+                     "epoch 30/30 51/100 loss 1.42 rpn .21/.33 head .18/- mask .29 ETA 1h05m");
+    mr_progress shorter = usual;
+    shorter.epoch = 3;
+    shorter.steps = 60;
+    shorter.eta_seconds = 47 * 60.0;
+    mr_progress_line(line, sizeof line, &shorter);
+    cr_assert_str_eq(line, "epoch 3/30 51/60 loss 1.42 rpn .21/.33 head .18/- mask .29 2.1s/step "
+                           "ETA 47m");
+    usual.tty = true;
+    mr_progress_line(line, sizeof line, &usual);
+    cr_assert_str_eq(line, "epoch 30/30 [#####.....] loss 1.42 rpn .21/.33 head .18/- mask .29 "
+                           "ETA 1h05m");
+}
+
 Test(train, progress_lines_are_short_and_labelled, .timeout = 300) {
     const char *dir = temp_dir("progress");
     char config[600], out[600], args[1400];
@@ -506,11 +581,11 @@ Test(train, progress_lines_are_short_and_labelled, .timeout = 300) {
     int rc = run_mrcnn(args, text, sizeof text);
     cr_assert_eq(rc, 0, "%s", text);
     cr_assert_null(strstr(text, "\"LEARNING_RATE\""), "the config is not dumped: %s", text);
-    cr_assert_not_null(strstr(text, "training: 1 epochs of 10 steps, batch 2"), "%s", text);
+    cr_assert_not_null(strstr(text, "training: 1 epoch of 10 steps, batch 2"), "%s", text);
     int lines = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         if (strncmp(line, "epoch 1/1 ", 10) || !strstr(line, " ETA ")) {
-            if (!strncmp(line, "trained 1 epochs; last epoch's loss ", 36)) lines += 100;
+            if (!strncmp(line, "trained 1 epoch; last epoch's loss ", 35)) lines += 100;
             continue;
         }
         lines++;

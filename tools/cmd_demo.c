@@ -98,7 +98,8 @@ int cmd_demo(int argc, char **argv) {
     code = mr_cli_predict(&po);
     if (code != 0) return code;
     printf("\ndone.\n  overlays:   %s/*_pred.png (open %s/via_project.json in VIA to review)\n"
-           "  report:     %s/report.html (loss curves, validation overlays)\n"
+           "  report:     %s/report.html (run summary, validation metrics per epoch, losses, "
+           "validation images)\n"
            "  checkpoint: %s\n",
            predictions, predictions, run, ckpt);
     return 0;

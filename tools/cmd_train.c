@@ -105,16 +105,16 @@ int cmd_train(int argc, char **argv) {
                result.run_dir, result.epochs_done, result.epochs_total, result.run_dir,
                result.epochs_done);
     else if (st == MR_OK && result.best_ap50_epoch > 0)
-        printf("trained %d epochs; last epoch's loss %.4f, validation loss %.4f (best %.4f); best "
+        printf("trained %d epoch%s; last epoch's loss %.4f, validation loss %.4f (best %.4f); best "
                "validation mask AP50 %.3f at epoch %d; run folder %s\n",
-               result.epochs_done, result.last_epoch_loss, result.last_val_loss,
-               result.best_val_loss, result.best_val_mask_ap50, result.best_ap50_epoch,
-               result.run_dir);
+               result.epochs_done, result.epochs_done == 1 ? "" : "s", result.last_epoch_loss,
+               result.last_val_loss, result.best_val_loss, result.best_val_mask_ap50,
+               result.best_ap50_epoch, result.run_dir);
     else if (st == MR_OK)
-        printf("trained %d epochs; last epoch's loss %.4f, validation loss %.4f (best %.4f); run "
+        printf("trained %d epoch%s; last epoch's loss %.4f, validation loss %.4f (best %.4f); run "
                "folder %s\n",
-               result.epochs_done, result.last_epoch_loss, result.last_val_loss,
-               result.best_val_loss, result.run_dir);
+               result.epochs_done, result.epochs_done == 1 ? "" : "s", result.last_epoch_loss,
+               result.last_val_loss, result.best_val_loss, result.run_dir);
     code = mr_exit_code(st);
     fflush(stdout);
     mr_dist_finalize();

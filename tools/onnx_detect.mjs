@@ -154,13 +154,21 @@ function unmold(detections, masks, d, m, window, h, w, side) {
     });
     const bh = box[2] - box[0], bw = box[3] - box[1];
     if (bh <= 0 || bw <= 0) continue;
-    let area = 0; // the 28x28 mask resized to its box (bilinear), thresholded at 0.5
+    // The 28x28 mask resized to its box as mrcnn and Matterport do (skimage's bilinear warp: zero
+    // outside the mask, values clipped to the mask's range), thresholded at 0.5; pixels of the
+    // box outside the image are not counted.
     const mask = masks.subarray(i * m * m, (i + 1) * m * m);
+    let lo = Infinity, hi = -Infinity;
+    for (const v of mask) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
+    const keepZero = !(lo <= 0 && 0 <= hi), at = (y, x) => (y < 0 || y >= m || x < 0 || x >= m ? 0 : mask[y * m + x]);
+    let area = 0;
     for (let y = 0; y < bh; y++)
       for (let x = 0; x < bw; x++) {
-        const r = Math.min(Math.max((y + 0.5) * (m / bh) - 0.5, 0), m - 1), q = Math.min(Math.max((x + 0.5) * (m / bw) - 0.5, 0), m - 1);
-        const r0 = Math.floor(r), c0 = Math.floor(q), r1 = Math.min(r0 + 1, m - 1), c1 = Math.min(c0 + 1, m - 1), dr = r - r0, dc = q - c0;
-        const v = (1 - dr) * ((1 - dc) * mask[r0 * m + c0] + dc * mask[r0 * m + c1]) + dr * ((1 - dc) * mask[r1 * m + c0] + dc * mask[r1 * m + c1]);
+        if (box[0] + y < 0 || box[0] + y >= h || box[1] + x < 0 || box[1] + x >= w) continue;
+        const r = (y + 0.5) * (m / bh) - 0.5, q = (x + 0.5) * (m / bw) - 0.5;
+        const r0 = Math.floor(r), r1 = Math.ceil(r), c0 = Math.floor(q), c1 = Math.ceil(q), dr = r - r0, dc = q - c0;
+        let v = (1 - dr) * ((1 - dc) * at(r0, c0) + dc * at(r0, c1)) + dr * ((1 - dc) * at(r1, c0) + dc * at(r1, c1));
+        if (!(keepZero && v === 0)) v = Math.min(Math.max(v, lo), hi);
         area += v >= 0.5;
       }
     out.push({ classId: row[4], score: row[5], box, area });

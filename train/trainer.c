@@ -388,10 +388,10 @@ static void format_duration(char *buf, size_t size, double seconds) {
         snprintf(buf, size, "%lds", s);
 }
 
-/* A running mean as the progress line shows it: "-" for none, ".21" under 1, "1.42", "12.3". */
-static const char *mean_text(char *buf, size_t size, double sum, long n) {
-    if (n == 0) return "-";
-    double v = sum / (double)n;
+/* A running mean as the progress line shows it: "-" for none (NaN), ".21" under 1, "1.42",
+ * "12.3". */
+static const char *mean_text(char *buf, size_t size, double v) {
+    if (isnan(v)) return "-";
     snprintf(buf, size, v < 10.0 ? "%.2f" : "%.1f", v);
     if (buf[0] == '0' && buf[1] == '.') memmove(buf, buf + 1, strlen(buf));
     return buf;
@@ -416,37 +416,63 @@ static void running_add(running_losses *r, const mr_loss_values *v, double l2) {
     }
 }
 
+void mr_progress_line(char *out, size_t size, const mr_progress *p) {
+    enum { COLUMNS = 80, BAR = 10 };
+    char eta[32], m[MR_LOSS_COUNT + 1][16], losses[160], bar[BAR + 1];
+    format_duration(eta, sizeof eta, p->eta_seconds);
+    int done = p->steps > 0 ? p->step * BAR / p->steps : 0;
+    for (int i = 0; i < BAR; i++) bar[i] = i < done ? '#' : '.';
+    bar[BAR] = '\0';
+    /* Long counts, losses and times can make it wider than a terminal: then the time per step
+     * goes first, then the split of the loss (log.jsonl keeps both). */
+    for (int detail = 2; detail >= 0; detail--) {
+        if (detail == 0)
+            snprintf(losses, sizeof losses, "loss %s", mean_text(m[0], sizeof m[0], p->total));
+        else
+            snprintf(losses, sizeof losses, "loss %s rpn %s/%s head %s/%s mask %s",
+                     mean_text(m[0], sizeof m[0], p->total),
+                     mean_text(m[1], sizeof m[1], p->value[0]),
+                     mean_text(m[2], sizeof m[2], p->value[1]),
+                     mean_text(m[3], sizeof m[3], p->value[2]),
+                     mean_text(m[4], sizeof m[4], p->value[3]),
+                     mean_text(m[5], sizeof m[5], p->value[4]));
+        char per_step[32] = "";
+        if (!p->tty && detail == 2) snprintf(per_step, sizeof per_step, " %.1fs/step", p->per_step);
+        if (p->tty)
+            snprintf(out, size, "epoch %d/%d [%s] %s ETA %s", p->epoch, p->epochs, bar, losses,
+                     eta);
+        else
+            snprintf(out, size, "epoch %d/%d %d/%d %s%s ETA %s", p->epoch, p->epochs, p->step,
+                     p->steps, losses, per_step, eta);
+        if (strlen(out) < COLUMNS) break;
+    }
+}
+
 /* One line per update, within 80 columns: on a terminal it rewrites itself with a bar of the
  * epoch; into a file, ten plain lines an epoch with the step count and the time per step. */
 static void progress(const trainer *t, int epoch, int step, double per_step, int steps_left,
                      const running_losses *r) {
     const mr_config *c = &t->cfg;
     if (t->quiet) return;
-    char eta[32], m[6][16];
-    format_duration(eta, sizeof eta, per_step * (double)steps_left);
-    char losses[160];
-    snprintf(losses, sizeof losses, "loss %s rpn %s/%s head %s/%s mask %s",
-             mean_text(m[5], sizeof m[5], r->total, r->steps),
-             mean_text(m[0], sizeof m[0], r->value[0], r->counted[0]),
-             mean_text(m[1], sizeof m[1], r->value[1], r->counted[1]),
-             mean_text(m[2], sizeof m[2], r->value[2], r->counted[2]),
-             mean_text(m[3], sizeof m[3], r->value[3], r->counted[3]),
-             mean_text(m[4], sizeof m[4], r->value[4], r->counted[4]));
-    if (t->tty) {
-        enum { WIDTH = 10 };
-        int done = (step + 1) * WIDTH / c->steps_per_epoch;
-        char bar[WIDTH + 1];
-        for (int i = 0; i < WIDTH; i++) bar[i] = i < done ? '#' : '.';
-        bar[WIDTH] = '\0';
-        fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %s ETA %s", epoch + 1, c->epochs, bar, losses,
-                eta);
-        if (step + 1 == c->steps_per_epoch) fputc('\n', stderr);
-    } else {
-        int every = c->steps_per_epoch >= 10 ? c->steps_per_epoch / 10 : 1;
-        if ((step + 1) % every == 0 || step + 1 == c->steps_per_epoch)
-            fprintf(stderr, "epoch %d/%d %d/%d %s %.1fs/step ETA %s\n", epoch + 1, c->epochs,
-                    step + 1, c->steps_per_epoch, losses, per_step, eta);
-    }
+    int every = c->steps_per_epoch >= 10 ? c->steps_per_epoch / 10 : 1;
+    bool last = step + 1 == c->steps_per_epoch;
+    if (!t->tty && (step + 1) % every != 0 && !last) return;
+    mr_progress p = {.epoch = epoch + 1,
+                     .epochs = c->epochs,
+                     .step = step + 1,
+                     .steps = c->steps_per_epoch,
+                     .per_step = per_step,
+                     .eta_seconds = per_step * (double)steps_left,
+                     .total = r->steps ? r->total / (double)r->steps : (double)NAN,
+                     .tty = t->tty};
+    for (int i = 0; i < MR_LOSS_COUNT; i++)
+        p.value[i] = r->counted[i] ? r->value[i] / (double)r->counted[i] : (double)NAN;
+    char line[256];
+    mr_progress_line(line, sizeof line, &p);
+    if (t->tty)
+        fprintf(stderr, "\r\033[K%s%s", line, last ? "\n" : "");
+    else
+        fprintf(stderr, "%s\n", line);
 }
 
 /* ,"time":"2026-12-03T02:15:11Z": when a log record was written. */
@@ -1003,8 +1029,9 @@ static void print_config_summary(const trainer *t) {
         snprintf(stages + strlen(stages), sizeof stages - strlen(stages), "%s\"%s\" to %d at %g",
                  i ? ", " : "", c->stages[i].layers, c->stages[i].until_epoch,
                  (double)c->stages[i].learning_rate);
-    mr_info("training: %d epochs of %d steps, batch %d, seed %llu; layers %s", c->epochs,
-            c->steps_per_epoch, c->batch_size, (unsigned long long)c->seed, stages);
+    mr_info("training: %d epoch%s of %d steps, batch %d, seed %llu; layers %s", c->epochs,
+            c->epochs == 1 ? "" : "s", c->steps_per_epoch, c->batch_size,
+            (unsigned long long)c->seed, stages);
     mr_info("run folder %s (the whole resolved config: config.json; hash %016llx)", t->run_dir,
             (unsigned long long)mr_config_hash(c));
 }

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdbool.h>
 
+#include "../losses/losses.h" /* MR_LOSS_COUNT */
 #include "config.h"
 #include "init.h" /* mr_init_weights, which callers of the trainer use */
 
@@ -49,6 +50,19 @@ typedef struct {
  * its message ends with the --resume command. A new run refuses a folder that already holds
  * one unless `force`; without out_dir each run gets a folder of its own. */
 mr_status mr_train(const mr_train_options *opt, mr_train_result *result);
+/* What a progress line shows: epoch and step counted from 1, the running mean losses (NaN:
+ * none yet, shown "-"; value[] in mr_loss_names order), and whether it rewrites itself on a
+ * terminal (a bar) or goes to a file (the step count and the time per step). */
+typedef struct {
+    int epoch, epochs, step, steps;
+    double per_step, eta_seconds;
+    double total, value[MR_LOSS_COUNT];
+    bool tty;
+} mr_progress;
+/* The line, under 80 columns whatever the counts: the time per step, then the split of the
+ * loss give way when it would be wider. */
+void mr_progress_line(char *out, size_t size, const mr_progress *p);
+
 /* Under mpirun (core/dist.h) every process calls mr_train with the same options: each takes its
  * share of every batch, gradients are averaged, process 0 alone writes the run folder and the
  * console, and a stop or a failure on any process stops all of them at the same step. */
