@@ -97,12 +97,6 @@ void mr_pb_packed_ints(mr_pb *b, int field, const int64_t *v, int n) {
     mr_pb_end(b);
 }
 
-void mr_pb_packed_floats(mr_pb *b, int field, const float *v, int n) {
-    tag(b, field, MR_PB_LEN);
-    varint(b, (uint64_t)n * 4);
-    for (int i = 0; i < n; i++) fixed32(b, v[i]);
-}
-
 void mr_pb_begin(mr_pb *b, int field) {
     MR_REQUIRE(b->depth < (int)(sizeof b->open / sizeof b->open[0]),
                "protobuf: messages nested more than %d deep", b->depth);

@@ -41,8 +41,6 @@ void mr_pb_string(mr_pb *b, int field, const char *s);
 void mr_pb_bytes(mr_pb *b, int field, const void *data, size_t len);
 /* A packed repeated int64 (one length-delimited field of varints). */
 void mr_pb_packed_ints(mr_pb *b, int field, const int64_t *v, int n);
-/* A packed repeated float (one length-delimited field of little-endian fixed32). */
-void mr_pb_packed_floats(mr_pb *b, int field, const float *v, int n);
 
 /* A nested message: mr_pb_begin writes the tag and reserves the length, mr_pb_end fills it
  * in (moving the body back over the unused reserved bytes). Nesting is at most 32 deep. */

@@ -32,8 +32,9 @@ mr_status mr_text_write_atomic(const mr_text *t, const char *path);
 void mr_format(char *dst, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* A malloc'ed copy of `s` (NULL for NULL or when out of memory). */
 char *mr_strdup(const char *s);
-/* Levenshtein distance ignoring ASCII case, for "did you mean"; SIZE_MAX when either string is
- * longer than 64 bytes (names and labels are short). */
+/* Edit distance for "did you mean" (options, verbs, config keys, class labels): insertions,
+ * deletions, substitutions and swaps of two neighbours cost 1 (optimal string alignment),
+ * ASCII case ignored; SIZE_MAX when either string is longer than 64 bytes (names are short). */
 size_t mr_edit_distance(const char *a, const char *b);
 /* The 1-based line and column of byte `offset` of `text` (`len` bytes; an offset past the end
  * counts as the end), as messages say "file:line:column". */

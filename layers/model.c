@@ -67,7 +67,7 @@ void mr_net_config_defaults(mr_net_config *c) {
     c->detection_nms_threshold = 0.3f;
     c->detection_candidates = MR_DETECT_TOP_CLASS;
     c->detection_nms = MR_NMS_PER_CLASS;
-    for (int i = 0; i < 5; i++) c->loss_weights[i] = 1.0f;
+    for (int i = 0; i < MR_LOSS_COUNT; i++) c->loss_weights[i] = 1.0f;
     c->weight_decay = 1e-4f;
     c->roi_align_mode = MR_ROI_CROP_AND_RESIZE;
     c->train_bn = false;

@@ -42,6 +42,15 @@ typedef enum {
 /* DETECTION_CANDIDATES and DETECTION_NMS: see mr_detection_config. */
 typedef enum { MR_DETECT_TOP_CLASS = 0, MR_DETECT_EVERY_CLASS = 1 } mr_detection_candidates;
 typedef enum { MR_NMS_PER_CLASS = 0, MR_NMS_CLASS_AGNOSTIC = 1 } mr_detection_nms;
+/* The five losses (losses/losses.h computes them), in LOSS_WEIGHTS and mr_loss_names order. */
+enum {
+    MR_LOSS_RPN_CLASS,
+    MR_LOSS_RPN_BBOX,
+    MR_LOSS_MRCNN_CLASS,
+    MR_LOSS_MRCNN_BBOX,
+    MR_LOSS_MRCNN_MASK,
+    MR_LOSS_COUNT
+};
 
 /* A backbone's record (layers/network.h): how it declares, resolves and runs its layers. */
 typedef struct mr_backbone mr_backbone;
@@ -89,7 +98,7 @@ typedef struct {
     float detection_min_confidence, detection_nms_threshold;
     mr_detection_candidates detection_candidates;
     mr_detection_nms detection_nms;
-    float loss_weights[5]; /* rpn_class, rpn_bbox, mrcnn_class, mrcnn_bbox, mrcnn_mask */
+    float loss_weights[MR_LOSS_COUNT];
     float weight_decay;
     mr_roi_align_mode roi_align_mode;
     bool train_bn; /* false: batch norm always uses the moving statistics */

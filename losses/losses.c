@@ -15,10 +15,6 @@
 #include "../layers/proposals.h"
 #include "losses_internal.h"
 
-/* layers/model.h sizes LOSS_WEIGHTS before this list exists; the two must agree. */
-_Static_assert(sizeof(((mr_net_config *)0)->loss_weights) / sizeof(float) == MR_LOSS_COUNT,
-               "mr_net_config.loss_weights must have one entry per loss in mr_loss_names");
-
 const char *const mr_loss_names[MR_LOSS_COUNT] = {
     "rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss"};
 
@@ -336,7 +332,8 @@ mr_tensor *mr_losses_from_targets(mr_ctx *ctx, const mr_model *m, mr_tensor *con
     if (loss_terms(ctx, m, p, rpn_logits, rpn_deltas, tt, active_class_ids, terms, counts,
                    values) != MR_OK)
         return NULL;
-    const float whole[MR_LOSS_COUNT] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
+    float whole[MR_LOSS_COUNT];
+    for (int i = 0; i < MR_LOSS_COUNT; i++) whole[i] = 1.0f;
     return weighted_total(ctx, &m->cfg, terms, whole, values);
 }
 

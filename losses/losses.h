@@ -7,15 +7,7 @@
 #include "../layers/model.h"
 #include "../layers/targets.h"
 
-enum {
-    MR_LOSS_RPN_CLASS,
-    MR_LOSS_RPN_BBOX,
-    MR_LOSS_MRCNN_CLASS,
-    MR_LOSS_MRCNN_BBOX,
-    MR_LOSS_MRCNN_MASK,
-    MR_LOSS_COUNT
-};
-
+/* The loss list (MR_LOSS_*, MR_LOSS_COUNT) is in layers/model.h, which sizes LOSS_WEIGHTS by it. */
 extern const char *const mr_loss_names[MR_LOSS_COUNT];
 
 typedef struct {

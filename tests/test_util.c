@@ -63,6 +63,8 @@ Test(util, strings) {
     cr_assert_eq(mr_edit_distance("Benign", "benign"), 0);
     cr_assert_eq(mr_edit_distance("malignent", "malignant"), 1);
     cr_assert_eq(mr_edit_distance("", "abc"), 3);
+    cr_assert_eq(mr_edit_distance("cofnig", "config"), 1, "a swap of neighbours is one edit");
+    cr_assert_eq(mr_edit_distance("evalute", "evaluate"), 1);
     char long_name[80];
     memset(long_name, 'x', sizeof long_name - 1);
     long_name[sizeof long_name - 1] = '\0';

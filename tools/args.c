@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include "../core/file.h"
+#include "../core/text.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -40,41 +41,20 @@ static bool push(mr_str_list *list, const char *item) {
     return true;
 }
 
-/* Optimal-string-alignment distance (insertions, deletions, substitutions and swaps of two
- * neighbours cost 1); names longer than 63 characters are not compared. */
-int mr_cli_edit_distance(const char *a, const char *b) {
-    size_t n = strlen(a), m = strlen(b);
-    if (n > 63 || m > 63) return 1 << 20;
-    int d[64][64];
-    for (size_t i = 0; i <= n; i++) d[i][0] = (int)i;
-    for (size_t j = 0; j <= m; j++) d[0][j] = (int)j;
-    for (size_t i = 1; i <= n; i++)
-        for (size_t j = 1; j <= m; j++) {
-            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                d[i - 2][j - 2] + 1 < best)
-                best = d[i - 2][j - 2] + 1;
-            d[i][j] = best;
-        }
-    return d[n][m];
-}
-
 const char *mr_cli_closest_option(const char *name, const mr_opt *opts, int n_opts) {
     while (*name == '-') name++;
     size_t len = strlen(name);
     if (!len) return NULL;
     /* A third of the name may be wrong, at most 3 edits: "--confg" finds --config, "--x" finds
      * nothing. A name that starts an option (--val for --val-split) is found as well. */
-    int limit = (int)(len / 3 > 3 ? 3 : len / 3);
+    size_t limit = len / 3 > 3 ? 3 : len / 3;
     if (limit < 1) limit = 1;
     const char *best = NULL;
-    int best_d = limit + 1;
+    size_t best_d = limit + 1;
     for (int k = 0; k < n_opts; k++) {
         if (!opts[k].help) continue;
         const char *cand = opts[k].name + 2;
-        int dist = mr_cli_edit_distance(name, cand);
+        size_t dist = mr_edit_distance(name, cand);
         if (len >= 3 && dist > 0 && !strncmp(cand, name, len)) dist = 1;
         if (dist < best_d) best = opts[k].name, best_d = dist;
     }

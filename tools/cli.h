@@ -67,9 +67,6 @@ typedef struct {
 bool mr_parse_args(const mr_cli_help *help, int argc, char **argv, const mr_opt *opts, int n_opts,
                    mr_str_list *positional, int *exit_code);
 
-/* Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of two
- * neighbours cost 1 (names over 63 characters count as far from everything). */
-int mr_cli_edit_distance(const char *a, const char *b);
 /* The option name in opts[0..n_opts) closest to `name` by edit distance, or NULL when none is
  * close enough to be a likely misspelling. */
 const char *mr_cli_closest_option(const char *name, const mr_opt *opts, int n_opts);

@@ -12,26 +12,6 @@
 #include "../train/trainer.h"
 #include "cli.h"
 
-/* Mask AP50 and sensitivity of the checkpoint on the validation split. */
-static mr_status score(const char *ckpt, const char *val, mr_evaluation *e) {
-    mr_config cfg;
-    mr_model model;
-    MR_TRY(mr_inference_load(ckpt, NULL, &cfg, &model, NULL));
-    mr_ctx ctx = {0};
-    mr_dataset *ds = NULL;
-    const mr_eval_options eo = {.det_threshold = 0.0f,
-                                .op_threshold = cfg.net.detection_min_confidence};
-    mr_status st = mr_ctx_init(&ctx, (size_t)cfg.arena_mb << 20);
-    if (st == MR_OK) st = mr_dataset_open(&ds, val, &cfg, false);
-    if (st == MR_OK) st = mr_evaluation_init(e, cfg.net.num_classes, &eo);
-    if (st == MR_OK) st = mr_evaluate_model(e, &ctx, &model, ds, 0, NULL);
-    if (st == MR_OK) st = mr_evaluation_finish(e);
-    if (ds) mr_dataset_close(ds);
-    mr_ctx_free(&ctx);
-    mr_model_free(&model);
-    return st;
-}
-
 int cmd_demo(int argc, char **argv) {
     const char *out = "demo", *config = "configs/tiny.json";
     long images = 160, epochs = 0;
@@ -80,13 +60,19 @@ int cmd_demo(int argc, char **argv) {
 
     printf("3/4 scoring %s on the %s images\n", ckpt, val);
     fflush(stdout);
-    mr_evaluation e;
-    if ((st = score(ckpt, val, &e)) != MR_OK) return mr_exit_code(st);
-    printf("    validation mask AP50 %.3f, mask AP %.3f; sensitivity %.3f at score >= %.2f, "
-           "%.2f false positives per image\n",
-           e.mask.mean_ap50, e.mask.mean_ap, mr_lesion_sensitivity(&e.lesions),
-           (double)e.opt.op_threshold, mr_lesion_fp_per_image(&e.lesions));
-    mr_evaluation_free(&e);
+    /* As `mrcnn evaluate --weights CKPT --data VAL` scores it. */
+    mr_eval_request er = {
+        .weights = ckpt, .data = {.data = val}, .part = MR_DATA_VAL, .threshold = -1.0};
+    mr_eval_run ev;
+    st = mr_evaluate_run(&er, &ev);
+    const mr_evaluation *e = &ev.e;
+    if (st == MR_OK)
+        printf("    validation mask AP50 %.3f, mask AP %.3f; sensitivity %.3f at score >= %.2f, "
+               "%.2f false positives per image\n",
+               e->mask.mean_ap50, e->mask.mean_ap, mr_lesion_sensitivity(&e->lesions),
+               (double)e->opt.op_threshold, mr_lesion_fp_per_image(&e->lesions));
+    mr_eval_run_free(&ev);
+    if (st != MR_OK) return mr_exit_code(st);
 
     printf("4/4 predicting on %s\n", val);
     fflush(stdout);

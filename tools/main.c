@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "../core/runtime.h"
+#include "../core/text.h"
 #include "cli.h"
 
 typedef struct {
@@ -51,9 +52,9 @@ int main(int argc, char **argv) {
         }
     /* A misspelt verb (evalute, check_data) gets the closest one, as options do. */
     const char *near = NULL;
-    int best = 3;
+    size_t best = 3;
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
-        int d = mr_cli_edit_distance(argv[1], verbs[i].name);
+        size_t d = mr_edit_distance(argv[1], verbs[i].name);
         if (d < best) best = d, near = verbs[i].name;
     }
     if (near) {

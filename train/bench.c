@@ -47,7 +47,9 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-double mr_bench_sgemm_ceiling(int repeats) {
+/* GFLOPS of a 2048^3 sgemm, the best of `repeats` runs: a ceiling is what the machine can do,
+ * and a busy machine only ever slows a run down. */
+static double sgemm_ceiling(int repeats) {
     const int64_t n = 2048;
     float *a = malloc(sizeof(float) * (size_t)(n * n)),
           *b = malloc(sizeof(float) * (size_t)(n * n)),
@@ -94,8 +96,9 @@ static const conv_shape shapes[] = {
     {"rpn_conv 3x3 256->512 P2", 128, 128, 256, 512, 3, 1, MR_PAD_SAME, 1},
 };
 
-/* The conv table; returns the FLOP-weighted efficiency against the ceiling, or NAN. */
-double mr_bench_conv_table(int repeats, double ceiling, FILE *out) {
+/* Prints the conv table to `out`; returns the FLOP-weighted efficiency against `ceiling`, or NAN
+ * when memory ran out. */
+static double conv_table(int repeats, double ceiling, FILE *out) {
     fprintf(out, "%-26s %5s %9s %9s %9s %9s %6s\n", "conv (batch 1, 512x512 input)", "count",
             "fwd ms", "fwd GF/s", "bwd ms", "bwd GF/s", "eff");
     mr_ctx ctx;
@@ -304,7 +307,9 @@ void mr_bench_read_model_line(const char *line, mr_bench_times *t) {
     }
 }
 
-mr_bench_times mr_bench_torchvision(int side, int repeats, bool matterport_sampling) {
+/* mr_bench_model's measurements made by tools/bench_torchvision.py (python3-torch), when it can
+ * run. */
+static mr_bench_times torchvision(int side, int repeats, bool matterport_sampling) {
     mr_bench_times t = {0};
     if (access("tools/bench_torchvision.py", R_OK) != 0) return t;
     char cmd[256];
@@ -325,7 +330,10 @@ mr_bench_times mr_bench_torchvision(int side, int repeats, bool matterport_sampl
     return t;
 }
 
-mr_bench_times mr_bench_onnxruntime(int depth, int side, int repeats, const char *ort_dir) {
+/* The same model (weights as mr_bench_model's) exported to ONNX and run for inference by
+ * tools/bench_onnxruntime.mjs in ONNX Runtime (onnxruntime-node in ort_dir), 2 threads: its
+ * median inference and node's peak RSS (train_s stays 0); not ok when it cannot run. */
+static mr_bench_times onnxruntime(int depth, int side, int repeats, const char *ort_dir) {
     mr_bench_times t = {0};
     char probe[1100];
     snprintf(probe, sizeof probe, "%s/package.json", ort_dir);
@@ -735,10 +743,10 @@ static double ratio(double a, double b) {
 mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
     const long repeats = o->repeats;
     const bool quick = o->quick;
-    double ceiling = mr_bench_sgemm_ceiling((int)repeats);
+    double ceiling = sgemm_ceiling((int)repeats);
     fprintf(out, "sgemm 2048^3 ceiling: %.1f GFLOPS (%s)\n\n", ceiling, mr_runtime_blas_desc());
     const char *note = mr_runtime_blas_note(); /* the banner printed it; BENCHMARKS.md keeps it */
-    double eff = mr_bench_conv_table((int)repeats, ceiling, out);
+    double eff = conv_table((int)repeats, ceiling, out);
 
     fprintf(
         out,
@@ -766,14 +774,14 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
                 return mr_fail(MR_ERR_NOMEM, "the %dx%d ResNet-%d measurement failed",
                                cases[i].side, cases[i].side, cases[i].depth);
             }
-            torch_r[r] = cases[i].depth == 50 ? mr_bench_torchvision(cases[i].side, reps, false)
+            torch_r[r] = cases[i].depth == 50 ? torchvision(cases[i].side, reps, false)
                                               : (mr_bench_times){0};
         }
         ours[i] = median_times(ours_r, rounds);
         torch[i] = median_times(torch_r, rounds);
         /* The same model exported to ONNX, in ONNX Runtime (ResNet-50 only, as torchvision). */
         onnx[i] = cases[i].depth == 50 && o->onnxruntime
-                      ? mr_bench_onnxruntime(cases[i].depth, cases[i].side, reps, o->onnxruntime)
+                      ? onnxruntime(cases[i].depth, cases[i].side, reps, o->onnxruntime)
                       : (mr_bench_times){0};
         char ort[48] = "         -          -", ort_md[32] = "- | -";
         if (onnx[i].ok) {
@@ -824,7 +832,7 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
     char equal_md[640] = "";
     for (int i = 0; i < (n_cases > 1 ? 2 : 1) && torch[0].ok; i++) {
         int reps = i == 0 ? (int)repeats : (int)(repeats < 3 ? repeats : 3);
-        mr_bench_times eq = mr_bench_torchvision(cases[i].side, reps, true);
+        mr_bench_times eq = torchvision(cases[i].side, reps, true);
         if (!eq.ok) break;
         equal[i] = ratio(ours[i].train_s, eq.train_s);
         equal_infer[i] = ratio(ours[i].infer_all_s, eq.infer_s);
@@ -852,7 +860,7 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
     FILE *sec = o->markdown ? open_memstream(&sections, &sections_len) : NULL;
     double floor_ratio[2] = {NAN, NAN};
     /* Measured again now, in case the machine was busy at the start: the floor takes the higher. */
-    const double first_ceiling = ceiling, again = mr_bench_sgemm_ceiling((int)repeats);
+    const double first_ceiling = ceiling, again = sgemm_ceiling((int)repeats);
     fprintf(out, "\nsgemm ceiling measured again: %.1f GFLOPS; the floor below uses %.1f\n", again,
             fmax(ceiling, again));
     ceiling = fmax(ceiling, again);

@@ -25,12 +25,6 @@ typedef struct {
     int ok;           /* 0: the measurement failed or was not made */
 } mr_bench_times;
 
-/* GFLOPS of a 2048^3 sgemm, the best of `repeats` runs: a ceiling is what the machine can do,
- * and a busy machine only ever slows a run down. */
-double mr_bench_sgemm_ceiling(int repeats);
-/* Prints the conv table to `out`; returns the FLOP-weighted efficiency against `ceiling`, or NAN
- * when memory ran out. */
-double mr_bench_conv_table(int repeats, double ceiling, FILE *out);
 /* One whole model (ResNet-`depth` + FPN at side x side, 3 classes, stages 3+ trainable), in
  * this process: median train step and inference over `repeats` runs after a warm-up, and this
  * process's peak RSS (so run it in a fresh process for a peak of its own). */
@@ -39,12 +33,6 @@ void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res);
  * into `t` (ok once the times line is read). */
 void mr_bench_print_model(const mr_bench_times *t, FILE *out);
 void mr_bench_read_model_line(const char *line, mr_bench_times *t);
-/* The same measured by tools/bench_torchvision.py (python3-torch), when it can run. */
-mr_bench_times mr_bench_torchvision(int side, int repeats, bool matterport_sampling);
-/* The same model (weights as mr_bench_model's) exported to ONNX and run for inference by
- * tools/bench_onnxruntime.mjs in ONNX Runtime (onnxruntime-node in ort_dir), 2 threads: its
- * median inference and node's peak RSS (train_s stays 0); not ok when it cannot run. */
-mr_bench_times mr_bench_onnxruntime(int depth, int side, int repeats, const char *ort_dir);
 
 /* check-data and one epoch of the prefetcher over a synthetic set. */
 typedef struct {

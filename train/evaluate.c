@@ -13,6 +13,7 @@
 #include "../core/file.h"
 #include "../core/log.h"
 #include "../core/text.h"
+#include "../core/util.h"
 #include "../data/predictions.h"
 #include "../layers/inference.h"
 #include "export.h"
@@ -107,19 +108,14 @@ static mr_status score_image(mr_evaluation *e, const mr_image_record *rec,
     if ((st = mr_mask_iou_matrix(mask_iou, p_masks, np, gt_masks, n_gt, npix)) != MR_OK) goto done;
     mr_box_iou_matrix_f64(box_iou, p_boxes, np, gt_boxes, n_gt);
 
-    if (e->n_images == e->images_cap) {
-        int64_t cap = e->images_cap ? 2 * e->images_cap : 64;
-        mr_eval_image *grown = realloc(e->images, sizeof *grown * (size_t)cap);
-        if (!grown) {
-            st = mr_fail(MR_ERR_NOMEM, "%s: out of memory scoring the image", rec->path);
-            goto done;
-        }
-        e->images = grown, e->images_cap = cap;
+    if (!mr_grow(&e->images, &e->images_cap, (size_t)e->n_images + 1, sizeof *e->images, 64)) {
+        st = mr_fail(MR_ERR_NOMEM, "%s: out of memory scoring the image", rec->path);
+        goto done;
     }
     mr_eval_image *img = &e->images[e->n_images];
     memset(img, 0, sizeof *img);
     img->ap50 = MR_AP_UNDEFINED;
-    if (!(img->path = strdup(rec->path))) {
+    if (!(img->path = mr_strdup(rec->path))) {
         st = mr_fail(MR_ERR_NOMEM, "%s: out of memory scoring the image", rec->path);
         goto done;
     }

@@ -36,7 +36,7 @@ typedef struct {
     mr_eval_options opt;
     int64_t num_classes;
     mr_eval_image *images; /* n_images of them, in the order added */
-    int64_t images_cap;
+    size_t images_cap;
     /* Accumulated image by image. */
     mr_coco_eval coco_box, coco_mask;
     mr_lesion_stats lesions;

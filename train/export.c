@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/file.h"
 #include "../core/log.h"
 
 /* ---- folding ------------------------------------------------------------------------------ */
@@ -293,13 +294,17 @@ mr_status mr_inference_load_opts(const char *weights_path, const char *config_pa
 
 /* ---- export ------------------------------------------------------------------------------- */
 
+/* The config beside a Keras export, ended by a newline, written whole or not at all. */
 static mr_status write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    if (!f) return mr_fail(MR_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    bool bad = fputs(text, f) < 0 || fputc('\n', f) == EOF;
-    if (fclose(f) != 0) bad = true;
-    if (bad) return mr_fail(MR_ERR_IO, "%s: write failed (disk full?)", path);
-    return MR_OK;
+    size_t n = strlen(text);
+    char *line = malloc(n + 2);
+    if (!line) return mr_fail(MR_ERR_NOMEM, "%s: no memory for the config", path);
+    memcpy(line, text, n);
+    line[n] = '\n';
+    line[n + 1] = '\0';
+    mr_status st = mr_write_file_atomic(path, line, n + 1, 0644);
+    free(line);
+    return st;
 }
 
 mr_status mr_export(const char *weights_path, const char *config_path, const char *out_path,

@@ -490,34 +490,14 @@ void mr_format_float_list(char *buf, size_t size, const float *v, int n) {
     if (used < size) snprintf(buf + used, size - used, "]");
 }
 
+/* The config as text, refused when it holds a NUL byte (not a JSON text file). */
 static mr_status read_text(const char *path, char **out) {
+    size_t n = 0;
+    MR_TRY(mr_read_file(path, "config", 16u << 20, out, &n));
+    if (strlen(*out) == n) return MR_OK;
+    free(*out);
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return mr_fail(MR_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *t = malloc(cap + 1);
-    while (t) {
-        n += fread(t + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *g = realloc(t, 2 * cap + 1);
-        if (!g) free(t);
-        t = g;
-        cap *= 2;
-    }
-    bool err = ferror(f);
-    fclose(f);
-    if (!t) return mr_fail(MR_ERR_NOMEM, "%s: out of memory reading", path);
-    if (err) {
-        free(t);
-        return mr_fail(MR_ERR_IO, "%s: read error", path);
-    }
-    t[n] = '\0';
-    if (strlen(t) != n) {
-        free(t);
-        return mr_fail(MR_ERR_FORMAT, "%s: holds a NUL byte; not a JSON text file", path);
-    }
-    *out = t;
-    return MR_OK;
+    return mr_fail(MR_ERR_FORMAT, "%s: holds a NUL byte; not a JSON text file", path);
 }
 
 mr_status mr_config_write_anchors(const char *path, const float *scales, int n_scales,

@@ -15,6 +15,7 @@
 
 #include "../core/file.h"
 #include "../core/text.h"
+#include "../core/util.h"
 #include "../data/draw.h"
 #include "../data/rle.h"
 #include "../data/via_write.h"
@@ -124,15 +125,9 @@ static void note(mr_predict_note_fn fn, void *user, const char *fmt, ...) {
 }
 
 static bool push_input(mr_predict_inputs *l, const char *path) {
-    if (l->count == l->cap) {
-        int cap = l->cap ? 2 * l->cap : 64;
-        mr_predict_input *grown = realloc(l->items, sizeof *grown * (size_t)cap);
-        if (!grown) return false;
-        l->items = grown;
-        l->cap = cap;
-    }
+    if (!mr_grow(&l->items, &l->cap, (size_t)l->count + 1, sizeof *l->items, 64)) return false;
     mr_predict_input *in = &l->items[l->count];
-    in->path = strdup(path);
+    in->path = mr_strdup(path);
     in->real = realpath(path, NULL);
     if (!in->path || !in->real) {
         free(in->path);
@@ -187,7 +182,8 @@ static int scan_folder(mr_predict_inputs *l, const char *dir, const char *out_re
     bool is_out = dir_real && out_real && !strcmp(dir_real, out_real);
     free(dir_real);
     char **names = NULL;
-    int n = 0, cap = 0, bad = 0;
+    int n = 0, bad = 0;
+    size_t cap = 0;
     for (struct dirent *e; (e = readdir(d));) {
         if (e->d_name[0] == '.') continue;
         char path[PATH_MAX];
@@ -199,13 +195,8 @@ static int scan_folder(mr_predict_inputs *l, const char *dir, const char *out_re
             l->skipped++;
             continue;
         }
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **grown = realloc(names, sizeof *grown * (size_t)cap);
-            if (!grown) break;
-            names = grown;
-        }
-        if (!(names[n] = strdup(path))) break;
+        if (!mr_grow(&names, &cap, (size_t)n + 1, sizeof *names, 64)) break;
+        if (!(names[n] = mr_strdup(path))) break;
         n++;
     }
     closedir(d);
@@ -290,6 +281,7 @@ typedef struct {
     mr_via_writer *via;
     char **stems;
     int n_stems;
+    size_t stems_cap;
     /* VIA resolves default_filepath + filename against the page VIA runs in, not against the
      * project file, so default_filepath is the absolute folder the images share (with its
      * trailing '/'), and each filename is the rest of its path: bare when all sit in one folder,
@@ -429,10 +421,8 @@ static mr_status predict_one(batch *b, const mr_predict_input *in, mr_instances 
         for (int64_t i = 0; i < d->n && st == MR_OK; i++) st = via_region(b, d, i, &polys[i]);
     }
     if (st == MR_OK) {
-        char **grown = realloc(b->stems, sizeof *grown * (size_t)(b->n_stems + 1));
-        char *copy = strdup(stem);
-        if (grown) b->stems = grown;
-        if (grown && copy)
+        char *copy = mr_strdup(stem);
+        if (copy && mr_grow(&b->stems, &b->stems_cap, (size_t)b->n_stems + 1, sizeof *b->stems, 64))
             b->stems[b->n_stems++] = copy;
         else
             free(copy);

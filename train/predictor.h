@@ -68,7 +68,8 @@ typedef struct {
 
 typedef struct {
     mr_predict_input *items;
-    int count, cap;
+    int count;
+    size_t cap;
     int skipped; /* files in the folders given that are not images (or are our own overlays) */
 } mr_predict_inputs;
 

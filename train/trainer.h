@@ -7,7 +7,6 @@
 #include <signal.h>
 #include <stdbool.h>
 
-#include "../losses/losses.h" /* MR_LOSS_COUNT */
 #include "config.h"
 #include "init.h" /* mr_init_weights, which callers of the trainer use */
 
