@@ -139,7 +139,7 @@ static void write_checkpoint(const char *path) {
     cr_assert_eq(mr_config_load("configs/tiny.json", &c), MR_OK, "%s", mr_last_error());
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c.net), MR_OK, "%s", mr_last_error());
-    random_test_weights(&m.params, 3);
+    random_test_weights(&m, 3);
     mr_checkpoint_state s = {0};
     s.epoch = 4;
     s.step = 200;

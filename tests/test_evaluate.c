@@ -218,7 +218,7 @@ static void write_run(const char *dir, const char *data, char *weights, char *co
     c.seed = 11;
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
-    random_test_weights(&m.params, 5);
+    random_test_weights(&m, 5);
     char *json = mr_config_to_json(&c);
     snprintf(weights, n, "%s/model.h5", dir);
     cr_assert_eq(mr_weights_save(weights, &m.params, json, false), MR_OK, "%s", mr_last_error());

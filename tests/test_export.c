@@ -27,7 +27,7 @@ static void tiny_config(mr_config *c) {
 static void write_checkpoint(const char *path, const mr_config *c, uint64_t seed) {
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c->net), MR_OK, "%s", mr_last_error());
-    random_test_weights(&m.params, seed);
+    random_test_weights(&m, seed);
     mr_checkpoint_state s;
     memset(&s, 0, sizeof s);
     s.epoch = 3;
@@ -229,7 +229,7 @@ Test(export, every_batch_norm_of_the_network_folds_into_its_conv) {
         cr_assert(conv && !strcmp(conv, pairs[i][1]), "%s follows %s", pairs[i][0], pairs[i][1]);
     }
     cr_assert_null(conv_before(&m, "fpn_p2"));
-    random_test_weights(&m.params, 5);
+    random_test_weights(&m, 5);
     int bns = 0;
     for (int i = 0; i < m.params.count; i++)
         bns += strstr(m.params.items[i].name, "/moving_variance") != NULL;
@@ -378,7 +378,7 @@ Test(export, fp16_refuses_values_beyond_its_range) {
     tiny_config(&c);
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
-    random_test_weights(&m.params, 4);
+    random_test_weights(&m, 4);
     mr_params_tensor(&m.params, "fpn_p3/bias")->data[2] = 1e5f;
     char *json = mr_config_to_json(&c);
     cr_assert_eq(mr_weights_save(ckpt, &m.params, json, false), MR_OK, "%s", mr_last_error());

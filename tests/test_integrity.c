@@ -31,7 +31,7 @@ static void write_checkpoint(const char *path, uint64_t seed, float *victim) {
     tiny_config(&c);
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c.net), MR_OK, "%s", mr_last_error());
-    random_test_weights(&m.params, seed);
+    random_test_weights(&m, seed);
     if (victim) memcpy(victim, mr_params_tensor(&m.params, VICTIM)->data, 4 * sizeof(float));
     mr_checkpoint_state s = {0};
     s.epoch = 3;
@@ -161,7 +161,7 @@ Test(integrity, loader_refuses_a_flipped_bit_unless_allowed) {
     write_checkpoint(mom, 12, NULL);
     mr_model tmp;
     cr_assert_eq(mr_model_init(&tmp, &c.net), MR_OK);
-    random_test_weights(&tmp.params, 12);
+    random_test_weights(&tmp, 12);
     float *mv = tmp.params.momentum + mr_params_find(&tmp.params, VICTIM)->offset;
     flip_weight(mom, mv);
     mr_model_free(&tmp);
@@ -208,7 +208,7 @@ Test(integrity, exports_carry_checksums) {
     /* A flipped bit in the (unfolded float32) export. */
     mr_model tmp;
     cr_assert_eq(mr_model_init(&tmp, &c.net), MR_OK);
-    random_test_weights(&tmp.params, 13);
+    random_test_weights(&tmp, 13);
     flip_weight(out, mr_params_tensor(&tmp.params, VICTIM)->data);
     mr_model_free(&tmp);
     cr_assert_eq(mr_weights_load(out, &m.params, NULL, NULL), MR_ERR_FORMAT);

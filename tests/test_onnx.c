@@ -58,7 +58,7 @@ typedef void (*config_edit)(mr_config *c);
 static void write_model(const char *path, const mr_config *cfg, uint64_t seed) {
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &cfg->net), MR_OK, "%s", mr_last_error());
-    random_test_weights(&m.params, seed);
+    random_test_weights(&m, seed);
     char *json = mr_config_to_json(cfg);
     cr_assert_eq(mr_weights_save(path, &m.params, json, false), MR_OK, "%s", mr_last_error());
     free(json);
@@ -572,7 +572,7 @@ Test(onnx, bad_inputs_get_one_line_and_a_non_zero_exit) {
     /* --fp16 with a weight beyond float16's range: the tensor is named, nothing is written. */
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
-    random_test_weights(&m.params, 9);
+    random_test_weights(&m, 9);
     mr_params_tensor(&m.params, "mrcnn_bbox_fc/kernel")->data[5] = 1e6f;
     char *json = mr_config_to_json(&c);
     cr_assert_eq(mr_weights_save(weights, &m.params, json, false), MR_OK, "%s", mr_last_error());

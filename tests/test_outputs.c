@@ -140,7 +140,7 @@ static void write_weights(const char *path) {
     c.net.detection_min_confidence = 0.0f;
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
-    random_test_weights(&m.params, 21);
+    random_test_weights(&m, 21);
     char *json = mr_config_to_json(&c);
     cr_assert_eq(mr_weights_save(path, &m.params, json, false), MR_OK, "%s", mr_last_error());
     free(json);

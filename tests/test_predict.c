@@ -31,7 +31,7 @@ static void write_weights(const char *path, mr_config *c) {
     c->net.detection_min_confidence = 0.0f;
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c->net), MR_OK);
-    random_test_weights(&m.params, 21);
+    random_test_weights(&m, 21);
     char *json = mr_config_to_json(c);
     cr_assert_eq(mr_weights_save(path, &m.params, json, false), MR_OK, "%s", mr_last_error());
     free(json);
@@ -480,7 +480,7 @@ Test(predict, bad_inputs_fail_with_one_clear_line) {
     /* A Keras file holds no config. */
     mr_model m;
     cr_assert_eq(mr_model_init(&m, &c.net), MR_OK);
-    random_test_weights(&m.params, 3);
+    random_test_weights(&m, 3);
     snprintf(keras, sizeof keras, "%s/keras.h5", dir);
     cr_assert_eq(mr_weights_save_keras(keras, &m.params), MR_OK, "%s", mr_last_error());
     mr_model_free(&m);

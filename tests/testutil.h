@@ -101,37 +101,44 @@ static inline void load_tiny_matterport(mr_config *c) {
 
 /* Random but well-scaled weights for a test model that must detect something: variance-1/fan_in
  * kernels, batch norms far from the identity (so folding has something to do), heads leaning away
- * from background and empty masks, and non-zero momentum (so checkpoints carry some). */
-static inline void random_test_weights(mr_params *p, uint64_t seed) {
+ * from background and empty masks, and non-zero momentum (so checkpoints carry some). Each
+ * parameter's role comes from the network table (kernel and bias of a conv, dense or deconv
+ * layer; gamma, beta, moving mean and variance of a batch norm); values are drawn in registry
+ * order, so a seed gives the same model whatever the table's order. */
+static inline void random_test_weights(mr_model *m, uint64_t seed) {
+    mr_params *p = &m->params;
+    float *lo = calloc((size_t)p->count, sizeof *lo), *hi = calloc((size_t)p->count, sizeof *hi);
+    cr_assert(lo && hi);
+    bool stem_seen = false;
+    for (int l = 0; l < m->n_layers; l++) {
+        const mr_layer *layer = &m->layers[l];
+        const int *q = layer->param;
+        if (layer->kind == MR_LAYER_BN) {
+            lo[q[0]] = 0.5f, hi[q[0]] = 1.5f;  /* gamma */
+            lo[q[1]] = -0.2f, hi[q[1]] = 0.2f; /* beta */
+            lo[q[2]] = -0.2f, hi[q[2]] = 0.2f; /* moving mean */
+            lo[q[3]] = 0.3f, hi[q[3]] = 2.0f;  /* moving variance */
+            continue;
+        }
+        const mr_tensor *k = &p->items[q[0]].t;
+        hi[q[0]] = (float)sqrt(3.0 / (double)(k->numel / k->shape[k->ndim - 1]));
+        /* Molded pixels are about +-100, not +-1: scale the stem's conv down so activations stay
+         * O(1) and the heads do not saturate (scores of exactly 1, sliver boxes). */
+        if (layer->stage == 1 && !stem_seen) hi[q[0]] /= 64.0f, stem_seen = true;
+        lo[q[0]] = -hi[q[0]];
+        if (layer->n_params > 1) lo[q[1]] = -0.05f, hi[q[1]] = 0.05f;
+    }
     mr_rng rng;
     mr_rng_seed(&rng, seed);
-    for (int i = 0; i < p->count; i++) {
-        mr_param *q = &p->items[i];
-        const char *w = strrchr(q->name, '/') + 1;
-        float lo = 0.0f, hi = 0.0f;
-        if (!strcmp(w, "kernel")) {
-            int64_t fan_in = q->t.numel / q->t.shape[q->t.ndim - 1];
-            hi = (float)sqrt(3.0 / (double)fan_in);
-            /* Molded pixels are about +-100, not +-1: scale the first conv down so activations
-             * stay O(1) and the heads do not saturate (scores of exactly 1, sliver boxes). */
-            if (!strcmp(q->name, "conv1/kernel")) hi /= 64.0f;
-            lo = -hi;
-        } else if (!strcmp(w, "bias")) {
-            lo = -0.05f, hi = 0.05f;
-        } else if (!strcmp(w, "gamma")) {
-            lo = 0.5f, hi = 1.5f;
-        } else if (!strcmp(w, "beta") || !strcmp(w, "moving_mean")) {
-            lo = -0.2f, hi = 0.2f;
-        } else if (!strcmp(w, "moving_variance")) {
-            lo = 0.3f, hi = 2.0f;
-        }
-        for (int64_t k = 0; k < q->t.numel; k++)
-            q->t.data[k] = lo + (hi - lo) * mr_rng_uniform(&rng);
-    }
+    for (int i = 0; i < p->count; i++)
+        for (int64_t k = 0; k < p->items[i].t.numel; k++)
+            p->items[i].t.data[k] = lo[i] + (hi[i] - lo[i]) * mr_rng_uniform(&rng);
+    free(lo);
+    free(hi);
     /* Lean away from background and empty masks so every test image has detections with
      * masks to compare. */
-    mr_params_tensor(p, "mrcnn_class_logits/bias")->data[0] -= 1.0f;
-    mr_tensor *mb = mr_params_tensor(p, "mrcnn_mask/bias");
+    m->w.class_logits.bias->data[0] -= 1.0f;
+    mr_tensor *mb = m->w.mask.bias;
     for (int64_t k = 0; k < mb->numel; k++) mb->data[k] += 0.5f;
     for (size_t k = 0; k < p->total; k++) p->momentum[k] = 0.5f * mr_rng_uniform(&rng);
 }

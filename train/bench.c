@@ -740,14 +740,21 @@ static double ratio(double a, double b) {
     return a > 0 && b > 0 ? a / b : (double)NAN;
 }
 
-mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
-    const long repeats = o->repeats;
-    const bool quick = o->quick;
-    double ceiling = sgemm_ceiling((int)repeats);
-    fprintf(out, "sgemm 2048^3 ceiling: %.1f GFLOPS (%s)\n\n", ceiling, mr_runtime_blas_desc());
-    const char *note = mr_runtime_blas_note(); /* the banner printed it; BENCHMARKS.md keeps it */
-    double eff = conv_table((int)repeats, ceiling, out);
+/* The whole-model cases: ResNet-50 at 512 (the ratios' case), at 1024, and ResNet-101 at 512. */
+static const struct { int depth, side; } cases[3] = {{50, 512}, {50, 1024}, {101, 512}};
 
+/* What the model table measured, for the sections after it and BENCHMARKS.md. */
+typedef struct {
+    int n_cases;
+    mr_bench_times ours[3], torch[3], onnx[3];
+    char table[2048]; /* the table's markdown rows */
+    double equal[2], equal_infer[2];
+    char equal_md[640];
+} model_runs;
+
+/* mrcnn, torchvision and ONNX Runtime on each case, printed as one table. */
+static mr_status model_table(const mr_bench_options *o, model_runs *m, FILE *out) {
+    const long repeats = o->repeats;
     fprintf(
         out,
         "\nwhole model, batch 1, 3 classes, stages 3+ trainable, %d threads (medians of %ld; "
@@ -755,14 +762,8 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
         mr_runtime_threads(), repeats, RATIO_ROUNDS);
     fprintf(out, "%-22s %10s %10s %10s %12s %12s %10s %10s %10s\n", "", "train s", "infer s",
             "train RSS", "torch train", "torch infer", "torch RSS", "ORT infer", "ORT RSS");
-    struct {
-        int depth, side;
-    } cases[3] = {{50, 512}, {50, 1024}, {101, 512}};
-    int n_cases = quick ? 1 : 3;
-    mr_bench_times ours[3], torch[3], onnx[3];
-    char table[2048] = "";
     size_t used = 0;
-    for (int i = 0; i < n_cases; i++) {
+    for (int i = 0; i < m->n_cases; i++) {
         /* The ratios come from the first case: its runs alternate between mrcnn and
          * torchvision over several rounds, so a change in the machine's load hits both. */
         int reps = i == 0 ? (int)repeats : (int)(repeats < 3 ? repeats : 3);
@@ -777,78 +778,131 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
             torch_r[r] = cases[i].depth == 50 ? torchvision(cases[i].side, reps, false)
                                               : (mr_bench_times){0};
         }
-        ours[i] = median_times(ours_r, rounds);
-        torch[i] = median_times(torch_r, rounds);
+        m->ours[i] = median_times(ours_r, rounds);
+        m->torch[i] = median_times(torch_r, rounds);
         /* The same model exported to ONNX, in ONNX Runtime (ResNet-50 only, as torchvision). */
-        onnx[i] = cases[i].depth == 50 && o->onnxruntime
-                      ? onnxruntime(cases[i].depth, cases[i].side, reps, o->onnxruntime)
-                      : (mr_bench_times){0};
+        m->onnx[i] = cases[i].depth == 50 && o->onnxruntime
+                         ? onnxruntime(cases[i].depth, cases[i].side, reps, o->onnxruntime)
+                         : (mr_bench_times){0};
+        const mr_bench_times *ours = &m->ours[i], *torch = &m->torch[i], *onnx = &m->onnx[i];
         char ort[48] = "         -          -", ort_md[32] = "- | -";
-        if (onnx[i].ok) {
-            snprintf(ort, sizeof ort, "%10.3f %10.0f", onnx[i].infer_s, onnx[i].rss_mb);
-            snprintf(ort_md, sizeof ort_md, "%.3f | %.0f", onnx[i].infer_s, onnx[i].rss_mb);
+        if (onnx->ok) {
+            snprintf(ort, sizeof ort, "%10.3f %10.0f", onnx->infer_s, onnx->rss_mb);
+            snprintf(ort_md, sizeof ort_md, "%.3f | %.0f", onnx->infer_s, onnx->rss_mb);
         }
         char name[64];
         snprintf(name, sizeof name, "R%d-FPN %dx%d", cases[i].depth, cases[i].side, cases[i].side);
         char theirs[64] = "             -            -          -", theirs_md[64] = "- | - | -";
-        if (torch[i].ok) {
-            snprintf(theirs, sizeof theirs, "%12.3f %12.3f %10.0f", torch[i].train_s,
-                     torch[i].infer_s, torch[i].rss_mb);
-            snprintf(theirs_md, sizeof theirs_md, "%.3f | %.3f | %.0f", torch[i].train_s,
-                     torch[i].infer_s, torch[i].rss_mb);
+        if (torch->ok) {
+            snprintf(theirs, sizeof theirs, "%12.3f %12.3f %10.0f", torch->train_s, torch->infer_s,
+                     torch->rss_mb);
+            snprintf(theirs_md, sizeof theirs_md, "%.3f | %.3f | %.0f", torch->train_s,
+                     torch->infer_s, torch->rss_mb);
         }
-        fprintf(out, "%-22s %10.3f %10.3f %10.0f %s %s\n", name, ours[i].train_s, ours[i].infer_s,
-                ours[i].rss_mb, theirs, ort);
+        fprintf(out, "%-22s %10.3f %10.3f %10.0f %s %s\n", name, ours->train_s, ours->infer_s,
+                ours->rss_mb, theirs, ort);
         fflush(out);
-        used += (size_t)snprintf(table + used, sizeof table - used,
-                                 "| %s | %.3f | %.3f | %.0f | %s | %s |\n", name, ours[i].train_s,
-                                 ours[i].infer_s, ours[i].rss_mb, theirs_md, ort_md);
+        used += (size_t)snprintf(m->table + used, sizeof m->table - used,
+                                 "| %s | %.3f | %.3f | %.0f | %s | %s |\n", name, ours->train_s,
+                                 ours->infer_s, ours->rss_mb, theirs_md, ort_md);
     }
-    if (!torch[0].ok)
+    if (!m->torch[0].ok)
         fprintf(out,
                 "(torchvision not measured: run `make bench-deps` to install python3-torch)\n");
     else
-        fprintf(out, "torchvision's kernels: %s\n", torch[0].kernel);
-    for (int i = 0; i < n_cases && torch[0].ok; i++)
-        if (torch[i].ok)
+        fprintf(out, "torchvision's kernels: %s\n", m->torch[0].kernel);
+    for (int i = 0; i < m->n_cases && m->torch[0].ok; i++)
+        if (m->torch[i].ok)
             fprintf(out,
                     "masks made in the inference above at %dx%d: mrcnn %d (Matterport's "
                     "confidence 0.7), torchvision %d (score 0.05)\n",
-                    cases[i].side, cases[i].side, ours[i].detections, torch[i].detections);
-    if (!onnx[0].ok)
+                    cases[i].side, cases[i].side, m->ours[i].detections, m->torch[i].detections);
+    if (!m->onnx[0].ok)
         fprintf(out, "(ONNX Runtime not measured: `make bench` installs onnxruntime-node with "
                      "npm; node or npm missing, or the registry unreachable)\n");
-    double tr = ratio(ours[0].train_s, torch[0].train_s),
-           ir = ratio(ours[0].infer_s, torch[0].infer_s),
-           rr = ratio(ours[0].rss_mb, torch[0].rss_mb);
-    double tr1024 = n_cases > 1 ? ratio(ours[1].train_s, torch[1].train_s) : (double)NAN,
-           ir1024 = n_cases > 1 ? ratio(ours[1].infer_s, torch[1].infer_s) : (double)NAN;
-    /* Equal work: torchvision's heads sample 512 ROIs at 25% positive by default, Matterport's
-     * 200 at 33%; at inference torchvision makes a mask for every detection of score 0.05 and up,
-     * Matterport's detection layer keeps confidence 0.7 and up. Timed again with Matterport's
-     * sampling and with every detection kept on both sides (100 masks), the ratios show the
-     * implementation. */
-    double equal[2] = {NAN, NAN}, equal_infer[2] = {NAN, NAN};
-    char equal_md[640] = "";
-    for (int i = 0; i < (n_cases > 1 ? 2 : 1) && torch[0].ok; i++) {
-        int reps = i == 0 ? (int)repeats : (int)(repeats < 3 ? repeats : 3);
+    return MR_OK;
+}
+
+/* Equal work: torchvision's heads sample 512 ROIs at 25% positive by default, Matterport's 200
+ * at 33%; at inference torchvision makes a mask for every detection of score 0.05 and up,
+ * Matterport's detection layer keeps confidence 0.7 and up. Timed again with Matterport's
+ * sampling and with every detection kept on both sides (100 masks), the ratios show the
+ * implementation. */
+static void equal_work(const mr_bench_options *o, model_runs *m, FILE *out) {
+    m->equal[0] = m->equal[1] = m->equal_infer[0] = m->equal_infer[1] = NAN;
+    m->equal_md[0] = '\0';
+    for (int i = 0; i < (m->n_cases > 1 ? 2 : 1) && m->torch[0].ok; i++) {
+        int reps = i == 0 ? (int)o->repeats : (int)(o->repeats < 3 ? o->repeats : 3);
         mr_bench_times eq = torchvision(cases[i].side, reps, true);
         if (!eq.ok) break;
-        equal[i] = ratio(ours[i].train_s, eq.train_s);
-        equal_infer[i] = ratio(ours[i].infer_all_s, eq.infer_s);
+        m->equal[i] = ratio(m->ours[i].train_s, eq.train_s);
+        m->equal_infer[i] = ratio(m->ours[i].infer_all_s, eq.infer_s);
         char line[400];
         snprintf(line, sizeof line,
                  "%dx%d: torchvision trains in %.3f s (mrcnn/torchvision %.3f) and infers in %.3f "
                  "s with %d masks, mrcnn in %.3f s with %d (%.3f)",
-                 cases[i].side, cases[i].side, eq.train_s, equal[i], eq.infer_s, eq.detections,
-                 ours[i].infer_all_s, ours[i].detections_all, equal_infer[i]);
+                 cases[i].side, cases[i].side, eq.train_s, m->equal[i], eq.infer_s, eq.detections,
+                 m->ours[i].infer_all_s, m->ours[i].detections_all, m->equal_infer[i]);
         fprintf(out, "equal work at %s\n", line);
-        size_t l = strlen(equal_md);
-        snprintf(equal_md + l, sizeof equal_md - l, "%s%s", i ? "; " : "", line);
+        size_t l = strlen(m->equal_md);
+        snprintf(m->equal_md + l, sizeof m->equal_md - l, "%s%s", i ? "; " : "", line);
     }
-    if (!quick && ours[2].ok) {
+}
+
+/* The run's entry in BENCHMARKS.md: header, ceiling, the model table, equal work, the sections
+ * printed after the table, and the ratio line. */
+static void append_markdown(const char *path, const model_runs *m, double ceiling,
+                            double first_ceiling, double eff, const char *sections,
+                            const char *ratios) {
+    FILE *md = fopen(path, "a");
+    if (!md) return;
+    char cpu[160], commit[64];
+    cpu_name(cpu, sizeof cpu);
+    git_commit(commit, sizeof commit);
+    time_t t = time(NULL);
+    char date[32];
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M", localtime(&t));
+    const char *note = mr_runtime_blas_note(); /* the banner printed it; BENCHMARKS.md keeps it */
+    fprintf(md, "\n## %s, commit %s, %s, %d threads\n\n", date, commit, cpu, mr_runtime_threads());
+    fprintf(md,
+            "sgemm ceiling %.1f GFLOPS (%s; best of two measurements, %.1f at the start); "
+            "ResNet-50/FPN convolutions at %.0f%% of the first (direct-convolution FLOPs over "
+            "time, so Winograd layers count 4x).%s%s torchvision's kernels: %s.\n\n",
+            ceiling, mr_runtime_blas_desc(), first_ceiling, 100.0 * eff, note ? " Note: " : "",
+            note ? note : "", m->torch[0].ok ? m->torch[0].kernel : "not measured");
+    fprintf(md,
+            "| model | mrcnn train s | mrcnn infer s | mrcnn RSS MB in training | torchvision "
+            "train s | torchvision infer s | torchvision RSS MB in training | ONNX Runtime "
+            "infer s | ONNX Runtime "
+            "RSS MB |\n|---|---|---|---|---|---|---|---|---|\n%s",
+            m->table);
+    if (m->equal_md[0])
+        fprintf(md,
+                "\nEqual work (torchvision sampling ROIs as Matterport, 200 an image at 33%% "
+                "positive; both keeping every detection at inference): %s.\n",
+                m->equal_md);
+    if (sections) fputs(sections, md);
+    fprintf(md, "\n%s\n", ratios);
+    fclose(md);
+}
+
+mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
+    double ceiling = sgemm_ceiling((int)o->repeats);
+    fprintf(out, "sgemm 2048^3 ceiling: %.1f GFLOPS (%s)\n\n", ceiling, mr_runtime_blas_desc());
+    double eff = conv_table((int)o->repeats, ceiling, out);
+    model_runs *m = calloc(1, sizeof *m);
+    if (!m) return mr_fail(MR_ERR_NOMEM, "no memory for the bench's results");
+    m->n_cases = o->quick ? 1 : 3;
+    mr_status st = model_table(o, m, out);
+    if (st != MR_OK) {
+        free(m);
+        return st;
+    }
+    equal_work(o, m, out);
+    if (!o->quick && m->ours[2].ok) {
         /* configs/busi.json: ResNet-101 at 512, 30 epochs x 51 steps, batch 1, plus validation. */
-        double hours = (30.0 * 51.0 * ours[2].train_s + 30.0 * 10.0 * ours[2].infer_s) / 3600.0;
+        double hours =
+            (30.0 * 51.0 * m->ours[2].train_s + 30.0 * 10.0 * m->ours[2].infer_s) / 3600.0;
         fprintf(out,
                 "projected configs/busi.json fine-tune (30 x 51 steps of ResNet-101 at 512): %.1f "
                 "hours on this machine\n",
@@ -860,60 +914,35 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
     FILE *sec = o->markdown ? open_memstream(&sections, &sections_len) : NULL;
     double floor_ratio[2] = {NAN, NAN};
     /* Measured again now, in case the machine was busy at the start: the floor takes the higher. */
-    const double first_ceiling = ceiling, again = sgemm_ceiling((int)repeats);
+    const double first_ceiling = ceiling, again = sgemm_ceiling((int)o->repeats);
     fprintf(out, "\nsgemm ceiling measured again: %.1f GFLOPS; the floor below uses %.1f\n", again,
             fmax(ceiling, again));
     ceiling = fmax(ceiling, again);
-    for (int i = 0; i < (n_cases > 1 ? 2 : 1); i++) {
+    for (int i = 0; i < (m->n_cases > 1 ? 2 : 1); i++) {
         char name[64];
         snprintf(name, sizeof name, "R%d-FPN %dx%d", cases[i].depth, cases[i].side, cases[i].side);
-        floor_ratio[i] = floor_table(name, &ours[i], ceiling, out, sec);
+        floor_ratio[i] = floor_table(name, &m->ours[i], ceiling, out, sec);
     }
-    if (!quick) {
+    if (!o->quick) {
         prefetch_check(out, sec);
-        scaling_table(o, ours, out, sec);
+        scaling_table(o, m->ours, out, sec);
         data_table(o, out, sec);
     }
     if (sec) fclose(sec);
-    char cpu[160], commit[64];
-    cpu_name(cpu, sizeof cpu);
-    git_commit(commit, sizeof commit);
-    time_t t = time(NULL);
-    char date[32];
-    strftime(date, sizeof date, "%Y-%m-%d %H:%M", localtime(&t));
+    const mr_bench_times *ours = m->ours, *torch = m->torch;
     char ratios[400];
     snprintf(ratios, sizeof ratios,
              "train_step_ratio=%.3f infer_ratio=%.3f rss_ratio=%.3f conv_efficiency=%.3f "
              "train_1024_ratio=%.3f infer_1024_ratio=%.3f floor_ratio=%.3f floor_1024_ratio=%.3f "
              "train_equal_work_ratio=%.3f infer_equal_work_ratio=%.3f",
-             tr, ir, rr, eff, tr1024, ir1024, floor_ratio[0], floor_ratio[1], equal[0],
-             equal_infer[0]);
-    FILE *md = o->markdown ? fopen(o->markdown, "a") : NULL;
-    if (md) {
-        fprintf(md, "\n## %s, commit %s, %s, %d threads\n\n", date, commit, cpu,
-                mr_runtime_threads());
-        fprintf(md,
-                "sgemm ceiling %.1f GFLOPS (%s; best of two measurements, %.1f at the start); "
-                "ResNet-50/FPN convolutions at %.0f%% of the first (direct-convolution FLOPs over "
-                "time, so Winograd layers count 4x).%s%s torchvision's kernels: %s.\n\n",
-                ceiling, mr_runtime_blas_desc(), first_ceiling, 100.0 * eff, note ? " Note: " : "",
-                note ? note : "", torch[0].ok ? torch[0].kernel : "not measured");
-        fprintf(md,
-                "| model | mrcnn train s | mrcnn infer s | mrcnn RSS MB in training | torchvision "
-                "train s | torchvision infer s | torchvision RSS MB in training | ONNX Runtime "
-                "infer s | ONNX Runtime "
-                "RSS MB |\n|---|---|---|---|---|---|---|---|---|\n%s",
-                table);
-        if (equal_md[0])
-            fprintf(md,
-                    "\nEqual work (torchvision sampling ROIs as Matterport, 200 an image at 33%% "
-                    "positive; both keeping every detection at inference): %s.\n",
-                    equal_md);
-        if (sections) fputs(sections, md);
-        fprintf(md, "\n%s\n", ratios);
-        fclose(md);
-    }
+             ratio(ours[0].train_s, torch[0].train_s), ratio(ours[0].infer_s, torch[0].infer_s),
+             ratio(ours[0].rss_mb, torch[0].rss_mb), eff,
+             m->n_cases > 1 ? ratio(ours[1].train_s, torch[1].train_s) : (double)NAN,
+             m->n_cases > 1 ? ratio(ours[1].infer_s, torch[1].infer_s) : (double)NAN,
+             floor_ratio[0], floor_ratio[1], m->equal[0], m->equal_infer[0]);
+    if (o->markdown) append_markdown(o->markdown, m, ceiling, first_ceiling, eff, sections, ratios);
     free(sections);
+    free(m);
     fprintf(out, "%s\n", ratios);
     return MR_OK;
 }

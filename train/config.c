@@ -304,10 +304,167 @@ static mr_status read_augment(const char *origin, const key_spec *k, const cJSON
     return MR_OK;
 }
 
+/* An enum key: one of its choices, stored as the choice's index. */
+static mr_status read_enum(const char *origin, const key_spec *k, const cJSON *v, char *base) {
+    const char *const *names = choices_of(k);
+    for (int i = 0; cJSON_IsString(v) && names[i]; i++)
+        if (!strcmp(v->valuestring, names[i])) {
+            *(int *)(base + k->offset) = i;
+            return MR_OK;
+        }
+    char list[256] = "";
+    for (int i = 0; names[i]; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"%s\"",
+                 i == 0         ? ""
+                 : names[i + 1] ? ", "
+                                : " or ",
+                 names[i]);
+    return bad(origin, k, " must be %s", list);
+}
+
+/* A list of numbers: K_INTS of exactly max_count, K_FLOATS of exactly max_count or, with a
+ * count field, 1 to max_count. */
+static mr_status read_list(const char *origin, const key_spec *k, const cJSON *v, char *base) {
+    double d = 0.0;
+    char where[64];
+    if (!cJSON_IsArray(v)) return bad(origin, k, "%s must be a list of numbers", "");
+    int n = cJSON_GetArraySize(v);
+    bool fixed = k->type == K_INTS || k->count_offset == 0;
+    if ((fixed && n != k->max_count) || (!fixed && (n < 1 || n > k->max_count))) {
+        return mr_fail(MR_ERR_CONFIG, "%s: %s has %d values, expected %s%d", origin, k->name, n,
+                       fixed ? "" : "1 to ", k->max_count);
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(where, sizeof where, "[%d]", i);
+        MR_TRY(read_number(origin, k, cJSON_GetArrayItem(v, i), &d, where));
+        if (k->type == K_INTS)
+            ((int *)(base + k->offset))[i] = (int)d;
+        else
+            ((float *)(base + k->offset))[i] = (float)d;
+    }
+    if (!fixed) *(int *)(base + k->count_offset) = n;
+    return MR_OK;
+}
+
+/* CLASS_NAMES: 2 to MR_MAX_CLASSES distinct names, BG first; they set NUM_CLASSES. */
+static mr_status read_classes(const char *origin, const key_spec *k, const cJSON *v, mr_config *c) {
+    char where[64];
+    if (!cJSON_IsArray(v)) return bad(origin, k, "%s must be a list of names", "");
+    int n = cJSON_GetArraySize(v);
+    if (n < 2 || n > MR_MAX_CLASSES)
+        return mr_fail(MR_ERR_CONFIG,
+                       "%s: CLASS_NAMES has %d names, expected 2 to %d (BG "
+                       "first)",
+                       origin, n, MR_MAX_CLASSES);
+    for (int i = 0; i < n; i++) {
+        snprintf(where, sizeof where, "CLASS_NAMES[%d]", i);
+        MR_TRY(read_string(origin, where, cJSON_GetArrayItem(v, i), c->class_names[i],
+                           sizeof c->class_names[i]));
+        for (int j = 0; j < i; j++)
+            if (!strcmp(c->class_names[i], c->class_names[j]))
+                return mr_fail(MR_ERR_CONFIG, "%s: CLASS_NAMES lists \"%s\" twice", origin,
+                               c->class_names[i]);
+    }
+    c->net.num_classes = n;
+    return MR_OK;
+}
+
+/* DATASET: {"TRAIN": path, "VAL": path}. */
+static mr_status read_dataset(const char *origin, const key_spec *k, const cJSON *v, mr_config *c) {
+    if (!cJSON_IsObject(v))
+        return bad(origin, k, "%s must be {\"TRAIN\": path, \"VAL\": path}", "");
+    const cJSON *item;
+    cJSON_ArrayForEach(item, v) {
+        if (!strcmp(item->string, "TRAIN"))
+            MR_TRY(read_string(origin, "DATASET.TRAIN", item, c->train_data, sizeof c->train_data));
+        else if (!strcmp(item->string, "VAL"))
+            MR_TRY(read_string(origin, "DATASET.VAL", item, c->val_data, sizeof c->val_data));
+        else
+            return mr_fail(MR_ERR_CONFIG, "%s: DATASET has unknown key \"%s\" (TRAIN or VAL)",
+                           origin, item->string);
+    }
+    return MR_OK;
+}
+
+/* LOSS_WEIGHTS: {"rpn_class_loss": w, ...}, any subset of the losses. */
+static mr_status read_losses(const char *origin, const key_spec *k, const cJSON *v, mr_config *c) {
+    double d = 0.0;
+    char where[64];
+    if (!cJSON_IsObject(v)) return bad(origin, k, "%s must be an object of loss weights", "");
+    const cJSON *item;
+    cJSON_ArrayForEach(item, v) {
+        int found = -1;
+        for (int i = 0; i < MR_LOSS_COUNT; i++)
+            if (!strcmp(item->string, mr_loss_names[i])) found = i;
+        if (found < 0) {
+            char names[256] = "";
+            for (int i = 0; i < MR_LOSS_COUNT; i++)
+                snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                         mr_loss_names[i]);
+            return mr_fail(MR_ERR_CONFIG, "%s: LOSS_WEIGHTS has unknown loss \"%s\" (%s)", origin,
+                           item->string, names);
+        }
+        snprintf(where, sizeof where, ".%s", item->string);
+        MR_TRY(read_number(origin, k, item, &d, where));
+        c->net.loss_weights[found] = (float)d;
+    }
+    return MR_OK;
+}
+
+/* STAGES: 1 to MR_MAX_STAGES of {"LAYERS", "UNTIL_EPOCH", "LEARNING_RATE"}, epochs rising. */
+static mr_status read_stages(const char *origin, const key_spec *k, const cJSON *v, mr_config *c) {
+    double d = 0.0;
+    char where[64];
+    if (!cJSON_IsArray(v)) return bad(origin, k, "%s must be a list of stages", "");
+    int n = cJSON_GetArraySize(v);
+    if (n < 1 || n > MR_MAX_STAGES)
+        return mr_fail(MR_ERR_CONFIG, "%s: STAGES has %d entries, expected 1 to %d", origin, n,
+                       MR_MAX_STAGES);
+    for (int i = 0; i < n; i++) {
+        const cJSON *s = cJSON_GetArrayItem(v, i);
+        mr_stage *st = &c->stages[i];
+        if (!cJSON_IsObject(s))
+            return mr_fail(MR_ERR_CONFIG, "%s: STAGES[%d] must be an object", origin, i);
+        const cJSON *layers = cJSON_GetObjectItemCaseSensitive(s, "LAYERS");
+        const cJSON *until = cJSON_GetObjectItemCaseSensitive(s, "UNTIL_EPOCH");
+        const cJSON *lr = cJSON_GetObjectItemCaseSensitive(s, "LEARNING_RATE");
+        const cJSON *item;
+        cJSON_ArrayForEach(item, s) {
+            if (strcmp(item->string, "LAYERS") && strcmp(item->string, "UNTIL_EPOCH") &&
+                strcmp(item->string, "LEARNING_RATE"))
+                return mr_fail(MR_ERR_CONFIG,
+                               "%s: STAGES[%d] has unknown key \"%s\" (LAYERS, "
+                               "UNTIL_EPOCH, LEARNING_RATE)",
+                               origin, i, item->string);
+        }
+        snprintf(where, sizeof where, "STAGES[%d].LAYERS", i);
+        if (!layers) return mr_fail(MR_ERR_CONFIG, "%s: %s is missing", origin, where);
+        MR_TRY(read_string(origin, where, layers, st->layers, sizeof st->layers));
+        key_spec ek = {.name = "STAGES", .min = 1, .max = 100000};
+        snprintf(where, sizeof where, "[%d].UNTIL_EPOCH", i);
+        if (!until) return mr_fail(MR_ERR_CONFIG, "%s: STAGES%s is missing", origin, where);
+        MR_TRY(read_number(origin, &ek, until, &d, where));
+        st->until_epoch = (int)d;
+        if (i > 0 && st->until_epoch <= c->stages[i - 1].until_epoch)
+            return mr_fail(MR_ERR_CONFIG,
+                           "%s: STAGES[%d].UNTIL_EPOCH %d must be after the "
+                           "previous stage's %d",
+                           origin, i, st->until_epoch, c->stages[i - 1].until_epoch);
+        key_spec lk = {.name = "STAGES", .min = 1e-9, .max = 10};
+        snprintf(where, sizeof where, "[%d].LEARNING_RATE", i);
+        st->learning_rate = -1.0f; /* filled from LEARNING_RATE after the whole file */
+        if (lr) {
+            MR_TRY(read_number(origin, &lk, lr, &d, where));
+            st->learning_rate = (float)d;
+        }
+    }
+    c->n_stages = n;
+    return MR_OK;
+}
+
 static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v, mr_config *c) {
     char *base = (char *)c;
     double d = 0.0;
-    char where[64];
     switch (k->type) {
     case K_INT:
         MR_TRY(read_number(origin, k, v, &d, ""));
@@ -322,22 +479,8 @@ static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v,
         if (!cJSON_IsBool(v)) return bad(origin, k, "%s must be true or false", "");
         *(bool *)(base + k->offset) = cJSON_IsTrue(v);
         return MR_OK;
-    case K_ENUM: {
-        const char *const *names = choices_of(k);
-        for (int i = 0; cJSON_IsString(v) && names[i]; i++)
-            if (!strcmp(v->valuestring, names[i])) {
-                *(int *)(base + k->offset) = i;
-                return MR_OK;
-            }
-        char list[256] = "";
-        for (int i = 0; names[i]; i++)
-            snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"%s\"",
-                     i == 0         ? ""
-                     : names[i + 1] ? ", "
-                                    : " or ",
-                     names[i]);
-        return bad(origin, k, " must be %s", list);
-    }
+    case K_ENUM:
+        return read_enum(origin, k, v, base);
     case K_AUGMENT:
         return read_augment(origin, k, v, &c->augment);
     case K_STRING:
@@ -348,25 +491,8 @@ static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v,
         *(uint64_t *)(base + k->offset) = (uint64_t)d;
         return MR_OK;
     case K_FLOATS:
-    case K_INTS: {
-        if (!cJSON_IsArray(v)) return bad(origin, k, "%s must be a list of numbers", "");
-        int n = cJSON_GetArraySize(v);
-        bool fixed = k->type == K_INTS || k->count_offset == 0;
-        if ((fixed && n != k->max_count) || (!fixed && (n < 1 || n > k->max_count))) {
-            return mr_fail(MR_ERR_CONFIG, "%s: %s has %d values, expected %s%d", origin, k->name, n,
-                           fixed ? "" : "1 to ", k->max_count);
-        }
-        for (int i = 0; i < n; i++) {
-            snprintf(where, sizeof where, "[%d]", i);
-            MR_TRY(read_number(origin, k, cJSON_GetArrayItem(v, i), &d, where));
-            if (k->type == K_INTS)
-                ((int *)(base + k->offset))[i] = (int)d;
-            else
-                ((float *)(base + k->offset))[i] = (float)d;
-        }
-        if (!fixed) *(int *)(base + k->count_offset) = n;
-        return MR_OK;
-    }
+    case K_INTS:
+        return read_list(origin, k, v, base);
     case K_BACKBONE:
         if (!cJSON_IsString(v) || !mr_backbone_find(v->valuestring)) {
             char names[160], what[180];
@@ -399,110 +525,14 @@ static mr_status read_key(const char *origin, const key_spec *k, const cJSON *v,
         *(int *)(base + k->offset) = (int)a;
         return MR_OK;
     }
-    case K_CLASSES: {
-        if (!cJSON_IsArray(v)) return bad(origin, k, "%s must be a list of names", "");
-        int n = cJSON_GetArraySize(v);
-        if (n < 2 || n > MR_MAX_CLASSES)
-            return mr_fail(MR_ERR_CONFIG,
-                           "%s: CLASS_NAMES has %d names, expected 2 to %d (BG "
-                           "first)",
-                           origin, n, MR_MAX_CLASSES);
-        for (int i = 0; i < n; i++) {
-            snprintf(where, sizeof where, "CLASS_NAMES[%d]", i);
-            MR_TRY(read_string(origin, where, cJSON_GetArrayItem(v, i), c->class_names[i],
-                               sizeof c->class_names[i]));
-            for (int j = 0; j < i; j++)
-                if (!strcmp(c->class_names[i], c->class_names[j]))
-                    return mr_fail(MR_ERR_CONFIG, "%s: CLASS_NAMES lists \"%s\" twice", origin,
-                                   c->class_names[i]);
-        }
-        c->net.num_classes = n;
-        return MR_OK;
-    }
-    case K_DATASET: {
-        if (!cJSON_IsObject(v))
-            return bad(origin, k, "%s must be {\"TRAIN\": path, \"VAL\": path}", "");
-        const cJSON *item;
-        cJSON_ArrayForEach(item, v) {
-            if (!strcmp(item->string, "TRAIN"))
-                MR_TRY(read_string(origin, "DATASET.TRAIN", item, c->train_data,
-                                   sizeof c->train_data));
-            else if (!strcmp(item->string, "VAL"))
-                MR_TRY(read_string(origin, "DATASET.VAL", item, c->val_data, sizeof c->val_data));
-            else
-                return mr_fail(MR_ERR_CONFIG, "%s: DATASET has unknown key \"%s\" (TRAIN or VAL)",
-                               origin, item->string);
-        }
-        return MR_OK;
-    }
-    case K_LOSSES: {
-        if (!cJSON_IsObject(v)) return bad(origin, k, "%s must be an object of loss weights", "");
-        const cJSON *item;
-        cJSON_ArrayForEach(item, v) {
-            int found = -1;
-            for (int i = 0; i < MR_LOSS_COUNT; i++)
-                if (!strcmp(item->string, mr_loss_names[i])) found = i;
-            if (found < 0) {
-                char names[256] = "";
-                for (int i = 0; i < MR_LOSS_COUNT; i++)
-                    snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
-                             i ? ", " : "", mr_loss_names[i]);
-                return mr_fail(MR_ERR_CONFIG, "%s: LOSS_WEIGHTS has unknown loss \"%s\" (%s)",
-                               origin, item->string, names);
-            }
-            snprintf(where, sizeof where, ".%s", item->string);
-            MR_TRY(read_number(origin, k, item, &d, where));
-            c->net.loss_weights[found] = (float)d;
-        }
-        return MR_OK;
-    }
-    case K_STAGES: {
-        if (!cJSON_IsArray(v)) return bad(origin, k, "%s must be a list of stages", "");
-        int n = cJSON_GetArraySize(v);
-        if (n < 1 || n > MR_MAX_STAGES)
-            return mr_fail(MR_ERR_CONFIG, "%s: STAGES has %d entries, expected 1 to %d", origin, n,
-                           MR_MAX_STAGES);
-        for (int i = 0; i < n; i++) {
-            const cJSON *s = cJSON_GetArrayItem(v, i);
-            mr_stage *st = &c->stages[i];
-            if (!cJSON_IsObject(s))
-                return mr_fail(MR_ERR_CONFIG, "%s: STAGES[%d] must be an object", origin, i);
-            const cJSON *layers = cJSON_GetObjectItemCaseSensitive(s, "LAYERS");
-            const cJSON *until = cJSON_GetObjectItemCaseSensitive(s, "UNTIL_EPOCH");
-            const cJSON *lr = cJSON_GetObjectItemCaseSensitive(s, "LEARNING_RATE");
-            const cJSON *item;
-            cJSON_ArrayForEach(item, s) {
-                if (strcmp(item->string, "LAYERS") && strcmp(item->string, "UNTIL_EPOCH") &&
-                    strcmp(item->string, "LEARNING_RATE"))
-                    return mr_fail(MR_ERR_CONFIG,
-                                   "%s: STAGES[%d] has unknown key \"%s\" (LAYERS, "
-                                   "UNTIL_EPOCH, LEARNING_RATE)",
-                                   origin, i, item->string);
-            }
-            snprintf(where, sizeof where, "STAGES[%d].LAYERS", i);
-            if (!layers) return mr_fail(MR_ERR_CONFIG, "%s: %s is missing", origin, where);
-            MR_TRY(read_string(origin, where, layers, st->layers, sizeof st->layers));
-            key_spec ek = {.name = "STAGES", .min = 1, .max = 100000};
-            snprintf(where, sizeof where, "[%d].UNTIL_EPOCH", i);
-            if (!until) return mr_fail(MR_ERR_CONFIG, "%s: STAGES%s is missing", origin, where);
-            MR_TRY(read_number(origin, &ek, until, &d, where));
-            st->until_epoch = (int)d;
-            if (i > 0 && st->until_epoch <= c->stages[i - 1].until_epoch)
-                return mr_fail(MR_ERR_CONFIG,
-                               "%s: STAGES[%d].UNTIL_EPOCH %d must be after the "
-                               "previous stage's %d",
-                               origin, i, st->until_epoch, c->stages[i - 1].until_epoch);
-            key_spec lk = {.name = "STAGES", .min = 1e-9, .max = 10};
-            snprintf(where, sizeof where, "[%d].LEARNING_RATE", i);
-            st->learning_rate = -1.0f; /* filled from LEARNING_RATE after the whole file */
-            if (lr) {
-                MR_TRY(read_number(origin, &lk, lr, &d, where));
-                st->learning_rate = (float)d;
-            }
-        }
-        c->n_stages = n;
-        return MR_OK;
-    }
+    case K_CLASSES:
+        return read_classes(origin, k, v, c);
+    case K_DATASET:
+        return read_dataset(origin, k, v, c);
+    case K_LOSSES:
+        return read_losses(origin, k, v, c);
+    case K_STAGES:
+        return read_stages(origin, k, v, c);
     }
     return mr_fail(MR_ERR_CONFIG, "%s: %s has an unhandled type", origin, k->name);
 }

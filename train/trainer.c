@@ -21,6 +21,7 @@
 #include "../core/profile.h"
 #include "../core/rng.h"
 #include "../core/runtime.h"
+#include "../core/text.h"
 #include "../data/draw.h"
 #include "../data/image.h"
 #include "../layers/inference.h"
@@ -475,42 +476,52 @@ static void progress(const trainer *t, int epoch, int step, double per_step, int
         fprintf(stderr, "%s\n", line);
 }
 
-/* ,"time":"2026-12-03T02:15:11Z": when a log record was written. */
-static void log_time(FILE *f) {
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    char buf[32];
-    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    fprintf(f, ",\"time\":\"%s\"", buf);
+/* A log.jsonl record is built whole, then written with its time in one call: a line, or
+ * nothing when memory ran out. */
+static void record_begin(mr_text *r, const char *type, int epoch) {
+    *r = (mr_text){0};
+    mr_text_printf(r, "{\"type\":\"%s\",\"epoch\":%d", type, epoch);
 }
 
 /* ,"key":value with null for a value that is undefined (NaN, or an AP without ground truth):
  * log.jsonl stays valid JSON. */
-static void log_number(FILE *f, const char *key, double v) {
-    if (isfinite(v) && v != MR_AP_UNDEFINED)
-        fprintf(f, ",\"%s\":%.6g", key, v);
-    else
-        fprintf(f, ",\"%s\":null", key);
+static void record_number(mr_text *r, const char *key, double v) {
+    mr_text_printf(r, ",\"%s\":", key);
+    mr_text_json_number(r, v == MR_AP_UNDEFINED ? (double)NAN : v, 7);
+}
+
+static void record_end(trainer *t, mr_text *r) {
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    char when[32];
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    mr_text_printf(r, ",\"time\":\"%s\"}\n", when); /* e.g. 2026-12-03T02:15:11Z */
+    if (!r->failed && r->s) fputs(r->s, t->log);
+    fflush(t->log);
+    mr_text_free(r);
 }
 
 static void log_step(trainer *t, int epoch, long global, const mr_loss_values *v, double l2,
-                     float lr, const mr_sgd_report *r, double seconds) {
+                     float lr, const mr_sgd_report *rep, double seconds) {
     if (!t->log) return;
-    fprintf(t->log, "{\"type\":\"step\",\"epoch\":%d,\"step\":%ld,\"loss\":%.6g", epoch + 1, global,
-            (double)v->total + l2);
+    mr_text r;
+    record_begin(&r, "step", epoch + 1);
+    mr_text_printf(&r, ",\"step\":%ld", global);
+    record_number(&r, "loss", (double)v->total + l2);
     for (int i = 0; i < MR_LOSS_COUNT; i++)
-        fprintf(t->log, ",\"%s\":%.6g", mr_loss_names[i], (double)v->value[i]);
-    fprintf(
-        t->log,
-        ",\"l2\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"seconds\":%.4f,\"data_wait_seconds\":%.4f",
-        l2, (double)lr, r->grad_norm, seconds, t->step_data_wait);
-    if (t->nproc > 1) /* data-parallel: the step's time and bytes in MPI collectives */
-        fprintf(t->log, ",\"processes\":%d,\"allreduce_seconds\":%.4f,\"allreduce_bytes\":%.0f",
-                t->nproc, t->step_wait, t->step_bytes);
-    log_time(t->log);
-    fputs("}\n", t->log);
-    fflush(t->log);
+        record_number(&r, mr_loss_names[i], (double)v->value[i]);
+    record_number(&r, "l2", l2);
+    record_number(&r, "lr", (double)lr);
+    record_number(&r, "grad_norm", rep->grad_norm);
+    record_number(&r, "seconds", seconds);
+    record_number(&r, "data_wait_seconds", t->step_data_wait);
+    if (t->nproc > 1) { /* data-parallel: the step's time and bytes in MPI collectives */
+        mr_text_printf(&r, ",\"processes\":%d", t->nproc);
+        record_number(&r, "allreduce_seconds", t->step_wait);
+        mr_text_printf(&r, ",\"allreduce_bytes\":%.0f", t->step_bytes);
+    }
+    record_end(t, &r);
 }
 
 /* Mean losses over VALIDATION_STEPS batches, recording off. */
@@ -1119,30 +1130,30 @@ static mr_status train_step(trainer *t, int epoch, int step, const mr_stage *sta
 static void log_epoch(trainer *t, int epoch, double val_loss, const double terms[MR_LOSS_COUNT],
                       const mr_evaluation *ev, double seconds) {
     if (!t->log) return;
-    fprintf(t->log, "{\"type\":\"epoch\",\"epoch\":%d", epoch + 1);
-    log_number(t->log, "loss",
-               t->epoch_loss_steps ? t->epoch_loss_sum / t->epoch_loss_steps : (double)NAN);
-    log_number(t->log, "val_loss", val_loss);
+    mr_text r;
+    record_begin(&r, "epoch", epoch + 1);
+    record_number(&r, "loss",
+                  t->epoch_loss_steps ? t->epoch_loss_sum / t->epoch_loss_steps : (double)NAN);
+    record_number(&r, "val_loss", val_loss);
     for (int i = 0; i < MR_LOSS_COUNT; i++) {
         char key[64];
         snprintf(key, sizeof key, "val_%s", mr_loss_names[i]);
-        log_number(t->log, key, terms[i]);
+        record_number(&r, key, terms[i]);
     }
     if (ev) {
-        log_number(t->log, "val_mask_ap50", ev->mask.mean_ap50);
-        log_number(t->log, "val_mask_ap", ev->mask.mean_ap);
-        log_number(t->log, "val_sensitivity", mr_lesion_sensitivity(&ev->lesions));
-        log_number(t->log, "val_fp_per_image", mr_lesion_fp_per_image(&ev->lesions));
-        log_number(t->log, "val_dice",
-                   ev->lesions.n_matched ? mr_lesion_mean_dice(&ev->lesions) : (double)NAN);
-        log_number(t->log, "val_accuracy",
-                   ev->n_classified ? (double)ev->n_right / (double)ev->n_classified : (double)NAN);
-        fprintf(t->log, ",\"val_images\":%lld", (long long)ev->n_images);
+        record_number(&r, "val_mask_ap50", ev->mask.mean_ap50);
+        record_number(&r, "val_mask_ap", ev->mask.mean_ap);
+        record_number(&r, "val_sensitivity", mr_lesion_sensitivity(&ev->lesions));
+        record_number(&r, "val_fp_per_image", mr_lesion_fp_per_image(&ev->lesions));
+        record_number(&r, "val_dice",
+                      ev->lesions.n_matched ? mr_lesion_mean_dice(&ev->lesions) : (double)NAN);
+        record_number(&r, "val_accuracy",
+                      ev->n_classified ? (double)ev->n_right / (double)ev->n_classified
+                                       : (double)NAN);
+        mr_text_printf(&r, ",\"val_images\":%lld", (long long)ev->n_images);
     }
-    fprintf(t->log, ",\"seconds\":%.2f", seconds);
-    log_time(t->log);
-    fputs("}\n", t->log);
-    fflush(t->log);
+    record_number(&r, "seconds", seconds);
+    record_end(t, &r);
 }
 
 static mr_status finish_epoch(trainer *t, int epoch, double epoch_start, mr_report_run *report,
