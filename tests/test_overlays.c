@@ -5,6 +5,7 @@
 
 #include "../data/image.h"
 #include "../train/overlays.h"
+#include "../data/draw.h"
 #include "testutil.h"
 
 Test(overlays, mask_agreement) {
@@ -66,5 +67,20 @@ Test(overlays, panel_of_a_small_image_is_enlarged_and_scored) {
     /* Nearest neighbour: a background pixel of the image is its gray, unblended. */
     const uint8_t *p = panel.pixels + ((size_t)(panel.height - 2) * panel.width + 2) * 3;
     cr_assert(p[0] == 90 && p[1] == 90 && p[2] == 90, "pixel %d %d %d", p[0], p[1], p[2]);
+    /* The caption strip above the images reads, pixel for pixel: the image's name and the epoch,
+     * the two sides' titles, and the agreement at the right. */
+    mr_image want;
+    cr_assert_eq(mr_image_alloc(&want, panel.width, 44, 3), MR_OK);
+    memset(want.pixels, 255, (size_t)want.width * 44 * 3);
+    const mr_color ink = {20, 20, 20};
+    mr_draw_text(&want, 2, 2, "lesion.png  epoch 3", 2, ink);
+    mr_draw_text(&want, 2, 24, "ground truth", 2, ink);
+    mr_draw_text(&want, 40 * scale + 8, 24, "prediction", 2, ink);
+    int tw = 0, th = 0;
+    mr_draw_text_size("IoU 1.00  Dice 1.00", 2, &tw, &th);
+    mr_draw_text(&want, want.width - tw - 2, 2, "IoU 1.00  Dice 1.00", 2, ink);
+    cr_assert(!memcmp(want.pixels, panel.pixels, (size_t)want.width * 44 * 3),
+              "the caption strip differs from the expected text");
+    mr_image_free(&want);
     mr_image_free(&panel);
 }

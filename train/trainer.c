@@ -487,7 +487,7 @@ static void record_begin(mr_text *r, const char *type, int epoch) {
  * log.jsonl stays valid JSON. */
 static void record_number(mr_text *r, const char *key, double v) {
     mr_text_printf(r, ",\"%s\":", key);
-    mr_text_json_number(r, v == MR_AP_UNDEFINED ? (double)NAN : v, 7);
+    mr_text_json_number(r, v == MR_AP_UNDEFINED ? (double)NAN : v, 6);
 }
 
 static void record_end(trainer *t, mr_text *r) {
