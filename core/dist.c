@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "runtime.h"
+#include "util.h"
 
 static bool active;
 static int rank_, size_ = 1;
@@ -41,7 +42,8 @@ typedef struct {
 
 /* Started sums not yet known to be complete, in the order they were started. */
 static ordered_sum *pending;
-static int n_pending, cap_pending;
+static int n_pending;
+static size_t cap_pending;
 
 static double now(void) {
     struct timespec ts;
@@ -227,15 +229,9 @@ void mr_dist_sum_f32_start(float *buf, size_t n) {
     const double t0 = now();
     for (size_t off = 0; off < n; off += PIECE) {
         size_t len = n - off < PIECE ? n - off : PIECE;
-        if (n_pending == cap_pending) {
-            int cap = cap_pending ? 2 * cap_pending : 64;
-            ordered_sum *grown = realloc(pending, sizeof *grown * (size_t)cap);
-            if (!grown) {
-                fprintf(stderr, "mrcnn: out of memory for the list of gradient sums\n");
-                MPI_Abort(MPI_COMM_WORLD, 1);
-            }
-            pending = grown;
-            cap_pending = cap;
+        if (!mr_grow(&pending, &cap_pending, (size_t)n_pending + 1, sizeof *pending, 64)) {
+            fprintf(stderr, "mrcnn: out of memory for the list of gradient sums\n");
+            MPI_Abort(MPI_COMM_WORLD, 1);
         }
         ordered_sum *o = &pending[n_pending++];
         *o = (ordered_sum){.buf = buf + off};

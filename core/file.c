@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util.h"
+
 /* ---- the disk-full test hook ------------------------------------------------------------- */
 
 #define HOOK_UNREAD LONG_MIN /* MRCNN_TEST_FAIL_WRITES_AFTER not looked at yet */
@@ -50,16 +52,18 @@ mr_status mr_read_file(const char *path, const char *what, size_t max_bytes, cha
     if (len) *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return mr_fail(MR_ERR_IO, "%s: cannot open %s: %s", path, what, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
+    /* Read until a short read, always with room left for the final NUL. */
+    size_t cap = 0, n = 0;
+    char *buf = NULL;
+    for (;;) {
+        if (!mr_grow(&buf, &cap, n + 2, 1, (size_t)1 << 16)) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        n += fread(buf + n, 1, cap - 1 - n, f);
+        if (n < cap - 1) break;
         if (max_bytes && n > max_bytes) break;
-        char *grown = realloc(buf, 2 * cap + 1);
-        if (!grown) free(buf);
-        buf = grown;
-        cap *= 2;
     }
     bool bad = ferror(f) != 0;
     fclose(f);

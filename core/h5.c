@@ -15,6 +15,7 @@
 
 #include "file.h"
 #include "text.h"
+#include "util.h"
 
 static void quiet(void) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -555,6 +556,7 @@ mr_status mr_h5_get_attr_strings(mr_h5 *f, const char *object, const char *name,
     /* Keras splits attributes over 64 KB into name0, name1, ... */
     *values = NULL;
     *count = 0;
+    size_t cap = 0;
     for (int chunk = 0;; chunk++) {
         char part[256];
         snprintf(part, sizeof part, "%s%d", name, chunk);
@@ -562,14 +564,12 @@ mr_status mr_h5_get_attr_strings(mr_h5 *f, const char *object, const char *name,
         char **vals = NULL;
         int n = 0;
         MR_TRY(read_string_attr(f, object, part, &vals, &n));
-        char **grown = realloc(*values, sizeof *grown * (size_t)(*count + n + 1));
-        if (!grown) {
+        if (!mr_grow(values, &cap, (size_t)*count + (size_t)n + 1, sizeof **values, 64)) {
             mr_h5_free_strings(vals, n);
             return mr_fail(MR_ERR_NOMEM, "no memory for attribute %s", name);
         }
-        memcpy(grown + *count, vals, sizeof *vals * (size_t)n);
+        memcpy(*values + *count, vals, sizeof *vals * (size_t)n);
         free(vals);
-        *values = grown;
         *count += n;
     }
     if (!*values && !*count)

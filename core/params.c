@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 void mr_params_init(mr_params *p) {
     memset(p, 0, sizeof *p);
 }
@@ -26,15 +28,9 @@ int mr_params_add(mr_params *p, const char *name, int ndim, const int64_t *shape
         mr_fail(MR_ERR_ARG, "parameter '%s' declared twice", name);
         return -1;
     }
-    if (p->count == p->capacity) {
-        int cap = p->capacity ? p->capacity * 2 : 256;
-        mr_param *grown = realloc(p->items, sizeof *grown * (size_t)cap);
-        if (!grown) {
-            mr_fail(MR_ERR_NOMEM, "cannot declare parameter '%s'", name);
-            return -1;
-        }
-        p->items = grown;
-        p->capacity = cap;
+    if (!mr_grow(&p->items, &p->capacity, (size_t)p->count + 1, sizeof *p->items, 256)) {
+        mr_fail(MR_ERR_NOMEM, "cannot declare parameter '%s'", name);
+        return -1;
     }
     mr_param *q = &p->items[p->count];
     memset(q, 0, sizeof *q);

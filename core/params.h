@@ -21,7 +21,8 @@ typedef struct {
 
 typedef struct {
     mr_param *items;
-    int count, capacity;
+    int count;
+    size_t capacity;
     float *values, *grads, *momentum;
     size_t total; /* floats in each flat buffer */
     bool finalized;

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 enum { LEN_RESERVED = 5 };
 
 void mr_pb_init(mr_pb *b) {
@@ -26,16 +28,10 @@ mr_status mr_pb_status(const mr_pb *b) {
 
 static bool reserve(mr_pb *b, size_t more) {
     if (b->failed) return false;
-    if (b->len + more <= b->cap) return true;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + more) cap *= 2;
-    uint8_t *grown = realloc(b->data, cap);
-    if (!grown) {
+    if (!mr_grow(&b->data, &b->cap, b->len + more, 1, 4096)) {
         b->failed = true;
         return false;
     }
-    b->data = grown;
-    b->cap = cap;
     return true;
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "profile.h"
+#include "util.h"
 
 static const char *const op_names[] = {
 #define MR_OP_NAME(id, name) name,
@@ -181,16 +182,11 @@ mr_node *mr_record(mr_ctx *ctx, mr_op_id op, mr_tensor *out, mr_tensor *const *i
     if (!needs) return NULL;
     MR_REQUIRE(!ctx->in_scratch, "op %s would record inside a scratch scope", mr_op_name(op));
     mr_tape *tape = &ctx->tape;
-    if (tape->count == tape->capacity) {
-        int cap = tape->capacity ? tape->capacity * 2 : 1024;
-        mr_node *grown = realloc(tape->nodes, sizeof *grown * (size_t)cap);
-        if (!grown) {
-            ctx->status = mr_fail(MR_ERR_NOMEM, "cannot grow the tape to %d nodes in op '%s'", cap,
-                                  mr_op_name(op));
-            return NULL;
-        }
-        tape->nodes = grown;
-        tape->capacity = cap;
+    if (!mr_grow(&tape->nodes, &tape->capacity, (size_t)tape->count + 1, sizeof *tape->nodes,
+                 1024)) {
+        ctx->status = mr_fail(MR_ERR_NOMEM, "cannot grow the tape to %zu nodes in op '%s'",
+                              tape->capacity ? 2 * tape->capacity : 1024, mr_op_name(op));
+        return NULL;
     }
     mr_node *node = &tape->nodes[tape->count++];
     memset(node, 0, sizeof *node);
@@ -256,13 +252,8 @@ static void pool_release(mr_ctx *ctx, void *ptr, size_t size) {
         p->free[i].offset = offset;
         p->free[i].size += size;
     } else {
-        if (p->n_free == p->cap_free) {
-            int cap = p->cap_free ? 2 * p->cap_free : 256;
-            mr_span *grown = realloc(p->free, sizeof *grown * (size_t)cap);
-            if (!grown) return; /* the span stays unused until the step ends */
-            p->free = grown;
-            p->cap_free = cap;
-        }
+        if (!mr_grow(&p->free, &p->cap_free, (size_t)p->n_free + 1, sizeof *p->free, 256))
+            return; /* the span stays unused until the step ends */
         memmove(&p->free[i + 1], &p->free[i], sizeof *p->free * (size_t)(p->n_free - i));
         p->free[i] = (mr_span){offset, size};
         p->n_free++;

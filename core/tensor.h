@@ -41,7 +41,8 @@ typedef struct {
     char *base;
     size_t capacity, top, high_water;
     mr_span *free; /* free spans below top, sorted by offset, never adjacent */
-    int n_free, cap_free;
+    int n_free;
+    size_t cap_free;
 } mr_pool;
 
 /* Every differentiable op; tests/test_gradcheck.c fails when one lacks a gradient check. */
@@ -100,7 +101,8 @@ typedef struct mr_node {
 
 typedef struct {
     mr_node *nodes;
-    int count, capacity;
+    int count;
+    size_t capacity;
 } mr_tape;
 
 /* Per-op workspaces that grow and never shrink: the convolution algorithms' buffers, and a

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "file.h"
+#include "util.h"
 
 void mr_text_printf(mr_text *t, const char *fmt, ...) {
     if (t->failed) return;
@@ -25,16 +26,12 @@ void mr_text_printf(mr_text *t, const char *fmt, ...) {
             t->n += (size_t)w;
             return;
         }
-        size_t cap = t->cap ? t->cap : 4096;
-        while (cap <= t->n + (size_t)w) cap *= 2;
-        char *grown = realloc(t->s, cap);
-        if (!grown) {
+        bool was_empty = !t->s;
+        if (!mr_grow(&t->s, &t->cap, t->n + (size_t)w + 1, 1, 4096)) {
             t->failed = true;
             return;
         }
-        if (!t->s) grown[0] = '\0';
-        t->s = grown;
-        t->cap = cap;
+        if (was_empty) t->s[0] = '\0';
     }
 }
 

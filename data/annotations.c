@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "../core/status.h"
+#include "../core/util.h"
 #include "image.h"
 #include "raster.h"
 #include "via_internal.h"
@@ -163,6 +164,7 @@ static void free_groups(mr_ann_loader *ld) {
     free(ld->groups);
     ld->groups = NULL;
     ld->n_groups = 0;
+    ld->cap_groups = 0;
     mr_strmap_free(&ld->group_keys);
 }
 
@@ -218,30 +220,27 @@ static void add_issue(mr_ann_loader *ld, mr_issue_level level, mr_status code,
         free(key);
         return;
     }
-    mr_issue *grown = realloc(r->issues, sizeof *grown * (size_t)(r->n_issues + 1));
+    bool grown =
+        mr_grow(&r->issues, &ld->cap_issues, (size_t)r->n_issues + 1, sizeof *r->issues, 16);
     char *copy = mr_strdup(text);
     if (!grown || !copy) {
         /* Out of memory while reporting: keep the count, lose the text. */
-        if (grown) r->issues = grown;
         free(copy);
         free(key);
         r->n_issues_dropped++;
         return;
     }
-    r->issues = grown;
     r->issues[r->n_issues++] = (mr_issue){level, level == MR_ISSUE_ERROR ? code : MR_OK, copy, 1};
     if (!g || !key) {
         free(key);
         return;
     }
     /* The first of a group: later repeats count into this issue. */
-    mr_ann_group_state *gs = realloc(ld->groups, sizeof *gs * (size_t)(ld->n_groups + 1));
-    if (!gs) {
+    if (!mr_grow(&ld->groups, &ld->cap_groups, (size_t)ld->n_groups + 1, sizeof *ld->groups, 16)) {
         free(key);
         return;
     }
-    ld->groups = gs;
-    gs = &ld->groups[ld->n_groups];
+    mr_ann_group_state *gs = &ld->groups[ld->n_groups];
     memset(gs, 0, sizeof *gs);
     gs->issue = r->n_issues - 1;
     gs->noun = g->noun;
@@ -741,7 +740,8 @@ static mr_status clean_polygon(mr_shape *s, double w, double h, poly_stats *st) 
     if (!st->outside_points) return MR_OK;
     /* Pass 2: clip each ring to the image, into new arrays. */
     double *nx = NULL, *ny = NULL;
-    int64_t cap = 0, n = 0;
+    size_t cap_x = 0, cap_y = 0;
+    int64_t n = 0;
     int out_rings = 0;
     begin = 0;
     for (int k = 0; k < s->n_rings; k++) {
@@ -762,20 +762,13 @@ static mr_status clean_polygon(mr_shape *s, double w, double h, poly_stats *st) 
             free(cy);
             continue;
         }
-        if (n + m > cap) {
-            int64_t nc = (n + m) * 2;
-            double *gx = realloc(nx, sizeof(double) * (size_t)nc);
-            if (gx) nx = gx;
-            double *gy = gx ? realloc(ny, sizeof(double) * (size_t)nc) : NULL;
-            if (gy) ny = gy;
-            if (!gx || !gy) {
-                free(nx);
-                free(ny);
-                free(cx);
-                free(cy);
-                return mr_fail(MR_ERR_NOMEM, "out of memory clipping a polygon");
-            }
-            cap = nc;
+        if (!mr_grow(&nx, &cap_x, (size_t)(n + m), sizeof *nx, 64) ||
+            !mr_grow(&ny, &cap_y, (size_t)(n + m), sizeof *ny, 64)) {
+            free(nx);
+            free(ny);
+            free(cx);
+            free(cy);
+            return mr_fail(MR_ERR_NOMEM, "out of memory clipping a polygon");
         }
         memcpy(nx + n, cx, sizeof(double) * (size_t)m);
         memcpy(ny + n, cy, sizeof(double) * (size_t)m);
@@ -1006,20 +999,17 @@ mr_status mr_ann_add_record(mr_ann_loader *ld, const char *key, const char *file
                             int64_t *index) {
     mr_annotations *a = ld->out;
     *index = -1;
-    if (a->n == ld->cap_records) {
-        int64_t cap = ld->cap_records ? ld->cap_records * 2 : 64;
-        mr_image_record *grown = realloc(a->records, sizeof *grown * (size_t)cap);
-        if (!grown) return mr_fail(MR_ERR_NOMEM, "out of memory for %lld images", (long long)cap);
-        a->records = grown;
-        bool *rej = realloc(ld->rejected, sizeof *rej * (size_t)cap);
-        if (!rej) return mr_fail(MR_ERR_NOMEM, "out of memory for %lld images", (long long)cap);
-        ld->rejected = rej;
-        bool *had = realloc(ld->had_regions, sizeof *had * (size_t)cap);
-        if (!had) return mr_fail(MR_ERR_NOMEM, "out of memory for %lld images", (long long)cap);
-        ld->had_regions = had;
-        int64_t *bytes = realloc(ld->file_bytes, sizeof *bytes * (size_t)cap);
-        if (!bytes) return mr_fail(MR_ERR_NOMEM, "out of memory for %lld images", (long long)cap);
-        ld->file_bytes = bytes;
+    if ((size_t)a->n == ld->cap_records) {
+        /* The records and the loader's per-record arrays grow together; cap_records counts the
+         * new size once all four have it. */
+        size_t need = (size_t)a->n + 1, cap = ld->cap_records, cap_rej = cap, cap_had = cap,
+               cap_bytes = cap;
+        if (!mr_grow(&a->records, &cap, need, sizeof *a->records, 64) ||
+            !mr_grow(&ld->rejected, &cap_rej, need, sizeof *ld->rejected, 64) ||
+            !mr_grow(&ld->had_regions, &cap_had, need, sizeof *ld->had_regions, 64) ||
+            !mr_grow(&ld->file_bytes, &cap_bytes, need, sizeof *ld->file_bytes, 64))
+            return mr_fail(MR_ERR_NOMEM, "out of memory for %zu images",
+                           ld->cap_records ? 2 * ld->cap_records : 64);
         ld->cap_records = cap;
     }
     if (prefix && prefix[0] && !ld->default_path) {
@@ -1124,15 +1114,12 @@ void mr_ann_check_file_bytes(mr_ann_loader *ld, int64_t rec, int64_t recorded) {
 }
 
 static mr_status push_instance(mr_image_record *r, const mr_region *inst) {
-    /* Doubling capacity, tracked implicitly: grow when n is 0 or a power of two >= 4. */
-    int64_t n = r->n_instances;
-    if (n == 0 || (n >= 4 && (n & (n - 1)) == 0)) {
-        int64_t cap = n == 0 ? 4 : n * 2;
-        mr_region *grown = realloc(r->instances, sizeof *grown * (size_t)cap);
-        if (!grown)
-            return mr_fail(MR_ERR_NOMEM, "out of memory for %lld instances", (long long)cap);
-        r->instances = grown;
-    }
+    /* Doubling capacity, tracked implicitly: the array is full when n is 0 or a power of two
+     * >= 4, and then holds exactly n. */
+    size_t n = (size_t)r->n_instances, cap = n;
+    if ((n == 0 || (n >= 4 && (n & (n - 1)) == 0)) &&
+        !mr_grow(&r->instances, &cap, n + 1, sizeof *r->instances, 4))
+        return mr_fail(MR_ERR_NOMEM, "out of memory for %zu instances", n ? 2 * n : 4);
     r->instances[r->n_instances++] = *inst;
     return MR_OK;
 }
@@ -1411,19 +1398,18 @@ static mr_status pick_annotation_file(const char *dir, char **out) {
     if (!d) return mr_fail(MR_ERR_IO, "%s: cannot list the folder: %s", dir, strerror(errno));
     char **names = NULL;
     int n = 0;
+    size_t cap = 0;
     mr_status st = MR_OK;
     for (struct dirent *e; (e = readdir(d));) {
         const char *nm = e->d_name;
         if (nm[0] == '.' || strstr(nm, "attributes")) continue;
         if (!has_suffix(nm, ".json") && !has_suffix(nm, ".csv")) continue;
         char *full = join_path(dir, nm);
-        char **grown = full ? realloc(names, sizeof *names * (size_t)(n + 1)) : NULL;
-        if (!grown) {
+        if (!full || !mr_grow(&names, &cap, (size_t)n + 1, sizeof *names, 16)) {
             free(full);
             st = mr_fail(MR_ERR_NOMEM, "out of memory");
             break;
         }
-        names = grown;
         if (stat(full, &sb) == 0 && S_ISREG(sb.st_mode))
             names[n++] = full;
         else
@@ -1543,12 +1529,10 @@ static mr_status decode_images(mr_ann_loader *ld) {
         int k = 0;
         while (k < rep->n_kinds && strcmp(rep->kinds[k].info.kind, info[i].kind)) k++;
         if (k == rep->n_kinds) {
-            mr_image_kind *grown = realloc(rep->kinds, sizeof *grown * (size_t)(k + 1));
-            if (!grown) {
+            if (!mr_grow(&rep->kinds, &ld->cap_kinds, (size_t)k + 1, sizeof *rep->kinds, 4)) {
                 st = mr_fail(MR_ERR_NOMEM, "out of memory");
                 break;
             }
-            rep->kinds = grown;
             rep->kinds[k] = (mr_image_kind){info[i], 0};
             rep->n_kinds++;
         }

@@ -46,6 +46,7 @@ typedef struct {
     size_t mask_cap;
     region *regions;
     int n_regions;
+    size_t region_cap;
     uint64_t hash;
     int group; /* duplicate set: index of its first member */
     int val;
@@ -291,9 +292,8 @@ static mr_status load_mask(const char *path, uint8_t **mask, int *w, int *h) {
 }
 
 static mr_status add_region(record *r, int cls, const mr_mask_polygon *p) {
-    region *grown = realloc(r->regions, (size_t)(r->n_regions + 1) * sizeof *grown);
-    if (!grown) return nomem();
-    r->regions = grown;
+    if (!mr_grow(&r->regions, &r->region_cap, (size_t)r->n_regions + 1, sizeof *r->regions, 4))
+        return nomem();
     region *g = &r->regions[r->n_regions];
     g->cls = cls;
     g->n = p->n_points;

@@ -19,6 +19,7 @@
 #include <png.h>
 
 #include "../core/file.h"
+#include "../core/util.h"
 
 #define ACCEPTED "images must be " MR_IMAGE_FORMATS
 
@@ -683,17 +684,9 @@ typedef struct {
 
 static void png_on_write(png_structp png, png_bytep data, size_t len) {
     png_sink *s = png_get_io_ptr(png);
-    if (len > s->cap - s->len) {
-        size_t cap = s->cap ? s->cap : 64 * 1024;
-        while (len > cap - s->len) {
-            if (cap > SIZE_MAX / 2) png_fail(png, MR_ERR_NOMEM, "the PNG is too large");
-            cap *= 2;
-        }
-        uint8_t *grown = realloc(s->buf, cap);
-        if (!grown) png_fail(png, MR_ERR_NOMEM, "no memory for the encoded PNG");
-        s->buf = grown;
-        s->cap = cap;
-    }
+    if (len > SIZE_MAX / 2 - s->len) png_fail(png, MR_ERR_NOMEM, "the PNG is too large");
+    if (!mr_grow(&s->buf, &s->cap, s->len + len, 1, 64 * 1024))
+        png_fail(png, MR_ERR_NOMEM, "no memory for the encoded PNG");
     memcpy(s->buf + s->len, data, len);
     s->len += len;
 }

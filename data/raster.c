@@ -311,19 +311,18 @@ bool mr_mask_box(const uint8_t *mask, int64_t h, int64_t w, int64_t box[4]) {
  * so pixel corners are (even, even) and edge midpoints (odd, even) or (even, odd). */
 typedef struct {
     int *x, *y;
-    int n, cap;
+    int n;
+    size_t cap; /* of x and y */
 } point_list;
 
 static int push_point(point_list *p, int x, int y) {
-    if (p->n == p->cap) {
-        int cap = p->cap ? 2 * p->cap : 64;
-        int *nx = realloc(p->x, (size_t)cap * sizeof *nx);
-        if (!nx) return 0;
-        p->x = nx;
-        int *ny = realloc(p->y, (size_t)cap * sizeof *ny);
-        if (!ny) return 0;
-        p->y = ny;
-        p->cap = cap;
+    if ((size_t)p->n == p->cap) {
+        /* x and y grow together; cap counts the new size once both have it. */
+        size_t cap_x = p->cap, cap_y = p->cap;
+        if (!mr_grow(&p->x, &cap_x, (size_t)p->n + 1, sizeof *p->x, 64) ||
+            !mr_grow(&p->y, &cap_y, (size_t)p->n + 1, sizeof *p->y, 64))
+            return 0;
+        p->cap = cap_x;
     }
     p->x[p->n] = x;
     p->y[p->n] = y;
@@ -398,9 +397,9 @@ static double seg_dist2(int px, int py, int ax, int ay, int bx, int by) {
 /* Douglas-Peucker on the open run [a, b] of the contour, marking kept points; an explicit
  * stack so contours of any length are safe. */
 static int dp_mark(const point_list *c, int a, int b, double tol2, unsigned char *keep) {
-    int cap = 64, top = 0;
-    int *stack = malloc((size_t)cap * 2 * sizeof *stack);
-    if (!stack) return 0;
+    int *stack = NULL, top = 0;
+    size_t cap = 0;
+    if (!mr_grow(&stack, &cap, 2, sizeof *stack, 128)) return 0;
     stack[top++] = a;
     stack[top++] = b;
     while (top > 0) {
@@ -413,14 +412,9 @@ static int dp_mark(const point_list *c, int a, int b, double tol2, unsigned char
         }
         if (at < 0 || best <= tol2) continue;
         keep[at] = 1;
-        if (top + 4 > 2 * cap) {
-            cap *= 2;
-            int *grown = realloc(stack, (size_t)cap * 2 * sizeof *grown);
-            if (!grown) {
-                free(stack);
-                return 0;
-            }
-            stack = grown;
+        if (!mr_grow(&stack, &cap, (size_t)top + 4, sizeof *stack, 128)) {
+            free(stack);
+            return 0;
         }
         stack[top++] = i;
         stack[top++] = at;

@@ -7,40 +7,27 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "../core/text.h"
+
 /* pycocotools keeps run lengths in 32-bit unsigned integers. */
 #define MAX_PIXELS 4294967295LL
 /* Seven 5-bit chunks carry 35 bits with the sign: any run up to MAX_PIXELS, and any difference
  * of two such runs. */
 #define MAX_CHUNKS 7
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-} text;
-
-static bool put_char(text *t, char c) {
-    if (t->len + 1 >= t->cap) { /* room for c and the final NUL */
-        size_t cap = t->cap ? 2 * t->cap : 256;
-        char *grown = realloc(t->s, cap);
-        if (!grown) return false;
-        t->s = grown;
-        t->cap = cap;
-    }
-    t->s[t->len++] = c;
-    return true;
-}
-
 /* One number, least significant chunk first; the last chunk's 0x10 bit is the sign. */
-static bool put_number(text *t, int64_t x) {
+static void put_number(mr_text *t, int64_t x) {
+    char digits[13]; /* any int64_t: 64 bits in 5-bit chunks */
+    int n = 0;
     bool more = true;
     while (more) {
         int chunk = (int)(x & 0x1f); /* int64_t is two's complement: the low five bits */
         x = (x - chunk) / 32;        /* exact, so this is the arithmetic shift x >> 5 */
         more = (chunk & 0x10) ? x != -1 : x != 0;
         if (more) chunk |= 0x20;
-        if (!put_char(t, (char)(48 + chunk))) return false;
+        digits[n++] = (char)(48 + chunk);
     }
-    return true;
+    mr_text_printf(t, "%.*s", n, digits);
 }
 
 static bool size_ok(int height, int width) {
@@ -54,27 +41,26 @@ mr_status mr_rle_encode(const uint8_t *mask, int height, int width, char **count
                        "RLE encode: mask size %dx%d, expected positive sides and at "
                        "most 2^32 - 1 pixels",
                        height, width);
-    text t = {0};
+    mr_text t = {0};
     /* Runs alternate 0, 1, 0, ...; from the fourth on, each is written as the difference to the
      * run two before it (runs[0] and runs[1] hold the two previous ones). */
     int64_t runs[2] = {0, 0}, index = 0, run = 0;
     uint8_t value = 0;
-    bool ok = true;
-    for (int c = 0; c < width && ok; c++)
-        for (int r = 0; r < height && ok; r++) {
+    for (int c = 0; c < width && !t.failed; c++)
+        for (int r = 0; r < height && !t.failed; r++) {
             uint8_t v = mask[(size_t)r * (size_t)width + (size_t)c] != 0;
             if (v == value) {
                 run++;
                 continue;
             }
-            ok = put_number(&t, index > 2 ? run - runs[0] : run);
+            put_number(&t, index > 2 ? run - runs[0] : run);
             runs[0] = runs[1], runs[1] = run, index++;
             run = 1;
             value = v;
         }
-    ok = ok && put_number(&t, index > 2 ? run - runs[0] : run) && put_char(&t, '\0');
-    if (!ok) {
-        free(t.s);
+    put_number(&t, index > 2 ? run - runs[0] : run);
+    if (t.failed) {
+        mr_text_free(&t);
         return mr_fail(MR_ERR_NOMEM, "RLE encode: out of memory for a %dx%d mask", height, width);
     }
     *counts = t.s;

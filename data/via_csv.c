@@ -159,7 +159,8 @@ mr_status mr_ann_load_csv(mr_ann_loader *ld, const char *text, size_t len) {
     r.line = 1;
     if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3)) r.pos = r.line_start = 3;
     mr_strmap groups = {0};
-    int64_t *counts = NULL, cap_counts = 0;
+    int64_t *counts = NULL;
+    size_t cap_counts = 0;
     bool got = false;
     mr_status st = next_row(ld, &r, &got);
     if (st == MR_OK && !got) st = mr_fail(MR_ERR_FORMAT, "%s: the CSV file is empty", ld->file);
@@ -223,18 +224,12 @@ mr_status mr_ann_load_csv(mr_ann_loader *ld, const char *text, size_t len) {
             if (st != MR_OK) break;
             mr_ann_check_file_bytes(ld, rec, strtoll(size, NULL, 10));
             if ((st = mr_strmap_put(&groups, filename, rec)) != MR_OK) break;
-            if (rec >= cap_counts) {
-                int64_t nc = cap_counts ? cap_counts * 2 : 64;
-                while (nc <= rec) nc *= 2;
-                int64_t *grown = realloc(counts, sizeof *grown * (size_t)nc);
-                if (!grown) {
-                    st = mr_fail(MR_ERR_NOMEM, "out of memory");
-                    break;
-                }
-                memset(grown + cap_counts, 0, sizeof *grown * (size_t)(nc - cap_counts));
-                counts = grown;
-                cap_counts = nc;
+            size_t old_cap = cap_counts;
+            if (!mr_grow(&counts, &cap_counts, (size_t)rec + 1, sizeof *counts, 64)) {
+                st = mr_fail(MR_ERR_NOMEM, "out of memory");
+                break;
             }
+            memset(counts + old_cap, 0, sizeof *counts * (cap_counts - old_cap));
             cJSON *fa = NULL;
             if (col[COL_FATTRS] >= 0 &&
                 parse_cell(ld, &r, col[COL_FATTRS], "file_attributes", &fa) == MR_OK) {

@@ -48,10 +48,11 @@ typedef struct {
     char *base_dir;   /* folder relative image paths resolve against */
     const mr_load_options *opt;
     mr_annotations *out;
-    int64_t cap_records;
+    size_t cap_records;         /* of out->records, rejected, had_regions and file_bytes */
     const char *class_attrs[4]; /* attribute names to try, in order */
     int n_class_attrs;
     int64_t max_issues;
+    size_t cap_issues; /* of out->report.issues */
     mr_status first_error;
     char *first_error_text;
     bool *rejected;      /* per record: its image is missing or unreadable (dropped at the end) */
@@ -62,9 +63,11 @@ typedef struct {
     mr_strmap group_keys;
     mr_ann_group_state *groups;
     int64_t n_groups;
+    size_t cap_groups;
     /* Image lookup: how many were found where, and the first non-empty VIA default path. */
     int64_t found[MR_FOUND_KINDS];
     int64_t n_fallback; /* images found elsewhere than at their recorded path */
+    size_t cap_kinds;   /* of out->report.kinds */
     char *default_path;
     /* VIA 2 attribute definitions ({"region": {...}, "file": {...}}); `attr_doc` is owned. */
     struct cJSON *attr_doc;

@@ -193,7 +193,8 @@ typedef struct {
     mr_net_config cfg;
     mr_params params;
     mr_layer *layers; /* the network table, in declaration (= registry) order */
-    int n_layers, cap_layers;
+    int n_layers;
+    size_t cap_layers;
     const mr_backbone *backbone; /* the record that declared and runs the backbone */
     void *backbone_w;            /* its handles (backbone->handles_size bytes, owned) */
     mr_net_weights w;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/util.h"
 #include "network.h"
 
 /* Keras nests the RPN in the model "rpn_model" (Matterport's build_rpn_model). */
@@ -88,15 +89,9 @@ int mr_net_add_layer(mr_builder *b, const char *name, mr_layer_kind kind, int nd
                      const int64_t *shape, int64_t params, double gflops) {
     mr_model *m = b->m;
     if (b->status != MR_OK) return -1;
-    if (m->n_layers == m->cap_layers) {
-        int cap = m->cap_layers ? 2 * m->cap_layers : 256;
-        mr_layer *grown = realloc(m->layers, sizeof *grown * (size_t)cap);
-        if (!grown) {
-            b->status = mr_fail(MR_ERR_NOMEM, "cannot grow the layer table");
-            return -1;
-        }
-        m->layers = grown;
-        m->cap_layers = cap;
+    if (!mr_grow(&m->layers, &m->cap_layers, (size_t)m->n_layers + 1, sizeof *m->layers, 256)) {
+        b->status = mr_fail(MR_ERR_NOMEM, "cannot grow the layer table");
+        return -1;
     }
     int index = m->n_layers++;
     mr_layer *l = &m->layers[index];

@@ -5,6 +5,7 @@
 
 #include "../core/file.h"
 #include "../core/text.h"
+#include "../core/util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -34,10 +35,9 @@ static void print_usage(FILE *out, const mr_cli_help *h, const mr_opt *opts, int
 }
 
 static bool push(mr_str_list *list, const char *item) {
-    const char **grown = realloc((void *)list->items, sizeof *grown * (size_t)(list->count + 1));
-    if (!grown) return false;
-    grown[list->count++] = item;
-    list->items = grown;
+    if (!mr_grow(&list->items, &list->cap, (size_t)list->count + 1, sizeof *list->items, 16))
+        return false;
+    list->items[list->count++] = item;
     return true;
 }
 

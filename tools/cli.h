@@ -54,6 +54,7 @@ typedef struct {
 typedef struct {
     const char **items;
     int count;
+    size_t cap;
 } mr_str_list;
 
 /* A verb's --help: the usage line after "mrcnn VERB", and 2-3 real command lines, one per line,

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/util.h"
 #include "../data/raster.h"
 #include "../layers/boxes.h"
 
@@ -278,13 +279,8 @@ void mr_coco_free(mr_coco_eval *e) {
 }
 
 static mr_status push_det(mr_coco_eval *e, int64_t c, mr_coco_det d) {
-    if (e->n_dets[c] == e->cap_dets[c]) {
-        int64_t cap = e->cap_dets[c] ? 2 * e->cap_dets[c] : 64;
-        mr_coco_det *grown = realloc(e->dets[c], sizeof *grown * (size_t)cap);
-        if (!grown) return mr_fail(MR_ERR_NOMEM, "COCO eval: out of memory for detections");
-        e->dets[c] = grown;
-        e->cap_dets[c] = cap;
-    }
+    if (!mr_grow(&e->dets[c], &e->cap_dets[c], (size_t)e->n_dets[c] + 1, sizeof *e->dets[c], 64))
+        return mr_fail(MR_ERR_NOMEM, "COCO eval: out of memory for detections");
     e->dets[c][e->n_dets[c]++] = d;
     return MR_OK;
 }

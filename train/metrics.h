@@ -84,7 +84,8 @@ typedef struct {
     int64_t n_images;
     int64_t *n_gt;      /* (num_classes) */
     mr_coco_det **dets; /* (num_classes) lists in image order, each image's in score order */
-    int64_t *n_dets, *cap_dets;
+    int64_t *n_dets;
+    size_t *cap_dets;
 } mr_coco_eval;
 
 mr_status mr_coco_init(mr_coco_eval *e, int64_t num_classes);

@@ -11,6 +11,7 @@
 
 #include "../core/file.h"
 #include "../core/text.h"
+#include "../core/util.h"
 #include "../losses/losses.h"
 
 /* The number after "key": in a flat JSON line, or NAN (absent, null or not a number). */
@@ -51,23 +52,22 @@ mr_status mr_report_trim_log(const char *path, long last_step, int next_epoch) {
 
 typedef struct {
     double *x, *y;
-    int n, cap;
+    int n;
+    size_t cap; /* of x and y */
     bool failed;
 } series;
 
 static void push(series *s, double x, double y) {
     if (!isfinite(y) || s->failed) return;
-    if (s->n == s->cap) {
-        int cap = s->cap ? 2 * s->cap : 256;
-        double *nx = realloc(s->x, sizeof(double) * (size_t)cap);
-        if (nx) s->x = nx;
-        double *ny = nx ? realloc(s->y, sizeof(double) * (size_t)cap) : NULL;
-        if (ny) s->y = ny;
-        if (!nx || !ny) {
+    if ((size_t)s->n == s->cap) {
+        /* x and y grow together; cap counts the new size once both have it. */
+        size_t cap_x = s->cap, cap_y = s->cap;
+        if (!mr_grow(&s->x, &cap_x, (size_t)s->n + 1, sizeof *s->x, 256) ||
+            !mr_grow(&s->y, &cap_y, (size_t)s->n + 1, sizeof *s->y, 256)) {
             s->failed = true;
             return;
         }
-        s->cap = cap;
+        s->cap = cap_x;
     }
     s->x[s->n] = x;
     s->y[s->n] = y;

@@ -13,6 +13,7 @@
 #include "../core/log.h"
 #include "../core/runtime.h"
 #include "../core/text.h"
+#include "../core/util.h"
 #include "checkpoint.h"
 
 const char *mr_weights_format_name(mr_weights_format f) {
@@ -61,13 +62,8 @@ static void format_shape(char *buf, size_t size, int ndim, const int64_t *shape)
 /* ---- index -------------------------------------------------------------------------------- */
 
 static mr_weights_tensor *index_push(mr_weights_index *ix) {
-    if (ix->count == ix->capacity) {
-        int cap = ix->capacity ? 2 * ix->capacity : 256;
-        mr_weights_tensor *grown = realloc(ix->items, sizeof *grown * (size_t)cap);
-        if (!grown) return NULL;
-        ix->items = grown;
-        ix->capacity = cap;
-    }
+    if (!mr_grow(&ix->items, &ix->capacity, (size_t)ix->count + 1, sizeof *ix->items, 256))
+        return NULL;
     mr_weights_tensor *t = &ix->items[ix->count++];
     memset(t, 0, sizeof *t);
     return t;
@@ -293,13 +289,8 @@ void mr_weights_index_free(mr_weights_index *ix) {
 
 static mr_status report_add(mr_load_report *r, const char *layer, mr_load_kind kind,
                             const char *detail) {
-    if (r->count == r->capacity) {
-        int cap = r->capacity ? 2 * r->capacity : 256;
-        mr_load_entry *grown = realloc(r->entries, sizeof *grown * (size_t)cap);
-        if (!grown) return mr_fail(MR_ERR_NOMEM, "no memory for the load report");
-        r->entries = grown;
-        r->capacity = cap;
-    }
+    if (!mr_grow(&r->entries, &r->capacity, (size_t)r->count + 1, sizeof *r->entries, 256))
+        return mr_fail(MR_ERR_NOMEM, "no memory for the load report");
     mr_load_entry *e = &r->entries[r->count++];
     mr_format(e->layer, sizeof e->layer, "%s", layer);
     e->kind = kind;
@@ -316,9 +307,8 @@ static mr_status report_note(mr_load_report *r, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    char **grown = realloc(r->notes, sizeof *grown * (size_t)(r->n_notes + 1));
-    if (!grown) return mr_fail(MR_ERR_NOMEM, "no memory for the load report");
-    r->notes = grown;
+    if (!mr_grow(&r->notes, &r->notes_cap, (size_t)r->n_notes + 1, sizeof *r->notes, 16))
+        return mr_fail(MR_ERR_NOMEM, "no memory for the load report");
     if (!(r->notes[r->n_notes] = mr_strdup(buf))) return mr_fail(MR_ERR_NOMEM, "no memory");
     r->n_notes++;
     return MR_OK;
@@ -513,18 +503,14 @@ typedef struct {
 
 typedef struct {
     action *items;
-    int count, capacity;
+    int count;
+    size_t capacity;
 } plan;
 
 static mr_status plan_push(plan *pl, mr_param *param, const mr_weights_tensor *src,
                            action_kind kind) {
-    if (pl->count == pl->capacity) {
-        int cap = pl->capacity ? 2 * pl->capacity : 256;
-        action *grown = realloc(pl->items, sizeof *grown * (size_t)cap);
-        if (!grown) return mr_fail(MR_ERR_NOMEM, "no memory for the load plan");
-        pl->items = grown;
-        pl->capacity = cap;
-    }
+    if (!mr_grow(&pl->items, &pl->capacity, (size_t)pl->count + 1, sizeof *pl->items, 256))
+        return mr_fail(MR_ERR_NOMEM, "no memory for the load plan");
     pl->items[pl->count++] = (action){param, src, kind};
     return MR_OK;
 }
@@ -533,6 +519,7 @@ static mr_status plan_push(plan *pl, mr_param *param, const mr_weights_tensor *s
 typedef struct {
     char **items;
     int count;
+    size_t cap;
 } name_list;
 
 static bool names_has(const name_list *l, const char *s) {
@@ -542,9 +529,8 @@ static bool names_has(const name_list *l, const char *s) {
 }
 
 static mr_status names_add(name_list *l, const char *s) {
-    char **grown = realloc(l->items, sizeof *grown * (size_t)(l->count + 1));
-    if (!grown) return mr_fail(MR_ERR_NOMEM, "no memory");
-    l->items = grown;
+    if (!mr_grow(&l->items, &l->cap, (size_t)l->count + 1, sizeof *l->items, 64))
+        return mr_fail(MR_ERR_NOMEM, "no memory");
     if (!(l->items[l->count] = mr_strdup(s))) return mr_fail(MR_ERR_NOMEM, "no memory");
     l->count++;
     return MR_OK;

@@ -44,7 +44,8 @@ typedef struct {
     mr_weights_format format;
     char root[32]; /* the group the weights sit in: "/", "/model_weights", "/params" */
     mr_weights_tensor *items;
-    int count, capacity;
+    int count;
+    size_t capacity;
     int n_file_layers;     /* Keras: names in layer_names, weightless ones included */
     int n_weighted_layers; /* file layers (groups) holding at least one tensor */
     char *keras_version;   /* Keras: the file's keras_version and backend (NULL if absent) */
@@ -98,10 +99,12 @@ typedef struct {
     mr_weights_format format;
     char root[32];
     mr_load_entry *entries; /* one per layer, model layers in model order, then unexpected ones */
-    int count, capacity;
+    int count;
+    size_t capacity;
     int n[MR_LOAD_KINDS]; /* entries of each kind */
     char **notes;         /* "conv1/kernel: summed ...", "res2a_branch2a/bias: not in ..." */
     int n_notes;
+    size_t notes_cap;
     int file_classes, model_classes; /* from mrcnn_class_logits/kernel; 0 when absent */
     bool classes_excluded;           /* the class layers were left out automatically */
     int64_t tensors_loaded, values_loaded;
