@@ -90,6 +90,14 @@ mr_status mr_h5_close(mr_h5 *f) {
     return st;
 }
 
+mr_status mr_h5_close_after(mr_h5 *f, mr_status st) {
+    if (st == MR_OK) return mr_h5_close(f);
+    char keep[2048];
+    mr_format(keep, sizeof keep, "%s", mr_last_error());
+    mr_h5_close(f);
+    return mr_fail(st, "%s", keep);
+}
+
 /* Closes a file being written whose contents are no longer wanted (a failed save), even when
  * its disk is full: HDF5's close flushes, and a flush that fails leaves the file in the
  * library's table, where its shutdown at exit crashes. The remaining writes go to memory. */

@@ -34,6 +34,9 @@ mr_status mr_h5_open(const char *path, bool writable, mr_h5 *out);
 mr_status mr_h5_create(const char *path, mr_h5 *out);
 /* Flushes and closes; reports a failed flush (disk full) as MR_ERR_IO. */
 mr_status mr_h5_close(mr_h5 *f);
+/* Closes f after work on it that ended with `st`: a failure keeps its own message (whatever
+ * closing says), MR_OK gives the close's status. */
+mr_status mr_h5_close_after(mr_h5 *f, mr_status st);
 
 bool mr_h5_exists(mr_h5 *f, const char *path);
 /* Shape of a dataset; *ndim <= MR_H5_MAX_DIMS, and the product of the dimensions is at most

@@ -157,12 +157,7 @@ static mr_status open_checkpoint(const char *path, mr_h5 *f) {
                      path, (long long)version, MR_CHECKPOINT_VERSION);
     }
     free(format);
-    if (st != MR_OK) {
-        char keep[2048];
-        mr_format(keep, sizeof keep, "%s", mr_last_error());
-        mr_h5_close(f);
-        mr_fail(st, "%s", keep);
-    }
+    if (st != MR_OK) st = mr_h5_close_after(f, st);
     return st;
 }
 
@@ -245,14 +240,8 @@ mr_status mr_checkpoint_read_state(const char *path, mr_checkpoint_state *s) {
     memset(s, 0, sizeof *s);
     MR_TRY(open_checkpoint(path, &f));
     mr_status st = read_state(&f, s);
-    if (st != MR_OK) {
-        char keep[2048];
-        mr_format(keep, sizeof keep, "%s", mr_last_error());
-        mr_checkpoint_state_free(s);
-        mr_h5_close(&f);
-        return mr_fail(st, "%s", keep);
-    }
-    return mr_h5_close(&f);
+    if (st != MR_OK) mr_checkpoint_state_free(s);
+    return mr_h5_close_after(&f, st);
 }
 
 mr_status mr_checkpoint_position(const char *path, const mr_checkpoint_state *s,
@@ -438,14 +427,8 @@ mr_status mr_checkpoint_load(const char *path, mr_params *p, mr_checkpoint_state
     }
     free(lp.items);
     free(lm.items);
-    if (st != MR_OK) {
-        char keep[2048];
-        mr_format(keep, sizeof keep, "%s", mr_last_error());
-        mr_checkpoint_state_free(s);
-        mr_h5_close(&f);
-        return mr_fail(st, "%s", keep);
-    }
-    return mr_h5_close(&f);
+    if (st != MR_OK) mr_checkpoint_state_free(s);
+    return mr_h5_close_after(&f, st);
 }
 
 typedef struct {
@@ -496,13 +479,7 @@ mr_status mr_checkpoint_check(const char *path) {
                      "%s: checkpoint holds %d parameters and %d momentum buffers, expected %lld "
                      "(damaged)",
                      path, vp.count, vm.count, (long long)n_params);
-    if (st != MR_OK) {
-        char keep[2048];
-        mr_format(keep, sizeof keep, "%s", mr_last_error());
-        mr_h5_close(&f);
-        return mr_fail(st, "%s", keep);
-    }
-    return mr_h5_close(&f);
+    return mr_h5_close_after(&f, st);
 }
 
 /* ---- the run folder ----------------------------------------------------------------------- */

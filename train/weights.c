@@ -259,12 +259,7 @@ static mr_status index_open(const char *path, mr_h5 *f, mr_weights_index *ix) {
     MR_TRY(mr_h5_check_regular(path, "weights file", NULL));
     MR_TRY(mr_h5_open(path, false, f));
     mr_status st = index_build(f, ix);
-    if (st != MR_OK) {
-        char keep[2048]; /* the index error, not a close error, is the one to report */
-        snprintf(keep, sizeof keep, "%s", mr_last_error());
-        mr_h5_close(f);
-        mr_fail(st, "%s", keep);
-    }
+    if (st != MR_OK) st = mr_h5_close_after(f, st); /* the index error is the one to report */
     return st;
 }
 
@@ -964,14 +959,7 @@ mr_status mr_weights_load(const char *path, mr_params *p, const mr_weights_load_
     r->refused = st != MR_OK;
     free(pl.items);
     mr_weights_index_free(&ix);
-    if (st == MR_OK) {
-        st = mr_h5_close(&f);
-    } else {
-        char keep[2048];
-        mr_format(keep, sizeof keep, "%s", mr_last_error());
-        mr_h5_close(&f);
-        mr_fail(st, "%s", keep);
-    }
+    st = mr_h5_close_after(&f, st);
     if (!report) mr_load_report_free(r);
     return st;
 }
@@ -1031,13 +1019,7 @@ mr_status mr_weights_verify(const char *path, int64_t *n_verified, int64_t *n_un
     }
     free(buf);
     mr_weights_index_free(&ix);
-    if (st != MR_OK) {
-        char keep[2048];
-        mr_format(keep, sizeof keep, "%s", mr_last_error());
-        mr_h5_close(&f);
-        return mr_fail(st, "%s", keep);
-    }
-    return mr_h5_close(&f);
+    return mr_h5_close_after(&f, st);
 }
 
 /* ---- export ------------------------------------------------------------------------------- */
