@@ -127,7 +127,8 @@ int mr_dist_size(void) {
 int mr_dist_stop_grace_seconds(void) {
     if (!active) return 0;
     const char *set = getenv("OMPI_MCA_odls_base_sigkill_timeout"); /* mpirun --mca passes it on */
-    return set && atoi(set) > 0 ? atoi(set) : 1;
+    int seconds = set ? atoi(set) : 0;
+    return seconds > 0 ? seconds : 1;
 }
 
 /* MPI counts are ints: long buffers go in pieces. */

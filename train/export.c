@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/file.h"
+#include "../core/text.h"
 #include "../core/log.h"
 
 /* ---- folding ------------------------------------------------------------------------------ */
@@ -296,14 +296,10 @@ mr_status mr_inference_load_opts(const char *weights_path, const char *config_pa
 
 /* The config beside a Keras export, ended by a newline, written whole or not at all. */
 static mr_status write_text(const char *path, const char *text) {
-    size_t n = strlen(text);
-    char *line = malloc(n + 2);
-    if (!line) return mr_fail(MR_ERR_NOMEM, "%s: no memory for the config", path);
-    memcpy(line, text, n);
-    line[n] = '\n';
-    line[n + 1] = '\0';
-    mr_status st = mr_write_file_atomic(path, line, n + 1, 0644);
-    free(line);
+    mr_text t = {0};
+    mr_text_printf(&t, "%s\n", text);
+    mr_status st = mr_text_write_atomic(&t, path);
+    mr_text_free(&t);
     return st;
 }
 

@@ -141,11 +141,15 @@ mr_status mr_inspect_load_report(const char *path, const char *config_path,
     mr_config_defaults(&cfg);
     MR_TRY(mr_config_load(config_path, &cfg));
     mr_model model;
-    MR_TRY(mr_model_init(&model, &cfg.net));
+    mr_status st = mr_model_init(&model, &cfg.net);
+    if (st != MR_OK) {
+        mr_model_free(&model); /* core/status.h: released whatever the call returned */
+        return st;
+    }
     mr_weights_load_options dry = *opt;
     dry.dry_run = true;
     mr_load_report report;
-    mr_status st = mr_weights_load(path, &model.params, &dry, &report);
+    st = mr_weights_load(path, &model.params, &dry, &report);
     fprintf(out, "\nload report for %s:\n", config_path);
     mr_load_report_print_all(&report, out);
     mr_load_report_free(&report);

@@ -426,7 +426,7 @@ void mr_progress_line(char *out, size_t size, const mr_progress *p) {
     bar[BAR] = '\0';
     /* Long counts, losses and times can make it wider than a terminal: then the time per step
      * goes first, then the split of the loss (log.jsonl keeps both). */
-    for (int detail = 2; detail >= 0; detail--) {
+    for (int detail = p->tty ? 1 : 2; detail >= 0; detail--) { /* 2: with the time per step */
         if (detail == 0)
             snprintf(losses, sizeof losses, "loss %s", mean_text(m[0], sizeof m[0], p->total));
         else
@@ -438,7 +438,7 @@ void mr_progress_line(char *out, size_t size, const mr_progress *p) {
                      mean_text(m[4], sizeof m[4], p->value[3]),
                      mean_text(m[5], sizeof m[5], p->value[4]));
         char per_step[32] = "";
-        if (!p->tty && detail == 2) snprintf(per_step, sizeof per_step, " %.1fs/step", p->per_step);
+        if (detail == 2) snprintf(per_step, sizeof per_step, " %.1fs/step", p->per_step);
         if (p->tty)
             snprintf(out, size, "epoch %d/%d [%s] %s ETA %s", p->epoch, p->epochs, bar, losses,
                      eta);
