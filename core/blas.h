@@ -1,12 +1,33 @@
-/* The one door to BLAS: row-major single-precision GEMM. Only core/blas.c includes cblas.h. */
+/* The one door to matrix products: row-major single-precision GEMM through BLAS (core/blas.c, the
+ * only file that includes cblas.h), and the bfloat16 product for inference (core/gemm_bf16.c). */
 #ifndef MR_BLAS_H
 #define MR_BLAS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* C (M,N) = alpha * op(A) (M,K) @ op(B) (K,N) + beta * C, row-major; ta/tb transpose. */
 void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* Whether this CPU (and compiler) runs mr_sgemm_bf16: x86-64 with AVX-512 BF16. */
+bool mr_bf16_supported(void);
+
+/* B (K,N), row-major, rounded to bfloat16 and packed for mr_sgemm_bf16 into
+ * mr_bf16_packed_words(K, N) 32-bit words. Weights are packed once and kept (core/tensor.h). */
+size_t mr_bf16_packed_words(int64_t K, int64_t N);
+void mr_bf16_pack(int64_t K, int64_t N, const float *B, int64_t ldb, uint32_t *packed);
+
+/* Bytes of workspace mr_sgemm_bf16 needs for each thread (omp_get_max_threads()). */
+size_t mr_sgemm_bf16_workspace(void);
+
+/* C (M,N) = A (M,K) @ B (K,N) + beta * C, row-major, with A rounded to bfloat16 and B packed by
+ * mr_bf16_pack, the products summed in float: near twice mr_sgemm's speed at bfloat16's 3
+ * significant digits, for inference. As with mr_sgemm, no element's bits depend on the thread
+ * count, and a call inside a parallel region runs on its own thread. `work`:
+ * mr_sgemm_bf16_workspace() bytes for each thread. Only where mr_bf16_supported(). */
+void mr_sgemm_bf16(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                   const uint32_t *packed, float beta, float *C, int64_t ldc, void *work);
 
 #endif

@@ -35,8 +35,13 @@ static float *scratch(mr_ctx *ctx, int64_t floats) {
     return mr_conv_scratch(ctx, MR_SCRATCH_CONV, floats);
 }
 
-static bool is_pointwise(const conv_geom *g) {
-    return g->kh == 1 && g->kw == 1 && g->stride == 1 && g->pad_top == 0 && g->pad_left == 0;
+/* Whether the im2col matrix is the input itself, so no copy is made: a 1x1 stride-1 convolution
+ * without padding, or one whose kernel covers the whole unpadded input (one output pixel: the box
+ * head's pool x pool layer, where each ROI's row is its 7 x 7 x 256 features). */
+static bool col_is_input(const conv_geom *g) {
+    if (g->pad_top != 0 || g->pad_left != 0) return false;
+    if (g->kh == 1 && g->kw == 1 && g->stride == 1) return true;
+    return g->kh == g->h && g->kw == g->w && g->oh == 1 && g->ow == 1;
 }
 
 /* Rows [m0, m1) of the im2col matrix: row m = output pixel (n, oy, ox), columns (ky, kx, c). */
@@ -128,21 +133,24 @@ static void column_sums(float *acc, const float *a, const float *b, int64_t rows
 
 /* ---- the three paths behind one forward and one backward ----------------------------------- */
 
-/* y = conv(x, w) + b (b may be NULL). */
+/* y = conv(x, w) + b (b may be NULL). `layer` (the kernel tensor) names the kernel a bf16
+ * context keeps packed (but for Winograd, which runs in float); w may be NULL once it is kept. */
 static void conv_forward(mr_ctx *ctx, const conv_geom *g, bool winograd, const float *x,
-                         const float *w, const float *b, float *y) {
+                         const float *w, const void *layer, const float *b, float *y) {
     int64_t M = g->n * g->oh * g->ow, kdim = g->kh * g->kw * g->cin;
     if (winograd) {
         mr_winograd_forward(ctx, g, x, w, b, y);
         return;
     }
+    const mr_packed_kernel *packed = mr_packed_rows(ctx, layer, kdim, g->cout, w, g->cout);
+    if (ctx->status != MR_OK) return;
     float beta = 0.0f;
     if (b) {
         for (int64_t m = 0; m < M; m++) memcpy(y + m * g->cout, b, (size_t)g->cout * sizeof(float));
         beta = 1.0f;
     }
-    if (is_pointwise(g)) {
-        mr_sgemm(false, false, M, g->cout, kdim, 1.0f, x, kdim, w, g->cout, beta, y, g->cout);
+    if (col_is_input(g)) {
+        mr_forward_product(ctx, M, g->cout, kdim, x, kdim, w, g->cout, packed, beta, y, g->cout);
         return;
     }
     int64_t rows = chunk_rows(g);
@@ -151,8 +159,8 @@ static void conv_forward(mr_ctx *ctx, const conv_geom *g, bool winograd, const f
     for (int64_t m0 = 0; m0 < M; m0 += rows) {
         int64_t m1 = m0 + rows < M ? m0 + rows : M;
         im2col(col, x, g, m0, m1);
-        mr_sgemm(false, false, m1 - m0, g->cout, kdim, 1.0f, col, kdim, w, g->cout, beta,
-                 y + m0 * g->cout, g->cout);
+        mr_forward_product(ctx, m1 - m0, g->cout, kdim, col, kdim, w, g->cout, packed, beta,
+                           y + m0 * g->cout, g->cout);
     }
 }
 
@@ -165,7 +173,7 @@ static void conv_backward(mr_ctx *ctx, const conv_geom *g, bool winograd, const 
         mr_winograd_backward(ctx, g, dy, x, w, dx, dw);
         return;
     }
-    if (is_pointwise(g)) {
+    if (col_is_input(g)) {
         if (dw)
             mr_sgemm(true, false, kdim, g->cout, M, 1.0f, x, kdim, dy, g->cout, 1.0f, dw, g->cout);
         if (dx)
@@ -237,7 +245,7 @@ mr_tensor *mr_conv2d(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int 
     mr_tensor *out = mr_tensor_4d(ctx, "conv2d", g.n, g.oh, g.ow, g.cout);
     if (!out) return NULL;
     bool winograd = mr_winograd_suits(ctx, &g);
-    conv_forward(ctx, &g, winograd, x->data, w->data, b ? b->data : NULL, out->data);
+    conv_forward(ctx, &g, winograd, x->data, w->data, w, b ? b->data : NULL, out->data);
     if (ctx->status != MR_OK) return NULL;
     mr_tensor *inputs[3] = {x, w, b};
     mr_node *node = mr_record(ctx, MR_OP_CONV2D, out, inputs, 3, conv2d_backward);
@@ -266,11 +274,12 @@ typedef struct {
     float eps;
 } conv_bn_saved;
 
-/* Folded kernel and bias: wf = w * s; bf = (b - mean) * s + beta (b may be NULL). */
+/* Folded kernel and bias: wf = w * s; bf = (b - mean) * s + beta (b may be NULL; wf or bf may
+ * be NULL: not wanted). */
 static void fold_kernel(float *wf, float *bf, const float *scale, const mr_tensor *w,
                         const mr_tensor *b, const mr_tensor *beta, const float *mean,
                         int64_t cout) {
-    int64_t rows = w->numel / cout;
+    int64_t rows = wf ? w->numel / cout : 0;
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++)
         for (int64_t o = 0; o < cout; o++) wf[r * cout + o] = w->data[r * cout + o] * scale[o];
@@ -347,10 +356,12 @@ mr_tensor *mr_conv2d_bn(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, i
     float *wf = mr_conv_scratch(ctx, MR_SCRATCH_FOLD, w->numel + 2 * g.cout);
     if (!wf) return NULL;
     float *bf = wf + w->numel, *scale = bf + g.cout;
+    bool winograd = mr_winograd_suits(ctx, &g);
+    /* A bf16 context keeps the folded kernel packed: later images fold the bias alone. */
+    if (!winograd && mr_packed_find(ctx, w)) wf = NULL;
     bn_scale(scale, gamma, moving_var->data, eps, g.cout);
     fold_kernel(wf, bf, scale, w, b, beta, moving_mean->data, g.cout);
-    bool winograd = mr_winograd_suits(ctx, &g);
-    conv_forward(ctx, &g, winograd, x->data, wf, bf, out->data);
+    conv_forward(ctx, &g, winograd, x->data, wf, w, bf, out->data);
     if (ctx->status != MR_OK) return NULL;
     mr_tensor *inputs[5] = {x, w, b, gamma, beta};
     mr_node *node = mr_record(ctx, MR_OP_CONV2D_BN, out, inputs, 5, conv2d_bn_backward);
@@ -430,8 +441,13 @@ mr_tensor *mr_deconv2x2(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b) {
     float *buf = scratch(ctx, M * cols + s.cin * cols);
     if (!buf) return NULL;
     float *y = buf, *km = buf + M * cols;
-    deconv_kernel_matrix(km, w->data, s.cin, s.cout);
-    mr_sgemm(false, false, M, cols, s.cin, 1.0f, x->data, s.cin, km, cols, 0.0f, y, cols);
+    const mr_packed_kernel *packed = mr_packed_find(ctx, w);
+    if (!packed) {
+        deconv_kernel_matrix(km, w->data, s.cin, s.cout);
+        packed = mr_packed_rows(ctx, w, s.cin, cols, km, cols);
+        if (ctx->status != MR_OK) return NULL;
+    }
+    mr_forward_product(ctx, M, cols, s.cin, x->data, s.cin, km, cols, packed, 0.0f, y, cols);
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++)
         for (int64_t k = 0; k < 4; k++)

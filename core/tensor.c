@@ -3,10 +3,12 @@
  * side. */
 #include "tensor.h"
 
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas.h"
 #include "profile.h"
 #include "util.h"
 
@@ -45,6 +47,8 @@ void mr_ctx_free(mr_ctx *ctx) {
     free(ctx->grads.free);
     free(ctx->tape.nodes);
     for (int i = 0; i < MR_SCRATCH_SLOTS; i++) free(ctx->scratch[i]);
+    for (size_t i = 0; i < ctx->n_packed; i++) free(ctx->packed[i].data);
+    free(ctx->packed);
     memset(ctx, 0, sizeof *ctx);
 }
 
@@ -61,6 +65,56 @@ float *mr_conv_scratch(mr_ctx *ctx, int slot, int64_t floats) {
         ctx->scratch_floats[slot] = (size_t)floats;
     }
     return ctx->scratch[slot];
+}
+
+mr_status mr_ctx_use_bf16(mr_ctx *ctx) {
+    if (!mr_bf16_supported())
+        return mr_fail(MR_ERR_ARG, "bf16 inference needs a CPU with AVX-512 BF16 (this one has "
+                                   "none); leave the option out to run in float32");
+    ctx->bf16 = true;
+    return MR_OK;
+}
+
+const mr_packed_kernel *mr_packed_find(const mr_ctx *ctx, const void *key) {
+    for (size_t i = 0; ctx->bf16 && i < ctx->n_packed; i++)
+        if (ctx->packed[i].key == key) return &ctx->packed[i];
+    return NULL;
+}
+
+const mr_packed_kernel *mr_packed_rows(mr_ctx *ctx, const void *key, int64_t K, int64_t N,
+                                       const float *w, int64_t ldw) {
+    if (!ctx->bf16) return NULL;
+    const mr_packed_kernel *kept = mr_packed_find(ctx, key);
+    if (kept) return kept;
+    MR_REQUIRE(w, "mr_packed_rows: no kernel to pack");
+    const size_t words = mr_bf16_packed_words(K, N);
+    uint32_t *data = malloc(words * sizeof *data);
+    if (!data ||
+        !mr_grow(&ctx->packed, &ctx->packed_capacity, ctx->n_packed + 1, sizeof *ctx->packed, 64)) {
+        free(data);
+        ctx->status = mr_fail(MR_ERR_NOMEM, "out of memory keeping a %lld x %lld bf16 kernel",
+                              (long long)K, (long long)N);
+        return NULL;
+    }
+    mr_bf16_pack(K, N, w, ldw, data);
+    ctx->packed[ctx->n_packed] = (mr_packed_kernel){key, data, words};
+    return &ctx->packed[ctx->n_packed++];
+}
+
+void mr_forward_product(mr_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx,
+                        const float *w, int64_t ldw, const mr_packed_kernel *packed, float beta,
+                        float *y, int64_t ldy) {
+    if (!packed) {
+        mr_sgemm(false, false, M, N, K, 1.0f, x, ldx, w, ldw, beta, y, ldy);
+        return;
+    }
+    MR_REQUIRE(!ctx->recording && !omp_in_parallel(),
+               "bfloat16 products are for inference, outside parallel regions");
+    /* Sized here, for the threads of now: the workspace slot only grows. */
+    int64_t floats = (int64_t)(mr_sgemm_bf16_workspace() / sizeof(float)) * omp_get_max_threads();
+    float *work = mr_conv_scratch(ctx, MR_SCRATCH_BF16, floats);
+    if (!work) return;
+    mr_sgemm_bf16(M, N, K, x, ldx, packed->data, beta, y, ldy, work);
 }
 
 void mr_ctx_reset(mr_ctx *ctx) {

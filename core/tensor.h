@@ -105,9 +105,10 @@ typedef struct {
     size_t capacity;
 } mr_tape;
 
-/* Per-op workspaces that grow and never shrink: the convolution algorithms' buffers, and a
- * BN-folded kernel with its gradient (used while the algorithms' buffer is busy). */
-enum { MR_SCRATCH_CONV, MR_SCRATCH_FOLD, MR_SCRATCH_SLOTS };
+/* Per-op workspaces that grow and never shrink: the convolution algorithms' buffers, a
+ * BN-folded kernel with its gradient (used while the algorithms' buffer is busy), and the packed
+ * operands of bfloat16 products. */
+enum { MR_SCRATCH_CONV, MR_SCRATCH_FOLD, MR_SCRATCH_BF16, MR_SCRATCH_SLOTS };
 
 /* How conv2d computes a 3x3 stride-1 convolution. AUTO picks by shape; tests force each path. */
 typedef enum { MR_CONV_AUTO, MR_CONV_IM2COL, MR_CONV_WINOGRAD } mr_conv_algo;
@@ -123,6 +124,9 @@ typedef struct mr_ctx {
     float *scratch[MR_SCRATCH_SLOTS];
     size_t scratch_floats[MR_SCRATCH_SLOTS];
     mr_conv_algo conv_algo;
+    bool bf16; /* forward products in bfloat16 (inference only): mr_ctx_use_bf16 */
+    struct mr_packed_kernel *packed; /* the kernels a bf16 context keeps */
+    size_t n_packed, packed_capacity;
     /* Called after each node's backward with its tape index, NULL: nothing. Data-parallel
      * training starts the all-reduce of gradients that are complete (train/trainer.c). */
     void (*after_backward_node)(void *user, int node);
@@ -136,6 +140,36 @@ void mr_ctx_reset(mr_ctx *ctx);
 /* A per-op workspace slot of ctx (MR_SCRATCH_*), grown to at least `floats`; NULL with the
  * status set when memory runs out. Used by the convolution paths (op_conv.c, winograd.c). */
 float *mr_conv_scratch(mr_ctx *ctx, int slot, int64_t floats);
+
+/* ---- bfloat16 inference ----------------------------------------------------------------- */
+
+/* From now on the forward products of convolutions (but Winograd's, core/winograd.c) and dense
+ * layers round their inputs to bfloat16 (core/blas.h), for inference: each layer's kernel is
+ * packed at its first image and kept, so the model's weights must not change while the context
+ * lives. MR_ERR_ARG when this CPU has no AVX-512 BF16. */
+mr_status mr_ctx_use_bf16(mr_ctx *ctx);
+
+/* A layer's kernel (K x N) packed for the bfloat16 product, kept by a bf16 context under the
+ * layer's kernel tensor. */
+typedef struct mr_packed_kernel {
+    const void *key;
+    uint32_t *data;
+    size_t words;
+} mr_packed_kernel;
+
+/* The kept kernel of `key`; NULL when the context is not bf16 or has not packed it yet. The
+ * pointer lasts until the next mr_packed_rows. */
+const mr_packed_kernel *mr_packed_find(const mr_ctx *ctx, const void *key);
+/* mr_packed_find, else w (K x N, rows ldw apart) packed and kept under `key`; NULL in a float
+ * context, and with the status set when memory runs out. */
+const mr_packed_kernel *mr_packed_rows(mr_ctx *ctx, const void *key, int64_t K, int64_t N,
+                                       const float *w, int64_t ldw);
+
+/* y (M,N) = x (M,K) @ w (K,N) + beta * y: the forward product of convolutions and dense layers,
+ * in float; with `packed` instead of w when a bf16 context gives one. */
+void mr_forward_product(mr_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx,
+                        const float *w, int64_t ldw, const mr_packed_kernel *packed, float beta,
+                        float *y, int64_t ldy);
 
 /* No-grad scope: ops inside record nothing. Returns the previous state for the restore. */
 bool mr_no_grad_begin(mr_ctx *ctx);

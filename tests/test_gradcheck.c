@@ -105,6 +105,10 @@ static void setup_conv1_nobias(mr_ctx *c, mr_rng *r, gc_inputs *in) {
 static void setup_conv7(mr_ctx *c, mr_rng *r, gc_inputs *in) {
     setup_conv(c, r, in, 9, 8, 7, 2, 3);
 }
+/* A kernel as large as its input, like the box head's pool x pool layer (no im2col copy). */
+static void setup_conv_whole(mr_ctx *c, mr_rng *r, gc_inputs *in) {
+    setup_conv(c, r, in, 3, 3, 3, 4, 5);
+}
 static mr_tensor *fwd_conv_same_s1(mr_ctx *c, gc_inputs *in) {
     return mr_conv2d(c, in->in[0], in->in[1], in->in[2], 1, MR_PAD_SAME);
 }
@@ -398,6 +402,8 @@ static const gc_case cases[] = {
     {MR_OP_CONV2D, "conv 1x1 s1 (no im2col)", setup_conv1, fwd_conv_pointwise},
     {MR_OP_CONV2D, "conv 1x1 s2 valid, no bias", setup_conv1_nobias, fwd_conv_strided_1x1},
     {MR_OP_CONV2D, "conv 7x7 s2 pad 3", setup_conv7, fwd_conv_pad3_s2},
+    {MR_OP_CONV2D, "conv 3x3 valid over a 3x3 input (no im2col)", setup_conv_whole,
+     fwd_conv_valid_s1},
     {MR_OP_CONV2D_BN, "conv 3x3 + frozen BN (im2col)", setup_conv3_bn_im2col, fwd_conv_bn_same},
     {MR_OP_CONV2D_BN, "conv 3x3 + frozen BN (Winograd)", setup_conv3_bn_winograd, fwd_conv_bn_same},
     {MR_OP_CONV2D_BN, "conv 3x3 s2 same + frozen BN", setup_conv3_bn_im2col, fwd_conv_bn_same_s2},

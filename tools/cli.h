@@ -107,6 +107,10 @@ mr_data_args mr_cli_data_args(const mr_cli_data *d);
     {"--allow-damaged", MR_OPT_FLAG, &(flag),                                                      \
      "use weights that fail their checksum (a damaged file) instead of refusing them; for "       \
      "salvage only"}
+#define MR_CLI_BF16_OPT(flag)                                                                      \
+    {"--bf16", MR_OPT_FLAG, &(flag),                                                               \
+     "run the network's products in bfloat16: about 1.5x faster on CPUs with AVX-512 BF16, "       \
+     "detections within about a pixel of float32's"}
 /* clang-format on */
 
 /* Maps a status to the process exit code (0; 2 for bad arguments; 130, as after SIGINT, for a

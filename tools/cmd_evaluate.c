@@ -28,7 +28,7 @@ int cmd_evaluate(int argc, char **argv) {
     mr_cli_data d = MR_CLI_DATA_INIT;
     double threshold = -1.0;
     long limit = LONG_MIN; /* not given: every image */
-    bool quiet = false, allow_damaged = false, verbose = false, compare_paper = false;
+    bool quiet = false, allow_damaged = false, verbose = false, compare_paper = false, bf16 = false;
     mr_opt opts[] = {
         {"--weights", MR_OPT_PATH, &weights, "trained weights: an export or a checkpoint"},
         {"--predictions", MR_OPT_PATH, &predictions,
@@ -49,6 +49,7 @@ int cmd_evaluate(int argc, char **argv) {
         {"--verbose", MR_OPT_FLAG, &verbose, "say how each number is computed"},
         {"--compare-paper", MR_OPT_FLAG, &compare_paper,
          "add the seed paper's mAP and accuracy (Chiao et al. 2019) beside ours"},
+        MR_CLI_BF16_OPT(bf16),
         MR_CLI_ALLOW_DAMAGED_OPT(allow_damaged),
     };
     static const mr_cli_help help = {
@@ -96,6 +97,7 @@ int cmd_evaluate(int argc, char **argv) {
                                .threshold = threshold,
                                .limit = limit == LONG_MIN ? 0 : limit,
                                .allow_damaged = allow_damaged,
+                               .bf16 = bf16,
                                .opened = opened,
                                .progress = !quiet && isatty(STDERR_FILENO) ? progress : NULL};
     mr_eval_run *run = calloc(1, sizeof *run);

@@ -23,10 +23,11 @@ static void on_note(void *user, const char *line) {
 static void on_loaded(void *user, const mr_predictor *p, int n) {
     const report *r = user;
     mr_runtime_banner();
-    mr_info("predict: %d image%s with %s (%s), config %s (hash %016llx), threshold %.3g", n,
+    mr_info("predict: %d image%s with %s (%s), config %s (hash %016llx), threshold %.3g%s", n,
             n == 1 ? "" : "s", r->weights, mr_weights_format_name(p->format),
             r->config ? r->config : "from the weights file",
-            (unsigned long long)mr_config_hash(&p->cfg), (double)p->threshold);
+            (unsigned long long)mr_config_hash(&p->cfg), (double)p->threshold,
+            p->ctx.bf16 ? ", products in bf16" : "");
 }
 
 static void on_image(void *user, int i, int n, const char *path, const mr_instances *d,
@@ -80,7 +81,7 @@ int mr_cli_predict(mr_predict_options *o) {
 int cmd_predict(int argc, char **argv) {
     const char *weights = NULL, *config = NULL, *out = NULL;
     double threshold = (double)NAN; /* NAN: not given */
-    bool allow_damaged = false;
+    bool allow_damaged = false, bf16 = false;
     mr_str_list positional = {0};
     mr_opt opts[] = {
         {"--weights", MR_OPT_PATH, &weights, "export, checkpoint or Keras weights"},
@@ -88,6 +89,7 @@ int cmd_predict(int argc, char **argv) {
         {"--out", MR_OPT_PATH, &out, "folder for overlays, JSON results and via_project.json"},
         {"--threshold", MR_OPT_DOUBLE, &threshold,
          "minimum score (overrides DETECTION_MIN_CONFIDENCE)"},
+        MR_CLI_BF16_OPT(bf16),
         MR_CLI_ALLOW_DAMAGED_OPT(allow_damaged),
     };
     static const mr_cli_help help = {
@@ -109,7 +111,7 @@ int cmd_predict(int argc, char **argv) {
         fprintf(stderr, "mrcnn predict: --threshold must be between 0 and 1, got %g\n", threshold);
         code = 2;
     } else {
-        mr_predict_options o = {.model = {weights, config, allow_damaged, threshold},
+        mr_predict_options o = {.model = {weights, config, allow_damaged, bf16, threshold},
                                 .out_dir = out,
                                 .inputs = positional.items,
                                 .n_inputs = positional.count};

@@ -28,6 +28,9 @@
 #include "dataset.h"
 #include "export.h"
 #include "export_onnx.h"
+#include "checkpoint.h"
+#include "metrics.h"
+#include "predictor.h"
 #include "sgd.h"
 #include "trainer.h"
 
@@ -179,10 +182,11 @@ static void profile_mean(const mr_profile *sum, int runs, mr_profile *mean) {
 }
 
 /* Median inference over `repeats` runs after a warm-up, keeping detections of `min_confidence`
- * and up (-1: the config's); profiled into `prof` when given. False when a run fails. */
+ * and up (-1: the config's); profiled into `prof` when given; the last run's detections go to
+ * `keep` when given (free with mr_instances_free). False when a run fails. */
 static bool time_inference(mr_ctx *ctx, const mr_model *m, int side, int repeats,
                            float min_confidence, mr_profile *prof, double *median_s,
-                           int *detections) {
+                           int *detections, mr_instances *keep) {
     double t[16];
     for (int r = 0; r <= repeats; r++) {
         if (r == 1 && prof) mr_profile_begin(prof);
@@ -196,12 +200,72 @@ static bool time_inference(mr_ctx *ctx, const mr_model *m, int side, int repeats
         mr_instances d;
         if (mr_model_detect(ctx, m, img, &g, min_confidence, &d) != MR_OK) return false;
         *detections = (int)d.n;
-        mr_instances_free(&d);
+        if (keep && r == repeats)
+            *keep = d;
+        else
+            mr_instances_free(&d);
         if (r > 0) t[r - 1] = now() - t0;
     }
     if (prof) mr_profile_end();
     *median_s = median(t, repeats);
     return true;
+}
+
+static double box_iou(const double *a, const double *b) {
+    double iou;
+    mr_box_iou_matrix_f64(&iou, a, 1, b, 1);
+    return iou;
+}
+
+static double mask_iou(const mr_instances *a, int64_t i, const mr_instances *b, int64_t j) {
+    const int64_t px = a->mask_h * a->mask_w;
+    double dice, iou;
+    mr_mask_dice_iou(a->masks + i * px, b->masks + j * px, px, &dice, &iou);
+    return iou;
+}
+
+/* The bf16 inferences of mr_bench_model, in a context of their own (weights fixed from now), and
+ * each of float32's detections (`f32`, every one kept) against its best bf16 partner: the same
+ * class and the highest box IoU. */
+static void bench_bf16(mr_model *m, int side, int repeats, const mr_instances *f32,
+                       mr_bench_times *res) {
+    mr_ctx ctx;
+    if (mr_ctx_init(&ctx, (size_t)side * side * 8192) != MR_OK) return;
+    const mr_detection_candidates candidates = m->cfg.detection_candidates;
+    int n;
+    mr_instances b16 = {0};
+    bool ok = mr_ctx_use_bf16(&ctx) == MR_OK &&
+              time_inference(&ctx, m, side, repeats, -1.0f, NULL, &res->infer_bf16_s, &n, NULL);
+    m->cfg.detection_candidates = MR_DETECT_EVERY_CLASS;
+    ok = ok && time_inference(&ctx, m, side, repeats, 0.0f, NULL, &res->infer_all_bf16_s, &n, &b16);
+    m->cfg.detection_candidates = candidates;
+    for (size_t i = 0; i < ctx.n_packed; i++) res->bf16_kept_mb += ctx.packed[i].words * 4.0 / 1e6;
+    mr_ctx_free(&ctx);
+    if (!ok) {
+        res->infer_bf16_s = res->infer_all_bf16_s = 0.0;
+        return;
+    }
+    res->bf16_compared = (int)f32->n;
+    res->bf16_min_iou = 1.0;
+    for (int64_t i = 0; i < f32->n; i++) {
+        int64_t best = -1;
+        for (int64_t j = 0; j < b16.n; j++)
+            if (b16.class_ids[j] == f32->class_ids[i] &&
+                (best < 0 || box_iou(&f32->boxes[4 * i], &b16.boxes[4 * j]) >
+                                 box_iou(&f32->boxes[4 * i], &b16.boxes[4 * best])))
+                best = j;
+        double box_px = INFINITY, iou = 0.0;
+        if (best >= 0) {
+            box_px = 0.0;
+            for (int c = 0; c < 4; c++)
+                box_px = fmax(box_px, fabs(f32->boxes[4 * i + c] - b16.boxes[4 * best + c]));
+            iou = mask_iou(f32, i, &b16, best);
+        }
+        res->bf16_held += box_px <= 1.0 && iou >= 0.98;
+        res->bf16_min_iou = fmin(res->bf16_min_iou, iou);
+        res->bf16_max_box_px = fmax(res->bf16_max_box_px, box_px);
+    }
+    mr_instances_free(&b16);
 }
 
 /* mr_bench_model: one configuration, in this process. */
@@ -261,16 +325,22 @@ void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
      * profiled; then with every class of every ROI a candidate at any confidence, up to
      * DETECTION_MAX_INSTANCES, which is what torchvision's untrained model makes (its score
      * threshold 0.05 passes every class): the mask head's equal work. */
-    if (!time_inference(&ctx, &m, side, repeats, -1.0f, &prof, &res->infer_s, &res->detections))
+    if (!time_inference(&ctx, &m, side, repeats, -1.0f, &prof, &res->infer_s, &res->detections,
+                        NULL))
         return;
     profile_mean(&prof, repeats, &res->infer_prof);
+    const mr_detection_candidates candidates = m.cfg.detection_candidates;
     m.cfg.detection_candidates = MR_DETECT_EVERY_CLASS;
+    mr_instances all;
     if (!time_inference(&ctx, &m, side, repeats, 0.0f, NULL, &res->infer_all_s,
-                        &res->detections_all))
+                        &res->detections_all, &all))
         return;
     res->train_s = median(train, repeats);
     res->ok = 1;
     mr_ctx_free(&ctx);
+    m.cfg.detection_candidates = candidates;
+    if (mr_bf16_supported()) bench_bf16(&m, side, repeats, &all, res);
+    mr_instances_free(&all);
     mr_model_free(&m);
 }
 
@@ -279,6 +349,11 @@ void mr_bench_print_model(const mr_bench_times *t, FILE *out) {
             t->rss_mb);
     fprintf(out, "detections %d infer_all_s=%.4f all %d\n", t->detections, t->infer_all_s,
             t->detections_all);
+    fprintf(out,
+            "bf16 infer_s=%.4f infer_all_s=%.4f held %d of %d min_iou=%.4f max_box_px=%.3f "
+            "kept_mb=%.1f\n",
+            t->infer_bf16_s, t->infer_all_bf16_s, t->bf16_held, t->bf16_compared, t->bf16_min_iou,
+            t->bf16_max_box_px, t->bf16_kept_mb);
     for (int k = 0; k < 2; k++) {
         const mr_profile *p = k ? &t->infer_prof : &t->train_prof;
         for (int g = 0; g < MR_GROUP_COUNT; g++)
@@ -296,6 +371,12 @@ void mr_bench_read_model_line(const char *line, mr_bench_times *t) {
         t->ok = 1;
     else if (sscanf(line, "detections %d infer_all_s=%lf all %d", &t->detections, &t->infer_all_s,
                     &t->detections_all) == 3)
+        ;
+    else if (sscanf(line,
+                    "bf16 infer_s=%lf infer_all_s=%lf held %d of %d min_iou=%lf max_box_px=%lf "
+                    "kept_mb=%lf",
+                    &t->infer_bf16_s, &t->infer_all_bf16_s, &t->bf16_held, &t->bf16_compared,
+                    &t->bf16_min_iou, &t->bf16_max_box_px, &t->bf16_kept_mb) == 7)
         ;
     else if (sscanf(line, "group %7s %d %lf %lf %lf %lf", kind, &g, &s0, &s1, &f0, &f1) == 6 &&
              g >= 0 && g < MR_GROUP_COUNT) {
@@ -498,6 +579,97 @@ static void data_table(const mr_bench_options *o, FILE *out, FILE *md) {
 
 /* The real training loop (mr_train) on 512 px synthetic images for a few steps: how long each
  * step waited for the prefetcher (log.jsonl's data_wait_seconds), against its compute. */
+/* Whether bf16's detections hold where a model has learnt something: the bench's ResNet-50 has
+ * seeded weights, whose RPN saturates to scores of exactly 1.0 and orders those ties by the last
+ * bit, so its proposals (and detections) differ with any change of rounding. configs/tiny.json
+ * trained 300 steps on 16 synthetic 128 px images instead; predict in float32 and bf16 on all 16,
+ * detections compared in order: class, box, mask IoU, score. */
+static void bf16_trained_check(FILE *out, FILE *md) {
+    char root[] = "/tmp/mrcnn-bench-bf16-XXXXXX";
+    char *tiny = NULL;
+    if (!mr_bf16_supported() || !mkdtemp(root)) return;
+    char data[96], config[96], run[96], weights[160], line[600] = "";
+    snprintf(data, sizeof data, "%s/data", root);
+    snprintf(config, sizeof config, "%s/tiny.json", root);
+    snprintf(run, sizeof run, "%s/run", root);
+    enum { STEPS = 300, IMAGES = 16 };
+    mr_synth_options so;
+    mr_synth_defaults(&so);
+    so.out_dir = data;
+    so.n_images = IMAGES;
+    so.size = 128;
+    so.seed = 21;
+    so.val_fraction = 0.25;
+    mr_train_result tr;
+    mr_train_options to = {.config_path = config, .out_dir = run, .quiet = true};
+    mr_status st = mr_read_file("configs/tiny.json", "config", 1 << 16, &tiny, NULL);
+    if (st == MR_OK) {
+        *strrchr(tiny, '}') = '\0';
+        char *text = NULL;
+        int len = asprintf(&text,
+                           "%s, \"DATASET\": {\"TRAIN\": \"%s/train\", \"VAL\": \"%s/val\"}, "
+                           "\"EPOCHS\": 1, \"STEPS_PER_EPOCH\": %d, \"VALIDATION_STEPS\": 0, "
+                           "\"DETECTION_MIN_CONFIDENCE\": 0.3}",
+                           tiny, data, data, STEPS);
+        st = len < 0 ? mr_fail(MR_ERR_NOMEM, "no memory") : mr_synth_write(&so);
+        if (st == MR_OK) st = mr_write_file_atomic(config, text, (size_t)len, 0644);
+        if (st == MR_OK) st = mr_train(&to, &tr);
+        free(text);
+    }
+    mr_predictor f32 = {0}, b16 = {0};
+    mr_predictor_options po = {.weights = weights, .threshold = (double)NAN};
+    mr_checkpoint_path(weights, sizeof weights, run, 1, STEPS);
+    if (st == MR_OK) st = mr_predictor_load(&f32, &po);
+    po.bf16 = true;
+    if (st == MR_OK) st = mr_predictor_load(&b16, &po);
+    int64_t compared = 0, held = 0, followed = 0, count_differs = 0;
+    double worst_box = 0.0, worst_iou = 1.0, worst_score = 0.0;
+    for (int i = 0; i < 2 * IMAGES && st == MR_OK; i++) {
+        char path[160];
+        snprintf(path, sizeof path, "%s/%s/synth_%05d.png", data, i % 2 ? "val" : "train", i / 2);
+        mr_instances a, b;
+        if (access(path, R_OK) != 0) continue; /* each image is in one of the two folders */
+        st = mr_predictor_detect(&f32, path, &a, NULL);
+        if (st == MR_OK) st = mr_predictor_detect(&b16, path, &b, NULL);
+        if (st != MR_OK) break;
+        count_differs += a.n != b.n;
+        for (int64_t k = 0; k < a.n && k < b.n; k++) {
+            double box = 0.0, iou = mask_iou(&a, k, &b, k);
+            for (int c = 0; c < 4; c++)
+                box = fmax(box, fabs(a.boxes[4 * k + c] - b.boxes[4 * k + c]));
+            compared++;
+            bool same = a.class_ids[k] == b.class_ids[k] && box <= 1.0;
+            held += same && iou >= 0.98;
+            /* A mask is resampled into its box: when an edge rounds the other way, so does it. */
+            followed +=
+                same && iou < 0.98 && iou >= box_iou(&a.boxes[4 * k], &b.boxes[4 * k]) - 0.02;
+            worst_box = fmax(worst_box, box);
+            worst_iou = fmin(worst_iou, iou);
+            worst_score = fmax(worst_score, fabs((double)a.scores[k] - (double)b.scores[k]));
+        }
+        mr_instances_free(&a);
+        mr_instances_free(&b);
+    }
+    mr_predictor_free(&f32);
+    mr_predictor_free(&b16);
+    free(tiny);
+    nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (st != MR_OK) {
+        fprintf(out, "\nbf16 on a trained model: not measured (%s)\n", mr_last_error());
+        return;
+    }
+    snprintf(line, sizeof line,
+             "(configs/tiny.json trained %d steps, predict on its %d synthetic images): %lld of "
+             "%lld detections held (same class, box within 1 px, mask IoU >= 0.98) and %lld more "
+             "had a box edge round the other way, their mask following it (IoU within 0.02 of "
+             "the boxes'); images with a different count %lld; largest box difference %.2f px, "
+             "lowest mask IoU %.4f, largest score difference %.4f",
+             STEPS, IMAGES, (long long)held, (long long)compared, (long long)followed,
+             (long long)count_differs, worst_box, worst_iou, worst_score);
+    fprintf(out, "\nbf16 on a trained model %s\n", line);
+    if (md) fprintf(md, "\nbf16 on a trained model %s.\n", line);
+}
+
 static void prefetch_check(FILE *out, FILE *md) {
     char root[] = "/tmp/mrcnn-bench-prefetch-XXXXXX";
     if (!mkdtemp(root)) return;
@@ -716,12 +888,15 @@ static void git_commit(char *buf, size_t size) {
 /* Field-wise median over rounds; not ok when any round failed. */
 static mr_bench_times median_times(const mr_bench_times *t, int n) {
     double train[RATIO_ROUNDS], infer[RATIO_ROUNDS], infer_all[RATIO_ROUNDS], rss[RATIO_ROUNDS];
+    double bf16[RATIO_ROUNDS], bf16_all[RATIO_ROUNDS];
     for (int i = 0; i < n; i++) {
         if (!t[i].ok) return (mr_bench_times){0};
         train[i] = t[i].train_s;
         infer[i] = t[i].infer_s;
         infer_all[i] = t[i].infer_all_s;
         rss[i] = t[i].rss_mb;
+        bf16[i] = t[i].infer_bf16_s;
+        bf16_all[i] = t[i].infer_all_bf16_s;
     }
     double train_s = median(train, n);
     /* The rest (profiles, counts, kernels) from the round whose training step is the median. */
@@ -733,6 +908,8 @@ static mr_bench_times median_times(const mr_bench_times *t, int n) {
     m.infer_s = median(infer, n);
     m.infer_all_s = median(infer_all, n);
     m.rss_mb = median(rss, n);
+    m.infer_bf16_s = median(bf16, n);
+    m.infer_all_bf16_s = median(bf16_all, n);
     return m;
 }
 
@@ -750,6 +927,7 @@ typedef struct {
     char table[2048]; /* the table's markdown rows */
     double equal[2], equal_infer[2];
     char equal_md[640];
+    char bf16_md[900];
 } model_runs;
 
 /* mrcnn, torchvision and ONNX Runtime on each case, printed as one table. */
@@ -849,6 +1027,31 @@ static void equal_work(const mr_bench_options *o, model_runs *m, FILE *out) {
     }
 }
 
+/* bfloat16 inference (`predict --bf16`) against float32 and torchvision, and whether its
+ * detections hold, for the ResNet-50 cases. */
+static void bf16_summary(model_runs *m, FILE *out) {
+    m->bf16_md[0] = '\0';
+    if (!mr_bf16_supported()) {
+        fprintf(out, "bf16 inference not measured: this CPU has no AVX-512 BF16\n");
+        return;
+    }
+    for (int i = 0; i < (m->n_cases > 1 ? 2 : 1); i++) {
+        const mr_bench_times *t = &m->ours[i];
+        char line[420];
+        snprintf(line, sizeof line,
+                 "%dx%d: %.3f s, %.2fx float32's speed (mrcnn/torchvision %.3f); every detection "
+                 "kept %.3f s, %.2fx; kernels kept %.0f MB; on these seeded weights %d of %d "
+                 "detections have a bf16 partner within 1 px and mask IoU 0.98",
+                 cases[i].side, cases[i].side, t->infer_bf16_s, ratio(t->infer_s, t->infer_bf16_s),
+                 ratio(t->infer_bf16_s, m->torch[i].infer_s), t->infer_all_bf16_s,
+                 ratio(t->infer_all_s, t->infer_all_bf16_s), t->bf16_kept_mb, t->bf16_held,
+                 t->bf16_compared);
+        fprintf(out, "bf16 inference at %s\n", line);
+        size_t l = strlen(m->bf16_md);
+        snprintf(m->bf16_md + l, sizeof m->bf16_md - l, "%s%s", i ? "; " : "", line);
+    }
+}
+
 /* The run's entry in BENCHMARKS.md: header, ceiling, the model table, equal work, the sections
  * printed after the table, and the ratio line. */
 static void append_markdown(const char *path, const model_runs *m, double ceiling,
@@ -881,6 +1084,13 @@ static void append_markdown(const char *path, const model_runs *m, double ceilin
                 "\nEqual work (torchvision sampling ROIs as Matterport, 200 an image at 33%% "
                 "positive; both keeping every detection at inference): %s.\n",
                 m->equal_md);
+    if (m->bf16_md[0])
+        fprintf(md,
+                "\nbfloat16 inference (`predict --bf16`; 3x3 stride-1 layers stay in float32 "
+                "Winograd; the seeded weights' RPN saturates to scores of exactly 1.0 and orders "
+                "those ties by the last bit, so any change of rounding picks other proposals: "
+                "see the trained model's check below): %s.\n",
+                m->bf16_md);
     if (sections) fputs(sections, md);
     fprintf(md, "\n%s\n", ratios);
     fclose(md);
@@ -899,6 +1109,7 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
         return st;
     }
     equal_work(o, m, out);
+    bf16_summary(m, out);
     if (!o->quick && m->ours[2].ok) {
         /* configs/busi.json: ResNet-101 at 512, 30 epochs x 51 steps, batch 1, plus validation. */
         double hours =
@@ -923,6 +1134,7 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
         snprintf(name, sizeof name, "R%d-FPN %dx%d", cases[i].depth, cases[i].side, cases[i].side);
         floor_ratio[i] = floor_table(name, &m->ours[i], ceiling, out, sec);
     }
+    bf16_trained_check(out, sec);
     if (!o->quick) {
         prefetch_check(out, sec);
         scaling_table(o, m->ours, out, sec);
@@ -930,16 +1142,20 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
     }
     if (sec) fclose(sec);
     const mr_bench_times *ours = m->ours, *torch = m->torch;
-    char ratios[400];
+    char ratios[600];
     snprintf(ratios, sizeof ratios,
              "train_step_ratio=%.3f infer_ratio=%.3f rss_ratio=%.3f conv_efficiency=%.3f "
              "train_1024_ratio=%.3f infer_1024_ratio=%.3f floor_ratio=%.3f floor_1024_ratio=%.3f "
-             "train_equal_work_ratio=%.3f infer_equal_work_ratio=%.3f",
+             "train_equal_work_ratio=%.3f infer_equal_work_ratio=%.3f infer_bf16_ratio=%.3f "
+             "infer_bf16_1024_ratio=%.3f bf16_speedup=%.3f",
              ratio(ours[0].train_s, torch[0].train_s), ratio(ours[0].infer_s, torch[0].infer_s),
              ratio(ours[0].rss_mb, torch[0].rss_mb), eff,
              m->n_cases > 1 ? ratio(ours[1].train_s, torch[1].train_s) : (double)NAN,
              m->n_cases > 1 ? ratio(ours[1].infer_s, torch[1].infer_s) : (double)NAN,
-             floor_ratio[0], floor_ratio[1], m->equal[0], m->equal_infer[0]);
+             floor_ratio[0], floor_ratio[1], m->equal[0], m->equal_infer[0],
+             ratio(ours[0].infer_bf16_s, torch[0].infer_s),
+             m->n_cases > 1 ? ratio(ours[1].infer_bf16_s, torch[1].infer_s) : (double)NAN,
+             ratio(ours[0].infer_s, ours[0].infer_bf16_s));
     if (o->markdown) append_markdown(o->markdown, m, ceiling, first_ceiling, eff, sections, ratios);
     free(sections);
     free(m);

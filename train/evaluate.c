@@ -768,6 +768,7 @@ mr_status mr_evaluate_run(const mr_eval_request *r, mr_eval_run *run) {
     if (st == MR_OK) st = mr_evaluation_init(&run->e, cfg->net.num_classes, &eo);
     if (st == MR_OK && r->weights) {
         st = mr_ctx_init(&ctx, (size_t)cfg->arena_mb << 20);
+        if (st == MR_OK && r->bf16) st = mr_ctx_use_bf16(&ctx);
         if (st == MR_OK) st = mr_evaluate_model(&run->e, &ctx, &model, ds, r->limit, r->progress);
     } else if (st == MR_OK) {
         st = mr_evaluate_prediction_files(&run->e, mr_dataset_annotations(ds), r->predictions,

@@ -100,6 +100,7 @@ typedef struct {
                                 operating point); else both thresholds */
     int64_t limit;           /* score the first `limit` images; 0: every one */
     bool allow_damaged;      /* --allow-damaged */
+    bool bf16;               /* --bf16: the model's products in bfloat16 (mr_ctx_use_bf16) */
     void *user;
     /* After the data opened (may be NULL). */
     void (*opened)(void *user, const mr_data_summary *s);

@@ -35,6 +35,7 @@ mr_status mr_predictor_load(mr_predictor *p, const mr_predictor_options *o) {
     MR_TRY(mr_inference_load_opts(o->weights, o->config, &io, &p->cfg, &p->model, &p->format));
     p->threshold = !isnan(o->threshold) ? (float)o->threshold : p->cfg.net.detection_min_confidence;
     mr_status st = mr_ctx_init(&p->ctx, (size_t)p->cfg.arena_mb << 20);
+    if (st == MR_OK && o->bf16) st = mr_ctx_use_bf16(&p->ctx);
     if (st != MR_OK) {
         mr_model_free(&p->model);
         mr_ctx_free(&p->ctx);

@@ -28,6 +28,7 @@ typedef struct {
     const char *weights; /* export, checkpoint or Keras weights */
     const char *config;  /* config JSON; NULL: the one inside the weights */
     bool allow_damaged;  /* --allow-damaged (mr_inference_options) */
+    bool bf16;           /* --bf16: products in bfloat16 (mr_ctx_use_bf16) */
     double threshold;    /* minimum score; NAN: the config's DETECTION_MIN_CONFIDENCE */
 } mr_predictor_options;
 
