@@ -269,6 +269,16 @@ Test(bf16, every_layer_kind_agrees_with_float32_and_reuses_its_packed_kernel) {
     }
 }
 
+/* Meaningless combinations are refused before any work: scoring prediction files runs no model. */
+Test(bf16, evaluate_refuses_it_with_prediction_files) {
+    char out[4096];
+    cr_assert_eq(
+        run_mrcnn("evaluate --bf16 --predictions p --config configs/tiny.json", out, sizeof out), 2,
+        "%s", out);
+    cr_assert_not_null(strstr(out, "mrcnn evaluate: --bf16 runs a model: it goes with --weights"),
+                       "%s", out);
+}
+
 /* ---- a trained model --------------------------------------------------------------------- */
 
 static double box_iou(const double *a, const double *b) {

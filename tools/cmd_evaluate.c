@@ -74,6 +74,8 @@ int cmd_evaluate(int argc, char **argv) {
         bad = "give --weights FILE or --predictions DIR (one of them)";
     } else if (predictions && !config_path) {
         bad = "--predictions needs --config (class names, thresholds)";
+    } else if (predictions && bf16) {
+        bad = "--bf16 runs a model: it goes with --weights, not --predictions";
     } else if (threshold != -1.0 && !(threshold >= 0.0 && threshold <= 1.0)) {
         snprintf(why, sizeof why, "--threshold must be in [0, 1], got %g", threshold);
         bad = why;
