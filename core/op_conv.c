@@ -292,6 +292,13 @@ static void bn_scale(float *scale, const mr_tensor *gamma, const float *var, flo
     for (int64_t o = 0; o < n; o++) scale[o] = gamma->data[o] / sqrtf(var[o] + eps);
 }
 
+/* Whether the batch norm maps every channel to itself: scale exactly 1, mean and beta 0. */
+static bool bn_is_identity(const float *scale, const float *beta, const float *mean, int64_t n) {
+    for (int64_t o = 0; o < n; o++)
+        if (scale[o] != 1.0f || beta[o] != 0.0f || mean[o] != 0.0f) return false;
+    return true;
+}
+
 static void conv2d_bn_backward(mr_node *node) {
     mr_ctx *ctx = node->ctx;
     const conv_bn_saved *s = node->saved;
@@ -357,10 +364,17 @@ mr_tensor *mr_conv2d_bn(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, i
     if (!wf) return NULL;
     float *bf = wf + w->numel, *scale = bf + g.cout;
     bool winograd = mr_winograd_suits(ctx, &g);
-    /* A bf16 context keeps the folded kernel packed: later images fold the bias alone. */
-    if (!winograd && mr_packed_find(ctx, w)) wf = NULL;
     bn_scale(scale, gamma, moving_var->data, eps, g.cout);
-    fold_kernel(wf, bf, scale, w, b, beta, moving_mean->data, g.cout);
+    if (bn_is_identity(scale, beta->data, moving_mean->data, g.cout)) {
+        /* An export's batch norms are folded already (train/export.h): the fold would multiply
+         * by exactly 1 and add exactly 0, so the kernel and bias serve as they are. */
+        wf = w->data;
+        bf = b ? b->data : NULL;
+    } else {
+        /* A bf16 context keeps the folded kernel packed: later images fold the bias alone. */
+        if (!winograd && mr_packed_find(ctx, w)) wf = NULL;
+        fold_kernel(wf, bf, scale, w, b, beta, moving_mean->data, g.cout);
+    }
     conv_forward(ctx, &g, winograd, x->data, wf, w, bf, out->data);
     if (ctx->status != MR_OK) return NULL;
     mr_tensor *inputs[5] = {x, w, b, gamma, beta};

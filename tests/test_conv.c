@@ -3,6 +3,7 @@
  * checked against PyTorch on small shapes in test_parity.c), forward and every gradient. */
 #include "../core/ops.h"
 #include "../core/rng.h"
+#include "../train/export.h"
 #include "testutil.h"
 
 typedef struct {
@@ -121,4 +122,52 @@ Test(conv, winograd_workspace_stays_bounded_as_rois_grow, .timeout = 120) {
         cr_expect_leq(floats[i], bound, "%lld ROIs: %zu floats of workspace", (long long)rois[i],
                       floats[i]);
     cr_expect_eq(floats[0], floats[2], "40 ROIs %zu floats, 200 ROIs %zu", floats[0], floats[2]);
+}
+
+/* An export's batch norms are folded and left at the identity (train/export.h): conv2d_bn must
+ * then compute exactly what conv2d computes with the same kernel and bias, on both paths, and its
+ * gradients still reach the batch norm's parameters. */
+Test(conv, conv_bn_with_an_identity_batch_norm_is_the_conv_itself) {
+    const float eps = 1e-3f;
+    for (int algo = MR_CONV_IM2COL; algo <= MR_CONV_WINOGRAD; algo++) {
+        mr_ctx ctx;
+        cr_assert_eq(mr_ctx_init(&ctx, (size_t)64 << 20), MR_OK);
+        ctx.conv_algo = (mr_conv_algo)algo;
+        mr_rng rng;
+        mr_rng_seed(&rng, 12);
+        const int64_t cin = 64, cout = 72;
+        mr_tensor *x = mr_tensor_4d(&ctx, "x", 1, 17, 19, cin);
+        mr_tensor *k = mr_tensor_4d(&ctx, "w", 3, 3, cin, cout);
+        mr_tensor *b = mr_tensor_1d(&ctx, "b", cout);
+        mr_tensor *gamma = mr_tensor_1d(&ctx, "gamma", cout),
+                  *beta = mr_tensor_1d(&ctx, "beta", cout);
+        mr_tensor *mean = mr_tensor_1d(&ctx, "mean", cout), *var = mr_tensor_1d(&ctx, "var", cout);
+        cr_assert(x && k && b && gamma && beta && mean && var);
+        for (int64_t i = 0; i < x->numel; i++) x->data[i] = mr_rng_normal(&rng);
+        for (int64_t i = 0; i < k->numel; i++) k->data[i] = 0.05f * mr_rng_normal(&rng);
+        for (int64_t i = 0; i < cout; i++) {
+            b->data[i] = mr_rng_normal(&rng);
+            gamma->data[i] = 1.0f, beta->data[i] = 0.0f, mean->data[i] = 0.0f;
+            var->data[i] = mr_bn_identity_variance(eps);
+        }
+        gamma->requires_grad = beta->requires_grad = true;
+        mr_tensor *plain = mr_conv2d(&ctx, x, k, b, 1, MR_PAD_SAME);
+        mr_tensor *folded =
+            mr_conv2d_bn(&ctx, x, k, b, 1, MR_PAD_SAME, gamma, beta, mean, var, eps);
+        cr_assert(plain && folded, "%s", mr_last_error());
+        cr_assert(!memcmp(plain->data, folded->data, sizeof(float) * (size_t)plain->numel),
+                  "algorithm %d: conv2d_bn with an identity batch norm differs from conv2d", algo);
+        float *ones = malloc(sizeof *ones * (size_t)folded->numel);
+        cr_assert_not_null(ones);
+        for (int64_t i = 0; i < folded->numel; i++) ones[i] = 1.0f;
+        cr_assert_eq(mr_backward_seeded(&ctx, folded, ones), MR_OK, "%s", mr_last_error());
+        free(ones);
+        /* Of the sum of the outputs: d/d(beta_c) is the pixel count, d/d(gamma_c) the sum of the
+         * normalised input of channel c, here conv + b itself. */
+        double want_gamma = 0.0;
+        for (int64_t p = 0; p < 17 * 19; p++) want_gamma += (double)plain->data[p * cout];
+        cr_assert_float_eq(beta->grad[0], 17.0f * 19.0f, 1e-3f);
+        cr_assert_float_eq((double)gamma->grad[0], want_gamma, 1e-3 * fabs(want_gamma) + 1e-3);
+        mr_ctx_free(&ctx);
+    }
 }
