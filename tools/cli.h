@@ -109,7 +109,7 @@ mr_data_args mr_cli_data_args(const mr_cli_data *d);
      "salvage only"}
 #define MR_CLI_BF16_OPT(flag)                                                                      \
     {"--bf16", MR_OPT_FLAG, &(flag),                                                               \
-     "run the network's products in bfloat16: about 1.5x faster on CPUs with AVX-512 BF16, "       \
+     "run the network's products in bfloat16: 1.2-1.4x faster on CPUs with AVX-512 BF16, "         \
      "detections within about a pixel of float32's"}
 /* clang-format on */
 
