@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <ftw.h>
 #include <math.h>
 #include <string.h>
 #include <stdio.h>
@@ -31,11 +32,42 @@ static inline const char *fixture_path(const char *rel) {
     return buf;
 }
 
-/* A fresh empty folder under /tmp for one test; the caller may leave files in it. */
+static inline int remove_test_entry(const char *path, const struct stat *st, int flag,
+                                    struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* The temp folders of this test's process: `made` adds one; NULL removes them all, unless
+ * MRCNN_KEEP_TEST_DIRS is set (to look into a failure). */
+static inline void test_dirs(const char *made) {
+    static char dirs[64][256];
+    static int n;
+    if (made) {
+        if (n < 64) snprintf(dirs[n++], sizeof dirs[0], "%s", made);
+        return;
+    }
+    if (getenv("MRCNN_KEEP_TEST_DIRS")) return;
+    for (int i = 0; i < n; i++) nftw(dirs[i], remove_test_entry, 16, FTW_DEPTH | FTW_PHYS);
+    n = 0;
+}
+
+static inline void remove_test_dirs(void) {
+    test_dirs(NULL);
+}
+
+/* A fresh empty folder under /tmp for one test; the caller may leave files in it. Each test runs
+ * in a process of its own (Criterion forks one per test), which removes its folders as it exits:
+ * a suite's worth of them (R50 weights among them) would otherwise fill the disk over a few runs.
+ */
 static inline const char *temp_dir(const char *tag) {
     static _Thread_local char buf[256];
+    static bool registered;
     snprintf(buf, sizeof buf, "/tmp/mrcnn-test-%s-XXXXXX", tag);
     cr_assert_not_null(mkdtemp(buf), "mkdtemp failed");
+    if (!registered) registered = atexit(remove_test_dirs) == 0;
+    test_dirs(buf);
     return buf;
 }
 
