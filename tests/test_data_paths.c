@@ -426,6 +426,7 @@ Test(data_paths, truncated_png_is_caught_by_check_data) {
     cr_assert_eq(stat(path, &sb), 0);
     cr_assert_eq(truncate(path, sb.st_size / 2), 0);
     snprintf(cfg, sizeof cfg, "%s.json", dir); /* beside the folder, not in it */
+    test_leftovers(cfg);
     put_config(cfg, true, NULL);
     snprintf(args, sizeof args, "check-data --config '%s' --data '%s'", cfg, dir);
     cr_assert_eq(run_in(dir, args, out, sizeof out), 1, "%s", out);
@@ -468,6 +469,7 @@ Test(data_paths, check_data_and_train_agree_on_classes) {
     snprintf(dir, sizeof dir, "%s", temp_dir("agree"));
     make_flat(dir, 3);
     snprintf(cfg, sizeof cfg, "%s-three.json", dir);
+    test_leftovers(cfg);
     put_config(cfg, false, NULL); /* NUM_CLASSES 3, no CLASS_NAMES */
     snprintf(args, sizeof args, "check-data --config '%s' --data '%s'", cfg, dir);
     cr_assert_eq(run_in(dir, args, out, sizeof out), 1, "%s", out);
@@ -502,6 +504,7 @@ Test(data_paths, region_wholly_outside_its_image_is_an_error_in_both) {
               "%s", mr_last_error());
     mr_annotations_free(&ann);
     snprintf(cfg, sizeof cfg, "%s.json", dir);
+    test_leftovers(cfg);
     put_config(cfg, true, NULL);
     snprintf(args, sizeof args, "check-data --config '%s' --data '%s'", cfg, dir);
     cr_assert_eq(run_in(dir, args, out, sizeof out), 1, "%s", out);

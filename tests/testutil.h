@@ -39,10 +39,10 @@ static inline int remove_test_entry(const char *path, const struct stat *st, int
     return 0;
 }
 
-/* The temp folders of this test's process: `made` adds one; NULL removes them all, unless
- * MRCNN_KEEP_TEST_DIRS is set (to look into a failure). */
-static inline void test_dirs(const char *made) {
-    static char dirs[64][256];
+/* What this test's process made under /tmp (folders, or files beside them): `made` adds a path;
+ * NULL removes them all, unless MRCNN_KEEP_TEST_DIRS is set (to look into a failure). */
+static inline void test_leftovers(const char *made) {
+    static char dirs[64][512];
     static int n;
     if (made) {
         if (n < 64) snprintf(dirs[n++], sizeof dirs[0], "%s", made);
@@ -53,8 +53,8 @@ static inline void test_dirs(const char *made) {
     n = 0;
 }
 
-static inline void remove_test_dirs(void) {
-    test_dirs(NULL);
+static inline void remove_test_leftovers(void) {
+    test_leftovers(NULL);
 }
 
 /* A fresh empty folder under /tmp for one test; the caller may leave files in it. Each test runs
@@ -66,8 +66,8 @@ static inline const char *temp_dir(const char *tag) {
     static bool registered;
     snprintf(buf, sizeof buf, "/tmp/mrcnn-test-%s-XXXXXX", tag);
     cr_assert_not_null(mkdtemp(buf), "mkdtemp failed");
-    if (!registered) registered = atexit(remove_test_dirs) == 0;
-    test_dirs(buf);
+    if (!registered) registered = atexit(remove_test_leftovers) == 0;
+    test_leftovers(buf);
     return buf;
 }
 
