@@ -106,8 +106,8 @@ typedef struct {
 } mr_tape;
 
 /* Per-op workspaces that grow and never shrink: the convolution algorithms' buffers, a
- * BN-folded kernel with its gradient (used while the algorithms' buffer is busy), and the packed
- * operands of bfloat16 products. */
+ * BN-folded kernel with its gradient (used while the algorithms' buffer is busy), and the
+ * per-thread workspace of bfloat16 products. */
 enum { MR_SCRATCH_CONV, MR_SCRATCH_FOLD, MR_SCRATCH_BF16, MR_SCRATCH_SLOTS };
 
 /* How conv2d computes a 3x3 stride-1 convolution. AUTO picks by shape; tests force each path. */

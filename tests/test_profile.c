@@ -149,6 +149,11 @@ Test(profile, bench_model_lines_read_back_what_was_printed) {
                         .detections = 7,
                         .infer_all_s = 0.75,
                         .detections_all = 100,
+                        .infer_bf16_s = 0.375,
+                        .infer_all_bf16_s = 0.625,
+                        .bf16_kept_mb = 71.5,
+                        .bf16_compared = 100,
+                        .bf16_held = 23,
                         .ok = 1};
     for (int g = 0; g < MR_GROUP_COUNT; g++) {
         t.train_prof.seconds[g][0] = 0.01 * (g + 1);
@@ -171,6 +176,10 @@ Test(profile, bench_model_lines_read_back_what_was_printed) {
     cr_expect(fabs(back.train_s - t.train_s) < 1e-4 && fabs(back.rss_mb - t.rss_mb) < 0.05);
     cr_expect(fabs(back.infer_all_s - t.infer_all_s) < 1e-4);
     cr_expect(back.detections == 7 && back.detections_all == 100);
+    cr_expect(fabs(back.infer_bf16_s - t.infer_bf16_s) < 1e-4 &&
+              fabs(back.infer_all_bf16_s - t.infer_all_bf16_s) < 1e-4);
+    cr_expect(fabs(back.bf16_kept_mb - t.bf16_kept_mb) < 0.05);
+    cr_expect(back.bf16_compared == 100 && back.bf16_held == 23);
     for (int g = 0; g < MR_GROUP_COUNT; g++)
         for (int k = 0; k < 2; k++) {
             cr_expect(fabs(back.train_prof.seconds[g][k] - t.train_prof.seconds[g][k]) < 1e-6);

@@ -246,7 +246,6 @@ static void bench_bf16(mr_model *m, int side, int repeats, const mr_instances *f
         return;
     }
     res->bf16_compared = (int)f32->n;
-    res->bf16_min_iou = 1.0;
     for (int64_t i = 0; i < f32->n; i++) {
         int64_t best = -1;
         for (int64_t j = 0; j < b16.n; j++)
@@ -254,16 +253,11 @@ static void bench_bf16(mr_model *m, int side, int repeats, const mr_instances *f
                 (best < 0 || box_iou(&f32->boxes[4 * i], &b16.boxes[4 * j]) >
                                  box_iou(&f32->boxes[4 * i], &b16.boxes[4 * best])))
                 best = j;
-        double box_px = INFINITY, iou = 0.0;
-        if (best >= 0) {
-            box_px = 0.0;
-            for (int c = 0; c < 4; c++)
-                box_px = fmax(box_px, fabs(f32->boxes[4 * i + c] - b16.boxes[4 * best + c]));
-            iou = mask_iou(f32, i, &b16, best);
-        }
-        res->bf16_held += box_px <= 1.0 && iou >= 0.98;
-        res->bf16_min_iou = fmin(res->bf16_min_iou, iou);
-        res->bf16_max_box_px = fmax(res->bf16_max_box_px, box_px);
+        if (best < 0) continue;
+        double box_px = 0.0;
+        for (int c = 0; c < 4; c++)
+            box_px = fmax(box_px, fabs(f32->boxes[4 * i + c] - b16.boxes[4 * best + c]));
+        res->bf16_held += box_px <= 1.0 && mask_iou(f32, i, &b16, best) >= 0.98;
     }
     mr_instances_free(&b16);
 }
@@ -349,11 +343,8 @@ void mr_bench_print_model(const mr_bench_times *t, FILE *out) {
             t->rss_mb);
     fprintf(out, "detections %d infer_all_s=%.4f all %d\n", t->detections, t->infer_all_s,
             t->detections_all);
-    fprintf(out,
-            "bf16 infer_s=%.4f infer_all_s=%.4f held %d of %d min_iou=%.4f max_box_px=%.3f "
-            "kept_mb=%.1f\n",
-            t->infer_bf16_s, t->infer_all_bf16_s, t->bf16_held, t->bf16_compared, t->bf16_min_iou,
-            t->bf16_max_box_px, t->bf16_kept_mb);
+    fprintf(out, "bf16 infer_s=%.4f infer_all_s=%.4f held %d of %d kept_mb=%.1f\n", t->infer_bf16_s,
+            t->infer_all_bf16_s, t->bf16_held, t->bf16_compared, t->bf16_kept_mb);
     for (int k = 0; k < 2; k++) {
         const mr_profile *p = k ? &t->infer_prof : &t->train_prof;
         for (int g = 0; g < MR_GROUP_COUNT; g++)
@@ -372,11 +363,9 @@ void mr_bench_read_model_line(const char *line, mr_bench_times *t) {
     else if (sscanf(line, "detections %d infer_all_s=%lf all %d", &t->detections, &t->infer_all_s,
                     &t->detections_all) == 3)
         ;
-    else if (sscanf(line,
-                    "bf16 infer_s=%lf infer_all_s=%lf held %d of %d min_iou=%lf max_box_px=%lf "
-                    "kept_mb=%lf",
+    else if (sscanf(line, "bf16 infer_s=%lf infer_all_s=%lf held %d of %d kept_mb=%lf",
                     &t->infer_bf16_s, &t->infer_all_bf16_s, &t->bf16_held, &t->bf16_compared,
-                    &t->bf16_min_iou, &t->bf16_max_box_px, &t->bf16_kept_mb) == 7)
+                    &t->bf16_kept_mb) == 5)
         ;
     else if (sscanf(line, "group %7s %d %lf %lf %lf %lf", kind, &g, &s0, &s1, &f0, &f1) == 6 &&
              g >= 0 && g < MR_GROUP_COUNT) {
@@ -603,8 +592,10 @@ static void bf16_trained_check(FILE *out, FILE *md) {
     mr_train_result tr;
     mr_train_options to = {.config_path = config, .out_dir = run, .quiet = true};
     mr_status st = mr_read_file("configs/tiny.json", "config", 1 << 16, &tiny, NULL);
+    char *end = st == MR_OK ? strrchr(tiny, '}') : NULL;
+    if (st == MR_OK && !end) st = mr_fail(MR_ERR_CONFIG, "configs/tiny.json: not a JSON object");
     if (st == MR_OK) {
-        *strrchr(tiny, '}') = '\0';
+        *end = '\0';
         char *text = NULL;
         int len = asprintf(&text,
                            "%s, \"DATASET\": {\"TRAIN\": \"%s/train\", \"VAL\": \"%s/val\"}, "

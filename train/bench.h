@@ -20,12 +20,11 @@ typedef struct {
     double infer_all_s;
     int detections_all;
     /* mrcnn only, on a CPU with AVX-512 BF16: both inferences again with bfloat16 products
-     * (`--bf16`), and how its detections (every one kept) hold against float32's: of
-     * bf16_compared, bf16_held have a partner of their class within 1 px whose mask IoU is at
-     * least 0.98; the lowest IoU and the largest box difference over the best partners. */
-    double infer_bf16_s, infer_all_bf16_s, bf16_kept_mb; /* and the packed kernels it keeps */
+     * (`--bf16`), the packed kernels they keep, and how its detections (every one kept) hold
+     * against float32's: of bf16_compared, bf16_held have a partner of their class within 1 px
+     * whose mask IoU is at least 0.98. */
+    double infer_bf16_s, infer_all_bf16_s, bf16_kept_mb;
     int bf16_compared, bf16_held;
-    double bf16_min_iou, bf16_max_box_px;
     /* mrcnn only: one step's time and matrix-product FLOPs by layer group, mean of the runs */
     mr_profile train_prof, infer_prof;
     char kernel[200]; /* torchvision only: the CPU kernels torch ended up with */
