@@ -33,16 +33,20 @@ typedef struct {
     double grad_sq, weight_sq;
 } block_sums;
 
-/* Adds the decay gradient (scale * w) when `decay`, and returns the block's sums. */
-static block_sums decay_and_sum(float *restrict g, const float *restrict w, int64_t n, bool decay,
-                                float scale) {
+/* The block's sums of squares of the gradient with its decay term (g + scale * w where the
+ * weight decays) and of the weights. Nothing is written: the update recomputes the same float
+ * sum, so this pass over the largest buffers only reads. */
+static block_sums decay_and_sum(const float *restrict g, const float *restrict w, int64_t n,
+                                bool decay, float scale) {
     double gs[4] = {0}, ws[4] = {0};
-    for (int64_t k = 0; k < n; k++) {
-        if (decay) {
-            g[k] += scale * w[k];
+    if (decay) {
+        for (int64_t k = 0; k < n; k++) {
+            float gd = g[k] + scale * w[k];
             ws[k & 3] += (double)w[k] * (double)w[k];
+            gs[k & 3] += (double)gd * (double)gd;
         }
-        gs[k & 3] += (double)g[k] * (double)g[k];
+    } else {
+        for (int64_t k = 0; k < n; k++) gs[k & 3] += (double)g[k] * (double)g[k];
     }
     return (block_sums){(gs[0] + gs[1]) + (gs[2] + gs[3]), (ws[0] + ws[1]) + (ws[2] + ws[3])};
 }
@@ -59,8 +63,7 @@ void mr_sgd_step(mr_params *p, const mr_sgd *opt, mr_sgd_report *report) {
     for (int i = 0; i < p->count; i++) {
         mr_param *q = &p->items[i];
         if (q->frozen) continue;
-        float *g = q->t.grad;
-        const float *w = q->t.data;
+        const float *g = q->t.grad, *w = q->t.data;
         bool decay = decays(q);
         float scale = 2.0f * opt->weight_decay / (float)q->t.numel;
         int64_t n = q->t.numel, blocks = (n + SUM_BLOCK - 1) / SUM_BLOCK;
@@ -99,9 +102,12 @@ void mr_sgd_step(mr_params *p, const mr_sgd *opt, mr_sgd_report *report) {
         if (q->frozen) continue;
         float *v = p->momentum + q->offset, *w = q->t.data;
         const float *g = q->t.grad;
+        bool decay = decays(q);
+        float scale = 2.0f * opt->weight_decay / (float)q->t.numel;
 #pragma omp parallel for schedule(static) if (q->t.numel > SUM_BLOCK)
         for (int64_t k = 0; k < q->t.numel; k++) {
-            v[k] = opt->momentum * v[k] - opt->learning_rate * (g[k] * factor);
+            float gd = decay ? g[k] + scale * w[k] : g[k];
+            v[k] = opt->momentum * v[k] - opt->learning_rate * (gd * factor);
             w[k] += v[k];
         }
     }

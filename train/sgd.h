@@ -19,7 +19,8 @@ typedef struct {
 } mr_sgd_report;
 
 /* Adds the weight-decay gradient, clips, updates values and momentum of the trainable
- * parameters. Frozen parameters and their momentum are untouched. */
+ * parameters. The gradients are left as backward made them (the decay term is added on the
+ * fly); frozen parameters and their momentum are untouched. */
 void mr_sgd_step(mr_params *p, const mr_sgd *opt, mr_sgd_report *report);
 /* The weight-decay term alone (for validation losses). */
 double mr_weight_decay_loss(const mr_params *p, float weight_decay);
