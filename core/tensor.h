@@ -111,7 +111,12 @@ typedef struct {
 enum { MR_SCRATCH_CONV, MR_SCRATCH_FOLD, MR_SCRATCH_BF16, MR_SCRATCH_SLOTS };
 
 /* How conv2d computes a 3x3 stride-1 convolution. AUTO picks by shape; tests force each path. */
-typedef enum { MR_CONV_AUTO, MR_CONV_IM2COL, MR_CONV_WINOGRAD } mr_conv_algo;
+typedef enum {
+    MR_CONV_AUTO,
+    MR_CONV_IM2COL,
+    MR_CONV_WINOGRAD_F4, /* Winograd F(4x4, 3x3) */
+    MR_CONV_WINOGRAD_F6  /* Winograd F(6x6, 3x3) */
+} mr_conv_algo;
 
 typedef struct mr_ctx {
     mr_arena arena;

@@ -1,7 +1,6 @@
 /* Winograd F(m x m, 3x3) convolution, forward and backward, for conv2d's 3x3 stride-1 path.
  *
- * Each m x m block of output pixels (a tile) comes from an a x a input window, a = m + 2
- * (TILE and ALPHA below).
+ * Each m x m block of output pixels (a tile) comes from an a x a input window, a = m + 2.
  * With the transforms
  *   V = B' d B (input window),  U = G g G' (3x3 kernel),  Y = A' (U .* V) A (m x m output)
  * the a*a element-wise products over channels become a*a GEMMs of (tiles x Cin) @ (Cin x Cout).
@@ -10,10 +9,15 @@
  * order, so it is the exact adjoint of the forward pass and all three GEMMs of training
  * (output, input gradient, kernel gradient) get the saving.
  *
- * F(4x4, 3x3) does 36 multiplies per 16 outputs where direct convolution does 144 (4x fewer).
- * It beat F(2x2, 3x3) (2.25x fewer) on every shape of the network measured, 14 x 14 mask-head
- * ROIs included. The transforms are Lavin and Gray's (2016), for correlation as CNNs compute
- * it.
+ * Two sizes, the transforms Lavin and Gray's (2016), for correlation as CNNs compute it:
+ * - F(4x4, 3x3): 36 multiplies per 16 outputs where direct convolution does 144 (4x fewer). It
+ *   beat F(2x2, 3x3) (2.25x fewer) on every shape of the network measured.
+ * - F(6x6, 3x3): 64 per 36 outputs (5.1x fewer), with transform coefficients up to 32 and 1/90
+ *   that round about three times more (a 256-channel tile's worst error is about 2e-5 of its
+ *   outputs' spread, against 7e-6). A layer takes it where its tiles multiply less over the
+ *   output than F(4x4, 3x3)'s (variant_for): the RPN and the FPN on P2 and P3 and ResNet's
+ *   first stages, where the step spends most. On 14 x 14 ROIs and 16 x 16 or 32 x 32 maps the
+ *   wider tiles waste as much past the edge as they save, and F(4x4, 3x3) keeps them.
  *
  * It stays in float32 in a bf16 context (mr_ctx_use_bf16): its transforms amplify rounding. With
  * both operands in bfloat16, a 256-channel F(4x4, 3x3) tile is off by 6.7% of its outputs' spread
@@ -26,8 +30,7 @@
 
 #include "blas.h"
 
-#define TILE  4 /* output tile side m */
-#define ALPHA 6 /* input window side, m + 2 */
+#define MAX_ALPHA 8 /* the widest input window, F(6x6, 3x3)'s */
 
 /* Channels per block of a transform: the a*a intermediate rows of a block stay in L1. */
 #define BLOCK 64
@@ -50,26 +53,26 @@
 bool mr_winograd_suits(const mr_ctx *ctx, const mr_conv_geom *g) {
     if (g->kh != 3 || g->kw != 3 || g->stride != 1 || ctx->conv_algo == MR_CONV_IM2COL)
         return false;
-    if (ctx->conv_algo == MR_CONV_WINOGRAD) return true;
+    if (ctx->conv_algo == MR_CONV_WINOGRAD_F4 || ctx->conv_algo == MR_CONV_WINOGRAD_F6) return true;
     return g->cin >= MIN_CHANNELS && g->cout >= MIN_CHANNELS && g->n * g->oh * g->ow >= MIN_OUTPUTS;
 }
 
 /* ---- geometry ------------------------------------------------------------------------------ */
 
+/* Each 1-D transform maps a column of input rows to a column of output rows (below). */
+typedef void (*transform_1d)(float *const *out, const float *const *in, int64_t n, bool add);
+
+/* A Winograd size: its tile and window sides and its six 1-D transforms. */
 typedef struct {
+    int tile, alpha; /* m, and a = m + 2 */
+    transform_1d bt, b, g, gt, at, a;
+} variant;
+
+typedef struct {
+    const variant *f;
     int64_t tiles_h, tiles_w, tiles; /* tiles over the output, per image and in all */
     int64_t chunk;                   /* tiles per chunk */
 } plan;
-
-static plan plan_for(const mr_conv_geom *g) {
-    plan p = {.tiles_h = (g->oh + TILE - 1) / TILE, .tiles_w = (g->ow + TILE - 1) / TILE};
-    int planes = ALPHA * ALPHA;
-    p.tiles = g->n * p.tiles_h * p.tiles_w;
-    p.chunk = CHUNK_FLOATS / (planes * (g->cin + g->cout));
-    if (p.chunk < 1) p.chunk = 1;
-    if (p.chunk > p.tiles) p.chunk = p.tiles;
-    return p;
-}
 
 /* One past the last tile of the chunk that starts at tile t0. */
 static int64_t chunk_end(const plan *p, int64_t t0) {
@@ -78,39 +81,49 @@ static int64_t chunk_end(const plan *p, int64_t t0) {
 
 /* Input pixel (row, col) of element (r, s) of tile t's window, or -1 outside the image. */
 static int64_t input_pixel(const mr_conv_geom *g, const plan *p, int64_t t, int r, int s) {
+    int tile = p->f->tile;
     int64_t tx = t % p->tiles_w, ty = (t / p->tiles_w) % p->tiles_h;
     int64_t n = t / (p->tiles_w * p->tiles_h);
-    int64_t iy = TILE * ty - g->pad_top + r, ix = TILE * tx - g->pad_left + s;
+    int64_t iy = tile * ty - g->pad_top + r, ix = tile * tx - g->pad_left + s;
     if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) return -1;
     return (n * g->h + iy) * g->w + ix;
 }
 
 /* Output pixel of element (r, s) of tile t, or -1 past the image's edge. */
 static int64_t output_pixel(const mr_conv_geom *g, const plan *p, int64_t t, int r, int s) {
+    int tile = p->f->tile;
     int64_t tx = t % p->tiles_w, ty = (t / p->tiles_w) % p->tiles_h;
     int64_t n = t / (p->tiles_w * p->tiles_h);
-    int64_t oy = TILE * ty + r, ox = TILE * tx + s;
+    int64_t oy = tile * ty + r, ox = tile * tx + s;
     if (oy >= g->oh || ox >= g->ow) return -1;
     return (n * g->oh + oy) * g->ow + ox;
 }
 
 /* ---- 1-D transforms over n channels ----------------------------------------------------------
  * Each maps a column of input rows to a column of output rows, one channel at a time: B' and B
- * (6 -> 6), G (3 -> 6) and G' (6 -> 3), A' (6 -> 4) and A (4 -> 6). Written out rather than
+ * (a -> a), G (3 -> a) and G' (a -> 3), A' (a -> m) and A (m -> a). Written out rather than
  * driven by the matrices, so each input is read and each output written once. `add` adds into
  * the outputs instead of storing. */
-
-typedef void (*transform_1d)(float *const *out, const float *const *in, int64_t n, bool add);
 
 #define LOAD6(in)                                                                                  \
     const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],                  \
                           *restrict i3 = in[3], *restrict i4 = in[4], *restrict i5 = in[5]
+#define LOAD8(in)                                                                                  \
+    LOAD6(in);                                                                                     \
+    const float *restrict i6 = in[6], *restrict i7 = in[7]
+#define OUT6(out)                                                                                  \
+    float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2],                     \
+                    *restrict o3 = out[3], *restrict o4 = out[4], *restrict o5 = out[5]
+#define OUT8(out)                                                                                  \
+    OUT6(out);                                                                                     \
+    float *restrict o6 = out[6], *restrict o7 = out[7]
 #define STORE(o, k, v, add) ((add) ? ((o)[k] += (v)) : ((o)[k] = (v)))
 
-static void bt_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+/* F(4x4, 3x3) */
+
+static void bt4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
     LOAD6(in);
-    float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2];
-    float *restrict o3 = out[3], *restrict o4 = out[4], *restrict o5 = out[5];
+    OUT6(out);
     (void)add; /* the input transform always stores */
 #pragma omp simd
     for (int64_t k = 0; k < n; k++) {
@@ -123,10 +136,9 @@ static void bt_1d(float *const *out, const float *const *in, int64_t n, bool add
     }
 }
 
-static void b_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+static void b4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
     LOAD6(in);
-    float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2];
-    float *restrict o3 = out[3], *restrict o4 = out[4], *restrict o5 = out[5];
+    OUT6(out);
 #pragma omp simd
     for (int64_t k = 0; k < n; k++) {
         STORE(o0, k, 4.0f * i0[k], add);
@@ -142,10 +154,9 @@ static void b_1d(float *const *out, const float *const *in, int64_t n, bool add)
 static const float QUARTER = 0.25f, SIXTH = 1.0f / 6.0f, TWELFTH = 1.0f / 12.0f,
                    TWENTYFOURTH = 1.0f / 24.0f;
 
-static void g_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+static void g4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
     const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2];
-    float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2];
-    float *restrict o3 = out[3], *restrict o4 = out[4], *restrict o5 = out[5];
+    OUT6(out);
     (void)add;
 #pragma omp simd
     for (int64_t k = 0; k < n; k++) {
@@ -158,7 +169,7 @@ static void g_1d(float *const *out, const float *const *in, int64_t n, bool add)
     }
 }
 
-static void gt_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+static void gt4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
     LOAD6(in);
     float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2];
 #pragma omp simd
@@ -170,7 +181,7 @@ static void gt_1d(float *const *out, const float *const *in, int64_t n, bool add
     }
 }
 
-static void at_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+static void at4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
     LOAD6(in);
     float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2];
     float *restrict o3 = out[3];
@@ -184,11 +195,10 @@ static void at_1d(float *const *out, const float *const *in, int64_t n, bool add
     }
 }
 
-static void a_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+static void a4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
     const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2];
     const float *restrict i3 = in[3];
-    float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2];
-    float *restrict o3 = out[3], *restrict o4 = out[4], *restrict o5 = out[5];
+    OUT6(out);
     (void)add;
 #pragma omp simd
     for (int64_t k = 0; k < n; k++) {
@@ -201,17 +211,171 @@ static void a_1d(float *const *out, const float *const *in, int64_t n, bool add)
     }
 }
 
+/* F(6x6, 3x3), on the points 0, +-1, +-2, +-1/2 (Lavin and Gray's choice for this size). The
+ * sums are grouped into their even and odd parts, which each pair of outputs shares. */
+
+static void bt6_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+    LOAD8(in);
+    OUT8(out);
+    (void)add;
+#pragma omp simd
+    for (int64_t k = 0; k < n; k++) {
+        float e1 = i2[k] + i6[k] - 4.25f * i4[k], d1 = i1[k] + i5[k] - 4.25f * i3[k];
+        float e2 = 0.25f * i2[k] - 1.25f * i4[k] + i6[k];
+        float d2 = 0.5f * i1[k] - 2.5f * i3[k] + 2.0f * i5[k];
+        float e3 = 4.0f * i2[k] - 5.0f * i4[k] + i6[k];
+        float d3 = 2.0f * i1[k] - 2.5f * i3[k] + 0.5f * i5[k];
+        o0[k] = i0[k] - i6[k] + 5.25f * (i4[k] - i2[k]);
+        o1[k] = e1 + d1;
+        o2[k] = e1 - d1;
+        o3[k] = e2 + d2;
+        o4[k] = e2 - d2;
+        o5[k] = e3 + d3;
+        o6[k] = e3 - d3;
+        o7[k] = i7[k] - i1[k] + 5.25f * (i3[k] - i5[k]);
+    }
+}
+
+static void b6_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+    LOAD8(in);
+    OUT8(out);
+#pragma omp simd
+    for (int64_t k = 0; k < n; k++) {
+        STORE(o0, k, i0[k], add);
+        STORE(o1, k, i1[k] - i2[k] + 0.5f * (i3[k] - i4[k]) + 2.0f * (i5[k] - i6[k]) - i7[k], add);
+        STORE(o2, k,
+              -5.25f * i0[k] + i1[k] + i2[k] + 0.25f * (i3[k] + i4[k]) + 4.0f * (i5[k] + i6[k]),
+              add);
+        STORE(o3, k,
+              4.25f * (i2[k] - i1[k]) + 2.5f * (i4[k] - i3[k] + i6[k] - i5[k]) + 5.25f * i7[k],
+              add);
+        STORE(o4, k,
+              5.25f * i0[k] - 4.25f * (i1[k] + i2[k]) - 1.25f * (i3[k] + i4[k]) -
+                  5.0f * (i5[k] + i6[k]),
+              add);
+        STORE(o5, k,
+              i1[k] - i2[k] + 2.0f * (i3[k] - i4[k]) + 0.5f * (i5[k] - i6[k]) - 5.25f * i7[k], add);
+        STORE(o6, k, i1[k] + i2[k] + i3[k] + i4[k] + i5[k] + i6[k] - i0[k], add);
+        STORE(o7, k, i7[k], add);
+    }
+}
+
+static const float TWO_NINTHS = 2.0f / 9.0f, NINETIETH = 1.0f / 90.0f, FORTYFIFTH = 1.0f / 45.0f,
+                   TWO_45THS = 2.0f / 45.0f, EIGHT_45THS = 8.0f / 45.0f,
+                   SIXTEEN_45THS = 16.0f / 45.0f, THIRTYTWO_45THS = 32.0f / 45.0f;
+
+static void g6_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+    const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2];
+    OUT8(out);
+    (void)add;
+#pragma omp simd
+    for (int64_t k = 0; k < n; k++) {
+        o0[k] = i0[k];
+        o1[k] = -TWO_NINTHS * (i0[k] + i1[k] + i2[k]);
+        o2[k] = -TWO_NINTHS * (i0[k] - i1[k] + i2[k]);
+        o3[k] = NINETIETH * i0[k] + FORTYFIFTH * i1[k] + TWO_45THS * i2[k];
+        o4[k] = NINETIETH * i0[k] - FORTYFIFTH * i1[k] + TWO_45THS * i2[k];
+        o5[k] = THIRTYTWO_45THS * i0[k] + SIXTEEN_45THS * i1[k] + EIGHT_45THS * i2[k];
+        o6[k] = THIRTYTWO_45THS * i0[k] - SIXTEEN_45THS * i1[k] + EIGHT_45THS * i2[k];
+        o7[k] = i2[k];
+    }
+}
+
+static void gt6_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+    LOAD8(in);
+    float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2];
+#pragma omp simd
+    for (int64_t k = 0; k < n; k++) {
+        STORE(o0, k,
+              i0[k] - TWO_NINTHS * (i1[k] + i2[k]) + NINETIETH * (i3[k] + i4[k]) +
+                  THIRTYTWO_45THS * (i5[k] + i6[k]),
+              add);
+        STORE(o1, k,
+              TWO_NINTHS * (i2[k] - i1[k]) + FORTYFIFTH * (i3[k] - i4[k]) +
+                  SIXTEEN_45THS * (i5[k] - i6[k]),
+              add);
+        STORE(o2, k,
+              -TWO_NINTHS * (i1[k] + i2[k]) + TWO_45THS * (i3[k] + i4[k]) +
+                  EIGHT_45THS * (i5[k] + i6[k]) + i7[k],
+              add);
+    }
+}
+
+static void at6_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+    LOAD8(in);
+    OUT6(out);
+    (void)add;
+#pragma omp simd
+    for (int64_t k = 0; k < n; k++) {
+        float s1 = i1[k] + i2[k], d1 = i1[k] - i2[k], s2 = i3[k] + i4[k], d2 = i3[k] - i4[k];
+        float s3 = i5[k] + i6[k], d3 = i5[k] - i6[k];
+        o0[k] = i0[k] + s1 + s2 + s3;
+        o1[k] = d1 + 2.0f * d2 + 0.5f * d3;
+        o2[k] = s1 + 4.0f * s2 + 0.25f * s3;
+        o3[k] = d1 + 8.0f * d2 + 0.125f * d3;
+        o4[k] = s1 + 16.0f * s2 + 0.0625f * s3;
+        o5[k] = d1 + 32.0f * d2 + 0.03125f * d3 + i7[k];
+    }
+}
+
+static void a6_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+    LOAD6(in);
+    OUT8(out);
+    (void)add;
+#pragma omp simd
+    for (int64_t k = 0; k < n; k++) {
+        o0[k] = i0[k];
+        o1[k] = i0[k] + i1[k] + i2[k] + i3[k] + i4[k] + i5[k];
+        o2[k] = i0[k] - i1[k] + i2[k] - i3[k] + i4[k] - i5[k];
+        o3[k] = i0[k] + 2.0f * i1[k] + 4.0f * i2[k] + 8.0f * i3[k] + 16.0f * i4[k] + 32.0f * i5[k];
+        o4[k] = i0[k] - 2.0f * i1[k] + 4.0f * i2[k] - 8.0f * i3[k] + 16.0f * i4[k] - 32.0f * i5[k];
+        o5[k] = i0[k] + 0.5f * i1[k] + 0.25f * i2[k] + 0.125f * i3[k] + 0.0625f * i4[k] +
+                0.03125f * i5[k];
+        o6[k] = i0[k] - 0.5f * i1[k] + 0.25f * i2[k] - 0.125f * i3[k] + 0.0625f * i4[k] -
+                0.03125f * i5[k];
+        o7[k] = i5[k];
+    }
+}
+
+static const variant F4 = {4, 6, bt4_1d, b4_1d, g4_1d, gt4_1d, at4_1d, a4_1d};
+static const variant F6 = {6, 8, bt6_1d, b6_1d, g6_1d, gt6_1d, at6_1d, a6_1d};
+
+static int64_t tiles_for(const mr_conv_geom *g, const variant *f) {
+    return g->n * ((g->oh + f->tile - 1) / f->tile) * ((g->ow + f->tile - 1) / f->tile);
+}
+
+/* F(6x6, 3x3) when its tiles multiply less over this output than F(4x4, 3x3)'s: 64 multiplies
+ * per 36 outputs against 36 per 16 is 21% fewer inside the map, but the wider tiles hang further
+ * past its edge. Where the two come out even (16 x 16, 32 x 32), F(4x4, 3x3) keeps the layer for
+ * its smaller rounding. */
+static const variant *variant_for(const mr_ctx *ctx, const mr_conv_geom *g) {
+    if (ctx->conv_algo == MR_CONV_WINOGRAD_F4) return &F4;
+    if (ctx->conv_algo == MR_CONV_WINOGRAD_F6) return &F6;
+    return tiles_for(g, &F6) * 64 < tiles_for(g, &F4) * 36 ? &F6 : &F4;
+}
+
+static plan plan_for(const mr_ctx *ctx, const mr_conv_geom *g) {
+    plan p = {.f = variant_for(ctx, g)};
+    p.tiles_h = (g->oh + p.f->tile - 1) / p.f->tile;
+    p.tiles_w = (g->ow + p.f->tile - 1) / p.f->tile;
+    p.tiles = g->n * p.tiles_h * p.tiles_w;
+    p.chunk = CHUNK_FLOATS / (p.f->alpha * p.f->alpha * (g->cin + g->cout));
+    if (p.chunk < 1) p.chunk = 1;
+    if (p.chunk > p.tiles) p.chunk = p.tiles;
+    return p;
+}
+
 /* Applies a 1-D transform (n_in -> n_out) along both axes of an n_in x n_in grid of channel
  * rows, giving an n_out x n_out grid. Rows are reached through pointer tables; tmp holds
  * n_out * n_in rows of BLOCK floats. */
 static void transform_2d(float *const *out, const float *const *in, int n_out, int n_in,
                          transform_1d f, bool add, float *tmp, int64_t n) {
-    float *mid[ALPHA * ALPHA];
+    float *mid[MAX_ALPHA * MAX_ALPHA];
     for (int e = 0; e < n_out * n_in; e++) mid[e] = tmp + e * BLOCK;
     /* along the first axis: column s of `in` -> column s of mid (n_out x n_in) */
     for (int s = 0; s < n_in; s++) {
-        const float *col_in[ALPHA];
-        float *col_mid[ALPHA];
+        const float *col_in[MAX_ALPHA];
+        float *col_mid[MAX_ALPHA];
         for (int j = 0; j < n_in; j++) col_in[j] = in[j * n_in + s];
         for (int i = 0; i < n_out; i++) col_mid[i] = mid[i * n_in + s];
         f(col_mid, col_in, n, false);
@@ -224,32 +388,35 @@ static void transform_2d(float *const *out, const float *const *in, int n_out, i
 /* ---- the four data transforms and the kernel transform ------------------------------------- */
 
 /* U = G g G' for every (cin, cout) pair of the HWIO kernel; U is a*a planes of (Cin, Cout). */
-static void kernel_transform(float *u, const float *w, const mr_conv_geom *g) {
+static void kernel_transform(float *u, const float *w, const mr_conv_geom *g, const plan *p) {
     int64_t plane = g->cin * g->cout;
+    int alpha = p->f->alpha;
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < plane; k += BLOCK) {
         int64_t n = plane - k < BLOCK ? plane - k : BLOCK;
-        float tmp[ALPHA * 3 * BLOCK];
+        float tmp[MAX_ALPHA * 3 * BLOCK];
         const float *in[9];
-        float *out[ALPHA * ALPHA];
+        float *out[MAX_ALPHA * MAX_ALPHA];
         for (int e = 0; e < 9; e++) in[e] = w + e * plane + k;
-        for (int e = 0; e < ALPHA * ALPHA; e++) out[e] = u + e * plane + k;
-        transform_2d(out, in, ALPHA, 3, g_1d, false, tmp, n);
+        for (int e = 0; e < alpha * alpha; e++) out[e] = u + e * plane + k;
+        transform_2d(out, in, alpha, 3, p->f->g, false, tmp, n);
     }
 }
 
 /* dw += G' dU G, the adjoint of kernel_transform. */
-static void kernel_transform_backward(float *dw, const float *du, const mr_conv_geom *g) {
+static void kernel_transform_backward(float *dw, const float *du, const mr_conv_geom *g,
+                                      const plan *p) {
     int64_t plane = g->cin * g->cout;
+    int alpha = p->f->alpha;
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < plane; k += BLOCK) {
         int64_t n = plane - k < BLOCK ? plane - k : BLOCK;
-        float tmp[3 * ALPHA * BLOCK];
-        const float *in[ALPHA * ALPHA];
+        float tmp[3 * MAX_ALPHA * BLOCK];
+        const float *in[MAX_ALPHA * MAX_ALPHA];
         float *out[9];
-        for (int e = 0; e < ALPHA * ALPHA; e++) in[e] = du + e * plane + k;
+        for (int e = 0; e < alpha * alpha; e++) in[e] = du + e * plane + k;
         for (int e = 0; e < 9; e++) out[e] = dw + e * plane + k;
-        transform_2d(out, in, 3, ALPHA, gt_1d, true, tmp, n);
+        transform_2d(out, in, 3, alpha, p->f->gt, true, tmp, n);
     }
 }
 
@@ -259,25 +426,25 @@ static void kernel_transform_backward(float *dw, const float *du, const mr_conv_
 static void to_planes(float *planes, const float *image, const float *zeros, int64_t channels,
                       bool input_window, transform_1d f, const mr_conv_geom *g, const plan *p,
                       int64_t t0, int64_t t1) {
-    int side = input_window ? ALPHA : TILE;
+    int alpha = p->f->alpha, side = input_window ? alpha : p->f->tile;
     int64_t plane = (t1 - t0) * channels;
 #pragma omp parallel for schedule(static)
     for (int64_t t = t0; t < t1; t++) {
-        const float *rows[ALPHA * ALPHA];
+        const float *rows[MAX_ALPHA * MAX_ALPHA];
         for (int e = 0; e < side * side; e++) {
             int64_t px = input_window ? input_pixel(g, p, t, e / side, e % side)
                                       : output_pixel(g, p, t, e / side, e % side);
             rows[e] = px < 0 ? zeros : image + px * channels;
         }
-        float tmp[ALPHA * ALPHA * BLOCK];
+        float tmp[MAX_ALPHA * MAX_ALPHA * BLOCK];
         for (int64_t c = 0; c < channels; c += BLOCK) {
             int64_t n = channels - c < BLOCK ? channels - c : BLOCK;
-            const float *in[ALPHA * ALPHA];
-            float *out[ALPHA * ALPHA];
+            const float *in[MAX_ALPHA * MAX_ALPHA];
+            float *out[MAX_ALPHA * MAX_ALPHA];
             for (int e = 0; e < side * side; e++) in[e] = rows[e] + c;
-            for (int e = 0; e < ALPHA * ALPHA; e++)
+            for (int e = 0; e < alpha * alpha; e++)
                 out[e] = planes + e * plane + (t - t0) * channels + c;
-            transform_2d(out, in, ALPHA, side, f, false, tmp, n);
+            transform_2d(out, in, alpha, side, f, false, tmp, n);
         }
     }
 }
@@ -285,7 +452,7 @@ static void to_planes(float *planes, const float *image, const float *zeros, int
 /* V = B' d B for tiles [t0, t1). */
 static void input_transform(float *v, const float *x, const float *zeros, const mr_conv_geom *g,
                             const plan *p, int64_t t0, int64_t t1) {
-    to_planes(v, x, zeros, g->cin, true, bt_1d, g, p, t0, t1);
+    to_planes(v, x, zeros, g->cin, true, p->f->bt, g, p, t0, t1);
 }
 
 /* dx += B dV B', the adjoint of input_transform. Windows of neighbouring tiles overlap, so
@@ -293,26 +460,27 @@ static void input_transform(float *v, const float *x, const float *zeros, const 
 static void input_transform_backward(float *dx, const float *dv, const mr_conv_geom *g,
                                      const plan *p, int64_t t0, int64_t t1) {
     int64_t cin = g->cin, plane = (t1 - t0) * cin;
+    int alpha = p->f->alpha;
 #pragma omp parallel
     {
         int nt = omp_get_num_threads(), th = omp_get_thread_num();
         int64_t c0 = cin * th / nt, c1 = cin * (th + 1) / nt;
-        float tmp[ALPHA * ALPHA * BLOCK], sink[BLOCK] = {0};
+        float tmp[MAX_ALPHA * MAX_ALPHA * BLOCK], sink[BLOCK] = {0};
         for (int64_t t = t0; t < t1 && c1 > c0; t++) {
-            float *d[ALPHA * ALPHA];
-            for (int e = 0; e < ALPHA * ALPHA; e++) {
-                int64_t px = input_pixel(g, p, t, e / ALPHA, e % ALPHA);
+            float *d[MAX_ALPHA * MAX_ALPHA];
+            for (int e = 0; e < alpha * alpha; e++) {
+                int64_t px = input_pixel(g, p, t, e / alpha, e % alpha);
                 d[e] = px < 0 ? NULL : dx + px * cin;
             }
             for (int64_t c = c0; c < c1; c += BLOCK) {
                 int64_t n = c1 - c < BLOCK ? c1 - c : BLOCK;
-                const float *in[ALPHA * ALPHA];
-                float *out[ALPHA * ALPHA];
-                for (int e = 0; e < ALPHA * ALPHA; e++) {
+                const float *in[MAX_ALPHA * MAX_ALPHA];
+                float *out[MAX_ALPHA * MAX_ALPHA];
+                for (int e = 0; e < alpha * alpha; e++) {
                     in[e] = dv + e * plane + (t - t0) * cin + c;
                     out[e] = d[e] ? d[e] + c : sink; /* pixels outside take nothing back */
                 }
-                transform_2d(out, in, ALPHA, ALPHA, b_1d, true, tmp, n);
+                transform_2d(out, in, alpha, alpha, p->f->b, true, tmp, n);
             }
         }
     }
@@ -322,22 +490,23 @@ static void input_transform_backward(float *dx, const float *dv, const mr_conv_g
 static void output_transform(float *y, const float *mm, const float *bias, const mr_conv_geom *g,
                              const plan *p, int64_t t0, int64_t t1) {
     int64_t cout = g->cout, plane = (t1 - t0) * cout;
+    int alpha = p->f->alpha, tile = p->f->tile;
 #pragma omp parallel for schedule(static)
     for (int64_t t = t0; t < t1; t++) {
-        float *dst[ALPHA * ALPHA];
-        for (int e = 0; e < TILE * TILE; e++) {
-            int64_t px = output_pixel(g, p, t, e / TILE, e % TILE);
+        float *dst[MAX_ALPHA * MAX_ALPHA];
+        for (int e = 0; e < tile * tile; e++) {
+            int64_t px = output_pixel(g, p, t, e / tile, e % tile);
             dst[e] = px < 0 ? NULL : y + px * cout;
         }
-        float tmp[ALPHA * ALPHA * BLOCK], res[ALPHA * ALPHA][BLOCK];
+        float tmp[MAX_ALPHA * MAX_ALPHA * BLOCK], res[(MAX_ALPHA - 2) * (MAX_ALPHA - 2)][BLOCK];
         for (int64_t o = 0; o < cout; o += BLOCK) {
             int64_t n = cout - o < BLOCK ? cout - o : BLOCK;
-            const float *in[ALPHA * ALPHA];
-            float *out[ALPHA * ALPHA];
-            for (int e = 0; e < ALPHA * ALPHA; e++) in[e] = mm + e * plane + (t - t0) * cout + o;
-            for (int e = 0; e < TILE * TILE; e++) out[e] = res[e];
-            transform_2d(out, in, TILE, ALPHA, at_1d, false, tmp, n);
-            for (int e = 0; e < TILE * TILE; e++) {
+            const float *in[MAX_ALPHA * MAX_ALPHA];
+            float *out[MAX_ALPHA * MAX_ALPHA];
+            for (int e = 0; e < alpha * alpha; e++) in[e] = mm + e * plane + (t - t0) * cout + o;
+            for (int e = 0; e < tile * tile; e++) out[e] = res[e];
+            transform_2d(out, in, tile, alpha, p->f->at, false, tmp, n);
+            for (int e = 0; e < tile * tile; e++) {
                 if (!dst[e]) continue;
                 float *row = dst[e] + o;
                 if (bias)
@@ -353,7 +522,7 @@ static void output_transform(float *y, const float *mm, const float *bias, const
 static void output_transform_backward(float *dm, const float *dy, const float *zeros,
                                       const mr_conv_geom *g, const plan *p, int64_t t0,
                                       int64_t t1) {
-    to_planes(dm, dy, zeros, g->cout, false, a_1d, g, p, t0, t1);
+    to_planes(dm, dy, zeros, g->cout, false, p->f->a, g, p, t0, t1);
 }
 
 /* ---- the convolution ------------------------------------------------------------------------ */
@@ -367,10 +536,12 @@ typedef struct {
 } workspace;
 
 static bool workspace_for(mr_ctx *ctx, const mr_conv_geom *g, workspace *ws) {
-    ws->p = plan_for(g);
-    int64_t planes = ALPHA * ALPHA;
-    int64_t kernel = planes * g->cin * g->cout, width = g->cin > g->cout ? g->cin : g->cout;
-    int64_t v_floats = planes * ws->p.chunk * g->cin, m_floats = planes * ws->p.chunk * g->cout;
+    ws->p = plan_for(ctx, g);
+    int64_t planes = ws->p.f->alpha * ws->p.f->alpha;
+    int64_t kernel = planes * g->cin * g->cout;
+    int64_t width = g->cin > g->cout ? g->cin : g->cout;
+    int64_t v_floats = planes * ws->p.chunk * g->cin;
+    int64_t m_floats = planes * ws->p.chunk * g->cout;
     float *base = mr_conv_scratch(ctx, MR_SCRATCH_CONV, kernel + v_floats + m_floats + width);
     if (!base) return false;
     ws->u = base;
@@ -387,16 +558,18 @@ void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, con
     workspace ws;
     if (!workspace_for(ctx, g, &ws)) return;
     const plan *p = &ws.p;
-    int planes = ALPHA * ALPHA;
-    kernel_transform(ws.u, w, g);
+    int planes = p->f->alpha * p->f->alpha;
+    int64_t u_plane = g->cin * g->cout;
+    kernel_transform(ws.u, w, g, p);
     for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
         int64_t t1 = chunk_end(p, t0), tc = t1 - t0;
+        int64_t v_plane = tc * g->cin, m_plane = tc * g->cout;
         input_transform(ws.v, x, ws.zeros, g, p, t0, t1);
         /* The a*a products go to the threads whole, plane by plane (PLANES_IN_PARALLEL). */
 #pragma omp parallel for schedule(static)
         for (int e = 0; e < planes; e++)
-            mr_sgemm(false, false, tc, g->cout, g->cin, 1.0f, ws.v + e * tc * g->cin, g->cin,
-                     ws.u + e * g->cin * g->cout, g->cout, 0.0f, ws.m + e * tc * g->cout, g->cout);
+            mr_sgemm(false, false, tc, g->cout, g->cin, 1.0f, ws.v + e * v_plane, g->cin,
+                     ws.u + e * u_plane, g->cout, 0.0f, ws.m + e * m_plane, g->cout);
         output_transform(y, ws.m, b, g, p, t0, t1);
     }
 }
@@ -409,31 +582,32 @@ void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, c
     workspace ws;
     if (!workspace_for(ctx, g, &ws)) return;
     const plan *p = &ws.p;
-    int planes = ALPHA * ALPHA;
+    int planes = p->f->alpha * p->f->alpha;
+    int64_t u_plane = g->cin * g->cout;
     if (dw) {
-        memset(ws.u, 0, (size_t)(planes * g->cin * g->cout) * sizeof(float));
+        memset(ws.u, 0, (size_t)(planes * u_plane) * sizeof(float));
         for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
             int64_t t1 = chunk_end(p, t0), tc = t1 - t0;
+            int64_t v_plane = tc * g->cin, m_plane = tc * g->cout;
             output_transform_backward(ws.m, dy, ws.zeros, g, p, t0, t1);
             input_transform(ws.v, x, ws.zeros, g, p, t0, t1);
 #pragma omp parallel for schedule(static)
             for (int e = 0; e < planes; e++)
-                mr_sgemm(true, false, g->cin, g->cout, tc, 1.0f, ws.v + e * tc * g->cin, g->cin,
-                         ws.m + e * tc * g->cout, g->cout, 1.0f, ws.u + e * g->cin * g->cout,
-                         g->cout);
+                mr_sgemm(true, false, g->cin, g->cout, tc, 1.0f, ws.v + e * v_plane, g->cin,
+                         ws.m + e * m_plane, g->cout, 1.0f, ws.u + e * u_plane, g->cout);
         }
-        kernel_transform_backward(dw, ws.u, g);
+        kernel_transform_backward(dw, ws.u, g, p);
     }
     if (dx) {
-        kernel_transform(ws.u, w, g);
+        kernel_transform(ws.u, w, g, p);
         for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
             int64_t t1 = chunk_end(p, t0), tc = t1 - t0;
+            int64_t v_plane = tc * g->cin, m_plane = tc * g->cout;
             output_transform_backward(ws.m, dy, ws.zeros, g, p, t0, t1);
 #pragma omp parallel for schedule(static)
             for (int e = 0; e < planes; e++)
-                mr_sgemm(false, true, tc, g->cin, g->cout, 1.0f, ws.m + e * tc * g->cout, g->cout,
-                         ws.u + e * g->cin * g->cout, g->cout, 0.0f, ws.v + e * tc * g->cin,
-                         g->cin);
+                mr_sgemm(false, true, tc, g->cin, g->cout, 1.0f, ws.m + e * m_plane, g->cout,
+                         ws.u + e * u_plane, g->cout, 0.0f, ws.v + e * v_plane, g->cin);
             input_transform_backward(dx, ws.v, g, p, t0, t1);
         }
     }

@@ -209,7 +209,7 @@ static layer_params make_params(mr_ctx *ctx, layer_kind k) {
 }
 
 static mr_tensor *run_layer(mr_ctx *ctx, layer_kind k, const layer_params *p) {
-    ctx->conv_algo = k == L_CONV_WINOGRAD || k == L_CONV_BN_WINOGRAD ? MR_CONV_WINOGRAD
+    ctx->conv_algo = k == L_CONV_WINOGRAD || k == L_CONV_BN_WINOGRAD ? MR_CONV_WINOGRAD_F4
                      : k == L_CONV_IM2COL || k == L_CONV_BN          ? MR_CONV_IM2COL
                                                                      : MR_CONV_AUTO;
     switch (k) {

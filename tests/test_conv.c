@@ -58,14 +58,16 @@ static void expect_same(const char *what, const float *a, const float *b, int64_
         worst = fmax(worst, fabs((double)a[i] - (double)b[i]));
         scale = fmax(scale, fabs((double)b[i]));
     }
-    /* F(4x4, 3x3) multiplies by transform coefficients up to 8 and 1/24, so it rounds a few
-     * times more than direct convolution; a wrong transform or chunk is off by O(scale). */
+    /* F(4x4, 3x3) multiplies by transform coefficients up to 8 and 1/24, F(6x6, 3x3) up to 32
+     * and 1/90, so they round a few times more than direct convolution; a wrong transform or
+     * chunk is off by O(scale). */
     cr_expect(worst <= 1e-4 * scale, "%s: Winograd and im2col differ by %g (largest %g)", what,
               worst, scale);
 }
 
-static void compare_paths(int64_t n, int64_t h, int64_t w, int64_t cin, int64_t cout, int pad) {
-    conv_result a = run_conv(MR_CONV_WINOGRAD, n, h, w, cin, cout, pad);
+static void compare_paths(mr_conv_algo winograd, int64_t n, int64_t h, int64_t w, int64_t cin,
+                          int64_t cout, int pad) {
+    conv_result a = run_conv(winograd, n, h, w, cin, cout, pad);
     conv_result b = run_conv(MR_CONV_IM2COL, n, h, w, cin, cout, pad);
     expect_same("output", a.y, b.y, a.ny);
     expect_same("input gradient", a.dx, b.dx, a.nx);
@@ -83,12 +85,23 @@ static void compare_paths(int64_t n, int64_t h, int64_t w, int64_t cin, int64_t 
 /* core/winograd.c's chunks hold 8M floats: 36 planes of 256 + 256 channels make 455 tiles
  * each. 2 images of 16 x 16 tiles of 4 x 4 pixels need two chunks, the second partial, and the
  * width 61 leaves tiles hanging over the right edge. */
-Test(conv, winograd_matches_im2col_across_chunks) {
-    compare_paths(2, 64, 61, 256, 256, MR_PAD_SAME);
+Test(conv, winograd_4x4_matches_im2col_across_chunks) {
+    compare_paths(MR_CONV_WINOGRAD_F4, 2, 64, 61, 256, 256, MR_PAD_SAME);
 }
 
-Test(conv, winograd_matches_im2col_valid_padding) {
-    compare_paths(3, 23, 30, 128, 160, MR_PAD_VALID);
+Test(conv, winograd_4x4_matches_im2col_valid_padding) {
+    compare_paths(MR_CONV_WINOGRAD_F4, 3, 23, 30, 128, 160, MR_PAD_VALID);
+}
+
+/* F(6x6, 3x3): 64 planes of 256 + 256 channels make 256 tiles a chunk, and 2 images of
+ * 15 x 11 tiles of 6 x 6 pixels fill one chunk and part of a second; 86 and 61 leave tiles
+ * hanging over the bottom and right edges. */
+Test(conv, winograd_6x6_matches_im2col_across_chunks) {
+    compare_paths(MR_CONV_WINOGRAD_F6, 2, 86, 61, 256, 256, MR_PAD_SAME);
+}
+
+Test(conv, winograd_6x6_matches_im2col_valid_padding) {
+    compare_paths(MR_CONV_WINOGRAD_F6, 3, 23, 30, 128, 160, MR_PAD_VALID);
 }
 
 /* The mask head's convolutions run on every positive ROI at once (n ROIs of 14 x 14 x 256):
@@ -100,7 +113,7 @@ Test(conv, winograd_workspace_stays_bounded_as_rois_grow, .timeout = 120) {
     for (int i = 0; i < 3; i++) {
         mr_ctx ctx;
         cr_assert_eq(mr_ctx_init(&ctx, (size_t)512 << 20), MR_OK);
-        ctx.conv_algo = MR_CONV_WINOGRAD;
+        ctx.conv_algo = MR_CONV_WINOGRAD_F4;
         mr_tensor *x = mr_tensor_4d(&ctx, "x", rois[i], 14, 14, 256);
         mr_tensor *k = mr_tensor_4d(&ctx, "w", 3, 3, 256, 256);
         cr_assert(x && k);
@@ -129,7 +142,7 @@ Test(conv, winograd_workspace_stays_bounded_as_rois_grow, .timeout = 120) {
  * gradients still reach the batch norm's parameters. */
 Test(conv, conv_bn_with_an_identity_batch_norm_is_the_conv_itself) {
     const float eps = 1e-3f;
-    for (int algo = MR_CONV_IM2COL; algo <= MR_CONV_WINOGRAD; algo++) {
+    for (int algo = MR_CONV_IM2COL; algo <= MR_CONV_WINOGRAD_F6; algo++) {
         mr_ctx ctx;
         cr_assert_eq(mr_ctx_init(&ctx, (size_t)64 << 20), MR_OK);
         ctx.conv_algo = (mr_conv_algo)algo;

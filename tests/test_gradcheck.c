@@ -87,9 +87,13 @@ static void setup_conv3(mr_ctx *c, mr_rng *r, gc_inputs *in) {
     setup_conv(c, r, in, 7, 6, 3, 3, 4);
 }
 /* Odd sizes, so the last Winograd tiles hang over the bottom and right edges. */
-static void setup_conv3_winograd(mr_ctx *c, mr_rng *r, gc_inputs *in) {
+static void setup_conv3_winograd4(mr_ctx *c, mr_rng *r, gc_inputs *in) {
     setup_conv(c, r, in, 7, 6, 3, 3, 4);
-    c->conv_algo = MR_CONV_WINOGRAD;
+    c->conv_algo = MR_CONV_WINOGRAD_F4;
+}
+static void setup_conv3_winograd6(mr_ctx *c, mr_rng *r, gc_inputs *in) {
+    setup_conv(c, r, in, 7, 6, 3, 3, 4);
+    c->conv_algo = MR_CONV_WINOGRAD_F6;
 }
 static void setup_conv3_im2col(mr_ctx *c, mr_rng *r, gc_inputs *in) {
     setup_conv(c, r, in, 7, 6, 3, 3, 4);
@@ -134,8 +138,11 @@ static void setup_conv_bn(mr_ctx *c, mr_rng *r, gc_inputs *in, int64_t k, mr_con
     }
     c->conv_algo = algo;
 }
-static void setup_conv3_bn_winograd(mr_ctx *c, mr_rng *r, gc_inputs *in) {
-    setup_conv_bn(c, r, in, 3, MR_CONV_WINOGRAD);
+static void setup_conv3_bn_winograd4(mr_ctx *c, mr_rng *r, gc_inputs *in) {
+    setup_conv_bn(c, r, in, 3, MR_CONV_WINOGRAD_F4);
+}
+static void setup_conv3_bn_winograd6(mr_ctx *c, mr_rng *r, gc_inputs *in) {
+    setup_conv_bn(c, r, in, 3, MR_CONV_WINOGRAD_F6);
 }
 static void setup_conv3_bn_im2col(mr_ctx *c, mr_rng *r, gc_inputs *in) {
     setup_conv_bn(c, r, in, 3, MR_CONV_IM2COL);
@@ -396,8 +403,10 @@ static mr_tensor *fwd_roi_average(mr_ctx *c, gc_inputs *in) {
 
 static const gc_case cases[] = {
     {MR_OP_CONV2D, "conv 3x3 s1 same (im2col)", setup_conv3_im2col, fwd_conv_same_s1},
-    {MR_OP_CONV2D, "conv 3x3 s1 same (Winograd)", setup_conv3_winograd, fwd_conv_same_s1},
-    {MR_OP_CONV2D, "conv 3x3 s1 valid (Winograd)", setup_conv3_winograd, fwd_conv_valid_s1},
+    {MR_OP_CONV2D, "conv 3x3 s1 same (Winograd 4x4)", setup_conv3_winograd4, fwd_conv_same_s1},
+    {MR_OP_CONV2D, "conv 3x3 s1 valid (Winograd 4x4)", setup_conv3_winograd4, fwd_conv_valid_s1},
+    {MR_OP_CONV2D, "conv 3x3 s1 same (Winograd 6x6)", setup_conv3_winograd6, fwd_conv_same_s1},
+    {MR_OP_CONV2D, "conv 3x3 s1 valid (Winograd 6x6)", setup_conv3_winograd6, fwd_conv_valid_s1},
     {MR_OP_CONV2D, "conv 3x3 s2 same (extra pad bottom/right)", setup_conv3, fwd_conv_same_s2},
     {MR_OP_CONV2D, "conv 1x1 s1 (no im2col)", setup_conv1, fwd_conv_pointwise},
     {MR_OP_CONV2D, "conv 1x1 s2 valid, no bias", setup_conv1_nobias, fwd_conv_strided_1x1},
@@ -405,7 +414,10 @@ static const gc_case cases[] = {
     {MR_OP_CONV2D, "conv 3x3 valid over a 3x3 input (no im2col)", setup_conv_whole,
      fwd_conv_valid_s1},
     {MR_OP_CONV2D_BN, "conv 3x3 + frozen BN (im2col)", setup_conv3_bn_im2col, fwd_conv_bn_same},
-    {MR_OP_CONV2D_BN, "conv 3x3 + frozen BN (Winograd)", setup_conv3_bn_winograd, fwd_conv_bn_same},
+    {MR_OP_CONV2D_BN, "conv 3x3 + frozen BN (Winograd 4x4)", setup_conv3_bn_winograd4,
+     fwd_conv_bn_same},
+    {MR_OP_CONV2D_BN, "conv 3x3 + frozen BN (Winograd 6x6)", setup_conv3_bn_winograd6,
+     fwd_conv_bn_same},
     {MR_OP_CONV2D_BN, "conv 3x3 s2 same + frozen BN", setup_conv3_bn_im2col, fwd_conv_bn_same_s2},
     {MR_OP_CONV2D_BN, "conv 1x1 s2 + frozen BN, no bias", setup_conv1_bn_nobias,
      fwd_conv_bn_strided_nobias},

@@ -136,8 +136,9 @@ static double expect_tensor(net_run *r, const char *what, const char *path, cons
     return expect_close(r, what, path, t->data, t->ndim, t->shape, FWD_ATOL, FWD_RTOL);
 }
 
-/* Loads the config, the model, the reference weights and the targets. */
-static void setup(net_run *r) {
+/* Loads the config, the model, the reference weights and the targets; `algo` picks the 3x3
+ * stride-1 convolutions' path. */
+static void setup(net_run *r, mr_conv_algo algo) {
     memset(r, 0, sizeof *r);
     mr_config_defaults(&r->cfg);
     load_tiny_matterport(&r->cfg);
@@ -152,6 +153,7 @@ static void setup(net_run *r) {
               "%s was made for %lld anchors, %s gives %lld: regenerate with `make refs`", REF_FILE,
               (long long)n_anchors, CONFIG, (long long)r->m.n_anchors);
     cr_assert(mr_ctx_init(&r->ctx, (size_t)r->cfg.arena_mb << 20) == MR_OK, "%s", mr_last_error());
+    r->ctx.conv_algo = algo;
 
     /* Every parameter of the model from the file, by name and shape. */
     mr_params *ps = &r->m.params;
@@ -257,8 +259,8 @@ static mr_status check_file_entry(const char *path, void *user) {
 }
 
 Test(net_parity, file_matches_the_model) {
-    static net_run r; /* large; not on the stack */
-    setup(&r);        /* loads every model parameter by name and shape */
+    static net_run r;        /* large; not on the stack */
+    setup(&r, MR_CONV_AUTO); /* loads every model parameter by name and shape */
     mr_params *ps = &r.m.params;
     int trainable = 0;
     for (int i = 0; i < ps->count; i++) {
@@ -284,9 +286,9 @@ Test(net_parity, file_matches_the_model) {
     teardown(&r);
 }
 
-Test(net_parity, forward_and_losses) {
+static void check_forward_and_losses(mr_conv_algo algo) {
     static net_run r;
-    setup(&r);
+    setup(&r, algo);
     forward(&r);
     char what[32], path[64];
     double worst = 0.0;
@@ -338,9 +340,9 @@ Test(net_parity, forward_and_losses) {
     teardown(&r);
 }
 
-Test(net_parity, parameter_gradients) {
+static void check_parameter_gradients(mr_conv_algo algo) {
     static net_run r;
-    setup(&r);
+    setup(&r, algo);
     forward(&r);
     cr_assert(mr_backward(&r.ctx, r.total) == MR_OK, "backward: %s", mr_last_error());
     mr_params *ps = &r.m.params;
@@ -372,4 +374,31 @@ Test(net_parity, parameter_gradients) {
     cr_log_info("net_parity: %d parameter gradients; worst |C - torch| / tolerance %.3f (%s)",
                 checked, worst, worst_name);
     teardown(&r);
+}
+
+/* This network is narrower than Winograd's 64 channels, so by default its 3x3 layers run
+ * im2col; the other runs of each check put every 3x3 stride-1 layer on Winograd's 4x4 and 6x6
+ * tiles, whose larger rounding must still stay within the tolerances. */
+Test(net_parity, forward_and_losses) {
+    check_forward_and_losses(MR_CONV_AUTO);
+}
+
+Test(net_parity, forward_and_losses_with_winograd_4x4) {
+    check_forward_and_losses(MR_CONV_WINOGRAD_F4);
+}
+
+Test(net_parity, forward_and_losses_with_winograd_6x6) {
+    check_forward_and_losses(MR_CONV_WINOGRAD_F6);
+}
+
+Test(net_parity, parameter_gradients) {
+    check_parameter_gradients(MR_CONV_AUTO);
+}
+
+Test(net_parity, parameter_gradients_with_winograd_4x4) {
+    check_parameter_gradients(MR_CONV_WINOGRAD_F4);
+}
+
+Test(net_parity, parameter_gradients_with_winograd_6x6) {
+    check_parameter_gradients(MR_CONV_WINOGRAD_F6);
 }

@@ -66,7 +66,7 @@ Test(profile, winograd_layers_count_their_real_multiplies) {
     /* 8 x 12 outputs are 2 x 3 tiles of 4 x 4 per image; each tile's 36 transformed elements
      * are one cin -> cout product row: 36 * tiles * cin * cout multiply-adds, where direct
      * convolution does 144 per 16 outputs (4x more). */
-    profile_conv(MR_CONV_WINOGRAD, 3, 8, 12, 64, 32, MR_GROUP_BACKBONE, &p);
+    profile_conv(MR_CONV_WINOGRAD_F4, 3, 8, 12, 64, 32, MR_GROUP_BACKBONE, &p);
     double tiles = 3.0 * 2 * 3, real = 2.0 * 36 * tiles * 64 * 32;
     double direct = 2.0 * (3 * 8 * 12) * (9 * 64) * 32;
     cr_expect_eq(p.flops[MR_GROUP_BACKBONE][0], real, "forward %g, want %g",
@@ -74,6 +74,26 @@ Test(profile, winograd_layers_count_their_real_multiplies) {
     cr_expect_eq(p.flops[MR_GROUP_BACKBONE][0] * 4.0, direct);
     cr_expect_eq(p.flops[MR_GROUP_BACKBONE][1], 2.0 * real);
     cr_expect_eq(other_groups_flops(&p, MR_GROUP_BACKBONE), 0.0);
+}
+
+/* By default a layer takes 6 x 6 tiles only where they multiply less than 4 x 4 ones: 48 x 48
+ * outputs are 8 x 8 tiles of 6 x 6 (64 multiplies each, 4096) against 12 x 12 of 4 x 4 (36
+ * each, 5184); 32 x 32 outputs come out even (6 x 6 tiles of 6 x 6 hang over the edge), and the
+ * 4 x 4 tiles with their smaller rounding keep them. */
+Test(profile, winograd_takes_6x6_tiles_where_they_multiply_less) {
+    mr_profile p;
+    profile_conv(MR_CONV_AUTO, 1, 48, 48, 64, 64, MR_GROUP_FPN, &p);
+    double f6 = 2.0 * 64 * (8 * 8) * 64 * 64;
+    cr_expect_eq(p.flops[MR_GROUP_FPN][0], f6, "48 x 48: forward %g, want %g",
+                 p.flops[MR_GROUP_FPN][0], f6);
+    cr_expect_eq(p.flops[MR_GROUP_FPN][1], 2.0 * f6);
+    profile_conv(MR_CONV_AUTO, 1, 32, 32, 64, 64, MR_GROUP_FPN, &p);
+    double f4 = 2.0 * 36 * (8 * 8) * 64 * 64;
+    cr_expect_eq(p.flops[MR_GROUP_FPN][0], f4, "32 x 32: forward %g, want %g",
+                 p.flops[MR_GROUP_FPN][0], f4);
+    profile_conv(MR_CONV_WINOGRAD_F6, 1, 32, 32, 64, 64, MR_GROUP_FPN, &p);
+    cr_expect_eq(p.flops[MR_GROUP_FPN][0], 2.0 * 64 * (6 * 6) * 64 * 64,
+                 "32 x 32 forced to 6 x 6 tiles: forward %g", p.flops[MR_GROUP_FPN][0]);
 }
 
 Test(profile, nothing_is_counted_without_a_profile) {

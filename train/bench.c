@@ -151,8 +151,8 @@ static double conv_table(int repeats, double ceiling, FILE *out) {
             total_flops / total_time * 1e-9, 100.0 * eff);
     fprintf(out,
             "(GF/s count a direct convolution's FLOPs; 3x3 stride-1 layers with enough channels "
-            "and pixels run\n Winograd F(4x4,3x3), 4x fewer multiplies, so they can pass the "
-            "ceiling)\n");
+            "and pixels run\n Winograd F(4x4,3x3) or F(6x6,3x3), 4x or 5.1x fewer multiplies, so "
+            "they can pass the ceiling)\n");
     mr_ctx_free(&ctx);
     return eff;
 }
@@ -1061,7 +1061,7 @@ static void append_markdown(const char *path, const model_runs *m, double ceilin
     fprintf(md,
             "sgemm ceiling %.1f GFLOPS (%s; best of two measurements, %.1f at the start); "
             "ResNet-50/FPN convolutions at %.0f%% of the first (direct-convolution FLOPs over "
-            "time, so Winograd layers count 4x).%s%s torchvision's kernels: %s.\n\n",
+            "time, so Winograd layers count 4-5x).%s%s torchvision's kernels: %s.\n\n",
             ceiling, mr_runtime_blas_desc(), first_ceiling, 100.0 * eff, note ? " Note: " : "",
             note ? note : "", m->torch[0].ok ? m->torch[0].kernel : "not measured");
     fprintf(md,
