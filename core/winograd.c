@@ -45,8 +45,8 @@
 #define MIN_OUTPUTS  512 /* output pixels over the whole batch */
 
 /* PLANES_IN_PARALLEL: the a*a products of a chunk are independent, so threads take whole planes
- * (36 of them) rather than cutting each product into row blocks: a chunk of a small feature map
- * has too few tile rows to cut (one thread would run them all), and a whole product runs faster
+ * (36 or 64 of them) rather than cutting each product into row blocks: a chunk of a small feature
+ * map has too few tile rows to cut (one thread would run them all), and a whole product runs faster
  * than its parts. Each is one single-threaded call either way, so the bits do not depend on the
  * thread count (core/blas.c). */
 
