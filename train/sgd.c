@@ -33,20 +33,22 @@ typedef struct {
     double grad_sq, weight_sq;
 } block_sums;
 
+/* The gradient with its decay term: both passes compute it with this one expression, so the
+ * update uses the very floats the norm was taken of. */
+static inline float decayed(float g, float w, bool decay, float scale) {
+    return decay ? g + scale * w : g;
+}
+
 /* The block's sums of squares of the gradient with its decay term (g + scale * w where the
  * weight decays) and of the weights. Nothing is written: the update recomputes the same float
  * sum, so this pass over the largest buffers only reads. */
 static block_sums decay_and_sum(const float *restrict g, const float *restrict w, int64_t n,
                                 bool decay, float scale) {
     double gs[4] = {0}, ws[4] = {0};
-    if (decay) {
-        for (int64_t k = 0; k < n; k++) {
-            float gd = g[k] + scale * w[k];
-            ws[k & 3] += (double)w[k] * (double)w[k];
-            gs[k & 3] += (double)gd * (double)gd;
-        }
-    } else {
-        for (int64_t k = 0; k < n; k++) gs[k & 3] += (double)g[k] * (double)g[k];
+    for (int64_t k = 0; k < n; k++) {
+        float gd = decayed(g[k], w[k], decay, scale);
+        if (decay) ws[k & 3] += (double)w[k] * (double)w[k];
+        gs[k & 3] += (double)gd * (double)gd;
     }
     return (block_sums){(gs[0] + gs[1]) + (gs[2] + gs[3]), (ws[0] + ws[1]) + (ws[2] + ws[3])};
 }
@@ -106,7 +108,7 @@ void mr_sgd_step(mr_params *p, const mr_sgd *opt, mr_sgd_report *report) {
         float scale = 2.0f * opt->weight_decay / (float)q->t.numel;
 #pragma omp parallel for schedule(static) if (q->t.numel > SUM_BLOCK)
         for (int64_t k = 0; k < q->t.numel; k++) {
-            float gd = decay ? g[k] + scale * w[k] : g[k];
+            float gd = decayed(g[k], w[k], decay, scale);
             v[k] = opt->momentum * v[k] - opt->learning_rate * (gd * factor);
             w[k] += v[k];
         }
