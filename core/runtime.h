@@ -5,14 +5,21 @@
 
 #define MR_VERSION "0.1.0"
 
-/* Called first thing in main(). OpenBLAS 0.3.21 does not recognise AVX-512 AMD cores (Zen 4)
- * and falls back to its Haswell kernel at half the speed; it picks its kernel when the library
- * loads, so the only way to choose for the user is to re-execute the program once with
- * OPENBLAS_CORETYPE=SkylakeX set. An OPENBLAS_CORETYPE the user set is always respected. */
+/* Called first thing in main(). OpenBLAS 0.3.21 falls back to a slower kernel on CPUs it does not
+ * know by model: Prescott (SSE3, a sixth of the speed) on Intel Emerald Rapids, Haswell on
+ * AVX-512 AMD cores (Zen 4). It picks its kernel when the library loads, so the only way to
+ * choose for the user is to re-execute the program once with OPENBLAS_CORETYPE set to the kernel
+ * the CPU's instruction set calls for, as later OpenBLAS releases do. An OPENBLAS_CORETYPE the
+ * user set is always respected. */
 void mr_runtime_prepare(int argc, char **argv);
 
 /* "OpenBLAS 0.3.21 SkylakeX, 2 threads" */
 const char *mr_runtime_blas_desc(void);
+/* Pins the kernel mr_runtime_prepare chose in OPENBLAS_CORETYPE, for programs started from this
+ * binary that skip main() (Criterion's test workers). */
+void mr_runtime_pin_kernel(void);
+/* The kernel OpenBLAS picked alone when mr_runtime_prepare replaced it ("Prescott"), else NULL. */
+const char *mr_runtime_blas_replaced(void);
 /* A sentence for the user when the environment pinned a BLAS kernel slower than this CPU can
  * run, or NULL. */
 const char *mr_runtime_blas_note(void);

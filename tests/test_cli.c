@@ -4,6 +4,7 @@
  * README's verb table lists every verb. Runs the built binary through run_mrcnn. */
 #include <string.h>
 
+#include "../core/runtime.h"
 #include "../train/checkpoint.h"
 #include "../train/config.h"
 #include "testutil.h"
@@ -183,4 +184,65 @@ Test(cli, inspect_summary_first_tensors_on_request) {
 
     cr_assert_eq(run_mrcnn("inspect tests/ref/keras_tiny.h5", out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "Keras weights") && strstr(out, "config: none stored"), "%s", out);
+}
+
+/* The widest vectors this CPU runs: 0 SSE, 1 AVX, 2 AVX2 with FMA, 3 AVX-512. */
+static int cpu_vector_level(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512cd"))
+        return 3;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 2;
+    return __builtin_cpu_supports("avx") ? 1 : 0;
+}
+
+/* The level of the kernels OpenBLAS 0.3.21 falls back to on CPUs it does not know by model, -1
+ * for the others. */
+static int fallback_kernel_level(const char *kernel) {
+    static const char *const names[] = {"Prescott", "Sandybridge", "Haswell", "Zen"};
+    static const int levels[] = {0, 1, 2, 2};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(kernel, names[i])) return levels[i];
+    return -1;
+}
+
+/* `mrcnn --version` under the environment prefix `env`: its output and the kernel it names. */
+static void version_kernel(const char *env, char *out, size_t n, char *kernel) {
+    const char *bin = getenv("MRCNN_BIN") ? getenv("MRCNN_BIN") : "build/mrcnn";
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "env %s '%s' --version", env, bin);
+    cr_assert_eq(run_shell(cmd, out, n), 0, "%s: %s", cmd, out);
+    const char *k = strstr(out, " kernel ");
+    cr_assert_not_null(k, "%s: no kernel named: %s", cmd, out);
+    cr_assert_eq(sscanf(k, " kernel %31[^,]", kernel), 1, "%s", out);
+}
+
+/* OpenBLAS 0.3.21 runs a slower fallback kernel on CPUs it does not know by model (Prescott, a
+ * sixth of the speed, on Emerald Rapids; Haswell on Zen 4). mrcnn runs the one the CPU's vectors
+ * call for and says what it replaced; a kernel the user set is kept; this suite's workers run
+ * the kernel its `mrcnn` runs do (tests/main.c). */
+Test(cli, runs_the_kernel_this_cpu_calls_for) {
+    char out[4096], kernel[32], pinned[32], in_process[32];
+    const int level = cpu_vector_level();
+    version_kernel("-u OPENBLAS_CORETYPE", out, sizeof out, kernel);
+    const int got = fallback_kernel_level(kernel);
+    cr_assert(got < 0 || got >= level, "vector level %d, yet the fallback kernel %s: %s", level,
+              kernel, out);
+    const char *over = strstr(out, "chose this kernel over ");
+    if (over) {
+        char was[32];
+        cr_assert_eq(sscanf(over, "chose this kernel over %31[^,]", was), 1, "%s", out);
+        cr_assert(fallback_kernel_level(was) >= 0 && fallback_kernel_level(was) < level, "%s", out);
+    }
+    cr_log_info("this CPU: vector level %d, mrcnn runs %s%s", level, kernel,
+                over ? " in place of OpenBLAS's fallback" : ", OpenBLAS's own pick");
+
+    version_kernel("OPENBLAS_CORETYPE=Prescott", out, sizeof out, pinned);
+    cr_assert_str_eq(pinned, "Prescott", "the user's kernel is kept: %s", out);
+    cr_assert_null(strstr(out, "chose this kernel"), "%s", out);
+
+    cr_assert_eq(sscanf(strstr(mr_runtime_numerics(), "kernel "), "kernel %31[^,]", in_process), 1);
+    version_kernel("", out, sizeof out, kernel);
+    cr_assert_str_eq(in_process, kernel, "tests and `mrcnn` run one kernel: %s", out);
 }

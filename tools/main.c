@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("mrcnn %s\n", MR_VERSION);
+        printf("mrcnn %s\n%s\n", MR_VERSION, mr_runtime_blas_desc());
         return 0;
     }
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
