@@ -130,6 +130,10 @@ const char *mr_runtime_blas_note(void) {
     return buf;
 }
 
+const char *mr_runtime_kernel(void) {
+    return openblas_get_corename();
+}
+
 const char *mr_runtime_blas_replaced(void) {
     return replaced[0] ? replaced : NULL;
 }

@@ -18,6 +18,8 @@ const char *mr_runtime_blas_desc(void);
 /* Pins the kernel mr_runtime_prepare chose in OPENBLAS_CORETYPE, for programs started from this
  * binary that skip main() (Criterion's test workers). */
 void mr_runtime_pin_kernel(void);
+/* The kernel OpenBLAS runs: "SkylakeX". */
+const char *mr_runtime_kernel(void);
 /* The kernel OpenBLAS picked alone when mr_runtime_prepare replaced it ("Prescott"), else NULL. */
 const char *mr_runtime_blas_replaced(void);
 /* A sentence for the user when the environment pinned a BLAS kernel slower than this CPU can

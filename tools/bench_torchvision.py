@@ -13,6 +13,7 @@ image, 33% positive, 2000 proposals after NMS in training) instead of torchvisio
 and keeps every detection at inference (score threshold 0, so 100 masks, as mrcnn's bench keeping
 every detection): the same work as mrcnn, so the ratio shows the implementation rather than the
 recipe."""
+import ctypes
 import os
 import resource
 import statistics
@@ -27,6 +28,16 @@ from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.ops import misc as misc_nn_ops
 
 
+def openblas_kernel():
+    """The kernel of the OpenBLAS torch's matrix products (nn.Linear) run on, if it is OpenBLAS."""
+    try:
+        lib = ctypes.CDLL("libopenblas.so.0")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return "not loaded"
+
+
 def kernels():
     """oneDNN names its ISA only in its verbose log: one small convolution in a child says it."""
     probe = ("import torch\n"
@@ -37,7 +48,8 @@ def kernels():
     isa = next((line.split("isa:", 1)[1] for line in out.splitlines() if "isa:" in line), "?")
     aten = next((line.split(":", 1)[1].strip() for line in torch.__config__.show().splitlines()
                  if "CPU capability usage" in line), "?")
-    return "torch %s, oneDNN %s, ATen %s" % (torch.__version__, isa.strip(), aten)
+    return "torch %s, oneDNN %s, ATen %s, OpenBLAS %s" % (torch.__version__, isa.strip(), aten,
+                                                           openblas_kernel())
 
 
 def main():

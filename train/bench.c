@@ -378,13 +378,15 @@ void mr_bench_read_model_line(const char *line, mr_bench_times *t) {
 }
 
 /* mr_bench_model's measurements made by tools/bench_torchvision.py (python3-torch), when it can
- * run. */
-static mr_bench_times torchvision(int side, int repeats, bool matterport_sampling) {
+ * run: in the user's environment, or with its OpenBLAS on the kernel `coretype`. */
+static mr_bench_times torchvision(int side, int repeats, bool matterport_sampling,
+                                  const char *coretype) {
     mr_bench_times t = {0};
     if (access("tools/bench_torchvision.py", R_OK) != 0) return t;
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/bench_torchvision.py %d %d%s 2>/dev/null",
-             side, repeats, matterport_sampling ? " matterport" : "");
+    char cmd[320], pin[64] = "";
+    if (coretype) snprintf(pin, sizeof pin, "OPENBLAS_CORETYPE=%s ", coretype);
+    snprintf(cmd, sizeof cmd, "%s/usr/bin/python3 tools/bench_torchvision.py %d %d%s 2>/dev/null",
+             pin, side, repeats, matterport_sampling ? " matterport" : "");
     FILE *p = popen(cmd, "r");
     if (!p) return t;
     char line[256] = "";
@@ -918,6 +920,8 @@ typedef struct {
     char table[2048]; /* the table's markdown rows */
     double equal[2], equal_infer[2];
     char equal_md[640];
+    double same_kernel[2], same_kernel_infer[2];
+    char same_kernel_md[640];
     char bf16_md[900];
 } model_runs;
 
@@ -944,7 +948,7 @@ static mr_status model_table(const mr_bench_options *o, model_runs *m, FILE *out
                 return mr_fail(MR_ERR_NOMEM, "the %dx%d ResNet-%d measurement failed",
                                cases[i].side, cases[i].side, cases[i].depth);
             }
-            torch_r[r] = cases[i].depth == 50 ? torchvision(cases[i].side, reps, false)
+            torch_r[r] = cases[i].depth == 50 ? torchvision(cases[i].side, reps, false, NULL)
                                               : (mr_bench_times){0};
         }
         m->ours[i] = median_times(ours_r, rounds);
@@ -1002,7 +1006,7 @@ static void equal_work(const mr_bench_options *o, model_runs *m, FILE *out) {
     m->equal_md[0] = '\0';
     for (int i = 0; i < (m->n_cases > 1 ? 2 : 1) && m->torch[0].ok; i++) {
         int reps = i == 0 ? (int)o->repeats : (int)(o->repeats < 3 ? o->repeats : 3);
-        mr_bench_times eq = torchvision(cases[i].side, reps, true);
+        mr_bench_times eq = torchvision(cases[i].side, reps, true, NULL);
         if (!eq.ok) break;
         m->equal[i] = ratio(m->ours[i].train_s, eq.train_s);
         m->equal_infer[i] = ratio(m->ours[i].infer_all_s, eq.infer_s);
@@ -1015,6 +1019,35 @@ static void equal_work(const mr_bench_options *o, model_runs *m, FILE *out) {
         fprintf(out, "equal work at %s\n", line);
         size_t l = strlen(m->equal_md);
         snprintf(m->equal_md + l, sizeof m->equal_md - l, "%s%s", i ? "; " : "", line);
+    }
+}
+
+/* Where OpenBLAS fell back to a slower kernel on this CPU and mrcnn replaced it
+ * (core/runtime.h), torchvision's own matrix products (its box head's fully connected layers)
+ * ran on the fallback above. Timed again with its OpenBLAS on mrcnn's kernel, the ratios show the
+ * implementations on one BLAS. */
+static void same_kernel(const mr_bench_options *o, model_runs *m, FILE *out) {
+    m->same_kernel[0] = m->same_kernel[1] = m->same_kernel_infer[0] = m->same_kernel_infer[1] = NAN;
+    m->same_kernel_md[0] = '\0';
+    const char *was = mr_runtime_blas_replaced();
+    if (!was || !m->torch[0].ok) return;
+    const char *kernel = mr_runtime_kernel();
+    for (int i = 0; i < (m->n_cases > 1 ? 2 : 1); i++) {
+        int reps = i == 0 ? (int)o->repeats : (int)(o->repeats < 3 ? o->repeats : 3);
+        mr_bench_times t = torchvision(cases[i].side, reps, false, kernel);
+        if (!t.ok) break;
+        m->same_kernel[i] = ratio(m->ours[i].train_s, t.train_s);
+        m->same_kernel_infer[i] = ratio(m->ours[i].infer_s, t.infer_s);
+        char line[300];
+        snprintf(line, sizeof line,
+                 "%dx%d: torchvision trains in %.3f s (mrcnn/torchvision %.3f) and infers in %.3f "
+                 "s (%.3f)",
+                 cases[i].side, cases[i].side, t.train_s, m->same_kernel[i], t.infer_s,
+                 m->same_kernel_infer[i]);
+        fprintf(out, "torchvision on OpenBLAS's %s kernel (not its fallback %s) at %s\n", kernel,
+                was, line);
+        size_t l = strlen(m->same_kernel_md);
+        snprintf(m->same_kernel_md + l, sizeof m->same_kernel_md - l, "%s%s", i ? "; " : "", line);
     }
 }
 
@@ -1075,6 +1108,11 @@ static void append_markdown(const char *path, const model_runs *m, double ceilin
                 "\nEqual work (torchvision sampling ROIs as Matterport, 200 an image at 33%% "
                 "positive; both keeping every detection at inference): %s.\n",
                 m->equal_md);
+    if (m->same_kernel_md[0])
+        fprintf(md,
+                "\nOne BLAS kernel (OpenBLAS alone runs %s on this CPU, in torchvision's box head "
+                "above; here torchvision's OpenBLAS runs mrcnn's %s): %s.\n",
+                mr_runtime_blas_replaced(), mr_runtime_kernel(), m->same_kernel_md);
     if (m->bf16_md[0])
         fprintf(md,
                 "\nbfloat16 inference (`predict --bf16`; 3x3 stride-1 layers stay in float32 "
@@ -1100,6 +1138,7 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
         return st;
     }
     equal_work(o, m, out);
+    same_kernel(o, m, out);
     bf16_summary(m, out);
     if (!o->quick && m->ours[2].ok) {
         /* configs/busi.json: ResNet-101 at 512, 30 epochs x 51 steps, batch 1, plus validation. */
@@ -1133,12 +1172,13 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
     }
     if (sec) fclose(sec);
     const mr_bench_times *ours = m->ours, *torch = m->torch;
-    char ratios[600];
+    char ratios[700];
     snprintf(ratios, sizeof ratios,
              "train_step_ratio=%.3f infer_ratio=%.3f rss_ratio=%.3f conv_efficiency=%.3f "
              "train_1024_ratio=%.3f infer_1024_ratio=%.3f floor_ratio=%.3f floor_1024_ratio=%.3f "
              "train_equal_work_ratio=%.3f infer_equal_work_ratio=%.3f infer_bf16_ratio=%.3f "
-             "infer_bf16_1024_ratio=%.3f bf16_speedup=%.3f",
+             "infer_bf16_1024_ratio=%.3f bf16_speedup=%.3f train_same_kernel_ratio=%.3f "
+             "infer_same_kernel_ratio=%.3f",
              ratio(ours[0].train_s, torch[0].train_s), ratio(ours[0].infer_s, torch[0].infer_s),
              ratio(ours[0].rss_mb, torch[0].rss_mb), eff,
              m->n_cases > 1 ? ratio(ours[1].train_s, torch[1].train_s) : (double)NAN,
@@ -1146,7 +1186,8 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
              floor_ratio[0], floor_ratio[1], m->equal[0], m->equal_infer[0],
              ratio(ours[0].infer_bf16_s, torch[0].infer_s),
              m->n_cases > 1 ? ratio(ours[1].infer_bf16_s, torch[1].infer_s) : (double)NAN,
-             ratio(ours[0].infer_s, ours[0].infer_bf16_s));
+             ratio(ours[0].infer_s, ours[0].infer_bf16_s), m->same_kernel[0],
+             m->same_kernel_infer[0]);
     if (o->markdown) append_markdown(o->markdown, m, ceiling, first_ceiling, eff, sections, ratios);
     free(sections);
     free(m);
