@@ -1,7 +1,10 @@
-/* Process-wide set-up: the version, the BLAS kernel and thread choice, and the startup banner.
+/* Process-wide set-up: the version, the BLAS kernel and thread choice, the float mode (denormals
+ * flushed, from before main()) and the startup banner.
  * Only this file and core/blas.c know OpenBLAS exists. */
 #ifndef MR_RUNTIME_H
 #define MR_RUNTIME_H
+
+#include <stdbool.h>
 
 #define MR_VERSION "0.1.0"
 
@@ -25,6 +28,8 @@ const char *mr_runtime_blas_replaced(void);
 /* A sentence for the user when the environment pinned a BLAS kernel slower than this CPU can
  * run, or NULL. */
 const char *mr_runtime_blas_note(void);
+/* Whether the calling thread flushes denormal floats to zero (every mrcnn thread does, on x86). */
+bool mr_runtime_flushes_denormals(void);
 int mr_runtime_threads(void);
 /* OpenMP and BLAS threads of this process (core/dist.c: one share of the cores per rank). */
 void mr_runtime_set_threads(int n);

@@ -1,5 +1,5 @@
 /* The shared helpers of core/ (whole-file reads, string helpers, growable arrays, row softmax,
- * log verbosity) and the geometry of data/raster.c (ellipses, mask boxes). */
+ * log verbosity, the float mode) and the geometry of data/raster.c (ellipses, mask boxes). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdint.h>
@@ -9,6 +9,7 @@
 
 #include "../core/file.h"
 #include "../core/log.h"
+#include "../core/runtime.h"
 #include "../core/text.h"
 #include "../core/util.h"
 #include "../data/annotations.h"
@@ -189,4 +190,24 @@ Test(util, every_release_takes_a_zeroed_struct_twice) {
     /* Opaque handles and arrays take NULL. */
     mr_via_writer_free(NULL);
     mr_predictor_polygons_free(NULL, 0);
+}
+
+/* Denormals are flushed to zero, as in TensorFlow's compute threads, on every thread OpenMP runs
+ * (they inherit the mode set before main; this worker never ran main). */
+Test(util, every_thread_flushes_denormals) {
+#if defined(__x86_64__)
+    int threads = 0, flushed = 0;
+#pragma omp parallel num_threads(2) reduction(+ : threads, flushed)
+    {
+        volatile float tiny = 1.5e-39f, one = 1.0f, normal = 1e-30f, scale = 1e-9f;
+        float in = tiny * one;      /* a denormal input reads as zero */
+        float out = normal * scale; /* a denormal result is written as zero */
+        threads += 1;
+        flushed += mr_runtime_flushes_denormals() && in == 0.0f && out == 0.0f;
+    }
+    cr_assert_eq(threads, 2);
+    cr_assert_eq(flushed, threads, "%d of %d threads flush denormals", flushed, threads);
+#else
+    cr_skip_test("the float mode is set on x86 only");
+#endif
 }
