@@ -14,6 +14,12 @@ void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
 /* Whether this CPU (and compiler) runs mr_sgemm_bf16: x86-64 with AVX-512 BF16. */
 bool mr_bf16_supported(void);
 
+/* mr_sgemm_bf16's speed over mr_sgemm's on this CPU, measured once (a few milliseconds) on a
+ * convolution-sized product; 0 where there is no bf16 product. Above 1 on AMD Zen 4, which runs
+ * twice as many bf16 multiply-adds a cycle as float ones; below 1 on Intel's AVX-512 cores, whose
+ * two float FMA units outrun their one bf16 dot-product rate. */
+double mr_bf16_speedup(void);
+
 /* B (K,N), row-major, rounded to bfloat16 and packed for mr_sgemm_bf16 into
  * mr_bf16_packed_words(K, N) 32-bit words. Weights are packed once and kept (core/tensor.h). */
 size_t mr_bf16_packed_words(int64_t K, int64_t N);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "blas.h"
+#include "log.h"
 #include "profile.h"
 #include "util.h"
 
@@ -67,11 +68,23 @@ float *mr_conv_scratch(mr_ctx *ctx, int slot, int64_t floats) {
     return ctx->scratch[slot];
 }
 
+/* Below this, the bf16 product is slower beyond the probe's noise. */
+#define BF16_SLOWER 0.9
+
 mr_status mr_ctx_use_bf16(mr_ctx *ctx) {
     if (!mr_bf16_supported())
         return mr_fail(MR_ERR_ARG, "bf16 inference needs a CPU with AVX-512 BF16 (this one has "
                                    "none); leave the option out to run in float32");
     ctx->bf16 = true;
+    /* Asked for speed: say so, once, where the CPU's bfloat16 products are the slower ones. */
+    static bool told;
+    const double speedup = mr_bf16_speedup();
+    if (!told && speedup > 0.0 && speedup < BF16_SLOWER) {
+        told = true;
+        mr_warn("bf16 inference: this CPU multiplies bfloat16 at %.2fx float32's speed, so it "
+                "runs slower and less exactly than without the option",
+                speedup);
+    }
     return MR_OK;
 }
 

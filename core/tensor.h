@@ -151,7 +151,8 @@ float *mr_conv_scratch(mr_ctx *ctx, int slot, int64_t floats);
 /* From now on the forward products of convolutions (but Winograd's, core/winograd.c) and dense
  * layers round their inputs to bfloat16 (core/blas.h), for inference: each layer's kernel is
  * packed at its first image and kept, so the model's weights must not change while the context
- * lives. MR_ERR_ARG when this CPU has no AVX-512 BF16. */
+ * lives. MR_ERR_ARG when this CPU has no AVX-512 BF16; one warning a process where its bf16
+ * products are slower than float32's (mr_bf16_speedup: Intel's AVX-512 cores). */
 mr_status mr_ctx_use_bf16(mr_ctx *ctx);
 
 /* A layer's kernel (K x N) packed for the bfloat16 product, kept by a bf16 context under the

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../core/blas.h"
 #include "../core/rng.h"
 #include "../data/annotations.h"
 #include "../data/image.h"
@@ -454,6 +455,32 @@ Test(predict, banner_speaks_only_of_a_pinned_slower_kernel) {
                      "%s: %s", pins[i], log);
         cr_assert_eq(count_substr(log, "OpenBLAS"), 0, "no other banner line: %s", log);
     }
+}
+
+/* Asked for speed, --bf16 says once where this CPU's bfloat16 products are the slower ones
+ * (Intel's AVX-512 cores: one bf16 dot product a cycle against two float FMAs) and nothing where
+ * they are faster (AMD Zen 4). The verb's probe and this one are separate measurements, so a CPU
+ * near the 0.9x line may answer either way; outside 0.7-1.1 the answer is fixed. */
+Test(predict, bf16_warns_where_it_is_slower_than_float32) {
+    if (!mr_bf16_supported()) cr_skip_test("this CPU has no AVX-512 BF16: --bf16 is refused");
+    const double speedup = mr_bf16_speedup();
+    cr_assert(speedup > 0.1 && speedup < 10.0, "bf16 probe: %g", speedup);
+    const char *dir = temp_dir("predict-bf16-warn");
+    char weights[512], img[512], args[2048], log[16384];
+    snprintf(weights, sizeof weights, "%s/model.h5", dir);
+    snprintf(img, sizeof img, "%s/scan.png", dir);
+    mr_config c;
+    write_weights(weights, &c);
+    write_lesion_png(img, 96, 96, 5);
+    snprintf(args, sizeof args, "--bf16 --weights %s %s %s --out %s/pred", weights, img, img, dir);
+    cr_assert_eq(run_predict(args, log, sizeof log), 0, "%s", log);
+    const int warned = count_substr(log, "this CPU multiplies bfloat16 at");
+    cr_assert_leq(warned, 1, "one warning a process: %s", log);
+    if (speedup < 0.7)
+        cr_assert_eq(warned, 1, "bf16 at %.2fx float32's speed: %s", speedup, log);
+    else if (speedup > 1.1)
+        cr_assert_eq(warned, 0, "bf16 at %.2fx float32's speed: %s", speedup, log);
+    cr_log_info("bf16 at %.2fx float32's speed here; predict warned %d time(s)", speedup, warned);
 }
 
 /* One line naming the problem, non-zero exit. */

@@ -109,8 +109,8 @@ mr_data_args mr_cli_data_args(const mr_cli_data *d);
      "salvage only"}
 #define MR_CLI_BF16_OPT(flag)                                                                      \
     {"--bf16", MR_OPT_FLAG, &(flag),                                                               \
-     "run the network's products in bfloat16: 1.2-1.4x faster on CPUs with AVX-512 BF16, "         \
-     "detections within about a pixel of float32's"}
+     "run the network's products in bfloat16, detections within about a pixel of float32's: "      \
+     "1.2-1.4x faster on AMD Zen 4; slower on Intel's AVX-512 cores (it warns)"}
 /* clang-format on */
 
 /* Maps a status to the process exit code (0; 2 for bad arguments; 130, as after SIGINT, for a
