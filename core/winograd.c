@@ -574,9 +574,8 @@ void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, con
     }
 }
 
-/* Two passes over the chunks: the kernel gradient first (summed in the transformed domain, dU,
- * and brought back once), then the input gradient with U in the same buffer. Transforming dY
- * twice costs less than a second kernel-sized buffer. */
+/* Two passes over the chunks: the input gradient first, with U, then the kernel gradient, summed
+ * in the transformed domain (dU, in U's buffer) and brought back once. */
 void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, const float *x,
                           const float *w, float *dx, float *dw) {
     workspace ws;
@@ -584,20 +583,10 @@ void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, c
     const plan *p = &ws.p;
     int planes = p->f->alpha * p->f->alpha;
     int64_t u_plane = g->cin * g->cout;
-    if (dw) {
-        memset(ws.u, 0, (size_t)(planes * u_plane) * sizeof(float));
-        for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
-            int64_t t1 = chunk_end(p, t0), tc = t1 - t0;
-            int64_t v_plane = tc * g->cin, m_plane = tc * g->cout;
-            output_transform_backward(ws.m, dy, ws.zeros, g, p, t0, t1);
-            input_transform(ws.v, x, ws.zeros, g, p, t0, t1);
-#pragma omp parallel for schedule(static)
-            for (int e = 0; e < planes; e++)
-                mr_sgemm(true, false, g->cin, g->cout, tc, 1.0f, ws.v + e * v_plane, g->cin,
-                         ws.m + e * m_plane, g->cout, 1.0f, ws.u + e * u_plane, g->cout);
-        }
-        kernel_transform_backward(dw, ws.u, g, p);
-    }
+    /* With the tiles in one chunk, dY's transform (m) serves both gradients: dx goes first, its
+     * products only read m, and dw reuses it. With several, each chunk's m would have to wait for
+     * the other gradient in a second kernel-sized buffer, so each pass makes its own. */
+    const bool m_shared = dx && dw && p->chunk >= p->tiles;
     if (dx) {
         kernel_transform(ws.u, w, g, p);
         for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
@@ -610,5 +599,19 @@ void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, c
                          ws.u + e * u_plane, g->cout, 0.0f, ws.v + e * v_plane, g->cin);
             input_transform_backward(dx, ws.v, g, p, t0, t1);
         }
+    }
+    if (dw) {
+        memset(ws.u, 0, (size_t)(planes * u_plane) * sizeof(float));
+        for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
+            int64_t t1 = chunk_end(p, t0), tc = t1 - t0;
+            int64_t v_plane = tc * g->cin, m_plane = tc * g->cout;
+            if (!m_shared) output_transform_backward(ws.m, dy, ws.zeros, g, p, t0, t1);
+            input_transform(ws.v, x, ws.zeros, g, p, t0, t1);
+#pragma omp parallel for schedule(static)
+            for (int e = 0; e < planes; e++)
+                mr_sgemm(true, false, g->cin, g->cout, tc, 1.0f, ws.v + e * v_plane, g->cin,
+                         ws.m + e * m_plane, g->cout, 1.0f, ws.u + e * u_plane, g->cout);
+        }
+        kernel_transform_backward(dw, ws.u, g, p);
     }
 }
