@@ -41,11 +41,23 @@ static inline float decayed(float g, float w, bool decay, float scale) {
 
 /* The block's sums of squares of the gradient with its decay term (g + scale * w where the
  * weight decays) and of the weights. Nothing is written: the update recomputes the same float
- * sum, so this pass over the largest buffers only reads. */
+ * sum, so this pass over the largest buffers only reads. Four running sums, element k in sum
+ * k % 4: the loops over whole groups of four keep that order and vectorise, the tail finishes. */
 static block_sums decay_and_sum(const float *restrict g, const float *restrict w, int64_t n,
                                 bool decay, float scale) {
     double gs[4] = {0}, ws[4] = {0};
-    for (int64_t k = 0; k < n; k++) {
+    int64_t k = 0;
+    if (decay)
+        for (; k + 4 <= n; k += 4)
+            for (int j = 0; j < 4; j++) {
+                float gd = decayed(g[k + j], w[k + j], true, scale);
+                ws[j] += (double)w[k + j] * (double)w[k + j];
+                gs[j] += (double)gd * (double)gd;
+            }
+    else
+        for (; k + 4 <= n; k += 4)
+            for (int j = 0; j < 4; j++) gs[j] += (double)g[k + j] * (double)g[k + j];
+    for (; k < n; k++) {
         float gd = decayed(g[k], w[k], decay, scale);
         if (decay) ws[k & 3] += (double)w[k] * (double)w[k];
         gs[k & 3] += (double)gd * (double)gd;
