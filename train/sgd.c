@@ -116,13 +116,24 @@ void mr_sgd_step(mr_params *p, const mr_sgd *opt, mr_sgd_report *report) {
         if (q->frozen) continue;
         float *v = p->momentum + q->offset, *w = q->t.data;
         const float *g = q->t.grad;
-        bool decay = decays(q);
-        float scale = 2.0f * opt->weight_decay / (float)q->t.numel;
-#pragma omp parallel for schedule(static) if (q->t.numel > SUM_BLOCK)
-        for (int64_t k = 0; k < q->t.numel; k++) {
-            float gd = decayed(g[k], w[k], decay, scale);
-            v[k] = opt->momentum * v[k] - opt->learning_rate * (gd * factor);
-            w[k] += v[k];
+        const bool decay = decays(q);
+        const float scale = 2.0f * opt->weight_decay / (float)q->t.numel;
+        const float momentum = opt->momentum, rate = opt->learning_rate;
+        const int64_t n = q->t.numel;
+        /* One loop for each value of `decay`, free of branches, so that they vectorise; each
+         * element on its own, so vectors change no bits. */
+        if (decay) {
+#pragma omp parallel for simd schedule(static) if (parallel : n > SUM_BLOCK)
+            for (int64_t k = 0; k < n; k++) {
+                v[k] = momentum * v[k] - rate * (decayed(g[k], w[k], true, scale) * factor);
+                w[k] += v[k];
+            }
+        } else {
+#pragma omp parallel for simd schedule(static) if (parallel : n > SUM_BLOCK)
+            for (int64_t k = 0; k < n; k++) {
+                v[k] = momentum * v[k] - rate * (decayed(g[k], w[k], false, scale) * factor);
+                w[k] += v[k];
+            }
         }
     }
 }
