@@ -119,6 +119,17 @@ static int64_t output_pixel(const mr_conv_geom *g, const plan *p, int64_t t, int
     float *restrict o6 = out[6], *restrict o7 = out[7]
 #define STORE(o, k, v, add) ((add) ? ((o)[k] += (v)) : ((o)[k] = (v)))
 
+/* The transforms that store or add: their bodies are inlined twice, with `add` a constant, so
+ * each loop runs without the branch and vectorises. */
+#define BODY_INLINE static inline __attribute__((always_inline)) void
+#define SPLIT_ON_ADD(name)                                                                         \
+    static void name##_1d(float *const *out, const float *const *in, int64_t n, bool add) {        \
+        if (add)                                                                                   \
+            name##_body(out, in, n, true);                                                         \
+        else                                                                                       \
+            name##_body(out, in, n, false);                                                        \
+    }
+
 /* F(4x4, 3x3) */
 
 static void bt4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
@@ -136,7 +147,7 @@ static void bt4_1d(float *const *out, const float *const *in, int64_t n, bool ad
     }
 }
 
-static void b4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+BODY_INLINE b4_body(float *const *out, const float *const *in, int64_t n, bool add) {
     LOAD6(in);
     OUT6(out);
 #pragma omp simd
@@ -149,6 +160,7 @@ static void b4_1d(float *const *out, const float *const *in, int64_t n, bool add
         STORE(o5, k, i5[k], add);
     }
 }
+SPLIT_ON_ADD(b4)
 
 /* G's entries as products: a division per element would cost more than the rest together. */
 static const float QUARTER = 0.25f, SIXTH = 1.0f / 6.0f, TWELFTH = 1.0f / 12.0f,
@@ -169,7 +181,7 @@ static void g4_1d(float *const *out, const float *const *in, int64_t n, bool add
     }
 }
 
-static void gt4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+BODY_INLINE gt4_body(float *const *out, const float *const *in, int64_t n, bool add) {
     LOAD6(in);
     float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2];
 #pragma omp simd
@@ -180,6 +192,7 @@ static void gt4_1d(float *const *out, const float *const *in, int64_t n, bool ad
         STORE(o2, k, SIXTH * (i3[k] + i4[k] - i1[k] - i2[k]) + i5[k], add);
     }
 }
+SPLIT_ON_ADD(gt4)
 
 static void at4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
     LOAD6(in);
@@ -236,7 +249,7 @@ static void bt6_1d(float *const *out, const float *const *in, int64_t n, bool ad
     }
 }
 
-static void b6_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+BODY_INLINE b6_body(float *const *out, const float *const *in, int64_t n, bool add) {
     LOAD8(in);
     OUT8(out);
 #pragma omp simd
@@ -259,6 +272,7 @@ static void b6_1d(float *const *out, const float *const *in, int64_t n, bool add
         STORE(o7, k, i7[k], add);
     }
 }
+SPLIT_ON_ADD(b6)
 
 static const float TWO_NINTHS = 2.0f / 9.0f, NINETIETH = 1.0f / 90.0f, FORTYFIFTH = 1.0f / 45.0f,
                    TWO_45THS = 2.0f / 45.0f, EIGHT_45THS = 8.0f / 45.0f,
@@ -281,7 +295,7 @@ static void g6_1d(float *const *out, const float *const *in, int64_t n, bool add
     }
 }
 
-static void gt6_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+BODY_INLINE gt6_body(float *const *out, const float *const *in, int64_t n, bool add) {
     LOAD8(in);
     float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2];
 #pragma omp simd
@@ -300,6 +314,7 @@ static void gt6_1d(float *const *out, const float *const *in, int64_t n, bool ad
               add);
     }
 }
+SPLIT_ON_ADD(gt6)
 
 static void at6_1d(float *const *out, const float *const *in, int64_t n, bool add) {
     LOAD8(in);
