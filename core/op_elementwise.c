@@ -15,13 +15,13 @@ static void relu_backward(mr_node *node) {
     const float *y = node->out->data, *dy = node->out->grad;
     if (node->grad_heir == 0) { /* x->grad is dy's buffer */
 #pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < x->numel; i++)
-            if (!(y[i] > 0.0f)) x->grad[i] = 0.0f;
+        for (int64_t i = 0; i < x->numel; i++) x->grad[i] = y[i] > 0.0f ? x->grad[i] : 0.0f;
         return;
     }
+    /* Selects rather than conditional stores, so the loops vectorise. */
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < x->numel; i++)
-        if (y[i] > 0.0f) x->grad[i] += dy[i];
+        x->grad[i] = y[i] > 0.0f ? x->grad[i] + dy[i] : x->grad[i];
 }
 
 static void record_relu(mr_ctx *ctx, mr_tensor *out, mr_tensor *x) {
@@ -107,8 +107,7 @@ static void add_relu_backward(mr_node *node) {
     float *dy = node->out->grad;
     const float *y = node->out->data;
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < node->out->numel; i++)
-        if (!(y[i] > 0.0f)) dy[i] = 0.0f;
+    for (int64_t i = 0; i < node->out->numel; i++) dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
     add_backward(node);
 }
 
