@@ -207,10 +207,6 @@ void mr_sgemm_bf16(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
 /* A 3x3 convolution's product at 256 channels, 1024 positions: a few milliseconds each way. */
 enum { PROBE_M = 1024, PROBE_N = 256, PROBE_K = 1152, PROBE_RUNS = 5 };
 
-static double seconds_now(void) {
-    return omp_get_wtime();
-}
-
 double mr_bf16_speedup(void) {
     static double measured = -1.0;
     if (measured >= 0.0) return measured;
@@ -229,12 +225,12 @@ double mr_bf16_speedup(void) {
         double f32 = 1e30, b16 = 1e30;
         /* Alternating, best of each: a busy neighbour slows both alike. */
         for (int r = 0; r < PROBE_RUNS; r++) {
-            double t = seconds_now();
+            double t = omp_get_wtime();
             mr_sgemm(false, false, PROBE_M, PROBE_N, PROBE_K, 1.0f, a, PROBE_K, b, PROBE_N, 0.0f, c,
                      PROBE_N);
-            double t2 = seconds_now();
+            double t2 = omp_get_wtime();
             mr_sgemm_bf16(PROBE_M, PROBE_N, PROBE_K, a, PROBE_K, packed, 0.0f, c, PROBE_N, work);
-            double t3 = seconds_now();
+            double t3 = omp_get_wtime();
             if (t2 - t < f32) f32 = t2 - t;
             if (t3 - t2 < b16) b16 = t3 - t2;
         }

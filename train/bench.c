@@ -910,6 +910,18 @@ static double ratio(double a, double b) {
     return a > 0 && b > 0 ? a / b : (double)NAN;
 }
 
+/* Runs per measurement of case i: all the repeats for the ratios' case (the first), at most 3
+ * for the others. */
+static int case_repeats(const mr_bench_options *o, int i) {
+    return i == 0 ? (int)o->repeats : (int)(o->repeats < 3 ? o->repeats : 3);
+}
+
+/* Appends case i's sentence to a "; "-separated markdown paragraph. */
+static void append_case(char *md, size_t size, int i, const char *line) {
+    size_t l = strlen(md);
+    snprintf(md + l, size - l, "%s%s", i ? "; " : "", line);
+}
+
 /* The whole-model cases: ResNet-50 at 512 (the ratios' case), at 1024, and ResNet-101 at 512. */
 static const struct { int depth, side; } cases[3] = {{50, 512}, {50, 1024}, {101, 512}};
 
@@ -939,7 +951,7 @@ static mr_status model_table(const mr_bench_options *o, model_runs *m, FILE *out
     for (int i = 0; i < m->n_cases; i++) {
         /* The ratios come from the first case: its runs alternate between mrcnn and
          * torchvision over several rounds, so a change in the machine's load hits both. */
-        int reps = i == 0 ? (int)repeats : (int)(repeats < 3 ? repeats : 3);
+        int reps = case_repeats(o, i);
         int rounds = i == 0 ? RATIO_ROUNDS : 1;
         mr_bench_times ours_r[RATIO_ROUNDS], torch_r[RATIO_ROUNDS];
         for (int r = 0; r < rounds; r++) {
@@ -1005,8 +1017,7 @@ static void equal_work(const mr_bench_options *o, model_runs *m, FILE *out) {
     m->equal[0] = m->equal[1] = m->equal_infer[0] = m->equal_infer[1] = NAN;
     m->equal_md[0] = '\0';
     for (int i = 0; i < (m->n_cases > 1 ? 2 : 1) && m->torch[0].ok; i++) {
-        int reps = i == 0 ? (int)o->repeats : (int)(o->repeats < 3 ? o->repeats : 3);
-        mr_bench_times eq = torchvision(cases[i].side, reps, true, NULL);
+        mr_bench_times eq = torchvision(cases[i].side, case_repeats(o, i), true, NULL);
         if (!eq.ok) break;
         m->equal[i] = ratio(m->ours[i].train_s, eq.train_s);
         m->equal_infer[i] = ratio(m->ours[i].infer_all_s, eq.infer_s);
@@ -1017,8 +1028,7 @@ static void equal_work(const mr_bench_options *o, model_runs *m, FILE *out) {
                  cases[i].side, cases[i].side, eq.train_s, m->equal[i], eq.infer_s, eq.detections,
                  m->ours[i].infer_all_s, m->ours[i].detections_all, m->equal_infer[i]);
         fprintf(out, "equal work at %s\n", line);
-        size_t l = strlen(m->equal_md);
-        snprintf(m->equal_md + l, sizeof m->equal_md - l, "%s%s", i ? "; " : "", line);
+        append_case(m->equal_md, sizeof m->equal_md, i, line);
     }
 }
 
@@ -1033,8 +1043,7 @@ static void same_kernel(const mr_bench_options *o, model_runs *m, FILE *out) {
     if (!was || !m->torch[0].ok) return;
     const char *kernel = mr_runtime_kernel();
     for (int i = 0; i < (m->n_cases > 1 ? 2 : 1); i++) {
-        int reps = i == 0 ? (int)o->repeats : (int)(o->repeats < 3 ? o->repeats : 3);
-        mr_bench_times t = torchvision(cases[i].side, reps, false, kernel);
+        mr_bench_times t = torchvision(cases[i].side, case_repeats(o, i), false, kernel);
         if (!t.ok) break;
         m->same_kernel[i] = ratio(m->ours[i].train_s, t.train_s);
         m->same_kernel_infer[i] = ratio(m->ours[i].infer_s, t.infer_s);
@@ -1046,8 +1055,7 @@ static void same_kernel(const mr_bench_options *o, model_runs *m, FILE *out) {
                  m->same_kernel_infer[i]);
         fprintf(out, "torchvision on OpenBLAS's %s kernel (not its fallback %s) at %s\n", kernel,
                 was, line);
-        size_t l = strlen(m->same_kernel_md);
-        snprintf(m->same_kernel_md + l, sizeof m->same_kernel_md - l, "%s%s", i ? "; " : "", line);
+        append_case(m->same_kernel_md, sizeof m->same_kernel_md, i, line);
     }
 }
 
@@ -1071,8 +1079,7 @@ static void bf16_summary(model_runs *m, FILE *out) {
                  ratio(t->infer_all_s, t->infer_all_bf16_s), t->bf16_kept_mb, t->bf16_held,
                  t->bf16_compared);
         fprintf(out, "bf16 inference at %s\n", line);
-        size_t l = strlen(m->bf16_md);
-        snprintf(m->bf16_md + l, sizeof m->bf16_md - l, "%s%s", i ? "; " : "", line);
+        append_case(m->bf16_md, sizeof m->bf16_md, i, line);
     }
 }
 
