@@ -1,7 +1,8 @@
 /* Max pooling (TF same/valid or explicit padding; padded cells never win) and the FPN's
  * nearest x2 upsample-and-add, forward and backward. Both backward passes are written as gathers
  * over input pixels, so they run in parallel with no two threads adding into one element. */
-#include <float.h>
+#include <math.h>
+#include <string.h>
 
 #include "ops.h"
 
@@ -58,6 +59,19 @@ static void maxpool_backward(mr_node *node) {
     }
 }
 
+/* The flat index of the first cell of window [y0,y1)x[x0,x1) that holds `best` in channel ch:
+ * the maximum's winner, as only a strictly greater cell replaces it. A NaN maximum can only be
+ * the seed's, the window's first cell. */
+static int32_t first_holding(const float *x, const pool_saved *s, int64_t n, int64_t y0, int64_t y1,
+                             int64_t x0, int64_t x1, int64_t ch, float best) {
+    for (int64_t iy = y0; iy < y1 && !isnan(best); iy++)
+        for (int64_t ix = x0; ix < x1; ix++) {
+            int64_t i = ((n * s->h + iy) * s->w + ix) * s->c + ch;
+            if (x[i] == best) return (int32_t)i;
+        }
+    return (int32_t)(((n * s->h + y0) * s->w + x0) * s->c + ch);
+}
+
 mr_tensor *mr_maxpool(mr_ctx *ctx, mr_tensor *x, int kernel, int stride, int pad) {
     if (!x || ctx->status != MR_OK) return NULL;
     MR_REQUIRE(x->ndim == 4 && kernel >= 1 && stride >= 1, "maxpool: input %s kernel %d stride %d",
@@ -72,32 +86,47 @@ mr_tensor *mr_maxpool(mr_ctx *ctx, mr_tensor *x, int kernel, int stride, int pad
     pool_extent(pad, s.h, kernel, stride, &s.oh, &s.pad_top);
     pool_extent(pad, s.w, kernel, stride, &s.ow, &s.pad_left);
     mr_tensor *out = mr_tensor_4d(ctx, "maxpool", s.n, s.oh, s.ow, s.c);
-    s.argmax = mr_alloc(ctx, (size_t)(s.n * s.oh * s.ow * s.c) * sizeof(int32_t), "maxpool");
-    if (!out || !s.argmax) return NULL;
+    const bool recorded = ctx->recording && x->requires_grad;
+    if (!out) return NULL;
+    if (recorded) {
+        s.argmax = mr_alloc(ctx, (size_t)(s.n * s.oh * s.ow * s.c) * sizeof(int32_t), "maxpool");
+        if (!s.argmax) return NULL;
+    }
+    /* Channels are innermost, so each window cell is one contiguous run folded into the running
+     * maximum, which vectorises. The first valid cell seeds the maximum and a later cell replaces
+     * it only when strictly greater, so the winner is the first cell in window order holding the
+     * maximum, or the seed when that is NaN; only a recorded pool looks for it. */
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < s.n * s.oh; r++) {
         int64_t n = r / s.oh, oy = r % s.oh;
-        for (int64_t ox = 0; ox < s.ow; ox++)
-            for (int64_t ch = 0; ch < s.c; ch++) {
-                float best = -FLT_MAX;
-                int32_t where = -1;
-                for (int ky = 0; ky < kernel; ky++) {
-                    int64_t iy = oy * stride - s.pad_top + ky;
-                    if (iy < 0 || iy >= s.h) continue;
-                    for (int kx = 0; kx < kernel; kx++) {
-                        int64_t ix = ox * stride - s.pad_left + kx;
-                        if (ix < 0 || ix >= s.w) continue;
-                        int64_t i = ((n * s.h + iy) * s.w + ix) * s.c + ch;
-                        if (where < 0 || x->data[i] > best) {
-                            best = x->data[i];
-                            where = (int32_t)i;
-                        }
-                    }
+        int64_t y0 = oy * stride - s.pad_top, y1 = y0 + kernel;
+        y0 = y0 < 0 ? 0 : y0;
+        y1 = y1 > s.h ? s.h : y1;
+        for (int64_t ox = 0; ox < s.ow; ox++) {
+            int64_t x0 = ox * stride - s.pad_left, x1 = x0 + kernel;
+            x0 = x0 < 0 ? 0 : x0;
+            x1 = x1 > s.w ? s.w : x1;
+            int64_t o = ((n * s.oh + oy) * s.ow + ox) * s.c;
+            float *restrict best = out->data + o;
+            if (y0 >= y1 || x0 >= x1) {
+                for (int64_t ch = 0; ch < s.c; ch++) {
+                    best[ch] = 0.0f;
+                    if (recorded) s.argmax[o + ch] = -1;
                 }
-                int64_t o = ((n * s.oh + oy) * s.ow + ox) * s.c + ch;
-                out->data[o] = where < 0 ? 0.0f : best;
-                s.argmax[o] = where;
+                continue;
             }
+            const float *seed = x->data + ((n * s.h + y0) * s.w + x0) * s.c;
+            memcpy(best, seed, (size_t)s.c * sizeof *best);
+            for (int64_t iy = y0; iy < y1; iy++)
+                for (int64_t ix = iy == y0 ? x0 + 1 : x0; ix < x1; ix++) {
+                    const float *restrict cell = x->data + ((n * s.h + iy) * s.w + ix) * s.c;
+                    for (int64_t ch = 0; ch < s.c; ch++)
+                        best[ch] = cell[ch] > best[ch] ? cell[ch] : best[ch];
+                }
+            if (recorded)
+                for (int64_t ch = 0; ch < s.c; ch++)
+                    s.argmax[o + ch] = first_holding(x->data, &s, n, y0, y1, x0, x1, ch, best[ch]);
+        }
     }
     mr_node *node = mr_record(ctx, MR_OP_MAXPOOL, out, &x, 1, maxpool_backward);
     if (node) {

@@ -1,5 +1,6 @@
 /* Engine semantics: the tape (fan-out, no-grad, frozen parameters, backward twice), the arena's
  * out-of-memory message, the parameter registry and trainable-layer selection, the RNG state. */
+#include <math.h>
 #include <string.h>
 
 #include "../core/h5.h"
@@ -143,6 +144,46 @@ Test(tape, arena_exhaustion_names_op_bytes_and_capacity) {
     mr_ctx_reset(&ctx);
     cr_assert_eq(ctx.status, MR_OK);
     cr_assert_not_null(mr_tensor_1d(&ctx, "small", 16));
+}
+
+/* A pool's gradient goes to the cell its maximum came from: of equal cells the first in window
+ * order (row by row), and a NaN only when it is the window's first cell; the forward is the same
+ * whether or not it records. */
+Test(tape, maxpool_ties_go_to_the_first_cell_in_window_order) {
+    const float nan = NAN;
+    /* One 2x2 window over 4 channels; cells in window order, channels innermost. */
+    const float cells[4][4] = {{1.0f, nan, -0.0f, 2.0f},
+                               {3.0f, 5.0f, 0.0f, nan},
+                               {3.0f, 1.0f, 0.0f, 1.0f},
+                               {2.0f, 2.0f, -1.0f, 2.0f}};
+    const int winner[4] = {1, 0, 0, 0};
+    float plain[4];
+    for (int recorded = 0; recorded < 2; recorded++) {
+        mr_ctx_reset(&ctx);
+        mr_tensor *x = mr_tensor_4d(&ctx, "x", 1, 2, 2, 4);
+        memcpy(x->data, cells, sizeof cells);
+        x->requires_grad = recorded;
+        mr_tensor *y = mr_maxpool(&ctx, x, 2, 2, MR_PAD_VALID);
+        cr_assert_not_null(y);
+        if (!recorded) {
+            memcpy(plain, y->data, sizeof plain);
+            continue;
+        }
+        for (int ch = 0; ch < 4; ch++)
+            cr_assert(memcmp(&plain[ch], &y->data[ch], sizeof(float)) == 0,
+                      "channel %d: %g recorded, %g not", ch, (double)y->data[ch],
+                      (double)plain[ch]);
+        const float seed[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+        cr_assert_eq(mr_backward_seeded(&ctx, y, seed), MR_OK);
+        for (int ch = 0; ch < 4; ch++)
+            for (int cell = 0; cell < 4; cell++)
+                cr_assert_eq(x->grad[cell * 4 + ch], cell == winner[ch] ? 1.0f : 0.0f,
+                             "channel %d cell %d", ch, cell);
+    }
+    cr_assert_eq(plain[0], 3.0f);
+    cr_assert(isnan(plain[1]), "a NaN seed stays the maximum");
+    cr_assert(plain[2] == 0.0f && signbit(plain[2]), "equal zeros keep the first, -0");
+    cr_assert_eq(plain[3], 2.0f, "a later NaN never wins");
 }
 
 Test(tape, rng_state_restores_exactly) {
