@@ -16,6 +16,13 @@
 /* A product is cut only into blocks of at least this many multiply-adds. */
 #define BLOCK_MIN_MNK (1 << 22)
 
+/* Blocks per thread for a product big enough: threads take blocks as they come free, so a core
+ * slowed by another process (shared machines) holds up its share of blocks, not half the product.
+ * Each block packs the whole of the uncut operand again, which costs under 3% once a block is
+ * BLOCK_MIN_ROWS rows (or columns) long. */
+#define BLOCKS_PER_THREAD 4
+#define BLOCK_MIN_ROWS    1024
+
 static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
@@ -44,6 +51,12 @@ void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
     int64_t parts = (int64_t)(mnk / BLOCK_MIN_MNK);
     if (parts > threads) parts = threads;
     if (parts > dim / 16) parts = dim / 16;
+    if (parts == threads) {
+        int64_t more = (int64_t)(mnk / BLOCK_MIN_MNK);
+        if (more > threads * BLOCKS_PER_THREAD) more = threads * BLOCKS_PER_THREAD;
+        if (more > dim / BLOCK_MIN_ROWS) more = dim / BLOCK_MIN_ROWS;
+        if (more > parts) parts = more;
+    }
     if (parts <= 1) {
         /* Inside a parallel region, so that OpenBLAS does not thread it either. */
 #pragma omp parallel
@@ -51,7 +64,7 @@ void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
         gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-#pragma omp parallel for schedule(static) num_threads((int)parts)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(parts < threads ? (int)parts : threads)
     for (int64_t p = 0; p < parts; p++) {
         /* Block edges on multiples of 16 keep whole vectors in each block. */
         int64_t lo = dim * p / parts / 16 * 16,

@@ -48,7 +48,9 @@
  * (36 or 64 of them) rather than cutting each product into row blocks: a chunk of a small feature
  * map has too few tile rows to cut (one thread would run them all), and a whole product runs faster
  * than its parts. Each is one single-threaded call either way, so the bits do not depend on the
- * thread count (core/blas.c). */
+ * thread count (core/blas.c). Planes, tiles and kernel blocks go to threads as they come free
+ * (dynamic schedules): each writes its own outputs, so the order is free, and a core slowed by
+ * another process on a shared machine then holds up a few items rather than half the layer. */
 
 bool mr_winograd_suits(const mr_ctx *ctx, const mr_conv_geom *g) {
     if (g->kh != 3 || g->kw != 3 || g->stride != 1 || ctx->conv_algo == MR_CONV_IM2COL)
@@ -406,7 +408,7 @@ static void transform_2d(float *const *out, const float *const *in, int n_out, i
 static void kernel_transform(float *u, const float *w, const mr_conv_geom *g, const plan *p) {
     int64_t plane = g->cin * g->cout;
     int alpha = p->f->alpha;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 8)
     for (int64_t k = 0; k < plane; k += BLOCK) {
         int64_t n = plane - k < BLOCK ? plane - k : BLOCK;
         float tmp[MAX_ALPHA * 3 * BLOCK];
@@ -423,7 +425,7 @@ static void kernel_transform_backward(float *dw, const float *du, const mr_conv_
                                       const plan *p) {
     int64_t plane = g->cin * g->cout;
     int alpha = p->f->alpha;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 8)
     for (int64_t k = 0; k < plane; k += BLOCK) {
         int64_t n = plane - k < BLOCK ? plane - k : BLOCK;
         float tmp[3 * MAX_ALPHA * BLOCK];
@@ -443,7 +445,7 @@ static void to_planes(float *planes, const float *image, const float *zeros, int
                       int64_t t0, int64_t t1) {
     int alpha = p->f->alpha, side = input_window ? alpha : p->f->tile;
     int64_t plane = (t1 - t0) * channels;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 4)
     for (int64_t t = t0; t < t1; t++) {
         const float *rows[MAX_ALPHA * MAX_ALPHA];
         for (int e = 0; e < side * side; e++) {
@@ -506,7 +508,7 @@ static void output_transform(float *y, const float *mm, const float *bias, const
                              const plan *p, int64_t t0, int64_t t1) {
     int64_t cout = g->cout, plane = (t1 - t0) * cout;
     int alpha = p->f->alpha, tile = p->f->tile;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 4)
     for (int64_t t = t0; t < t1; t++) {
         float *dst[MAX_ALPHA * MAX_ALPHA];
         for (int e = 0; e < tile * tile; e++) {
@@ -581,7 +583,7 @@ void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, con
         int64_t v_plane = tc * g->cin, m_plane = tc * g->cout;
         input_transform(ws.v, x, ws.zeros, g, p, t0, t1);
         /* The a*a products go to the threads whole, plane by plane (PLANES_IN_PARALLEL). */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
         for (int e = 0; e < planes; e++)
             mr_sgemm(false, false, tc, g->cout, g->cin, 1.0f, ws.v + e * v_plane, g->cin,
                      ws.u + e * u_plane, g->cout, 0.0f, ws.m + e * m_plane, g->cout);
@@ -608,7 +610,7 @@ void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, c
             int64_t t1 = chunk_end(p, t0), tc = t1 - t0;
             int64_t v_plane = tc * g->cin, m_plane = tc * g->cout;
             output_transform_backward(ws.m, dy, ws.zeros, g, p, t0, t1);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
             for (int e = 0; e < planes; e++)
                 mr_sgemm(false, true, tc, g->cin, g->cout, 1.0f, ws.m + e * m_plane, g->cout,
                          ws.u + e * u_plane, g->cout, 0.0f, ws.v + e * v_plane, g->cin);
@@ -622,7 +624,7 @@ void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, c
             int64_t v_plane = tc * g->cin, m_plane = tc * g->cout;
             if (!m_shared) output_transform_backward(ws.m, dy, ws.zeros, g, p, t0, t1);
             input_transform(ws.v, x, ws.zeros, g, p, t0, t1);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
             for (int e = 0; e < planes; e++)
                 mr_sgemm(true, false, g->cin, g->cout, tc, 1.0f, ws.v + e * v_plane, g->cin,
                          ws.m + e * m_plane, g->cout, 1.0f, ws.u + e * u_plane, g->cout);
