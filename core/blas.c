@@ -10,6 +10,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <string.h>
 
 #include "profile.h"
 
@@ -23,18 +24,43 @@
 #define BLOCKS_PER_THREAD 4
 #define BLOCK_MIN_ROWS    1024
 
+/* With a bias, a product's rows are filled with it a block at a time, each block just before the
+ * product adds into it, so it is still in cache: filled in a pass of its own, the whole of C
+ * would go through memory once more. Blocks hold about this many floats of C, and only products
+ * whose inner dimension is at most BIAS_BLOCK_MAX_K are cut: each block packs B again, which
+ * costs little only while B is small beside the work. */
+#define BIAS_BLOCK_FLOATS (1 << 18)
+#define BIAS_BLOCK_MAX_K  256
+
+/* One single-threaded product: C = alpha A B + beta C, or with `bias`, C = A B + bias on every
+ * row (alpha and beta unused). */
 static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta,
-                C, (blasint)ldc);
+                 int64_t lda, const float *B, int64_t ldb, float beta, const float *bias, float *C,
+                 int64_t ldc) {
+    int64_t rows = M;
+    if (bias) {
+        alpha = beta = 1.0f;
+        if (K <= BIAS_BLOCK_MAX_K) rows = (BIAS_BLOCK_FLOATS / N + 15) / 16 * 16;
+    }
+    for (int64_t r0 = 0; r0 < M; r0 += rows) {
+        int64_t n = M - r0 < rows ? M - r0 : rows;
+        float *c = C + r0 * ldc;
+        if (bias)
+            for (int64_t r = 0; r < n; r++) memcpy(c + r * ldc, bias, (size_t)N * sizeof(float));
+        if (K > 0)
+            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                        tb ? CblasTrans : CblasNoTrans, (blasint)n, (blasint)N, (blasint)K, alpha,
+                        ta ? A + r0 : A + r0 * lda, (blasint)lda, B, (blasint)ldb, beta, c,
+                        (blasint)ldc);
+    }
 }
 
-void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+static void product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta, const float *bias,
+                    float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
     mr_profile_gemm((double)M, (double)N, (double)K);
-    if (K <= 0) {
+    if (K <= 0 && !bias) {
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++)
                 C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
@@ -42,7 +68,7 @@ void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
     }
     const int threads = omp_get_max_threads();
     if (threads == 1 || omp_in_parallel()) { /* OpenBLAS runs single-threaded here */
-        gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);
         return;
     }
     const double mnk = (double)M * (double)N * (double)K;
@@ -61,7 +87,7 @@ void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
         /* Inside a parallel region, so that OpenBLAS does not thread it either. */
 #pragma omp parallel
 #pragma omp single
-        gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);
         return;
     }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(parts < threads ? (int)parts : threads)
@@ -71,10 +97,20 @@ void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
                 hi = p + 1 == parts ? dim : dim * (p + 1) / parts / 16 * 16;
         if (hi <= lo) continue;
         if (by_rows)
-            gemm(ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta,
+            gemm(ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta, bias,
                  C + lo * ldc, ldc);
         else
             gemm(ta, tb, M, hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta,
-                 C + lo, ldc);
+                 bias ? bias + lo : NULL, C + lo, ldc);
     }
+}
+
+void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
+}
+
+void mr_sgemm_bias(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                   int64_t ldb, const float *bias, float *C, int64_t ldc) {
+    product(false, false, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, bias, C, ldc);
 }

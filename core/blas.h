@@ -11,6 +11,12 @@
 void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* C (M,N) = A (M,K) @ B (K,N) + bias (N) on every row, row-major: the same bits as filling C's
+ * rows with the bias and calling mr_sgemm with beta 1, without a pass of its own over C. bias may
+ * be NULL (then beta 0). */
+void mr_sgemm_bias(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                   int64_t ldb, const float *bias, float *C, int64_t ldc);
+
 /* Whether this CPU (and compiler) runs mr_sgemm_bf16: x86-64 with AVX-512 BF16. */
 bool mr_bf16_supported(void);
 

@@ -144,13 +144,8 @@ static void conv_forward(mr_ctx *ctx, const conv_geom *g, bool winograd, const f
     }
     const mr_packed_kernel *packed = mr_packed_rows(ctx, layer, kdim, g->cout, w, g->cout);
     if (ctx->status != MR_OK) return;
-    float beta = 0.0f;
-    if (b) {
-        for (int64_t m = 0; m < M; m++) memcpy(y + m * g->cout, b, (size_t)g->cout * sizeof(float));
-        beta = 1.0f;
-    }
     if (col_is_input(g)) {
-        mr_forward_product(ctx, M, g->cout, kdim, x, kdim, w, g->cout, packed, beta, y, g->cout);
+        mr_forward_product(ctx, M, g->cout, kdim, x, kdim, w, g->cout, packed, b, y, g->cout);
         return;
     }
     int64_t rows = chunk_rows(g);
@@ -159,7 +154,7 @@ static void conv_forward(mr_ctx *ctx, const conv_geom *g, bool winograd, const f
     for (int64_t m0 = 0; m0 < M; m0 += rows) {
         int64_t m1 = m0 + rows < M ? m0 + rows : M;
         im2col(col, x, g, m0, m1);
-        mr_forward_product(ctx, m1 - m0, g->cout, kdim, col, kdim, w, g->cout, packed, beta,
+        mr_forward_product(ctx, m1 - m0, g->cout, kdim, col, kdim, w, g->cout, packed, b,
                            y + m0 * g->cout, g->cout);
     }
 }
@@ -461,7 +456,7 @@ mr_tensor *mr_deconv2x2(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b) {
         packed = mr_packed_rows(ctx, w, s.cin, cols, km, cols);
         if (ctx->status != MR_OK) return NULL;
     }
-    mr_forward_product(ctx, M, cols, s.cin, x->data, s.cin, km, cols, packed, 0.0f, y, cols);
+    mr_forward_product(ctx, M, cols, s.cin, x->data, s.cin, km, cols, packed, NULL, y, cols);
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++)
         for (int64_t k = 0; k < 4; k++)

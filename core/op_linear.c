@@ -27,11 +27,9 @@ mr_tensor *mr_linear(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b) {
     int64_t n = x->shape[0], in = w->shape[0], outc = w->shape[1];
     mr_tensor *out = mr_tensor_2d(ctx, "linear", n, outc);
     if (!out) return NULL;
-    if (b)
-        for (int64_t r = 0; r < n; r++) memcpy(out->data + r * outc, b->data, (size_t)outc * 4);
     const mr_packed_kernel *packed = mr_packed_rows(ctx, w, in, outc, w->data, outc);
     if (ctx->status != MR_OK) return NULL;
-    mr_forward_product(ctx, n, outc, in, x->data, in, w->data, outc, packed, b ? 1.0f : 0.0f,
+    mr_forward_product(ctx, n, outc, in, x->data, in, w->data, outc, packed, b ? b->data : NULL,
                        out->data, outc);
     mr_tensor *inputs[3] = {x, w, b};
     mr_record(ctx, MR_OP_LINEAR, out, inputs, 3, linear_backward);

@@ -115,10 +115,10 @@ const mr_packed_kernel *mr_packed_rows(mr_ctx *ctx, const void *key, int64_t K, 
 }
 
 void mr_forward_product(mr_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx,
-                        const float *w, int64_t ldw, const mr_packed_kernel *packed, float beta,
-                        float *y, int64_t ldy) {
+                        const float *w, int64_t ldw, const mr_packed_kernel *packed,
+                        const float *bias, float *y, int64_t ldy) {
     if (!packed) {
-        mr_sgemm(false, false, M, N, K, 1.0f, x, ldx, w, ldw, beta, y, ldy);
+        mr_sgemm_bias(M, N, K, x, ldx, w, ldw, bias, y, ldy);
         return;
     }
     MR_REQUIRE(!ctx->recording && !omp_in_parallel(),
@@ -127,7 +127,10 @@ void mr_forward_product(mr_ctx *ctx, int64_t M, int64_t N, int64_t K, const floa
     int64_t floats = (int64_t)(mr_sgemm_bf16_workspace() / sizeof(float)) * omp_get_max_threads();
     float *work = mr_conv_scratch(ctx, MR_SCRATCH_BF16, floats);
     if (!work) return;
-    mr_sgemm_bf16(M, N, K, x, ldx, packed->data, beta, y, ldy, work);
+    if (bias)
+#pragma omp parallel for schedule(static)
+        for (int64_t m = 0; m < M; m++) memcpy(y + m * ldy, bias, (size_t)N * sizeof(float));
+    mr_sgemm_bf16(M, N, K, x, ldx, packed->data, bias ? 1.0f : 0.0f, y, ldy, work);
 }
 
 void mr_ctx_reset(mr_ctx *ctx) {

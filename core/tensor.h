@@ -171,11 +171,12 @@ const mr_packed_kernel *mr_packed_find(const mr_ctx *ctx, const void *key);
 const mr_packed_kernel *mr_packed_rows(mr_ctx *ctx, const void *key, int64_t K, int64_t N,
                                        const float *w, int64_t ldw);
 
-/* y (M,N) = x (M,K) @ w (K,N) + beta * y: the forward product of convolutions and dense layers,
- * in float; with `packed` instead of w when a bf16 context gives one. */
+/* y (M,N) = x (M,K) @ w (K,N) + bias (N, or NULL) on every row: the forward product of
+ * convolutions and dense layers, in float; with `packed` instead of w when a bf16 context gives
+ * one. */
 void mr_forward_product(mr_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx,
-                        const float *w, int64_t ldw, const mr_packed_kernel *packed, float beta,
-                        float *y, int64_t ldy);
+                        const float *w, int64_t ldw, const mr_packed_kernel *packed,
+                        const float *bias, float *y, int64_t ldy);
 
 /* No-grad scope: ops inside record nothing. Returns the previous state for the restore. */
 bool mr_no_grad_begin(mr_ctx *ctx);

@@ -1,6 +1,9 @@
 /* conv2d's 3x3 stride-1 paths on shapes too big for the finite-difference and PyTorch cases:
  * Winograd over several tile chunks and several images must agree with im2col (each path is
  * checked against PyTorch on small shapes in test_parity.c), forward and every gradient. */
+#include <omp.h>
+
+#include "../core/blas.h"
 #include "../core/ops.h"
 #include "../core/rng.h"
 #include "../train/export.h"
@@ -183,4 +186,45 @@ Test(conv, conv_bn_with_an_identity_batch_norm_is_the_conv_itself) {
         cr_assert_float_eq((double)gamma->grad[0], want_gamma, 1e-3 * fabs(want_gamma) + 1e-3);
         mr_ctx_free(&ctx);
     }
+}
+
+/* The product with a bias (core/blas.c) fills C a block of rows at a time next to the product
+ * instead of in a pass of its own: it must give the bits of filling C and then multiplying with
+ * beta 1, for one thread and for two (blocks of rows, blocks of columns, several fill blocks,
+ * no inner dimension), and without a bias overwrite whatever C held. */
+Test(conv, product_with_a_bias_is_the_filled_product_bit_for_bit) {
+    const struct {
+        int64_t M, N, K;
+    } shapes[] = {{9000, 64, 64}, {300, 700, 300}, {3000, 6, 512}, {100, 50, 0}, {37, 5, 3}};
+    const int threads_before = omp_get_max_threads();
+    mr_rng rng;
+    mr_rng_seed(&rng, 5);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t M = shapes[s].M, N = shapes[s].N, K = shapes[s].K;
+        float *A = malloc(sizeof(float) * (size_t)(M * K + 1)),
+              *B = malloc(sizeof(float) * (size_t)(K * N + 1)), *bias = malloc(sizeof(float) * N),
+              *want = malloc(sizeof(float) * (size_t)(M * N)),
+              *got = malloc(sizeof(float) * (size_t)(M * N));
+        cr_assert(A && B && bias && want && got);
+        for (int64_t i = 0; i < M * K; i++) A[i] = mr_rng_normal(&rng);
+        for (int64_t i = 0; i < K * N; i++) B[i] = mr_rng_normal(&rng);
+        for (int64_t i = 0; i < N; i++) bias[i] = mr_rng_normal(&rng);
+        for (int threads = 1; threads <= 2; threads++) {
+            omp_set_num_threads(threads);
+            for (int64_t r = 0; r < M; r++) memcpy(want + r * N, bias, sizeof(float) * N);
+            mr_sgemm(false, false, M, N, K, 1.0f, A, K, B, N, 1.0f, want, N);
+            for (int64_t i = 0; i < M * N; i++) got[i] = NAN;
+            mr_sgemm_bias(M, N, K, A, K, B, N, bias, got, N);
+            cr_assert(!memcmp(want, got, sizeof(float) * (size_t)(M * N)),
+                      "%lldx%lldx%lld, %d threads: the bias product differs", (long long)M,
+                      (long long)N, (long long)K, threads);
+            mr_sgemm(false, false, M, N, K, 1.0f, A, K, B, N, 0.0f, want, N);
+            mr_sgemm_bias(M, N, K, A, K, B, N, NULL, got, N);
+            cr_assert(!memcmp(want, got, sizeof(float) * (size_t)(M * N)),
+                      "%lldx%lldx%lld, %d threads: without a bias the product differs",
+                      (long long)M, (long long)N, (long long)K, threads);
+        }
+        free(A), free(B), free(bias), free(want), free(got);
+    }
+    omp_set_num_threads(threads_before);
 }
