@@ -42,7 +42,7 @@ TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 DEPS_OK  := $(BUILD)/.deps-ok
 
-.PHONY: all deps ref-deps test-deps onnxruntime test test-asan demo bench bench-mpi bench-deps quality refs format clean fuzz \
+.PHONY: FORCE all deps ref-deps test-deps onnxruntime test test-asan demo bench bench-mpi bench-deps quality refs format clean fuzz \
         fuzz-build fuzz-seeds
 all: $(BUILD)/mrcnn
 
@@ -56,7 +56,15 @@ $(DEPS_OK):
 ref-deps:
 	@sh tools/ensure-debs.sh $(REF_DEBS)
 
-$(BUILD)/%.o: %.c | $(DEPS_OK)
+# The compiler and flags a build folder was made with: when they change (say `make CFLAGS=-O3`),
+# the file changes and every object is rebuilt, instead of linking objects made the old way.
+FLAGS_STAMP := $(BUILD)/.flags
+$(FLAGS_STAMP): FORCE | $(DEPS_OK)
+	@printf '%s\n' '$(CC) $(ALL_CFLAGS) $(LDLIBS)' | cmp -s - $@ || \
+	    printf '%s\n' '$(CC) $(ALL_CFLAGS) $(LDLIBS)' > $@
+FORCE:
+
+$(BUILD)/%.o: %.c $(FLAGS_STAMP) | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(ALL_CFLAGS) -c $< -o $@
@@ -65,10 +73,10 @@ $(BUILD)/libmrcnn.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/mrcnn: $(TOOL_OBJ) $(BUILD)/libmrcnn.a
+$(BUILD)/mrcnn: $(TOOL_OBJ) $(BUILD)/libmrcnn.a $(FLAGS_STAMP)
 	$(CC) $(ALL_CFLAGS) -o $@ $(TOOL_OBJ) $(BUILD)/libmrcnn.a $(LDLIBS)
 
-$(BUILD)/test_mrcnn: $(TEST_OBJ) $(BUILD)/libmrcnn.a
+$(BUILD)/test_mrcnn: $(TEST_OBJ) $(BUILD)/libmrcnn.a $(FLAGS_STAMP)
 	$(CC) $(ALL_CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libmrcnn.a $(LDLIBS) -lcriterion
 
 # Criterion runs each test in its own process; two workers match the two-core machines, and
