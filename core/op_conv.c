@@ -10,6 +10,7 @@
 
 #include "blas.h"
 #include "ops.h"
+#include "util.h"
 #include "winograd.h"
 
 /* im2col chunks stay below this many floats, so scratch memory stays bounded on big images. */
@@ -319,7 +320,7 @@ static void conv2d_bn_backward(mr_node *node) {
     }
     float *dwf = wf;
     if (want_dw || want_dgamma) {
-        memset(dwf, 0, (size_t)kernel * sizeof(float));
+        mr_zero_floats(dwf, kernel);
         conv_backward(ctx, g, s->winograd, dy, x->data, NULL, NULL, dwf, NULL);
     }
     if (ctx->status != MR_OK) return;

@@ -146,6 +146,7 @@ static void upsample2x_add_backward(mr_node *node) {
     const float *dy = node->out->grad;
     int64_t n = x->shape[0], h = x->shape[1], w = x->shape[2], c = x->shape[3];
     if ((node->needs_grad & 2u) && node->grad_heir != 1)
+#pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < base->numel; i++) base->grad[i] += dy[i];
     if (!(node->needs_grad & 1u)) return;
 #pragma omp parallel for schedule(static)

@@ -125,7 +125,7 @@ mr_status mr_params_set_trainable(mr_params *p, const char *layer_regex, int *n_
 }
 
 void mr_params_zero_grads(mr_params *p) {
-    if (p->grads) memset(p->grads, 0, p->total * sizeof(float));
+    if (p->grads) mr_zero_floats(p->grads, (int64_t)p->total);
 }
 
 size_t mr_params_count_trainable(const mr_params *p) {

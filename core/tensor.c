@@ -342,7 +342,7 @@ static float *grad_of(mr_ctx *ctx, mr_tensor *t) {
         MR_REQUIRE(!t->is_param, "parameter '%s' has no gradient buffer", t->name);
         if (ctx->status != MR_OK) return NULL;
         t->grad = pool_alloc(ctx, pool_size(t), t->name);
-        if (t->grad) memset(t->grad, 0, (size_t)t->numel * sizeof(float));
+        if (t->grad) mr_zero_floats(t->grad, t->numel);
     }
     return t->grad;
 }

@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,4 +34,18 @@ void mr_softmax_rows(float *out, const float *z, int64_t n, int64_t c) {
         for (int64_t k = 0; k < c; k++) sum += (oi[k] = expf(zi[k] - zmax));
         for (int64_t k = 0; k < c; k++) oi[k] /= sum;
     }
+}
+
+/* Below this many floats (1 MB) a single memset beats waking the threads. */
+#define ZERO_PARALLEL_MIN ((int64_t)1 << 18)
+#define ZERO_BLOCK        ((int64_t)1 << 16)
+
+void mr_zero_floats(float *p, int64_t n) {
+    if (n < ZERO_PARALLEL_MIN || omp_in_parallel() || omp_get_max_threads() == 1) {
+        if (n > 0) memset(p, 0, (size_t)n * sizeof *p);
+        return;
+    }
+#pragma omp parallel for schedule(dynamic, 4)
+    for (int64_t b = 0; b < n; b += ZERO_BLOCK)
+        memset(p + b, 0, (size_t)(n - b < ZERO_BLOCK ? n - b : ZERO_BLOCK) * sizeof *p);
 }

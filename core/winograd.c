@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "blas.h"
+#include "util.h"
 
 #define MAX_ALPHA 8 /* the widest input window, F(6x6, 3x3)'s */
 
@@ -618,7 +619,7 @@ void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, c
         }
     }
     if (dw) {
-        memset(ws.u, 0, (size_t)(planes * u_plane) * sizeof(float));
+        mr_zero_floats(ws.u, planes * u_plane);
         for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
             int64_t t1 = chunk_end(p, t0), tc = t1 - t0;
             int64_t v_plane = tc * g->cin, m_plane = tc * g->cout;

@@ -2,6 +2,7 @@
  * log verbosity, the float mode) and the geometry of data/raster.c (ellipses, mask boxes). */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,4 +211,28 @@ Test(util, every_thread_flushes_denormals) {
 #else
     cr_skip_test("the float mode is set on x86 only");
 #endif
+}
+
+/* mr_zero_floats clears exactly the n floats it is given, on one thread or on two, for sizes
+ * below the parallel threshold, at it, and past it with a ragged last block. */
+Test(util, zero_floats_clears_exactly_its_range) {
+    const int64_t sizes[] = {0, 5, (int64_t)1 << 18, ((int64_t)1 << 18) + 37, (int64_t)3 << 17};
+    const int threads_before = omp_get_max_threads();
+    for (int threads = 1; threads <= 2; threads++) {
+        omp_set_num_threads(threads);
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            const int64_t n = sizes[s];
+            float *buf = malloc(sizeof *buf * (size_t)(n + 2));
+            cr_assert_not_null(buf);
+            for (int64_t i = 0; i < n + 2; i++) buf[i] = NAN;
+            mr_zero_floats(buf + 1, n);
+            cr_assert(isnan(buf[0]) && isnan(buf[n + 1]), "n %lld: a float outside was written",
+                      (long long)n);
+            for (int64_t i = 1; i <= n; i++)
+                cr_assert(buf[i] == 0.0f && !signbit(buf[i]), "n %lld, %d threads: float %lld",
+                          (long long)n, threads, (long long)(i - 1));
+            free(buf);
+        }
+    }
+    omp_set_num_threads(threads_before);
 }
