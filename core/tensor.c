@@ -164,14 +164,24 @@ mr_tensor *mr_scratch_end(mr_ctx *ctx, mr_tensor *keep) {
     ctx->in_scratch = false;
     if (!keep || ctx->status != MR_OK) return NULL;
     /* Everything after the mark is dead but `keep`, which lies after the mark too: move it down
-     * (memmove, the ranges may overlap) and rewind the arena to just past it. */
+     * and rewind the arena to just past it. */
     mr_tensor header = *keep;
     ctx->arena.used = ctx->scratch_mark;
     mr_tensor *t = mr_alloc(ctx, sizeof *t, keep->name);
     size_t bytes = (size_t)header.numel * sizeof(float);
     float *data = mr_alloc(ctx, bytes, keep->name);
     if (!t || !data) return NULL;
-    memmove(data, header.data, bytes);
+    if ((const char *)header.data - (const char *)data >= (ptrdiff_t)bytes) {
+        /* Apart, the usual case (the scope's temporaries outweigh what it keeps): blocks copied
+         * on every thread. Overlapping, one memmove. */
+        const int64_t block = (int64_t)1 << 16, n = header.numel;
+#pragma omp parallel for schedule(dynamic, 4) if (n >= 4 * block)
+        for (int64_t b = 0; b < n; b += block)
+            memcpy(data + b, header.data + b,
+                   (size_t)(n - b < block ? n - b : block) * sizeof(float));
+    } else {
+        memmove(data, header.data, bytes);
+    }
     *t = header;
     t->data = data;
     return t;

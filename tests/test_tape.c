@@ -1,6 +1,7 @@
 /* Engine semantics: the tape (fan-out, no-grad, frozen parameters, backward twice), the arena's
  * out-of-memory message, the parameter registry and trainable-layer selection, the RNG state. */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "../core/h5.h"
@@ -184,6 +185,41 @@ Test(tape, maxpool_ties_go_to_the_first_cell_in_window_order) {
     cr_assert(isnan(plain[1]), "a NaN seed stays the maximum");
     cr_assert(plain[2] == 0.0f && signbit(plain[2]), "equal zeros keep the first, -0");
     cr_assert_eq(plain[3], 2.0f, "a later NaN never wins");
+}
+
+/* A scratch scope keeps only the tensor it returns, with its values, whether it lay far past the
+ * scope's start (copied in parallel blocks) or overlapping where it moves to (one memmove); the
+ * arena then ends just past it. */
+Test(tape, scratch_scope_keeps_its_result_apart_or_overlapping) {
+    mr_ctx big;
+    cr_assert_eq(mr_ctx_init(&big, (size_t)64 << 20), MR_OK);
+    const int threads_before = omp_get_max_threads();
+    omp_set_num_threads(2);
+    const int64_t sizes[2][2] = {{(int64_t)1 << 20, 300000}, {1000, 5000}}; /* temp, kept */
+    for (int k = 0; k < 2; k++) {
+        mr_ctx_reset(&big);
+        size_t mark = big.arena.used;
+        bool was = mr_no_grad_begin(&big);
+        mr_scratch_begin(&big);
+        mr_tensor *temp = mr_tensor_1d(&big, "temp", sizes[k][0]);
+        mr_tensor *kept = mr_tensor_1d(&big, "kept", sizes[k][1]);
+        cr_assert(temp && kept);
+        for (int64_t i = 0; i < temp->numel; i++) temp->data[i] = -1.0f;
+        for (int64_t i = 0; i < kept->numel; i++) kept->data[i] = (float)i * 0.5f;
+        const float *was_at = kept->data;
+        mr_tensor *out = mr_scratch_end(&big, kept);
+        mr_no_grad_end(&big, was);
+        cr_assert_not_null(out);
+        cr_assert_eq(out->numel, sizes[k][1]);
+        cr_assert_lt(out->data, was_at, "case %d: the kept tensor did not move down", k);
+        for (int64_t i = 0; i < out->numel; i++)
+            cr_assert_eq(out->data[i], (float)i * 0.5f, "case %d element %lld", k, (long long)i);
+        cr_assert_eq(big.arena.used - mark,
+                     (sizeof(mr_tensor) + 63) / 64 * 64 +
+                         ((size_t)sizes[k][1] * sizeof(float) + 63) / 64 * 64);
+    }
+    omp_set_num_threads(threads_before);
+    mr_ctx_free(&big);
 }
 
 Test(tape, rng_state_restores_exactly) {
