@@ -875,7 +875,7 @@ static void git_commit(char *buf, size_t size) {
     if (p) pclose(p);
 }
 
-/* Rounds of the case the ratios come from. */
+/* Rounds of each case the ratios come from (the ResNet-50 ones, beside torchvision). */
 #define RATIO_ROUNDS 3
 
 /* Field-wise median over rounds; not ok when any round failed. */
@@ -943,16 +943,16 @@ static mr_status model_table(const mr_bench_options *o, model_runs *m, FILE *out
     fprintf(
         out,
         "\nwhole model, batch 1, 3 classes, stages 3+ trainable, %d threads (medians of %ld; "
-        "the first row\nalternates mrcnn and torchvision over %d rounds, median of the rounds)\n",
+        "ResNet-50 rows\nalternate mrcnn and torchvision over %d rounds, median of the rounds)\n",
         mr_runtime_threads(), repeats, RATIO_ROUNDS);
     fprintf(out, "%-22s %10s %10s %10s %12s %12s %10s %10s %10s\n", "", "train s", "infer s",
             "train RSS", "torch train", "torch infer", "torch RSS", "ORT infer", "ORT RSS");
     size_t used = 0;
     for (int i = 0; i < m->n_cases; i++) {
-        /* The ratios come from the first case: its runs alternate between mrcnn and
+        /* The ratios come from the ResNet-50 cases: their runs alternate between mrcnn and
          * torchvision over several rounds, so a change in the machine's load hits both. */
         int reps = case_repeats(o, i);
-        int rounds = i == 0 ? RATIO_ROUNDS : 1;
+        int rounds = cases[i].depth == 50 ? RATIO_ROUNDS : 1;
         mr_bench_times ours_r[RATIO_ROUNDS], torch_r[RATIO_ROUNDS];
         for (int r = 0; r < rounds; r++) {
             ours_r[r] = o->isolated(o->user, cases[i].depth, cases[i].side, reps);
