@@ -171,17 +171,12 @@ mr_tensor *mr_scratch_end(mr_ctx *ctx, mr_tensor *keep) {
     size_t bytes = (size_t)header.numel * sizeof(float);
     float *data = mr_alloc(ctx, bytes, keep->name);
     if (!t || !data) return NULL;
-    if ((const char *)header.data - (const char *)data >= (ptrdiff_t)bytes) {
-        /* Apart, the usual case (the scope's temporaries outweigh what it keeps): blocks copied
-         * on every thread. Overlapping, one memmove. */
-        const int64_t block = (int64_t)1 << 16, n = header.numel;
-#pragma omp parallel for schedule(dynamic, 4) if (n >= 4 * block)
-        for (int64_t b = 0; b < n; b += block)
-            memcpy(data + b, header.data + b,
-                   (size_t)(n - b < block ? n - b : block) * sizeof(float));
-    } else {
+    /* Apart, the usual case (the scope's temporaries outweigh what it keeps), the threads share
+     * the copy; overlapping, one memmove. */
+    if ((const char *)header.data - (const char *)data >= (ptrdiff_t)bytes)
+        mr_copy_floats(data, header.data, header.numel);
+    else
         memmove(data, header.data, bytes);
-    }
     *t = header;
     t->data = data;
     return t;

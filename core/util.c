@@ -36,16 +36,22 @@ void mr_softmax_rows(float *out, const float *z, int64_t n, int64_t c) {
     }
 }
 
-/* Below this many floats (1 MB) a single memset beats waking the threads. */
-#define ZERO_PARALLEL_MIN ((int64_t)1 << 18)
-#define ZERO_BLOCK        ((int64_t)1 << 16)
+/* Below this many floats (1 MB) one call beats waking the threads. */
+#define PARALLEL_MIN ((int64_t)1 << 18)
+#define BLOCK        ((int64_t)1 << 16)
+
+static bool worth_threads(int64_t n) {
+    return n >= PARALLEL_MIN && !omp_in_parallel() && omp_get_max_threads() > 1;
+}
 
 void mr_zero_floats(float *p, int64_t n) {
-    if (n < ZERO_PARALLEL_MIN || omp_in_parallel() || omp_get_max_threads() == 1) {
-        if (n > 0) memset(p, 0, (size_t)n * sizeof *p);
-        return;
-    }
-#pragma omp parallel for schedule(dynamic, 4)
-    for (int64_t b = 0; b < n; b += ZERO_BLOCK)
-        memset(p + b, 0, (size_t)(n - b < ZERO_BLOCK ? n - b : ZERO_BLOCK) * sizeof *p);
+#pragma omp parallel for schedule(dynamic, 4) if (worth_threads(n))
+    for (int64_t b = 0; b < n; b += BLOCK)
+        memset(p + b, 0, (size_t)(n - b < BLOCK ? n - b : BLOCK) * sizeof *p);
+}
+
+void mr_copy_floats(float *restrict dst, const float *restrict src, int64_t n) {
+#pragma omp parallel for schedule(dynamic, 4) if (worth_threads(n))
+    for (int64_t b = 0; b < n; b += BLOCK)
+        memcpy(dst + b, src + b, (size_t)(n - b < BLOCK ? n - b : BLOCK) * sizeof *dst);
 }
