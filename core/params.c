@@ -2,6 +2,7 @@
 #include "params.h"
 
 #include <regex.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,9 +14,7 @@ void mr_params_init(mr_params *p) {
 
 void mr_params_free(mr_params *p) {
     free(p->items);
-    free(p->values);
-    free(p->grads);
-    free(p->momentum);
+    free(p->block);
     memset(p, 0, sizeof *p);
 }
 
@@ -58,18 +57,20 @@ void mr_params_set_frozen(mr_params *p, mr_param *param, bool frozen) {
 }
 
 mr_status mr_params_finalize(mr_params *p) {
-    size_t bytes = (p->total ? p->total : 16) * sizeof(float);
-    p->values = aligned_alloc(64, bytes);
-    p->grads = aligned_alloc(64, bytes);
-    p->momentum = aligned_alloc(64, bytes);
-    if (!p->values || !p->grads || !p->momentum)
+    size_t floats = p->total ? p->total : 16;
+    /* One zeroed block for the three buffers. A block this size comes fresh from the system,
+     * zero without being written, and a page is backed only once something writes it: an
+     * inference model (predict, evaluate) never writes its gradients or momentum, so they cost
+     * it no memory. calloc's alignment is 16 bytes; the buffers start at the next 64. */
+    p->block = calloc(3 * floats + 16, sizeof(float));
+    if (!p->block)
         return mr_fail(MR_ERR_NOMEM,
                        "cannot allocate %zu parameters (%.1f MiB each for values, "
                        "gradients and momentum)",
-                       p->total, (double)bytes / (1024.0 * 1024.0));
-    memset(p->values, 0, bytes);
-    memset(p->grads, 0, bytes);
-    memset(p->momentum, 0, bytes);
+                       p->total, (double)(floats * sizeof(float)) / (1024.0 * 1024.0));
+    p->values = (float *)(((uintptr_t)p->block + 63) & ~(uintptr_t)63);
+    p->grads = p->values + floats;
+    p->momentum = p->grads + floats;
     for (int i = 0; i < p->count; i++) {
         mr_param *q = &p->items[i];
         q->t.name = q->name;

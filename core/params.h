@@ -23,7 +23,8 @@ typedef struct {
     mr_param *items;
     int count;
     size_t capacity;
-    float *values, *grads, *momentum;
+    float *values, *grads, *momentum; /* total floats each, 64-byte aligned, in `block` */
+    void *block;
     size_t total; /* floats in each flat buffer */
     bool finalized;
 } mr_params;

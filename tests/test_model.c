@@ -2,6 +2,8 @@
  * classes must hold exactly the 64,158,584 parameters users report for mask_rcnn_coco.h5), the
  * second seed's variant reached by config, feature and RPN output shapes, layer presets. */
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "../core/ops.h"
 #include "../train/config.h"
@@ -52,6 +54,42 @@ Test(model, resnet101_coco_has_matterports_parameter_count) {
     expect_shape(&m, "mrcnn_mask_deconv/kernel", 4, 2, 2, 256, 256);
     expect_shape(&m, "mrcnn_mask/kernel", 4, 1, 1, 256, 81);
     cr_assert_null(mr_params_find(&m.params, "res4x_branch2a/kernel"), "stage 4 ends at w");
+    mr_model_free(&m);
+}
+
+/* Pages of [p, p + floats) the system backs with memory now (mincore), whole pages inside only. */
+static size_t resident_pages(const float *p, size_t floats) {
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)p + page - 1) / page * page;
+    uintptr_t hi = (uintptr_t)(p + floats) / page * page;
+    if (hi <= lo) return 0;
+    size_t n = (size_t)((hi - lo) / page), count = 0;
+    unsigned char *vec = malloc(n);
+    cr_assert_not_null(vec);
+    cr_assert_eq(mincore((void *)lo, hi - lo, vec), 0);
+    for (size_t i = 0; i < n; i++) count += vec[i] & 1u;
+    free(vec);
+    return count;
+}
+
+/* A model's gradients and momentum cost memory only once written: predict and evaluate never
+ * write them, so an inference process holds the weights alone (ResNet-101's 257 MB, not three
+ * times that). Training's first zeroing of the gradients backs them. */
+Test(model, gradients_and_momentum_take_memory_only_once_written) {
+    mr_net_config c;
+    mr_net_config_defaults(&c);
+    mr_model m;
+    cr_assert_eq(mr_model_init(&m, &c), MR_OK, "%s", mr_last_error());
+    const mr_params *p = &m.params;
+    const size_t page_floats = (size_t)sysconf(_SC_PAGESIZE) / sizeof(float);
+    const size_t pages = p->total / page_floats;
+    cr_assert_gt(pages, 10000);
+    cr_assert_eq(resident_pages(p->grads, p->total), 0, "gradients backed before any write");
+    cr_assert_eq(resident_pages(p->momentum, p->total), 0, "momentum backed before any write");
+    for (size_t i = 0; i < p->total; i += page_floats)
+        cr_assert(p->grads[i] == 0.0f && p->momentum[i] == 0.0f, "zero when read");
+    mr_params_zero_grads(&m.params);
+    cr_assert_geq(resident_pages(p->grads, p->total), pages - 1, "written, so backed");
     mr_model_free(&m);
 }
 
