@@ -134,16 +134,16 @@ static void column_sums(float *acc, const float *a, const float *b, int64_t rows
 
 /* ---- the three paths behind one forward and one backward ----------------------------------- */
 
-/* y = conv(x, w) + b (b may be NULL). `layer` (the kernel tensor) names the kernel a bf16
- * context keeps packed (but for Winograd, which runs in float); w may be NULL once it is kept. */
+/* y = conv(x, w) + b (b may be NULL). `layer` (the kernel tensor) names what a context that keeps
+ * kernels keeps of w (mr_ctx_keep_kernels); w may be NULL once that is kept (kernel_kept). */
 static void conv_forward(mr_ctx *ctx, const conv_geom *g, bool winograd, const float *x,
                          const float *w, const void *layer, const float *b, float *y) {
     int64_t M = g->n * g->oh * g->ow, kdim = g->kh * g->kw * g->cin;
     if (winograd) {
-        mr_winograd_forward(ctx, g, x, w, b, y);
+        mr_winograd_forward(ctx, g, x, w, layer, b, y);
         return;
     }
-    const mr_packed_kernel *packed = mr_packed_rows(ctx, layer, kdim, g->cout, w, g->cout);
+    const mr_kept_kernel *packed = mr_packed_rows(ctx, layer, kdim, g->cout, w, g->cout);
     if (ctx->status != MR_OK) return;
     if (col_is_input(g)) {
         mr_forward_product(ctx, M, g->cout, kdim, x, kdim, w, g->cout, packed, b, y, g->cout);
@@ -158,6 +158,12 @@ static void conv_forward(mr_ctx *ctx, const conv_geom *g, bool winograd, const f
         mr_forward_product(ctx, m1 - m0, g->cout, kdim, col, kdim, w, g->cout, packed, b,
                            y + m0 * g->cout, g->cout);
     }
+}
+
+/* Whether conv_forward has what it needs of the layer's kernel kept, so w need not be given. */
+static bool kernel_kept(const mr_ctx *ctx, const conv_geom *g, bool winograd, const void *layer) {
+    return winograd ? mr_winograd_kernel_kept(ctx, g, layer)
+                    : mr_kept_find(ctx, layer, MR_KEPT_BF16) != NULL;
 }
 
 /* dx, dw, db (each may be NULL: not wanted) accumulate the gradients for upstream dy. */
@@ -367,8 +373,8 @@ mr_tensor *mr_conv2d_bn(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, i
         wf = w->data;
         bf = b ? b->data : NULL;
     } else {
-        /* A bf16 context keeps the folded kernel packed: later images fold the bias alone. */
-        if (!winograd && mr_packed_find(ctx, w)) wf = NULL;
+        /* A context that keeps kernels keeps the folded one: later images fold the bias alone. */
+        if (kernel_kept(ctx, &g, winograd, w)) wf = NULL;
         fold_kernel(wf, bf, scale, w, b, beta, moving_mean->data, g.cout);
     }
     conv_forward(ctx, &g, winograd, x->data, wf, w, bf, out->data);
@@ -451,7 +457,7 @@ mr_tensor *mr_deconv2x2(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b) {
     float *buf = scratch(ctx, M * cols + s.cin * cols);
     if (!buf) return NULL;
     float *y = buf, *km = buf + M * cols;
-    const mr_packed_kernel *packed = mr_packed_find(ctx, w);
+    const mr_kept_kernel *packed = mr_kept_find(ctx, w, MR_KEPT_BF16);
     if (!packed) {
         deconv_kernel_matrix(km, w->data, s.cin, s.cout);
         packed = mr_packed_rows(ctx, w, s.cin, cols, km, cols);

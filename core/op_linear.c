@@ -27,7 +27,7 @@ mr_tensor *mr_linear(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b) {
     int64_t n = x->shape[0], in = w->shape[0], outc = w->shape[1];
     mr_tensor *out = mr_tensor_2d(ctx, "linear", n, outc);
     if (!out) return NULL;
-    const mr_packed_kernel *packed = mr_packed_rows(ctx, w, in, outc, w->data, outc);
+    const mr_kept_kernel *packed = mr_packed_rows(ctx, w, in, outc, w->data, outc);
     if (ctx->status != MR_OK) return NULL;
     mr_forward_product(ctx, n, outc, in, x->data, in, w->data, outc, packed, b ? b->data : NULL,
                        out->data, outc);

@@ -48,8 +48,8 @@ void mr_ctx_free(mr_ctx *ctx) {
     free(ctx->grads.free);
     free(ctx->tape.nodes);
     for (int i = 0; i < MR_SCRATCH_SLOTS; i++) free(ctx->scratch[i]);
-    for (size_t i = 0; i < ctx->n_packed; i++) free(ctx->packed[i].data);
-    free(ctx->packed);
+    for (size_t i = 0; i < ctx->n_kept; i++) free(ctx->kept[i].data);
+    free(ctx->kept);
     memset(ctx, 0, sizeof *ctx);
 }
 
@@ -71,11 +71,15 @@ float *mr_conv_scratch(mr_ctx *ctx, int slot, int64_t floats) {
 /* Below this, the bf16 product is slower beyond the probe's noise. */
 #define BF16_SLOWER 0.9
 
+void mr_ctx_keep_kernels(mr_ctx *ctx) {
+    ctx->keep_kernels = true;
+}
+
 mr_status mr_ctx_use_bf16(mr_ctx *ctx) {
     if (!mr_bf16_supported())
         return mr_fail(MR_ERR_ARG, "bf16 inference needs a CPU with AVX-512 BF16 (this one has "
                                    "none); leave the option out to run in float32");
-    ctx->bf16 = true;
+    ctx->bf16 = ctx->keep_kernels = true;
     /* Asked for speed: say so, once, where the CPU's bfloat16 products are the slower ones. */
     static bool told;
     const double speedup = mr_bf16_speedup();
@@ -88,34 +92,42 @@ mr_status mr_ctx_use_bf16(mr_ctx *ctx) {
     return MR_OK;
 }
 
-const mr_packed_kernel *mr_packed_find(const mr_ctx *ctx, const void *key) {
-    for (size_t i = 0; ctx->bf16 && i < ctx->n_packed; i++)
-        if (ctx->packed[i].key == key) return &ctx->packed[i];
+const mr_kept_kernel *mr_kept_find(const mr_ctx *ctx, const void *key, mr_kept_kind kind) {
+    for (size_t i = 0; ctx->keep_kernels && i < ctx->n_kept; i++)
+        if (ctx->kept[i].key == key && ctx->kept[i].kind == kind) return &ctx->kept[i];
     return NULL;
 }
 
-const mr_packed_kernel *mr_packed_rows(mr_ctx *ctx, const void *key, int64_t K, int64_t N,
-                                       const float *w, int64_t ldw) {
-    if (!ctx->bf16) return NULL;
-    const mr_packed_kernel *kept = mr_packed_find(ctx, key);
-    if (kept) return kept;
-    MR_REQUIRE(w, "mr_packed_rows: no kernel to pack");
-    const size_t words = mr_bf16_packed_words(K, N);
-    uint32_t *data = malloc(words * sizeof *data);
+void *mr_kept_new(mr_ctx *ctx, const void *key, mr_kept_kind kind, size_t bytes) {
+    MR_REQUIRE(ctx->keep_kernels && !mr_kept_find(ctx, key, kind),
+               "mr_kept_new: the context keeps no kernels, or keeps this one already");
+    void *data = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!data ||
-        !mr_grow(&ctx->packed, &ctx->packed_capacity, ctx->n_packed + 1, sizeof *ctx->packed, 64)) {
+        !mr_grow(&ctx->kept, &ctx->kept_capacity, ctx->n_kept + 1, sizeof *ctx->kept, 64)) {
         free(data);
-        ctx->status = mr_fail(MR_ERR_NOMEM, "out of memory keeping a %lld x %lld bf16 kernel",
-                              (long long)K, (long long)N);
+        ctx->status = mr_fail(MR_ERR_NOMEM, "out of memory keeping a layer's kernel (%.1f MB)",
+                              (double)bytes / 1e6);
         return NULL;
     }
+    ctx->kept[ctx->n_kept++] = (mr_kept_kernel){key, kind, data, bytes};
+    return data;
+}
+
+const mr_kept_kernel *mr_packed_rows(mr_ctx *ctx, const void *key, int64_t K, int64_t N,
+                                     const float *w, int64_t ldw) {
+    if (!ctx->bf16) return NULL;
+    const mr_kept_kernel *kept = mr_kept_find(ctx, key, MR_KEPT_BF16);
+    if (kept) return kept;
+    MR_REQUIRE(w, "mr_packed_rows: no kernel to pack");
+    const size_t bytes = mr_bf16_packed_words(K, N) * sizeof(uint32_t);
+    uint32_t *data = mr_kept_new(ctx, key, MR_KEPT_BF16, bytes);
+    if (!data) return NULL;
     mr_bf16_pack(K, N, w, ldw, data);
-    ctx->packed[ctx->n_packed] = (mr_packed_kernel){key, data, words};
-    return &ctx->packed[ctx->n_packed++];
+    return &ctx->kept[ctx->n_kept - 1];
 }
 
 void mr_forward_product(mr_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx,
-                        const float *w, int64_t ldw, const mr_packed_kernel *packed,
+                        const float *w, int64_t ldw, const mr_kept_kernel *packed,
                         const float *bias, float *y, int64_t ldy) {
     if (!packed) {
         mr_sgemm_bias(M, N, K, x, ldx, w, ldw, bias, y, ldy);
@@ -130,7 +142,8 @@ void mr_forward_product(mr_ctx *ctx, int64_t M, int64_t N, int64_t K, const floa
     if (bias)
 #pragma omp parallel for schedule(static)
         for (int64_t m = 0; m < M; m++) memcpy(y + m * ldy, bias, (size_t)N * sizeof(float));
-    mr_sgemm_bf16(M, N, K, x, ldx, packed->data, bias ? 1.0f : 0.0f, y, ldy, work);
+    mr_sgemm_bf16(M, N, K, x, ldx, (const uint32_t *)packed->data, bias ? 1.0f : 0.0f, y, ldy,
+                  work);
 }
 
 void mr_ctx_reset(mr_ctx *ctx) {

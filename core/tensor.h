@@ -129,9 +129,10 @@ typedef struct mr_ctx {
     float *scratch[MR_SCRATCH_SLOTS];
     size_t scratch_floats[MR_SCRATCH_SLOTS];
     mr_conv_algo conv_algo;
-    bool bf16; /* forward products in bfloat16 (inference only): mr_ctx_use_bf16 */
-    struct mr_packed_kernel *packed; /* the kernels a bf16 context keeps */
-    size_t n_packed, packed_capacity;
+    bool keep_kernels; /* the weights stay fixed: mr_ctx_keep_kernels */
+    bool bf16;         /* forward products in bfloat16 (inference only): mr_ctx_use_bf16 */
+    struct mr_kept_kernel *kept;
+    size_t n_kept, kept_capacity;
     /* Called after each node's backward with its tape index, NULL: nothing. Data-parallel
      * training starts the all-reduce of gradients that are complete (train/trainer.c). */
     void (*after_backward_node)(void *user, int node);
@@ -146,36 +147,54 @@ void mr_ctx_reset(mr_ctx *ctx);
  * status set when memory runs out. Used by the convolution paths (op_conv.c, winograd.c). */
 float *mr_conv_scratch(mr_ctx *ctx, int slot, int64_t floats);
 
-/* ---- bfloat16 inference ----------------------------------------------------------------- */
+/* ---- inference sessions: kernels kept across images ------------------------------------ */
+
+/* Declares the model's weights fixed for as long as ctx lives, as in predict and evaluate: each
+ * convolution then keeps what it derives from its kernel at the first image (Winograd's
+ * transformed kernel, core/winograd.c; a bf16 context's packed kernel) and reuses it on the next,
+ * where a training context derives it again every step. The kept kernels stay until
+ * mr_ctx_free: about 160 MB for ResNet-50 at 512 in float32. */
+void mr_ctx_keep_kernels(mr_ctx *ctx);
 
 /* From now on the forward products of convolutions (but Winograd's, core/winograd.c) and dense
- * layers round their inputs to bfloat16 (core/blas.h), for inference: each layer's kernel is
- * packed at its first image and kept, so the model's weights must not change while the context
- * lives. MR_ERR_ARG when this CPU has no AVX-512 BF16; one warning a process where its bf16
- * products are slower than float32's (mr_bf16_speedup: Intel's AVX-512 cores). */
+ * layers round their inputs to bfloat16 (core/blas.h), for inference; the context keeps its
+ * kernels (mr_ctx_keep_kernels), packed. MR_ERR_ARG when this CPU has no AVX-512 BF16; one
+ * warning a process where its bf16 products are slower than float32's (mr_bf16_speedup: Intel's
+ * AVX-512 cores). */
 mr_status mr_ctx_use_bf16(mr_ctx *ctx);
 
-/* A layer's kernel (K x N) packed for the bfloat16 product, kept by a bf16 context under the
- * layer's kernel tensor. */
-typedef struct mr_packed_kernel {
-    const void *key;
-    uint32_t *data;
-    size_t words;
-} mr_packed_kernel;
+/* What a kept kernel was derived as. */
+typedef enum {
+    MR_KEPT_BF16,        /* packed for the bfloat16 product (uint32_t words) */
+    MR_KEPT_WINOGRAD_F4, /* Winograd F(4x4, 3x3)'s transformed kernel (floats) */
+    MR_KEPT_WINOGRAD_F6  /* Winograd F(6x6, 3x3)'s */
+} mr_kept_kind;
 
-/* The kept kernel of `key`; NULL when the context is not bf16 or has not packed it yet. The
- * pointer lasts until the next mr_packed_rows. */
-const mr_packed_kernel *mr_packed_find(const mr_ctx *ctx, const void *key);
-/* mr_packed_find, else w (K x N, rows ldw apart) packed and kept under `key`; NULL in a float
- * context, and with the status set when memory runs out. */
-const mr_packed_kernel *mr_packed_rows(mr_ctx *ctx, const void *key, int64_t K, int64_t N,
-                                       const float *w, int64_t ldw);
+/* A layer's kernel as a context keeps it, under the layer's kernel tensor. */
+typedef struct mr_kept_kernel {
+    const void *key;
+    mr_kept_kind kind;
+    void *data;
+    size_t bytes;
+} mr_kept_kernel;
+
+/* The kernel kept under (key, kind); NULL when the context keeps no kernels or has not derived
+ * this one yet. The pointer lasts until the next mr_kept_new; its data until mr_ctx_free. */
+const mr_kept_kernel *mr_kept_find(const mr_ctx *ctx, const void *key, mr_kept_kind kind);
+/* `bytes` of memory kept under (key, kind) for the caller to fill now; NULL with the status set
+ * when memory runs out. Only in a context that keeps kernels, for a pair not kept yet. */
+void *mr_kept_new(mr_ctx *ctx, const void *key, mr_kept_kind kind, size_t bytes);
+
+/* The layer's bf16-packed kernel: kept, else w (K x N, rows ldw apart) packed now and kept under
+ * `key`; NULL in a float context, and with the status set when memory runs out. */
+const mr_kept_kernel *mr_packed_rows(mr_ctx *ctx, const void *key, int64_t K, int64_t N,
+                                     const float *w, int64_t ldw);
 
 /* y (M,N) = x (M,K) @ w (K,N) + bias (N, or NULL) on every row: the forward product of
  * convolutions and dense layers, in float; with `packed` instead of w when a bf16 context gives
  * one. */
 void mr_forward_product(mr_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx,
-                        const float *w, int64_t ldw, const mr_packed_kernel *packed,
+                        const float *w, int64_t ldw, const mr_kept_kernel *packed,
                         const float *bias, float *y, int64_t ldy);
 
 /* No-grad scope: ops inside record nothing. Returns the previous state for the restore. */

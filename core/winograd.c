@@ -65,10 +65,12 @@ bool mr_winograd_suits(const mr_ctx *ctx, const mr_conv_geom *g) {
 /* Each 1-D transform maps a column of input rows to a column of output rows (below). */
 typedef void (*transform_1d)(float *const *out, const float *const *in, int64_t n, bool add);
 
-/* A Winograd size: its tile and window sides and its six 1-D transforms. */
+/* A Winograd size: its tile and window sides, its six 1-D transforms, and what a context that
+ * keeps kernels calls its transformed kernel. */
 typedef struct {
     int tile, alpha; /* m, and a = m + 2 */
     transform_1d bt, b, g, gt, at, a;
+    mr_kept_kind kept;
 } variant;
 
 typedef struct {
@@ -355,8 +357,8 @@ static void a6_1d(float *const *out, const float *const *in, int64_t n, bool add
     }
 }
 
-static const variant F4 = {4, 6, bt4_1d, b4_1d, g4_1d, gt4_1d, at4_1d, a4_1d};
-static const variant F6 = {6, 8, bt6_1d, b6_1d, g6_1d, gt6_1d, at6_1d, a6_1d};
+static const variant F4 = {4, 6, bt4_1d, b4_1d, g4_1d, gt4_1d, at4_1d, a4_1d, MR_KEPT_WINOGRAD_F4};
+static const variant F6 = {6, 8, bt6_1d, b6_1d, g6_1d, gt6_1d, at6_1d, a6_1d, MR_KEPT_WINOGRAD_F6};
 
 static int64_t tiles_for(const mr_conv_geom *g, const variant *f) {
     return g->n * ((g->oh + f->tile - 1) / f->tile) * ((g->ow + f->tile - 1) / f->tile);
@@ -545,24 +547,24 @@ static void output_transform_backward(float *dm, const float *dy, const float *z
 
 /* ---- the convolution ------------------------------------------------------------------------ */
 
-/* One scratch block: U or dU (a*a Cin Cout), V and M for one chunk (a*a chunk Cin, a*a chunk
- * Cout) and a row of zeros as wide as the wider of Cin and Cout. */
+/* One scratch block: U or dU (a*a Cin Cout; left out when U is kept), V and M for one chunk
+ * (a*a chunk Cin, a*a chunk Cout) and a row of zeros as wide as the wider of Cin and Cout. */
 typedef struct {
     plan p;
     float *u, *v, *m;
     const float *zeros;
 } workspace;
 
-static bool workspace_for(mr_ctx *ctx, const mr_conv_geom *g, workspace *ws) {
+static bool workspace_for(mr_ctx *ctx, const mr_conv_geom *g, bool with_u, workspace *ws) {
     ws->p = plan_for(ctx, g);
     int64_t planes = ws->p.f->alpha * ws->p.f->alpha;
-    int64_t kernel = planes * g->cin * g->cout;
+    int64_t kernel = with_u ? planes * g->cin * g->cout : 0;
     int64_t width = g->cin > g->cout ? g->cin : g->cout;
     int64_t v_floats = planes * ws->p.chunk * g->cin;
     int64_t m_floats = planes * ws->p.chunk * g->cout;
     float *base = mr_conv_scratch(ctx, MR_SCRATCH_CONV, kernel + v_floats + m_floats + width);
     if (!base) return false;
-    ws->u = base;
+    ws->u = with_u ? base : NULL;
     ws->v = base + kernel;
     ws->m = ws->v + v_floats;
     float *zeros = ws->m + m_floats;
@@ -571,14 +573,28 @@ static bool workspace_for(mr_ctx *ctx, const mr_conv_geom *g, workspace *ws) {
     return true;
 }
 
+bool mr_winograd_kernel_kept(const mr_ctx *ctx, const mr_conv_geom *g, const void *layer) {
+    return mr_kept_find(ctx, layer, variant_for(ctx, g)->kept) != NULL;
+}
+
 void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, const float *w,
-                         const float *b, float *y) {
+                         const void *layer, const float *b, float *y) {
+    const mr_kept_kernel *kept = mr_kept_find(ctx, layer, variant_for(ctx, g)->kept);
     workspace ws;
-    if (!workspace_for(ctx, g, &ws)) return;
+    if (!workspace_for(ctx, g, !kept && !ctx->keep_kernels, &ws)) return;
     const plan *p = &ws.p;
     int planes = p->f->alpha * p->f->alpha;
     int64_t u_plane = g->cin * g->cout;
-    kernel_transform(ws.u, w, g, p);
+    const float *u = kept ? kept->data : ws.u;
+    if (!kept) {
+        /* Transformed once for all images where the weights stay fixed (an inference session). */
+        float *fresh = ctx->keep_kernels ? mr_kept_new(ctx, layer, p->f->kept,
+                                                       (size_t)(planes * u_plane) * sizeof(float))
+                                         : ws.u;
+        if (!fresh) return;
+        kernel_transform(fresh, w, g, p);
+        u = fresh;
+    }
     for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
         int64_t t1 = chunk_end(p, t0), tc = t1 - t0;
         int64_t v_plane = tc * g->cin, m_plane = tc * g->cout;
@@ -587,7 +603,7 @@ void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, con
 #pragma omp parallel for schedule(dynamic, 1)
         for (int e = 0; e < planes; e++)
             mr_sgemm(false, false, tc, g->cout, g->cin, 1.0f, ws.v + e * v_plane, g->cin,
-                     ws.u + e * u_plane, g->cout, 0.0f, ws.m + e * m_plane, g->cout);
+                     u + e * u_plane, g->cout, 0.0f, ws.m + e * m_plane, g->cout);
         output_transform(y, ws.m, b, g, p, t0, t1);
     }
 }
@@ -597,7 +613,7 @@ void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, con
 void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, const float *x,
                           const float *w, float *dx, float *dw) {
     workspace ws;
-    if (!workspace_for(ctx, g, &ws)) return;
+    if (!workspace_for(ctx, g, true, &ws)) return;
     const plan *p = &ws.p;
     int planes = p->f->alpha * p->f->alpha;
     int64_t u_plane = g->cin * g->cout;

@@ -229,7 +229,7 @@ static mr_tensor *run_layer(mr_ctx *ctx, layer_kind k, const layer_params *p) {
 /* Each layer kind in a bf16 context against the same layer in float32: within bfloat16's
  * precision (1% of the output's range; a wrong layout or a missed block is off by its whole
  * size), and a second image gives the same bits through the kernel kept from the first. Winograd
- * layers stay in float32 (core/winograd.c): the same bits, nothing packed. */
+ * layers stay in float32 (core/winograd.c): the same bits, their transformed kernel kept. */
 Test(bf16, every_layer_kind_agrees_with_float32_and_reuses_its_packed_kernel) {
     need_bf16();
     for (int k = 0; k < L_COUNT; k++) {
@@ -243,11 +243,13 @@ Test(bf16, every_layer_kind_agrees_with_float32_and_reuses_its_packed_kernel) {
         mr_tensor *want = run_layer(&f32, (layer_kind)k, &pf);
         mr_tensor *first = run_layer(&b16, (layer_kind)k, &pb);
         cr_assert(want && first, "%s: %s", layer_names[k], mr_last_error());
-        size_t kept = b16.n_packed;
-        cr_assert_eq(kept, winograd ? 0 : 1, "%s: %zu kernels kept", layer_names[k], kept);
+        size_t kept = b16.n_kept;
+        cr_assert_eq(kept, 1, "%s: %zu kernels kept", layer_names[k], kept);
+        cr_assert_eq(b16.kept[0].kind == MR_KEPT_BF16, !winograd, "%s: kept as %d", layer_names[k],
+                     (int)b16.kept[0].kind);
         mr_tensor *again = run_layer(&b16, (layer_kind)k, &pb);
         cr_assert_not_null(again);
-        cr_assert_eq(b16.n_packed, kept, "%s: the second image packs nothing", layer_names[k]);
+        cr_assert_eq(b16.n_kept, kept, "%s: the second image derives nothing", layer_names[k]);
         cr_assert(!memcmp(first->data, again->data, sizeof(float) * (size_t)first->numel),
                   "%s: the kept kernel gives the same bits", layer_names[k]);
         float range = 0.0f, worst = 0.0f;

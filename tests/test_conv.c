@@ -188,6 +188,82 @@ Test(conv, conv_bn_with_an_identity_batch_norm_is_the_conv_itself) {
     }
 }
 
+/* A context that keeps kernels (an inference session: predict, evaluate) transforms a Winograd
+ * layer's kernel at its first image and reuses it: each image gives the bits a fresh context
+ * gives, the kernel is kept once for each Winograd size the layer meets (F(6x6) on 40 x 40,
+ * F(4x4) on 32 x 32, as the RPN's one kernel meets both across the FPN levels), and later images
+ * derive nothing, the batch norm's fold of the kernel included (its scratch is then left alone,
+ * so a wrong kernel there would show in the bits). */
+Test(conv, a_context_that_keeps_kernels_transforms_each_once_with_the_same_bits) {
+    const float eps = 1e-3f;
+    const int64_t cin = 64, cout = 72;
+    mr_ctx fresh, keep;
+    cr_assert_eq(mr_ctx_init(&fresh, (size_t)64 << 20), MR_OK);
+    cr_assert_eq(mr_ctx_init(&keep, (size_t)64 << 20), MR_OK);
+    mr_ctx_keep_kernels(&keep);
+    mr_rng rng;
+    mr_rng_seed(&rng, 31);
+    /* The layer's parameters live outside both contexts, as a model's do. */
+    float *k = malloc(sizeof *k * (size_t)(9 * cin * cout)), *bn = malloc(sizeof *bn * 5 * cout);
+    cr_assert(k && bn);
+    for (int64_t i = 0; i < 9 * cin * cout; i++) k[i] = 0.05f * mr_rng_normal(&rng);
+    for (int64_t i = 0; i < cout; i++) {
+        bn[i] = mr_rng_normal(&rng);                    /* bias */
+        bn[cout + i] = 0.5f + mr_rng_uniform(&rng);     /* gamma */
+        bn[2 * cout + i] = mr_rng_normal(&rng);         /* beta */
+        bn[3 * cout + i] = 0.1f * mr_rng_normal(&rng);  /* mean */
+        bn[4 * cout + i] = 0.5f + mr_rng_uniform(&rng); /* variance */
+    }
+    mr_tensor kt = {
+        .data = k, .ndim = 4, .shape = {3, 3, cin, cout}, .numel = 9 * cin * cout, .name = "w"};
+    mr_tensor p[5];
+    for (int j = 0; j < 5; j++)
+        p[j] = (mr_tensor){
+            .data = bn + j * cout, .ndim = 1, .shape = {cout}, .numel = cout, .name = "bn"};
+    const int sides[] = {40, 32, 40, 32};
+    const size_t kept_after[] = {1, 2, 2, 2};
+    const mr_kept_kind kinds[] = {MR_KEPT_WINOGRAD_F6, MR_KEPT_WINOGRAD_F4};
+    for (int image = 0; image < 4; image++) {
+        float *out[2];
+        for (int c = 0; c < 2; c++) {
+            mr_ctx *ctx = c ? &keep : &fresh;
+            mr_ctx_reset(ctx);
+            bool was = mr_no_grad_begin(ctx);
+            mr_tensor *x = mr_tensor_4d(ctx, "x", 1, sides[image], sides[image], cin);
+            cr_assert_not_null(x);
+            mr_rng_seed(&rng, 100 + (uint64_t)image);
+            for (int64_t i = 0; i < x->numel; i++) x->data[i] = mr_rng_normal(&rng);
+            mr_tensor *y =
+                mr_conv2d_bn(ctx, x, &kt, &p[0], 1, MR_PAD_SAME, &p[1], &p[2], &p[3], &p[4], eps);
+            cr_assert_not_null(y, "%s", mr_last_error());
+            out[c] = copy_floats(y->data, y->numel);
+            if (c == 1) {
+                cr_assert(!memcmp(out[0], out[1], sizeof(float) * (size_t)y->numel),
+                          "image %d: the kept kernel changes the output", image);
+                /* Whatever sits in the fold's scratch must not be what the output came from. */
+                memset(keep.scratch[MR_SCRATCH_FOLD], 0xff,
+                       keep.scratch_floats[MR_SCRATCH_FOLD] * sizeof(float));
+            }
+            mr_no_grad_end(ctx, was);
+        }
+        free(out[0]);
+        free(out[1]);
+        cr_assert_eq(keep.n_kept, kept_after[image], "image %d: %zu kernels kept", image,
+                     keep.n_kept);
+        cr_assert_eq(fresh.n_kept, 0, "a training context keeps nothing");
+    }
+    for (size_t i = 0; i < keep.n_kept; i++) {
+        cr_assert_eq(keep.kept[i].key, &kt, "kept under the layer's kernel tensor");
+        cr_assert_eq(keep.kept[i].kind, kinds[i]);
+        cr_assert_eq(keep.kept[i].bytes, sizeof(float) * (size_t)((i ? 36 : 64) * cin * cout),
+                     "a*a planes");
+    }
+    free(k);
+    free(bn);
+    mr_ctx_free(&fresh);
+    mr_ctx_free(&keep);
+}
+
 /* The product with a bias (core/blas.c) fills C a block of rows at a time next to the product
  * instead of in a pass of its own: it must give the bits of filling C and then multiplying with
  * beta 1, for one thread and for two (blocks of rows, blocks of columns, several fill blocks,

@@ -239,7 +239,7 @@ static void bench_bf16(mr_model *m, int side, int repeats, const mr_instances *f
     m->cfg.detection_candidates = MR_DETECT_EVERY_CLASS;
     ok = ok && time_inference(&ctx, m, side, repeats, 0.0f, NULL, &res->infer_all_bf16_s, &n, &b16);
     m->cfg.detection_candidates = candidates;
-    for (size_t i = 0; i < ctx.n_packed; i++) res->bf16_kept_mb += ctx.packed[i].words * 4.0 / 1e6;
+    for (size_t i = 0; i < ctx.n_kept; i++) res->bf16_kept_mb += (double)ctx.kept[i].bytes / 1e6;
     mr_ctx_free(&ctx);
     if (!ok) {
         res->infer_bf16_s = res->infer_all_bf16_s = 0.0;
@@ -315,6 +315,13 @@ void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     res->rss_mb = (double)ru.ru_maxrss / 1024.0;
+    /* Inference as predict runs it (train/predictor.c): batch norms folded into their
+     * convolutions, in a context of its own that keeps each layer's derived kernels. */
+    mr_ctx_free(&ctx);
+    if (mr_fold_batchnorms(&m, c.net.bn_eps, NULL, NULL) != MR_OK ||
+        mr_ctx_init(&ctx, (size_t)side * side * 8192) != MR_OK)
+        return;
+    mr_ctx_keep_kernels(&ctx);
     /* Inference as configured (Matterport keeps each ROI's best class at confidence 0.7 and up),
      * profiled; then with every class of every ROI a candidate at any confidence, up to
      * DETECTION_MAX_INSTANCES, which is what torchvision's untrained model makes (its score
@@ -331,6 +338,7 @@ void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
         return;
     res->train_s = median(train, repeats);
     res->ok = 1;
+    for (size_t i = 0; i < ctx.n_kept; i++) res->infer_kept_mb += (double)ctx.kept[i].bytes / 1e6;
     mr_ctx_free(&ctx);
     m.cfg.detection_candidates = candidates;
     if (mr_bf16_supported()) bench_bf16(&m, side, repeats, &all, res);
@@ -341,8 +349,8 @@ void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
 void mr_bench_print_model(const mr_bench_times *t, FILE *out) {
     fprintf(out, "model train_s=%.4f infer_s=%.4f rss_mb=%.1f\n", t->train_s, t->infer_s,
             t->rss_mb);
-    fprintf(out, "detections %d infer_all_s=%.4f all %d\n", t->detections, t->infer_all_s,
-            t->detections_all);
+    fprintf(out, "detections %d infer_all_s=%.4f all %d kept_mb=%.1f\n", t->detections,
+            t->infer_all_s, t->detections_all, t->infer_kept_mb);
     fprintf(out, "bf16 infer_s=%.4f infer_all_s=%.4f held %d of %d kept_mb=%.1f\n", t->infer_bf16_s,
             t->infer_all_bf16_s, t->bf16_held, t->bf16_compared, t->bf16_kept_mb);
     for (int k = 0; k < 2; k++) {
@@ -360,8 +368,8 @@ void mr_bench_read_model_line(const char *line, mr_bench_times *t) {
     if (sscanf(line, "model train_s=%lf infer_s=%lf rss_mb=%lf", &t->train_s, &t->infer_s,
                &t->rss_mb) == 3)
         t->ok = 1;
-    else if (sscanf(line, "detections %d infer_all_s=%lf all %d", &t->detections, &t->infer_all_s,
-                    &t->detections_all) == 3)
+    else if (sscanf(line, "detections %d infer_all_s=%lf all %d kept_mb=%lf", &t->detections,
+                    &t->infer_all_s, &t->detections_all, &t->infer_kept_mb) == 4)
         ;
     else if (sscanf(line, "bf16 infer_s=%lf infer_all_s=%lf held %d of %d kept_mb=%lf",
                     &t->infer_bf16_s, &t->infer_all_bf16_s, &t->bf16_held, &t->bf16_compared,
@@ -1002,6 +1010,12 @@ static mr_status model_table(const mr_bench_options *o, model_runs *m, FILE *out
                     "masks made in the inference above at %dx%d: mrcnn %d (Matterport's "
                     "confidence 0.7), torchvision %d (score 0.05)\n",
                     cases[i].side, cases[i].side, m->ours[i].detections, m->torch[i].detections);
+    for (int i = 0; i < m->n_cases; i++)
+        if (cases[i].depth == 50)
+            fprintf(out,
+                    "kernels mrcnn's inference keeps across images at %dx%d (as predict and "
+                    "evaluate do): %.0f MB\n",
+                    cases[i].side, cases[i].side, m->ours[i].infer_kept_mb);
     if (!m->onnx[0].ok)
         fprintf(out, "(ONNX Runtime not measured: `make bench` installs onnxruntime-node with "
                      "npm; node or npm missing, or the registry unreachable)\n");

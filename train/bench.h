@@ -19,6 +19,8 @@ typedef struct {
      * the mask work torchvision's untrained model does */
     double infer_all_s;
     int detections_all;
+    /* mrcnn only: what its float32 inference context keeps of the kernels across images */
+    double infer_kept_mb;
     /* mrcnn only, on a CPU with AVX-512 BF16: both inferences again with bfloat16 products
      * (`--bf16`), the packed kernels they keep, and how its detections (every one kept) hold
      * against float32's: of bf16_compared, bf16_held have a partner of their class within 1 px

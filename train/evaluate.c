@@ -741,7 +741,8 @@ mr_status mr_evaluate_run(const mr_eval_request *r, mr_eval_run *run) {
     bool model_ok = false;
     mr_status st = MR_OK;
     if (r->weights) {
-        const mr_inference_options io = {.allow_damaged = r->allow_damaged};
+        const mr_inference_options io = {.allow_damaged = r->allow_damaged,
+                                         .fold_batchnorms = true};
         st = mr_inference_load_opts(r->weights, r->config, &io, cfg, &model, NULL);
         model_ok = st == MR_OK;
         if (st == MR_OK && !r->data.data)
@@ -768,6 +769,7 @@ mr_status mr_evaluate_run(const mr_eval_request *r, mr_eval_run *run) {
     if (st == MR_OK) st = mr_evaluation_init(&run->e, cfg->net.num_classes, &eo);
     if (st == MR_OK && r->weights) {
         st = mr_ctx_init(&ctx, (size_t)cfg->arena_mb << 20);
+        if (st == MR_OK) mr_ctx_keep_kernels(&ctx);
         if (st == MR_OK && r->bf16) st = mr_ctx_use_bf16(&ctx);
         if (st == MR_OK) st = mr_evaluate_model(&run->e, &ctx, &model, ds, r->limit, r->progress);
     } else if (st == MR_OK) {

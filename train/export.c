@@ -285,6 +285,8 @@ mr_status mr_inference_load_opts(const char *weights_path, const char *config_pa
         st = mismatch(&report, weights_path, origin);
     }
     mr_load_report_free(&report);
+    if (st == MR_OK && opt && opt->fold_batchnorms)
+        st = mr_fold_batchnorms(m, cfg->net.bn_eps, NULL, NULL);
     if (st != MR_OK) mr_model_free(m);
     /* Only worth saying when the weights did load: a mismatch error says it all. */
     else if (warning[0])

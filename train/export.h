@@ -75,6 +75,10 @@ typedef struct {
     /* Use tensors that fail their checksum (a warning each) instead of refusing the file:
      * the verbs' --allow-damaged. */
     bool allow_damaged;
+    /* Fold every batch norm into its convolution once loaded (mr_fold_batchnorms), as an export
+     * is: an inference session (predict, evaluate) then runs no fold per image, and a checkpoint
+     * detects exactly as its export. */
+    bool fold_batchnorms;
 } mr_inference_options;
 
 /* mr_inference_load with options; `opt` may be NULL (the defaults: damaged files refused, as

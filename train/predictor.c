@@ -31,10 +31,11 @@
 
 mr_status mr_predictor_load(mr_predictor *p, const mr_predictor_options *o) {
     memset(p, 0, sizeof *p);
-    const mr_inference_options io = {.allow_damaged = o->allow_damaged};
+    const mr_inference_options io = {.allow_damaged = o->allow_damaged, .fold_batchnorms = true};
     MR_TRY(mr_inference_load_opts(o->weights, o->config, &io, &p->cfg, &p->model, &p->format));
     p->threshold = !isnan(o->threshold) ? (float)o->threshold : p->cfg.net.detection_min_confidence;
     mr_status st = mr_ctx_init(&p->ctx, (size_t)p->cfg.arena_mb << 20);
+    if (st == MR_OK) mr_ctx_keep_kernels(&p->ctx);
     if (st == MR_OK && o->bf16) st = mr_ctx_use_bf16(&p->ctx);
     if (st != MR_OK) {
         mr_model_free(&p->model);
