@@ -43,17 +43,23 @@ void mr_fold_conv_bn(float *kernel, int64_t kernel_numel, float *bias, int64_t c
                (long long)kernel_numel, (long long)channels);
     int64_t rows = kernel_numel / channels;
     float identity_var = mr_bn_identity_variance(eps);
+    double *scale = malloc(sizeof *scale * (size_t)channels);
+    MR_REQUIRE(scale, "fold: no memory for %lld scales", (long long)channels);
     for (int64_t c = 0; c < channels; c++) {
         /* The variance + eps sum is rounded to float first, as the batch-norm op does. */
-        double s = (double)gamma[c] / sqrt((double)(var[c] + eps));
-        for (int64_t r = 0; r < rows; r++)
-            kernel[r * channels + c] = (float)((double)kernel[r * channels + c] * s);
-        bias[c] = (float)(((double)bias[c] - (double)mean[c]) * s + (double)beta[c]);
+        scale[c] = (double)gamma[c] / sqrt((double)(var[c] + eps));
+        bias[c] = (float)(((double)bias[c] - (double)mean[c]) * scale[c] + (double)beta[c]);
         gamma[c] = 1.0f;
         beta[c] = 0.0f;
         mean[c] = 0.0f;
         var[c] = identity_var;
     }
+    /* Row by row, in memory order: a predict or evaluate run folds the whole network at load. */
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < channels; c++)
+            kernel[r * channels + c] = (float)((double)kernel[r * channels + c] * scale[c]);
+    free(scale);
 }
 
 typedef struct {
