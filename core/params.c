@@ -126,7 +126,10 @@ mr_status mr_params_set_trainable(mr_params *p, const char *layer_regex, int *n_
 }
 
 void mr_params_zero_grads(mr_params *p) {
-    if (p->grads) mr_zero_floats(p->grads, (int64_t)p->total);
+    /* The trainable parameters' alone: nothing writes or reads a frozen one's gradient, so its
+     * pages are never backed (training the heads leaves the backbone's unbacked). */
+    for (int i = 0; i < p->count; i++)
+        if (!p->items[i].frozen) mr_zero_floats(p->items[i].t.grad, p->items[i].t.numel);
 }
 
 size_t mr_params_count_trainable(const mr_params *p) {
