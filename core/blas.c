@@ -26,22 +26,27 @@
 
 /* With a bias, a product's rows are filled with it a block at a time, each block just before the
  * product adds into it, so it is still in cache: filled in a pass of its own, the whole of C
- * would go through memory once more. Blocks hold about this many floats of C, and only products
- * whose inner dimension is at most BIAS_BLOCK_MAX_K are cut: each block packs B again, which
- * costs little only while B is small beside the work. */
+ * would go through memory once more. A ReLU after the product takes each block the same way. Blocks
+ * hold about this many floats of C, and only products whose inner dimension is at most
+ * BIAS_BLOCK_MAX_K are cut: each block packs B again, which costs little only while B is small
+ * beside the work. */
 #define BIAS_BLOCK_FLOATS (1 << 18)
 #define BIAS_BLOCK_MAX_K  256
 
-/* One single-threaded product: C = alpha A B + beta C, or with `bias`, C = A B + bias on every
- * row (alpha and beta unused). */
+/* What a product does to C around the multiplication, block by block. */
+typedef struct {
+    const float *bias; /* C = A B + bias on every row (alpha and beta unused); NULL: none */
+    bool relu;         /* then max(0, c) on every element: the ReLU that follows a layer */
+} epilogue;
+
+/* One single-threaded product: C = alpha A B + beta C, then the epilogue. */
 static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                 int64_t lda, const float *B, int64_t ldb, float beta, const float *bias, float *C,
+                 int64_t lda, const float *B, int64_t ldb, float beta, epilogue e, float *C,
                  int64_t ldc) {
+    const float *bias = e.bias;
     int64_t rows = M;
-    if (bias) {
-        alpha = beta = 1.0f;
-        if (K <= BIAS_BLOCK_MAX_K) rows = (BIAS_BLOCK_FLOATS / N + 15) / 16 * 16;
-    }
+    if (bias) alpha = beta = 1.0f;
+    if ((bias || e.relu) && K <= BIAS_BLOCK_MAX_K) rows = (BIAS_BLOCK_FLOATS / N + 15) / 16 * 16;
     for (int64_t r0 = 0; r0 < M; r0 += rows) {
         int64_t n = M - r0 < rows ? M - r0 : rows;
         float *c = C + r0 * ldc;
@@ -52,23 +57,31 @@ static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                         tb ? CblasTrans : CblasNoTrans, (blasint)n, (blasint)N, (blasint)K, alpha,
                         ta ? A + r0 : A + r0 * lda, (blasint)lda, B, (blasint)ldb, beta, c,
                         (blasint)ldc);
+        if (e.relu)
+            for (int64_t r = 0; r < n; r++) {
+                float *row = c + r * ldc;
+#pragma omp simd
+                for (int64_t j = 0; j < N; j++) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
+            }
     }
 }
 
 static void product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                    int64_t lda, const float *B, int64_t ldb, float beta, const float *bias,
-                    float *C, int64_t ldc) {
+                    int64_t lda, const float *B, int64_t ldb, float beta, epilogue e, float *C,
+                    int64_t ldc) {
     if (M <= 0 || N <= 0) return;
     mr_profile_gemm((double)M, (double)N, (double)K);
-    if (K <= 0 && !bias) {
+    if (K <= 0 && !e.bias) {
         for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++)
-                C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+            for (int64_t j = 0; j < N; j++) {
+                float c = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+                C[i * ldc + j] = e.relu && !(c > 0.0f) ? 0.0f : c;
+            }
         return;
     }
     const int threads = omp_get_max_threads();
     if (threads == 1 || omp_in_parallel()) { /* OpenBLAS runs single-threaded here */
-        gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);
+        gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, e, C, ldc);
         return;
     }
     const double mnk = (double)M * (double)N * (double)K;
@@ -87,7 +100,7 @@ static void product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alp
         /* Inside a parallel region, so that OpenBLAS does not thread it either. */
 #pragma omp parallel
 #pragma omp single
-        gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);
+        gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, e, C, ldc);
         return;
     }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(parts < threads ? (int)parts : threads)
@@ -97,20 +110,20 @@ static void product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alp
                 hi = p + 1 == parts ? dim : dim * (p + 1) / parts / 16 * 16;
         if (hi <= lo) continue;
         if (by_rows)
-            gemm(ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta, bias,
+            gemm(ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta, e,
                  C + lo * ldc, ldc);
         else
             gemm(ta, tb, M, hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta,
-                 bias ? bias + lo : NULL, C + lo, ldc);
+                 (epilogue){e.bias ? e.bias + lo : NULL, e.relu}, C + lo, ldc);
     }
 }
 
 void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
+    product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, (epilogue){NULL, false}, C, ldc);
 }
 
 void mr_sgemm_bias(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
-                   int64_t ldb, const float *bias, float *C, int64_t ldc) {
-    product(false, false, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, bias, C, ldc);
+                   int64_t ldb, const float *bias, bool relu, float *C, int64_t ldc) {
+    product(false, false, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, (epilogue){bias, relu}, C, ldc);
 }

@@ -13,9 +13,10 @@ void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
 
 /* C (M,N) = A (M,K) @ B (K,N) + bias (N) on every row, row-major: the same bits as filling C's
  * rows with the bias and calling mr_sgemm with beta 1, without a pass of its own over C. bias may
- * be NULL (then beta 0). */
+ * be NULL (then beta 0). With `relu`, each block of rows is then rectified (max(0, c)) as soon as
+ * it is made. */
 void mr_sgemm_bias(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
-                   int64_t ldb, const float *bias, float *C, int64_t ldc);
+                   int64_t ldb, const float *bias, bool relu, float *C, int64_t ldc);
 
 /* Whether this CPU (and compiler) runs mr_sgemm_bf16: x86-64 with AVX-512 BF16. */
 bool mr_bf16_supported(void);

@@ -134,19 +134,20 @@ static void column_sums(float *acc, const float *a, const float *b, int64_t rows
 
 /* ---- the three paths behind one forward and one backward ----------------------------------- */
 
-/* y = conv(x, w) + b (b may be NULL). `layer` (the kernel tensor) names what a context that keeps
- * kernels keeps of w (mr_ctx_keep_kernels); w may be NULL once that is kept (kernel_kept). */
+/* y = conv(x, w) + b (b may be NULL), then max(0, y) with `relu`. `layer` (the kernel tensor)
+ * names what a context that keeps kernels keeps of w (mr_ctx_keep_kernels); w may be NULL once
+ * that is kept (kernel_kept). */
 static void conv_forward(mr_ctx *ctx, const conv_geom *g, bool winograd, const float *x,
-                         const float *w, const void *layer, const float *b, float *y) {
+                         const float *w, const void *layer, const float *b, bool relu, float *y) {
     int64_t M = g->n * g->oh * g->ow, kdim = g->kh * g->kw * g->cin;
     if (winograd) {
-        mr_winograd_forward(ctx, g, x, w, layer, b, y);
+        mr_winograd_forward(ctx, g, x, w, layer, b, relu, y);
         return;
     }
     const mr_kept_kernel *packed = mr_packed_rows(ctx, layer, kdim, g->cout, w, g->cout);
     if (ctx->status != MR_OK) return;
     if (col_is_input(g)) {
-        mr_forward_product(ctx, M, g->cout, kdim, x, kdim, w, g->cout, packed, b, y, g->cout);
+        mr_forward_product(ctx, M, g->cout, kdim, x, kdim, w, g->cout, packed, b, relu, y, g->cout);
         return;
     }
     int64_t rows = chunk_rows(g);
@@ -155,7 +156,7 @@ static void conv_forward(mr_ctx *ctx, const conv_geom *g, bool winograd, const f
     for (int64_t m0 = 0; m0 < M; m0 += rows) {
         int64_t m1 = m0 + rows < M ? m0 + rows : M;
         im2col(col, x, g, m0, m1);
-        mr_forward_product(ctx, m1 - m0, g->cout, kdim, col, kdim, w, g->cout, packed, b,
+        mr_forward_product(ctx, m1 - m0, g->cout, kdim, col, kdim, w, g->cout, packed, b, relu,
                            y + m0 * g->cout, g->cout);
     }
 }
@@ -241,13 +242,14 @@ static void conv2d_backward(mr_node *node) {
                   b && (node->needs_grad & 4u) ? b->grad : NULL);
 }
 
-mr_tensor *mr_conv2d(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride, int pad) {
+static mr_tensor *conv2d(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride, int pad,
+                         bool relu) {
     if (!x || !w || ctx->status != MR_OK) return NULL;
     conv_geom g = conv_geometry("conv2d", x, w, b, stride, pad);
     mr_tensor *out = mr_tensor_4d(ctx, "conv2d", g.n, g.oh, g.ow, g.cout);
     if (!out) return NULL;
     bool winograd = mr_winograd_suits(ctx, &g);
-    conv_forward(ctx, &g, winograd, x->data, w->data, w, b ? b->data : NULL, out->data);
+    conv_forward(ctx, &g, winograd, x->data, w->data, w, b ? b->data : NULL, relu, out->data);
     if (ctx->status != MR_OK) return NULL;
     mr_tensor *inputs[3] = {x, w, b};
     mr_node *node = mr_record(ctx, MR_OP_CONV2D, out, inputs, 3, conv2d_backward);
@@ -258,6 +260,17 @@ mr_tensor *mr_conv2d(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int 
         node->saved = s;
     }
     return out;
+}
+
+mr_tensor *mr_conv2d(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride, int pad) {
+    return conv2d(ctx, x, w, b, stride, pad, false);
+}
+
+/* The convolution's node holds the rectified values, as after mr_relu_inplace: its backward
+ * never reads them, and the ReLU's reads exactly these. */
+mr_tensor *mr_conv2d_relu(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride,
+                          int pad) {
+    return mr_relu_rectified(ctx, conv2d(ctx, x, w, b, stride, pad, true));
 }
 
 /* ---- conv2d followed by a frozen batch norm, folded ----------------------------------------
@@ -349,9 +362,10 @@ static void conv2d_bn_backward(mr_node *node) {
     }
 }
 
-mr_tensor *mr_conv2d_bn(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride, int pad,
-                        mr_tensor *gamma, mr_tensor *beta, const mr_tensor *moving_mean,
-                        const mr_tensor *moving_var, float eps) {
+static mr_tensor *conv2d_bn(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride,
+                            int pad, mr_tensor *gamma, mr_tensor *beta,
+                            const mr_tensor *moving_mean, const mr_tensor *moving_var, float eps,
+                            bool relu) {
     if (!x || !w || ctx->status != MR_OK) return NULL;
     conv_geom g = conv_geometry("conv2d_bn", x, w, b, stride, pad);
     MR_REQUIRE(gamma->numel == g.cout && beta->numel == g.cout && moving_mean->numel == g.cout &&
@@ -377,7 +391,7 @@ mr_tensor *mr_conv2d_bn(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, i
         if (kernel_kept(ctx, &g, winograd, w)) wf = NULL;
         fold_kernel(wf, bf, scale, w, b, beta, moving_mean->data, g.cout);
     }
-    conv_forward(ctx, &g, winograd, x->data, wf, w, bf, out->data);
+    conv_forward(ctx, &g, winograd, x->data, wf, w, bf, relu, out->data);
     if (ctx->status != MR_OK) return NULL;
     mr_tensor *inputs[5] = {x, w, b, gamma, beta};
     mr_node *node = mr_record(ctx, MR_OP_CONV2D_BN, out, inputs, 5, conv2d_bn_backward);
@@ -388,6 +402,19 @@ mr_tensor *mr_conv2d_bn(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, i
         node->saved = s;
     }
     return out;
+}
+
+mr_tensor *mr_conv2d_bn(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride, int pad,
+                        mr_tensor *gamma, mr_tensor *beta, const mr_tensor *moving_mean,
+                        const mr_tensor *moving_var, float eps) {
+    return conv2d_bn(ctx, x, w, b, stride, pad, gamma, beta, moving_mean, moving_var, eps, false);
+}
+
+mr_tensor *mr_conv2d_bn_relu(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride,
+                             int pad, mr_tensor *gamma, mr_tensor *beta,
+                             const mr_tensor *moving_mean, const mr_tensor *moving_var, float eps) {
+    return mr_relu_rectified(
+        ctx, conv2d_bn(ctx, x, w, b, stride, pad, gamma, beta, moving_mean, moving_var, eps, true));
 }
 
 /* ---- transposed conv 2x2 / 2 ------------------------------------------------------------ */
@@ -442,7 +469,7 @@ static void deconv2x2_backward(mr_node *node) {
     }
 }
 
-mr_tensor *mr_deconv2x2(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b) {
+static mr_tensor *deconv2x2(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, bool relu) {
     if (!x || !w || ctx->status != MR_OK) return NULL;
     char xs[64], ws[64];
     MR_REQUIRE(x->ndim == 4 && w->ndim == 4 && w->shape[0] == 2 && w->shape[1] == 2 &&
@@ -463,13 +490,17 @@ mr_tensor *mr_deconv2x2(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b) {
         packed = mr_packed_rows(ctx, w, s.cin, cols, km, cols);
         if (ctx->status != MR_OK) return NULL;
     }
-    mr_forward_product(ctx, M, cols, s.cin, x->data, s.cin, km, cols, packed, NULL, y, cols);
+    mr_forward_product(ctx, M, cols, s.cin, x->data, s.cin, km, cols, packed, NULL, false, y, cols);
+    const float *bias = b ? b->data : NULL;
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++)
-        for (int64_t k = 0; k < 4; k++)
-            for (int64_t o = 0; o < s.cout; o++)
-                out->data[deconv_out_index(&s, m, k, o)] =
-                    y[m * cols + k * s.cout + o] + (b ? b->data[o] : 0.0f);
+        for (int64_t k = 0; k < 4; k++) {
+            const float *src = y + m * cols + k * s.cout;
+            float *dst = out->data + deconv_out_index(&s, m, k, 0);
+            for (int64_t o = 0; o < s.cout; o++) dst[o] = src[o] + (bias ? bias[o] : 0.0f);
+            if (relu)
+                for (int64_t o = 0; o < s.cout; o++) dst[o] = dst[o] > 0.0f ? dst[o] : 0.0f;
+        }
     mr_tensor *inputs[3] = {x, w, b};
     mr_node *node = mr_record(ctx, MR_OP_DECONV2X2, out, inputs, 3, deconv2x2_backward);
     if (node) {
@@ -479,4 +510,12 @@ mr_tensor *mr_deconv2x2(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b) {
         node->saved = saved;
     }
     return out;
+}
+
+mr_tensor *mr_deconv2x2(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b) {
+    return deconv2x2(ctx, x, w, b, false);
+}
+
+mr_tensor *mr_deconv2x2_relu(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b) {
+    return mr_relu_rectified(ctx, deconv2x2(ctx, x, w, b, true));
 }

@@ -39,17 +39,22 @@ mr_tensor *mr_relu(mr_ctx *ctx, mr_tensor *x) {
     return out;
 }
 
-mr_tensor *mr_relu_inplace(mr_ctx *ctx, mr_tensor *x) {
+mr_tensor *mr_relu_rectified(mr_ctx *ctx, mr_tensor *x) {
     if (!x || ctx->status != MR_OK) return NULL;
     mr_tensor *out = mr_alloc(ctx, sizeof *out, "relu");
     if (!out) return NULL;
     *out = (mr_tensor){.data = x->data, .ndim = x->ndim, .numel = x->numel, .name = "relu"};
     for (int i = 0; i < x->ndim; i++) out->shape[i] = x->shape[i];
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < x->numel; i++) out->data[i] = out->data[i] > 0.0f ? out->data[i] : 0.0f;
     /* The backward reads only the output, so losing the input's values costs nothing. */
     record_relu(ctx, out, x);
     return out;
+}
+
+mr_tensor *mr_relu_inplace(mr_ctx *ctx, mr_tensor *x) {
+    if (!x || ctx->status != MR_OK) return NULL;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < x->numel; i++) x->data[i] = x->data[i] > 0.0f ? x->data[i] : 0.0f;
+    return mr_relu_rectified(ctx, x);
 }
 
 static void sigmoid_backward(mr_node *node) {

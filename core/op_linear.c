@@ -30,7 +30,7 @@ mr_tensor *mr_linear(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b) {
     const mr_kept_kernel *packed = mr_packed_rows(ctx, w, in, outc, w->data, outc);
     if (ctx->status != MR_OK) return NULL;
     mr_forward_product(ctx, n, outc, in, x->data, in, w->data, outc, packed, b ? b->data : NULL,
-                       out->data, outc);
+                       false, out->data, outc);
     mr_tensor *inputs[3] = {x, w, b};
     mr_record(ctx, MR_OP_LINEAR, out, inputs, 3, linear_backward);
     return out;

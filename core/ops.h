@@ -23,6 +23,15 @@ mr_tensor *mr_conv2d_bn(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, i
 /* Transposed conv, kernel 2x2, stride 2, Keras kernel layout (2,2,Cout,Cin):
  * out[2y+i, 2x+j, o] = b[o] + sum_c x[y,x,c] * w[i,j,o,c]. */
 mr_tensor *mr_deconv2x2(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b);
+/* mr_relu_inplace of each of the three, with the ReLU applied as each block of the output is
+ * made rather than in a pass of its own: the same values, and the tape records the same two
+ * nodes, so the gradients are the same to the bit. */
+mr_tensor *mr_conv2d_relu(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride,
+                          int pad);
+mr_tensor *mr_conv2d_bn_relu(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride,
+                             int pad, mr_tensor *gamma, mr_tensor *beta,
+                             const mr_tensor *moving_mean, const mr_tensor *moving_var, float eps);
+mr_tensor *mr_deconv2x2_relu(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b);
 
 /* Batch norm over the last axis. Frozen: y = gamma (x - mean) / sqrt(var + eps) + beta with the
  * moving statistics (Matterport's TRAIN_BN=False). Batch: statistics of this batch over every
@@ -39,6 +48,9 @@ mr_tensor *mr_relu(mr_ctx *ctx, mr_tensor *x);
 /* ReLU written over its input's values (the result shares them). Only for an input whose values
  * nothing reads afterwards, forward or backward: batch norm and add outputs, conv outputs. */
 mr_tensor *mr_relu_inplace(mr_ctx *ctx, mr_tensor *x);
+/* mr_relu_inplace of an x whose values are rectified already (the fused ops above): the result
+ * and its tape node without the pass. */
+mr_tensor *mr_relu_rectified(mr_ctx *ctx, mr_tensor *x);
 /* The logistic function, overflow-free for any input (also used by losses and inference). */
 float mr_sigmoidf(float v);
 mr_tensor *mr_sigmoid(mr_ctx *ctx, mr_tensor *x);

@@ -128,9 +128,9 @@ const mr_kept_kernel *mr_packed_rows(mr_ctx *ctx, const void *key, int64_t K, in
 
 void mr_forward_product(mr_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx,
                         const float *w, int64_t ldw, const mr_kept_kernel *packed,
-                        const float *bias, float *y, int64_t ldy) {
+                        const float *bias, bool relu, float *y, int64_t ldy) {
     if (!packed) {
-        mr_sgemm_bias(M, N, K, x, ldx, w, ldw, bias, y, ldy);
+        mr_sgemm_bias(M, N, K, x, ldx, w, ldw, bias, relu, y, ldy);
         return;
     }
     MR_REQUIRE(!ctx->recording && !omp_in_parallel(),
@@ -144,6 +144,11 @@ void mr_forward_product(mr_ctx *ctx, int64_t M, int64_t N, int64_t K, const floa
         for (int64_t m = 0; m < M; m++) memcpy(y + m * ldy, bias, (size_t)N * sizeof(float));
     mr_sgemm_bf16(M, N, K, x, ldx, (const uint32_t *)packed->data, bias ? 1.0f : 0.0f, y, ldy,
                   work);
+    if (relu)
+#pragma omp parallel for schedule(static)
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++)
+                y[m * ldy + n] = y[m * ldy + n] > 0.0f ? y[m * ldy + n] : 0.0f;
 }
 
 void mr_ctx_reset(mr_ctx *ctx) {

@@ -190,12 +190,12 @@ void *mr_kept_new(mr_ctx *ctx, const void *key, mr_kept_kind kind, size_t bytes)
 const mr_kept_kernel *mr_packed_rows(mr_ctx *ctx, const void *key, int64_t K, int64_t N,
                                      const float *w, int64_t ldw);
 
-/* y (M,N) = x (M,K) @ w (K,N) + bias (N, or NULL) on every row: the forward product of
- * convolutions and dense layers, in float; with `packed` instead of w when a bf16 context gives
- * one. */
+/* y (M,N) = x (M,K) @ w (K,N) + bias (N, or NULL) on every row, then max(0, y) with `relu`: the
+ * forward product of convolutions and dense layers, in float; with `packed` instead of w when a
+ * bf16 context gives one. */
 void mr_forward_product(mr_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *x, int64_t ldx,
                         const float *w, int64_t ldw, const mr_kept_kernel *packed,
-                        const float *bias, float *y, int64_t ldy);
+                        const float *bias, bool relu, float *y, int64_t ldy);
 
 /* No-grad scope: ops inside record nothing. Returns the previous state for the restore. */
 bool mr_no_grad_begin(mr_ctx *ctx);

@@ -506,9 +506,10 @@ static void input_transform_backward(float *dx, const float *dv, const mr_conv_g
     }
 }
 
-/* y = A' M A (+ bias) for tiles [t0, t1); M is a*a planes of (t1 - t0, Cout). */
-static void output_transform(float *y, const float *mm, const float *bias, const mr_conv_geom *g,
-                             const plan *p, int64_t t0, int64_t t1) {
+/* y = A' M A (+ bias, then max(0, y) with relu) for tiles [t0, t1); M is a*a planes of
+ * (t1 - t0, Cout). */
+static void output_transform(float *y, const float *mm, const float *bias, bool relu,
+                             const mr_conv_geom *g, const plan *p, int64_t t0, int64_t t1) {
     int64_t cout = g->cout, plane = (t1 - t0) * cout;
     int alpha = p->f->alpha, tile = p->f->tile;
 #pragma omp parallel for schedule(dynamic, 4)
@@ -533,6 +534,8 @@ static void output_transform(float *y, const float *mm, const float *bias, const
                     for (int64_t k = 0; k < n; k++) row[k] = res[e][k] + bias[o + k];
                 else
                     memcpy(row, res[e], (size_t)n * sizeof(float));
+                if (relu)
+                    for (int64_t k = 0; k < n; k++) row[k] = row[k] > 0.0f ? row[k] : 0.0f;
             }
         }
     }
@@ -578,7 +581,7 @@ bool mr_winograd_kernel_kept(const mr_ctx *ctx, const mr_conv_geom *g, const voi
 }
 
 void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, const float *w,
-                         const void *layer, const float *b, float *y) {
+                         const void *layer, const float *b, bool relu, float *y) {
     const mr_kept_kernel *kept = mr_kept_find(ctx, layer, variant_for(ctx, g)->kept);
     workspace ws;
     if (!workspace_for(ctx, g, !kept && !ctx->keep_kernels, &ws)) return;
@@ -604,7 +607,7 @@ void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, con
         for (int e = 0; e < planes; e++)
             mr_sgemm(false, false, tc, g->cout, g->cin, 1.0f, ws.v + e * v_plane, g->cin,
                      u + e * u_plane, g->cout, 0.0f, ws.m + e * m_plane, g->cout);
-        output_transform(y, ws.m, b, g, p, t0, t1);
+        output_transform(y, ws.m, b, relu, g, p, t0, t1);
     }
 }
 

@@ -15,11 +15,11 @@ typedef struct {
  * enough to win, unless ctx->conv_algo forces a path). */
 bool mr_winograd_suits(const mr_ctx *ctx, const mr_conv_geom *g);
 
-/* y = conv(x, w) + b (b may be NULL). A context that keeps kernels (mr_ctx_keep_kernels) keeps
- * w's transform under `layer` (the kernel tensor) at the first call and uses it from then on,
- * when w may be NULL. */
+/* y = conv(x, w) + b (b may be NULL), then max(0, y) with `relu`. A context that keeps kernels
+ * (mr_ctx_keep_kernels) keeps w's transform under `layer` (the kernel tensor) at the first call
+ * and uses it from then on, when w may be NULL. */
 void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, const float *w,
-                         const void *layer, const float *b, float *y);
+                         const void *layer, const float *b, bool relu, float *y);
 
 /* Whether ctx keeps the transform mr_winograd_forward would use for `layer` at this geometry. */
 bool mr_winograd_kernel_kept(const mr_ctx *ctx, const mr_conv_geom *g, const void *layer);

@@ -114,10 +114,8 @@ static void resolve(mr_model *m, void *handles) {
 
 static mr_tensor *bottleneck(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const block_w *w) {
     const bool late = m->cfg.resnet_stride == MR_STRIDE_3X3;
-    mr_tensor *y = mr_relu_inplace(
-        ctx, mr_net_conv_bn(ctx, m, x, &w->branch2a, late ? 1 : w->stride, MR_PAD_VALID));
-    y = mr_relu_inplace(ctx,
-                        mr_net_conv_bn(ctx, m, y, &w->branch2b, late ? w->stride : 1, MR_PAD_SAME));
+    mr_tensor *y = mr_net_conv_bn_relu(ctx, m, x, &w->branch2a, late ? 1 : w->stride, MR_PAD_VALID);
+    y = mr_net_conv_bn_relu(ctx, m, y, &w->branch2b, late ? w->stride : 1, MR_PAD_SAME);
     y = mr_net_conv_bn(ctx, m, y, &w->branch2c, 1, MR_PAD_VALID);
     mr_tensor *shortcut =
         w->projection ? mr_net_conv_bn(ctx, m, x, &w->branch1, w->stride, MR_PAD_VALID) : x;
@@ -130,7 +128,7 @@ static mr_status forward(mr_ctx *ctx, const mr_model *m, const void *handles, mr
     const resnet_w *w = handles;
     bool scratch = mr_net_stage_records_nothing(ctx, m, 1, images);
     if (scratch) mr_scratch_begin(ctx);
-    mr_tensor *x = mr_relu_inplace(ctx, mr_net_conv_bn(ctx, m, images, &w->conv1, 2, 3));
+    mr_tensor *x = mr_net_conv_bn_relu(ctx, m, images, &w->conv1, 2, 3);
     x = mr_maxpool(ctx, x, 3, 2, MR_PAD_SAME);
     if (scratch) x = mr_scratch_end(ctx, x);
     const block_w *blk = w->blocks;

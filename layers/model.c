@@ -233,6 +233,10 @@ mr_tensor *mr_net_conv(mr_ctx *ctx, mr_tensor *x, const mr_conv_w *w, int stride
     return mr_conv2d(ctx, x, w->kernel, w->bias, stride, pad);
 }
 
+mr_tensor *mr_net_conv_relu(mr_ctx *ctx, mr_tensor *x, const mr_conv_w *w, int stride, int pad) {
+    return mr_conv2d_relu(ctx, x, w->kernel, w->bias, stride, pad);
+}
+
 static bool bn_uses_batch_statistics(const mr_ctx *ctx, const mr_model *m) {
     return m->cfg.train_bn && ctx->recording;
 }
@@ -252,6 +256,14 @@ mr_tensor *mr_net_conv_bn(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const mr
         return mr_net_bn(ctx, m, mr_net_conv(ctx, x, &w->conv, stride, pad), &w->bn);
     return mr_conv2d_bn(ctx, x, w->conv.kernel, w->conv.bias, stride, pad, w->bn.gamma, w->bn.beta,
                         w->bn.mean, w->bn.var, m->cfg.bn_eps);
+}
+
+mr_tensor *mr_net_conv_bn_relu(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const mr_conv_bn_w *w,
+                               int stride, int pad) {
+    if (bn_uses_batch_statistics(ctx, m))
+        return mr_relu_inplace(ctx, mr_net_conv_bn(ctx, m, x, w, stride, pad));
+    return mr_conv2d_bn_relu(ctx, x, w->conv.kernel, w->conv.bias, stride, pad, w->bn.gamma,
+                             w->bn.beta, w->bn.mean, w->bn.var, m->cfg.bn_eps);
 }
 
 bool mr_net_stage_records_nothing(const mr_ctx *ctx, const mr_model *m, int stage,
@@ -293,8 +305,8 @@ mr_status mr_model_rpn(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
     int64_t a = m->anchors_per_location;
     mr_profile_enter(MR_GROUP_RPN);
     for (int l = 0; l < 5; l++) {
-        mr_tensor *shared = mr_relu_inplace(
-            ctx, mr_net_conv(ctx, p[l], &w->rpn_shared, m->cfg.anchor_stride, MR_PAD_SAME));
+        mr_tensor *shared =
+            mr_net_conv_relu(ctx, p[l], &w->rpn_shared, m->cfg.anchor_stride, MR_PAD_SAME);
         mr_tensor *cls = mr_net_conv(ctx, shared, &w->rpn_class, 1, MR_PAD_VALID);
         mr_tensor *box = mr_net_conv(ctx, shared, &w->rpn_bbox, 1, MR_PAD_VALID);
         if (!cls || !box) return ctx->status;
@@ -342,8 +354,8 @@ mr_tensor *mr_model_mask_head(mr_ctx *ctx, const mr_model *m, mr_tensor *const p
                                 c->image_max_dim, c->roi_align_mode);
     mr_profile_enter(MR_GROUP_HEADS);
     for (int i = 0; i < 4; i++)
-        x = mr_relu_inplace(ctx, mr_net_conv_bn(ctx, m, x, &w->mask_conv[i], 1, MR_PAD_SAME));
+        x = mr_net_conv_bn_relu(ctx, m, x, &w->mask_conv[i], 1, MR_PAD_SAME);
     if (w->mask_deconv.layer >= 0)
-        x = mr_relu_inplace(ctx, mr_deconv2x2(ctx, x, w->mask_deconv.kernel, w->mask_deconv.bias));
+        x = mr_deconv2x2_relu(ctx, x, w->mask_deconv.kernel, w->mask_deconv.bias);
     return mr_net_conv(ctx, x, &w->mask, 1, MR_PAD_VALID);
 }

@@ -58,6 +58,10 @@ mr_tensor *mr_net_conv(mr_ctx *ctx, mr_tensor *x, const mr_conv_w *w, int stride
 mr_tensor *mr_net_bn(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const mr_bn_w *w);
 mr_tensor *mr_net_conv_bn(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const mr_conv_bn_w *w,
                           int stride, int pad);
+/* The two followed by a ReLU, fused where the op allows (core/ops.h: mr_conv2d_relu). */
+mr_tensor *mr_net_conv_relu(mr_ctx *ctx, mr_tensor *x, const mr_conv_w *w, int stride, int pad);
+mr_tensor *mr_net_conv_bn_relu(mr_ctx *ctx, const mr_model *m, mr_tensor *x, const mr_conv_bn_w *w,
+                               int stride, int pad);
 /* True when every layer of `stage` is frozen (or nothing records) and `input` needs no
  * gradient: that stage records nothing, so its temporaries may live in a scratch scope
  * (mr_scratch_begin / mr_scratch_end). */

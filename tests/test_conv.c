@@ -264,6 +264,118 @@ Test(conv, a_context_that_keeps_kernels_transforms_each_once_with_the_same_bits)
     mr_ctx_free(&keep);
 }
 
+/* The fused ReLU (mr_conv2d_relu, mr_conv2d_bn_relu, mr_deconv2x2_relu) against the op followed
+ * by mr_relu_inplace: the same output bits and the same gradients to the bit, on every path the
+ * epilogue lives in (Winograd's output transform, the im2col product, a 1x1 product whose rows
+ * are blocked (inner dimension up to 256) and one whose are not, a strided BN-folded layer, the
+ * deconvolution's scatter), with the same number of tape nodes. */
+typedef enum { FUSED_CONV, FUSED_CONV_BN, FUSED_DECONV } fused_kind;
+
+static mr_tensor *fused_param(mr_ctx *ctx, mr_rng *rng, int ndim, const int64_t *shape, float scale,
+                              float offset) {
+    mr_tensor *t = mr_tensor_new(ctx, "p", ndim, shape);
+    cr_assert_not_null(t);
+    for (int64_t i = 0; i < t->numel; i++) t->data[i] = offset + scale * mr_rng_normal(rng);
+    t->requires_grad = true;
+    return t;
+}
+
+static void fused_run(fused_kind kind, mr_conv_algo algo, int64_t side, int64_t cin, int64_t cout,
+                      int64_t k, int stride, bool fused, float **values, int64_t *n_values,
+                      int *nodes) {
+    mr_ctx ctx;
+    cr_assert_eq(mr_ctx_init(&ctx, (size_t)128 << 20), MR_OK);
+    ctx.conv_algo = algo;
+    mr_rng rng;
+    mr_rng_seed(&rng, 77);
+    int64_t xs[4] = {2, side, side, cin}, ws[4] = {k, k, cin, cout}, ds[4] = {2, 2, cout, cin};
+    int64_t cs[1] = {cout};
+    mr_tensor *x = fused_param(&ctx, &rng, 4, xs, 1.0f, 0.0f);
+    mr_tensor *w = fused_param(&ctx, &rng, 4, kind == FUSED_DECONV ? ds : ws, 0.05f, 0.0f);
+    mr_tensor *b = fused_param(&ctx, &rng, 1, cs, 0.3f, 0.0f);
+    mr_tensor *gamma = fused_param(&ctx, &rng, 1, cs, 0.2f, 1.0f);
+    mr_tensor *beta = fused_param(&ctx, &rng, 1, cs, 0.3f, 0.0f);
+    mr_tensor *mean = fused_param(&ctx, &rng, 1, cs, 0.1f, 0.0f);
+    mr_tensor *var = fused_param(&ctx, &rng, 1, cs, 0.1f, 1.0f);
+    mean->requires_grad = var->requires_grad = false;
+    mr_tensor *y = NULL;
+    if (kind == FUSED_CONV)
+        y = fused ? mr_conv2d_relu(&ctx, x, w, b, stride, MR_PAD_SAME)
+                  : mr_relu_inplace(&ctx, mr_conv2d(&ctx, x, w, b, stride, MR_PAD_SAME));
+    else if (kind == FUSED_CONV_BN)
+        y = fused ? mr_conv2d_bn_relu(&ctx, x, w, b, stride, MR_PAD_SAME, gamma, beta, mean, var,
+                                      1e-3f)
+                  : mr_relu_inplace(&ctx, mr_conv2d_bn(&ctx, x, w, b, stride, MR_PAD_SAME, gamma,
+                                                       beta, mean, var, 1e-3f));
+    else
+        y = fused ? mr_deconv2x2_relu(&ctx, x, w, b)
+                  : mr_relu_inplace(&ctx, mr_deconv2x2(&ctx, x, w, b));
+    cr_assert_not_null(y, "%s", mr_last_error());
+    int64_t zeros = 0;
+    for (int64_t i = 0; i < y->numel; i++) zeros += y->data[i] == 0.0f;
+    cr_assert(zeros > y->numel / 10 && zeros < y->numel * 9 / 10, "%lld of %lld rectified",
+              (long long)zeros, (long long)y->numel);
+    *nodes = ctx.tape.count;
+    float *seed = malloc(sizeof *seed * (size_t)y->numel);
+    cr_assert_not_null(seed);
+    for (int64_t i = 0; i < y->numel; i++) seed[i] = mr_rng_normal(&rng);
+    cr_assert_eq(mr_backward_seeded(&ctx, y, seed), MR_OK, "%s", mr_last_error());
+    free(seed);
+    const mr_tensor *parts[5] = {y, x, w, b, kind == FUSED_CONV_BN ? gamma : NULL};
+    int64_t n = y->numel + x->numel + w->numel + b->numel + (parts[4] ? gamma->numel : 0);
+    float *all = malloc(sizeof *all * (size_t)n), *at = all;
+    cr_assert_not_null(all);
+    memcpy(at, y->data, sizeof *at * (size_t)y->numel);
+    at += y->numel;
+    for (int j = 1; j < 5; j++)
+        if (parts[j]) {
+            memcpy(at, parts[j]->grad, sizeof *at * (size_t)parts[j]->numel);
+            at += parts[j]->numel;
+        }
+    *values = all;
+    *n_values = n;
+    mr_ctx_free(&ctx);
+}
+
+Test(conv, fused_relu_gives_the_bits_and_gradients_of_the_op_then_relu) {
+    const struct {
+        const char *name;
+        fused_kind kind;
+        mr_conv_algo algo;
+        int64_t side, cin, cout, k;
+        int stride;
+    } cases[] = {
+        {"3x3 Winograd F(4x4)", FUSED_CONV, MR_CONV_WINOGRAD_F4, 20, 64, 72, 3, 1},
+        {"3x3 Winograd F(6x6) + BN", FUSED_CONV_BN, MR_CONV_WINOGRAD_F6, 20, 64, 72, 3, 1},
+        {"3x3 im2col", FUSED_CONV, MR_CONV_IM2COL, 20, 64, 72, 3, 1},
+        {"1x1, rows blocked", FUSED_CONV_BN, MR_CONV_AUTO, 48, 64, 80, 1, 1},
+        {"1x1, K 300", FUSED_CONV, MR_CONV_AUTO, 24, 300, 80, 1, 1},
+        {"7x7 stride 2 + BN", FUSED_CONV_BN, MR_CONV_AUTO, 30, 3, 64, 7, 2},
+        {"deconv 2x2", FUSED_DECONV, MR_CONV_AUTO, 14, 64, 48, 2, 2},
+    };
+    const int threads_before = omp_get_max_threads();
+    for (int threads = 1; threads <= 2; threads++) {
+        omp_set_num_threads(threads);
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            float *want, *got;
+            int64_t n_want, n_got;
+            int nodes_want, nodes_got;
+            fused_run(cases[c].kind, cases[c].algo, cases[c].side, cases[c].cin, cases[c].cout,
+                      cases[c].k, cases[c].stride, false, &want, &n_want, &nodes_want);
+            fused_run(cases[c].kind, cases[c].algo, cases[c].side, cases[c].cin, cases[c].cout,
+                      cases[c].k, cases[c].stride, true, &got, &n_got, &nodes_got);
+            cr_assert_eq(n_got, n_want);
+            cr_assert_eq(nodes_got, nodes_want, "%s: %d tape nodes, unfused %d", cases[c].name,
+                         nodes_got, nodes_want);
+            cr_assert(!memcmp(got, want, sizeof *got * (size_t)n_got),
+                      "%s, %d threads: fused output or gradients differ", cases[c].name, threads);
+            free(want);
+            free(got);
+        }
+    }
+    omp_set_num_threads(threads_before);
+}
+
 /* The product with a bias (core/blas.c) fills C a block of rows at a time next to the product
  * instead of in a pass of its own: it must give the bits of filling C and then multiplying with
  * beta 1, for one thread and for two (blocks of rows, blocks of columns, several fill blocks,
@@ -290,12 +402,12 @@ Test(conv, product_with_a_bias_is_the_filled_product_bit_for_bit) {
             for (int64_t r = 0; r < M; r++) memcpy(want + r * N, bias, sizeof(float) * N);
             mr_sgemm(false, false, M, N, K, 1.0f, A, K, B, N, 1.0f, want, N);
             for (int64_t i = 0; i < M * N; i++) got[i] = NAN;
-            mr_sgemm_bias(M, N, K, A, K, B, N, bias, got, N);
+            mr_sgemm_bias(M, N, K, A, K, B, N, bias, false, got, N);
             cr_assert(!memcmp(want, got, sizeof(float) * (size_t)(M * N)),
                       "%lldx%lldx%lld, %d threads: the bias product differs", (long long)M,
                       (long long)N, (long long)K, threads);
             mr_sgemm(false, false, M, N, K, 1.0f, A, K, B, N, 0.0f, want, N);
-            mr_sgemm_bias(M, N, K, A, K, B, N, NULL, got, N);
+            mr_sgemm_bias(M, N, K, A, K, B, N, NULL, false, got, N);
             cr_assert(!memcmp(want, got, sizeof(float) * (size_t)(M * N)),
                       "%lldx%lldx%lld, %d threads: without a bias the product differs",
                       (long long)M, (long long)N, (long long)K, threads);
