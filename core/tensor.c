@@ -274,6 +274,9 @@ mr_node *mr_record(mr_ctx *ctx, mr_op_id op, mr_tensor *out, mr_tensor *const *i
         if (inputs[i] && inputs[i]->requires_grad) needs |= 1u << i;
     if (!needs) return NULL;
     MR_REQUIRE(!ctx->in_scratch, "op %s would record inside a scratch scope", mr_op_name(op));
+    /* Training there would leave the kept kernels behind the weights. */
+    MR_REQUIRE(!ctx->keep_kernels, "op %s would record in a context that keeps kernels",
+               mr_op_name(op));
     mr_tape *tape = &ctx->tape;
     if (!mr_grow(&tape->nodes, &tape->capacity, (size_t)tape->count + 1, sizeof *tape->nodes,
                  1024)) {

@@ -2,6 +2,7 @@
  * Winograd over several tile chunks and several images must agree with im2col (each path is
  * checked against PyTorch on small shapes in test_parity.c), forward and every gradient. */
 #include <omp.h>
+#include <signal.h>
 
 #include "../core/blas.h"
 #include "../core/ops.h"
@@ -262,6 +263,21 @@ Test(conv, a_context_that_keeps_kernels_transforms_each_once_with_the_same_bits)
     free(bn);
     mr_ctx_free(&fresh);
     mr_ctx_free(&keep);
+}
+
+/* Training in a context that keeps kernels would leave them behind the weights: recording a
+ * node there is a bug, and stops the program before any result is used. */
+Test(conv, a_context_that_keeps_kernels_refuses_to_record, .signal = SIGABRT) {
+    mr_ctx ctx;
+    cr_assert_eq(mr_ctx_init(&ctx, (size_t)16 << 20), MR_OK);
+    mr_ctx_keep_kernels(&ctx);
+    mr_tensor *x = mr_tensor_4d(&ctx, "x", 1, 8, 8, 4), *w = mr_tensor_4d(&ctx, "w", 3, 3, 4, 4);
+    cr_assert(x && w);
+    for (int64_t i = 0; i < x->numel; i++) x->data[i] = 1.0f;
+    for (int64_t i = 0; i < w->numel; i++) w->data[i] = 0.5f;
+    w->requires_grad = true;
+    mr_conv2d(&ctx, x, w, NULL, 1, MR_PAD_SAME);
+    mr_ctx_free(&ctx); /* not reached */
 }
 
 /* The fused ReLU (mr_conv2d_relu, mr_conv2d_bn_relu, mr_deconv2x2_relu) against the op followed
