@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "profile.h"
+#include "util.h"
 
 /* A product is cut only into blocks of at least this many multiply-adds. */
 #define BLOCK_MIN_MNK (1 << 22)
@@ -58,11 +59,7 @@ static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                         ta ? A + r0 : A + r0 * lda, (blasint)lda, B, (blasint)ldb, beta, c,
                         (blasint)ldc);
         if (e.relu)
-            for (int64_t r = 0; r < n; r++) {
-                float *row = c + r * ldc;
-#pragma omp simd
-                for (int64_t j = 0; j < N; j++) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
-            }
+            for (int64_t r = 0; r < n; r++) mr_relu_floats(c + r * ldc, N);
     }
 }
 

@@ -498,8 +498,7 @@ static mr_tensor *deconv2x2(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *
             const float *src = y + m * cols + k * s.cout;
             float *dst = out->data + deconv_out_index(&s, m, k, 0);
             for (int64_t o = 0; o < s.cout; o++) dst[o] = src[o] + (bias ? bias[o] : 0.0f);
-            if (relu)
-                for (int64_t o = 0; o < s.cout; o++) dst[o] = dst[o] > 0.0f ? dst[o] : 0.0f;
+            if (relu) mr_relu_floats(dst, s.cout);
         }
     mr_tensor *inputs[3] = {x, w, b};
     mr_node *node = mr_record(ctx, MR_OP_DECONV2X2, out, inputs, 3, deconv2x2_backward);

@@ -146,9 +146,7 @@ void mr_forward_product(mr_ctx *ctx, int64_t M, int64_t N, int64_t K, const floa
                   work);
     if (relu)
 #pragma omp parallel for schedule(static)
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t n = 0; n < N; n++)
-                y[m * ldy + n] = y[m * ldy + n] > 0.0f ? y[m * ldy + n] : 0.0f;
+        for (int64_t m = 0; m < M; m++) mr_relu_floats(y + m * ldy, N);
 }
 
 void mr_ctx_reset(mr_ctx *ctx) {

@@ -1,6 +1,6 @@
 /* Small generic helpers with no better home: growing an array by doubling, zeroing or copying
- * a large buffer on every thread, and the plain (non-differentiable) softmax the loss and
- * inference code share. */
+ * a large buffer on every thread, the ReLU of a row, and the plain (non-differentiable) softmax the
+ * loss and inference code share. */
 #ifndef MR_UTIL_H
 #define MR_UTIL_H
 
@@ -18,6 +18,13 @@ bool mr_grow(void *items, size_t *cap, size_t need, size_t elem, size_t first);
  * activation leaves the other threads waiting for it. */
 void mr_zero_floats(float *p, int64_t n);
 void mr_copy_floats(float *restrict dst, const float *restrict src, int64_t n);
+
+/* x = max(0, x) on n floats, NaN to 0: the ReLU's own expression (core/op_elementwise.c), for
+ * the ops that apply it to a row as they make it. Inline: it runs on rows of 64 floats. */
+static inline void mr_relu_floats(float *x, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
 
 /* out (n, c) = softmax of each row of z (n, c), max-subtracted; out may be z. */
 void mr_softmax_rows(float *out, const float *z, int64_t n, int64_t c);

@@ -534,8 +534,7 @@ static void output_transform(float *y, const float *mm, const float *bias, bool 
                     for (int64_t k = 0; k < n; k++) row[k] = res[e][k] + bias[o + k];
                 else
                     memcpy(row, res[e], (size_t)n * sizeof(float));
-                if (relu)
-                    for (int64_t k = 0; k < n; k++) row[k] = row[k] > 0.0f ? row[k] : 0.0f;
+                if (relu) mr_relu_floats(row, n);
             }
         }
     }

@@ -224,6 +224,13 @@ static double mask_iou(const mr_instances *a, int64_t i, const mr_instances *b, 
     return iou;
 }
 
+/* What a context keeps of the kernels (mr_ctx_keep_kernels), in MB. */
+static double kept_mb(const mr_ctx *ctx) {
+    double mb = 0.0;
+    for (size_t i = 0; i < ctx->n_kept; i++) mb += (double)ctx->kept[i].bytes / 1e6;
+    return mb;
+}
+
 /* The bf16 inferences of mr_bench_model, in a context of their own (weights fixed from now), and
  * each of float32's detections (`f32`, every one kept) against its best bf16 partner: the same
  * class and the highest box IoU. */
@@ -239,7 +246,7 @@ static void bench_bf16(mr_model *m, int side, int repeats, const mr_instances *f
     m->cfg.detection_candidates = MR_DETECT_EVERY_CLASS;
     ok = ok && time_inference(&ctx, m, side, repeats, 0.0f, NULL, &res->infer_all_bf16_s, &n, &b16);
     m->cfg.detection_candidates = candidates;
-    for (size_t i = 0; i < ctx.n_kept; i++) res->bf16_kept_mb += (double)ctx.kept[i].bytes / 1e6;
+    res->bf16_kept_mb = kept_mb(&ctx);
     mr_ctx_free(&ctx);
     if (!ok) {
         res->infer_bf16_s = res->infer_all_bf16_s = 0.0;
@@ -338,7 +345,7 @@ void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
         return;
     res->train_s = median(train, repeats);
     res->ok = 1;
-    for (size_t i = 0; i < ctx.n_kept; i++) res->infer_kept_mb += (double)ctx.kept[i].bytes / 1e6;
+    res->infer_kept_mb = kept_mb(&ctx);
     mr_ctx_free(&ctx);
     m.cfg.detection_candidates = candidates;
     if (mr_bf16_supported()) bench_bf16(&m, side, repeats, &all, res);
