@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -130,6 +132,28 @@ void mr_params_zero_grads(mr_params *p) {
      * pages are never backed (training the heads leaves the backbone's unbacked). */
     for (int i = 0; i < p->count; i++)
         if (!p->items[i].frozen) mr_zero_floats(p->items[i].t.grad, p->items[i].t.numel);
+}
+
+void mr_params_back_momentum(mr_params *p) {
+    /* An update reads the momentum before writing it. On a page never written, the read maps the
+     * system's shared zero page and the write then has to replace it, which interrupts every
+     * core the process runs on to drop the old mapping: the first step of ResNet-50 spent 0.6-0.9
+     * s there against 0.04 s for later ones. Backing the pages for writing first costs one
+     * ordinary fault each. A kernel without MADV_POPULATE_WRITE (before Linux 5.14) refuses it,
+     * and the update then pays the slow way, with the same results. */
+#ifdef MADV_POPULATE_WRITE
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (int i = 0; i < p->count; i++) {
+        mr_param *q = &p->items[i];
+        if (q->frozen || q->momentum_backed) continue;
+        uintptr_t start = (uintptr_t)(p->momentum + q->offset) & ~(page - 1);
+        uintptr_t end = (uintptr_t)(p->momentum + q->offset + q->t.numel);
+        if (end > start) (void)madvise((void *)start, end - start, MADV_POPULATE_WRITE);
+        q->momentum_backed = true;
+    }
+#else
+    (void)p;
+#endif
 }
 
 size_t mr_params_count_trainable(const mr_params *p) {

@@ -16,7 +16,8 @@ typedef struct {
     mr_tensor t;                  /* data/grad point into the flat buffers */
     size_t offset;                /* into values/grads/momentum */
     bool frozen;
-    bool trainable_kind; /* false for batch-norm moving statistics: never trained */
+    bool trainable_kind;  /* false for batch-norm moving statistics: never trained */
+    bool momentum_backed; /* its momentum pages are backed for writing: mr_params_back_momentum */
 } mr_param;
 
 typedef struct {
@@ -47,6 +48,10 @@ mr_status mr_params_set_trainable(mr_params *p, const char *layer_regex, int *n_
 /* Freezes or unfreezes one parameter (a frozen one has no gradient buffer). */
 void mr_params_set_frozen(mr_params *p, mr_param *param, bool frozen);
 void mr_params_zero_grads(mr_params *p);
+/* Backs the trainable parameters' momentum pages for writing, each parameter's once; contents
+ * are kept. The optimizer calls it before its first update of a parameter, which reads the
+ * momentum before writing it (train/sgd.c). */
+void mr_params_back_momentum(mr_params *p);
 size_t mr_params_count_trainable(const mr_params *p);
 
 #endif

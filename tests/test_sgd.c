@@ -4,6 +4,7 @@
 #include <math.h>
 #include <omp.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "../core/rng.h"
 #include "../train/sgd.h"
@@ -117,4 +118,45 @@ Test(sgd, result_does_not_depend_on_the_thread_count) {
     big_step(2, two, &norm2);
     cr_expect_eq(norm1, norm2, "global norm %.17g with 1 thread, %.17g with 2", norm1, norm2);
     cr_expect(!memcmp(one, two, sizeof one), "updated weights differ between 1 and 2 threads");
+}
+
+static long minor_faults(void) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_minflt;
+}
+
+/* The first update reads momentum never written. Where that read maps the system's zero page, the
+ * write after it faults a second time and interrupts every core; the optimizer backs the pages for
+ * writing first, so each faults once, and keeps what a resume loaded into them. */
+Test(sgd, the_first_update_faults_each_momentum_page_once_and_keeps_loaded_momentum) {
+    mr_params q;
+    mr_params_init(&q);
+    int64_t shape[2] = {4096, 4096}, one[1] = {1};
+    mr_params_add(&q, "dense/kernel", 2, shape, true);
+    mr_params_add(&q, "loaded/bias", 1, one, true);
+    cr_assert_eq(mr_params_finalize(&q), MR_OK);
+    cr_assert_eq(mr_params_set_trainable(&q, ".*", NULL), MR_OK);
+    mr_tensor *t = mr_params_tensor(&q, "dense/kernel"), *b = mr_params_tensor(&q, "loaded/bias");
+    mr_params_zero_grads(&q);
+    for (int64_t k = 0; k < t->numel; k++) t->data[k] = 0.0f, t->grad[k] = 1.0f; /* as init does */
+    b->data[0] = 1.0f;
+    b->grad[0] = 0.5f;
+    q.momentum[mr_params_find(&q, "loaded/bias")->offset] = -2.0f; /* as a checkpoint restores */
+    mr_sgd opt = {.learning_rate = 0.01f, .momentum = 0.9f, .weight_decay = 0.0f, .clip_norm = 0};
+    mr_sgd_report r;
+    const long pages = (long)((size_t)t->numel * sizeof(float) / (size_t)sysconf(_SC_PAGESIZE));
+    long before = minor_faults();
+    mr_sgd_step(&q, &opt, &r);
+    long faults = minor_faults() - before;
+    cr_assert_leq(faults, pages + pages / 4, "%ld faults over %ld momentum pages", faults, pages);
+    cr_assert_eq(t->data[0], -0.01f, "fresh momentum is zero: w = -lr g");
+    cr_assert_eq(t->data[t->numel - 1], -0.01f);
+    cr_assert_float_eq(b->data[0], 1.0f + (0.9f * -2.0f - 0.01f * 0.5f), 1e-6f,
+                       "loaded momentum kept: %g", (double)b->data[0]);
+    before = minor_faults();
+    mr_sgd_step(&q, &opt, &r);
+    faults = minor_faults() - before;
+    cr_assert_leq(faults, pages / 8, "%ld faults on a second step", faults);
+    mr_params_free(&q);
 }

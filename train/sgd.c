@@ -111,6 +111,7 @@ void mr_sgd_step(mr_params *p, const mr_sgd *opt, mr_sgd_report *report) {
         factor = (float)((double)opt->clip_norm / report->grad_norm);
         report->clipped = true;
     }
+    mr_params_back_momentum(p);
     for (int i = 0; i < p->count; i++) {
         mr_param *q = &p->items[i];
         if (q->frozen) continue;
