@@ -39,6 +39,9 @@ typedef struct {
     int best_ap50_epoch;       /* its epoch (1-based), 0: none */
     bool already_complete;     /* --resume of a run that has trained all its epochs: nothing ran */
     int epochs_total;          /* the run's EPOCHS */
+    size_t step_memory_peak;   /* bytes: the most one step's tensors took at once (the step
+                                  arena's high-water mark), training, validation and the
+                                  report's overlays alike */
     bool silent;               /* under mpirun, not the writer: print nothing, not even an error
                                   (the writer, or the process that failed, says it) */
 } mr_train_result;
