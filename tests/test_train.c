@@ -206,7 +206,8 @@ static size_t one_image_detection_peak(const char *config, const char *run_dir) 
     mr_evaluation e;
     const mr_eval_options eo = {.det_threshold = 0.0f, .op_threshold = 0.5f};
     cr_assert_eq(mr_evaluation_init(&e, c.net.num_classes, &eo), MR_OK);
-    cr_assert_eq(mr_evaluate_model(&e, &ctx, &m, val, 0, NULL), MR_OK, "%s", mr_last_error());
+    cr_assert_eq(mr_evaluate_model(&e, &ctx, &m, val, 0, NULL, NULL, NULL), MR_OK, "%s",
+                 mr_last_error());
     size_t peak = ctx.arena.high_water;
     mr_evaluation_free(&e);
     mr_ctx_free(&ctx);
@@ -249,6 +250,51 @@ Test(train, validation_and_overlays_detect_one_image_at_a_time, .timeout = 240) 
                  one, peak[0]);
     cr_assert_eq(peak[1], one, "step memory peaked at %zu bytes; detecting one image takes %zu",
                  peak[1], one);
+}
+
+static char *read_whole(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    fseek(f, 0, SEEK_END);
+    *size = (size_t)ftell(f);
+    rewind(f);
+    char *bytes = malloc(*size);
+    cr_assert(bytes && fread(bytes, 1, *size, f) == *size);
+    fclose(f);
+    return bytes;
+}
+
+/* The panels draw the detections validation scoring kept (at every confidence) cut to
+ * DETECTION_MIN_CONFIDENCE: the same pictures as detecting them again at that confidence. */
+Test(train, overlays_from_scored_detections_match_detecting_again, .timeout = 240) {
+    const char *modes[3] = {", \"DETECTION_MIN_CONFIDENCE\": 0.4",
+                            ", \"DETECTION_MIN_CONFIDENCE\": 0.4, \"VALIDATION_METRICS\": 0",
+                            ", \"DETECTION_MIN_CONFIDENCE\": 0"};
+    char out[3][600];
+    for (int k = 0; k < 3; k++) {
+        const char *dir = temp_dir("panels");
+        char config[600];
+        make_tiny_job(dir, 1, 3, modes[k], config, sizeof config);
+        snprintf(out[k], sizeof out[k], "%s/run", dir);
+        mr_train_result r;
+        cr_assert_eq(run(config, out[k], NULL, 0, &r), MR_OK, "%s", mr_last_error());
+    }
+    int differ_at_zero = 0;
+    for (int panel = 1; panel <= 3; panel++) {
+        char path[3][2048];
+        char *bytes[3];
+        size_t size[3];
+        for (int k = 0; k < 3; k++) {
+            snprintf(path[k], sizeof path[k], "%s/overlay_%d.png", out[k], panel);
+            bytes[k] = read_whole(path[k], &size[k]);
+        }
+        cr_assert(size[0] == size[1] && !memcmp(bytes[0], bytes[1], size[0]), "%s and %s differ",
+                  path[0], path[1]);
+        differ_at_zero += size[0] != size[2] || memcmp(bytes[0], bytes[2], size[0]);
+        for (int k = 0; k < 3; k++) free(bytes[k]);
+    }
+    /* Otherwise nothing here scored between the two confidences, and the cut went untested. */
+    cr_assert_gt(differ_at_zero, 0, "no panel has a detection scored below 0.4");
 }
 
 static bool kill_on_second_fsync(const char *stage, void *user) {

@@ -185,7 +185,8 @@ mr_status mr_evaluation_finish(mr_evaluation *e) {
 /* ---- sources of detections --------------------------------------------------------------- */
 
 mr_status mr_evaluate_model(mr_evaluation *e, mr_ctx *ctx, const mr_model *m, const mr_dataset *ds,
-                            int64_t limit, void (*progress)(int64_t done, int64_t total)) {
+                            int64_t limit, void (*progress)(int64_t done, int64_t total),
+                            mr_eval_take_fn take, void *user) {
     const mr_annotations *ann = mr_dataset_annotations(ds);
     const mr_net_config *net = &m->cfg;
     int64_t n = mr_dataset_size(ds);
@@ -206,7 +207,7 @@ mr_status mr_evaluate_model(mr_evaluation *e, mr_ctx *ctx, const mr_model *m, co
             st = mr_model_detect(ctx, m, images, &s.mold.geo, e->opt.det_threshold, &det);
         }
         if (st == MR_OK) st = score_image(e, &ann->records[i], &det);
-        mr_instances_free(&det);
+        if (!(st == MR_OK && take && take(user, i, &det))) mr_instances_free(&det);
         mr_sample_free(&s);
         if (progress) progress(i + 1, n);
     }
@@ -771,7 +772,8 @@ mr_status mr_evaluate_run(const mr_eval_request *r, mr_eval_run *run) {
         st = mr_ctx_init(&ctx, (size_t)cfg->arena_mb << 20);
         if (st == MR_OK) mr_ctx_keep_kernels(&ctx);
         if (st == MR_OK && r->bf16) st = mr_ctx_use_bf16(&ctx);
-        if (st == MR_OK) st = mr_evaluate_model(&run->e, &ctx, &model, ds, r->limit, r->progress);
+        if (st == MR_OK)
+            st = mr_evaluate_model(&run->e, &ctx, &model, ds, r->limit, r->progress, NULL, NULL);
     } else if (st == MR_OK) {
         st = mr_evaluate_prediction_files(&run->e, mr_dataset_annotations(ds), r->predictions,
                                           r->limit, &run->missing);

@@ -54,11 +54,17 @@ void mr_evaluation_free(mr_evaluation *e);
 /* Summarises what was added. */
 mr_status mr_evaluation_finish(mr_evaluation *e);
 
+/* Offered each image's detections once they are scored: true takes them (the taker frees them
+ * with mr_instances_free), false leaves them to be freed. */
+typedef bool (*mr_eval_take_fn)(void *user, int64_t image, mr_instances *det);
+
 /* Runs the model over the first `limit` images of ds (all when limit <= 0), adding each; the
  * model sees each image as training loaded it. `progress` (may be NULL) is called after each
- * image with (done, total). */
+ * image with (done, total). `take` (may be NULL) is offered each image's detections: training
+ * keeps its report panels' so as not to detect them again. */
 mr_status mr_evaluate_model(mr_evaluation *e, mr_ctx *ctx, const mr_model *m, const mr_dataset *ds,
-                            int64_t limit, void (*progress)(int64_t done, int64_t total));
+                            int64_t limit, void (*progress)(int64_t done, int64_t total),
+                            mr_eval_take_fn take, void *user);
 /* Adds every image of `ann` from the `<stem>_pred.json` files in pred_dir, matched to the
  * annotation records by image file name; an annotated image without a prediction file counts
  * as an image without detections, and says so in *n_missing (may be NULL). */

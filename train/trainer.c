@@ -66,6 +66,10 @@ static float warmup_factor(const mr_config *c, long global_step) {
     return (float)(start * (1.0 - alpha) + alpha);
 }
 
+/* The report's validation panels: a fixed set of validation images (the first three with
+ * lesions and the first normal one), ground truth beside this epoch's prediction. */
+#define N_PANELS 4
+
 typedef struct {
     mr_config cfg;
     mr_model model;
@@ -98,6 +102,11 @@ typedef struct {
      * images needs at most log2(n) + 1 of them. */
     float *partial[32];
     int partial_images[32], n_partial;
+    /* The report's validation panels (panel_images) and the detections validation scoring kept
+     * of them this epoch, so that drawing them does not detect them again. */
+    int64_t panel_image[N_PANELS], n_panels;
+    mr_instances panel_det[N_PANELS];
+    bool panel_kept[N_PANELS];
 } trainer;
 
 /* The step-boundary protocol of data-parallel training: every process calls it at the same
@@ -343,7 +352,15 @@ static mr_status backward_batch(trainer *t, mr_tensor **losses, const int *first
     return MR_OK;
 }
 
+static void forget_panel_detections(trainer *t) {
+    for (int k = 0; k < N_PANELS; k++) {
+        if (t->panel_kept[k]) mr_instances_free(&t->panel_det[k]);
+        t->panel_kept[k] = false;
+    }
+}
+
 static void trainer_close(trainer *t) {
+    forget_panel_detections(t);
     for (size_t d = 0; d < sizeof t->partial / sizeof t->partial[0]; d++) free(t->partial[d]);
     if (t->train) mr_dataset_close(t->train);
     if (t->val) mr_dataset_close(t->val);
@@ -564,34 +581,6 @@ static mr_status validate(trainer *t, int epoch, double *val_loss, double terms[
     return MR_OK;
 }
 
-/* Detection metrics on the first validation images, every VALIDATION_METRICS epochs: what the
- * report charts and the epoch line shows. *done is false when not measured this epoch. */
-static mr_status validation_metrics(trainer *t, int epoch, mr_evaluation *e, bool *done) {
-    const mr_config *c = &t->cfg;
-    *done = false;
-    /* Scored by the writer alone (the others wait at the next step boundary). */
-    if (!t->writer || !t->val || c->validation_metrics <= 0 ||
-        (epoch + 1) % c->validation_metrics != 0)
-        return MR_OK;
-    int64_t n = c->validation_metric_images > 0 ? c->validation_metric_images
-                                                : (int64_t)c->validation_steps * c->batch_size;
-    const mr_eval_options eo = {.det_threshold = 0.0f,
-                                .op_threshold = c->net.detection_min_confidence};
-    MR_TRY(mr_evaluation_init(e, c->net.num_classes, &eo));
-    mr_status st = mr_evaluate_model(e, &t->ctx, &t->model, t->val, n, NULL);
-    if (st == MR_OK) st = mr_evaluation_finish(e);
-    if (st != MR_OK) {
-        mr_evaluation_free(e);
-        return st;
-    }
-    *done = true;
-    return MR_OK;
-}
-
-/* The report's validation panels: a fixed set of validation images (the first three with
- * lesions and the first normal one), ground truth beside this epoch's prediction. */
-#define N_PANELS 4
-
 static int64_t panel_images(const trainer *t, int64_t pick[N_PANELS]) {
     const mr_annotations *a = mr_dataset_annotations(t->val);
     int64_t n = 0, lesions = 0;
@@ -607,9 +596,89 @@ static int64_t panel_images(const trainer *t, int64_t pick[N_PANELS]) {
     return n;
 }
 
-/* One image at a time, as validation scores them: a batch of the panels' images would hold all
- * their activations at once, and the arena keeps its high-water mark for the rest of the run
- * (ResNet-101 at 512 px: a training process peaked at 2.6 GB instead of 1.2). */
+/* mr_eval_take_fn: keeps the detections of the report's panels. */
+static bool keep_panel_detections(void *user, int64_t image, mr_instances *det) {
+    trainer *t = user;
+    for (int64_t k = 0; k < t->n_panels; k++)
+        if (t->panel_image[k] == image && !t->panel_kept[k]) {
+            t->panel_det[k] = *det;
+            t->panel_kept[k] = true;
+            return true;
+        }
+    return false;
+}
+
+/* Detection metrics on the first validation images, every VALIDATION_METRICS epochs: what the
+ * report charts and the epoch line shows. *done is false when not measured this epoch. */
+static mr_status validation_metrics(trainer *t, int epoch, mr_evaluation *e, bool *done) {
+    const mr_config *c = &t->cfg;
+    *done = false;
+    /* Scored by the writer alone (the others wait at the next step boundary). */
+    if (!t->writer || !t->val || c->validation_metrics <= 0 ||
+        (epoch + 1) % c->validation_metrics != 0)
+        return MR_OK;
+    int64_t n = c->validation_metric_images > 0 ? c->validation_metric_images
+                                                : (int64_t)c->validation_steps * c->batch_size;
+    const mr_eval_options eo = {.det_threshold = 0.0f,
+                                .op_threshold = c->net.detection_min_confidence};
+    MR_TRY(mr_evaluation_init(e, c->net.num_classes, &eo));
+    forget_panel_detections(t);
+    t->n_panels = panel_images(t, t->panel_image);
+    mr_status st =
+        mr_evaluate_model(e, &t->ctx, &t->model, t->val, n, NULL, keep_panel_detections, t);
+    if (st == MR_OK) st = mr_evaluation_finish(e);
+    if (st != MR_OK) {
+        mr_evaluation_free(e);
+        return st;
+    }
+    *done = true;
+    return MR_OK;
+}
+
+/* Validation image `image` detected alone, as validation scores them: a batch of the panels'
+ * images would hold all their activations at once, and the arena keeps its high-water mark for
+ * the rest of the run (ResNet-101 at 512 px: a training process peaked at 2.6 GB instead of 1.5).
+ */
+static mr_status detect_one(trainer *t, int64_t image, mr_instances *det) {
+    const mr_net_config *n = &t->cfg.net;
+    memset(det, 0, sizeof *det);
+    mr_sample s;
+    MR_TRY(mr_dataset_sample(t->val, image, 0, &s));
+    mr_ctx_reset(&t->ctx);
+    mr_tensor *images =
+        mr_tensor_4d(&t->ctx, "images", 1, n->image_max_dim, n->image_max_dim, n->image_channels);
+    mr_status st = images ? MR_OK : t->ctx.status;
+    if (st == MR_OK) {
+        memcpy(images->data, s.image, sizeof(float) * (size_t)images->numel);
+        st = mr_model_detect(&t->ctx, &t->model, images, &s.mold.geo, -1.0f, det);
+    }
+    mr_sample_free(&s);
+    return st;
+}
+
+/* Drops the detections below min_score (none when it is 0), in place: what detecting at
+ * min_score gives, since a detection only ever suppresses lower-scoring ones (layers/detect.c). */
+static void keep_confident(mr_instances *d, float min_score) {
+    const int64_t pixels = d->mask_h * d->mask_w;
+    int64_t kept = 0;
+    for (int64_t k = 0; k < d->n; k++) {
+        if (min_score != 0.0f && !(d->scores[k] >= min_score)) continue;
+        if (kept != k) {
+            memcpy(d->boxes + 4 * kept, d->boxes + 4 * k, 4 * sizeof *d->boxes);
+            d->class_ids[kept] = d->class_ids[k];
+            d->scores[kept] = d->scores[k];
+            if (d->masks) memcpy(d->masks + kept * pixels, d->masks + k * pixels, (size_t)pixels);
+            if (d->class_probs)
+                memcpy(d->class_probs + kept * d->n_classes, d->class_probs + k * d->n_classes,
+                       sizeof *d->class_probs * (size_t)d->n_classes);
+        }
+        kept++;
+    }
+    d->n = kept;
+}
+
+/* The report's panels with this epoch's detections: those validation scoring kept, or detected
+ * here (an epoch without scoring, or panels past the images it scores). */
 static mr_status write_overlays(trainer *t, int epoch) {
     const mr_config *c = &t->cfg;
     if (!t->val || !t->writer) return MR_OK;
@@ -617,20 +686,16 @@ static mr_status write_overlays(trainer *t, int epoch) {
     const int64_t n = panel_images(t, pick);
     const char *names[MR_MAX_CLASSES];
     for (int k = 0; k < c->net.num_classes; k++) names[k] = c->class_names[k];
-    for (int64_t i = 0; i < n; i++) {
-        mr_sample s;
-        MR_TRY(mr_dataset_sample(t->val, pick[i], 0, &s));
-        mr_ctx_reset(&t->ctx);
-        mr_tensor *image = mr_tensor_4d(&t->ctx, "images", 1, c->net.image_max_dim,
-                                        c->net.image_max_dim, c->net.image_channels);
+    mr_status st = MR_OK;
+    for (int64_t i = 0; i < n && st == MR_OK; i++) {
         mr_instances det;
-        memset(&det, 0, sizeof det);
-        mr_status st = image ? MR_OK : t->ctx.status;
-        if (st == MR_OK) {
-            memcpy(image->data, s.image, sizeof(float) * (size_t)image->numel);
-            st = mr_model_detect(&t->ctx, &t->model, image, &s.mold.geo, -1.0f, &det);
+        if (t->panel_kept[i]) {
+            det = t->panel_det[i];
+            t->panel_kept[i] = false;
+            keep_confident(&det, c->net.detection_min_confidence);
+        } else {
+            st = detect_one(t, pick[i], &det);
         }
-        mr_sample_free(&s);
         char out[1200];
         snprintf(out, sizeof out, "%s/overlay_%lld.png", t->run_dir, (long long)i + 1);
         mr_panel_scores scores;
@@ -639,9 +704,9 @@ static mr_status write_overlays(trainer *t, int epoch) {
                                            epoch + 1, names, c->net.num_classes,
                                            c->max_image_pixels, out, &scores);
         mr_instances_free(&det);
-        MR_TRY(st);
     }
-    return MR_OK;
+    forget_panel_detections(t);
+    return st;
 }
 
 /* About what a checkpoint of this model takes on disk: values and momentum, plus HDF5's
