@@ -740,3 +740,57 @@ Test(mask_polygons, thin_parts_trace_once) {
     cr_assert_arr_eq(back, m, sizeof m, "the polygon covers exactly the blob");
     mr_mask_polygons_free(&p);
 }
+
+/* A mask's polygons do not depend on how much background surrounds its pixels (the work is done on
+ * a box round them): a pattern placed on the image's left and top border, its right and bottom
+ * border, or inside, against the same image with a dot in its top-right and bottom-left corners,
+ * which makes the box the whole image and which min_pixels leaves out. */
+Test(mask_polygons, polygons_do_not_depend_on_the_background_round_the_mask) {
+    enum { W = 150, H = 110 };
+    uint8_t *alone = malloc(W * H), *dotted = malloc(W * H);
+    for (int trial = 0; trial < 48; trial++) {
+        /* Smoothed noise in a pw x ph pattern with pixels on all four of its edges. */
+        int pw = 3 + (int)(fuzz_uniform() * 60), ph = 3 + (int)(fuzz_uniform() * 50);
+        uint8_t pat[63 * 53];
+        for (int i = 0; i < pw * ph; i++) pat[i] = fuzz_uniform() < 0.45;
+        for (int y = 1; y < ph - 1; y++)
+            for (int x = 1; x < pw - 1; x++) {
+                int s = 0;
+                for (int d = -1; d <= 1; d++) s += pat[(y + d) * pw + x] + pat[y * pw + x + d];
+                pat[y * pw + x] = s >= 3;
+            }
+        pat[0] = pat[(ph - 1) * pw + pw - 1] = 1;
+        int side = trial % 3;
+        int bx = side == 0 ? 0 : side == 1 ? W - pw : 2 + (int)(fuzz_uniform() * (W - pw - 4));
+        int by = side == 0 ? 0 : side == 1 ? H - ph : 2 + (int)(fuzz_uniform() * (H - ph - 4));
+        memset(alone, 0, W * H);
+        for (int y = 0; y < ph; y++) memcpy(alone + (y + by) * W + bx, pat + y * pw, (size_t)pw);
+        memcpy(dotted, alone, W * H);
+        dotted[W - 1] = dotted[(H - 1) * W] = 1;
+        const double tolerance = trial % 2 ? 1.0 : 3.0;
+        const int min_px = 2 + trial % 4;
+        mr_mask_polygons a, b;
+        cr_assert_eq(mr_mask_to_polygons(dotted, W, H, min_px, tolerance, &a), MR_OK);
+        cr_assert_eq(mr_mask_to_polygons(alone, W, H, min_px, tolerance, &b), MR_OK);
+        char what[64];
+        snprintf(what, sizeof what, "trial %d (%dx%d at %d,%d)", trial, pw, ph, bx, by);
+        cr_assert_gt(a.count, 0, "%s", what);
+        cr_assert_eq(a.count, b.count, "%s: %d polygons, %d alone", what, a.count, b.count);
+        cr_assert(a.tiny_skipped == b.tiny_skipped + 2 && a.tiny_px == b.tiny_px + 2, "%s", what);
+        for (int i = 0; i < a.count; i++) {
+            const mr_mask_polygon *p = &a.items[i], *q = &b.items[i];
+            cr_assert(p->n_points == q->n_points && p->area == q->area && p->holes == q->holes &&
+                          p->hole_px == q->hole_px && p->error_px == q->error_px &&
+                          p->x0 == q->x0 && p->x1 == q->x1 && p->y0 == q->y0 && p->y1 == q->y1,
+                      "%s: polygon %d", what, i);
+            for (int k = 0; k < p->n_points; k++)
+                cr_assert(p->xs[k] == q->xs[k] && p->ys[k] == q->ys[k],
+                          "%s: polygon %d vertex %d (%g, %g), alone (%g, %g)", what, i, k, p->xs[k],
+                          p->ys[k], q->xs[k], q->ys[k]);
+        }
+        mr_mask_polygons_free(&a);
+        mr_mask_polygons_free(&b);
+    }
+    free(alone);
+    free(dotted);
+}
