@@ -596,11 +596,41 @@ static int64_t panel_images(const trainer *t, int64_t pick[N_PANELS]) {
     return n;
 }
 
-/* mr_eval_take_fn: keeps the detections of the report's panels. */
+/* Drops the detections below min_score (none when it is 0), in place: what detecting at
+ * min_score gives, since a detection only ever suppresses lower-scoring ones (layers/detect.c). */
+static void keep_confident(mr_instances *d, float min_score) {
+    const int64_t pixels = d->mask_h * d->mask_w;
+    int64_t kept = 0;
+    for (int64_t k = 0; k < d->n; k++) {
+        if (min_score != 0.0f && !(d->scores[k] >= min_score)) continue;
+        if (kept != k) {
+            memcpy(d->boxes + 4 * kept, d->boxes + 4 * k, 4 * sizeof *d->boxes);
+            d->class_ids[kept] = d->class_ids[k];
+            d->scores[kept] = d->scores[k];
+            if (d->masks) memcpy(d->masks + kept * pixels, d->masks + k * pixels, (size_t)pixels);
+            if (d->class_probs)
+                memcpy(d->class_probs + kept * d->n_classes, d->class_probs + k * d->n_classes,
+                       sizeof *d->class_probs * (size_t)d->n_classes);
+        }
+        kept++;
+    }
+    d->n = kept;
+    /* Scored at every confidence, an image may hold a hundred full-size masks. */
+    if (kept == 0) {
+        free(d->masks);
+        d->masks = NULL;
+    } else if (d->masks) {
+        uint8_t *fit = realloc(d->masks, (size_t)(kept * pixels));
+        if (fit) d->masks = fit;
+    }
+}
+
+/* mr_eval_take_fn: keeps the detections of the report's panels, those the panels draw. */
 static bool keep_panel_detections(void *user, int64_t image, mr_instances *det) {
     trainer *t = user;
     for (int64_t k = 0; k < t->n_panels; k++)
         if (t->panel_image[k] == image && !t->panel_kept[k]) {
+            keep_confident(det, t->cfg.net.detection_min_confidence);
             t->panel_det[k] = *det;
             t->panel_kept[k] = true;
             return true;
@@ -656,27 +686,6 @@ static mr_status detect_one(trainer *t, int64_t image, mr_instances *det) {
     return st;
 }
 
-/* Drops the detections below min_score (none when it is 0), in place: what detecting at
- * min_score gives, since a detection only ever suppresses lower-scoring ones (layers/detect.c). */
-static void keep_confident(mr_instances *d, float min_score) {
-    const int64_t pixels = d->mask_h * d->mask_w;
-    int64_t kept = 0;
-    for (int64_t k = 0; k < d->n; k++) {
-        if (min_score != 0.0f && !(d->scores[k] >= min_score)) continue;
-        if (kept != k) {
-            memcpy(d->boxes + 4 * kept, d->boxes + 4 * k, 4 * sizeof *d->boxes);
-            d->class_ids[kept] = d->class_ids[k];
-            d->scores[kept] = d->scores[k];
-            if (d->masks) memcpy(d->masks + kept * pixels, d->masks + k * pixels, (size_t)pixels);
-            if (d->class_probs)
-                memcpy(d->class_probs + kept * d->n_classes, d->class_probs + k * d->n_classes,
-                       sizeof *d->class_probs * (size_t)d->n_classes);
-        }
-        kept++;
-    }
-    d->n = kept;
-}
-
 /* The report's panels with this epoch's detections: those validation scoring kept, or detected
  * here (an epoch without scoring, or panels past the images it scores). */
 static mr_status write_overlays(trainer *t, int epoch) {
@@ -692,7 +701,6 @@ static mr_status write_overlays(trainer *t, int epoch) {
         if (t->panel_kept[i]) {
             det = t->panel_det[i];
             t->panel_kept[i] = false;
-            keep_confident(&det, c->net.detection_min_confidence);
         } else {
             st = detect_one(t, pick[i], &det);
         }
