@@ -667,7 +667,7 @@ static mr_status validation_metrics(trainer *t, int epoch, mr_evaluation *e, boo
 
 /* Validation image `image` detected alone, as validation scores them: a batch of the panels'
  * images would hold all their activations at once, and the arena keeps its high-water mark for
- * the rest of the run (ResNet-101 at 512 px: a training process peaked at 2.6 GB instead of 1.5).
+ * the rest of the run (ResNet-101 at 512 px: a training process peaked at 2.8 GB instead of 1.5).
  */
 static mr_status detect_one(trainer *t, int64_t image, mr_instances *det) {
     const mr_net_config *n = &t->cfg.net;
