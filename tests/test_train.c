@@ -218,7 +218,7 @@ static size_t one_image_detection_peak(const char *config, const char *run_dir) 
 
 /* Validation and the report's overlays go image by image: detected together (three panels here),
  * the step arena would hold their sum and keep that high-water mark for the rest of the run
- * (ResNet-101 at 512 px: 2.6 GB of peak memory instead of 1.5). The keys make one image's
+ * (ResNet-101 at 512 px: 2.8 GB of peak memory instead of 1.5). The keys make one image's
  * detection outweigh a training step (1000 proposals, 100 masks, one image a step), so the run's
  * peak is that of detecting the heaviest image alone. */
 Test(train, validation_and_overlays_detect_one_image_at_a_time, .timeout = 240) {
