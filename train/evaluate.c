@@ -184,31 +184,36 @@ mr_status mr_evaluation_finish(mr_evaluation *e) {
 
 /* ---- sources of detections --------------------------------------------------------------- */
 
+mr_status mr_detect_dataset_image(mr_ctx *ctx, const mr_model *m, const mr_dataset *ds,
+                                  int64_t image, float min_confidence, mr_instances *det) {
+    const mr_net_config *net = &m->cfg;
+    memset(det, 0, sizeof *det);
+    mr_sample s;
+    MR_TRY(mr_dataset_sample(ds, image, 0, &s));
+    mr_ctx_reset(ctx);
+    mr_tensor *images =
+        mr_tensor_4d(ctx, "images", 1, net->image_max_dim, net->image_max_dim, net->image_channels);
+    mr_status st = images ? MR_OK : ctx->status;
+    if (st == MR_OK) {
+        memcpy(images->data, s.image, sizeof(float) * (size_t)images->numel);
+        st = mr_model_detect(ctx, m, images, &s.mold.geo, min_confidence, det);
+    }
+    mr_sample_free(&s);
+    return st;
+}
+
 mr_status mr_evaluate_model(mr_evaluation *e, mr_ctx *ctx, const mr_model *m, const mr_dataset *ds,
                             int64_t limit, void (*progress)(int64_t done, int64_t total),
                             mr_eval_take_fn take, void *user) {
     const mr_annotations *ann = mr_dataset_annotations(ds);
-    const mr_net_config *net = &m->cfg;
     int64_t n = mr_dataset_size(ds);
     if (limit > 0 && limit < n) n = limit;
     mr_status st = MR_OK;
     for (int64_t i = 0; i < n && st == MR_OK; i++) {
-        mr_sample s;
-        MR_TRY(mr_dataset_sample(ds, i, 0, &s));
-        mr_ctx_reset(ctx);
-        mr_tensor *images = mr_tensor_4d(ctx, "images", 1, net->image_max_dim, net->image_max_dim,
-                                         net->image_channels);
         mr_instances det;
-        memset(&det, 0, sizeof det);
-        if (!images) {
-            st = ctx->status;
-        } else {
-            memcpy(images->data, s.image, sizeof(float) * (size_t)images->numel);
-            st = mr_model_detect(ctx, m, images, &s.mold.geo, e->opt.det_threshold, &det);
-        }
+        st = mr_detect_dataset_image(ctx, m, ds, i, e->opt.det_threshold, &det);
         if (st == MR_OK) st = score_image(e, &ann->records[i], &det);
         if (!(st == MR_OK && take && take(user, i, &det))) mr_instances_free(&det);
-        mr_sample_free(&s);
         if (progress) progress(i + 1, n);
     }
     return st;

@@ -54,6 +54,11 @@ void mr_evaluation_free(mr_evaluation *e);
 /* Summarises what was added. */
 mr_status mr_evaluation_finish(mr_evaluation *e);
 
+/* Image `image` of ds through the model alone (a batch of one, in a reset ctx), as training
+ * loaded it; min_confidence as mr_model_detect's. *det is zeroed first, owned after. */
+mr_status mr_detect_dataset_image(mr_ctx *ctx, const mr_model *m, const mr_dataset *ds,
+                                  int64_t image, float min_confidence, mr_instances *det);
+
 /* Offered each image's detections once they are scored: true takes them (the taker frees them
  * with mr_instances_free), false leaves them to be freed. */
 typedef bool (*mr_eval_take_fn)(void *user, int64_t image, mr_instances *det);
