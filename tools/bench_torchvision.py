@@ -12,7 +12,9 @@ CPU capability), detections=N (masks the inference made) and train_s=... infer_s
 image, 33% positive, 2000 proposals after NMS in training) instead of torchvision's 512 at 25%,
 and keeps every detection at inference (score threshold 0, so 100 masks, as mrcnn's bench keeping
 every detection): the same work as mrcnn, so the ratio shows the implementation rather than the
-recipe."""
+recipe. `matterport-network` does that and builds Matterport's RPN as well: its shared 3x3
+convolution ("rpn_conv_shared", mrcnn's RPN_CONV_DEPTH) 512 channels wide where torchvision's
+keeps the FPN's 256, initialised as torchvision initialises its own RPN head."""
 import ctypes
 import os
 import resource
@@ -25,6 +27,7 @@ import torch
 import torchvision
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import misc as misc_nn_ops
 
 
@@ -52,12 +55,34 @@ def kernels():
                                                            openblas_kernel())
 
 
+def matterport_rpn_head():
+    """torchvision's RPN head (per level: a shared 3x3 convolution and ReLU, then 1x1 objectness
+    and box convolutions) with Matterport's width: 512 channels out of the 3x3, 3 anchors a place.
+    Weights drawn as torchvision's RPNHead draws its own (normal, std 0.01; biases 0)."""
+    head = RPNHead(256, 3)
+    head.conv = torch.nn.Sequential(torch.nn.Conv2d(256, 512, 3, padding=1),
+                                    torch.nn.ReLU(inplace=True))
+    head.cls_logits = torch.nn.Conv2d(512, 3, 1)
+    head.bbox_pred = torch.nn.Conv2d(512, 3 * 4, 1)
+    for layer in head.modules():
+        if isinstance(layer, torch.nn.Conv2d):
+            torch.nn.init.normal_(layer.weight, std=0.01)
+            torch.nn.init.constant_(layer.bias, 0)
+    return head
+
+
 def main():
     side, repeats = int(sys.argv[1]), int(sys.argv[2])
+    mode = sys.argv[3] if len(sys.argv) > 3 else "defaults"
+    if mode not in ("defaults", "matterport", "matterport-network"):
+        sys.exit("bench_torchvision.py: unknown recipe %r (defaults, matterport, "
+                 "matterport-network)" % mode)
     recipe = {}
-    if len(sys.argv) > 3 and sys.argv[3] == "matterport":
+    if mode != "defaults":
         recipe = dict(box_batch_size_per_image=200, box_positive_fraction=0.33,
                       rpn_post_nms_top_n_train=2000, box_score_thresh=0.0)
+    if mode == "matterport-network":
+        recipe["rpn_head"] = matterport_rpn_head()
     print("kernel=" + kernels(), flush=True)
     torch.set_num_threads(2)
     torch.manual_seed(0)

@@ -392,16 +392,21 @@ void mr_bench_read_model_line(const char *line, mr_bench_times *t) {
     }
 }
 
+/* How tools/bench_torchvision.py builds torchvision's model: as torchvision's defaults have it,
+ * sampling the heads' ROIs as Matterport does, or that and Matterport's RPN as well (its shared
+ * convolution 512 channels wide, where torchvision's keeps the FPN's 256). */
+typedef enum { TV_DEFAULTS, TV_MATTERPORT_SAMPLING, TV_MATTERPORT_NETWORK } tv_recipe;
+
 /* mr_bench_model's measurements made by tools/bench_torchvision.py (python3-torch), when it can
  * run: in the user's environment, or with its OpenBLAS on the kernel `coretype`. */
-static mr_bench_times torchvision(int side, int repeats, bool matterport_sampling,
-                                  const char *coretype) {
+static mr_bench_times torchvision(int side, int repeats, tv_recipe recipe, const char *coretype) {
     mr_bench_times t = {0};
     if (access("tools/bench_torchvision.py", R_OK) != 0) return t;
     char cmd[320], pin[64] = "";
     if (coretype) snprintf(pin, sizeof pin, "OPENBLAS_CORETYPE=%s ", coretype);
+    static const char *const recipe_arg[] = {"", " matterport", " matterport-network"};
     snprintf(cmd, sizeof cmd, "%s/usr/bin/python3 tools/bench_torchvision.py %d %d%s 2>/dev/null",
-             pin, side, repeats, matterport_sampling ? " matterport" : "");
+             pin, side, repeats, recipe_arg[recipe]);
     FILE *p = popen(cmd, "r");
     if (!p) return t;
     char line[256] = "";
@@ -940,13 +945,19 @@ static void append_case(char *md, size_t size, int i, const char *line) {
 /* The whole-model cases: ResNet-50 at 512 (the ratios' case), at 1024, and ResNet-101 at 512. */
 static const struct { int depth, side; } cases[3] = {{50, 512}, {50, 1024}, {101, 512}};
 
+/* torchvision timed again on the same work as mrcnn (equal_work), at 512 and 1024: the ratios,
+ * and their sentences for BENCHMARKS.md. */
+typedef struct {
+    double train[2], infer[2];
+    char md[640];
+} equal_runs;
+
 /* What the model table measured, for the sections after it and BENCHMARKS.md. */
 typedef struct {
     int n_cases;
     mr_bench_times ours[3], torch[3], onnx[3];
     char table[2048]; /* the table's markdown rows */
-    double equal[2], equal_infer[2];
-    char equal_md[640];
+    equal_runs equal, same_network;
     double same_kernel[2], same_kernel_infer[2];
     char same_kernel_md[640];
     char bf16_md[900];
@@ -975,7 +986,7 @@ static mr_status model_table(const mr_bench_options *o, model_runs *m, FILE *out
                 return mr_fail(MR_ERR_NOMEM, "the %dx%d ResNet-%d measurement failed",
                                cases[i].side, cases[i].side, cases[i].depth);
             }
-            torch_r[r] = cases[i].depth == 50 ? torchvision(cases[i].side, reps, false, NULL)
+            torch_r[r] = cases[i].depth == 50 ? torchvision(cases[i].side, reps, TV_DEFAULTS, NULL)
                                               : (mr_bench_times){0};
         }
         m->ours[i] = median_times(ours_r, rounds);
@@ -1032,24 +1043,26 @@ static mr_status model_table(const mr_bench_options *o, model_runs *m, FILE *out
 /* Equal work: torchvision's heads sample 512 ROIs at 25% positive by default, Matterport's 200
  * at 33%; at inference torchvision makes a mask for every detection of score 0.05 and up,
  * Matterport's detection layer keeps confidence 0.7 and up. Timed again with Matterport's
- * sampling and with every detection kept on both sides (100 masks), the ratios show the
- * implementation. */
-static void equal_work(const mr_bench_options *o, model_runs *m, FILE *out) {
-    m->equal[0] = m->equal[1] = m->equal_infer[0] = m->equal_infer[1] = NAN;
-    m->equal_md[0] = '\0';
+ * sampling (`recipe`, and with its RPN as well for the same network) and with every detection
+ * kept on both sides (100 masks), the ratios show the implementation. */
+static void equal_work(const mr_bench_options *o, const model_runs *m, tv_recipe recipe,
+                       equal_runs *e, FILE *out) {
+    e->train[0] = e->train[1] = e->infer[0] = e->infer[1] = NAN;
+    e->md[0] = '\0';
     for (int i = 0; i < (m->n_cases > 1 ? 2 : 1) && m->torch[0].ok; i++) {
-        mr_bench_times eq = torchvision(cases[i].side, case_repeats(o, i), true, NULL);
+        mr_bench_times eq = torchvision(cases[i].side, case_repeats(o, i), recipe, NULL);
         if (!eq.ok) break;
-        m->equal[i] = ratio(m->ours[i].train_s, eq.train_s);
-        m->equal_infer[i] = ratio(m->ours[i].infer_all_s, eq.infer_s);
+        e->train[i] = ratio(m->ours[i].train_s, eq.train_s);
+        e->infer[i] = ratio(m->ours[i].infer_all_s, eq.infer_s);
         char line[400];
         snprintf(line, sizeof line,
                  "%dx%d: torchvision trains in %.3f s (mrcnn/torchvision %.3f) and infers in %.3f "
                  "s with %d masks, mrcnn in %.3f s with %d (%.3f)",
-                 cases[i].side, cases[i].side, eq.train_s, m->equal[i], eq.infer_s, eq.detections,
-                 m->ours[i].infer_all_s, m->ours[i].detections_all, m->equal_infer[i]);
-        fprintf(out, "equal work at %s\n", line);
-        append_case(m->equal_md, sizeof m->equal_md, i, line);
+                 cases[i].side, cases[i].side, eq.train_s, e->train[i], eq.infer_s, eq.detections,
+                 m->ours[i].infer_all_s, m->ours[i].detections_all, e->infer[i]);
+        fprintf(out, "%s at %s\n", recipe == TV_MATTERPORT_NETWORK ? "same network" : "equal work",
+                line);
+        append_case(e->md, sizeof e->md, i, line);
     }
 }
 
@@ -1064,7 +1077,7 @@ static void same_kernel(const mr_bench_options *o, model_runs *m, FILE *out) {
     if (!was || !m->torch[0].ok) return;
     const char *kernel = mr_runtime_kernel();
     for (int i = 0; i < (m->n_cases > 1 ? 2 : 1); i++) {
-        mr_bench_times t = torchvision(cases[i].side, case_repeats(o, i), false, kernel);
+        mr_bench_times t = torchvision(cases[i].side, case_repeats(o, i), TV_DEFAULTS, kernel);
         if (!t.ok) break;
         m->same_kernel[i] = ratio(m->ours[i].train_s, t.train_s);
         m->same_kernel_infer[i] = ratio(m->ours[i].infer_s, t.infer_s);
@@ -1131,11 +1144,16 @@ static void append_markdown(const char *path, const model_runs *m, double ceilin
             "infer s | ONNX Runtime "
             "RSS MB |\n|---|---|---|---|---|---|---|---|---|\n%s",
             m->table);
-    if (m->equal_md[0])
+    if (m->equal.md[0])
         fprintf(md,
                 "\nEqual work (torchvision sampling ROIs as Matterport, 200 an image at 33%% "
                 "positive; both keeping every detection at inference): %s.\n",
-                m->equal_md);
+                m->equal.md);
+    if (m->same_network.md[0])
+        fprintf(md,
+                "\nSame network (as equal work, and torchvision's RPN convolution 512 channels "
+                "wide as Matterport's, where its default keeps the FPN's 256): %s.\n",
+                m->same_network.md);
     if (m->same_kernel_md[0])
         fprintf(md,
                 "\nOne BLAS kernel (OpenBLAS alone runs %s on this CPU, in torchvision's box head "
@@ -1165,7 +1183,8 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
         free(m);
         return st;
     }
-    equal_work(o, m, out);
+    equal_work(o, m, TV_MATTERPORT_SAMPLING, &m->equal, out);
+    equal_work(o, m, TV_MATTERPORT_NETWORK, &m->same_network, out);
     same_kernel(o, m, out);
     bf16_summary(m, out);
     if (!o->quick && m->ours[2].ok) {
@@ -1200,22 +1219,27 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
     }
     if (sec) fclose(sec);
     const mr_bench_times *ours = m->ours, *torch = m->torch;
-    char ratios[700];
+    char ratios[1000];
     snprintf(ratios, sizeof ratios,
              "train_step_ratio=%.3f infer_ratio=%.3f rss_ratio=%.3f conv_efficiency=%.3f "
              "train_1024_ratio=%.3f infer_1024_ratio=%.3f floor_ratio=%.3f floor_1024_ratio=%.3f "
              "train_equal_work_ratio=%.3f infer_equal_work_ratio=%.3f infer_bf16_ratio=%.3f "
              "infer_bf16_1024_ratio=%.3f bf16_speedup=%.3f train_same_kernel_ratio=%.3f "
-             "infer_same_kernel_ratio=%.3f",
+             "infer_same_kernel_ratio=%.3f train_equal_work_1024_ratio=%.3f "
+             "infer_equal_work_1024_ratio=%.3f train_same_network_ratio=%.3f "
+             "infer_same_network_ratio=%.3f train_same_network_1024_ratio=%.3f "
+             "infer_same_network_1024_ratio=%.3f",
              ratio(ours[0].train_s, torch[0].train_s), ratio(ours[0].infer_s, torch[0].infer_s),
              ratio(ours[0].rss_mb, torch[0].rss_mb), eff,
              m->n_cases > 1 ? ratio(ours[1].train_s, torch[1].train_s) : (double)NAN,
              m->n_cases > 1 ? ratio(ours[1].infer_s, torch[1].infer_s) : (double)NAN,
-             floor_ratio[0], floor_ratio[1], m->equal[0], m->equal_infer[0],
+             floor_ratio[0], floor_ratio[1], m->equal.train[0], m->equal.infer[0],
              ratio(ours[0].infer_bf16_s, torch[0].infer_s),
              m->n_cases > 1 ? ratio(ours[1].infer_bf16_s, torch[1].infer_s) : (double)NAN,
              ratio(ours[0].infer_s, ours[0].infer_bf16_s), m->same_kernel[0],
-             m->same_kernel_infer[0]);
+             m->same_kernel_infer[0], m->equal.train[1], m->equal.infer[1],
+             m->same_network.train[0], m->same_network.infer[0], m->same_network.train[1],
+             m->same_network.infer[1]);
     if (o->markdown) append_markdown(o->markdown, m, ceiling, first_ceiling, eff, sections, ratios);
     free(sections);
     free(m);
