@@ -956,6 +956,9 @@ typedef struct {
 typedef struct {
     int n_cases;
     mr_bench_times ours[3], torch[3], onnx[3];
+    /* torchvision on the same work as mrcnn and on the same network as well (tv_recipe), for the
+     * ResNet-50 cases, measured in the same rounds as the two columns above. */
+    mr_bench_times torch_equal[2], torch_network[2];
     char table[2048]; /* the table's markdown rows */
     equal_runs equal, same_network;
     double same_kernel[2], same_kernel_infer[2];
@@ -969,28 +972,39 @@ static mr_status model_table(const mr_bench_options *o, model_runs *m, FILE *out
     fprintf(
         out,
         "\nwhole model, batch 1, 3 classes, stages 3+ trainable, %d threads (medians of %ld; "
-        "ResNet-50 rows\nalternate mrcnn and torchvision over %d rounds, median of the rounds)\n",
+        "ResNet-50 rows\nalternate mrcnn and torchvision's three recipes over %d rounds, median of "
+        "the rounds)\n",
         mr_runtime_threads(), repeats, RATIO_ROUNDS);
     fprintf(out, "%-22s %10s %10s %10s %12s %12s %10s %10s %10s\n", "", "train s", "infer s",
             "train RSS", "torch train", "torch infer", "torch RSS", "ORT infer", "ORT RSS");
     size_t used = 0;
     for (int i = 0; i < m->n_cases; i++) {
         /* The ratios come from the ResNet-50 cases: their runs alternate between mrcnn and
-         * torchvision over several rounds, so a change in the machine's load hits both. */
+         * torchvision's three recipes over several rounds, so a change in the machine's load
+         * hits all of them. */
         int reps = case_repeats(o, i);
-        int rounds = cases[i].depth == 50 ? RATIO_ROUNDS : 1;
-        mr_bench_times ours_r[RATIO_ROUNDS], torch_r[RATIO_ROUNDS];
+        bool r50 = cases[i].depth == 50;
+        int rounds = r50 ? RATIO_ROUNDS : 1;
+        mr_bench_times ours_r[RATIO_ROUNDS], torch_r[RATIO_ROUNDS] = {{0}};
+        mr_bench_times equal_r[RATIO_ROUNDS] = {{0}}, network_r[RATIO_ROUNDS] = {{0}};
         for (int r = 0; r < rounds; r++) {
             ours_r[r] = o->isolated(o->user, cases[i].depth, cases[i].side, reps);
             if (!ours_r[r].ok) {
                 return mr_fail(MR_ERR_NOMEM, "the %dx%d ResNet-%d measurement failed",
                                cases[i].side, cases[i].side, cases[i].depth);
             }
-            torch_r[r] = cases[i].depth == 50 ? torchvision(cases[i].side, reps, TV_DEFAULTS, NULL)
-                                              : (mr_bench_times){0};
+            if (!r50) continue;
+            torch_r[r] = torchvision(cases[i].side, reps, TV_DEFAULTS, NULL);
+            if (!torch_r[r].ok) continue;
+            equal_r[r] = torchvision(cases[i].side, reps, TV_MATTERPORT_SAMPLING, NULL);
+            network_r[r] = torchvision(cases[i].side, reps, TV_MATTERPORT_NETWORK, NULL);
         }
         m->ours[i] = median_times(ours_r, rounds);
         m->torch[i] = median_times(torch_r, rounds);
+        if (r50 && i < 2) {
+            m->torch_equal[i] = median_times(equal_r, rounds);
+            m->torch_network[i] = median_times(network_r, rounds);
+        }
         /* The same model exported to ONNX, in ONNX Runtime (ResNet-50 only, as torchvision). */
         m->onnx[i] = cases[i].depth == 50 && o->onnxruntime
                          ? onnxruntime(cases[i].depth, cases[i].side, reps, o->onnxruntime)
@@ -1042,26 +1056,24 @@ static mr_status model_table(const mr_bench_options *o, model_runs *m, FILE *out
 
 /* Equal work: torchvision's heads sample 512 ROIs at 25% positive by default, Matterport's 200
  * at 33%; at inference torchvision makes a mask for every detection of score 0.05 and up,
- * Matterport's detection layer keeps confidence 0.7 and up. Timed again with Matterport's
- * sampling (`recipe`, and with its RPN as well for the same network) and with every detection
+ * Matterport's detection layer keeps confidence 0.7 and up. Timed (model_table) with
+ * Matterport's sampling, and with its RPN as well for the same network, and with every detection
  * kept on both sides (100 masks), the ratios show the implementation. */
-static void equal_work(const mr_bench_options *o, const model_runs *m, tv_recipe recipe,
+static void equal_work(const model_runs *m, const mr_bench_times theirs[2], const char *what,
                        equal_runs *e, FILE *out) {
     e->train[0] = e->train[1] = e->infer[0] = e->infer[1] = NAN;
     e->md[0] = '\0';
-    for (int i = 0; i < (m->n_cases > 1 ? 2 : 1) && m->torch[0].ok; i++) {
-        mr_bench_times eq = torchvision(cases[i].side, case_repeats(o, i), recipe, NULL);
-        if (!eq.ok) break;
-        e->train[i] = ratio(m->ours[i].train_s, eq.train_s);
-        e->infer[i] = ratio(m->ours[i].infer_all_s, eq.infer_s);
+    for (int i = 0; i < (m->n_cases > 1 ? 2 : 1) && theirs[i].ok; i++) {
+        e->train[i] = ratio(m->ours[i].train_s, theirs[i].train_s);
+        e->infer[i] = ratio(m->ours[i].infer_all_s, theirs[i].infer_s);
         char line[400];
         snprintf(line, sizeof line,
                  "%dx%d: torchvision trains in %.3f s (mrcnn/torchvision %.3f) and infers in %.3f "
                  "s with %d masks, mrcnn in %.3f s with %d (%.3f)",
-                 cases[i].side, cases[i].side, eq.train_s, e->train[i], eq.infer_s, eq.detections,
-                 m->ours[i].infer_all_s, m->ours[i].detections_all, e->infer[i]);
-        fprintf(out, "%s at %s\n", recipe == TV_MATTERPORT_NETWORK ? "same network" : "equal work",
-                line);
+                 cases[i].side, cases[i].side, theirs[i].train_s, e->train[i], theirs[i].infer_s,
+                 theirs[i].detections, m->ours[i].infer_all_s, m->ours[i].detections_all,
+                 e->infer[i]);
+        fprintf(out, "%s at %s\n", what, line);
         append_case(e->md, sizeof e->md, i, line);
     }
 }
@@ -1183,8 +1195,8 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
         free(m);
         return st;
     }
-    equal_work(o, m, TV_MATTERPORT_SAMPLING, &m->equal, out);
-    equal_work(o, m, TV_MATTERPORT_NETWORK, &m->same_network, out);
+    equal_work(m, m->torch_equal, "equal work", &m->equal, out);
+    equal_work(m, m->torch_network, "same network", &m->same_network, out);
     same_kernel(o, m, out);
     bf16_summary(m, out);
     if (!o->quick && m->ours[2].ok) {
