@@ -108,6 +108,14 @@ Test(conv, winograd_6x6_matches_im2col_valid_padding) {
     compare_paths(MR_CONV_WINOGRAD_F6, 3, 23, 30, 128, 160, MR_PAD_VALID);
 }
 
+/* The transforms take channels in blocks of 256 (kernels: 1024 channel pairs), and the input
+ * gradient's transform splits the channels between the threads first: 600 in and 264 out leave
+ * partial blocks everywhere (300 a thread, 264 = 256 + 8; 158400 pairs = 154 x 1024 + 704). */
+Test(conv, winograd_matches_im2col_over_several_channel_blocks) {
+    compare_paths(MR_CONV_WINOGRAD_F4, 1, 20, 22, 600, 264, MR_PAD_SAME);
+    compare_paths(MR_CONV_WINOGRAD_F6, 1, 20, 22, 600, 264, MR_PAD_SAME);
+}
+
 /* The mask head's convolutions run on every positive ROI at once (n ROIs of 14 x 14 x 256):
  * Winograd's workspace is cut into chunks of tiles, so it stops growing once a chunk is full
  * (here past 29 ROIs) instead of growing with the ROI count. */
