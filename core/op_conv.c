@@ -167,18 +167,23 @@ static bool kernel_kept(const mr_ctx *ctx, const conv_geom *g, bool winograd, co
                     : mr_kept_find(ctx, layer, MR_KEPT_BF16) != NULL;
 }
 
-/* dx, dw, db (each may be NULL: not wanted) accumulate the gradients for upstream dy. */
+/* dx, dw, db (each may be NULL: not wanted) take the gradients for upstream dy. dx and db
+ * accumulate; dw accumulates with dw_add and is overwritten without, so that a fresh buffer needs
+ * no zeroing pass. */
 static void conv_backward(mr_ctx *ctx, const conv_geom *g, bool winograd, const float *dy,
-                          const float *x, const float *w, float *dx, float *dw, float *db) {
+                          const float *x, const float *w, float *dx, float *dw, bool dw_add,
+                          float *db) {
     int64_t M = g->n * g->oh * g->ow, kdim = g->kh * g->kw * g->cin;
     if (db) column_sums(db, dy, NULL, M, g->cout);
     if (winograd) {
-        mr_winograd_backward(ctx, g, dy, x, w, dx, dw);
+        mr_winograd_backward(ctx, g, dy, x, w, dx, dw, dw_add);
         return;
     }
+    float dw_beta = dw_add ? 1.0f : 0.0f; /* the first product's; later chunks add to it */
     if (col_is_input(g)) {
         if (dw)
-            mr_sgemm(true, false, kdim, g->cout, M, 1.0f, x, kdim, dy, g->cout, 1.0f, dw, g->cout);
+            mr_sgemm(true, false, kdim, g->cout, M, 1.0f, x, kdim, dy, g->cout, dw_beta, dw,
+                     g->cout);
         if (dx)
             mr_sgemm(false, true, M, kdim, g->cout, 1.0f, dy, g->cout, w, g->cout, 1.0f, dx, kdim);
         return;
@@ -192,8 +197,9 @@ static void conv_backward(mr_ctx *ctx, const conv_geom *g, bool winograd, const 
         const float *dy_chunk = dy + m0 * g->cout;
         if (dw) {
             im2col(col, x, g, m0, m1);
-            mr_sgemm(true, false, kdim, g->cout, m1 - m0, 1.0f, col, kdim, dy_chunk, g->cout, 1.0f,
-                     dw, g->cout);
+            mr_sgemm(true, false, kdim, g->cout, m1 - m0, 1.0f, col, kdim, dy_chunk, g->cout,
+                     dw_beta, dw, g->cout);
+            dw_beta = 1.0f;
         }
         if (dx) {
             mr_sgemm(false, true, m1 - m0, kdim, g->cout, 1.0f, dy_chunk, g->cout, w, g->cout, 0.0f,
@@ -239,7 +245,7 @@ static void conv2d_backward(mr_node *node) {
     mr_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->inputs[2];
     conv_backward(node->ctx, &s->g, s->winograd, node->out->grad, x->data, w->data,
                   node->needs_grad & 1u ? x->grad : NULL, node->needs_grad & 2u ? w->grad : NULL,
-                  b && (node->needs_grad & 4u) ? b->grad : NULL);
+                  true, b && (node->needs_grad & 4u) ? b->grad : NULL);
 }
 
 static mr_tensor *conv2d(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride, int pad,
@@ -335,13 +341,11 @@ static void conv2d_bn_backward(mr_node *node) {
     column_sums(dbf, dy, NULL, g->n * g->oh * g->ow, cout);
     if (want_dx) {
         fold_kernel(wf, NULL, scale, w, b, beta, s->mean, cout);
-        conv_backward(ctx, g, s->winograd, dy, x->data, wf, x->grad, NULL, NULL);
+        conv_backward(ctx, g, s->winograd, dy, x->data, wf, x->grad, NULL, true, NULL);
     }
     float *dwf = wf;
-    if (want_dw || want_dgamma) {
-        mr_zero_floats(dwf, kernel);
-        conv_backward(ctx, g, s->winograd, dy, x->data, NULL, NULL, dwf, NULL);
-    }
+    if (want_dw || want_dgamma) /* the kernel gradient overwrites the folded kernel */
+        conv_backward(ctx, g, s->winograd, dy, x->data, NULL, NULL, dwf, false, NULL);
     if (ctx->status != MR_OK) return;
     int64_t rows = kernel / cout;
     if (want_dw) {

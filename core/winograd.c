@@ -428,9 +428,9 @@ static void kernel_transform(float *u, const float *w, const mr_conv_geom *g, co
     }
 }
 
-/* dw += G' dU G, the adjoint of kernel_transform. */
+/* dw += G' dU G (with add; dw = G' dU G without), the adjoint of kernel_transform. */
 static void kernel_transform_backward(float *dw, const float *du, const mr_conv_geom *g,
-                                      const plan *p) {
+                                      const plan *p, bool add) {
     int64_t plane = g->cin * g->cout;
     int alpha = p->f->alpha;
 #pragma omp parallel for schedule(dynamic, 1)
@@ -441,7 +441,7 @@ static void kernel_transform_backward(float *dw, const float *du, const mr_conv_
         float *out[9];
         for (int e = 0; e < alpha * alpha; e++) in[e] = du + e * plane + k;
         for (int e = 0; e < 9; e++) out[e] = dw + e * plane + k;
-        transform_2d(out, in, 3, alpha, p->f->gt, true, tmp, n);
+        transform_2d(out, in, 3, alpha, p->f->gt, add, tmp, n);
     }
 }
 
@@ -618,7 +618,7 @@ void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, con
 /* Two passes over the chunks: the input gradient first, with U, then the kernel gradient, summed
  * in the transformed domain (dU, in U's buffer) and brought back once. */
 void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, const float *x,
-                          const float *w, float *dx, float *dw) {
+                          const float *w, float *dx, float *dw, bool dw_add) {
     workspace ws;
     if (!workspace_for(ctx, g, true, &ws)) return;
     const plan *p = &ws.p;
@@ -642,17 +642,19 @@ void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, c
         }
     }
     if (dw) {
-        mr_zero_floats(ws.u, planes * u_plane);
+        /* dU sums the chunks' products. The first chunk's write it, each plane while it is in
+         * cache, rather than after a pass that zeroes the whole of it. */
         for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
             int64_t t1 = chunk_end(p, t0), tc = t1 - t0;
             int64_t v_plane = tc * g->cin, m_plane = tc * g->cout;
+            const float keep = t0 > 0 ? 1.0f : 0.0f;
             if (!m_shared) output_transform_backward(ws.m, dy, ws.zeros, g, p, t0, t1);
             input_transform(ws.v, x, ws.zeros, g, p, t0, t1);
 #pragma omp parallel for schedule(dynamic, 1)
             for (int e = 0; e < planes; e++)
                 mr_sgemm(true, false, g->cin, g->cout, tc, 1.0f, ws.v + e * v_plane, g->cin,
-                         ws.m + e * m_plane, g->cout, 1.0f, ws.u + e * u_plane, g->cout);
+                         ws.m + e * m_plane, g->cout, keep, ws.u + e * u_plane, g->cout);
         }
-        kernel_transform_backward(dw, ws.u, g, p);
+        kernel_transform_backward(dw, ws.u, g, p, dw_add);
     }
 }

@@ -24,8 +24,9 @@ void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, con
 /* Whether ctx keeps the transform mr_winograd_forward would use for `layer` at this geometry. */
 bool mr_winograd_kernel_kept(const mr_ctx *ctx, const mr_conv_geom *g, const void *layer);
 
-/* dx and dw (either may be NULL) accumulate the gradients for upstream dy. */
+/* dx and dw (either may be NULL) take the gradients for upstream dy: dx accumulates, dw
+ * accumulates with dw_add and is overwritten without (a fresh buffer then needs no zeroing). */
 void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, const float *x,
-                          const float *w, float *dx, float *dw);
+                          const float *w, float *dx, float *dw, bool dw_add);
 
 #endif

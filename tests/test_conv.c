@@ -197,6 +197,64 @@ Test(conv, conv_bn_with_an_identity_batch_norm_is_the_conv_itself) {
     }
 }
 
+/* conv2d_bn's kernel gradient is computed into the fold's scratch, which the first of the
+ * im2col path's chunks overwrites and the others add to: with an identity batch norm it must come
+ * out as conv2d's, which adds every chunk into the zeroed gradient. 9 x 64 inputs a pixel make
+ * chunks of 3640 pixels, so a 64 x 64 output takes two. */
+Test(conv, conv_bn_kernel_gradient_sums_every_im2col_chunk) {
+    const float eps = 1e-3f;
+    const int64_t side = 64, cin = 64, cout = 72;
+    mr_ctx ctx, fixed; /* each pass's graph, and what both passes share */
+    cr_assert_eq(mr_ctx_init(&ctx, (size_t)256 << 20), MR_OK);
+    cr_assert_eq(mr_ctx_init(&fixed, (size_t)16 << 20), MR_OK);
+    ctx.conv_algo = MR_CONV_IM2COL;
+    mr_rng rng;
+    mr_rng_seed(&rng, 31);
+    mr_tensor *x = mr_tensor_4d(&fixed, "x", 1, side, side, cin);
+    mr_tensor *k = mr_tensor_4d(&fixed, "w", 3, 3, cin, cout);
+    mr_tensor *gamma = mr_tensor_1d(&fixed, "gamma", cout),
+              *beta = mr_tensor_1d(&fixed, "beta", cout);
+    mr_tensor *mean = mr_tensor_1d(&fixed, "mean", cout), *var = mr_tensor_1d(&fixed, "var", cout);
+    cr_assert(x && k && gamma && beta && mean && var);
+    for (int64_t i = 0; i < x->numel; i++) x->data[i] = mr_rng_normal(&rng);
+    for (int64_t i = 0; i < k->numel; i++) k->data[i] = 0.05f * mr_rng_normal(&rng);
+    for (int64_t i = 0; i < cout; i++) {
+        gamma->data[i] = 1.0f, beta->data[i] = 0.0f, mean->data[i] = 0.0f;
+        var->data[i] = mr_bn_identity_variance(eps);
+    }
+    float *want = malloc(sizeof *want * (size_t)k->numel), *seed = NULL;
+    k->grad = calloc((size_t)k->numel, sizeof *k->grad);
+    cr_assert(want && k->grad);
+    k->requires_grad = true;
+    for (int pass = 0; pass < 2; pass++) {
+        mr_ctx_reset(&ctx);
+        memset(k->grad, 0, sizeof *k->grad * (size_t)k->numel);
+        mr_tensor *y =
+            pass ? mr_conv2d_bn(&ctx, x, k, NULL, 1, MR_PAD_SAME, gamma, beta, mean, var, eps)
+                 : mr_conv2d(&ctx, x, k, NULL, 1, MR_PAD_SAME);
+        cr_assert_not_null(y, "%s", mr_last_error());
+        if (!seed) {
+            seed = malloc(sizeof *seed * (size_t)y->numel);
+            cr_assert_not_null(seed);
+            for (int64_t i = 0; i < y->numel; i++) seed[i] = mr_rng_normal(&rng);
+        }
+        cr_assert_eq(mr_backward_seeded(&ctx, y, seed), MR_OK, "%s", mr_last_error());
+        if (!pass) {
+            memcpy(want, k->grad, sizeof *want * (size_t)k->numel);
+            continue;
+        }
+        int64_t differ = 0;
+        for (int64_t i = 0; i < k->numel; i++) differ += k->grad[i] != want[i];
+        cr_assert_eq(differ, 0, "%lld of %lld kernel gradients differ from conv2d's",
+                     (long long)differ, (long long)k->numel);
+    }
+    free(seed);
+    free(want);
+    free(k->grad);
+    mr_ctx_free(&ctx);
+    mr_ctx_free(&fixed);
+}
+
 /* A context that keeps kernels (an inference session: predict, evaluate) transforms a Winograd
  * layer's kernel at its first image and reuses it: each image gives the bits a fresh context
  * gives, the kernel is kept once for each Winograd size the layer meets (F(6x6) on 40 x 40,
