@@ -945,8 +945,8 @@ static void append_case(char *md, size_t size, int i, const char *line) {
 /* The whole-model cases: ResNet-50 at 512 (the ratios' case), at 1024, and ResNet-101 at 512. */
 static const struct { int depth, side; } cases[3] = {{50, 512}, {50, 1024}, {101, 512}};
 
-/* torchvision timed again on the same work as mrcnn (equal_work), at 512 and 1024: the ratios,
- * and their sentences for BENCHMARKS.md. */
+/* mrcnn against torchvision on the same work (equal_work), at 512 and 1024: the ratios, and their
+ * sentences for BENCHMARKS.md. */
 typedef struct {
     double train[2], infer[2];
     char md[640];
