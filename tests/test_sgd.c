@@ -82,6 +82,23 @@ Test(sgd, non_finite_gradient_updates_nothing) {
     cr_assert_float_eq(mr_params_tensor(&p, "bn/gamma")->data[0], 3.0f, 0.0f);
 }
 
+/* The step leaves every trainable gradient zero for the next backward (the trainer then skips
+ * zeroing them), after an update and after a step that found a NaN and updated nothing alike. */
+Test(sgd, the_step_consumes_the_trainable_gradients) {
+    float *g = mr_params_tensor(&p, "conv/kernel")->grad;
+    float *gamma = mr_params_tensor(&p, "bn/gamma")->grad;
+    mr_sgd opt = {.learning_rate = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f, .clip_norm = 5};
+    for (int nan_step = 0; nan_step < 2; nan_step++) {
+        g[0] = 0.5f, g[1] = -0.25f, gamma[0] = nan_step ? NAN : 1.0f;
+        mr_sgd_report r;
+        mr_sgd_step(&p, &opt, &r);
+        cr_assert_eq(r.finite, !nan_step);
+        cr_assert(g[0] == 0.0f && g[1] == 0.0f && gamma[0] == 0.0f,
+                  "step %d left gradients %g %g %g", nan_step, (double)g[0], (double)g[1],
+                  (double)gamma[0]);
+    }
+}
+
 /* One step on a parameter spanning many summation blocks, with 1 and with 2 threads: the global
  * norm (and so the clip and every updated weight) must come out bit for bit the same, or a
  * resumed run would drift from the original on a machine with another core count. */

@@ -19,8 +19,10 @@ typedef struct {
 } mr_sgd_report;
 
 /* Adds the weight-decay gradient, clips, updates values and momentum of the trainable
- * parameters. The gradients are left as backward made them (the decay term is added on the
- * fly); frozen parameters and their momentum are untouched. */
+ * parameters (the decay term is added on the fly). The step consumes the gradients: it leaves
+ * every trainable one zero, ready for the next backward, whether it updated or found a NaN/Inf
+ * and updated nothing, so the caller need not zero them again (mr_params_zero_grads). Frozen
+ * parameters, their gradients and momentum are untouched. */
 void mr_sgd_step(mr_params *p, const mr_sgd *opt, mr_sgd_report *report);
 /* The weight-decay term alone (for validation losses). */
 double mr_weight_decay_loss(const mr_params *p, float weight_decay);

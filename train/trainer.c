@@ -102,6 +102,7 @@ typedef struct {
      * images needs at most log2(n) + 1 of them. */
     float *partial[32];
     int partial_images[32], n_partial;
+    bool grads_zero; /* the last update consumed the gradients (mr_sgd_step): nothing to zero */
     /* The report's validation panels (panel_images) and the detections validation scoring kept
      * of them this epoch, so that drawing them does not detect them again. */
     int64_t panel_image[N_PANELS], n_panels;
@@ -218,6 +219,12 @@ static mr_status push_image_gradient(trainer *t) {
     return MR_OK;
 }
 
+/* Zeroes the gradients before a backward, unless the last update left them zero. */
+static void zero_gradients(trainer *t) {
+    if (!t->grads_zero) mr_params_zero_grads(&t->model.params);
+    t->grads_zero = false; /* backward writes them next */
+}
+
 /* Gradient buckets of data-parallel training: the trainable parameters in runs of consecutive
  * offsets, cut into buckets of about BUCKET_FLOATS, from the last parameter to the first (the
  * order backward completes them). Every process makes the same buckets and starts their
@@ -317,11 +324,11 @@ static mr_status backward_batch(trainer *t, mr_tensor **losses, const int *first
     mr_params *p = &t->model.params;
     t->n_partial = 0;
     for (int64_t i = 0; i + 1 < n; i++) {
-        mr_params_zero_grads(p);
+        zero_gradients(t);
         MR_TRY(mr_backward(&t->ctx, losses[i]));
         MR_TRY(push_image_gradient(t));
     }
-    mr_params_zero_grads(p);
+    zero_gradients(t);
     if (t->nproc == 1) {
         MR_TRY(mr_backward(&t->ctx, losses[n - 1]));
         for_trainable(t, fold_partials);
@@ -1149,6 +1156,7 @@ static mr_status train_step(trainer *t, int epoch, int step, const mr_stage *sta
             stage->learning_rate * warmup_factor(c, (long)epoch * c->steps_per_epoch + step);
         mr_profile_enter(MR_GROUP_OPTIMIZER);
         mr_sgd_step(&t->model.params, sgd, rep);
+        t->grads_zero = true;
     }
     if (finite && rep->finite) {
         t->bad_steps = 0;
