@@ -146,11 +146,9 @@ static void sum(void *buf, size_t n, MPI_Datatype type, size_t elem) {
     }
 }
 
-/* out[k] = the sum over parts r of parts[r * len + k], added as the trainer adds images
- * (train/trainer.c): partial sums of 1, 2, 4, ... parts merged as a binary counter carries, the
- * remaining partials added from the smallest up. Partial sums are kept in the parts' own slices
- * (the receive buffer, which is this rank's to overwrite), whole slices at a time. */
-static void tree_sum(float *out, float *parts, int n_parts, size_t len) {
+/* Partial sums are kept in the parts' own slices (for a gradient sum, the receive buffer, which is
+ * this rank's to overwrite), whole slices at a time. */
+void mr_tree_sum_f32(float *out, float *parts, int n_parts, size_t len) {
     int slot[64], held[64], depth = 0; /* the slice holding each partial sum, and its part count */
     for (int r = 0; r < n_parts; r++) {
         int s = r, count = 1;
@@ -191,7 +189,7 @@ static void start_slices(ordered_sum *o, size_t n) {
 /* Phase 1 complete: this rank's slice summed in the tree, then sent to every rank. */
 static void start_sums(ordered_sum *o) {
     int mine = o->counts[rank_];
-    tree_sum(o->buf + o->displs[rank_], o->recv, size_, (size_t)mine);
+    mr_tree_sum_f32(o->buf + o->displs[rank_], o->recv, size_, (size_t)mine);
     free(o->recv);
     o->recv = NULL;
     MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, o->buf, o->counts, o->displs, MPI_FLOAT,

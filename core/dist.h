@@ -26,9 +26,17 @@ int mr_dist_size(void); /* 1 without mpirun */
  * finish its step and save. 0 without mpirun, where nothing kills the process. */
 int mr_dist_stop_grace_seconds(void);
 
+/* out[k] = the sum over parts r of parts[r * len + k] (n_parts >= 1, at most 2^63), added in the
+ * one tree every sum over images or ranks follows (as train/trainer.c adds images): partial sums of
+ * 1, 2, 4, ... consecutive parts merged as a binary counter carries, the remaining partials added
+ * from the smallest up. When each process's share is a power of two, the tree over processes of
+ * their shares' trees is the tree over all parts, so N processes get one process's bits. parts is
+ * overwritten. */
+void mr_tree_sum_f32(float *out, float *parts, int n_parts, size_t len);
+
 /* In place, element-wise sums over all ranks (every rank calls with the same n). Float sums add
  * the ranks in one fixed tree (core/dist.c), so their bits do not depend on MPI's algorithm;
- * double sums (loss values, counts) are MPI's all-reduce. */
+ * double sums (counts) are MPI's all-reduce. */
 void mr_dist_sum_f32(float *buf, size_t n);
 void mr_dist_sum_f64(double *buf, size_t n);
 /* Non-blocking float sums: start() begins an in-place sum of buf (every rank starts the same sums

@@ -390,12 +390,24 @@ mr_status mr_training_losses_per_image(mr_ctx *ctx, const mr_model *m, const mr_
         for (int i = 0; i < MR_LOSS_COUNT; i++) all[i] += counts[b * MR_LOSS_COUNT + i];
     }
     mr_dist_sum_f64(all, MR_LOSS_COUNT);
+    /* Each image's values, then their sums in the tree the gradients follow: one process and N
+     * processes report the same bits (train/trainer.c sums the processes' in the same tree). */
+    enum { ROW = MR_LOSS_COUNT + 1 };
+    float *rows = mr_alloc(ctx, sizeof(float) * (size_t)(batch * ROW), "losses");
+    if (!rows) return ctx->status;
     for (int64_t b = 0; b < batch; b++) {
         float share[MR_LOSS_COUNT];
         for (int i = 0; i < MR_LOSS_COUNT; i++)
             share[i] = all[i] > 0.0 ? (float)(counts[b * MR_LOSS_COUNT + i] / all[i]) : 0.0f;
-        losses[b] = weighted_total(ctx, &m->cfg, terms + b * MR_LOSS_COUNT, share, values);
+        mr_loss_values image = {0};
+        losses[b] = weighted_total(ctx, &m->cfg, terms + b * MR_LOSS_COUNT, share, &image);
         if (!losses[b]) return ctx->status != MR_OK ? ctx->status : MR_ERR_NOMEM;
+        memcpy(rows + b * ROW, image.value, sizeof image.value);
+        rows[b * ROW + MR_LOSS_COUNT] = image.total;
     }
+    float sums[ROW] = {0};
+    if (batch > 0) mr_tree_sum_f32(sums, rows, (int)batch, ROW);
+    memcpy(values->value, sums, sizeof values->value);
+    values->total = sums[MR_LOSS_COUNT];
     return MR_OK;
 }

@@ -498,3 +498,84 @@ Test(conv, product_with_a_bias_is_the_filled_product_bit_for_bit) {
     }
     omp_set_num_threads(threads_before);
 }
+
+/* Bias, beta and gamma gradients are column sums over every output pixel (core/op_conv.c), taken
+ * by threads in fixed blocks of rows: they must be the sums a double-precision loop gives, and
+ * the same bits for one thread and two. 2460 pixels by 1100 channels make two panels of columns
+ * (1024 + 76), many blocks of rows and a partial last block in each. */
+Test(conv, column_sums_are_exact_and_the_same_for_any_thread_count) {
+    const int64_t n = 2, h = 30, w = 41, cin = 40, cout = 1100, rows = n * h * w;
+    const int threads_before = omp_get_max_threads();
+    float *grads[2][3] = {{NULL}};
+    for (int threads = 1; threads <= 2; threads++) {
+        omp_set_num_threads(threads);
+        mr_ctx ctx;
+        cr_assert_eq(mr_ctx_init(&ctx, (size_t)64 << 20), MR_OK);
+        mr_rng rng;
+        mr_rng_seed(&rng, 17);
+        mr_tensor *x = mr_tensor_4d(&ctx, "x", n, h, w, cin);
+        mr_tensor *k = mr_tensor_4d(&ctx, "w", 1, 1, cin, cout);
+        mr_tensor *b = mr_tensor_1d(&ctx, "b", cout), *gamma = mr_tensor_1d(&ctx, "gamma", cout);
+        mr_tensor *beta = mr_tensor_1d(&ctx, "beta", cout),
+                  *mean = mr_tensor_1d(&ctx, "mean", cout);
+        mr_tensor *var = mr_tensor_1d(&ctx, "var", cout);
+        cr_assert(x && k && b && gamma && beta && mean && var);
+        mr_tensor *all[] = {x, k, b, gamma, beta, mean, var};
+        for (size_t t = 0; t < sizeof all / sizeof all[0]; t++)
+            for (int64_t i = 0; i < all[t]->numel; i++) all[t]->data[i] = mr_rng_normal(&rng);
+        for (int64_t i = 0; i < cout; i++) var->data[i] = 0.5f + var->data[i] * var->data[i];
+        x->requires_grad = k->requires_grad = b->requires_grad = true;
+        gamma->requires_grad = beta->requires_grad = true;
+        mr_tensor *y = mr_conv2d_bn(&ctx, x, k, b, 1, MR_PAD_SAME, gamma, beta, mean, var, 1e-3f);
+        cr_assert_not_null(y, "%s", mr_last_error());
+        float *seed = malloc(sizeof *seed * (size_t)y->numel);
+        cr_assert_not_null(seed);
+        for (int64_t i = 0; i < y->numel; i++) seed[i] = mr_rng_normal(&rng);
+        cr_assert_eq(mr_backward_seeded(&ctx, y, seed), MR_OK, "%s", mr_last_error());
+        for (int64_t o = 0; o < cout; o++) {
+            /* beta's gradient: the sum of the upstream gradient over pixels; gamma's: that sum
+             * times (b - mean), plus the unscaled kernel gradient dotted with the kernel, over
+             * sqrt(var + eps). */
+            double dbeta = 0.0, dbeta_abs = 0.0, dwk = 0.0, dwk_abs = 0.0;
+            for (int64_t r = 0; r < rows; r++) {
+                double d = seed[r * cout + o];
+                dbeta += d;
+                dbeta_abs += fabs(d);
+            }
+            for (int64_t c = 0; c < cin; c++) {
+                double dw = 0.0, dw_abs = 0.0;
+                for (int64_t r = 0; r < rows; r++) {
+                    double term = (double)x->data[r * cin + c] * (double)seed[r * cout + o];
+                    dw += term;
+                    dw_abs += fabs(term);
+                }
+                double kw = k->data[c * cout + o];
+                dwk += dw * kw;
+                dwk_abs += dw_abs * fabs(kw);
+            }
+            double root = sqrt((double)var->data[o] + 1e-3);
+            double shift = (double)b->data[o] - (double)mean->data[o];
+            double dgamma = (dbeta * shift + dwk) / root;
+            double dgamma_tol = 1e-5 * (dbeta_abs * fabs(shift) + dwk_abs) / root;
+            cr_assert(fabs((double)beta->grad[o] - dbeta) <= 1e-5 * dbeta_abs,
+                      "%d threads: beta gradient %lld is %g, the sum is %g", threads, (long long)o,
+                      (double)beta->grad[o], dbeta);
+            cr_assert(fabs((double)gamma->grad[o] - dgamma) <= dgamma_tol,
+                      "%d threads: gamma gradient %lld is %g, the sum is %g", threads, (long long)o,
+                      (double)gamma->grad[o], dgamma);
+        }
+        grads[threads - 1][0] = copy_floats(beta->grad, cout);
+        grads[threads - 1][1] = copy_floats(gamma->grad, cout);
+        grads[threads - 1][2] = copy_floats(b->grad, cout);
+        free(seed);
+        mr_ctx_free(&ctx);
+    }
+    omp_set_num_threads(threads_before);
+    const char *names[3] = {"beta", "gamma", "bias"};
+    for (int i = 0; i < 3; i++) {
+        cr_expect(!memcmp(grads[0][i], grads[1][i], sizeof(float) * (size_t)cout),
+                  "the %s gradient differs between one thread and two", names[i]);
+        free(grads[0][i]);
+        free(grads[1][i]);
+    }
+}

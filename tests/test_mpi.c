@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "../core/dist.h"
+#include "../core/rng.h"
 #include "../data/synth.h"
 #include "../train/checkpoint.h"
 #include "../train/trainer.h"
@@ -496,4 +498,32 @@ Test(mpi, refuses_a_batch_that_does_not_divide_and_train_bn, .timeout = 120) {
     snprintf(args, sizeof args, "train --config %s --out %s/run", config2, dir2);
     cr_assert_neq(mpi_run(2, args, out, sizeof out), 0, "%s", out);
     cr_assert_eq(count_of(out, "TRAIN_BN true trains batch statistics"), 1, "%s", out);
+}
+
+/* The tree behind every sum over images and ranks: for shares of a power-of-two size, the tree
+ * over the shares' trees is the tree over all parts, bit for bit, for one float per part and
+ * for several; three parts are (a + b) + c. */
+Test(mpi, the_sum_tree_over_shares_is_the_tree_over_all_parts) {
+    mr_rng rng;
+    mr_rng_seed(&rng, 3);
+    enum { LEN = 5, PARTS = 8 };
+    for (int trial = 0; trial < 200; trial++) {
+        float parts[PARTS * LEN], copy[PARTS * LEN], whole[LEN], shares[2 * LEN], of_shares[LEN];
+        for (int k = 0; k < PARTS * LEN; k++)
+            parts[k] = mr_rng_normal(&rng) * (float)(1 << (k % 7 * 3));
+        memcpy(copy, parts, sizeof parts);
+        mr_tree_sum_f32(whole, copy, PARTS, LEN);
+        for (int s = 0; s < 2; s++) {
+            memcpy(copy, parts + s * 4 * LEN, sizeof(float) * 4 * LEN);
+            mr_tree_sum_f32(shares + s * LEN, copy, 4, LEN);
+        }
+        mr_tree_sum_f32(of_shares, shares, 2, LEN);
+        cr_assert(!memcmp(whole, of_shares, sizeof whole),
+                  "trial %d: eight parts summed whole and as two shares of four differ", trial);
+        float three[3] = {parts[0], parts[1], parts[2]}, sum3;
+        mr_tree_sum_f32(&sum3, three, 3, 1);
+        float want = (parts[0] + parts[1]) + parts[2];
+        cr_assert(!memcmp(&sum3, &want, sizeof want), "trial %d: three parts sum to %.9g, not %.9g",
+                  trial, (double)sum3, (double)want);
+    }
 }

@@ -145,19 +145,20 @@ static uint64_t *image_seeds(trainer *t, const mr_batch *b, uint64_t base) {
 }
 
 /* The batch's losses: every process holds its images' parts (mr_training_losses_per_image), so
- * the batch's are their sums. Every process calls it after each forward pass. */
+ * the batch's are their sums, the values added in the gradients' tree (the bits of one process)
+ * and the counts, whole numbers, exactly. Every process calls it after each forward pass. */
 static void reduce_losses(const trainer *t, mr_loss_values *v) {
     if (t->nproc == 1) return;
-    double buf[MR_LOSS_COUNT + 3];
-    for (int i = 0; i < MR_LOSS_COUNT; i++) buf[i] = (double)v->value[i];
-    buf[MR_LOSS_COUNT] = (double)v->total;
-    buf[MR_LOSS_COUNT + 1] = (double)v->n_positive_anchors;
-    buf[MR_LOSS_COUNT + 2] = (double)v->n_positive_rois;
-    mr_dist_sum_f64(buf, MR_LOSS_COUNT + 3);
-    for (int i = 0; i < MR_LOSS_COUNT; i++) v->value[i] = (float)buf[i];
-    v->total = (float)buf[MR_LOSS_COUNT];
-    v->n_positive_anchors = (int64_t)buf[MR_LOSS_COUNT + 1];
-    v->n_positive_rois = (int64_t)buf[MR_LOSS_COUNT + 2];
+    float values[MR_LOSS_COUNT + 1];
+    memcpy(values, v->value, sizeof v->value);
+    values[MR_LOSS_COUNT] = v->total;
+    mr_dist_sum_f32(values, MR_LOSS_COUNT + 1);
+    memcpy(v->value, values, sizeof v->value);
+    v->total = values[MR_LOSS_COUNT];
+    double counts[2] = {(double)v->n_positive_anchors, (double)v->n_positive_rois};
+    mr_dist_sum_f64(counts, 2);
+    v->n_positive_anchors = (int64_t)counts[0];
+    v->n_positive_rois = (int64_t)counts[1];
 }
 
 /* The batch's gradient is a sum of its images' gradients, always added in one tree over the
