@@ -53,7 +53,8 @@ static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
         float *c = C + r0 * ldc;
         if (bias)
             for (int64_t r = 0; r < n; r++) memcpy(c + r * ldc, bias, (size_t)N * sizeof(float));
-        if (K > 0)
+        if (K > 0 && !mr_narrow_product(ta, tb, n, N, K, alpha, ta ? A + r0 : A + r0 * lda, lda, B,
+                                        ldb, beta, c, ldc))
             cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
                         tb ? CblasTrans : CblasNoTrans, (blasint)n, (blasint)N, (blasint)K, alpha,
                         ta ? A + r0 : A + r0 * lda, (blasint)lda, B, (blasint)ldb, beta, c,

@@ -1,5 +1,6 @@
 /* The one door to matrix products: row-major single-precision GEMM through BLAS (core/blas.c, the
- * only file that includes cblas.h), and the bfloat16 product for inference (core/gemm_bf16.c). */
+ * only file that includes cblas.h) or our kernel for few columns (core/gemm_narrow.c), and the
+ * bfloat16 product for inference (core/gemm_bf16.c). */
 #ifndef MR_BLAS_H
 #define MR_BLAS_H
 
@@ -17,6 +18,19 @@ void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
  * it is made. */
 void mr_sgemm_bias(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                    int64_t ldb, const float *bias, bool relu, float *C, int64_t ldc);
+
+/* mr_sgemm's own kernels for narrow layers (core/gemm_narrow.c), single-threaded: C (M,N) =
+ * alpha op(A) op(B) + beta C as mr_sgemm, computed (returning true) when
+ *  - neither is transposed and N is at most 32 on a CPU with AVX-512, 16 with AVX2 and FMA;
+ *  - only B is transposed and K is at most 32 (an input gradient), with AVX-512.
+ * Otherwise it does nothing and returns false. */
+bool mr_narrow_product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                       float *C, int64_t ldc);
+/* The widest kernel mr_narrow_product may use (tests pin each one, or none, where BLAS computes
+ * every product); returns the previous limit. The CPU's own limit still holds. */
+enum { MR_NARROW_OFF, MR_NARROW_AVX2, MR_NARROW_AVX512 };
+int mr_narrow_limit(int level);
 
 /* Whether this CPU (and compiler) runs mr_sgemm_bf16: x86-64 with AVX-512 BF16. */
 bool mr_bf16_supported(void);

@@ -579,3 +579,108 @@ Test(conv, column_sums_are_exact_and_the_same_for_any_thread_count) {
         free(grads[1][i]);
     }
 }
+
+/* One narrow product through mr_narrow_product against sums in double: every element within
+ * 1e-5 of the sum of its terms' sizes; with beta 0, C's old contents (NaN) must not leak. Returns
+ * whether the kernel took it; C (rows of N + 5) goes to *out, for the caller to free. */
+static bool narrow_case(bool tb, int64_t M, int64_t N, int64_t K, float alpha, float beta,
+                        mr_rng *rng, float **out) {
+    const int64_t lda = K + 3, ldb = tb ? K + 1 : N + 2, ldc = N + 5;
+    const int64_t b_rows = tb ? N : K;
+    float *A = malloc(sizeof(float) * (size_t)(M * lda)),
+          *B = malloc(sizeof(float) * (size_t)(b_rows * ldb)),
+          *C0 = malloc(sizeof(float) * (size_t)(M * ldc));
+    cr_assert(A && B && C0);
+    for (int64_t i = 0; i < M * lda; i++) A[i] = mr_rng_normal(rng);
+    for (int64_t i = 0; i < b_rows * ldb; i++) B[i] = mr_rng_normal(rng);
+    for (int64_t i = 0; i < M * ldc; i++) C0[i] = beta == 0.0f ? NAN : mr_rng_normal(rng);
+    float *got = *out = malloc(sizeof(float) * (size_t)(M * ldc));
+    cr_assert_not_null(got);
+    memcpy(got, C0, sizeof(float) * (size_t)(M * ldc));
+    bool took = mr_narrow_product(false, tb, M, N, K, alpha, A, lda, B, ldb, beta, got, ldc);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = N; n < ldc; n++)
+            cr_assert(!memcmp(&got[m * ldc + n], &C0[m * ldc + n], sizeof(float)),
+                      "%lldx%lldx%lld: C[%lld][%lld], past the product's columns, was written",
+                      (long long)M, (long long)N, (long long)K, (long long)m, (long long)n);
+    for (int64_t m = 0; took && m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            double sum = 0.0, size = 0.0;
+            for (int64_t k = 0; k < K; k++) {
+                double t = (double)A[m * lda + k] * (double)(tb ? B[n * ldb + k] : B[k * ldb + n]);
+                sum += t;
+                size += fabs(t);
+            }
+            double c = beta == 0.0f ? 0.0 : (double)C0[m * ldc + n];
+            double want = (double)alpha * sum + (double)beta * c;
+            double tol = 1e-5 * (fabs((double)alpha) * size + fabs((double)beta * c)) + 1e-30;
+            cr_assert(fabs((double)got[m * ldc + n] - want) <= tol,
+                      "%s %lldx%lldx%lld alpha %g beta %g: C[%lld][%lld] is %.8g, want %.8g",
+                      tb ? "A B'" : "A B", (long long)M, (long long)N, (long long)K, (double)alpha,
+                      (double)beta, (long long)m, (long long)n, (double)got[m * ldc + n], want);
+        }
+    free(A), free(B), free(C0);
+    return took;
+}
+
+/* core/gemm_narrow.c: the products of narrow layers, on each kernel this CPU has, over partial
+ * row blocks, one and two vectors of columns (and past them, where BLAS must be left the product),
+ * strides wider than the rows, alpha and beta. The AVX2 and AVX-512 kernels give the same bits, as
+ * the file promises. */
+Test(conv, narrow_products_are_exact_on_every_kernel) {
+    const int64_t rows[] = {1, 7, 8, 9, 1003}, cols[] = {1, 3, 6, 12, 16, 17, 18, 32, 33};
+    const int64_t depths[] = {1, 5, 512};
+    const float scales[][2] = {{1.0f, 0.0f}, {0.5f, 2.0f}};
+    const int before = mr_narrow_limit(MR_NARROW_AVX512);
+    float *got[2];
+    int taken[3] = {0};
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
+        for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++)
+            for (size_t d = 0; d < sizeof depths / sizeof depths[0]; d++)
+                for (int s = 0; s < 2; s++) {
+                    const int64_t M = rows[r], N = cols[c], K = depths[d];
+                    bool took[2];
+                    for (int level = MR_NARROW_AVX2; level <= MR_NARROW_AVX512; level++) {
+                        mr_rng rng;
+                        mr_rng_seed(&rng, (uint64_t)(M * 1000 + N * 10 + K));
+                        mr_narrow_limit(level);
+                        took[level - 1] = narrow_case(false, M, N, K, scales[s][0], scales[s][1],
+                                                      &rng, &got[level - 1]);
+                        taken[level] += took[level - 1];
+                    }
+                    cr_assert(N <= 32 || (!took[0] && !took[1]), "N %lld is not narrow",
+                              (long long)N);
+                    if (took[0] && took[1])
+                        cr_assert(!memcmp(got[0], got[1], sizeof(float) * (size_t)(M * (N + 5))),
+                                  "%lldx%lldx%lld: AVX2 and AVX-512 differ", (long long)M,
+                                  (long long)N, (long long)K);
+                    free(got[0]), free(got[1]);
+                    /* the input gradient's form: K (the layer's outputs) at most 32 */
+                    mr_rng rng;
+                    mr_rng_seed(&rng, (uint64_t)(M + N + K));
+                    mr_narrow_limit(MR_NARROW_AVX512);
+                    bool t = narrow_case(true, M, 2 * K + 13, N, scales[s][0], scales[s][1], &rng,
+                                         &got[0]);
+                    free(got[0]);
+                    cr_assert(N <= 32 || !t, "an inner dimension of %lld is not narrow",
+                              (long long)N);
+                    taken[0] += t;
+                }
+    mr_narrow_limit(MR_NARROW_OFF);
+    mr_rng rng;
+    mr_rng_seed(&rng, 1);
+    cr_assert(!narrow_case(false, 9, 6, 5, 1.0f, 0.0f, &rng, &got[0]), "turned off, it computed");
+    free(got[0]);
+    mr_narrow_limit(before);
+    /* This CPU's kernels must have run: an x86-64 without AVX2 computes every product in BLAS. */
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        cr_assert_gt(taken[MR_NARROW_AVX2], 0, "the AVX2 kernel never ran");
+    else
+        cr_log_warn("no AVX2 on this CPU: every narrow product is BLAS's");
+    if (__builtin_cpu_supports("avx512f")) {
+        cr_assert_gt(taken[MR_NARROW_AVX512], taken[MR_NARROW_AVX2], "the AVX-512 kernel");
+        cr_assert_gt(taken[0], 0, "the input-gradient kernel never ran");
+    } else {
+        cr_log_warn("no AVX-512 on this CPU: the AVX-512 kernels were not tested");
+    }
+}

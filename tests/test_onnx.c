@@ -371,20 +371,22 @@ Test(onnx, tiny_model_matches_mrcnn_predict_in_onnxruntime, .timeout = 300) {
     cr_assert_gt(example_matches_predict(dir, weights, paths[1]), 0);
 }
 
-/* A trained model, as a user exports it: configs/tiny.json trained 80 steps on a synthetic set
+/* A trained model, as a user exports it: configs/tiny.json trained 160 steps on a synthetic set
  * (the demo's data and recipe, shorter), its checkpoint exported, and the two runtimes compared
- * on its validation and training images at the demo's kind of threshold. */
+ * on its validation and training images at the demo's kind of threshold. At 80 steps the scores
+ * of some runs still sat just under 0.3 (none detected, 112 at 0.2): a change of rounding was
+ * enough to leave the test nothing to compare. */
 Test(onnx, a_trained_tiny_model_matches_mrcnn_predict, .timeout = 600) {
     const char *dir = temp_dir("onnx-trained");
     char config[600], run[700], paths[8][512];
-    make_tiny_job(dir, 1, 80, ", \"DETECTION_MIN_CONFIDENCE\": 0.3, \"VALIDATION_STEPS\": 0",
+    make_tiny_job(dir, 1, 160, ", \"DETECTION_MIN_CONFIDENCE\": 0.3, \"VALIDATION_STEPS\": 0",
                   config, sizeof config);
     snprintf(run, sizeof run, "%s/run", dir);
     mr_train_options to = {.config_path = config, .out_dir = run, .quiet = true};
     mr_train_result tr;
     cr_assert_eq(mr_train(&to, &tr), MR_OK, "%s", mr_last_error());
     char weights[1200], cmd[1400], list[8192];
-    mr_checkpoint_path(weights, sizeof weights, run, 1, 80);
+    mr_checkpoint_path(weights, sizeof weights, run, 1, 160);
     snprintf(cmd, sizeof cmd, "ls '%s'/data/val/*.png '%s'/data/train/*.png | head -8", dir, dir);
     cr_assert_eq(run_shell(cmd, list, sizeof list), 0, "%s", list);
     int n = 0;
