@@ -26,8 +26,8 @@ int mr_dist_size(void); /* 1 without mpirun */
  * finish its step and save. 0 without mpirun, where nothing kills the process. */
 int mr_dist_stop_grace_seconds(void);
 
-/* out[k] = the sum over parts r of parts[r * len + k] (n_parts >= 1, at most 2^63), added in the
- * one tree every sum over images or ranks follows (as train/trainer.c adds images): partial sums of
+/* out[k] = the sum over parts r of parts[r * len + k] (n_parts >= 1), added in the one tree
+ * every sum over images or ranks follows (as train/trainer.c adds images): partial sums of
  * 1, 2, 4, ... consecutive parts merged as a binary counter carries, the remaining partials added
  * from the smallest up. When each process's share is a power of two, the tree over processes of
  * their shares' trees is the tree over all parts, so N processes get one process's bits. parts is

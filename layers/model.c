@@ -306,7 +306,7 @@ mr_status mr_model_rpn(mr_ctx *ctx, const mr_model *m, mr_tensor *const p[5],
     mr_profile_enter(MR_GROUP_RPN);
     /* In training, the class and box layers run as one product with their kernels side by side,
      * sliced apart after: the 512 channels they share are then read once forward and once
-     * backward, and the input gradient is written once (the RPN's P2 at 1024: 50 ms less a step).
+     * backward, and the input gradient is written once (the RPN's P2 at 1024: 35 ms less a step).
      * Inference keeps the two layers, whose kernels a context may keep (core/tensor.h). */
     mr_tensor *heads_kernel = NULL, *heads_bias = NULL;
     if (ctx->recording && w->rpn_class.bias && w->rpn_bbox.bias) {

@@ -343,8 +343,11 @@ Test(bf16, a_trained_model_detects_as_in_float32, .timeout = 600) {
              * mask with it: then its IoU is held to the boxes' own. */
             double floor_iou =
                 box == 0.0 ? 0.98 : fmin(0.98, box_iou(&a.boxes[i * 4], &b.boxes[i * 4]) - 0.02);
-            cr_assert_geq(iou, floor_iou, "%s: detection %lld's mask IoU %.4f (box moved %g px, box IoU %.4f, score %.3f)",
-                          path, (long long)i, iou, box, box_iou(&a.boxes[i * 4], &b.boxes[i * 4]), (double)a.scores[i]);
+            cr_assert_geq(
+                iou, floor_iou,
+                "%s: detection %lld's mask IoU %.4f (box moved %g px, box IoU %.4f, score %.3f)",
+                path, (long long)i, iou, box, box_iou(&a.boxes[i * 4], &b.boxes[i * 4]),
+                (double)a.scores[i]);
             box_moved += box > 0.0;
         }
         compared += a.n;
