@@ -555,25 +555,29 @@ static void output_transform_backward(float *dm, const float *dy, const float *z
 
 /* ---- the convolution ------------------------------------------------------------------------ */
 
-/* One scratch block: U or dU (a*a Cin Cout; left out when U is kept), V and M for one chunk
- * (a*a chunk Cin, a*a chunk Cout) and a row of zeros as wide as the wider of Cin and Cout. */
+/* One scratch block: U (left out when U is kept), dU when it must live beside U, V and M for one
+ * chunk (a*a chunk Cin, a*a chunk Cout) and a row of zeros as wide as the wider of Cin and Cout. */
 typedef struct {
     plan p;
-    float *u, *v, *m;
+    float *u, *du, *v, *m;
     const float *zeros;
 } workspace;
 
-static bool workspace_for(mr_ctx *ctx, const mr_conv_geom *g, bool with_u, workspace *ws) {
+static bool workspace_for(mr_ctx *ctx, const mr_conv_geom *g, bool with_u, bool with_du,
+                          workspace *ws) {
     ws->p = plan_for(ctx, g);
     int64_t planes = ws->p.f->alpha * ws->p.f->alpha;
-    int64_t kernel = with_u ? planes * g->cin * g->cout : 0;
+    int64_t kernel = planes * g->cin * g->cout;
+    int64_t u_floats = with_u ? kernel : 0, du_floats = with_du ? kernel : 0;
     int64_t width = g->cin > g->cout ? g->cin : g->cout;
     int64_t v_floats = planes * ws->p.chunk * g->cin;
     int64_t m_floats = planes * ws->p.chunk * g->cout;
-    float *base = mr_conv_scratch(ctx, MR_SCRATCH_CONV, kernel + v_floats + m_floats + width);
+    float *base =
+        mr_conv_scratch(ctx, MR_SCRATCH_CONV, u_floats + du_floats + v_floats + m_floats + width);
     if (!base) return false;
     ws->u = with_u ? base : NULL;
-    ws->v = base + kernel;
+    ws->du = with_du ? base + u_floats : NULL;
+    ws->v = base + u_floats + du_floats;
     ws->m = ws->v + v_floats;
     float *zeros = ws->m + m_floats;
     memset(zeros, 0, (size_t)width * sizeof(float));
@@ -589,7 +593,7 @@ void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, con
                          const void *layer, const float *b, bool relu, float *y) {
     const mr_kept_kernel *kept = mr_kept_find(ctx, layer, variant_for(ctx, g)->kept);
     workspace ws;
-    if (!workspace_for(ctx, g, !kept && !ctx->keep_kernels, &ws)) return;
+    if (!workspace_for(ctx, g, !kept && !ctx->keep_kernels, false, &ws)) return;
     const plan *p = &ws.p;
     int planes = p->f->alpha * p->f->alpha;
     int64_t u_plane = g->cin * g->cout;
@@ -616,46 +620,62 @@ void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, con
     }
 }
 
-/* Two passes over the chunks: the input gradient first, with U, then the kernel gradient, summed
- * in the transformed domain (dU, in U's buffer) and brought back once. */
+/* dV = dM U' for a chunk (the input gradient's products), then dx += B dV B'. */
+static void input_gradient_chunk(float *dx, const float *u, workspace *ws, const mr_conv_geom *g,
+                                 int64_t t0, int64_t t1) {
+    const plan *p = &ws->p;
+    int planes = p->f->alpha * p->f->alpha;
+    int64_t tc = t1 - t0, u_plane = g->cin * g->cout, v_plane = tc * g->cin, m_plane = tc * g->cout;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int e = 0; e < planes; e++)
+        mr_sgemm(false, true, tc, g->cin, g->cout, 1.0f, ws->m + e * m_plane, g->cout,
+                 u + e * u_plane, g->cout, 0.0f, ws->v + e * v_plane, g->cin);
+    input_transform_backward(dx, ws->v, g, p, t0, t1);
+}
+
+/* V = B' x B for a chunk, then dU (+)= V' dM: the first chunk writes dU, each plane while it is
+ * in cache, rather than after a pass that zeroes the whole of it. */
+static void kernel_gradient_chunk(float *du, const float *x, workspace *ws, const mr_conv_geom *g,
+                                  int64_t t0, int64_t t1) {
+    const plan *p = &ws->p;
+    int planes = p->f->alpha * p->f->alpha;
+    int64_t tc = t1 - t0, u_plane = g->cin * g->cout, v_plane = tc * g->cin, m_plane = tc * g->cout;
+    const float keep = t0 > 0 ? 1.0f : 0.0f;
+    input_transform(ws->v, x, ws->zeros, g, p, t0, t1);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int e = 0; e < planes; e++)
+        mr_sgemm(true, false, g->cin, g->cout, tc, 1.0f, ws->v + e * v_plane, g->cin,
+                 ws->m + e * m_plane, g->cout, keep, du + e * u_plane, g->cout);
+}
+
+/* Each chunk's dM = A dY A' can serve both gradients: the input gradient's products first (they
+ * read U), then the kernel gradient's (summed in the transformed domain, dU, and brought back
+ * once). With one chunk, dU then takes U's buffer. With several, U and dU need a buffer each, so
+ * dM is shared only where dY is at least SHARE_RATIO times the extra buffer (in training at 1024,
+ * the RPN's and the FPN's convolutions on P2; at 512, none): a second pass over a dY that large
+ * misses the cache, and sharing took 4% off the RPN convolution's backward on P2 at 1024 and 3%
+ * off the step, for 33 MB. Elsewhere two passes over the chunks make dM for each gradient. */
+#define SHARE_RATIO 4
+
 void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, const float *x,
                           const float *w, float *dx, float *dw, bool dw_add) {
+    const plan whole = plan_for(ctx, g);
+    const int64_t kernel = whole.f->alpha * whole.f->alpha * g->cin * g->cout;
+    const bool several = whole.chunk < whole.tiles;
+    const bool apart =
+        dx && dw && several && g->n * g->oh * g->ow * g->cout >= SHARE_RATIO * kernel;
+    const int passes = dx && dw && several && !apart ? 2 : 1;
     workspace ws;
-    if (!workspace_for(ctx, g, true, &ws)) return;
+    if (!workspace_for(ctx, g, true, apart, &ws)) return;
     const plan *p = &ws.p;
-    int planes = p->f->alpha * p->f->alpha;
-    int64_t u_plane = g->cin * g->cout;
-    /* With the tiles in one chunk, dY's transform (m) serves both gradients: dx goes first, its
-     * products only read m, and dw reuses it. With several, each chunk's m would have to wait for
-     * the other gradient in a second kernel-sized buffer, so each pass makes its own. */
-    const bool m_shared = dx && dw && p->chunk >= p->tiles;
-    if (dx) {
-        kernel_transform(ws.u, w, g, p);
+    float *du = apart ? ws.du : ws.u;
+    if (dx) kernel_transform(ws.u, w, g, p);
+    for (int pass = 0; pass < passes; pass++)
         for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
-            int64_t t1 = chunk_end(p, t0), tc = t1 - t0;
-            int64_t v_plane = tc * g->cin, m_plane = tc * g->cout;
+            int64_t t1 = chunk_end(p, t0);
             output_transform_backward(ws.m, dy, ws.zeros, g, p, t0, t1);
-#pragma omp parallel for schedule(dynamic, 1)
-            for (int e = 0; e < planes; e++)
-                mr_sgemm(false, true, tc, g->cin, g->cout, 1.0f, ws.m + e * m_plane, g->cout,
-                         ws.u + e * u_plane, g->cout, 0.0f, ws.v + e * v_plane, g->cin);
-            input_transform_backward(dx, ws.v, g, p, t0, t1);
+            if (dx && pass == 0) input_gradient_chunk(dx, ws.u, &ws, g, t0, t1);
+            if (dw && pass == passes - 1) kernel_gradient_chunk(du, x, &ws, g, t0, t1);
         }
-    }
-    if (dw) {
-        /* dU sums the chunks' products. The first chunk's write it, each plane while it is in
-         * cache, rather than after a pass that zeroes the whole of it. */
-        for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
-            int64_t t1 = chunk_end(p, t0), tc = t1 - t0;
-            int64_t v_plane = tc * g->cin, m_plane = tc * g->cout;
-            const float keep = t0 > 0 ? 1.0f : 0.0f;
-            if (!m_shared) output_transform_backward(ws.m, dy, ws.zeros, g, p, t0, t1);
-            input_transform(ws.v, x, ws.zeros, g, p, t0, t1);
-#pragma omp parallel for schedule(dynamic, 1)
-            for (int e = 0; e < planes; e++)
-                mr_sgemm(true, false, g->cin, g->cout, tc, 1.0f, ws.v + e * v_plane, g->cin,
-                         ws.m + e * m_plane, g->cout, keep, ws.u + e * u_plane, g->cout);
-        }
-        kernel_transform_backward(dw, ws.u, g, p, dw_add);
-    }
+    if (dw) kernel_transform_backward(dw, du, g, p, dw_add);
 }

@@ -108,6 +108,17 @@ Test(conv, winograd_6x6_matches_im2col_valid_padding) {
     compare_paths(MR_CONV_WINOGRAD_F6, 3, 23, 30, 128, 160, MR_PAD_VALID);
 }
 
+/* Where dY is at least four times the transformed kernel and takes several chunks, each chunk's
+ * dM serves both gradients and U and dU live side by side (core/winograd.c, SHARE_RATIO). 16 in
+ * and 24 out make chunks of 5825 F(4x4, 3x3) tiles or 3276 F(6x6, 3x3) ones: 2 images of 256 x 256
+ * take 8192 or 3698 tiles, two chunks each, and dY (2M floats) is far past four kernels (9216 or
+ * 16384 floats a kernel). A dU written over U, or a chunk's dM taken for the wrong chunk, puts
+ * the gradients off by O(scale). */
+Test(conv, winograd_matches_im2col_when_both_gradients_share_each_chunk) {
+    compare_paths(MR_CONV_WINOGRAD_F4, 2, 256, 256, 16, 24, MR_PAD_SAME);
+    compare_paths(MR_CONV_WINOGRAD_F6, 2, 256, 256, 16, 24, MR_PAD_SAME);
+}
+
 /* The transforms take channels in blocks of 256 (kernels: 1024 channel pairs), and the input
  * gradient's transform splits the channels between the threads first: 600 in and 264 out leave
  * partial blocks everywhere (300 a thread, 264 = 256 + 8; 158400 pairs = 154 x 1024 + 704). */
@@ -118,13 +129,16 @@ Test(conv, winograd_matches_im2col_over_several_channel_blocks) {
 
 /* The mask head's convolutions run on every positive ROI at once (n ROIs of 14 x 14 x 256):
  * Winograd's workspace is cut into chunks of tiles, so it stops growing once a chunk is full
- * (here past 29 ROIs) instead of growing with the ROI count. */
+ * (here past 29 ROIs) instead of growing with the ROI count. Past 188 ROIs dY is four times the
+ * transformed kernel, and the backward keeps dU beside U (SHARE_RATIO): one kernel more, once,
+ * and again no growth. */
 Test(conv, winograd_workspace_stays_bounded_as_rois_grow, .timeout = 120) {
-    size_t floats[3];
-    const int64_t rois[3] = {40, 80, 200};
-    for (int i = 0; i < 3; i++) {
+    enum { RUNS = 4 };
+    size_t floats[RUNS];
+    const int64_t rois[RUNS] = {40, 80, 200, 300};
+    for (int i = 0; i < RUNS; i++) {
         mr_ctx ctx;
-        cr_assert_eq(mr_ctx_init(&ctx, (size_t)512 << 20), MR_OK);
+        cr_assert_eq(mr_ctx_init(&ctx, (size_t)768 << 20), MR_OK);
         ctx.conv_algo = MR_CONV_WINOGRAD_F4;
         mr_tensor *x = mr_tensor_4d(&ctx, "x", rois[i], 14, 14, 256);
         mr_tensor *k = mr_tensor_4d(&ctx, "w", 3, 3, 256, 256);
@@ -141,12 +155,13 @@ Test(conv, winograd_workspace_stays_bounded_as_rois_grow, .timeout = 120) {
         floats[i] = ctx.scratch_floats[MR_SCRATCH_CONV];
         mr_ctx_free(&ctx);
     }
-    /* U (36 x 256 x 256) plus one chunk of V and M (8M floats) and a row of zeros. */
-    const size_t bound = 36 * 256 * 256 + ((size_t)8 << 20) + 256;
-    for (int i = 0; i < 3; i++)
-        cr_expect_leq(floats[i], bound, "%lld ROIs: %zu floats of workspace", (long long)rois[i],
-                      floats[i]);
-    cr_expect_eq(floats[0], floats[2], "40 ROIs %zu floats, 200 ROIs %zu", floats[0], floats[2]);
+    /* U (36 x 256 x 256) plus one chunk of V and M (8M floats) and a row of zeros; dU besides. */
+    const size_t kernel = 36 * 256 * 256, chunk_and_zeros = ((size_t)8 << 20) + 256;
+    for (int i = 0; i < RUNS; i++)
+        cr_expect_leq(floats[i], (rois[i] < 189 ? 1 : 2) * kernel + chunk_and_zeros,
+                      "%lld ROIs: %zu floats of workspace", (long long)rois[i], floats[i]);
+    cr_expect_eq(floats[0], floats[1], "40 ROIs %zu floats, 80 ROIs %zu", floats[0], floats[1]);
+    cr_expect_eq(floats[2], floats[3], "200 ROIs %zu floats, 300 ROIs %zu", floats[2], floats[3]);
 }
 
 /* An export's batch norms are folded and left at the identity (train/export.h): conv2d_bn must
