@@ -34,6 +34,32 @@
 #define BIAS_BLOCK_FLOATS (1 << 18)
 #define BIAS_BLOCK_MAX_K  256
 
+static int level_limit = MR_OWN_AVX512;
+
+int mr_own_kernel_limit(int level) {
+    int before = level_limit;
+    level_limit = level;
+    return before;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+static int cpu_level(void) {
+    __builtin_cpu_init(); /* libgcc also checks that the OS saves the wide registers */
+    if (__builtin_cpu_supports("avx512f")) return MR_OWN_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return MR_OWN_AVX2;
+    return MR_OWN_OFF;
+}
+#else
+static int cpu_level(void) {
+    return MR_OWN_OFF;
+}
+#endif
+
+int mr_own_kernel_level(void) {
+    const int cpu = cpu_level();
+    return cpu < level_limit ? cpu : level_limit;
+}
+
 /* What a product does to C around the multiplication, block by block. */
 typedef struct {
     const float *bias; /* C = A B + bias on every row (alpha and beta unused); NULL: none */

@@ -1,6 +1,7 @@
 /* The one door to matrix products: row-major single-precision GEMM through BLAS (core/blas.c, the
- * only file that includes cblas.h) or our kernel for few columns (core/gemm_narrow.c), and the
- * bfloat16 product for inference (core/gemm_bf16.c). */
+ * only file that includes cblas.h) or our kernel for few columns (core/gemm_narrow.c), products
+ * with a B laid out in panels ahead of time (core/gemm_panel.c, Winograd's), and the bfloat16
+ * product for inference (core/gemm_bf16.c). */
 #ifndef MR_BLAS_H
 #define MR_BLAS_H
 
@@ -19,18 +20,34 @@ void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
 void mr_sgemm_bias(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                    int64_t ldb, const float *bias, bool relu, float *C, int64_t ldc);
 
+/* Our own product kernels run with the widest instruction set that both this CPU and this limit
+ * allow (tests pin each one, or none, where BLAS computes every product). mr_own_kernel_limit
+ * returns the previous limit; mr_own_kernel_level gives the level in use. */
+enum { MR_OWN_OFF, MR_OWN_AVX2, MR_OWN_AVX512 };
+int mr_own_kernel_limit(int level);
+int mr_own_kernel_level(void);
+
 /* mr_sgemm's own kernels for narrow layers (core/gemm_narrow.c), single-threaded: C (M,N) =
  * alpha op(A) op(B) + beta C as mr_sgemm, computed (returning true) when
- *  - neither is transposed and N is at most 32 on a CPU with AVX-512, 16 with AVX2 and FMA;
+ *  - neither is transposed and N is at most 32 with AVX-512, 16 with AVX2 and FMA;
  *  - only B is transposed and K is at most 32 (an input gradient), with AVX-512.
  * Otherwise it does nothing and returns false. */
 bool mr_narrow_product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                        float *C, int64_t ldc);
-/* The widest kernel mr_narrow_product may use (tests pin each one, or none, where BLAS computes
- * every product); returns the previous limit. The CPU's own limit still holds. */
-enum { MR_NARROW_OFF, MR_NARROW_AVX2, MR_NARROW_AVX512 };
-int mr_narrow_limit(int level);
+
+/* Products with B laid out ahead of time in panels of MR_PANEL columns (core/gemm_panel.c): panel
+ * j holds columns [j MR_PANEL, (j + 1) MR_PANEL) of B (K,N), row by row, and the panels follow
+ * each other, so element (k, n) sits at mr_panel_index(k, n, K). mr_panels_suit(N) says whether
+ * this CPU runs them for N columns (AVX-512, N a whole number of panels); mr_panel_product then
+ * computes C (M,N) = A (M,K) @ B on the calling thread, and counts its FLOPs as mr_sgemm does. */
+enum { MR_PANEL = 32 };
+static inline int64_t mr_panel_index(int64_t k, int64_t n, int64_t K) {
+    return (n / MR_PANEL) * K * MR_PANEL + k * MR_PANEL + n % MR_PANEL;
+}
+bool mr_panels_suit(int64_t N);
+void mr_panel_product(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                      const float *panels, float *C, int64_t ldc);
 
 /* Whether this CPU (and compiler) runs mr_sgemm_bf16: x86-64 with AVX-512 BF16. */
 bool mr_bf16_supported(void);

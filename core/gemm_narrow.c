@@ -25,26 +25,11 @@
 #include <immintrin.h>
 #endif
 
-static int level_cap = MR_NARROW_AVX512;
-
-int mr_narrow_limit(int level) {
-    int before = level_cap;
-    level_cap = level;
-    return before;
-}
-
 #ifdef HAVE_NARROW_KERNEL
 
 /* n floats on a 64-byte boundary (aligned_alloc wants a whole number of 64-byte blocks). */
 static float *aligned_floats(int64_t n) {
     return aligned_alloc(64, ((size_t)n * sizeof(float) + 63) / 64 * 64);
-}
-
-static int cpu_level(void) {
-    __builtin_cpu_init(); /* libgcc also checks that the OS saves the wide registers */
-    if (__builtin_cpu_supports("avx512f")) return MR_NARROW_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return MR_NARROW_AVX2;
-    return MR_NARROW_OFF;
 }
 
 /* Writes a row of C from its accumulators. */
@@ -190,18 +175,18 @@ bool mr_narrow_product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float 
                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                        float *C, int64_t ldc) {
 #ifdef HAVE_NARROW_KERNEL
-    const int level = cpu_level(), use = level < level_cap ? level : level_cap;
-    if (use == MR_NARROW_OFF || M <= 0 || N <= 0 || K <= 0) return false;
+    const int use = mr_own_kernel_level();
+    if (use == MR_OWN_OFF || M <= 0 || N <= 0 || K <= 0) return false;
     if (ta) return false; /* a kernel gradient: OpenBLAS was as fast as the kernels tried */
     if (tb) {
-        if (use != MR_NARROW_AVX512 || K > 32) return false;
+        if (use != MR_OWN_AVX512 || K > 32) return false;
         float *bt = aligned_floats(K * ((N + 15) / 16 * 16));
         if (!bt) return false; /* BLAS then computes it */
         narrow_a_bt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bt);
         free(bt);
         return true;
     }
-    const int64_t lanes = use == MR_NARROW_AVX512 ? 16 : 8, widest = 2 * lanes;
+    const int64_t lanes = use == MR_OWN_AVX512 ? 16 : 8, widest = 2 * lanes;
     if (N > widest) return false;
     const int nv = N > lanes ? 2 : 1;
     const int64_t width = lanes * nv;
@@ -211,10 +196,10 @@ bool mr_narrow_product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float 
         memcpy(Bp + k * width, B + k * ldb, (size_t)N * sizeof(float));
         memset(Bp + k * width + N, 0, (size_t)(width - N) * sizeof(float));
     }
-    const int64_t rows = use == MR_NARROW_AVX512 ? AVX512_ROWS : AVX2_ROWS;
+    const int64_t rows = use == MR_OWN_AVX512 ? AVX512_ROWS : AVX2_ROWS;
     for (int64_t m0 = 0; m0 < M; m0 += rows) {
         int64_t n = M - m0 < rows ? M - m0 : rows;
-        if (use == MR_NARROW_AVX512)
+        if (use == MR_OWN_AVX512)
             block_avx512(n, nv, N, K, alpha, A + m0 * lda, lda, Bp, beta, C + m0 * ldc, ldc);
         else
             block_avx2(n, nv, N, K, alpha, A + m0 * lda, lda, Bp, beta, C + m0 * ldc, ldc);

@@ -55,13 +55,18 @@ void mr_ctx_free(mr_ctx *ctx) {
 
 float *mr_conv_scratch(mr_ctx *ctx, int slot, int64_t floats) {
     if ((size_t)floats > ctx->scratch_floats[slot]) {
-        float *grown = realloc(ctx->scratch[slot], (size_t)floats * sizeof(float));
+        /* On a 64-byte boundary, as the arena's tensors: vector loads then never straddle two
+         * cache lines (realloc gives 16 bytes past a page for large blocks). */
+        float *grown = aligned_alloc(64, ((size_t)floats * sizeof(float) + 63) / 64 * 64);
         if (!grown) {
             ctx->status =
                 mr_fail(MR_ERR_NOMEM, "cannot grow the convolution workspace to %lld floats",
                         (long long)floats);
             return NULL;
         }
+        if (ctx->scratch[slot])
+            memcpy(grown, ctx->scratch[slot], ctx->scratch_floats[slot] * sizeof(float));
+        free(ctx->scratch[slot]);
         ctx->scratch[slot] = grown;
         ctx->scratch_floats[slot] = (size_t)floats;
     }

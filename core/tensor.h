@@ -166,9 +166,11 @@ mr_status mr_ctx_use_bf16(mr_ctx *ctx);
 
 /* What a kept kernel was derived as. */
 typedef enum {
-    MR_KEPT_BF16,        /* packed for the bfloat16 product (uint32_t words) */
-    MR_KEPT_WINOGRAD_F4, /* Winograd F(4x4, 3x3)'s transformed kernel (floats) */
-    MR_KEPT_WINOGRAD_F6  /* Winograd F(6x6, 3x3)'s */
+    MR_KEPT_BF16,               /* packed for the bfloat16 product (uint32_t words) */
+    MR_KEPT_WINOGRAD_F4,        /* Winograd F(4x4, 3x3)'s transformed kernel (floats) */
+    MR_KEPT_WINOGRAD_F6,        /* Winograd F(6x6, 3x3)'s */
+    MR_KEPT_WINOGRAD_F4_PANELS, /* the same in panels for mr_panel_product (core/blas.h) */
+    MR_KEPT_WINOGRAD_F6_PANELS
 } mr_kept_kind;
 
 /* A layer's kernel as a context keeps it, under the layer's kernel tensor. */

@@ -7,7 +7,10 @@
  * Transformed arrays are stored as a*a planes: plane i*a + j holds element (i, j) of every
  * tile, row-major (tile, channel). Backward applies the transposed transforms in reverse
  * order, so it is the exact adjoint of the forward pass and all three GEMMs of training
- * (output, input gradient, kernel gradient) get the saving.
+ * (output, input gradient, kernel gradient) get the saving. Where the product's columns are
+ * whole panels and the CPU has AVX-512 (core/blas.h), U is made in panels once per layer and the
+ * output's and input gradient's products run on them (core/gemm_panel.c) rather than BLAS packing
+ * a plane of U on every call; the kernel gradient's stay BLAS's.
  *
  * Two sizes, the transforms Lavin and Gray's (2016), for correlation as CNNs compute it:
  * - F(4x4, 3x3): 36 multiplies per 16 outputs where direct convolution does 144 (4x fewer). It
@@ -71,12 +74,10 @@ bool mr_winograd_suits(const mr_ctx *ctx, const mr_conv_geom *g) {
 /* Each 1-D transform maps a column of input rows to a column of output rows (below). */
 typedef void (*transform_1d)(float *const *out, const float *const *in, int64_t n, bool add);
 
-/* A Winograd size: its tile and window sides, its six 1-D transforms, and what a context that
- * keeps kernels calls its transformed kernel. */
+/* A Winograd size: its tile and window sides and its six 1-D transforms. */
 typedef struct {
     int tile, alpha; /* m, and a = m + 2 */
     transform_1d bt, b, g, gt, at, a;
-    mr_kept_kind kept;
 } variant;
 
 typedef struct {
@@ -363,8 +364,8 @@ static void a6_1d(float *const *out, const float *const *in, int64_t n, bool add
     }
 }
 
-static const variant F4 = {4, 6, bt4_1d, b4_1d, g4_1d, gt4_1d, at4_1d, a4_1d, MR_KEPT_WINOGRAD_F4};
-static const variant F6 = {6, 8, bt6_1d, b6_1d, g6_1d, gt6_1d, at6_1d, a6_1d, MR_KEPT_WINOGRAD_F6};
+static const variant F4 = {4, 6, bt4_1d, b4_1d, g4_1d, gt4_1d, at4_1d, a4_1d};
+static const variant F6 = {6, 8, bt6_1d, b6_1d, g6_1d, gt6_1d, at6_1d, a6_1d};
 
 static int64_t tiles_for(const mr_conv_geom *g, const variant *f) {
     return g->n * ((g->oh + f->tile - 1) / f->tile) * ((g->ow + f->tile - 1) / f->tile);
@@ -443,6 +444,24 @@ static void kernel_transform_backward(float *dw, const float *du, const mr_conv_
         for (int e = 0; e < alpha * alpha; e++) in[e] = du + e * plane + k;
         for (int e = 0; e < 9; e++) out[e] = dw + e * plane + k;
         transform_2d(out, in, 3, alpha, p->f->gt, add, tmp, n);
+    }
+}
+
+/* The HWIO kernel's nine planes in panels (core/blas.h), each as B of the product that will read
+ * its transform: (Cin, Cout) for the output, transposed to (Cout, Cin) for the input gradient.
+ * kernel_transform goes pair by pair, the same index in and out, so U then comes out in panels. */
+static void arrange_in_panels(float *out, const float *w, const mr_conv_geom *g, bool transposed) {
+    const int64_t cin = g->cin, cout = g->cout, plane = cin * cout;
+#pragma omp parallel for schedule(static)
+    for (int64_t row = 0; row < 9 * cin; row++) {
+        const int64_t e = row / cin, ci = row % cin;
+        const float *src = w + e * plane + ci * cout;
+        float *dst = out + e * plane;
+        if (transposed)
+            for (int64_t co = 0; co < cout; co++) dst[mr_panel_index(co, ci, cout)] = src[co];
+        else
+            for (int64_t co = 0; co < cout; co += MR_PANEL)
+                memcpy(dst + mr_panel_index(ci, co, cin), src + co, MR_PANEL * sizeof(float));
     }
 }
 
@@ -556,7 +575,9 @@ static void output_transform_backward(float *dm, const float *dy, const float *z
 /* ---- the convolution ------------------------------------------------------------------------ */
 
 /* One scratch block: U (left out when U is kept), dU when it must live beside U, V and M for one
- * chunk (a*a chunk Cin, a*a chunk Cout) and a row of zeros as wide as the wider of Cin and Cout. */
+ * chunk (a*a chunk Cin, a*a chunk Cout) and a row of zeros as wide as the wider of Cin and Cout.
+ * With `arranged`, V and M's space holds at least the kernel in panels (9 Cin Cout), which is
+ * made and transformed before the first chunk needs it. */
 typedef struct {
     plan p;
     float *u, *du, *v, *m;
@@ -564,7 +585,7 @@ typedef struct {
 } workspace;
 
 static bool workspace_for(mr_ctx *ctx, const mr_conv_geom *g, bool with_u, bool with_du,
-                          workspace *ws) {
+                          bool arranged, workspace *ws) {
     ws->p = plan_for(ctx, g);
     int64_t planes = ws->p.f->alpha * ws->p.f->alpha;
     int64_t kernel = planes * g->cin * g->cout;
@@ -572,39 +593,51 @@ static bool workspace_for(mr_ctx *ctx, const mr_conv_geom *g, bool with_u, bool 
     int64_t width = g->cin > g->cout ? g->cin : g->cout;
     int64_t v_floats = planes * ws->p.chunk * g->cin;
     int64_t m_floats = planes * ws->p.chunk * g->cout;
-    float *base =
-        mr_conv_scratch(ctx, MR_SCRATCH_CONV, u_floats + du_floats + v_floats + m_floats + width);
+    int64_t vm_floats = v_floats + m_floats;
+    if (arranged && vm_floats < 9 * g->cin * g->cout) vm_floats = 9 * g->cin * g->cout;
+    float *base = mr_conv_scratch(ctx, MR_SCRATCH_CONV, u_floats + du_floats + vm_floats + width);
     if (!base) return false;
     ws->u = with_u ? base : NULL;
     ws->du = with_du ? base + u_floats : NULL;
     ws->v = base + u_floats + du_floats;
     ws->m = ws->v + v_floats;
-    float *zeros = ws->m + m_floats;
+    float *zeros = ws->v + vm_floats;
     memset(zeros, 0, (size_t)width * sizeof(float));
     ws->zeros = zeros;
     return true;
 }
 
+/* The kind a context keeps this layer's transformed kernel under: in panels where the forward
+ * products take them. */
+static mr_kept_kind kept_kind(const mr_ctx *ctx, const mr_conv_geom *g) {
+    const bool panels = mr_panels_suit(g->cout);
+    if (variant_for(ctx, g) == &F4)
+        return panels ? MR_KEPT_WINOGRAD_F4_PANELS : MR_KEPT_WINOGRAD_F4;
+    return panels ? MR_KEPT_WINOGRAD_F6_PANELS : MR_KEPT_WINOGRAD_F6;
+}
+
 bool mr_winograd_kernel_kept(const mr_ctx *ctx, const mr_conv_geom *g, const void *layer) {
-    return mr_kept_find(ctx, layer, variant_for(ctx, g)->kept) != NULL;
+    return mr_kept_find(ctx, layer, kept_kind(ctx, g)) != NULL;
 }
 
 void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, const float *w,
                          const void *layer, const float *b, bool relu, float *y) {
-    const mr_kept_kernel *kept = mr_kept_find(ctx, layer, variant_for(ctx, g)->kept);
+    const bool panels = mr_panels_suit(g->cout);
+    const mr_kept_kernel *kept = mr_kept_find(ctx, layer, kept_kind(ctx, g));
     workspace ws;
-    if (!workspace_for(ctx, g, !kept && !ctx->keep_kernels, false, &ws)) return;
+    if (!workspace_for(ctx, g, !kept && !ctx->keep_kernels, false, panels && !kept, &ws)) return;
     const plan *p = &ws.p;
     int planes = p->f->alpha * p->f->alpha;
     int64_t u_plane = g->cin * g->cout;
     const float *u = kept ? kept->data : ws.u;
     if (!kept) {
         /* Transformed once for all images where the weights stay fixed (an inference session). */
-        float *fresh = ctx->keep_kernels ? mr_kept_new(ctx, layer, p->f->kept,
+        float *fresh = ctx->keep_kernels ? mr_kept_new(ctx, layer, kept_kind(ctx, g),
                                                        (size_t)(planes * u_plane) * sizeof(float))
                                          : ws.u;
         if (!fresh) return;
-        kernel_transform(fresh, w, g, p);
+        if (panels) arrange_in_panels(ws.v, w, g, false);
+        kernel_transform(fresh, panels ? ws.v : w, g, p);
         u = fresh;
     }
     for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
@@ -613,23 +646,36 @@ void mr_winograd_forward(mr_ctx *ctx, const mr_conv_geom *g, const float *x, con
         input_transform(ws.v, x, ws.zeros, g, p, t0, t1);
         /* The a*a products go to the threads whole, plane by plane (PLANES_IN_PARALLEL). */
 #pragma omp parallel for schedule(dynamic, 1)
-        for (int e = 0; e < planes; e++)
-            mr_sgemm(false, false, tc, g->cout, g->cin, 1.0f, ws.v + e * v_plane, g->cin,
-                     u + e * u_plane, g->cout, 0.0f, ws.m + e * m_plane, g->cout);
+        for (int e = 0; e < planes; e++) {
+            const float *ve = ws.v + e * v_plane, *ue = u + e * u_plane;
+            float *me = ws.m + e * m_plane;
+            if (panels)
+                mr_panel_product(tc, g->cout, g->cin, ve, g->cin, ue, me, g->cout);
+            else
+                mr_sgemm(false, false, tc, g->cout, g->cin, 1.0f, ve, g->cin, ue, g->cout, 0.0f, me,
+                         g->cout);
+        }
         output_transform(y, ws.m, b, relu, g, p, t0, t1);
     }
 }
 
-/* dV = dM U' for a chunk (the input gradient's products), then dx += B dV B'. */
-static void input_gradient_chunk(float *dx, const float *u, workspace *ws, const mr_conv_geom *g,
-                                 int64_t t0, int64_t t1) {
+/* dV = dM U' for a chunk (the input gradient's products), then dx += B dV B'. With `panels`, U
+ * holds U' in panels. */
+static void input_gradient_chunk(float *dx, const float *u, bool panels, workspace *ws,
+                                 const mr_conv_geom *g, int64_t t0, int64_t t1) {
     const plan *p = &ws->p;
     int planes = p->f->alpha * p->f->alpha;
     int64_t tc = t1 - t0, u_plane = g->cin * g->cout, v_plane = tc * g->cin, m_plane = tc * g->cout;
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int e = 0; e < planes; e++)
-        mr_sgemm(false, true, tc, g->cin, g->cout, 1.0f, ws->m + e * m_plane, g->cout,
-                 u + e * u_plane, g->cout, 0.0f, ws->v + e * v_plane, g->cin);
+    for (int e = 0; e < planes; e++) {
+        const float *me = ws->m + e * m_plane, *ue = u + e * u_plane;
+        float *ve = ws->v + e * v_plane;
+        if (panels)
+            mr_panel_product(tc, g->cin, g->cout, me, g->cout, ue, ve, g->cin);
+        else
+            mr_sgemm(false, true, tc, g->cin, g->cout, 1.0f, me, g->cout, ue, g->cout, 0.0f, ve,
+                     g->cin);
+    }
     input_transform_backward(dx, ws->v, g, p, t0, t1);
 }
 
@@ -665,16 +711,18 @@ void mr_winograd_backward(mr_ctx *ctx, const mr_conv_geom *g, const float *dy, c
     const bool apart =
         dx && dw && several && g->n * g->oh * g->ow * g->cout >= SHARE_RATIO * kernel;
     const int passes = dx && dw && several && !apart ? 2 : 1;
+    const bool panels = dx && mr_panels_suit(g->cin);
     workspace ws;
-    if (!workspace_for(ctx, g, true, apart, &ws)) return;
+    if (!workspace_for(ctx, g, true, apart, panels, &ws)) return;
     const plan *p = &ws.p;
     float *du = apart ? ws.du : ws.u;
-    if (dx) kernel_transform(ws.u, w, g, p);
+    if (panels) arrange_in_panels(ws.v, w, g, true);
+    if (dx) kernel_transform(ws.u, panels ? ws.v : w, g, p);
     for (int pass = 0; pass < passes; pass++)
         for (int64_t t0 = 0; t0 < p->tiles; t0 += p->chunk) {
             int64_t t1 = chunk_end(p, t0);
             output_transform_backward(ws.m, dy, ws.zeros, g, p, t0, t1);
-            if (dx && pass == 0) input_gradient_chunk(dx, ws.u, &ws, g, t0, t1);
+            if (dx && pass == 0) input_gradient_chunk(dx, ws.u, panels, &ws, g, t0, t1);
             if (dw && pass == passes - 1) kernel_gradient_chunk(du, x, &ws, g, t0, t1);
         }
     if (dw) kernel_transform_backward(dw, du, g, p, dw_add);

@@ -69,8 +69,8 @@ static void expect_same(const char *what, const float *a, const float *b, int64_
               worst, scale);
 }
 
-static void compare_paths(mr_conv_algo winograd, int64_t n, int64_t h, int64_t w, int64_t cin,
-                          int64_t cout, int pad) {
+static void compare_paths_once(mr_conv_algo winograd, int64_t n, int64_t h, int64_t w, int64_t cin,
+                               int64_t cout, int pad) {
     conv_result a = run_conv(winograd, n, h, w, cin, cout, pad);
     conv_result b = run_conv(MR_CONV_IM2COL, n, h, w, cin, cout, pad);
     expect_same("output", a.y, b.y, a.ny);
@@ -84,6 +84,18 @@ static void compare_paths(mr_conv_algo winograd, int64_t n, int64_t h, int64_t w
         free(rs[i]->dw);
         free(rs[i]->db);
     }
+}
+
+/* Winograd against im2col, with its products in panels where the channels and this CPU allow
+ * (core/gemm_panel.c) and then with BLAS's. */
+static void compare_paths(mr_conv_algo winograd, int64_t n, int64_t h, int64_t w, int64_t cin,
+                          int64_t cout, int pad) {
+    const int before = mr_own_kernel_limit(MR_OWN_AVX512);
+    for (int level = MR_OWN_AVX512; level >= MR_OWN_OFF; level -= MR_OWN_AVX512) {
+        mr_own_kernel_limit(level);
+        compare_paths_once(winograd, n, h, w, cin, cout, pad);
+    }
+    mr_own_kernel_limit(before);
 }
 
 /* core/winograd.c's chunks hold 8M floats: 36 planes of 256 + 256 channels make 455 tiles
@@ -276,9 +288,9 @@ Test(conv, conv_bn_kernel_gradient_sums_every_im2col_chunk) {
  * F(4x4) on 32 x 32, as the RPN's one kernel meets both across the FPN levels), and later images
  * derive nothing, the batch norm's fold of the kernel included (its scratch is then left alone,
  * so a wrong kernel there would show in the bits). */
-Test(conv, a_context_that_keeps_kernels_transforms_each_once_with_the_same_bits) {
+static void keeps_each_kernel_once(int64_t cout) {
     const float eps = 1e-3f;
-    const int64_t cin = 64, cout = 72;
+    const int64_t cin = 64;
     mr_ctx fresh, keep;
     cr_assert_eq(mr_ctx_init(&fresh, (size_t)64 << 20), MR_OK);
     cr_assert_eq(mr_ctx_init(&keep, (size_t)64 << 20), MR_OK);
@@ -304,7 +316,10 @@ Test(conv, a_context_that_keeps_kernels_transforms_each_once_with_the_same_bits)
             .data = bn + j * cout, .ndim = 1, .shape = {cout}, .numel = cout, .name = "bn"};
     const int sides[] = {40, 32, 40, 32};
     const size_t kept_after[] = {1, 2, 2, 2};
-    const mr_kept_kind kinds[] = {MR_KEPT_WINOGRAD_F6, MR_KEPT_WINOGRAD_F4};
+    /* In panels where the forward products take them (cout a whole number of panels). */
+    const bool panels = mr_panels_suit(cout);
+    const mr_kept_kind kinds[] = {panels ? MR_KEPT_WINOGRAD_F6_PANELS : MR_KEPT_WINOGRAD_F6,
+                                  panels ? MR_KEPT_WINOGRAD_F4_PANELS : MR_KEPT_WINOGRAD_F4};
     for (int image = 0; image < 4; image++) {
         float *out[2];
         for (int c = 0; c < 2; c++) {
@@ -344,6 +359,11 @@ Test(conv, a_context_that_keeps_kernels_transforms_each_once_with_the_same_bits)
     free(bn);
     mr_ctx_free(&fresh);
     mr_ctx_free(&keep);
+}
+
+Test(conv, a_context_that_keeps_kernels_transforms_each_once_with_the_same_bits) {
+    keeps_each_kernel_once(72); /* planes of (Cin, Cout) */
+    keeps_each_kernel_once(96); /* panels, with AVX-512 */
 }
 
 /* Training in a context that keeps kernels would leave them behind the weights: recording a
@@ -646,7 +666,7 @@ Test(conv, narrow_products_are_exact_on_every_kernel) {
     const int64_t rows[] = {1, 7, 8, 9, 1003}, cols[] = {1, 3, 6, 12, 16, 17, 18, 32, 33};
     const int64_t depths[] = {1, 5, 512};
     const float scales[][2] = {{1.0f, 0.0f}, {0.5f, 2.0f}};
-    const int before = mr_narrow_limit(MR_NARROW_AVX512);
+    const int before = mr_own_kernel_limit(MR_OWN_AVX512);
     float *got[2];
     int taken[3] = {0};
     for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
@@ -655,10 +675,10 @@ Test(conv, narrow_products_are_exact_on_every_kernel) {
                 for (int s = 0; s < 2; s++) {
                     const int64_t M = rows[r], N = cols[c], K = depths[d];
                     bool took[2];
-                    for (int level = MR_NARROW_AVX2; level <= MR_NARROW_AVX512; level++) {
+                    for (int level = MR_OWN_AVX2; level <= MR_OWN_AVX512; level++) {
                         mr_rng rng;
                         mr_rng_seed(&rng, (uint64_t)(M * 1000 + N * 10 + K));
-                        mr_narrow_limit(level);
+                        mr_own_kernel_limit(level);
                         took[level - 1] = narrow_case(false, M, N, K, scales[s][0], scales[s][1],
                                                       &rng, &got[level - 1]);
                         taken[level] += took[level - 1];
@@ -673,7 +693,7 @@ Test(conv, narrow_products_are_exact_on_every_kernel) {
                     /* the input gradient's form: K (the layer's outputs) at most 32 */
                     mr_rng rng;
                     mr_rng_seed(&rng, (uint64_t)(M + N + K));
-                    mr_narrow_limit(MR_NARROW_AVX512);
+                    mr_own_kernel_limit(MR_OWN_AVX512);
                     bool t = narrow_case(true, M, 2 * K + 13, N, scales[s][0], scales[s][1], &rng,
                                          &got[0]);
                     free(got[0]);
@@ -681,21 +701,75 @@ Test(conv, narrow_products_are_exact_on_every_kernel) {
                               (long long)N);
                     taken[0] += t;
                 }
-    mr_narrow_limit(MR_NARROW_OFF);
+    mr_own_kernel_limit(MR_OWN_OFF);
     mr_rng rng;
     mr_rng_seed(&rng, 1);
     cr_assert(!narrow_case(false, 9, 6, 5, 1.0f, 0.0f, &rng, &got[0]), "turned off, it computed");
     free(got[0]);
-    mr_narrow_limit(before);
+    mr_own_kernel_limit(before);
     /* This CPU's kernels must have run: an x86-64 without AVX2 computes every product in BLAS. */
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        cr_assert_gt(taken[MR_NARROW_AVX2], 0, "the AVX2 kernel never ran");
+        cr_assert_gt(taken[MR_OWN_AVX2], 0, "the AVX2 kernel never ran");
     else
         cr_log_warn("no AVX2 on this CPU: every narrow product is BLAS's");
     if (__builtin_cpu_supports("avx512f")) {
-        cr_assert_gt(taken[MR_NARROW_AVX512], taken[MR_NARROW_AVX2], "the AVX-512 kernel");
+        cr_assert_gt(taken[MR_OWN_AVX512], taken[MR_OWN_AVX2], "the AVX-512 kernel");
         cr_assert_gt(taken[0], 0, "the input-gradient kernel never ran");
     } else {
         cr_log_warn("no AVX-512 on this CPU: the AVX-512 kernels were not tested");
     }
+}
+
+/* core/gemm_panel.c: C = A B with B laid out in panels, against each element's K fused
+ * multiply-adds in order from zero (the same bits, as the file promises), over partial row blocks
+ * (its blocks hold 14 rows), one to three panels, no terms at all, and strides wider than the rows;
+ * C's columns past N stay as they were. It computes nothing turned off or for a partial panel. */
+Test(conv, panel_products_are_the_bits_of_fused_sums_in_order) {
+    const int before = mr_own_kernel_limit(MR_OWN_AVX512);
+    if (!mr_panels_suit(MR_PANEL)) {
+        cr_log_warn("no AVX-512 on this CPU: Winograd's products are BLAS's, the panels untested");
+        mr_own_kernel_limit(before);
+        return;
+    }
+    const int64_t rows[] = {1, 13, 14, 15, 29, 170}, cols[] = {32, 64, 96},
+                  depths[] = {0, 1, 7, 300};
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
+        for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++)
+            for (size_t d = 0; d < sizeof depths / sizeof depths[0]; d++) {
+                const int64_t M = rows[r], N = cols[c], K = depths[d];
+                const int64_t lda = K + 3, ldc = N + 5;
+                mr_rng rng;
+                mr_rng_seed(&rng, (uint64_t)(M * 1000 + N * 10 + K));
+                float *A = malloc(sizeof(float) * (size_t)(M * lda + 1)),
+                      *B = malloc(sizeof(float) * (size_t)(K * N + 1)),
+                      *panels = malloc(sizeof(float) * (size_t)(K * N + 1)),
+                      *C = malloc(sizeof(float) * (size_t)(M * ldc));
+                cr_assert(A && B && panels && C);
+                for (int64_t i = 0; i < M * lda; i++) A[i] = mr_rng_normal(&rng);
+                for (int64_t k = 0; k < K; k++)
+                    for (int64_t n = 0; n < N; n++) {
+                        B[k * N + n] = mr_rng_normal(&rng);
+                        panels[mr_panel_index(k, n, K)] = B[k * N + n];
+                    }
+                for (int64_t i = 0; i < M * ldc; i++) C[i] = NAN;
+                mr_panel_product(M, N, K, A, lda, panels, C, ldc);
+                for (int64_t m = 0; m < M; m++)
+                    for (int64_t n = 0; n < ldc; n++) {
+                        float want = NAN;
+                        if (n < N) {
+                            want = 0.0f;
+                            for (int64_t k = 0; k < K; k++)
+                                want = fmaf(A[m * lda + k], B[k * N + n], want);
+                        }
+                        cr_assert(!memcmp(&C[m * ldc + n], &want, sizeof want),
+                                  "%lldx%lldx%lld: C[%lld][%lld] is %.9g, want %.9g", (long long)M,
+                                  (long long)N, (long long)K, (long long)m, (long long)n,
+                                  (double)C[m * ldc + n], (double)want);
+                    }
+                free(A), free(B), free(panels), free(C);
+            }
+    cr_assert(!mr_panels_suit(48), "48 columns are not whole panels");
+    mr_own_kernel_limit(MR_OWN_AVX2);
+    cr_assert(!mr_panels_suit(64), "limited to AVX2, the panels still run");
+    mr_own_kernel_limit(before);
 }
