@@ -34,6 +34,16 @@
 #include "blas.h"
 #include "util.h"
 
+/* The 1-D transforms are plain vector arithmetic over memory: built a second time for AVX-512
+ * (GCC's function clones, one picked when the program loads), they took 2% off a training step
+ * at 512 and at 1024 with the same bits: C11 mode keeps each a * b + c two roundings, fused
+ * multiply-adds or not. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CLONED __attribute__((target_clones("avx512f", "default")))
+#else
+#define CLONED
+#endif
+
 #define MAX_ALPHA 8 /* the widest input window, F(6x6, 3x3)'s */
 
 /* Channels per block of a data transform, and (cin, cout) pairs per block of a kernel transform.
@@ -135,7 +145,7 @@ static int64_t output_pixel(const mr_conv_geom *g, const plan *p, int64_t t, int
  * each loop runs without the branch and vectorises. */
 #define BODY_INLINE static inline __attribute__((always_inline)) void
 #define SPLIT_ON_ADD(name)                                                                         \
-    static void name##_1d(float *const *out, const float *const *in, int64_t n, bool add) {        \
+    CLONED static void name##_1d(float *const *out, const float *const *in, int64_t n, bool add) { \
         if (add)                                                                                   \
             name##_body(out, in, n, true);                                                         \
         else                                                                                       \
@@ -144,7 +154,7 @@ static int64_t output_pixel(const mr_conv_geom *g, const plan *p, int64_t t, int
 
 /* F(4x4, 3x3) */
 
-static void bt4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+CLONED static void bt4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
     LOAD6(in);
     OUT6(out);
     (void)add; /* the input transform always stores */
@@ -178,7 +188,7 @@ SPLIT_ON_ADD(b4)
 static const float QUARTER = 0.25f, SIXTH = 1.0f / 6.0f, TWELFTH = 1.0f / 12.0f,
                    TWENTYFOURTH = 1.0f / 24.0f;
 
-static void g4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+CLONED static void g4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
     const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2];
     OUT6(out);
     (void)add;
@@ -206,7 +216,7 @@ BODY_INLINE gt4_body(float *const *out, const float *const *in, int64_t n, bool 
 }
 SPLIT_ON_ADD(gt4)
 
-static void at4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+CLONED static void at4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
     LOAD6(in);
     float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2];
     float *restrict o3 = out[3];
@@ -220,7 +230,7 @@ static void at4_1d(float *const *out, const float *const *in, int64_t n, bool ad
     }
 }
 
-static void a4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+CLONED static void a4_1d(float *const *out, const float *const *in, int64_t n, bool add) {
     const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2];
     const float *restrict i3 = in[3];
     OUT6(out);
@@ -239,7 +249,7 @@ static void a4_1d(float *const *out, const float *const *in, int64_t n, bool add
 /* F(6x6, 3x3), on the points 0, +-1, +-2, +-1/2 (Lavin and Gray's choice for this size). The
  * sums are grouped into their even and odd parts, which each pair of outputs shares. */
 
-static void bt6_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+CLONED static void bt6_1d(float *const *out, const float *const *in, int64_t n, bool add) {
     LOAD8(in);
     OUT8(out);
     (void)add;
@@ -290,7 +300,7 @@ static const float TWO_NINTHS = 2.0f / 9.0f, NINETIETH = 1.0f / 90.0f, FORTYFIFT
                    TWO_45THS = 2.0f / 45.0f, EIGHT_45THS = 8.0f / 45.0f,
                    SIXTEEN_45THS = 16.0f / 45.0f, THIRTYTWO_45THS = 32.0f / 45.0f;
 
-static void g6_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+CLONED static void g6_1d(float *const *out, const float *const *in, int64_t n, bool add) {
     const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2];
     OUT8(out);
     (void)add;
@@ -328,7 +338,7 @@ BODY_INLINE gt6_body(float *const *out, const float *const *in, int64_t n, bool 
 }
 SPLIT_ON_ADD(gt6)
 
-static void at6_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+CLONED static void at6_1d(float *const *out, const float *const *in, int64_t n, bool add) {
     LOAD8(in);
     OUT6(out);
     (void)add;
@@ -345,7 +355,7 @@ static void at6_1d(float *const *out, const float *const *in, int64_t n, bool ad
     }
 }
 
-static void a6_1d(float *const *out, const float *const *in, int64_t n, bool add) {
+CLONED static void a6_1d(float *const *out, const float *const *in, int64_t n, bool add) {
     LOAD6(in);
     OUT8(out);
     (void)add;
@@ -531,6 +541,16 @@ static void input_transform_backward(float *dx, const float *dv, const mr_conv_g
     }
 }
 
+/* A row of output pixels' channels: res (+ bias), then max(0, y) with relu. */
+CLONED static void store_output_row(float *row, const float *res, const float *bias, bool relu,
+                                    int64_t n) {
+    if (bias)
+        for (int64_t k = 0; k < n; k++) row[k] = res[k] + bias[k];
+    else
+        memcpy(row, res, (size_t)n * sizeof(float));
+    if (relu) mr_relu_floats(row, n);
+}
+
 /* y = A' M A (+ bias, then max(0, y) with relu) for tiles [t0, t1); M is a*a planes of
  * (t1 - t0, Cout). */
 static void output_transform(float *y, const float *mm, const float *bias, bool relu,
@@ -552,15 +572,8 @@ static void output_transform(float *y, const float *mm, const float *bias, bool 
             for (int e = 0; e < alpha * alpha; e++) in[e] = mm + e * plane + (t - t0) * cout + o;
             for (int e = 0; e < tile * tile; e++) out[e] = res[e];
             transform_2d(out, in, tile, alpha, p->f->at, false, tmp, n);
-            for (int e = 0; e < tile * tile; e++) {
-                if (!dst[e]) continue;
-                float *row = dst[e] + o;
-                if (bias)
-                    for (int64_t k = 0; k < n; k++) row[k] = res[e][k] + bias[o + k];
-                else
-                    memcpy(row, res[e], (size_t)n * sizeof(float));
-                if (relu) mr_relu_floats(row, n);
-            }
+            for (int e = 0; e < tile * tile; e++)
+                if (dst[e]) store_output_row(dst[e] + o, res[e], bias ? bias + o : NULL, relu, n);
         }
     }
 }
