@@ -36,8 +36,8 @@
 
 /* The 1-D transforms are plain vector arithmetic over memory: built a second time for AVX-512
  * (GCC's function clones, one picked when the program loads), they took 2% off a training step
- * at 512 and at 1024 with the same bits: C11 mode keeps each a * b + c two roundings, fused
- * multiply-adds or not. */
+ * at 512 (at 1024 the difference was within the noise) with the same bits: C11 mode keeps each
+ * a * b + c two roundings, fused multiply-adds or not. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define CLONED __attribute__((target_clones("avx512f", "default")))
 #else
