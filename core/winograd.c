@@ -462,16 +462,26 @@ static void kernel_transform_backward(float *dw, const float *du, const mr_conv_
  * kernel_transform goes pair by pair, the same index in and out, so U then comes out in panels. */
 static void arrange_in_panels(float *out, const float *w, const mr_conv_geom *g, bool transposed) {
     const int64_t cin = g->cin, cout = g->cout, plane = cin * cout;
+    if (!transposed) {
 #pragma omp parallel for schedule(static)
-    for (int64_t row = 0; row < 9 * cin; row++) {
-        const int64_t e = row / cin, ci = row % cin;
-        const float *src = w + e * plane + ci * cout;
-        float *dst = out + e * plane;
-        if (transposed)
-            for (int64_t co = 0; co < cout; co++) dst[mr_panel_index(co, ci, cout)] = src[co];
-        else
+        for (int64_t row = 0; row < 9 * cin; row++) {
+            const int64_t e = row / cin, ci = row % cin;
             for (int64_t co = 0; co < cout; co += MR_PANEL)
-                memcpy(dst + mr_panel_index(ci, co, cin), src + co, MR_PANEL * sizeof(float));
+                memcpy(out + e * plane + mr_panel_index(ci, co, cin),
+                       w + e * plane + ci * cout + co, MR_PANEL * sizeof(float));
+        }
+        return;
+    }
+    /* Panel by panel, each written in order: a panel's rows take one column of 32 kernel rows,
+     * which stay in cache as the columns go by. */
+    const int64_t panels = cin / MR_PANEL;
+#pragma omp parallel for schedule(static)
+    for (int64_t item = 0; item < 9 * panels; item++) {
+        const int64_t e = item / panels, ci0 = item % panels * MR_PANEL;
+        const float *src = w + e * plane + ci0 * cout;
+        float *dst = out + e * plane + mr_panel_index(0, ci0, cout);
+        for (int64_t co = 0; co < cout; co++)
+            for (int i = 0; i < MR_PANEL; i++) dst[co * MR_PANEL + i] = src[i * cout + co];
     }
 }
 
