@@ -49,9 +49,8 @@ __attribute__((target("avx512f"))) static void panel_block(int64_t rows, int64_t
         c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);                                                     \
         c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);                                                     \
     }
-            ROW(0)
-            ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6) ROW(7) ROW(8) ROW(9) ROW(10) ROW(11) ROW(12)
-                ROW(13)
+            ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6);
+            ROW(7) ROW(8) ROW(9) ROW(10) ROW(11) ROW(12) ROW(13);
 #undef ROW
         }
     } else { /* the last few rows */
