@@ -90,11 +90,9 @@ static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
     }
 }
 
-static void product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                    int64_t lda, const float *B, int64_t ldb, float beta, epilogue e, float *C,
-                    int64_t ldc) {
-    if (M <= 0 || N <= 0) return;
-    mr_profile_gemm((double)M, (double)N, (double)K);
+static void run_product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                        epilogue e, float *C, int64_t ldc) {
     if (K <= 0 && !e.bias) {
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++) {
@@ -140,6 +138,15 @@ static void product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alp
             gemm(ta, tb, M, hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta,
                  (epilogue){e.bias ? e.bias + lo : NULL, e.relu}, C + lo, ldc);
     }
+}
+
+static void product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta, epilogue e, float *C,
+                    int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    double start = mr_profile_product_begin();
+    run_product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, e, C, ldc);
+    mr_profile_product_end(start, (double)M, (double)N, (double)K);
 }
 
 void mr_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,

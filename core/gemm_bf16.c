@@ -180,10 +180,8 @@ static void rows_product(int64_t m0, int64_t mc, int64_t N, int64_t K, const flo
         }
 }
 
-void mr_sgemm_bf16(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                   const uint32_t *packed, float beta, float *C, int64_t ldc, void *work) {
-    if (M <= 0 || N <= 0) return;
-    mr_profile_gemm((double)M, (double)N, (double)K);
+static void run_bf16(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                     const uint32_t *packed, float beta, float *C, int64_t ldc, void *work) {
     if (K <= 0) { /* no K block runs: C = beta C */
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++)
@@ -202,6 +200,14 @@ void mr_sgemm_bf16(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
     for (int64_t m0 = 0; m0 < M; m0 += MC)
         rows_product(m0, min64(M - m0, MC), N, K, A, lda, packed, beta, C, ldc,
                      (uint32_t *)work + (size_t)omp_get_thread_num() * slice);
+}
+
+void mr_sgemm_bf16(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                   const uint32_t *packed, float beta, float *C, int64_t ldc, void *work) {
+    if (M <= 0 || N <= 0) return;
+    double start = mr_profile_product_begin();
+    run_bf16(M, N, K, A, lda, packed, beta, C, ldc, work);
+    mr_profile_product_end(start, (double)M, (double)N, (double)K);
 }
 
 /* A 3x3 convolution's product at 256 channels, 1024 positions: a few milliseconds each way. */

@@ -29,44 +29,49 @@ bool mr_panels_suit(int64_t N) {
 #define ROWS     14 /* 28 accumulators, two panel vectors and a broadcast: 31 of 32 registers */
 #define PREFETCH 8  /* panel rows ahead, each two cache lines */
 
-/* Rows m0 .. m0+rows (rows <= ROWS) of C times one panel (K rows of MR_PANEL). */
+/* `rows` (a constant in each copy below, at most ROWS) rows of A times one panel (K rows of
+ * MR_PANEL). Made once per row count, so that a partial block at the end of a chunk of tiles also
+ * keeps its accumulators in registers: with a variable count they lived on the stack, and the
+ * last block of each chunk ran several times slower than the others. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+panel_rows(const int rows, int64_t K, const float *A, int64_t lda, const float *panel, float *C,
+           int64_t ldc) {
+    __m512 c0[ROWS], c1[ROWS];
+#pragma GCC unroll 14
+    for (int r = 0; r < rows; r++) c0[r] = c1[r] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        const float *b = panel + k * MR_PANEL;
+        /* Past the panel's end this touches the next one, or memory it never reads: a prefetch
+         * does not fault. */
+        _mm_prefetch((const char *)(b + PREFETCH * MR_PANEL), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + PREFETCH * MR_PANEL + 16), _MM_HINT_T0);
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 14
+        for (int r = 0; r < rows; r++) {
+            __m512 a = _mm512_set1_ps(A[r * lda + k]);
+            c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
+            c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+        }
+    }
+#pragma GCC unroll 14
+    for (int r = 0; r < rows; r++) {
+        _mm512_storeu_ps(C + r * ldc, c0[r]);
+        _mm512_storeu_ps(C + r * ldc + 16, c1[r]);
+    }
+}
+
 __attribute__((target("avx512f"))) static void panel_block(int64_t rows, int64_t K, const float *A,
                                                            int64_t lda, const float *panel,
                                                            float *C, int64_t ldc) {
-    __m512 c0[ROWS], c1[ROWS];
-    for (int r = 0; r < ROWS; r++) c0[r] = c1[r] = _mm512_setzero_ps();
-    if (rows == ROWS) {
-        for (int64_t k = 0; k < K; k++) {
-            const float *b = panel + k * MR_PANEL;
-            /* Past the panel's end this touches the next one, or memory it never reads: a
-             * prefetch does not fault. */
-            _mm_prefetch((const char *)(b + PREFETCH * MR_PANEL), _MM_HINT_T0);
-            _mm_prefetch((const char *)(b + PREFETCH * MR_PANEL + 16), _MM_HINT_T0);
-            __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
-#define ROW(r)                                                                                     \
-    {                                                                                              \
-        __m512 a = _mm512_set1_ps(A[r * lda + k]);                                                 \
-        c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);                                                     \
-        c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);                                                     \
-    }
-            ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6);
-            ROW(7) ROW(8) ROW(9) ROW(10) ROW(11) ROW(12) ROW(13);
-#undef ROW
-        }
-    } else { /* the last few rows */
-        for (int64_t k = 0; k < K; k++) {
-            __m512 b0 = _mm512_loadu_ps(panel + k * MR_PANEL);
-            __m512 b1 = _mm512_loadu_ps(panel + k * MR_PANEL + 16);
-            for (int64_t r = 0; r < rows; r++) {
-                __m512 a = _mm512_set1_ps(A[r * lda + k]);
-                c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
-                c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
-            }
-        }
-    }
-    for (int64_t r = 0; r < rows; r++) {
-        _mm512_storeu_ps(C + r * ldc, c0[r]);
-        _mm512_storeu_ps(C + r * ldc + 16, c1[r]);
+    switch (rows) {
+#define ROWS_CASE(n)                                                                               \
+    case n:                                                                                        \
+        panel_rows(n, K, A, lda, panel, C, ldc);                                                   \
+        break;
+        ROWS_CASE(1)
+        ROWS_CASE(2) ROWS_CASE(3) ROWS_CASE(4) ROWS_CASE(5) ROWS_CASE(6) ROWS_CASE(7) ROWS_CASE(8)
+            ROWS_CASE(9) ROWS_CASE(10) ROWS_CASE(11) ROWS_CASE(12) ROWS_CASE(13) ROWS_CASE(14)
+#undef ROWS_CASE
     }
     _mm256_zeroupper(); /* or the SSE code after it runs many times slower */
 }
@@ -74,7 +79,7 @@ __attribute__((target("avx512f"))) static void panel_block(int64_t rows, int64_t
 void mr_panel_product(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                       const float *panels, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
-    mr_profile_gemm((double)M, (double)N, (double)K);
+    double start = mr_profile_product_begin();
     /* Row blocks outside, panels inside: the block's rows of A stay in the first-level cache
      * while the panels stream past them. */
     for (int64_t m0 = 0; m0 < M; m0 += ROWS) {
@@ -82,6 +87,7 @@ void mr_panel_product(int64_t M, int64_t N, int64_t K, const float *A, int64_t l
         for (int64_t j = 0; j < N; j += MR_PANEL)
             panel_block(rows, K, A + m0 * lda, lda, panels + j * K, C + m0 * ldc + j, ldc);
     }
+    mr_profile_product_end(start, (double)M, (double)N, (double)K);
 }
 
 #else

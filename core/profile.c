@@ -1,6 +1,7 @@
 /* The layer-group profile behind `mrcnn bench`'s floor table (core/profile.h). */
 #include "profile.h"
 
+#include <omp.h>
 #include <string.h>
 #include <time.h>
 
@@ -58,10 +59,17 @@ void mr_profile_backward(bool on) {
     phase = on;
 }
 
-void mr_profile_gemm(double m, double n, double k) {
+double mr_profile_product_begin(void) {
+    return active ? now() : 0.0;
+}
+
+void mr_profile_product_end(double start, double m, double n, double k) {
     mr_profile *p = active;
-    if (!p) return;
-    double f = 2.0 * m * n * k;
+    if (!p || start == 0.0) return;
+    double share = omp_in_parallel() ? 1.0 / omp_get_num_threads() : 1.0;
+    double f = 2.0 * m * n * k, t = (now() - start) * share;
 #pragma omp atomic
     p->flops[current][phase] += f;
+#pragma omp atomic
+    p->product_seconds[current][phase] += t;
 }

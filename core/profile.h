@@ -1,8 +1,9 @@
 /* Where a training step's time and matrix-product FLOPs go, by layer group, for `mrcnn bench`'s
  * floor table. Off unless a profile is begun. The model marks which group runs
  * (mr_profile_enter), every tape node remembers the group it was recorded in so backward charges
- * its time there, and mr_sgemm adds each product's FLOPs to the group running. One profile per
- * process, one step at a time (the bench); marking costs one store when no profile is on. */
+ * its time there, and each matrix product adds its FLOPs and its time to the group running. One
+ * profile per process, one step at a time (the bench); marking costs one store when no profile is
+ * on. */
 #ifndef MR_PROFILE_H
 #define MR_PROFILE_H
 
@@ -24,6 +25,10 @@ typedef struct {
     /* [group][0]: forward (and everything outside backward), [group][1]: backward. */
     double seconds[MR_GROUP_COUNT][2];
     double flops[MR_GROUP_COUNT][2]; /* 2 M N K of each matrix product */
+    /* Of `seconds`, the time in matrix products: each product's time times its share of the
+     * run's threads (all of them when it is called outside a parallel region, one of the team
+     * inside one), so the floor's distance splits into the products' own speed and the rest. */
+    double product_seconds[MR_GROUP_COUNT][2];
 } mr_profile;
 
 /* "backbone", ... */
@@ -38,7 +43,10 @@ mr_group mr_profile_enter(mr_group g);
 mr_group mr_profile_group(void);
 /* Backward starts (true) or ends (false). */
 void mr_profile_backward(bool on);
-/* A matrix product of 2 * m * n * k FLOPs ran in the current group; callable from threads. */
-void mr_profile_gemm(double m, double n, double k);
+/* A matrix product starts: returns the clock to hand to mr_profile_product_end (0 when no
+ * profile is on). Both are callable from threads. */
+double mr_profile_product_begin(void);
+/* The product begun at `start`, of 2 * m * n * k FLOPs, ended in the current group. */
+void mr_profile_product_end(double start, double m, double n, double k);
 
 #endif

@@ -153,6 +153,17 @@ Test(profile, a_training_step_spreads_over_the_model_groups) {
         cr_expect_gt(p.flops[g][0], 0.0, "%s forward", mr_group_name(g));
         cr_expect_gt(p.flops[g][1], 0.0, "%s backward", mr_group_name(g));
     }
+    /* The time in products is part of each group's time: products on both threads count in
+     * full, one thread's products inside a parallel region count for its share. */
+    for (int g = 0; g < MR_GROUP_COUNT; g++)
+        for (int k = 0; k < 2; k++) {
+            cr_expect_eq(p.product_seconds[g][k] > 0.0, p.flops[g][k] > 0.0,
+                         "%s phase %d: %g s in products for %g FLOPs", mr_group_name((mr_group)g),
+                         k, p.product_seconds[g][k], p.flops[g][k]);
+            cr_expect_leq(p.product_seconds[g][k], p.seconds[g][k] + 1e-6,
+                          "%s phase %d: %g s in products of %g s", mr_group_name((mr_group)g), k,
+                          p.product_seconds[g][k], p.seconds[g][k]);
+        }
     /* The proposal layer, targets and ROI Align multiply no matrices. */
     cr_expect_eq(p.flops[MR_GROUP_PROPOSALS][0] + p.flops[MR_GROUP_ROI_ALIGN][0], 0.0);
     cr_expect_gt(p.seconds[MR_GROUP_PROPOSALS][0], 0.0);
@@ -180,6 +191,8 @@ Test(profile, bench_model_lines_read_back_what_was_printed) {
         t.train_prof.seconds[g][1] = 0.02 * (g + 1);
         t.train_prof.flops[g][0] = 1e9 * (g + 1);
         t.train_prof.flops[g][1] = 3e9 * (g + 2);
+        t.train_prof.product_seconds[g][0] = 0.004 * (g + 1);
+        t.train_prof.product_seconds[g][1] = 0.015 * (g + 1);
         t.infer_prof.seconds[g][0] = 0.005 * (g + 3);
         t.infer_prof.flops[g][0] = 2e9 * (g + 1);
     }
@@ -204,6 +217,10 @@ Test(profile, bench_model_lines_read_back_what_was_printed) {
         for (int k = 0; k < 2; k++) {
             cr_expect(fabs(back.train_prof.seconds[g][k] - t.train_prof.seconds[g][k]) < 1e-6);
             cr_expect(fabs(back.train_prof.flops[g][k] / t.train_prof.flops[g][k] - 1.0) < 1e-5);
+            cr_expect(fabs(back.train_prof.product_seconds[g][k] -
+                           t.train_prof.product_seconds[g][k]) < 1e-6,
+                      "group %d phase %d: product seconds %g, printed %g", g, k,
+                      back.train_prof.product_seconds[g][k], t.train_prof.product_seconds[g][k]);
             cr_expect(fabs(back.infer_prof.seconds[g][k] - t.infer_prof.seconds[g][k]) < 1e-6);
         }
 }

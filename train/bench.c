@@ -178,6 +178,7 @@ static void profile_mean(const mr_profile *sum, int runs, mr_profile *mean) {
         for (int k = 0; k < 2; k++) {
             mean->seconds[g][k] = sum->seconds[g][k] / runs;
             mean->flops[g][k] = sum->flops[g][k] / runs;
+            mean->product_seconds[g][k] = sum->product_seconds[g][k] / runs;
         }
 }
 
@@ -365,15 +366,16 @@ void mr_bench_print_model(const mr_bench_times *t, FILE *out) {
     for (int k = 0; k < 2; k++) {
         const mr_profile *p = k ? &t->infer_prof : &t->train_prof;
         for (int g = 0; g < MR_GROUP_COUNT; g++)
-            fprintf(out, "group %s %d %.6f %.6f %.6g %.6g\n", k ? "infer" : "train", g,
-                    p->seconds[g][0], p->seconds[g][1], p->flops[g][0], p->flops[g][1]);
+            fprintf(out, "group %s %d %.6f %.6f %.6g %.6g %.6f %.6f\n", k ? "infer" : "train", g,
+                    p->seconds[g][0], p->seconds[g][1], p->flops[g][0], p->flops[g][1],
+                    p->product_seconds[g][0], p->product_seconds[g][1]);
     }
 }
 
 void mr_bench_read_model_line(const char *line, mr_bench_times *t) {
     char kind[8];
     int g;
-    double s0, s1, f0, f1;
+    double s0, s1, f0, f1, p0, p1;
     if (sscanf(line, "model train_s=%lf infer_s=%lf rss_mb=%lf", &t->train_s, &t->infer_s,
                &t->rss_mb) == 3)
         t->ok = 1;
@@ -384,13 +386,16 @@ void mr_bench_read_model_line(const char *line, mr_bench_times *t) {
                     &t->infer_bf16_s, &t->infer_all_bf16_s, &t->bf16_held, &t->bf16_compared,
                     &t->bf16_kept_mb) == 5)
         ;
-    else if (sscanf(line, "group %7s %d %lf %lf %lf %lf", kind, &g, &s0, &s1, &f0, &f1) == 6 &&
+    else if (sscanf(line, "group %7s %d %lf %lf %lf %lf %lf %lf", kind, &g, &s0, &s1, &f0, &f1, &p0,
+                    &p1) == 8 &&
              g >= 0 && g < MR_GROUP_COUNT) {
         mr_profile *p = strcmp(kind, "infer") ? &t->train_prof : &t->infer_prof;
         p->seconds[g][0] = s0;
         p->seconds[g][1] = s1;
         p->flops[g][0] = f0;
         p->flops[g][1] = f1;
+        p->product_seconds[g][0] = p0;
+        p->product_seconds[g][1] = p1;
     }
 }
 
@@ -802,74 +807,95 @@ static double profile_flops(const mr_profile *p) {
 
 /* Where one model's training step and inference go, by layer group, against the floor: each
  * group's matrix-product FLOPs at the sgemm ceiling (groups without products have no floor of
- * that kind: their time is memory traffic). Returns the training step's median time over its
- * floor. */
+ * that kind: their time is memory traffic). The training columns also split the group's time
+ * into its matrix products, with their speed against the ceiling, and the rest. Returns the
+ * training step's median time over its floor. */
 static double floor_table(const char *name, const mr_bench_times *t, double ceiling, FILE *out,
                           FILE *md) {
     const mr_profile *tp = &t->train_prof, *ip = &t->infer_prof;
-    double train_sum = 0.0, infer_sum = 0.0;
+    double train_sum = 0.0, infer_sum = 0.0, train_products = 0.0;
     for (int g = 0; g < MR_GROUP_COUNT; g++) {
         train_sum += tp->seconds[g][0] + tp->seconds[g][1];
+        train_products += tp->product_seconds[g][0] + tp->product_seconds[g][1];
         infer_sum += ip->seconds[g][0] + ip->seconds[g][1];
     }
     const double peak = ceiling * 1e9;
     double train_floor = profile_flops(tp) / peak, infer_floor = profile_flops(ip) / peak;
     double ratio = train_floor > 0 ? t->train_s / train_floor : (double)NAN;
     if (out)
-        fprintf(
-            out,
-            "\n%s, where the time goes (means of the timed runs; floor: the group's matrix-product "
-            "FLOPs\nat the sgemm ceiling, Winograd layers by their real multiplies; '-': no "
-            "products, memory-bound)\n",
-            name);
+        fprintf(out,
+                "\n%s, where the time goes (means of the timed runs; floor: the group's "
+                "matrix-product FLOPs\nat the sgemm ceiling, Winograd layers by their real "
+                "multiplies; in products: the training time spent\nin them, and their speed "
+                "against the ceiling; '-': no products, memory-bound)\n",
+                name);
     if (out)
-        fprintf(out, "%-10s %8s %8s %6s %8s %8s | %8s %6s %8s %8s\n", "group", "fwd ms", "bwd ms",
-                "share", "GFLOP", "x floor", "infer ms", "share", "GFLOP", "x floor");
+        fprintf(out, "%-10s %8s %8s %6s %8s %8s %8s %6s | %8s %6s %8s %8s\n", "group", "fwd ms",
+                "bwd ms", "share", "GFLOP", "x floor", "prod ms", "speed", "infer ms", "share",
+                "GFLOP", "x floor");
     if (md)
         fprintf(md,
                 "\n%s by layer group (training step forward and backward, inference; floor: "
-                "matrix-product FLOPs at the sgemm ceiling):\n\n| group | train fwd ms | train bwd "
-                "ms | share | GFLOP | x floor | infer ms | share | GFLOP | x floor |\n"
-                "|---|---|---|---|---|---|---|---|---|---|\n",
+                "matrix-product FLOPs at the sgemm ceiling; in products: the training time spent "
+                "in matrix products, and their speed against the ceiling):\n\n| group | train "
+                "fwd ms | train bwd ms | share | GFLOP | x floor | in products ms | their speed "
+                "| infer ms | share | GFLOP | x floor |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
                 name);
     for (int g = 0; g <= MR_GROUP_COUNT; g++) {
         bool total = g == MR_GROUP_COUNT;
-        double fwd = 0, bwd = 0, tf = 0, inf = 0, iflops = 0;
+        double fwd = 0, bwd = 0, tf = 0, prod = 0, inf = 0, iflops = 0;
         for (int k = 0; k < MR_GROUP_COUNT; k++) {
             if (!total && k != g) continue; /* the step row sums every group */
             fwd += tp->seconds[k][0];
             bwd += tp->seconds[k][1];
             tf += tp->flops[k][0] + tp->flops[k][1];
+            prod += tp->product_seconds[k][0] + tp->product_seconds[k][1];
             inf += ip->seconds[k][0] + ip->seconds[k][1];
             iflops += ip->flops[k][0] + ip->flops[k][1];
         }
         double tsec = fwd + bwd;
-        char tx[16] = "-", ix[16] = "-", fw[16], bw[16];
+        char tx[16] = "-", ix[16] = "-", pm[16] = "-", sp[16] = "-", fw[16], bw[16];
         if (tf > 0) snprintf(tx, sizeof tx, "%.2f", tsec / (tf / peak));
+        if (tf > 0 && prod > 0) {
+            snprintf(pm, sizeof pm, "%.1f", 1e3 * prod);
+            snprintf(sp, sizeof sp, "%.0f%%", 100.0 * (tf / peak) / prod);
+        }
         if (iflops > 0) snprintf(ix, sizeof ix, "%.2f", inf / (iflops / peak));
         snprintf(fw, sizeof fw, "%.1f", 1e3 * fwd);
         snprintf(bw, sizeof bw, "%.1f", 1e3 * bwd);
         const char *label = total ? "step" : mr_group_name((mr_group)g);
         if (out)
-            fprintf(out, "%-10s %8s %8s %5.1f%% %8.1f %8s | %8.1f %5.1f%% %8.1f %8s\n", label, fw,
-                    bw, 100.0 * tsec / train_sum, tf * 1e-9, tx, 1e3 * inf, 100.0 * inf / infer_sum,
-                    iflops * 1e-9, ix);
+            fprintf(out, "%-10s %8s %8s %5.1f%% %8.1f %8s %8s %6s | %8.1f %5.1f%% %8.1f %8s\n",
+                    label, fw, bw, 100.0 * tsec / train_sum, tf * 1e-9, tx, pm, sp, 1e3 * inf,
+                    100.0 * inf / infer_sum, iflops * 1e-9, ix);
         if (md)
-            fprintf(md, "| %s | %s | %s | %.1f%% | %.1f | %s | %.1f | %.1f%% | %.1f | %s |\n",
-                    label, fw, bw, 100.0 * tsec / train_sum, tf * 1e-9, tx, 1e3 * inf,
+            fprintf(md,
+                    "| %s | %s | %s | %.1f%% | %.1f | %s | %s | %s | %.1f | %.1f%% | %.1f | %s |\n",
+                    label, fw, bw, 100.0 * tsec / train_sum, tf * 1e-9, tx, pm, sp, 1e3 * inf,
                     100.0 * inf / infer_sum, iflops * 1e-9, ix);
     }
+    /* The floor's distance in two parts: the products' own time over the floor, and the time
+     * outside them (as the profiled step's share, over the same floor). */
+    double in_products = train_floor > 0 ? train_products / train_floor : (double)NAN;
+    double outside = train_floor > 0 ? (train_sum - train_products) / train_floor : (double)NAN;
+    char split[200];
+    snprintf(split, sizeof split,
+             "of the profiled %.3f s, %.3f s in matrix products (%.2fx the floor) and %.3f s "
+             "outside them (%.2fx)",
+             train_sum, train_products, in_products, train_sum - train_products, outside);
     if (out)
-        fprintf(
-            out,
-            "training step: median %.3f s, floor %.3f s, %.2fx the floor; inference: median %.3f "
-            "s, floor %.3f s, %.2fx\n",
-            t->train_s, train_floor, ratio, t->infer_s, infer_floor, t->infer_s / infer_floor);
+        fprintf(out,
+                "training step: median %.3f s, floor %.3f s, %.2fx the floor; %s; inference: "
+                "median %.3f s, floor %.3f s, %.2fx\n",
+                t->train_s, train_floor, ratio, split, t->infer_s, infer_floor,
+                t->infer_s / infer_floor);
     if (md)
         fprintf(md,
-                "\nTraining step: median %.3f s, floor %.3f s, %.2fx the floor; inference: median "
-                "%.3f s, floor %.3f s, %.2fx.\n",
-                t->train_s, train_floor, ratio, t->infer_s, infer_floor, t->infer_s / infer_floor);
+                "\nTraining step: median %.3f s, floor %.3f s, %.2fx the floor; %s; inference: "
+                "median %.3f s, floor %.3f s, %.2fx.\n",
+                t->train_s, train_floor, ratio, split, t->infer_s, infer_floor,
+                t->infer_s / infer_floor);
     return ratio;
 }
 
