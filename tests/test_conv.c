@@ -140,6 +140,18 @@ Test(conv, winograd_matches_im2col_over_several_channel_blocks) {
     compare_paths(MR_CONV_WINOGRAD_F6, 1, 20, 22, 600, 264, MR_PAD_SAME);
 }
 
+/* Channel counts that are not whole panels on the other side: 72 in and 96 out put the output's
+ * U in panels of 72 rows, and 96 in and 72 out the input gradient's transposed U in three panels
+ * of 72 rows; both kernels (6912 pairs = 6 x 1024 + 768) end their transform on a partial block.
+ * A pair arranged or transformed at the wrong place puts the outputs or the input gradient off
+ * by O(scale). */
+Test(conv, winograd_matches_im2col_with_panels_over_partial_kernel_blocks) {
+    compare_paths(MR_CONV_WINOGRAD_F4, 1, 18, 21, 72, 96, MR_PAD_SAME);
+    compare_paths(MR_CONV_WINOGRAD_F6, 1, 18, 21, 72, 96, MR_PAD_SAME);
+    compare_paths(MR_CONV_WINOGRAD_F4, 1, 18, 21, 96, 72, MR_PAD_SAME);
+    compare_paths(MR_CONV_WINOGRAD_F6, 1, 18, 21, 96, 72, MR_PAD_SAME);
+}
+
 /* The mask head's convolutions run on every positive ROI at once (n ROIs of 14 x 14 x 256):
  * Winograd's workspace is cut into chunks of tiles, so it stops growing once a chunk is full
  * (here past 29 ROIs) instead of growing with the ROI count. Past 188 ROIs dY is four times the
