@@ -67,10 +67,21 @@ __attribute__((target("avx512f"))) static void panel_block(int64_t rows, int64_t
 #define ROWS_CASE(n)                                                                               \
     case n:                                                                                        \
         panel_rows(n, K, A, lda, panel, C, ldc);                                                   \
-        break;
-        ROWS_CASE(1)
-        ROWS_CASE(2) ROWS_CASE(3) ROWS_CASE(4) ROWS_CASE(5) ROWS_CASE(6) ROWS_CASE(7) ROWS_CASE(8)
-            ROWS_CASE(9) ROWS_CASE(10) ROWS_CASE(11) ROWS_CASE(12) ROWS_CASE(13) ROWS_CASE(14)
+        break
+        ROWS_CASE(1);
+        ROWS_CASE(2);
+        ROWS_CASE(3);
+        ROWS_CASE(4);
+        ROWS_CASE(5);
+        ROWS_CASE(6);
+        ROWS_CASE(7);
+        ROWS_CASE(8);
+        ROWS_CASE(9);
+        ROWS_CASE(10);
+        ROWS_CASE(11);
+        ROWS_CASE(12);
+        ROWS_CASE(13);
+        ROWS_CASE(14);
 #undef ROWS_CASE
     }
     _mm256_zeroupper(); /* or the SSE code after it runs many times slower */
