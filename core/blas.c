@@ -1,15 +1,18 @@
-/* cblas_sgemm behind mr_sgemm; empty products still honour beta (BLAS may skip them).
+/* cblas_sgemm behind mr_sgemm, or our panel kernel for tall products with a small B; empty
+ * products still honour beta (BLAS may skip them).
  *
  * Every element of a product must come out the same bits whatever the thread count, so that a
  * run and its data-parallel twin (processes with fewer threads each) follow one path. OpenBLAS's
  * own threading blocks K differently from its single-threaded driver, so it is never used: a
  * large product is cut into row (or column) blocks that threads compute with single-threaded
  * calls, and every other product is one single-threaded call. Blocks stay far above the size
- * where OpenBLAS switches to its small-matrix kernels, so both paths use the same kernels. */
+ * where OpenBLAS switches to its small-matrix kernels, so both paths use the same kernels. The
+ * panel kernel's elements do not depend on its blocks at all. */
 #include "blas.h"
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "profile.h"
@@ -33,6 +36,17 @@
  * beside the work. */
 #define BIAS_BLOCK_FLOATS (1 << 18)
 #define BIAS_BLOCK_MAX_K  256
+
+/* Products whose B is small and A tall (1x1 and im2col convolutions over a feature map, their
+ * input gradients) run on our panel kernel (core/gemm_panel.c) with B laid out in panels once
+ * per product. In a training step at 512, OpenBLAS ran the forward ones (K of 64 to 1024) at
+ * 54-80% of the sgemm ceiling and the panels run them at 77-92%; the step took 1% less, 1.3% at
+ * 1024. B must stay in a core's L2 while every block of 14 rows streams it, and each block's
+ * rows of A in L1 (K bounded); with fewer rows, laying B out costs more than it saves. */
+#define PANEL_MIN_ROWS   128
+#define PANEL_MIN_DIM    64 /* N and K: narrower products are the narrow kernels' */
+#define PANEL_MAX_K      1024
+#define PANEL_MAX_FLOATS (1 << 19) /* 2 MB */
 
 static int level_limit = MR_OWN_AVX512;
 
@@ -90,6 +104,44 @@ static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
     }
 }
 
+static bool panels_take(bool ta, int64_t M, int64_t N, int64_t K, float alpha, float beta) {
+    return !ta && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && M >= PANEL_MIN_ROWS &&
+           N >= PANEL_MIN_DIM && K >= PANEL_MIN_DIM && K <= PANEL_MAX_K &&
+           K * N <= PANEL_MAX_FLOATS && mr_panels_suit(N);
+}
+
+/* C = A op(B) (+ C with beta 1, or + the bias), then the ReLU, on the panel kernel, threads
+ * taking blocks of rows. Each element is its start plus its K terms in order, so the bits depend
+ * on neither the blocks nor the threads. False (nothing done) when the panels find no memory. */
+static bool panel_product(bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const float *B, int64_t ldb, float beta, epilogue e, float *C,
+                          int64_t ldc) {
+    float *panels = aligned_alloc(64, (size_t)(K * N) * sizeof(float));
+    if (!panels) return false;
+    const float *start = e.bias ? e.bias : beta == 1.0f ? C : NULL;
+    const int64_t start_ld = e.bias ? 0 : ldc;
+    const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    /* Blocks of whole 14-row kernel blocks, several per thread (see BLOCKS_PER_THREAD). */
+    int64_t rows = (M + threads * BLOCKS_PER_THREAD - 1) / (threads * BLOCKS_PER_THREAD);
+    rows = (rows + 13) / 14 * 14;
+    const int64_t blocks = (M + rows - 1) / rows;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+#pragma omp for schedule(static)
+        for (int64_t j = 0; j < N; j += MR_PANEL)
+            mr_panels_pack(K, MR_PANEL, tb ? B + j * ldb : B + j, ldb, tb, panels + j * K);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < blocks; b++) {
+            const int64_t lo = b * rows, n = M - lo < rows ? M - lo : rows;
+            mr_panel_product_from(n, N, K, A + lo * lda, lda, panels,
+                                  start ? start + lo * start_ld : NULL, start_ld, e.relu,
+                                  C + lo * ldc, ldc);
+        }
+    }
+    free(panels);
+    return true;
+}
+
 static void run_product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                         epilogue e, float *C, int64_t ldc) {
@@ -101,6 +153,9 @@ static void run_product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float
             }
         return;
     }
+    if (panels_take(ta, M, N, K, alpha, e.bias ? 1.0f : beta) &&
+        panel_product(tb, M, N, K, A, lda, B, ldb, beta, e, C, ldc))
+        return;
     const int threads = omp_get_max_threads();
     if (threads == 1 || omp_in_parallel()) { /* OpenBLAS runs single-threaded here */
         gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, e, C, ldc);

@@ -1,7 +1,8 @@
 /* The one door to matrix products: row-major single-precision GEMM through BLAS (core/blas.c, the
- * only file that includes cblas.h) or our kernel for few columns (core/gemm_narrow.c), products
- * with a B laid out in panels ahead of time (core/gemm_panel.c, Winograd's), and the bfloat16
- * product for inference (core/gemm_bf16.c). */
+ * only file that includes cblas.h), our kernel for few columns (core/gemm_narrow.c) or for tall
+ * products with a small B (core/gemm_panel.c, B laid out in panels per call), products with a B
+ * laid out in panels ahead of time (the same kernel, Winograd's), and the bfloat16 product for
+ * inference (core/gemm_bf16.c). */
 #ifndef MR_BLAS_H
 #define MR_BLAS_H
 
@@ -48,6 +49,15 @@ static inline int64_t mr_panel_index(int64_t k, int64_t n, int64_t K) {
 bool mr_panels_suit(int64_t N);
 void mr_panel_product(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                       const float *panels, float *C, int64_t ldc);
+/* The same product started from `start` instead of zero (row r of it at start + r start_ld:
+ * start_ld 0 repeats one row, a bias; NULL: zero), then max(0, c) on every element with `relu`;
+ * not counted in the profile (the caller counts it). */
+void mr_panel_product_from(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                           const float *panels, const float *start, int64_t start_ld, bool relu,
+                           float *C, int64_t ldc);
+/* B (K,N) row-major, or with `transposed` its transpose stored (N,K), laid out in panels. */
+void mr_panels_pack(int64_t K, int64_t N, const float *B, int64_t ldb, bool transposed,
+                    float *panels);
 
 /* Whether this CPU (and compiler) runs mr_sgemm_bf16: x86-64 with AVX-512 BF16. */
 bool mr_bf16_supported(void);

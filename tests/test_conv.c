@@ -788,3 +788,109 @@ Test(conv, panel_products_are_the_bits_of_fused_sums_in_order) {
     cr_assert(!mr_panels_suit(64), "limited to AVX2, the panels still run");
     mr_own_kernel_limit(before);
 }
+
+/* One case of tall_products_run_on_panels: C = A op(B) (+ C or + bias) (ReLU) through mr_sgemm
+ * or mr_sgemm_bias with strides wider than the rows; returns C (M rows of ldc). */
+typedef struct {
+    int64_t M, N, K;
+    bool tb, bias, relu;
+    float beta;
+} tall_case;
+
+static float *tall_product(const tall_case *t, const float *A, const float *B, const float *bias,
+                           const float *C0) {
+    const int64_t lda = t->K + 3, ldb = (t->tb ? t->K : t->N) + 5, ldc = t->N + 7;
+    float *C = malloc(sizeof(float) * (size_t)(t->M * ldc));
+    cr_assert(C);
+    memcpy(C, C0, sizeof(float) * (size_t)(t->M * ldc));
+    if (t->bias || t->relu)
+        mr_sgemm_bias(t->M, t->N, t->K, A, lda, B, ldb, t->bias ? bias : NULL, t->relu, C, ldc);
+    else
+        mr_sgemm(false, t->tb, t->M, t->N, t->K, 1.0f, A, lda, B, ldb, t->beta, C, ldc);
+    return C;
+}
+
+/* core/blas.c runs tall products with a small B (convolutions over a feature map, their input
+ * gradients) on the panel kernel, B laid out once per product: each element must be its start (0,
+ * C's own value with beta 1, or the bias) and then its K fused multiply-adds in order, rectified
+ * after with a ReLU (a NaN to 0), whatever the thread count; C's columns past N untouched. BLAS
+ * (own kernels off) must agree to float rounding. Rows, columns and depths cover partial row
+ * blocks and threads' blocks, one to eight panels, depths off the vector width, and a B given
+ * transposed. */
+Test(conv, tall_products_run_on_panels_as_fused_sums_in_order) {
+    const int before = mr_own_kernel_limit(MR_OWN_AVX512);
+    if (!mr_panels_suit(MR_PANEL)) {
+        cr_log_warn("no AVX-512 on this CPU: every product is BLAS's, the panels untested");
+        mr_own_kernel_limit(before);
+        return;
+    }
+    const tall_case cases[] = {
+        {9000, 64, 64, false, false, false, 0.0f}, {1001, 96, 147, false, true, true, 0.0f},
+        {300, 256, 200, true, false, false, 1.0f}, {131, 128, 1024, true, false, false, 0.0f},
+        {700, 64, 300, false, false, true, 0.0f},  {1500, 512, 96, false, true, false, 0.0f},
+    };
+    const int threads_before = omp_get_max_threads();
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const tall_case *t = &cases[c];
+        const int64_t M = t->M, N = t->N, K = t->K;
+        const int64_t lda = K + 3, ldb = (t->tb ? K : N) + 5, ldc = N + 7;
+        const int64_t brows = t->tb ? N : K;
+        mr_rng rng;
+        mr_rng_seed(&rng, (uint64_t)c + 40);
+        float *A = malloc(sizeof(float) * (size_t)(M * lda)),
+              *B = malloc(sizeof(float) * (size_t)(brows * ldb)), *bias = malloc(sizeof(float) * N),
+              *C0 = malloc(sizeof(float) * (size_t)(M * ldc));
+        cr_assert(A && B && bias && C0);
+        for (int64_t i = 0; i < M * lda; i++) A[i] = mr_rng_normal(&rng);
+        for (int64_t i = 0; i < brows * ldb; i++) B[i] = mr_rng_normal(&rng);
+        for (int64_t i = 0; i < N; i++) bias[i] = mr_rng_normal(&rng);
+        for (int64_t i = 0; i < M * ldc; i++) C0[i] = mr_rng_normal(&rng);
+        if (t->relu) A[5 * lda + 1] = NAN; /* row 5 is NaN wherever its product is, then 0 */
+        float *got[2];
+        for (int threads = 1; threads <= 2; threads++) {
+            omp_set_num_threads(threads);
+            got[threads - 1] = tall_product(t, A, B, bias, C0);
+        }
+        omp_set_num_threads(threads_before);
+        mr_own_kernel_limit(MR_OWN_OFF);
+        float *blas = tall_product(t, A, B, bias, C0);
+        mr_own_kernel_limit(MR_OWN_AVX512);
+        cr_assert(!memcmp(got[0], got[1], sizeof(float) * (size_t)(M * ldc)),
+                  "case %zu: one thread and two differ", c);
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < ldc; n++) {
+                const float g = got[1][m * ldc + n];
+                if (n >= N) {
+                    cr_assert(!memcmp(&g, &C0[m * ldc + n], sizeof g),
+                              "case %zu: C[%lld][%lld] past N changed", c, (long long)m,
+                              (long long)n);
+                    continue;
+                }
+                float want = t->bias ? bias[n] : t->beta == 1.0f ? C0[m * ldc + n] : 0.0f;
+                double exact = (double)want, size = fabs((double)want);
+                for (int64_t k = 0; k < K; k++) {
+                    const float b = t->tb ? B[n * ldb + k] : B[k * ldb + n];
+                    want = fmaf(A[m * lda + k], b, want);
+                    exact += (double)A[m * lda + k] * (double)b;
+                    size += fabs((double)A[m * lda + k] * (double)b);
+                }
+                const bool poisoned = isnan(exact);
+                if (t->relu) want = want > 0.0f ? want : 0.0f, exact = exact > 0.0 ? exact : 0.0;
+                cr_assert(!memcmp(&g, &want, sizeof g),
+                          "case %zu: C[%lld][%lld] is %.9g, the fused sum in order %.9g", c,
+                          (long long)m, (long long)n, (double)g, (double)want);
+                const float b = blas[m * ldc + n];
+                if (poisoned) {
+                    cr_assert(g == 0.0f && b == 0.0f, "case %zu: the ReLU kept a NaN", c);
+                    continue;
+                }
+                cr_assert(fabs((double)g - exact) <= 1e-5 * size &&
+                              fabs((double)b - exact) <= 1e-5 * size,
+                          "case %zu: C[%lld][%lld] %.9g and BLAS's %.9g, exact %.9g", c,
+                          (long long)m, (long long)n, (double)g, (double)b, exact);
+            }
+        free(got[0]), free(got[1]), free(blas);
+        free(A), free(B), free(bias), free(C0);
+    }
+    mr_own_kernel_limit(before);
+}
