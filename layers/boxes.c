@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/util.h"
+
 /* std::max / std::min as TF's kernels use them, so NaN handling matches too. */
 static inline float max_f(float a, float b) {
     return a < b ? b : a;
@@ -182,32 +184,45 @@ mr_status mr_topk_desc(int64_t *order, const float *scores, int64_t n, int64_t k
     return MR_OK;
 }
 
-/* TF's NMS IoU: corners may come in either order, and an empty box overlaps nothing. */
-static float nms_iou(const float *a, const float *b) {
-    float ay1 = min_f(a[0], a[2]), ax1 = min_f(a[1], a[3]);
-    float ay2 = max_f(a[0], a[2]), ax2 = max_f(a[1], a[3]);
-    float by1 = min_f(b[0], b[2]), bx1 = min_f(b[1], b[3]);
-    float by2 = max_f(b[0], b[2]), bx2 = max_f(b[1], b[3]);
-    float area_a = (ay2 - ay1) * (ax2 - ax1);
-    float area_b = (by2 - by1) * (bx2 - bx1);
-    if (area_a <= 0 || area_b <= 0) return 0.0f;
-    float iy1 = max_f(ay1, by1), ix1 = max_f(ax1, bx1);
-    float iy2 = min_f(ay2, by2), ix2 = min_f(ax2, bx2);
-    float inter = max_f(iy2 - iy1, 0.0f) * max_f(ix2 - ix1, 0.0f);
-    return inter / (area_a + area_b - inter);
-}
+/* Greedy pass over candidates already in score order, with TF's IoU: corners may come in either
+ * order, and an empty box overlaps nothing. Each candidate meets the boxes kept so far in blocks of
+ * NMS_BLOCK, their corners and areas laid out by coordinate in `work` (5 n floats), so that the
+ * IoUs of a block are one vectorised loop (MR_CLONED: AVX-512 where the CPU has it), each element
+ * the same expressions as one pair at a time. One pair at a time, the proposal layer's 6000
+ * candidates took 7 ms of a training step at 512 while the other threads waited; 6000 boxes
+ * keeping 2000 took 25.5 ms, now 1.7 ms (6.4 with AVX2, 21 with baseline SSE). */
+enum { NMS_BLOCK = 64 };
 
-/* Greedy pass over candidates already in score order. */
-static int64_t nms_sorted(int64_t *keep, const float *boxes, const float *scores,
-                          const int64_t *order, int64_t n, float thr, int64_t max_out) {
+MR_CLONED static int64_t nms_sorted(int64_t *keep, const float *boxes, const float *scores,
+                                    const int64_t *order, int64_t n, float thr, int64_t max_out,
+                                    float *work) {
+    float *y1 = work, *x1 = y1 + n, *y2 = x1 + n, *x2 = y2 + n, *area = x2 + n;
     int64_t kept = 0;
     for (int64_t o = 0; o < n && kept < max_out; o++) {
-        int64_t i = order[o];
+        const int64_t i = order[o];
         if (isnan(scores[i])) continue;
+        const float *a = boxes + 4 * i;
+        const float ay1 = min_f(a[0], a[2]), ax1 = min_f(a[1], a[3]);
+        const float ay2 = max_f(a[0], a[2]), ax2 = max_f(a[1], a[3]);
+        const float area_a = (ay2 - ay1) * (ax2 - ax1);
         bool suppressed = false;
-        for (int64_t k = 0; k < kept && !suppressed; k++)
-            suppressed = nms_iou(boxes + 4 * i, boxes + 4 * keep[k]) > thr;
-        if (!suppressed) keep[kept++] = i;
+        for (int64_t k0 = 0; k0 < kept && !suppressed; k0 += NMS_BLOCK) {
+            const int64_t k1 = kept - k0 < NMS_BLOCK ? kept : k0 + NMS_BLOCK;
+            int hit = 0;
+#pragma omp simd reduction(| : hit)
+            for (int64_t k = k0; k < k1; k++) {
+                const float iy1 = max_f(ay1, y1[k]), ix1 = max_f(ax1, x1[k]);
+                const float iy2 = min_f(ay2, y2[k]), ix2 = min_f(ax2, x2[k]);
+                const float inter = max_f(iy2 - iy1, 0.0f) * max_f(ix2 - ix1, 0.0f);
+                const float iou =
+                    area_a <= 0 || area[k] <= 0 ? 0.0f : inter / (area_a + area[k] - inter);
+                hit |= iou > thr;
+            }
+            suppressed = hit;
+        }
+        if (suppressed) continue;
+        y1[kept] = ay1, x1[kept] = ax1, y2[kept] = ay2, x2[kept] = ax2, area[kept] = area_a;
+        keep[kept++] = i;
     }
     return kept;
 }
@@ -217,10 +232,14 @@ mr_status mr_nms(int64_t *keep, int64_t *n_keep, const float *boxes, const float
     *n_keep = 0;
     if (n <= 0 || max_out <= 0) return MR_OK;
     int64_t *order = malloc((size_t)n * sizeof *order);
-    if (!order) return mr_fail(MR_ERR_NOMEM, "nms: cannot allocate %lld indices", (long long)n);
-    mr_status st = mr_argsort_desc(order, scores, n);
-    if (st == MR_OK) *n_keep = nms_sorted(keep, boxes, scores, order, n, iou_threshold, max_out);
+    float *work = malloc((size_t)n * 5 * sizeof *work);
+    mr_status st = order && work
+                       ? mr_argsort_desc(order, scores, n)
+                       : mr_fail(MR_ERR_NOMEM, "nms: cannot allocate for %lld boxes", (long long)n);
+    if (st == MR_OK)
+        *n_keep = nms_sorted(keep, boxes, scores, order, n, iou_threshold, max_out, work);
     free(order);
+    free(work);
     return st;
 }
 
@@ -235,7 +254,8 @@ mr_status mr_nms_per_class(int64_t *keep, int64_t *n_keep, const float *boxes, c
     int64_t *kept = malloc((size_t)n * sizeof *kept);
     bool *done = calloc((size_t)n, sizeof *done); /* class already handled */
     bool *chosen = calloc((size_t)n, sizeof *chosen);
-    if (!order || !subset || !kept || !done || !chosen) {
+    float *work = malloc((size_t)n * 5 * sizeof *work);
+    if (!order || !subset || !kept || !done || !chosen || !work) {
         st = mr_fail(MR_ERR_NOMEM, "per-class nms: cannot allocate for %lld boxes", (long long)n);
         goto out;
     }
@@ -247,7 +267,7 @@ mr_status mr_nms_per_class(int64_t *keep, int64_t *n_keep, const float *boxes, c
             if (class_ids[order[o]] == cls) subset[m++] = order[o];
         for (int64_t i = first; i < n; i++)
             if (class_ids[i] == cls) done[i] = true;
-        int64_t nk = nms_sorted(kept, boxes, scores, subset, m, iou_threshold, max_per_class);
+        int64_t nk = nms_sorted(kept, boxes, scores, subset, m, iou_threshold, max_per_class, work);
         for (int64_t k = 0; k < nk; k++) chosen[kept[k]] = true;
     }
     for (int64_t i = 0; i < n; i++)
@@ -258,6 +278,7 @@ out:
     free(kept);
     free(done);
     free(chosen);
+    free(work);
     return st;
 }
 

@@ -125,6 +125,86 @@ Test(boxes, nms_suppresses_only_above_the_threshold) {
     cr_assert_eq(n, 0, "no boxes, no output");
 }
 
+/* TF's greedy NMS, one pair at a time, with its IoU in float (corners in either order, an empty
+ * box overlapping nothing): the decisions mr_nms must reproduce exactly. */
+static float tf_iou(const float *a, const float *b) {
+    float ay1 = fminf(a[0], a[2]), ax1 = fminf(a[1], a[3]), ay2 = fmaxf(a[0], a[2]),
+          ax2 = fmaxf(a[1], a[3]);
+    float by1 = fminf(b[0], b[2]), bx1 = fminf(b[1], b[3]), by2 = fmaxf(b[0], b[2]),
+          bx2 = fmaxf(b[1], b[3]);
+    float area_a = (ay2 - ay1) * (ax2 - ax1), area_b = (by2 - by1) * (bx2 - bx1);
+    if (area_a <= 0 || area_b <= 0) return 0.0f;
+    float ih = fminf(ay2, by2) - fmaxf(ay1, by1), iw = fminf(ax2, bx2) - fmaxf(ax1, bx1);
+    float inter = (ih > 0 ? ih : 0.0f) * (iw > 0 ? iw : 0.0f);
+    return inter / (area_a + area_b - inter);
+}
+
+static int64_t tf_nms(int64_t *keep, const float *boxes, const float *scores, int64_t n, float thr,
+                      int64_t max_out) {
+    int64_t *order = malloc(sizeof(int64_t) * (size_t)n), kept = 0;
+    cr_assert(order);
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    for (int64_t i = 1; i < n; i++) /* by score, down; ties by index, up; NaN last */
+        for (int64_t j = i; j > 0; j--) {
+            float a = scores[order[j - 1]], b = scores[order[j]];
+            bool swap = (isnan(a) && !isnan(b)) || (!isnan(a) && !isnan(b) && b > a);
+            if (!swap) break;
+            int64_t t = order[j - 1];
+            order[j - 1] = order[j], order[j] = t;
+        }
+    for (int64_t o = 0; o < n && kept < max_out; o++) {
+        int64_t i = order[o];
+        if (isnan(scores[i])) continue;
+        bool suppressed = false;
+        for (int64_t k = 0; k < kept && !suppressed; k++)
+            suppressed = tf_iou(boxes + 4 * i, boxes + 4 * keep[k]) > thr;
+        if (!suppressed) keep[kept++] = i;
+    }
+    free(order);
+    return kept;
+}
+
+/* layers/boxes.c compares each candidate with the kept boxes in vectorised blocks: over 3000
+ * boxes, crowded enough that hundreds are kept (many blocks, partial ones) and many suppressed,
+ * with corners given in reverse, empty boxes, tied and NaN scores, at thresholds from below 0 to
+ * 1 and an output limit that stops it early, it must keep exactly the boxes TF's pass keeps. */
+Test(boxes, nms_keeps_what_tf_keeps_over_crowded_and_odd_boxes) {
+    const int64_t n = 3000;
+    float *boxes = malloc(sizeof(float) * 4 * n), *scores = malloc(sizeof(float) * n);
+    int64_t *got = malloc(sizeof(int64_t) * n), *want = malloc(sizeof(int64_t) * n);
+    cr_assert(boxes && scores && got && want);
+    mr_rng rng;
+    mr_rng_seed(&rng, 17);
+    for (int64_t i = 0; i < n; i++) {
+        float cy = 100 * mr_rng_uniform(&rng), cx = 100 * mr_rng_uniform(&rng);
+        float h = 1 + 20 * mr_rng_uniform(&rng), w = 1 + 20 * mr_rng_uniform(&rng);
+        float *b = boxes + 4 * i;
+        b[0] = cy - h / 2, b[1] = cx - w / 2, b[2] = cy + h / 2, b[3] = cx + w / 2;
+        if (i % 7 == 0) b[0] = cy + h / 2, b[2] = cy - h / 2;  /* corners reversed */
+        if (i % 31 == 0) b[3] = b[1];                          /* empty */
+        scores[i] = i % 13 == 0 ? 0.5f : mr_rng_uniform(&rng); /* ties */
+        if (i % 97 == 0) scores[i] = NAN;
+    }
+    const float thresholds[] = {-0.1f, 0.0f, 0.3f, 0.5f, 0.7f, 1.0f};
+    const int64_t limits[] = {n, 150};
+    int64_t most = 0;
+    for (size_t t = 0; t < sizeof thresholds / sizeof thresholds[0]; t++)
+        for (size_t l = 0; l < 2; l++) {
+            int64_t n_got = -1, n_want = tf_nms(want, boxes, scores, n, thresholds[t], limits[l]);
+            cr_assert_eq(mr_nms(got, &n_got, boxes, scores, n, thresholds[t], limits[l]), MR_OK);
+            cr_assert_eq(n_got, n_want, "threshold %g, limit %lld: %lld kept, TF keeps %lld",
+                         (double)thresholds[t], (long long)limits[l], (long long)n_got,
+                         (long long)n_want);
+            for (int64_t k = 0; k < n_got; k++)
+                cr_assert_eq(got[k], want[k], "threshold %g: kept box %lld is %lld, TF's %lld",
+                             (double)thresholds[t], (long long)k, (long long)got[k],
+                             (long long)want[k]);
+            if (limits[l] == n && thresholds[t] < 1.0f && n_got > most) most = n_got;
+        }
+    cr_assert_gt(most, 200, "too few kept to cross many blocks");
+    free(boxes), free(scores), free(got), free(want);
+}
+
 Test(boxes, nms_per_class_keeps_overlaps_of_other_classes) {
     const float boxes[16] = {0, 0, 10, 10, 0, 0, 10, 10, 1, 1, 10, 10, 50, 50, 60, 60};
     const float scores[4] = {0.9f, 0.8f, 0.95f, 0.7f};
