@@ -436,7 +436,10 @@ mr_tensor *mr_conv2d_bn_relu(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor 
 
 /* ---- transposed conv 2x2 / 2 ------------------------------------------------------------ */
 
-/* Keras kernel (2,2,Cout,Cin) as a (Cin, 4*Cout) matrix: column (i*2+j)*Cout + o. */
+/* The layer is one product: row (n,y,x) of the input times the kernel gives the four output
+ * pixels it feeds, a (N*H*W, 4*Cout) matrix. Keras's kernel (2,2,Cout,Cin) is that product's
+ * (Cin, 4*Cout) matrix transposed, row (i*2+j)*Cout + o, so forward and backward multiply it as it
+ * is stored; only a bfloat16 context lays it out the other way, once, to pack it. */
 static void deconv_kernel_matrix(float *km, const float *w, int64_t cin, int64_t cout) {
     for (int64_t k = 0; k < 4; k++)
         for (int64_t o = 0; o < cout; o++)
@@ -461,29 +464,21 @@ static void deconv2x2_backward(mr_node *node) {
     const deconv_saved *s = node->saved;
     mr_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->inputs[2];
     int64_t M = s->n * s->h * s->w, cols = 4 * s->cout;
-    float *buf = scratch(ctx, M * cols + 2 * s->cin * cols);
-    if (!buf) return;
-    float *dy = buf, *km = buf + M * cols, *dkm = km + s->cin * cols;
+    float *dy = scratch(ctx, M * cols);
+    if (!dy) return;
     const float *dout = node->out->grad;
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++)
         for (int64_t k = 0; k < 4; k++)
-            for (int64_t o = 0; o < s->cout; o++)
-                dy[m * cols + k * s->cout + o] = dout[deconv_out_index(s, m, k, o)];
-    if (b && (node->needs_grad & 4u))
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t k = 0; k < cols; k++) b->grad[k % s->cout] += dy[m * cols + k];
-    if (node->needs_grad & 1u) {
-        deconv_kernel_matrix(km, w->data, s->cin, s->cout);
-        mr_sgemm(false, true, M, s->cin, cols, 1.0f, dy, cols, km, cols, 1.0f, x->grad, s->cin);
-    }
-    if (node->needs_grad & 2u) {
-        mr_sgemm(true, false, s->cin, cols, M, 1.0f, x->data, s->cin, dy, cols, 0.0f, dkm, cols);
-        for (int64_t k = 0; k < 4; k++)
-            for (int64_t o = 0; o < s->cout; o++)
-                for (int64_t c = 0; c < s->cin; c++)
-                    w->grad[(k * s->cout + o) * s->cin + c] += dkm[c * cols + k * s->cout + o];
-    }
+            memcpy(dy + m * cols + k * s->cout, dout + deconv_out_index(s, m, k, 0),
+                   sizeof(float) * (size_t)s->cout);
+    if (b && (node->needs_grad & 4u)) column_sums(b->grad, dy, NULL, 4 * M, s->cout);
+    if (node->needs_grad & 1u)
+        mr_sgemm(false, false, M, s->cin, cols, 1.0f, dy, cols, w->data, s->cin, 1.0f, x->grad,
+                 s->cin);
+    if (node->needs_grad & 2u)
+        mr_sgemm(true, false, cols, s->cin, M, 1.0f, dy, cols, x->data, s->cin, 1.0f, w->grad,
+                 s->cin);
 }
 
 static mr_tensor *deconv2x2(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, bool relu) {
@@ -498,16 +493,20 @@ static mr_tensor *deconv2x2(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *
     mr_tensor *out = mr_tensor_4d(ctx, "deconv2x2", s.n, 2 * s.h, 2 * s.w, s.cout);
     if (!out) return NULL;
     int64_t M = s.n * s.h * s.w, cols = 4 * s.cout;
-    float *buf = scratch(ctx, M * cols + s.cin * cols);
-    if (!buf) return NULL;
-    float *y = buf, *km = buf + M * cols;
-    const mr_kept_kernel *packed = mr_kept_find(ctx, w, MR_KEPT_BF16);
-    if (!packed) {
+    float *y = scratch(ctx, M * cols + (ctx->bf16 ? s.cin * cols : 0));
+    if (!y) return NULL;
+    const mr_kept_kernel *packed = ctx->bf16 ? mr_kept_find(ctx, w, MR_KEPT_BF16) : NULL;
+    if (ctx->bf16 && !packed) {
+        float *km = y + M * cols;
         deconv_kernel_matrix(km, w->data, s.cin, s.cout);
         packed = mr_packed_rows(ctx, w, s.cin, cols, km, cols);
         if (ctx->status != MR_OK) return NULL;
     }
-    mr_forward_product(ctx, M, cols, s.cin, x->data, s.cin, km, cols, packed, NULL, false, y, cols);
+    if (packed)
+        mr_forward_product(ctx, M, cols, s.cin, x->data, s.cin, NULL, 0, packed, NULL, false, y,
+                           cols);
+    else
+        mr_sgemm(false, true, M, cols, s.cin, 1.0f, x->data, s.cin, w->data, s.cin, 0.0f, y, cols);
     const float *bias = b ? b->data : NULL;
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++)
