@@ -739,13 +739,19 @@ Test(conv, narrow_products_are_exact_on_every_kernel) {
  * multiply-adds in order from zero (the same bits, as the file promises), over partial row blocks
  * (its blocks hold 14 rows), one to three panels, no terms at all, and strides wider than the rows;
  * C's columns past N stay as they were. It computes nothing turned off or for a partial panel. */
+/* Our kernels at their widest (the previous limit in *before): false, with the limit restored
+ * and a warning naming what stays untested, where this CPU runs no panels (no AVX-512). */
+static bool panels_run_here(int *before, const char *untested) {
+    *before = mr_own_kernel_limit(MR_OWN_AVX512);
+    if (mr_panels_suit(MR_PANEL)) return true;
+    cr_log_warn("no AVX-512 on this CPU: %s", untested);
+    mr_own_kernel_limit(*before);
+    return false;
+}
+
 Test(conv, panel_products_are_the_bits_of_fused_sums_in_order) {
-    const int before = mr_own_kernel_limit(MR_OWN_AVX512);
-    if (!mr_panels_suit(MR_PANEL)) {
-        cr_log_warn("no AVX-512 on this CPU: Winograd's products are BLAS's, the panels untested");
-        mr_own_kernel_limit(before);
-        return;
-    }
+    int before;
+    if (!panels_run_here(&before, "Winograd's products are BLAS's, the panels untested")) return;
     const int64_t rows[] = {1, 13, 14, 15, 29, 170}, cols[] = {32, 64, 96},
                   depths[] = {0, 1, 7, 300};
     for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
@@ -818,12 +824,8 @@ static float *tall_product(const tall_case *t, const float *A, const float *B, c
  * blocks and threads' blocks, one to eight panels, depths off the vector width, and a B given
  * transposed. */
 Test(conv, tall_products_run_on_panels_as_fused_sums_in_order) {
-    const int before = mr_own_kernel_limit(MR_OWN_AVX512);
-    if (!mr_panels_suit(MR_PANEL)) {
-        cr_log_warn("no AVX-512 on this CPU: every product is BLAS's, the panels untested");
-        mr_own_kernel_limit(before);
-        return;
-    }
+    int before;
+    if (!panels_run_here(&before, "every product is BLAS's, the panels untested")) return;
     const tall_case cases[] = {
         {9000, 64, 64, false, false, false, 0.0f}, {1001, 96, 147, false, true, true, 0.0f},
         {300, 256, 200, true, false, false, 1.0f}, {131, 128, 1024, true, false, false, 0.0f},
