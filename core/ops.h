@@ -15,8 +15,9 @@
 
 /* x (N,H,W,Cin), w (KH,KW,Cin,Cout), b (Cout) or NULL -> (N,OH,OW,Cout). */
 mr_tensor *mr_conv2d(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride, int pad);
-/* conv2d then a frozen batch norm (as mr_batchnorm_frozen), computed as one convolution with
- * the BN folded into kernel and bias; gradients reach x, w, b, gamma and beta. */
+/* conv2d then a frozen batch norm (as mr_batchnorm_frozen), computed as one convolution: the BN
+ * folded into kernel and bias, or (mr_conv2d_bn_relu, output smaller than the kernel) applied to
+ * the output as the ReLU is; gradients reach x, w, b, gamma and beta. */
 mr_tensor *mr_conv2d_bn(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride, int pad,
                         mr_tensor *gamma, mr_tensor *beta, const mr_tensor *moving_mean,
                         const mr_tensor *moving_var, float eps);
@@ -25,7 +26,9 @@ mr_tensor *mr_conv2d_bn(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, i
 mr_tensor *mr_deconv2x2(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b);
 /* mr_relu_inplace of each of the three, with the ReLU applied as each block of the output is
  * made rather than in a pass of its own: the same values, and the tape records the same two
- * nodes, so the gradients are the same to the bit. */
+ * nodes, so the gradients are the same to the bit; except where conv2d_bn's output is smaller
+ * than its kernel, when the BN is applied to the output rather than folded (the same values
+ * to rounding). */
 mr_tensor *mr_conv2d_relu(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride,
                           int pad);
 mr_tensor *mr_conv2d_bn_relu(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *b, int stride,

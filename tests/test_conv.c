@@ -412,6 +412,36 @@ static mr_tensor *fused_param(mr_ctx *ctx, mr_rng *rng, int ndim, const int64_t 
     return t;
 }
 
+/* A conv bias and a frozen batch norm's parameters for `cout` channels, the statistics fixed. */
+typedef struct {
+    mr_tensor *b, *gamma, *beta, *mean, *var;
+} bn_params;
+
+static bn_params random_bn(mr_ctx *ctx, mr_rng *rng, int64_t cout) {
+    int64_t cs[1] = {cout};
+    bn_params p;
+    p.b = fused_param(ctx, rng, 1, cs, 0.3f, 0.0f);
+    p.gamma = fused_param(ctx, rng, 1, cs, 0.2f, 1.0f);
+    p.beta = fused_param(ctx, rng, 1, cs, 0.3f, 0.0f);
+    p.mean = fused_param(ctx, rng, 1, cs, 0.1f, 0.0f);
+    p.var = fused_param(ctx, rng, 1, cs, 0.1f, 1.0f);
+    p.mean->requires_grad = p.var->requires_grad = false;
+    return p;
+}
+
+/* Backward from y, a ReLU's output with a good share of zeros and of values, seeded at random. */
+static void rectified_backward(mr_ctx *ctx, mr_rng *rng, mr_tensor *y) {
+    int64_t zeros = 0;
+    for (int64_t i = 0; i < y->numel; i++) zeros += y->data[i] == 0.0f;
+    cr_assert(zeros > y->numel / 10 && zeros < y->numel * 9 / 10, "%lld of %lld rectified",
+              (long long)zeros, (long long)y->numel);
+    float *seed = malloc(sizeof *seed * (size_t)y->numel);
+    cr_assert_not_null(seed);
+    for (int64_t i = 0; i < y->numel; i++) seed[i] = mr_rng_normal(rng);
+    cr_assert_eq(mr_backward_seeded(ctx, y, seed), MR_OK, "%s", mr_last_error());
+    free(seed);
+}
+
 static void fused_run(fused_kind kind, mr_conv_algo algo, int64_t side, int64_t cin, int64_t cout,
                       int64_t k, int stride, bool fused, float **values, int64_t *n_values,
                       int *nodes) {
@@ -421,15 +451,10 @@ static void fused_run(fused_kind kind, mr_conv_algo algo, int64_t side, int64_t 
     mr_rng rng;
     mr_rng_seed(&rng, 77);
     int64_t xs[4] = {2, side, side, cin}, ws[4] = {k, k, cin, cout}, ds[4] = {2, 2, cout, cin};
-    int64_t cs[1] = {cout};
     mr_tensor *x = fused_param(&ctx, &rng, 4, xs, 1.0f, 0.0f);
     mr_tensor *w = fused_param(&ctx, &rng, 4, kind == FUSED_DECONV ? ds : ws, 0.05f, 0.0f);
-    mr_tensor *b = fused_param(&ctx, &rng, 1, cs, 0.3f, 0.0f);
-    mr_tensor *gamma = fused_param(&ctx, &rng, 1, cs, 0.2f, 1.0f);
-    mr_tensor *beta = fused_param(&ctx, &rng, 1, cs, 0.3f, 0.0f);
-    mr_tensor *mean = fused_param(&ctx, &rng, 1, cs, 0.1f, 0.0f);
-    mr_tensor *var = fused_param(&ctx, &rng, 1, cs, 0.1f, 1.0f);
-    mean->requires_grad = var->requires_grad = false;
+    bn_params p = random_bn(&ctx, &rng, cout);
+    mr_tensor *b = p.b, *gamma = p.gamma, *beta = p.beta, *mean = p.mean, *var = p.var;
     mr_tensor *y = NULL;
     if (kind == FUSED_CONV)
         y = fused ? mr_conv2d_relu(&ctx, x, w, b, stride, MR_PAD_SAME)
@@ -443,16 +468,8 @@ static void fused_run(fused_kind kind, mr_conv_algo algo, int64_t side, int64_t 
         y = fused ? mr_deconv2x2_relu(&ctx, x, w, b)
                   : mr_relu_inplace(&ctx, mr_deconv2x2(&ctx, x, w, b));
     cr_assert_not_null(y, "%s", mr_last_error());
-    int64_t zeros = 0;
-    for (int64_t i = 0; i < y->numel; i++) zeros += y->data[i] == 0.0f;
-    cr_assert(zeros > y->numel / 10 && zeros < y->numel * 9 / 10, "%lld of %lld rectified",
-              (long long)zeros, (long long)y->numel);
     *nodes = ctx.tape.count;
-    float *seed = malloc(sizeof *seed * (size_t)y->numel);
-    cr_assert_not_null(seed);
-    for (int64_t i = 0; i < y->numel; i++) seed[i] = mr_rng_normal(&rng);
-    cr_assert_eq(mr_backward_seeded(&ctx, y, seed), MR_OK, "%s", mr_last_error());
-    free(seed);
+    rectified_backward(&ctx, &rng, y);
     const mr_tensor *parts[5] = {y, x, w, b, kind == FUSED_CONV_BN ? gamma : NULL};
     int64_t n = y->numel + x->numel + w->numel + b->numel + (parts[4] ? gamma->numel : 0);
     float *all = malloc(sizeof *all * (size_t)n), *at = all;
@@ -895,4 +912,103 @@ Test(conv, tall_products_run_on_panels_as_fused_sums_in_order) {
         free(A), free(B), free(bias), free(C0);
     }
     mr_own_kernel_limit(before);
+}
+
+/* Where its output is smaller than its kernel (ResNet's stages 4 and 5), mr_conv2d_bn_relu
+ * applies the batch norm to the output instead of folding it into the kernel (core/op_conv.c):
+ * its output and its gradients for x, w, b, gamma and beta must be those of conv2d, then
+ * mr_batchnorm_frozen, then relu, on the Winograd, 1x1 and strided im2col paths, with the same
+ * bits for one thread and two; and it must never build a folded kernel (the fold's scratch stays
+ * below the kernel's size). A channel whose beta is over 16 times its gamma, from whose output
+ * the normalised value cannot be recovered exactly enough, makes the layer fold instead. */
+typedef struct {
+    float *values; /* y, then the gradients of x, w, b, gamma, beta */
+    int64_t n, part_end[6];
+    size_t fold_scratch;
+} scaled_bn_result;
+
+static scaled_bn_result scaled_bn_run(int64_t batch, int64_t side, int64_t cin, int64_t cout,
+                                      int64_t k, int stride, bool fused, float bad_beta) {
+    mr_ctx ctx;
+    cr_assert_eq(mr_ctx_init(&ctx, (size_t)64 << 20), MR_OK);
+    mr_rng rng;
+    mr_rng_seed(&rng, 41);
+    int64_t xs[4] = {batch, side, side, cin}, ws[4] = {k, k, cin, cout};
+    mr_tensor *x = fused_param(&ctx, &rng, 4, xs, 1.0f, 0.0f);
+    mr_tensor *w = fused_param(&ctx, &rng, 4, ws, 0.05f, 0.0f);
+    bn_params p = random_bn(&ctx, &rng, cout);
+    mr_tensor *b = p.b, *gamma = p.gamma, *beta = p.beta, *mean = p.mean, *var = p.var;
+    beta->data[cout / 2] = bad_beta * gamma->data[cout / 2];
+    mr_tensor *y =
+        fused
+            ? mr_conv2d_bn_relu(&ctx, x, w, b, stride, MR_PAD_SAME, gamma, beta, mean, var, 1e-3f)
+            : mr_relu(&ctx, mr_batchnorm_frozen(&ctx, mr_conv2d(&ctx, x, w, b, stride, MR_PAD_SAME),
+                                                gamma, beta, mean, var, 1e-3f));
+    cr_assert_not_null(y, "%s", mr_last_error());
+    rectified_backward(&ctx, &rng, y);
+    const mr_tensor *parts[6] = {y, x, w, b, gamma, beta};
+    scaled_bn_result r = {.fold_scratch = ctx.scratch_floats[MR_SCRATCH_FOLD]};
+    for (int j = 0; j < 6; j++) r.part_end[j] = r.n += parts[j]->numel;
+    r.values = malloc(sizeof *r.values * (size_t)r.n);
+    cr_assert_not_null(r.values);
+    float *at = r.values;
+    for (int j = 0; j < 6; j++) {
+        memcpy(at, j ? parts[j]->grad : parts[j]->data, sizeof *at * (size_t)parts[j]->numel);
+        at += parts[j]->numel;
+    }
+    mr_ctx_free(&ctx);
+    return r;
+}
+
+Test(conv, bn_applied_to_a_small_output_gives_conv_then_batch_norm) {
+    const struct {
+        const char *name;
+        int64_t batch, side, cin, cout, k;
+        int stride;
+    } cases[] = {
+        {"3x3 Winograd", 1, 24, 128, 128, 3, 1},
+        {"1x1", 1, 5, 256, 128, 1, 1},
+        {"3x3 stride 2 im2col", 2, 7, 32, 48, 3, 2},
+    };
+    const int threads_before = omp_get_max_threads();
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int64_t kernel = cases[c].k * cases[c].k * cases[c].cin * cases[c].cout;
+        scaled_bn_result want = scaled_bn_run(cases[c].batch, cases[c].side, cases[c].cin,
+                                              cases[c].cout, cases[c].k, cases[c].stride, false, 0);
+        float *first = NULL;
+        for (int threads = 1; threads <= 2; threads++) {
+            omp_set_num_threads(threads);
+            scaled_bn_result got =
+                scaled_bn_run(cases[c].batch, cases[c].side, cases[c].cin, cases[c].cout,
+                              cases[c].k, cases[c].stride, true, 0);
+            cr_assert_eq(got.n, want.n);
+            cr_assert_lt(got.fold_scratch, (size_t)kernel, "%s: a folded kernel was built",
+                         cases[c].name);
+            /* Every value of each part (the output, each gradient) within 1e-4 of the part's
+             * largest: Winograd's transforms round each product to about that. */
+            for (int j = 0, i = 0; j < 6; j++) {
+                float largest = 0.0f;
+                for (int64_t v = i; v < want.part_end[j]; v++)
+                    largest = fmaxf(largest, fabsf(want.values[v]));
+                for (; i < want.part_end[j]; i++)
+                    cr_assert(fabsf(got.values[i] - want.values[i]) <= 1e-4f * largest,
+                              "%s, %d threads: part %d value %d is %g, conv then BN gives %g",
+                              cases[c].name, threads, j, i, (double)got.values[i],
+                              (double)want.values[i]);
+            }
+            if (first)
+                cr_assert(!memcmp(first, got.values, sizeof *first * (size_t)got.n),
+                          "%s: two threads give other bits than one", cases[c].name);
+            free(first);
+            first = got.values;
+        }
+        free(first);
+        free(want.values);
+        /* One channel's beta 20 times its gamma: the layer folds. */
+        scaled_bn_result fold = scaled_bn_run(cases[c].batch, cases[c].side, cases[c].cin,
+                                              cases[c].cout, cases[c].k, cases[c].stride, true, 20);
+        cr_assert_geq(fold.fold_scratch, (size_t)kernel, "%s: no folded kernel", cases[c].name);
+        free(fold.values);
+    }
+    omp_set_num_threads(threads_before);
 }

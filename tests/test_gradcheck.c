@@ -123,8 +123,9 @@ static mr_tensor *fwd_conv_valid_s1(mr_ctx *c, gc_inputs *in) {
     return mr_conv2d(c, in->in[0], in->in[1], in->in[2], 1, MR_PAD_VALID);
 }
 /* conv + frozen BN: x, w, b, gamma, beta differentiable; the moving statistics fixed. */
-static void setup_conv_bn(mr_ctx *c, mr_rng *r, gc_inputs *in, int64_t k, mr_conv_algo algo) {
-    setup_conv(c, r, in, 7, 6, k, 3, 4);
+static void setup_conv_bn_sized(mr_ctx *c, mr_rng *r, gc_inputs *in, int64_t side, int64_t k,
+                                int64_t cin, mr_conv_algo algo) {
+    setup_conv(c, r, in, side + 1, side, k, cin, 4);
     in->in[3] = p1(c, "gamma", 4);
     in->in[4] = p1(c, "beta", 4);
     in->n_in = 5;
@@ -137,6 +138,9 @@ static void setup_conv_bn(mr_ctx *c, mr_rng *r, gc_inputs *in, int64_t k, mr_con
         in->fixed[1]->data[i] = 0.5f + mr_rng_uniform(r);
     }
     c->conv_algo = algo;
+}
+static void setup_conv_bn(mr_ctx *c, mr_rng *r, gc_inputs *in, int64_t k, mr_conv_algo algo) {
+    setup_conv_bn_sized(c, r, in, 6, k, 3, algo);
 }
 static void setup_conv3_bn_winograd4(mr_ctx *c, mr_rng *r, gc_inputs *in) {
     setup_conv_bn(c, r, in, 3, MR_CONV_WINOGRAD_F4);
@@ -152,6 +156,20 @@ static void setup_conv1_bn_nobias(mr_ctx *c, mr_rng *r, gc_inputs *in) {
     in->in[2] = in->in[3]; /* gamma, beta move up over the unused bias */
     in->in[3] = in->in[4];
     in->n_in = 4;
+}
+/* An output smaller than the kernel, rectified: the batch norm is applied to the output rather
+ * than folded (core/op_conv.c). beta lifts every output well clear of the ReLU's kink, while
+ * staying within 16 gammas (else the layer folds). */
+static void setup_conv3_bn_scaled(mr_ctx *c, mr_rng *r, gc_inputs *in) {
+    setup_conv_bn_sized(c, r, in, 2, 3, 8, MR_CONV_AUTO);
+    for (int i = 0; i < 4; i++) {
+        in->in[3]->data[i] = 0.8f + 0.4f * mr_rng_uniform(r);
+        in->in[4]->data[i] = 10.0f + mr_rng_uniform(r);
+    }
+}
+static mr_tensor *fwd_conv_bn_relu_same(mr_ctx *c, gc_inputs *in) {
+    return mr_conv2d_bn_relu(c, in->in[0], in->in[1], in->in[2], 1, MR_PAD_SAME, in->in[3],
+                             in->in[4], in->fixed[0], in->fixed[1], 1e-3f);
 }
 static mr_tensor *fwd_conv_bn_same(mr_ctx *c, gc_inputs *in) {
     return mr_conv2d_bn(c, in->in[0], in->in[1], in->in[2], 1, MR_PAD_SAME, in->in[3], in->in[4],
@@ -421,6 +439,8 @@ static const gc_case cases[] = {
     {MR_OP_CONV2D_BN, "conv 3x3 s2 same + frozen BN", setup_conv3_bn_im2col, fwd_conv_bn_same_s2},
     {MR_OP_CONV2D_BN, "conv 1x1 s2 + frozen BN, no bias", setup_conv1_bn_nobias,
      fwd_conv_bn_strided_nobias},
+    {MR_OP_CONV2D_BN, "conv 3x3 + frozen BN + relu, BN on the output", setup_conv3_bn_scaled,
+     fwd_conv_bn_relu_same},
     {MR_OP_DECONV2X2, "deconv 2x2 s2", setup_deconv, fwd_deconv},
     {MR_OP_BATCHNORM_FROZEN, "batchnorm frozen", setup_bn, fwd_bn_frozen},
     {MR_OP_BATCHNORM_BATCH, "batchnorm batch statistics", setup_bn, fwd_bn_batch},
