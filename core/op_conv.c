@@ -110,9 +110,9 @@ static int64_t chunk_rows(const conv_geom *g) {
 /* acc[o] += sum over rows r of a[r, o] (times b[r, o] - centre[o] when b is given; a NULL centre
  * is 0). Threads take fixed blocks of whole rows, so each reads memory in one stream (threads
  * owning columns read short pieces of every row: half the speed), and add the blocks' sums in
- * block order: the blocks and the order
- * depend only on the shape, so the bits do not depend on the thread count. The total goes to acc
- * in one addition, so what acc held (another image's gradient) does not change the sum either. */
+ * block order: the blocks and the order depend only on the shape, so the bits do not depend on
+ * the thread count. The total goes to acc in one addition, so what acc held (another image's
+ * gradient) does not change the sum either. */
 static void column_sums(float *acc, const float *a, const float *b, const float *centre,
                         int64_t rows, int64_t cols) {
     enum { PANEL = 1024, BLOCK_FLOATS = 16384 }; /* a block: 64 KB of a */
@@ -329,15 +329,20 @@ typedef struct {
     float eps;
 } conv_bn_saved;
 
+/* dst[r, o] = src[r, o] * scale[o] over rows of `cols` channels. */
+static void scale_columns(float *dst, const float *src, const float *scale, int64_t rows,
+                          int64_t cols) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t o = 0; o < cols; o++) dst[r * cols + o] = src[r * cols + o] * scale[o];
+}
+
 /* Folded kernel and bias: wf = w * s; bf = (b - mean) * s + beta (b may be NULL; wf or bf may
  * be NULL: not wanted). */
 static void fold_kernel(float *wf, float *bf, const float *scale, const mr_tensor *w,
                         const mr_tensor *b, const mr_tensor *beta, const float *mean,
                         int64_t cout) {
-    int64_t rows = wf ? w->numel / cout : 0;
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t o = 0; o < cout; o++) wf[r * cout + o] = w->data[r * cout + o] * scale[o];
+    if (wf) scale_columns(wf, w->data, scale, w->numel / cout, cout);
     if (bf)
         for (int64_t o = 0; o < cout; o++)
             bf[o] = ((b ? b->data[o] : 0.0f) - mean[o]) * scale[o] + beta->data[o];
@@ -431,9 +436,7 @@ static void scaled_backward(mr_node *node, const float *scale, float *dgamma, fl
         column_sums(dgamma, dy, node->out->data, beta->data, rows, cout);
         for (int64_t o = 0; o < cout; o++) dgamma[o] /= gamma->data[o];
     }
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t o = 0; o < cout; o++) dys[r * cout + o] = dy[r * cout + o] * scale[o];
+    scale_columns(dys, dy, scale, rows, cout);
     conv_backward(ctx, &s->g, s->winograd, dys, x->data, w->data,
                   node->needs_grad & 1u ? x->grad : NULL, node->needs_grad & 2u ? w->grad : NULL,
                   true, NULL);
@@ -492,22 +495,22 @@ static mr_tensor *conv2d_bn(mr_ctx *ctx, mr_tensor *x, mr_tensor *w, mr_tensor *
         !(scale = mr_conv_scratch(ctx, MR_SCRATCH_FOLD, 2 * g.cout + w->numel)))
         return NULL;
     float *bf = scale + g.cout, *wf = bf + g.cout;
-    if (identity) {
-        /* An export's batch norms are folded already (train/export.h): the fold would multiply
-         * by exactly 1 and add exactly 0, so the kernel and bias serve as they are. */
-        wf = w->data;
-        bf = b ? b->data : NULL;
-    } else if (scaled) {
-        fold_kernel(NULL, bf, scale, w, b, beta, moving_mean->data, g.cout);
-    } else {
-        /* A context that keeps kernels keeps the folded one: later images fold the bias alone. */
-        if (kernel_kept(ctx, &g, winograd, w)) wf = NULL;
-        fold_kernel(wf, bf, scale, w, b, beta, moving_mean->data, g.cout);
-    }
     if (scaled) {
+        fold_kernel(NULL, bf, scale, w, b, beta, moving_mean->data, g.cout);
         conv_forward(ctx, &g, winograd, x->data, w->data, w, NULL, false, out->data);
         scale_shift_relu(out->data, scale, bf, g.n * g.oh * g.ow, g.cout);
     } else {
+        if (identity) {
+            /* An export's batch norms are folded already (train/export.h): the fold would
+             * multiply by exactly 1 and add exactly 0, so the kernel and bias serve as they are. */
+            wf = w->data;
+            bf = b ? b->data : NULL;
+        } else {
+            /* A context that keeps kernels keeps the folded one: later images fold the bias
+             * alone. */
+            if (kernel_kept(ctx, &g, winograd, w)) wf = NULL;
+            fold_kernel(wf, bf, scale, w, b, beta, moving_mean->data, g.cout);
+        }
         conv_forward(ctx, &g, winograd, x->data, wf, w, bf, relu, out->data);
     }
     if (ctx->status != MR_OK) return NULL;
