@@ -185,6 +185,8 @@ Test(profile, bench_model_lines_read_back_what_was_printed) {
                         .bf16_kept_mb = 71.5,
                         .bf16_compared = 100,
                         .bf16_held = 23,
+                        .step_ceiling = 287.25,
+                        .step_floor_ratio = 1.6125,
                         .ok = 1};
     for (int g = 0; g < MR_GROUP_COUNT; g++) {
         t.train_prof.seconds[g][0] = 0.01 * (g + 1);
@@ -213,6 +215,10 @@ Test(profile, bench_model_lines_read_back_what_was_printed) {
               fabs(back.infer_all_bf16_s - t.infer_all_bf16_s) < 1e-4);
     cr_expect(fabs(back.bf16_kept_mb - t.bf16_kept_mb) < 0.05);
     cr_expect(back.bf16_compared == 100 && back.bf16_held == 23);
+    cr_expect(fabs(back.step_ceiling - t.step_ceiling) < 0.01 &&
+                  fabs(back.step_floor_ratio - t.step_floor_ratio) < 1e-4,
+              "ceiling %g ratio %g read back as %g %g", t.step_ceiling, t.step_floor_ratio,
+              back.step_ceiling, back.step_floor_ratio);
     for (int g = 0; g < MR_GROUP_COUNT; g++)
         for (int k = 0; k < 2; k++) {
             cr_expect(fabs(back.train_prof.seconds[g][k] - t.train_prof.seconds[g][k]) < 1e-6);

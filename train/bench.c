@@ -50,13 +50,13 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* GFLOPS of a 2048^3 sgemm, the best of `repeats` runs: a ceiling is what the machine can do,
- * and a busy machine only ever slows a run down. */
-static double sgemm_ceiling(int repeats) {
-    const int64_t n = 2048;
-    float *a = malloc(sizeof(float) * (size_t)(n * n)),
-          *b = malloc(sizeof(float) * (size_t)(n * n)),
-          *c = malloc(sizeof(float) * (size_t)(n * n));
+enum { CEILING_N = 2048 };
+
+/* GFLOPS of a CEILING_N^3 sgemm in a, b, c (CEILING_N^2 floats each), the best of `repeats` runs
+ * after a warm-up: a ceiling is what the machine can do, and a busy machine only ever slows a run
+ * down. */
+static double sgemm_ceiling_in(float *a, float *b, float *c, int repeats) {
+    const int64_t n = CEILING_N;
     for (int64_t i = 0; i < n * n; i++) a[i] = b[i] = 1.0f / (float)(1 + i % 7);
     double best = INFINITY;
     mr_sgemm(false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm-up */
@@ -65,10 +65,17 @@ static double sgemm_ceiling(int repeats) {
         mr_sgemm(false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
         best = fmin(best, now() - t0);
     }
+    return 2.0 * (double)(n * n * n) / best * 1e-9;
+}
+
+static double sgemm_ceiling(int repeats) {
+    const size_t size = sizeof(float) * CEILING_N * CEILING_N;
+    float *a = malloc(size), *b = malloc(size), *c = malloc(size);
+    double gflops = a && b && c ? sgemm_ceiling_in(a, b, c, repeats) : (double)NAN;
     free(a);
     free(b);
     free(c);
-    return 2.0 * (double)(n * n * n) / best * 1e-9;
+    return gflops;
 }
 
 typedef struct {
@@ -171,6 +178,21 @@ static mr_status bench_model_init(mr_config *c, mr_model *m, int depth, int side
     MR_TRY(mr_model_init(m, &c->net));
     mr_init_weights(m, MR_INIT_GLOROT, 1);
     return MR_OK;
+}
+
+static void profile_add(mr_profile *sum, const mr_profile *p) {
+    for (int g = 0; g < MR_GROUP_COUNT; g++)
+        for (int k = 0; k < 2; k++) {
+            sum->seconds[g][k] += p->seconds[g][k];
+            sum->flops[g][k] += p->flops[g][k];
+            sum->product_seconds[g][k] += p->product_seconds[g][k];
+        }
+}
+
+static double profile_flops(const mr_profile *p) {
+    double f = 0.0;
+    for (int g = 0; g < MR_GROUP_COUNT; g++) f += p->flops[g][0] + p->flops[g][1];
+    return f;
 }
 
 static void profile_mean(const mr_profile *sum, int runs, mr_profile *mean) {
@@ -294,13 +316,26 @@ void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
     mr_sgd opt = {0.001f, 0.9f, 1e-4f, 5.0f};
     mr_rng rng;
     mr_rng_seed(&rng, 1);
-    double train[16];
+    double train[16], ceiling[16], floor_ratio[16];
     bool grads_zero = false; /* the last update consumed the gradients (mr_sgd_step) */
     /* The timed runs after the warm-up are profiled by layer group (core/profile.h): a clock
      * read at each group change and tape node, far below the noise of the step. */
-    mr_profile prof;
+    mr_profile prof = {0}, step_prof;
     for (int r = 0; r <= repeats; r++) {
-        if (r == 1) mr_profile_begin(&prof);
+        if (r > 0) {
+            /* The machine's ceiling just before each timed step, for the step's distance from
+             * its floor: on a shared machine the peak moves by a third within one bench, so a
+             * ceiling measured minutes away weighs the host as much as the code. Measured in
+             * the arena, whose pages the steps have made resident already, so that the peak RSS
+             * stays the step's own. */
+            mr_ctx_reset(&ctx);
+            const size_t size = sizeof(float) * CEILING_N * CEILING_N;
+            float *a = mr_alloc(&ctx, size, "ceiling"), *b = mr_alloc(&ctx, size, "ceiling"),
+                  *cc = mr_alloc(&ctx, size, "ceiling");
+            if (!a || !b || !cc) return;
+            ceiling[r - 1] = sgemm_ceiling_in(a, b, cc, 2);
+            mr_profile_begin(&step_prof);
+        }
         double t0 = now();
         mr_profile_enter(MR_GROUP_DATA);
         mr_ctx_reset(&ctx);
@@ -316,10 +351,15 @@ void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
         mr_sgd_report rep;
         mr_sgd_step(&m.params, &opt, &rep);
         grads_zero = true;
-        if (r > 0) train[r - 1] = now() - t0;
+        if (r == 0) continue;
+        train[r - 1] = now() - t0;
+        mr_profile_end();
+        profile_add(&prof, &step_prof);
+        floor_ratio[r - 1] = train[r - 1] / (profile_flops(&step_prof) / (ceiling[r - 1] * 1e9));
     }
-    mr_profile_end();
     profile_mean(&prof, repeats, &res->train_prof);
+    res->step_ceiling = median(ceiling, repeats);
+    res->step_floor_ratio = median(floor_ratio, repeats);
     /* Peak memory in training: before inference, whose masks (up to 100 at full image size with
      * every detection kept) would set a peak of their own. */
     struct rusage ru;
@@ -363,6 +403,8 @@ void mr_bench_print_model(const mr_bench_times *t, FILE *out) {
             t->infer_all_s, t->detections_all, t->infer_kept_mb);
     fprintf(out, "bf16 infer_s=%.4f infer_all_s=%.4f held %d of %d kept_mb=%.1f\n", t->infer_bf16_s,
             t->infer_all_bf16_s, t->bf16_held, t->bf16_compared, t->bf16_kept_mb);
+    fprintf(out, "floor step_ceiling=%.2f step_floor_ratio=%.5f\n", t->step_ceiling,
+            t->step_floor_ratio);
     for (int k = 0; k < 2; k++) {
         const mr_profile *p = k ? &t->infer_prof : &t->train_prof;
         for (int g = 0; g < MR_GROUP_COUNT; g++)
@@ -385,6 +427,9 @@ void mr_bench_read_model_line(const char *line, mr_bench_times *t) {
     else if (sscanf(line, "bf16 infer_s=%lf infer_all_s=%lf held %d of %d kept_mb=%lf",
                     &t->infer_bf16_s, &t->infer_all_bf16_s, &t->bf16_held, &t->bf16_compared,
                     &t->bf16_kept_mb) == 5)
+        ;
+    else if (sscanf(line, "floor step_ceiling=%lf step_floor_ratio=%lf", &t->step_ceiling,
+                    &t->step_floor_ratio) == 2)
         ;
     else if (sscanf(line, "group %7s %d %lf %lf %lf %lf %lf %lf", kind, &g, &s0, &s1, &f0, &f1, &p0,
                     &p1) == 8 &&
@@ -799,19 +844,15 @@ static void scaling_table(const mr_bench_options *o, const mr_bench_times known[
 
 /* ---- the machine's floor ------------------------------------------------------------------ */
 
-static double profile_flops(const mr_profile *p) {
-    double f = 0.0;
-    for (int g = 0; g < MR_GROUP_COUNT; g++) f += p->flops[g][0] + p->flops[g][1];
-    return f;
-}
-
 /* Where one model's training step and inference go, by layer group, against the floor: each
  * group's matrix-product FLOPs at the sgemm ceiling (groups without products have no floor of
- * that kind: their time is memory traffic). The training columns also split the group's time
- * into its matrix products, with their speed against the ceiling, and the rest. Returns the
- * training step's median time over its floor. */
+ * that kind: their time is memory traffic). Training is set against the ceiling measured just
+ * before each of its steps (mr_bench_model), inference against the run's `ceiling`. The training
+ * columns also split the group's time into its matrix products, with their speed against the
+ * ceiling, and the rest. Returns the training step's distance from its floor, the median of the
+ * steps' own; `*run_ratio` gets the median step over its floor at the run's ceiling. */
 static double floor_table(const char *name, const mr_bench_times *t, double ceiling, FILE *out,
-                          FILE *md) {
+                          FILE *md, double *run_ratio) {
     const mr_profile *tp = &t->train_prof, *ip = &t->infer_prof;
     double train_sum = 0.0, infer_sum = 0.0, train_products = 0.0;
     for (int g = 0; g < MR_GROUP_COUNT; g++) {
@@ -819,14 +860,16 @@ static double floor_table(const char *name, const mr_bench_times *t, double ceil
         train_products += tp->product_seconds[g][0] + tp->product_seconds[g][1];
         infer_sum += ip->seconds[g][0] + ip->seconds[g][1];
     }
-    const double peak = ceiling * 1e9;
-    double train_floor = profile_flops(tp) / peak, infer_floor = profile_flops(ip) / peak;
-    double ratio = train_floor > 0 ? t->train_s / train_floor : (double)NAN;
+    const double ipeak = ceiling * 1e9, peak = t->step_ceiling * 1e9;
+    double train_floor = profile_flops(tp) / peak, infer_floor = profile_flops(ip) / ipeak;
+    double run_floor = profile_flops(tp) / ipeak;
+    *run_ratio = run_floor > 0 ? t->train_s / run_floor : (double)NAN;
     if (out)
         fprintf(out,
                 "\n%s, where the time goes (means of the timed runs; floor: the group's "
                 "matrix-product FLOPs\nat the sgemm ceiling, Winograd layers by their real "
-                "multiplies; in products: the training time spent\nin them, and their speed "
+                "multiplies, training at the ceiling measured\nbefore each step, inference at "
+                "the run's; in products: the training time spent in them, and\ntheir speed "
                 "against the ceiling; '-': no products, memory-bound)\n",
                 name);
     if (out)
@@ -836,8 +879,9 @@ static double floor_table(const char *name, const mr_bench_times *t, double ceil
     if (md)
         fprintf(md,
                 "\n%s by layer group (training step forward and backward, inference; floor: "
-                "matrix-product FLOPs at the sgemm ceiling; in products: the training time spent "
-                "in matrix products, and their speed against the ceiling):\n\n| group | train "
+                "matrix-product FLOPs at the sgemm ceiling, for training the one measured before "
+                "each step, for inference the run's; in products: the training time spent in "
+                "matrix products, and their speed against the ceiling):\n\n| group | train "
                 "fwd ms | train bwd ms | share | GFLOP | x floor | in products ms | their speed "
                 "| infer ms | share | GFLOP | x floor |\n"
                 "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -861,7 +905,7 @@ static double floor_table(const char *name, const mr_bench_times *t, double ceil
             snprintf(pm, sizeof pm, "%.1f", 1e3 * prod);
             snprintf(sp, sizeof sp, "%.0f%%", 100.0 * (tf / peak) / prod);
         }
-        if (iflops > 0) snprintf(ix, sizeof ix, "%.2f", inf / (iflops / peak));
+        if (iflops > 0) snprintf(ix, sizeof ix, "%.2f", inf / (iflops / ipeak));
         snprintf(fw, sizeof fw, "%.1f", 1e3 * fwd);
         snprintf(bw, sizeof bw, "%.1f", 1e3 * bwd);
         const char *label = total ? "step" : mr_group_name((mr_group)g);
@@ -879,24 +923,25 @@ static double floor_table(const char *name, const mr_bench_times *t, double ceil
      * outside them (as the profiled step's share, over the same floor). */
     double in_products = train_floor > 0 ? train_products / train_floor : (double)NAN;
     double outside = train_floor > 0 ? (train_sum - train_products) / train_floor : (double)NAN;
-    char split[200];
+    char split[400];
     snprintf(split, sizeof split,
-             "of the profiled %.3f s, %.3f s in matrix products (%.2fx the floor) and %.3f s "
-             "outside them (%.2fx)",
+             "against the ceiling measured just before each step (median %.1f GFLOPS), floor "
+             "%.3f s and %.2fx it (the median of the steps' own ratios); against the run's "
+             "ceiling (%.1f GFLOPS), floor %.3f s and %.2fx; of the profiled %.3f s, %.3f s in "
+             "matrix products (%.2fx the floor) and %.3f s outside them (%.2fx)",
+             t->step_ceiling, train_floor, t->step_floor_ratio, ceiling, run_floor, *run_ratio,
              train_sum, train_products, in_products, train_sum - train_products, outside);
     if (out)
         fprintf(out,
-                "training step: median %.3f s, floor %.3f s, %.2fx the floor; %s; inference: "
-                "median %.3f s, floor %.3f s, %.2fx\n",
-                t->train_s, train_floor, ratio, split, t->infer_s, infer_floor,
-                t->infer_s / infer_floor);
+                "training step: median %.3f s; %s; inference: median %.3f s, floor %.3f s, "
+                "%.2fx\n",
+                t->train_s, split, t->infer_s, infer_floor, t->infer_s / infer_floor);
     if (md)
         fprintf(md,
-                "\nTraining step: median %.3f s, floor %.3f s, %.2fx the floor; %s; inference: "
-                "median %.3f s, floor %.3f s, %.2fx.\n",
-                t->train_s, train_floor, ratio, split, t->infer_s, infer_floor,
-                t->infer_s / infer_floor);
-    return ratio;
+                "\nTraining step: median %.3f s; %s; inference: median %.3f s, floor %.3f s, "
+                "%.2fx.\n",
+                t->train_s, split, t->infer_s, infer_floor, t->infer_s / infer_floor);
+    return t->step_floor_ratio;
 }
 
 static void cpu_name(char *buf, size_t size) {
@@ -930,6 +975,7 @@ static void git_commit(char *buf, size_t size) {
 static mr_bench_times median_times(const mr_bench_times *t, int n) {
     double train[RATIO_ROUNDS], infer[RATIO_ROUNDS], infer_all[RATIO_ROUNDS], rss[RATIO_ROUNDS];
     double bf16[RATIO_ROUNDS], bf16_all[RATIO_ROUNDS];
+    double step_ceiling[RATIO_ROUNDS], step_floor[RATIO_ROUNDS];
     for (int i = 0; i < n; i++) {
         if (!t[i].ok) return (mr_bench_times){0};
         train[i] = t[i].train_s;
@@ -938,6 +984,8 @@ static mr_bench_times median_times(const mr_bench_times *t, int n) {
         rss[i] = t[i].rss_mb;
         bf16[i] = t[i].infer_bf16_s;
         bf16_all[i] = t[i].infer_all_bf16_s;
+        step_ceiling[i] = t[i].step_ceiling;
+        step_floor[i] = t[i].step_floor_ratio;
     }
     double train_s = median(train, n);
     /* The rest (profiles, counts, kernels) from the round whose training step is the median. */
@@ -951,6 +999,8 @@ static mr_bench_times median_times(const mr_bench_times *t, int n) {
     m.rss_mb = median(rss, n);
     m.infer_bf16_s = median(bf16, n);
     m.infer_all_bf16_s = median(bf16_all, n);
+    m.step_ceiling = median(step_ceiling, n);
+    m.step_floor_ratio = median(step_floor, n);
     return m;
 }
 
@@ -1240,16 +1290,17 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
     char *sections = NULL;
     size_t sections_len = 0;
     FILE *sec = o->markdown ? open_memstream(&sections, &sections_len) : NULL;
-    double floor_ratio[2] = {NAN, NAN};
-    /* Measured again now, in case the machine was busy at the start: the floor takes the higher. */
+    double floor_ratio[2] = {NAN, NAN}, floor_run_ratio[2] = {NAN, NAN};
+    /* Measured again now, in case the machine was busy at the start: the run's floor takes the
+     * higher. */
     const double first_ceiling = ceiling, again = sgemm_ceiling((int)o->repeats);
-    fprintf(out, "\nsgemm ceiling measured again: %.1f GFLOPS; the floor below uses %.1f\n", again,
-            fmax(ceiling, again));
+    fprintf(out, "\nsgemm ceiling measured again: %.1f GFLOPS; the run's floor below uses %.1f\n",
+            again, fmax(ceiling, again));
     ceiling = fmax(ceiling, again);
     for (int i = 0; i < (m->n_cases > 1 ? 2 : 1); i++) {
         char name[64];
         snprintf(name, sizeof name, "R%d-FPN %dx%d", cases[i].depth, cases[i].side, cases[i].side);
-        floor_ratio[i] = floor_table(name, &m->ours[i], ceiling, out, sec);
+        floor_ratio[i] = floor_table(name, &m->ours[i], ceiling, out, sec, &floor_run_ratio[i]);
     }
     bf16_trained_check(out, sec);
     if (!o->quick) {
@@ -1268,7 +1319,7 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
              "infer_same_kernel_ratio=%.3f train_equal_work_1024_ratio=%.3f "
              "infer_equal_work_1024_ratio=%.3f train_same_network_ratio=%.3f "
              "infer_same_network_ratio=%.3f train_same_network_1024_ratio=%.3f "
-             "infer_same_network_1024_ratio=%.3f",
+             "infer_same_network_1024_ratio=%.3f floor_run_ratio=%.3f floor_1024_run_ratio=%.3f",
              ratio(ours[0].train_s, torch[0].train_s), ratio(ours[0].infer_s, torch[0].infer_s),
              ratio(ours[0].rss_mb, torch[0].rss_mb), eff,
              m->n_cases > 1 ? ratio(ours[1].train_s, torch[1].train_s) : (double)NAN,
@@ -1279,7 +1330,7 @@ mr_status mr_bench_run(const mr_bench_options *o, FILE *out) {
              ratio(ours[0].infer_s, ours[0].infer_bf16_s), m->same_kernel[0],
              m->same_kernel_infer[0], m->equal.train[1], m->equal.infer[1],
              m->same_network.train[0], m->same_network.infer[0], m->same_network.train[1],
-             m->same_network.infer[1]);
+             m->same_network.infer[1], floor_run_ratio[0], floor_run_ratio[1]);
     if (o->markdown) append_markdown(o->markdown, m, ceiling, first_ceiling, eff, sections, ratios);
     free(sections);
     free(m);

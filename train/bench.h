@@ -29,6 +29,9 @@ typedef struct {
     int bf16_compared, bf16_held;
     /* mrcnn only: one step's time and matrix-product FLOPs by layer group, mean of the runs */
     mr_profile train_prof, infer_prof;
+    /* mrcnn only: the sgemm ceiling measured just before each timed training step (GFLOPS), and
+     * each step's time over its floor at that ceiling: medians over the steps */
+    double step_ceiling, step_floor_ratio;
     char kernel[200]; /* torchvision only: the CPU kernels torch ended up with */
     int ok;           /* 0: the measurement failed or was not made */
 } mr_bench_times;
