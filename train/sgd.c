@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/util.h"
+
 static bool decays(const mr_param *q) {
     /* Matterport: every trainable weight whose name has neither "gamma" nor "beta". */
     return !q->frozen && !strstr(q->name, "gamma") && !strstr(q->name, "beta");
@@ -41,28 +43,38 @@ static inline float decayed(float g, float w, bool decay, float scale) {
 
 /* The block's sums of squares of the gradient with its decay term (g + scale * w where the
  * weight decays) and of the weights. Nothing is written: the update recomputes the same float
- * sum, so this pass over the largest buffers only reads. Four running sums, element k in sum
- * k % 4: the loops over whole groups of four keep that order and vectorise, the tail finishes. */
-static block_sums decay_and_sum(const float *restrict g, const float *restrict w, int64_t n,
-                                bool decay, float scale) {
-    double gs[4] = {0}, ws[4] = {0};
+ * sum, so this pass over the largest buffers only reads. SUM_LANES running sums, element k in sum
+ * k % SUM_LANES: the loops over whole groups keep that order and vectorise into independent
+ * chains of additions (with four, one chain's latency held the pass at 30 ms of ResNet-50's 44
+ * million parameters on a busy machine, against 18 ms with sixteen), the tail finishes; every
+ * clone adds in that order, so the bits do not depend on the CPU either. */
+enum { SUM_LANES = 16 };
+
+MR_CLONED static block_sums decay_and_sum(const float *restrict g, const float *restrict w,
+                                          int64_t n, bool decay, float scale) {
+    double gs[SUM_LANES] = {0}, ws[SUM_LANES] = {0};
     int64_t k = 0;
     if (decay)
-        for (; k + 4 <= n; k += 4)
-            for (int j = 0; j < 4; j++) {
+        for (; k + SUM_LANES <= n; k += SUM_LANES)
+            for (int j = 0; j < SUM_LANES; j++) {
                 float gd = decayed(g[k + j], w[k + j], true, scale);
                 ws[j] += (double)w[k + j] * (double)w[k + j];
                 gs[j] += (double)gd * (double)gd;
             }
     else
-        for (; k + 4 <= n; k += 4)
-            for (int j = 0; j < 4; j++) gs[j] += (double)g[k + j] * (double)g[k + j];
+        for (; k + SUM_LANES <= n; k += SUM_LANES)
+            for (int j = 0; j < SUM_LANES; j++) gs[j] += (double)g[k + j] * (double)g[k + j];
     for (; k < n; k++) {
         float gd = decayed(g[k], w[k], decay, scale);
-        if (decay) ws[k & 3] += (double)w[k] * (double)w[k];
-        gs[k & 3] += (double)gd * (double)gd;
+        if (decay) ws[k % SUM_LANES] += (double)w[k] * (double)w[k];
+        gs[k % SUM_LANES] += (double)gd * (double)gd;
     }
-    return (block_sums){(gs[0] + gs[1]) + (gs[2] + gs[3]), (ws[0] + ws[1]) + (ws[2] + ws[3])};
+    block_sums total = {0.0, 0.0};
+    for (int j = 0; j < SUM_LANES; j++) {
+        total.grad_sq += gs[j];
+        total.weight_sq += ws[j];
+    }
+    return total;
 }
 
 void mr_sgd_step(mr_params *p, const mr_sgd *opt, mr_sgd_report *report) {
