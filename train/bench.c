@@ -324,7 +324,7 @@ void mr_bench_model(int depth, int side, int repeats, mr_bench_times *res) {
     for (int r = 0; r <= repeats; r++) {
         if (r > 0) {
             /* The machine's ceiling just before each timed step, for the step's distance from
-             * its floor: on a shared machine the peak moves by a third within one bench, so a
+             * its floor: on a shared machine the peak moves by half within one bench, so a
              * ceiling measured minutes away weighs the host as much as the code. Measured in
              * the arena, whose pages the steps have made resident already, so that the peak RSS
              * stays the step's own. */
