@@ -679,6 +679,14 @@ Test(train, progress_line_fits_80_columns_at_any_size) {
     mr_progress_line(line, sizeof line, &shorter);
     cr_assert_str_eq(line, "epoch 3/30 51/60 loss 1.42 rpn .21/.33 head .18/- mask .29 2.1s/step "
                            "ETA 47m");
+    shorter.per_step = 0.0414; /* a small model's step: in milliseconds, not "0.0s" */
+    mr_progress_line(line, sizeof line, &shorter);
+    cr_assert_str_eq(line, "epoch 3/30 51/60 loss 1.42 rpn .21/.33 head .18/- mask .29 41ms/step "
+                           "ETA 47m");
+    shorter.per_step = 0.9996; /* rounds to a second, not to "1000ms" */
+    mr_progress_line(line, sizeof line, &shorter);
+    cr_assert_str_eq(line, "epoch 3/30 51/60 loss 1.42 rpn .21/.33 head .18/- mask .29 1.0s/step "
+                           "ETA 47m");
     usual.tty = true;
     mr_progress_line(line, sizeof line, &usual);
     cr_assert_str_eq(line, "epoch 30/30 [#####.....] loss 1.42 rpn .21/.33 head .18/- mask .29 "
