@@ -1699,10 +1699,10 @@ mr_status mr_annotations_load(const char *path, const mr_load_options *opt, mr_a
     }
     if (st == MR_OK && ld.first_error != MR_OK) {
         if (out->report.n_errors > 1)
-            st = mr_fail(ld.first_error,
-                         "%s (and %lld more errors; mrcnn check-data lists them all)",
-                         ld.first_error_text ? ld.first_error_text : "error",
-                         (long long)(out->report.n_errors - 1));
+            st = mr_fail(
+                ld.first_error, "%s (and %lld more error%s; mrcnn check-data lists them all)",
+                ld.first_error_text ? ld.first_error_text : "error",
+                (long long)(out->report.n_errors - 1), out->report.n_errors > 2 ? "s" : "");
         else
             st = mr_fail(ld.first_error, "%s", ld.first_error_text ? ld.first_error_text : "error");
     }

@@ -312,6 +312,17 @@ Test(annotations, bad_class_lists) {
     expect(p, &o, MR_ERR_ARG, "class 2 is empty", NULL);
 }
 
+Test(annotations, bad_two_errors_name_the_second_in_the_singular) {
+    const char *p = via_regions("[{\"shape_attributes\": {\"name\": \"rect\", \"x\": \"1\"}},"
+                                " {\"shape_attributes\": 3}]");
+    mr_annotations a;
+    cr_assert_eq(mr_annotations_load(p, &no_images, &a), MR_ERR_FORMAT);
+    cr_assert(strstr(mr_last_error(), "region 0") && strstr(mr_last_error(), "(and 1 more error;"),
+              "%s", mr_last_error());
+    cr_assert_eq(a.report.n_errors, 2);
+    mr_annotations_free(&a);
+}
+
 Test(annotations, bad_errors_are_all_collected) {
     const char *p = via_regions("[{\"shape_attributes\": {\"name\": \"rect\", \"x\": \"1\"}},"
                                 " {\"shape_attributes\": 3},"
