@@ -246,3 +246,38 @@ Test(cli, runs_the_kernel_this_cpu_calls_for) {
     version_kernel("", out, sizeof out, kernel);
     cr_assert_str_eq(in_process, kernel, "tests and `mrcnn` run one kernel: %s", out);
 }
+
+/* `mrcnn demo` from another folder finds configs/tiny.json beside the executable it was built as,
+ * and reads its config before it writes anything: a missing one costs no images. */
+Test(cli, demo_runs_from_any_folder_and_reads_its_config_first, .timeout = 300) {
+    const char *env = getenv("MRCNN_BIN");
+    char bin[4096];
+    cr_assert_not_null(realpath(env && access(env, X_OK) == 0 ? env : "build/mrcnn", bin));
+    const char *dir = temp_dir("demo");
+    char cmd[9000], path[4200];
+    static char out[1 << 16];
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' demo --out d --images 10 --epochs 1", dir, bin);
+    cr_assert_eq(run_shell(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "\ndone.\n"), "%s", out);
+    snprintf(path, sizeof path, "%s/d/run", dir);
+    char ckpt[4400];
+    cr_assert_eq(mr_checkpoint_find_latest(path, ckpt, sizeof ckpt, NULL), MR_OK, "%s",
+                 mr_last_error());
+
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' demo --out d2 --config nowhere.json", dir, bin);
+    cr_assert_eq(run_shell(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert(!strncmp(last_line(out), "mrcnn demo: ", 12) && strstr(out, "nowhere.json"), "%s",
+              out);
+    snprintf(path, sizeof path, "%s/d2", dir);
+    cr_assert_neq(access(path, F_OK), 0, "the demo wrote %s before reading its config", path);
+
+    /* An executable away from the mrcnn folder, run away from it too: one line, nothing written. */
+    snprintf(cmd, sizeof cmd,
+             "mkdir '%s/bin' && cp '%s' '%s/bin/mrcnn' && cd '%s' && bin/mrcnn demo --out d3", dir,
+             bin, dir, dir);
+    cr_assert_eq(run_shell(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert(!strncmp(last_line(out), "mrcnn demo: configs/tiny.json is found neither", 46), "%s",
+              out);
+    snprintf(path, sizeof path, "%s/d3", dir);
+    cr_assert_neq(access(path, F_OK), 0, "the demo wrote %s without a config", path);
+}

@@ -1,22 +1,51 @@
 /* `mrcnn demo`: the README's first command. Generates a synthetic breast-ultrasound set, trains
  * configs/tiny.json on it from random weights, scores the model on the validation images, predicts
  * on them, and prints where the overlays and the training report are. */
+#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../data/synth.h"
 #include "../train/checkpoint.h"
+#include "../train/config.h"
 #include "../train/evaluate.h"
 #include "../train/export.h"
 #include "../train/trainer.h"
 #include "cli.h"
 
+#define DEFAULT_CONFIG "configs/tiny.json"
+
+/* The demo's config: the one given, else configs/tiny.json from the current folder or, when run
+ * from elsewhere, from the mrcnn folder the executable was built in (build/mrcnn). False, with
+ * one line said, when there is none. */
+static bool find_config(const char *given, char *path, size_t size) {
+    if (given) {
+        snprintf(path, size, "%s", given);
+        return true;
+    }
+    snprintf(path, size, "%s", DEFAULT_CONFIG);
+    if (access(path, R_OK) == 0) return true;
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len > 0) {
+        self[len] = '\0';
+        snprintf(path, size, "%s/../%s", dirname(self), DEFAULT_CONFIG);
+        if (access(path, R_OK) == 0) return true;
+    }
+    fprintf(stderr,
+            "mrcnn demo: %s is found neither in this folder nor beside the mrcnn executable (%s); "
+            "run the demo from the mrcnn folder or give --config\n",
+            DEFAULT_CONFIG, len > 0 ? path : "its path unknown");
+    return false;
+}
+
 int cmd_demo(int argc, char **argv) {
-    const char *out = "demo", *config = "configs/tiny.json";
+    const char *out = "demo", *given = NULL;
     long images = 160, epochs = 0;
     mr_opt opts[] = {{"--out", MR_OPT_PATH, &out, "output folder (default demo)"},
-                     {"--config", MR_OPT_PATH, &config, "config (default configs/tiny.json)"},
+                     {"--config", MR_OPT_PATH, &given, "config (default " DEFAULT_CONFIG ")"},
                      {"--images", MR_OPT_INT, &images, "synthetic images (default 160)"},
                      {"--epochs", MR_OPT_INT, &epochs, "override the config's EPOCHS"}};
     static const mr_cli_help help = {"demo", "[--out DIR] [--config C] [--images N] [--epochs N]",
@@ -28,6 +57,13 @@ int cmd_demo(int argc, char **argv) {
         fprintf(stderr, "mrcnn demo: --images must be 10..100000 and --epochs positive\n");
         return 2;
     }
+    /* The config is read before anything is written, so a bad one costs nothing. */
+    char config[4200];
+    mr_config checked;
+    if (!find_config(given, config, sizeof config)) return 2;
+    mr_config_defaults(&checked);
+    mr_status st = mr_config_load(config, &checked);
+    if (st != MR_OK) return mr_exit_code(st);
     char data[1024], run[1024], predictions[1024], val[1100], ckpt[1200];
     snprintf(data, sizeof data, "%s/data", out);
     snprintf(run, sizeof run, "%s/run", out);
@@ -42,8 +78,7 @@ int cmd_demo(int argc, char **argv) {
     o.n_images = (int)images;
     o.size = 128;
     o.seed = 1;
-    mr_status st = mr_synth_write(&o);
-    if (st != MR_OK) return mr_exit_code(st);
+    if ((st = mr_synth_write(&o)) != MR_OK) return mr_exit_code(st);
 
     printf("2/4 training %s from random weights (progress on stderr)\n", config);
     fflush(stdout);
