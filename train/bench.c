@@ -860,9 +860,9 @@ static double floor_table(const char *name, const mr_bench_times *t, double ceil
         train_products += tp->product_seconds[g][0] + tp->product_seconds[g][1];
         infer_sum += ip->seconds[g][0] + ip->seconds[g][1];
     }
-    const double ipeak = ceiling * 1e9, peak = t->step_ceiling * 1e9;
-    double train_floor = profile_flops(tp) / peak, infer_floor = profile_flops(ip) / ipeak;
-    double run_floor = profile_flops(tp) / ipeak;
+    const double run_peak = ceiling * 1e9, peak = t->step_ceiling * 1e9;
+    double train_floor = profile_flops(tp) / peak, infer_floor = profile_flops(ip) / run_peak;
+    double run_floor = profile_flops(tp) / run_peak;
     *run_ratio = run_floor > 0 ? t->train_s / run_floor : (double)NAN;
     if (out)
         fprintf(out,
@@ -905,7 +905,7 @@ static double floor_table(const char *name, const mr_bench_times *t, double ceil
             snprintf(pm, sizeof pm, "%.1f", 1e3 * prod);
             snprintf(sp, sizeof sp, "%.0f%%", 100.0 * (tf / peak) / prod);
         }
-        if (iflops > 0) snprintf(ix, sizeof ix, "%.2f", inf / (iflops / ipeak));
+        if (iflops > 0) snprintf(ix, sizeof ix, "%.2f", inf / (iflops / run_peak));
         snprintf(fw, sizeof fw, "%.1f", 1e3 * fwd);
         snprintf(bw, sizeof bw, "%.1f", 1e3 * bwd);
         const char *label = total ? "step" : mr_group_name((mr_group)g);

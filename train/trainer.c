@@ -463,11 +463,12 @@ void mr_progress_line(char *out, size_t size, const mr_progress *p) {
                      mean_text(m[4], sizeof m[4], p->value[3]),
                      mean_text(m[5], sizeof m[5], p->value[4]));
         char per_step[32] = "";
-        /* Small models step in milliseconds, which "0.0s/step" would hide. */
-        if (detail == 2 && p->per_step < 0.995)
-            snprintf(per_step, sizeof per_step, " %.0fms/step", p->per_step * 1000.0);
-        else if (detail == 2)
-            snprintf(per_step, sizeof per_step, " %.1fs/step", p->per_step);
+        if (detail == 2) { /* small models step in milliseconds, which "0.0s/step" would hide */
+            if (p->per_step < 0.995)
+                snprintf(per_step, sizeof per_step, " %.0fms/step", p->per_step * 1000.0);
+            else
+                snprintf(per_step, sizeof per_step, " %.1fs/step", p->per_step);
+        }
         if (p->tty)
             snprintf(out, size, "epoch %d/%d [%s] %s ETA %s", p->epoch, p->epochs, bar, losses,
                      eta);
