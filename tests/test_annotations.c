@@ -636,11 +636,19 @@ Test(annotations, check_data_prints_the_report) {
     cr_assert(strstr(out, "instances: 4"), "%s", out);
     cr_assert(strstr(out, "Human"), "%s", out);
     cr_assert(strstr(out, "box size: width 34.0-312.0 px, height 24.0-227.0 px"), "%s", out);
+    cr_assert(strstr(out, "problems: 0 errors, 0 warnings"), "%s", out);
 
     snprintf(args, sizeof args, "check-data --data '%s' --classes swan,plato", path);
     cr_assert_eq(run_mrcnn(args, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "error: ") && strstr(out, "unknown class 'Socrates'"), "%s", out);
     cr_assert(strstr(out, "unknown class 'Hemlock'"), "%s", out); /* every problem */
+    cr_assert(strstr(out, "problems: 2 errors, 0 warnings"), "%s", out);
+
+    /* One problem is counted in the singular. */
+    snprintf(args, sizeof args, "check-data --data '%s' --classes Bird,Human --attribute type",
+             path);
+    cr_assert_eq(run_mrcnn(args, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "problems: 1 error, 0 warnings"), "%s", out);
 }
 
 /* A VIA annotations file is read one image entry at a time (data/via_json.c), so memory does not

@@ -435,8 +435,8 @@ static void print_set(FILE *out, const mr_data_check_set *s, const mr_config *cf
             (long long)r->n_rejected);
     fprintf(out, "clipped: %lld points in %lld regions reaching outside their image\n",
             (long long)r->n_clipped_points, (long long)r->n_clipped_regions);
-    fprintf(out, "problems: %lld errors, %lld warnings\n", (long long)r->n_errors,
-            (long long)r->n_warnings);
+    fprintf(out, "problems: %lld error%s, %lld warning%s\n", (long long)r->n_errors,
+            r->n_errors == 1 ? "" : "s", (long long)r->n_warnings, r->n_warnings == 1 ? "" : "s");
     for (int64_t i = 0; i < r->n_issues; i++)
         fprintf(out, "%s: %s\n", r->issues[i].level == MR_ISSUE_ERROR ? "error" : "warning",
                 r->issues[i].text);
