@@ -116,6 +116,19 @@ Test(cli, errors_name_the_verb) {
     cr_assert(strstr(out, "did you mean check-data?"), "%s", out);
 }
 
+/* `mrcnn help` lists the verbs and `mrcnn help VERB` is `mrcnn VERB --help`, a misspelt verb
+ * getting its did-you-mean there too. */
+Test(cli, help_verb_shows_a_verbs_options) {
+    static char out[1 << 16], direct[1 << 16];
+    cr_assert_eq(run_mrcnn("help", out, sizeof out), 0, "%s", out);
+    cr_assert(strstr(out, "usage: mrcnn VERB") && strstr(out, "\n  evaluate "), "%s", out);
+    cr_assert_eq(run_mrcnn("evaluate --help", direct, sizeof direct), 0, "%s", direct);
+    cr_assert_eq(run_mrcnn("help evaluate", out, sizeof out), 0, "%s", out);
+    cr_assert_str_eq(out, direct);
+    cr_assert_eq(run_mrcnn("help evalute", out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "mrcnn: unknown verb 'evalute'; did you mean evaluate?"), "%s", out);
+}
+
 /* The README's verb table lists every verb `mrcnn --help` does. */
 Test(cli, readme_lists_every_verb) {
     char out[1 << 14];

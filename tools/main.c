@@ -30,7 +30,8 @@ static const verb verbs[] = {
 };
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: mrcnn VERB [options]   (mrcnn VERB --help for its options)\n\nverbs:\n");
+    fprintf(out, "usage: mrcnn VERB [options]   (mrcnn help VERB, or mrcnn VERB --help, for its "
+                 "options)\n\nverbs:\n");
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         fprintf(out, "  %-12s %s\n", verbs[i].name, verbs[i].summary);
 }
@@ -40,6 +41,16 @@ int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
+    }
+    /* `mrcnn help VERB` is `mrcnn VERB --help`, as git and the like have it. */
+    char *help_argv[3];
+    if (!strcmp(argv[1], "help")) {
+        if (argc < 3) {
+            usage(stdout);
+            return 0;
+        }
+        help_argv[0] = argv[0], help_argv[1] = argv[2], help_argv[2] = "--help";
+        argc = 3, argv = help_argv;
     }
     if (!strcmp(argv[1], "--version")) {
         printf("mrcnn %s\n%s\n", MR_VERSION, mr_runtime_blas_desc());
