@@ -116,6 +116,20 @@ Test(cli, errors_name_the_verb) {
     cr_assert(strstr(out, "did you mean check-data?"), "%s", out);
 }
 
+/* A verb run without what it needs says what is missing and where its options are. */
+Test(cli, a_bare_verb_points_to_its_help) {
+    static char out[1 << 14];
+    for (int i = 0; i < N_VERBS; i++) {
+        if (!strcmp(verbs[i], "demo") || !strcmp(verbs[i], "bench")) continue; /* they run */
+        char want[128];
+        cr_assert_eq(run_mrcnn(verbs[i], out, sizeof out), 2, "%s: %s", verbs[i], out);
+        snprintf(want, sizeof want, "mrcnn %s: ", verbs[i]);
+        cr_assert(!strncmp(last_line(out), want, strlen(want)), "%s: %s", verbs[i], out);
+        snprintf(want, sizeof want, "(see mrcnn %s --help)", verbs[i]);
+        cr_assert(strstr(last_line(out), want), "%s: %s", verbs[i], out);
+    }
+}
+
 /* `mrcnn help` lists the verbs and `mrcnn help VERB` is `mrcnn VERB --help`, a misspelt verb
  * getting its did-you-mean there too. */
 Test(cli, help_verb_shows_a_verbs_options) {

@@ -39,7 +39,7 @@ int cmd_anchors(int argc, char **argv) {
     if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
     if (!config_path) {
-        fprintf(stderr, "mrcnn anchors: --config FILE is required\n");
+        fprintf(stderr, "mrcnn anchors: --config FILE is required (see mrcnn anchors --help)\n");
         return 2;
     }
     if (restarts < 1 || restarts > 1000) {

@@ -71,7 +71,7 @@ int cmd_evaluate(int argc, char **argv) {
                         : !strcmp(split, "all")   ? MR_DATA_ALL
                                                   : (mr_data_part)-1;
     if (!weights == !predictions) {
-        bad = "give --weights FILE or --predictions DIR (one of them)";
+        bad = "give --weights FILE or --predictions DIR, one of them (see mrcnn evaluate --help)";
     } else if (predictions && !config_path) {
         bad = "--predictions needs --config (class names, thresholds)";
     } else if (predictions && bf16) {

@@ -51,7 +51,8 @@ int cmd_export(int argc, char **argv) {
     if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
     if (!weights || !out) {
-        fprintf(stderr, "mrcnn export: --weights FILE and --out FILE are required\n");
+        fprintf(stderr, "mrcnn export: --weights FILE and --out FILE are required "
+                        "(see mrcnn export --help)\n");
         return 2;
     }
     if (!strcmp(format, "onnx"))

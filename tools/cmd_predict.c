@@ -105,7 +105,7 @@ int cmd_predict(int argc, char **argv) {
     }
     if (!weights || !out || positional.count == 0) {
         fprintf(stderr, "mrcnn predict: --weights FILE, --out DIR and at least one image or "
-                        "folder are required\n");
+                        "folder are required (see mrcnn predict --help)\n");
         code = 2;
     } else if (!isnan(threshold) && !(threshold >= 0.0 && threshold <= 1.0)) {
         fprintf(stderr, "mrcnn predict: --threshold must be between 0 and 1, got %g\n", threshold);

@@ -14,7 +14,7 @@ int cmd_summary(int argc, char **argv) {
     int code = 0;
     if (!mr_parse_args(&help, argc, argv, opts, 1, NULL, &code)) return code;
     if (!config_path) {
-        fprintf(stderr, "mrcnn summary: --config FILE is required\n");
+        fprintf(stderr, "mrcnn summary: --config FILE is required (see mrcnn summary --help)\n");
         return 2;
     }
     mr_config cfg;

@@ -53,7 +53,8 @@ int cmd_train(int argc, char **argv) {
         return code;
     mr_log_set_verbosity(quiet, false); /* --quiet: warnings and errors only */
     if (!config && !resume) {
-        fprintf(stderr, "mrcnn train: --config FILE is required (or --resume RUN_DIR)\n");
+        fprintf(stderr, "mrcnn train: --config FILE is required, or --resume RUN_DIR "
+                        "(see mrcnn train --help)\n");
         return 2;
     }
     if (resume && (config || weights || out)) {
