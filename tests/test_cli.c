@@ -136,6 +136,8 @@ Test(cli, help_verb_shows_a_verbs_options) {
     static char out[1 << 16], direct[1 << 16];
     cr_assert_eq(run_mrcnn("help", out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "usage: mrcnn VERB") && strstr(out, "\n  evaluate "), "%s", out);
+    cr_assert_eq(run_mrcnn("help help", direct, sizeof direct), 0, "%s", direct);
+    cr_assert_str_eq(direct, out);
     cr_assert_eq(run_mrcnn("evaluate --help", direct, sizeof direct), 0, "%s", direct);
     cr_assert_eq(run_mrcnn("help evaluate", out, sizeof out), 0, "%s", out);
     cr_assert_str_eq(out, direct);

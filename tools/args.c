@@ -18,6 +18,11 @@ void mr_cli_set_verb(const char *verb) {
     current_verb = verb;
 }
 
+int mr_cli_missing(const char *what) {
+    fprintf(stderr, "mrcnn %s: %s (see mrcnn %s --help)\n", current_verb, what, current_verb);
+    return 2;
+}
+
 static void print_usage(FILE *out, const mr_cli_help *h, const mr_opt *opts, int n_opts) {
     fprintf(out, "usage: mrcnn %s %s\n", h->verb, h->usage);
     int width = 18;

@@ -75,6 +75,10 @@ const char *mr_cli_closest_option(const char *name, const mr_opt *opts, int n_op
 /* The verb being run (main.c sets it), for the "mrcnn VERB: " prefix of mr_exit_code. */
 void mr_cli_set_verb(const char *verb);
 
+/* A command line without what the verb needs: says `what` as one line,
+ * "mrcnn VERB: WHAT (see mrcnn VERB --help)", and returns 2, the exit code for bad arguments. */
+int mr_cli_missing(const char *what);
+
 /* --data, --image-root and --val-split: every verb that reads data (train, check-data,
  * evaluate, anchors) declares them through MR_CLI_DATA_OPTS, so they are named, explained and
  * understood the same way everywhere (train/data_source.h). */

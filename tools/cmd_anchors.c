@@ -38,10 +38,7 @@ int cmd_anchors(int argc, char **argv) {
     int code = 0;
     if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
-    if (!config_path) {
-        fprintf(stderr, "mrcnn anchors: --config FILE is required (see mrcnn anchors --help)\n");
-        return 2;
-    }
+    if (!config_path) return mr_cli_missing("--config FILE is required");
     if (restarts < 1 || restarts > 1000) {
         fprintf(stderr, "mrcnn anchors: --restarts must be 1..1000, got %ld\n", restarts);
         return 2;

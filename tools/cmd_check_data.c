@@ -38,11 +38,8 @@ int cmd_check_data(int argc, char **argv) {
     int code = 0;
     if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
-    if (!d.data && !config) {
-        fprintf(stderr, "mrcnn check-data: --data PATH or a --config with DATASET is required "
-                        "(see mrcnn check-data --help)\n");
-        return 2;
-    }
+    if (!d.data && !config)
+        return mr_cli_missing("--data PATH or a --config with DATASET is required");
 
     mr_config *cfg = malloc(sizeof *cfg);
     if (!cfg) return mr_exit_code(mr_fail(MR_ERR_NOMEM, "out of memory"));

@@ -70,9 +70,9 @@ int cmd_evaluate(int argc, char **argv) {
                         : !strcmp(split, "train") ? MR_DATA_TRAIN
                         : !strcmp(split, "all")   ? MR_DATA_ALL
                                                   : (mr_data_part)-1;
-    if (!weights == !predictions) {
-        bad = "give --weights FILE or --predictions DIR, one of them (see mrcnn evaluate --help)";
-    } else if (predictions && !config_path) {
+    if (!weights == !predictions)
+        return mr_cli_missing("give --weights FILE or --predictions DIR, one of them");
+    if (predictions && !config_path) {
         bad = "--predictions needs --config (class names, thresholds)";
     } else if (predictions && bf16) {
         bad = "--bf16 runs a model: it goes with --weights, not --predictions";

@@ -50,11 +50,7 @@ int cmd_export(int argc, char **argv) {
     int code = 0;
     if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
-    if (!weights || !out) {
-        fprintf(stderr, "mrcnn export: --weights FILE and --out FILE are required "
-                        "(see mrcnn export --help)\n");
-        return 2;
-    }
+    if (!weights || !out) return mr_cli_missing("--weights FILE and --out FILE are required");
     if (!strcmp(format, "onnx"))
         return export_onnx(weights, config, out, fp16, no_fold, allow_damaged);
     mr_export_options eo = {.half = fp16, .no_fold = no_fold, .allow_damaged = allow_damaged};

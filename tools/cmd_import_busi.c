@@ -26,11 +26,7 @@ int cmd_import_busi(int argc, char **argv) {
     int code = 0;
     if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
-    if (!src || !out) {
-        fprintf(stderr, "mrcnn import-busi: --src DIR and --out DIR are required "
-                        "(see mrcnn import-busi --help)\n");
-        return 2;
-    }
+    if (!src || !out) return mr_cli_missing("--src DIR and --out DIR are required");
     if (seed < 0 || min_px < 1 || min_px > 1000000000) {
         fprintf(stderr, "mrcnn import-busi: --seed must be >= 0 and --min-pixels >= 1\n");
         return 2;

@@ -36,11 +36,9 @@ int cmd_inspect(int argc, char **argv) {
         return code;
     }
     if (positional.count + (weights != NULL) != 1) {
-        fprintf(stderr, "mrcnn inspect: give exactly one weights file, as FILE or --weights FILE "
-                        "(see mrcnn inspect --help)\n");
         free((void *)exclude.items);
         free((void *)positional.items);
-        return 2;
+        return mr_cli_missing("give exactly one weights file, as FILE or --weights FILE");
     }
     const char *path = weights ? weights : positional.items[0];
     /* Damage is reported after everything else was printed: the listing and the load report

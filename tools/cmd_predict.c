@@ -104,9 +104,8 @@ int cmd_predict(int argc, char **argv) {
         return code;
     }
     if (!weights || !out || positional.count == 0) {
-        fprintf(stderr, "mrcnn predict: --weights FILE, --out DIR and at least one image or "
-                        "folder are required (see mrcnn predict --help)\n");
-        code = 2;
+        code = mr_cli_missing("--weights FILE, --out DIR and at least one image or folder are "
+                              "required");
     } else if (!isnan(threshold) && !(threshold >= 0.0 && threshold <= 1.0)) {
         fprintf(stderr, "mrcnn predict: --threshold must be between 0 and 1, got %g\n", threshold);
         code = 2;

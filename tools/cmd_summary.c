@@ -13,10 +13,7 @@ int cmd_summary(int argc, char **argv) {
                                      "mrcnn summary --config configs/tiny.json\n"};
     int code = 0;
     if (!mr_parse_args(&help, argc, argv, opts, 1, NULL, &code)) return code;
-    if (!config_path) {
-        fprintf(stderr, "mrcnn summary: --config FILE is required (see mrcnn summary --help)\n");
-        return 2;
-    }
+    if (!config_path) return mr_cli_missing("--config FILE is required");
     mr_config cfg;
     mr_config_defaults(&cfg);
     mr_status st = mr_config_load(config_path, &cfg);

@@ -59,10 +59,7 @@ int cmd_synth(int argc, char **argv) {
     int code = 0;
     if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
-    if (!out) {
-        fprintf(stderr, "mrcnn synth: --out DIR is required (see mrcnn synth --help)\n");
-        return 2;
-    }
+    if (!out) return mr_cli_missing("--out DIR is required");
     mr_synth_preset p;
     if (!mr_synth_preset_from_name(preset, &p)) {
         fprintf(stderr, "mrcnn synth: --preset must be standard or hard, got '%s'\n", preset);

@@ -52,11 +52,7 @@ int cmd_train(int argc, char **argv) {
     if (!mr_parse_args(&help, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, &code))
         return code;
     mr_log_set_verbosity(quiet, false); /* --quiet: warnings and errors only */
-    if (!config && !resume) {
-        fprintf(stderr, "mrcnn train: --config FILE is required, or --resume RUN_DIR "
-                        "(see mrcnn train --help)\n");
-        return 2;
-    }
+    if (!config && !resume) return mr_cli_missing("--config FILE is required, or --resume RUN_DIR");
     if (resume && (config || weights || out)) {
         fprintf(stderr, "mrcnn train: --resume continues a run with its own config and weights; "
                         "drop --config/--weights/--out\n");

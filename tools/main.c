@@ -45,7 +45,7 @@ int main(int argc, char **argv) {
     /* `mrcnn help VERB` is `mrcnn VERB --help`, as git and the like have it. */
     char *help_argv[3];
     if (!strcmp(argv[1], "help")) {
-        if (argc < 3) {
+        if (argc < 3 || !strcmp(argv[2], "help")) {
             usage(stdout);
             return 0;
         }
